@@ -1,0 +1,1 @@
+"""The HTTP surface: FastAPI routes and the one error handler."""

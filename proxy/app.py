@@ -1,0 +1,99 @@
+"""The application factory and its lifespan: where real collaborators are built and closed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from proxy.analysis import Analyzer
+from proxy.api.routes import build_router, error_response
+from proxy.audit import AuditLog
+from proxy.audit.sqlite import SQLiteAuditLog
+from proxy.auth import SchemeRouter
+from proxy.auth.oidc import OIDCAuthenticator
+from proxy.clock import Clock, system_clock
+from proxy.errors import CypherGateError
+from proxy.gateway import Gateway
+from proxy.graph import GraphExecutor, Neo4jGraph
+from proxy.policy import OPAPolicyEngine, PolicyEngine
+from proxy.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The collaborators of the request path; tests may pass fakes at these seams."""
+
+    authenticator: SchemeRouter
+    policy: PolicyEngine
+    graph: GraphExecutor
+    audit: AuditLog
+
+
+def create_app(
+    settings: Settings, services: Services | None = None, *, clock: Clock = system_clock
+) -> FastAPI:
+    """Build the gateway application; real services are opened by the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            chosen = services or await _open_services(settings, clock, stack)
+            gateway = Gateway(
+                authenticator=chosen.authenticator,
+                analyzer=Analyzer(chosen.graph, max_entries=settings.neo4j.analysis_cache_size),
+                policy=chosen.policy,
+                graph=chosen.graph,
+                audit=chosen.audit,
+                clock=clock,
+                default_timeout_s=settings.neo4j.default_timeout_s,
+            )
+            readiness = {
+                "neo4j": chosen.graph.check_ready,
+                "opa": chosen.policy.check_ready,
+                "identity": chosen.authenticator.check_ready,
+                "audit": chosen.audit.check_ready,
+            }
+            app.state.gateway = gateway
+            app.state.readiness = readiness
+            yield
+
+    app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(build_router(max_body_bytes=settings.server.max_body_bytes))
+
+    @app.exception_handler(CypherGateError)
+    async def _handle(request: Request, error: Exception) -> JSONResponse:
+        if not isinstance(error, CypherGateError):  # Starlette only routes ours here
+            raise error
+        return error_response(request, error)
+
+    return app
+
+
+async def _open_services(settings: Settings, clock: Clock, stack: AsyncExitStack) -> Services:
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
+    authenticator = SchemeRouter(
+        {
+            "Bearer": OIDCAuthenticator(
+                settings.auth.oidc,
+                http,
+                clock,
+                leeway_s=settings.auth.leeway_s,
+                max_token_bytes=settings.auth.max_token_bytes,
+            )
+        }
+    )
+    audit = SQLiteAuditLog(settings.audit.path, max_batch=settings.audit.max_batch)
+    await audit.open()
+    stack.push_async_callback(audit.close)
+    policy = OPAPolicyEngine(settings.opa)
+    await policy.open()
+    stack.push_async_callback(policy.close)
+    graph = Neo4jGraph(settings.neo4j)
+    await graph.open()
+    stack.push_async_callback(graph.close)
+    return Services(authenticator=authenticator, policy=policy, graph=graph, audit=audit)

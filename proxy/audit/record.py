@@ -1,0 +1,153 @@
+"""The audit record and its hash chain.
+
+Invariant, stated once and checked by :func:`verify_chain`:
+
+* every record is a JSON object with ``v`` (format version, now 1), ``seq`` (1, 2, 3, ... with
+  no gap) and ``prev_hash`` (the ``hash`` of record ``seq - 1``; for ``seq`` 1 the genesis value
+  of 64 zeros), plus the fields of :class:`AuditEvent`;
+* its canonical form is UTF-8 JSON with keys sorted, no insignificant white space, no floats and
+  no NaN (so any implementation can reproduce it byte for byte);
+* its ``hash`` is the lowercase hex SHA-256 of that canonical form.
+
+Altering, removing or reordering any record therefore breaks the chain at that record.
+Hashes are compared with :func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+RECORD_VERSION = 1
+GENESIS_HASH = "0" * 64
+
+EventKind = Literal["decision", "outcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """What happened to one request, at one step. The log adds ``v``, ``seq`` and ``prev_hash``.
+
+    A request leaves one ``decision`` event, written before anything runs. If it was allowed,
+    its ``status`` is ``None`` (pending) and an ``outcome`` event follows once Neo4j answered.
+    A refused request (authentication, bad input, policy) has its final ``status`` on the
+    decision event and no outcome event.
+    """
+
+    event: EventKind
+    time: str
+    request_id: str
+    client: str | None
+    principal: dict[str, str] | None
+    database: str | None
+    statement: str | None
+    statement_sha256: str | None
+    query_type: str | None
+    decision: dict[str, Any] | None
+    access_mode: str | None
+    status: int | None
+    error: dict[str, str] | None
+    rows: int | None
+    latency_us: int | None
+
+    @property
+    def dag(self) -> str | None:
+        return self.principal.get("dag") if self.principal else None
+
+    @property
+    def verdict(self) -> str:
+        """``allow`` when the policy allowed the request, otherwise ``deny``."""
+        return "allow" if self.decision and self.decision.get("allow") is True else "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRecord:
+    """A record as stored: its canonical body and the hash of that body."""
+
+    seq: int
+    body: str
+    hash: str
+
+
+def utc_timestamp(seconds: float) -> str:
+    """RFC 3339 UTC with microseconds, as the audit log writes times."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def statement_digest(statement: str) -> str:
+    """SHA-256 of a statement's UTF-8 text."""
+    return hashlib.sha256(statement.encode("utf-8")).hexdigest()
+
+
+def canonical(document: dict[str, Any]) -> str:
+    """The canonical JSON form; see the module docstring."""
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def digest(body: str) -> str:
+    """Hex SHA-256 of a canonical body."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def seal(event: AuditEvent, *, seq: int, prev_hash: str) -> SealedRecord:
+    """Give ``event`` its place in the chain."""
+    document = asdict(event)
+    if any(isinstance(value, float) for value in document.values()):
+        raise ValueError("audit records hold no floats: their text form is not canonical")
+    document.update(v=RECORD_VERSION, seq=seq, prev_hash=prev_hash)
+    body = canonical(document)
+    return SealedRecord(seq=seq, body=body, hash=digest(body))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    """The first record at which a chain stops verifying, and why."""
+
+    seq: int
+    why: str
+
+    def __str__(self) -> str:
+        return f"record {self.seq}: {self.why}"
+
+
+def verify_chain(records: Iterable[SealedRecord]) -> Iterator[int | ChainProblem]:
+    """Check records in storage order; yields each good ``seq``, then a problem if one is found.
+
+    Stops at the first problem, since everything after it is unverifiable.
+    """
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    for record in records:
+        problem = _check(record, expected_seq, prev_hash)
+        if problem is not None:
+            yield problem
+            return
+        yield record.seq
+        expected_seq = record.seq + 1
+        prev_hash = record.hash
+
+
+def _check(record: SealedRecord, expected_seq: int, prev_hash: str) -> ChainProblem | None:
+    if record.seq != expected_seq:
+        why = "missing" if record.seq > expected_seq else "out of order"
+        return ChainProblem(expected_seq, f"{why} (found record {record.seq} in its place)")
+    if not hmac.compare_digest(digest(record.body), record.hash):
+        return ChainProblem(record.seq, "content does not match its hash (record altered)")
+    try:
+        document = json.loads(record.body)
+    except ValueError:
+        return ChainProblem(record.seq, "body is not JSON")
+    if not isinstance(document, dict) or document.get("seq") != record.seq:
+        return ChainProblem(record.seq, "sequence number in the body differs (records swapped)")
+    if not hmac.compare_digest(str(document.get("prev_hash", "")), prev_hash):
+        return ChainProblem(
+            record.seq, "does not link to the previous record (removed or reordered)"
+        )
+    return None

@@ -1,0 +1,54 @@
+"""Authentication: turning a request's credential into a verified :class:`Principal`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from proxy.errors import AuthenticationFailed
+from proxy.principal import Principal
+
+
+class Authenticator(Protocol):
+    """Verifies one kind of credential.
+
+    Contract: return a :class:`Principal` only for a credential that verified completely;
+    raise :class:`AuthenticationFailed` (with a ``reason`` for the audit log) for anything else.
+    Never log or echo the credential.
+    """
+
+    async def authenticate(self, credentials: str) -> Principal: ...
+
+    async def check_ready(self) -> None:
+        """Raise if the authenticator cannot verify credentials right now."""
+        ...
+
+
+class SchemeRouter:
+    """Sends the ``Authorization`` header to the authenticator registered for its scheme."""
+
+    def __init__(self, by_scheme: Mapping[str, Authenticator]) -> None:
+        self._by_scheme = {scheme.lower(): auth for scheme, auth in by_scheme.items()}
+
+    @property
+    def schemes(self) -> list[str]:
+        """The schemes offered in ``WWW-Authenticate``."""
+        return sorted(self._by_scheme)
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        """Verify the header value; no header is a 401, like any bad credential."""
+        if authorization is None or not authorization.strip():
+            raise AuthenticationFailed(reason="missing_credential")
+        scheme, _, credentials = authorization.strip().partition(" ")
+        authenticator = self._by_scheme.get(scheme.lower())
+        if authenticator is None:
+            raise AuthenticationFailed(reason="unsupported_scheme")
+        credentials = credentials.strip()
+        if not credentials:
+            raise AuthenticationFailed(reason="empty_credential")
+        return await authenticator.authenticate(credentials)
+
+    async def check_ready(self) -> None:
+        """Raise if any authenticator is not ready."""
+        for authenticator in self._by_scheme.values():
+            await authenticator.check_ready()

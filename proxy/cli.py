@@ -1,0 +1,239 @@
+"""The ``cyphergate`` command line: parsing and printing only; the work is library code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from proxy.audit.record import ChainProblem
+from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.settings import load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cyphergate`` script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+    serve.set_defaults(handler=_serve)
+
+    audit = commands.add_parser("audit", help="verify and query the audit log")
+    audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
+    verify = audit_commands.add_parser("verify", help="check the hash chain of the audit log")
+    _log_source(verify)
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.set_defaults(handler=_audit_verify)
+    query = audit_commands.add_parser("query", help="list audit records")
+    _log_source(query)
+    query.add_argument("--dag", help="only this DAG")
+    query.add_argument("--decision", choices=("allow", "deny"), help="only allowed or denied")
+    query.add_argument("--database", help="only this database")
+    query.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
+    query.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    query.add_argument("--limit", type=int, help="at most this many records")
+    query.add_argument("--format", choices=("table", "json"), default="table")
+    query.set_defaults(handler=_audit_query)
+
+    devstack = commands.add_parser("devstack", help="the local stack of real services")
+    devstack_commands = devstack.add_subparsers(required=True, metavar="ACTION")
+    for name, help_text in (
+        ("install", "install Neo4j, OPA and the OIDC provider into the cache"),
+        ("up", "start the stack (and with --with-gateway, the gateway)"),
+        ("down", "stop everything the stack started"),
+        ("status", "describe the running stack"),
+        ("token", "print a fresh access token for a demo DAG"),
+    ):
+        sub = devstack_commands.add_parser(name, help=help_text)
+        _stack_options(sub)
+        sub.set_defaults(handler=_devstack, action=name)
+        if name == "up":
+            sub.add_argument("--with-gateway", action="store_true")
+        if name == "status":
+            sub.add_argument("--format", choices=("text", "json"), default="text")
+        if name == "token":
+            sub.add_argument("--dag", required=True)
+
+    demo = commands.add_parser("demo", help="start the stack and walk through the request path")
+    _stack_options(demo)
+    demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _log_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="the gateway's configuration file")
+    source.add_argument("--log", type=Path, help="the audit log file itself")
+
+
+def _stack_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, default=Path(".devstack"), help="run folder")
+    parser.add_argument("--policies", type=Path, default=Path("policies"), help="policy folder")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from proxy.app import create_app
+
+    settings = load_settings(args.config)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def _audit_path(args: argparse.Namespace) -> Path:
+    if args.log is not None:
+        return Path(args.log)
+    return load_settings(args.config).audit.path
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    path = _audit_path(args)
+    with AuditReader(path) as reader:
+        total = reader.count()
+        checked = 0
+        problem: ChainProblem | None = None
+        for step in reader.verify():
+            if isinstance(step, ChainProblem):
+                problem = step
+                break
+            checked += 1
+            if args.format == "text" and total >= 100_000 and checked % 100_000 == 0:
+                print(f"  verified {checked:,} of {total:,} records", file=sys.stderr)
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "ok": problem is None,
+                    "records": total,
+                    "verified": checked,
+                    "problem": None
+                    if problem is None
+                    else {"seq": problem.seq, "why": problem.why},
+                }
+            )
+        )
+    elif problem is None:
+        print(f"OK: {checked} records, hash chain intact ({path})")
+    else:
+        print(f"FAILED: {problem} ({checked} records verified before it; {path})")
+    return 0 if problem is None else 1
+
+
+def _audit_query(args: argparse.Namespace) -> int:
+    flt = RecordFilter(
+        dag=args.dag,
+        verdict=args.decision,
+        database=args.database,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+    )
+    with AuditReader(_audit_path(args)) as reader:
+        records = list(reader.query(flt))
+    if args.format == "json":
+        for record in records:
+            print(json.dumps(_flat(record)))
+    else:
+        _print_table(_flat(r) for r in records)
+    return 0
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with the reviewer's most asked fields lifted to the top level."""
+    principal = record.get("principal") or {}
+    decision = record.get("decision") or {}
+    error = record.get("error") or {}
+    return {
+        **record,
+        "dag": principal.get("dag"),
+        "decision": "allow" if decision.get("allow") is True else "deny",
+        "reasons": decision.get("reasons") or ([error["reason"]] if error.get("reason") else []),
+        "decision_id": decision.get("decision_id"),
+    }
+
+
+def _print_table(records: Iterable[dict[str, Any]]) -> None:
+    columns = (
+        "seq",
+        "time",
+        "event",
+        "dag",
+        "database",
+        "decision",
+        "status",
+        "reasons",
+        "statement",
+    )
+    rows = [[_cell(record.get(column)) for column in columns] for record in records]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no records)")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    text = " ".join(str(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _devstack(args: argparse.Namespace) -> int:
+    from proxy.devstack.install import default_cache_dir
+    from proxy.devstack.stack import DevStack
+
+    stack = DevStack(args.dir, cache_dir=default_cache_dir(), policies_dir=args.policies)
+    if args.action == "install":
+        components = stack.install()
+        print(
+            json.dumps(
+                {
+                    "neo4j_classpath": components.neo4j_classpath,
+                    "opa": str(components.opa),
+                    "oidc": str(components.oidc_dir),
+                }
+            )
+        )
+    elif args.action == "up":
+        status = stack.up(with_gateway=args.with_gateway)
+        print(json.dumps(status, indent=2))
+    elif args.action == "down":
+        stopped = stack.down()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif args.action == "status":
+        status = stack.status()
+        print(json.dumps(status, indent=None if args.format == "json" else 2))
+    elif args.action == "token":
+        print(stack.token(args.dag))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from proxy.devstack.demo import run_demo
+
+    return run_demo(args.dir, args.policies, keep=args.keep)

@@ -1,0 +1,477 @@
+"""The local stack: real Neo4j, OPA, an OIDC provider and optionally the gateway, on loopback.
+
+Used by ``cyphergate devstack``, the demo, the test suite and the benchmarks alike. Everything
+lives in one run folder: a ``state.json`` (ports, process ids, generated credentials; readable
+by its owner only), each service's log, Neo4j's data and the gateway's configuration and audit
+log. Services are started in their own sessions so they outlive the command that started them;
+``down`` stops exactly the processes recorded in the state, after checking that each pid still
+runs the command line it was started with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+from authlib.integrations.requests_client import OAuth2Session
+from neo4j import GraphDatabase
+
+from proxy.devstack.install import Components, install_all
+
+AUDIENCE = "urn:cyphergate:gateway"
+OTHER_AUDIENCE = "urn:cyphergate:some-other-service"
+GATEWAY_NEO4J_USER = "cyphergate"
+DATABASE = "neo4j"
+START_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoClient:
+    """An OAuth client of the stack's OIDC provider, bound to one DAG by a server-side claim."""
+
+    client_id: str
+    dag_id: str
+    token_ttl_s: int = 300
+
+
+DEMO_CLIENTS = (
+    DemoClient("demo_reader", "demo_reader"),
+    DemoClient("demo_writer", "demo_writer"),
+    # A real DAG identity that the policies grant nothing: every request it makes is denied.
+    DemoClient("demo_unlisted", "demo_unlisted"),
+)
+
+
+class StackError(RuntimeError):
+    """A service of the stack failed to start; the message includes its log's tail."""
+
+
+@dataclass
+class _Process:
+    pid: int
+    command: list[str]
+    log: str
+
+
+@dataclass
+class StackState:
+    """What ``state.json`` holds."""
+
+    run_dir: str
+    ports: dict[str, int]
+    neo4j_password: str
+    gateway_password: str
+    clients: dict[str, dict[str, Any]]
+    processes: dict[str, _Process] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> StackState:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw["processes"] = {name: _Process(**p) for name, p in raw.get("processes", {}).items()}
+        return cls(**raw)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        path.chmod(0o600)
+
+
+class DevStack:
+    """Installs, starts, describes and stops the local stack in ``run_dir``."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        cache_dir: Path,
+        policies_dir: Path,
+        extra_clients: Sequence[DemoClient] = (),
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.run_dir = run_dir.resolve()
+        self.cache_dir = cache_dir
+        self.policies_dir = policies_dir.resolve()
+        self.clients = (*DEMO_CLIENTS, *extra_clients)
+        self._progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+        self._components: Components | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    def install(self) -> Components:
+        """Install every component (cached after the first time)."""
+        if self._components is None:
+            self._components = install_all(self.cache_dir, self._progress)
+        return self._components
+
+    def up(self, *, with_gateway: bool = False) -> dict[str, Any]:
+        """Start whatever is not running; return the status document."""
+        self.install()
+        state = self._load_or_create_state()
+        if not self._alive(state, "neo4j"):
+            self._start_neo4j(state)
+        for name in ("opa", "oidc"):
+            if not self._alive(state, name):
+                self.start_service(name, state)
+        if with_gateway and not self._alive(state, "gateway"):
+            self.start_service("gateway", state)
+        return self.status()
+
+    def down(self) -> list[str]:
+        """Stop every process this stack started; return their names."""
+        if not self.state_file.exists():
+            return []
+        state = StackState.load(self.state_file)
+        stopped = [name for name in list(state.processes) if self.stop_service(name, state)]
+        state.processes.clear()
+        state.save(self.state_file)
+        return stopped
+
+    def status(self) -> dict[str, Any]:
+        """The documented status document (see the README)."""
+        if not self.state_file.exists():
+            return {"running": False, "run_dir": str(self.run_dir)}
+        state = StackState.load(self.state_file)
+        ports = state.ports
+        document: dict[str, Any] = {
+            "running": all(self._alive(state, name) for name in ("neo4j", "opa", "oidc")),
+            "run_dir": str(self.run_dir),
+            "neo4j": {
+                "bolt_uri": f"bolt://127.0.0.1:{ports['neo4j_bolt']}",
+                "http_uri": f"http://127.0.0.1:{ports['neo4j_http']}",
+                "user": "neo4j",
+                "password": state.neo4j_password,
+                "database": DATABASE,
+                "gateway_user": GATEWAY_NEO4J_USER,
+            },
+            "opa": {"url": f"http://127.0.0.1:{ports['opa']}", "policies": str(self.policies_dir)},
+            "oidc": {
+                "issuer": self.issuer(state),
+                "token_endpoint": self.issuer(state) + "/token",
+                "audience": AUDIENCE,
+                "clients": sorted(state.clients),
+            },
+            "processes": {
+                name: {"pid": p.pid, "running": self._alive(state, name), "log": p.log}
+                for name, p in state.processes.items()
+            },
+        }
+        if self._alive(state, "gateway"):
+            document["gateway_url"] = f"http://127.0.0.1:{ports['gateway']}"
+            document["gateway_config"] = str(self.gateway_config_path)
+            document["audit_log"] = str(self.audit_path)
+        return document
+
+    # ----------------------------------------------------------------- credentials
+
+    def token(self, dag: str, *, audience: str = AUDIENCE) -> str:
+        """A fresh access token from the provider for the demo client bound to ``dag``."""
+        state = StackState.load(self.state_file)
+        for client_id, client in state.clients.items():
+            if client["dag_id"] == dag:
+                return self.client_token(client_id, audience=audience)
+        raise KeyError(f"no demo client is bound to DAG {dag!r}; known: {sorted(state.clients)}")
+
+    def client_token(self, client_id: str, *, audience: str = AUDIENCE) -> str:
+        """A fresh access token for one client, by the client-credentials grant."""
+        state = StackState.load(self.state_file)
+        client = state.clients[client_id]
+        with OAuth2Session(
+            client_id,
+            client["secret"],
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name
+        ) as oauth:
+            token = oauth.fetch_token(
+                self.issuer(state) + "/token",
+                grant_type="client_credentials",
+                resource=audience,
+                scope="cypher",
+            )
+        return str(token["access_token"])
+
+    def issuer(self, state: StackState | None = None) -> str:
+        state = state or StackState.load(self.state_file)
+        return f"http://127.0.0.1:{state.ports['oidc']}"
+
+    # ----------------------------------------------------------------- services
+
+    @property
+    def gateway_config_path(self) -> Path:
+        return self.run_dir / "gateway.toml"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.run_dir / "audit.sqlite3"
+
+    def start_service(self, name: str, state: StackState | None = None) -> None:
+        """(Re)start one of opa, oidc or gateway on its recorded port."""
+        state = state or StackState.load(self.state_file)
+        components = self.install()
+        ports = state.ports
+        if name == "opa":
+            command = [
+                str(components.opa),
+                "run",
+                "--server",
+                "--addr",
+                f"127.0.0.1:{ports['opa']}",
+                "--watch",
+                "--ignore",
+                "schemas",
+                "--log-level",
+                "error",
+                str(self.policies_dir),
+            ]
+            self._spawn(state, name, command)
+            self._wait_http(state, name, f"http://127.0.0.1:{ports['opa']}/health")
+        elif name == "oidc":
+            config = self.run_dir / "oidc.json"
+            config.write_text(json.dumps(self._oidc_config(state)), encoding="utf-8")
+            config.chmod(0o600)
+            command = ["node", str(components.oidc_dir / "server.mjs"), str(config)]
+            self._spawn(state, name, command, cwd=components.oidc_dir)
+            self._wait_http(state, name, self.issuer(state) + "/.well-known/openid-configuration")
+        elif name == "gateway":
+            self._write_gateway_config(state)
+            command = [
+                sys.executable,
+                "-m",
+                "proxy",
+                "serve",
+                "--config",
+                str(self.gateway_config_path),
+            ]
+            self._spawn(state, name, command)
+            self._wait_http(state, name, f"http://127.0.0.1:{ports['gateway']}/readyz")
+        else:
+            raise ValueError(f"unknown service {name!r}")
+        state.save(self.state_file)
+
+    def stop_service(self, name: str, state: StackState | None = None) -> bool:
+        """Stop one service if it is still the process we started; True if it was running."""
+        state = state or StackState.load(self.state_file)
+        process = state.processes.get(name)
+        if process is None or not self._alive(state, name):
+            return False
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and _running(process.pid):
+                time.sleep(0.1)
+            if _running(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(process.pid)
+        state.save(self.state_file)
+        return True
+
+    def _start_neo4j(self, state: StackState) -> None:
+        components = self.install()
+        data = self.run_dir / "neo4j-data"
+        shutil.rmtree(data, ignore_errors=True)  # the initial password is set on a fresh store
+        command = [
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseSerialGC",
+            "-cp",
+            components.neo4j_classpath,
+            "Neo4jLauncher",
+            str(state.ports["neo4j_bolt"]),
+            str(state.ports["neo4j_http"]),
+            str(data),
+        ]
+        self._spawn(state, "neo4j", command)
+        self._wait_log(state, "neo4j", "READY ")
+        self._set_up_neo4j_users(state)
+        state.save(self.state_file)
+
+    def _set_up_neo4j_users(self, state: StackState) -> None:
+        uri = f"bolt://127.0.0.1:{state.ports['neo4j_bolt']}"
+        with GraphDatabase.driver(uri, auth=("neo4j", "neo4j")) as driver:
+            driver.execute_query(
+                "ALTER CURRENT USER SET PASSWORD FROM 'neo4j' TO $new",
+                new=state.neo4j_password,
+                database_="system",
+            )
+        with GraphDatabase.driver(uri, auth=("neo4j", state.neo4j_password)) as driver:
+            driver.execute_query(
+                f"CREATE USER {GATEWAY_NEO4J_USER} IF NOT EXISTS "
+                "SET PASSWORD $password CHANGE NOT REQUIRED",
+                password=state.gateway_password,
+                database_="system",
+            )
+        secret = self.run_dir / "neo4j-gateway-password"
+        secret.write_text(state.gateway_password, encoding="utf-8")
+        secret.chmod(0o600)
+
+    def _oidc_config(self, state: StackState) -> dict[str, Any]:
+        return {
+            "issuer": self.issuer(state),
+            "port": state.ports["oidc"],
+            "audience": AUDIENCE,
+            "resources": [AUDIENCE, OTHER_AUDIENCE],
+            "keys_file": str(self.run_dir / "oidc-keys.json"),
+            "clients": [
+                {
+                    "client_id": cid,
+                    "client_secret": c["secret"],
+                    "dag_id": c["dag_id"],
+                    "token_ttl": c["token_ttl_s"],
+                }
+                for cid, c in state.clients.items()
+            ],
+        }
+
+    def _write_gateway_config(self, state: StackState) -> None:
+        config = {
+            "server": {"host": "127.0.0.1", "port": state.ports["gateway"]},
+            "neo4j": {
+                "uri": f"bolt://127.0.0.1:{state.ports['neo4j_bolt']}",
+                "user": GATEWAY_NEO4J_USER,
+                "password_file": str(self.run_dir / "neo4j-gateway-password"),
+            },
+            "opa": {"url": f"http://127.0.0.1:{state.ports['opa']}"},
+            "auth": {
+                "oidc": [
+                    {"issuer": self.issuer(state), "audiences": [AUDIENCE], "dag_claim": "dag_id"}
+                ],
+            },
+            "audit": {"path": str(self.audit_path)},
+        }
+        self.gateway_config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
+
+    def _load_or_create_state(self) -> StackState:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)
+        if self.state_file.exists():
+            state = StackState.load(self.state_file)
+            if all(c.client_id in state.clients for c in self.clients):
+                return state
+            self.down()
+        names = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "gateway")
+        state = StackState(
+            run_dir=str(self.run_dir),
+            ports=dict(zip(names, _free_ports(len(names)), strict=True)),
+            neo4j_password=secrets.token_urlsafe(18),
+            gateway_password=secrets.token_urlsafe(18),
+            clients={
+                c.client_id: {
+                    "dag_id": c.dag_id,
+                    "secret": secrets.token_urlsafe(24),
+                    "token_ttl_s": c.token_ttl_s,
+                }
+                for c in self.clients
+            },
+        )
+        state.save(self.state_file)
+        return state
+
+    def _spawn(
+        self, state: StackState, name: str, command: list[str], *, cwd: Path | None = None
+    ) -> None:
+        log = self.run_dir / f"{name}.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(  # noqa: S603 - our own command lines
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        state.processes[name] = _Process(pid=process.pid, command=command, log=str(log))
+        state.save(self.state_file)
+
+    def _alive(self, state: StackState, name: str) -> bool:
+        process = state.processes.get(name)
+        if process is None or not _running(process.pid):
+            return False
+        try:
+            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return [part.decode() for part in cmdline if part] == process.command
+
+    def _wait_log(self, state: StackState, name: str, marker: str) -> None:
+        process = state.processes[name]
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if marker in Path(process.log).read_text(encoding="utf-8", errors="replace"):
+                return
+            self._check_started(state, name)
+            time.sleep(0.2)
+        raise StackError(f"{name} did not start within {START_TIMEOUT_S:.0f} s" + _tail(process))
+
+    def _wait_http(self, state: StackState, name: str, url: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self._check_started(state, name)
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"{name} not ready at {url}" + _tail(state.processes[name]))
+
+    def _check_started(self, state: StackState, name: str) -> None:
+        if not self._alive(state, name):
+            raise StackError(f"{name} exited while starting" + _tail(state.processes[name]))
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours has exited
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _tail(process: _Process) -> str:
+    try:
+        lines = Path(process.log).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n--- last lines of " + process.log + " ---\n" + "\n".join(lines[-25:])

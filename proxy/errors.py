@@ -1,0 +1,130 @@
+"""The one error hierarchy of CypherGate.
+
+Every error a client can see is a :class:`CypherGateError`. The HTTP status and the
+Neo4j-style error code live on the class; the message is what the client reads, and it must
+never contain a token, a secret, the policy input or Neo4j internals. ``reason`` is a short,
+stable word for the audit log and the server's own logs; it is not sent to the client.
+
+Third-party exceptions are translated into these once, in the module that calls the library.
+"""
+
+from __future__ import annotations
+
+
+class CypherGateError(Exception):
+    """Base class: an error with an HTTP status and a Neo4j-style code."""
+
+    status: int = 500
+    code: str = "Neo.DatabaseError.General.UnknownError"
+    default_message: str = "The gateway failed to handle the request."
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        self.message = message or self.default_message
+        self.reason = reason or type(self).__name__
+        super().__init__(self.message)
+
+
+class BadRequest(CypherGateError):
+    """The request body is not a valid Query API request."""
+
+    status = 400
+    code = "Neo.ClientError.Request.Invalid"
+    default_message = "The request is not a valid Query API request."
+
+
+class PayloadTooLarge(CypherGateError):
+    """The request body is larger than the configured limit."""
+
+    status = 413
+    code = "Neo.ClientError.Request.Invalid"
+    default_message = "The request body is too large."
+
+
+class UnsupportedMediaType(CypherGateError):
+    """The request or the accepted response is in a format the gateway does not speak."""
+
+    status = 415
+    code = "Neo.ClientError.Request.Invalid"
+    default_message = "Only application/json request and response bodies are supported."
+
+
+class AuthenticationFailed(CypherGateError):
+    """No credential, or one that did not verify. The client learns nothing more."""
+
+    status = 401
+    code = "Neo.ClientError.Security.Unauthorized"
+    default_message = "Authentication failed."
+
+
+class PolicyDenied(CypherGateError):
+    """The policy refused the request; ``reasons`` are the policy's own words."""
+
+    status = 403
+    code = "Neo.ClientError.Security.Forbidden"
+    default_message = "The policy does not allow this request."
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        detail = ", ".join(reasons) if reasons else "no grant matched"
+        super().__init__(f"Denied by policy: {detail}.", reason="policy_denied")
+
+
+class PolicyUnavailable(CypherGateError):
+    """OPA could not be asked, did not answer in time, or answered nonsense. Fails closed."""
+
+    status = 503
+    code = "Neo.TransientError.General.PolicyUnavailable"
+    default_message = "The policy engine is unavailable; nothing was executed."
+
+
+class AuditUnavailable(CypherGateError):
+    """The audit log could not be written, so nothing may run."""
+
+    status = 503
+    code = "Neo.TransientError.General.AuditUnavailable"
+    default_message = "The audit log is unavailable; nothing was executed."
+
+
+class DatabaseNotFound(CypherGateError):
+    """The database named in the URL does not exist."""
+
+    status = 404
+    code = "Neo.ClientError.Database.DatabaseNotFound"
+    default_message = "The database does not exist."
+
+
+class Neo4jClientError(CypherGateError):
+    """Neo4j refused the statement (syntax, unknown procedure, access mode, constraint...).
+
+    The code is Neo4j's own; the message is Neo4j's, which describes the caller's own statement.
+    """
+
+    status = 400
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message, reason=code)
+
+
+class GraphUnavailable(CypherGateError):
+    """Neo4j could not be reached or is restarting."""
+
+    status = 503
+    code = "Neo.TransientError.General.DatabaseUnavailable"
+    default_message = "Neo4j is unavailable."
+
+
+class GraphFailed(CypherGateError):
+    """Neo4j failed in a way that is not the caller's fault."""
+
+    status = 502
+    code = "Neo.DatabaseError.General.UnknownError"
+    default_message = "Neo4j failed to run the statement."
+
+
+class IdentityProviderUnavailable(CypherGateError):
+    """The token issuer's keys could not be fetched and none are cached."""
+
+    status = 503
+    code = "Neo.TransientError.General.IdentityProviderUnavailable"
+    default_message = "The identity provider is unavailable; try again later."

@@ -1,0 +1,227 @@
+"""The request path: authenticate, analyse, decide, audit, execute, audit.
+
+This is the spine of CypherGate and knows nothing of HTTP frameworks. Every request leaves
+exactly one audit trail: one ``decision`` event (written before anything runs), and for an
+allowed request one ``outcome`` event after Neo4j answered. If the decision event cannot be
+written, nothing runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from proxy.analysis import Analysis, Analyzer
+from proxy.audit import AuditLog
+from proxy.audit.record import AuditEvent, statement_digest, utc_timestamp
+from proxy.auth import SchemeRouter
+from proxy.clock import Clock
+from proxy.errors import AuditUnavailable, BadRequest, CypherGateError, PolicyDenied
+from proxy.graph import Execution, GraphExecutor, QueryResult
+from proxy.policy import AccessMode, Decision, PolicyEngine, policy_input
+from proxy.principal import Principal
+
+log = logging.getLogger(__name__)
+
+
+class QueryBody(BaseModel):
+    """The Query API v2 request body. Unknown fields (such as ``impersonatedUser``) are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    statement: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    includeCounters: StrictBool = False  # the Query API's own field names
+    accessMode: Literal["READ", "WRITE"] | None = None
+    bookmarks: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One incoming query request, as the HTTP layer hands it over."""
+
+    request_id: str
+    database: str
+    authorization: str | None
+    client: str | None
+    read_body: Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A successful result, and whether counters were asked for."""
+
+    result: QueryResult
+    include_counters: bool
+
+
+class Gateway:
+    """Runs the request path with its collaborators, each behind a Protocol."""
+
+    def __init__(
+        self,
+        *,
+        authenticator: SchemeRouter,
+        analyzer: Analyzer,
+        policy: PolicyEngine,
+        graph: GraphExecutor,
+        audit: AuditLog,
+        clock: Clock,
+        default_timeout_s: float,
+    ) -> None:
+        self._authenticator = authenticator
+        self._analyzer = analyzer
+        self._policy = policy
+        self._graph = graph
+        self._audit = audit
+        self._clock = clock
+        self._default_timeout_s = default_timeout_s
+
+    async def query(self, call: Call) -> Answer:
+        """Handle one query; raises :class:`CypherGateError` for every refusal or failure."""
+        started = self._clock()
+        trail = AuditEvent(
+            event="decision",
+            time=utc_timestamp(started),
+            request_id=call.request_id,
+            client=call.client,
+            principal=None,
+            database=call.database,
+            statement=None,
+            statement_sha256=None,
+            query_type=None,
+            decision=None,
+            access_mode=None,
+            status=None,
+            error=None,
+            rows=None,
+            latency_us=None,
+        )
+        try:
+            principal = await self._authenticator.authenticate(call.authorization)
+            trail = replace(trail, principal=principal.as_document())
+            body = _parse(await call.read_body())
+            trail = replace(
+                trail, statement=body.statement, statement_sha256=statement_digest(body.statement)
+            )
+            analysis = await self._analyzer.analyse(call.database, body.statement)
+            trail = replace(trail, query_type=analysis.query_type)
+            decision = await self._decide(principal, call.database, body, analysis)
+            trail = replace(trail, decision=decision.as_document())
+            if not decision.allow:
+                raise PolicyDenied(list(decision.reasons))
+        except CypherGateError as error:
+            await self._record(self._finished(trail, started, error=error))
+            raise
+        except Exception as exc:
+            internal = CypherGateError(reason=f"internal:{type(exc).__name__}")
+            log.exception("request %s failed inside the gateway", call.request_id)
+            await self._record(self._finished(trail, started, error=internal))
+            raise internal from exc
+
+        access_mode = _access_mode(analysis, decision, body.accessMode)
+        # Write-ahead: if this record cannot be written, AuditUnavailable ends the request here.
+        await self._record(replace(trail, access_mode=access_mode))
+        outcome = replace(trail, event="outcome", statement=None, access_mode=access_mode)
+        try:
+            result = await self._graph.run(
+                Execution(
+                    database=call.database,
+                    statement=body.statement,
+                    parameters=body.parameters,
+                    access_mode=access_mode,
+                    timeout_s=decision.timeout_s or self._default_timeout_s,
+                    metadata={
+                        "dag_id": principal.dag,
+                        "request_id": call.request_id,
+                        "decision_id": decision.decision_id,
+                    },
+                    bookmarks=tuple(body.bookmarks),
+                )
+            )
+        except CypherGateError as error:
+            await self._record_outcome(self._finished(outcome, started, error=error))
+            raise
+        except Exception as exc:
+            internal = CypherGateError(reason=f"internal:{type(exc).__name__}")
+            log.exception("request %s failed while running", call.request_id)
+            await self._record_outcome(self._finished(outcome, started, error=internal))
+            raise internal from exc
+        finished = self._finished(outcome, started, error=None)
+        await self._record_outcome(replace(finished, rows=len(result.values)))
+        return Answer(result=result, include_counters=body.includeCounters)
+
+    async def _decide(
+        self, principal: Principal, database: str, body: QueryBody, analysis: Analysis
+    ) -> Decision:
+        document = policy_input(
+            principal,
+            database=database,
+            statement=body.statement,
+            parameter_names=list(body.parameters),
+            requested_access_mode=body.accessMode,
+            analysis=analysis,
+        )
+        return await self._policy.decide(document)
+
+    def _finished(
+        self, event: AuditEvent, started: float, *, error: CypherGateError | None
+    ) -> AuditEvent:
+        now = self._clock()
+        latency_us = max(0, round((now - started) * 1_000_000))
+        if error is None:
+            return replace(event, time=utc_timestamp(now), status=200, latency_us=latency_us)
+        return replace(
+            event,
+            time=utc_timestamp(now),
+            status=error.status,
+            error={"code": error.code, "reason": error.reason},
+            latency_us=latency_us,
+        )
+
+    async def _record(self, event: AuditEvent) -> None:
+        try:
+            await self._audit.append(event)
+        except AuditUnavailable:
+            log.error("audit log unwritable; request %s refused", event.request_id)
+            raise
+        except Exception as exc:
+            raise AuditUnavailable(reason=f"audit_error:{type(exc).__name__}") from exc
+
+    async def _record_outcome(self, event: AuditEvent) -> None:
+        # The statement has already run (or failed) and its decision record is durable. Failing
+        # the response now would tell a client that a committed write did not happen, inviting a
+        # second one; so the outcome is logged as missing instead, and verify shows the gap.
+        try:
+            await self._record(event)
+        except AuditUnavailable:
+            log.error("outcome record for request %s could not be written", event.request_id)
+
+
+def new_request_id() -> str:
+    """A fresh request id."""
+    return str(uuid.uuid4())
+
+
+def _parse(raw: bytes) -> QueryBody:
+    try:
+        return QueryBody.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadRequest(f"Invalid request body: {problems}", reason="invalid_body") from None
+
+
+def _access_mode(
+    analysis: Analysis, decision: Decision, requested: AccessMode | None
+) -> AccessMode:
+    """The most restrictive of what Neo4j, the policy and the caller said."""
+    if analysis.is_read_only or decision.access_mode == "READ" or requested == "READ":
+        return "READ"
+    return "WRITE"

@@ -1,0 +1,141 @@
+"""The one settings object, read once at the edge (``cyphergate serve``) and passed down.
+
+Sources, highest priority first: ``CYPHERGATE_*`` environment variables (nested sections
+separated by ``__``, e.g. ``CYPHERGATE_OPA__URL``), then the TOML configuration file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# Algorithms a gateway may accept. Never "none", never HMAC: an HMAC key would be the issuer's
+# public key, which anyone can read.
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "EdDSA")
+_PLACEHOLDER_SECRETS = {"neo4j", "password", "changeme", "change-me", "secret"}
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
+
+
+class Neo4jSettings(BaseModel):
+    """How the gateway reaches Neo4j, with its own credential (never the caller's)."""
+
+    uri: str = "bolt://127.0.0.1:7687"
+    user: str = "cyphergate"
+    password: SecretStr | None = None
+    password_file: Path | None = Field(
+        default=None, description="A file holding the password (a mounted Kubernetes secret)."
+    )
+    default_timeout_s: float = Field(default=30.0, gt=0)
+    analysis_cache_size: int = Field(default=4096, ge=0)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> Neo4jSettings:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("set exactly one of neo4j.password and neo4j.password_file")
+        if self.password is not None:
+            _refuse_placeholder(self.password.get_secret_value())
+        return self
+
+    def read_password(self) -> str:
+        """The password, read now (a mounted secret file may have changed)."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is None:  # excluded by the validator
+            raise ValueError("no Neo4j password configured")
+        value = self.password_file.read_text(encoding="utf-8").strip()
+        _refuse_placeholder(value)
+        return value
+
+
+class OPASettings(BaseModel):
+    url: str = "http://127.0.0.1:8181"
+    package: str = "cyphergate.authz"
+    rule: str = "decision"
+    timeout_s: float = Field(default=1.0, gt=0, description="A slower answer is a denial (503).")
+
+
+class OIDCIssuerSettings(BaseModel):
+    """One trusted token issuer."""
+
+    issuer: str
+    audiences: list[str] = Field(min_length=1)
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"])
+    dag_claim: str = Field(default="dag_id", description="The verified claim naming the DAG.")
+    jwks_ttl_s: float = Field(default=300.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="An unknown key id refreshes the key set at most this often.",
+    )
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        bad = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if bad or not value:
+            raise ValueError(f"algorithms must be from {ASYMMETRIC_ALGORITHMS}, got {bad}")
+        return value
+
+
+class AuthSettings(BaseModel):
+    oidc: list[OIDCIssuerSettings] = Field(default_factory=list)
+    leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
+    max_token_bytes: int = Field(default=16 * 1024, gt=0)
+
+
+class AuditSettings(BaseModel):
+    path: Path = Path("cyphergate-audit.sqlite3")
+    max_batch: int = Field(default=256, gt=0, description="Records written in one commit at most.")
+
+
+class Settings(BaseSettings):
+    """Everything the gateway needs; nothing is read from the environment elsewhere."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CYPHERGATE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    neo4j: Neo4jSettings
+    opa: OPASettings = Field(default_factory=OPASettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - pydantic-settings' signature
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The configuration file arrives as init arguments; the environment overrides it.
+        return (env_settings, init_settings)
+
+
+def load_settings(config: Path | None = None) -> Settings:
+    """Build the settings from an optional TOML file and the environment; fail fast if wrong."""
+    values: dict[str, Any] = {}
+    if config is not None:
+        with config.open("rb") as handle:
+            values = tomllib.load(handle)
+    return Settings(**values)
+
+
+def _refuse_placeholder(value: str) -> None:
+    if value.lower() in _PLACEHOLDER_SECRETS or len(value) < 8:
+        raise ValueError("the Neo4j password is a placeholder or shorter than 8 characters")
