@@ -28,6 +28,9 @@ from proxy.principal import Principal
 
 log = logging.getLogger(__name__)
 
+# Neo4j's Query API answers a successful statement with 202 Accepted; so does the gateway.
+SUCCESS_STATUS = 202
+
 
 class QueryBody(BaseModel):
     """The Query API v2 request body. Unknown fields (such as ``impersonatedUser``) are refused."""
@@ -175,7 +178,9 @@ class Gateway:
         now = self._clock()
         latency_us = max(0, round((now - started) * 1_000_000))
         if error is None:
-            return replace(event, time=utc_timestamp(now), status=200, latency_us=latency_us)
+            return replace(
+                event, time=utc_timestamp(now), status=SUCCESS_STATUS, latency_us=latency_us
+            )
         return replace(
             event,
             time=utc_timestamp(now),

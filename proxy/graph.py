@@ -10,6 +10,7 @@ once.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -193,14 +194,29 @@ async def _translated_errors() -> AsyncIterator[None]:
         raise GraphFailed(reason=type(exc).__name__) from exc
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def _java_style_iso(text: str) -> str:
+    """Neo4j writes times as Java does: no trailing zeros in the fraction, ``Z`` for UTC."""
+    text = _FRACTION.sub(lambda m: "." + m[1].rstrip("0") if m[1].rstrip("0") else "", text, 1)
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def to_plain_json(value: Any) -> JSON:
     """A driver value in the Query API's plain JSON form."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    if isinstance(value, list | tuple):
-        return [to_plain_json(item) for item in value]
-    if isinstance(value, dict):
-        return {key: to_plain_json(item) for key, item in value.items()}
+    # Points and durations are tuples, so they come before lists.
+    if isinstance(value, neo4j_spatial.Point):
+        coordinates = " ".join(repr(float(c)) for c in value)
+        return f"SRID={value.srid};POINT{' Z' if len(value) == 3 else ''} ({coordinates})"
+    if isinstance(value, neo4j_time.Duration | neo4j_time.Date):
+        return value.iso_format()
+    if isinstance(value, neo4j_time.Time | neo4j_time.DateTime):
+        return _java_style_iso(value.iso_format())
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, neo4j_graph.Node):
         return {
             "elementId": value.element_id,
@@ -208,10 +224,12 @@ def to_plain_json(value: Any) -> JSON:
             "properties": to_plain_json(dict(value)),
         }
     if isinstance(value, neo4j_graph.Relationship):
+        start, end = value.start_node, value.end_node
         return {
             "elementId": value.element_id,
-            "startNodeElementId": value.start_node.element_id if value.start_node else None,
-            "endNodeElementId": value.end_node.element_id if value.end_node else None,
+            # A Node with no properties is falsy (it is a mapping), hence "is not None".
+            "startNodeElementId": None if start is None else start.element_id,
+            "endNodeElementId": None if end is None else end.element_id,
             "type": value.type,
             "properties": to_plain_json(dict(value)),
         }
@@ -222,13 +240,8 @@ def to_plain_json(value: Any) -> JSON:
                 items.append(to_plain_json(value.relationships[index - 1]))
             items.append(to_plain_json(node))
         return items
-    if isinstance(value, neo4j_spatial.Point):
-        coordinates = " ".join(repr(float(c)) for c in value)
-        return f"SRID={value.srid};POINT{' Z' if len(value) == 3 else ''} ({coordinates})"
-    if isinstance(value, neo4j_time.Date | neo4j_time.Time | neo4j_time.DateTime):
-        return value.iso_format()
-    if isinstance(value, neo4j_time.Duration):
-        return value.iso_format()
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, list | tuple):
+        return [to_plain_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_plain_json(item) for key, item in value.items()}
     return str(value)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from proxy.errors import CypherGateError, PayloadTooLarge, UnsupportedMediaType
-from proxy.gateway import Answer, Call, Gateway, new_request_id
+from proxy.gateway import SUCCESS_STATUS, Answer, Call, Gateway, new_request_id
 
 REQUEST_ID_HEADER = "X-CypherGate-Request-ID"
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -34,7 +34,9 @@ def build_router(*, max_body_bytes: int) -> APIRouter:
         )
         gateway: Gateway = request.app.state.gateway
         answer = await gateway.query(call)
-        return JSONResponse(_render(answer), headers={REQUEST_ID_HEADER: request_id})
+        return JSONResponse(
+            _render(answer), status_code=SUCCESS_STATUS, headers={REQUEST_ID_HEADER: request_id}
+        )
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:

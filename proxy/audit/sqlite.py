@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_time ON records (time);
 CREATE INDEX IF NOT EXISTS records_dag_time ON records (dag, time);
+CREATE INDEX IF NOT EXISTS records_request ON records (request_id);
 CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
@@ -193,6 +194,7 @@ class RecordFilter:
     """What a reviewer asks for; every field narrows the result."""
 
     dag: str | None = None
+    request_id: str | None = None
     verdict: str | None = None
     database: str | None = None
     since: str | None = None
@@ -248,6 +250,7 @@ class AuditReader:
         values: list[Any] = []
         for column, value, op in (
             ("dag", flt.dag, "="),
+            ("request_id", flt.request_id, "="),
             ("verdict", flt.verdict, "="),
             ("database", flt.database, "="),
             ("time", flt.since, ">="),

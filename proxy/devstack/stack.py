@@ -99,14 +99,18 @@ class DevStack:
         cache_dir: Path,
         policies_dir: Path,
         extra_clients: Sequence[DemoClient] = (),
+        gateway_overrides: dict[str, dict[str, Any]] | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.cache_dir = cache_dir
         self.policies_dir = policies_dir.resolve()
         self.clients = (*DEMO_CLIENTS, *extra_clients)
+        self._gateway_overrides = gateway_overrides or {}
         self._progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self._components: Components | None = None
+        # Handles of the processes this object started, so they are reaped (not left as zombies).
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -278,7 +282,11 @@ class DevStack:
                 os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        _reap(process.pid)
+        child = self._children.pop(process.pid, None)
+        if child is not None:
+            child.wait(timeout=10)
+        else:
+            _reap(process.pid)
         state.save(self.state_file)
         return True
 
@@ -341,7 +349,7 @@ class DevStack:
         }
 
     def _write_gateway_config(self, state: StackState) -> None:
-        config = {
+        config: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": state.ports["gateway"]},
             "neo4j": {
                 "uri": f"bolt://127.0.0.1:{state.ports['neo4j_bolt']}",
@@ -356,6 +364,8 @@ class DevStack:
             },
             "audit": {"path": str(self.audit_path)},
         }
+        for section, values in self._gateway_overrides.items():
+            config.setdefault(section, {}).update(values)
         self.gateway_config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
 
     def _load_or_create_state(self) -> StackState:
@@ -397,6 +407,7 @@ class DevStack:
                 cwd=cwd,
                 start_new_session=True,
             )
+        self._children[process.pid] = process
         state.processes[name] = _Process(pid=process.pid, command=command, log=str(log))
         state.save(self.state_file)
 

@@ -1,0 +1,64 @@
+"""Session fixtures: the real local stack (Neo4j, OPA, OIDC provider, gateway), started once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from neo4j import Driver, GraphDatabase
+
+from proxy.devstack.install import default_cache_dir
+from proxy.devstack.stack import DemoClient, DevStack
+
+REPO = Path(__file__).resolve().parent.parent
+SHORT_LIVED = DemoClient("short_lived_reader", "demo_reader", token_ttl_s=1)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """The devstack with the gateway, in a private run folder, stopped at the end."""
+    devstack = DevStack(
+        tmp_path_factory.mktemp("devstack"),
+        cache_dir=default_cache_dir(),
+        policies_dir=REPO / "policies",
+        extra_clients=[SHORT_LIVED],
+        # No clock-skew allowance, so a token that has expired is refused at once.
+        gateway_overrides={"auth": {"leeway_s": 0}},
+    )
+    try:
+        devstack.up(with_gateway=True)
+        yield devstack
+    finally:
+        devstack.down()
+
+
+@pytest.fixture(scope="session")
+def status(stack: DevStack) -> dict[str, Any]:
+    return stack.status()
+
+
+@pytest.fixture(scope="session")
+def neo4j_admin(status: dict[str, Any]) -> Iterator[Driver]:
+    """A direct, administrative connection to Neo4j, bypassing the gateway."""
+    neo4j = status["neo4j"]
+    with GraphDatabase.driver(neo4j["bolt_uri"], auth=(neo4j["user"], neo4j["password"])) as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+def gateway(status: dict[str, Any]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=status["gateway_url"], timeout=60.0) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def neo4j_http(status: dict[str, Any]) -> Iterator[httpx.Client]:
+    """Neo4j's own Query API, for comparing answers with the gateway's."""
+    neo4j = status["neo4j"]
+    with httpx.Client(
+        base_url=neo4j["http_uri"], auth=(neo4j["user"], neo4j["password"]), timeout=60.0
+    ) as client:
+        yield client

@@ -1,0 +1,442 @@
+"""The whole request path against the real Neo4j, OPA, OIDC provider and gateway process."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from neo4j import Driver
+
+from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.devstack.stack import AUDIENCE, OTHER_AUDIENCE, DevStack
+
+pytestmark = pytest.mark.integration
+
+QUERY = "/db/neo4j/query/v2"
+
+
+def post(
+    gateway: httpx.Client, token: str | None, body: Any, *, database: str = "neo4j"
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}".strip()} if token is not None else {}
+    return gateway.post(f"/db/{database}/query/v2", json=body, headers=headers)
+
+
+def records_of(stack: DevStack, response: httpx.Response) -> list[dict[str, Any]]:
+    request_id = response.headers["X-CypherGate-Request-ID"]
+    with AuditReader(stack.audit_path) as reader:
+        return list(reader.query(RecordFilter(request_id=request_id)))
+
+
+def count(neo4j_admin: Driver, label: str) -> int:
+    records, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS c")
+    return int(records[0]["c"])
+
+
+def marker() -> str:
+    return "T" + uuid.uuid4().hex[:12]
+
+
+# ----------------------------------------------------------------------------- allowed
+
+
+def test_allowed_read_returns_what_neo4j_returns(
+    stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    neo4j_admin.execute_query(
+        f"CREATE (a:`{label}` {{name: 'Ada', born: date('1815-12-10'), tags: ['x', 'y'],"
+        " at: datetime('2024-01-02T03:04:05.123Z'), where: point({x: 1.5, y: 2.5}),"
+        " score: 0.25, bits: 7})"
+        f"-[:KNOWS {{since: 1843}}]->(:`{label}` {{name: 'Charles'}})"
+    )
+    statements = [
+        "RETURN 1 AS one, 'two' AS two, 3.5 AS three, true AS t, null AS n, [1, [2]] AS l,"
+        " {a: {b: 1}} AS m",
+        f"MATCH (a:`{label}` {{name: 'Ada'}}) RETURN a",
+        f"MATCH (a:`{label}`)-[r:KNOWS]->(b) RETURN a.name, r, b.name",
+        f"MATCH p = (:`{label}`)-[:KNOWS]->(:`{label}`) RETURN p",
+        f"MATCH (a:`{label}` {{name: 'Ada'}}) RETURN a.born, a.at, a.where, a.tags, a.score",
+        "RETURN duration('P1Y2M3DT4H5M6.5S') AS d, localdatetime('2024-05-06T07:08:09') AS ldt,"
+        " time('10:11:12+01:00') AS t, point({latitude: 1, longitude: 2}) AS geo",
+        "UNWIND range(1, 5) AS x RETURN x, x * x AS square ORDER BY x",
+    ]
+    token = stack.token("demo_reader")
+    for statement in statements:
+        body = {"statement": statement, "includeCounters": True}
+        through = post(gateway, token, body)
+        direct = neo4j_http.post(QUERY, json=body)
+        assert through.status_code == direct.status_code == 202, (statement, through.text)
+        ours, theirs = through.json(), direct.json()
+        assert ours.pop("bookmarks") and theirs.pop("bookmarks")
+        assert ours == theirs, statement
+
+
+def test_parameters_are_passed_and_counters_reported(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    response = post(
+        gateway,
+        stack.token("demo_writer"),
+        {
+            "statement": f"CREATE (n:`{label}` {{name: $name, n: $n}}) RETURN n.name AS name",
+            "parameters": {"name": "Grace", "n": 3},
+            "includeCounters": True,
+        },
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["data"] == {"fields": ["name"], "values": [["Grace"]]}
+    assert body["counters"]["nodesCreated"] == 1
+    assert body["counters"]["propertiesSet"] == 2
+    assert count(neo4j_admin, label) == 1
+    decision, outcome = records_of(stack, response)
+    assert decision["event"] == "decision" and decision["decision"]["allow"] is True
+    assert decision["query_type"] == "rw" and decision["access_mode"] == "WRITE"
+    assert decision["status"] is None  # written before the statement ran
+    assert outcome["event"] == "outcome" and outcome["status"] == 202 and outcome["rows"] == 1
+    assert "Grace" not in str(decision) + str(outcome)  # parameter values are not logged
+
+
+def test_counters_only_when_asked(stack: DevStack, gateway: httpx.Client) -> None:
+    response = post(gateway, stack.token("demo_reader"), {"statement": "RETURN 1 AS x"})
+    assert response.status_code == 202
+    assert "counters" not in response.json()
+
+
+# ----------------------------------------------------------------------------- denied
+
+
+def test_read_only_dag_cannot_write(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    for statement in (
+        f"CREATE (:`{label}`)",
+        f"MERGE (:`{label}`)",
+        f"MATCH (n) WITH n LIMIT 1 CREATE (:`{label}`)",
+    ):
+        response = post(gateway, stack.token("demo_reader"), {"statement": statement})
+        assert response.status_code == 403, response.text
+        error = response.json()["errors"][0]
+        assert error["code"] == "Neo.ClientError.Security.Forbidden"
+        assert "write_not_granted" in error["message"]
+        (record,) = records_of(stack, response)
+        assert record["decision"]["allow"] is False
+        assert record["decision"]["reasons"] == ["write_not_granted"]
+        assert record["decision"]["decision_id"]
+        assert record["status"] == 403
+    assert count(neo4j_admin, label) == 0
+
+
+def test_read_only_dag_asking_for_write_mode_still_reads_only(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    response = post(
+        gateway, stack.token("demo_reader"), {"statement": "RETURN 1 AS x", "accessMode": "WRITE"}
+    )
+    assert response.status_code == 202
+    decision, _ = records_of(stack, response)
+    assert decision["access_mode"] == "READ"
+
+
+def test_dag_without_grant_is_denied(stack: DevStack, gateway: httpx.Client) -> None:
+    response = post(gateway, stack.token("demo_unlisted"), {"statement": "RETURN 1"})
+    assert response.status_code == 403
+    assert "dag_not_granted" in response.json()["errors"][0]["message"]
+    (record,) = records_of(stack, response)
+    assert record["principal"]["dag"] == "demo_unlisted"
+
+
+def test_writer_cannot_reach_another_database(stack: DevStack, gateway: httpx.Client) -> None:
+    response = post(
+        gateway, stack.token("demo_writer"), {"statement": "SHOW USERS"}, database="system"
+    )
+    assert response.status_code == 403
+    assert "database_not_granted:system" in response.json()["errors"][0]["message"]
+
+
+# ----------------------------------------------------------------------------- authentication
+
+
+def forged_token(issuer: str) -> str:
+    """A well-formed token for the right issuer and audience, signed by a key nobody trusts."""
+    key = RSAKey.generate_key(2048, parameters={"kid": "not-the-issuers-key"})
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "sub": "demo_writer",
+        "dag_id": "demo_writer",
+        "iat": now,
+        "exp": now + 300,
+    }
+    return jwt.encode({"alg": "RS256", "kid": "not-the-issuers-key"}, claims, key)
+
+
+def test_bad_credentials_get_401_and_never_reach_neo4j(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    expired = stack.client_token("short_lived_reader")
+    time.sleep(2.1)
+    cases = {
+        "no token": (None, "missing_credential"),
+        "empty bearer": ("", "empty_credential"),
+        "garbage": ("not.a.jwt", "malformed_token"),
+        "expired": (expired, "token_expired"),
+        "other audience": (stack.token("demo_writer", audience=OTHER_AUDIENCE), "invalid_aud"),
+        "unknown key": (forged_token(stack.issuer()), "unknown_key"),
+    }
+    for name, (token, reason) in cases.items():
+        response = post(gateway, token, {"statement": f"CREATE (:`{label}`)"})
+        assert response.status_code == 401, name
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.json() == {
+            "errors": [
+                {
+                    "code": "Neo.ClientError.Security.Unauthorized",
+                    "message": "Authentication failed.",
+                }
+            ]
+        }
+        (record,) = records_of(stack, response)
+        assert record["error"]["reason"] == reason, name
+        # Authentication failed before analysis: Neo4j was never asked about the statement.
+        assert record["query_type"] is None and record["principal"] is None
+    assert count(neo4j_admin, label) == 0
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_requests_get_neo4j_style_errors_and_are_audited(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    headers = {"Authorization": f"Bearer {stack.token('demo_reader')}"}
+    json_headers = {**headers, "Content-Type": "application/json"}
+    cases = [
+        (
+            "malformed JSON",
+            {"content": b"{not json", "headers": json_headers},
+            400,
+            "Neo.ClientError.Request.Invalid",
+        ),
+        (
+            "no statement",
+            {"json": {"parameters": {}}, "headers": headers},
+            400,
+            "Neo.ClientError.Request.Invalid",
+        ),
+        (
+            "unknown field",
+            {"json": {"statement": "RETURN 1", "impersonatedUser": "neo4j"}, "headers": headers},
+            400,
+            "Neo.ClientError.Request.Invalid",
+        ),
+        (
+            "oversized",
+            {"json": {"statement": "RETURN '" + "x" * 1_100_000 + "'"}, "headers": headers},
+            413,
+            "Neo.ClientError.Request.Invalid",
+        ),
+        (
+            "not JSON",
+            {"content": b"RETURN 1", "headers": {**headers, "Content-Type": "text/plain"}},
+            415,
+            "Neo.ClientError.Request.Invalid",
+        ),
+        (
+            "syntax error",
+            {"json": {"statement": "RETRN 1"}, "headers": headers},
+            400,
+            "Neo.ClientError.Statement.SyntaxError",
+        ),
+        (
+            "unknown procedure",
+            {"json": {"statement": "CALL no.such.proc()"}, "headers": headers},
+            400,
+            "Neo.ClientError.Procedure.ProcedureNotFound",
+        ),
+    ]
+    for name, request, status, code in cases:
+        response = gateway.post(QUERY, **request)
+        assert response.status_code == status, (name, response.text)
+        assert response.json()["errors"][0]["code"] == code, name
+        (record,) = records_of(stack, response)
+        assert record["status"] == status, name
+    response = gateway.post(
+        "/db/no_such_db/query/v2", json={"statement": "RETURN 1"}, headers=headers
+    )
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["code"] == "Neo.ClientError.Database.DatabaseNotFound"
+
+
+def test_constraint_violation_is_a_client_error(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    neo4j_admin.execute_query(f"CREATE CONSTRAINT FOR (n:`{label}`) REQUIRE n.id IS UNIQUE")
+    token = stack.token("demo_writer")
+    assert post(gateway, token, {"statement": f"CREATE (:`{label}` {{id: 1}})"}).status_code == 202
+    response = post(gateway, token, {"statement": f"CREATE (:`{label}` {{id: 1}})"})
+    assert response.status_code == 400
+    assert (
+        response.json()["errors"][0]["code"] == "Neo.ClientError.Schema.ConstraintValidationFailed"
+    )
+    _, outcome = records_of(stack, response)
+    assert outcome["error"]["code"] == "Neo.ClientError.Schema.ConstraintValidationFailed"
+    assert count(neo4j_admin, label) == 1
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+def test_opa_down_fails_closed(stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver) -> None:
+    label = marker()
+    token = stack.token("demo_writer")
+    stack.stop_service("opa")
+    try:
+        response = post(gateway, token, {"statement": f"CREATE (:`{label}`)"})
+        ready = gateway.get("/readyz")
+    finally:
+        stack.start_service("opa")
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["code"] == "Neo.TransientError.General.PolicyUnavailable"
+    assert count(neo4j_admin, label) == 0
+    (record,) = records_of(stack, response)
+    assert record["status"] == 503 and record["error"]["reason"].startswith("opa_")
+    assert ready.status_code == 503 and ready.json()["checks"]["opa"] == "unavailable"
+    assert post(gateway, token, {"statement": f"CREATE (:`{label}`)"}).status_code == 202
+
+
+def test_show_transactions_carries_the_dag(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    token = stack.token("demo_reader")
+    slow = "UNWIND range(1, 40000000) AS x WITH x WHERE x % 7 = 0 RETURN count(x) AS n"
+    responses: list[httpx.Response] = []
+    worker = threading.Thread(
+        target=lambda: responses.append(post(gateway, token, {"statement": slow}))
+    )
+    worker.start()
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while worker.is_alive() and time.monotonic() < deadline and not seen:
+        records, _, _ = neo4j_admin.execute_query(
+            "SHOW TRANSACTIONS YIELD currentQuery, metaData, username "
+            "WHERE currentQuery CONTAINS 'range(1, 40000000)' RETURN metaData, username"
+        )
+        seen = [dict(r) for r in records if r["metaData"]]
+        time.sleep(0.05)
+    worker.join()
+    assert seen, "the slow query was never seen running"
+    metadata = seen[0]["metaData"]
+    assert metadata["dag_id"] == "demo_reader"
+    assert seen[0]["username"] == "cyphergate"
+    (response,) = responses
+    assert response.status_code == 202
+    assert metadata["request_id"] == response.headers["X-CypherGate-Request-ID"]
+    decision, _ = records_of(stack, response)
+    assert metadata["decision_id"] == decision["decision"]["decision_id"]
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_audit_verify_names_the_record_with_one_changed_byte(
+    stack: DevStack, gateway: httpx.Client, tmp_path: Path
+) -> None:
+    post(gateway, stack.token("demo_reader"), {"statement": "RETURN 'tamper target' AS x"})
+    good = cli("audit", "verify", "--config", str(stack.gateway_config_path))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "hash chain intact" in good.stdout
+
+    copy = tmp_path / "audit.sqlite3"
+    with sqlite3.connect(stack.audit_path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    with sqlite3.connect(copy) as db:
+        (seq,) = db.execute(
+            "SELECT seq FROM records WHERE body LIKE '%tamper target%' ORDER BY seq LIMIT 1"
+        ).fetchone()
+        # The triggers refuse edits through SQLite; an attacker with the file drops them first.
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            db.execute("UPDATE records SET body = body WHERE seq = ?", (seq,))
+        db.execute("DROP TRIGGER records_no_update")
+        db.execute(
+            "UPDATE records SET body = replace(body, 'tamper target', 'tamper targes') "
+            "WHERE seq = ?",
+            (seq,),
+        )
+    bad = cli("audit", "verify", "--log", str(copy))
+    assert bad.returncode == 1
+    assert f"record {seq}: content does not match its hash" in bad.stdout
+
+
+def test_audit_query_filters_by_dag_and_decision(stack: DevStack, gateway: httpx.Client) -> None:
+    post(gateway, stack.token("demo_unlisted"), {"statement": "RETURN 1"})
+    result = cli(
+        "audit",
+        "query",
+        "--config",
+        str(stack.gateway_config_path),
+        "--dag",
+        "demo_unlisted",
+        "--decision",
+        "deny",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    import json
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows and all(r["dag"] == "demo_unlisted" and r["decision"] == "deny" for r in rows)
+    assert {"seq", "time", "dag", "database", "statement", "decision", "reasons"} <= set(rows[0])
+    table = cli(
+        "audit", "query", "--config", str(stack.gateway_config_path), "--dag", "demo_unlisted"
+    )
+    assert "dag_not_granted" in table.stdout and "SEQ" in table.stdout
+
+
+def test_readyz_and_healthz(gateway: httpx.Client) -> None:
+    assert gateway.get("/healthz").json() == {"status": "ok"}
+    ready = gateway.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"neo4j": "ok", "opa": "ok", "identity": "ok", "audit": "ok"}
+
+
+def test_devstack_status_documents_the_contract(status: dict[str, Any]) -> None:
+    for path in (
+        "neo4j.bolt_uri",
+        "neo4j.http_uri",
+        "neo4j.user",
+        "neo4j.password",
+        "opa.url",
+        "oidc.issuer",
+        "gateway_url",
+        "gateway_config",
+    ):
+        value: Any = status
+        for part in path.split("."):
+            value = value[part]
+        assert value, path
+    assert shutil.which("java")
