@@ -1,0 +1,20 @@
+# CypherGate gateway: a slim, non-root image. OPA runs beside it as a sidecar (see README).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proxy ./proxy
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN useradd --system --uid 10001 --home-dir /var/lib/cyphergate --create-home cyphergate
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER 10001
+WORKDIR /var/lib/cyphergate
+VOLUME ["/var/lib/cyphergate"]
+EXPOSE 8080
+ENV CYPHERGATE_SERVER__HOST=0.0.0.0 \
+    CYPHERGATE_AUDIT__PATH=/var/lib/cyphergate/audit.sqlite3
+ENTRYPOINT ["cyphergate", "serve"]
+CMD ["--config", "/etc/cyphergate/gateway.toml"]

@@ -1,0 +1,169 @@
+"""Benchmark: the same small read queries sent (a) straight to Neo4j's Query API and (b) through
+CypherGate, at 1 and 16 concurrent clients, in one run on the same local stack.
+
+Prints throughput, p50 and p99 latency for each, the ratios (b)/(a), and the gateway's peak
+resident memory. Every server is on 127.0.0.1; every loop is bounded by a request count.
+
+    .venv/bin/python benchmarks/request_path.py [--requests 2000] [--concurrency 1 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from neo4j import GraphDatabase
+
+from proxy.devstack.install import default_cache_dir
+from proxy.devstack.stack import DemoClient, DevStack
+
+REPO = Path(__file__).resolve().parent.parent
+STATEMENTS = (
+    "MATCH (i:BenchItem {id: $id}) RETURN i.name AS name",
+    "MATCH (i:BenchItem) WHERE i.id < $id RETURN count(i) AS n",
+    "RETURN $id AS id, $id * 2 AS twice",
+)
+
+
+@dataclass
+class Run:
+    target: str
+    concurrency: int
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def drive(
+    name: str, url: str, auth: httpx.Auth | None, headers: dict[str, str], total: int, clients: int
+) -> Run:
+    rng = random.Random(7)  # the same mix for both targets
+    bodies = [
+        {"statement": rng.choice(STATEMENTS), "parameters": {"id": rng.randrange(1, 1000)}}
+        for _ in range(total)
+    ]
+    latencies: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(auth=auth, headers=headers, limits=limits, timeout=30) as http:
+
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                body = queue.get_nowait()
+                started = time.perf_counter()
+                response = await http.post(url, json=body)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 202:
+                    errors += 1
+
+        for _ in range(min(50, total)):  # warm-up, not measured
+            await http.post(url, json=bodies[0])
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    return Run(name, clients, total, seconds, latencies, errors)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-") as run_dir:
+        stack = DevStack(
+            Path(run_dir),
+            cache_dir=default_cache_dir(),
+            policies_dir=REPO / "policies",
+            extra_clients=[DemoClient("bench_reader", "demo_reader", token_ttl_s=3600)],
+        )
+        try:
+            status = stack.up(with_gateway=True)
+            neo4j = status["neo4j"]
+            with GraphDatabase.driver(
+                neo4j["bolt_uri"], auth=(neo4j["user"], neo4j["password"])
+            ) as d:
+                d.execute_query(
+                    "UNWIND range(1, 1000) AS id CREATE (:BenchItem {id: id, name: 'item ' + id})"
+                )
+                d.execute_query("CREATE INDEX bench_id IF NOT EXISTS FOR (i:BenchItem) ON (i.id)")
+            token = stack.client_token("bench_reader")
+            direct_url = neo4j["http_uri"] + "/db/neo4j/query/v2"
+            gateway_url = status["gateway_url"] + "/db/neo4j/query/v2"
+            basic = httpx.BasicAuth(neo4j["user"], neo4j["password"])
+            bearer = {"Authorization": f"Bearer {token}"}
+            runs: list[tuple[Run, Run]] = []
+            for clients in args.concurrency:
+                direct = asyncio.run(drive("neo4j", direct_url, basic, {}, args.requests, clients))
+                through = asyncio.run(
+                    drive("gateway", gateway_url, None, bearer, args.requests, clients)
+                )
+                runs.append((direct, through))
+            gateway_pid = status["processes"]["gateway"]["pid"]
+            report(runs, peak_rss_mib(gateway_pid))
+        finally:
+            stack.down()
+
+
+def report(runs: list[tuple[Run, Run]], rss_mib: float) -> None:
+    print(
+        f"{'target':<8} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'errors':>6}"
+    )
+    summary = []
+    for pair in runs:
+        for run in pair:
+            print(
+                f"{run.target:<8} {run.concurrency:>7} {run.requests:>8} {run.throughput:>8.0f} "
+                f"{run.percentile(0.5):>7.2f} {run.percentile(0.99):>7.2f} {run.errors:>6}"
+            )
+        direct, through = pair
+        summary.append(
+            {
+                "clients": direct.concurrency,
+                "throughput_ratio": round(through.throughput / direct.throughput, 3),
+                "p50_ratio": round(through.percentile(0.5) / direct.percentile(0.5), 3),
+                "p99_ratio": round(through.percentile(0.99) / direct.percentile(0.99), 3),
+                "p50_added_ms": round(
+                    statistics.median(through.latencies_ms)
+                    - statistics.median(direct.latencies_ms),
+                    3,
+                ),
+            }
+        )
+    print("\nratios gateway / direct Neo4j:")
+    for row in summary:
+        print("  " + json.dumps(row))
+    print(f"gateway peak RSS: {rss_mib:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The hash chain: what verify catches, with the canonical form pinned down."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from proxy.audit.record import (
+    GENESIS_HASH,
+    AuditEvent,
+    ChainProblem,
+    SealedRecord,
+    canonical,
+    seal,
+    verify_chain,
+)
+
+
+def event(n: int) -> AuditEvent:
+    return AuditEvent(
+        event="decision",
+        time=f"2026-01-01T00:00:{n:02d}.000000Z",
+        request_id=f"r{n}",
+        client=None,
+        principal={"method": "oidc", "issuer": "i", "subject": "s", "dag": "d"},
+        database="neo4j",
+        statement=f"RETURN {n}",
+        statement_sha256=None,
+        query_type="r",
+        decision={"allow": True, "reasons": [], "decision_id": f"d{n}"},
+        access_mode="READ",
+        status=None,
+        error=None,
+        rows=None,
+        latency_us=None,
+    )
+
+
+def chain(length: int) -> list[SealedRecord]:
+    records, prev = [], GENESIS_HASH
+    for n in range(1, length + 1):
+        record = seal(event(n), seq=n, prev_hash=prev)
+        records.append(record)
+        prev = record.hash
+    return records
+
+
+def problem(records: list[SealedRecord]) -> ChainProblem | None:
+    return next((s for s in verify_chain(records) if isinstance(s, ChainProblem)), None)
+
+
+def test_intact_chain_verifies() -> None:
+    assert problem(chain(5)) is None
+    assert list(verify_chain(chain(3))) == [1, 2, 3]
+
+
+def test_canonical_form_is_sorted_and_compact() -> None:
+    assert canonical({"b": 1, "a": ["é", None]}) == '{"a":["é",null],"b":1}'
+
+
+def test_altered_record_is_named() -> None:
+    records = chain(5)
+    records[2] = dataclasses.replace(
+        records[2], body=records[2].body.replace("RETURN 3", "RETURN 4")
+    )
+    found = problem(records)
+    assert found is not None and found.seq == 3 and "altered" in found.why
+
+
+def test_altered_and_rehashed_record_breaks_the_next_link() -> None:
+    records = chain(5)
+    forged = seal(dataclasses.replace(event(3), statement="DROP"), seq=3, prev_hash=records[1].hash)
+    records[2] = forged
+    found = problem(records)
+    assert found is not None and found.seq == 4 and "previous record" in found.why
+
+
+def test_deleted_record_is_named() -> None:
+    records = chain(5)
+    del records[1]
+    found = problem(records)
+    assert found is not None and found.seq == 2 and "missing" in found.why
+
+
+def test_swapped_records_are_caught() -> None:
+    records = chain(5)
+    records[1], records[2] = records[2], records[1]
+    found = problem(records)
+    assert found is not None and found.seq == 2

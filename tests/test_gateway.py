@@ -1,0 +1,212 @@
+"""The request path with fakes at its Protocol seams: the fail-closed rules, one by one.
+
+These prove the ordering guarantees (nothing runs unless authenticated, decided and recorded);
+the same paths are exercised against the real services in test_request_path.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from proxy.analysis import Analysis, Analyzer
+from proxy.audit.record import AuditEvent
+from proxy.audit.sqlite import Receipt
+from proxy.auth import SchemeRouter
+from proxy.errors import (
+    AuditUnavailable,
+    AuthenticationFailed,
+    CypherGateError,
+    PolicyDenied,
+    PolicyUnavailable,
+)
+from proxy.gateway import Call, Gateway
+from proxy.graph import Execution, QueryResult
+from proxy.policy import Decision
+from proxy.principal import Principal
+
+READER = Principal(method="oidc", issuer="https://issuer.test", subject="s", dag="etl")
+
+
+class FakeAuth:
+    async def authenticate(self, credentials: str) -> Principal:
+        if credentials != "good":
+            raise AuthenticationFailed(reason="bad_token")
+        return READER
+
+    async def check_ready(self) -> None:
+        return None
+
+
+@dataclass
+class FakeGraph:
+    explained: list[str] = field(default_factory=list)
+    ran: list[Execution] = field(default_factory=list)
+
+    async def explain(self, database: str, statement: str) -> Analysis:
+        self.explained.append(f"{database}: {statement}")
+        return Analysis(query_type="w" if "CREATE" in statement else "r")
+
+    async def run(self, execution: Execution) -> QueryResult:
+        self.ran.append(execution)
+        return QueryResult(fields=["x"], values=[[1]])
+
+    async def check_ready(self) -> None:
+        return None
+
+
+@dataclass
+class FakePolicy:
+    allow: bool = True
+    fail: bool = False
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        self.inputs.append(document)
+        if self.fail:
+            raise PolicyUnavailable(reason="opa_error:test")
+        return Decision(
+            allow=self.allow,
+            reasons=() if self.allow else ("write_not_granted",),
+            decision_id="d-1",
+            access_mode="WRITE",
+            timeout_s=5.0,
+        )
+
+    async def check_ready(self) -> None:
+        return None
+
+
+@dataclass
+class FakeAudit:
+    events: list[AuditEvent] = field(default_factory=list)
+    broken: bool = False
+
+    async def append(self, event: AuditEvent) -> Receipt:
+        if self.broken:
+            raise AuditUnavailable(reason="disk_full")
+        self.events.append(event)
+        return Receipt(seq=len(self.events), hash="0" * 64)
+
+    async def check_ready(self) -> None:
+        return None
+
+
+def make(
+    policy: FakePolicy | None = None, audit: FakeAudit | None = None
+) -> tuple[Gateway, FakeGraph, FakePolicy, FakeAudit]:
+    graph, policy, audit = FakeGraph(), policy or FakePolicy(), audit or FakeAudit()
+    gateway = Gateway(
+        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        analyzer=Analyzer(graph, max_entries=8),
+        policy=policy,
+        graph=graph,
+        audit=audit,
+        clock=lambda: 1_700_000_000.0,
+        default_timeout_s=30.0,
+    )
+    return gateway, graph, policy, audit
+
+
+def call(statement: str, authorization: str | None = "Bearer good") -> Call:
+    body = json.dumps({"statement": statement, "parameters": {"secret": "hunter2"}}).encode()
+
+    async def read_body() -> bytes:
+        return body
+
+    return Call(
+        request_id="r-1",
+        database="neo4j",
+        authorization=authorization,
+        client=None,
+        read_body=read_body,
+    )
+
+
+def run(gateway: Gateway, c: Call) -> Any:
+    return asyncio.run(gateway.query(c))
+
+
+def test_allowed_request_is_recorded_before_it_runs_and_after() -> None:
+    gateway, graph, _, audit = make()
+    run(gateway, call("RETURN 1"))
+    assert [e.event for e in audit.events] == ["decision", "outcome"]
+    assert audit.events[0].status is None and audit.events[1].status == 202
+    (execution,) = graph.ran
+    assert execution.access_mode == "READ"  # read-only statement, whatever the policy allows
+    assert execution.metadata == {"dag_id": "etl", "request_id": "r-1", "decision_id": "d-1"}
+    assert "hunter2" not in repr(audit.events)
+
+
+def test_unauthenticated_request_touches_nothing() -> None:
+    gateway, graph, policy, audit = make()
+    with pytest.raises(AuthenticationFailed):
+        run(gateway, call("RETURN 1", authorization="Bearer forged"))
+    assert graph.explained == [] and graph.ran == [] and policy.inputs == []
+    (event,) = audit.events
+    assert event.status == 401 and event.error == {
+        "code": "Neo.ClientError.Security.Unauthorized",
+        "reason": "bad_token",
+    }
+
+
+def test_denied_request_does_not_run() -> None:
+    gateway, graph, _, audit = make(policy=FakePolicy(allow=False))
+    with pytest.raises(PolicyDenied) as denied:
+        run(gateway, call("CREATE (:X)"))
+    assert denied.value.reasons == ["write_not_granted"]
+    assert graph.ran == []
+    (event,) = audit.events
+    assert event.status == 403 and event.decision == {
+        "allow": False,
+        "reasons": ["write_not_granted"],
+        "decision_id": "d-1",
+    }
+
+
+def test_policy_failure_fails_closed() -> None:
+    gateway, graph, _, audit = make(policy=FakePolicy(fail=True))
+    with pytest.raises(PolicyUnavailable):
+        run(gateway, call("CREATE (:X)"))
+    assert graph.ran == []
+    assert audit.events[0].status == 503
+
+
+def test_unwritable_audit_log_means_nothing_runs() -> None:
+    gateway, graph, _, _ = make(audit=FakeAudit(broken=True))
+    with pytest.raises(AuditUnavailable) as error:
+        run(gateway, call("CREATE (:X)"))
+    assert error.value.status == 503
+    assert graph.ran == []
+
+
+def test_policy_input_matches_the_documented_schema() -> None:
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads(
+        (Path(__file__).resolve().parent.parent / "policies/schemas/input.json").read_text()
+    )
+    gateway, _, policy, _ = make()
+    run(gateway, call("RETURN 1"))
+    (document,) = policy.inputs
+    jsonschema.validate(document, schema)  # additionalProperties: false at every level
+    assert "hunter2" not in json.dumps(document)
+
+
+def test_internal_errors_are_audited_and_hidden() -> None:
+    gateway, graph, _, audit = make()
+
+    async def explode(execution: Execution) -> QueryResult:
+        raise RuntimeError(f"{execution.database}: connection string with password=hunter2")
+
+    graph.run = explode  # type: ignore[method-assign]
+    with pytest.raises(CypherGateError) as error:
+        run(gateway, call("RETURN 1"))
+    assert "hunter2" not in error.value.message
+    assert audit.events[-1].event == "outcome" and audit.events[-1].status == 500
