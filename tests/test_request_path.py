@@ -152,6 +152,23 @@ def test_read_only_dag_asking_for_write_mode_still_reads_only(
     assert decision["access_mode"] == "READ"
 
 
+def test_write_in_a_read_transaction_fails_with_neo4js_access_mode_error(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    # The caller asks for READ; Neo4j itself refuses the write inside the READ transaction.
+    label = marker()
+    response = post(
+        gateway,
+        stack.token("demo_writer"),
+        {"statement": f"CREATE (:`{label}`)", "accessMode": "READ"},
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "Neo.ClientError.Statement.AccessMode"
+    decision, outcome = records_of(stack, response)
+    assert decision["access_mode"] == "READ" and outcome["status"] == 400
+    assert count(neo4j_admin, label) == 0
+
+
 def test_dag_without_grant_is_denied(stack: DevStack, gateway: httpx.Client) -> None:
     response = post(gateway, stack.token("demo_unlisted"), {"statement": "RETURN 1"})
     assert response.status_code == 403

@@ -308,6 +308,7 @@ class DevStack:
         ]
         self._spawn(state, "neo4j", command)
         self._wait_log(state, "neo4j", "READY ")
+        self._wait_port(state, "neo4j", state.ports["neo4j_bolt"])
         self._set_up_neo4j_users(state)
         state.save(self.state_file)
 
@@ -430,6 +431,15 @@ class DevStack:
             self._check_started(state, name)
             time.sleep(0.2)
         raise StackError(f"{name} did not start within {START_TIMEOUT_S:.0f} s" + _tail(process))
+
+    def _wait_port(self, state: StackState, name: str, port: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self._check_started(state, name)
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                return
+            time.sleep(0.2)
+        raise StackError(f"{name} is not listening on port {port}" + _tail(state.processes[name]))
 
     def _wait_http(self, state: StackState, name: str, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
