@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,8 @@ from proxy.clock import Clock
 from proxy.errors import AuthenticationFailed, IdentityProviderUnavailable
 from proxy.principal import Principal, is_dag_id
 from proxy.settings import OIDCIssuerSettings
+
+log = logging.getLogger(__name__)
 
 _RESERVED_TIME_CLAIMS = {"exp": "token_expired", "nbf": "token_not_yet_valid"}
 
@@ -65,16 +68,14 @@ class IssuerKeys:
         self._lock = asyncio.Lock()
 
     async def for_kid(self, kid: str) -> KeySet:
-        """A key set that contains ``kid``, refreshing at most once per the minimum interval."""
+        """A key set that contains ``kid``; see :meth:`_refresh` for when the set is re-fetched."""
         cached = self._cached
-        now = self._clock()
-        fresh = cached is not None and now - cached.fetched_at < self._settings.jwks_ttl_s
-        if cached is not None and fresh and kid in cached.kids:
+        if cached is not None and self._fresh(cached) and kid in cached.kids:
             return cached.keys
         async with self._lock:
             cached = self._cached
-            if cached is None or kid not in cached.kids or not fresh:
-                await self._refresh(force=cached is None or not fresh)
+            if cached is None or not self._fresh(cached) or kid not in cached.kids:
+                await self._refresh()
             cached = self._cached
         if cached is None:
             raise IdentityProviderUnavailable(reason="jwks_unavailable")
@@ -82,17 +83,25 @@ class IssuerKeys:
             raise AuthenticationFailed(reason="unknown_key")
         return cached.keys
 
-    async def _refresh(self, *, force: bool) -> None:
+    def _fresh(self, cached: _CachedKeys) -> bool:
+        return self._clock() - cached.fetched_at < self._settings.jwks_ttl_s
+
+    async def _refresh(self) -> None:
+        """Fetch the key set, at most once per ``jwks_min_refresh_interval_s``.
+
+        The limit holds for every cause (expiry, unknown ``kid``, readiness), so a flood of
+        tokens with random key ids costs the issuer one request per interval. A failed fetch
+        keeps the keys already cached: an issuer that is down does not break tokens signed
+        with keys the gateway already has.
+        """
         now = self._clock()
-        if not force and now - self._last_attempt < self._settings.jwks_min_refresh_interval_s:
+        if now - self._last_attempt < self._settings.jwks_min_refresh_interval_s:
             return
         self._last_attempt = now
         try:
             self._cached = await self._fetch()
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError):
-            # An issuer that is down does not break tokens whose keys are still cached.
-            if self._cached is None:
-                raise IdentityProviderUnavailable(reason="jwks_unavailable") from None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
+            log.warning("could not fetch the keys of %s: %s", self._settings.issuer, exc)
 
     async def _fetch(self) -> _CachedKeys:
         issuer = self._settings.issuer
@@ -113,11 +122,11 @@ class IssuerKeys:
         return document
 
     async def check_ready(self) -> None:
-        """Raise unless the keys are cached and fresh or can be fetched now."""
+        """Raise unless keys are cached (refreshing them first if they are due)."""
         async with self._lock:
             cached = self._cached
-            if cached is None or self._clock() - cached.fetched_at >= self._settings.jwks_ttl_s:
-                await self._refresh(force=True)
+            if cached is None or not self._fresh(cached):
+                await self._refresh()
         if self._cached is None:
             raise IdentityProviderUnavailable(reason="jwks_unavailable")
 
