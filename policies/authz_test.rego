@@ -4,7 +4,10 @@ import data.cyphergate.authz
 
 request(dag, database, query_type) := {
 	"version": 1,
-	"principal": {"method": "oidc", "issuer": "https://issuer.test", "subject": dag, "dag": dag},
+	"principal": {
+		"method": "oidc", "issuer": "https://issuer.test", "subject": dag, "dag": dag,
+		"task": "t", "run": "manual__2026-01-01T00:00:00+00:00", "try_number": 1,
+	},
 	"request": {
 		"database": database,
 		"statement": "RETURN 1",

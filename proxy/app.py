@@ -14,13 +14,16 @@ from proxy.analysis import Analyzer
 from proxy.api.routes import build_router, error_response
 from proxy.audit import AuditLog
 from proxy.audit.sqlite import SQLiteAuditLog
-from proxy.auth import SchemeRouter
+from proxy.auth import Authenticator, SchemeRouter
+from proxy.auth.aws_iam import SCHEME as IAM_SCHEME
+from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
 from proxy.clock import Clock, system_clock
 from proxy.errors import CypherGateError
 from proxy.gateway import Gateway
 from proxy.graph import GraphExecutor, Neo4jGraph
 from proxy.policy import OPAPolicyEngine, PolicyEngine
+from proxy.principal import DagResolver
 from proxy.settings import Settings
 
 
@@ -45,6 +48,7 @@ def create_app(
             chosen = services or await _open_services(settings, clock, stack)
             gateway = Gateway(
                 authenticator=chosen.authenticator,
+                resolver=DagResolver(settings.auth.bindings),
                 analyzer=Analyzer(chosen.graph, max_entries=settings.neo4j.analysis_cache_size),
                 policy=chosen.policy,
                 graph=chosen.graph,
@@ -60,6 +64,7 @@ def create_app(
             }
             app.state.gateway = gateway
             app.state.readiness = readiness
+            app.state.auth_schemes = chosen.authenticator.schemes
             yield
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -76,17 +81,18 @@ def create_app(
 
 async def _open_services(settings: Settings, clock: Clock, stack: AsyncExitStack) -> Services:
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
-    authenticator = SchemeRouter(
-        {
-            "Bearer": OIDCAuthenticator(
-                settings.auth.oidc,
-                http,
-                clock,
-                leeway_s=settings.auth.leeway_s,
-                max_token_bytes=settings.auth.max_token_bytes,
-            )
-        }
-    )
+    schemes: dict[str, Authenticator] = {}
+    if settings.auth.oidc:
+        schemes["Bearer"] = OIDCAuthenticator(
+            settings.auth.oidc,
+            http,
+            clock,
+            leeway_s=settings.auth.leeway_s,
+            max_token_bytes=settings.auth.max_token_bytes,
+        )
+    if settings.auth.aws_iam is not None:
+        schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
+    authenticator = SchemeRouter(schemes)
     audit = SQLiteAuditLog(settings.audit.path, max_batch=settings.audit.max_batch)
     await audit.open()
     stack.push_async_callback(audit.close)

@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         ("down", "stop everything the stack started"),
         ("status", "describe the running stack"),
         ("token", "print a fresh access token for a demo DAG"),
+        ("auth-header", "print a complete Authorization header value for a demo DAG"),
     ):
         sub = devstack_commands.add_parser(name, help=help_text)
         _stack_options(sub)
@@ -68,8 +69,10 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--with-gateway", action="store_true")
         if name == "status":
             sub.add_argument("--format", choices=("text", "json"), default="text")
-        if name == "token":
+        if name in ("token", "auth-header"):
             sub.add_argument("--dag", required=True)
+        if name == "auth-header":
+            sub.add_argument("--method", choices=("oidc", "iam"), default="oidc")
 
     demo = commands.add_parser("demo", help="start the stack and walk through the request path")
     _stack_options(demo)
@@ -230,6 +233,8 @@ def _devstack(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=None if args.format == "json" else 2))
     elif args.action == "token":
         print(stack.token(args.dag))
+    elif args.action == "auth-header":
+        print(stack.auth_header(args.dag, method=args.method))
     return 0
 
 

@@ -69,6 +69,14 @@ class PolicyDenied(CypherGateError):
         super().__init__(f"Denied by policy: {detail}.", reason="policy_denied")
 
 
+class DagNotPermitted(CypherGateError):
+    """The caller's verified identity may not act as the DAG it names (or as any DAG)."""
+
+    status = 403
+    code = "Neo.ClientError.Security.Forbidden"
+    default_message = "This identity may not act as that DAG."
+
+
 class PolicyUnavailable(CypherGateError):
     """OPA could not be asked, did not answer in time, or answered nonsense. Fails closed."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ from proxy.clock import Clock
 from proxy.errors import AuditUnavailable, BadRequest, CypherGateError, PolicyDenied
 from proxy.graph import Execution, GraphExecutor, QueryResult
 from proxy.policy import AccessMode, Decision, PolicyEngine, policy_input
-from proxy.principal import Principal
+from proxy.principal import DagResolver, Principal
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Call:
     database: str
     authorization: str | None
     client: str | None
+    headers: Mapping[str, str]
     read_body: Callable[[], Awaitable[bytes]]
 
 
@@ -70,6 +71,7 @@ class Gateway:
         self,
         *,
         authenticator: SchemeRouter,
+        resolver: DagResolver,
         analyzer: Analyzer,
         policy: PolicyEngine,
         graph: GraphExecutor,
@@ -78,6 +80,7 @@ class Gateway:
         default_timeout_s: float,
     ) -> None:
         self._authenticator = authenticator
+        self._resolver = resolver
         self._analyzer = analyzer
         self._policy = policy
         self._graph = graph
@@ -106,7 +109,9 @@ class Gateway:
             latency_us=None,
         )
         try:
-            principal = await self._authenticator.authenticate(call.authorization)
+            identity = await self._authenticator.authenticate(call.authorization)
+            trail = replace(trail, principal=dict(identity.as_document()))
+            principal = self._resolver.resolve(identity, call.headers)
             trail = replace(trail, principal=principal.as_document())
             body = _parse(await call.read_body())
             trail = replace(

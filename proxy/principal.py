@@ -1,40 +1,153 @@
-"""Who is calling: the verified identity of a request, and the DAG it acts as."""
+"""Who is calling, and which DAG they act as.
+
+Two steps, kept apart: an authenticator turns a credential into an :class:`Identity` (what the
+credential proves: issuer, subject, client, service account, IAM role), and the
+:class:`DagResolver` maps that identity to the DAGs it may act as, using only verified facts
+and the configured bindings. A request may *name* one of those DAGs in ``X-CypherGate-DAG``;
+it can never add one. Task, run and try number are recorded as context only.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from proxy.errors import BadRequest, DagNotPermitted
+from proxy.settings import BindingSettings
+
 # Airflow's own rule for dag_id: letters, digits, dashes, dots and underscores, 250 at most.
 DAG_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
+# Task and run ids are Airflow-made too, but run ids carry '+' and ':' (timestamps).
+_CONTEXT_VALUE = re.compile(r"[A-Za-z0-9_.\-+:@ ]{1,250}")
 
 AuthMethod = Literal["oidc", "aws_iam"]
 
+DAG_HEADER = "x-cyphergate-dag"
+TASK_HEADER = "x-cyphergate-task"
+RUN_HEADER = "x-cyphergate-run"
+TRY_HEADER = "x-cyphergate-try"
+
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """A caller whose credential verified.
+class Identity:
+    """What a verified credential proves. Only authenticators make these.
 
-    ``dag`` always comes from the verified credential (a signed claim, a role name), never from
-    an unsigned header. Only authenticators make these.
+    ``asserted_dag`` is a DAG the credential's issuer asserted in a signed claim (for example
+    ``dag_id`` set server-side by the OIDC provider); ``None`` when it asserted none.
     """
 
     method: AuthMethod
     issuer: str
     subject: str
-    dag: str
+    client_id: str | None = None
+    service_account: str | None = None
+    asserted_dag: str | None = None
 
     def as_document(self) -> dict[str, str]:
+        """The identity as the audit record shows it when no DAG could be resolved."""
+        return {"method": self.method, "issuer": self.issuer, "subject": self.subject}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A verified identity acting as one DAG. Only :class:`DagResolver` makes these."""
+
+    identity: Identity
+    dag: str
+    task: str | None = None
+    run: str | None = None
+    try_number: int | None = None
+
+    @property
+    def method(self) -> AuthMethod:
+        return self.identity.method
+
+    def as_document(self) -> dict[str, str | int | None]:
         """The principal as it appears in the policy input and the audit record."""
         return {
-            "method": self.method,
-            "issuer": self.issuer,
-            "subject": self.subject,
+            "method": self.identity.method,
+            "issuer": self.identity.issuer,
+            "subject": self.identity.subject,
             "dag": self.dag,
+            "task": self.task,
+            "run": self.run,
+            "try_number": self.try_number,
         }
+
+
+class DagResolver:
+    """Maps an identity to the DAGs it may act as, and picks the one a request names."""
+
+    def __init__(self, bindings: Sequence[BindingSettings]) -> None:
+        self._bindings = list(bindings)
+
+    def allowed_dags(self, identity: Identity) -> frozenset[str]:
+        """Every DAG the identity may act as: the issuer's asserted DAG plus matching bindings."""
+        dags = {dag for b in self._bindings if _matches(b, identity) for dag in b.dags}
+        if identity.asserted_dag is not None:
+            dags.add(identity.asserted_dag)
+        return frozenset(dags)
+
+    def resolve(self, identity: Identity, headers: Mapping[str, str]) -> Principal:
+        """The principal for this request; 403 if the named DAG is not the identity's."""
+        allowed = self.allowed_dags(identity)
+        named = headers.get(DAG_HEADER)
+        if named is not None:
+            if named not in allowed:
+                raise DagNotPermitted(reason="dag_not_permitted")
+            dag = named
+        elif len(allowed) == 1:
+            (dag,) = allowed
+        elif not allowed:
+            raise DagNotPermitted(reason="identity_not_mapped")
+        else:
+            raise BadRequest(
+                "This identity may act as several DAGs: name one in X-CypherGate-DAG.",
+                reason="dag_ambiguous",
+            )
+        return Principal(
+            identity=identity,
+            dag=dag,
+            task=_context(headers, TASK_HEADER),
+            run=_context(headers, RUN_HEADER),
+            try_number=_try_number(headers),
+        )
 
 
 def is_dag_id(value: object) -> bool:
     """True if ``value`` is a string Airflow would accept as a dag_id."""
     return isinstance(value, str) and DAG_ID.fullmatch(value) is not None
+
+
+def _matches(binding: BindingSettings, identity: Identity) -> bool:
+    if binding.iam_role_arn is not None:
+        return identity.method == "aws_iam" and identity.subject == binding.iam_role_arn
+    if identity.method != "oidc" or identity.issuer != binding.oidc_issuer:
+        return False
+    if binding.subject is not None:
+        return identity.subject == binding.subject
+    if binding.client_id is not None:
+        return identity.client_id == binding.client_id
+    if binding.service_account is not None:
+        return identity.service_account == binding.service_account
+    return False
+
+
+def _context(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    if _CONTEXT_VALUE.fullmatch(value) is None:
+        raise BadRequest(f"Header {name} is not a valid Airflow id.", reason="bad_context_header")
+    return value
+
+
+def _try_number(headers: Mapping[str, str]) -> int | None:
+    value = headers.get(TRY_HEADER)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 6:
+        raise BadRequest(f"Header {TRY_HEADER} must be a whole number.", reason="bad_try_header")
+    return int(value)

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,7 +73,19 @@ class OIDCIssuerSettings(BaseModel):
     issuer: str
     audiences: list[str] = Field(min_length=1)
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"])
-    dag_claim: str = Field(default="dag_id", description="The verified claim naming the DAG.")
+    dag_claim: str | None = Field(
+        default="dag_id",
+        description="A claim the issuer asserts server-side naming the DAG; None to rely on"
+        " bindings only. Never a claim the client can choose.",
+    )
+    token_types: list[str] = Field(
+        default_factory=lambda: ["at+jwt", "JWT"],
+        description="Accepted values of the JOSE 'typ' header (case-insensitive).",
+    )
+    require_typ: bool = Field(default=False, description="Refuse tokens without a 'typ'.")
+    max_lifetime_s: int = Field(
+        default=24 * 3600, gt=0, description="Longest exp - iat accepted; longer is refused."
+    )
     jwks_ttl_s: float = Field(default=300.0, gt=0)
     jwks_min_refresh_interval_s: float = Field(
         default=10.0,
@@ -90,8 +102,55 @@ class OIDCIssuerSettings(BaseModel):
         return value
 
 
+class IAMSettings(BaseModel):
+    """AWS IAM authentication: a signed sts:GetCallerIdentity request, checked by STS."""
+
+    sts_endpoints: list[str] = Field(
+        default_factory=lambda: ["https://sts.amazonaws.com/"],
+        min_length=1,
+        description="The only URLs a proof may name, and the only hosts ever contacted.",
+    )
+    server_id: str = Field(
+        min_length=1, description="Required value of the signed X-CypherGate-Server-ID header."
+    )
+    max_age_s: int = Field(
+        default=300, gt=0, le=900, description="How old (or how far ahead) X-Amz-Date may be."
+    )
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class BindingSettings(BaseModel):
+    """Which DAGs one verified identity may act as. Name exactly one kind of identity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dags: list[str] = Field(min_length=1)
+    oidc_issuer: str | None = Field(default=None, description="With subject, client_id or SA.")
+    subject: str | None = None
+    client_id: str | None = None
+    service_account: str | None = Field(
+        default=None, description="A Kubernetes service account as 'namespace:name'."
+    )
+    iam_role_arn: str | None = Field(default=None, description="arn:aws:iam::ACCOUNT:role/NAME")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BindingSettings:
+        oidc_keys = [k for k in (self.subject, self.client_id, self.service_account) if k]
+        if self.iam_role_arn is not None:
+            if self.oidc_issuer is not None or oidc_keys:
+                raise ValueError("a binding names an IAM role or an OIDC identity, not both")
+        elif self.oidc_issuer is None or len(oidc_keys) != 1:
+            raise ValueError(
+                "an OIDC binding needs oidc_issuer and exactly one of subject, client_id,"
+                " service_account"
+            )
+        return self
+
+
 class AuthSettings(BaseModel):
     oidc: list[OIDCIssuerSettings] = Field(default_factory=list)
+    aws_iam: IAMSettings | None = None
+    bindings: list[BindingSettings] = Field(default_factory=list)
     leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
     max_token_bytes: int = Field(default=16 * 1024, gt=0)
 

@@ -17,6 +17,11 @@ REPO = Path(__file__).resolve().parent.parent
 SHORT_LIVED = DemoClient("short_lived_reader", "demo_reader", token_ttl_s=1)
 
 
+def configure_test_gateway(config: dict[str, Any]) -> None:
+    # No clock-skew allowance, so a token that has expired is refused at once.
+    config["auth"]["leeway_s"] = 0
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """The devstack with the gateway, in a private run folder, stopped at the end."""
@@ -25,8 +30,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         cache_dir=default_cache_dir(),
         policies_dir=REPO / "policies",
         extra_clients=[SHORT_LIVED],
-        # No clock-skew allowance, so a token that has expired is refused at once.
-        gateway_overrides={"auth": {"leeway_s": 0}},
+        configure_gateway=configure_test_gateway,
     )
     try:
         devstack.up(with_gateway=True)

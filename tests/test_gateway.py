@@ -27,13 +27,13 @@ from proxy.errors import (
 from proxy.gateway import Call, Gateway
 from proxy.graph import Execution, QueryResult
 from proxy.policy import Decision
-from proxy.principal import Principal
+from proxy.principal import DagResolver, Identity
 
-READER = Principal(method="oidc", issuer="https://issuer.test", subject="s", dag="etl")
+READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")
 
 
 class FakeAuth:
-    async def authenticate(self, credentials: str) -> Principal:
+    async def authenticate(self, credentials: str) -> Identity:
         if credentials != "good":
             raise AuthenticationFailed(reason="bad_token")
         return READER
@@ -102,6 +102,7 @@ def make(
     graph, policy, audit = FakeGraph(), policy or FakePolicy(), audit or FakeAudit()
     gateway = Gateway(
         authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        resolver=DagResolver([]),
         analyzer=Analyzer(graph, max_entries=8),
         policy=policy,
         graph=graph,
@@ -123,6 +124,7 @@ def call(statement: str, authorization: str | None = "Bearer good") -> Call:
         database="neo4j",
         authorization=authorization,
         client=None,
+        headers={"x-cyphergate-task": "load", "x-cyphergate-try": "2"},
         read_body=read_body,
     )
 

@@ -10,14 +10,15 @@ import pytest
 from proxy.analysis import Analysis
 from proxy.errors import PolicyUnavailable
 from proxy.policy import Decision, OPAPolicyEngine, policy_input
-from proxy.principal import Principal
+from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 
 pytestmark = pytest.mark.integration
 
 
 def document(dag: str, query_type: str) -> dict[str, Any]:
-    principal = Principal(method="oidc", issuer="https://issuer.test", subject=dag, dag=dag)
+    identity = Identity(method="oidc", issuer="https://issuer.test", subject=dag)
+    principal = Principal(identity=identity, dag=dag, task="t", run=None, try_number=1)
     return policy_input(
         principal,
         database="neo4j",

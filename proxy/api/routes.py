@@ -30,6 +30,7 @@ def build_router(*, max_body_bytes: int) -> APIRouter:
             database=database,
             authorization=request.headers.get("authorization"),
             client=client,
+            headers=request.headers,
             read_body=lambda: _read_body(request, max_body_bytes),
         )
         gateway: Gateway = request.app.state.gateway
@@ -68,7 +69,8 @@ def error_response(request: Request, error: CypherGateError) -> JSONResponse:
     if request_id:
         headers[REQUEST_ID_HEADER] = request_id
     if error.status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="cyphergate"'
+        schemes = getattr(request.app.state, "auth_schemes", None) or ["Bearer"]
+        headers["WWW-Authenticate"] = ", ".join(f'{s} realm="cyphergate"' for s in schemes)
     body = {"errors": [{"code": error.code, "message": error.message}]}
     return JSONResponse(body, status_code=error.status, headers=headers)
 

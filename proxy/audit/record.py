@@ -43,7 +43,7 @@ class AuditEvent:
     time: str
     request_id: str
     client: str | None
-    principal: dict[str, str] | None
+    principal: dict[str, str | int | None] | None
     database: str | None
     statement: str | None
     statement_sha256: str | None
@@ -57,7 +57,8 @@ class AuditEvent:
 
     @property
     def dag(self) -> str | None:
-        return self.principal.get("dag") if self.principal else None
+        dag = self.principal.get("dag") if self.principal else None
+        return dag if isinstance(dag, str) else None
 
     @property
     def verdict(self) -> str:

@@ -1,4 +1,4 @@
-"""Authentication: turning a request's credential into a verified :class:`Principal`."""
+"""Authentication: turning a request's credential into a verified :class:`Identity`."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from proxy.errors import AuthenticationFailed
-from proxy.principal import Principal
+from proxy.principal import Identity
 
 
 class Authenticator(Protocol):
     """Verifies one kind of credential.
 
-    Contract: return a :class:`Principal` only for a credential that verified completely;
+    Contract: return an :class:`Identity` only for a credential that verified completely;
     raise :class:`AuthenticationFailed` (with a ``reason`` for the audit log) for anything else.
     Never log or echo the credential.
     """
 
-    async def authenticate(self, credentials: str) -> Principal: ...
+    async def authenticate(self, credentials: str) -> Identity: ...
 
     async def check_ready(self) -> None:
         """Raise if the authenticator cannot verify credentials right now."""
@@ -28,14 +28,15 @@ class SchemeRouter:
     """Sends the ``Authorization`` header to the authenticator registered for its scheme."""
 
     def __init__(self, by_scheme: Mapping[str, Authenticator]) -> None:
+        self._names = sorted(by_scheme)
         self._by_scheme = {scheme.lower(): auth for scheme, auth in by_scheme.items()}
 
     @property
     def schemes(self) -> list[str]:
         """The schemes offered in ``WWW-Authenticate``."""
-        return sorted(self._by_scheme)
+        return list(self._names)
 
-    async def authenticate(self, authorization: str | None) -> Principal:
+    async def authenticate(self, authorization: str | None) -> Identity:
         """Verify the header value; no header is a 401, like any bad credential."""
         if authorization is None or not authorization.strip():
             raise AuthenticationFailed(reason="missing_credential")

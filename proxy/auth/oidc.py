@@ -9,9 +9,14 @@ What this module guarantees, in order, for every token:
    ``jwks_min_refresh_interval_s``);
 4. signature: verified with joserfc, with the issuer's explicit algorithm allow-list (joserfc's
    default list admits HS256, which would let a public key act as an HMAC secret);
-5. claims: ``iss`` equal, ``aud`` one of the issuer's audiences, ``exp`` present and in the
-   future, ``nbf`` and ``iat`` not in the future, all with ``leeway_s``;
-6. DAG: the configured claim is present and is a valid Airflow dag_id.
+5. header: no ``jwk``, ``jku``, ``x5u``, ``x5c`` (a token never brings its own key) and no
+   ``crit``; ``typ``, when present (or when required), one of the configured token types;
+6. claims: ``iss`` equal, ``aud`` one of the issuer's audiences, ``exp`` and ``iat`` present,
+   ``exp`` in the future, ``nbf`` and ``iat`` not in the future, all with ``leeway_s``, and
+   ``exp - iat`` at most ``max_lifetime_s``;
+7. identity: ``sub`` present; a Kubernetes service account is read from
+   ``system:serviceaccount:<namespace>:<name>``; the issuer's DAG claim, when configured and
+   present, must be a valid Airflow dag_id.
 
 Failures raise :class:`AuthenticationFailed` with a reason for the audit log; the client only
 ever sees "Authentication failed."
@@ -41,12 +46,19 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from proxy.clock import Clock
 from proxy.errors import AuthenticationFailed, IdentityProviderUnavailable
-from proxy.principal import Principal, is_dag_id
+from proxy.principal import Identity, is_dag_id
 from proxy.settings import OIDCIssuerSettings
 
 log = logging.getLogger(__name__)
 
-_RESERVED_TIME_CLAIMS = {"exp": "token_expired", "nbf": "token_not_yet_valid"}
+_TIME_CLAIM_REASONS = {
+    "exp": "token_expired",
+    "nbf": "token_not_yet_valid",
+    "iat": "token_issued_in_future",
+}
+# Header parameters that would let a token bring its own key, or demand processing we do not do.
+_REFUSED_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit")
+_SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
 
 @dataclass
@@ -149,8 +161,8 @@ class OIDCAuthenticator:
         self._leeway_s = leeway_s
         self._max_token_bytes = max_token_bytes
 
-    async def authenticate(self, credentials: str) -> Principal:
-        """Verify ``credentials`` (the JWT) and map it to a principal; see the module docstring."""
+    async def authenticate(self, credentials: str) -> Identity:
+        """Verify ``credentials`` (the JWT); see the module docstring for every check."""
         if len(credentials) > self._max_token_bytes:
             raise AuthenticationFailed(reason="token_too_large")
         header, unverified = _peek(credentials)
@@ -158,21 +170,13 @@ class OIDCAuthenticator:
         settings = self._issuers.get(issuer) if isinstance(issuer, str) else None
         if settings is None:
             raise AuthenticationFailed(reason="unknown_issuer")
+        _check_header(header, settings)
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AuthenticationFailed(reason="missing_key_id")
         keys = await self._keys[settings.issuer].for_kid(kid)
         claims = self._verify(credentials, keys, settings)
-        dag = claims.get(settings.dag_claim)
-        if not is_dag_id(dag):
-            raise AuthenticationFailed(reason="missing_dag_claim")
-        subject = claims.get("sub")
-        return Principal(
-            method="oidc",
-            issuer=settings.issuer,
-            subject=subject if isinstance(subject, str) else "",
-            dag=str(dag),
-        )
+        return _identity(settings, claims)
 
     def _verify(self, token: str, keys: KeySet, settings: OIDCIssuerSettings) -> dict[str, Any]:
         try:
@@ -187,23 +191,72 @@ class OIDCAuthenticator:
             iss={"essential": True, "value": settings.issuer},
             aud={"essential": True, "values": settings.audiences},
             exp={"essential": True},
+            iat={"essential": True},
         )
         try:
             registry.validate(decoded.claims)
         except ExpiredTokenError:
             raise AuthenticationFailed(reason="token_expired") from None
         except (InvalidClaimError, MissingClaimError) as exc:
-            claim = getattr(exc, "claim", "unknown")
-            reason = f"{'missing' if isinstance(exc, MissingClaimError) else 'invalid'}_{claim}"
-            raise AuthenticationFailed(reason=_RESERVED_TIME_CLAIMS.get(claim, reason)) from None
+            kind = "missing" if isinstance(exc, MissingClaimError) else "invalid"
+            reason = _TIME_CLAIM_REASONS.get(exc.claim, f"{kind}_{exc.claim}")
+            raise AuthenticationFailed(reason=reason) from None
         except ClaimError as exc:
             raise AuthenticationFailed(reason=f"invalid_claims:{exc.error}") from None
-        return dict(decoded.claims)
+        claims = dict(decoded.claims)
+        if claims["exp"] - claims["iat"] > settings.max_lifetime_s:
+            raise AuthenticationFailed(reason="token_lifetime_too_long")
+        return claims
 
     async def check_ready(self) -> None:
         """Raise unless every issuer's keys are available."""
         for keys in self._keys.values():
             await keys.check_ready()
+
+
+def _check_header(header: dict[str, Any], settings: OIDCIssuerSettings) -> None:
+    """Header rules that hold before any key is looked up."""
+    for name in _REFUSED_HEADERS:
+        if name in header:
+            raise AuthenticationFailed(reason=f"header_{name}_refused")
+    alg = header.get("alg")
+    if alg not in settings.algorithms:
+        raise AuthenticationFailed(reason="algorithm_not_allowed")
+    typ = header.get("typ")
+    if typ is None:
+        if settings.require_typ:
+            raise AuthenticationFailed(reason="missing_typ")
+        return
+    accepted = {t.lower() for t in settings.token_types}
+    normalised = str(typ).lower().removeprefix("application/")
+    if normalised not in accepted:
+        raise AuthenticationFailed(reason="typ_not_allowed")
+
+
+def _identity(settings: OIDCIssuerSettings, claims: dict[str, Any]) -> Identity:
+    """The identity a verified token proves."""
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AuthenticationFailed(reason="missing_sub")
+    client_id = claims.get("client_id", claims.get("azp"))
+    service_account = None
+    if subject.startswith(_SERVICE_ACCOUNT_PREFIX):
+        namespace, _, name = subject.removeprefix(_SERVICE_ACCOUNT_PREFIX).partition(":")
+        if namespace and name:
+            service_account = f"{namespace}:{name}"
+    asserted = None
+    if settings.dag_claim is not None and settings.dag_claim in claims:
+        asserted = claims[settings.dag_claim]
+        if not is_dag_id(asserted):
+            raise AuthenticationFailed(reason="invalid_dag_claim")
+    return Identity(
+        method="oidc",
+        issuer=settings.issuer,
+        subject=subject,
+        client_id=client_id if isinstance(client_id, str) else None,
+        service_account=service_account,
+        asserted_dag=asserted,
+    )
 
 
 def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

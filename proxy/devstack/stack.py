@@ -25,11 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import tomli_w
 from authlib.integrations.requests_client import OAuth2Session
+from joserfc.jwk import RSAKey
 from neo4j import GraphDatabase
 
+from proxy.client import iam_authorization
 from proxy.devstack.install import Components, install_all
 
 AUDIENCE = "urn:cyphergate:gateway"
@@ -37,14 +40,21 @@ OTHER_AUDIENCE = "urn:cyphergate:some-other-service"
 GATEWAY_NEO4J_USER = "cyphergate"
 DATABASE = "neo4j"
 START_TIMEOUT_S = 180.0
+SERVER_ID = "cyphergate-devstack"
+AWS_REGION = "us-east-1"
+AWS_ACCOUNT = "123456789012"  # moto's default account
 
 
 @dataclass(frozen=True, slots=True)
 class DemoClient:
-    """An OAuth client of the stack's OIDC provider, bound to one DAG by a server-side claim."""
+    """An OAuth client of the stack's OIDC provider.
+
+    With ``dag_id`` the provider asserts that DAG in the token's ``dag_id`` claim; without it
+    the token carries no DAG, and only a gateway binding can map it to one.
+    """
 
     client_id: str
-    dag_id: str
+    dag_id: str | None
     token_ttl_s: int = 300
 
 
@@ -77,6 +87,7 @@ class StackState:
     gateway_password: str
     clients: dict[str, dict[str, Any]]
     processes: dict[str, _Process] = field(default_factory=dict)
+    aws_user_keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> StackState:
@@ -99,14 +110,14 @@ class DevStack:
         cache_dir: Path,
         policies_dir: Path,
         extra_clients: Sequence[DemoClient] = (),
-        gateway_overrides: dict[str, dict[str, Any]] | None = None,
+        configure_gateway: Callable[[dict[str, Any]], None] | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.cache_dir = cache_dir
         self.policies_dir = policies_dir.resolve()
         self.clients = (*DEMO_CLIENTS, *extra_clients)
-        self._gateway_overrides = gateway_overrides or {}
+        self._configure_gateway = configure_gateway
         self._progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self._components: Components | None = None
         # Handles of the processes this object started, so they are reaped (not left as zombies).
@@ -130,7 +141,7 @@ class DevStack:
         state = self._load_or_create_state()
         if not self._alive(state, "neo4j"):
             self._start_neo4j(state)
-        for name in ("opa", "oidc"):
+        for name in ("opa", "oidc", "moto"):
             if not self._alive(state, name):
                 self.start_service(name, state)
         if with_gateway and not self._alive(state, "gateway"):
@@ -154,7 +165,7 @@ class DevStack:
         state = StackState.load(self.state_file)
         ports = state.ports
         document: dict[str, Any] = {
-            "running": all(self._alive(state, name) for name in ("neo4j", "opa", "oidc")),
+            "running": all(self._alive(state, name) for name in ("neo4j", "opa", "oidc", "moto")),
             "run_dir": str(self.run_dir),
             "neo4j": {
                 "bolt_uri": f"bolt://127.0.0.1:{ports['neo4j_bolt']}",
@@ -170,6 +181,12 @@ class DevStack:
                 "token_endpoint": self.issuer(state) + "/token",
                 "audience": AUDIENCE,
                 "clients": sorted(state.clients),
+            },
+            "aws": {
+                "sts_url": self.sts_url(state),
+                "region": AWS_REGION,
+                "server_id": SERVER_ID,
+                "roles": {dag: role_arn(dag) for dag in self._dags(state)},
             },
             "processes": {
                 name: {"pid": p.pid, "running": self._alive(state, name), "log": p.log}
@@ -208,6 +225,60 @@ class DevStack:
                 scope="cypher",
             )
         return str(token["access_token"])
+
+    def auth_header(self, dag: str, *, method: str = "oidc") -> str:
+        """A complete ``Authorization`` value for ``dag``: a bearer token or a fresh IAM proof."""
+        if method == "oidc":
+            return "Bearer " + self.token(dag)
+        if method == "iam":
+            return self.iam_header(role_arn(dag))
+        raise ValueError(f"method must be oidc or iam, not {method!r}")
+
+    def iam_header(self, role: str, *, server_id: str = SERVER_ID) -> str:
+        """An IAM proof signed with credentials from ``AssumeRole`` on ``role`` (moto's STS)."""
+        state = StackState.load(self.state_file)
+        keys = state.aws_user_keys
+        sts = boto3.client(
+            "sts",
+            endpoint_url=self.sts_url(state),
+            region_name=AWS_REGION,
+            aws_access_key_id=keys["id"],
+            aws_secret_access_key=keys["secret"],
+        )
+        credentials = sts.assume_role(RoleArn=role, RoleSessionName="airflow-worker")["Credentials"]
+        session = boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=AWS_REGION,
+        )
+        return iam_authorization(
+            session, server_id=server_id, sts_url=self.sts_url(state), region=AWS_REGION
+        )
+
+    def rotate_oidc_keys(self, *, keep_previous: bool = True) -> str:
+        """Give the provider a new signing key (first in its JWKS) and restart it; returns its kid.
+
+        With ``keep_previous`` the old keys stay published, so tokens they signed still verify.
+        """
+        keys_file = self.run_dir / "oidc-keys.json"
+        previous = (
+            json.loads(keys_file.read_text(encoding="utf-8"))["keys"] if keep_previous else []
+        )
+        kid = f"devstack-{secrets.token_hex(6)}"
+        key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
+        keys_file.write_text(json.dumps({"keys": [key.as_dict(private=True), *previous]}))
+        keys_file.chmod(0o600)
+        self.stop_service("oidc")
+        self.start_service("oidc")
+        return kid
+
+    def sts_url(self, state: StackState | None = None) -> str:
+        state = state or StackState.load(self.state_file)
+        return f"http://127.0.0.1:{state.ports['moto']}/"
+
+    def _dags(self, state: StackState) -> list[str]:
+        return sorted({c["dag_id"] for c in state.clients.values() if c["dag_id"]})
 
     def issuer(self, state: StackState | None = None) -> str:
         state = state or StackState.load(self.state_file)
@@ -251,6 +322,19 @@ class DevStack:
             command = ["node", str(components.oidc_dir / "server.mjs"), str(config)]
             self._spawn(state, name, command, cwd=components.oidc_dir)
             self._wait_http(state, name, self.issuer(state) + "/.well-known/openid-configuration")
+        elif name == "moto":
+            command = [
+                sys.executable,
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(ports["moto"]),
+            ]
+            self._spawn(state, name, command)
+            self._wait_http(state, name, f"http://127.0.0.1:{ports['moto']}/moto-api/")
+            self._set_up_aws(state)
         elif name == "gateway":
             self._write_gateway_config(state)
             command = [
@@ -331,6 +415,51 @@ class DevStack:
         secret.write_text(state.gateway_password, encoding="utf-8")
         secret.chmod(0o600)
 
+    def _set_up_aws(self, state: StackState) -> None:
+        """IAM in moto: a worker user that may assume one role per demo DAG; then auth on."""
+        endpoint = self.sts_url(state)
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name=AWS_REGION,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",  # noqa: S106
+        )
+        iam.create_user(UserName="airflow-worker")
+        allow = {
+            "Effect": "Allow",
+            "Action": ["sts:AssumeRole", "sts:GetCallerIdentity"],
+            "Resource": "*",
+        }
+        iam.put_user_policy(
+            UserName="airflow-worker",
+            PolicyName="assume-dag-roles",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow]}),
+        )
+        key = iam.create_access_key(UserName="airflow-worker")["AccessKey"]
+        trust = {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{AWS_ACCOUNT}:root"},
+            "Action": "sts:AssumeRole",
+        }
+        whoami = {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}
+        for dag in self._dags(state):
+            role = role_arn(dag).rsplit("/", 1)[1]
+            iam.create_role(
+                RoleName=role,
+                AssumeRolePolicyDocument=json.dumps(
+                    {"Version": "2012-10-17", "Statement": [trust]}
+                ),
+            )
+            iam.put_role_policy(
+                RoleName=role,
+                PolicyName="whoami",
+                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [whoami]}),
+            )
+        # From here on moto checks every request's signature, as AWS does.
+        httpx.post(endpoint + "moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
+        state.aws_user_keys = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+
     def _oidc_config(self, state: StackState) -> dict[str, Any]:
         return {
             "issuer": self.issuer(state),
@@ -362,11 +491,15 @@ class DevStack:
                 "oidc": [
                     {"issuer": self.issuer(state), "audiences": [AUDIENCE], "dag_claim": "dag_id"}
                 ],
+                "aws_iam": {"sts_endpoints": [self.sts_url(state)], "server_id": SERVER_ID},
+                "bindings": [
+                    {"iam_role_arn": role_arn(dag), "dags": [dag]} for dag in self._dags(state)
+                ],
             },
             "audit": {"path": str(self.audit_path)},
         }
-        for section, values in self._gateway_overrides.items():
-            config.setdefault(section, {}).update(values)
+        if self._configure_gateway is not None:
+            self._configure_gateway(config)
         self.gateway_config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
 
     def _load_or_create_state(self) -> StackState:
@@ -377,7 +510,7 @@ class DevStack:
             if all(c.client_id in state.clients for c in self.clients):
                 return state
             self.down()
-        names = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "gateway")
+        names = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "moto", "gateway")
         state = StackState(
             run_dir=str(self.run_dir),
             ports=dict(zip(names, _free_ports(len(names)), strict=True)),
@@ -456,6 +589,11 @@ class DevStack:
     def _check_started(self, state: StackState, name: str) -> None:
         if not self._alive(state, name):
             raise StackError(f"{name} exited while starting" + _tail(state.processes[name]))
+
+
+def role_arn(dag: str) -> str:
+    """The IAM role the stack creates for a demo DAG."""
+    return f"arn:aws:iam::{AWS_ACCOUNT}:role/cyphergate-{dag}"
 
 
 def _free_ports(count: int) -> list[int]:

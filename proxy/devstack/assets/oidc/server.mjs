@@ -23,7 +23,7 @@ const clients = config.clients.map((c) => ({
   response_types: [],
   redirect_uris: [],
   token_endpoint_auth_method: 'client_secret_basic',
-  dag_id: c.dag_id,
+  ...(c.dag_id ? { dag_id: c.dag_id } : {}),
   token_ttl: c.token_ttl,
 }));
 const byId = new Map(config.clients.map((c) => [c.client_id, c]));

@@ -1,0 +1,206 @@
+"""AWS IAM authentication, the way HashiCorp Vault does it.
+
+The caller signs an ``sts:GetCallerIdentity`` request with its AWS credentials (SigV4, by
+botocore; see :mod:`proxy.client`) but does not send it. It sends the gateway the request's
+method, URL, body and headers instead, in ``Authorization: CypherGate-AWS-IAM <proof>``, where
+``<proof>`` is base64 of the JSON object ``{"method", "url", "body" (base64), "headers"}``. The
+gateway checks the request is exactly that one harmless call, addressed to a configured STS
+endpoint, signed over our server id and recent, then forwards it to STS, which verifies the
+signature and answers who signed it. The gateway never checks a signature itself.
+
+Checks, in order; each failure is a 401 with its own audit reason:
+
+1. the proof decodes to exactly those four fields (``iam_malformed_proof``);
+2. method ``POST`` (``iam_method_not_post``); body exactly
+   ``Action=GetCallerIdentity&Version=2011-06-15`` (``iam_body_not_allowed``);
+3. URL exactly one of ``sts_endpoints``: no other host is ever contacted (``iam_url_not_allowed``);
+4. headers only from an allow-list, no duplicates, ``Host`` (if sent) the URL's
+   (``iam_header_not_allowed``);
+5. ``X-CypherGate-Server-ID`` present, equal to ours, and listed in ``SignedHeaders``
+   (``iam_server_id_missing`` / ``_mismatch`` / ``_unsigned``), so a proof made for another
+   service cannot be replayed here;
+6. ``X-Amz-Date`` within ``max_age_s`` of now, either way (``iam_request_stale``);
+7. STS, reached with redirects off, answers 200 with a well-formed identity (``iam_sts_rejected``,
+   ``iam_sts_malformed``); an assumed-role ARN is reduced to its role,
+   ``arn:aws:iam::ACCOUNT:role/NAME``: the session name is the caller's choice and never names a
+   DAG.
+
+A verified proof is remembered until its date leaves the window, so a worker repeating the same
+proof costs no STS round trip; afterwards the same proof is stale.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from defusedxml import ElementTree
+
+from proxy.clock import Clock
+from proxy.errors import AuthenticationFailed, IdentityProviderUnavailable
+from proxy.principal import Identity
+from proxy.settings import IAMSettings
+
+SCHEME = "CypherGate-AWS-IAM"
+SERVER_ID_HEADER = "X-CypherGate-Server-ID"
+GET_CALLER_IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+ALLOWED_HEADERS = frozenset(
+    {
+        "authorization",
+        "content-type",
+        "content-length",
+        "host",
+        "user-agent",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+        SERVER_ID_HEADER.lower(),
+    }
+)
+_MAX_PROOF_BYTES = 16 * 1024
+_SIGNED_HEADERS = re.compile(r"SignedHeaders=([a-z0-9;\-]+)")
+_STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
+_ASSUMED_ROLE = re.compile(r"arn:(aws[a-z\-]*):sts::(\d{12}):assumed-role/([\w+=,.@\-]+)/[^/]+")
+_IAM_ROLE_OR_USER = re.compile(r"arn:(aws[a-z\-]*):iam::(\d{12}):(role|user)/[\w+=,.@\-/]+")
+_CACHE_SIZE = 4096
+
+
+class IAMAuthenticator:
+    """Verifies Vault-style signed ``GetCallerIdentity`` proofs through STS."""
+
+    def __init__(self, settings: IAMSettings, http: httpx.AsyncClient, clock: Clock) -> None:
+        self._settings = settings
+        self._http = http
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
+
+    async def authenticate(self, credentials: str) -> Identity:
+        """Verify a proof; see the module docstring for every check."""
+        proof = _decode(credentials)
+        headers = self._checked_request(proof)
+        signed_at = self._checked_date(headers)
+        key = hashlib.sha256(credentials.encode("ascii", "replace")).hexdigest()
+        cached = self._verified.get(key)
+        if cached is not None:
+            return cached[1]
+        identity = await self._ask_sts(proof["url"], headers)
+        self._remember(key, signed_at, identity)
+        return identity
+
+    async def check_ready(self) -> None:
+        """Nothing to prefetch: STS is asked per proof."""
+        return None
+
+    def _checked_request(self, proof: dict[str, Any]) -> dict[str, str]:
+        if proof["method"] != "POST":
+            raise AuthenticationFailed(reason="iam_method_not_post")
+        if proof["body"] != GET_CALLER_IDENTITY_BODY:
+            raise AuthenticationFailed(reason="iam_body_not_allowed")
+        if proof["url"] not in self._settings.sts_endpoints:
+            raise AuthenticationFailed(reason="iam_url_not_allowed")
+        headers: dict[str, str] = {}
+        for name, value in proof["headers"].items():
+            lower = name.lower()
+            if lower not in ALLOWED_HEADERS or lower in headers:
+                raise AuthenticationFailed(reason="iam_header_not_allowed")
+            headers[lower] = value
+        host = headers.pop("host", None)
+        if host is not None and host != httpx.URL(proof["url"]).netloc.decode("ascii"):
+            raise AuthenticationFailed(reason="iam_header_not_allowed")
+        server_id = headers.get(SERVER_ID_HEADER.lower())
+        if server_id is None:
+            raise AuthenticationFailed(reason="iam_server_id_missing")
+        if not hmac.compare_digest(server_id.encode(), self._settings.server_id.encode()):
+            raise AuthenticationFailed(reason="iam_server_id_mismatch")
+        signed = _SIGNED_HEADERS.search(headers.get("authorization", ""))
+        if signed is None or SERVER_ID_HEADER.lower() not in signed.group(1).split(";"):
+            raise AuthenticationFailed(reason="iam_server_id_unsigned")
+        return headers
+
+    def _checked_date(self, headers: dict[str, str]) -> float:
+        try:
+            signed_at = datetime.strptime(headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ")
+        except ValueError:
+            raise AuthenticationFailed(reason="iam_date_missing") from None
+        timestamp = signed_at.replace(tzinfo=UTC).timestamp()
+        if abs(self._clock() - timestamp) > self._settings.max_age_s:
+            raise AuthenticationFailed(reason="iam_request_stale")
+        return timestamp
+
+    async def _ask_sts(self, url: str, headers: dict[str, str]) -> Identity:
+        forwarded = {k: v for k, v in headers.items() if k != "content-length"}
+        try:
+            response = await self._http.post(
+                url,
+                content=GET_CALLER_IDENTITY_BODY.encode(),
+                headers=forwarded,
+                follow_redirects=False,
+                timeout=self._settings.timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            raise IdentityProviderUnavailable(reason="iam_sts_unreachable") from exc
+        if response.status_code >= 500:
+            raise IdentityProviderUnavailable(reason=f"iam_sts_status_{response.status_code}")
+        if response.status_code != 200:
+            raise AuthenticationFailed(reason="iam_sts_rejected")
+        return _identity_from(response.content)
+
+    def _remember(self, key: str, signed_at: float, identity: Identity) -> None:
+        now = self._clock()
+        self._verified[key] = (signed_at, identity)
+        # Forget proofs that have left the window, and keep the cache bounded.
+        while self._verified:
+            oldest_key, (oldest_at, _) = next(iter(self._verified.items()))
+            if now - oldest_at <= self._settings.max_age_s and len(self._verified) <= _CACHE_SIZE:
+                break
+            del self._verified[oldest_key]
+
+
+def _decode(credentials: str) -> dict[str, Any]:
+    if len(credentials) > _MAX_PROOF_BYTES:
+        raise AuthenticationFailed(reason="iam_malformed_proof")
+    try:
+        proof = json.loads(base64.b64decode(credentials, validate=True))
+        if not isinstance(proof, dict) or set(proof) != {"method", "url", "body", "headers"}:
+            raise ValueError("wrong fields")
+        body = base64.b64decode(proof["body"], validate=True).decode("utf-8")
+        headers = proof["headers"]
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+        ):
+            raise ValueError("headers must be a string map")
+        if not isinstance(proof["method"], str) or not isinstance(proof["url"], str):
+            raise ValueError("method and url must be strings")
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise AuthenticationFailed(reason="iam_malformed_proof") from None
+    return {"method": proof["method"], "url": proof["url"], "body": body, "headers": headers}
+
+
+def _identity_from(xml: bytes) -> Identity:
+    try:
+        root = ElementTree.fromstring(xml)
+        arn = root.findtext(f"{_STS_NS}GetCallerIdentityResult/{_STS_NS}Arn")
+        account = root.findtext(f"{_STS_NS}GetCallerIdentityResult/{_STS_NS}Account")
+    except (ElementTree.ParseError, ValueError):  # defusedxml refusals are ValueErrors
+        raise AuthenticationFailed(reason="iam_sts_malformed") from None
+    if not arn or not account:
+        raise AuthenticationFailed(reason="iam_sts_malformed")
+    assumed = _ASSUMED_ROLE.fullmatch(arn)
+    if assumed is not None:
+        partition, arn_account, role = assumed.groups()
+        subject = f"arn:{partition}:iam::{arn_account}:role/{role}"
+    elif _IAM_ROLE_OR_USER.fullmatch(arn) is not None:
+        subject = arn
+    else:
+        raise AuthenticationFailed(reason="iam_unsupported_principal")
+    if f":{account}:" not in subject:
+        raise AuthenticationFailed(reason="iam_sts_malformed")
+    return Identity(method="aws_iam", issuer=f"aws:{account}", subject=subject)
