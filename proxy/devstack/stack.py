@@ -439,7 +439,7 @@ class DevStack:
         key = iam.create_access_key(UserName="airflow-worker")["AccessKey"]
         trust = {
             "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{AWS_ACCOUNT}:root"},
+            "Principal": {"AWS": f"arn:aws:iam::{AWS_ACCOUNT}:user/airflow-worker"},
             "Action": "sts:AssumeRole",
         }
         whoami = {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}
@@ -505,12 +505,21 @@ class DevStack:
     def _load_or_create_state(self) -> StackState:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)
-        if self.state_file.exists():
-            state = StackState.load(self.state_file)
-            if all(c.client_id in state.clients for c in self.clients):
-                return state
-            self.down()
         names = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "moto", "gateway")
+        if self.state_file.exists():
+            # A state written for other clients or services (an older version) is started afresh.
+            try:
+                state = StackState.load(self.state_file)
+            except (ValueError, TypeError, KeyError):
+                state = None
+            if (
+                state is not None
+                and set(names) <= set(state.ports)
+                and all(c.client_id in state.clients for c in self.clients)
+            ):
+                return state
+            if state is not None:
+                self.down()
         state = StackState(
             run_dir=str(self.run_dir),
             ports=dict(zip(names, _free_ports(len(names)), strict=True)),
