@@ -152,7 +152,9 @@ class AuthSettings(BaseModel):
     aws_iam: IAMSettings | None = None
     bindings: list[BindingSettings] = Field(default_factory=list)
     leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
-    max_token_bytes: int = Field(default=16 * 1024, gt=0)
+    max_token_bytes: int = Field(
+        default=8 * 1024, gt=0, description="Longer bearer tokens are refused unread."
+    )
 
 
 class AuditSettings(BaseModel):

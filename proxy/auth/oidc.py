@@ -36,6 +36,7 @@ from joserfc import jws, jwt
 from joserfc.errors import (
     BadSignatureError,
     ClaimError,
+    ExceededSizeError,
     ExpiredTokenError,
     InvalidClaimError,
     JoseError,
@@ -198,8 +199,10 @@ class OIDCAuthenticator:
         except ExpiredTokenError:
             raise AuthenticationFailed(reason="token_expired") from None
         except (InvalidClaimError, MissingClaimError) as exc:
-            kind = "missing" if isinstance(exc, MissingClaimError) else "invalid"
-            reason = _TIME_CLAIM_REASONS.get(exc.claim, f"{kind}_{exc.claim}")
+            if isinstance(exc, MissingClaimError):
+                reason = f"missing_{exc.claim}"
+            else:
+                reason = _TIME_CLAIM_REASONS.get(exc.claim, f"invalid_{exc.claim}")
             raise AuthenticationFailed(reason=reason) from None
         except ClaimError as exc:
             raise AuthenticationFailed(reason=f"invalid_claims:{exc.error}") from None
@@ -264,6 +267,8 @@ def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         signature = jws.extract_compact(token.encode("ascii"))
         payload = json.loads(signature.payload)
+    except ExceededSizeError:  # joserfc caps the header (512 bytes), so no key fits in it
+        raise AuthenticationFailed(reason="header_too_large") from None
     except (JoseError, ValueError, UnicodeError):
         raise AuthenticationFailed(reason="malformed_token") from None
     if not isinstance(payload, dict):
