@@ -15,11 +15,34 @@ from proxy.devstack.stack import DemoClient, DevStack
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT_LIVED = DemoClient("short_lived_reader", "demo_reader", token_ttl_s=1)
+# A Kubernetes-style workload: its token asserts no DAG; a service-account binding maps it.
+SERVICE_ACCOUNT = DemoClient("system:serviceaccount:airflow:etl-worker", None)
+# One client allowed to act as two DAGs, by a client-id binding.
+MULTI_DAG = DemoClient("multi_dag_worker", None)
+IAM_MAX_AGE_S = 10
+JWKS_TTL_S = 2
 
 
 def configure_test_gateway(config: dict[str, Any]) -> None:
-    # No clock-skew allowance, so a token that has expired is refused at once.
-    config["auth"]["leeway_s"] = 0
+    auth = config["auth"]
+    # No clock-skew allowance, so a token that has expired is refused at once; short windows so
+    # that replays and key rotations can be watched within a test.
+    auth["leeway_s"] = 0
+    auth["aws_iam"]["max_age_s"] = IAM_MAX_AGE_S
+    (issuer,) = auth["oidc"]
+    issuer.update(jwks_ttl_s=JWKS_TTL_S, jwks_min_refresh_interval_s=0)
+    auth["bindings"] += [
+        {
+            "oidc_issuer": issuer["issuer"],
+            "service_account": "airflow:etl-worker",
+            "dags": ["demo_reader"],
+        },
+        {
+            "oidc_issuer": issuer["issuer"],
+            "client_id": "multi_dag_worker",
+            "dags": ["demo_reader", "demo_writer"],
+        },
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         tmp_path_factory.mktemp("devstack"),
         cache_dir=default_cache_dir(),
         policies_dir=REPO / "policies",
-        extra_clients=[SHORT_LIVED],
+        extra_clients=[SHORT_LIVED, SERVICE_ACCOUNT, MULTI_DAG],
         configure_gateway=configure_test_gateway,
     )
     try:

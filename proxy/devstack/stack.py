@@ -216,7 +216,7 @@ class DevStack:
         with OAuth2Session(
             client_id,
             client["secret"],
-            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name
+            token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
         ) as oauth:
             token = oauth.fetch_token(
                 self.issuer(state) + "/token",

@@ -22,7 +22,7 @@ const clients = config.clients.map((c) => ({
   grant_types: ['client_credentials'],
   response_types: [],
   redirect_uris: [],
-  token_endpoint_auth_method: 'client_secret_basic',
+  token_endpoint_auth_method: 'client_secret_post',
   ...(c.dag_id ? { dag_id: c.dag_id } : {}),
   token_ttl: c.token_ttl,
 }));
