@@ -1,0 +1,110 @@
+"""IAM proofs against a fake STS at the HTTP seam: what is forwarded, and how answers are read.
+
+The real round trip through moto's STS, with signature checking on, is in test_identity.py and
+test_hostile_credentials.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import boto3
+import httpx
+import pytest
+
+from proxy.auth.aws_iam import IAMAuthenticator
+from proxy.client import iam_authorization
+from proxy.errors import AuthenticationFailed, CypherGateError, IdentityProviderUnavailable
+from proxy.principal import Identity
+from proxy.settings import IAMSettings
+
+STS = "https://sts.example.test/"
+SESSION = boto3.Session(
+    aws_access_key_id="AKIAEXAMPLE",
+    aws_secret_access_key="not-a-real-secret",
+    region_name="us-east-1",
+)
+
+
+def answer(arn: str, account: str = "111122223333") -> bytes:
+    return (
+        '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        f"<GetCallerIdentityResult><Arn>{arn}</Arn><UserId>X</UserId>"
+        f"<Account>{account}</Account></GetCallerIdentityResult></GetCallerIdentityResponse>"
+    ).encode()
+
+
+def run(response: httpx.Response) -> tuple[list[httpx.Request], Identity | CypherGateError]:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return response
+
+    auth = IAMAuthenticator(
+        IAMSettings(sts_endpoints=[STS], server_id="gw"),
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        clock=time.time,
+    )
+    header = iam_authorization(SESSION, server_id="gw", sts_url=STS)
+    result: Identity | CypherGateError
+    try:
+        result = asyncio.run(auth.authenticate(header.split(" ", 1)[1]))
+    except (AuthenticationFailed, IdentityProviderUnavailable) as error:
+        result = error
+    return seen, result
+
+
+def test_assumed_role_becomes_its_role_and_only_sts_is_called() -> None:
+    seen, identity = run(
+        httpx.Response(
+            200, content=answer("arn:aws:sts::111122223333:assumed-role/etl-role/i-0123456789")
+        )
+    )
+    assert isinstance(identity, Identity)
+    assert identity.subject == "arn:aws:iam::111122223333:role/etl-role"
+    assert identity.issuer == "aws:111122223333"
+    (request,) = seen
+    assert str(request.url) == STS and request.method == "POST"
+    assert request.content == b"Action=GetCallerIdentity&Version=2011-06-15"
+    assert request.headers["x-cyphergate-server-id"] == "gw"
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        (httpx.Response(403, content=b"<Error/>"), "iam_sts_rejected"),
+        (httpx.Response(302, headers={"Location": "http://169.254.169.254/"}), "iam_sts_rejected"),
+        (httpx.Response(200, content=b"not xml"), "iam_sts_malformed"),
+        (
+            httpx.Response(200, content=b'<!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'),
+            "iam_sts_malformed",
+        ),
+        (
+            httpx.Response(200, content=answer("arn:aws:iam::111122223333:group/admins")),
+            "iam_unsupported_principal",
+        ),
+        (
+            httpx.Response(200, content=answer("arn:aws:iam::999999999999:role/r")),
+            "iam_sts_malformed",
+        ),
+        (httpx.Response(500), "iam_sts_status_500"),
+    ],
+)
+def test_sts_answers_that_do_not_prove_an_identity(response: httpx.Response, reason: str) -> None:
+    seen, error = run(response)
+    assert len(seen) == 1  # one call, redirects never followed
+    assert isinstance(error, CypherGateError)
+    assert error.reason == reason
+
+
+def test_proof_encoding_is_documented_json() -> None:
+    header = iam_authorization(SESSION, server_id="gw", sts_url=STS)
+    scheme, proof = header.split(" ", 1)
+    assert scheme == "CypherGate-AWS-IAM"
+    decoded = json.loads(base64.b64decode(proof))
+    assert set(decoded) == {"method", "url", "body", "headers"}
+    assert "x-cyphergate-server-id" in decoded["headers"]["Authorization"]

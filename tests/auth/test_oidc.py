@@ -1,0 +1,126 @@
+"""OIDC key handling with a fake issuer at the HTTP seam: refresh limits and outage behaviour.
+
+The real provider is exercised in test_identity.py and test_hostile_credentials.py; here the
+issuer is an httpx.MockTransport so that every call to it can be counted exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jws, jwt
+from joserfc.jwk import KeySet, RSAKey
+
+from proxy.auth.oidc import OIDCAuthenticator
+from proxy.errors import AuthenticationFailed, IdentityProviderUnavailable
+from proxy.settings import OIDCIssuerSettings
+
+ISSUER = "https://issuer.test"
+KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+
+
+class FakeIssuer:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.up = True
+        self.keys = KeySet([KEY])
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if not self.up:
+            return httpx.Response(503)
+        if request.url.path == "/.well-known/openid-configuration":
+            return httpx.Response(200, json={"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"})
+        return httpx.Response(200, json=self.keys.as_dict(private=False))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def token(key: RSAKey = KEY, now: float | None = None, **claims: Any) -> str:
+    now = int(now or time.time())
+    body = {"iss": ISSUER, "aud": "gw", "sub": "s", "dag_id": "etl", "iat": now, "exp": now + 60}
+    body.update(claims)
+    return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}, body, key)
+
+
+def authenticator(issuer: FakeIssuer, clock: Clock, **settings: Any) -> OIDCAuthenticator:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(issuer.handler))
+    config = OIDCIssuerSettings(issuer=ISSUER, audiences=["gw"], **settings)
+    return OIDCAuthenticator([config], http, clock, leeway_s=0, max_token_bytes=8192)
+
+
+def test_cached_keys_cost_no_issuer_calls() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock)
+
+    async def go() -> None:
+        for _ in range(100):
+            identity = await auth.authenticate(token())
+            assert identity.asserted_dag == "etl"
+
+    asyncio.run(go())
+    assert issuer.calls == 2  # discovery and JWKS, once
+
+
+def test_a_flood_of_unknown_kids_refreshes_once_per_interval() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock, jwks_min_refresh_interval_s=10)
+    strangers = [RSAKey.generate_key(2048, parameters={"kid": f"random-{n}"}) for n in range(3)]
+
+    async def flood(count: int) -> None:
+        for n in range(count):
+            with pytest.raises(AuthenticationFailed) as error:
+                await auth.authenticate(token(strangers[n % 3], now=clock.now))
+            assert error.value.reason == "unknown_key"
+
+    asyncio.run(auth.authenticate(token()))
+    asyncio.run(flood(100))
+    assert issuer.calls == 2  # within 10 s of the first fetch: no refresh at all
+    clock.now += 11
+    asyncio.run(flood(100))
+    assert issuer.calls == 4  # one refresh (discovery and JWKS) for 100 unknown kids
+
+
+def test_issuer_down_keeps_cached_keys_and_rotation_is_picked_up() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock, jwks_ttl_s=60, jwks_min_refresh_interval_s=0)
+    asyncio.run(auth.authenticate(token()))
+    issuer.up = False
+    clock.now += 120  # keys are stale and the issuer is down: cached keys still verify
+    asyncio.run(auth.authenticate(token(now=clock.now)))
+    issuer.up = True
+    new_key = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+    issuer.keys = KeySet([new_key, KEY])
+    identity = asyncio.run(auth.authenticate(token(new_key, now=clock.now)))
+    assert identity.subject == "s"
+
+
+def test_issuer_never_reached_is_unavailable_not_unauthorised() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    issuer.up = False
+    auth = authenticator(issuer, clock)
+    with pytest.raises(IdentityProviderUnavailable):
+        asyncio.run(auth.authenticate(token()))
+
+
+def test_typ_can_be_required() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock, require_typ=True)
+    now = int(clock.now)
+    claims = {"iss": ISSUER, "aud": "gw", "sub": "s", "iat": now, "exp": now + 60}
+    # A JWS without "typ" (joserfc's jwt.encode always adds one).
+    untyped = jws.serialize_compact({"alg": "RS256", "kid": "k1"}, json.dumps(claims), KEY)
+    with pytest.raises(AuthenticationFailed) as error:
+        asyncio.run(auth.authenticate(untyped))
+    assert error.value.reason == "missing_typ"
