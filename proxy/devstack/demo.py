@@ -42,11 +42,12 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
     url = status["gateway_url"] + "/db/neo4j/query/v2"
     with httpx.Client(timeout=30.0) as http:
 
-        def send(dag: str, statement: str) -> httpx.Response:
-            token = stack.token(dag)
-            print(f"\n   DAG {dag!r} sends: {statement}")
+        def send(dag: str, statement: str, method: str = "oidc") -> httpx.Response:
+            authorization = stack.auth_header(dag, method=method)
+            how = "an OIDC token" if method == "oidc" else "an AWS IAM proof (moto's STS)"
+            print(f"\n   DAG {dag!r}, with {how}, sends: {statement}")
             response = http.post(
-                url, json={"statement": statement}, headers={"Authorization": f"Bearer {token}"}
+                url, json={"statement": statement}, headers={"Authorization": authorization}
             )
             print(f"   gateway answers {response.status_code}: {json.dumps(response.json())}")
             return response
@@ -57,6 +58,8 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
         )
         _say("\n3. demo_reader (granted read only) reads them: allowed")
         allowed = send("demo_reader", "MATCH (p:Person) RETURN p.name AS name ORDER BY name")
+        _say("   ... and the same DAG proves itself with its AWS IAM role instead:")
+        allowed_iam = send("demo_reader", "MATCH (p:Person) RETURN count(p) AS people", "iam")
         _say("\n4. demo_reader tries to write: denied by policy before anything runs")
         denied = send("demo_reader", "CREATE (:Person {name: 'Mallory'})")
 
@@ -77,7 +80,8 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
     print(
         f"   {'FAILED: ' + str(problem) if problem else f'OK: {len(steps)} records, chain intact'}"
     )
-    expected = (written.status_code, allowed.status_code, denied.status_code) == (202, 202, 403)
+    statuses = (written, allowed, allowed_iam, denied)
+    expected = tuple(r.status_code for r in statuses) == (202, 202, 202, 403)
     print("\nDemo " + ("succeeded." if expected and problem is None else "FAILED."))
     return 0 if expected and problem is None else 1
 

@@ -75,6 +75,9 @@ class _Process:
     pid: int
     command: list[str]
     log: str
+    # The kernel's start time of the process: with the pid, it names the process uniquely, so a
+    # recycled pid is never mistaken for ours.
+    started: int = 0
 
 
 @dataclass
@@ -551,18 +554,16 @@ class DevStack:
                 start_new_session=True,
             )
         self._children[process.pid] = process
-        state.processes[name] = _Process(pid=process.pid, command=command, log=str(log))
+        state.processes[name] = _Process(
+            pid=process.pid, command=command, log=str(log), started=_start_time(process.pid) or 0
+        )
         state.save(self.state_file)
 
     def _alive(self, state: StackState, name: str) -> bool:
         process = state.processes.get(name)
         if process is None or not _running(process.pid):
             return False
-        try:
-            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return [part.decode() for part in cmdline if part] == process.command
+        return _start_time(process.pid) == process.started
 
     def _wait_log(self, state: StackState, name: str, marker: str) -> None:
         process = state.processes[name]
@@ -630,6 +631,15 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def _start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[19])
 
 
 def _reap(pid: int) -> None:
