@@ -70,7 +70,8 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
             decision = record.get("decision") or {}
             print(
                 f"   #{record['seq']} {record['time']} {record['event']:<8} "
-                f"dag={principal.get('dag')} allow={decision.get('allow')} "
+                f"{principal.get('method')} dag={principal.get('dag')} "
+                f"allow={decision.get('allow')} "
                 f"reasons={decision.get('reasons')} status={record['status']} "
                 f"rows={record['rows']}"
             )
