@@ -47,8 +47,9 @@ class Clock:
         return self.now
 
 
-def token(key: RSAKey = KEY, now: float | None = None, **claims: Any) -> str:
-    now = int(now or time.time())
+def token(clock: Clock, key: RSAKey = KEY, **claims: Any) -> str:
+    """A token issued at the authenticator's own "now" (leeway is zero in these tests)."""
+    now = int(clock.now)
     body = {"iss": ISSUER, "aud": "gw", "sub": "s", "dag_id": "etl", "iat": now, "exp": now + 60}
     body.update(claims)
     return jwt.encode({"alg": "RS256", "kid": key.kid, "typ": "at+jwt"}, body, key)
@@ -66,7 +67,7 @@ def test_cached_keys_cost_no_issuer_calls() -> None:
 
     async def go() -> None:
         for _ in range(100):
-            identity = await auth.authenticate(token())
+            identity = await auth.authenticate(token(clock))
             assert identity.asserted_dag == "etl"
 
     asyncio.run(go())
@@ -81,10 +82,10 @@ def test_a_flood_of_unknown_kids_refreshes_once_per_interval() -> None:
     async def flood(count: int) -> None:
         for n in range(count):
             with pytest.raises(AuthenticationFailed) as error:
-                await auth.authenticate(token(strangers[n % 3], now=clock.now))
+                await auth.authenticate(token(clock, strangers[n % 3]))
             assert error.value.reason == "unknown_key"
 
-    asyncio.run(auth.authenticate(token()))
+    asyncio.run(auth.authenticate(token(clock)))
     asyncio.run(flood(100))
     assert issuer.calls == 2  # within 10 s of the first fetch: no refresh at all
     clock.now += 11
@@ -95,14 +96,14 @@ def test_a_flood_of_unknown_kids_refreshes_once_per_interval() -> None:
 def test_issuer_down_keeps_cached_keys_and_rotation_is_picked_up() -> None:
     issuer, clock = FakeIssuer(), Clock()
     auth = authenticator(issuer, clock, jwks_ttl_s=60, jwks_min_refresh_interval_s=0)
-    asyncio.run(auth.authenticate(token()))
+    asyncio.run(auth.authenticate(token(clock)))
     issuer.up = False
     clock.now += 120  # keys are stale and the issuer is down: cached keys still verify
-    asyncio.run(auth.authenticate(token(now=clock.now)))
+    asyncio.run(auth.authenticate(token(clock)))
     issuer.up = True
     new_key = RSAKey.generate_key(2048, parameters={"kid": "k2"})
     issuer.keys = KeySet([new_key, KEY])
-    identity = asyncio.run(auth.authenticate(token(new_key, now=clock.now)))
+    identity = asyncio.run(auth.authenticate(token(clock, new_key)))
     assert identity.subject == "s"
 
 
@@ -111,7 +112,7 @@ def test_issuer_never_reached_is_unavailable_not_unauthorised() -> None:
     issuer.up = False
     auth = authenticator(issuer, clock)
     with pytest.raises(IdentityProviderUnavailable):
-        asyncio.run(auth.authenticate(token()))
+        asyncio.run(auth.authenticate(token(clock)))
 
 
 def test_typ_can_be_required() -> None:
