@@ -2,9 +2,10 @@
 
 Reads run in READ transactions, everything else in WRITE transactions; each transaction carries
 the decision's timeout and metadata that joins Neo4j's own ``SHOW TRANSACTIONS`` to the audit
-log. Explicit transactions are used on purpose: the driver's managed transactions retry, and a
-write must never run twice. Neo4j's exceptions are translated into the gateway's errors here,
-once.
+log. Statements run as auto-commit transactions (``session.run``), on purpose: the driver never
+retries them (its managed transactions would, and a write must never run twice), they take one
+round trip, and they are the only kind in which ``CALL { ... } IN TRANSACTIONS`` can run.
+Neo4j's exceptions are translated into the gateway's errors here, once.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class Neo4jGraph:
         return Analysis(query_type=kind)
 
     async def run(self, execution: Execution) -> QueryResult:
-        """Run the statement once in an explicit transaction; see the module docstring."""
+        """Run the statement once, in an auto-commit transaction; see the module docstring."""
         mode = neo4j.READ_ACCESS if execution.access_mode == "READ" else neo4j.WRITE_ACCESS
         bookmarks = Bookmarks.from_raw_values(execution.bookmarks) if execution.bookmarks else None
         async with (
@@ -145,19 +146,17 @@ class Neo4jGraph:
                 database=execution.database, default_access_mode=mode, bookmarks=bookmarks
             ) as session,
         ):
-            tx = await session.begin_transaction(
-                metadata=dict(execution.metadata), timeout=execution.timeout_s
+            query = neo4j.Query(
+                execution.statement,
+                metadata=dict(execution.metadata),
+                timeout=execution.timeout_s,
             )
-            try:
-                result = await tx.run(execution.statement, dict(execution.parameters))
-                fields = list(result.keys())
-                values = [
-                    [to_plain_json(value) for value in record.values()] async for record in result
-                ]
-                summary = await result.consume()
-                await tx.commit()
-            finally:
-                await tx.close()
+            result = await session.run(query, dict(execution.parameters))
+            fields = list(result.keys())
+            values = [
+                [to_plain_json(value) for value in record.values()] async for record in result
+            ]
+            summary = await result.consume()
             last = await session.last_bookmarks()
         counters = {name: getattr(summary.counters, attr) for name, attr in _COUNTERS}
         return QueryResult(

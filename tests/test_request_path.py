@@ -110,6 +110,20 @@ def test_parameters_are_passed_and_counters_reported(
     assert "Grace" not in str(decision) + str(outcome)  # parameter values are not logged
 
 
+def test_batched_writes_in_transactions_run(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    # CALL { ... } IN TRANSACTIONS only runs in an auto-commit transaction.
+    label = marker()
+    statement = (
+        f"UNWIND range(1, 50) AS i CALL (i) {{ CREATE (:`{label}` {{i: i}}) }} "
+        "IN TRANSACTIONS OF 10 ROWS"
+    )
+    response = post(gateway, stack.token("demo_writer"), {"statement": statement})
+    assert response.status_code == 202, response.text
+    assert count(neo4j_admin, label) == 50
+
+
 def test_counters_only_when_asked(stack: DevStack, gateway: httpx.Client) -> None:
     response = post(gateway, stack.token("demo_reader"), {"statement": "RETURN 1 AS x"})
     assert response.status_code == 202
