@@ -1,24 +1,36 @@
-"""Helpers for callers: how a worker proves its AWS identity to CypherGate.
+"""A small client for callers of CypherGate, with the three ways a worker proves who it is.
 
-Usage from any boto3 session (an Airflow worker's instance role, an IRSA pod, a profile)::
+Used by the Airflow provider, and usable from any Python program::
 
-    from proxy.client import iam_authorization
-    header = iam_authorization(boto3.Session(), server_id="cyphergate-prod")
-    httpx.post(url, json=body, headers={"Authorization": header})
+    client = CypherGateClient("https://cyphergate.example.com", ClientCredentials(...))
+    rows = client.run("MATCH (u:User) RETURN u.name AS name", dag="etl_users").rows
+
+Credentials are callables returning a complete ``Authorization`` value; each caches what it can
+(a token until shortly before it expires, an IAM proof for a fraction of its freshness window)
+and never logs or echoes a secret.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import boto3
+import httpx
+from authlib.integrations.requests_client import OAuth2Session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from proxy.auth.aws_iam import GET_CALLER_IDENTITY_BODY, SCHEME, SERVER_ID_HEADER
 
 DEFAULT_STS_URL = "https://sts.amazonaws.com/"
+Credential = Callable[[], str]
 
 
 def iam_authorization(
@@ -49,3 +61,192 @@ def iam_authorization(
         "headers": {name: str(value) for name, value in request.headers.items()},
     }
     return f"{SCHEME} " + base64.b64encode(json.dumps(proof).encode()).decode("ascii")
+
+
+@dataclass
+class ClientCredentials:
+    """An OAuth 2.0 client-credentials token (JWT access token), fetched with authlib."""
+
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    audience: str | None = None
+    scope: str | None = None
+    _token: str | None = field(default=None, init=False, repr=False)
+    _expires_at: float = field(default=0.0, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._token is None or time.time() > self._expires_at - 30:
+                extra = {k: v for k, v in (("resource", self.audience), ("scope", self.scope)) if v}
+                with OAuth2Session(
+                    self.client_id,
+                    self.client_secret,
+                    token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
+                ) as oauth:
+                    token = oauth.fetch_token(
+                        self.token_url, grant_type="client_credentials", **extra
+                    )
+                self._token = str(token["access_token"])
+                self._expires_at = time.time() + float(token.get("expires_in", 60))
+            return f"Bearer {self._token}"
+
+
+@dataclass
+class TokenFile:
+    """A bearer token read from a file (a Kubernetes projected service-account token).
+
+    The file is re-read whenever it changes, since the kubelet rotates it in place.
+    """
+
+    path: Path
+    _token: str | None = field(default=None, init=False, repr=False)
+    _stamp: tuple[float, int] = field(default=(0.0, 0), init=False, repr=False)
+
+    def __call__(self) -> str:
+        stat = self.path.stat()
+        stamp = (stat.st_mtime, stat.st_size)
+        if self._token is None or stamp != self._stamp:
+            self._token = self.path.read_text(encoding="utf-8").strip()
+            self._stamp = stamp
+        return f"Bearer {self._token}"
+
+
+@dataclass
+class IAMProof:
+    """A signed ``GetCallerIdentity`` proof from a boto3 session, optionally after AssumeRole."""
+
+    server_id: str
+    sts_url: str = DEFAULT_STS_URL
+    region: str = "us-east-1"
+    role_arn: str | None = None
+    session: boto3.Session = field(default_factory=boto3.Session, repr=False)
+    reuse_s: float = 60.0
+    _header: str | None = field(default=None, init=False, repr=False)
+    _made_at: float = field(default=0.0, init=False, repr=False)
+
+    def __call__(self) -> str:
+        # Reusing a proof for a minute lets the gateway answer from its cache, sparing STS.
+        if self._header is None or time.time() - self._made_at > self.reuse_s:
+            self._header = iam_authorization(
+                self._role_session(),
+                server_id=self.server_id,
+                sts_url=self.sts_url,
+                region=self.region,
+            )
+            self._made_at = time.time()
+        return self._header
+
+    def _role_session(self) -> boto3.Session:
+        if self.role_arn is None:
+            return self.session
+        sts = self.session.client("sts", endpoint_url=self.sts_url, region_name=self.region)
+        assumed = sts.assume_role(RoleArn=self.role_arn, RoleSessionName="cyphergate-client")
+        credentials = assumed["Credentials"]
+        return boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=self.region,
+        )
+
+
+class CypherGateQueryError(Exception):
+    """The gateway refused or failed a statement; the message carries its code and reason."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"CypherGate answered {status} {code}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A statement's answer, in Query API form."""
+
+    fields: list[str]
+    values: list[list[Any]]
+    counters: dict[str, Any]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The values as one dict per row."""
+        return [dict(zip(self.fields, row, strict=True)) for row in self.values]
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who, in Airflow terms, is calling: sent as X-CypherGate-* headers (context only)."""
+
+    dag: str | None = None
+    task: str | None = None
+    run: str | None = None
+    try_number: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        names = {
+            "X-CypherGate-DAG": self.dag,
+            "X-CypherGate-Task": self.task,
+            "X-CypherGate-Run": self.run,
+            "X-CypherGate-Try": None if self.try_number is None else str(self.try_number),
+        }
+        return {name: value for name, value in names.items() if value is not None}
+
+
+class CypherGateClient:
+    """Sends statements to a gateway's Query API endpoint."""
+
+    def __init__(
+        self,
+        url: str,
+        credential: Credential,
+        *,
+        database: str = "neo4j",
+        timeout_s: float = 300.0,
+    ) -> None:
+        self._url = url.rstrip("/")
+        self._credential = credential
+        self._database = database
+        self._http = httpx.Client(timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def run(
+        self,
+        statement: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        database: str | None = None,
+        context: CallContext | None = None,
+        include_counters: bool = False,
+    ) -> Result:
+        """Run one statement; raises :class:`CypherGateQueryError` on any refusal."""
+        body = {
+            "statement": statement,
+            "parameters": dict(parameters or {}),
+            "includeCounters": include_counters,
+        }
+        headers = {"Authorization": self._credential(), **(context or CallContext()).headers()}
+        response = self._http.post(
+            f"{self._url}/db/{database or self._database}/query/v2", json=body, headers=headers
+        )
+        try:
+            document = response.json()
+        except ValueError:
+            document = {}
+        errors = document.get("errors") if isinstance(document, dict) else None
+        if response.status_code >= 300 or errors:
+            first = errors[0] if errors else {}
+            raise CypherGateQueryError(
+                response.status_code,
+                str(first.get("code", "unknown")),
+                str(first.get("message", response.reason_phrase)),
+            )
+        data = document.get("data", {})
+        return Result(
+            fields=list(data.get("fields", [])),
+            values=list(data.get("values", [])),
+            counters=dict(document.get("counters", {})),
+        )

@@ -144,11 +144,7 @@ class Gateway:
                     parameters=body.parameters,
                     access_mode=access_mode,
                     timeout_s=decision.timeout_s or self._default_timeout_s,
-                    metadata={
-                        "dag_id": principal.dag,
-                        "request_id": call.request_id,
-                        "decision_id": decision.decision_id,
-                    },
+                    metadata=_metadata(principal, call.request_id, decision.decision_id),
                     bookmarks=tuple(body.bookmarks),
                 )
             )
@@ -216,6 +212,19 @@ class Gateway:
 def new_request_id() -> str:
     """A fresh request id."""
     return str(uuid.uuid4())
+
+
+def _metadata(principal: Principal, request_id: str, decision_id: str) -> dict[str, str | int]:
+    """Transaction metadata: joins Neo4j's SHOW TRANSACTIONS (and query.log) to the audit log."""
+    metadata: dict[str, str | int | None] = {
+        "dag_id": principal.dag,
+        "task_id": principal.task,
+        "run_id": principal.run,
+        "try_number": principal.try_number,
+        "request_id": request_id,
+        "decision_id": decision_id,
+    }
+    return {key: value for key, value in metadata.items() if value is not None}
 
 
 def _parse(raw: bytes) -> QueryBody:

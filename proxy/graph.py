@@ -64,7 +64,7 @@ class Execution:
     parameters: Mapping[str, JSON]
     access_mode: AccessMode
     timeout_s: float
-    metadata: Mapping[str, str]
+    metadata: Mapping[str, str | int]
     bookmarks: tuple[str, ...] = ()
 
 

@@ -140,7 +140,13 @@ def test_allowed_request_is_recorded_before_it_runs_and_after() -> None:
     assert audit.events[0].status is None and audit.events[1].status == 202
     (execution,) = graph.ran
     assert execution.access_mode == "READ"  # read-only statement, whatever the policy allows
-    assert execution.metadata == {"dag_id": "etl", "request_id": "r-1", "decision_id": "d-1"}
+    assert execution.metadata == {
+        "dag_id": "etl",
+        "task_id": "load",
+        "try_number": 2,
+        "request_id": "r-1",
+        "decision_id": "d-1",
+    }
     assert "hunter2" not in repr(audit.events)
 
 

@@ -63,6 +63,10 @@ DEMO_CLIENTS = (
     DemoClient("demo_writer", "demo_writer"),
     # A real DAG identity that the policies grant nothing: every request it makes is denied.
     DemoClient("demo_unlisted", "demo_unlisted"),
+    # The identities of the Airflow provider's example DAGs (proxy/airflow/example_dags).
+    DemoClient("cyphergate_example_oidc", "cyphergate_example_oidc"),
+    DemoClient("cyphergate_example_iam", "cyphergate_example_iam"),
+    DemoClient("cyphergate_example_denied", "cyphergate_example_denied"),
 )
 
 

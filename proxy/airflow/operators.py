@@ -1,0 +1,72 @@
+"""``CypherGateOperator``: one templated Cypher statement as an Airflow task.
+
+Statements through CypherGate are short and bounded by the policy's timeout, so the operator
+runs them in the worker rather than deferring: a trigger would hold a connection just as long.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from airflow.exceptions import AirflowException
+from airflow.sdk import BaseOperator
+
+from proxy.airflow.hooks import CypherGateHook
+
+ResultMode = Literal["none", "rows", "counters"]
+
+
+class CypherGateOperator(BaseOperator):
+    """Runs ``statement`` through CypherGate; pushes rows or counters to XCom if asked.
+
+    :param statement: Cypher, templated.
+    :param parameters: statement parameters, templated.
+    :param database: overrides the connection's database.
+    :param result: ``none``, ``rows`` (to XCom, at most ``max_xcom_bytes`` of JSON, else the
+        task fails rather than push a truncated result) or ``counters``.
+    """
+
+    template_fields: Sequence[str] = ("statement", "parameters", "database")
+    template_ext: Sequence[str] = (".cypher",)
+    ui_color = "#5db3ba"
+
+    def __init__(
+        self,
+        *,
+        statement: str,
+        parameters: dict[str, Any] | None = None,
+        database: str | None = None,
+        cyphergate_conn_id: str = CypherGateHook.default_conn_name,
+        result: ResultMode = "rows",
+        max_xcom_bytes: int = 48 * 1024,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if result not in ("none", "rows", "counters"):
+            raise ValueError(f"result must be none, rows or counters, not {result!r}")
+        self.statement = statement
+        self.parameters = parameters or {}
+        self.database = database
+        self.cyphergate_conn_id = cyphergate_conn_id
+        self.result = result
+        self.max_xcom_bytes = max_xcom_bytes
+
+    def execute(self, context: Any) -> Any:  # noqa: ARG002 - Airflow passes it
+        hook = CypherGateHook(self.cyphergate_conn_id, database=self.database)
+        answer = hook.run(
+            self.statement, self.parameters, include_counters=self.result == "counters"
+        )
+        self.log.info("CypherGate returned %d rows", len(answer.values))
+        if self.result == "none":
+            return None
+        if self.result == "counters":
+            return answer.counters
+        size = len(json.dumps(answer.rows, default=str))
+        if size > self.max_xcom_bytes:
+            raise AirflowException(
+                f"{len(answer.values)} rows ({size} bytes of JSON) exceed max_xcom_bytes="
+                f"{self.max_xcom_bytes}; add LIMIT or use result='none'"
+            )
+        return answer.rows

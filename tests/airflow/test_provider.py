@@ -1,0 +1,181 @@
+"""A real Airflow 3 (in .venv-airflow) running the provider's example DAGs through the gateway.
+
+Select with ``-m airflow``, skip with ``-m "not airflow"``. ``bash .ci/bootstrap`` installs the
+Airflow virtualenv; without it these tests fail rather than pass silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from neo4j import Driver
+
+from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.devstack.stack import AWS_REGION, SERVER_ID, DevStack, StackState, role_arn
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+REPO = Path(__file__).resolve().parents[2]
+AIRFLOW = REPO / ".venv-airflow" / "bin" / "airflow"
+DAGS = REPO / "proxy" / "airflow" / "example_dags"
+
+
+@dataclass
+class Airflow:
+    env: dict[str, str]
+
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(AIRFLOW), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(AIRFLOW), *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def connection(stack: DevStack, status: dict[str, Any], client_id: str) -> str:
+    state = StackState.load(stack.state_file)
+    return json.dumps(
+        {
+            "conn_type": "cyphergate",
+            "host": status["gateway_url"],
+            "schema": "neo4j",
+            "login": client_id,
+            "password": state.clients[client_id]["secret"],
+            "extra": {
+                "auth_method": "oidc_client_credentials",
+                "token_url": status["oidc"]["token_endpoint"],
+                "audience": status["oidc"]["audience"],
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def airflow(
+    stack: DevStack, status: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Airflow]:
+    assert AIRFLOW.exists(), "no .venv-airflow: run bash .ci/bootstrap"
+    keys = StackState.load(stack.state_file).aws_user_keys
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))},
+        "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_CYPHERGATE_DEFAULT": connection(stack, status, "cyphergate_example_oidc"),
+        "AIRFLOW_CONN_CYPHERGATE_DENIED": connection(stack, status, "cyphergate_example_denied"),
+        "AIRFLOW_CONN_CYPHERGATE_IAM": json.dumps(
+            {
+                "conn_type": "cyphergate",
+                "host": status["gateway_url"],
+                "extra": {
+                    "auth_method": "aws_iam",
+                    "aws_server_id": SERVER_ID,
+                    "aws_sts_url": stack.sts_url(),
+                    "aws_region": AWS_REGION,
+                    "aws_role_arn": role_arn("cyphergate_example_iam"),
+                },
+            }
+        ),
+        # The worker's own AWS identity; the hook assumes the DAG's role with it.
+        "AWS_ACCESS_KEY_ID": keys["id"],
+        "AWS_SECRET_ACCESS_KEY": keys["secret"],
+        "AWS_DEFAULT_REGION": AWS_REGION,
+    }
+    instance = Airflow(env)
+    migrated = instance.run("db", "migrate")
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    yield instance
+
+
+def records(stack: DevStack, dag: str) -> list[dict[str, Any]]:
+    with AuditReader(stack.audit_path) as reader:
+        return list(reader.query(RecordFilter(dag=dag)))
+
+
+def test_provider_is_registered(airflow: Airflow) -> None:
+    providers = airflow.run("providers", "list", "--output", "json")
+    assert providers.returncode == 0, providers.stderr
+    assert any(p["package_name"] == "cyphergate" for p in json.loads(providers.stdout))
+    hooks = airflow.run("providers", "hooks", "--output", "json")
+    assert hooks.returncode == 0, hooks.stderr
+    (hook,) = [h for h in json.loads(hooks.stdout) if h["connection_type"] == "cyphergate"]
+    assert hook["class"] == "proxy.airflow.hooks.CypherGateHook"
+
+
+def test_oidc_dag_runs_through_the_gateway_with_its_context(
+    airflow: Airflow, stack: DevStack, neo4j_admin: Driver
+) -> None:
+    run = airflow.start("dags", "test", "cyphergate_example_oidc")
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 300
+    while run.poll() is None and time.monotonic() < deadline:
+        if not seen:
+            rows, _, _ = neo4j_admin.execute_query(
+                "SHOW TRANSACTIONS YIELD currentQuery, metaData, username "
+                "WHERE currentQuery CONTAINS 'cyphergate_example_slow' RETURN metaData, username"
+            )
+            seen = [dict(r) for r in rows if r["metaData"]]
+        time.sleep(0.1)
+    output = run.communicate(timeout=60)[0]
+    assert run.returncode == 0, output[-4000:]
+    assert seen, "the slow task's query was never seen running in SHOW TRANSACTIONS"
+    metadata = seen[0]["metaData"]
+    assert metadata["dag_id"] == "cyphergate_example_oidc"
+    assert metadata["task_id"] == "crunch_numbers"
+    assert metadata["run_id"].startswith("manual__")
+    assert metadata["try_number"] == 1
+    assert seen[0]["username"] == "cyphergate"  # the gateway's user, never a DAG password
+
+    trail = [r for r in records(stack, "cyphergate_example_oidc") if r["event"] == "decision"]
+    tasks = {r["principal"]["task"] for r in trail}
+    assert {"load_people", "crunch_numbers", "list_people"} <= tasks
+    for record in trail:
+        principal = record["principal"]
+        assert principal["run"] and principal["try_number"] == 1
+        assert record["decision"]["allow"] is True
+    people, _, _ = neo4j_admin.execute_query("MATCH (p:ExamplePerson) RETURN count(p) AS n")
+    assert people[0]["n"] == 3
+
+
+def test_iam_dag_runs_with_its_role(airflow: Airflow, stack: DevStack) -> None:
+    result = airflow.run("dags", "test", "cyphergate_example_iam")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (decision,) = [r for r in records(stack, "cyphergate_example_iam") if r["event"] == "decision"]
+    principal = decision["principal"]
+    assert principal["method"] == "aws_iam"
+    assert principal["subject"] == role_arn("cyphergate_example_iam")
+    assert principal["task"] == "count_people" and principal["try_number"] == 1
+
+
+def test_denied_dag_fails_with_the_gateways_reason(
+    airflow: Airflow, stack: DevStack, neo4j_admin: Driver
+) -> None:
+    result = airflow.run("dags", "test", "cyphergate_example_denied")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Denied by policy: write_not_granted" in output
+    intruders, _, _ = neo4j_admin.execute_query("MATCH (n:ExampleIntruder) RETURN count(n) AS n")
+    assert intruders[0]["n"] == 0
+    (decision,) = records(stack, "cyphergate_example_denied")
+    assert decision["decision"]["reasons"] == ["write_not_granted"]
+    assert decision["principal"]["task"] == "sneak_a_write"
