@@ -64,6 +64,7 @@ def create_app(
             }
             app.state.gateway = gateway
             app.state.readiness = readiness
+            app.state.describe = chosen.graph.describe
             app.state.auth_schemes = chosen.authenticator.schemes
             yield
 

@@ -45,7 +45,20 @@ class UnsupportedMediaType(CypherGateError):
 
     status = 415
     code = "Neo.ClientError.Request.Invalid"
-    default_message = "Only application/json request and response bodies are supported."
+    default_message = (
+        "Request and response bodies must be application/json or application/vnd.neo4j.query."
+    )
+
+
+class NotSupported(CypherGateError):
+    """A Query API feature the gateway does not offer (explicit transactions)."""
+
+    status = 501
+    code = "Neo.ClientError.Request.Invalid"
+    default_message = (
+        "CypherGate runs each statement in its own auto-commit transaction; explicit"
+        " transactions (/query/v2/tx) are not supported."
+    )
 
 
 class AuthenticationFailed(CypherGateError):

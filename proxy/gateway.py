@@ -8,13 +8,14 @@ written, nothing runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from proxy.analysis import Analysis, Analyzer
 from proxy.audit import AuditLog
@@ -25,6 +26,7 @@ from proxy.errors import AuditUnavailable, BadRequest, CypherGateError, PolicyDe
 from proxy.graph import Execution, GraphExecutor, QueryResult
 from proxy.policy import AccessMode, Decision, PolicyEngine, policy_input
 from proxy.principal import DagResolver, Principal
+from proxy.values import InvalidValue, from_typed
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,13 @@ class QueryBody(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     includeCounters: StrictBool = False  # the Query API's own field names
     accessMode: Literal["READ", "WRITE"] | None = None
+
+    @field_validator("accessMode", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        # Neo4j accepts "Read" as well as "READ" (the neo4j driver sends "Read").
+        return value.upper() if isinstance(value, str) else value
+
     bookmarks: list[str] = Field(default_factory=list)
 
 
@@ -54,6 +63,7 @@ class Call:
     client: str | None
     headers: Mapping[str, str]
     read_body: Callable[[], Awaitable[bytes]]
+    typed_parameters: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,29 +101,13 @@ class Gateway:
     async def query(self, call: Call) -> Answer:
         """Handle one query; raises :class:`CypherGateError` for every refusal or failure."""
         started = self._clock()
-        trail = AuditEvent(
-            event="decision",
-            time=utc_timestamp(started),
-            request_id=call.request_id,
-            client=call.client,
-            principal=None,
-            database=call.database,
-            statement=None,
-            statement_sha256=None,
-            query_type=None,
-            decision=None,
-            access_mode=None,
-            status=None,
-            error=None,
-            rows=None,
-            latency_us=None,
-        )
+        trail = _empty_trail(call, started)
         try:
             identity = await self._authenticator.authenticate(call.authorization)
             trail = replace(trail, principal=dict(identity.as_document()))
             principal = self._resolver.resolve(identity, call.headers)
             trail = replace(trail, principal=principal.as_document())
-            body = _parse(await call.read_body())
+            body = _parse(await call.read_body(), typed=call.typed_parameters)
             trail = replace(
                 trail, statement=body.statement, statement_sha256=statement_digest(body.statement)
             )
@@ -159,6 +153,18 @@ class Gateway:
         finished = self._finished(outcome, started, error=None)
         await self._record_outcome(replace(finished, rows=len(result.values)))
         return Answer(result=result, include_counters=body.includeCounters)
+
+    async def refuse(self, call: Call, error: CypherGateError) -> None:
+        """Record a request the HTTP layer turns away (with its caller, if it authenticates)."""
+        started = self._clock()
+        principal: dict[str, str | int | None] | None = None
+        with contextlib.suppress(CypherGateError):
+            identity = await self._authenticator.authenticate(call.authorization)
+            principal = dict(identity.as_document())
+        trail = _empty_trail(call, started)
+        await self._record(
+            self._finished(replace(trail, principal=principal), started, error=error)
+        )
 
     async def _decide(
         self, principal: Principal, database: str, body: QueryBody, analysis: Analysis
@@ -209,6 +215,26 @@ class Gateway:
             log.error("outcome record for request %s could not be written", event.request_id)
 
 
+def _empty_trail(call: Call, started: float) -> AuditEvent:
+    return AuditEvent(
+        event="decision",
+        time=utc_timestamp(started),
+        request_id=call.request_id,
+        client=call.client,
+        principal=None,
+        database=call.database,
+        statement=None,
+        statement_sha256=None,
+        query_type=None,
+        decision=None,
+        access_mode=None,
+        status=None,
+        error=None,
+        rows=None,
+        latency_us=None,
+    )
+
+
 def new_request_id() -> str:
     """A fresh request id."""
     return str(uuid.uuid4())
@@ -227,14 +253,21 @@ def _metadata(principal: Principal, request_id: str, decision_id: str) -> dict[s
     return {key: value for key, value in metadata.items() if value is not None}
 
 
-def _parse(raw: bytes) -> QueryBody:
+def _parse(raw: bytes, *, typed: bool) -> QueryBody:
     try:
-        return QueryBody.model_validate_json(raw)
+        body = QueryBody.model_validate_json(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise BadRequest(f"Invalid request body: {problems}", reason="invalid_body") from None
+    if not typed:
+        return body
+    try:
+        parameters = {k: from_typed(v, f"parameters.{k}") for k, v in body.parameters.items()}
+    except InvalidValue as exc:
+        raise BadRequest(f"Invalid request body: {exc}", reason="invalid_typed_value") from None
+    return body.model_copy(update={"parameters": parameters})
 
 
 def _access_mode(

@@ -10,8 +10,6 @@ Neo4j's exceptions are translated into the gateway's errors here, once.
 
 from __future__ import annotations
 
-import base64
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,9 +18,6 @@ from typing import Any, Protocol
 import neo4j
 from neo4j import AsyncDriver, AsyncGraphDatabase, Bookmarks
 from neo4j import exceptions as neo4j_errors
-from neo4j import graph as neo4j_graph
-from neo4j import spatial as neo4j_spatial
-from neo4j import time as neo4j_time
 
 from proxy.analysis import Analysis, QueryType
 from proxy.errors import (
@@ -70,7 +65,7 @@ class Execution:
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """Rows in Query API plain-JSON form, with counters and bookmarks."""
+    """Rows as driver values (the HTTP layer encodes them), with counters and bookmarks."""
 
     fields: list[str]
     values: list[list[JSON]]
@@ -91,6 +86,10 @@ class GraphExecutor(Protocol):
 
     async def check_ready(self) -> None: ...
 
+    async def describe(self) -> dict[str, str]:
+        """Neo4j's ``version`` and ``edition``."""
+        ...
+
 
 class Neo4jGraph:
     """A :class:`GraphExecutor` on the official async driver."""
@@ -98,6 +97,7 @@ class Neo4jGraph:
     def __init__(self, settings: Neo4jSettings) -> None:
         self._settings = settings
         self._driver: AsyncDriver | None = None
+        self._description: dict[str, str] | None = None
 
     async def open(self) -> None:
         """Create the driver with the gateway's credential."""
@@ -153,15 +153,29 @@ class Neo4jGraph:
             )
             result = await session.run(query, dict(execution.parameters))
             fields = list(result.keys())
-            values = [
-                [to_plain_json(value) for value in record.values()] async for record in result
-            ]
+            values = [list(record.values()) async for record in result]
             summary = await result.consume()
             last = await session.last_bookmarks()
         counters = {name: getattr(summary.counters, attr) for name, attr in _COUNTERS}
         return QueryResult(
             fields=fields, values=values, counters=counters, bookmarks=list(last.raw_values)
         )
+
+    async def describe(self) -> dict[str, str]:
+        """Neo4j's version and edition (asked once, from ``dbms.components()``)."""
+        if self._description is None:
+            async with _translated_errors():
+                records, _, _ = await self.driver.execute_query(
+                    "CALL dbms.components() YIELD name, versions, edition",
+                    database_="system",
+                    routing_="r",
+                )
+            (kernel,) = [r for r in records if r["name"] == "Neo4j Kernel"]
+            self._description = {
+                "version": str(kernel["versions"][0]),
+                "edition": str(kernel["edition"]),
+            }
+        return self._description
 
     async def check_ready(self) -> None:
         """Raise unless Neo4j accepts the gateway's credential now."""
@@ -191,56 +205,3 @@ async def _translated_errors() -> AsyncIterator[None]:
         raise GraphUnavailable(reason=type(exc).__name__) from exc
     except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as exc:
         raise GraphFailed(reason=type(exc).__name__) from exc
-
-
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def _java_style_iso(text: str) -> str:
-    """Neo4j writes times as Java does: no trailing zeros in the fraction, ``Z`` for UTC."""
-    text = _FRACTION.sub(lambda m: "." + m[1].rstrip("0") if m[1].rstrip("0") else "", text, 1)
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def to_plain_json(value: Any) -> JSON:
-    """A driver value in the Query API's plain JSON form."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    # Points and durations are tuples, so they come before lists.
-    if isinstance(value, neo4j_spatial.Point):
-        coordinates = " ".join(repr(float(c)) for c in value)
-        return f"SRID={value.srid};POINT{' Z' if len(value) == 3 else ''} ({coordinates})"
-    if isinstance(value, neo4j_time.Duration | neo4j_time.Date):
-        return value.iso_format()
-    if isinstance(value, neo4j_time.Time | neo4j_time.DateTime):
-        return _java_style_iso(value.iso_format())
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, neo4j_graph.Node):
-        return {
-            "elementId": value.element_id,
-            "labels": sorted(value.labels),
-            "properties": to_plain_json(dict(value)),
-        }
-    if isinstance(value, neo4j_graph.Relationship):
-        start, end = value.start_node, value.end_node
-        return {
-            "elementId": value.element_id,
-            # A Node with no properties is falsy (it is a mapping), hence "is not None".
-            "startNodeElementId": None if start is None else start.element_id,
-            "endNodeElementId": None if end is None else end.element_id,
-            "type": value.type,
-            "properties": to_plain_json(dict(value)),
-        }
-    if isinstance(value, neo4j_graph.Path):
-        items: list[JSON] = []
-        for index, node in enumerate(value.nodes):
-            if index:
-                items.append(to_plain_json(value.relationships[index - 1]))
-            items.append(to_plain_json(node))
-        return items
-    if isinstance(value, list | tuple):
-        return [to_plain_json(item) for item in value]
-    if isinstance(value, dict):
-        return {key: to_plain_json(item) for key, item in value.items()}
-    return str(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -71,16 +72,71 @@ def test_allowed_read_returns_what_neo4j_returns(
         "RETURN duration('P1Y2M3DT4H5M6.5S') AS d, localdatetime('2024-05-06T07:08:09') AS ldt,"
         " time('10:11:12+01:00') AS t, point({latitude: 1, longitude: 2}) AS geo",
         "UNWIND range(1, 5) AS x RETURN x, x * x AS square ORDER BY x",
+        "RETURN 1e20 AS big, -2.5e-10 AS small, 12345678.5 AS wide, 0.1 AS tenth,"
+        " datetime('2024-01-02T03:04:05.5[Europe/Berlin]') AS zoned,"
+        " datetime('2024-01-02T03:04:05+02:00') AS offset, localtime('10:11') AS lt,"
+        " point({x: 1, y: 2, z: 3}) AS p3",
     ]
     token = stack.token("demo_reader")
-    for statement in statements:
-        body = {"statement": statement, "includeCounters": True}
-        through = post(gateway, token, body)
-        direct = neo4j_http.post(QUERY, json=body)
-        assert through.status_code == direct.status_code == 202, (statement, through.text)
-        ours, theirs = through.json(), direct.json()
-        assert ours.pop("bookmarks") and theirs.pop("bookmarks")
-        assert ours == theirs, statement
+    typed = "application/vnd.neo4j.query"
+    for media_type in ("application/json", typed):
+        headers = {"Content-Type": media_type, "Accept": media_type}
+        for statement in statements:
+            body = json.dumps({"statement": statement, "includeCounters": True})
+            through = gateway.post(
+                QUERY, content=body, headers={**headers, "Authorization": f"Bearer {token}"}
+            )
+            direct = neo4j_http.post(QUERY, content=body, headers=headers)
+            assert through.status_code == direct.status_code == 202, (statement, through.text)
+            assert through.headers["content-type"] == direct.headers["content-type"]
+            ours, theirs = through.json(), direct.json()
+            assert ours.pop("bookmarks") and theirs.pop("bookmarks")
+            assert ours == theirs, (media_type, statement)
+
+
+def test_typed_parameters_round_trip_as_in_neo4j(
+    stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client
+) -> None:
+    typed = "application/vnd.neo4j.query"
+    parameters = {
+        "i": {"$type": "Integer", "_value": "9007199254740993"},  # beyond a double's precision
+        "f": {"$type": "Float", "_value": "1.5"},
+        "b": {"$type": "Base64", "_value": "AQID"},
+        "d": {"$type": "Date", "_value": "2024-01-02"},
+        "dt": {"$type": "OffsetDateTime", "_value": "2024-01-02T03:04:05.5+01:00"},
+        "zdt": {"$type": "ZonedDateTime", "_value": "2024-07-02T03:04:05+02:00[Europe/Berlin]"},
+        "du": {"$type": "Duration", "_value": "P1DT2H"},
+        "p": {"$type": "Point", "_value": "SRID=4326;POINT (2.0 1.0)"},
+        "l": {
+            "$type": "List",
+            "_value": [{"$type": "Integer", "_value": "1"}, {"$type": "Null", "_value": None}],
+        },
+        "m": {"$type": "Map", "_value": {"k": {"$type": "Boolean", "_value": True}}},
+    }
+    body = json.dumps(
+        {
+            "statement": "RETURN $i AS i, $i + 1 AS next, $f AS f, $b AS b, $d AS d, $dt AS dt,"
+            " $zdt AS zdt, $du AS du, $p AS p, $l AS l, $m AS m",
+            "parameters": parameters,
+        }
+    )
+    headers = {"Content-Type": typed, "Accept": typed}
+    token = stack.token("demo_reader")
+    through = gateway.post(
+        QUERY, content=body, headers={**headers, "Authorization": f"Bearer {token}"}
+    )
+    direct = neo4j_http.post(QUERY, content=body, headers=headers)
+    assert through.status_code == direct.status_code == 202, through.text
+    assert through.json()["data"] == direct.json()["data"]
+    bad = gateway.post(
+        QUERY,
+        content=json.dumps(
+            {"statement": "RETURN $x", "parameters": {"x": {"$type": "Integer", "_value": "one"}}}
+        ),
+        headers={**headers, "Authorization": f"Bearer {token}"},
+    )
+    assert bad.status_code == 400
+    assert "parameters.x: not a valid Integer" in bad.json()["errors"][0]["message"]
 
 
 def test_parameters_are_passed_and_counters_reported(
@@ -437,8 +493,6 @@ def test_audit_query_filters_by_dag_and_decision(stack: DevStack, gateway: httpx
         "json",
     )
     assert result.returncode == 0, result.stderr
-    import json
-
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows and all(r["dag"] == "demo_unlisted" and r["decision"] == "deny" for r in rows)
     assert {"seq", "time", "dag", "database", "statement", "decision", "reasons"} <= set(rows[0])

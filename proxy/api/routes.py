@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from proxy.errors import CypherGateError, PayloadTooLarge, UnsupportedMediaType
+from proxy.errors import CypherGateError, NotSupported, PayloadTooLarge, UnsupportedMediaType
 from proxy.gateway import SUCCESS_STATUS, Answer, Call, Gateway, new_request_id
+from proxy.values import TYPED_MEDIA_TYPE, to_plain, to_typed
 
 REQUEST_ID_HEADER = "X-CypherGate-Request-ID"
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -24,20 +25,41 @@ def build_router(*, max_body_bytes: int) -> APIRouter:
     async def query(database: str, request: Request) -> JSONResponse:
         request_id = new_request_id()
         request.state.request_id = request_id
-        client = f"{request.client.host}:{request.client.port}" if request.client else None
-        call = Call(
-            request_id=request_id,
-            database=database,
-            authorization=request.headers.get("authorization"),
-            client=client,
-            headers=request.headers,
-            read_body=lambda: _read_body(request, max_body_bytes),
-        )
+        call = _call(request, request_id, database, max_body_bytes)
         gateway: Gateway = request.app.state.gateway
         answer = await gateway.query(call)
+        typed = _wants_typed(request.headers.get("accept"))
         return JSONResponse(
-            _render(answer), status_code=SUCCESS_STATUS, headers={REQUEST_ID_HEADER: request_id}
+            _render(answer, typed=typed),
+            status_code=SUCCESS_STATUS,
+            headers={REQUEST_ID_HEADER: request_id},
+            media_type=TYPED_MEDIA_TYPE if typed else "application/json",
         )
+
+    @router.api_route(
+        "/db/{database}/query/v2/tx{rest:path}", methods=["GET", "POST", "PUT", "DELETE"]
+    )
+    async def explicit_transaction(database: str, rest: str, request: Request) -> JSONResponse:
+        del rest
+        request_id = new_request_id()
+        request.state.request_id = request_id
+        gateway: Gateway = request.app.state.gateway
+        error = NotSupported(reason="explicit_transaction")
+        await gateway.refuse(_call(request, request_id, database, max_body_bytes), error)
+        raise error
+
+    @router.get("/")
+    async def discovery(request: Request) -> dict[str, str]:
+        # What Neo4j's own root answers, so that the neo4j driver can use an http:// URI here.
+        # Like Neo4j's, it needs no credential; it reveals the Neo4j version and edition only.
+        describe: Callable[[], Awaitable[dict[str, str]]] = request.app.state.describe
+        server = await describe()
+        base = str(request.base_url).rstrip("/")
+        return {
+            "neo4j_version": server["version"],
+            "neo4j_edition": server["edition"],
+            "query": f"{base}/db/{{databaseName}}/query/v2",
+        }
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -75,24 +97,53 @@ def error_response(request: Request, error: CypherGateError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def _render(answer: Answer) -> dict[str, Any]:
+def _render(answer: Answer, *, typed: bool) -> dict[str, Any]:
     result = answer.result
-    body: dict[str, Any] = {"data": {"fields": result.fields, "values": result.values}}
+    encode = to_typed if typed else to_plain
+    values = [[encode(value) for value in row] for row in result.values]
+    body: dict[str, Any] = {"data": {"fields": result.fields, "values": values}}
     if answer.include_counters:
         body["counters"] = result.counters
     body["bookmarks"] = result.bookmarks
     return body
 
 
+_MEDIA_TYPES = {"application/json", TYPED_MEDIA_TYPE}
+
+
+def _call(request: Request, request_id: str, database: str, max_body_bytes: int) -> Call:
+    client = f"{request.client.host}:{request.client.port}" if request.client else None
+    return Call(
+        request_id=request_id,
+        database=database,
+        authorization=request.headers.get("authorization"),
+        client=client,
+        headers=request.headers,
+        read_body=lambda: _read_body(request, max_body_bytes),
+        typed_parameters=_media_type(request.headers.get("content-type")) == TYPED_MEDIA_TYPE,
+    )
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";")[0].strip().lower()
+
+
+def _wants_typed(accept: str | None) -> bool:
+    """Typed JSON when the client accepts it and does not also accept plain JSON first."""
+    kinds = [_media_type(kind) for kind in (accept or "").split(",")]
+    return TYPED_MEDIA_TYPE in kinds and (
+        "application/json" not in kinds
+        or kinds.index(TYPED_MEDIA_TYPE) < kinds.index("application/json")
+    )
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes without reading them all."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
+    if _media_type(request.headers.get("content-type")) not in _MEDIA_TYPES:
         raise UnsupportedMediaType(reason="content_type")
     accept = request.headers.get("accept", "")
     if accept and not any(
-        kind.split(";")[0].strip() in {"application/json", "application/*", "*/*"}
-        for kind in accept.split(",")
+        _media_type(kind) in {*_MEDIA_TYPES, "application/*", "*/*"} for kind in accept.split(",")
     ):
         raise UnsupportedMediaType(reason="accept")
     declared = request.headers.get("content-length")

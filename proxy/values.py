@@ -1,0 +1,261 @@
+"""Neo4j values in the Query API's two JSON forms, written exactly as Neo4j writes them.
+
+* plain JSON (``application/json``): numbers, strings and lists as they are; graph entities as
+  objects; temporal values, durations and points as strings;
+* typed JSON (``application/vnd.neo4j.query``): every value as ``{"$type": ..., "_value": ...}``,
+  so that integers, floats, dates and points survive the round trip. The neo4j driver speaks
+  this form over ``http://``; parameters arrive in it too and are decoded here.
+
+Both encoders are checked against Neo4j's own Query API in the acceptance tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from neo4j import graph as neo4j_graph
+from neo4j import spatial as neo4j_spatial
+from neo4j import time as neo4j_time
+
+JSON = Any
+TYPED_MEDIA_TYPE = "application/vnd.neo4j.query"
+
+_FRACTION = re.compile(r"\.(\d+)")
+_POINT = re.compile(
+    r"SRID=(\d+);\s*POINT\s*(Z\s*)?\(\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)(?:\s+([-+0-9.eE]+))?\s*\)"
+)
+
+
+class InvalidValue(ValueError):
+    """A typed parameter that does not decode; the message says which and why."""
+
+
+def to_plain(value: Any) -> JSON:
+    """A driver value in the plain JSON form."""
+    return _encode(value, typed=False)
+
+
+def to_typed(value: Any) -> JSON:
+    """A driver value in the typed JSON form."""
+    return _encode(value, typed=True)
+
+
+def _encode(value: Any, *, typed: bool) -> JSON:
+    def wrap(kind: str, inner: JSON) -> JSON:
+        return {"$type": kind, "_value": inner} if typed else inner
+
+    if value is None:
+        return wrap("Null", None)
+    if isinstance(value, bool):
+        return wrap("Boolean", value)
+    if isinstance(value, int):
+        return wrap("Integer", str(value)) if typed else value
+    if isinstance(value, float):
+        return wrap("Float", _java_float(value)) if typed else value
+    if isinstance(value, str):
+        return wrap("String", value)
+    # Points and durations are tuples, so they come before lists.
+    if isinstance(value, neo4j_spatial.Point):
+        coordinates = " ".join(repr(float(c)) for c in value)
+        text = f"SRID={value.srid};POINT{' Z' if len(value) == 3 else ''} ({coordinates})"
+        return wrap("Point", text)
+    if isinstance(value, neo4j_time.Duration):
+        return wrap("Duration", value.iso_format())
+    if isinstance(value, neo4j_time.Date):
+        return wrap("Date", value.iso_format())
+    if isinstance(value, neo4j_time.Time):
+        kind = "LocalTime" if value.tzinfo is None else "Time"
+        return wrap(kind, _java_style_iso(value.iso_format()))
+    if isinstance(value, neo4j_time.DateTime):
+        return _encode_datetime(value, wrap, typed=typed)
+    if isinstance(value, bytes | bytearray):
+        return wrap("Base64", base64.b64encode(bytes(value)).decode("ascii"))
+    if isinstance(value, neo4j_graph.Node):
+        return _encode_node(value, wrap, typed=typed)
+    if isinstance(value, neo4j_graph.Relationship):
+        return _encode_relationship(value, wrap, typed=typed)
+    if isinstance(value, neo4j_graph.Path):
+        items: list[JSON] = []
+        for index, node in enumerate(value.nodes):
+            if index:
+                items.append(_encode(value.relationships[index - 1], typed=typed))
+            items.append(_encode(node, typed=typed))
+        return wrap("Path", items)
+    if isinstance(value, list | tuple):
+        return wrap("List", [_encode(item, typed=typed) for item in value])
+    if isinstance(value, dict):
+        return wrap("Map", {key: _encode(item, typed=typed) for key, item in value.items()})
+    return wrap("String", str(value))
+
+
+def _encode_datetime(
+    value: neo4j_time.DateTime, wrap: Callable[[str, JSON], JSON], *, typed: bool
+) -> JSON:
+    if value.tzinfo is None:
+        return wrap("LocalDateTime", _java_style_iso(value.iso_format()))
+    text = _java_style_iso(value.iso_format())
+    zone = getattr(value.tzinfo, "key", None) or getattr(value.tzinfo, "zone", None)
+    if typed and zone and zone not in ("UTC", "Z"):
+        return wrap("ZonedDateTime", f"{text}[{zone}]")
+    return wrap("OffsetDateTime", text)
+
+
+def _encode_node(
+    value: neo4j_graph.Node, wrap: Callable[[str, JSON], JSON], *, typed: bool
+) -> JSON:
+    properties = {key: _encode(item, typed=typed) for key, item in dict(value).items()}
+    if typed:
+        return wrap(
+            "Node",
+            {
+                "_element_id": value.element_id,
+                "_labels": sorted(value.labels),
+                "_properties": properties,
+            },
+        )
+    return {"elementId": value.element_id, "labels": sorted(value.labels), "properties": properties}
+
+
+def _encode_relationship(
+    value: neo4j_graph.Relationship, wrap: Callable[[str, JSON], JSON], *, typed: bool
+) -> JSON:
+    # A Node with no properties is falsy (it is a mapping), hence "is not None".
+    start, end = value.start_node, value.end_node
+    start_id = None if start is None else start.element_id
+    end_id = None if end is None else end.element_id
+    properties = {key: _encode(item, typed=typed) for key, item in dict(value).items()}
+    if typed:
+        return wrap(
+            "Relationship",
+            {
+                "_element_id": value.element_id,
+                "_start_node_element_id": start_id,
+                "_end_node_element_id": end_id,
+                "_type": value.type,
+                "_properties": properties,
+            },
+        )
+    return {
+        "elementId": value.element_id,
+        "startNodeElementId": start_id,
+        "endNodeElementId": end_id,
+        "type": value.type,
+        "properties": properties,
+    }
+
+
+def _java_style_iso(text: str) -> str:
+    """Neo4j writes times as Java does: no trailing zeros in the fraction, ``Z`` for UTC."""
+    text = _FRACTION.sub(lambda m: "." + m[1].rstrip("0") if m[1].rstrip("0") else "", text, 1)
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _java_float(value: float) -> str:
+    """A float as Java's Double.toString writes it (what Neo4j sends in typed JSON)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        return repr(value)  # Python's shortest round-trip digits, positional in this range
+    shortest = Decimal(repr(value))
+    sign, digits, _ = shortest.as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    mantissa = f"{text[0]}.{text[1:] or '0'}"
+    return f"{'-' if sign else ''}{mantissa}E{shortest.adjusted()}"
+
+
+def from_typed(value: JSON, where: str = "parameters") -> Any:
+    """A typed JSON value as a driver value; raises :class:`InvalidValue` naming the place."""
+    if not isinstance(value, dict) or set(value) != {"$type", "_value"}:
+        raise InvalidValue(f'{where}: expected {{"$type": ..., "_value": ...}}')
+    kind, inner = value["$type"], value["_value"]
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise InvalidValue(f"{where}: unknown $type {kind!r}")
+    try:
+        return decoder(inner, where)
+    except InvalidValue:
+        raise
+    except (ValueError, TypeError, KeyError, binascii.Error) as exc:
+        raise InvalidValue(f"{where}: not a valid {kind}") from exc
+
+
+def _string(inner: JSON) -> str:
+    if not isinstance(inner, str):
+        raise TypeError("expected a string")
+    return inner
+
+
+def _decode_point(inner: JSON) -> neo4j_spatial.Point:
+    match = _POINT.fullmatch(_string(inner).strip())
+    if match is None:
+        raise ValueError("not a WKT point")
+    srid = int(match[1])
+    coordinates = [float(c) for c in match.group(3, 4, 5) if c is not None]
+    point_class = {
+        7203: neo4j_spatial.CartesianPoint,
+        9157: neo4j_spatial.CartesianPoint,
+        4326: neo4j_spatial.WGS84Point,
+        4979: neo4j_spatial.WGS84Point,
+    }[srid]
+    return point_class(coordinates)
+
+
+def _decode_zoned(inner: JSON) -> neo4j_time.DateTime:
+    text = _string(inner)
+    zone = None
+    if text.endswith("]") and "[" in text:
+        text, zone = text[:-1].split("[", 1)
+    parsed = neo4j_time.DateTime.from_iso_format(text.replace("Z", "+00:00"))
+    if zone is not None:
+        from zoneinfo import ZoneInfo
+
+        parsed = parsed.astimezone(ZoneInfo(zone))
+    return parsed
+
+
+def _plain(decode: Callable[[JSON], Any]) -> Callable[[JSON, str], Any]:
+    return lambda inner, _where: decode(inner)
+
+
+def _boolean(inner: JSON) -> bool:
+    if not isinstance(inner, bool):
+        raise TypeError("expected true or false")
+    return inner
+
+
+def _list(inner: JSON, where: str) -> list[Any]:
+    return [from_typed(item, f"{where}[{index}]") for index, item in enumerate(inner)]
+
+
+def _map(inner: JSON, where: str) -> dict[str, Any]:
+    return {str(key): from_typed(item, f"{where}.{key}") for key, item in dict(inner).items()}
+
+
+_DECODERS: dict[str, Callable[[JSON, str], Any]] = {
+    "Null": _plain(lambda _inner: None),
+    "Boolean": _plain(_boolean),
+    "Integer": _plain(lambda inner: int(_string(inner))),
+    "Float": _plain(lambda inner: float(_string(inner))),
+    "String": _plain(_string),
+    "Base64": _plain(lambda inner: base64.b64decode(_string(inner), validate=True)),
+    "List": _list,
+    "Map": _map,
+    "Date": _plain(lambda inner: neo4j_time.Date.from_iso_format(_string(inner))),
+    "LocalTime": _plain(lambda inner: neo4j_time.Time.from_iso_format(_string(inner))),
+    "Time": _plain(
+        lambda inner: neo4j_time.Time.from_iso_format(_string(inner).replace("Z", "+00:00"))
+    ),
+    "LocalDateTime": _plain(lambda inner: neo4j_time.DateTime.from_iso_format(_string(inner))),
+    "OffsetDateTime": _plain(lambda inner: _decode_zoned(inner)),
+    "ZonedDateTime": _plain(lambda inner: _decode_zoned(inner)),
+    "Duration": _plain(lambda inner: neo4j_time.Duration.from_iso_format(_string(inner))),
+    "Point": _plain(lambda inner: _decode_point(inner)),
+}
