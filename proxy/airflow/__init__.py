@@ -68,6 +68,10 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "IAM role to assume first (optional)",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "aws_conn_id": {
+                        "label": "Airflow AWS connection to sign with (optional)",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["extra"],

@@ -106,13 +106,28 @@ def _credential(login: str | None, password: str | None, extra: dict[str, Any]) 
     if method == "aws_iam":
         if not extra.get("aws_server_id"):
             raise AirflowException("aws_iam needs aws_server_id (the gateway's server id)")
-        return IAMProof(
+        proof = IAMProof(
             server_id=extra["aws_server_id"],
             sts_url=extra.get("aws_sts_url") or "https://sts.amazonaws.com/",
             region=extra.get("aws_region") or "us-east-1",
             role_arn=extra.get("aws_role_arn"),
         )
+        if extra.get("aws_conn_id"):
+            proof.session = _aws_connection_session(extra["aws_conn_id"])
+        return proof
     raise AirflowException(f"unknown auth_method {method!r}")
+
+
+def _aws_connection_session(aws_conn_id: str) -> Any:
+    """The boto3 session of an Airflow AWS connection (needs apache-airflow-providers-amazon)."""
+    try:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    except ImportError as exc:
+        raise AirflowException(
+            "aws_conn_id needs apache-airflow-providers-amazon; without it, leave aws_conn_id"
+            " out and the worker's own AWS credentials are used"
+        ) from exc
+    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts").get_session()
 
 
 def _task_context() -> CallContext:

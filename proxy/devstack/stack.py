@@ -67,6 +67,7 @@ DEMO_CLIENTS = (
     DemoClient("cyphergate_example_oidc", "cyphergate_example_oidc"),
     DemoClient("cyphergate_example_iam", "cyphergate_example_iam"),
     DemoClient("cyphergate_example_denied", "cyphergate_example_denied"),
+    DemoClient("cyphergate_example_token_file", "cyphergate_example_token_file"),
 )
 
 

@@ -76,6 +76,8 @@ def airflow(
 ) -> Iterator[Airflow]:
     assert AIRFLOW.exists(), "no .venv-airflow: run bash .ci/bootstrap"
     keys = StackState.load(stack.state_file).aws_user_keys
+    token_file = tmp_path_factory.mktemp("tokens") / "cyphergate"
+    token_file.write_text(stack.token("cyphergate_example_token_file"))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))},
         "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")),
@@ -93,13 +95,27 @@ def airflow(
                     "aws_sts_url": stack.sts_url(),
                     "aws_region": AWS_REGION,
                     "aws_role_arn": role_arn("cyphergate_example_iam"),
+                    "aws_conn_id": "aws_worker",
                 },
             }
         ),
-        # The worker's own AWS identity; the hook assumes the DAG's role with it.
-        "AWS_ACCESS_KEY_ID": keys["id"],
-        "AWS_SECRET_ACCESS_KEY": keys["secret"],
-        "AWS_DEFAULT_REGION": AWS_REGION,
+        # The worker's AWS identity, as an Airflow AWS connection (and nowhere in the
+        # environment); the hook assumes the DAG's role with it.
+        "AIRFLOW_CONN_AWS_WORKER": json.dumps(
+            {
+                "conn_type": "aws",
+                "login": keys["id"],
+                "password": keys["secret"],
+                "extra": {"region_name": AWS_REGION},
+            }
+        ),
+        "AIRFLOW_CONN_CYPHERGATE_TOKEN_FILE": json.dumps(
+            {
+                "conn_type": "cyphergate",
+                "host": status["gateway_url"],
+                "extra": {"auth_method": "token_file", "token_file": str(token_file)},
+            }
+        ),
     }
     instance = Airflow(env)
     migrated = instance.run("db", "migrate")
@@ -165,6 +181,16 @@ def test_iam_dag_runs_with_its_role(airflow: Airflow, stack: DevStack) -> None:
     assert principal["method"] == "aws_iam"
     assert principal["subject"] == role_arn("cyphergate_example_iam")
     assert principal["task"] == "count_people" and principal["try_number"] == 1
+
+
+def test_token_file_dag_runs(airflow: Airflow, stack: DevStack) -> None:
+    result = airflow.run("dags", "test", "cyphergate_example_token_file")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (decision,) = [
+        r for r in records(stack, "cyphergate_example_token_file") if r["event"] == "decision"
+    ]
+    assert decision["principal"]["task"] == "count_nodes"
+    assert decision["decision"]["allow"] is True
 
 
 def test_denied_dag_fails_with_the_gateways_reason(

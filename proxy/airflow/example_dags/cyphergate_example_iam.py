@@ -1,9 +1,10 @@
 """Example: a DAG that authenticates to CypherGate with its AWS IAM role.
 
 Connection ``cyphergate_iam``: host = the gateway URL, extra = ``{"auth_method": "aws_iam",
-"aws_server_id": ..., "aws_sts_url": ..., "aws_region": ..., "aws_role_arn": ...}``. The worker's
-own AWS credentials (instance profile, IRSA, environment) sign the proof, after assuming
-``aws_role_arn`` when it is set. The policy grants this DAG read only.
+"aws_server_id": ..., "aws_sts_url": ..., "aws_region": ..., "aws_role_arn": ...,
+"aws_conn_id": ...}``. The proof is signed with the credentials of the Airflow AWS connection
+``aws_conn_id`` (or, without it, the worker's own: instance profile, IRSA, environment), after
+assuming ``aws_role_arn`` when it is set. The policy grants this DAG read only.
 """
 
 from __future__ import annotations
