@@ -21,6 +21,7 @@ from neo4j import exceptions as neo4j_errors
 
 from proxy.analysis import Analysis, QueryType
 from proxy.errors import (
+    BadRequest,
     CypherGateError,
     DatabaseNotFound,
     GraphFailed,
@@ -151,7 +152,14 @@ class Neo4jGraph:
                 metadata=dict(execution.metadata),
                 timeout=execution.timeout_s,
             )
-            result = await session.run(query, dict(execution.parameters))
+            try:
+                result = await session.run(query, dict(execution.parameters))
+            except (OverflowError, ValueError, TypeError) as exc:
+                # The driver could not encode a parameter (an integer beyond 64 bits, say).
+                raise BadRequest(
+                    "A parameter cannot be sent to Neo4j (out of range or of no Neo4j type).",
+                    reason=f"parameter_not_sendable:{type(exc).__name__}",
+                ) from exc
             fields = list(result.keys())
             values = [list(record.values()) async for record in result]
             summary = await result.consume()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import pytz
 from neo4j import graph as neo4j_graph
 from neo4j import spatial as neo4j_spatial
 from neo4j import time as neo4j_time
@@ -210,15 +211,19 @@ def _decode_point(inner: JSON) -> neo4j_spatial.Point:
 
 def _decode_zoned(inner: JSON) -> neo4j_time.DateTime:
     text = _string(inner)
-    zone = None
-    if text.endswith("]") and "[" in text:
-        text, zone = text[:-1].split("[", 1)
-    parsed = neo4j_time.DateTime.from_iso_format(text.replace("Z", "+00:00"))
-    if zone is not None:
-        from zoneinfo import ZoneInfo
-
-        parsed = parsed.astimezone(ZoneInfo(zone))
-    return parsed
+    if not (text.endswith("]") and "[" in text):
+        return neo4j_time.DateTime.from_iso_format(text.replace("Z", "+00:00"))
+    text, zone = text[:-1].split("[", 1)
+    with_offset = neo4j_time.DateTime.from_iso_format(text.replace("Z", "+00:00"))
+    local = with_offset.replace(tzinfo=None)
+    # pytz (the driver's own zone library) applies daylight saving correctly to the driver's
+    # DateTime; the written offset picks the right side of an ambiguous autumn hour.
+    timezone = pytz.timezone(zone)
+    for is_dst in (False, True):
+        candidate: neo4j_time.DateTime = timezone.localize(local, is_dst=is_dst)
+        if candidate.utcoffset() == with_offset.utcoffset():
+            return candidate
+    raise ValueError(f"{text} is not a time in {zone}")
 
 
 def _plain(decode: Callable[[JSON], Any]) -> Callable[[JSON, str], Any]:

@@ -371,6 +371,32 @@ def test_bad_requests_get_neo4j_style_errors_and_are_audited(
     assert response.json()["errors"][0]["code"] == "Neo.ClientError.Database.DatabaseNotFound"
 
 
+def test_odd_parameters_get_400_and_the_gateway_stays_up(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    typed = "application/vnd.neo4j.query"
+    token = stack.token("demo_reader")
+    odd = [
+        ("application/json", 99999999999999999999999),
+        (typed, {"$type": "Integer", "_value": "99999999999999999999999"}),
+        (typed, {"$type": "ZonedDateTime", "_value": "2024-07-02T03:04:05+02:00[Mars/Base]"}),
+        (typed, {"$type": "ZonedDateTime", "_value": "2024-07-02T03:04:05+05:00[Europe/Berlin]"}),
+        (typed, {"$type": "Date", "_value": "0000-01-01"}),
+        (typed, {"$type": "Point", "_value": "SRID=1;POINT (1 2)"}),
+        (typed, {"$type": "Map", "_value": {"k": {"$type": "Nope", "_value": 1}}}),
+        (typed, {"$type": "Integer"}),
+    ]
+    for media_type, value in odd:
+        response = gateway.post(
+            QUERY,
+            content=json.dumps({"statement": "RETURN $x AS x", "parameters": {"x": value}}),
+            headers={"Content-Type": media_type, "Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 400, (value, response.text)
+        assert response.json()["errors"][0]["code"] == "Neo.ClientError.Request.Invalid"
+    assert gateway.get("/healthz").status_code == 200
+
+
 def test_constraint_violation_is_a_client_error(
     stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
 ) -> None:
