@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from proxy.analysis import Analyzer
 from proxy.api.routes import build_router, error_response
 from proxy.audit import AuditLog
+from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.auth import Authenticator, SchemeRouter
 from proxy.auth.aws_iam import SCHEME as IAM_SCHEME
@@ -55,6 +56,7 @@ def create_app(
                 audit=chosen.audit,
                 clock=clock,
                 default_timeout_s=settings.neo4j.default_timeout_s,
+                digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
             )
             readiness = {
                 "neo4j": chosen.graph.check_ready,
@@ -94,7 +96,20 @@ async def _open_services(settings: Settings, clock: Clock, stack: AsyncExitStack
     if settings.auth.aws_iam is not None:
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
     authenticator = SchemeRouter(schemes)
-    audit = SQLiteAuditLog(settings.audit.path, max_batch=settings.audit.max_batch)
+    audit_settings = settings.audit
+    audit = SQLiteAuditLog(
+        audit_settings.path,
+        max_batch=audit_settings.max_batch,
+        signing_key=(
+            load_private_key(audit_settings.signing_key_file)
+            if audit_settings.signing_key_file
+            else None
+        ),
+        chain_id=audit_settings.chain_id,
+        checkpoint_every=audit_settings.checkpoint_every,
+        checkpoint_interval_s=audit_settings.checkpoint_interval_s,
+        clock=clock,
+    )
     await audit.open()
     stack.push_async_callback(audit.close)
     policy = OPAPolicyEngine(settings.opa)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from proxy.audit.checkpoint import load_public_key
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.settings import load_settings
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
     verify = audit_commands.add_parser("verify", help="check the hash chain of the audit log")
     _log_source(verify)
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        help="Ed25519 public key (PEM) that checks the checkpoints' signatures; by default the"
+        " public half of the configured signing key",
+    )
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(handler=_audit_verify)
     query = audit_commands.add_parser("query", help="list audit records")
@@ -112,11 +119,16 @@ def _audit_path(args: argparse.Namespace) -> Path:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     path = _audit_path(args)
+    key_file = args.public_key
+    if key_file is None and args.config is not None:
+        key_file = load_settings(args.config).audit.signing_key_file
+    public_key = load_public_key(key_file) if key_file is not None else None
     with AuditReader(path) as reader:
         total = reader.count()
+        checkpoints = len(reader.checkpoints())
         checked = 0
         problem: ChainProblem | None = None
-        for step in reader.verify():
+        for step in reader.verify(public_key):
             if isinstance(step, ChainProblem):
                 problem = step
                 break
@@ -130,6 +142,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
                     "ok": problem is None,
                     "records": total,
                     "verified": checked,
+                    "checkpoints": checkpoints,
+                    "signatures_checked": public_key is not None,
                     "problem": None
                     if problem is None
                     else {"seq": problem.seq, "why": problem.why},
@@ -137,7 +151,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
             )
         )
     elif problem is None:
-        print(f"OK: {checked} records, hash chain intact ({path})")
+        signatures = "signatures checked" if public_key is not None else "signatures NOT checked"
+        print(
+            f"OK: {checked} records, hash chain intact, {checkpoints} checkpoints"
+            f" ({signatures}) ({path})"
+        )
     else:
         print(f"FAILED: {problem} ({checked} records verified before it; {path})")
     return 0 if problem is None else 1

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from proxy.analysis import Analysis, Analyzer
 from proxy.audit import AuditLog
+from proxy.audit.checkpoint import ParameterDigester
 from proxy.audit.record import AuditEvent, statement_digest, utc_timestamp
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
@@ -88,6 +89,7 @@ class Gateway:
         audit: AuditLog,
         clock: Clock,
         default_timeout_s: float,
+        digester: ParameterDigester | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -97,6 +99,7 @@ class Gateway:
         self._audit = audit
         self._clock = clock
         self._default_timeout_s = default_timeout_s
+        self._digester = digester or ParameterDigester(None)
 
     async def query(self, call: Call) -> Answer:
         """Handle one query; raises :class:`CypherGateError` for every refusal or failure."""
@@ -109,7 +112,10 @@ class Gateway:
             trail = replace(trail, principal=principal.as_document())
             body = _parse(await call.read_body(), typed=call.typed_parameters)
             trail = replace(
-                trail, statement=body.statement, statement_sha256=statement_digest(body.statement)
+                trail,
+                statement=body.statement,
+                statement_sha256=statement_digest(body.statement),
+                parameters=self._digester.digests(body.parameters),
             )
             analysis = await self._analyzer.analyse(call.database, body.statement)
             trail = replace(trail, query_type=analysis.query_type)
@@ -129,7 +135,9 @@ class Gateway:
         access_mode = _access_mode(analysis, decision, body.accessMode)
         # Write-ahead: if this record cannot be written, AuditUnavailable ends the request here.
         await self._record(replace(trail, access_mode=access_mode))
-        outcome = replace(trail, event="outcome", statement=None, access_mode=access_mode)
+        outcome = replace(
+            trail, event="outcome", statement=None, parameters=None, access_mode=access_mode
+        )
         try:
             result = await self._graph.run(
                 Execution(

@@ -160,6 +160,19 @@ class AuthSettings(BaseModel):
 class AuditSettings(BaseModel):
     path: Path = Path("cyphergate-audit.sqlite3")
     max_batch: int = Field(default=256, gt=0, description="Records written in one commit at most.")
+    chain_id: str = Field(
+        default="gateway", min_length=1, description="Names this replica's chain in checkpoints."
+    )
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 private key (PEM) that signs checkpoints."
+    )
+    hmac_key_file: Path | None = Field(
+        default=None, description="Key (32+ bytes) for HMAC digests of parameter values."
+    )
+    checkpoint_every: int = Field(default=1000, gt=0, description="Records between checkpoints.")
+    checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, description="Longest time between checkpoints while writing."
+    )
 
 
 class Settings(BaseSettings):

@@ -164,6 +164,12 @@ def test_parameters_are_passed_and_counters_reported(
     assert decision["status"] is None  # written before the statement ran
     assert outcome["event"] == "outcome" and outcome["status"] == 202 and outcome["rows"] == 1
     assert "Grace" not in str(decision) + str(outcome)  # parameter values are not logged
+    assert set(decision["parameters"]) == {"name", "n"}
+    assert all(d.startswith("hmac-sha256:") for d in decision["parameters"].values())
+    # The log's files (database and write-ahead log) hold the record, but not the value.
+    stored = b"".join(f.read_bytes() for f in stack.audit_path.parent.glob("audit.sqlite3*"))
+    assert decision["request_id"].encode() in stored
+    assert b"Grace" not in stored
 
 
 def test_batched_writes_in_transactions_run(
@@ -481,7 +487,7 @@ def test_audit_verify_names_the_record_with_one_changed_byte(
     post(gateway, stack.token("demo_reader"), {"statement": "RETURN 'tamper target' AS x"})
     good = cli("audit", "verify", "--config", str(stack.gateway_config_path))
     assert good.returncode == 0, good.stdout + good.stderr
-    assert "hash chain intact" in good.stdout
+    assert "hash chain intact" in good.stdout and "signatures checked" in good.stdout
 
     copy = tmp_path / "audit.sqlite3"
     with sqlite3.connect(stack.audit_path) as source, sqlite3.connect(copy) as target:

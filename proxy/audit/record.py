@@ -54,6 +54,8 @@ class AuditEvent:
     error: dict[str, str] | None
     rows: int | None
     latency_us: int | None
+    # Parameter names with keyed digests of their values (see proxy.audit.checkpoint).
+    parameters: dict[str, str | None] | None = None
 
     @property
     def dag(self) -> str | None:

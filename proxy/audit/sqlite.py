@@ -19,14 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from proxy.audit.checkpoint import Checkpoint, sign, signature_valid
 from proxy.audit.record import (
     GENESIS_HASH,
     AuditEvent,
     ChainProblem,
     SealedRecord,
     seal,
+    utc_timestamp,
     verify_chain,
 )
+from proxy.clock import Clock, system_clock
 from proxy.errors import AuditUnavailable
 
 _SCHEMA = """
@@ -48,6 +56,18 @@ CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY,
+    chain TEXT NOT NULL,
+    record_seq INTEGER NOT NULL,
+    record_hash TEXT NOT NULL,
+    time TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 """
 
 _COLUMNS = ("time", "event", "request_id", "dag", "database", "verdict")
@@ -64,9 +84,26 @@ class Receipt:
 class SQLiteAuditLog:
     """An :class:`~proxy.audit.AuditLog` in one SQLite file."""
 
-    def __init__(self, path: Path, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_batch: int = 256,
+        signing_key: Ed25519PrivateKey | None = None,
+        chain_id: str = "gateway",
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 60.0,
+        clock: Clock = system_clock,
+    ) -> None:
         self._path = path
         self._max_batch = max_batch
+        self._signing_key = signing_key
+        self._chain_id = chain_id
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._clock = clock
+        self._checkpointed_seq = 0
+        self._checkpointed_at = clock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         self._connection: sqlite3.Connection | None = None
         self._head_seq = 0
@@ -88,6 +125,10 @@ class SQLiteAuditLog:
             await self._queue.put(None)
             await self._writer
         loop = asyncio.get_running_loop()
+        with contextlib.suppress(
+            sqlite3.Error, OSError
+        ):  # a final checkpoint, if it can be written
+            await loop.run_in_executor(self._executor, self._checkpoint_sync, True)
         await loop.run_in_executor(self._executor, self._close_sync)
         self._executor.shutdown(wait=True)
 
@@ -144,6 +185,8 @@ class SQLiteAuditLog:
         ).fetchone()
         if row is not None:
             self._head_seq, self._head_hash = int(row[0]), str(row[1])
+        last = connection.execute("SELECT max(record_seq) FROM checkpoints").fetchone()
+        self._checkpointed_seq = int(last[0] or 0)
         self._connection = connection
 
     def _close_sync(self) -> None:
@@ -179,6 +222,7 @@ class SQLiteAuditLog:
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            checkpointed = self._insert_checkpoint_if_due(connection, seq, prev_hash, force=False)
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -186,7 +230,56 @@ class SQLiteAuditLog:
             raise
         # Only a committed batch moves the head: a failed one leaves the chain as it was.
         self._head_seq, self._head_hash = seq, prev_hash
+        if checkpointed:
+            self._checkpointed_seq, self._checkpointed_at = seq, self._clock()
         return receipts
+
+    def _checkpoint_sync(self, force: bool) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            due = self._insert_checkpoint_if_due(
+                connection, self._head_seq, self._head_hash, force=force
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+        if due:
+            self._checkpointed_seq, self._checkpointed_at = self._head_seq, self._clock()
+
+    def _insert_checkpoint_if_due(
+        self, connection: sqlite3.Connection, seq: int, head_hash: str, *, force: bool
+    ) -> bool:
+        """Sign the head into the checkpoints table when enough records or time have passed."""
+        if self._signing_key is None or seq <= self._checkpointed_seq:
+            return False
+        due = (
+            force
+            or seq - self._checkpointed_seq >= self._checkpoint_every
+            or self._clock() - self._checkpointed_at >= self._checkpoint_interval_s
+        )
+        if not due:
+            return False
+        checkpoint = sign(
+            Checkpoint(self._chain_id, seq, head_hash, utc_timestamp(self._clock())),
+            self._signing_key,
+        )
+        connection.execute(
+            "INSERT INTO checkpoints (chain, record_seq, record_hash, time, signature)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                checkpoint.chain,
+                checkpoint.record_seq,
+                checkpoint.record_hash,
+                checkpoint.time,
+                checkpoint.signature,
+            ),
+        )
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +316,57 @@ class AuditReader:
         """How many records the log holds."""
         return int(self._connection.execute("SELECT count(*) FROM records").fetchone()[0])
 
-    def verify(self) -> Iterator[int | ChainProblem]:
+    def verify(self, public_key: Ed25519PublicKey | None = None) -> Iterator[int | ChainProblem]:
+        """The chain check of :func:`verify_chain`, the query columns, then the checkpoints.
+
+        With ``public_key``, every checkpoint's signature is checked too; a log must reach its
+        last checkpoint (else it was cut short) and match every checkpoint's hash.
+        """
+        hashes: dict[int, str] = {}
+        for step in self._verify_records(hashes):
+            yield step
+            if isinstance(step, ChainProblem):
+                return
+        problem = self._check_checkpoints(hashes, public_key)
+        if problem is not None:
+            yield problem
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, oldest first (none in a log written before checkpoints existed)."""
+        exists = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
+        ).fetchone()
+        if exists is None:
+            return []
+        rows = self._connection.execute(
+            "SELECT chain, record_seq, record_hash, time, signature FROM checkpoints ORDER BY id"
+        )
+        return [Checkpoint(str(c), int(s), str(h), str(t), str(sig)) for c, s, h, t, sig in rows]
+
+    def _check_checkpoints(
+        self, hashes: dict[int, str], public_key: Ed25519PublicKey | None
+    ) -> ChainProblem | None:
+        last_seq = max(hashes, default=0)
+        for number, checkpoint in enumerate(self.checkpoints(), start=1):
+            if public_key is not None and not signature_valid(checkpoint, public_key):
+                return ChainProblem(
+                    checkpoint.record_seq,
+                    f"checkpoint {number} has no valid signature (forged or altered)",
+                )
+            if checkpoint.record_seq > last_seq:
+                return ChainProblem(
+                    last_seq + 1,
+                    f"missing: checkpoint {number} covers records up to {checkpoint.record_seq}"
+                    f" but the log ends at {last_seq} (cut short)",
+                )
+            if hashes[checkpoint.record_seq] != checkpoint.record_hash:
+                return ChainProblem(
+                    checkpoint.record_seq,
+                    f"does not match checkpoint {number} (log replaced or rewritten)",
+                )
+        return None
+
+    def _verify_records(self, hashes: dict[int, str]) -> Iterator[int | ChainProblem]:
         """The chain check of :func:`verify_chain`, plus agreement of the query columns."""
         stored: dict[int, tuple[tuple[Any, ...], str]] = {}
 
@@ -234,6 +377,7 @@ class AuditReader:
             )
             for row in cursor:
                 stored[int(row[0])] = (tuple(row[1:7]), str(row[7]))
+                hashes[int(row[0])] = str(row[8])
                 yield SealedRecord(seq=int(row[0]), body=str(row[7]), hash=str(row[8]))
 
         for step in verify_chain(sealed()):

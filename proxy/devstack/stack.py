@@ -32,6 +32,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from joserfc.jwk import RSAKey
 from neo4j import GraphDatabase
 
+from proxy.audit.checkpoint import write_keys
 from proxy.client import iam_authorization
 from proxy.devstack.install import Components, install_all
 
@@ -205,6 +206,7 @@ class DevStack:
             document["gateway_url"] = f"http://127.0.0.1:{ports['gateway']}"
             document["gateway_config"] = str(self.gateway_config_path)
             document["audit_log"] = str(self.audit_path)
+            document["audit_public_key"] = str(self._audit_keys()[1])
         return document
 
     # ----------------------------------------------------------------- credentials
@@ -504,11 +506,27 @@ class DevStack:
                     {"iam_role_arn": role_arn(dag), "dags": [dag]} for dag in self._dags(state)
                 ],
             },
-            "audit": {"path": str(self.audit_path)},
+            "audit": {
+                "path": str(self.audit_path),
+                "signing_key_file": str(self._audit_keys()[0]),
+                "hmac_key_file": str(self._audit_keys()[2]),
+            },
         }
         if self._configure_gateway is not None:
             self._configure_gateway(config)
         self.gateway_config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
+
+    def _audit_keys(self) -> tuple[Path, Path, Path]:
+        """The audit signing key pair and HMAC key, made once per run folder."""
+        directory = self.run_dir / "audit-keys"
+        private, public, hmac_key = (
+            directory / "audit-signing-key.pem",
+            directory / "audit-signing-key.pub.pem",
+            directory / "audit-hmac.key",
+        )
+        if not private.exists():
+            return write_keys(directory)
+        return private, public, hmac_key
 
     def _load_or_create_state(self) -> StackState:
         self.run_dir.mkdir(parents=True, exist_ok=True)

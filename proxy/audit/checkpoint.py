@@ -1,0 +1,146 @@
+"""Signed checkpoints of the audit chain, and keyed digests of parameter values.
+
+A checkpoint says "chain C had N records, the last of which hashes to H, at time T", signed with
+the gateway's Ed25519 key. Anyone holding the public key can then tell:
+
+* that records up to N were not altered, removed or reordered (the chain links reach H);
+* that the log was not cut short (it must reach record N);
+* that the log was not replaced wholesale by a self-consistent forgery (the forger cannot sign).
+
+The signed message is the canonical JSON (see :mod:`proxy.audit.record`) of
+``{"chain", "record_seq", "record_hash", "time"}``.
+
+Parameter values are never written to the log. Each is replaced by HMAC-SHA256, keyed with the
+gateway's audit HMAC key, of the canonical JSON of its plain-JSON form: equal values give equal
+digests, so a reviewer can correlate requests, but no value can be read back without the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from proxy.audit.record import canonical
+from proxy.values import to_plain
+
+DIGEST_PREFIX = "hmac-sha256:"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement of the chain's head."""
+
+    chain: str
+    record_seq: int
+    record_hash: str
+    time: str
+    signature: str = ""
+
+    def message(self) -> bytes:
+        """The exact bytes that are signed."""
+        document = {k: v for k, v in asdict(self).items() if k != "signature"}
+        return canonical(document).encode("utf-8")
+
+
+def sign(checkpoint: Checkpoint, key: Ed25519PrivateKey) -> Checkpoint:
+    """The checkpoint with its signature (base64)."""
+    signature = base64.b64encode(key.sign(checkpoint.message())).decode("ascii")
+    return Checkpoint(**{**asdict(checkpoint), "signature": signature})
+
+
+def signature_valid(checkpoint: Checkpoint, key: Ed25519PublicKey) -> bool:
+    """True if ``checkpoint`` was signed by the private half of ``key``."""
+    try:
+        key.verify(base64.b64decode(checkpoint.signature, validate=True), checkpoint.message())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PEM (PKCS#8) file."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file (or the public half of a private key file)."""
+    data = path.read_bytes()
+    if b"PRIVATE KEY" in data:
+        return load_private_key(path).public_key()
+    key = serialization.load_pem_public_key(data)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def write_keys(directory: Path) -> tuple[Path, Path, Path]:
+    """Create an Ed25519 key pair and an HMAC key (readable by their owner only)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private = Ed25519PrivateKey.generate()
+    private_path = directory / "audit-signing-key.pem"
+    public_path = directory / "audit-signing-key.pub.pem"
+    hmac_path = directory / "audit-hmac.key"
+    private_path.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public_path.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    hmac_path.write_bytes(base64.b64encode(secrets.token_bytes(32)))
+    for path in (private_path, hmac_path):
+        path.chmod(0o600)
+    return private_path, public_path, hmac_path
+
+
+class ParameterDigester:
+    """Turns parameter values into keyed digests for the audit record."""
+
+    def __init__(self, key: bytes | None) -> None:
+        self._key = key
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> ParameterDigester:
+        """Keyed by the file's contents; with no file, values are recorded as ``None``."""
+        if path is None:
+            return cls(None)
+        key = path.read_bytes().strip()
+        if len(key) < 32:
+            raise ValueError(f"the audit HMAC key in {path} is shorter than 32 bytes")
+        return cls(key)
+
+    def digests(self, parameters: Mapping[str, Any]) -> dict[str, str | None]:
+        """Each parameter's name with the digest of its value (never the value)."""
+        result: dict[str, str | None] = {}
+        for name, value in parameters.items():
+            if self._key is None:
+                result[name] = None
+                continue
+            # Canonical JSON, but NaN and infinities allowed: a parameter may hold them.
+            message = json.dumps(
+                to_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
+            result[name] = DIGEST_PREFIX + hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return result
