@@ -75,8 +75,9 @@ def neo4j_admin(status: dict[str, Any]) -> Iterator[Driver]:
         yield d
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def gateway(status: dict[str, Any]) -> Iterator[httpx.Client]:
+    """A fresh client per test: some tests restart the gateway, which breaks pooled connections."""
     with httpx.Client(base_url=status["gateway_url"], timeout=60.0) as client:
         yield client
 

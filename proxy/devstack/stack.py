@@ -361,14 +361,19 @@ class DevStack:
             raise ValueError(f"unknown service {name!r}")
         state.save(self.state_file)
 
-    def stop_service(self, name: str, state: StackState | None = None) -> bool:
-        """Stop one service if it is still the process we started; True if it was running."""
+    def stop_service(
+        self, name: str, state: StackState | None = None, *, kill: bool = False
+    ) -> bool:
+        """Stop one service if it is still the process we started; True if it was running.
+
+        ``kill`` sends SIGKILL at once, as a crash would, instead of asking it to stop.
+        """
         state = state or StackState.load(self.state_file)
         process = state.processes.get(name)
         if process is None or not self._alive(state, name):
             return False
         try:
-            os.killpg(process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and _running(process.pid):
                 time.sleep(0.1)
