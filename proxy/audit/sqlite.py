@@ -70,7 +70,8 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 """
 
-_COLUMNS = ("time", "event", "request_id", "dag", "database", "verdict")
+# audit.path = ":memory:" keeps the log in memory only: for benchmarks, never for production.
+MEMORY = ":memory:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +176,13 @@ class SQLiteAuditLog:
                     future.set_result(receipt)
 
     def _open_sync(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        in_memory = str(self._path) == MEMORY
+        if not in_memory:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
+        if not in_memory:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
         row = connection.execute(
             "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1"
