@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--database", help="only this database")
     query.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
     query.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    query.add_argument("--principal", help="only this subject (token sub or IAM role ARN)")
+    query.add_argument("--reason", help="only records with this denial or error reason")
+    query.add_argument("--text", help="only statements containing this text")
     query.add_argument("--limit", type=int, help="at most this many records")
-    query.add_argument("--format", choices=("table", "json"), default="table")
+    query.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    query.add_argument(
+        "--follow", action="store_true", help="keep printing new records as they are written"
+    )
     query.set_defaults(handler=_audit_query)
 
     devstack = commands.add_parser("devstack", help="the local stack of real services")
@@ -168,16 +177,41 @@ def _audit_query(args: argparse.Namespace) -> int:
         database=args.database,
         since=args.since,
         until=args.until,
+        subject=args.principal,
+        reason=args.reason,
+        text=args.text,
         limit=args.limit,
     )
     with AuditReader(_audit_path(args)) as reader:
-        records = list(reader.query(flt))
-    if args.format == "json":
-        for record in records:
-            print(json.dumps(_flat(record)))
-    else:
-        _print_table(_flat(r) for r in records)
+        records = [_flat(r) for r in reader.query(flt)]
+        if args.format == "json":
+            for record in records:
+                print(json.dumps(record), flush=True)
+        elif args.format == "csv":
+            writer = csv.DictWriter(sys.stdout, fieldnames=_TABLE_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(
+                {k: _cell(r.get(k), width=None) for k in _TABLE_COLUMNS} for r in records
+            )
+        else:
+            _print_table(records)
+        if args.follow:
+            _follow(reader, flt, records[-1]["seq"] if records else 0, args.format)
     return 0
+
+
+def _follow(reader: AuditReader, flt: RecordFilter, last_seq: int, kind: str) -> None:
+    """Print records written after ``last_seq`` as they come; stops on Ctrl-C."""
+    while True:
+        for record in reader.query(replace(flt, after_seq=last_seq, limit=None)):
+            flat = _flat(record)
+            last_seq = int(flat["seq"])
+            if kind == "json":
+                print(json.dumps(flat), flush=True)
+            else:
+                cells = [_cell(flat.get(column)) for column in _TABLE_COLUMNS]
+                print(("," if kind == "csv" else "  ").join(cells), flush=True)
+        time.sleep(0.5)
 
 
 def _flat(record: dict[str, Any]) -> dict[str, Any]:
@@ -194,18 +228,21 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_TABLE_COLUMNS = (
+    "seq",
+    "time",
+    "event",
+    "dag",
+    "database",
+    "decision",
+    "status",
+    "reasons",
+    "statement",
+)
+
+
 def _print_table(records: Iterable[dict[str, Any]]) -> None:
-    columns = (
-        "seq",
-        "time",
-        "event",
-        "dag",
-        "database",
-        "decision",
-        "status",
-        "reasons",
-        "statement",
-    )
+    columns = _TABLE_COLUMNS
     rows = [[_cell(record.get(column)) for column in columns] for record in records]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
@@ -215,13 +252,13 @@ def _print_table(records: Iterable[dict[str, Any]]) -> None:
         print("(no records)")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, width: int | None = 60) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
         return ",".join(str(v) for v in value) or "-"
     text = " ".join(str(value).split())
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
 def _devstack(args: argparse.Namespace) -> int:

@@ -296,6 +296,10 @@ class RecordFilter:
     database: str | None = None
     since: str | None = None
     until: str | None = None
+    subject: str | None = None
+    reason: str | None = None
+    text: str | None = None
+    after_seq: int | None = None
     limit: int | None = None
 
 
@@ -407,6 +411,23 @@ class AuditReader:
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 values.append(value)
+        # Fields without a column of their own are read from the body with SQLite's JSON1.
+        if flt.subject is not None:
+            clauses.append("json_extract(body, '$.principal.subject') = ?")
+            values.append(flt.subject)
+        if flt.reason is not None:
+            clauses.append(
+                "(json_extract(body, '$.error.reason') = ? OR EXISTS (SELECT 1 FROM"
+                " json_each(json_extract(body, '$.decision.reasons')) WHERE value = ?))"
+            )
+            values += [flt.reason, flt.reason]
+        if flt.text is not None:
+            escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("json_extract(body, '$.statement') LIKE ? ESCAPE '\\'")
+            values.append(f"%{escaped}%")
+        if flt.after_seq is not None:
+            clauses.append("seq > ?")
+            values.append(flt.after_seq)
         sql = "SELECT body FROM records"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
