@@ -134,9 +134,15 @@ class Gateway:
 
         access_mode = _access_mode(analysis, decision, body.accessMode)
         # Write-ahead: if this record cannot be written, AuditUnavailable ends the request here.
-        await self._record(replace(trail, access_mode=access_mode))
+        credential = {"user": self._graph.user}
+        await self._record(replace(trail, access_mode=access_mode, credential=credential))
         outcome = replace(
-            trail, event="outcome", statement=None, parameters=None, access_mode=access_mode
+            trail,
+            event="outcome",
+            statement=None,
+            parameters=None,
+            access_mode=access_mode,
+            credential=credential,
         )
         try:
             result = await self._graph.run(
@@ -159,7 +165,9 @@ class Gateway:
             await self._record_outcome(self._finished(outcome, started, error=internal))
             raise internal from exc
         finished = self._finished(outcome, started, error=None)
-        await self._record_outcome(replace(finished, rows=len(result.values)))
+        await self._record_outcome(
+            replace(finished, rows=len(result.values), counters=dict(result.counters))
+        )
         return Answer(result=result, include_counters=body.includeCounters)
 
     async def refuse(self, call: Call, error: CypherGateError) -> None:

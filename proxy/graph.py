@@ -81,6 +81,11 @@ class GraphExecutor(Protocol):
     mode; errors are the gateway's own (4xx for the caller's mistakes, 5xx for Neo4j trouble).
     """
 
+    @property
+    def user(self) -> str:
+        """The Neo4j user statements run as (for the audit record; never the secret)."""
+        ...
+
     async def explain(self, database: str, statement: str) -> Analysis: ...
 
     async def run(self, execution: Execution) -> QueryResult: ...
@@ -112,6 +117,10 @@ class Neo4jGraph:
         """Close the driver and its connections."""
         if self._driver is not None:
             await self._driver.close()
+
+    @property
+    def user(self) -> str:
+        return self._settings.user
 
     @property
     def driver(self) -> AsyncDriver:

@@ -47,6 +47,8 @@ class FakeGraph:
     explained: list[str] = field(default_factory=list)
     ran: list[Execution] = field(default_factory=list)
 
+    user: str = "cyphergate"
+
     async def explain(self, database: str, statement: str) -> Analysis:
         self.explained.append(f"{database}: {statement}")
         return Analysis(query_type="w" if "CREATE" in statement else "r")

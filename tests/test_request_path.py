@@ -163,6 +163,8 @@ def test_parameters_are_passed_and_counters_reported(
     assert decision["query_type"] == "rw" and decision["access_mode"] == "WRITE"
     assert decision["status"] is None  # written before the statement ran
     assert outcome["event"] == "outcome" and outcome["status"] == 202 and outcome["rows"] == 1
+    assert decision["credential"] == outcome["credential"] == {"user": "cyphergate"}
+    assert outcome["counters"]["nodesCreated"] == 1
     assert "Grace" not in str(decision) + str(outcome)  # parameter values are not logged
     assert set(decision["parameters"]) == {"name", "n"}
     assert all(d.startswith("hmac-sha256:") for d in decision["parameters"].values())

@@ -56,6 +56,10 @@ class AuditEvent:
     latency_us: int | None
     # Parameter names with keyed digests of their values (see proxy.audit.checkpoint).
     parameters: dict[str, str | None] | None = None
+    # The Neo4j credential the statement ran with: its user name, never its secret.
+    credential: dict[str, str] | None = None
+    # Neo4j's update counters, on outcome records.
+    counters: dict[str, int | bool] | None = None
 
     @property
     def dag(self) -> str | None:
