@@ -11,9 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from proxy.analysis import Analyzer
+from proxy.api.audit_routes import build_audit_router
 from proxy.api.routes import build_router, error_response
 from proxy.audit import AuditLog
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
+from proxy.audit.review import AuditReview
 from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.auth import Authenticator, SchemeRouter
 from proxy.auth.aws_iam import SCHEME as IAM_SCHEME
@@ -65,6 +67,13 @@ def create_app(
                 "audit": chosen.audit.check_ready,
             }
             app.state.gateway = gateway
+            app.state.review = AuditReview(
+                authenticator=chosen.authenticator,
+                policy=chosen.policy,
+                audit=chosen.audit,
+                path=settings.audit.path,
+                clock=clock,
+            )
             app.state.readiness = readiness
             app.state.describe = chosen.graph.describe
             app.state.auth_schemes = chosen.authenticator.schemes
@@ -72,6 +81,7 @@ def create_app(
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(build_router(max_body_bytes=settings.server.max_body_bytes))
+    app.include_router(build_audit_router())
 
     @app.exception_handler(CypherGateError)
     async def _handle(request: Request, error: Exception) -> JSONResponse:

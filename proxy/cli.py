@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--database", help="only this database")
     query.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
     query.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    query.add_argument(
+        "--event", choices=("decision", "outcome", "access"), help="only this kind of record"
+    )
     query.add_argument("--principal", help="only this subject (token sub or IAM role ARN)")
     query.add_argument("--reason", help="only records with this denial or error reason")
     query.add_argument("--text", help="only statements containing this text")
@@ -173,6 +176,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
 def _audit_query(args: argparse.Namespace) -> int:
     flt = RecordFilter(
         dag=args.dag,
+        event=args.event,
         verdict=args.decision,
         database=args.database,
         since=args.since,

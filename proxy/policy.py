@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from proxy.analysis import Analysis
 from proxy.errors import PolicyUnavailable
-from proxy.principal import Principal
+from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 
 INPUT_VERSION = 1
@@ -76,6 +76,10 @@ class PolicyEngine(Protocol):
 
     async def decide(self, document: dict[str, Any]) -> Decision: ...
 
+    async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
+        """May this identity read the audit log? Deny unless the policy says so."""
+        ...
+
     async def check_ready(self) -> None: ...
 
 
@@ -90,6 +94,20 @@ class _Answer(BaseModel):
     allow: StrictBool
     reasons: list[str] = Field(default_factory=list)
     constraints: _Constraints
+
+
+class _AccessAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    allow: StrictBool
+    reasons: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessDecision:
+    """Whether a caller may read the audit log, and why not."""
+
+    allow: bool
+    reasons: tuple[str, ...]
 
 
 class OPAPolicyEngine:
@@ -116,21 +134,42 @@ class OPAPolicyEngine:
         """Close the HTTP session."""
         await self._client.close_connection()
 
-    async def decide(self, document: dict[str, Any]) -> Decision:
-        """Ask OPA for ``<package>.<rule>`` on ``document``; see the module docstring."""
+    async def _query(self, package: str, document: dict[str, Any]) -> dict[str, Any]:
+        """OPA's raw answer for ``<package>.<rule>``; any failure is PolicyUnavailable."""
         try:
             async with asyncio.timeout(self._settings.timeout_s):
                 response = await self._client.query_rule(
-                    input_data=document,
-                    package_path=self._settings.package,
-                    rule_name=self._settings.rule,
+                    input_data=document, package_path=package, rule_name=self._settings.rule
                 )
         except TimeoutError:
             raise PolicyUnavailable(reason="opa_timeout") from None
         except Exception as exc:  # aiohttp, JSON and client errors alike: fail closed
             raise PolicyUnavailable(reason=f"opa_error:{type(exc).__name__}") from exc
+        if not isinstance(response, dict):
+            raise PolicyUnavailable(reason="opa_malformed_decision")
+        return response
+
+    async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
+        """May ``identity`` read the audit log? Asks ``opa.audit_package``; denies by default."""
+        document = {
+            "version": INPUT_VERSION,
+            "action": "audit.read",
+            "identity": {**identity.as_document(), "client_id": identity.client_id},
+        }
+        response = await self._query(self._settings.audit_package, document)
+        if "result" not in response:
+            return AccessDecision(allow=False, reasons=("policy_undefined",))
+        try:
+            answer = _AccessAnswer.model_validate(response["result"])
+        except ValidationError:
+            raise PolicyUnavailable(reason="opa_malformed_decision") from None
+        return AccessDecision(allow=answer.allow, reasons=tuple(answer.reasons))
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        """Ask OPA for ``<package>.<rule>`` on ``document``; see the module docstring."""
+        response = await self._query(self._settings.package, document)
         decision_id = str(uuid.uuid4())
-        if not isinstance(response, dict) or "result" not in response:
+        if "result" not in response:
             return Decision(
                 allow=False,
                 reasons=("policy_undefined",),

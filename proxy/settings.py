@@ -63,6 +63,9 @@ class Neo4jSettings(BaseModel):
 class OPASettings(BaseModel):
     url: str = "http://127.0.0.1:8181"
     package: str = "cyphergate.authz"
+    audit_package: str = Field(
+        default="cyphergate.audit_access", description="Decides who may read the audit log."
+    )
     rule: str = "decision"
     timeout_s: float = Field(default=1.0, gt=0, description="A slower answer is a denial (503).")
 

@@ -28,6 +28,7 @@ def configure_test_gateway(config: dict[str, Any]) -> None:
     # No clock-skew allowance, so a token that has expired is refused at once; short windows so
     # that replays and key rotations can be watched within a test.
     auth["leeway_s"] = 0
+    config["audit"]["checkpoint_every"] = 5
     auth["aws_iam"]["max_age_s"] = IAM_MAX_AGE_S
     (issuer,) = auth["oidc"]
     issuer.update(jwks_ttl_s=JWKS_TTL_S, jwks_min_refresh_interval_s=0)

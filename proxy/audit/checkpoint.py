@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from proxy.audit.record import canonical
+from proxy.audit.record import canonical, digest
 from proxy.values import to_plain
 
 DIGEST_PREFIX = "hmac-sha256:"
@@ -113,6 +113,35 @@ def write_keys(directory: Path) -> tuple[Path, Path, Path]:
     for path in (private_path, hmac_path):
         path.chmod(0o600)
     return private_path, public_path, hmac_path
+
+
+def verify_proof(proof: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
+    """Check a proof from :meth:`AuditReader.proof` with nothing but the public key.
+
+    Each link's body must hash to its hash and name the previous link's hash as ``prev_hash``;
+    the last hash must be the checkpoint's, and the checkpoint's signature must verify.
+    """
+    links = list(proof.get("links", []))
+    if not links:
+        return False
+    previous: str | None = None
+    for link in links:
+        body = str(link["body"])
+        if not hmac.compare_digest(digest(body), str(link["hash"])):
+            return False
+        document = json.loads(body)
+        if document.get("seq") != link["seq"]:
+            return False
+        if previous is not None and not hmac.compare_digest(str(document["prev_hash"]), previous):
+            return False
+        previous = str(link["hash"])
+    checkpoint = Checkpoint(**proof["checkpoint"])
+    return (
+        previous is not None
+        and checkpoint.record_seq == links[-1]["seq"]
+        and hmac.compare_digest(checkpoint.record_hash, previous)
+        and signature_valid(checkpoint, key)
+    )
 
 
 class ParameterDigester:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64
 
-EventKind = Literal["decision", "outcome"]
+EventKind = Literal["decision", "outcome", "access"]
 
 
 @dataclass(frozen=True, slots=True)

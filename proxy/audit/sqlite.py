@@ -15,7 +15,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +291,7 @@ class RecordFilter:
     """What a reviewer asks for; every field narrows the result."""
 
     dag: str | None = None
+    event: str | None = None
     request_id: str | None = None
     verdict: str | None = None
     database: str | None = None
@@ -351,6 +352,25 @@ class AuditReader:
         )
         return [Checkpoint(str(c), int(s), str(h), str(t), str(sig)) for c, s, h, t, sig in rows]
 
+    def proof(self, seq: int) -> dict[str, Any] | None:
+        """What proves record ``seq``: its body, the records after it up to the first checkpoint
+        that covers it, and that checkpoint. ``None`` if the record does not exist or no
+        checkpoint covers it yet. Check it with :func:`proxy.audit.checkpoint.verify_proof`."""
+        covering = next((c for c in self.checkpoints() if c.record_seq >= seq), None)
+        if covering is None:
+            return None
+        rows = self._connection.execute(
+            "SELECT seq, body, hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (seq, covering.record_seq),
+        ).fetchall()
+        if not rows or rows[0][0] != seq:
+            return None
+        return {
+            "seq": seq,
+            "links": [{"seq": s, "body": body, "hash": h} for s, body, h in rows],
+            "checkpoint": asdict(covering),
+        }
+
     def _check_checkpoints(
         self, hashes: dict[int, str], public_key: Ed25519PublicKey | None
     ) -> ChainProblem | None:
@@ -402,6 +422,7 @@ class AuditReader:
         values: list[Any] = []
         for column, value, op in (
             ("dag", flt.dag, "="),
+            ("event", flt.event, "="),
             ("request_id", flt.request_id, "="),
             ("verdict", flt.verdict, "="),
             ("database", flt.database, "="),
