@@ -117,7 +117,10 @@ class SQLiteAuditLog:
     async def open(self) -> None:
         """Open (creating if needed) the log and start the writer; call inside the event loop."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._open_sync)
+        try:
+            await loop.run_in_executor(self._executor, self._open_sync)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditUnavailable(reason=f"audit_open_failed:{type(exc).__name__}") from exc
         self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
 
     async def close(self) -> None:
