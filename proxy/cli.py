@@ -15,7 +15,7 @@ from typing import Any
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import AuditReader, RecordFilter
-from proxy.settings import load_settings
+from proxy.settings import ArchiveSettings, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,8 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         help="Ed25519 public key (PEM) that checks the checkpoints' signatures; by default the"
         " public half of the configured signing key",
     )
+    verify.add_argument(
+        "--archive",
+        action="store_true",
+        help="also check the log against its S3 archive (audit.archive in the configuration)",
+    )
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(handler=_audit_verify)
+    archive = audit_commands.add_parser(
+        "archive", help="ship sealed segments to the S3 archive (Object Lock, compliance mode)"
+    )
+    archive.add_argument("--config", type=Path, required=True)
+    archive.set_defaults(handler=_audit_archive)
     query = audit_commands.add_parser("query", help="list audit records")
     _log_source(query)
     query.add_argument("--dag", help="only this DAG")
@@ -147,6 +157,8 @@ def _audit_verify(args: argparse.Namespace) -> int:
             checked += 1
             if args.format == "text" and total >= 100_000 and checked % 100_000 == 0:
                 print(f"  verified {checked:,} of {total:,} records", file=sys.stderr)
+        if problem is None and args.archive:
+            problem = _archive_problem(args, reader, public_key)
     if args.format == "json":
         print(
             json.dumps(
@@ -171,6 +183,54 @@ def _audit_verify(args: argparse.Namespace) -> int:
     else:
         print(f"FAILED: {problem} ({checked} records verified before it; {path})")
     return 0 if problem is None else 1
+
+
+def _s3_for(settings: ArchiveSettings) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=settings.endpoint_url, region_name=settings.region)
+
+
+def _archive_problem(
+    args: argparse.Namespace, reader: AuditReader, public_key: Any
+) -> ChainProblem | None:
+    from proxy.audit.archive import verify_archive
+
+    if args.config is None:
+        raise SystemExit("--archive needs --config (where audit.archive is set)")
+    audit = load_settings(args.config).audit
+    if audit.archive is None:
+        raise SystemExit("audit.archive is not configured")
+    return verify_archive(
+        reader,
+        _s3_for(audit.archive),
+        bucket=audit.archive.bucket,
+        prefix=audit.archive.prefix,
+        chain=audit.chain_id,
+        public_key=public_key,
+    )
+
+
+def _audit_archive(args: argparse.Namespace) -> int:
+    from proxy.audit.archive import ship
+
+    audit = load_settings(args.config).audit
+    if audit.archive is None:
+        raise SystemExit("audit.archive is not configured")
+    with AuditReader(audit.path) as reader:
+        keys = ship(
+            reader,
+            _s3_for(audit.archive),
+            bucket=audit.archive.bucket,
+            prefix=audit.archive.prefix,
+            chain=audit.chain_id,
+            retention_days=audit.archive.retention_days,
+        )
+    for key in keys:
+        print(f"archived s3://{audit.archive.bucket}/{key}")
+    if not keys:
+        print("nothing new to archive (segments are shipped up to the last checkpoint)")
+    return 0
 
 
 def _audit_query(args: argparse.Namespace) -> int:

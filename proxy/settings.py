@@ -160,6 +160,16 @@ class AuthSettings(BaseModel):
     )
 
 
+class ArchiveSettings(BaseModel):
+    """Where sealed segments go: an S3 bucket created with Object Lock enabled."""
+
+    bucket: str
+    prefix: str = "cyphergate-audit"
+    endpoint_url: str | None = Field(default=None, description="For S3-compatible stores.")
+    region: str = "us-east-1"
+    retention_days: int = Field(default=365, gt=0, description="Compliance-mode retention.")
+
+
 class AuditSettings(BaseModel):
     path: Path = Path("cyphergate-audit.sqlite3")
     max_batch: int = Field(default=256, gt=0, description="Records written in one commit at most.")
@@ -176,6 +186,7 @@ class AuditSettings(BaseModel):
     checkpoint_interval_s: float = Field(
         default=60.0, gt=0, description="Longest time between checkpoints while writing."
     )
+    archive: ArchiveSettings | None = None
 
 
 class Settings(BaseSettings):

@@ -355,6 +355,15 @@ class AuditReader:
         )
         return [Checkpoint(str(c), int(s), str(h), str(t), str(sig)) for c, s, h, t, sig in rows]
 
+    def sealed_range(self, first: int, last: int) -> Iterator[tuple[int, str, str]]:
+        """``(seq, body, hash)`` of records ``first`` to ``last``, in order."""
+        rows = self._connection.execute(
+            "SELECT seq, body, hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (first, last),
+        )
+        for seq, body, digest in rows:
+            yield int(seq), str(body), str(digest)
+
     def proof(self, seq: int) -> dict[str, Any] | None:
         """What proves record ``seq``: its body, the records after it up to the first checkpoint
         that covers it, and that checkpoint. ``None`` if the record does not exist or no

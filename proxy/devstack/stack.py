@@ -44,6 +44,7 @@ START_TIMEOUT_S = 180.0
 SERVER_ID = "cyphergate-devstack"
 AWS_REGION = "us-east-1"
 AWS_ACCOUNT = "123456789012"  # moto's default account
+ARCHIVE_BUCKET = "cyphergate-audit-archive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ class StackState:
     clients: dict[str, dict[str, Any]]
     processes: dict[str, _Process] = field(default_factory=dict)
     aws_user_keys: dict[str, str] = field(default_factory=dict)
+    archiver_keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> StackState:
@@ -198,6 +200,7 @@ class DevStack:
                 "region": AWS_REGION,
                 "server_id": SERVER_ID,
                 "roles": {dag: role_arn(dag) for dag in self._dags(state)},
+                "archive_bucket": ARCHIVE_BUCKET,
             },
             "processes": {
                 name: {"pid": p.pid, "running": self._alive(state, name), "log": p.log}
@@ -473,9 +476,42 @@ class DevStack:
                 PolicyName="whoami",
                 PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [whoami]}),
             )
+        # The audit archive: a bucket with Object Lock, and a user that may only write and read it.
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=AWS_REGION,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",  # noqa: S106
+        )
+        s3.create_bucket(Bucket=ARCHIVE_BUCKET, ObjectLockEnabledForBucket=True)
+        iam.create_user(UserName="audit-archiver")
+        archive_access = {
+            "Effect": "Allow",
+            "Action": [
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+                "s3:DeleteObject",
+                "s3:DeleteObjectVersion",
+            ],
+            "Resource": [f"arn:aws:s3:::{ARCHIVE_BUCKET}", f"arn:aws:s3:::{ARCHIVE_BUCKET}/*"],
+        }
+        iam.put_user_policy(
+            UserName="audit-archiver",
+            PolicyName="archive",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [archive_access]}),
+        )
+        archiver = iam.create_access_key(UserName="audit-archiver")["AccessKey"]
         # From here on moto checks every request's signature, as AWS does.
         httpx.post(endpoint + "moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
         state.aws_user_keys = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+        state.archiver_keys = {
+            "id": archiver["AccessKeyId"],
+            "secret": archiver["SecretAccessKey"],
+        }
 
     def _oidc_config(self, state: StackState) -> dict[str, Any]:
         return {
@@ -517,6 +553,12 @@ class DevStack:
                 "path": str(self.audit_path),
                 "signing_key_file": str(self._audit_keys()[0]),
                 "hmac_key_file": str(self._audit_keys()[2]),
+                "archive": {
+                    "bucket": ARCHIVE_BUCKET,
+                    "endpoint_url": self.sts_url(state).rstrip("/"),
+                    "region": AWS_REGION,
+                    "retention_days": 1,
+                },
             },
         }
         if self._configure_gateway is not None:

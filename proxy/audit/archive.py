@@ -1,0 +1,133 @@
+"""The WORM archive: sealed segments of the audit log in S3 with Object Lock (compliance mode).
+
+A segment is everything up to one signed checkpoint that the archive does not hold yet: one
+JSON Lines object ``<prefix>/<chain>/segment-<first>-<last>.jsonl`` whose lines are the records
+(``{"seq", "body", "hash"}``) and, last, the checkpoint (``{"checkpoint": {...}}``). It is
+uploaded with ``ObjectLockMode=COMPLIANCE`` and a retain-until date, so that for the retention
+period nobody, the operator included, can delete or shorten it.
+
+S3 keeps a locked version even when someone uploads a new version over the same key; so
+:func:`verify_archive` reads the *oldest* version of every segment (the one that was locked) and
+reports any later version as an attempt to rewrite the archive. It then checks the archive on
+its own (hashes, links from genesis, checkpoint signatures) and the local log against it.
+
+boto3 is synchronous: callers run these functions off the event loop (the CLI does).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from proxy.audit.checkpoint import Checkpoint, signature_valid
+from proxy.audit.record import ChainProblem, SealedRecord, verify_chain
+from proxy.audit.sqlite import AuditReader
+
+
+def ship(
+    reader: AuditReader,
+    s3: Any,
+    *,
+    bucket: str,
+    prefix: str,
+    chain: str,
+    retention_days: int,
+) -> list[str]:
+    """Upload every checkpointed stretch of the log the archive lacks; returns the new keys."""
+    archived = _last_archived_seq(s3, bucket, prefix, chain)
+    keys = []
+    for checkpoint in reader.checkpoints():
+        if checkpoint.record_seq <= archived:
+            continue
+        lines = [
+            json.dumps({"seq": seq, "body": body, "hash": digest})
+            for seq, body, digest in reader.sealed_range(archived + 1, checkpoint.record_seq)
+        ]
+        lines.append(json.dumps({"checkpoint": asdict(checkpoint)}))
+        key = f"{prefix}/{chain}/segment-{archived + 1:012d}-{checkpoint.record_seq:012d}.jsonl"
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=("\n".join(lines) + "\n").encode("utf-8"),
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=retention_days),
+        )
+        keys.append(key)
+        archived = checkpoint.record_seq
+    return keys
+
+
+def verify_archive(
+    reader: AuditReader,
+    s3: Any,
+    *,
+    bucket: str,
+    prefix: str,
+    chain: str,
+    public_key: Ed25519PublicKey | None,
+) -> ChainProblem | None:
+    """The first problem with the archive, or with the local log measured against it."""
+    records: list[SealedRecord] = []
+    for key, rewritten, lines in _segments(s3, bucket, prefix, chain):
+        if rewritten:
+            return ChainProblem(
+                _first_seq(key), f"archive segment {key} was overwritten (a newer version exists)"
+            )
+        checkpoint = Checkpoint(**json.loads(lines[-1])["checkpoint"])
+        segment = [SealedRecord(**json.loads(line)) for line in lines[:-1]]
+        if public_key is not None and not signature_valid(checkpoint, public_key):
+            return ChainProblem(checkpoint.record_seq, f"archive segment {key}: bad signature")
+        if (
+            not segment
+            or segment[-1].seq != checkpoint.record_seq
+            or not hmac.compare_digest(segment[-1].hash, checkpoint.record_hash)
+        ):
+            return ChainProblem(checkpoint.record_seq, f"archive segment {key} is inconsistent")
+        records.extend(segment)
+    for step in verify_chain(records):
+        if isinstance(step, ChainProblem):
+            return ChainProblem(step.seq, f"in the archive: {step.why}")
+    if not records:
+        return None
+    local = {seq: digest for seq, _, digest in reader.sealed_range(1, records[-1].seq)}
+    for record in records:
+        here = local.get(record.seq)
+        if here is None:
+            return ChainProblem(record.seq, "missing locally but present in the archive")
+        if not hmac.compare_digest(here, record.hash):
+            return ChainProblem(record.seq, "differs from the archived copy (altered locally)")
+    return None
+
+
+def _segments(
+    s3: Any, bucket: str, prefix: str, chain: str
+) -> Iterator[tuple[str, bool, list[str]]]:
+    """Each segment's key, whether it was overwritten, and the lines of its oldest version."""
+    versions: dict[str, list[dict[str, Any]]] = {}
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{chain}/"):
+        for version in page.get("Versions", []):
+            versions.setdefault(version["Key"], []).append(version)
+    for key in sorted(versions):
+        oldest = min(versions[key], key=lambda v: v["LastModified"])
+        body = s3.get_object(Bucket=bucket, Key=key, VersionId=oldest["VersionId"])["Body"]
+        yield key, len(versions[key]) > 1, body.read().decode("utf-8").splitlines()
+
+
+def _last_archived_seq(s3: Any, bucket: str, prefix: str, chain: str) -> int:
+    last = 0
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{chain}/"):
+        for item in page.get("Contents", []):
+            last = max(last, int(item["Key"].rsplit("-", 1)[1].split(".")[0]))
+    return last
+
+
+def _first_seq(key: str) -> int:
+    return int(key.rsplit("/", 1)[1].split("-")[1])

@@ -1,0 +1,114 @@
+"""The WORM archive in moto's S3 with Object Lock: shipped, verified, and not rewritable."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import httpx
+import pytest
+
+from proxy.audit.archive import verify_archive
+from proxy.audit.checkpoint import load_public_key
+from proxy.audit.record import GENESIS_HASH, canonical, digest
+from proxy.audit.sqlite import AuditReader
+from proxy.devstack.stack import ARCHIVE_BUCKET, AWS_REGION, DevStack, StackState
+
+pytestmark = pytest.mark.integration
+
+
+def archiver_env(stack: DevStack) -> dict[str, str]:
+    keys = StackState.load(stack.state_file).archiver_keys
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        "AWS_ACCESS_KEY_ID": keys["id"],
+        "AWS_SECRET_ACCESS_KEY": keys["secret"],
+        "AWS_DEFAULT_REGION": AWS_REGION,
+    }
+
+
+def cli(stack: DevStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "audit", *args, "--config", str(stack.gateway_config_path)],
+        env=archiver_env(stack),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def resealed_copy(source: Path, target: Path, change_seq: int) -> None:
+    """A self-consistent copy of the log with one record's statement changed (no checkpoints)."""
+    with sqlite3.connect(source) as src:
+        rows = src.execute("SELECT * FROM records ORDER BY seq").fetchall()
+        schema = [r[0] for r in src.execute("SELECT sql FROM sqlite_master WHERE sql NOT NULL")]
+    with sqlite3.connect(target) as dst:
+        for statement in schema:
+            dst.execute(statement)
+        prev = GENESIS_HASH
+        for row in rows:
+            document = json.loads(row[7])
+            if row[0] == change_seq:
+                document["statement"] = "MATCH (n) DETACH DELETE n"
+            document["prev_hash"] = prev
+            body = canonical(document)
+            prev = digest(body)
+            dst.execute(
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*row[:7], body, prev)
+            )
+
+
+def test_archive_ships_verifies_and_cannot_be_rewritten(
+    stack: DevStack, gateway: httpx.Client, status: dict[str, Any], tmp_path: Path
+) -> None:
+    reader_token = {"Authorization": "Bearer " + stack.token("demo_reader")}
+    for _ in range(6):  # enough for a checkpoint to seal a segment
+        gateway.post("/db/neo4j/query/v2", json={"statement": "RETURN 1"}, headers=reader_token)
+
+    shipped = cli(stack, "archive")
+    assert shipped.returncode == 0, shipped.stderr
+    assert "archived s3://" in shipped.stdout
+    verified = cli(stack, "verify", "--archive")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # A local log rewritten consistently (its own chain intact) is caught by the archive.
+    copy = tmp_path / "rewritten.sqlite3"
+    resealed_copy(stack.audit_path, copy, change_seq=3)
+    env = archiver_env(stack)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=status["aws"]["sts_url"].rstrip("/"),
+        region_name=AWS_REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    public_key = load_public_key(Path(status["audit_public_key"]))
+    with AuditReader(copy) as rewritten:
+        assert not [s for s in rewritten.verify() if not isinstance(s, int)]
+        problem = verify_archive(
+            rewritten,
+            s3,
+            bucket=ARCHIVE_BUCKET,
+            prefix="cyphergate-audit",
+            chain="gateway",
+            public_key=public_key,
+        )
+    assert problem is not None and problem.seq == 3 and "altered locally" in problem.why
+
+    # The archived copy itself: Object Lock refuses deletion, and an overwrite is detected.
+    listing = s3.list_object_versions(Bucket=ARCHIVE_BUCKET, Prefix="cyphergate-audit/")
+    first = listing["Versions"][0]
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        s3.delete_object(Bucket=ARCHIVE_BUCKET, Key=first["Key"], VersionId=first["VersionId"])
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    s3.put_object(Bucket=ARCHIVE_BUCKET, Key=first["Key"], Body=b"{}\n")
+    tampered = cli(stack, "verify", "--archive")
+    assert tampered.returncode == 1
+    assert "overwritten" in tampered.stdout
