@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     archive.add_argument("--config", type=Path, required=True)
     archive.set_defaults(handler=_audit_archive)
+    exporter = audit_commands.add_parser("export", help="export records for a SIEM")
+    _log_source(exporter)
+    exporter.add_argument("--out", type=Path, required=True, help="the file to write")
+    exporter.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    exporter.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
+    exporter.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    exporter.add_argument("--dag", help="only this DAG")
+    exporter.set_defaults(handler=_audit_export)
     query = audit_commands.add_parser("query", help="list audit records")
     _log_source(query)
     query.add_argument("--dag", help="only this DAG")
@@ -230,6 +238,23 @@ def _audit_archive(args: argparse.Namespace) -> int:
         print(f"archived s3://{audit.archive.bucket}/{key}")
     if not keys:
         print("nothing new to archive (segments are shipped up to the last checkpoint)")
+    return 0
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    from proxy.audit.export import export
+
+    flt = RecordFilter(dag=args.dag, since=args.since, until=args.until)
+    with AuditReader(_audit_path(args)) as reader:
+        count = export(
+            reader,
+            flt,
+            args.out,
+            kind=args.format,
+            progress=lambda n: print(f"  exported {n:,} records", file=sys.stderr),
+        )
+    noun = "record" if count == 1 else "records"
+    print(f"exported {count:,} {noun} to {args.out} ({args.format})")
     return 0
 
 
