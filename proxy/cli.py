@@ -15,7 +15,7 @@ from typing import Any
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import AuditReader, RecordFilter
-from proxy.settings import ArchiveSettings, load_settings
+from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     archive = audit_commands.add_parser(
         "archive", help="ship sealed segments to the S3 archive (Object Lock, compliance mode)"
     )
-    archive.add_argument("--config", type=Path, required=True)
+    archive.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
     archive.set_defaults(handler=_audit_archive)
     exporter = audit_commands.add_parser("export", help="export records for a SIEM")
     _log_source(exporter)
@@ -120,8 +120,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _log_source(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=Path, help="the gateway's configuration file")
-    source.add_argument("--log", type=Path, help="the audit log file itself")
+    source.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="a gateway's configuration file (repeat it for several replicas)",
+    )
+    source.add_argument(
+        "--log", type=Path, action="append", help="an audit log file (repeat it for several)"
+    )
 
 
 def _stack_options(parser: argparse.ArgumentParser) -> None:
@@ -141,17 +148,33 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_path(args: argparse.Namespace) -> Path:
+def _sources(args: argparse.Namespace) -> list[tuple[Path, AuditSettings | None]]:
+    """Each log to read, with its gateway's audit settings when a configuration named it."""
     if args.log is not None:
-        return Path(args.log)
-    return load_settings(args.config).audit.path
+        return [(Path(log), None) for log in args.log]
+    audits = [load_settings(config).audit for config in args.config]
+    return [(audit.path, audit) for audit in audits]
+
+
+def _audit_path(args: argparse.Namespace) -> Path:
+    """The one log a command reads (export reads one log at a time)."""
+    sources = _sources(args)
+    if len(sources) != 1:
+        raise SystemExit("this command reads one log: give one --config or --log")
+    return sources[0][0]
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    path = _audit_path(args)
+    failed = False
+    for path, audit in _sources(args):
+        failed |= not _verify_one(args, path, audit)
+    return 1 if failed else 0
+
+
+def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | None) -> bool:
     key_file = args.public_key
-    if key_file is None and args.config is not None:
-        key_file = load_settings(args.config).audit.signing_key_file
+    if key_file is None and audit is not None:
+        key_file = audit.signing_key_file
     public_key = load_public_key(key_file) if key_file is not None else None
     with AuditReader(path) as reader:
         total = reader.count()
@@ -166,11 +189,12 @@ def _audit_verify(args: argparse.Namespace) -> int:
             if args.format == "text" and total >= 100_000 and checked % 100_000 == 0:
                 print(f"  verified {checked:,} of {total:,} records", file=sys.stderr)
         if problem is None and args.archive:
-            problem = _archive_problem(args, reader, public_key)
+            problem = _archive_problem(audit, reader, public_key)
     if args.format == "json":
         print(
             json.dumps(
                 {
+                    "log": str(path),
                     "ok": problem is None,
                     "records": total,
                     "verified": checked,
@@ -190,7 +214,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         )
     else:
         print(f"FAILED: {problem} ({checked} records verified before it; {path})")
-    return 0 if problem is None else 1
+    return problem is None
 
 
 def _s3_for(settings: ArchiveSettings) -> Any:
@@ -200,13 +224,12 @@ def _s3_for(settings: ArchiveSettings) -> Any:
 
 
 def _archive_problem(
-    args: argparse.Namespace, reader: AuditReader, public_key: Any
+    audit: AuditSettings | None, reader: AuditReader, public_key: Any
 ) -> ChainProblem | None:
     from proxy.audit.archive import verify_archive
 
-    if args.config is None:
+    if audit is None:
         raise SystemExit("--archive needs --config (where audit.archive is set)")
-    audit = load_settings(args.config).audit
     if audit.archive is None:
         raise SystemExit("audit.archive is not configured")
     return verify_archive(
@@ -271,22 +294,43 @@ def _audit_query(args: argparse.Namespace) -> int:
         text=args.text,
         limit=args.limit,
     )
-    with AuditReader(_audit_path(args)) as reader:
+    sources = _sources(args)
+    if len(sources) > 1:
+        if args.follow:
+            raise SystemExit("--follow reads one log at a time")
+        _print_records(_merged(sources, flt), args.format, with_log=True)
+        return 0
+    with AuditReader(sources[0][0]) as reader:
         records = [_flat(r) for r in reader.query(flt)]
-        if args.format == "json":
-            for record in records:
-                print(json.dumps(record), flush=True)
-        elif args.format == "csv":
-            writer = csv.DictWriter(sys.stdout, fieldnames=_TABLE_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(
-                {k: _cell(r.get(k), width=None) for k in _TABLE_COLUMNS} for r in records
-            )
-        else:
-            _print_table(records)
+        _print_records(records, args.format, with_log=False)
         if args.follow:
             _follow(reader, flt, records[-1]["seq"] if records else 0, args.format)
     return 0
+
+
+def _merged(
+    sources: list[tuple[Path, AuditSettings | None]], flt: RecordFilter
+) -> list[dict[str, Any]]:
+    """Records of several replicas' logs, each named by its log, in time order."""
+    records: list[dict[str, Any]] = []
+    for path, _ in sources:
+        with AuditReader(path) as reader:
+            records += [{**_flat(r), "log": str(path)} for r in reader.query(flt)]
+    records.sort(key=lambda r: (r["time"], r["log"], r["seq"]))
+    return records[: flt.limit] if flt.limit is not None else records
+
+
+def _print_records(records: list[dict[str, Any]], kind: str, *, with_log: bool) -> None:
+    if kind == "json":
+        for record in records:
+            print(json.dumps(record), flush=True)
+    columns = ("log", *_TABLE_COLUMNS) if with_log else _TABLE_COLUMNS
+    if kind == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _cell(r.get(k), width=None) for k in columns} for r in records)
+    elif kind == "table":
+        _print_table(records, columns)
 
 
 def _follow(reader: AuditReader, flt: RecordFilter, last_seq: int, kind: str) -> None:
@@ -330,8 +374,7 @@ _TABLE_COLUMNS = (
 )
 
 
-def _print_table(records: Iterable[dict[str, Any]]) -> None:
-    columns = _TABLE_COLUMNS
+def _print_table(records: Iterable[dict[str, Any]], columns: tuple[str, ...]) -> None:
     rows = [[_cell(record.get(column)) for column in columns] for record in records]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())

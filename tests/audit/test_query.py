@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -119,3 +120,25 @@ def test_follow_prints_new_records(tmp_path: Path) -> None:
     finally:
         tail.terminate()
         tail.communicate(timeout=10)  # also closes its stdout
+
+
+def test_several_replicas_are_queried_and_verified_together(tmp_path: Path) -> None:
+    first, second = tmp_path / "replica-1.sqlite3", tmp_path / "replica-2.sqlite3"
+    write(first, events()[:2])
+    write(second, events()[2:])
+    both = ["--log", str(first), "--log", str(second)]
+    merged = [json.loads(line) for line in query(first, *both[2:], "--format", "json").splitlines()]
+    assert [(Path(r["log"]).name, r["seq"]) for r in merged] == [
+        ("replica-1.sqlite3", 1),
+        ("replica-1.sqlite3", 2),
+        ("replica-2.sqlite3", 1),
+    ]
+    verify = [sys.executable, "-m", "proxy", "audit", "verify", *both]
+    assert subprocess.run(verify, capture_output=True, text=True, check=False).returncode == 0
+    with sqlite3.connect(second) as db:
+        db.execute("DROP TRIGGER records_no_update")
+        db.execute("UPDATE records SET body = replace(body, 'RETURN', 'DELETE')")
+    failed = subprocess.run(verify, capture_output=True, text=True, check=False)
+    assert failed.returncode == 1
+    assert "OK: 2 records" in failed.stdout and "FAILED: record 1" in failed.stdout
+    assert str(second) in failed.stdout
