@@ -237,17 +237,7 @@ def _empty_trail(call: Call, started: float) -> AuditEvent:
         time=utc_timestamp(started),
         request_id=call.request_id,
         client=call.client,
-        principal=None,
         database=call.database,
-        statement=None,
-        statement_sha256=None,
-        query_type=None,
-        decision=None,
-        access_mode=None,
-        status=None,
-        error=None,
-        rows=None,
-        latency_us=None,
     )
 
 

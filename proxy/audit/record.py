@@ -42,18 +42,18 @@ class AuditEvent:
     event: EventKind
     time: str
     request_id: str
-    client: str | None
-    principal: dict[str, str | int | None] | None
-    database: str | None
-    statement: str | None
-    statement_sha256: str | None
-    query_type: str | None
-    decision: dict[str, Any] | None
-    access_mode: str | None
-    status: int | None
-    error: dict[str, str] | None
-    rows: int | None
-    latency_us: int | None
+    client: str | None = None
+    principal: dict[str, str | int | None] | None = None
+    database: str | None = None
+    statement: str | None = None
+    statement_sha256: str | None = None
+    query_type: str | None = None
+    decision: dict[str, Any] | None = None
+    access_mode: str | None = None
+    status: int | None = None
+    error: dict[str, str] | None = None
+    rows: int | None = None
+    latency_us: int | None = None
     # Parameter names with keyed digests of their values (see proxy.audit.checkpoint).
     parameters: dict[str, str | None] | None = None
     # The Neo4j credential the statement ran with: its user name, never its secret.

@@ -55,21 +55,7 @@ class AuditReview:
         """Raise unless the caller may read the log; record the attempt either way."""
         started = self._clock()
         event = AuditEvent(
-            event="access",
-            time=utc_timestamp(started),
-            request_id=request_id,
-            client=client,
-            principal=None,
-            database=None,
-            statement=None,
-            statement_sha256=None,
-            query_type=None,
-            decision=None,
-            access_mode=None,
-            status=None,
-            error=None,
-            rows=None,
-            latency_us=None,
+            event="access", time=utc_timestamp(started), request_id=request_id, client=client
         )
         error: CypherGateError | None = None
         try:
