@@ -36,7 +36,8 @@ class AuditEvent:
     A request leaves one ``decision`` event, written before anything runs. If it was allowed,
     its ``status`` is ``None`` (pending) and an ``outcome`` event follows once Neo4j answered.
     A refused request (authentication, bad input, policy) has its final ``status`` on the
-    decision event and no outcome event.
+    decision event and no outcome event. A read of the log through the reviewers' API leaves
+    one ``access`` event.
     """
 
     event: EventKind
