@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from proxy.audit.checkpoint import load_public_key
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.devstack.install import default_cache_dir
@@ -75,12 +76,23 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
                 f"reasons={decision.get('reasons')} status={record['status']} "
                 f"rows={record['rows']}"
             )
-        _say("\n6. Verifying the hash chain (cyphergate audit verify):")
-        steps = list(reader.verify())
-    problem = next((s for s in steps if isinstance(s, ChainProblem)), None)
-    print(
-        f"   {'FAILED: ' + str(problem) if problem else f'OK: {len(steps)} records, chain intact'}"
+    _say(
+        "\n6. Stopping the gateway, which signs a final checkpoint of the chain's head, then"
+        " verifying\n   the log with nothing but the public key (cyphergate audit verify):"
     )
+    stack.stop_service("gateway")
+    public_key = load_public_key(Path(status["audit_public_key"]))
+    with AuditReader(stack.audit_path) as reader:
+        steps = list(reader.verify(public_key))
+        checkpoints = len(reader.checkpoints())
+    problem = next((s for s in steps if isinstance(s, ChainProblem)), None)
+    if problem is not None:
+        print(f"   FAILED: {problem}")
+    else:
+        print(
+            f"   OK: {len(steps)} records, chain intact,"
+            f" {checkpoints} signed checkpoint(s) verified with {status['audit_public_key']}"
+        )
     statuses = (written, allowed, allowed_iam, denied)
     expected = tuple(r.status_code for r in statuses) == (202, 202, 202, 403)
     print("\nDemo " + ("succeeded." if expected and problem is None else "FAILED."))
