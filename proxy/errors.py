@@ -23,6 +23,10 @@ class CypherGateError(Exception):
         self.reason = reason or type(self).__name__
         super().__init__(self.message)
 
+    def as_document(self) -> dict[str, str]:
+        """The error as the audit record shows it: its code and the internal reason."""
+        return {"code": self.code, "reason": self.reason}
+
 
 class BadRequest(CypherGateError):
     """The request body is not a valid Query API request."""
@@ -112,6 +116,14 @@ class DatabaseNotFound(CypherGateError):
     status = 404
     code = "Neo.ClientError.Database.DatabaseNotFound"
     default_message = "The database does not exist."
+
+
+class RecordNotProvable(CypherGateError):
+    """No such audit record, or no signed checkpoint covers it yet."""
+
+    status = 404
+    code = "Neo.ClientError.Request.Invalid"
+    default_message = "No such record, or no signed checkpoint covers it yet."
 
 
 class Neo4jClientError(CypherGateError):

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from proxy.analysis import Analysis, Analyzer
 from proxy.audit import AuditLog
 from proxy.audit.checkpoint import ParameterDigester
-from proxy.audit.record import AuditEvent, statement_digest, utc_timestamp
+from proxy.audit.record import AuditEvent, concluded, statement_digest, utc_timestamp
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
 from proxy.errors import AuditUnavailable, BadRequest, CypherGateError, PolicyDenied
@@ -198,18 +198,14 @@ class Gateway:
     def _finished(
         self, event: AuditEvent, started: float, *, error: CypherGateError | None
     ) -> AuditEvent:
-        now = self._clock()
-        latency_us = max(0, round((now - started) * 1_000_000))
         if error is None:
-            return replace(
-                event, time=utc_timestamp(now), status=SUCCESS_STATUS, latency_us=latency_us
-            )
-        return replace(
+            return concluded(event, started=started, now=self._clock(), status=SUCCESS_STATUS)
+        return concluded(
             event,
-            time=utc_timestamp(now),
+            started=started,
+            now=self._clock(),
             status=error.status,
-            error={"code": error.code, "reason": error.reason},
-            latency_us=latency_us,
+            error=error.as_document(),
         )
 
     async def _record(self, event: AuditEvent) -> None:

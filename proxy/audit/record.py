@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -85,6 +85,24 @@ class SealedRecord:
 def utc_timestamp(seconds: float) -> str:
     """RFC 3339 UTC with microseconds, as the audit log writes times."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def concluded(
+    event: AuditEvent,
+    *,
+    started: float,
+    now: float,
+    status: int,
+    error: dict[str, str] | None = None,
+) -> AuditEvent:
+    """``event`` as it ends: stamped ``now``, with its status, error and latency."""
+    return replace(
+        event,
+        time=utc_timestamp(now),
+        status=status,
+        error=error,
+        latency_us=max(0, round((now - started) * 1_000_000)),
+    )
 
 
 def statement_digest(statement: str) -> str:

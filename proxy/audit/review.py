@@ -14,21 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit import AuditLog
-from proxy.audit.record import AuditEvent, utc_timestamp
+from proxy.audit.record import AuditEvent, concluded, utc_timestamp
 from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
-from proxy.errors import CypherGateError, DatabaseNotFound, PolicyDenied
+from proxy.errors import CypherGateError, PolicyDenied, RecordNotProvable
 from proxy.policy import PolicyEngine
 
 MAX_PAGE = 1000
-
-
-class RecordNotProvable(DatabaseNotFound):
-    """No such record, or no checkpoint covers it yet."""
-
-    code = "Neo.ClientError.Request.Invalid"
-    default_message = "No such record, or no signed checkpoint covers it yet."
 
 
 class AuditReview:
@@ -74,11 +67,14 @@ class AuditReview:
                 error = PolicyDenied(list(decision.reasons))
         except CypherGateError as caught:
             error = caught
-        status = 200 if error is None else error.status
-        failure = None if error is None else {"code": error.code, "reason": error.reason}
-        latency_us = max(0, round((self._clock() - started) * 1_000_000))
         await self._audit.append(
-            replace(event, status=status, error=failure, latency_us=latency_us)
+            concluded(
+                event,
+                started=started,
+                now=self._clock(),
+                status=200 if error is None else error.status,
+                error=None if error is None else error.as_document(),
+            )
         )
         if error is not None:
             raise error

@@ -226,37 +226,40 @@ class SQLiteAuditLog:
                 )
             )
             receipts.append(Receipt(seq=seq, hash=record.hash))
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            checkpointed = self._insert_checkpoint_if_due(connection, seq, prev_hash, force=False)
-            connection.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-            raise
-        # Only a committed batch moves the head: a failed one leaves the chain as it was.
-        self._head_seq, self._head_hash = seq, prev_hash
-        if checkpointed:
-            self._checkpointed_seq, self._checkpointed_at = seq, self._clock()
+        self._commit(connection, rows, seq, prev_hash, force_checkpoint=False)
         return receipts
 
     def _checkpoint_sync(self, force: bool) -> None:
-        connection = self._connection
-        if connection is None:
-            return
+        if self._connection is not None:
+            self._commit(
+                self._connection, [], self._head_seq, self._head_hash, force_checkpoint=force
+            )
+
+    def _commit(
+        self,
+        connection: sqlite3.Connection,
+        rows: list[tuple[Any, ...]],
+        seq: int,
+        head_hash: str,
+        *,
+        force_checkpoint: bool,
+    ) -> None:
+        """Insert ``rows`` (the chain up to ``seq``) and any checkpoint due, in one transaction."""
         connection.execute("BEGIN IMMEDIATE")
         try:
-            due = self._insert_checkpoint_if_due(
-                connection, self._head_seq, self._head_hash, force=force
+            connection.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            checkpointed = self._insert_checkpoint_if_due(
+                connection, seq, head_hash, force=force_checkpoint
             )
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             raise
-        if due:
-            self._checkpointed_seq, self._checkpointed_at = self._head_seq, self._clock()
+        # Only a committed transaction moves the head: a failed one leaves the chain as it was.
+        self._head_seq, self._head_hash = seq, head_hash
+        if checkpointed:
+            self._checkpointed_seq, self._checkpointed_at = seq, self._clock()
 
     def _insert_checkpoint_if_due(
         self, connection: sqlite3.Connection, seq: int, head_hash: str, *, force: bool

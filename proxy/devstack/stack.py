@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import httpx
@@ -438,13 +438,18 @@ class DevStack:
     def _set_up_aws(self, state: StackState) -> None:
         """IAM in moto: a worker user that may assume one role per demo DAG; then auth on."""
         endpoint = self.sts_url(state)
-        iam = boto3.client(
-            "iam",
-            endpoint_url=endpoint,
-            region_name=AWS_REGION,
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",  # noqa: S106
-        )
+
+        def bootstrap(service: Literal["iam", "s3"]) -> Any:
+            # moto accepts any key until auth is switched on at the end of this method.
+            return boto3.client(
+                service,
+                endpoint_url=endpoint,
+                region_name=AWS_REGION,
+                aws_access_key_id="bootstrap",
+                aws_secret_access_key="bootstrap",  # noqa: S106
+            )
+
+        iam = bootstrap("iam")
         iam.create_user(UserName="airflow-worker")
         allow = {
             "Effect": "Allow",
@@ -477,14 +482,7 @@ class DevStack:
                 PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [whoami]}),
             )
         # The audit archive: a bucket with Object Lock, and a user that may only write and read it.
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=AWS_REGION,
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",  # noqa: S106
-        )
-        s3.create_bucket(Bucket=ARCHIVE_BUCKET, ObjectLockEnabledForBucket=True)
+        bootstrap("s3").create_bucket(Bucket=ARCHIVE_BUCKET, ObjectLockEnabledForBucket=True)
         iam.create_user(UserName="audit-archiver")
         archive_access = {
             "Effect": "Allow",
@@ -532,6 +530,7 @@ class DevStack:
         }
 
     def _write_gateway_config(self, state: StackState) -> None:
+        signing_key, _, hmac_key = self._audit_keys()
         config: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": state.ports["gateway"]},
             "neo4j": {
@@ -551,8 +550,8 @@ class DevStack:
             },
             "audit": {
                 "path": str(self.audit_path),
-                "signing_key_file": str(self._audit_keys()[0]),
-                "hmac_key_file": str(self._audit_keys()[2]),
+                "signing_key_file": str(signing_key),
+                "hmac_key_file": str(hmac_key),
                 "archive": {
                     "bucket": ARCHIVE_BUCKET,
                     "endpoint_url": self.sts_url(state).rstrip("/"),
