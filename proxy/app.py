@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from proxy.analysis import Analyzer
+from proxy.api.audit_page import build_audit_page
 from proxy.api.audit_routes import build_audit_router
 from proxy.api.routes import build_router, error_response
 from proxy.audit import AuditLog
@@ -73,6 +74,11 @@ def create_app(
                 audit=chosen.audit,
                 path=settings.audit.path,
                 clock=clock,
+                public_key=(
+                    load_private_key(settings.audit.signing_key_file).public_key()
+                    if settings.audit.signing_key_file
+                    else None
+                ),
             )
             app.state.readiness = readiness
             app.state.describe = chosen.graph.describe
@@ -82,6 +88,13 @@ def create_app(
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(build_router(max_body_bytes=settings.server.max_body_bytes))
     app.include_router(build_audit_router())
+    if settings.audit.web is not None:
+        # Mounted after the API's /audit/records routes, which therefore still match first.
+        app.mount("/audit", build_audit_page(settings.audit.web, app, clock))
+
+        @app.get("/audit", include_in_schema=False)
+        async def _audit_page() -> RedirectResponse:
+            return RedirectResponse("/audit/", 308)
 
     @app.exception_handler(CypherGateError)
     async def _handle(request: Request, error: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.record import ChainProblem
+from proxy.audit.review import flat_record
 from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
@@ -301,7 +302,7 @@ def _audit_query(args: argparse.Namespace) -> int:
         _print_records(_merged(sources, flt), args.format, with_log=True)
         return 0
     with AuditReader(sources[0][0]) as reader:
-        records = [_flat(r) for r in reader.query(flt)]
+        records = [flat_record(r) for r in reader.query(flt)]
         _print_records(records, args.format, with_log=False)
         if args.follow:
             _follow(reader, flt, records[-1]["seq"] if records else 0, args.format)
@@ -315,7 +316,7 @@ def _merged(
     records: list[dict[str, Any]] = []
     for path, _ in sources:
         with AuditReader(path) as reader:
-            records += [{**_flat(r), "log": str(path)} for r in reader.query(flt)]
+            records += [{**flat_record(r), "log": str(path)} for r in reader.query(flt)]
     records.sort(key=lambda r: (r["time"], r["log"], r["seq"]))
     return records[: flt.limit] if flt.limit is not None else records
 
@@ -337,7 +338,7 @@ def _follow(reader: AuditReader, flt: RecordFilter, last_seq: int, kind: str) ->
     """Print records written after ``last_seq`` as they come; stops on Ctrl-C."""
     while True:
         for record in reader.query(replace(flt, after_seq=last_seq, limit=None)):
-            flat = _flat(record)
+            flat = flat_record(record)
             last_seq = int(flat["seq"])
             if kind == "json":
                 print(json.dumps(flat), flush=True)
@@ -345,20 +346,6 @@ def _follow(reader: AuditReader, flt: RecordFilter, last_seq: int, kind: str) ->
                 cells = [_cell(flat.get(column)) for column in _TABLE_COLUMNS]
                 print(("," if kind == "csv" else "  ").join(cells), flush=True)
         time.sleep(0.5)
-
-
-def _flat(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with the reviewer's most asked fields lifted to the top level."""
-    principal = record.get("principal") or {}
-    decision = record.get("decision") or {}
-    error = record.get("error") or {}
-    return {
-        **record,
-        "dag": principal.get("dag"),
-        "decision": "allow" if decision.get("allow") is True else "deny",
-        "reasons": decision.get("reasons") or ([error["reason"]] if error.get("reason") else []),
-        "decision_id": decision.get("decision_id"),
-    }
 
 
 _TABLE_COLUMNS = (

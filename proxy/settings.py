@@ -51,11 +51,7 @@ class Neo4jSettings(BaseModel):
 
     def read_password(self) -> str:
         """The password, read now (a mounted secret file may have changed)."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is None:  # excluded by the validator
-            raise ValueError("no Neo4j password configured")
-        value = self.password_file.read_text(encoding="utf-8").strip()
+        value = _read_secret(self.password, self.password_file, "neo4j.password")
         _refuse_placeholder(value)
         return value
 
@@ -170,6 +166,44 @@ class ArchiveSettings(BaseModel):
     retention_days: int = Field(default=365, gt=0, description="Compliance-mode retention.")
 
 
+class AuditWebSettings(BaseModel):
+    """The reviewers' page at ``/audit``: people sign in at an OIDC issuer (authorization code
+    with PKCE); the audit-access policy decides on every page who is a reviewer."""
+
+    issuer: str = Field(description="The OIDC issuer people sign in at (discovery is used).")
+    client_id: str
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    public_url: str = Field(
+        description="The gateway's URL as browsers reach it; the callback is <url>/audit/callback."
+    )
+    session_secret_file: Path | None = Field(
+        default=None,
+        description="Key (32+ bytes) signing session cookies; without it, a random key per "
+        "process (sessions end when the gateway restarts).",
+    )
+    session_max_age_s: int = Field(default=3600, gt=0, le=86400)
+    secure_cookies: bool = Field(
+        default=True, description="Send the session cookie over HTTPS only; off for local HTTP."
+    )
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> AuditWebSettings:
+        if (self.client_secret is None) == (self.client_secret_file is None):
+            raise ValueError(
+                "set exactly one of audit.web.client_secret and audit.web.client_secret_file"
+            )
+        return self
+
+    def read_client_secret(self) -> str:
+        """The OAuth client secret, read now."""
+        return _read_secret(self.client_secret, self.client_secret_file, "audit.web.client_secret")
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.public_url.rstrip("/") + "/audit/callback"
+
+
 class AuditSettings(BaseModel):
     path: Path = Path("cyphergate-audit.sqlite3")
     max_batch: int = Field(default=256, gt=0, description="Records written in one commit at most.")
@@ -187,6 +221,9 @@ class AuditSettings(BaseModel):
         default=60.0, gt=0, description="Longest time between checkpoints while writing."
     )
     archive: ArchiveSettings | None = None
+    web: AuditWebSettings | None = Field(
+        default=None, description="The reviewers' page; off unless configured."
+    )
 
 
 class Settings(BaseSettings):
@@ -222,6 +259,15 @@ def load_settings(config: Path | None = None) -> Settings:
         with config.open("rb") as handle:
             values = tomllib.load(handle)
     return Settings(**values)
+
+
+def _read_secret(value: SecretStr | None, file: Path | None, name: str) -> str:
+    """A secret given inline or in a file (read now: a mounted secret may have changed)."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is None:  # excluded by the validators
+        raise ValueError(f"no {name} configured")
+    return file.read_text(encoding="utf-8").strip()
 
 
 def _refuse_placeholder(value: str) -> None:

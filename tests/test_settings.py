@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from proxy.settings import OIDCIssuerSettings, load_settings
+from proxy.settings import AuditWebSettings, OIDCIssuerSettings, load_settings
 
 
 def test_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,3 +39,17 @@ def test_unknown_settings_are_refused(tmp_path: Path) -> None:
     config.write_text('[neo4j]\npassword = "a-long-secret"\n[nope]\nx = 1\n')
     with pytest.raises(ValidationError):
         load_settings(config)
+
+
+def test_audit_page_needs_exactly_one_client_secret(tmp_path: Path) -> None:
+    common = {"issuer": "https://i", "client_id": "web", "public_url": "https://gw/"}
+    with pytest.raises(ValidationError, match="exactly one"):
+        AuditWebSettings(**common)
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret-from-a-file\n")
+    with pytest.raises(ValidationError, match="exactly one"):
+        AuditWebSettings(**common, client_secret="inline", client_secret_file=secret)
+    web = AuditWebSettings(**common, client_secret_file=secret)
+    assert web.read_client_secret() == "s3cret-from-a-file"
+    assert web.redirect_uri == "https://gw/audit/callback"
+    assert web.secure_cookies is True  # cookies stay on HTTPS unless a deployment says otherwise

@@ -20,7 +20,9 @@ def build_audit_router() -> APIRouter:
         request.state.request_id = request_id
         review: AuditReview = request.app.state.review
         client = f"{request.client.host}:{request.client.port}" if request.client else None
-        await review.authorize(request.headers.get("authorization"), request_id, client)
+        await review.authorize(
+            review.bearer(request.headers.get("authorization")), request_id, client
+        )
         return review
 
     @router.get("/records")

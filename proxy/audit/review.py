@@ -9,19 +9,56 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit import AuditLog
-from proxy.audit.record import AuditEvent, concluded, utc_timestamp
+from proxy.audit.checkpoint import signature_valid
+from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp
 from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
 from proxy.errors import CypherGateError, PolicyDenied, RecordNotProvable
 from proxy.policy import PolicyEngine
+from proxy.principal import Identity
 
 MAX_PAGE = 1000
+_T = TypeVar("_T")
+
+# Proves who is asking: a bearer credential checked by the gateway's authenticators, or a
+# signed-in session of the reviewers' page. Raises AuthenticationFailed when it cannot.
+IdentityProof = Callable[[], Awaitable[Identity]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    """The state of the log as a reviewer's page shows it, without a full verification."""
+
+    records: int
+    head_seq: int | None
+    checkpoints: int
+    last_checkpoint: dict[str, Any] | None
+    # None when the gateway has no signing key to check with.
+    last_signature_valid: bool | None
+    unsealed: int
+
+
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with the reviewer's most asked fields lifted to the top level."""
+    principal = record.get("principal") or {}
+    decision = record.get("decision") or {}
+    error = record.get("error") or {}
+    return {
+        **record,
+        "dag": principal.get("dag"),
+        "decision": "allow" if decision.get("allow") is True else "deny",
+        "reasons": decision.get("reasons") or ([error["reason"]] if error.get("reason") else []),
+        "decision_id": decision.get("decision_id"),
+    }
 
 
 class AuditReview:
@@ -35,24 +72,31 @@ class AuditReview:
         audit: AuditLog,
         path: Path,
         clock: Clock,
+        public_key: Ed25519PublicKey | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
         self._audit = audit
         self._path = path
         self._clock = clock
+        self._public_key = public_key
+
+    def bearer(self, authorization: str | None) -> IdentityProof:
+        """The proof of identity carried by an ``Authorization`` header."""
+        return lambda: self._authenticator.authenticate(authorization)
 
     async def authorize(
-        self, authorization: str | None, request_id: str, client: str | None
-    ) -> None:
-        """Raise unless the caller may read the log; record the attempt either way."""
+        self, prove: IdentityProof, request_id: str, client: str | None
+    ) -> Identity:
+        """The caller, if the policy lets it read the log; raise otherwise. Recorded either way."""
         started = self._clock()
         event = AuditEvent(
             event="access", time=utc_timestamp(started), request_id=request_id, client=client
         )
         error: CypherGateError | None = None
+        identity: Identity | None = None
         try:
-            identity = await self._authenticator.authenticate(authorization)
+            identity = await prove()
             event = replace(event, principal={**identity.as_document(), "dag": None})
             decision = await self._policy.authorize_audit_read(identity)
             event = replace(
@@ -78,28 +122,83 @@ class AuditReview:
         )
         if error is not None:
             raise error
+        if identity is None:  # prove() returned or raised; both are handled above
+            raise AssertionError("unreachable")
+        return identity
 
     async def records(self, flt: RecordFilter) -> dict[str, Any]:
         """One page of records, oldest first, and where the next page starts."""
         limit = min(flt.limit or 100, MAX_PAGE)
         page = replace(flt, limit=limit)
 
-        def read() -> list[dict[str, Any]]:
-            with AuditReader(self._path) as reader:
-                return list(reader.query(page))
-
-        records = await asyncio.to_thread(read)
+        records = await self._read(lambda reader: list(reader.query(page)))
         after = records[-1]["seq"] if len(records) == limit else None
         return {"records": records, "next_after": after}
 
     async def proof(self, seq: int) -> dict[str, Any]:
         """The links and signed checkpoint that prove record ``seq``."""
-
-        def read() -> dict[str, Any] | None:
-            with AuditReader(self._path) as reader:
-                return reader.proof(seq)
-
-        proof = await asyncio.to_thread(read)
+        proof = await self._read(lambda reader: reader.proof(seq))
         if proof is None:
             raise RecordNotProvable(reason="record_not_provable")
         return proof
+
+    async def record(self, seq: int) -> dict[str, Any] | None:
+        """Record ``seq`` with the other records of its request; ``None`` if there is none."""
+
+        def read(reader: AuditReader) -> dict[str, Any] | None:
+            found = list(reader.query(RecordFilter(after_seq=seq - 1, limit=1)))
+            if not found or found[0]["seq"] != seq:
+                return None
+            related = reader.query(RecordFilter(request_id=found[0]["request_id"]))
+            return {"record": found[0], "related": [r for r in related if r["seq"] != seq]}
+
+        return await self._read(read)
+
+    async def status(self) -> ChainStatus:
+        """Record count, head and newest checkpoint, with its signature checked if possible."""
+
+        def read(reader: AuditReader) -> ChainStatus:
+            head = reader.head()
+            checkpoints = reader.checkpoints()
+            last = checkpoints[-1] if checkpoints else None
+            head_seq = head[0] if head else None
+            return ChainStatus(
+                records=reader.count(),
+                head_seq=head_seq,
+                checkpoints=len(checkpoints),
+                last_checkpoint=None if last is None else asdict(last),
+                last_signature_valid=(
+                    None
+                    if last is None or self._public_key is None
+                    else signature_valid(last, self._public_key)
+                ),
+                unsealed=(head_seq or 0) - (last.record_seq if last else 0),
+            )
+
+        return await self._read(read)
+
+    async def verify(self) -> tuple[int, ChainProblem | None]:
+        """Verify the whole log: how many records verified, and the first problem if any."""
+
+        def read(reader: AuditReader) -> tuple[int, ChainProblem | None]:
+            verified = 0
+            for step in reader.verify(self._public_key):
+                if isinstance(step, ChainProblem):
+                    return verified, step
+                verified += 1
+            return verified, None
+
+        return await self._read(read)
+
+    async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
+        """Refused requests since ``since`` per DAG and hour (see AuditReader.denials_by_dag)."""
+        return await self._read(lambda reader: reader.denials_by_dag(since))
+
+    async def _read(self, work: Callable[[AuditReader], _T]) -> _T:
+        """Run ``work`` on a fresh read-only connection, off the event loop."""
+
+        def run() -> _T:
+            with AuditReader(self._path) as reader:
+                return work(reader)
+
+        return await asyncio.to_thread(run)

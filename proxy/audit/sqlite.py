@@ -307,6 +307,8 @@ class RecordFilter:
     reason: str | None = None
     text: str | None = None
     after_seq: int | None = None
+    before_seq: int | None = None
+    newest_first: bool = False
     limit: int | None = None
 
 
@@ -464,16 +466,42 @@ class AuditReader:
         if flt.after_seq is not None:
             clauses.append("seq > ?")
             values.append(flt.after_seq)
+        if flt.before_seq is not None:
+            clauses.append("seq < ?")
+            values.append(flt.before_seq)
         sql = "SELECT body FROM records"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY seq"
+        sql += " ORDER BY seq DESC" if flt.newest_first else " ORDER BY seq"
         if flt.limit is not None:
             sql += " LIMIT ?"
             values.append(flt.limit)
         for (body,) in self._connection.execute(sql, values):
             document: dict[str, Any] = json.loads(body)
             yield document
+
+    def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest record; ``None`` for an empty log."""
+        row = self._connection.execute(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
+        """Refused requests since ``since``, counted per DAG and hour (``YYYY-MM-DDTHH``).
+
+        DAG ``None`` collects refusals of callers that no DAG could be resolved for.
+        """
+        rows = self._connection.execute(
+            "SELECT dag, substr(time, 1, 13) AS hour, count(*) FROM records"
+            " WHERE event = 'decision' AND verdict = 'deny' AND time >= ?"
+            " GROUP BY dag, hour ORDER BY dag, hour",
+            (since,),
+        )
+        counts: dict[str | None, dict[str, int]] = {}
+        for dag, hour, count in rows:
+            counts.setdefault(dag, {})[str(hour)] = int(count)
+        return counts
 
 
 def _columns_of(document: dict[str, Any]) -> tuple[Any, ...]:

@@ -75,6 +75,12 @@ DEMO_CLIENTS = (
 )
 
 
+# People who sign in to the reviewers' page (authorization code with PKCE) at the stack's
+# provider. The policies make demo_reviewer a reviewer; demo_visitor can sign in but is refused.
+DEMO_PEOPLE = {"demo_reviewer": "Demo Reviewer", "demo_visitor": "Demo Visitor"}
+AUDIT_WEB_CLIENT = "cyphergate_audit_web"
+
+
 class StackError(RuntimeError):
     """A service of the stack failed to start; the message includes its log's tail."""
 
@@ -101,6 +107,9 @@ class StackState:
     processes: dict[str, _Process] = field(default_factory=dict)
     aws_user_keys: dict[str, str] = field(default_factory=dict)
     archiver_keys: dict[str, str] = field(default_factory=dict)
+    # login -> password of DEMO_PEOPLE, and the reviewers' page's OAuth client secret.
+    people: dict[str, str] = field(default_factory=dict)
+    web_client_secret: str = ""
 
     @classmethod
     def load(cls, path: Path) -> StackState:
@@ -208,10 +217,17 @@ class DevStack:
             },
         }
         if self._alive(state, "gateway"):
-            document["gateway_url"] = f"http://127.0.0.1:{ports['gateway']}"
+            document["gateway_url"] = self._gateway_url(state)
             document["gateway_config"] = str(self.gateway_config_path)
             document["audit_log"] = str(self.audit_path)
             document["audit_public_key"] = str(self._audit_keys()[1])
+            document["audit_page"] = {
+                "url": self._gateway_url(state) + "/audit/",
+                "people": {
+                    login: {"password": password, "reviewer": login == "demo_reviewer"}
+                    for login, password in state.people.items()
+                },
+            }
         return document
 
     # ----------------------------------------------------------------- credentials
@@ -431,9 +447,7 @@ class DevStack:
                 password=state.gateway_password,
                 database_="system",
             )
-        secret = self.run_dir / "neo4j-gateway-password"
-        secret.write_text(state.gateway_password, encoding="utf-8")
-        secret.chmod(0o600)
+        _write_secret(self.run_dir / "neo4j-gateway-password", state.gateway_password)
 
     def _set_up_aws(self, state: StackState) -> None:
         """IAM in moto: a worker user that may assume one role per demo DAG; then auth on."""
@@ -527,10 +541,30 @@ class DevStack:
                 }
                 for cid, c in state.clients.items()
             ],
+            "web_clients": [
+                {
+                    "client_id": AUDIT_WEB_CLIENT,
+                    "client_secret": state.web_client_secret,
+                    "redirect_uris": [self._gateway_url(state) + "/audit/callback"],
+                }
+            ],
+            "people": [
+                {"login": login, "password": state.people[login], "name": name}
+                for login, name in DEMO_PEOPLE.items()
+            ],
         }
+
+    def _gateway_url(self, state: StackState) -> str:
+        return f"http://127.0.0.1:{state.ports['gateway']}"
 
     def _write_gateway_config(self, state: StackState) -> None:
         signing_key, _, hmac_key = self._audit_keys()
+        web_secret = _write_secret(
+            self.run_dir / "audit-web-client-secret", state.web_client_secret
+        )
+        session_key = self.run_dir / "audit-web-session-key"
+        if not session_key.exists():  # kept, so sessions survive a gateway restart
+            _write_secret(session_key, secrets.token_urlsafe(48))
         config: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": state.ports["gateway"]},
             "neo4j": {
@@ -557,6 +591,15 @@ class DevStack:
                     "endpoint_url": self.sts_url(state).rstrip("/"),
                     "region": AWS_REGION,
                     "retention_days": 1,
+                },
+                "web": {
+                    "issuer": self.issuer(state),
+                    "client_id": AUDIT_WEB_CLIENT,
+                    "client_secret_file": str(web_secret),
+                    "public_url": self._gateway_url(state),
+                    "session_secret_file": str(session_key),
+                    # The stack serves plain HTTP on loopback.
+                    "secure_cookies": False,
                 },
             },
         }
@@ -590,6 +633,7 @@ class DevStack:
                 state is not None
                 and set(names) <= set(state.ports)
                 and all(c.client_id in state.clients for c in self.clients)
+                and set(state.people) == set(DEMO_PEOPLE)
             ):
                 return state
             if state is not None:
@@ -607,6 +651,8 @@ class DevStack:
                 }
                 for c in self.clients
             },
+            people={login: secrets.token_urlsafe(12) for login in DEMO_PEOPLE},
+            web_client_secret=secrets.token_urlsafe(24),
         )
         state.save(self.state_file)
         return state
@@ -670,6 +716,13 @@ class DevStack:
     def _check_started(self, state: StackState, name: str) -> None:
         if not self._alive(state, name):
             raise StackError(f"{name} exited while starting" + _tail(state.processes[name]))
+
+
+def _write_secret(path: Path, value: str) -> Path:
+    """Write a secret file readable by its owner only."""
+    path.write_text(value, encoding="utf-8")
+    path.chmod(0o600)
+    return path
 
 
 def role_arn(dag: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from proxy.audit.record import AuditEvent
-from proxy.audit.sqlite import SQLiteAuditLog
+from proxy.audit.sqlite import AuditReader, RecordFilter, SQLiteAuditLog
 from tests.audit.test_record import event
 
 
@@ -142,3 +142,21 @@ def test_several_replicas_are_queried_and_verified_together(tmp_path: Path) -> N
     assert failed.returncode == 1
     assert "OK: 2 records" in failed.stdout and "FAILED: record 1" in failed.stdout
     assert str(second) in failed.stdout
+
+
+def test_newest_first_pages_and_denials_per_dag(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    write(path, events())
+    with AuditReader(path) as reader:
+        newest = [r["seq"] for r in reader.query(RecordFilter(newest_first=True, limit=2))]
+        assert newest == [3, 2]
+        older = [r["seq"] for r in reader.query(RecordFilter(newest_first=True, before_seq=2))]
+        assert older == [1]
+        head = reader.head()
+        assert head is not None and head[0] == 3
+        # Two refusals: the policy's (DAG etl) and the failed authentication (no DAG).
+        assert reader.denials_by_dag("2026-01-01T00") == {
+            "etl": {"2026-01-01T00": 1},
+            None: {"2026-01-01T00": 1},
+        }
+        assert reader.denials_by_dag("2026-01-02T00") == {}
