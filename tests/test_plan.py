@@ -1,0 +1,472 @@
+"""proxy.plan: least-privilege facts from real Neo4j 5.26 EXPLAIN plans, and from hand-made ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from neo4j import Driver, GraphDatabase
+
+from proxy.devstack.install import default_cache_dir
+from proxy.devstack.stack import DevStack
+from proxy.plan import ANY, DYNAMIC, PlanFacts, read_plan
+
+REPO = Path(__file__).resolve().parent.parent
+
+SETUP = (
+    "UNWIND range(1, 30) AS i CREATE (:Person {name: 'p' + i, born: 1950 + i})",
+    "UNWIND range(1, 10) AS i CREATE (:Movie {title: 'm' + i, released: 1990 + i})",
+    "MATCH (p:Person), (m:Movie) WHERE p.born % 10 = m.released % 10 "
+    "CREATE (p)-[:ACTED_IN {roles: ['x']}]->(m)",
+    "MATCH (p:Person), (m:Movie) WHERE p.born % 7 = m.released % 7 CREATE (p)-[:DIRECTED]->(m)",
+    "CREATE INDEX person_name IF NOT EXISTS FOR (p:Person) ON (p.name)",
+    "CREATE CONSTRAINT movie_title IF NOT EXISTS FOR (m:Movie) REQUIRE m.title IS UNIQUE",
+    "CALL db.awaitIndexes()",
+)
+
+
+@pytest.fixture(scope="module")
+def neo4j_driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Driver]:
+    """A private Neo4j (no gateway) holding a small Person/Movie graph, stopped at the end."""
+    stack = DevStack(
+        tmp_path_factory.mktemp("plan-devstack"),
+        cache_dir=default_cache_dir(),
+        policies_dir=REPO / "policies",
+    )
+    try:
+        neo4j = stack.up()["neo4j"]
+        auth = (neo4j["user"], neo4j["password"])
+        with GraphDatabase.driver(neo4j["bolt_uri"], auth=auth) as driver:
+            for statement in SETUP:
+                driver.execute_query(statement)
+            yield driver
+    finally:
+        stack.down()
+
+
+def explain(driver: Driver, statement: str) -> PlanFacts:
+    """The facts of ``statement`` as planned by the real Neo4j."""
+    with driver.session(database="neo4j") as session:
+        summary = session.run("EXPLAIN " + statement).consume()
+    assert summary.plan is not None
+    return read_plan(summary.plan, statement=statement)
+
+
+S = ANY
+# (statement, the facts that matter for it: each listed field must be exactly this)
+CASES: list[tuple[str, dict[str, Any]]] = [
+    # reads: scans, seeks, label expressions, whole-graph scans
+    ("MATCH (n:Person) RETURN n", {"labels_read": {"Person"}, "operators": set()}),
+    ("MATCH (n:Person {name: 'p1'}) RETURN n", {"labels_read": {"Person"}}),
+    ("MATCH (m:Movie {title: 'm1'}) RETURN m", {"labels_read": {"Movie"}}),
+    ("MATCH (n) RETURN n", {"labels_read": {S}, "operators": {"AllNodesScan"}}),
+    ("MATCH (n) WHERE n:Person RETURN n", {"labels_read": {"Person"}, "operators": set()}),
+    ("MATCH (n:Person|Movie) RETURN n", {"labels_read": {"Person", "Movie"}}),
+    ("MATCH (n:Person&Movie) RETURN n", {"labels_read": {"Person", "Movie"}}),
+    ("MATCH (n:!Person) RETURN n", {"labels_read": {S, "Person"}}),
+    ("MATCH (n:%) RETURN n", {"labels_read": {S}}),
+    ("MATCH (n:Person) WHERE NOT n:Secret RETURN n", {"labels_read": {S, "Person", "Secret"}}),
+    ("MATCH (n:$($label)) RETURN n", {"labels_read": {S}}),
+    ("MATCH (n:Person) RETURN n:Actor AS a", {"labels_read": {"Person", "Actor"}}),
+    ("MATCH (n) WHERE elementId(n) = $id RETURN n", {"labels_read": {S}}),
+    ("MATCH (n) RETURN count(n)", {"labels_read": {S}}),
+    (
+        "MATCH (a:Person)-[r:ACTED_IN|DIRECTED]->(m:Movie) RETURN m",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"ACTED_IN", "DIRECTED"}},
+    ),
+    (
+        "MATCH ()-[r]->() RETURN r",
+        {"rel_types_read": {S}, "operators": {"AllRelationshipsScan"}},
+    ),
+    (
+        "MATCH (a)-[r]-(b) RETURN r",
+        {"rel_types_read": {S}, "operators": {"AllRelationshipsScan"}},
+    ),
+    ("MATCH ()-[r:ACTED_IN]->() RETURN count(r)", {"rel_types_read": {"ACTED_IN"}}),
+    ("MATCH (a:Person)-[r:!ACTED_IN]->(b) RETURN b", {"rel_types_read": {S, "ACTED_IN"}}),
+    ("MATCH ()-[r:$($t)]->() RETURN r", {"rel_types_read": {S}}),
+    ("MATCH (a:Person) RETURN COUNT { (a)-->() } AS c", {"rel_types_read": {S}}),
+    (
+        "MATCH (a:Person) WHERE EXISTS { (a)-[:DIRECTED]->(:Movie) } RETURN a",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"DIRECTED"}},
+    ),
+    (
+        "MATCH (a:Person) RETURN [(a)-[:ACTED_IN]->(m:Movie) | m.title] AS t",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"ACTED_IN"}},
+    ),
+    ("MATCH (a:Person), (b:Movie) RETURN a, b", {"operators": {"CartesianProduct"}}),
+    # variable-length patterns
+    (
+        "MATCH (a:Person)-[*]->(b) RETURN b",
+        {"rel_types_read": {S}, "operators": {"UnboundedVarLengthExpand"}},
+    ),
+    ("MATCH (a:Person)-[:ACTED_IN*1..]->(b) RETURN b", {"operators": {"UnboundedVarLengthExpand"}}),
+    ("MATCH (a:Person)-[:ACTED_IN*2..]->(b) RETURN b", {"operators": {"UnboundedVarLengthExpand"}}),
+    (
+        "MATCH (a:Person)-[:ACTED_IN*1..3]->(b) RETURN b",
+        {"rel_types_read": {"ACTED_IN"}, "operators": set()},
+    ),
+    ("MATCH (a:Person)-[:ACTED_IN*3]->(b) RETURN b", {"operators": set()}),
+    (
+        "MATCH (a:Person)-[:ACTED_IN*]->(b) RETURN DISTINCT b",
+        {"operators": {"UnboundedVarLengthExpand"}},
+    ),
+    ("MATCH (a:Person)-[:ACTED_IN*..3]->(b) RETURN DISTINCT b", {"operators": set()}),
+    (
+        "MATCH p = shortestPath((a:Person {name: 'p1'})-[*]-(b:Person {name: 'p2'})) RETURN p",
+        {"operators": {"UnboundedVarLengthExpand", "CartesianProduct"}},
+    ),
+    (
+        "MATCH p = shortestPath((a:Person {name: 'p1'})-[*..5]-(b:Person {name: 'p2'})) RETURN p",
+        {"operators": {"CartesianProduct"}},
+    ),
+    (
+        "MATCH p = (a:Person {name: 'p1'})(()-[:ACTED_IN]->()){1,}(b) RETURN p",
+        {"rel_types_read": {"ACTED_IN"}, "operators": {"UnboundedVarLengthExpand"}},
+    ),
+    (
+        "MATCH p = (a:Person {name: 'p1'})(()-[:ACTED_IN]->()){1,3}(b) RETURN p",
+        {"rel_types_read": {"ACTED_IN"}, "operators": set()},
+    ),
+    (
+        "MATCH p = ANY SHORTEST (a:Person {name: 'p1'})-[:ACTED_IN]-+(b:Person {name: 'p2'}) "
+        "RETURN p",
+        {
+            "rel_types_read": {"ACTED_IN"},
+            "operators": {"UnboundedVarLengthExpand", "CartesianProduct"},
+        },
+    ),
+    (
+        "MATCH p = SHORTEST 2 (a:Person {name: 'p1'})-[:ACTED_IN]-{1,5}(b:Person {name: 'p2'}) "
+        "RETURN p",
+        {"rel_types_read": {"ACTED_IN"}, "operators": {"CartesianProduct"}},
+    ),
+    (
+        "MATCH (a:Person {name: 'p1'}) ((x)-[:ACTED_IN]->(y:Movie) WHERE x.born > 1)+ (b) RETURN b",
+        {
+            "labels_read": {"Person", "Movie"},
+            "rel_types_read": {"ACTED_IN"},
+            "operators": {"UnboundedVarLengthExpand"},
+        },
+    ),
+    # deletes: labels follow the variable; unknown ones are ANY
+    (
+        "MATCH (n:Person) DELETE n",
+        {"labels_written": {"Person"}, "rel_types_written": set(), "deletes": True},
+    ),
+    (
+        "MATCH (n) DETACH DELETE n",
+        {"labels_written": {S}, "rel_types_written": {S}, "deletes": True},
+    ),
+    (
+        "MATCH (n:Person) DETACH DELETE n",
+        {"labels_written": {"Person"}, "rel_types_written": {S}, "deletes": True},
+    ),
+    (
+        "MATCH ()-[r:ACTED_IN]->() DELETE r",
+        {"labels_written": set(), "rel_types_written": {"ACTED_IN"}, "deletes": True},
+    ),
+    (
+        "MATCH (a:Person)-[r:ACTED_IN]->(m) WHERE m:Movie DETACH DELETE m",
+        {"labels_written": {"Movie"}, "rel_types_written": {S}, "operators": {"Eager"}},
+    ),
+    (
+        "MATCH p = (a:Person)-[r:ACTED_IN]->(m:Movie) DELETE p",
+        {"labels_written": {"Person", "Movie"}, "rel_types_written": {"ACTED_IN"}},
+    ),
+    (
+        "MATCH (n:Person) WITH collect(n) AS ns UNWIND ns AS x DELETE x",
+        {"labels_written": {S}, "rel_types_written": {S}, "deletes": True},
+    ),
+    ("MATCH (n:Person) WITH 1 AS x MATCH (n) DETACH DELETE n", {"labels_written": {S}}),
+    (
+        "MATCH (n:Person) DELETE n RETURN 1 AS x UNION MATCH (n) DETACH DELETE n RETURN 1 AS x",
+        {"labels_written": {"Person", S}},
+    ),
+    ("MATCH (n) WHERE elementId(n) = $id DETACH DELETE n", {"labels_written": {S}}),
+    # property and label writes
+    (
+        "MATCH (n:Person) SET n.x = 1",
+        {"labels_written": {"Person"}, "properties_written": {"x"}, "deletes": False},
+    ),
+    ("MATCH (n) SET n.x = 1", {"labels_written": {S}, "properties_written": {"x"}}),
+    (
+        "MATCH (n:Person) SET n.x = 1, n.y = 2",
+        {"labels_written": {"Person"}, "properties_written": {"x", "y"}},
+    ),
+    ("MATCH (n:Person) SET n = $map", {"labels_written": {"Person"}, "properties_written": {S}}),
+    ("MATCH (n:Person) SET n += $map", {"properties_written": {S}}),
+    ("MATCH (n:Person) SET n += {a: 1, b: 2}", {"properties_written": {"a", "b"}}),
+    ("MATCH (n:Person) SET n = {a: 1}", {"properties_written": {"a", S}}),
+    ("MATCH (n:Person), (m:Movie) SET n = m", {"properties_written": {S}}),
+    ("MATCH (n:Person) SET n[$key] = 1", {"properties_written": {S}}),
+    ("MATCH (n:Person) REMOVE n.born", {"properties_written": {"born"}}),
+    ("MATCH (n:Person) SET n:Actor:Star", {"labels_written": {"Actor", "Star"}}),
+    ("MATCH (n:Person) REMOVE n:Actor", {"labels_written": {"Actor"}}),
+    ("MATCH (n:Person) SET n:$($label)", {"labels_written": {S}}),
+    ("MATCH (n:Person) REMOVE n:$($label)", {"labels_written": {S}}),
+    ("MATCH (n:Person) WITH n AS b SET b.q = 1", {"labels_written": {"Person"}}),
+    (
+        "MATCH (n:Person) SET (CASE WHEN n.born > 1 THEN n END).x = 1",
+        {"labels_written": {S}, "rel_types_written": {S}, "properties_written": {"x"}},
+    ),
+    (
+        "MATCH (a:Person)-[r:ACTED_IN]->(m) SET r.x = 1",
+        {"labels_written": set(), "rel_types_written": {"ACTED_IN"}},
+    ),
+    ("MATCH (a:Person)-[r]->() SET r.x = 1", {"rel_types_written": {S}}),
+    ("MATCH ()-[r:ACTED_IN]->() SET r += $m", {"rel_types_written": {"ACTED_IN"}}),
+    ("MATCH (a:Person)-[r:ACTED_IN]->(m) SET m.x = 1", {"labels_written": {S}}),
+    (
+        "MATCH (a:Person) OPTIONAL MATCH (a)-[:ACTED_IN]->(m:Movie) SET m.seen = true",
+        {"labels_written": {"Movie"}},
+    ),
+    ("UNWIND $rows AS x SET x.y = 1", {"labels_written": {S}, "rel_types_written": {S}}),
+    (
+        "MATCH (n:`Odd Label`) SET n:`New Label`, n.`we:ird` = 1",
+        {
+            "labels_read": {"Odd Label"},
+            "labels_written": {"New Label", "Odd Label"},
+            "properties_written": {"we:ird"},
+        },
+    ),
+    # CREATE and MERGE
+    (
+        "CREATE (n:Person:Actor {name: 'x'})",
+        {
+            "labels_written": {"Person", "Actor"},
+            "labels_read": set(),
+            "properties_written": {"name"},
+        },
+    ),
+    ("CREATE (n)", {"labels_written": {S}}),
+    ("CREATE ()-[:KNOWS]->()", {"labels_written": {S}, "rel_types_written": {"KNOWS"}}),
+    ("CREATE (n:Person $props)", {"properties_written": {S}}),
+    (
+        "MATCH (a:Person {name: 'p1'}), (b:Person {name: 'p2'}) "
+        "CREATE (a)-[:KNOWS {since: 1}]->(b)",
+        {"labels_written": set(), "rel_types_written": {"KNOWS"}, "properties_written": {"since"}},
+    ),
+    ("CREATE (n:$($x))-[:$($t)]->(m:Movie)", {"labels_written": {S, "Movie"}}),
+    ("CREATE (n:Person)-[:$($t)]->(m:Movie)", {"rel_types_written": {S}}),
+    (
+        "MERGE (n:Person {name: 'x'}) ON MATCH SET n:Seen ON CREATE SET n.c = 1",
+        {"labels_written": {"Person", "Seen"}, "properties_written": {"name", "c"}},
+    ),
+    ("MERGE (n:Person {name: 'x'}) ON CREATE SET n += $m", {"properties_written": {"name", S}}),
+    (
+        "MATCH (a:Person {name: 'p1'}), (b:Movie {title: 'm1'}) MERGE (a)-[r:ACTED_IN]->(b)",
+        {"labels_written": set(), "rel_types_written": {"ACTED_IN"}},
+    ),
+    (
+        "MERGE (a:Person {name: 'p1'})-[r:KNOWS]->(b:Person {name: 'p2'})",
+        {"labels_written": {"Person"}, "rel_types_written": {"KNOWS"}},
+    ),
+    ("MERGE (n:$($x) {name: 'a'})", {"labels_written": {S}}),
+    # FOREACH, CALL subqueries, IN TRANSACTIONS
+    ("UNWIND [1, 2] AS i FOREACH (x IN [i] | CREATE (:Tag {v: x}))", {"labels_written": {"Tag"}}),
+    (
+        "MATCH (n:Person) FOREACH (x IN [1] | SET n:Tagged REMOVE n.born DELETE n)",
+        {"labels_written": {"Tagged", "Person"}, "properties_written": {"born"}, "deletes": True},
+    ),
+    (
+        "MATCH (n:Person) FOREACH (x IN [1] | MERGE (n)-[:LIKES]->(:Thing {v: x}))",
+        {"labels_written": {"Thing"}, "rel_types_written": {"LIKES"}},
+    ),
+    (
+        "MATCH (n:Person) FOREACH (x IN [1] | FOREACH (y IN [2] | CREATE (:Deep)))",
+        {"labels_written": {"Deep"}},
+    ),
+    ("CALL { CREATE (n:Thing) }", {"labels_written": {"Thing"}}),
+    (
+        "MATCH (p:Person) CALL (p) { CREATE (p)-[:OWNS]->(:Car) }",
+        {"labels_written": {"Car"}, "rel_types_written": {"OWNS"}},
+    ),
+    (
+        "MATCH (p:Person) CALL (p) { SET p.z = 1 } IN TRANSACTIONS OF 10 ROWS",
+        {"labels_written": {"Person"}, "properties_written": {"z"}},
+    ),
+    (
+        "MATCH (p:Person) CALL (p) { CREATE (x:X) RETURN x } IN TRANSACTIONS RETURN x",
+        {"labels_written": {"X"}},
+    ),
+    # LOAD CSV
+    (
+        "LOAD CSV FROM 'file:///x.csv' AS row CREATE (:Row {v: row[0]})",
+        {"load_csv": ("file:///x.csv",), "labels_written": {"Row"}},
+    ),
+    (
+        "LOAD CSV WITH HEADERS FROM $url AS row MERGE (p:Person {name: row.name})",
+        {"load_csv": ("$url",), "labels_written": {"Person"}},
+    ),
+    ("LOAD CSV FROM 'https://x.test/a' + $x AS row RETURN row", {"load_csv": (DYNAMIC,)}),
+    (
+        "LOAD CSV FROM 'https://x.test/a.csv' AS row CALL (row) { CREATE (:Row) } IN TRANSACTIONS",
+        {"load_csv": ("https://x.test/a.csv",), "labels_written": {"Row"}},
+    ),
+    # procedures, functions, commands
+    ("CALL db.labels()", {"procedures": {"db.labels"}}),
+    ("CALL db.labels() YIELD label RETURN label", {"procedures": {"db.labels"}}),
+    ("CALL dbms.components()", {"procedures": {"dbms.components"}}),
+    ("CALL db.schema.visualization()", {"procedures": {"db.schema.visualization"}}),
+    ("MATCH (n:Person) CALL db.createLabel(n.name)", {"procedures": {"db.createLabel"}}),
+    ("USE system CALL dbms.showCurrentUser()", {"procedures": {"dbms.showCurrentUser"}}),
+    ("SHOW PROCEDURES", {"procedures": set(), "labels_written": set()}),
+    (
+        "RETURN datetime.truncate('day', datetime()) AS d, point.distance(point({x: 1, y: 1}), "
+        "point({x: 2, y: 2})) AS p",
+        {"functions": set()},
+    ),
+    (
+        "SHOW USERS",
+        {
+            "labels_written": {S},
+            "properties_written": {S},
+            "databases": {"system"},
+            "commands": {"AdministrationCommand"},
+        },
+    ),
+    (
+        "CREATE USER eve SET PASSWORD 'a-long-password'",
+        {"databases": {"system"}, "commands": {"AdministrationCommand"}},
+    ),
+    (
+        "CREATE INDEX zz IF NOT EXISTS FOR (n:Zz) ON (n.a)",
+        {"labels_written": {S}, "commands": {"CreateIndex", "DoNothingIfExists"}},
+    ),
+    (
+        "TERMINATE TRANSACTIONS 'neo4j-transaction-999'",
+        {"labels_written": {S}, "commands": {"TerminateTransactions"}},
+    ),
+    ("SHOW TRANSACTIONS", {"commands": {"ShowTransactions"}, "databases": {"neo4j"}}),
+    (
+        "USE system CALL dbms.components() YIELD name RETURN name",
+        {"procedures": {"dbms.components"}, "databases": {"system"}},
+    ),
+    (
+        "MATCH (n:Person) CREATE (n)-[:KNOWS]->(:Person)",
+        {"commands": set(), "databases": {"neo4j"}},
+    ),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("statement", "expected"), CASES, ids=[c[0][:60] for c in CASES])
+def test_facts_of_real_plans(
+    neo4j_driver: Driver, statement: str, expected: dict[str, Any]
+) -> None:
+    facts = explain(neo4j_driver, statement)
+    for name, value in expected.items():
+        got = getattr(facts, name)
+        assert (set(got) if isinstance(got, frozenset) else got) == value, name
+
+
+def op(
+    op_type: str, details: str | None = None, *children: dict[str, Any], ids: str = ""
+) -> dict[str, Any]:
+    """A hand-made plan operator in the driver's shape."""
+    args = {} if details is None else {"Details": details}
+    return {
+        "operatorType": f"{op_type}@neo4j",
+        "args": args,
+        "identifiers": ids.split(),
+        "children": list(children),
+    }
+
+
+def test_unknown_operator_that_looks_like_a_write_writes_anything() -> None:
+    plan = op(
+        "ProduceResults",
+        "",
+        op("SetSomethingNew", "n.x = 1", op("NodeByLabelScan", "n:Person", ids="n")),
+    )
+    facts = read_plan(plan)
+    assert facts.labels_written == facts.rel_types_written == facts.properties_written == {ANY}
+    assert facts.labels_read == {"Person"}
+
+
+def test_unknown_delete_and_load_operators_are_not_ignored() -> None:
+    facts = read_plan(op("FancyDetachDeleteAll", None, op("LoadJSON", "row", ids="row")))
+    assert facts.deletes
+    assert facts.labels_written == {ANY}
+    assert facts.load_csv == (DYNAMIC,)
+
+
+def test_unknown_read_operator_forgets_what_it_binds() -> None:
+    # A leaf this module does not know may rebind `n`; the outer knowledge must not leak in.
+    plan = op(
+        "DetachDelete",
+        "n",
+        op(
+            "Apply",
+            None,
+            op("NodeByLabelScan", "n:Person", ids="n"),
+            op("MysteryScan", "n", ids="n"),
+        ),
+    )
+    assert read_plan(plan).labels_written == {ANY}
+
+
+def test_administration_and_system_procedure_plans() -> None:
+    admin = read_plan(
+        {"operatorType": "AdministrationCommand@system", "args": {}, "identifiers": []}
+    )
+    assert admin.labels_written == {ANY}
+    system = read_plan({"operatorType": "dbms.showCurrentUser@system", "args": {}})
+    assert system.procedures == {"dbms.showCurrentUser"}
+
+
+def test_arguments_key_and_user_defined_functions() -> None:
+    plan = {
+        "operatorType": "Projection",
+        "arguments": {"Details": "apoc.text.join($l, $s) AS j, datetime.truncate($u, $d) AS t"},
+        "children": [
+            {"operatorType": "ProcedureCall", "arguments": {"Details": "my.proc(x.y()) :: ()"}}
+        ],
+    }
+    facts = read_plan(plan)
+    assert facts.functions == {"apoc.text.join", "x.y"}
+    assert facts.procedures == {"my.proc"}
+
+
+def test_load_csv_sources_come_from_the_text_only_when_they_match_the_plan() -> None:
+    plan = op("LoadCSV", "row", ids="row")
+    assert read_plan(plan).load_csv == (DYNAMIC,)  # no statement: the plan hides the source
+    text = (
+        "// LOAD CSV FROM 'file:///decoy' AS x\nLOAD CSV FROM 'file:///real.csv' AS row RETURN row"
+    )
+    assert read_plan(plan, statement=text).load_csv == ("file:///real.csv",)
+    escaped = r"LOAD CSV FROM 'file:\u002f\u002f/etc/passwd' AS row RETURN row"
+    assert read_plan(plan, statement=escaped).load_csv == (DYNAMIC,)
+    two = "LOAD CSV FROM 'a' AS r LOAD CSV FROM 'b' AS s RETURN r"
+    assert read_plan(plan, statement=two).load_csv == (DYNAMIC,)  # counts disagree: no guess
+
+
+def test_filter_with_or_does_not_prove_a_label() -> None:
+    plan = op(
+        "Delete",
+        "n",
+        op("Filter", "n:Person OR n.x = $a", op("AllNodesScan", "n", ids="n"), ids="n"),
+        ids="n",
+    )
+    facts = read_plan(plan)
+    assert facts.labels_written == {ANY}
+    assert facts.labels_read == {ANY, "Person"}
+
+
+def test_malformed_plan_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a Neo4j plan"):
+        read_plan({"args": {}})
+    with pytest.raises(ValueError, match="not a Neo4j plan"):
+        read_plan(op("Union", None, op("Argument"), op("Argument"), op("AllNodesScan", "n")))
+
+
+def test_as_document_is_sorted_and_json_ready() -> None:
+    facts = PlanFacts(labels_read=frozenset({"B", "A"}), load_csv=("b", "a"), deletes=True)
+    document = facts.as_document()
+    assert document["labels_read"] == ["A", "B"]
+    assert document["load_csv"] == ["a", "b"]
+    assert document["deletes"] is True
+    assert set(document) == set(PlanFacts.__slots__)
