@@ -2,19 +2,59 @@
 # title: CypherGate authorization
 # description: |
 #   Decides whether a DAG may run a Cypher statement on a database. Deny by default: a
-#   request is allowed only when the DAG has a grant for the database that covers what
-#   Neo4j's EXPLAIN says the statement does. Grants live in data.json, not here.
+#   request is allowed only when the DAG's grant for the database covers everything Neo4j's
+#   EXPLAIN plan says the statement touches: labels and relationship types read and written,
+#   properties set, deletes, procedures and functions called, LOAD CSV sources, and the
+#   plan guardrails. This file is the engine; the grants are data (data.json) that a security
+#   team edits without writing Rego. In an analysis, "*" means "could be any": it is covered
+#   only by a grant of "*".
 # schemas:
 #   - input: schema.input
 package cyphergate.authz
 
 default_timeout_ms := 30000
 
+# Guardrail name -> the plan operators it refuses.
+guardrail_operators := {
+	"full_scan": {"AllNodesScan", "AllRelationshipsScan"},
+	"cartesian_product": {"CartesianProduct"},
+	"unbounded_expand": {"UnboundedVarLengthExpand"},
+	"eager": {"Eager"},
+}
+
 grant := data.cyphergate.grants.dags[input.principal.dag]
 
 database_grant := grant.databases[input.request.database]
 
-writes if input.analysis.query_type in {"w", "rw"}
+analysis := input.analysis
+
+writes if analysis.query_type in {"w", "rw"}
+
+# Whatever Neo4j's query type says, a plan that writes anything writes (TERMINATE TRANSACTIONS,
+# for one, plans as "r").
+writes if count(analysis.labels.write) + count(analysis.relationship_types.write) > 0
+
+writes if count(analysis.properties_written) > 0
+
+writes if analysis.deletes
+
+write_grant := database_grant.write
+
+granted_list(path) := object.get(database_grant, path, [])
+
+# A name is covered by a list of grants when the list holds it or "*".
+covered(grants, _) if "*" in grants
+
+covered(grants, name) if name in grants
+
+# Procedure and function grants may end in ".*" to cover a namespace ("db.*").
+covered_call(grants, name) if covered(grants, name)
+
+covered_call(grants, name) if {
+	some pattern in grants
+	endswith(pattern, ".*")
+	startswith(name, trim_suffix(pattern, "*"))
+}
 
 reasons contains "dag_not_granted" if not grant
 
@@ -23,19 +63,103 @@ reasons contains sprintf("database_not_granted:%s", [input.request.database]) if
 	not database_grant
 }
 
-reasons contains "write_not_granted" if {
-	database_grant
-	writes
-	not database_grant.write
+# Every database the plan runs on needs a grant, not only the one in the URL: Neo4j routes
+# administration commands and `USE system CALL ...` to the system database.
+reasons contains sprintf("database_not_granted:%s", [name]) if {
+	grant
+	some name in analysis.databases
+	not grant.databases[name]
 }
+
+reasons contains sprintf("command_not_granted:%s", [name]) if {
+	database_grant
+	some name in analysis.commands
+	not covered(granted_list(["commands"]), name)
+}
+
+reasons contains "unknown_query_type" if not analysis.query_type in {"r", "rw", "w", "s"}
 
 reasons contains "schema_not_granted" if {
 	database_grant
-	input.analysis.query_type == "s"
+	analysis.query_type == "s"
 	not database_grant.schema
 }
 
-reasons contains "unknown_query_type" if not input.analysis.query_type in {"r", "rw", "w", "s"}
+reasons contains "write_not_granted" if {
+	database_grant
+	writes
+	not write_grant
+}
+
+reasons contains sprintf("label_not_granted:%s", [label]) if {
+	database_grant
+	some label in analysis.labels.read
+	not covered(granted_list(["read", "labels"]), label)
+}
+
+reasons contains sprintf("relationship_type_not_granted:%s", [rel_type]) if {
+	database_grant
+	some rel_type in analysis.relationship_types.read
+	not covered(granted_list(["read", "relationship_types"]), rel_type)
+}
+
+reasons contains sprintf("label_write_not_granted:%s", [label]) if {
+	write_grant
+	some label in analysis.labels.write
+	not covered(granted_list(["write", "labels"]), label)
+}
+
+reasons contains sprintf("relationship_type_write_not_granted:%s", [rel_type]) if {
+	write_grant
+	some rel_type in analysis.relationship_types.write
+	not covered(granted_list(["write", "relationship_types"]), rel_type)
+}
+
+reasons contains sprintf("property_write_not_granted:%s", [key]) if {
+	write_grant
+	some key in analysis.properties_written
+	not covered(granted_list(["write", "properties"]), key)
+}
+
+reasons contains "delete_not_granted" if {
+	write_grant
+	analysis.deletes
+	not write_grant.delete
+}
+
+reasons contains sprintf("procedure_not_granted:%s", [name]) if {
+	database_grant
+	some name in analysis.procedures
+	not covered_call(granted_list(["procedures"]), name)
+}
+
+reasons contains sprintf("function_not_granted:%s", [name]) if {
+	database_grant
+	some name in analysis.functions
+	not covered_call(granted_list(["functions"]), name)
+}
+
+reasons contains sprintf("load_csv_not_granted:%s", [source]) if {
+	database_grant
+	some source in analysis.load_csv
+	not load_csv_granted(source)
+}
+
+load_csv_granted(_) if "*" in granted_list(["load_csv"])
+
+# Only literal URLs can match a prefix; a URL from a parameter or expression needs "*".
+load_csv_granted(source) if {
+	some prefix in granted_list(["load_csv"])
+	prefix != ""
+	startswith(source, prefix)
+}
+
+reasons contains sprintf("guardrail:%s", [name]) if {
+	database_grant
+	some name in granted_list(["guardrails"])
+	some operator in analysis.operators
+	operator in guardrail_operators[name]
+}
 
 default allow := false
 
@@ -44,7 +168,15 @@ allow if {
 	count(reasons) == 0
 }
 
-access_mode := "READ" if input.analysis.query_type == "r"
+# Shadow mode, for rolling out a policy: the gateway records the refusal and runs anyway.
+default shadow := false
+
+shadow if grant.mode == "shadow"
+
+access_mode := "READ" if {
+	analysis.query_type == "r"
+	not writes
+}
 
 else := "WRITE"
 
@@ -52,11 +184,22 @@ timeout_ms := t if {
 	t := database_grant.timeout_ms
 } else := default_timeout_ms
 
+row_limit := n if {
+	n := database_grant.row_limit
+} else := null
+
+row_limit_action := a if {
+	a := database_grant.row_limit_action
+} else := "error"
+
 decision := {
 	"allow": allow,
 	"reasons": sort(reasons),
+	"shadow": shadow,
 	"constraints": {
 		"access_mode": access_mode,
 		"timeout_ms": timeout_ms,
+		"row_limit": row_limit,
+		"row_limit_action": row_limit_action,
 	},
 }

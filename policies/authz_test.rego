@@ -2,8 +2,23 @@ package cyphergate.authz_test
 
 import data.cyphergate.authz
 
-request(dag, database, query_type) := {
-	"version": 1,
+nothing := {
+	"query_type": "r",
+	"labels": {"read": [], "write": []},
+	"relationship_types": {"read": [], "write": []},
+	"properties_written": [],
+	"procedures": [],
+	"functions": [],
+	"load_csv": [],
+	"operators": [],
+	"deletes": false,
+	"databases": ["neo4j"],
+	"commands": [],
+}
+
+# An input document for `dag` on `database`; `facts` overrides fields of the empty analysis.
+request(dag, database, facts) := {
+	"version": 2,
 	"principal": {
 		"method": "oidc", "issuer": "https://issuer.test", "subject": dag, "dag": dag,
 		"task": "t", "run": "manual__2026-01-01T00:00:00+00:00", "try_number": 1,
@@ -14,63 +29,165 @@ request(dag, database, query_type) := {
 		"parameter_names": [],
 		"access_mode": null,
 	},
-	"analysis": {"query_type": query_type},
+	"analysis": object.union(nothing, facts),
+}
+
+decide(dag, facts) := d if {
+	d := authz.decision with input as request(dag, "neo4j", facts)
 }
 
 test_reader_may_read if {
-	d := authz.decision with input as request("demo_reader", "neo4j", "r")
+	d := decide("demo_reader", {"labels": {"read": ["*"], "write": []}, "operators": ["AllNodesScan"]})
 	d.allow
 	d.reasons == []
-	d.constraints.access_mode == "READ"
-	d.constraints.timeout_ms == 30000
+	d.shadow == false
+	d.constraints == {"access_mode": "READ", "timeout_ms": 30000, "row_limit": null, "row_limit_action": "error"}
 }
 
 test_reader_may_not_write if {
-	d := authz.decision with input as request("demo_reader", "neo4j", "w")
+	d := decide("demo_reader", {"query_type": "w", "labels": {"read": [], "write": ["Person"]}})
 	not d.allow
 	d.reasons == ["write_not_granted"]
 }
 
 test_reader_may_not_read_write if {
-	d := authz.decision with input as request("demo_reader", "neo4j", "rw")
-	not d.allow
+	d := decide("demo_reader", {"query_type": "rw"})
 	d.reasons == ["write_not_granted"]
 }
 
-test_writer_may_write if {
-	d := authz.decision with input as request("demo_writer", "neo4j", "rw")
+test_writer_may_write_anything if {
+	d := decide("demo_writer", {
+		"query_type": "rw",
+		"labels": {"read": ["*"], "write": ["*"]},
+		"relationship_types": {"read": ["*"], "write": ["*"]},
+		"properties_written": ["*"],
+		"deletes": true,
+	})
 	d.allow
 	d.constraints.access_mode == "WRITE"
 }
 
-test_schema_needs_its_own_grant if {
-	d := authz.decision with input as request("demo_writer", "neo4j", "s")
+test_writer_calls_no_procedure if {
+	d := decide("demo_writer", {"procedures": ["db.labels"], "functions": ["apoc.text.join"]})
+	d.reasons == ["function_not_granted:apoc.text.join", "procedure_not_granted:db.labels"]
+}
+
+test_labels_dag_reads_its_labels if {
+	d := decide("demo_labels", {
+		"labels": {"read": ["Movie", "Person"], "write": []},
+		"relationship_types": {"read": ["ACTED_IN"], "write": []},
+	})
+	d.allow
+	d.constraints.row_limit == 1000
+}
+
+test_labels_dag_may_not_read_other_labels if {
+	d := decide("demo_labels", {
+		"labels": {"read": ["Account", "Person"], "write": []},
+		"relationship_types": {"read": ["OWNS"], "write": []},
+	})
+	d.reasons == ["label_not_granted:Account", "relationship_type_not_granted:OWNS"]
+}
+
+test_any_label_needs_a_wildcard_grant if {
+	d := decide("demo_labels", {"labels": {"read": ["*"], "write": []}})
+	d.reasons == ["label_not_granted:*"]
+}
+
+test_labels_dag_writes_only_person if {
+	ok := decide("demo_labels", {"query_type": "w", "labels": {"read": [], "write": ["Person"]}, "properties_written": ["name"]})
+	ok.allow
+	ok.constraints.access_mode == "WRITE"
+	d := decide("demo_labels", {
+		"query_type": "rw",
+		"labels": {"read": ["Person"], "write": ["Movie", "Person"]},
+		"relationship_types": {"read": [], "write": ["ACTED_IN"]},
+		"deletes": true,
+	})
+	d.reasons == [
+		"delete_not_granted",
+		"label_write_not_granted:Movie",
+		"relationship_type_write_not_granted:ACTED_IN",
+	]
+}
+
+test_labels_dag_guardrails if {
+	d := decide("demo_labels", {
+		"labels": {"read": ["Person"], "write": []},
+		"operators": ["AllNodesScan", "CartesianProduct", "UnboundedVarLengthExpand", "Eager"],
+	})
+	d.reasons == ["guardrail:cartesian_product", "guardrail:full_scan", "guardrail:unbounded_expand"]
+}
+
+test_load_csv_by_prefix if {
+	grants := {"dags": {"etl": {"databases": {"neo4j": {
+		"read": {"labels": ["*"]},
+		"load_csv": ["https://data.example.com/exports/"],
+	}}}}}
+	ok := authz.decision with input as request("etl", "neo4j", {"load_csv": ["https://data.example.com/exports/a.csv"]})
+		with data.cyphergate.grants as grants
+	ok.allow
+	d := authz.decision with input as request("etl", "neo4j", {"load_csv": ["file:///etc/passwd", "$url"]})
+		with data.cyphergate.grants as grants
+	d.reasons == ["load_csv_not_granted:$url", "load_csv_not_granted:file:///etc/passwd"]
+	none := decide("demo_writer", {"load_csv": ["https://data.example.com/exports/a.csv"]})
+	none.reasons == ["load_csv_not_granted:https://data.example.com/exports/a.csv"]
+}
+
+test_procedure_namespaces if {
+	grants := {"dags": {"ops": {"databases": {"neo4j": {"procedures": ["db.labels", "db.schema.*"]}}}}}
+	ok := authz.decision with input as request("ops", "neo4j", {"procedures": ["db.labels", "db.schema.visualization"]})
+		with data.cyphergate.grants as grants
+	ok.allow
+	d := authz.decision with input as request("ops", "neo4j", {"procedures": ["dbms.components", "db.labelsX"]})
+		with data.cyphergate.grants as grants
+	d.reasons == ["procedure_not_granted:db.labelsX", "procedure_not_granted:dbms.components"]
+}
+
+test_shadow_mode_reports_but_does_not_allow if {
+	grants := {"dags": {"new": {"mode": "shadow", "databases": {"neo4j": {"read": {"labels": ["Person"]}}}}}}
+	d := authz.decision with input as request("new", "neo4j", {"labels": {"read": ["Account"], "write": []}})
+		with data.cyphergate.grants as grants
 	not d.allow
+	d.shadow
+	d.reasons == ["label_not_granted:Account"]
+}
+
+test_row_limit_and_action if {
+	grants := {"dags": {"etl": {"databases": {"neo4j": {"row_limit": 10, "row_limit_action": "truncate"}}}}}
+	d := authz.decision with input as request("etl", "neo4j", {})
+		with data.cyphergate.grants as grants
+	d.allow
+	d.constraints.row_limit == 10
+	d.constraints.row_limit_action == "truncate"
+}
+
+test_schema_needs_its_own_grant if {
+	d := decide("demo_writer", {"query_type": "s"})
 	d.reasons == ["schema_not_granted"]
 }
 
 test_schema_grant_allows_schema if {
-	grants := {"dags": {"ops": {"databases": {"neo4j": {"write": true, "schema": true}}}}}
-	d := authz.decision with input as request("ops", "neo4j", "s")
+	grants := {"dags": {"ops": {"databases": {"neo4j": {"schema": true}}}}}
+	d := authz.decision with input as request("ops", "neo4j", {"query_type": "s"})
 		with data.cyphergate.grants as grants
 	d.allow
 	d.constraints.timeout_ms == 30000
 }
 
 test_unknown_dag_denied if {
-	d := authz.decision with input as request("someone_else", "neo4j", "r")
-	not d.allow
+	d := decide("someone_else", {})
 	d.reasons == ["dag_not_granted"]
+	d.shadow == false
 }
 
 test_other_database_denied if {
-	d := authz.decision with input as request("demo_writer", "system", "r")
-	not d.allow
+	d := authz.decision with input as request("demo_writer", "system", {})
 	d.reasons == ["database_not_granted:system"]
 }
 
 test_unknown_query_type_denied if {
-	d := authz.decision with input as request("demo_writer", "neo4j", "x")
+	d := decide("demo_writer", {"query_type": "x"})
 	not d.allow
 	"unknown_query_type" in d.reasons
 }
@@ -78,4 +195,24 @@ test_unknown_query_type_denied if {
 test_empty_input_denied if {
 	d := authz.decision with input as {}
 	not d.allow
+}
+
+test_commands_need_a_grant if {
+	d := decide("demo_reader", {"commands": ["ShowTransactions"]})
+	d.reasons == ["command_not_granted:ShowTransactions"]
+	grants := {"dags": {"ops": {"databases": {"neo4j": {"commands": ["ShowTransactions", "ShowIndexes"]}}}}}
+	ok := authz.decision with input as request("ops", "neo4j", {"commands": ["ShowIndexes"]})
+		with data.cyphergate.grants as grants
+	ok.allow
+}
+
+test_routed_to_the_system_database if {
+	d := decide("demo_writer", {"query_type": "s", "databases": ["system"], "commands": ["AdministrationCommand"]})
+	d.reasons == ["command_not_granted:AdministrationCommand", "database_not_granted:system", "schema_not_granted"]
+}
+
+test_a_plan_that_writes_writes_whatever_its_query_type if {
+	d := decide("demo_reader", {"query_type": "r", "labels": {"read": [], "write": ["*"]}, "commands": ["TerminateTransactions"]})
+	"write_not_granted" in d.reasons
+	d.constraints.access_mode == "WRITE"
 }

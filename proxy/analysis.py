@@ -1,34 +1,58 @@
-"""What a statement does, as Neo4j itself classifies it with ``EXPLAIN``.
+"""What a statement does, as Neo4j itself plans it with ``EXPLAIN``.
 
 Neo4j plans the statement without running it and reports its query type: ``r`` (read only),
-``rw`` (reads and writes), ``w`` (write only) or ``s`` (schema). The gateway trusts this over
-anything it could infer from the text. Analyses are cached per database and exact statement
-text, in a bounded LRU; parameters do not change a plan's type, so they are not part of the key.
+``rw`` (reads and writes), ``w`` (write only) or ``s`` (schema), and the plan, from which
+:mod:`proxy.plan` reads the labels, relationship types, properties, procedures, LOAD CSV
+sources and risky operators. The gateway trusts this over anything it could infer from the
+text. Analyses are cached per database and exact statement text, in a bounded LRU with a time
+to live; parameters do not change a plan's facts, so they are not part of the key. A schema
+statement run through the gateway empties the cache.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from proxy.plan import PlanFacts
 
 QueryType = Literal["r", "rw", "w", "s"]
 
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """Neo4j's classification of one statement."""
+    """Neo4j's classification of one statement and what its plan touches."""
 
     query_type: QueryType
+    facts: PlanFacts
 
     @property
     def is_read_only(self) -> bool:
         """True when the statement can run in a READ transaction."""
         return self.query_type == "r"
 
-    def as_document(self) -> dict[str, str]:
-        """The analysis as it appears in the policy input and the audit record."""
-        return {"query_type": self.query_type}
+    def as_document(self) -> dict[str, Any]:
+        """The analysis as it appears in the policy input (schema v2) and the audit record."""
+        facts = self.facts
+        return {
+            "query_type": self.query_type,
+            "labels": {"read": sorted(facts.labels_read), "write": sorted(facts.labels_written)},
+            "relationship_types": {
+                "read": sorted(facts.rel_types_read),
+                "write": sorted(facts.rel_types_written),
+            },
+            "properties_written": sorted(facts.properties_written),
+            "procedures": sorted(facts.procedures),
+            "functions": sorted(facts.functions),
+            "load_csv": sorted(set(facts.load_csv)),
+            "operators": sorted(facts.operators),
+            "deletes": facts.deletes,
+            "databases": sorted(facts.databases),
+            "commands": sorted(facts.commands),
+        }
 
 
 class Explainer(Protocol):
@@ -42,23 +66,35 @@ class Explainer(Protocol):
 
 
 class Analyzer:
-    """An :class:`Explainer` behind a bounded LRU cache."""
+    """An :class:`Explainer` behind a bounded LRU cache whose entries live ``ttl_s`` at most."""
 
-    def __init__(self, explainer: Explainer, *, max_entries: int) -> None:
+    def __init__(
+        self,
+        explainer: Explainer,
+        *,
+        max_entries: int,
+        ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._explainer = explainer
         self._max_entries = max_entries
-        self._cache: OrderedDict[tuple[str, str], Analysis] = OrderedDict()
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: OrderedDict[tuple[str, str], tuple[float, Analysis]] = OrderedDict()
 
     async def analyse(self, database: str, statement: str) -> Analysis:
         """The analysis of ``statement`` on ``database``, from the cache when possible."""
         key = (database, statement)
         cached = self._cache.get(key)
-        if cached is not None:
+        if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(key)
-            return cached
+            return cached[1]
         analysis = await self._explainer.explain(database, statement)
-        if self._max_entries > 0:
-            self._cache[key] = analysis
+        if analysis.query_type == "s":
+            # A schema statement (about to run) can change plans: start afresh.
+            self.clear()
+        elif self._max_entries > 0:
+            self._cache[key] = (self._clock(), analysis)
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
         return analysis

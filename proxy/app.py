@@ -53,7 +53,11 @@ def create_app(
             gateway = Gateway(
                 authenticator=chosen.authenticator,
                 resolver=DagResolver(settings.auth.bindings),
-                analyzer=Analyzer(chosen.graph, max_entries=settings.neo4j.analysis_cache_size),
+                analyzer=Analyzer(
+                    chosen.graph,
+                    max_entries=settings.neo4j.analysis_cache_size,
+                    ttl_s=settings.neo4j.analysis_cache_ttl_s,
+                ),
                 policy=chosen.policy,
                 graph=chosen.graph,
                 audit=chosen.audit,

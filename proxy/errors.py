@@ -36,6 +36,20 @@ class BadRequest(CypherGateError):
     default_message = "The request is not a valid Query API request."
 
 
+class RowLimitExceeded(CypherGateError):
+    """The statement returned more rows than the decision's row limit (and nothing committed)."""
+
+    status = 400
+    code = "Neo.ClientError.Statement.RowLimitExceeded"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The statement returned more than {limit} rows, the limit the policy sets for this "
+            "DAG; nothing it wrote was kept.",
+            reason=f"row_limit_exceeded:{limit}",
+        )
+
+
 class PayloadTooLarge(CypherGateError):
     """The request body is larger than the configured limit."""
 

@@ -116,13 +116,21 @@ class Gateway:
                 statement=body.statement,
                 statement_sha256=statement_digest(body.statement),
                 parameters=self._digester.digests(body.parameters),
+                requested_access_mode=body.accessMode,
             )
             analysis = await self._analyzer.analyse(call.database, body.statement)
-            trail = replace(trail, query_type=analysis.query_type)
+            trail = replace(trail, query_type=analysis.query_type, analysis=analysis.as_document())
             decision = await self._decide(principal, call.database, body, analysis)
             trail = replace(trail, decision=decision.as_document())
-            if not decision.allow:
+            if not decision.enforced_allow:
                 raise PolicyDenied(list(decision.reasons))
+            if not decision.allow:
+                log.warning(
+                    "shadow mode: request %s of DAG %s runs although the policy refused it (%s)",
+                    call.request_id,
+                    principal.dag,
+                    ", ".join(decision.reasons),
+                )
         except CypherGateError as error:
             await self._record(self._finished(trail, started, error=error))
             raise
@@ -154,6 +162,8 @@ class Gateway:
                     timeout_s=decision.timeout_s or self._default_timeout_s,
                     metadata=_metadata(principal, call.request_id, decision.decision_id),
                     bookmarks=tuple(body.bookmarks),
+                    row_limit=decision.row_limit,
+                    row_limit_action=decision.row_limit_action,
                 )
             )
         except CypherGateError as error:
@@ -166,7 +176,12 @@ class Gateway:
             raise internal from exc
         finished = self._finished(outcome, started, error=None)
         await self._record_outcome(
-            replace(finished, rows=len(result.values), counters=dict(result.counters))
+            replace(
+                finished,
+                rows=len(result.values),
+                counters=dict(result.counters),
+                truncated=result.truncated or None,
+            )
         )
         return Answer(result=result, include_counters=body.includeCounters)
 

@@ -5,12 +5,14 @@ the decision's timeout and metadata that joins Neo4j's own ``SHOW TRANSACTIONS``
 log. Statements run as auto-commit transactions (``session.run``), on purpose: the driver never
 retries them (its managed transactions would, and a write must never run twice), they take one
 round trip, and they are the only kind in which ``CALL { ... } IN TRANSACTIONS`` can run.
+One exception: a writing statement under a row limit that must fail when exceeded runs in an
+explicit transaction (also never retried), so that it can be rolled back instead of committed.
 Neo4j's exceptions are translated into the gateway's errors here, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,8 +29,10 @@ from proxy.errors import (
     GraphFailed,
     GraphUnavailable,
     Neo4jClientError,
+    RowLimitExceeded,
 )
-from proxy.policy import AccessMode
+from proxy.plan import read_plan
+from proxy.policy import AccessMode, RowLimitAction
 from proxy.settings import Neo4jSettings
 
 JSON = Any
@@ -62,6 +66,9 @@ class Execution:
     timeout_s: float
     metadata: Mapping[str, str | int]
     bookmarks: tuple[str, ...] = ()
+    # At most this many rows come back; beyond it, fail (and roll back) or truncate.
+    row_limit: int | None = None
+    row_limit_action: RowLimitAction = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,8 @@ class QueryResult:
     values: list[list[JSON]]
     counters: dict[str, int | bool] = field(default_factory=dict)
     bookmarks: list[str] = field(default_factory=list)
+    # Rows were cut at the decision's row limit (row_limit_action "truncate").
+    truncated: bool = False
 
 
 class GraphExecutor(Protocol):
@@ -144,38 +153,54 @@ class Neo4jGraph:
         if query_type not in ("r", "rw", "w", "s"):
             raise GraphFailed(reason=f"unexpected_query_type:{query_type}")
         kind: QueryType = query_type
-        return Analysis(query_type=kind)
+        if not summary.plan:  # nothing to read the facts from: never guess
+            raise GraphFailed(reason="explain_without_plan")
+        return Analysis(query_type=kind, facts=read_plan(summary.plan, statement=statement))
 
     async def run(self, execution: Execution) -> QueryResult:
         """Run the statement once, in an auto-commit transaction; see the module docstring."""
         mode = neo4j.READ_ACCESS if execution.access_mode == "READ" else neo4j.WRITE_ACCESS
         bookmarks = Bookmarks.from_raw_values(execution.bookmarks) if execution.bookmarks else None
+        rollback_on_limit = (
+            execution.row_limit is not None
+            and execution.row_limit_action == "error"
+            and execution.access_mode == "WRITE"
+        )
         async with (
             _translated_errors(),
             self.driver.session(
                 database=execution.database, default_access_mode=mode, bookmarks=bookmarks
             ) as session,
         ):
-            query = neo4j.Query(
-                execution.statement,
-                metadata=dict(execution.metadata),
-                timeout=execution.timeout_s,
-            )
-            try:
-                result = await session.run(query, dict(execution.parameters))
-            except (OverflowError, ValueError, TypeError) as exc:
-                # The driver could not encode a parameter (an integer beyond 64 bits, say).
-                raise BadRequest(
-                    "A parameter cannot be sent to Neo4j (out of range or of no Neo4j type).",
-                    reason=f"parameter_not_sendable:{type(exc).__name__}",
-                ) from exc
-            fields = list(result.keys())
-            values = [list(record.values()) async for record in result]
-            summary = await result.consume()
+            if rollback_on_limit:
+                transaction = await session.begin_transaction(
+                    metadata=dict(execution.metadata), timeout=execution.timeout_s
+                )
+                try:
+                    result = await _start(transaction.run, execution.statement, execution)
+                    fields, values, truncated = await _rows(result, execution)
+                    summary = await result.consume()
+                    await transaction.commit()
+                finally:
+                    if not transaction.closed():
+                        await transaction.rollback()
+            else:
+                query = neo4j.Query(
+                    execution.statement,
+                    metadata=dict(execution.metadata),
+                    timeout=execution.timeout_s,
+                )
+                result = await _start(session.run, query, execution)
+                fields, values, truncated = await _rows(result, execution)
+                summary = await result.consume()
             last = await session.last_bookmarks()
         counters = {name: getattr(summary.counters, attr) for name, attr in _COUNTERS}
         return QueryResult(
-            fields=fields, values=values, counters=counters, bookmarks=list(last.raw_values)
+            fields=fields,
+            values=values,
+            counters=counters,
+            bookmarks=list(last.raw_values),
+            truncated=truncated,
         )
 
     async def describe(self) -> dict[str, str]:
@@ -198,6 +223,35 @@ class Neo4jGraph:
         """Raise unless Neo4j accepts the gateway's credential now."""
         async with _translated_errors():
             await self.driver.verify_connectivity()
+
+
+async def _start(
+    run: Callable[..., Awaitable[neo4j.AsyncResult]], query: Any, execution: Execution
+) -> neo4j.AsyncResult:
+    try:
+        return await run(query, dict(execution.parameters))
+    except (OverflowError, ValueError, TypeError) as exc:
+        # The driver could not encode a parameter (an integer beyond 64 bits, say).
+        raise BadRequest(
+            "A parameter cannot be sent to Neo4j (out of range or of no Neo4j type).",
+            reason=f"parameter_not_sendable:{type(exc).__name__}",
+        ) from exc
+
+
+async def _rows(
+    result: neo4j.AsyncResult, execution: Execution
+) -> tuple[list[str], list[list[JSON]], bool]:
+    """Field names and rows, stopping one row past the limit: never more is held in memory."""
+    fields = list(result.keys())
+    values: list[list[JSON]] = []
+    limit = execution.row_limit
+    async for record in result:
+        if limit is not None and len(values) == limit:
+            if execution.row_limit_action == "error":
+                raise RowLimitExceeded(limit)
+            return fields, values, True
+        values.append(list(record.values()))
+    return fields, values, False
 
 
 @asynccontextmanager

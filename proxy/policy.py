@@ -4,16 +4,28 @@ The input document is versioned and described by ``policies/schemas/input.json``
 is validated strictly: anything but a well-formed decision object is treated as a failure.
 Fail closed, always: an OPA error, timeout or malformed answer is :class:`PolicyUnavailable`
 (503); an undefined answer is a denial (403).
+
+Every decision names the policy revision that made it: the SHA-256 of the policy modules and
+data OPA serves, re-read every ``opa.revision_interval_s`` (OPA reloads a watched folder
+within a second of an edit). Decisions are cached per revision and input document (without
+the task, run and try, which are context only), so a policy change empties the cache by
+changing the key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
+import logging
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+import httpx
 from opa_client import AsyncOpaClient
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
@@ -22,8 +34,15 @@ from proxy.errors import PolicyUnavailable
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 
-INPUT_VERSION = 1
+log = logging.getLogger(__name__)
+
+INPUT_VERSION = 2
+AUDIT_INPUT_VERSION = 1
 AccessMode = Literal["READ", "WRITE"]
+RowLimitAction = Literal["error", "truncate"]
+# Principal fields sent to OPA as context only; a decision never depends on them (documented
+# in policies/schemas/input.json), so they are not part of the decision cache's key.
+_CONTEXT_ONLY = ("task", "run", "try_number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +57,28 @@ class Decision:
     decision_id: str
     access_mode: AccessMode
     timeout_s: float | None
+    # Shadow mode: the policy refused, but the DAG's grant says "record, then run anyway".
+    shadow: bool = False
+    row_limit: int | None = None
+    row_limit_action: RowLimitAction = "error"
+    revision: str | None = None
+
+    @property
+    def enforced_allow(self) -> bool:
+        """Whether the statement may run: allowed, or refused in shadow mode."""
+        return self.allow or self.shadow
 
     def as_document(self) -> dict[str, Any]:
         """The decision as it appears in the audit record."""
-        return {"allow": self.allow, "reasons": list(self.reasons), "decision_id": self.decision_id}
+        document: dict[str, Any] = {
+            "allow": self.enforced_allow,
+            "reasons": list(self.reasons),
+            "decision_id": self.decision_id,
+            "policy_revision": self.revision,
+        }
+        if self.shadow and not self.allow:
+            document["shadow_denied"] = True
+        return document
 
 
 def policy_input(
@@ -87,12 +124,15 @@ class _Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     access_mode: AccessMode
     timeout_ms: int | None = Field(default=None, gt=0)
+    row_limit: int | None = Field(default=None, ge=0)
+    row_limit_action: RowLimitAction = "error"
 
 
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     allow: StrictBool
     reasons: list[str] = Field(default_factory=list)
+    shadow: StrictBool = False
     constraints: _Constraints
 
 
@@ -118,6 +158,10 @@ class OPAPolicyEngine:
         if url.scheme not in {"http", "https"} or url.hostname is None:
             raise ValueError(f"opa.url must be an http(s) URL, got {settings.url!r}")
         self._settings = settings
+        self._revision: str | None = None
+        self._cache: OrderedDict[tuple[str | None, str], Decision] = OrderedDict()
+        self._watcher: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
         self._client = AsyncOpaClient(
             host=url.hostname,
             port=url.port or (443 if url.scheme == "https" else 80),
@@ -127,12 +171,58 @@ class OPAPolicyEngine:
         )
 
     async def open(self) -> None:
-        """Open the HTTP session; call once from inside the event loop."""
+        """Open the HTTP sessions and start watching the revision; call inside the event loop."""
         await self._client._init_session()
+        self._http = httpx.AsyncClient(
+            base_url=self._settings.url.rstrip("/"), timeout=self._settings.timeout_s * 5
+        )
+        with contextlib.suppress(PolicyUnavailable):
+            self._revision = await self.fetch_revision()
+        self._watcher = asyncio.create_task(self._watch_revision())
 
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Stop watching and close the HTTP sessions."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._http is not None:
+            await self._http.aclose()
         await self._client.close_connection()
+
+    @property
+    def revision(self) -> str | None:
+        """The policy revision as last read from OPA (``None`` until it could be read)."""
+        return self._revision
+
+    async def fetch_revision(self) -> str:
+        """SHA-256 (hex, first 16 digits) of the modules' sources and the policy's data tree."""
+        if self._http is None:
+            raise RuntimeError("OPAPolicyEngine.open() was not called")
+        root = self._settings.package.split(".")[0]
+        try:
+            modules = (await self._http.get("/v1/policies")).raise_for_status().json()
+            data = (await self._http.get(f"/v1/data/{root}")).raise_for_status().json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise PolicyUnavailable(reason=f"opa_revision:{type(exc).__name__}") from exc
+        sources = sorted((m.get("id", ""), m.get("raw", "")) for m in modules.get("result", []))
+        canonical = json.dumps(
+            {"modules": sources, "data": data.get("result")}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    async def _watch_revision(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.revision_interval_s)
+            try:
+                revision = await self.fetch_revision()
+            except PolicyUnavailable as error:
+                log.warning("could not read the policy revision: %s", error.reason)
+                continue
+            if revision != self._revision:
+                log.info("policy revision %s -> %s", self._revision, revision)
+                self._revision = revision
+                self._cache.clear()
 
     async def _query(self, package: str, document: dict[str, Any]) -> dict[str, Any]:
         """OPA's raw answer for ``<package>.<rule>``; any failure is PolicyUnavailable."""
@@ -152,7 +242,7 @@ class OPAPolicyEngine:
     async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
         """May ``identity`` read the audit log? Asks ``opa.audit_package``; denies by default."""
         document = {
-            "version": INPUT_VERSION,
+            "version": AUDIT_INPUT_VERSION,
             "action": "audit.read",
             "identity": {**identity.as_document(), "client_id": identity.client_id},
         }
@@ -166,7 +256,22 @@ class OPAPolicyEngine:
         return AccessDecision(allow=answer.allow, reasons=tuple(answer.reasons))
 
     async def decide(self, document: dict[str, Any]) -> Decision:
-        """Ask OPA for ``<package>.<rule>`` on ``document``; see the module docstring."""
+        """Ask OPA for ``<package>.<rule>`` on ``document``, or the cache; see the docstring."""
+        revision = self._revision
+        key = (revision, _cache_key(document))
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return replace(cached, decision_id=str(uuid.uuid4()))
+        decision = await self._ask(document, revision)
+        # Only a known revision may key the cache: otherwise a change could go unnoticed.
+        if revision is not None and self._settings.decision_cache_size > 0:
+            self._cache[key] = decision
+            while len(self._cache) > self._settings.decision_cache_size:
+                self._cache.popitem(last=False)
+        return decision
+
+    async def _ask(self, document: dict[str, Any], revision: str | None) -> Decision:
         response = await self._query(self._settings.package, document)
         decision_id = str(uuid.uuid4())
         if "result" not in response:
@@ -176,6 +281,7 @@ class OPAPolicyEngine:
                 decision_id=decision_id,
                 access_mode="READ",
                 timeout_s=None,
+                revision=revision,
             )
         try:
             answer = _Answer.model_validate(response["result"])
@@ -188,9 +294,18 @@ class OPAPolicyEngine:
             decision_id=decision_id,
             access_mode=constraints.access_mode,
             timeout_s=constraints.timeout_ms / 1000 if constraints.timeout_ms else None,
+            shadow=answer.shadow,
+            row_limit=constraints.row_limit,
+            row_limit_action=constraints.row_limit_action,
+            revision=revision,
         )
 
     async def check_ready(self) -> None:
         """Raise unless OPA answers its health check."""
         if not await self._client.check_health():
             raise PolicyUnavailable(reason="opa_unhealthy")
+
+
+def _cache_key(document: dict[str, Any]) -> str:
+    principal = {k: v for k, v in document.get("principal", {}).items() if k not in _CONTEXT_ONLY}
+    return json.dumps({**document, "principal": principal}, sort_keys=True, separators=(",", ":"))

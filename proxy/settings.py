@@ -40,6 +40,9 @@ class Neo4jSettings(BaseModel):
     )
     default_timeout_s: float = Field(default=30.0, gt=0)
     analysis_cache_size: int = Field(default=4096, ge=0)
+    analysis_cache_ttl_s: float = Field(
+        default=300.0, gt=0, description="Plans change with indexes: re-explain after this."
+    )
 
     @model_validator(mode="after")
     def _one_password_source(self) -> Neo4jSettings:
@@ -64,6 +67,12 @@ class OPASettings(BaseModel):
     )
     rule: str = "decision"
     timeout_s: float = Field(default=1.0, gt=0, description="A slower answer is a denial (503).")
+    revision_interval_s: float = Field(
+        default=1.0, gt=0, description="How often the policy revision is re-read from OPA."
+    )
+    decision_cache_size: int = Field(
+        default=8192, ge=0, description="Decisions kept per revision (0: ask OPA every time)."
+    )
 
 
 class OIDCIssuerSettings(BaseModel):

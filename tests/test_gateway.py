@@ -26,6 +26,7 @@ from proxy.errors import (
 )
 from proxy.gateway import Call, Gateway
 from proxy.graph import Execution, QueryResult
+from proxy.plan import PlanFacts
 from proxy.policy import Decision
 from proxy.principal import DagResolver, Identity
 
@@ -51,7 +52,9 @@ class FakeGraph:
 
     async def explain(self, database: str, statement: str) -> Analysis:
         self.explained.append(f"{database}: {statement}")
-        return Analysis(query_type="w" if "CREATE" in statement else "r")
+        if "CREATE" in statement:
+            return Analysis(query_type="w", facts=PlanFacts(labels_written=frozenset({"N"})))
+        return Analysis(query_type="r", facts=PlanFacts())
 
     async def run(self, execution: Execution) -> QueryResult:
         self.ran.append(execution)
@@ -65,6 +68,8 @@ class FakeGraph:
 class FakePolicy:
     allow: bool = True
     fail: bool = False
+    shadow: bool = False
+    row_limit: int | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
 
     async def decide(self, document: dict[str, Any]) -> Decision:
@@ -77,6 +82,9 @@ class FakePolicy:
             decision_id="d-1",
             access_mode="WRITE",
             timeout_s=5.0,
+            shadow=self.shadow,
+            row_limit=self.row_limit,
+            revision="rev-1" if self.shadow else None,
         )
 
     async def check_ready(self) -> None:
@@ -175,6 +183,7 @@ def test_denied_request_does_not_run() -> None:
         "allow": False,
         "reasons": ["write_not_granted"],
         "decision_id": "d-1",
+        "policy_revision": None,
     }
 
 
@@ -220,3 +229,20 @@ def test_internal_errors_are_audited_and_hidden() -> None:
         run(gateway, call("RETURN 1"))
     assert "hunter2" not in error.value.message
     assert audit.events[-1].event == "outcome" and audit.events[-1].status == 500
+
+
+def test_shadow_mode_records_the_refusal_and_runs() -> None:
+    gateway, graph, _, audit = make(policy=FakePolicy(allow=False, shadow=True, row_limit=7))
+    run(gateway, call("CREATE (:X)"))
+    (execution,) = graph.ran
+    assert execution.row_limit == 7 and execution.row_limit_action == "error"
+    decision, outcome = audit.events
+    assert decision.decision == {
+        "allow": True,
+        "reasons": ["write_not_granted"],
+        "decision_id": "d-1",
+        "policy_revision": "rev-1",
+        "shadow_denied": True,
+    }
+    assert decision.verdict == "allow" and outcome.status == 202
+    assert decision.analysis is not None and decision.analysis["labels"]["write"] == ["N"]

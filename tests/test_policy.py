@@ -9,6 +9,7 @@ import pytest
 
 from proxy.analysis import Analysis
 from proxy.errors import PolicyUnavailable
+from proxy.plan import PlanFacts
 from proxy.policy import Decision, OPAPolicyEngine, policy_input
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
@@ -25,7 +26,7 @@ def document(dag: str, query_type: str) -> dict[str, Any]:
         statement="RETURN 1",
         parameter_names=["b", "a"],
         requested_access_mode=None,
-        analysis=Analysis(query_type=query_type),  # type: ignore[arg-type]
+        analysis=Analysis(query_type=query_type, facts=PlanFacts()),  # type: ignore[arg-type]
     )
 
 

@@ -37,7 +37,18 @@ HERE = Path(__file__).parent
 PAGE_SIZE = 50
 CHART_HOURS = 24
 _SESSION_KEY = "reviewer"
-_FILTERS = ("dag", "decision", "event", "database", "principal", "reason", "text", "since", "until")
+_FILTERS = (
+    "dag",
+    "decision",
+    "event",
+    "database",
+    "principal",
+    "reason",
+    "label",
+    "text",
+    "since",
+    "until",
+)
 _CHOICES = {"decision": ("allow", "deny"), "event": ("decision", "outcome", "access")}
 # No script at all; styles only from our own stylesheet; never framed.
 _SECURITY_HEADERS = {
@@ -145,6 +156,7 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
             subject=chosen["principal"] or None,
             reason=chosen["reason"] or None,
             text=chosen["text"] or None,
+            label=chosen["label"] or None,
             since=chosen["since"] or None,
             until=chosen["until"] or None,
             before_seq=int(before) if before else None,

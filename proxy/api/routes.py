@@ -13,6 +13,8 @@ from proxy.gateway import SUCCESS_STATUS, Answer, Call, Gateway, new_request_id
 from proxy.values import TYPED_MEDIA_TYPE, to_plain, to_typed
 
 REQUEST_ID_HEADER = "X-CypherGate-Request-ID"
+# Set, to the number of rows returned, when the policy's row limit cut the result short.
+TRUNCATED_HEADER = "X-CypherGate-Truncated"
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
@@ -29,10 +31,13 @@ def build_router(*, max_body_bytes: int) -> APIRouter:
         gateway: Gateway = request.app.state.gateway
         answer = await gateway.query(call)
         typed = _wants_typed(request.headers.get("accept"))
+        headers = {REQUEST_ID_HEADER: request_id}
+        if answer.result.truncated:
+            headers[TRUNCATED_HEADER] = str(len(answer.result.values))
         return JSONResponse(
             _render(answer, typed=typed),
             status_code=SUCCESS_STATUS,
-            headers={REQUEST_ID_HEADER: request_id},
+            headers=headers,
             media_type=TYPED_MEDIA_TYPE if typed else "application/json",
         )
 
@@ -105,6 +110,16 @@ def _render(answer: Answer, *, typed: bool) -> dict[str, Any]:
     if answer.include_counters:
         body["counters"] = result.counters
     body["bookmarks"] = result.bookmarks
+    if result.truncated:
+        body["notifications"] = [
+            {
+                "code": "CypherGate.RowLimit.Truncated",
+                "severity": "WARNING",
+                "title": "Result truncated",
+                "description": f"Only the first {len(values)} rows are returned: the policy's "
+                "row limit for this DAG.",
+            }
+        ]
     return body
 
 

@@ -61,6 +61,12 @@ class AuditEvent:
     credential: dict[str, str] | None = None
     # Neo4j's update counters, on outcome records.
     counters: dict[str, int | bool] | None = None
+    # What the statement touches, from its plan (proxy.analysis), on decision records.
+    analysis: dict[str, Any] | None = None
+    # The accessMode the caller asked for (the policy input's request.access_mode).
+    requested_access_mode: str | None = None
+    # True on an outcome whose rows were cut at the policy's row limit.
+    truncated: bool | None = None
 
     @property
     def dag(self) -> str | None:

@@ -306,6 +306,7 @@ class RecordFilter:
     subject: str | None = None
     reason: str | None = None
     text: str | None = None
+    label: str | None = None
     after_seq: int | None = None
     before_seq: int | None = None
     newest_first: bool = False
@@ -463,6 +464,13 @@ class AuditReader:
             escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             clauses.append("json_extract(body, '$.statement') LIKE ? ESCAPE '\\'")
             values.append(f"%{escaped}%")
+        if flt.label is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_each(json_extract(body, '$.analysis.labels.read'))"
+                " WHERE value = ? UNION ALL SELECT 1 FROM"
+                " json_each(json_extract(body, '$.analysis.labels.write')) WHERE value = ?)"
+            )
+            values += [flt.label, flt.label]
         if flt.after_seq is not None:
             clauses.append("seq > ?")
             values.append(flt.after_seq)

@@ -63,6 +63,8 @@ class DemoClient:
 DEMO_CLIENTS = (
     DemoClient("demo_reader", "demo_reader"),
     DemoClient("demo_writer", "demo_writer"),
+    # Least privilege by label: reads :Person and :Movie, writes :Person, follows :ACTED_IN.
+    DemoClient("demo_labels", "demo_labels"),
     # A real DAG identity that the policies grant nothing: every request it makes is denied.
     DemoClient("demo_unlisted", "demo_unlisted"),
     # The identities of the Airflow provider's example DAGs (proxy/airflow/example_dags).
@@ -340,6 +342,9 @@ class DevStack:
                 "--watch",
                 "--ignore",
                 "schemas",
+                # Policy tests are for `opa test`, not for the server's data tree.
+                "--ignore",
+                "*_test.rego",
                 "--log-level",
                 "error",
                 str(self.policies_dir),

@@ -1,0 +1,130 @@
+"""The bypass corpus: every attempt to do more than a grant allows is refused, and nothing changes.
+
+Each case in ``bypass_corpus.json`` goes through the real gateway (real OIDC token, Neo4j's
+EXPLAIN, OPA over ``policies/``); the graph is fingerprinted directly in Neo4j before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from neo4j import Driver
+
+from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.devstack.stack import DevStack
+
+pytestmark = pytest.mark.integration
+
+CORPUS = json.loads((Path(__file__).parent / "bypass_corpus.json").read_text(encoding="utf-8"))
+CASES: list[dict[str, Any]] = CORPUS["cases"]
+
+# A small graph the corpus aims at; every node carries `corpus` so it can be removed afterwards.
+GRAPH = """
+CREATE (keanu:Person {name: 'Keanu Reeves', corpus: true}),
+       (carrie:Person {name: 'Carrie-Anne Moss', corpus: true}),
+       (matrix:Movie {title: 'The Matrix', corpus: true}),
+       (acct:Account {number: 42, corpus: true}),
+       (keanu)-[:ACTED_IN {roles: ['Neo']}]->(matrix),
+       (carrie)-[:ACTED_IN {roles: ['Trinity']}]->(matrix),
+       (keanu)-[:OWNS]->(acct)
+"""
+FINGERPRINT = """
+CALL () { MATCH (n) RETURN collect([labels(n), properties(n)]) AS nodes }
+CALL () { MATCH ()-[r]->() RETURN collect([type(r), properties(r)]) AS rels }
+RETURN nodes, rels
+"""
+
+
+def fingerprint(driver: Driver) -> str:
+    with driver.session(database="neo4j") as session:
+        record = session.run(FINGERPRINT).single(strict=True)
+        indexes = [r["name"] for r in session.run("SHOW INDEXES YIELD name")]
+    users, _, _ = driver.execute_query("SHOW USERS YIELD user", database_="system")
+    state = {
+        "nodes": sorted(json.dumps(n, sort_keys=True) for n in record["nodes"]),
+        "rels": sorted(json.dumps(r, sort_keys=True) for r in record["rels"]),
+        "indexes": sorted(indexes),
+        "users": sorted(u["user"] for u in users),
+    }
+    return json.dumps(state, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def movie_graph(neo4j_admin: Driver) -> Iterator[Driver]:
+    neo4j_admin.execute_query(GRAPH)
+    yield neo4j_admin
+    neo4j_admin.execute_query("MATCH (n {corpus: true}) DETACH DELETE n")
+
+
+@pytest.fixture(scope="module")
+def before(movie_graph: Driver) -> str:
+    return fingerprint(movie_graph)
+
+
+def test_the_corpus_is_big_enough() -> None:
+    assert len(CASES) >= 50
+    assert all(("denied_because" in c) != ("refused_by_neo4j" in c) for c in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["statement"][:70] for c in CASES])
+def test_bypass_is_refused(
+    stack: DevStack, gateway: httpx.Client, before: str, case: dict[str, Any]
+) -> None:
+    del before  # taken before the first case runs
+    header = _auth_header(stack, case["dag"])
+    response = gateway.post(
+        f"/db/{case.get('database', 'neo4j')}/query/v2",
+        json={"statement": case["statement"], "parameters": case.get("parameters", {})},
+        headers={"Authorization": header},
+    )
+    (error,) = response.json()["errors"]
+    if "refused_by_neo4j" in case:
+        assert response.status_code in (400, 404), response.text
+        assert error["code"] == case["refused_by_neo4j"]
+        return
+    assert response.status_code == 403, response.text
+    request_id = response.headers["X-CypherGate-Request-ID"]
+    with AuditReader(stack.audit_path) as reader:
+        (record,) = reader.query(RecordFilter(request_id=request_id))
+    assert case["denied_because"] in record["decision"]["reasons"], record["decision"]
+    assert record["decision"]["allow"] is False and record["status"] == 403
+
+
+def test_nothing_changed(movie_graph: Driver, before: str) -> None:
+    assert fingerprint(movie_graph) == before
+
+
+def test_the_grant_still_works(stack: DevStack, gateway: httpx.Client, movie_graph: Driver) -> None:
+    """Least privilege, not no privilege: demo_labels does what it is granted."""
+    header = {"Authorization": _auth_header(stack, "demo_labels")}
+    read = gateway.post(
+        "/db/neo4j/query/v2",
+        json={
+            "statement": "MATCH (p:Person)-[:ACTED_IN]->(m:Movie {title: $title}) "
+            "RETURN p.name AS name ORDER BY name",
+            "parameters": {"title": "The Matrix"},
+        },
+        headers=header,
+    )
+    assert read.status_code == 202, read.text
+    assert read.json()["data"]["values"] == [["Carrie-Anne Moss"], ["Keanu Reeves"]]
+    write = gateway.post(
+        "/db/neo4j/query/v2",
+        json={"statement": "CREATE (:Person {name: 'Granted', corpus: true})"},
+        headers=header,
+    )
+    assert write.status_code == 202, write.text
+    records, _, _ = movie_graph.execute_query("MATCH (p:Person {name: 'Granted'}) RETURN p")
+    assert len(records) == 1
+
+
+@cache
+def _auth_header(stack: DevStack, dag: str) -> str:
+    # Tokens live minutes; one per DAG is enough for the corpus.
+    return stack.auth_header(dag)
