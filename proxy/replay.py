@@ -148,8 +148,11 @@ def recorded_input(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @contextlib.contextmanager
-def proposed_policy(opa_binary: Path, policies: Path) -> Iterator[OPASettings]:
-    """Serve ``policies`` from a private OPA on a free loopback port while the block runs."""
+def proposed_policy(
+    opa_binary: Path, policies: Path, *, watch: bool = False
+) -> Iterator[OPASettings]:
+    """Serve ``policies`` from a private OPA on a free loopback port while the block runs
+    (with ``watch``, OPA reloads the folder when a file in it changes)."""
     if not policies.is_dir():
         raise FileNotFoundError(f"no policy folder at {policies}")
     with socket.socket() as probe:
@@ -167,6 +170,7 @@ def proposed_policy(opa_binary: Path, policies: Path) -> Iterator[OPASettings]:
         "*_test.rego",
         "--log-level",
         "error",
+        *(["--watch"] if watch else []),
         str(policies),
     ]
     with tempfile.TemporaryFile() as output:

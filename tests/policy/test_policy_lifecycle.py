@@ -1,0 +1,240 @@
+"""A policy's life: edited without restart, named in every record, shadowed, replayed, explained.
+
+A second gateway runs here against a private OPA that watches a copy of ``policies/``, so the
+test can edit grants the way a security team would, while the real Neo4j and OIDC provider of
+the session's stack serve it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import tomli_w
+from neo4j import Driver
+
+from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.devstack.install import default_cache_dir, ensure_opa
+from proxy.devstack.stack import DevStack
+from proxy.replay import proposed_policy
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNTS = "MATCH (a:Account) RETURN count(a) AS accounts"
+
+
+class Lab:
+    """The second gateway, its policy folder and audit log."""
+
+    def __init__(self, url: str, policies: Path, audit: Path, config: Path) -> None:
+        self.url, self.policies, self.audit, self.config = url, policies, audit, config
+
+    def edit_grant(self, dag: str, change: Callable[[dict[str, Any]], None]) -> None:
+        data_file = self.policies / "data.json"
+        data = json.loads(data_file.read_text(encoding="utf-8"))
+        change(data["cyphergate"]["grants"]["dags"][dag])
+        data_file.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+    def record(self, request_id: str) -> dict[str, Any]:
+        with AuditReader(self.audit) as reader:
+            (record,) = reader.query(RecordFilter(request_id=request_id, event="decision"))
+        return record
+
+
+@pytest.fixture(scope="module")
+def lab(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    folder = tmp_path_factory.mktemp("policy-lab")
+    policies = shutil.copytree(REPO / "policies", folder / "policies")
+    with proposed_policy(ensure_opa(default_cache_dir()), policies, watch=True) as opa:
+        config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
+        port = _free_port()
+        config["server"]["port"] = port
+        config["opa"]["url"] = opa.url
+        config["audit"] = {"path": str(folder / "audit.sqlite3")}
+        config_file = folder / "gateway.toml"
+        config_file.write_text(tomli_w.dumps(config), encoding="utf-8")
+        url = f"http://127.0.0.1:{port}"
+        log = (folder / "gateway.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", "--config", str(config_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_ready(url, process)
+            yield Lab(url, policies, folder / "audit.sqlite3", config_file)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            log.close()
+
+
+def query(stack: DevStack, lab: Lab, dag: str, statement: str) -> httpx.Response:
+    return httpx.post(
+        f"{lab.url}/db/neo4j/query/v2",
+        json={"statement": statement},
+        headers={"Authorization": stack.auth_header(dag)},
+        timeout=30,
+    )
+
+
+def until(check: Callable[[], httpx.Response | None], seconds: float = 15.0) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        response = check()
+        if response is not None:
+            return response
+        time.sleep(0.2)
+    raise AssertionError(f"the policy change did not take effect within {seconds} s")
+
+
+def test_edit_shadow_grant_and_replay(stack: DevStack, lab: Lab) -> None:
+    denied = query(stack, lab, "demo_labels", ACCOUNTS)
+    assert denied.status_code == 403
+    first = lab.record(denied.headers["X-CypherGate-Request-ID"])
+    assert first["decision"]["reasons"] == ["label_not_granted:Account"]
+    assert first["analysis"]["labels"]["read"] == ["Account"]
+    revision = first["decision"]["policy_revision"]
+    assert revision and len(revision) == 16
+
+    # Shadow mode: the refusal is recorded, with the new revision, and the statement runs.
+    lab.edit_grant("demo_labels", lambda grant: grant.update(mode="shadow"))
+    edited = time.monotonic()
+    shadowed = until(
+        lambda: r if (r := query(stack, lab, "demo_labels", ACCOUNTS)).status_code == 202 else None
+    )
+    print(f"shadow mode took effect after {time.monotonic() - edited:.1f} s")
+    record = lab.record(shadowed.headers["X-CypherGate-Request-ID"])
+    assert record["decision"]["allow"] is True and record["decision"]["shadow_denied"] is True
+    assert record["decision"]["reasons"] == ["label_not_granted:Account"]
+    assert record["decision"]["policy_revision"] not in (None, revision)
+
+    # A grant for the label: allowed outright, no shadow, another revision.
+    def grant_accounts(grant: dict[str, Any]) -> None:
+        grant.pop("mode")
+        grant["databases"]["neo4j"]["read"]["labels"].append("Account")
+
+    lab.edit_grant("demo_labels", grant_accounts)
+
+    def allowed_outright() -> httpx.Response | None:
+        response = query(stack, lab, "demo_labels", ACCOUNTS)
+        shadow = lab.record(response.headers["X-CypherGate-Request-ID"])["decision"]
+        return response if response.status_code == 202 and "shadow_denied" not in shadow else None
+
+    granted = until(allowed_outright)
+    third = lab.record(granted.headers["X-CypherGate-Request-ID"])
+    assert third["decision"]["reasons"] == []
+    revisions = {revision, record["decision"]["policy_revision"]}
+    assert len(revisions | {third["decision"]["policy_revision"]}) == 3
+
+    # Replaying this log against the repository's policies shows what they would change: the
+    # decisions made under the edited grants would be refusals.
+    replay = subprocess.run(
+        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(lab.audit),
+         "--policies", str(REPO / "policies"), "--format", "json", "--fail-on-change"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert replay.returncode == 1, replay.stderr
+    report = json.loads(replay.stdout)
+    assert report["summary"]["changed"] >= 1 and report["summary"]["skipped"] == 0
+    changes = {c["seq"]: c for c in report["changes"]}
+    assert changes[third["seq"]]["kind"] == "newly_denied"
+    assert changes[third["seq"]]["now_reasons"] == ["label_not_granted:Account"]
+    assert first["seq"] not in changes  # decided then as the repository decides now
+    # The shadowed request ran, but the policy had refused it, as the repository's does now.
+    assert record["seq"] not in changes
+
+
+def test_row_limits(stack: DevStack, lab: Lab, neo4j_admin: Driver) -> None:
+    def limit(action: str) -> Callable[[dict[str, Any]], None]:
+        def change(grant: dict[str, Any]) -> None:
+            grant["databases"]["neo4j"].update(row_limit=2, row_limit_action=action)
+
+        return change
+
+    lab.edit_grant("demo_writer", limit("truncate"))
+    rows = "UNWIND range(1, 5) AS i RETURN i"
+
+    def cut_short() -> httpx.Response | None:
+        response = query(stack, lab, "demo_writer", rows)
+        return response if "X-CypherGate-Truncated" in response.headers else None
+
+    truncated = until(cut_short)
+    assert truncated.status_code == 202
+    body = truncated.json()
+    assert body["data"]["values"] == [[1], [2]]
+    assert truncated.headers["X-CypherGate-Truncated"] == "2"
+    assert body["notifications"][0]["code"] == "CypherGate.RowLimit.Truncated"
+    with AuditReader(lab.audit) as reader:
+        (outcome,) = reader.query(
+            RecordFilter(request_id=truncated.headers["X-CypherGate-Request-ID"], event="outcome")
+        )
+    assert outcome["truncated"] is True and outcome["rows"] == 2
+
+    lab.edit_grant("demo_writer", limit("error"))
+    write = "UNWIND range(1, 5) AS i CREATE (p:Person {row_limit_probe: i}) RETURN i"
+    refused = until(
+        lambda: r if (r := query(stack, lab, "demo_writer", write)).status_code == 400 else None
+    )
+    (error,) = refused.json()["errors"]
+    assert error["code"] == "Neo.ClientError.Statement.RowLimitExceeded"
+    # Nothing of the refused write was kept: it ran in a transaction that was rolled back.
+    probes, _, _ = neo4j_admin.execute_query(
+        "MATCH (p:Person) WHERE p.row_limit_probe IS NOT NULL RETURN count(p) AS n"
+    )
+    assert probes[0]["n"] == 0
+    small = query(stack, lab, "demo_writer", "UNWIND range(1, 2) AS i RETURN i")
+    assert small.status_code == 202 and small.json()["data"]["values"] == [[1], [2]]
+
+
+def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> None:
+    explain = subprocess.run(
+        [sys.executable, "-m", "proxy", "policy", "explain", "--config",
+         str(stack.gateway_config_path), "--dag", "demo_labels", "--format", "json",
+         "MATCH (p:Person)-[:OWNS]->(a:Account) RETURN a.number"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert explain.returncode == 0, explain.stderr
+    shown = json.loads(explain.stdout)
+    assert shown["input"]["version"] == 2 and shown["input"]["principal"]["dag"] == "demo_labels"
+    assert shown["analysis"]["relationship_types"]["read"] == ["OWNS"]
+    assert shown["decision"]["allow"] is False
+    assert "relationship_type_not_granted:OWNS" in shown["decision"]["reasons"]
+    text = subprocess.run(
+        [sys.executable, "-m", "proxy", "policy", "explain", "--config",
+         str(stack.gateway_config_path), "--dag", "demo_labels", "MATCH (p:Person) RETURN p"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("ALLOW for DAG demo_labels on neo4j")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the second gateway exited"
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the second gateway did not become ready")
