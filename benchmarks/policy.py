@@ -1,0 +1,246 @@
+"""Benchmark: what Cypher-aware policy costs per request, against the same request with policy
+evaluation off, in one run, in-process, on the real Neo4j and OPA of a local stack.
+
+Three variants of the gateway's request path (authentication is a stub here: it is measured by
+benchmarks/auth.py), interleaved round by round so drift hits them alike:
+
+* ``off``      a policy that allows everything, no OPA call (the baseline);
+* ``cached``   real OPA with analysis and decision caches (a repeated statement);
+* ``uncached`` real OPA, both caches off: EXPLAIN, plan reading and an OPA query every time.
+
+Then the cost of analysis (EXPLAIN round trip plus plan reading, and plan reading alone) as the
+statement grows. Prints p50/p99, the p50 added over ``off``, throughput ratios and peak RSS.
+
+    .venv/bin/python benchmarks/policy.py [--requests 2000] [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from neo4j import GraphDatabase
+
+from proxy.analysis import Analyzer
+from proxy.audit.sqlite import MEMORY, SQLiteAuditLog
+from proxy.auth import SchemeRouter
+from proxy.devstack.install import default_cache_dir
+from proxy.devstack.stack import DevStack
+from proxy.gateway import Call, Gateway
+from proxy.graph import Neo4jGraph
+from proxy.plan import read_plan
+from proxy.policy import Decision, OPAPolicyEngine, PolicyEngine
+from proxy.principal import DagResolver, Identity
+from proxy.settings import Neo4jSettings, OPASettings
+
+REPO = Path(__file__).resolve().parent.parent
+STATEMENT = "MATCH (p:Person)-[:ACTED_IN]->(m:Movie {title: $title}) RETURN p.name AS name"
+IDENTITY = Identity(method="oidc", issuer="bench", subject="bench", asserted_dag="demo_labels")
+
+
+class StubAuth:
+    async def authenticate(self, credentials: str) -> Identity:
+        del credentials  # authentication is not what this benchmark measures
+        return IDENTITY
+
+    async def check_ready(self) -> None:
+        return None
+
+
+class AllowAll:
+    """Policy evaluation off: the baseline."""
+
+    revision = None
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        del document
+        return Decision(
+            allow=True, reasons=(), decision_id="off", access_mode="READ", timeout_s=None
+        )
+
+    async def authorize_audit_read(self, identity: Identity) -> Any:
+        raise NotImplementedError
+
+    async def check_ready(self) -> None:
+        return None
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def body() -> bytes:
+    return json.dumps({"statement": STATEMENT, "parameters": {"title": "The Matrix"}}).encode()
+
+
+async def measure(stack_status: dict[str, Any], requests: int, rounds: int) -> dict[str, Any]:
+    neo4j = stack_status["neo4j"]
+    graph = Neo4jGraph(
+        Neo4jSettings(uri=neo4j["bolt_uri"], user=neo4j["user"], password=neo4j["password"])
+    )
+    await graph.open()
+    opa_cached = OPAPolicyEngine(OPASettings(url=stack_status["opa"]["url"]))
+    opa_uncached = OPAPolicyEngine(
+        OPASettings(url=stack_status["opa"]["url"], decision_cache_size=0)
+    )
+    audit = SQLiteAuditLog(Path(MEMORY))
+    for opened in (opa_cached, opa_uncached, audit):
+        await opened.open()
+
+    def gateway(policy: PolicyEngine, analysis_cache: int) -> Gateway:
+        return Gateway(
+            authenticator=SchemeRouter({"Bearer": StubAuth()}),
+            resolver=DagResolver([]),
+            analyzer=Analyzer(graph, max_entries=analysis_cache),
+            policy=policy,
+            graph=graph,
+            audit=audit,
+            clock=time.time,
+            default_timeout_s=30,
+        )
+
+    variants = {
+        "off": gateway(AllowAll(), 4096),
+        "cached": gateway(opa_cached, 4096),
+        "uncached": gateway(opa_uncached, 0),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    seconds: dict[str, float] = dict.fromkeys(variants, 0.0)
+    call = Call(
+        request_id="bench",
+        database="neo4j",
+        authorization="Bearer x",
+        client=None,
+        headers={},
+        read_body=body,
+    )
+    for gw in variants.values():  # warm-up: caches filled, connections open
+        for _ in range(50):
+            await gw.query(call)
+    per_round = requests // rounds
+    for _ in range(rounds):
+        for name, gw in variants.items():
+            started = time.perf_counter()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                await gw.query(call)
+                samples[name].append((time.perf_counter() - t0) * 1000)
+            seconds[name] += time.perf_counter() - started
+
+    # The policy step alone: one cached and one uncached decision on the same input.
+    document = {
+        "version": 2,
+        "principal": {
+            "method": "oidc", "issuer": "bench", "subject": "bench", "dag": "demo_labels",
+            "task": None, "run": None, "try_number": None,
+        },
+        "request": {"database": "neo4j", "statement": STATEMENT, "parameter_names": ["title"],
+                    "access_mode": None},
+        "analysis": (await graph.explain("neo4j", STATEMENT)).as_document(),
+    }  # fmt: skip
+    decide: dict[str, list[float]] = {"decision cached": [], "decision uncached": []}
+    for _ in range(500):
+        for label, engine in (("decision cached", opa_cached), ("decision uncached", opa_uncached)):
+            t0 = time.perf_counter()
+            await engine.decide(document)
+            decide[label].append((time.perf_counter() - t0) * 1000)
+
+    growth = await analysis_growth(graph)
+    for closing in (opa_cached, opa_uncached, audit, graph):
+        await closing.close()
+    return {"samples": samples, "seconds": seconds, "decide": decide, "growth": growth}
+
+
+async def analysis_growth(graph: Neo4jGraph) -> list[dict[str, Any]]:
+    rows = []
+    for size in (1, 2, 4, 8, 16, 32):
+        parts = [
+            f"MATCH (p{i}:Person)-[:ACTED_IN]->(m{i}:Movie) WHERE m{i}.title = $t{i}"
+            for i in range(size)
+        ]
+        statement = " WITH * ".join(parts) + " RETURN count(*) AS n"
+        explain_ms: list[float] = []
+        read_ms: list[float] = []
+        plan: dict[str, Any] = {}
+        for _ in range(30):
+            t0 = time.perf_counter()
+            await graph.explain("neo4j", statement)
+            explain_ms.append((time.perf_counter() - t0) * 1000)
+        async with graph.driver.session(
+            database="neo4j", notifications_min_severity="OFF"
+        ) as session:
+            result = await session.run("EXPLAIN " + statement)
+            plan = (await result.consume()).plan or {}
+        for _ in range(200):
+            t0 = time.perf_counter()
+            read_plan(plan, statement=statement)
+            read_ms.append((time.perf_counter() - t0) * 1000)
+        rows.append(
+            {
+                "match_clauses": size,
+                "statement_chars": len(statement),
+                "explain_and_read_p50_ms": round(statistics.median(explain_ms), 3),
+                "read_plan_p50_ms": round(statistics.median(read_ms), 4),
+            }
+        )
+    return rows
+
+
+def report(result: dict[str, Any]) -> None:
+    samples, seconds = result["samples"], result["seconds"]
+    base_p50 = statistics.median(samples["off"])
+    base_rate = len(samples["off"]) / seconds["off"]
+    print(f"{'variant':<9} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'added p50 ms':>12} {'throughput ratio':>16}")  # fmt: skip
+    for name, values in samples.items():
+        rate = len(values) / seconds[name]
+        print(
+            f"{name:<9} {len(values):>8} {rate:>7.0f} {statistics.median(values):>7.3f} "
+            f"{percentile(values, 0.99):>7.3f} {statistics.median(values) - base_p50:>12.3f} "
+            f"{rate / base_rate:>16.3f}"
+        )
+    for label, values in result["decide"].items():
+        p50, p99 = statistics.median(values), percentile(values, 0.99)
+        print(f"{label}: p50 {p50:.4f} ms, p99 {p99:.4f} ms")
+    print("analysis cost as the statement grows:")
+    for row in result["growth"]:
+        print("  " + json.dumps(row))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"benchmark process peak RSS: {peak:.1f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-") as run_dir:
+        stack = DevStack(
+            Path(run_dir), cache_dir=default_cache_dir(), policies_dir=REPO / "policies"
+        )
+        try:
+            status = stack.up()
+            neo4j = status["neo4j"]
+            with GraphDatabase.driver(
+                neo4j["bolt_uri"], auth=(neo4j["user"], neo4j["password"])
+            ) as driver:
+                driver.execute_query(
+                    "UNWIND range(1, 200) AS i CREATE (:Person {name: 'p' + i})"
+                    "-[:ACTED_IN]->(:Movie {title: CASE i % 10 WHEN 0 THEN 'The Matrix' "
+                    "ELSE 'm' + i END})"
+                )
+            report(asyncio.run(measure(status, args.requests, args.rounds)))
+        finally:
+            stack.down()
+
+
+if __name__ == "__main__":
+    main()
