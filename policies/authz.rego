@@ -161,6 +161,13 @@ reasons contains sprintf("guardrail:%s", [name]) if {
 	operator in guardrail_operators[name]
 }
 
+# A guardrail the engine does not know would silently guard nothing: refuse instead.
+reasons contains sprintf("unknown_guardrail:%s", [name]) if {
+	database_grant
+	some name in granted_list(["guardrails"])
+	not guardrail_operators[name]
+}
+
 default allow := false
 
 allow if {

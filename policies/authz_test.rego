@@ -216,3 +216,10 @@ test_a_plan_that_writes_writes_whatever_its_query_type if {
 	"write_not_granted" in d.reasons
 	d.constraints.access_mode == "WRITE"
 }
+
+test_a_misspelt_guardrail_refuses if {
+	grants := {"dags": {"etl": {"databases": {"neo4j": {"guardrails": ["fullscan"]}}}}}
+	d := authz.decision with input as request("etl", "neo4j", {})
+		with data.cyphergate.grants as grants
+	d.reasons == ["unknown_guardrail:fullscan"]
+}
