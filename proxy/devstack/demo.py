@@ -31,8 +31,13 @@ def run_demo(run_dir: Path, policies: Path, *, keep: bool) -> int:
         return _walk_through(stack, status)
     finally:
         if keep:
+            stack.start_service("gateway")  # the demo stopped it to sign a final checkpoint
+            page = status["audit_page"]
+            password = page["people"]["demo_reviewer"]["password"]
             print(
-                f"\nThe stack keeps running; stop it with: cyphergate devstack down --dir {run_dir}"
+                f"\nThe stack keeps running. Reviewers' page: {page['url']} (sign in as"
+                f" demo_reviewer, password {password}).\n"
+                f"Stop it with: cyphergate devstack down --dir {run_dir}"
             )
         else:
             stack.down()
@@ -63,6 +68,12 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
         allowed_iam = send("demo_reader", "MATCH (p:Person) RETURN count(p) AS people", "iam")
         _say("\n4. demo_reader tries to write: denied by policy before anything runs")
         denied = send("demo_reader", "CREATE (:Person {name: 'Mallory'})")
+        _say(
+            "\n   demo_labels may read only :Person and :Movie and never scan the whole graph;"
+            " Neo4j's\n   EXPLAIN plan says what a statement touches, OPA decides per label:"
+        )
+        labels_allowed = send("demo_labels", "MATCH (p:Person) RETURN count(p) AS people")
+        labels_denied = send("demo_labels", "MATCH (n) WHERE n.name = 'Ada' RETURN n")
 
     _say("\n5. The audit log, as a reviewer sees it (cyphergate audit query):")
     with AuditReader(stack.audit_path) as reader:
@@ -93,8 +104,8 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
             f"   OK: {len(steps)} records, chain intact,"
             f" {checkpoints} signed checkpoint(s) verified with {status['audit_public_key']}"
         )
-    statuses = (written, allowed, allowed_iam, denied)
-    expected = tuple(r.status_code for r in statuses) == (202, 202, 202, 403)
+    statuses = (written, allowed, allowed_iam, denied, labels_allowed, labels_denied)
+    expected = tuple(r.status_code for r in statuses) == (202, 202, 202, 403, 202, 403)
     print("\nDemo " + ("succeeded." if expected and problem is None else "FAILED."))
     return 0 if expected and problem is None else 1
 
