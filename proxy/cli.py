@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import shutil
 import sys
 import time
@@ -29,6 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return status
 
 
