@@ -142,7 +142,11 @@ async def _open_services(settings: Settings, clock: Clock, stack: AsyncExitStack
     policy = OPAPolicyEngine(settings.opa)
     await policy.open()
     stack.push_async_callback(policy.close)
-    graph = Neo4jGraph(settings.neo4j)
+    graph = Neo4jGraph(
+        settings.neo4j,
+        development=settings.profile == "development",
+        crash_at=settings.faults.crash_at,
+    )
     await graph.open()
     stack.push_async_callback(graph.close)
     return Services(authenticator=authenticator, policy=policy, graph=graph, audit=audit)

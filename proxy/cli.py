@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import csv
 import json
+import logging
 import os
 import shutil
 import sys
@@ -129,6 +130,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=_policy_replay)
 
+    creds = commands.add_parser("creds", help="the gateway's own Neo4j credential")
+    creds_commands = creds.add_subparsers(required=True, metavar="ACTION")
+    rotate_root = creds_commands.add_parser(
+        "rotate-root",
+        help="rotate the gateway's Neo4j password in Neo4j and its secret store (never printed)",
+    )
+    rotate_root.add_argument("--config", type=Path, required=True, help="the gateway's config")
+    rotate_root.set_defaults(handler=_creds_rotate_root)
+
     devstack = commands.add_parser("devstack", help="the local stack of real services")
     devstack_commands = devstack.add_subparsers(required=True, metavar="ACTION")
     for name, help_text in (
@@ -182,6 +192,10 @@ def _serve(args: argparse.Namespace) -> int:
     from proxy.app import create_app
 
     settings = load_settings(args.config)
+    # The gateway's own events (rotations, leases, policy revisions) at INFO; never secrets.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
@@ -449,6 +463,15 @@ def _devstack(args: argparse.Namespace) -> int:
         print(stack.token(args.dag))
     elif args.action == "auth-header":
         print(stack.auth_header(args.dag, method=args.method))
+    return 0
+
+
+def _creds_rotate_root(args: argparse.Namespace) -> int:
+    from proxy.credentials import rotate_root
+
+    settings = load_settings(args.config)
+    user = asyncio.run(rotate_root(settings.neo4j))
+    print(f"rotated the Neo4j password of {user}; only the secret store holds the new one")
     return 0
 
 

@@ -141,39 +141,47 @@ class Gateway:
             raise internal from exc
 
         access_mode = _access_mode(analysis, decision, body.accessMode)
-        # Write-ahead: if this record cannot be written, AuditUnavailable ends the request here.
-        credential = {"user": self._graph.user}
-        await self._record(replace(trail, access_mode=access_mode, credential=credential))
-        outcome = replace(
-            trail,
-            event="outcome",
-            statement=None,
-            parameters=None,
-            access_mode=access_mode,
-            credential=credential,
-        )
-        try:
-            result = await self._graph.run(
-                Execution(
-                    database=call.database,
-                    statement=body.statement,
-                    parameters=body.parameters,
-                    access_mode=access_mode,
-                    timeout_s=decision.timeout_s or self._default_timeout_s,
-                    metadata=_metadata(principal, call.request_id, decision.decision_id),
-                    bookmarks=tuple(body.bookmarks),
-                    row_limit=decision.row_limit,
-                    row_limit_action=decision.row_limit_action,
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                checkout = await held.enter_async_context(self._graph.checkout(principal.dag))
+            except CypherGateError as error:  # no credential for the DAG: nothing can run
+                await self._record(
+                    self._finished(replace(trail, access_mode=access_mode), started, error=error)
                 )
+                raise
+            # Write-ahead: if this record cannot be written, AuditUnavailable ends it here.
+            credential = {"user": checkout.user}
+            await self._record(replace(trail, access_mode=access_mode, credential=credential))
+            outcome = replace(
+                trail,
+                event="outcome",
+                statement=None,
+                parameters=None,
+                access_mode=access_mode,
+                credential=credential,
             )
-        except CypherGateError as error:
-            await self._record_outcome(self._finished(outcome, started, error=error))
-            raise
-        except Exception as exc:
-            internal = CypherGateError(reason=f"internal:{type(exc).__name__}")
-            log.exception("request %s failed while running", call.request_id)
-            await self._record_outcome(self._finished(outcome, started, error=internal))
-            raise internal from exc
+            try:
+                result = await checkout.run(
+                    Execution(
+                        database=call.database,
+                        statement=body.statement,
+                        parameters=body.parameters,
+                        access_mode=access_mode,
+                        timeout_s=decision.timeout_s or self._default_timeout_s,
+                        metadata=_metadata(principal, call.request_id, decision.decision_id),
+                        bookmarks=tuple(body.bookmarks),
+                        row_limit=decision.row_limit,
+                        row_limit_action=decision.row_limit_action,
+                    )
+                )
+            except CypherGateError as error:
+                await self._record_outcome(self._finished(outcome, started, error=error))
+                raise
+            except Exception as exc:
+                internal = CypherGateError(reason=f"internal:{type(exc).__name__}")
+                log.exception("request %s failed while running", call.request_id)
+                await self._record_outcome(self._finished(outcome, started, error=internal))
+                raise internal from exc
         finished = self._finished(outcome, started, error=None)
         await self._record_outcome(
             replace(

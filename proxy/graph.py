@@ -12,16 +12,20 @@ Neo4j's exceptions are translated into the gateway's errors here, once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import neo4j
 from neo4j import AsyncDriver, AsyncGraphDatabase, Bookmarks
 from neo4j import exceptions as neo4j_errors
 
 from proxy.analysis import Analysis, QueryType
+from proxy.credentials import RotatingAuth, Rotator, open_source
 from proxy.errors import (
     BadRequest,
     CypherGateError,
@@ -31,11 +35,15 @@ from proxy.errors import (
     Neo4jClientError,
     RowLimitExceeded,
 )
+from proxy.leases import LeaseManager
 from proxy.plan import read_plan
 from proxy.policy import AccessMode, RowLimitAction
 from proxy.settings import Neo4jSettings
 
 JSON = Any
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+UNAUTHORIZED = "Neo.ClientError.Security.Unauthorized"
 
 _COUNTERS = (
     ("containsUpdates", "contains_updates"),
@@ -83,21 +91,27 @@ class QueryResult:
     truncated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """The credential a request will run as (its user, for the audit record) and the way to
+    run with it; valid until the ``checkout`` block ends."""
+
+    user: str
+    run: Callable[[Execution], Awaitable[QueryResult]]
+
+
 class GraphExecutor(Protocol):
     """Plans and runs statements on Neo4j.
 
-    Contract: ``run`` runs the statement at most once, in a transaction of the given access
-    mode; errors are the gateway's own (4xx for the caller's mistakes, 5xx for Neo4j trouble).
+    Contract: ``checkout(dag)`` yields the credential the DAG's statement will run as, held
+    (never dropped or rotated away) until the block ends; its ``run`` runs the statement at most
+    once, in a transaction of the given access mode. Errors are the gateway's own (4xx for the
+    caller's mistakes, 5xx for Neo4j trouble).
     """
-
-    @property
-    def user(self) -> str:
-        """The Neo4j user statements run as (for the audit record; never the secret)."""
-        ...
 
     async def explain(self, database: str, statement: str) -> Analysis: ...
 
-    async def run(self, execution: Execution) -> QueryResult: ...
+    def checkout(self, dag: str) -> AbstractAsyncContextManager[Checkout]: ...
 
     async def check_ready(self) -> None: ...
 
@@ -107,29 +121,124 @@ class GraphExecutor(Protocol):
 
 
 class Neo4jGraph:
-    """A :class:`GraphExecutor` on the official async driver."""
+    """A :class:`GraphExecutor` on the official async driver, with the gateway's credential
+    (rotated when ``rotation_interval_s`` says so) or a leased user per DAG."""
 
-    def __init__(self, settings: Neo4jSettings) -> None:
+    def __init__(
+        self,
+        settings: Neo4jSettings,
+        *,
+        manage: bool = True,
+        development: bool = False,
+        crash_at: str | None = None,
+    ) -> None:
+        # Only the serving gateway manages credentials (settles rotations, rotates, leases);
+        # a command-line tool beside it must not race it.
+        self._manage = manage
         self._settings = settings
+        self._development = development
+        self._crash_at = crash_at
         self._driver: AsyncDriver | None = None
+        self._auth: RotatingAuth | None = None
+        self._rotator: Rotator | None = None
+        self._leases: LeaseManager | None = None
+        self._rotation: asyncio.Task[None] | None = None
         self._description: dict[str, str] | None = None
 
     async def open(self) -> None:
-        """Create the driver with the gateway's credential."""
-        self._driver = AsyncGraphDatabase.driver(
-            self._settings.uri,
-            auth=(self._settings.user, self._settings.read_password()),
-            user_agent="cyphergate",
-        )
+        """Read the credential, settle an interrupted rotation, create the driver and leases."""
+        settings = self._settings
+        source = open_source(settings, development=self._development)
+        async with _translated_errors():
+            self._auth = RotatingAuth(source, await source.current())
+            self._rotator = Rotator(settings.uri, source, self._auth, crash_at=self._crash_at)
+            if self._manage:
+                await self._rotator.recover()
+            self._driver = AsyncGraphDatabase.driver(
+                settings.uri,
+                auth=self._auth,
+                user_agent="cyphergate",
+                max_connection_lifetime=settings.max_connection_lifetime_s,
+            )
+            if self._manage and settings.credentials == "leases":
+                self._leases = LeaseManager(
+                    self._driver,
+                    path=settings.leases_path,
+                    prefix=settings.lease_user_prefix,
+                    ttl_s=settings.lease_ttl_s,
+                    renew_fraction=settings.lease_renew_fraction,
+                    crash_at=self._crash_at,
+                )
+                await self._leases.open()
+        if self._manage and settings.rotation_interval_s > 0:
+            self._rotation = asyncio.create_task(self._rotate_periodically())
 
     async def close(self) -> None:
-        """Close the driver and its connections."""
+        """Stop rotating, drop the leases, close the driver and its connections."""
+        if self._rotation is not None:
+            self._rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rotation
+        if self._leases is not None:
+            await self._leases.close()
         if self._driver is not None:
             await self._driver.close()
 
     @property
     def user(self) -> str:
+        """The gateway's own Neo4j user (statements run as it unless leases are on)."""
         return self._settings.user
+
+    @property
+    def leases(self) -> LeaseManager | None:
+        return self._leases
+
+    async def rotate(self) -> None:
+        """Rotate the gateway's own password now (see proxy.credentials)."""
+        if self._rotator is None:
+            raise RuntimeError("Neo4jGraph.open() was not called")
+        async with _translated_errors():
+            await self._rotator.rotate()
+
+    @contextlib.asynccontextmanager
+    async def checkout(self, dag: str) -> AsyncIterator[Checkout]:
+        """The credential ``dag``'s statement runs as; see :class:`GraphExecutor`."""
+        if self._leases is None:
+            if self._manage and self._settings.credentials == "leases":
+                raise RuntimeError("Neo4jGraph.open() was not called")
+            yield Checkout(user=self._settings.user, run=self._run_as_gateway)
+            return
+        async with contextlib.AsyncExitStack() as held:
+            async with _translated_errors():  # only Neo4j's errors, never the caller's block's
+                lease = await held.enter_async_context(self._leases.hold(dag))
+            auth = lease.credential.auth()
+
+            async def run(execution: Execution) -> QueryResult:
+                return await self._run(execution, auth)
+
+            yield Checkout(user=lease.user, run=run)
+
+    async def _rotate_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.rotation_interval_s)
+            try:
+                await self.rotate()
+            except CypherGateError as error:  # try again next time; requests are unaffected
+                log.error("password rotation failed: %s", error.reason)
+
+    async def _run_as_gateway(self, execution: Execution) -> QueryResult:
+        return await self._retrying_login(lambda: self._run(execution, None))
+
+    async def _retrying_login(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """``attempt()``, and once more if Neo4j refused the gateway's login because the
+        password was rotated elsewhere (the store has the new one). Nothing ran the first time,
+        since Neo4j refused the login, so the retry is safe."""
+        try:
+            return await attempt()
+        except GraphFailed as error:
+            if error.reason != UNAUTHORIZED or self._auth is None or not await self._auth.refresh():
+                raise
+            return await attempt()
 
     @property
     def driver(self) -> AsyncDriver:
@@ -138,7 +247,10 @@ class Neo4jGraph:
         return self._driver
 
     async def explain(self, database: str, statement: str) -> Analysis:
-        """Plan ``statement`` with EXPLAIN (nothing runs) and return Neo4j's query type."""
+        """Plan ``statement`` with EXPLAIN (nothing runs) and read what it touches."""
+        return await self._retrying_login(lambda: self._explain(database, statement))
+
+    async def _explain(self, database: str, statement: str) -> Analysis:
         async with (
             _translated_errors(),
             self.driver.session(
@@ -157,7 +269,7 @@ class Neo4jGraph:
             raise GraphFailed(reason="explain_without_plan")
         return Analysis(query_type=kind, facts=read_plan(summary.plan, statement=statement))
 
-    async def run(self, execution: Execution) -> QueryResult:
+    async def _run(self, execution: Execution, auth: neo4j.Auth | None) -> QueryResult:
         """Run the statement once, in an auto-commit transaction; see the module docstring."""
         mode = neo4j.READ_ACCESS if execution.access_mode == "READ" else neo4j.WRITE_ACCESS
         bookmarks = Bookmarks.from_raw_values(execution.bookmarks) if execution.bookmarks else None
@@ -169,7 +281,12 @@ class Neo4jGraph:
         async with (
             _translated_errors(),
             self.driver.session(
-                database=execution.database, default_access_mode=mode, bookmarks=bookmarks
+                database=execution.database,
+                default_access_mode=mode,
+                bookmarks=bookmarks,
+                auth=auth,
+                # Notifications are not forwarded to callers; do not have Neo4j send them.
+                notifications_min_severity="OFF",
             ) as session,
         ):
             if rollback_on_limit:

@@ -67,7 +67,7 @@ async def explain(
     settings: Settings, *, dag: str, database: str, statement: str, parameter_names: list[str]
 ) -> dict[str, Any]:
     """The analysis, input document and decision for one statement as ``dag``."""
-    graph = Neo4jGraph(settings.neo4j)
+    graph = Neo4jGraph(settings.neo4j, manage=False)
     await graph.open()
     try:
         analysis = await graph.explain(database, statement)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -29,6 +29,22 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
 
 
+class SecretSettings(BaseModel):
+    """Where the gateway's Neo4j credential is kept (see proxy/credentials.py)."""
+
+    source: Literal["file", "aws_secrets_manager", "env"]
+    path: Path | None = Field(default=None, description="file: JSON or a bare password.")
+    secret_id: str | None = Field(default=None, description="aws_secrets_manager: name or ARN.")
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(default=None, description="For a Secrets Manager endpoint.")
+    value: SecretStr | None = Field(
+        default=None, description="env (development only): CYPHERGATE_NEO4J__SECRET__VALUE."
+    )
+    refresh_interval_s: float = Field(
+        default=60.0, gt=0, description="How long a value read from Secrets Manager is reused."
+    )
+
+
 class Neo4jSettings(BaseModel):
     """How the gateway reaches Neo4j, with its own credential (never the caller's)."""
 
@@ -38,6 +54,29 @@ class Neo4jSettings(BaseModel):
     password_file: Path | None = Field(
         default=None, description="A file holding the password (a mounted Kubernetes secret)."
     )
+    secret: SecretSettings | None = None
+    max_connection_lifetime_s: float = Field(
+        default=3600.0, gt=0, description="Connections older than this are replaced."
+    )
+    credentials: Literal["service_account", "leases"] = Field(
+        default="service_account",
+        description="Run statements as the gateway's user, or as a leased user per DAG.",
+    )
+    rotation_interval_s: float = Field(
+        default=0.0, ge=0, description="Rotate the gateway's password this often (0: never)."
+    )
+    lease_ttl_s: float = Field(default=900.0, gt=0, description="A per-DAG user lives this long.")
+    lease_renew_fraction: float = Field(
+        default=0.5, gt=0, lt=1, description="A used lease is replaced after this part of its TTL."
+    )
+    lease_user_prefix: str = Field(
+        default="cg_gateway_",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="Leased users are named <prefix><dag>_<random>; one prefix per replica.",
+    )
+    leases_path: Path = Field(
+        default=Path("cyphergate-leases.sqlite3"), description="Where leases are recorded."
+    )
     default_timeout_s: float = Field(default=30.0, gt=0)
     analysis_cache_size: int = Field(default=4096, ge=0)
     analysis_cache_ttl_s: float = Field(
@@ -46,8 +85,11 @@ class Neo4jSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_password_source(self) -> Neo4jSettings:
-        if (self.password is None) == (self.password_file is None):
-            raise ValueError("set exactly one of neo4j.password and neo4j.password_file")
+        given = [self.password, self.password_file, self.secret]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError(
+                "set exactly one of neo4j.password, neo4j.password_file and neo4j.secret"
+            )
         if self.password is not None:
             _refuse_placeholder(self.password.get_secret_value())
         return self
@@ -235,6 +277,13 @@ class AuditSettings(BaseModel):
     )
 
 
+class FaultSettings(BaseModel):
+    """Fault injection for crash tests: the process dies (exit 137, as after ``kill -9``) at the
+    named point. Never set in production."""
+
+    crash_at: Literal["lease_user_created", "password_altered"] | None = None
+
+
 class Settings(BaseSettings):
     """Everything the gateway needs; nothing is read from the environment elsewhere."""
 
@@ -242,6 +291,10 @@ class Settings(BaseSettings):
         env_prefix="CYPHERGATE_", env_nested_delimiter="__", extra="forbid"
     )
 
+    profile: Literal["production", "development"] = Field(
+        default="production", description="development allows credentials in the environment."
+    )
+    faults: FaultSettings = Field(default_factory=lambda: FaultSettings())
     server: ServerSettings = Field(default_factory=ServerSettings)
     neo4j: Neo4jSettings
     opa: OPASettings = Field(default_factory=OPASettings)

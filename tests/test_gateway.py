@@ -7,7 +7,9 @@ the same paths are exercised against the real services in test_request_path.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +27,7 @@ from proxy.errors import (
     PolicyUnavailable,
 )
 from proxy.gateway import Call, Gateway
-from proxy.graph import Execution, QueryResult
+from proxy.graph import Checkout, Execution, QueryResult
 from proxy.plan import PlanFacts
 from proxy.policy import Decision
 from proxy.principal import DagResolver, Identity
@@ -59,6 +61,11 @@ class FakeGraph:
     async def run(self, execution: Execution) -> QueryResult:
         self.ran.append(execution)
         return QueryResult(fields=["x"], values=[[1]])
+
+    @contextlib.asynccontextmanager
+    async def checkout(self, dag: str) -> AsyncIterator[Checkout]:
+        del dag
+        yield Checkout(user=self.user, run=self.run)
 
     async def check_ready(self) -> None:
         return None

@@ -19,7 +19,7 @@ from joserfc.jwk import RSAKey
 from neo4j import Driver
 
 from proxy.audit.sqlite import AuditReader, RecordFilter
-from proxy.devstack.stack import AUDIENCE, OTHER_AUDIENCE, DevStack
+from proxy.devstack.stack import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE, DevStack
 
 pytestmark = pytest.mark.integration
 
@@ -162,7 +162,10 @@ def test_parameters_are_passed_and_counters_reported(
     assert decision["query_type"] == "rw" and decision["access_mode"] == "WRITE"
     assert decision["status"] is None  # written before the statement ran
     assert outcome["event"] == "outcome" and outcome["status"] == 202 and outcome["rows"] == 1
-    assert decision["credential"] == outcome["credential"] == {"user": "cyphergate"}
+    # The statement ran as the DAG's leased Neo4j user, named in both records (never a secret).
+    assert decision["credential"] == outcome["credential"]
+    assert decision["credential"]["user"].startswith(LEASE_PREFIX + "demo_writer_")
+    assert set(decision["credential"]) == {"user"}
     assert outcome["counters"]["nodesCreated"] == 1
     assert "Grace" not in str(decision) + str(outcome)  # parameter values are not logged
     assert set(decision["parameters"]) == {"name", "n"}
@@ -465,7 +468,8 @@ def test_show_transactions_carries_the_dag(
     assert seen, "the slow query was never seen running"
     metadata = seen[0]["metaData"]
     assert metadata["dag_id"] == "demo_reader"
-    assert seen[0]["username"] == "cyphergate"
+    # Neo4j itself names the DAG: the statement runs as the DAG's leased user.
+    assert seen[0]["username"].startswith(LEASE_PREFIX + "demo_reader_")
     (response,) = responses
     assert response.status_code == 202
     assert metadata["request_id"] == response.headers["X-CypherGate-Request-ID"]

@@ -45,6 +45,11 @@ SERVER_ID = "cyphergate-devstack"
 AWS_REGION = "us-east-1"
 AWS_ACCOUNT = "123456789012"  # moto's default account
 ARCHIVE_BUCKET = "cyphergate-audit-archive"
+# The stack's Neo4j credentials live in moto's Secrets Manager; the gateway reads (and rotates)
+# its own there, and `status` reports both from there.
+GATEWAY_SECRET = "cyphergate/neo4j-gateway"  # noqa: S105 - the name, not the value
+ADMIN_SECRET = "cyphergate/neo4j-admin"  # noqa: S105 - the name, not the value
+LEASE_PREFIX = "cg_devstack_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,8 @@ class StackState:
     processes: dict[str, _Process] = field(default_factory=dict)
     aws_user_keys: dict[str, str] = field(default_factory=dict)
     archiver_keys: dict[str, str] = field(default_factory=dict)
+    # The gateway's AWS user: it may read and rotate its Neo4j secret in Secrets Manager.
+    gateway_aws_keys: dict[str, str] = field(default_factory=dict)
     # login -> password of DEMO_PEOPLE, and the reviewers' page's OAuth client secret.
     people: dict[str, str] = field(default_factory=dict)
     web_client_secret: str = ""
@@ -194,10 +201,9 @@ class DevStack:
             "neo4j": {
                 "bolt_uri": f"bolt://127.0.0.1:{ports['neo4j_bolt']}",
                 "http_uri": f"http://127.0.0.1:{ports['neo4j_http']}",
-                "user": "neo4j",
-                "password": state.neo4j_password,
+                **self._credentials(state),
                 "database": DATABASE,
-                "gateway_user": GATEWAY_NEO4J_USER,
+                "lease_user_prefix": LEASE_PREFIX,
             },
             "opa": {"url": f"http://127.0.0.1:{ports['opa']}", "policies": str(self.policies_dir)},
             "oidc": {
@@ -233,6 +239,20 @@ class DevStack:
         return document
 
     # ----------------------------------------------------------------- credentials
+
+    def _credentials(self, state: StackState) -> dict[str, str]:
+        """Neo4j's administrative and the gateway's credentials, as Secrets Manager has them
+        (so they stay true after `cyphergate creds rotate-root`)."""
+        if not (state.gateway_aws_keys and self._alive(state, "moto")):
+            return {"user": "neo4j", "password": state.neo4j_password}
+        admin, gateway = self.secret(ADMIN_SECRET, state), self.secret(GATEWAY_SECRET, state)
+        return {
+            "user": admin["username"],
+            "password": admin["password"],
+            "gateway_user": gateway["username"],
+            "gateway_password": gateway["password"],
+            "gateway_secret": GATEWAY_SECRET,
+        }
 
     def token(self, dag: str, *, audience: str = AUDIENCE) -> str:
         """A fresh access token from the provider for the demo client bound to ``dag``."""
@@ -305,6 +325,30 @@ class DevStack:
         self.stop_service("oidc")
         self.start_service("oidc")
         return kid
+
+    def gateway_aws_env(self, state: StackState | None = None) -> dict[str, str]:
+        """The environment of a process acting as the gateway towards AWS (moto)."""
+        keys = (state or StackState.load(self.state_file)).gateway_aws_keys
+        return {
+            "AWS_ACCESS_KEY_ID": keys["id"],
+            "AWS_SECRET_ACCESS_KEY": keys["secret"],
+            "AWS_DEFAULT_REGION": AWS_REGION,
+        }
+
+    def secret(self, name: str, state: StackState | None = None) -> dict[str, str]:
+        """A Neo4j credential as Secrets Manager holds it now (AWSCURRENT)."""
+        state = state or StackState.load(self.state_file)
+        client = boto3.client(
+            "secretsmanager",
+            endpoint_url=self.sts_url(state),
+            region_name=AWS_REGION,
+            aws_access_key_id=state.gateway_aws_keys["id"],
+            aws_secret_access_key=state.gateway_aws_keys["secret"],
+        )
+        # Name the stage: moto's default version does not follow update_secret_version_stage.
+        answer = client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
+        value: dict[str, str] = json.loads(answer["SecretString"])
+        return value
 
     def sts_url(self, state: StackState | None = None) -> str:
         state = state or StackState.load(self.state_file)
@@ -381,7 +425,7 @@ class DevStack:
                 "--config",
                 str(self.gateway_config_path),
             ]
-            self._spawn(state, name, command)
+            self._spawn(state, name, command, env=self.gateway_aws_env(state))
             self._wait_http(state, name, f"http://127.0.0.1:{ports['gateway']}/readyz")
         else:
             raise ValueError(f"unknown service {name!r}")
@@ -452,13 +496,12 @@ class DevStack:
                 password=state.gateway_password,
                 database_="system",
             )
-        _write_secret(self.run_dir / "neo4j-gateway-password", state.gateway_password)
 
     def _set_up_aws(self, state: StackState) -> None:
         """IAM in moto: a worker user that may assume one role per demo DAG; then auth on."""
         endpoint = self.sts_url(state)
 
-        def bootstrap(service: Literal["iam", "s3"]) -> Any:
+        def bootstrap(service: Literal["iam", "s3", "secretsmanager"]) -> Any:
             # moto accepts any key until auth is switched on at the end of this method.
             return boto3.client(
                 service,
@@ -522,12 +565,46 @@ class DevStack:
             PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [archive_access]}),
         )
         archiver = iam.create_access_key(UserName="audit-archiver")["AccessKey"]
+        # The Neo4j credentials, in Secrets Manager; the gateway's user may read and rotate them.
+        secrets_manager = bootstrap("secretsmanager")
+        for name, user, password in (
+            (GATEWAY_SECRET, GATEWAY_NEO4J_USER, state.gateway_password),
+            (ADMIN_SECRET, "neo4j", state.neo4j_password),
+        ):
+            secrets_manager.create_secret(
+                Name=name, SecretString=json.dumps({"username": user, "password": password})
+            )
+        iam.create_user(UserName="cyphergate-gateway")
+        secret_access = {
+            "Effect": "Allow",
+            "Action": [
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:ListSecretVersionIds",
+                "secretsmanager:UpdateSecretVersionStage",
+                "secretsmanager:DescribeSecret",
+                # Tests give second gateways secrets of their own, and scan all of them.
+                "secretsmanager:CreateSecret",
+                "secretsmanager:ListSecrets",
+            ],
+            "Resource": "*",
+        }
+        iam.put_user_policy(
+            UserName="cyphergate-gateway",
+            PolicyName="neo4j-secrets",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [secret_access]}),
+        )
+        gateway_key = iam.create_access_key(UserName="cyphergate-gateway")["AccessKey"]
         # From here on moto checks every request's signature, as AWS does.
         httpx.post(endpoint + "moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
         state.aws_user_keys = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
         state.archiver_keys = {
             "id": archiver["AccessKeyId"],
             "secret": archiver["SecretAccessKey"],
+        }
+        state.gateway_aws_keys = {
+            "id": gateway_key["AccessKeyId"],
+            "secret": gateway_key["SecretAccessKey"],
         }
 
     def _oidc_config(self, state: StackState) -> dict[str, Any]:
@@ -575,7 +652,17 @@ class DevStack:
             "neo4j": {
                 "uri": f"bolt://127.0.0.1:{state.ports['neo4j_bolt']}",
                 "user": GATEWAY_NEO4J_USER,
-                "password_file": str(self.run_dir / "neo4j-gateway-password"),
+                "secret": {
+                    "source": "aws_secrets_manager",
+                    "secret_id": GATEWAY_SECRET,
+                    "endpoint_url": self.sts_url(state).rstrip("/"),
+                    "region": AWS_REGION,
+                    "refresh_interval_s": 5.0,
+                },
+                "credentials": "leases",
+                "lease_user_prefix": LEASE_PREFIX,
+                "lease_ttl_s": 300.0,
+                "leases_path": str(self.run_dir / "leases.sqlite3"),
             },
             "opa": {"url": f"http://127.0.0.1:{state.ports['opa']}"},
             "auth": {
@@ -663,7 +750,13 @@ class DevStack:
         return state
 
     def _spawn(
-        self, state: StackState, name: str, command: list[str], *, cwd: Path | None = None
+        self,
+        state: StackState,
+        name: str,
+        command: list[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         log = self.run_dir / f"{name}.log"
         with log.open("ab") as out:
@@ -674,6 +767,7 @@ class DevStack:
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
                 start_new_session=True,
+                env=None if env is None else {**os.environ, **env},
             )
         self._children[process.pid] = process
         state.processes[name] = _Process(

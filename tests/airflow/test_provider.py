@@ -19,7 +19,7 @@ import pytest
 from neo4j import Driver
 
 from proxy.audit.sqlite import AuditReader, RecordFilter
-from proxy.devstack.stack import AWS_REGION, SERVER_ID, DevStack, StackState, role_arn
+from proxy.devstack.stack import AWS_REGION, LEASE_PREFIX, SERVER_ID, DevStack, StackState, role_arn
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -160,7 +160,8 @@ def test_oidc_dag_runs_through_the_gateway_with_its_context(
     assert metadata["task_id"] == "crunch_numbers"
     assert metadata["run_id"].startswith("manual__")
     assert metadata["try_number"] == 1
-    assert seen[0]["username"] == "cyphergate"  # the gateway's user, never a DAG password
+    # The DAG's leased Neo4j user (never a password of the DAG's own): Neo4j names the DAG.
+    assert seen[0]["username"].startswith(LEASE_PREFIX + "cyphergate_example_oidc_")
 
     trail = [r for r in records(stack, "cyphergate_example_oidc") if r["event"] == "decision"]
     tasks = {r["principal"]["task"] for r in trail}

@@ -8,25 +8,24 @@ the session's stack serve it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import tomli_w
 from neo4j import Driver
 
 from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.devstack.install import default_cache_dir, ensure_opa
 from proxy.devstack.stack import DevStack
 from proxy.replay import proposed_policy
+from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +36,9 @@ ACCOUNTS = "MATCH (a:Account) RETURN count(a) AS accounts"
 class Lab:
     """The second gateway, its policy folder and audit log."""
 
-    def __init__(self, url: str, policies: Path, audit: Path, config: Path) -> None:
-        self.url, self.policies, self.audit, self.config = url, policies, audit, config
+    def __init__(self, gateway: SecondGateway, policies: Path) -> None:
+        self.gateway, self.policies = gateway, policies
+        self.url, self.audit = gateway.url, gateway.audit
 
     def edit_grant(self, dag: str, change: Callable[[dict[str, Any]], None]) -> None:
         data_file = self.policies / "data.json"
@@ -57,27 +57,14 @@ def lab(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
     folder = tmp_path_factory.mktemp("policy-lab")
     policies = shutil.copytree(REPO / "policies", folder / "policies")
     with proposed_policy(ensure_opa(default_cache_dir()), policies, watch=True) as opa:
-        config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
-        port = _free_port()
-        config["server"]["port"] = port
-        config["opa"]["url"] = opa.url
-        config["audit"] = {"path": str(folder / "audit.sqlite3")}
-        config_file = folder / "gateway.toml"
-        config_file.write_text(tomli_w.dumps(config), encoding="utf-8")
-        url = f"http://127.0.0.1:{port}"
-        log = (folder / "gateway.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--config", str(config_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        gateway = SecondGateway(
+            stack, folder, "policylab", lambda config: config["opa"].update(url=opa.url)
         )
+        gateway.start()
         try:
-            _wait_ready(url, process)
-            yield Lab(url, policies, folder / "audit.sqlite3", config_file)
+            yield Lab(gateway, policies)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
+            gateway.stop()
 
 
 def query(stack: DevStack, lab: Lab, dag: str, statement: str) -> httpx.Response:
@@ -199,11 +186,12 @@ def test_row_limits(stack: DevStack, lab: Lab, neo4j_admin: Driver) -> None:
 
 
 def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> None:
+    aws = {**os.environ, **stack.gateway_aws_env()}  # it reads the gateway's Neo4j secret
     explain = subprocess.run(
         [sys.executable, "-m", "proxy", "policy", "explain", "--config",
          str(stack.gateway_config_path), "--dag", "demo_labels", "--format", "json",
          "MATCH (p:Person)-[:OWNS]->(a:Account) RETURN a.number"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=60, check=False, env=aws,
     )  # fmt: skip
     assert explain.returncode == 0, explain.stderr
     shown = json.loads(explain.stdout)
@@ -214,27 +202,7 @@ def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> N
     text = subprocess.run(
         [sys.executable, "-m", "proxy", "policy", "explain", "--config",
          str(stack.gateway_config_path), "--dag", "demo_labels", "MATCH (p:Person) RETURN p"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=60, check=False, env=aws,
     )  # fmt: skip
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("ALLOW for DAG demo_labels on neo4j")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the second gateway exited"
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the second gateway did not become ready")

@@ -1,0 +1,209 @@
+"""Benchmark: throughput and latency through the gateway while its Neo4j password rotates every
+5 seconds, against the same gateway with rotation off, in one run on the real local stack.
+
+Variants, each a gateway process of its own with its own Neo4j user and Secrets Manager secret,
+run in alternating rounds (ABC ABC ...) so drift hits them alike, 16 clients each:
+
+* ``static``        the gateway's own user, no rotation (the baseline);
+* ``rotating``      the same, rotated every 5 s;
+* ``leases+rot``    per-DAG leased users (TTL 60 s) and the gateway's own password rotated
+                    every 5 s: the devstack's default mode.
+
+    .venv/bin/python benchmarks/credentials.py [--seconds 20] [--rounds 3] [--clients 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import tomli_w
+from neo4j import GraphDatabase
+
+from proxy.devstack.install import default_cache_dir
+from proxy.devstack.stack import AWS_REGION, DemoClient, DevStack, StackState
+
+REPO = Path(__file__).resolve().parent.parent
+STATEMENT = "MATCH (i:BenchItem {id: $id}) RETURN i.name AS name"
+VARIANTS = {
+    "static": {"credentials": "service_account", "rotation_interval_s": 0.0},
+    "rotating": {"credentials": "service_account", "rotation_interval_s": 5.0},
+    "leases+rot": {"credentials": "leases", "rotation_interval_s": 5.0, "lease_ttl_s": 60.0},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_gateway(stack: DevStack, folder: Path, name: str, neo4j: dict[str, Any]) -> Any:
+    """A gateway process as Neo4j user ``bench_<name>``, with its secret in Secrets Manager."""
+    status = stack.status()
+    user = "bench_" + name.replace("+", "_")
+    password = secrets.token_urlsafe(24)
+    admin = status["neo4j"]
+    with GraphDatabase.driver(admin["bolt_uri"], auth=(admin["user"], admin["password"])) as d:
+        d.execute_query(
+            "CREATE USER $u SET PASSWORD $p CHANGE NOT REQUIRED",
+            u=user,
+            p=password,
+            database_="system",
+        )
+    keys = StackState.load(stack.state_file).gateway_aws_keys
+    boto3.client(
+        "secretsmanager",
+        endpoint_url=stack.sts_url(),
+        region_name=AWS_REGION,
+        aws_access_key_id=keys["id"],
+        aws_secret_access_key=keys["secret"],
+    ).create_secret(
+        Name=f"bench/{user}", SecretString=json.dumps({"username": user, "password": password})
+    )
+    config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
+    port = free_port()
+    config["server"]["port"] = port
+    config["audit"] = {"path": str(folder / f"{user}.sqlite3")}
+    config["neo4j"].update(
+        user=user,
+        lease_user_prefix=f"cg_{user}_",
+        leases_path=str(folder / f"{user}-leases.sqlite3"),
+        **neo4j,
+    )
+    config["neo4j"]["secret"].update(secret_id=f"bench/{user}", refresh_interval_s=5.0)
+    config_file = folder / f"{user}.toml"
+    config_file.write_text(tomli_w.dumps(config), encoding="utf-8")
+    log = (folder / f"{user}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--config", str(config_file)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **stack.gateway_aws_env()},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return process, url, folder / f"{user}.log"
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gateway {name} did not start")
+
+
+async def drive(url: str, header: str, seconds: float, clients: int) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": header}, limits=limits, timeout=30
+    ) as http:
+
+        async def client(n: int) -> None:
+            nonlocal errors
+            i = n
+            while time.monotonic() < deadline:
+                i += clients
+                body = {"statement": STATEMENT, "parameters": {"id": 1 + i % 1000}}
+                started = time.perf_counter()
+                response = await http.post("/db/neo4j/query/v2", json=body)
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += response.status_code != 202
+
+        await asyncio.gather(*(client(n) for n in range(clients)))
+    return latencies, errors
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-") as run_dir:
+        folder = Path(run_dir)
+        stack = DevStack(
+            folder / "stack",
+            cache_dir=default_cache_dir(),
+            policies_dir=REPO / "policies",
+            extra_clients=[DemoClient("bench_reader", "demo_reader", token_ttl_s=3600)],
+        )
+        processes = []
+        try:
+            status = stack.up(with_gateway=True)
+            admin = status["neo4j"]
+            with GraphDatabase.driver(
+                admin["bolt_uri"], auth=(admin["user"], admin["password"])
+            ) as d:
+                d.execute_query(
+                    "UNWIND range(1, 1000) AS id CREATE (:BenchItem {id: id, name: 'item ' + id})"
+                )
+                d.execute_query("CREATE INDEX bench_id IF NOT EXISTS FOR (i:BenchItem) ON (i.id)")
+            gateways = {}
+            for name, neo4j in VARIANTS.items():
+                process, url, log = start_gateway(stack, folder, name, neo4j)
+                processes.append(process)
+                gateways[name] = (process, url, log)
+            header = "Bearer " + stack.client_token("bench_reader")
+            samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+            errors = dict.fromkeys(VARIANTS, 0)
+            seconds = dict.fromkeys(VARIANTS, 0.0)
+            for _, url, _ in gateways.values():  # warm-up
+                asyncio.run(drive(url, header, 2.0, args.clients))
+            for _ in range(args.rounds):
+                for name, (_, url, _) in gateways.items():
+                    latencies, failed = asyncio.run(drive(url, header, args.seconds, args.clients))
+                    samples[name] += latencies
+                    errors[name] += failed
+                    seconds[name] += args.seconds
+            base = len(samples["static"]) / seconds["static"]
+            print(f"{args.clients} clients, {args.rounds} rounds of {args.seconds:.0f} s each")
+            print(f"{'variant':<11} {'requests':>8} {'req/s':>7} {'ratio':>6} {'p50 ms':>7} "
+                  f"{'p99 ms':>7} {'errors':>6} {'rotations':>9} {'RSS MiB':>8}")  # fmt: skip
+            for name, (process, _, log) in gateways.items():
+                values = samples[name]
+                rate = len(values) / seconds[name]
+                rotations = log.read_text(errors="replace").count("rotated the Neo4j password")
+                print(
+                    f"{name:<11} {len(values):>8} {rate:>7.0f} {rate / base:>6.3f} "
+                    f"{statistics.median(values):>7.2f} {percentile(values, 0.99):>7.2f} "
+                    f"{errors[name]:>6} {rotations:>9} {peak_rss_mib(process.pid):>8.1f}"
+                )
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=30)
+            stack.down()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Per-DAG leased Neo4j users: the dynamic-credential model of Vault's database engine, on Neo4j.
+
+On a DAG's first request the gateway creates a Neo4j user for it (``<prefix><dag>_<random>``,
+a random password, ``CHANGE NOT REQUIRED``) and runs the DAG's statements as that user through
+session-level authentication, so Neo4j's own logs and ``SHOW TRANSACTIONS`` name the DAG. A
+lease lives ``ttl_s``; one still in use is replaced once ``renew_fraction`` of it has passed,
+and a replaced or expired lease is dropped as soon as no request holds it.
+
+Crash safety (write-ahead, like the audit log): a lease is recorded in ``leases_path`` *before*
+its user is created and deleted from it only *after* the user is dropped. Passwords are never
+written anywhere, so after a restart no recorded lease can be used: :meth:`LeaseManager.open`
+drops every recorded user, and any user with this replica's prefix that the record does not
+know (an orphan). Each replica needs its own prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import neo4j
+from neo4j import AsyncDriver
+
+from proxy.credentials import PASSWORD_BYTES, Credential, crash_point
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases (
+    user TEXT PRIMARY KEY,
+    dag TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+)
+"""
+
+
+@dataclass(eq=False)
+class Lease:
+    """One leased user; ``holders`` counts the requests running as it."""
+
+    credential: Credential
+    dag: str
+    created: float
+    expires: float
+    holders: int = 0
+    used: bool = False
+    retired: bool = False
+    dropped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def user(self) -> str:
+        return self.credential.user
+
+
+class LeaseManager:
+    """Creates, renews and drops the per-DAG users of one gateway replica."""
+
+    def __init__(
+        self,
+        driver: AsyncDriver,
+        *,
+        path: Path,
+        prefix: str,
+        ttl_s: float,
+        renew_fraction: float,
+        clock: Callable[[], float] = time.time,
+        crash_at: str | None = None,
+    ) -> None:
+        self._driver = driver
+        self._path = path
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+        self._renew_after_s = ttl_s * renew_fraction
+        self._clock = clock
+        self._crash_at = crash_at
+        self._current: dict[str, Lease] = {}
+        self._retired: set[Lease] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._db: sqlite3.Connection | None = None
+        self._maintainer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Open the record, drop what a previous run left, and start maintaining leases."""
+        self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+        recorded = [row[0] for row in self._db.execute("SELECT user FROM leases")]
+        existing = await self._users()
+        orphans = {u for u in existing if u.startswith(self._prefix)} | set(recorded)
+        for user in sorted(orphans):
+            await self._drop(user)
+        if orphans:
+            log.warning("dropped %d leased users left by an earlier run", len(orphans))
+        self._maintainer = asyncio.create_task(self._maintain())
+
+    async def close(self) -> None:
+        """Stop maintaining and drop every lease (waiting for none: requests have ended)."""
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintainer
+        for lease in [*self._current.values(), *self._retired]:
+            await self._revoke(lease)
+        self._current.clear()
+        self._retired.clear()
+        if self._db is not None:
+            self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, dag: str) -> AsyncIterator[Lease]:
+        """The DAG's current lease, held (never dropped) until the block ends."""
+        lease = await self._lease_for(dag)
+        lease.holders += 1
+        lease.used = True
+        try:
+            yield lease
+        finally:
+            lease.holders -= 1
+            if lease.retired and lease.holders == 0:
+                try:
+                    await self._revoke(lease)
+                except Exception:  # the maintainer tries again; the request is already done
+                    log.exception("could not drop leased user %s yet", lease.user)
+
+    async def replace(self, lease: Lease) -> None:
+        """Retire ``lease`` now (Neo4j refused it): the next request gets a fresh one."""
+        if self._current.get(lease.dag) is lease:
+            del self._current[lease.dag]
+            self._retire(lease)
+
+    def leases(self) -> list[tuple[str, str, float]]:
+        """``(dag, user, expires)`` of the current leases."""
+        return [(dag, lease.user, lease.expires) for dag, lease in sorted(self._current.items())]
+
+    async def _lease_for(self, dag: str) -> Lease:
+        lease = self._current.get(dag)
+        if lease is not None and self._clock() < lease.created + self._renew_after_s:
+            return lease
+        async with self._locks.setdefault(dag, asyncio.Lock()):
+            lease = self._current.get(dag)
+            now = self._clock()
+            if lease is not None and now < lease.created + self._renew_after_s:
+                return lease
+            fresh = await self._create(dag)
+            self._current[dag] = fresh
+            if lease is not None:
+                self._retire(lease)
+            return fresh
+
+    async def _create(self, dag: str) -> Lease:
+        now = self._clock()
+        credential = Credential(self._user_name(dag), secrets.token_urlsafe(PASSWORD_BYTES))
+        expires = now + self._ttl_s
+        await self._record(
+            "INSERT INTO leases VALUES (?, ?, ?, ?)", credential.user, dag, now, expires
+        )
+        await self._admin(
+            "CREATE USER $user SET PLAINTEXT PASSWORD $password CHANGE NOT REQUIRED",
+            user=credential.user,
+            password=credential.password,
+        )
+        crash_point(self._crash_at, "lease_user_created")
+        log.info("leased Neo4j user %s to DAG %s", credential.user, dag)
+        return Lease(credential=credential, dag=dag, created=now, expires=expires)
+
+    def _retire(self, lease: Lease) -> None:
+        # Dropped by its last holder, or by the maintainer if none holds it: never mid-request.
+        lease.retired = True
+        self._retired.add(lease)
+
+    async def _revoke(self, lease: Lease) -> None:
+        if lease.dropped.is_set():
+            return
+        await self._drop(lease.user)
+        lease.dropped.set()
+        self._retired.discard(lease)
+
+    async def _drop(self, user: str) -> None:
+        await self._admin("DROP USER $user IF EXISTS", user=user)
+        await self._record("DELETE FROM leases WHERE user = ?", user)
+
+    async def _maintain(self) -> None:
+        interval = max(0.2, min(5.0, self._ttl_s / 10))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._maintain_once()
+            except Exception:  # Neo4j briefly away: try again next round
+                log.exception("lease maintenance failed")
+
+    async def _maintain_once(self) -> None:
+        now = self._clock()
+        for dag, lease in list(self._current.items()):
+            if now >= lease.created + self._renew_after_s and lease.used:
+                async with self._locks.setdefault(dag, asyncio.Lock()):
+                    if self._current.get(dag) is lease:
+                        self._current[dag] = await self._create(dag)
+                        self._retire(lease)
+            elif now >= lease.expires:
+                del self._current[dag]
+                self._retire(lease)
+        for lease in list(self._retired):
+            if lease.holders == 0:
+                await self._revoke(lease)
+
+    async def _users(self) -> list[str]:
+        records, _, _ = await self._driver.execute_query(
+            "SHOW USERS YIELD user", database_="system", routing_=neo4j.RoutingControl.READ
+        )
+        return [str(r["user"]) for r in records]
+
+    async def _admin(self, statement: str, **parameters: str) -> None:
+        await self._driver.execute_query(statement, parameters, database_="system")
+
+    async def _record(self, sql: str, *values: object) -> None:
+        db = self._db
+        if db is None:
+            raise RuntimeError("LeaseManager.open() was not called")
+        await asyncio.to_thread(db.execute, sql, values)
+
+    def _user_name(self, dag: str) -> str:
+        # Neo4j user names: letters, digits and underscores here; a digest keeps distinct DAG
+        # ids distinct after the cleaning.
+        clean = re.sub(r"[^A-Za-z0-9_]", "_", dag)[:40]
+        digest = hashlib.sha256(dag.encode()).hexdigest()[:4]
+        return f"{self._prefix}{clean}_{digest}{secrets.token_hex(3)}"

@@ -1,0 +1,132 @@
+"""The gateway's own credential: secret sources and the auth manager, with fakes at the seam.
+
+Rotation against the real Neo4j and moto's Secrets Manager is in test_rotation.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+
+import pytest
+
+from proxy.credentials import (
+    Credential,
+    FileSecretSource,
+    FixedSecretSource,
+    RotatingAuth,
+    open_source,
+    parse_secret,
+)
+from proxy.errors import NotSupported
+from proxy.settings import Neo4jSettings, SecretSettings
+
+
+def test_a_secret_is_json_or_a_bare_password() -> None:
+    assert parse_secret('{"username": "u", "password": "p"}', "d") == Credential("u", "p")
+    assert parse_secret("  just-the-password\n", "d") == Credential("d", "just-the-password")
+    assert "p4ss" not in repr(Credential("u", "p4ss"))
+
+
+def test_file_source_stages_promotes_and_rereads(tmp_path: Path) -> None:
+    path = tmp_path / "neo4j"
+    path.write_text('{"username": "gw", "password": "first-password"}')
+    source = FileSecretSource(path, "gw")
+
+    async def go() -> None:
+        assert await source.current() == Credential("gw", "first-password")
+        assert await source.pending() is None
+        version = await source.stage(Credential("gw", "second-password"))
+        pending = tmp_path / "neo4j.pending"
+        assert stat.S_IMODE(pending.stat().st_mode) == 0o600
+        assert await source.pending() == (version, Credential("gw", "second-password"))
+        assert await source.current() == Credential("gw", "first-password")  # not yet
+        await source.promote(version)
+        assert await source.current() == Credential("gw", "second-password")
+        assert await source.pending() is None
+        await source.stage(Credential("gw", "abandoned"))
+        await source.discard("pending")
+        assert await source.pending() is None
+        path.write_text("changed-by-someone-else")  # a remounted Kubernetes secret
+        source.invalidate()
+        assert await source.current() == Credential("gw", "changed-by-someone-else")
+
+    asyncio.run(go())
+
+
+def test_credentials_in_the_configuration_cannot_be_rotated() -> None:
+    source = FixedSecretSource("a-long-password", "gw")
+    with pytest.raises(NotSupported):
+        asyncio.run(source.stage(Credential("gw", "x")))
+
+
+def test_environment_secrets_are_for_development_only() -> None:
+    settings = Neo4jSettings(secret=SecretSettings(source="env", value="a-long-password"))
+    with pytest.raises(ValueError, match="development"):
+        open_source(settings, development=False)
+    source = open_source(settings, development=True)
+    assert asyncio.run(source.current()) == Credential("cyphergate", "a-long-password")
+
+
+class FakeSource:
+    def __init__(self, current: Credential, pending: Credential | None = None) -> None:
+        self.value, self.staged, self.reads = current, pending, 0
+
+    def invalidate(self) -> None:
+        return None
+
+    async def current(self) -> Credential:
+        self.reads += 1
+        return self.value
+
+    async def pending(self) -> tuple[str, Credential] | None:
+        return None if self.staged is None else ("v2", self.staged)
+
+    async def stage(self, credential: Credential) -> str:
+        self.staged = credential
+        return "v2"
+
+    async def promote(self, version: str) -> None:
+        del version
+        if self.staged is not None:
+            self.value, self.staged = self.staged, None
+
+    async def discard(self, version: str) -> None:
+        del version
+        self.staged = None
+
+
+def test_auth_manager_follows_the_store_but_not_backwards_mid_rotation() -> None:
+    old, new = Credential("gw", "old-password"), Credential("gw", "new-password")
+    source = FakeSource(old)
+    auth = RotatingAuth(source, old)
+
+    async def go() -> None:
+        assert (await auth.get_auth()).credentials == "old-password"
+        # Our own rotation: Neo4j has the new password, the store not yet (staged only).
+        auth.use(new)
+        assert (await auth.get_auth()).credentials == "new-password"
+        await source.promote("v2")  # nothing staged through the source here: no change
+        assert (await auth.get_auth()).credentials == "new-password"
+        # Someone else rotates the store: the next connection uses it.
+        source.value = Credential("gw", "rotated-elsewhere")
+        assert (await auth.get_auth()).credentials == "rotated-elsewhere"
+
+    asyncio.run(go())
+
+
+def test_a_refused_login_tries_the_staged_value() -> None:
+    old, staged = Credential("gw", "old-password"), Credential("gw", "staged-password")
+    source = FakeSource(old, pending=staged)
+    auth = RotatingAuth(source, old)
+    assert asyncio.run(auth.refresh()) is True
+    assert auth.credential == staged
+    asyncio.run(source.promote("v2"))  # the rotation function finishes
+    assert asyncio.run(auth.refresh()) is False  # nothing newer than what is in use
+
+
+def test_a_rotation_never_switches_the_user() -> None:
+    auth = RotatingAuth(FakeSource(Credential("gw", "p")), Credential("gw", "p"))
+    with pytest.raises(ValueError, match="keep the user"):
+        auth.use(Credential("someone-else", "p"))

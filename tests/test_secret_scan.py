@@ -1,0 +1,70 @@
+"""No secret ever appears in logs, audit records, error bodies or exception text.
+
+Runs after the suite's other tests (pytest takes files in name order; the directories come
+first), over everything they left: every secret the stack generated or holds in Secrets Manager,
+searched for in every log and audit file of the session's temporary folders.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.devstack.stack import DevStack, StackState
+from tests.test_rotation import secrets_manager
+
+pytestmark = pytest.mark.integration
+
+
+def every_secret(stack: DevStack) -> set[str]:
+    state = StackState.load(stack.state_file)
+    found = {state.neo4j_password, state.gateway_password, state.web_client_secret}
+    found |= {client["secret"] for client in state.clients.values()}
+    found |= set(state.people.values())
+    for keys in (state.aws_user_keys, state.archiver_keys, state.gateway_aws_keys):
+        found.add(keys["secret"])
+    client = secrets_manager(stack)
+    for listed in client.list_secrets()["SecretList"]:
+        versions = client.list_secret_version_ids(SecretId=listed["ARN"], IncludeDeprecated=True)
+        for version in versions["Versions"]:
+            value = client.get_secret_value(SecretId=listed["ARN"], VersionId=version["VersionId"])
+            found.add(json.loads(value["SecretString"])["password"])
+    return {s for s in found if s and len(s) >= 8}
+
+
+def test_no_secret_in_logs_audit_files_or_error_bodies(
+    stack: DevStack, gateway: httpx.Client, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    secrets = every_secret(stack)
+    assert len(secrets) > 20  # the stack's own, plus every rotated password of the suite
+    bodies: list[str] = []
+    for headers, body in (
+        ({"Authorization": "Bearer not-a-token"}, {"statement": "RETURN 1"}),
+        ({"Authorization": stack.auth_header("demo_reader")}, {"statement": "CREATE (:X)"}),
+        ({"Authorization": stack.auth_header("demo_reader")}, {"statement": "RETURN $p"}),
+        ({"Authorization": stack.auth_header("demo_reader")}, {"statement": "MATC (n)"}),
+        ({}, {"statement": "RETURN 1"}),
+    ):
+        response = gateway.post("/db/neo4j/query/v2", json=body, headers=headers)
+        assert response.status_code >= 400
+        bodies.append(response.text)
+    root = tmp_path_factory.getbasetemp()
+    files: list[Path] = [
+        path
+        for pattern in ("**/*.log", "**/*.sqlite3", "**/*.sqlite3-wal", "**/*.jsonl")
+        for path in root.glob(pattern)
+    ]
+    assert any(p.name == "gateway.log" for p in files) and any(
+        p.name == "audit.sqlite3" for p in files
+    )
+    leaks: list[Any] = []
+    for path in files:
+        content = path.read_bytes()
+        leaks += [(str(path), s[:4] + "...") for s in secrets if s.encode() in content]
+    leaks += [("error body", s[:4] + "...") for s in secrets for b in bodies if s in b]
+    print(f"searched {len(files)} files and {len(bodies)} error bodies for {len(secrets)} secrets")
+    assert leaks == []
