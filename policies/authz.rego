@@ -71,10 +71,22 @@ reasons contains sprintf("database_not_granted:%s", [name]) if {
 	not grant.databases[name]
 }
 
+# Commands and procedures need a grant on every database the plan reaches, not only on the
+# one in the URL (CREATE USER sent to /db/neo4j runs on system).
+databases_reached contains input.request.database
+
+databases_reached contains name if some name in analysis.databases
+
+calls_granted(kind, name) if {
+	every db in databases_reached {
+		covered_call(object.get(object.get(grant.databases, db, {}), kind, []), name)
+	}
+}
+
 reasons contains sprintf("command_not_granted:%s", [name]) if {
 	database_grant
 	some name in analysis.commands
-	not covered(granted_list(["commands"]), name)
+	not calls_granted("commands", name)
 }
 
 reasons contains "unknown_query_type" if not analysis.query_type in {"r", "rw", "w", "s"}
@@ -130,7 +142,7 @@ reasons contains "delete_not_granted" if {
 reasons contains sprintf("procedure_not_granted:%s", [name]) if {
 	database_grant
 	some name in analysis.procedures
-	not covered_call(granted_list(["procedures"]), name)
+	not calls_granted("procedures", name)
 }
 
 reasons contains sprintf("function_not_granted:%s", [name]) if {
@@ -147,12 +159,18 @@ reasons contains sprintf("load_csv_not_granted:%s", [source]) if {
 
 load_csv_granted(_) if "*" in granted_list(["load_csv"])
 
-# Only literal URLs can match a prefix; a URL from a parameter or expression needs "*".
+# Only literal URLs can match; a URL from a parameter or expression needs "*". A prefix must
+# end in "/" (so "https://data.example.com" cannot cover "https://data.example.com.evil.net"),
+# and a source that could climb out of it ("..", or dots percent-encoded) never matches.
 load_csv_granted(source) if {
 	some prefix in granted_list(["load_csv"])
-	prefix != ""
+	endswith(prefix, "/")
 	startswith(source, prefix)
+	not contains(source, "..")
+	not contains(lower(source), "%2e")
 }
+
+load_csv_granted(source) if source in granted_list(["load_csv"])
 
 reasons contains sprintf("guardrail:%s", [name]) if {
 	database_grant
@@ -175,10 +193,23 @@ allow if {
 	count(reasons) == 0
 }
 
-# Shadow mode, for rolling out a policy: the gateway records the refusal and runs anyway.
+# Shadow mode, for rolling out a policy: the gateway records the refusal and runs anyway,
+# except for refusals no rollout excuses: another database (system, where users are
+# administered), commands, procedures and statements of unknown type stay refused.
 default shadow := false
 
-shadow if grant.mode == "shadow"
+shadow if {
+	grant.mode == "shadow"
+	not hard_refusal
+}
+
+hard_refusal if {
+	some reason in reasons
+	some kind in {"database_not_granted:", "command_not_granted:", "procedure_not_granted:"}
+	startswith(reason, kind)
+}
+
+hard_refusal if "unknown_query_type" in reasons
 
 access_mode := "READ" if {
 	analysis.query_type == "r"

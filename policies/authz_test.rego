@@ -223,3 +223,39 @@ test_a_misspelt_guardrail_refuses if {
 		with data.cyphergate.grants as grants
 	d.reasons == ["unknown_guardrail:fullscan"]
 }
+
+test_shadow_mode_never_excuses_another_database_or_a_command if {
+	grants := {"dags": {"new": {"mode": "shadow", "databases": {"neo4j": {"read": {"labels": ["*"]}}}}}}
+	d := authz.decision with input as request("new", "neo4j", {"query_type": "s", "databases": ["system"], "commands": ["AdministrationCommand"]})
+		with data.cyphergate.grants as grants
+	not d.allow
+	d.shadow == false
+}
+
+test_commands_need_a_grant_on_every_database_reached if {
+	grants := {"dags": {"ops": {"databases": {
+		"neo4j": {"commands": ["*"]},
+		"system": {},
+	}}}}
+	d := authz.decision with input as request("ops", "neo4j", {"databases": ["system"], "commands": ["AdministrationCommand"]})
+		with data.cyphergate.grants as grants
+	d.reasons == ["command_not_granted:AdministrationCommand"]
+}
+
+test_load_csv_prefixes_cannot_be_escaped if {
+	grants := {"dags": {"etl": {"databases": {"neo4j": {"load_csv": [
+		"https://data.example.com/exports/",
+		"https://data.example.com",
+		"https://files.example.com/one.csv",
+	]}}}}}
+	d := authz.decision with input as request("etl", "neo4j", {"load_csv": [
+		"https://data.example.com/exports/../internal/x.csv",
+		"https://data.example.com/exports/%2E%2E/internal/x.csv",
+		"https://data.example.com.evil.net/x.csv",
+	]})
+		with data.cyphergate.grants as grants
+	count(d.reasons) == 3
+	ok := authz.decision with input as request("etl", "neo4j", {"load_csv": ["https://files.example.com/one.csv"]})
+		with data.cyphergate.grants as grants
+	ok.allow
+}

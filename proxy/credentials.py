@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +72,10 @@ class SecretSource(Protocol):
     """
 
     def invalidate(self) -> None: ...
+
+    def exclusive(self) -> AbstractAsyncContextManager[None]:
+        """Held across a whole rotation, so two processes never rotate one secret at once."""
+        ...
 
     async def current(self) -> Credential: ...
 
@@ -110,6 +117,17 @@ class FileSecretSource:
 
     def invalidate(self) -> None:
         self._cached = None
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """An advisory lock on ``<file>.lock``, shared by every process using this file."""
+        lock = self._path.with_name(self._path.name + ".lock")
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
 
     async def current(self) -> Credential:
         stamp = self._path.stat().st_mtime_ns
@@ -161,6 +179,13 @@ class AWSSecretsManagerSource:
     def invalidate(self) -> None:
         """Forget the cached value: the next read asks Secrets Manager."""
         self._cached = None
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        # Secrets Manager has no lock. Two rotations at once stay consistent: a promotion moves
+        # AWSCURRENT to its own version even if another process removed that version's
+        # AWSPENDING label, and the loser's ALTER ... FROM fails before it stages anything new.
+        yield
 
     async def current(self) -> Credential:
         now = time.monotonic()
@@ -236,6 +261,10 @@ class FixedSecretSource:
 
     def invalidate(self) -> None:
         return None
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        yield  # nothing to rotate
 
     async def current(self) -> Credential:
         return self._credential
@@ -343,9 +372,12 @@ class Rotator:
         self._crash_at = crash_at
 
     async def rotate(self) -> Credential:
-        """Stage, change in Neo4j, promote; returns the new credential."""
-        async with self._lock:
-            old = await self._source.current()
+        """Settle any earlier rotation, then stage, change in Neo4j, promote; returns the new
+        credential."""
+        async with self._lock, self._source.exclusive():
+            # A promotion that failed earlier leaves the working password only as pending:
+            # settle it first, and rotate from what Neo4j accepts now.
+            old = await self._settle()
             new = Credential(old.user, secrets.token_urlsafe(PASSWORD_BYTES))
             version = await self._source.stage(new)
             await self._alter(old, new)
@@ -357,19 +389,22 @@ class Rotator:
 
     async def recover(self) -> Credential:
         """After a crash: settle a staged rotation, and return the credential that works."""
-        async with self._lock:
-            staged = await self._source.pending()
-            if staged is not None:
-                version, candidate = staged
-                if await self.accepted(candidate):
-                    await self._source.promote(version)
-                    log.warning("completed a rotation interrupted after Neo4j changed it")
-                else:
-                    await self._source.discard(version)
-                    log.warning("discarded a rotation interrupted before Neo4j changed it")
-            current = await self._source.current()
-            self._auth.use(current)
-            return current
+        async with self._lock, self._source.exclusive():
+            return await self._settle()
+
+    async def _settle(self) -> Credential:
+        staged = await self._source.pending()
+        if staged is not None:
+            version, candidate = staged
+            if await self.accepted(candidate):
+                await self._source.promote(version)
+                log.warning("completed a rotation interrupted after Neo4j changed it")
+            else:
+                await self._source.discard(version)
+                log.warning("discarded a rotation interrupted before Neo4j changed it")
+        current = await self._source.current()
+        self._auth.use(current)
+        return current
 
     async def accepted(self, credential: Credential) -> bool:
         """Whether Neo4j accepts ``credential`` now (one login attempt)."""

@@ -149,6 +149,13 @@ class Gateway:
                     self._finished(replace(trail, access_mode=access_mode), started, error=error)
                 )
                 raise
+            except Exception as exc:  # still exactly one trail, and nothing ran
+                internal = CypherGateError(reason=f"internal:{type(exc).__name__}")
+                log.exception("request %s could not get a Neo4j credential", call.request_id)
+                await self._record(
+                    self._finished(replace(trail, access_mode=access_mode), started, error=internal)
+                )
+                raise internal from exc
             # Write-ahead: if this record cannot be written, AuditUnavailable ends it here.
             credential = {"user": checkout.user}
             await self._record(replace(trail, access_mode=access_mode, credential=credential))

@@ -177,7 +177,7 @@ class Neo4jGraph:
         """Stop rotating, drop the leases, close the driver and its connections."""
         if self._rotation is not None:
             self._rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._rotation
         if self._leases is not None:
             await self._leases.close()
@@ -225,6 +225,8 @@ class Neo4jGraph:
                 await self.rotate()
             except CypherGateError as error:  # try again next time; requests are unaffected
                 log.error("password rotation failed: %s", error.reason)
+            except Exception as exc:  # a malformed secret, say: keep the task (and say why)
+                log.error("password rotation failed: %s", type(exc).__name__)
 
     async def _run_as_gateway(self, execution: Execution) -> QueryResult:
         return await self._retrying_login(lambda: self._run(execution, None))

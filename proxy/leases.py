@@ -10,7 +10,7 @@ Crash safety (write-ahead, like the audit log): a lease is recorded in ``leases_
 its user is created and deleted from it only *after* the user is dropped. Passwords are never
 written anywhere, so after a restart no recorded lease can be used: :meth:`LeaseManager.open`
 drops every recorded user, and any user with this replica's prefix that the record does not
-know (an orphan). Each replica needs its own prefix.
+know (an orphan). Each replica needs its own prefix, and no prefix may begin another's.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class LeaseManager:
         self._db.execute(_SCHEMA)
         recorded = [row[0] for row in self._db.execute("SELECT user FROM leases")]
         existing = await self._users()
-        orphans = {u for u in existing if u.startswith(self._prefix)} | set(recorded)
+        orphans = {u for u in existing if self._is_ours(u)} | set(recorded)
         for user in sorted(orphans):
             await self._drop(user)
         if orphans:
@@ -114,6 +114,8 @@ class LeaseManager:
         self._current.clear()
         self._retired.clear()
         if self._db is not None:
+            for (user,) in self._db.execute("SELECT user FROM leases").fetchall():
+                await self._drop(user)  # recorded but never handed out (a failed create)
             self._db.close()
 
     @contextlib.asynccontextmanager
@@ -164,11 +166,18 @@ class LeaseManager:
         await self._record(
             "INSERT INTO leases VALUES (?, ?, ?, ?)", credential.user, dag, now, expires
         )
-        await self._admin(
-            "CREATE USER $user SET PLAINTEXT PASSWORD $password CHANGE NOT REQUIRED",
-            user=credential.user,
-            password=credential.password,
-        )
+        try:
+            await self._admin(
+                "CREATE USER $user SET PLAINTEXT PASSWORD $password CHANGE NOT REQUIRED",
+                user=credential.user,
+                password=credential.password,
+            )
+        except BaseException:
+            # It may exist even so (a lost reply, a cancelled task): drop it now, or leave it
+            # recorded for the next start-up's sweep if Neo4j is away.
+            with contextlib.suppress(Exception):
+                await self._drop(credential.user)
+            raise
         crash_point(self._crash_at, "lease_user_created")
         log.info("leased Neo4j user %s to DAG %s", credential.user, dag)
         return Lease(credential=credential, dag=dag, created=now, expires=expires)
@@ -227,6 +236,11 @@ class LeaseManager:
         if db is None:
             raise RuntimeError("LeaseManager.open() was not called")
         await asyncio.to_thread(db.execute, sql, values)
+
+    def _is_ours(self, user: str) -> bool:
+        """A user named the way this replica names its leases (see ``_user_name``)."""
+        pattern = re.escape(self._prefix) + r"[A-Za-z0-9_]*_[0-9a-f]{10}"
+        return re.fullmatch(pattern, user) is not None
 
     def _user_name(self, dag: str) -> str:
         # Neo4j user names: letters, digits and underscores here; a digest keeps distinct DAG

@@ -217,7 +217,11 @@ class OPAPolicyEngine:
             try:
                 revision = await self.fetch_revision()
             except PolicyUnavailable as error:
+                # Without a known revision no cached decision may stand: the policy may have
+                # changed. Every request asks OPA itself until the revision can be read again.
                 log.warning("could not read the policy revision: %s", error.reason)
+                self._revision = None
+                self._cache.clear()
                 continue
             if revision != self._revision:
                 log.info("policy revision %s -> %s", self._revision, revision)

@@ -72,7 +72,8 @@ class Neo4jSettings(BaseModel):
     lease_user_prefix: str = Field(
         default="cg_gateway_",
         pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
-        description="Leased users are named <prefix><dag>_<random>; one prefix per replica.",
+        description="Leased users are named <prefix><dag>_<random>; one prefix per replica, "
+        "none a prefix of another's.",
     )
     leases_path: Path = Field(
         default=Path("cyphergate-leases.sqlite3"), description="Where leases are recorded."

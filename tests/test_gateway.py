@@ -251,5 +251,6 @@ def test_shadow_mode_records_the_refusal_and_runs() -> None:
         "policy_revision": "rev-1",
         "shadow_denied": True,
     }
-    assert decision.verdict == "allow" and outcome.status == 202
+    # It ran, but the policy refused it: reviewers find it among the denials.
+    assert decision.verdict == "deny" and outcome.status == 202
     assert decision.analysis is not None and decision.analysis["labels"]["write"] == ["N"]

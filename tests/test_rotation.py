@@ -7,6 +7,7 @@ gateway. The last test rotates the session gateway's own credential with the CLI
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ import pytest
 from neo4j import Driver, GraphDatabase
 
 from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.credentials import Credential, FileSecretSource, RotatingAuth, Rotator
 from proxy.devstack.stack import AWS_REGION, GATEWAY_SECRET, DevStack, StackState
 from tests.second_gateway import SecondGateway
 
@@ -308,6 +310,46 @@ def test_a_crash_after_creating_a_leased_user_leaves_no_orphan(
     finally:
         gateway.stop()
     assert prefixed_users(neo4j_admin, gateway.prefix) == []
+
+
+def test_a_failed_promotion_is_settled_before_the_next_rotation(
+    status: dict[str, Any], neo4j_admin: Driver, tmp_path: Path
+) -> None:
+    """Neo4j took the new password but the store could not promote it: the next rotation must
+    start from what Neo4j accepts (the pending value), not from the stale current one."""
+    password = secrets.token_urlsafe(24)
+    neo4j_admin.execute_query(
+        "CREATE USER filelab_gateway SET PASSWORD $p CHANGE NOT REQUIRED",
+        p=password,
+        database_="system",
+    )
+    secret_file = tmp_path / "neo4j-secret"
+    secret_file.write_text(json.dumps({"username": "filelab_gateway", "password": password}))
+    source = FileSecretSource(secret_file, "filelab_gateway")
+    uri = status["neo4j"]["bolt_uri"]
+
+    async def go() -> None:
+        auth = RotatingAuth(source, await source.current())
+        rotator = Rotator(uri, source, auth)
+        promote = source.promote
+
+        async def broken(version: str) -> None:
+            raise OSError("the mount is busy")
+
+        source.promote = broken  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            await rotator.rotate()
+        source.promote = promote  # type: ignore[method-assign]
+        staged = (await source.pending() or ("", Credential("x", "x")))[1]
+        assert await rotator.accepted(staged)  # only the pending file knows it
+        newest = await rotator.rotate()
+        assert await source.current() == newest and await source.pending() is None
+        assert await rotator.accepted(newest)
+
+    try:
+        asyncio.run(go())
+    finally:
+        neo4j_admin.execute_query("DROP USER filelab_gateway IF EXISTS", database_="system")
 
 
 def test_rotate_root_changes_the_session_gateways_own_password(

@@ -10,6 +10,7 @@ their next click.
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import time
@@ -37,6 +38,7 @@ HERE = Path(__file__).parent
 PAGE_SIZE = 50
 CHART_HOURS = 24
 _SESSION_KEY = "reviewer"
+_STALE = "The form did not come from this signed-in page; reload the page and try again."
 _FILTERS = (
     "dag",
     "decision",
@@ -91,7 +93,7 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
         response = templates.TemplateResponse(
             request,
             name,
-            {"signed_in": signed_in, **context},
+            {"signed_in": signed_in, "csrf": request.session.get("csrf", ""), **context},
             status_code=code,
         )
         response.headers.update(_SECURITY_HEADERS)
@@ -207,10 +209,18 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
         )
 
     @page.get("/verify")
+    async def verify_form(request: Request) -> Response:
+        # Verifying is work done on the reviewer's behalf: only a POST from the page starts it.
+        del request
+        return RedirectResponse("/audit/", 303)
+
+    @page.post("/verify")
     async def verify(request: Request) -> Response:
         who = await authorized(request)
         if isinstance(who, Response):
             return who
+        if not await _token_matches(request):
+            return render(request, "message.html", 403, title="Stale form", detail=_STALE)
         review: AuditReview = app.state.review
         started = time.perf_counter()
         verified, problem = await review.verify()
@@ -266,6 +276,7 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
         who = await _authorize(request, identity)
         if isinstance(who, Response):
             return who
+        request.session["csrf"] = secrets.token_urlsafe(24)
         request.session[_SESSION_KEY] = {
             "issuer": identity.issuer,
             "subject": identity.subject,
@@ -277,10 +288,24 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
 
     @page.post("/logout")
     async def logout(request: Request) -> Response:
+        if not await _token_matches(request):
+            return render(request, "message.html", 403, title="Stale form", detail=_STALE)
         request.session.clear()
         return render(request, "message.html", title="Signed out")
 
     return page
+
+
+async def _token_matches(request: Request) -> bool:
+    """The form carries this session's anti-forgery token (set at sign-in)."""
+    expected = request.session.get("csrf")
+    form = await request.form()
+    given = form.get("csrf")
+    return (
+        isinstance(expected, str)
+        and isinstance(given, str)
+        and hmac.compare_digest(expected.encode(), given.encode())
+    )
 
 
 def _session_key(settings: AuditWebSettings) -> str:

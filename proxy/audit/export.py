@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from proxy.audit.record import verdict_of
 from proxy.audit.sqlite import AuditReader, RecordFilter
 
 PARQUET_COLUMNS = (
@@ -78,7 +79,7 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "task": principal.get("task"),
         "run": principal.get("run"),
         "database": record.get("database"),
-        "verdict": "allow" if decision.get("allow") is True else "deny",
+        "verdict": verdict_of(decision),
         "reasons": list(decision.get("reasons") or []),
         "status": record.get("status"),
         "error_code": error.get("code"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -75,8 +75,16 @@ class AuditEvent:
 
     @property
     def verdict(self) -> str:
-        """``allow`` when the policy allowed the request, otherwise ``deny``."""
-        return "allow" if self.decision and self.decision.get("allow") is True else "deny"
+        """See :func:`verdict_of`."""
+        return verdict_of(self.decision)
+
+
+def verdict_of(decision: Mapping[str, Any] | None) -> str:
+    """``allow`` when the policy allowed the request, otherwise ``deny``: a shadow-mode
+    refusal (``shadow_denied``) is a ``deny``, though the statement ran, so reviewers find it."""
+    if decision and decision.get("allow") is True and not decision.get("shadow_denied"):
+        return "allow"
+    return "deny"
 
 
 @dataclass(frozen=True, slots=True)

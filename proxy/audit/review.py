@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit import AuditLog
 from proxy.audit.checkpoint import signature_valid
-from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp
+from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp, verdict_of
 from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
@@ -55,7 +55,7 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **record,
         "dag": principal.get("dag"),
-        "decision": "allow" if decision.get("allow") is True else "deny",
+        "decision": verdict_of(decision),
         "reasons": decision.get("reasons") or ([error["reason"]] if error.get("reason") else []),
         "decision_id": decision.get("decision_id"),
     }

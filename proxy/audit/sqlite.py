@@ -32,6 +32,7 @@ from proxy.audit.record import (
     SealedRecord,
     seal,
     utc_timestamp,
+    verdict_of,
     verify_chain,
 )
 from proxy.clock import Clock, system_clock
@@ -515,7 +516,7 @@ class AuditReader:
 def _columns_of(document: dict[str, Any]) -> tuple[Any, ...]:
     principal = document.get("principal") or {}
     decision = document.get("decision") or {}
-    verdict = "allow" if decision.get("allow") is True else "deny"
+    verdict = verdict_of(decision)
     return (
         document.get("time"),
         document.get("event"),

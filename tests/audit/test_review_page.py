@@ -161,15 +161,19 @@ def test_a_wrong_password_stays_at_the_provider(page: Page, audit_page: dict[str
     assert "wrong password" in page.inner_text("[role=alert]")
 
 
-def test_sign_in_returns_only_to_the_page_itself(
+def test_sign_in_returns_only_to_the_page_itself_and_forms_need_its_token(
     page: Page, audit_page: dict[str, Any], status: dict[str, Any]
 ) -> None:
     sign_in(page, audit_page, "demo_reviewer", start="login?next=//elsewhere.invalid/audit/")
     assert page.url == audit_page["url"]
-    sign_in_again = status["gateway_url"] + "/audit/verify"
-    page.goto(sign_in_again)
-    assert page.url == sign_in_again
+    page.click("text=Verify the whole chain now")
+    page.wait_for_load_state()
+    assert page.url == status["gateway_url"] + "/audit/verify"
     assert "PASSED" in page.inner_text("main")
+    # The same POST without the page's token (a link on another site, say) does nothing.
+    forged = page.request.post(status["gateway_url"] + "/audit/verify", form={"csrf": "x"})
+    assert forged.status == 403 and "Stale form" in forged.text()
+    assert page.request.get(status["gateway_url"] + "/audit/verify").url == audit_page["url"]
 
 
 def test_page_without_a_session(status: dict[str, Any]) -> None:
