@@ -15,6 +15,7 @@ WORKDIR /var/lib/cyphergate
 VOLUME ["/var/lib/cyphergate"]
 EXPOSE 8080
 ENV CYPHERGATE_SERVER__HOST=0.0.0.0 \
-    CYPHERGATE_AUDIT__PATH=/var/lib/cyphergate/audit.sqlite3
+    CYPHERGATE_AUDIT__PATH=/var/lib/cyphergate/audit.sqlite3 \
+    CYPHERGATE_NEO4J__LEASES_PATH=/var/lib/cyphergate/leases.sqlite3
 ENTRYPOINT ["cyphergate", "serve"]
 CMD ["--config", "/etc/cyphergate/gateway.toml"]
