@@ -1,18 +1,14 @@
-"""The ``cyphergate`` command line: parsing and printing only; the work is library code."""
+"""``cyphergate audit ...``: verify, query, export and archive the audit log (printing only)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
-import logging
-import os
-import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,38 +16,15 @@ from proxy.audit.checkpoint import load_public_key
 from proxy.audit.record import ChainProblem
 from proxy.audit.review import flat_record
 from proxy.audit.sqlite import AuditReader, RecordFilter
-from proxy.settings import ArchiveSettings, AuditSettings, OPASettings, load_settings
+from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cyphergate`` script; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        status: int = args.handler(args)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as Unix tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return status
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", type=Path, help="TOML configuration file")
-    serve.add_argument("--host", help="override server.host")
-    serve.add_argument("--port", type=int, help="override server.port")
-    serve.set_defaults(handler=_serve)
-
+def register(commands: Any) -> None:
+    """Add the ``audit`` command and its actions to the top-level subparsers."""
     audit = commands.add_parser("audit", help="verify and query the audit log")
     audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
     verify = audit_commands.add_parser("verify", help="check the hash chain of the audit log")
-    _log_source(verify)
+    log_source_options(verify)
     verify.add_argument(
         "--public-key",
         type=Path,
@@ -71,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     archive.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
     archive.set_defaults(handler=_audit_archive)
     exporter = audit_commands.add_parser("export", help="export records for a SIEM")
-    _log_source(exporter)
+    log_source_options(exporter)
     exporter.add_argument("--out", type=Path, required=True, help="the file to write")
     exporter.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
     exporter.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
@@ -79,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("--dag", help="only this DAG")
     exporter.set_defaults(handler=_audit_export)
     query = audit_commands.add_parser("query", help="list audit records")
-    _log_source(query)
+    log_source_options(query)
     query.add_argument("--dag", help="only this DAG")
     query.add_argument("--decision", choices=("allow", "deny"), help="only allowed or denied")
     query.add_argument("--database", help="only this database")
@@ -99,76 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     query.set_defaults(handler=_audit_query)
 
-    policy = commands.add_parser("policy", help="explain and replay policy decisions")
-    policy_commands = policy.add_subparsers(required=True, metavar="ACTION")
-    explain = policy_commands.add_parser(
-        "explain", help="the analysis, input document and decision for one statement"
-    )
-    explain.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
-    explain.add_argument("--dag", required=True, help="decide as this DAG")
-    explain.add_argument("--database", default="neo4j")
-    explain.add_argument(
-        "--parameter", action="append", default=[], help="a parameter name the statement uses"
-    )
-    explain.add_argument("--format", choices=("text", "json"), default="text")
-    explain.add_argument("statement", help="the Cypher statement (it is planned, never run)")
-    explain.set_defaults(handler=_policy_explain)
-    replay = policy_commands.add_parser(
-        "replay", help="re-decide recorded requests with proposed policies; print what changes"
-    )
-    _log_source(replay)
-    replay.add_argument("--policies", type=Path, required=True, help="the proposed policy folder")
-    replay.add_argument("--since", help="decisions at or after this UTC time (ISO 8601)")
-    replay.add_argument("--until", help="decisions before this UTC time (ISO 8601)")
-    replay.add_argument("--dag", help="only this DAG")
-    replay.add_argument(
-        "--opa", type=Path, help="the opa binary (default: opa on PATH, else the devstack's)"
-    )
-    replay.add_argument("--format", choices=("table", "json"), default="table")
-    replay.add_argument(
-        "--fail-on-change", action="store_true", help="exit 1 if any decision would change"
-    )
-    replay.set_defaults(handler=_policy_replay)
 
-    creds = commands.add_parser("creds", help="the gateway's own Neo4j credential")
-    creds_commands = creds.add_subparsers(required=True, metavar="ACTION")
-    rotate_root = creds_commands.add_parser(
-        "rotate-root",
-        help="rotate the gateway's Neo4j password in Neo4j and its secret store (never printed)",
-    )
-    rotate_root.add_argument("--config", type=Path, required=True, help="the gateway's config")
-    rotate_root.set_defaults(handler=_creds_rotate_root)
-
-    devstack = commands.add_parser("devstack", help="the local stack of real services")
-    devstack_commands = devstack.add_subparsers(required=True, metavar="ACTION")
-    for name, help_text in (
-        ("install", "install Neo4j, OPA and the OIDC provider into the cache"),
-        ("up", "start the stack (and with --with-gateway, the gateway)"),
-        ("down", "stop everything the stack started"),
-        ("status", "describe the running stack"),
-        ("token", "print a fresh access token for a demo DAG"),
-        ("auth-header", "print a complete Authorization header value for a demo DAG"),
-    ):
-        sub = devstack_commands.add_parser(name, help=help_text)
-        _stack_options(sub)
-        sub.set_defaults(handler=_devstack, action=name)
-        if name == "up":
-            sub.add_argument("--with-gateway", action="store_true")
-        if name == "status":
-            sub.add_argument("--format", choices=("text", "json"), default="text")
-        if name in ("token", "auth-header"):
-            sub.add_argument("--dag", required=True)
-        if name == "auth-header":
-            sub.add_argument("--method", choices=("oidc", "iam"), default="oidc")
-
-    demo = commands.add_parser("demo", help="start the stack and walk through the request path")
-    _stack_options(demo)
-    demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
-    demo.set_defaults(handler=_demo)
-    return parser
-
-
-def _log_source(parser: argparse.ArgumentParser) -> None:
+def log_source_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--config",
@@ -181,28 +86,7 @@ def _log_source(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _stack_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dir", type=Path, default=Path(".devstack"), help="run folder")
-    parser.add_argument("--policies", type=Path, default=Path("policies"), help="policy folder")
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from proxy.app import create_app
-
-    settings = load_settings(args.config)
-    # The gateway's own events (rotations, leases, policy revisions) at INFO; never secrets.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    host = args.host or settings.server.host
-    port = args.port if args.port is not None else settings.server.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-    return 0
-
-
-def _sources(args: argparse.Namespace) -> list[tuple[Path, AuditSettings | None]]:
+def log_sources(args: argparse.Namespace) -> list[tuple[Path, AuditSettings | None]]:
     """Each log to read, with its gateway's audit settings when a configuration named it."""
     if args.log is not None:
         return [(Path(log), None) for log in args.log]
@@ -212,7 +96,7 @@ def _sources(args: argparse.Namespace) -> list[tuple[Path, AuditSettings | None]
 
 def _audit_path(args: argparse.Namespace) -> Path:
     """The one log a command reads (export reads one log at a time)."""
-    sources = _sources(args)
+    sources = log_sources(args)
     if len(sources) != 1:
         raise SystemExit("this command reads one log: give one --config or --log")
     return sources[0][0]
@@ -220,7 +104,7 @@ def _audit_path(args: argparse.Namespace) -> Path:
 
 def _audit_verify(args: argparse.Namespace) -> int:
     failed = False
-    for path, audit in _sources(args):
+    for path, audit in log_sources(args):
         failed |= not _verify_one(args, path, audit)
     return 1 if failed else 0
 
@@ -349,7 +233,7 @@ def _audit_query(args: argparse.Namespace) -> int:
         label=args.label,
         limit=args.limit,
     )
-    sources = _sources(args)
+    sources = log_sources(args)
     if len(sources) > 1:
         if args.follow:
             raise SystemExit("--follow reads one log at a time")
@@ -432,120 +316,3 @@ def _cell(value: Any, width: int | None = 60) -> str:
         return ",".join(str(v) for v in value) or "-"
     text = " ".join(str(value).split())
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
-
-
-def _devstack(args: argparse.Namespace) -> int:
-    from proxy.devstack.install import default_cache_dir
-    from proxy.devstack.stack import DevStack
-
-    stack = DevStack(args.dir, cache_dir=default_cache_dir(), policies_dir=args.policies)
-    if args.action == "install":
-        components = stack.install()
-        print(
-            json.dumps(
-                {
-                    "neo4j_classpath": components.neo4j_classpath,
-                    "opa": str(components.opa),
-                    "oidc": str(components.oidc_dir),
-                }
-            )
-        )
-    elif args.action == "up":
-        status = stack.up(with_gateway=args.with_gateway)
-        print(json.dumps(status, indent=2))
-    elif args.action == "down":
-        stopped = stack.down()
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-    elif args.action == "status":
-        status = stack.status()
-        print(json.dumps(status, indent=None if args.format == "json" else 2))
-    elif args.action == "token":
-        print(stack.token(args.dag))
-    elif args.action == "auth-header":
-        print(stack.auth_header(args.dag, method=args.method))
-    return 0
-
-
-def _creds_rotate_root(args: argparse.Namespace) -> int:
-    from proxy.credentials import rotate_root
-
-    settings = load_settings(args.config)
-    user = asyncio.run(rotate_root(settings.neo4j))
-    print(f"rotated the Neo4j password of {user}; only the secret store holds the new one")
-    return 0
-
-
-def _policy_explain(args: argparse.Namespace) -> int:
-    from proxy.replay import explain
-
-    settings = load_settings(args.config)
-    shown = asyncio.run(
-        explain(
-            settings,
-            dag=args.dag,
-            database=args.database,
-            statement=args.statement,
-            parameter_names=args.parameter,
-        )
-    )
-    if args.format == "json":
-        print(json.dumps(shown, indent=2, sort_keys=True))
-        return 0
-    decision = shown["decision"]
-    verdict = "ALLOW" if decision["allow"] else "DENY"
-    if decision["shadow"] and not decision["allow"]:
-        verdict += " (shadow mode: it would run and be recorded)"
-    print(f"{verdict} for DAG {args.dag} on {args.database}")
-    for reason in decision["reasons"]:
-        print(f"  reason: {reason}")
-    print(f"  constraints: {json.dumps(decision['constraints'], sort_keys=True)}")
-    print(f"  policy revision: {decision['policy_revision']}")
-    print("analysis:")
-    for key, value in shown["analysis"].items():
-        print(f"  {key}: {json.dumps(value)}")
-    return 0
-
-
-def _policy_replay(args: argparse.Namespace) -> int:
-    from proxy.replay import ReplaySummary, proposed_policy, replay
-
-    flt = RecordFilter(event="decision", dag=args.dag, since=args.since, until=args.until)
-    summary = ReplaySummary()
-    changes: list[dict[str, Any]] = []
-
-    async def run(opa: OPASettings) -> None:
-        for path, _ in _sources(args):
-            with AuditReader(path) as reader:
-                async for change in replay(reader.query(flt), opa, summary):
-                    changes.append({**asdict(change), "kind": change.kind, "log": str(path)})
-
-    with proposed_policy(args.opa or _opa_binary(), args.policies) as opa:
-        asyncio.run(run(opa))
-    if args.format == "json":
-        print(json.dumps({"summary": asdict(summary), "changes": changes}, indent=2))
-    else:
-        for change in changes:
-            was = "allow" if change["was_allow"] else "deny " + ",".join(change["was_reasons"])
-            now = "allow" if change["now_allow"] else "deny " + ",".join(change["now_reasons"])
-            statement = (change["statement"] or "").replace("\n", " ")[:60]
-            print(f"#{change['seq']} {change['time']} {change['dag']}: {was} -> {now}  {statement}")
-        print(
-            f"{summary.replayed} decisions replayed, {summary.changed} would change"
-            f" ({summary.skipped} records without an analysis skipped)"
-        )
-    return 1 if args.fail_on_change and summary.changed else 0
-
-
-def _opa_binary() -> Path:
-    found = shutil.which("opa")
-    if found:
-        return Path(found)
-    from proxy.devstack.install import default_cache_dir, ensure_opa
-
-    return ensure_opa(default_cache_dir())
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from proxy.devstack.demo import run_demo
-
-    return run_demo(args.dir, args.policies, keep=args.keep)

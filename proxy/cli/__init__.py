@@ -1,0 +1,149 @@
+"""The ``cyphergate`` command line: parsing and printing only; the work is library code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from proxy.cli import audit, policy
+from proxy.settings import load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cyphergate`` script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, help="TOML configuration file")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+    serve.set_defaults(handler=_serve)
+
+    audit.register(commands)
+    policy.register(commands)
+
+    creds = commands.add_parser("creds", help="the gateway's own Neo4j credential")
+    creds_commands = creds.add_subparsers(required=True, metavar="ACTION")
+    rotate_root = creds_commands.add_parser(
+        "rotate-root",
+        help="rotate the gateway's Neo4j password in Neo4j and its secret store (never printed)",
+    )
+    rotate_root.add_argument("--config", type=Path, required=True, help="the gateway's config")
+    rotate_root.set_defaults(handler=_creds_rotate_root)
+
+    devstack = commands.add_parser("devstack", help="the local stack of real services")
+    devstack_commands = devstack.add_subparsers(required=True, metavar="ACTION")
+    for name, help_text in (
+        ("install", "install Neo4j, OPA and the OIDC provider into the cache"),
+        ("up", "start the stack (and with --with-gateway, the gateway)"),
+        ("down", "stop everything the stack started"),
+        ("status", "describe the running stack"),
+        ("token", "print a fresh access token for a demo DAG"),
+        ("auth-header", "print a complete Authorization header value for a demo DAG"),
+    ):
+        sub = devstack_commands.add_parser(name, help=help_text)
+        _stack_options(sub)
+        sub.set_defaults(handler=_devstack, action=name)
+        if name == "up":
+            sub.add_argument("--with-gateway", action="store_true")
+        if name == "status":
+            sub.add_argument("--format", choices=("text", "json"), default="text")
+        if name in ("token", "auth-header"):
+            sub.add_argument("--dag", required=True)
+        if name == "auth-header":
+            sub.add_argument("--method", choices=("oidc", "iam"), default="oidc")
+
+    demo = commands.add_parser("demo", help="start the stack and walk through the request path")
+    _stack_options(demo)
+    demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _stack_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, default=Path(".devstack"), help="run folder")
+    parser.add_argument("--policies", type=Path, default=Path("policies"), help="policy folder")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from proxy.app import create_app
+
+    settings = load_settings(args.config)
+    # The gateway's own events (rotations, leases, policy revisions) at INFO; never secrets.
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def _devstack(args: argparse.Namespace) -> int:
+    from proxy.devstack.install import default_cache_dir
+    from proxy.devstack.stack import DevStack
+
+    stack = DevStack(args.dir, cache_dir=default_cache_dir(), policies_dir=args.policies)
+    if args.action == "install":
+        components = stack.install()
+        print(
+            json.dumps(
+                {
+                    "neo4j_classpath": components.neo4j_classpath,
+                    "opa": str(components.opa),
+                    "oidc": str(components.oidc_dir),
+                }
+            )
+        )
+    elif args.action == "up":
+        status = stack.up(with_gateway=args.with_gateway)
+        print(json.dumps(status, indent=2))
+    elif args.action == "down":
+        stopped = stack.down()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif args.action == "status":
+        status = stack.status()
+        print(json.dumps(status, indent=None if args.format == "json" else 2))
+    elif args.action == "token":
+        print(stack.token(args.dag))
+    elif args.action == "auth-header":
+        print(stack.auth_header(args.dag, method=args.method))
+    return 0
+
+
+def _creds_rotate_root(args: argparse.Namespace) -> int:
+    from proxy.credentials import rotate_root
+
+    settings = load_settings(args.config)
+    user = asyncio.run(rotate_root(settings.neo4j))
+    print(f"rotated the Neo4j password of {user}; only the secret store holds the new one")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from proxy.devstack.demo import run_demo
+
+    return run_demo(args.dir, args.policies, keep=args.keep)

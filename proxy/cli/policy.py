@@ -1,0 +1,119 @@
+"""``cyphergate policy ...``: explain one decision, replay recorded ones (printing only)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.cli.audit import log_source_options, log_sources
+from proxy.settings import OPASettings, load_settings
+
+
+def register(commands: Any) -> None:
+    """Add the ``policy`` command and its actions to the top-level subparsers."""
+    policy = commands.add_parser("policy", help="explain and replay policy decisions")
+    policy_commands = policy.add_subparsers(required=True, metavar="ACTION")
+    explain = policy_commands.add_parser(
+        "explain", help="the analysis, input document and decision for one statement"
+    )
+    explain.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
+    explain.add_argument("--dag", required=True, help="decide as this DAG")
+    explain.add_argument("--database", default="neo4j")
+    explain.add_argument(
+        "--parameter", action="append", default=[], help="a parameter name the statement uses"
+    )
+    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument("statement", help="the Cypher statement (it is planned, never run)")
+    explain.set_defaults(handler=_policy_explain)
+    replay = policy_commands.add_parser(
+        "replay", help="re-decide recorded requests with proposed policies; print what changes"
+    )
+    log_source_options(replay)
+    replay.add_argument("--policies", type=Path, required=True, help="the proposed policy folder")
+    replay.add_argument("--since", help="decisions at or after this UTC time (ISO 8601)")
+    replay.add_argument("--until", help="decisions before this UTC time (ISO 8601)")
+    replay.add_argument("--dag", help="only this DAG")
+    replay.add_argument(
+        "--opa", type=Path, help="the opa binary (default: opa on PATH, else the devstack's)"
+    )
+    replay.add_argument("--format", choices=("table", "json"), default="table")
+    replay.add_argument(
+        "--fail-on-change", action="store_true", help="exit 1 if any decision would change"
+    )
+    replay.set_defaults(handler=_policy_replay)
+
+
+def _policy_explain(args: argparse.Namespace) -> int:
+    from proxy.replay import explain
+
+    settings = load_settings(args.config)
+    shown = asyncio.run(
+        explain(
+            settings,
+            dag=args.dag,
+            database=args.database,
+            statement=args.statement,
+            parameter_names=args.parameter,
+        )
+    )
+    if args.format == "json":
+        print(json.dumps(shown, indent=2, sort_keys=True))
+        return 0
+    decision = shown["decision"]
+    verdict = "ALLOW" if decision["allow"] else "DENY"
+    if decision["shadow"] and not decision["allow"]:
+        verdict += " (shadow mode: it would run and be recorded)"
+    print(f"{verdict} for DAG {args.dag} on {args.database}")
+    for reason in decision["reasons"]:
+        print(f"  reason: {reason}")
+    print(f"  constraints: {json.dumps(decision['constraints'], sort_keys=True)}")
+    print(f"  policy revision: {decision['policy_revision']}")
+    print("analysis:")
+    for key, value in shown["analysis"].items():
+        print(f"  {key}: {json.dumps(value)}")
+    return 0
+
+
+def _policy_replay(args: argparse.Namespace) -> int:
+    from proxy.replay import ReplaySummary, proposed_policy, replay
+
+    flt = RecordFilter(event="decision", dag=args.dag, since=args.since, until=args.until)
+    summary = ReplaySummary()
+    changes: list[dict[str, Any]] = []
+
+    async def run(opa: OPASettings) -> None:
+        for path, _ in log_sources(args):
+            with AuditReader(path) as reader:
+                async for change in replay(reader.query(flt), opa, summary):
+                    changes.append({**asdict(change), "kind": change.kind, "log": str(path)})
+
+    with proposed_policy(args.opa or _opa_binary(), args.policies) as opa:
+        asyncio.run(run(opa))
+    if args.format == "json":
+        print(json.dumps({"summary": asdict(summary), "changes": changes}, indent=2))
+    else:
+        for change in changes:
+            was = "allow" if change["was_allow"] else "deny " + ",".join(change["was_reasons"])
+            now = "allow" if change["now_allow"] else "deny " + ",".join(change["now_reasons"])
+            statement = (change["statement"] or "").replace("\n", " ")[:60]
+            print(f"#{change['seq']} {change['time']} {change['dag']}: {was} -> {now}  {statement}")
+        print(
+            f"{summary.replayed} decisions replayed, {summary.changed} would change"
+            f" ({summary.skipped} records without an analysis skipped)"
+        )
+    return 1 if args.fail_on_change and summary.changed else 0
+
+
+def _opa_binary() -> Path:
+    found = shutil.which("opa")
+    if found:
+        return Path(found)
+    from proxy.devstack.install import default_cache_dir, ensure_opa
+
+    return ensure_opa(default_cache_dir())
