@@ -144,7 +144,7 @@ async def measure(stack_status: dict[str, Any], requests: int, rounds: int) -> d
         },
         "request": {"database": "neo4j", "statement": STATEMENT, "parameter_names": ["title"],
                     "access_mode": None},
-        "analysis": (await graph.explain("neo4j", STATEMENT)).as_document(),
+        "analysis": (await graph.explain("neo4j", STATEMENT)).document,
     }  # fmt: skip
     decide: dict[str, list[float]] = {"decision cached": [], "decision uncached": []}
     for _ in range(500):

@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 from proxy.plan import PlanFacts
@@ -22,7 +23,7 @@ from proxy.plan import PlanFacts
 QueryType = Literal["r", "rw", "w", "s"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Analysis:
     """Neo4j's classification of one statement and what its plan touches."""
 
@@ -34,8 +35,12 @@ class Analysis:
         """True when the statement can run in a READ transaction."""
         return self.query_type == "r"
 
-    def as_document(self) -> dict[str, Any]:
-        """The analysis as it appears in the policy input (schema v2) and the audit record."""
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """The analysis as it appears in the policy input (schema v2) and the audit record.
+
+        Built once per analysis (and analyses are cached), so a cache hit sorts nothing;
+        shared by every request for the statement, so never modify it."""
         facts = self.facts
         return {
             "query_type": self.query_type,

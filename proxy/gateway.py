@@ -119,7 +119,7 @@ class Gateway:
                 requested_access_mode=body.accessMode,
             )
             analysis = await self._analyzer.analyse(call.database, body.statement)
-            trail = replace(trail, query_type=analysis.query_type, analysis=analysis.as_document())
+            trail = replace(trail, query_type=analysis.query_type, analysis=analysis.document)
             decision = await self._decide(principal, call.database, body, analysis)
             trail = replace(trail, decision=decision.as_document())
             if not decision.enforced_allow:

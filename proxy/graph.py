@@ -184,15 +184,6 @@ class Neo4jGraph:
         if self._driver is not None:
             await self._driver.close()
 
-    @property
-    def user(self) -> str:
-        """The gateway's own Neo4j user (statements run as it unless leases are on)."""
-        return self._settings.user
-
-    @property
-    def leases(self) -> LeaseManager | None:
-        return self._leases
-
     async def rotate(self) -> None:
         """Rotate the gateway's own password now (see proxy.credentials)."""
         if self._rotator is None:
@@ -204,8 +195,6 @@ class Neo4jGraph:
     async def checkout(self, dag: str) -> AsyncIterator[Checkout]:
         """The credential ``dag``'s statement runs as; see :class:`GraphExecutor`."""
         if self._leases is None:
-            if self._manage and self._settings.credentials == "leases":
-                raise RuntimeError("Neo4jGraph.open() was not called")
             yield Checkout(user=self._settings.user, run=self._run_as_gateway)
             return
         async with contextlib.AsyncExitStack() as held:

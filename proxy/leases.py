@@ -24,7 +24,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import neo4j
@@ -55,7 +55,7 @@ class Lease:
     holders: int = 0
     used: bool = False
     retired: bool = False
-    dropped: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: bool = False
 
     @property
     def user(self) -> str:
@@ -109,13 +109,13 @@ class LeaseManager:
             self._maintainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintainer
-        for lease in [*self._current.values(), *self._retired]:
-            await self._revoke(lease)
         self._current.clear()
         self._retired.clear()
         if self._db is not None:
+            # Every lease is recorded until its user is dropped, so the record names them all
+            # (current, retired, and any whose creation failed half-way).
             for (user,) in self._db.execute("SELECT user FROM leases").fetchall():
-                await self._drop(user)  # recorded but never handed out (a failed create)
+                await self._drop(user)
             self._db.close()
 
     @contextlib.asynccontextmanager
@@ -134,29 +134,26 @@ class LeaseManager:
                 except Exception:  # the maintainer tries again; the request is already done
                     log.exception("could not drop leased user %s yet", lease.user)
 
-    async def replace(self, lease: Lease) -> None:
-        """Retire ``lease`` now (Neo4j refused it): the next request gets a fresh one."""
-        if self._current.get(lease.dag) is lease:
-            del self._current[lease.dag]
-            self._retire(lease)
-
-    def leases(self) -> list[tuple[str, str, float]]:
-        """``(dag, user, expires)`` of the current leases."""
-        return [(dag, lease.user, lease.expires) for dag, lease in sorted(self._current.items())]
-
     async def _lease_for(self, dag: str) -> Lease:
         lease = self._current.get(dag)
-        if lease is not None and self._clock() < lease.created + self._renew_after_s:
+        if lease is not None and not self._due(lease, self._clock()):
             return lease
+        return await self._renew(dag, lease)
+
+    def _due(self, lease: Lease, now: float) -> bool:
+        """Time to replace ``lease`` (if it is still used)."""
+        return now >= lease.created + self._renew_after_s
+
+    async def _renew(self, dag: str, seen: Lease | None) -> Lease:
+        """Replace ``seen`` as the DAG's lease, unless another task already has."""
         async with self._locks.setdefault(dag, asyncio.Lock()):
-            lease = self._current.get(dag)
-            now = self._clock()
-            if lease is not None and now < lease.created + self._renew_after_s:
-                return lease
+            current = self._current.get(dag)
+            if current is not None and current is not seen:
+                return current
             fresh = await self._create(dag)
             self._current[dag] = fresh
-            if lease is not None:
-                self._retire(lease)
+            if seen is not None:
+                self._retire(seen)
             return fresh
 
     async def _create(self, dag: str) -> Lease:
@@ -188,10 +185,10 @@ class LeaseManager:
         self._retired.add(lease)
 
     async def _revoke(self, lease: Lease) -> None:
-        if lease.dropped.is_set():
+        if lease.dropped:
             return
         await self._drop(lease.user)
-        lease.dropped.set()
+        lease.dropped = True
         self._retired.discard(lease)
 
     async def _drop(self, user: str) -> None:
@@ -210,11 +207,8 @@ class LeaseManager:
     async def _maintain_once(self) -> None:
         now = self._clock()
         for dag, lease in list(self._current.items()):
-            if now >= lease.created + self._renew_after_s and lease.used:
-                async with self._locks.setdefault(dag, asyncio.Lock()):
-                    if self._current.get(dag) is lease:
-                        self._current[dag] = await self._create(dag)
-                        self._retire(lease)
+            if self._due(lease, now) and lease.used:
+                await self._renew(dag, lease)
             elif now >= lease.expires:
                 del self._current[dag]
                 self._retire(lease)

@@ -92,13 +92,6 @@ class PlanFacts:
     # constraint commands), by operator name: they read or change more than graph data.
     commands: frozenset[str] = frozenset()
 
-    def as_document(self) -> dict[str, object]:
-        """The facts as a JSON-ready document with sorted lists (for the OPA input)."""
-        return {
-            name: value if isinstance(value, bool) else sorted(value)
-            for name, value in ((f, getattr(self, f)) for f in self.__slots__)
-        }
-
 
 @dataclass
 class _Facts:

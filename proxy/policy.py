@@ -100,7 +100,7 @@ def policy_input(
             "parameter_names": sorted(parameter_names),
             "access_mode": requested_access_mode,
         },
-        "analysis": analysis.as_document(),
+        "analysis": analysis.document,
     }
 
 

@@ -84,7 +84,7 @@ async def explain(
     )
     async with _engine(settings.opa) as engine:
         decision = await engine.decide(document)
-    return {"analysis": analysis.as_document(), "input": document, "decision": _shown(decision)}
+    return {"analysis": analysis.document, "input": document, "decision": _shown(decision)}
 
 
 async def replay(

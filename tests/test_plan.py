@@ -461,12 +461,3 @@ def test_malformed_plan_is_refused() -> None:
         read_plan({"args": {}})
     with pytest.raises(ValueError, match="not a Neo4j plan"):
         read_plan(op("Union", None, op("Argument"), op("Argument"), op("AllNodesScan", "n")))
-
-
-def test_as_document_is_sorted_and_json_ready() -> None:
-    facts = PlanFacts(labels_read=frozenset({"B", "A"}), load_csv=("b", "a"), deletes=True)
-    document = facts.as_document()
-    assert document["labels_read"] == ["A", "B"]
-    assert document["load_csv"] == ["a", "b"]
-    assert document["deletes"] is True
-    assert set(document) == set(PlanFacts.__slots__)
