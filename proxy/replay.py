@@ -147,18 +147,10 @@ def recorded_input(record: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-@contextlib.contextmanager
-def proposed_policy(
-    opa_binary: Path, policies: Path, *, watch: bool = False
-) -> Iterator[OPASettings]:
-    """Serve ``policies`` from a private OPA on a free loopback port while the block runs
-    (with ``watch``, OPA reloads the folder when a file in it changes)."""
-    if not policies.is_dir():
-        raise FileNotFoundError(f"no policy folder at {policies}")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [
+def opa_server_command(opa_binary: Path, port: int, policies: Path, *, watch: bool) -> list[str]:
+    """The command line of an OPA server on 127.0.0.1:``port`` over a policy folder: the
+    policies and their data, not the JSON schemas (``schemas/``) or the tests (``opa test``)."""
+    return [
         str(opa_binary),
         "run",
         "--server",
@@ -173,6 +165,20 @@ def proposed_policy(
         *(["--watch"] if watch else []),
         str(policies),
     ]
+
+
+@contextlib.contextmanager
+def proposed_policy(
+    opa_binary: Path, policies: Path, *, watch: bool = False
+) -> Iterator[OPASettings]:
+    """Serve ``policies`` from a private OPA on a free loopback port while the block runs
+    (with ``watch``, OPA reloads the folder when a file in it changes)."""
+    if not policies.is_dir():
+        raise FileNotFoundError(f"no policy folder at {policies}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = opa_server_command(opa_binary, port, policies, watch=watch)
     with tempfile.TemporaryFile() as output:
         # The binary and folder are the operator's own arguments; no shell is involved.
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603

@@ -35,6 +35,7 @@ from neo4j import GraphDatabase
 from proxy.audit.checkpoint import write_keys
 from proxy.client import iam_authorization
 from proxy.devstack.install import Components, install_all
+from proxy.replay import opa_server_command
 
 AUDIENCE = "urn:cyphergate:gateway"
 OTHER_AUDIENCE = "urn:cyphergate:some-other-service"
@@ -377,22 +378,9 @@ class DevStack:
         components = self.install()
         ports = state.ports
         if name == "opa":
-            command = [
-                str(components.opa),
-                "run",
-                "--server",
-                "--addr",
-                f"127.0.0.1:{ports['opa']}",
-                "--watch",
-                "--ignore",
-                "schemas",
-                # Policy tests are for `opa test`, not for the server's data tree.
-                "--ignore",
-                "*_test.rego",
-                "--log-level",
-                "error",
-                str(self.policies_dir),
-            ]
+            command = opa_server_command(
+                components.opa, ports["opa"], self.policies_dir, watch=True
+            )
             self._spawn(state, name, command)
             self._wait_http(state, name, f"http://127.0.0.1:{ports['opa']}/health")
         elif name == "oidc":
@@ -512,18 +500,22 @@ class DevStack:
             )
 
         iam = bootstrap("iam")
-        iam.create_user(UserName="airflow-worker")
-        allow = {
-            "Effect": "Allow",
-            "Action": ["sts:AssumeRole", "sts:GetCallerIdentity"],
-            "Resource": "*",
-        }
-        iam.put_user_policy(
-            UserName="airflow-worker",
-            PolicyName="assume-dag-roles",
-            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [allow]}),
+
+        def document(statement: dict[str, Any]) -> str:
+            return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+        def user_with(name: str, policy: str, actions: list[str], resource: Any) -> dict[str, str]:
+            """An IAM user allowed ``actions`` on ``resource``, and its access key."""
+            iam.create_user(UserName=name)
+            allow = {"Effect": "Allow", "Action": actions, "Resource": resource}
+            iam.put_user_policy(UserName=name, PolicyName=policy, PolicyDocument=document(allow))
+            key = iam.create_access_key(UserName=name)["AccessKey"]
+            return {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+
+        # The Airflow worker may assume one role per demo DAG.
+        worker = user_with(
+            "airflow-worker", "assume-dag-roles", ["sts:AssumeRole", "sts:GetCallerIdentity"], "*"
         )
-        key = iam.create_access_key(UserName="airflow-worker")["AccessKey"]
         trust = {
             "Effect": "Allow",
             "Principal": {"AWS": f"arn:aws:iam::{AWS_ACCOUNT}:user/airflow-worker"},
@@ -532,23 +524,14 @@ class DevStack:
         whoami = {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}
         for dag in self._dags(state):
             role = role_arn(dag).rsplit("/", 1)[1]
-            iam.create_role(
-                RoleName=role,
-                AssumeRolePolicyDocument=json.dumps(
-                    {"Version": "2012-10-17", "Statement": [trust]}
-                ),
-            )
-            iam.put_role_policy(
-                RoleName=role,
-                PolicyName="whoami",
-                PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [whoami]}),
-            )
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=document(trust))
+            iam.put_role_policy(RoleName=role, PolicyName="whoami", PolicyDocument=document(whoami))
         # The audit archive: a bucket with Object Lock, and a user that may only write and read it.
         bootstrap("s3").create_bucket(Bucket=ARCHIVE_BUCKET, ObjectLockEnabledForBucket=True)
-        iam.create_user(UserName="audit-archiver")
-        archive_access = {
-            "Effect": "Allow",
-            "Action": [
+        archiver = user_with(
+            "audit-archiver",
+            "archive",
+            [
                 "s3:PutObject",
                 "s3:GetObject",
                 "s3:GetObjectVersion",
@@ -557,14 +540,8 @@ class DevStack:
                 "s3:DeleteObject",
                 "s3:DeleteObjectVersion",
             ],
-            "Resource": [f"arn:aws:s3:::{ARCHIVE_BUCKET}", f"arn:aws:s3:::{ARCHIVE_BUCKET}/*"],
-        }
-        iam.put_user_policy(
-            UserName="audit-archiver",
-            PolicyName="archive",
-            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [archive_access]}),
+            [f"arn:aws:s3:::{ARCHIVE_BUCKET}", f"arn:aws:s3:::{ARCHIVE_BUCKET}/*"],
         )
-        archiver = iam.create_access_key(UserName="audit-archiver")["AccessKey"]
         # The Neo4j credentials, in Secrets Manager; the gateway's user may read and rotate them.
         secrets_manager = bootstrap("secretsmanager")
         for name, user, password in (
@@ -574,10 +551,10 @@ class DevStack:
             secrets_manager.create_secret(
                 Name=name, SecretString=json.dumps({"username": user, "password": password})
             )
-        iam.create_user(UserName="cyphergate-gateway")
-        secret_access = {
-            "Effect": "Allow",
-            "Action": [
+        gateway = user_with(
+            "cyphergate-gateway",
+            "neo4j-secrets",
+            [
                 "secretsmanager:GetSecretValue",
                 "secretsmanager:PutSecretValue",
                 "secretsmanager:ListSecretVersionIds",
@@ -587,25 +564,11 @@ class DevStack:
                 "secretsmanager:CreateSecret",
                 "secretsmanager:ListSecrets",
             ],
-            "Resource": "*",
-        }
-        iam.put_user_policy(
-            UserName="cyphergate-gateway",
-            PolicyName="neo4j-secrets",
-            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [secret_access]}),
+            "*",
         )
-        gateway_key = iam.create_access_key(UserName="cyphergate-gateway")["AccessKey"]
         # From here on moto checks every request's signature, as AWS does.
         httpx.post(endpoint + "moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
-        state.aws_user_keys = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
-        state.archiver_keys = {
-            "id": archiver["AccessKeyId"],
-            "secret": archiver["SecretAccessKey"],
-        }
-        state.gateway_aws_keys = {
-            "id": gateway_key["AccessKeyId"],
-            "secret": gateway_key["SecretAccessKey"],
-        }
+        state.aws_user_keys, state.archiver_keys, state.gateway_aws_keys = worker, archiver, gateway
 
     def _oidc_config(self, state: StackState) -> dict[str, Any]:
         return {
