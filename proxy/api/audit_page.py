@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx2
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -37,6 +38,8 @@ from proxy.settings import AuditWebSettings
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
 CHART_HOURS = 24
+# authlib's client talks to the provider through httpx2, whose errors are not OSErrors.
+_PROVIDER_UNREACHABLE = (httpx2.HTTPError, OSError)
 _SESSION_KEY = "reviewer"
 _STALE = "The form did not come from this signed-in page; reload the page and try again."
 _FILTERS = (
@@ -98,6 +101,10 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
         )
         response.headers.update(_SECURITY_HEADERS)
         return response
+
+    def unreachable(request: Request, error: Exception) -> Response:
+        detail = f"The identity provider could not be reached ({type(error).__name__})."
+        return render(request, "message.html", 503, title="Sign-in unavailable", detail=detail)
 
     def refused(request: Request, error: CypherGateError) -> Response:
         if isinstance(error, PolicyDenied):
@@ -241,14 +248,8 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
         try:
             redirect: Response = await provider.authorize_redirect(request, settings.redirect_uri)
             return redirect
-        except OSError as error:
-            return render(
-                request,
-                "message.html",
-                503,
-                title="Sign-in unavailable",
-                detail=f"The identity provider could not be reached ({type(error).__name__}).",
-            )
+        except _PROVIDER_UNREACHABLE as error:
+            return unreachable(request, error)
 
     @page.get("/callback")
     async def callback(request: Request) -> Response:
@@ -256,14 +257,8 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
             token = await provider.authorize_access_token(request)
         except OAuthError as error:
             return render(request, "message.html", 400, title="Sign-in failed", detail=error.error)
-        except OSError as error:
-            return render(
-                request,
-                "message.html",
-                503,
-                title="Sign-in unavailable",
-                detail=f"The identity provider could not be reached ({type(error).__name__}).",
-            )
+        except _PROVIDER_UNREACHABLE as error:
+            return unreachable(request, error)
         claims = token.get("userinfo") or {}
         if not claims.get("sub") or not claims.get("iss"):
             # authlib verified an ID token only if it got one; without one, nobody signed in.
