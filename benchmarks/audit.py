@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from measure import percentile  # benchmarks/measure.py
 
 from proxy.audit.record import AuditEvent, utc_timestamp
 from proxy.audit.sqlite import AuditReader, RecordFilter, SQLiteAuditLog
@@ -59,11 +60,6 @@ def event(n: int) -> AuditEvent:
         rows=None,
         latency_us=None,
     )
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def appends(

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+from measure import percentile  # benchmarks/measure.py
 
 from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
@@ -25,11 +26,6 @@ from proxy.devstack.stack import AUDIENCE, SERVER_ID, DevStack, role_arn
 from proxy.settings import IAMSettings, OIDCIssuerSettings
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def measure(stack: DevStack, iterations: int) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import boto3
 import httpx
 import tomli_w
+from measure import peak_rss_mib, percentile  # benchmarks/measure.py
 from neo4j import GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
@@ -129,18 +130,6 @@ async def drive(url: str, header: str, seconds: float, clients: int) -> tuple[li
 
         await asyncio.gather(*(client(n) for n in range(clients)))
     return latencies, errors
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:

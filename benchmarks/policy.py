@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from measure import percentile  # benchmarks/measure.py
 from neo4j import GraphDatabase
 
 from proxy.analysis import Analyzer
@@ -70,11 +71,6 @@ class AllowAll:
 
     async def check_ready(self) -> None:
         return None
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def body() -> bytes:

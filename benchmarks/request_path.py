@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from measure import peak_rss_mib, percentile  # benchmarks/measure.py
 from neo4j import GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
@@ -47,8 +48,7 @@ class Run:
         return self.requests / self.seconds
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.latencies_ms, q)
 
 
 async def drive(
@@ -83,13 +83,6 @@ async def drive(
         await asyncio.gather(*(worker() for _ in range(clients)))
         seconds = time.perf_counter() - started
     return Run(name, clients, total, seconds, latencies, errors)
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
