@@ -35,6 +35,7 @@ class SecondGateway:
     ) -> None:
         self.stack = stack
         self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.audit = folder / "audit.sqlite3"
         self.log = folder / "gateway.log"
         self.config_file = folder / "gateway.toml"

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 import httpx
@@ -58,40 +58,48 @@ def accepted(status: dict[str, Any], user: str, password: str) -> bool:
         return driver.verify_authentication()  # False when Neo4j refuses it
 
 
-@pytest.fixture
-def own_user(
-    stack: DevStack, neo4j_admin: Driver
-) -> Iterator[Callable[[str], tuple[str, str, str]]]:
-    """Make a Neo4j user with a random password kept in a Secrets Manager secret of its own."""
-    made: list[str] = []
+class Lab(NamedTuple):
+    """A second gateway running as a Neo4j user of its own, whose password is in a Secrets
+    Manager secret of its own."""
 
-    def make(name: str) -> tuple[str, str, str]:
-        password = secrets.token_urlsafe(24)
+    gateway: SecondGateway
+    user: str
+    first_password: str
+    secret_id: str
+
+
+@pytest.fixture
+def own_gateway(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path
+) -> Iterator[Callable[..., Lab]]:
+    """Make a :class:`Lab` named ``name`` with ``neo4j`` settings; stopped and dropped after."""
+    made: list[Lab] = []
+
+    def make(name: str, **neo4j: Any) -> Lab:
+        user, password = f"{name}_gateway", secrets.token_urlsafe(24)
         neo4j_admin.execute_query(
             "CREATE USER $user SET PASSWORD $password CHANGE NOT REQUIRED",
-            user=name,
+            user=user,
             password=password,
             database_="system",
         )
-        secret_id = f"cyphergate/test/{name}-{secrets.token_hex(3)}"
+        secret_id = f"cyphergate/test/{user}-{secrets.token_hex(3)}"
         secrets_manager(stack).create_secret(
-            Name=secret_id, SecretString=json.dumps({"username": name, "password": password})
+            Name=secret_id, SecretString=json.dumps({"username": user, "password": password})
         )
-        made.append(name)
-        return name, password, secret_id
+
+        def configure(config: dict[str, Any]) -> None:
+            config["neo4j"].update(user=user, **neo4j)
+            config["neo4j"]["secret"].update(secret_id=secret_id, refresh_interval_s=1.0)
+
+        gateway = SecondGateway(stack, tmp_path / name, name, configure)
+        made.append(Lab(gateway, user, password, secret_id))
+        return made[-1]
 
     yield make
-    for name in made:
-        neo4j_admin.execute_query("DROP USER $user IF EXISTS", user=name, database_="system")
-
-
-def as_user(user: str, secret_id: str, **neo4j: Any) -> Callable[[dict[str, Any]], None]:
-    def configure(config: dict[str, Any]) -> None:
-        config["neo4j"]["user"] = user
-        config["neo4j"]["secret"].update(secret_id=secret_id, refresh_interval_s=1.0)
-        config["neo4j"].update(neo4j)
-
-    return configure
+    for lab in made:
+        lab.gateway.stop()
+        neo4j_admin.execute_query("DROP USER $user IF EXISTS", user=lab.user, database_="system")
 
 
 def drive_load(
@@ -141,23 +149,15 @@ def test_rotation_and_lease_cycling_under_load_fail_nothing(
     stack: DevStack,
     status: dict[str, Any],
     neo4j_admin: Driver,
-    own_user: Callable[[str], tuple[str, str, str]],
-    tmp_path: Path,
+    own_gateway: Callable[..., Lab],
 ) -> None:
-    user, first_password, secret_id = own_user("rotlab_gateway")
-    gateway = SecondGateway(
-        stack,
-        tmp_path,
+    gateway, user, first_password, secret_id = own_gateway(
         "rotlab",
-        as_user(
-            user,
-            secret_id,
-            credentials="leases",
-            lease_ttl_s=4.0,
-            lease_renew_fraction=0.5,
-            rotation_interval_s=3.0,
-            max_connection_lifetime_s=2.0,
-        ),
+        credentials="leases",
+        lease_ttl_s=4.0,
+        lease_renew_fraction=0.5,
+        rotation_interval_s=3.0,
+        max_connection_lifetime_s=2.0,
     )
     gateway.start()
     try:
@@ -200,15 +200,10 @@ def test_a_secret_rotated_elsewhere_is_picked_up_without_restart(
     stack: DevStack,
     status: dict[str, Any],
     neo4j_admin: Driver,
-    own_user: Callable[[str], tuple[str, str, str]],
-    tmp_path: Path,
+    own_gateway: Callable[..., Lab],
 ) -> None:
-    user, old_password, secret_id = own_user("extlab_gateway")
-    gateway = SecondGateway(
-        stack,
-        tmp_path,
-        "extlab",
-        as_user(user, secret_id, credentials="service_account", max_connection_lifetime_s=1.0),
+    gateway, user, old_password, secret_id = own_gateway(
+        "extlab", credentials="service_account", max_connection_lifetime_s=1.0
     )
     gateway.start()
     result: list[tuple[Counter[int], int]] = []
@@ -255,17 +250,10 @@ def test_a_secret_rotated_elsewhere_is_picked_up_without_restart(
 
 
 def test_a_crash_between_changing_and_storing_the_password_locks_nothing_out(
-    stack: DevStack,
-    status: dict[str, Any],
-    own_user: Callable[[str], tuple[str, str, str]],
-    tmp_path: Path,
+    stack: DevStack, status: dict[str, Any], own_gateway: Callable[..., Lab]
 ) -> None:
-    user, _, secret_id = own_user("crashlab_gateway")
-    gateway = SecondGateway(
-        stack,
-        tmp_path,
-        "crashlab",
-        as_user(user, secret_id, credentials="service_account", rotation_interval_s=1.0),
+    gateway, user, _, secret_id = own_gateway(
+        "crashlab", credentials="service_account", rotation_interval_s=1.0
     )
     gateway.config["faults"] = {"crash_at": "password_altered"}
     gateway.start(wait=False)  # it may die before it is ready
