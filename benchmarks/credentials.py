@@ -32,14 +32,18 @@ from typing import Any
 import boto3
 import httpx
 import tomli_w
-from measure import peak_rss_mib, percentile  # benchmarks/measure.py
+from measure import (  # benchmarks/measure.py
+    BENCH_ITEM_READ,
+    peak_rss_mib,
+    percentile,
+    seed_bench_items,
+)
 from neo4j import GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import AWS_REGION, DemoClient, DevStack, StackState
 
 REPO = Path(__file__).resolve().parent.parent
-STATEMENT = "MATCH (i:BenchItem {id: $id}) RETURN i.name AS name"
 VARIANTS = {
     "static": {"credentials": "service_account", "rotation_interval_s": 0.0},
     "rotating": {"credentials": "service_account", "rotation_interval_s": 5.0},
@@ -122,7 +126,7 @@ async def drive(url: str, header: str, seconds: float, clients: int) -> tuple[li
             i = n
             while time.monotonic() < deadline:
                 i += clients
-                body = {"statement": STATEMENT, "parameters": {"id": 1 + i % 1000}}
+                body = {"statement": BENCH_ITEM_READ, "parameters": {"id": 1 + i % 1000}}
                 started = time.perf_counter()
                 response = await http.post("/db/neo4j/query/v2", json=body)
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -149,14 +153,7 @@ def main() -> None:
         processes = []
         try:
             status = stack.up(with_gateway=True)
-            admin = status["neo4j"]
-            with GraphDatabase.driver(
-                admin["bolt_uri"], auth=(admin["user"], admin["password"])
-            ) as d:
-                d.execute_query(
-                    "UNWIND range(1, 1000) AS id CREATE (:BenchItem {id: id, name: 'item ' + id})"
-                )
-                d.execute_query("CREATE INDEX bench_id IF NOT EXISTS FOR (i:BenchItem) ON (i.id)")
+            seed_bench_items(status["neo4j"])
             gateways = {}
             for name, neo4j in VARIANTS.items():
                 process, url, log = start_gateway(stack, folder, name, neo4j)

@@ -1,4 +1,5 @@
-"""What every benchmark here reports: latency percentiles and a process's peak memory.
+"""What the benchmarks here share: latency percentiles, a process's peak memory, and the data
+the request-path benchmarks read.
 
 The benchmarks run as scripts (``python benchmarks/<name>.py``), so they import this module by
 its bare name from their own folder.
@@ -7,6 +8,12 @@ its bare name from their own folder.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from neo4j import GraphDatabase
+
+# 1,000 indexed items, read one at a time by id.
+BENCH_ITEM_READ = "MATCH (i:BenchItem {id: $id}) RETURN i.name AS name"
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -21,3 +28,13 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def seed_bench_items(neo4j: dict[str, Any]) -> None:
+    """Create the items ``BENCH_ITEM_READ`` reads, as the stack's administrator (``neo4j`` is
+    the devstack status's ``neo4j`` section)."""
+    with GraphDatabase.driver(neo4j["bolt_uri"], auth=(neo4j["user"], neo4j["password"])) as d:
+        d.execute_query(
+            "UNWIND range(1, 1000) AS id CREATE (:BenchItem {id: id, name: 'item ' + id})"
+        )
+        d.execute_query("CREATE INDEX bench_id IF NOT EXISTS FOR (i:BenchItem) ON (i.id)")

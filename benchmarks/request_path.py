@@ -20,15 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from measure import peak_rss_mib, percentile  # benchmarks/measure.py
-from neo4j import GraphDatabase
+from measure import (
+    BENCH_ITEM_READ,
+    peak_rss_mib,
+    percentile,
+    seed_bench_items,
+)  # benchmarks/measure.py
 
 from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import DemoClient, DevStack
 
 REPO = Path(__file__).resolve().parent.parent
 STATEMENTS = (
-    "MATCH (i:BenchItem {id: $id}) RETURN i.name AS name",
+    BENCH_ITEM_READ,
     "MATCH (i:BenchItem) WHERE i.id < $id RETURN count(i) AS n",
     "RETURN $id AS id, $id * 2 AS twice",
 )
@@ -101,13 +105,7 @@ def main() -> None:
         try:
             status = stack.up(with_gateway=True)
             neo4j = status["neo4j"]
-            with GraphDatabase.driver(
-                neo4j["bolt_uri"], auth=(neo4j["user"], neo4j["password"])
-            ) as d:
-                d.execute_query(
-                    "UNWIND range(1, 1000) AS id CREATE (:BenchItem {id: id, name: 'item ' + id})"
-                )
-                d.execute_query("CREATE INDEX bench_id IF NOT EXISTS FOR (i:BenchItem) ON (i.id)")
+            seed_bench_items(neo4j)
             token = stack.client_token("bench_reader")
             direct_url = neo4j["http_uri"] + "/db/neo4j/query/v2"
             gateway_url = status["gateway_url"] + "/db/neo4j/query/v2"
