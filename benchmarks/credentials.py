@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from measure import (  # benchmarks/measure.py
 from neo4j import GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
+from proxy.devstack.ports import free_ports
 from proxy.devstack.stack import AWS_REGION, DemoClient, DevStack, StackState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,13 +49,6 @@ VARIANTS = {
     "rotating": {"credentials": "service_account", "rotation_interval_s": 5.0},
     "leases+rot": {"credentials": "leases", "rotation_interval_s": 5.0, "lease_ttl_s": 60.0},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start_gateway(stack: DevStack, folder: Path, name: str, neo4j: dict[str, Any]) -> Any:
@@ -82,7 +75,7 @@ def start_gateway(stack: DevStack, folder: Path, name: str, neo4j: dict[str, Any
         Name=f"bench/{user}", SecretString=json.dumps({"username": user, "password": password})
     )
     config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
-    port = free_port()
+    (port,) = free_ports(1)
     config["server"]["port"] = port
     config["audit"] = {"path": str(folder / f"{user}.sqlite3")}
     config["neo4j"].update(

@@ -11,7 +11,6 @@ lands. The proposed policy runs in a private OPA server on a free loopback port.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from proxy.devstack.ports import free_ports
 from proxy.graph import Neo4jGraph
 from proxy.policy import Decision, OPAPolicyEngine, policy_input
 from proxy.principal import Identity, Principal
@@ -175,9 +175,7 @@ def proposed_policy(
     (with ``watch``, OPA reloads the folder when a file in it changes)."""
     if not policies.is_dir():
         raise FileNotFoundError(f"no policy folder at {policies}")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (port,) = free_ports(1)
     command = opa_server_command(opa_binary, port, policies, watch=watch)
     with tempfile.TemporaryFile() as output:
         # The binary and folder are the operator's own arguments; no shell is involved.

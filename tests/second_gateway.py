@@ -8,7 +8,6 @@ leases.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import tomli_w
 
+from proxy.devstack.ports import free_ports
 from proxy.devstack.stack import DevStack
 
 
@@ -40,7 +40,7 @@ class SecondGateway:
         self.log = folder / "gateway.log"
         self.config_file = folder / "gateway.toml"
         self.prefix = f"cg_{name}_"
-        self.port = free_port()
+        (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
@@ -101,10 +101,3 @@ class SecondGateway:
             headers={"Authorization": self.stack.auth_header(dag)},
             timeout=60,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -35,6 +35,7 @@ from neo4j import GraphDatabase
 from proxy.audit.checkpoint import write_keys
 from proxy.client import iam_authorization
 from proxy.devstack.install import Components, install_all
+from proxy.devstack.ports import free_ports
 from proxy.replay import opa_server_command
 
 AUDIENCE = "urn:cyphergate:gateway"
@@ -695,7 +696,7 @@ class DevStack:
                 self.down()
         state = StackState(
             run_dir=str(self.run_dir),
-            ports=dict(zip(names, _free_ports(len(names)), strict=True)),
+            ports=dict(zip(names, free_ports(len(names)), strict=True)),
             neo4j_password=secrets.token_urlsafe(18),
             gateway_password=secrets.token_urlsafe(18),
             clients={
@@ -790,19 +791,6 @@ def _write_secret(path: Path, value: str) -> Path:
 def role_arn(dag: str) -> str:
     """The IAM role the stack creates for a demo DAG."""
     return f"arn:aws:iam::{AWS_ACCOUNT}:role/cyphergate-{dag}"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _running(pid: int) -> bool:

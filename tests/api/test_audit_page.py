@@ -6,20 +6,18 @@ Everything else about the page is tested in a real browser against the real prov
 
 from __future__ import annotations
 
-import socket
 import time
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from proxy.api.audit_page import build_audit_page
+from proxy.devstack.ports import free_ports
 from proxy.settings import AuditWebSettings
 
 
 def test_sign_in_with_the_provider_unreachable_is_a_503_page() -> None:
-    with socket.socket() as probe:  # a loopback port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (port,) = free_ports(1)  # a loopback port nobody listens on
     settings = AuditWebSettings(
         issuer=f"http://127.0.0.1:{port}",
         client_id="web",
