@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from proxy.api.routes import client_address
 from proxy.audit.review import AuditReview, flat_record
 from proxy.audit.sqlite import RecordFilter
 from proxy.clock import Clock
@@ -130,7 +131,7 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
 
     async def _authorize(request: Request, identity: Identity) -> Identity | Response:
         review: AuditReview = app.state.review
-        client = f"{request.client.host}:{request.client.port}" if request.client else None
+        client = client_address(request)
 
         async def prove() -> Identity:
             return identity

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
+from proxy.api.routes import client_address
 from proxy.audit.review import AuditReview
 from proxy.audit.sqlite import RecordFilter
 from proxy.gateway import new_request_id
@@ -19,7 +20,7 @@ def build_audit_router() -> APIRouter:
         request_id = new_request_id()
         request.state.request_id = request_id
         review: AuditReview = request.app.state.review
-        client = f"{request.client.host}:{request.client.port}" if request.client else None
+        client = client_address(request)
         await review.authorize(
             review.bearer(request.headers.get("authorization")), request_id, client
         )

@@ -127,7 +127,7 @@ _MEDIA_TYPES = {"application/json", TYPED_MEDIA_TYPE}
 
 
 def _call(request: Request, request_id: str, database: str, max_body_bytes: int) -> Call:
-    client = f"{request.client.host}:{request.client.port}" if request.client else None
+    client = client_address(request)
     return Call(
         request_id=request_id,
         database=database,
@@ -172,3 +172,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(reason="body_too_large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def client_address(request: Request) -> str | None:
+    """``host:port`` of the caller as the audit record names it (None if unknown)."""
+    return f"{request.client.host}:{request.client.port}" if request.client else None
