@@ -304,6 +304,7 @@ class RotatingAuth(AsyncAuthManager):
         # The store's value as last read: only a change *there* overrides a credential set by
         # use() (during our own rotation the store still says the old one until promotion).
         self._seen = credential
+        self._settling = asyncio.Lock()  # one refusal is settled at a time
 
     @property
     def credential(self) -> Credential:
@@ -315,23 +316,39 @@ class RotatingAuth(AsyncAuthManager):
             raise ValueError("a rotation must keep the user")
         self._credential = credential
 
-    async def refresh(self) -> bool:
-        """Re-read the source (and its pending value); True if the credential changed."""
-        self._source.invalidate()
-        current = await self._source.current()
-        self._seen = current
-        candidates = [current]
-        staged = await self._source.pending()
-        if staged is not None:
-            candidates.append(staged[1])
-        for fresh in candidates:
-            if fresh != self._credential and fresh.user == self._credential.user:
-                log.info("the Neo4j credential of %s changed elsewhere; using it", fresh.user)
-                self._credential = fresh
+    async def refresh(self, refused: Credential | None = None) -> bool:
+        """Re-read the source (and its pending value) after Neo4j refused ``refused`` (by default
+        the credential in use). True if something other than ``refused`` is now in use, so one
+        more try makes sense.
+
+        One refusal is often handled twice (by the driver, then by the gateway's retry), and
+        several requests are refused at once: a refusal of a credential already replaced must
+        not switch back to it, or to the store's ``AWSCURRENT`` that an outside rotation is
+        about to replace.
+        """
+        refused = refused or self._credential
+        async with self._settling:
+            if self._credential != refused:
                 return True
-        return False
+            self._source.invalidate()
+            # The staged value first: if a promotion lands between the two reads, the new value
+            # is then seen as staged or as current, never missed.
+            staged = await self._source.pending()
+            current = await self._source.current()
+            self._seen = current
+            for fresh in (current, *(() if staged is None else (staged[1],))):
+                if fresh != refused and fresh.user == refused.user:
+                    log.info("the Neo4j credential of %s changed elsewhere; using it", fresh.user)
+                    self._credential = fresh
+                    return True
+            return False
 
     async def get_auth(self) -> neo4j.Auth:
+        if self._settling.locked():
+            # A refusal is being settled: wait for its outcome rather than log in with what
+            # Neo4j just refused. Refused logins count towards Neo4j's rate limit.
+            async with self._settling:
+                pass
         try:
             fresh = await self._source.current()
         except Exception:  # the store is briefly away: keep using what works
@@ -347,11 +364,19 @@ class RotatingAuth(AsyncAuthManager):
     async def handle_security_exception(
         self, auth: tuple[str, str] | neo4j.Auth | None, error: neo4j_errors.Neo4jError
     ) -> bool:
-        del auth
         if error.code == "Neo.ClientError.Security.Unauthorized":
             with contextlib.suppress(Exception):
-                return await self.refresh()
+                return await self.refresh(_credential_of(auth))
         return False
+
+
+def _credential_of(auth: tuple[str, str] | neo4j.Auth | None) -> Credential | None:
+    """The credential a refused connection used, as the driver reports it."""
+    if isinstance(auth, neo4j.Auth) and auth.principal and auth.credentials:
+        return Credential(auth.principal, auth.credentials)
+    if isinstance(auth, tuple):
+        return Credential(*auth)
+    return None
 
 
 class Rotator:

@@ -44,6 +44,7 @@ JSON = Any
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 UNAUTHORIZED = "Neo.ClientError.Security.Unauthorized"
+RATE_LIMITED = "Neo.ClientError.Security.AuthenticationRateLimit"
 
 _COUNTERS = (
     ("containsUpdates", "contains_updates"),
@@ -221,15 +222,37 @@ class Neo4jGraph:
         return await self._retrying_login(lambda: self._run(execution, None))
 
     async def _retrying_login(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        """``attempt()``, and once more if Neo4j refused the gateway's login because the
-        password was rotated elsewhere (the store has the new one). Nothing ran the first time,
-        since Neo4j refused the login, so the retry is safe."""
-        try:
-            return await attempt()
-        except GraphFailed as error:
-            if error.reason != UNAUTHORIZED or self._auth is None or not await self._auth.refresh():
+        """``attempt()``, tried again when Neo4j refused the gateway's login. A refused login
+        ran nothing, so trying again is safe.
+
+        - ``Unauthorized``: the password was rotated elsewhere; once more with the store's
+          newest value (see :meth:`RotatingAuth.refresh`).
+        - ``AuthenticationRateLimit``: too many refused logins (several connections opened at
+          once with the old password, say), so Neo4j refuses every login of the user for its
+          ``dbms.security.auth_lock_time``; once more after ``auth_lock_time_s``.
+        """
+        refreshed = waited = False
+        while True:
+            in_use = None if self._auth is None else self._auth.credential
+            try:
+                return await attempt()
+            except GraphFailed as error:
+                if self._auth is None:
+                    raise
+                if error.reason == UNAUTHORIZED and not refreshed:
+                    refreshed = True
+                    if await self._auth.refresh(refused=in_use):
+                        continue
+                elif error.reason == RATE_LIMITED and not waited:
+                    waited = True
+                    log.warning(
+                        "Neo4j refuses logins for a while (AuthenticationRateLimit); "
+                        "trying again in %.1f s",
+                        self._settings.auth_lock_time_s,
+                    )
+                    await asyncio.sleep(self._settings.auth_lock_time_s)
+                    continue
                 raise
-            return await attempt()
 
     @property
     def driver(self) -> AsyncDriver:

@@ -78,6 +78,12 @@ class Neo4jSettings(BaseModel):
     leases_path: Path = Field(
         default=Path("cyphergate-leases.sqlite3"), description="Where leases are recorded."
     )
+    auth_lock_time_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Neo4j's dbms.security.auth_lock_time: after too many refused logins, "
+        "wait this long once before trying again.",
+    )
     default_timeout_s: float = Field(default=30.0, gt=0)
     analysis_cache_size: int = Field(default=4096, ge=0)
     analysis_cache_ttl_s: float = Field(

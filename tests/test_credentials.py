@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import stat
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -124,6 +126,90 @@ def test_a_refused_login_tries_the_staged_value() -> None:
     assert auth.credential == staged
     asyncio.run(source.promote("v2"))  # the rotation function finishes
     assert asyncio.run(auth.refresh()) is False  # nothing newer than what is in use
+
+
+def test_one_refusal_handled_twice_stays_on_the_staged_value() -> None:
+    """An outside rotation set the staged password in Neo4j and has not promoted it yet. The
+    driver handles the refusal (with the refused auth), then the gateway's retry does: the
+    second must not switch back to the store's AWSCURRENT, which Neo4j no longer accepts."""
+    old, staged = Credential("gw", "old-password"), Credential("gw", "staged-password")
+    auth = RotatingAuth(FakeSource(old, pending=staged), old)
+    unauthorized = SimpleNamespace(code="Neo.ClientError.Security.Unauthorized")
+
+    async def go() -> None:
+        assert await auth.handle_security_exception(old.auth(), cast(Any, unauthorized))
+        assert auth.credential == staged
+        assert await auth.refresh(refused=old) is True  # the gateway's retry: try again
+        assert auth.credential == staged
+        # Several requests refused at once, all with the old password.
+        assert all(await asyncio.gather(*(auth.refresh(refused=old) for _ in range(5))))
+        assert auth.credential == staged
+        assert (await auth.get_auth()).credentials == "staged-password"
+        # The staged value refused too (someone rolled back): the store's value is tried.
+        assert await auth.refresh(refused=staged) is True
+        assert auth.credential == old
+
+    asyncio.run(go())
+
+
+class PromotedMidway(FakeSource):
+    """An outside rotation's promotion lands right after the first read of the store."""
+
+    def __init__(self, old: Credential, new: Credential) -> None:
+        super().__init__(old, pending=new)
+        self.first_read = True
+
+    def _read(self) -> None:
+        if not self.first_read:
+            self.value, self.staged = self.staged or self.value, None
+        self.first_read = False
+
+    async def current(self) -> Credential:
+        self._read()
+        return self.value
+
+    async def pending(self) -> tuple[str, Credential] | None:
+        self._read()
+        return None if self.staged is None else ("v2", self.staged)
+
+
+def test_a_promotion_between_the_reads_is_not_missed() -> None:
+    old, new = Credential("gw", "old-password"), Credential("gw", "new-password")
+    auth = RotatingAuth(PromotedMidway(old, new), old)
+    assert asyncio.run(auth.refresh()) is True
+    assert auth.credential == new
+
+
+class SlowStore(FakeSource):
+    """A store whose staged value takes until ``release`` is set to read."""
+
+    def __init__(self, current: Credential, pending: Credential) -> None:
+        super().__init__(current, pending)
+        self.release = asyncio.Event()
+
+    async def pending(self) -> tuple[str, Credential] | None:
+        await self.release.wait()
+        return await super().pending()
+
+
+def test_new_logins_wait_while_a_refusal_is_settled() -> None:
+    """No new connection logs in with what Neo4j just refused: refused logins count towards
+    Neo4j's rate limit."""
+    old, staged = Credential("gw", "old-password"), Credential("gw", "staged-password")
+
+    async def go() -> None:
+        source = SlowStore(old, staged)
+        auth = RotatingAuth(source, old)
+        settling = asyncio.create_task(auth.refresh(refused=old))
+        await asyncio.sleep(0)  # the refresh holds the lock, reading the store
+        login = asyncio.create_task(auth.get_auth())
+        await asyncio.sleep(0.01)
+        assert not login.done()
+        source.release.set()
+        assert await settling is True
+        assert (await login).credentials == "staged-password"
+
+    asyncio.run(go())
 
 
 def test_a_rotation_never_switches_the_user() -> None:
