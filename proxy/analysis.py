@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
 
+from proxy import metrics
 from proxy.plan import PlanFacts
 
 QueryType = Literal["r", "rw", "w", "s"]
@@ -93,7 +94,9 @@ class Analyzer:
         cached = self._cache.get(key)
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(key)
+            metrics.CACHE_LOOKUPS.labels("analysis", "hit").inc()
             return cached[1]
+        metrics.CACHE_LOOKUPS.labels("analysis", "miss").inc()
         analysis = await self._explainer.explain(database, statement)
         if analysis.query_type == "s":
             # A schema statement (about to run) can change plans: start afresh.

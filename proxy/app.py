@@ -90,7 +90,9 @@ def create_app(
             yield
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.include_router(build_router(max_body_bytes=settings.server.max_body_bytes))
+    app.include_router(
+        build_router(max_body_bytes=settings.server.max_body_bytes, metrics=settings.server.metrics)
+    )
     app.include_router(build_audit_router())
     if settings.audit.web is not None:
         # Mounted after the API's /audit/records routes, which therefore still match first.

@@ -17,10 +17,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
+from proxy import metrics
 from proxy.analysis import Analysis, Analyzer
 from proxy.audit import AuditLog
 from proxy.audit.checkpoint import ParameterDigester
-from proxy.audit.record import AuditEvent, concluded, statement_digest, utc_timestamp
+from proxy.audit.record import (
+    AuditEvent,
+    concluded,
+    statement_digest,
+    utc_timestamp,
+    verdict_of,
+)
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
 from proxy.errors import AuditUnavailable, BadRequest, CypherGateError, PolicyDenied
@@ -228,23 +235,29 @@ class Gateway:
     def _finished(
         self, event: AuditEvent, started: float, *, error: CypherGateError | None
     ) -> AuditEvent:
+        """The request's last record, stamped; every request passes here exactly once."""
         if error is None:
-            return concluded(event, started=started, now=self._clock(), status=SUCCESS_STATUS)
-        return concluded(
-            event,
-            started=started,
-            now=self._clock(),
-            status=error.status,
-            error=error.as_document(),
-        )
+            finished = concluded(event, started=started, now=self._clock(), status=SUCCESS_STATUS)
+        else:
+            finished = concluded(
+                event,
+                started=started,
+                now=self._clock(),
+                status=error.status,
+                error=error.as_document(),
+            )
+        _count(finished)
+        return finished
 
     async def _record(self, event: AuditEvent) -> None:
         try:
             await self._audit.append(event)
         except AuditUnavailable:
+            metrics.AUDIT_FAILURES.labels(event.event).inc()
             log.error("audit log unwritable; request %s refused", event.request_id)
             raise
         except Exception as exc:
+            metrics.AUDIT_FAILURES.labels(event.event).inc()
             raise AuditUnavailable(reason=f"audit_error:{type(exc).__name__}") from exc
 
     async def _record_outcome(self, event: AuditEvent) -> None:
@@ -265,6 +278,19 @@ def _empty_trail(call: Call, started: float) -> AuditEvent:
         client=call.client,
         database=call.database,
     )
+
+
+def _count(finished: AuditEvent) -> None:
+    """The request in /metrics: its verdict, status, time and (if refused) kinds of reason."""
+    verdict = verdict_of(finished.decision)
+    metrics.REQUESTS.labels(verdict, str(finished.status)).inc()
+    metrics.REQUEST_SECONDS.labels(verdict).observe((finished.latency_us or 0) / 1_000_000)
+    if verdict == "deny":
+        reasons = (finished.decision or {}).get("reasons") or []
+        if not reasons and finished.error:
+            reasons = [finished.error["reason"]]
+        for reason in reasons:
+            metrics.DENIALS.labels(metrics.reason_kind(str(reason))).inc()
 
 
 def new_request_id() -> str:

@@ -24,6 +24,7 @@ import neo4j
 from neo4j import AsyncDriver, AsyncGraphDatabase, Bookmarks
 from neo4j import exceptions as neo4j_errors
 
+from proxy import metrics
 from proxy.analysis import Analysis, QueryType
 from proxy.credentials import RotatingAuth, Rotator, open_source
 from proxy.errors import (
@@ -214,9 +215,13 @@ class Neo4jGraph:
             try:
                 await self.rotate()
             except CypherGateError as error:  # try again next time; requests are unaffected
+                metrics.ROTATIONS.labels("failed").inc()
                 log.error("password rotation failed: %s", error.reason)
             except Exception as exc:  # a malformed secret, say: keep the task (and say why)
+                metrics.ROTATIONS.labels("failed").inc()
                 log.error("password rotation failed: %s", type(exc).__name__)
+            else:
+                metrics.ROTATIONS.labels("ok").inc()
 
     async def _run_as_gateway(self, execution: Execution) -> QueryResult:
         return await self._retrying_login(lambda: self._run(execution, None))
@@ -242,9 +247,11 @@ class Neo4jGraph:
                 if error.reason == UNAUTHORIZED and not refreshed:
                     refreshed = True
                     if await self._auth.refresh(refused=in_use):
+                        metrics.LOGIN_RETRIES.labels("Unauthorized").inc()
                         continue
                 elif error.reason == RATE_LIMITED and not waited:
                     waited = True
+                    metrics.LOGIN_RETRIES.labels("AuthenticationRateLimit").inc()
                     log.warning(
                         "Neo4j refuses logins for a while (AuthenticationRateLimit); "
                         "trying again in %.1f s",

@@ -30,6 +30,7 @@ from pathlib import Path
 import neo4j
 from neo4j import AsyncDriver
 
+from proxy import metrics
 from proxy.credentials import PASSWORD_BYTES, Credential, crash_point
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,8 @@ class LeaseManager:
                 await self._drop(credential.user)
             raise
         crash_point(self._crash_at, "lease_user_created")
+        metrics.LEASES_CREATED.inc()
+        metrics.LEASES_ACTIVE.inc()
         log.info("leased Neo4j user %s to DAG %s", credential.user, dag)
         return Lease(credential=credential, dag=dag, created=now, expires=expires)
 
@@ -189,10 +192,12 @@ class LeaseManager:
             return
         await self._drop(lease.user)
         lease.dropped = True
+        metrics.LEASES_ACTIVE.dec()
         self._retired.discard(lease)
 
     async def _drop(self, user: str) -> None:
         await self._admin("DROP USER $user IF EXISTS", user=user)
+        metrics.LEASES_DROPPED.inc()
         await self._record("DELETE FROM leases WHERE user = ?", user)
 
     async def _maintain(self) -> None:

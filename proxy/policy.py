@@ -29,6 +29,7 @@ import httpx
 from opa_client import AsyncOpaClient
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from proxy import metrics
 from proxy.analysis import Analysis
 from proxy.errors import PolicyUnavailable
 from proxy.principal import Identity, Principal
@@ -266,7 +267,9 @@ class OPAPolicyEngine:
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
+            metrics.CACHE_LOOKUPS.labels("decision", "hit").inc()
             return replace(cached, decision_id=str(uuid.uuid4()))
+        metrics.CACHE_LOOKUPS.labels("decision", "miss").inc()
         decision = await self._ask(document, revision)
         # Only a known revision may key the cache: otherwise a change could go unnoticed.
         if revision is not None and self._settings.decision_cache_size > 0:

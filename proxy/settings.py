@@ -27,6 +27,9 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
+    metrics: bool = Field(
+        default=True, description="Serve /metrics (Prometheus text; no DAG names, no secrets)."
+    )
 
 
 class SecretSettings(BaseModel):

@@ -279,11 +279,14 @@ def test_a_login_rate_limit_is_waited_out_not_failed(
         started = time.monotonic()
         answer = gateway.query("demo_reader", "RETURN 1 AS one")
         print(f"the request waited {time.monotonic() - started:.1f} s")
+        metrics = httpx.get(gateway.url + "/metrics").text
     finally:
         gateway.stop()
     assert answer.status_code == 202, answer.text
     assert answer.json()["data"]["values"] == [[1]]
     assert "AuthenticationRateLimit" in gateway.log_text()
+    retried = 'cyphergate_neo4j_login_retries_total{cause="AuthenticationRateLimit"} 1.0'
+    assert retried in metrics.splitlines()
 
 
 def test_a_crash_between_changing_and_storing_the_password_locks_nothing_out(

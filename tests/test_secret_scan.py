@@ -1,4 +1,4 @@
-"""No secret ever appears in logs, audit records, error bodies or exception text.
+"""No secret ever appears in logs, audit records, error bodies, /metrics or exception text.
 
 Runs after the suite's other tests (pytest takes files in name order; the directories come
 first), over everything they left: every secret the stack generated or holds in Secrets Manager,
@@ -36,7 +36,7 @@ def every_secret(stack: DevStack) -> set[str]:
     return {s for s in found if s and len(s) >= 8}
 
 
-def test_no_secret_in_logs_audit_files_or_error_bodies(
+def test_no_secret_in_logs_audit_files_error_bodies_or_metrics(
     stack: DevStack, gateway: httpx.Client, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     secrets = every_secret(stack)
@@ -52,6 +52,7 @@ def test_no_secret_in_logs_audit_files_or_error_bodies(
         response = gateway.post("/db/neo4j/query/v2", json=body, headers=headers)
         assert response.status_code >= 400
         bodies.append(response.text)
+    bodies.append(gateway.get("/metrics").text)
     root = tmp_path_factory.getbasetemp()
     files: list[Path] = [
         path
@@ -65,6 +66,6 @@ def test_no_secret_in_logs_audit_files_or_error_bodies(
     for path in files:
         content = path.read_bytes()
         leaks += [(str(path), s[:4] + "...") for s in secrets if s.encode() in content]
-    leaks += [("error body", s[:4] + "...") for s in secrets for b in bodies if s in b]
-    print(f"searched {len(files)} files and {len(bodies)} error bodies for {len(secrets)} secrets")
+    leaks += [("answer", s[:4] + "...") for s in secrets for b in bodies if s in b]
+    print(f"searched {len(files)} files and {len(bodies)} answers for {len(secrets)} secrets")
     assert leaks == []

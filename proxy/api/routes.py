@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from proxy.errors import CypherGateError, NotSupported, PayloadTooLarge, UnsupportedMediaType
 from proxy.gateway import SUCCESS_STATUS, Answer, Call, Gateway, new_request_id
@@ -18,9 +19,9 @@ TRUNCATED_HEADER = "X-CypherGate-Truncated"
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
-def build_router(*, max_body_bytes: int) -> APIRouter:
+def build_router(*, max_body_bytes: int, metrics: bool = True) -> APIRouter:
     """The gateway's routes; the lifespan puts the :class:`Gateway` and readiness checks on
-    ``app.state``."""
+    ``app.state``. ``metrics``: serve ``/metrics`` (see proxy.metrics)."""
     router = APIRouter()
 
     @router.post("/db/{database}/query/v2")
@@ -85,6 +86,13 @@ def build_router(*, max_body_bytes: int) -> APIRouter:
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,
         )
+
+    if metrics:
+
+        @router.get("/metrics")
+        async def prometheus_metrics() -> Response:
+            # Like /healthz, it needs no credential: it names no DAG, user or secret.
+            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
