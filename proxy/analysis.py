@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal, Protocol
 
-from proxy import metrics
+from proxy.metrics import Metrics
 from proxy.plan import PlanFacts
 
 QueryType = Literal["r", "rw", "w", "s"]
@@ -81,8 +81,10 @@ class Analyzer:
         max_entries: int,
         ttl_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._explainer = explainer
+        self._lookups = (metrics or Metrics()).cache_lookups
         self._max_entries = max_entries
         self._ttl_s = ttl_s
         self._clock = clock
@@ -94,9 +96,9 @@ class Analyzer:
         cached = self._cache.get(key)
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(key)
-            metrics.CACHE_LOOKUPS.labels("analysis", "hit").inc()
+            self._lookups.labels("analysis", "hit").inc()
             return cached[1]
-        metrics.CACHE_LOOKUPS.labels("analysis", "miss").inc()
+        self._lookups.labels("analysis", "miss").inc()
         analysis = await self._explainer.explain(database, statement)
         if analysis.query_type == "s":
             # A schema statement (about to run) can change plans: start afresh.

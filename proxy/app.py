@@ -26,6 +26,7 @@ from proxy.clock import Clock, system_clock
 from proxy.errors import CypherGateError
 from proxy.gateway import Gateway
 from proxy.graph import GraphExecutor, Neo4jGraph
+from proxy.metrics import Metrics
 from proxy.policy import OPAPolicyEngine, PolicyEngine
 from proxy.principal import DagResolver
 from proxy.settings import Settings
@@ -45,11 +46,12 @@ def create_app(
     settings: Settings, services: Services | None = None, *, clock: Clock = system_clock
 ) -> FastAPI:
     """Build the gateway application; real services are opened by the lifespan."""
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            chosen = services or await _open_services(settings, clock, stack)
+            chosen = services or await _open_services(settings, clock, stack, metrics)
             gateway = Gateway(
                 authenticator=chosen.authenticator,
                 resolver=DagResolver(settings.auth.bindings),
@@ -57,6 +59,7 @@ def create_app(
                     chosen.graph,
                     max_entries=settings.neo4j.analysis_cache_size,
                     ttl_s=settings.neo4j.analysis_cache_ttl_s,
+                    metrics=metrics,
                 ),
                 policy=chosen.policy,
                 graph=chosen.graph,
@@ -64,6 +67,7 @@ def create_app(
                 clock=clock,
                 default_timeout_s=settings.neo4j.default_timeout_s,
                 digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
+                metrics=metrics,
             )
             readiness = {
                 "neo4j": chosen.graph.check_ready,
@@ -90,6 +94,7 @@ def create_app(
             yield
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.metrics = metrics
     app.include_router(
         build_router(max_body_bytes=settings.server.max_body_bytes, metrics=settings.server.metrics)
     )
@@ -111,7 +116,9 @@ def create_app(
     return app
 
 
-async def _open_services(settings: Settings, clock: Clock, stack: AsyncExitStack) -> Services:
+async def _open_services(
+    settings: Settings, clock: Clock, stack: AsyncExitStack, metrics: Metrics
+) -> Services:
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
     schemes: dict[str, Authenticator] = {}
     if settings.auth.oidc:
@@ -141,13 +148,14 @@ async def _open_services(settings: Settings, clock: Clock, stack: AsyncExitStack
     )
     await audit.open()
     stack.push_async_callback(audit.close)
-    policy = OPAPolicyEngine(settings.opa)
+    policy = OPAPolicyEngine(settings.opa, metrics)
     await policy.open()
     stack.push_async_callback(policy.close)
     graph = Neo4jGraph(
         settings.neo4j,
         development=settings.profile == "development",
         crash_at=settings.faults.crash_at,
+        metrics=metrics,
     )
     await graph.open()
     stack.push_async_callback(graph.close)

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
-from proxy import metrics
 from proxy.analysis import Analysis, Analyzer
 from proxy.audit import AuditLog
 from proxy.audit.checkpoint import ParameterDigester
@@ -32,6 +31,7 @@ from proxy.auth import SchemeRouter
 from proxy.clock import Clock
 from proxy.errors import AuditUnavailable, BadRequest, CypherGateError, PolicyDenied
 from proxy.graph import Execution, GraphExecutor, QueryResult
+from proxy.metrics import Metrics
 from proxy.policy import AccessMode, Decision, PolicyEngine, policy_input
 from proxy.principal import DagResolver, Principal
 from proxy.values import InvalidValue, from_typed
@@ -97,6 +97,7 @@ class Gateway:
         clock: Clock,
         default_timeout_s: float,
         digester: ParameterDigester | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -107,6 +108,7 @@ class Gateway:
         self._clock = clock
         self._default_timeout_s = default_timeout_s
         self._digester = digester or ParameterDigester(None)
+        self._metrics = metrics or Metrics()
 
     async def query(self, call: Call) -> Answer:
         """Handle one query; raises :class:`CypherGateError` for every refusal or failure."""
@@ -165,7 +167,12 @@ class Gateway:
                 raise internal from exc
             # Write-ahead: if this record cannot be written, AuditUnavailable ends it here.
             credential = {"user": checkout.user}
-            await self._record(replace(trail, access_mode=access_mode, credential=credential))
+            ahead = replace(trail, access_mode=access_mode, credential=credential)
+            try:
+                await self._record(ahead)
+            except AuditUnavailable as error:
+                self._finished(ahead, started, error=error)  # still counted in /metrics
+                raise
             outcome = replace(
                 trail,
                 event="outcome",
@@ -246,18 +253,31 @@ class Gateway:
                 status=error.status,
                 error=error.as_document(),
             )
-        _count(finished)
+        self._count(finished)
         return finished
+
+    def _count(self, finished: AuditEvent) -> None:
+        """The request in /metrics: verdict, status, time and (if refused) kinds of reason."""
+        verdict = verdict_of(finished.decision)
+        self._metrics.requests.labels(verdict, str(finished.status)).inc()
+        seconds = (finished.latency_us or 0) / 1_000_000
+        self._metrics.request_seconds.labels(verdict).observe(seconds)
+        if verdict == "deny":
+            reasons = (finished.decision or {}).get("reasons") or []
+            if not reasons and finished.error:
+                reasons = [finished.error["reason"]]
+            for reason in reasons:
+                self._metrics.denied(str(reason))
 
     async def _record(self, event: AuditEvent) -> None:
         try:
             await self._audit.append(event)
         except AuditUnavailable:
-            metrics.AUDIT_FAILURES.labels(event.event).inc()
+            self._metrics.audit_failures.labels(event.event).inc()
             log.error("audit log unwritable; request %s refused", event.request_id)
             raise
         except Exception as exc:
-            metrics.AUDIT_FAILURES.labels(event.event).inc()
+            self._metrics.audit_failures.labels(event.event).inc()
             raise AuditUnavailable(reason=f"audit_error:{type(exc).__name__}") from exc
 
     async def _record_outcome(self, event: AuditEvent) -> None:
@@ -278,19 +298,6 @@ def _empty_trail(call: Call, started: float) -> AuditEvent:
         client=call.client,
         database=call.database,
     )
-
-
-def _count(finished: AuditEvent) -> None:
-    """The request in /metrics: its verdict, status, time and (if refused) kinds of reason."""
-    verdict = verdict_of(finished.decision)
-    metrics.REQUESTS.labels(verdict, str(finished.status)).inc()
-    metrics.REQUEST_SECONDS.labels(verdict).observe((finished.latency_us or 0) / 1_000_000)
-    if verdict == "deny":
-        reasons = (finished.decision or {}).get("reasons") or []
-        if not reasons and finished.error:
-            reasons = [finished.error["reason"]]
-        for reason in reasons:
-            metrics.DENIALS.labels(metrics.reason_kind(str(reason))).inc()
 
 
 def new_request_id() -> str:

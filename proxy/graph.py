@@ -24,7 +24,6 @@ import neo4j
 from neo4j import AsyncDriver, AsyncGraphDatabase, Bookmarks
 from neo4j import exceptions as neo4j_errors
 
-from proxy import metrics
 from proxy.analysis import Analysis, QueryType
 from proxy.credentials import RotatingAuth, Rotator, open_source
 from proxy.errors import (
@@ -37,6 +36,7 @@ from proxy.errors import (
     RowLimitExceeded,
 )
 from proxy.leases import LeaseManager
+from proxy.metrics import Metrics
 from proxy.plan import read_plan
 from proxy.policy import AccessMode, RowLimitAction
 from proxy.settings import Neo4jSettings
@@ -133,6 +133,7 @@ class Neo4jGraph:
         manage: bool = True,
         development: bool = False,
         crash_at: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # Only the serving gateway manages credentials (settles rotations, rotates, leases);
         # a command-line tool beside it must not race it.
@@ -140,6 +141,7 @@ class Neo4jGraph:
         self._settings = settings
         self._development = development
         self._crash_at = crash_at
+        self._metrics = metrics or Metrics()
         self._driver: AsyncDriver | None = None
         self._auth: RotatingAuth | None = None
         self._rotator: Rotator | None = None
@@ -170,6 +172,7 @@ class Neo4jGraph:
                     ttl_s=settings.lease_ttl_s,
                     renew_fraction=settings.lease_renew_fraction,
                     crash_at=self._crash_at,
+                    metrics=self._metrics,
                 )
                 await self._leases.open()
         if self._manage and settings.rotation_interval_s > 0:
@@ -215,13 +218,13 @@ class Neo4jGraph:
             try:
                 await self.rotate()
             except CypherGateError as error:  # try again next time; requests are unaffected
-                metrics.ROTATIONS.labels("failed").inc()
+                self._metrics.rotations.labels("failed").inc()
                 log.error("password rotation failed: %s", error.reason)
             except Exception as exc:  # a malformed secret, say: keep the task (and say why)
-                metrics.ROTATIONS.labels("failed").inc()
+                self._metrics.rotations.labels("failed").inc()
                 log.error("password rotation failed: %s", type(exc).__name__)
             else:
-                metrics.ROTATIONS.labels("ok").inc()
+                self._metrics.rotations.labels("ok").inc()
 
     async def _run_as_gateway(self, execution: Execution) -> QueryResult:
         return await self._retrying_login(lambda: self._run(execution, None))
@@ -247,11 +250,11 @@ class Neo4jGraph:
                 if error.reason == UNAUTHORIZED and not refreshed:
                     refreshed = True
                     if await self._auth.refresh(refused=in_use):
-                        metrics.LOGIN_RETRIES.labels("Unauthorized").inc()
+                        self._metrics.login_retries.labels("Unauthorized").inc()
                         continue
                 elif error.reason == RATE_LIMITED and not waited:
                     waited = True
-                    metrics.LOGIN_RETRIES.labels("AuthenticationRateLimit").inc()
+                    self._metrics.login_retries.labels("AuthenticationRateLimit").inc()
                     log.warning(
                         "Neo4j refuses logins for a while (AuthenticationRateLimit); "
                         "trying again in %.1f s",

@@ -30,8 +30,8 @@ from pathlib import Path
 import neo4j
 from neo4j import AsyncDriver
 
-from proxy import metrics
 from proxy.credentials import PASSWORD_BYTES, Credential, crash_point
+from proxy.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,10 @@ class LeaseManager:
         renew_fraction: float,
         clock: Callable[[], float] = time.time,
         crash_at: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._driver = driver
+        self._metrics = metrics or Metrics()
         self._path = path
         self._prefix = prefix
         self._ttl_s = ttl_s
@@ -177,8 +179,8 @@ class LeaseManager:
                 await self._drop(credential.user)
             raise
         crash_point(self._crash_at, "lease_user_created")
-        metrics.LEASES_CREATED.inc()
-        metrics.LEASES_ACTIVE.inc()
+        self._metrics.leases_created.inc()
+        self._metrics.leases_active.inc()
         log.info("leased Neo4j user %s to DAG %s", credential.user, dag)
         return Lease(credential=credential, dag=dag, created=now, expires=expires)
 
@@ -192,12 +194,12 @@ class LeaseManager:
             return
         await self._drop(lease.user)
         lease.dropped = True
-        metrics.LEASES_ACTIVE.dec()
+        self._metrics.leases_active.dec()
         self._retired.discard(lease)
 
     async def _drop(self, user: str) -> None:
         await self._admin("DROP USER $user IF EXISTS", user=user)
-        metrics.LEASES_DROPPED.inc()
+        self._metrics.leases_dropped.inc()
         await self._record("DELETE FROM leases WHERE user = ?", user)
 
     async def _maintain(self) -> None:

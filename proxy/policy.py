@@ -29,9 +29,9 @@ import httpx
 from opa_client import AsyncOpaClient
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from proxy import metrics
 from proxy.analysis import Analysis
 from proxy.errors import PolicyUnavailable
+from proxy.metrics import Metrics
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 
@@ -154,11 +154,12 @@ class AccessDecision:
 class OPAPolicyEngine:
     """A :class:`PolicyEngine` backed by an OPA server, through ``opa-python-client``."""
 
-    def __init__(self, settings: OPASettings) -> None:
+    def __init__(self, settings: OPASettings, metrics: Metrics | None = None) -> None:
         url = urlsplit(settings.url)
         if url.scheme not in {"http", "https"} or url.hostname is None:
             raise ValueError(f"opa.url must be an http(s) URL, got {settings.url!r}")
         self._settings = settings
+        self._lookups = (metrics or Metrics()).cache_lookups
         self._revision: str | None = None
         self._cache: OrderedDict[tuple[str | None, str], Decision] = OrderedDict()
         self._watcher: asyncio.Task[None] | None = None
@@ -267,9 +268,9 @@ class OPAPolicyEngine:
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
-            metrics.CACHE_LOOKUPS.labels("decision", "hit").inc()
+            self._lookups.labels("decision", "hit").inc()
             return replace(cached, decision_id=str(uuid.uuid4()))
-        metrics.CACHE_LOOKUPS.labels("decision", "miss").inc()
+        self._lookups.labels("decision", "miss").inc()
         decision = await self._ask(document, revision)
         # Only a known revision may key the cache: otherwise a change could go unnoticed.
         if revision is not None and self._settings.decision_cache_size > 0:

@@ -28,6 +28,7 @@ from proxy.errors import (
 )
 from proxy.gateway import Call, Gateway
 from proxy.graph import Checkout, Execution, QueryResult
+from proxy.metrics import Metrics
 from proxy.plan import PlanFacts
 from proxy.policy import Decision
 from proxy.principal import DagResolver, Identity
@@ -114,7 +115,9 @@ class FakeAudit:
 
 
 def make(
-    policy: FakePolicy | None = None, audit: FakeAudit | None = None
+    policy: FakePolicy | None = None,
+    audit: FakeAudit | None = None,
+    metrics: Metrics | None = None,
 ) -> tuple[Gateway, FakeGraph, FakePolicy, FakeAudit]:
     graph, policy, audit = FakeGraph(), policy or FakePolicy(), audit or FakeAudit()
     gateway = Gateway(
@@ -126,6 +129,7 @@ def make(
         audit=audit,
         clock=lambda: 1_700_000_000.0,
         default_timeout_s=30.0,
+        metrics=metrics,
     )
     return gateway, graph, policy, audit
 
@@ -254,3 +258,46 @@ def test_shadow_mode_records_the_refusal_and_runs() -> None:
     # It ran, but the policy refused it: reviewers find it among the denials.
     assert decision.verdict == "deny" and outcome.status == 202
     assert decision.analysis is not None and decision.analysis["labels"]["write"] == ["N"]
+
+
+def test_every_request_is_counted_once_for_metrics() -> None:
+    """Allowed, refused, unauthenticated, failed-closed and unrecorded requests: one count each,
+    by verdict and status, and refusal reasons by kind."""
+    metrics = Metrics()
+    cases: list[tuple[FakePolicy, FakeAudit, str, str | None]] = [
+        (FakePolicy(), FakeAudit(), "RETURN 1", "Bearer good"),
+        (FakePolicy(allow=False), FakeAudit(), "CREATE (:X)", "Bearer good"),
+        (FakePolicy(), FakeAudit(), "RETURN 1", "Bearer forged"),
+        (FakePolicy(fail=True), FakeAudit(), "RETURN 1", "Bearer good"),
+        (FakePolicy(shadow=True, allow=False), FakeAudit(), "CREATE (:X)", "Bearer good"),
+        (FakePolicy(), FakeAudit(broken=True), "RETURN 1", "Bearer good"),
+    ]
+    for policy, audit, statement, authorization in cases:
+        gateway, _, _, _ = make(policy=policy, audit=audit, metrics=metrics)
+        with contextlib.suppress(CypherGateError):
+            run(gateway, call(statement, authorization=authorization))
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    counted = [
+        s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == "cyphergate_requests_total"
+    ]
+    assert sum(counted) == len(cases)
+    assert sample("cyphergate_requests_total", verdict="allow", status="202") == 1
+    assert sample("cyphergate_requests_total", verdict="deny", status="403") == 1
+    assert sample("cyphergate_requests_total", verdict="deny", status="401") == 1
+    # Shadow mode: ran (202) but counted as a refusal, as the audit log shows it.
+    assert sample("cyphergate_requests_total", verdict="deny", status="202") == 1
+    assert sample("cyphergate_requests_total", verdict="deny", status="503") == 1  # no OPA
+    # Allowed, but the audit log could not take the record ahead of running: refused.
+    assert sample("cyphergate_requests_total", verdict="allow", status="503") == 1
+    assert sample("cyphergate_denials_total", reason="write_not_granted") == 2
+    assert sample("cyphergate_denials_total", reason="bad_token") == 1
+    assert sample("cyphergate_denials_total", reason="opa_error") == 1
+    assert sample("cyphergate_audit_write_failures_total", event="decision") == 1
+    assert sample("cyphergate_request_duration_seconds_count", verdict="deny") == 4
+    assert b"hunter2" not in metrics.render() and b"etl" not in metrics.render()

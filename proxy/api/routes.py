@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from proxy.errors import CypherGateError, NotSupported, PayloadTooLarge, UnsupportedMediaType
 from proxy.gateway import SUCCESS_STATUS, Answer, Call, Gateway, new_request_id
+from proxy.metrics import CONTENT_TYPE, Metrics
 from proxy.values import TYPED_MEDIA_TYPE, to_plain, to_typed
 
 REQUEST_ID_HEADER = "X-CypherGate-Request-ID"
@@ -90,9 +90,10 @@ def build_router(*, max_body_bytes: int, metrics: bool = True) -> APIRouter:
     if metrics:
 
         @router.get("/metrics")
-        async def prometheus_metrics() -> Response:
+        async def prometheus_metrics(request: Request) -> Response:
             # Like /healthz, it needs no credential: it names no DAG, user or secret.
-            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+            metrics: Metrics = request.app.state.metrics
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return router
 
