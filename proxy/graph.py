@@ -25,7 +25,7 @@ from neo4j import AsyncDriver, AsyncGraphDatabase, Bookmarks
 from neo4j import exceptions as neo4j_errors
 
 from proxy.analysis import Analysis, QueryType
-from proxy.credentials import RotatingAuth, Rotator, open_source
+from proxy.credentials import RotatingAuth, Rotator
 from proxy.errors import (
     BadRequest,
     CypherGateError,
@@ -39,6 +39,7 @@ from proxy.leases import LeaseManager
 from proxy.metrics import Metrics
 from proxy.plan import read_plan
 from proxy.policy import AccessMode, RowLimitAction
+from proxy.secret_sources import open_source
 from proxy.settings import Neo4jSettings
 
 JSON = Any

@@ -30,8 +30,9 @@ from pathlib import Path
 import neo4j
 from neo4j import AsyncDriver
 
-from proxy.credentials import PASSWORD_BYTES, Credential, crash_point
+from proxy.credentials import PASSWORD_BYTES, crash_point
 from proxy.metrics import Metrics
+from proxy.secret_sources import Credential
 
 log = logging.getLogger(__name__)
 

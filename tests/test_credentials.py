@@ -1,4 +1,4 @@
-"""The gateway's own credential: secret sources and the auth manager, with fakes at the seam.
+"""The gateway's own credential in use: the auth manager, with a fake secret source.
 
 Rotation against the real Neo4j and moto's Secrets Manager is in test_rotation.py.
 """
@@ -6,69 +6,13 @@ Rotation against the real Neo4j and moto's Secrets Manager is in test_rotation.p
 from __future__ import annotations
 
 import asyncio
-import stat
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
-from proxy.credentials import (
-    Credential,
-    FileSecretSource,
-    FixedSecretSource,
-    RotatingAuth,
-    open_source,
-    parse_secret,
-)
-from proxy.errors import NotSupported
-from proxy.settings import Neo4jSettings, SecretSettings
-
-
-def test_a_secret_is_json_or_a_bare_password() -> None:
-    assert parse_secret('{"username": "u", "password": "p"}', "d") == Credential("u", "p")
-    assert parse_secret("  just-the-password\n", "d") == Credential("d", "just-the-password")
-    assert "p4ss" not in repr(Credential("u", "p4ss"))
-
-
-def test_file_source_stages_promotes_and_rereads(tmp_path: Path) -> None:
-    path = tmp_path / "neo4j"
-    path.write_text('{"username": "gw", "password": "first-password"}')
-    source = FileSecretSource(path, "gw")
-
-    async def go() -> None:
-        assert await source.current() == Credential("gw", "first-password")
-        assert await source.pending() is None
-        version = await source.stage(Credential("gw", "second-password"))
-        pending = tmp_path / "neo4j.pending"
-        assert stat.S_IMODE(pending.stat().st_mode) == 0o600
-        assert await source.pending() == (version, Credential("gw", "second-password"))
-        assert await source.current() == Credential("gw", "first-password")  # not yet
-        await source.promote(version)
-        assert await source.current() == Credential("gw", "second-password")
-        assert await source.pending() is None
-        await source.stage(Credential("gw", "abandoned"))
-        await source.discard("pending")
-        assert await source.pending() is None
-        path.write_text("changed-by-someone-else")  # a remounted Kubernetes secret
-        source.invalidate()
-        assert await source.current() == Credential("gw", "changed-by-someone-else")
-
-    asyncio.run(go())
-
-
-def test_credentials_in_the_configuration_cannot_be_rotated() -> None:
-    source = FixedSecretSource("a-long-password", "gw")
-    with pytest.raises(NotSupported):
-        asyncio.run(source.stage(Credential("gw", "x")))
-
-
-def test_environment_secrets_are_for_development_only() -> None:
-    settings = Neo4jSettings(secret=SecretSettings(source="env", value="a-long-password"))
-    with pytest.raises(ValueError, match="development"):
-        open_source(settings, development=False)
-    source = open_source(settings, development=True)
-    assert asyncio.run(source.current()) == Credential("cyphergate", "a-long-password")
+from proxy.credentials import RotatingAuth
+from proxy.secret_sources import Credential
 
 
 class FakeSource:
