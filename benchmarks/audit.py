@@ -26,8 +26,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from measure import percentile  # benchmarks/measure.py
 
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import AuditEvent, utc_timestamp
-from proxy.audit.sqlite import AuditReader, RecordFilter, SQLiteAuditLog
+from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import DevStack
 

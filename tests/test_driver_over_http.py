@@ -15,7 +15,7 @@ import pytest
 from neo4j import Driver
 from neo4j.exceptions import Neo4jError
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 
 pytestmark = [

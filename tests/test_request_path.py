@@ -18,7 +18,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from neo4j import Driver
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE, DevStack
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from neo4j import Driver, GraphDatabase
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.credentials import RotatingAuth, Rotator
 from proxy.devstack.stack import AWS_REGION, GATEWAY_SECRET, DevStack, StackState
 from proxy.secret_sources import Credential, FileSecretSource

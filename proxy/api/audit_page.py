@@ -28,8 +28,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from proxy.api.routes import client_address
+from proxy.audit.reader import RecordFilter
 from proxy.audit.review import AuditReview, flat_record
-from proxy.audit.sqlite import RecordFilter
 from proxy.clock import Clock
 from proxy.errors import CypherGateError, PolicyDenied
 from proxy.gateway import new_request_id

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from proxy.api.routes import client_address
+from proxy.audit.reader import RecordFilter
 from proxy.audit.review import AuditReview
-from proxy.audit.sqlite import RecordFilter
 from proxy.gateway import new_request_id
 
 

@@ -26,8 +26,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit.checkpoint import Checkpoint, signature_valid
+from proxy.audit.reader import AuditReader
 from proxy.audit.record import ChainProblem, SealedRecord, verify_chain
-from proxy.audit.sqlite import AuditReader
 
 
 def ship(

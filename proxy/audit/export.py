@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import verdict_of
-from proxy.audit.sqlite import AuditReader, RecordFilter
 
 PARQUET_COLUMNS = (
     "seq",

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit import AuditLog
 from proxy.audit.checkpoint import signature_valid
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp, verdict_of
-from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
 from proxy.errors import CypherGateError, PolicyDenied, RecordNotProvable

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import ChainProblem
 from proxy.audit.review import flat_record
-from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.cli.audit import log_source_options, log_sources
 from proxy.settings import OPASettings, load_settings
 

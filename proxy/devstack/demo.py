@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 
 from proxy.audit.checkpoint import load_public_key
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import ChainProblem
-from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import DevStack
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from neo4j import Driver
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import AWS_REGION, LEASE_PREFIX, SERVER_ID, DevStack, StackState, role_arn
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]

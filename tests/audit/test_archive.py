@@ -17,8 +17,8 @@ import pytest
 
 from proxy.audit.archive import verify_archive
 from proxy.audit.checkpoint import load_public_key
+from proxy.audit.reader import AuditReader
 from proxy.audit.record import GENESIS_HASH, canonical, digest
-from proxy.audit.sqlite import AuditReader
 from proxy.devstack.stack import ARCHIVE_BUCKET, AWS_REGION, DevStack, StackState
 
 pytestmark = pytest.mark.integration

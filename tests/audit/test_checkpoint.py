@@ -11,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from proxy.audit.checkpoint import ParameterDigester, write_keys
+from proxy.audit.reader import AuditReader
 from proxy.audit.record import ChainProblem
-from proxy.audit.sqlite import AuditReader, SQLiteAuditLog
+from proxy.audit.sqlite import SQLiteAuditLog
 from tests.audit.test_record import event
 
 

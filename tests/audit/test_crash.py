@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from proxy.audit.checkpoint import load_public_key
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import ChainProblem
-from proxy.audit.sqlite import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from proxy.audit.reader import AuditReader
 from proxy.audit.record import ChainProblem
-from proxy.audit.sqlite import AuditReader, SQLiteAuditLog
+from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.errors import AuditUnavailable
 from tests.audit.test_record import event
 

@@ -13,8 +13,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import AuditEvent
-from proxy.audit.sqlite import AuditReader, RecordFilter, SQLiteAuditLog
+from proxy.audit.sqlite import SQLiteAuditLog
 from tests.audit.test_record import event
 
 

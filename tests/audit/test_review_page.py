@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import ChainProblem
-from proxy.audit.sqlite import AuditReader, RecordFilter, SQLiteAuditLog
+from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.errors import AuditUnavailable
 from tests.audit.test_record import event
 

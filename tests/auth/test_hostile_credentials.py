@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import AUDIENCE, OTHER_AUDIENCE, DevStack, role_arn
 
 pytestmark = pytest.mark.integration

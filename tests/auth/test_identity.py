@@ -10,7 +10,7 @@ import boto3
 import httpx
 import pytest
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.client import iam_authorization
 from proxy.devstack.stack import AWS_REGION, SERVER_ID, DevStack, StackState, role_arn
 from tests.conftest import IAM_MAX_AGE_S, JWKS_TTL_S, MULTI_DAG, SERVICE_ACCOUNT

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from neo4j import Driver
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 
 pytestmark = pytest.mark.integration

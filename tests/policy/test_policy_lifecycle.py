@@ -21,7 +21,7 @@ import httpx
 import pytest
 from neo4j import Driver
 
-from proxy.audit.sqlite import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.install import default_cache_dir, ensure_opa
 from proxy.devstack.stack import DevStack
 from proxy.replay import proposed_policy

@@ -1,0 +1,259 @@
+"""Reading the audit log: queries for reviewers, and verification of the whole file.
+
+Read-only (SQLite ``mode=ro``), so a reviewer's tool can never write to the log it checks.
+:meth:`AuditReader.verify` checks the hash chain (see proxy.audit.record), that each record's
+query columns agree with its body, and the signed checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from proxy.audit.checkpoint import Checkpoint, signature_valid
+from proxy.audit.record import (
+    ChainProblem,
+    SealedRecord,
+    verdict_of,
+    verify_chain,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFilter:
+    """What a reviewer asks for; every field narrows the result."""
+
+    dag: str | None = None
+    event: str | None = None
+    request_id: str | None = None
+    verdict: str | None = None
+    database: str | None = None
+    since: str | None = None
+    until: str | None = None
+    subject: str | None = None
+    reason: str | None = None
+    text: str | None = None
+    label: str | None = None
+    after_seq: int | None = None
+    before_seq: int | None = None
+    newest_first: bool = False
+    limit: int | None = None
+
+
+class AuditReader:
+    """Read-only access to a log file, for ``verify`` and ``query``."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(f"no audit log at {path}")
+        self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> AuditReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def count(self) -> int:
+        """How many records the log holds."""
+        return int(self._connection.execute("SELECT count(*) FROM records").fetchone()[0])
+
+    def verify(self, public_key: Ed25519PublicKey | None = None) -> Iterator[int | ChainProblem]:
+        """The chain check of :func:`verify_chain`, the query columns, then the checkpoints.
+
+        With ``public_key``, every checkpoint's signature is checked too; a log must reach its
+        last checkpoint (else it was cut short) and match every checkpoint's hash.
+        """
+        hashes: dict[int, str] = {}
+        for step in self._verify_records(hashes):
+            yield step
+            if isinstance(step, ChainProblem):
+                return
+        problem = self._check_checkpoints(hashes, public_key)
+        if problem is not None:
+            yield problem
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, oldest first (none in a log written before checkpoints existed)."""
+        exists = self._connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
+        ).fetchone()
+        if exists is None:
+            return []
+        rows = self._connection.execute(
+            "SELECT chain, record_seq, record_hash, time, signature FROM checkpoints ORDER BY id"
+        )
+        return [Checkpoint(str(c), int(s), str(h), str(t), str(sig)) for c, s, h, t, sig in rows]
+
+    def sealed_range(self, first: int, last: int) -> Iterator[tuple[int, str, str]]:
+        """``(seq, body, hash)`` of records ``first`` to ``last``, in order."""
+        rows = self._connection.execute(
+            "SELECT seq, body, hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (first, last),
+        )
+        for seq, body, digest in rows:
+            yield int(seq), str(body), str(digest)
+
+    def proof(self, seq: int) -> dict[str, Any] | None:
+        """What proves record ``seq``: its body, the records after it up to the first checkpoint
+        that covers it, and that checkpoint. ``None`` if the record does not exist or no
+        checkpoint covers it yet. Check it with :func:`proxy.audit.checkpoint.verify_proof`."""
+        covering = next((c for c in self.checkpoints() if c.record_seq >= seq), None)
+        if covering is None:
+            return None
+        rows = self._connection.execute(
+            "SELECT seq, body, hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (seq, covering.record_seq),
+        ).fetchall()
+        if not rows or rows[0][0] != seq:
+            return None
+        return {
+            "seq": seq,
+            "links": [{"seq": s, "body": body, "hash": h} for s, body, h in rows],
+            "checkpoint": asdict(covering),
+        }
+
+    def _check_checkpoints(
+        self, hashes: dict[int, str], public_key: Ed25519PublicKey | None
+    ) -> ChainProblem | None:
+        last_seq = max(hashes, default=0)
+        for number, checkpoint in enumerate(self.checkpoints(), start=1):
+            if public_key is not None and not signature_valid(checkpoint, public_key):
+                return ChainProblem(
+                    checkpoint.record_seq,
+                    f"checkpoint {number} has no valid signature (forged or altered)",
+                )
+            if checkpoint.record_seq > last_seq:
+                return ChainProblem(
+                    last_seq + 1,
+                    f"missing: checkpoint {number} covers records up to {checkpoint.record_seq}"
+                    f" but the log ends at {last_seq} (cut short)",
+                )
+            if hashes[checkpoint.record_seq] != checkpoint.record_hash:
+                return ChainProblem(
+                    checkpoint.record_seq,
+                    f"does not match checkpoint {number} (log replaced or rewritten)",
+                )
+        return None
+
+    def _verify_records(self, hashes: dict[int, str]) -> Iterator[int | ChainProblem]:
+        """The chain check of :func:`verify_chain`, plus agreement of the query columns."""
+        stored: dict[int, tuple[tuple[Any, ...], str]] = {}
+
+        def sealed() -> Iterator[SealedRecord]:
+            cursor = self._connection.execute(
+                "SELECT seq, time, event, request_id, dag, database, verdict, body, hash "
+                "FROM records ORDER BY rowid"
+            )
+            for row in cursor:
+                stored[int(row[0])] = (tuple(row[1:7]), str(row[7]))
+                hashes[int(row[0])] = str(row[8])
+                yield SealedRecord(seq=int(row[0]), body=str(row[7]), hash=str(row[8]))
+
+        for step in verify_chain(sealed()):
+            if isinstance(step, int):
+                columns, body = stored.pop(step)
+                if columns != _columns_of(json.loads(body)):
+                    yield ChainProblem(step, "query columns differ from the record body (altered)")
+                    return
+            yield step
+
+    def query(self, flt: RecordFilter) -> Iterator[dict[str, Any]]:
+        """Records matching ``flt``, oldest first, as their documented JSON objects."""
+        clauses: list[str] = []
+        values: list[Any] = []
+        for column, value, op in (
+            ("dag", flt.dag, "="),
+            ("event", flt.event, "="),
+            ("request_id", flt.request_id, "="),
+            ("verdict", flt.verdict, "="),
+            ("database", flt.database, "="),
+            ("time", flt.since, ">="),
+            ("time", flt.until, "<"),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                values.append(value)
+        # Fields without a column of their own are read from the body with SQLite's JSON1.
+        if flt.subject is not None:
+            clauses.append("json_extract(body, '$.principal.subject') = ?")
+            values.append(flt.subject)
+        if flt.reason is not None:
+            clauses.append(
+                "(json_extract(body, '$.error.reason') = ? OR EXISTS (SELECT 1 FROM"
+                " json_each(json_extract(body, '$.decision.reasons')) WHERE value = ?))"
+            )
+            values += [flt.reason, flt.reason]
+        if flt.text is not None:
+            escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("json_extract(body, '$.statement') LIKE ? ESCAPE '\\'")
+            values.append(f"%{escaped}%")
+        if flt.label is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_each(json_extract(body, '$.analysis.labels.read'))"
+                " WHERE value = ? UNION ALL SELECT 1 FROM"
+                " json_each(json_extract(body, '$.analysis.labels.write')) WHERE value = ?)"
+            )
+            values += [flt.label, flt.label]
+        if flt.after_seq is not None:
+            clauses.append("seq > ?")
+            values.append(flt.after_seq)
+        if flt.before_seq is not None:
+            clauses.append("seq < ?")
+            values.append(flt.before_seq)
+        sql = "SELECT body FROM records"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq DESC" if flt.newest_first else " ORDER BY seq"
+        if flt.limit is not None:
+            sql += " LIMIT ?"
+            values.append(flt.limit)
+        for (body,) in self._connection.execute(sql, values):
+            document: dict[str, Any] = json.loads(body)
+            yield document
+
+    def head(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest record; ``None`` for an empty log."""
+        row = self._connection.execute(
+            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
+        """Refused requests since ``since``, counted per DAG and hour (``YYYY-MM-DDTHH``).
+
+        DAG ``None`` collects refusals of callers that no DAG could be resolved for.
+        """
+        rows = self._connection.execute(
+            "SELECT dag, substr(time, 1, 13) AS hour, count(*) FROM records"
+            " WHERE event = 'decision' AND verdict = 'deny' AND time >= ?"
+            " GROUP BY dag, hour ORDER BY dag, hour",
+            (since,),
+        )
+        counts: dict[str | None, dict[str, int]] = {}
+        for dag, hour, count in rows:
+            counts.setdefault(dag, {})[str(hour)] = int(count)
+        return counts
+
+
+def _columns_of(document: dict[str, Any]) -> tuple[Any, ...]:
+    principal = document.get("principal") or {}
+    decision = document.get("decision") or {}
+    verdict = verdict_of(decision)
+    return (
+        document.get("time"),
+        document.get("event"),
+        document.get("request_id"),
+        principal.get("dag"),
+        document.get("database"),
+        verdict,
+    )
