@@ -54,6 +54,7 @@ class RotatingAuth(AsyncAuthManager):
         # use() (during our own rotation the store still says the old one until promotion).
         self._seen = credential
         self._settling = asyncio.Lock()  # one refusal is settled at a time
+        self._refreshes = 0  # moved by every refresh(): older store reads are stale
 
     @property
     def credential(self) -> Credential:
@@ -85,6 +86,7 @@ class RotatingAuth(AsyncAuthManager):
             staged = await self._source.pending()
             current = await self._source.current()
             self._seen = current
+            self._refreshes += 1
             for fresh in (current, *(() if staged is None else (staged[1],))):
                 if fresh != refused and fresh.user == refused.user:
                     log.info("the Neo4j credential of %s changed elsewhere; using it", fresh.user)
@@ -92,18 +94,26 @@ class RotatingAuth(AsyncAuthManager):
                     return True
             return False
 
+    def reread(self) -> None:
+        """Ask the store again at the next login (Neo4j is refusing logins for a while): a
+        change there is then followed, without treating the credential in use as refused."""
+        self._source.invalidate()
+
     async def get_auth(self) -> neo4j.Auth:
         if self._settling.locked():
             # A refusal is being settled: wait for its outcome rather than log in with what
             # Neo4j just refused. Refused logins count towards Neo4j's rate limit.
             async with self._settling:
                 pass
+        refreshes = self._refreshes
         try:
             fresh = await self._source.current()
         except Exception:  # the store is briefly away: keep using what works
             log.warning("could not read the Neo4j credential's store; keeping the last one")
         else:
-            if fresh != self._seen and fresh.user == self._credential.user:
+            # A refresh that finished meanwhile read the store later than this read did.
+            overtaken = refreshes != self._refreshes
+            if not overtaken and fresh != self._seen and fresh.user == self._credential.user:
                 self._seen = fresh
                 if fresh != self._credential:
                     log.info("the Neo4j credential of %s changed in its store", fresh.user)

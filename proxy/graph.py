@@ -35,7 +35,7 @@ from proxy.errors import (
     Neo4jClientError,
     RowLimitExceeded,
 )
-from proxy.leases import LeaseManager
+from proxy.leases import Lease, LeaseManager
 from proxy.metrics import Metrics
 from proxy.plan import read_plan
 from proxy.policy import AccessMode, RowLimitAction
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 UNAUTHORIZED = "Neo.ClientError.Security.Unauthorized"
 RATE_LIMITED = "Neo.ClientError.Security.AuthenticationRateLimit"
+MAX_RATE_LIMIT_WAITS = 2
 
 _COUNTERS = (
     ("containsUpdates", "contains_updates"),
@@ -203,9 +204,15 @@ class Neo4jGraph:
         if self._leases is None:
             yield Checkout(user=self._settings.user, run=self._run_as_gateway)
             return
+        leases = self._leases
         async with contextlib.AsyncExitStack() as held:
-            async with _translated_errors():  # only Neo4j's errors, never the caller's block's
-                lease = await held.enter_async_context(self._leases.hold(dag))
+
+            async def hold() -> Lease:
+                # Creating a lease logs in as the gateway: the same retries as its statements.
+                async with _translated_errors():  # only Neo4j's, never the caller's block's
+                    return await held.enter_async_context(leases.hold(dag))
+
+            lease = await self._retrying_login(hold)
             auth = lease.credential.auth()
 
             async def run(execution: Execution) -> QueryResult:
@@ -234,13 +241,15 @@ class Neo4jGraph:
         """``attempt()``, tried again when Neo4j refused the gateway's login. A refused login
         ran nothing, so trying again is safe.
 
-        - ``Unauthorized``: the password was rotated elsewhere; once more with the store's
+        - ``Unauthorized`` (once): the password was rotated elsewhere; again with the store's
           newest value (see :meth:`RotatingAuth.refresh`).
-        - ``AuthenticationRateLimit``: too many refused logins (several connections opened at
-          once with the old password, say), so Neo4j refuses every login of the user for its
-          ``dbms.security.auth_lock_time``; once more after ``auth_lock_time_s``.
+        - ``AuthenticationRateLimit`` (at most twice): too many refused logins (several
+          connections opened at once with the old password, say), so Neo4j refuses every login
+          of the user for its ``dbms.security.auth_lock_time``; again after
+          ``auth_lock_time_s``, with the store re-read, since another wrong password would lock
+          the user once more.
         """
-        refreshed = waited = False
+        refreshed, waits = False, 0
         while True:
             in_use = None if self._auth is None else self._auth.credential
             try:
@@ -250,20 +259,20 @@ class Neo4jGraph:
                     raise
                 if error.reason == UNAUTHORIZED and not refreshed:
                     refreshed = True
-                    if await self._auth.refresh(refused=in_use):
-                        self._metrics.login_retries.labels("Unauthorized").inc()
-                        continue
-                elif error.reason == RATE_LIMITED and not waited:
-                    waited = True
-                    self._metrics.login_retries.labels("AuthenticationRateLimit").inc()
+                    if not await self._auth.refresh(refused=in_use):
+                        raise
+                elif error.reason == RATE_LIMITED and waits < MAX_RATE_LIMIT_WAITS:
+                    waits += 1
                     log.warning(
                         "Neo4j refuses logins for a while (AuthenticationRateLimit); "
                         "trying again in %.1f s",
                         self._settings.auth_lock_time_s,
                     )
+                    self._auth.reread()
                     await asyncio.sleep(self._settings.auth_lock_time_s)
-                    continue
-                raise
+                else:
+                    raise
+                self._metrics.login_retries.labels(error.reason.rsplit(".", 1)[-1]).inc()
 
     @property
     def driver(self) -> AsyncDriver:

@@ -92,6 +92,7 @@ class LeaseManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._db: sqlite3.Connection | None = None
         self._maintainer: asyncio.Task[None] | None = None
+        self._metrics.leases_active.set_function(self._held)
 
     async def open(self) -> None:
         """Open the record, drop what a previous run left, and start maintaining leases."""
@@ -138,6 +139,10 @@ class LeaseManager:
                 except Exception:  # the maintainer tries again; the request is already done
                     log.exception("could not drop leased user %s yet", lease.user)
 
+    def _held(self) -> int:
+        """Leased users that exist now (current, or retired and not yet dropped)."""
+        return len(self._current) + sum(not lease.dropped for lease in self._retired)
+
     async def _lease_for(self, dag: str) -> Lease:
         lease = self._current.get(dag)
         if lease is not None and not self._due(lease, self._clock()):
@@ -181,7 +186,6 @@ class LeaseManager:
             raise
         crash_point(self._crash_at, "lease_user_created")
         self._metrics.leases_created.inc()
-        self._metrics.leases_active.inc()
         log.info("leased Neo4j user %s to DAG %s", credential.user, dag)
         return Lease(credential=credential, dag=dag, created=now, expires=expires)
 
@@ -193,9 +197,13 @@ class LeaseManager:
     async def _revoke(self, lease: Lease) -> None:
         if lease.dropped:
             return
-        await self._drop(lease.user)
+        # Claimed before the await: its last holder and the maintainer may both get here.
         lease.dropped = True
-        self._metrics.leases_active.dec()
+        try:
+            await self._drop(lease.user)
+        except BaseException:
+            lease.dropped = False  # still retired: the maintainer tries again
+            raise
         self._retired.discard(lease)
 
     async def _drop(self, user: str) -> None:

@@ -10,6 +10,8 @@ what it guards. Denial reasons appear by kind only (``label_not_granted``, not
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +24,7 @@ from prometheus_client import (
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -90,8 +93,10 @@ class Metrics:
 
     def denied(self, reason: str) -> None:
         """Count one refusal reason by its kind: ``label_not_granted:Account`` counts as
-        ``label_not_granted``, a bounded label value."""
-        self.denials.labels(reason.split(":", 1)[0]).inc()
+        ``label_not_granted``. A reason not shaped like a kind (a policy author's free text,
+        which could name a label) counts as ``other``, so the label values stay few and bare."""
+        kind = reason.split(":", 1)[0]
+        self.denials.labels(kind if _KIND.fullmatch(kind) else "other").inc()
 
     def render(self) -> bytes:
         """The page, in Prometheus' text format (:data:`CONTENT_TYPE`)."""

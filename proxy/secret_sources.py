@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import time
 import uuid
@@ -28,8 +27,6 @@ import neo4j
 
 from proxy.errors import GraphFailed, GraphUnavailable, NotSupported
 from proxy.settings import Neo4jSettings, SecretSettings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +154,12 @@ class AWSSecretsManagerSource:
         self._default_user = default_user
         self._client = client or _secrets_manager_client(settings)
         self._cached: tuple[float, Credential] | None = None
+        self._generation = 0  # moved by invalidate()
 
     def invalidate(self) -> None:
         """Forget the cached value: the next read asks Secrets Manager."""
         self._cached = None
+        self._generation += 1
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -172,8 +171,13 @@ class AWSSecretsManagerSource:
     async def current(self) -> Credential:
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] > self._settings.refresh_interval_s:
+            generation = self._generation
             answer = await self._call("get_secret_value", VersionStage="AWSCURRENT")
-            self._cached = (now, parse_secret(answer["SecretString"], self._default_user))
+            value = parse_secret(answer["SecretString"], self._default_user)
+            # A read that began before an invalidate() may predate a promotion: never cache it.
+            if generation == self._generation:
+                self._cached = (now, value)
+            return value
         return self._cached[1]
 
     async def pending(self) -> tuple[str, Credential] | None:

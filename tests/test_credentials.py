@@ -156,6 +156,42 @@ def test_new_logins_wait_while_a_refusal_is_settled() -> None:
     asyncio.run(go())
 
 
+class FirstReadHeld(FakeSource):
+    """The first read of the store takes the value of its start, and returns it late."""
+
+    def __init__(self, current: Credential) -> None:
+        super().__init__(current)
+        self.release = asyncio.Event()
+        self.held = False
+
+    async def current(self) -> Credential:
+        value = self.value
+        if not self.held:
+            self.held = True
+            await self.release.wait()
+        return value
+
+
+def test_a_store_read_overtaken_by_a_refresh_is_ignored() -> None:
+    """A login reads the store before a promotion and hears back after a refusal's refresh
+    read the new value: the old value it carries must not replace the new one."""
+    old, new = Credential("gw", "old-password"), Credential("gw", "new-password")
+
+    async def go() -> None:
+        source = FirstReadHeld(old)
+        auth = RotatingAuth(source, old)
+        login = asyncio.create_task(auth.get_auth())
+        await asyncio.sleep(0)  # reading the store: the old value
+        source.value = new  # promoted elsewhere; Neo4j refuses the old password
+        assert await auth.refresh(refused=old) is True
+        source.release.set()
+        assert (await login).credentials == "new-password"
+        assert auth.credential == new
+        assert (await auth.get_auth()).credentials == "new-password"
+
+    asyncio.run(go())
+
+
 def test_a_rotation_never_switches_the_user() -> None:
     auth = RotatingAuth(FakeSource(Credential("gw", "p")), Credential("gw", "p"))
     with pytest.raises(ValueError, match="keep the user"):

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from proxy.errors import NotSupported
 from proxy.secret_sources import (
+    AWSSecretsManagerSource,
     Credential,
     FileSecretSource,
     FixedSecretSource,
@@ -66,3 +69,39 @@ def test_environment_secrets_are_for_development_only() -> None:
         open_source(settings, development=False)
     source = open_source(settings, development=True)
     assert asyncio.run(source.current()) == Credential("cyphergate", "a-long-password")
+
+
+class SlowSecretsManager:
+    """A boto3 client stand-in: the first get_secret_value answers with the value of its
+    start, only once ``release`` is set."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.release = threading.Event()
+        self.calls = 0
+
+    def get_secret_value(self, **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        value = self.value
+        if self.calls == 1:
+            self.release.wait(timeout=5)
+        return {"SecretString": value}
+
+
+def test_a_secrets_manager_read_begun_before_invalidate_is_not_cached() -> None:
+    client = SlowSecretsManager('{"username": "gw", "password": "old-password"}')
+    settings = SecretSettings(source="aws_secrets_manager", secret_id="s", refresh_interval_s=60)
+    source = AWSSecretsManagerSource(settings, "gw", client=client)
+
+    async def go() -> None:
+        early = asyncio.create_task(source.current())
+        await asyncio.sleep(0.05)  # in flight with the old value
+        client.value = '{"username": "gw", "password": "new-password"}'
+        source.invalidate()  # Neo4j refused: read again
+        assert (await source.current()).password == "new-password"
+        client.release.set()
+        assert (await early).password == "old-password"  # what it read, returned late ...
+        assert (await source.current()).password == "new-password"  # ... and never cached
+        assert client.calls == 2
+
+    asyncio.run(go())

@@ -1,0 +1,75 @@
+"""proxy.graph's login retries, with a fake secret source at the seam.
+
+The same retries against the real Neo4j (a rotation elsewhere, a tripped rate limit) are in
+test_rotation.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from proxy.credentials import RotatingAuth
+from proxy.errors import GraphFailed
+from proxy.graph import RATE_LIMITED, UNAUTHORIZED, Neo4jGraph
+from proxy.metrics import Metrics
+from proxy.secret_sources import Credential
+from proxy.settings import Neo4jSettings
+from tests.test_credentials import FakeSource
+
+OLD, NEW = Credential("gw", "old-password"), Credential("gw", "new-password")
+
+
+def graph_with(source: FakeSource, metrics: Metrics) -> Neo4jGraph:
+    settings = Neo4jSettings(password="a-long-password", auth_lock_time_s=0)
+    graph = Neo4jGraph(settings, metrics=metrics)
+    graph._auth = RotatingAuth(source, OLD)  # what open() would set up
+    return graph
+
+
+def refusals(*reasons: str) -> Callable[[], Awaitable[str]]:
+    """An attempt refused with ``reasons`` in turn, then answered."""
+    left = list(reasons)
+
+    async def attempt() -> str:
+        if left:
+            raise GraphFailed(reason=left.pop(0))
+        return "ran"
+
+    return attempt
+
+
+def retries(metrics: Metrics, cause: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "cyphergate_neo4j_login_retries_total", {"cause": cause}
+    )
+
+
+def test_a_rate_limit_is_waited_out_and_a_stale_password_replaced() -> None:
+    """Locked out, then refused with the old password: the store's new value is used."""
+    metrics, source = Metrics(), FakeSource(OLD)
+    graph = graph_with(source, metrics)
+    source.value = NEW  # rotated elsewhere and promoted
+    attempt = refusals(RATE_LIMITED, UNAUTHORIZED, RATE_LIMITED)
+    assert asyncio.run(graph._retrying_login(attempt)) == "ran"
+    assert graph._auth is not None and graph._auth.credential == NEW
+    assert retries(metrics, "AuthenticationRateLimit") == 2
+    assert retries(metrics, "Unauthorized") == 1
+
+
+def test_login_retries_are_bounded() -> None:
+    metrics = Metrics()
+    graph = graph_with(FakeSource(OLD), metrics)
+    with pytest.raises(GraphFailed):  # a third lock-out is not waited for
+        asyncio.run(graph._retrying_login(refusals(RATE_LIMITED, RATE_LIMITED, RATE_LIMITED)))
+    graph = graph_with(FakeSource(OLD), metrics)
+    with pytest.raises(GraphFailed):  # refused, and the store has nothing else to offer
+        asyncio.run(graph._retrying_login(refusals(UNAUTHORIZED)))
+    graph = graph_with(FakeSource(OLD, pending=NEW), metrics)
+    with pytest.raises(GraphFailed):  # refused twice: the second is the caller's
+        asyncio.run(graph._retrying_login(refusals(UNAUTHORIZED, UNAUTHORIZED)))
+    graph = graph_with(FakeSource(OLD), metrics)
+    with pytest.raises(GraphFailed):  # any other failure is not a login's: never retried
+        asyncio.run(graph._retrying_login(refusals("Neo.ClientError.Statement.SyntaxError")))

@@ -1,0 +1,77 @@
+"""proxy.leases with a fake driver at the seam: who drops a retired lease, and what is counted.
+
+Leases against the real Neo4j (creation, renewal under load, orphans after a crash) are in
+test_rotation.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from proxy.leases import LeaseManager
+from proxy.metrics import Metrics
+
+
+class SlowDriver:
+    """Answers every statement after a round trip; records the users dropped."""
+
+    def __init__(self) -> None:
+        self.dropped: Counter[str] = Counter()
+
+    async def execute_query(self, statement: str, parameters: Any = None, **_: Any) -> Any:
+        if statement.startswith("SHOW USERS"):
+            return [], None, None
+        await asyncio.sleep(0.05)
+        if statement.startswith("DROP USER"):
+            self.dropped[parameters["user"]] += 1
+        return [], None, None
+
+
+def test_a_retired_lease_is_dropped_once_by_its_last_holder_or_the_maintainer(
+    tmp_path: Path,
+) -> None:
+    metrics, driver, now = Metrics(), SlowDriver(), [0.0]
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    async def go() -> None:
+        leases = LeaseManager(
+            driver,  # type: ignore[arg-type]
+            path=tmp_path / "leases.sqlite3",
+            prefix="cg_test_",
+            ttl_s=100,
+            renew_fraction=0.5,
+            clock=lambda: now[0],
+            metrics=metrics,
+        )
+        await leases.open()
+        release = asyncio.Event()
+
+        async def request() -> None:
+            async with leases.hold("etl"):
+                await release.wait()
+
+        running = asyncio.create_task(request())
+        await asyncio.sleep(0.2)
+        assert sample("cyphergate_neo4j_leases_active") == 1
+        now[0] = 60  # past renew_fraction: the maintainer replaces the lease in use
+        await leases._maintain_once()
+        assert sample("cyphergate_neo4j_leases_active") == 2  # the old one is still held
+        release.set()  # its last holder leaves and starts DROP USER ...
+        await asyncio.sleep(0.01)
+        await leases._maintain_once()  # ... while the maintainer's next round meets it
+        await running
+        await asyncio.sleep(0.1)
+        assert sample("cyphergate_neo4j_leases_active") == 1
+        assert list(driver.dropped.values()) == [1]
+        await leases.close()
+        assert sample("cyphergate_neo4j_leases_active") == 0
+        assert list(driver.dropped.values()) == [1, 1]
+
+    asyncio.run(go())
+    assert sample("cyphergate_neo4j_leases_created_total") == 2
+    assert sample("cyphergate_neo4j_leases_dropped_total") == 2
