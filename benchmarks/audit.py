@@ -24,18 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from measure import percentile  # benchmarks/measure.py
+from measure import local_stack, percentile  # benchmarks/measure.py
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import AuditEvent, utc_timestamp
 from proxy.audit.sqlite import SQLiteAuditLog
-from proxy.devstack.install import default_cache_dir
-from proxy.devstack.stack import DevStack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from request_path import drive  # the sibling benchmark's load generator
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def event(n: int) -> AuditEvent:
@@ -126,35 +122,26 @@ def gateway_comparison(requests: int) -> tuple[float, float]:
     rates: dict[str, list[float]] = {"durable": [], "memory": []}
     order = (("durable", None), ("memory", ":memory:"), ("memory", ":memory:"), ("durable", None))
     for label, path in order:
-        with tempfile.TemporaryDirectory(prefix="cyphergate-bench-audit-") as run_dir:
 
-            def configure(config: dict[str, Any], path: str | None = path) -> None:
-                if path is not None:
-                    config["audit"]["path"] = path
+        def configure(config: dict[str, Any], path: str | None = path) -> None:
+            if path is not None:
+                config["audit"]["path"] = path
 
-            stack = DevStack(
-                Path(run_dir),
-                cache_dir=default_cache_dir(),
-                policies_dir=REPO / "policies",
-                configure_gateway=configure,
-            )
-            try:
-                status = stack.up(with_gateway=True)
-                token = stack.token("demo_reader")
-                run = asyncio.run(
-                    drive(
-                        label,
-                        status["gateway_url"] + "/db/neo4j/query/v2",
-                        None,
-                        {"Authorization": f"Bearer {token}"},
-                        requests,
-                        16,
-                    )
+        with local_stack(configure_gateway=configure) as stack:
+            status = stack.up(with_gateway=True)
+            token = stack.token("demo_reader")
+            run = asyncio.run(
+                drive(
+                    label,
+                    status["gateway_url"] + "/db/neo4j/query/v2",
+                    None,
+                    {"Authorization": f"Bearer {token}"},
+                    requests,
+                    16,
                 )
-                assert run.errors == 0
-                rates[label].append(run.throughput)
-            finally:
-                stack.down()
+            )
+            assert run.errors == 0
+            rates[label].append(run.throughput)
     return sum(rates["durable"]) / 2, sum(rates["memory"]) / 2
 
 

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
-from measure import percentile  # benchmarks/measure.py
+from measure import local_stack, percentile  # benchmarks/measure.py
 
 from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
-from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import AUDIENCE, SERVER_ID, DevStack, role_arn
 from proxy.settings import IAMSettings, OIDCIssuerSettings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 async def measure(stack: DevStack, iterations: int) -> None:
@@ -89,15 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--iterations", type=int, default=5000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-auth-") as run_dir:
-        stack = DevStack(
-            Path(run_dir), cache_dir=default_cache_dir(), policies_dir=REPO / "policies"
-        )
-        try:
-            stack.up()
-            asyncio.run(measure(stack, args.iterations))
-        finally:
-            stack.down()
+    with local_stack() as stack:
+        stack.up()
+        asyncio.run(measure(stack, args.iterations))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -33,17 +32,17 @@ import httpx
 import tomli_w
 from measure import (  # benchmarks/measure.py
     BENCH_ITEM_READ,
+    BENCH_READER,
+    local_stack,
     peak_rss_mib,
     percentile,
     seed_bench_items,
 )
 from neo4j import GraphDatabase
 
-from proxy.devstack.install import default_cache_dir
 from proxy.devstack.ports import free_ports
-from proxy.devstack.stack import AWS_REGION, DemoClient, DevStack, StackState
+from proxy.devstack.stack import AWS_REGION, DevStack, StackState
 
-REPO = Path(__file__).resolve().parent.parent
 VARIANTS = {
     "static": {"credentials": "service_account", "rotation_interval_s": 0.0},
     "rotating": {"credentials": "service_account", "rotation_interval_s": 5.0},
@@ -135,14 +134,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=16)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-") as run_dir:
-        folder = Path(run_dir)
-        stack = DevStack(
-            folder / "stack",
-            cache_dir=default_cache_dir(),
-            policies_dir=REPO / "policies",
-            extra_clients=[DemoClient("bench_reader", "demo_reader", token_ttl_s=3600)],
-        )
+    with local_stack(extra_clients=[BENCH_READER]) as stack:
+        folder = stack.run_dir.parent  # the gateways' own folders sit beside the stack's
         processes = []
         try:
             status = stack.up(with_gateway=True)
@@ -152,7 +145,7 @@ def main() -> None:
                 process, url, log = start_gateway(stack, folder, name, neo4j)
                 processes.append(process)
                 gateways[name] = (process, url, log)
-            header = "Bearer " + stack.client_token("bench_reader")
+            header = "Bearer " + stack.client_token(BENCH_READER.client_id)
             samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
             errors = dict.fromkeys(VARIANTS, 0)
             seconds = dict.fromkeys(VARIANTS, 0.0)
@@ -181,7 +174,6 @@ def main() -> None:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=30)
-            stack.down()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""What the benchmarks here share: latency percentiles, a process's peak memory, and the data
-the request-path benchmarks read.
+"""What the benchmarks here share: the local stack they run on, latency percentiles, a
+process's peak memory, and the data the request-path benchmarks read.
 
 The benchmarks run as scripts (``python benchmarks/<name>.py``), so they import this module by
 its bare name from their own folder.
@@ -7,13 +7,40 @@ its bare name from their own folder.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from neo4j import GraphDatabase
 
+from proxy.devstack.install import default_cache_dir
+from proxy.devstack.stack import DemoClient, DevStack
+
+REPO = Path(__file__).resolve().parent.parent
+# A client whose tokens outlive any run: a load generator must not meet an expired token.
+BENCH_READER = DemoClient("bench_reader", "demo_reader", token_ttl_s=3600)
+
 # 1,000 indexed items, read one at a time by id.
 BENCH_ITEM_READ = "MATCH (i:BenchItem {id: $id}) RETURN i.name AS name"
+
+
+@contextmanager
+def local_stack(**options: Any) -> Iterator[DevStack]:
+    """The real local stack (not yet started: call ``up``) in a temporary folder, with the
+    repository's policies; stopped and removed at the end. ``options`` go to :class:`DevStack`."""
+    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-") as run_dir:
+        stack = DevStack(
+            Path(run_dir) / "stack",
+            cache_dir=default_cache_dir(),
+            policies_dir=REPO / "policies",
+            **options,
+        )
+        try:
+            yield stack
+        finally:
+            stack.down()
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -19,29 +19,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
+import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from measure import percentile  # benchmarks/measure.py
+from measure import local_stack, peak_rss_mib, percentile  # benchmarks/measure.py
 from neo4j import GraphDatabase
 
 from proxy.analysis import Analyzer
 from proxy.audit.sqlite import MEMORY, SQLiteAuditLog
 from proxy.auth import SchemeRouter
-from proxy.devstack.install import default_cache_dir
-from proxy.devstack.stack import DevStack
 from proxy.gateway import Call, Gateway
 from proxy.graph import Neo4jGraph
 from proxy.plan import read_plan
-from proxy.policy import Decision, OPAPolicyEngine, PolicyEngine
+from proxy.policy import Decision, OPAPolicyEngine, PolicyEngine, policy_input
 from proxy.principal import DagResolver, Identity
 from proxy.settings import Neo4jSettings, OPASettings
 
-REPO = Path(__file__).resolve().parent.parent
 STATEMENT = "MATCH (p:Person)-[:ACTED_IN]->(m:Movie {title: $title}) RETURN p.name AS name"
 IDENTITY = Identity(method="oidc", issuer="bench", subject="bench", asserted_dag="demo_labels")
 
@@ -57,8 +53,6 @@ class StubAuth:
 
 class AllowAll:
     """Policy evaluation off: the baseline."""
-
-    revision = None
 
     async def decide(self, document: dict[str, Any]) -> Decision:
         del document
@@ -132,16 +126,14 @@ async def measure(stack_status: dict[str, Any], requests: int, rounds: int) -> d
             seconds[name] += time.perf_counter() - started
 
     # The policy step alone: one cached and one uncached decision on the same input.
-    document = {
-        "version": 2,
-        "principal": {
-            "method": "oidc", "issuer": "bench", "subject": "bench", "dag": "demo_labels",
-            "task": None, "run": None, "try_number": None,
-        },
-        "request": {"database": "neo4j", "statement": STATEMENT, "parameter_names": ["title"],
-                    "access_mode": None},
-        "analysis": (await graph.explain("neo4j", STATEMENT)).document,
-    }  # fmt: skip
+    document = policy_input(
+        DagResolver([]).resolve(IDENTITY, {}),
+        database="neo4j",
+        statement=STATEMENT,
+        parameter_names=["title"],
+        requested_access_mode=None,
+        analysis=await graph.explain("neo4j", STATEMENT),
+    )
     decide: dict[str, list[float]] = {"decision cached": [], "decision uncached": []}
     for _ in range(500):
         for label, engine in (("decision cached", opa_cached), ("decision uncached", opa_uncached)):
@@ -209,8 +201,7 @@ def report(result: dict[str, Any]) -> None:
     print("analysis cost as the statement grows:")
     for row in result["growth"]:
         print("  " + json.dumps(row))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"benchmark process peak RSS: {peak:.1f} MiB")
+    print(f"benchmark process peak RSS: {peak_rss_mib(os.getpid()):.1f} MiB")
 
 
 def main() -> None:
@@ -218,24 +209,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-") as run_dir:
-        stack = DevStack(
-            Path(run_dir), cache_dir=default_cache_dir(), policies_dir=REPO / "policies"
-        )
-        try:
-            status = stack.up()
-            neo4j = status["neo4j"]
-            with GraphDatabase.driver(
-                neo4j["bolt_uri"], auth=(neo4j["user"], neo4j["password"])
-            ) as driver:
-                driver.execute_query(
-                    "UNWIND range(1, 200) AS i CREATE (:Person {name: 'p' + i})"
-                    "-[:ACTED_IN]->(:Movie {title: CASE i % 10 WHEN 0 THEN 'The Matrix' "
-                    "ELSE 'm' + i END})"
-                )
-            report(asyncio.run(measure(status, args.requests, args.rounds)))
-        finally:
-            stack.down()
+    with local_stack() as stack:
+        status = stack.up()
+        neo4j = status["neo4j"]
+        with GraphDatabase.driver(
+            neo4j["bolt_uri"], auth=(neo4j["user"], neo4j["password"])
+        ) as driver:
+            driver.execute_query(
+                "UNWIND range(1, 200) AS i CREATE (:Person {name: 'p' + i})"
+                "-[:ACTED_IN]->(:Movie {title: CASE i % 10 WHEN 0 THEN 'The Matrix' "
+                "ELSE 'm' + i END})"
+            )
+        report(asyncio.run(measure(status, args.requests, args.rounds)))
 
 
 if __name__ == "__main__":

@@ -14,23 +14,19 @@ import asyncio
 import json
 import random
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 from measure import (
     BENCH_ITEM_READ,
+    BENCH_READER,
+    local_stack,
     peak_rss_mib,
     percentile,
     seed_bench_items,
 )  # benchmarks/measure.py
 
-from proxy.devstack.install import default_cache_dir
-from proxy.devstack.stack import DemoClient, DevStack
-
-REPO = Path(__file__).resolve().parent.parent
 STATEMENTS = (
     BENCH_ITEM_READ,
     "MATCH (i:BenchItem) WHERE i.id < $id RETURN count(i) AS n",
@@ -95,33 +91,24 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="cyphergate-bench-") as run_dir:
-        stack = DevStack(
-            Path(run_dir),
-            cache_dir=default_cache_dir(),
-            policies_dir=REPO / "policies",
-            extra_clients=[DemoClient("bench_reader", "demo_reader", token_ttl_s=3600)],
-        )
-        try:
-            status = stack.up(with_gateway=True)
-            neo4j = status["neo4j"]
-            seed_bench_items(neo4j)
-            token = stack.client_token("bench_reader")
-            direct_url = neo4j["http_uri"] + "/db/neo4j/query/v2"
-            gateway_url = status["gateway_url"] + "/db/neo4j/query/v2"
-            basic = httpx.BasicAuth(neo4j["user"], neo4j["password"])
-            bearer = {"Authorization": f"Bearer {token}"}
-            runs: list[tuple[Run, Run]] = []
-            for clients in args.concurrency:
-                direct = asyncio.run(drive("neo4j", direct_url, basic, {}, args.requests, clients))
-                through = asyncio.run(
-                    drive("gateway", gateway_url, None, bearer, args.requests, clients)
-                )
-                runs.append((direct, through))
-            gateway_pid = status["processes"]["gateway"]["pid"]
-            report(runs, peak_rss_mib(gateway_pid))
-        finally:
-            stack.down()
+    with local_stack(extra_clients=[BENCH_READER]) as stack:
+        status = stack.up(with_gateway=True)
+        neo4j = status["neo4j"]
+        seed_bench_items(neo4j)
+        token = stack.client_token(BENCH_READER.client_id)
+        direct_url = neo4j["http_uri"] + "/db/neo4j/query/v2"
+        gateway_url = status["gateway_url"] + "/db/neo4j/query/v2"
+        basic = httpx.BasicAuth(neo4j["user"], neo4j["password"])
+        bearer = {"Authorization": f"Bearer {token}"}
+        runs: list[tuple[Run, Run]] = []
+        for clients in args.concurrency:
+            direct = asyncio.run(drive("neo4j", direct_url, basic, {}, args.requests, clients))
+            through = asyncio.run(
+                drive("gateway", gateway_url, None, bearer, args.requests, clients)
+            )
+            runs.append((direct, through))
+        gateway_pid = status["processes"]["gateway"]["pid"]
+        report(runs, peak_rss_mib(gateway_pid))
 
 
 def report(runs: list[tuple[Run, Run]], rss_mib: float) -> None:

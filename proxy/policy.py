@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -92,16 +93,37 @@ def policy_input(
     analysis: Analysis,
 ) -> dict[str, Any]:
     """The input document OPA decides on; its shape is ``policies/schemas/input.json``."""
+    return input_document(
+        principal.as_document(),
+        database=database,
+        statement=statement,
+        parameter_names=parameter_names,
+        requested_access_mode=requested_access_mode,
+        analysis=analysis.document,
+    )
+
+
+def input_document(
+    principal: dict[str, Any],
+    *,
+    database: str,
+    statement: str,
+    parameter_names: Iterable[str],
+    requested_access_mode: AccessMode | None,
+    analysis: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`policy_input` from the documents an audit record keeps of the principal and the
+    analysis (``policy replay`` re-decides recorded requests with it)."""
     return {
         "version": INPUT_VERSION,
-        "principal": principal.as_document(),
+        "principal": principal,
         "request": {
             "database": database,
             "statement": statement,
             "parameter_names": sorted(parameter_names),
             "access_mode": requested_access_mode,
         },
-        "analysis": analysis.document,
+        "analysis": analysis,
     }
 
 
@@ -191,11 +213,6 @@ class OPAPolicyEngine:
         if self._http is not None:
             await self._http.aclose()
         await self._client.close_connection()
-
-    @property
-    def revision(self) -> str | None:
-        """The policy revision as last read from OPA (``None`` until it could be read)."""
-        return self._revision
 
     async def fetch_revision(self) -> str:
         """SHA-256 (hex, first 16 digits) of the modules' sources and the policy's data tree."""

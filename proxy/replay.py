@@ -23,7 +23,7 @@ import httpx
 
 from proxy.devstack.ports import free_ports
 from proxy.graph import Neo4jGraph
-from proxy.policy import Decision, OPAPolicyEngine, policy_input
+from proxy.policy import Decision, OPAPolicyEngine, input_document, policy_input
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings, Settings
 
@@ -131,20 +131,14 @@ def recorded_input(record: dict[str, Any]) -> dict[str, Any] | None:
         or record.get("statement") is None
     ):
         return None
-    return {
-        "version": 2,
-        "principal": {
-            key: principal.get(key)
-            for key in ("method", "issuer", "subject", "dag", "task", "run", "try_number")
-        },
-        "request": {
-            "database": record["database"],
-            "statement": record["statement"],
-            "parameter_names": sorted(record.get("parameters") or {}),
-            "access_mode": record.get("requested_access_mode"),
-        },
-        "analysis": record["analysis"],
-    }
+    return input_document(
+        principal,
+        database=record["database"],
+        statement=record["statement"],
+        parameter_names=record.get("parameters") or {},
+        requested_access_mode=record.get("requested_access_mode"),
+        analysis=record["analysis"],
+    )
 
 
 def opa_server_command(opa_binary: Path, port: int, policies: Path, *, watch: bool) -> list[str]:
