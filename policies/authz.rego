@@ -58,24 +58,20 @@ covered_call(grants, name) if {
 
 reasons contains "dag_not_granted" if not grant
 
-reasons contains sprintf("database_not_granted:%s", [input.request.database]) if {
-	grant
-	not database_grant
-}
-
-# Every database the plan runs on needs a grant, not only the one in the URL: Neo4j routes
-# administration commands and `USE system CALL ...` to the system database.
-reasons contains sprintf("database_not_granted:%s", [name]) if {
-	grant
-	some name in analysis.databases
-	not grant.databases[name]
-}
-
-# Commands and procedures need a grant on every database the plan reaches, not only on the
-# one in the URL (CREATE USER sent to /db/neo4j runs on system).
+# Every database the statement reaches needs a grant: the one in the URL, and every one the
+# plan runs on (Neo4j routes administration commands and `USE system CALL ...` to system).
 databases_reached contains input.request.database
 
 databases_reached contains name if some name in analysis.databases
+
+reasons contains sprintf("database_not_granted:%s", [name]) if {
+	grant
+	some name in databases_reached
+	not grant.databases[name]
+}
+
+# Commands and procedures, likewise, need a grant on every database reached (CREATE USER
+# sent to /db/neo4j runs on system).
 
 calls_granted(kind, name) if {
 	every db in databases_reached {
@@ -157,7 +153,7 @@ reasons contains sprintf("load_csv_not_granted:%s", [source]) if {
 	not load_csv_granted(source)
 }
 
-load_csv_granted(_) if "*" in granted_list(["load_csv"])
+load_csv_granted(source) if covered(granted_list(["load_csv"]), source)
 
 # Only literal URLs can match; a URL from a parameter or expression needs "*". A prefix must
 # end in "/" (so "https://data.example.com" cannot cover "https://data.example.com.evil.net"),
@@ -169,8 +165,6 @@ load_csv_granted(source) if {
 	not contains(source, "..")
 	not contains(lower(source), "%2e")
 }
-
-load_csv_granted(source) if source in granted_list(["load_csv"])
 
 reasons contains sprintf("guardrail:%s", [name]) if {
 	database_grant
