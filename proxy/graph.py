@@ -39,8 +39,8 @@ from proxy.leases import Lease, LeaseManager
 from proxy.metrics import Metrics
 from proxy.plan import read_plan
 from proxy.policy import AccessMode, RowLimitAction
-from proxy.secret_sources import open_source
-from proxy.settings import Neo4jSettings
+from proxy.secret_sources import Credential, open_source
+from proxy.settings import Neo4jSettings, refuse_placeholder_password
 
 JSON = Any
 log = logging.getLogger(__name__)
@@ -156,7 +156,10 @@ class Neo4jGraph:
         settings = self._settings
         source = open_source(settings, development=self._development)
         async with _translated_errors():
-            self._auth = RotatingAuth(source, await source.current())
+            credential = await source.current()
+            # Whichever source it came from (a file, Secrets Manager, the environment).
+            refuse_placeholder_password(credential.password)
+            self._auth = RotatingAuth(source, credential)
             self._rotator = Rotator(settings.uri, source, self._auth, crash_at=self._crash_at)
             if self._manage:
                 await self._rotator.recover()
@@ -202,7 +205,8 @@ class Neo4jGraph:
     async def checkout(self, dag: str) -> AsyncIterator[Checkout]:
         """The credential ``dag``'s statement runs as; see :class:`GraphExecutor`."""
         if self._leases is None:
-            yield Checkout(user=self._settings.user, run=self._run_as_gateway)
+            # The user in use: a secret's "username" may differ from neo4j.user.
+            yield Checkout(user=self._credential_in_use().user, run=self._run_as_gateway)
             return
         leases = self._leases
         async with contextlib.AsyncExitStack() as held:
@@ -273,6 +277,11 @@ class Neo4jGraph:
                 else:
                     raise
                 self._metrics.login_retries.labels(error.reason.rsplit(".", 1)[-1]).inc()
+
+    def _credential_in_use(self) -> Credential:
+        if self._auth is None:
+            raise RuntimeError("Neo4jGraph.open() was not called")
+        return self._auth.credential
 
     @property
     def driver(self) -> AsyncDriver:

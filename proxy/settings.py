@@ -101,13 +101,13 @@ class Neo4jSettings(BaseModel):
                 "set exactly one of neo4j.password, neo4j.password_file and neo4j.secret"
             )
         if self.password is not None:
-            _refuse_placeholder(self.password.get_secret_value())
+            refuse_placeholder_password(self.password.get_secret_value())
         return self
 
     def read_password(self) -> str:
         """The password, read now (a mounted secret file may have changed)."""
         value = _read_secret(self.password, self.password_file, "neo4j.password")
-        _refuse_placeholder(value)
+        refuse_placeholder_password(value)
         return value
 
 
@@ -342,6 +342,7 @@ def _read_secret(value: SecretStr | None, file: Path | None, name: str) -> str:
     return file.read_text(encoding="utf-8").strip()
 
 
-def _refuse_placeholder(value: str) -> None:
+def refuse_placeholder_password(value: str) -> None:
+    """Refuse a Neo4j password that is a known placeholder or too short to be real."""
     if value.lower() in _PLACEHOLDER_SECRETS or len(value) < 8:
         raise ValueError("the Neo4j password is a placeholder or shorter than 8 characters")

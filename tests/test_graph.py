@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,16 @@ def test_login_retries_are_bounded() -> None:
     graph = graph_with(FakeSource(OLD), metrics)
     with pytest.raises(GraphFailed):  # any other failure is not a login's: never retried
         asyncio.run(graph._retrying_login(refusals("Neo.ClientError.Statement.SyntaxError")))
+
+
+@pytest.mark.parametrize("secret", ["neo4j", '{"username": "gw", "password": "changeme"}'])
+def test_a_placeholder_password_from_a_secret_source_is_refused(
+    tmp_path: Path, secret: str
+) -> None:
+    """The inline password is checked when the settings load; one read from a mounted file
+    (or Secrets Manager, or the environment) is checked when the gateway starts."""
+    path = tmp_path / "neo4j-password"
+    path.write_text(secret)
+    graph = Neo4jGraph(Neo4jSettings(password_file=path), metrics=Metrics())
+    with pytest.raises(ValueError, match="placeholder"):
+        asyncio.run(graph.open())
