@@ -242,17 +242,15 @@ class Gateway:
     def _finished(
         self, event: AuditEvent, started: float, *, error: CypherGateError | None
     ) -> AuditEvent:
-        """The request's last record, stamped; every request passes here exactly once."""
-        if error is None:
-            finished = concluded(event, started=started, now=self._clock(), status=SUCCESS_STATUS)
-        else:
-            finished = concluded(
-                event,
-                started=started,
-                now=self._clock(),
-                status=error.status,
-                error=error.as_document(),
-            )
+        """The request's last record, stamped. Every request passes here exactly once, so this
+        is also where /metrics counts it."""
+        finished = concluded(
+            event,
+            started=started,
+            now=self._clock(),
+            status=SUCCESS_STATUS if error is None else error.status,
+            error=None if error is None else error.as_document(),
+        )
         self._count(finished)
         return finished
 
