@@ -29,7 +29,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from proxy.api.routes import client_address
 from proxy.audit.reader import RecordFilter
-from proxy.audit.review import AuditReview, flat_record
+from proxy.audit.record import flat_record
+from proxy.audit.review import AuditReview
 from proxy.clock import Clock
 from proxy.errors import CypherGateError, PolicyDenied
 from proxy.gateway import new_request_id
@@ -204,16 +205,13 @@ def build_audit_page(settings: AuditWebSettings, app: FastAPI, clock: Clock) -> 
         found = await review.record(seq)
         if found is None:
             return render(request, "message.html", 404, title=f"No record {seq}")
-        status = await review.status()
-        last = status.last_checkpoint
         return render(
             request,
             "record.html",
             record=flat_record(found["record"]),
             record_json=json.dumps(found["record"], indent=2, sort_keys=True),
             related=[flat_record(r) for r in found["related"]],
-            sealed=last is not None and last["record_seq"] >= seq,
-            chain=status,
+            sealed=found["sealed"],
         )
 
     @page.get("/verify")

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from proxy.audit.record import canonical, digest
+from proxy.audit.record import SealedRecord, canonical, check_link
 from proxy.values import to_plain
 
 DIGEST_PREFIX = "hmac-sha256:"
@@ -121,24 +121,23 @@ def verify_proof(proof: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
     Each link's body must hash to its hash and name the previous link's hash as ``prev_hash``;
     the last hash must be the checkpoint's, and the checkpoint's signature must verify.
     """
-    links = list(proof.get("links", []))
+    links = [
+        SealedRecord(int(link["seq"]), str(link["body"]), str(link["hash"]))
+        for link in proof.get("links", [])
+    ]
     if not links:
         return False
-    previous: str | None = None
-    for link in links:
-        body = str(link["body"])
-        if not hmac.compare_digest(digest(body), str(link["hash"])):
+    try:  # the first link is taken on its own word for what precedes it
+        previous = str(json.loads(links[0].body)["prev_hash"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    for offset, link in enumerate(links):
+        if check_link(link, links[0].seq + offset, previous) is not None:
             return False
-        document = json.loads(body)
-        if document.get("seq") != link["seq"]:
-            return False
-        if previous is not None and not hmac.compare_digest(str(document["prev_hash"]), previous):
-            return False
-        previous = str(link["hash"])
+        previous = link.hash
     checkpoint = Checkpoint(**proof["checkpoint"])
     return (
-        previous is not None
-        and checkpoint.record_seq == links[-1]["seq"]
+        checkpoint.record_seq == links[-1].seq
         and hmac.compare_digest(checkpoint.record_hash, previous)
         and signature_valid(checkpoint, key)
     )

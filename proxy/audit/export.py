@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.audit.record import verdict_of
+from proxy.audit.record import flat_record
 
 PARQUET_COLUMNS = (
     "seq",
@@ -63,9 +63,9 @@ def export(
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """One record as the Parquet columns."""
+    """One record as the Parquet columns (dag, verdict and reasons as queries see them)."""
+    flat = flat_record(record)
     principal = record.get("principal") or {}
-    decision = record.get("decision") or {}
     error = record.get("error") or {}
     return {
         "seq": record["seq"],
@@ -75,12 +75,12 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "method": principal.get("method"),
         "issuer": principal.get("issuer"),
         "subject": principal.get("subject"),
-        "dag": principal.get("dag"),
+        "dag": flat["dag"],
         "task": principal.get("task"),
         "run": principal.get("run"),
         "database": record.get("database"),
-        "verdict": verdict_of(decision),
-        "reasons": list(decision.get("reasons") or []),
+        "verdict": flat["decision"],
+        "reasons": list(flat["reasons"]),
         "status": record.get("status"),
         "error_code": error.get("code"),
         "error_reason": error.get("reason"),

@@ -84,14 +84,26 @@ class AuditReader:
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every checkpoint, oldest first (none in a log written before checkpoints existed)."""
+        return self._checkpoints(
+            "SELECT chain, record_seq, record_hash, time, signature FROM checkpoints ORDER BY id"
+        )
+
+    def covering(self, seq: int) -> Checkpoint | None:
+        """The first checkpoint that seals record ``seq``, if one does yet."""
+        found = self._checkpoints(
+            "SELECT chain, record_seq, record_hash, time, signature FROM checkpoints"
+            " WHERE record_seq >= ? ORDER BY id LIMIT 1",
+            seq,
+        )
+        return found[0] if found else None
+
+    def _checkpoints(self, query: str, *parameters: int) -> list[Checkpoint]:
         exists = self._connection.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
         ).fetchone()
         if exists is None:
             return []
-        rows = self._connection.execute(
-            "SELECT chain, record_seq, record_hash, time, signature FROM checkpoints ORDER BY id"
-        )
+        rows = self._connection.execute(query, parameters)
         return [Checkpoint(str(c), int(s), str(h), str(t), str(sig)) for c, s, h, t, sig in rows]
 
     def sealed_range(self, first: int, last: int) -> Iterator[tuple[int, str, str]]:
@@ -107,13 +119,10 @@ class AuditReader:
         """What proves record ``seq``: its body, the records after it up to the first checkpoint
         that covers it, and that checkpoint. ``None`` if the record does not exist or no
         checkpoint covers it yet. Check it with :func:`proxy.audit.checkpoint.verify_proof`."""
-        covering = next((c for c in self.checkpoints() if c.record_seq >= seq), None)
+        covering = self.covering(seq)
         if covering is None:
             return None
-        rows = self._connection.execute(
-            "SELECT seq, body, hash FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq",
-            (seq, covering.record_seq),
-        ).fetchall()
+        rows = list(self.sealed_range(seq, covering.record_seq))
         if not rows or rows[0][0] != seq:
             return None
         return {

@@ -87,6 +87,20 @@ def verdict_of(decision: Mapping[str, Any] | None) -> str:
     return "deny"
 
 
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with the reviewer's most asked fields lifted to the top level."""
+    principal = record.get("principal") or {}
+    decision = record.get("decision") or {}
+    error = record.get("error") or {}
+    return {
+        **record,
+        "dag": principal.get("dag"),
+        "decision": verdict_of(decision),
+        "reasons": decision.get("reasons") or ([error["reason"]] if error.get("reason") else []),
+        "decision_id": decision.get("decision_id"),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class SealedRecord:
     """A record as stored: its canonical body and the hash of that body."""
@@ -165,7 +179,7 @@ def verify_chain(records: Iterable[SealedRecord]) -> Iterator[int | ChainProblem
     expected_seq = 1
     prev_hash = GENESIS_HASH
     for record in records:
-        problem = _check(record, expected_seq, prev_hash)
+        problem = check_link(record, expected_seq, prev_hash)
         if problem is not None:
             yield problem
             return
@@ -174,7 +188,8 @@ def verify_chain(records: Iterable[SealedRecord]) -> Iterator[int | ChainProblem
         prev_hash = record.hash
 
 
-def _check(record: SealedRecord, expected_seq: int, prev_hash: str) -> ChainProblem | None:
+def check_link(record: SealedRecord, expected_seq: int, prev_hash: str) -> ChainProblem | None:
+    """What is wrong with ``record`` as link ``expected_seq`` after ``prev_hash``, if anything."""
     if record.seq != expected_seq:
         why = "missing" if record.seq > expected_seq else "out of order"
         return ChainProblem(expected_seq, f"{why} (found record {record.seq} in its place)")

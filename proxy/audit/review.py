@@ -19,14 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from proxy.audit import AuditLog
 from proxy.audit.checkpoint import signature_valid
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp, verdict_of
+from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp
 from proxy.auth import SchemeRouter
 from proxy.clock import Clock
 from proxy.errors import CypherGateError, PolicyDenied, RecordNotProvable
 from proxy.policy import PolicyEngine
 from proxy.principal import Identity
 
-MAX_PAGE = 1000
 _T = TypeVar("_T")
 
 # Proves who is asking: a bearer credential checked by the gateway's authenticators, or a
@@ -45,20 +44,6 @@ class ChainStatus:
     # None when the gateway has no signing key to check with.
     last_signature_valid: bool | None
     unsealed: int
-
-
-def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with the reviewer's most asked fields lifted to the top level."""
-    principal = record.get("principal") or {}
-    decision = record.get("decision") or {}
-    error = record.get("error") or {}
-    return {
-        **record,
-        "dag": principal.get("dag"),
-        "decision": verdict_of(decision),
-        "reasons": decision.get("reasons") or ([error["reason"]] if error.get("reason") else []),
-        "decision_id": decision.get("decision_id"),
-    }
 
 
 class AuditReview:
@@ -128,11 +113,8 @@ class AuditReview:
 
     async def records(self, flt: RecordFilter) -> dict[str, Any]:
         """One page of records, oldest first, and where the next page starts."""
-        limit = min(flt.limit or 100, MAX_PAGE)
-        page = replace(flt, limit=limit)
-
-        records = await self._read(lambda reader: list(reader.query(page)))
-        after = records[-1]["seq"] if len(records) == limit else None
+        records = await self._read(lambda reader: list(reader.query(flt)))
+        after = records[-1]["seq"] if len(records) == flt.limit else None
         return {"records": records, "next_after": after}
 
     async def proof(self, seq: int) -> dict[str, Any]:
@@ -150,7 +132,11 @@ class AuditReview:
             if not found or found[0]["seq"] != seq:
                 return None
             related = reader.query(RecordFilter(request_id=found[0]["request_id"]))
-            return {"record": found[0], "related": [r for r in related if r["seq"] != seq]}
+            return {
+                "record": found[0],
+                "related": [r for r in related if r["seq"] != seq],
+                "sealed": reader.covering(seq) is not None,
+            }
 
         return await self._read(read)
 
@@ -163,7 +149,8 @@ class AuditReview:
             last = checkpoints[-1] if checkpoints else None
             head_seq = head[0] if head else None
             return ChainStatus(
-                records=reader.count(),
+                # Sequence numbers run 1, 2, 3... without a gap (verify checks it): no count.
+                records=head_seq or 0,
                 head_seq=head_seq,
                 checkpoints=len(checkpoints),
                 last_checkpoint=None if last is None else asdict(last),

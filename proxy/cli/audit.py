@@ -14,8 +14,7 @@ from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.audit.record import ChainProblem
-from proxy.audit.review import flat_record
+from proxy.audit.record import ChainProblem, flat_record
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 
@@ -280,9 +279,13 @@ def _follow(reader: AuditReader, flt: RecordFilter, last_seq: int, kind: str) ->
             last_seq = int(flat["seq"])
             if kind == "json":
                 print(json.dumps(flat), flush=True)
+            elif kind == "csv":  # quoted as the first page was, by the csv module
+                csv.writer(sys.stdout).writerow(
+                    [_cell(flat.get(column), width=None) for column in _TABLE_COLUMNS]
+                )
+                sys.stdout.flush()
             else:
-                cells = [_cell(flat.get(column)) for column in _TABLE_COLUMNS]
-                print(("," if kind == "csv" else "  ").join(cells), flush=True)
+                print("  ".join(_cell(flat.get(c)) for c in _TABLE_COLUMNS), flush=True)
         time.sleep(0.5)
 
 
