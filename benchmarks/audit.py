@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
-import sys
 import tempfile
 import time
 import uuid
@@ -25,13 +23,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from measure import local_stack, percentile  # benchmarks/measure.py
+from request_path import drive  # the sibling benchmark's load generator
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import AuditEvent, utc_timestamp
 from proxy.audit.sqlite import SQLiteAuditLog
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from request_path import drive  # the sibling benchmark's load generator
 
 
 def event(n: int) -> AuditEvent:
@@ -92,11 +88,9 @@ def bulk_log(path: Path, count: int) -> None:
 
 def timed_queries(path: Path) -> dict[str, tuple[float, float]]:
     with AuditReader(path) as reader:
-        request_id = (
-            sqlite3.connect(path)
-            .execute("SELECT request_id FROM records WHERE seq = ?", (reader.count() // 2,))
-            .fetchone()[0]
-        )
+        middle = reader.count() // 2
+        (record,) = reader.query(RecordFilter(after_seq=middle - 1, limit=1))
+        request_id = record["request_id"]
         cases = {
             "dag + deny, first 100": RecordFilter(dag="dag_10", verdict="deny", limit=100),
             "request id": RecordFilter(request_id=request_id),
