@@ -96,3 +96,24 @@ def test_proof_of_one_record_verifies_with_the_public_key(
     assert not verify_proof(forged, public_key)
     missing = gateway.get("/audit/records/999999999/proof", headers=auditor)
     assert missing.status_code == 404
+
+
+def test_a_reviewer_removed_from_the_policy_is_refused_at_the_next_request(
+    stack: DevStack, status: dict[str, Any], gateway: httpx.Client
+) -> None:
+    """The audit-access policy is asked on every read: no session or cache outlives a change
+    a security team makes in OPA's data."""
+    opa = status["opa"]["url"] + "/v1/data/cyphergate/reviewers"
+    reviewers = httpx.get(opa).json()["result"]
+    auditor = bearer(stack, "demo_auditor")
+    assert gateway.get("/audit/records", params={"limit": 1}, headers=auditor).status_code == 200
+    without = [r for r in reviewers if r.get("client_id") != "demo_auditor"]
+    assert len(without) < len(reviewers)
+    try:
+        assert httpx.put(opa, json=without).status_code == 204
+        refused = gateway.get("/audit/records", params={"limit": 1}, headers=auditor)
+    finally:
+        assert httpx.put(opa, json=reviewers).status_code == 204
+    assert refused.status_code == 403
+    assert "not_a_reviewer" in refused.json()["errors"][0]["message"]
+    assert gateway.get("/audit/records", params={"limit": 1}, headers=auditor).status_code == 200
