@@ -14,13 +14,18 @@ package cyphergate.authz
 
 default_timeout_ms := 30000
 
-# Guardrail name -> the plan operators it refuses.
+# The unbounded_expand guardrail's limit on the hops of a variable-length pattern, unless the
+# grant sets its own max_hops.
+default_max_hops := 10
+
+# Guardrail name -> the plan operators it refuses (unbounded_expand looks at max_hops instead).
 guardrail_operators := {
 	"full_scan": {"AllNodesScan", "AllRelationshipsScan"},
 	"cartesian_product": {"CartesianProduct"},
-	"unbounded_expand": {"UnboundedVarLengthExpand"},
 	"eager": {"Eager"},
 }
+
+known_guardrails := {name | some name, _ in guardrail_operators} | {"unbounded_expand"}
 
 grant := data.cyphergate.grants.dags[input.principal.dag]
 
@@ -86,6 +91,12 @@ reasons contains sprintf("command_not_granted:%s", [name]) if {
 }
 
 reasons contains "unknown_query_type" if not analysis.query_type in {"r", "rw", "w", "s"}
+
+# Something in the plan the gateway could not read (an operator it does not know, details in an
+# unknown form, a name Neo4j prints ambiguously): whatever the grant, it is refused.
+reasons contains sprintf("plan_not_understood:%s", [what]) if {
+	some what in analysis.unreadable
+}
 
 reasons contains "schema_not_granted" if {
 	database_grant
@@ -173,11 +184,22 @@ reasons contains sprintf("guardrail:%s", [name]) if {
 	operator in guardrail_operators[name]
 }
 
+max_hops := n if {
+	n := database_grant.max_hops
+} else := default_max_hops
+
+reasons contains "guardrail:unbounded_expand" if {
+	database_grant
+	"unbounded_expand" in granted_list(["guardrails"])
+	analysis.max_hops != null
+	analysis.max_hops > max_hops
+}
+
 # A guardrail the engine does not know would silently guard nothing: refuse instead.
 reasons contains sprintf("unknown_guardrail:%s", [name]) if {
 	database_grant
 	some name in granted_list(["guardrails"])
-	not guardrail_operators[name]
+	not name in known_guardrails
 }
 
 default allow := false
@@ -199,7 +221,7 @@ shadow if {
 
 hard_refusal if {
 	some reason in reasons
-	some kind in {"database_not_granted:", "command_not_granted:", "procedure_not_granted:"}
+	some kind in {"database_not_granted:", "command_not_granted:", "procedure_not_granted:", "plan_not_understood:"}
 	startswith(reason, kind)
 }
 

@@ -14,11 +14,13 @@ nothing := {
 	"deletes": false,
 	"databases": ["neo4j"],
 	"commands": [],
+	"max_hops": null,
+	"unreadable": [],
 }
 
 # An input document for `dag` on `database`; `facts` overrides fields of the empty analysis.
 request(dag, database, facts) := {
-	"version": 2,
+	"version": 3,
 	"principal": {
 		"method": "oidc", "issuer": "https://issuer.test", "subject": dag, "dag": dag,
 		"task": "t", "run": "manual__2026-01-01T00:00:00+00:00", "try_number": 1,
@@ -114,9 +116,38 @@ test_labels_dag_writes_only_person if {
 test_labels_dag_guardrails if {
 	d := decide("demo_labels", {
 		"labels": {"read": ["Person"], "write": []},
-		"operators": ["AllNodesScan", "CartesianProduct", "UnboundedVarLengthExpand", "Eager"],
+		"operators": ["AllNodesScan", "CartesianProduct", "Eager"],
+		"max_hops": 11,
 	})
 	d.reasons == ["guardrail:cartesian_product", "guardrail:full_scan", "guardrail:unbounded_expand"]
+}
+
+test_unbounded_expand_counts_hops if {
+	ten := decide("demo_labels", {"labels": {"read": ["Person"], "write": []}, "max_hops": 10})
+	ten.allow
+	unbounded := decide("demo_labels", {"labels": {"read": ["Person"], "write": []}, "max_hops": 2147483647})
+	unbounded.reasons == ["guardrail:unbounded_expand"]
+	grants := {"dags": {"etl": {"databases": {"neo4j": {
+		"read": {"labels": ["*"], "relationship_types": ["*"]},
+		"guardrails": ["unbounded_expand"],
+		"max_hops": 3,
+	}}}}}
+	four := authz.decision with input as request("etl", "neo4j", {"max_hops": 4})
+		with data.cyphergate.grants as grants
+	four.reasons == ["guardrail:unbounded_expand"]
+	three := authz.decision with input as request("etl", "neo4j", {"max_hops": 3})
+		with data.cyphergate.grants as grants
+	three.allow
+}
+
+test_an_unreadable_plan_is_refused_whatever_the_grant if {
+	d := decide("demo_writer", {"unreadable": ["Frobnicate"]})
+	d.reasons == ["plan_not_understood:Frobnicate"]
+	not d.allow
+	grants := {"dags": {"rollout": {"mode": "shadow", "databases": {"neo4j": {"read": {"labels": ["*"]}}}}}}
+	shadow := authz.decision with input as request("rollout", "neo4j", {"unreadable": ["Frobnicate"]})
+		with data.cyphergate.grants as grants
+	not shadow.shadow
 }
 
 test_load_csv_by_prefix if {

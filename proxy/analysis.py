@@ -2,7 +2,7 @@
 
 Neo4j plans the statement without running it and reports its query type: ``r`` (read only),
 ``rw`` (reads and writes), ``w`` (write only) or ``s`` (schema), and the plan, from which
-:mod:`proxy.plan` reads the labels, relationship types, properties, procedures, LOAD CSV
+the plan reader (:mod:`proxy.plan`) reads the labels, relationship types, properties, procedures, LOAD CSV
 sources and risky operators. The gateway trusts this over anything it could infer from the
 text. Analyses are cached per database and exact statement text, in a bounded LRU with a time
 to live; parameters do not change a plan's facts, so they are not part of the key. A schema
@@ -58,6 +58,8 @@ class Analysis:
             "deletes": facts.deletes,
             "databases": sorted(facts.databases),
             "commands": sorted(facts.commands),
+            "max_hops": facts.max_hops,
+            "unreadable": sorted(facts.unreadable),
         }
 
 

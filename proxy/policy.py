@@ -38,7 +38,7 @@ from proxy.settings import OPASettings
 
 log = logging.getLogger(__name__)
 
-INPUT_VERSION = 2
+INPUT_VERSION = 3
 AUDIT_INPUT_VERSION = 1
 AccessMode = Literal["READ", "WRITE"]
 RowLimitAction = Literal["error", "truncate"]

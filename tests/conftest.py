@@ -23,6 +23,15 @@ IAM_MAX_AGE_S = 10
 JWKS_TTL_S = 2
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-examples",
+        type=int,
+        default=2500,
+        help="statements the canary fuzzer generates (tests/plan/test_canary_fuzz.py)",
+    )
+
+
 def configure_test_gateway(config: dict[str, Any]) -> None:
     auth = config["auth"]
     # No clock-skew allowance, so a token that has expired is refused at once; short windows so

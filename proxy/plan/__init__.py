@@ -1,0 +1,241 @@
+"""Least-privilege facts from the plan Neo4j 5.26 returns for ``EXPLAIN``.
+
+:func:`read_plan` turns ``summary.plan`` into what a statement reads and writes: the labels and
+relationship types of the entities it touches, the property keys it sets, the procedures and
+user-defined functions it calls, its LOAD CSV sources, its risky operators and its longest
+variable-length pattern. The policy decides on these facts alone.
+
+What a label in ``labels_read`` means: every node the statement finds (by a scan, an
+expansion, a path, a procedure) and that anything above its finder sees, is known to carry one
+of the labels recorded for it, because a label scan or index found it or because a positive
+label test held on every row that passed; where nothing is known, :data:`ANY` is recorded. The
+same holds for relationship types. Labels and types a predicate merely mentions are recorded
+too. Writes are recorded against what the written entity is known to be (see
+:mod:`proxy.plan.writes`). The reading is a dataflow over the plan tree, one rule per operator
+(:mod:`proxy.plan.reader`); an operator or a detail it cannot read makes the analysis say so in
+``unreadable`` and makes every fact it could hide :data:`ANY`.
+
+LOAD CSV sources are not in the plan; they are read from the statement text by a lexer that
+mirrors Neo4j's own (:mod:`proxy.plan.text`), and trusted only when it finds exactly as many as
+the plan has ``LoadCSV`` operators. Names that Neo4j prints ambiguously in a plan (a quoted name
+with ``]``, two spaces in a row or a line break, or a variable named like a generated one,
+``anon_0``) make the plan unreadable rather than misread.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.plan import rows, traversals, writes
+from proxy.plan.flow import ANY, Facts
+from proxy.plan.reader import Reader, Rules
+from proxy.plan.text import DYNAMIC, UnreadableText, load_csv_sources, tokens
+
+__all__ = ["ANY", "DYNAMIC", "PlanFacts", "read_plan"]
+
+_GENERATED = re.compile(r"anon_\d+\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFacts:
+    """What one planned statement reads, writes and calls; :data:`ANY` where unknowable."""
+
+    labels_read: frozenset[str] = frozenset()
+    labels_written: frozenset[str] = frozenset()
+    rel_types_read: frozenset[str] = frozenset()
+    rel_types_written: frozenset[str] = frozenset()
+    properties_written: frozenset[str] = frozenset()
+    procedures: frozenset[str] = frozenset()
+    functions: frozenset[str] = frozenset()
+    load_csv: tuple[str, ...] = ()
+    operators: frozenset[str] = frozenset()
+    deletes: bool = False
+    # Databases the operators run on (the ``@db`` suffix): a routed administration command or a
+    # ``USE system CALL ...`` shows "system" here although the session's database is another.
+    databases: frozenset[str] = frozenset()
+    # Commands in the plan (SHOW ..., TERMINATE TRANSACTIONS, administration and index or
+    # constraint commands), by operator name: they read or change more than graph data.
+    commands: frozenset[str] = frozenset()
+    # The most hops any variable-length pattern, shortest path or quantified path may take
+    # (2147483647: no bound); None when there is none.
+    max_hops: int | None = None
+    # What the reader could not read (an unknown operator, details in an unknown form, an
+    # ambiguous name); the facts above are then ANY wherever it could matter.
+    unreadable: frozenset[str] = frozenset()
+
+
+_RULES = Rules(
+    rules={
+        "Argument": rows.argument,
+        "EmptyRow": rows.empty_row,
+        "Input": rows.empty_row,
+        "Filter": rows.filter_rows,
+        "Projection": rows.projection,
+        **dict.fromkeys(
+            ("EagerAggregation", "OrderedAggregation", "Distinct", "OrderedDistinct"),
+            rows.aggregation,
+        ),
+        **dict.fromkeys(
+            ("Sort", "PartialSort", "Top", "Top1WithTies", "PartialTop", "Limit")
+            + ("ExhaustiveLimit", "Skip", "CacheProperties", "EmptyResult", "NullifyMetadata")
+            + ("PreserveOrder", "ArgumentTracker", "NonFuseable"),
+            rows.observe,
+        ),
+        "Eager": rows.barrier,
+        "ProduceResults": rows.produce,
+        "Unwind": rows.unwind,
+        "PartitionedUnwind": rows.unwind,
+        "LoadCSV": rows.load_csv,
+        "ProcedureCall": rows.procedure,
+        "Optional": rows.optional,
+        "Anti": rows.anti,
+        **dict.fromkeys(
+            ("AllNodesScan", "NodeByLabelScan", "UnionNodeByLabelsScan")
+            + ("IntersectionNodeByLabelsScan", "SubtractionNodeByLabelsScan")
+            + tuple(
+                "Partitioned" + name
+                for name in ("AllNodesScan", "NodeByLabelScan", "UnionNodeByLabelsScan")
+                + ("IntersectionNodeByLabelsScan", "SubtractionNodeByLabelsScan")
+            )
+            + ("NodeByIdSeek", "NodeByElementIdSeek"),
+            traversals.node_scan,
+        ),
+        **dict.fromkeys(
+            [
+                name
+                for base in (
+                    "NodeIndexSeek",
+                    "NodeIndexSeekByRange",
+                    "NodeUniqueIndexSeek",
+                    "NodeUniqueIndexSeekByRange",
+                    "NodeIndexScan",
+                    "NodeIndexContainsScan",
+                    "NodeIndexEndsWithScan",
+                    "MultiNodeIndexSeek",
+                    "AssertingMultiNodeIndexSeek",
+                )
+                for name in (base, "Partitioned" + base)
+            ],
+            traversals.node_index,
+        ),
+        **dict.fromkeys(
+            [
+                prefix + direction + scan
+                for prefix in ("", "Partitioned")
+                for direction in ("Directed", "Undirected")
+                for scan in (
+                    "AllRelationshipsScan",
+                    "RelationshipTypeScan",
+                    "UnionRelationshipTypesScan",
+                    "RelationshipByIdSeek",
+                    "RelationshipByElementIdSeek",
+                    "RelationshipIndexSeek",
+                    "RelationshipIndexSeekByRange",
+                    "RelationshipUniqueIndexSeek",
+                    "RelationshipUniqueIndexSeekByRange",
+                    "RelationshipIndexScan",
+                    "RelationshipIndexContainsScan",
+                    "RelationshipIndexEndsWithScan",
+                )
+            ],
+            traversals.relationship_leaf,
+        ),
+        "NodeCountFromCountStore": traversals.count_store,
+        "RelationshipCountFromCountStore": traversals.count_store,
+        **dict.fromkeys(
+            ("Expand", "OptionalExpand", "VarLengthExpand", "ShortestPath", "ProjectEndpoints"),
+            traversals.expand,
+        ),
+        "StatefulShortestPath": traversals.shortest,
+        "Repeat": traversals.repeat,
+        "Apply": rows.apply,
+        "TransactionApply": rows.apply,
+        **dict.fromkeys(
+            ("SemiApply", "AntiSemiApply", "SelectOrSemiApply", "SelectOrAntiSemiApply")
+            + ("LetSemiApply", "LetAntiSemiApply", "LetSelectOrSemiApply")
+            + ("LetSelectOrAntiSemiApply",),
+            rows.semi_apply,
+        ),
+        "ConditionalApply": rows.conditional_apply,
+        "AntiConditionalApply": rows.conditional_apply,
+        "RollUpApply": rows.roll_up,
+        "SubqueryForeach": rows.foreach_apply,
+        "TransactionForeach": rows.foreach_apply,
+        **dict.fromkeys(("CartesianProduct", "NodeHashJoin", "ValueHashJoin"), rows.join),
+        "NodeLeftOuterHashJoin": rows.outer_join,
+        "NodeRightOuterHashJoin": rows.outer_join,
+        "Union": rows.union,
+        "OrderedUnion": rows.union,
+        "AssertSameNode": rows.assert_same,
+        "AssertSameRelationship": rows.assert_same,
+        "TriadicSelection": rows.triadic,
+        **dict.fromkeys(
+            ("CreateIndex", "CreateConstraint", "DropIndex", "DropConstraint")
+            + ("DoNothingIfExists", "AdministrationCommand", "ShowIndexes", "ShowConstraints")
+            + ("ShowProcedures", "ShowFunctions", "ShowTransactions", "TerminateTransactions")
+            + ("ShowSettings",),
+            rows.command,
+        ),
+        **writes.RULES,
+    },
+    applies=frozenset(
+        {"Apply", "SemiApply", "AntiSemiApply", "SelectOrSemiApply", "SelectOrAntiSemiApply"}
+        | {"LetSemiApply", "LetAntiSemiApply", "LetSelectOrSemiApply"}
+        | {"LetSelectOrAntiSemiApply", "ConditionalApply", "AntiConditionalApply"}
+        | {"RollUpApply", "TransactionApply", "SubqueryForeach", "TransactionForeach"}
+        | {"Repeat", "TriadicSelection", "Foreach"}
+    ),
+    writes=writes.WRITES,
+)
+
+
+def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanFacts:
+    """The facts of a ``summary.plan`` tree; ``statement`` (its text) names LOAD CSV sources
+    and lets ambiguous names be caught. Raises ValueError for something that is not a plan."""
+    facts = Facts()
+    if statement is not None:
+        _check_names(statement, facts)
+    Reader(facts, _RULES).walk(plan, {})
+    sources: list[str] = []
+    if statement is not None and facts.load_csv_ops:
+        try:
+            sources = load_csv_sources(statement)
+        except UnreadableText:
+            sources = []
+    if len(sources) != facts.load_csv_ops:  # never guess which source belongs to which load
+        sources = [DYNAMIC] * facts.load_csv_ops
+    sets = facts.sets
+    return PlanFacts(
+        labels_read=frozenset(sets.get("labels_read", ())),
+        labels_written=frozenset(sets.get("labels_written", ())),
+        rel_types_read=frozenset(sets.get("rel_types_read", ())),
+        rel_types_written=frozenset(sets.get("rel_types_written", ())),
+        properties_written=frozenset(sets.get("properties_written", ())),
+        procedures=frozenset(sets.get("procedures", ())),
+        functions=frozenset(sets.get("functions", ())),
+        load_csv=tuple(sources),
+        operators=frozenset(sets.get("operators", ())),
+        deletes=facts.deletes,
+        databases=frozenset(sets.get("databases", ())),
+        commands=frozenset(sets.get("commands", ())),
+        max_hops=facts.max_hops,
+        unreadable=frozenset(sets.get("unreadable", ())),
+    )
+
+
+def _check_names(statement: str, facts: Facts) -> None:
+    """Names a plan would print ambiguously: a plan naming them cannot be read safely."""
+    try:
+        found = tokens(statement)
+    except UnreadableText:
+        facts.opaque(writes=True, what="statement text")
+        return
+    for token in found:
+        text = token.text
+        if token.kind == "name" and ("]" in text or "  " in text or "\n" in text or "\r" in text):
+            facts.opaque(writes=True, what="ambiguous name")
+        elif token.kind in ("name", "word") and _GENERATED.match(text):
+            facts.opaque(writes=True, what="variable named like a generated one")

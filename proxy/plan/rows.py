@@ -1,0 +1,280 @@
+"""Rules for the operators that shape rows: filters, projections, joins, applies, unions.
+
+Only a ``Filter`` and the inner joins (``NodeHashJoin``, ``CartesianProduct``,
+``ValueHashJoin``) let fresh bindings through unobserved: a row they pass on is one every one of
+their conditions held for, so a later label test still decides whether anything of it is seen.
+Everything else observes its rows. Optional parts (``Optional``, ``OptionalExpand``, outer
+joins) keep a row whether or not their predicate held, so their predicate narrows only the
+variables they bring, never one bound before them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+
+from proxy.plan.expressions import Expr, Parser, Unparsed, parse
+from proxy.plan.flow import ANY, VALUE, Binding, Env, either
+from proxy.plan.reader import Op, Reader, names_below, unquote, variables
+
+_CALL = re.compile(r"((?:`(?:[^`]|``)*`|\w+)(?:\.(?:`(?:[^`]|``)*`|\w+))*)\(")
+_NAME_PART = re.compile(r"`(?:[^`]|``)*`|\w+")
+
+
+def observe(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """An operator that looks at its rows (Sort, Limit, CacheProperties, ...)."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    if op.details:
+        reader.expressions(op.details, env)
+    return env
+
+
+def barrier(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Eager: passes rows on unchanged and looks at none of them. (Its details name labels in
+    conflict reports, not reads.)"""
+    reader.facts.add("operators", [op.family])
+    return dict(envs[0]) if envs else dict(args)
+
+
+def argument(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Argument ``a, b``: the row an apply hands its right-hand side."""
+    del reader, envs
+    return {name: args.get(name) or Binding("unknown", None, fresh=True) for name in op.identifiers}
+
+
+def empty_row(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """EmptyRow (an argument with no variables) and Input (values fed in)."""
+    del reader, envs
+    return {**args, **{name: args.get(name, VALUE) for name in op.identifiers}}
+
+
+def filter_rows(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Filter: narrows by its positive label conjuncts; observes nothing."""
+    env = dict(envs[0]) if envs else dict(args)
+    predicate = parse(op.details)
+    reader.expression(predicate, env)
+    return reader.narrow(predicate, env)
+
+
+def projection(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    return {**env, **reader.items(op.details, env)}
+
+
+def aggregation(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """EagerAggregation, OrderedAggregation, Distinct: only the grouping keys and aggregates
+    go on."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    return reader.items(op.details, env)
+
+
+def produce(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    del op
+    return reader.facts.observe(envs[0]) if envs else dict(args)
+
+
+def unwind(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Unwind ``expr AS x``: x is an element of the list."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    parser = Parser(op.details)
+    expr = parser.expression()
+    reader.expression(expr, env)
+    parser.take_word("AS")
+    var = parser.variable()
+    parser.end()
+    env[var] = element_of(expr, env)
+    return env
+
+
+def element_of(expr: Expr, env: Env) -> Binding:
+    """What an element of a list holds: for a list of variables, what any of them holds (no
+    new entity: those were read where they were found); for anything else, a value."""
+    if (
+        expr.kind == "list"
+        and expr.args
+        and all(a.kind == "var" and a.text in env for a in expr.args)
+    ):
+        found = env[expr.args[0].text]
+        for arg in expr.args[1:]:
+            found = either(found, env[arg.text])
+        return replace(found, fresh=False)
+    return VALUE
+
+
+def load_csv(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """LoadCSV ``row``: its source is not in the plan (see :mod:`proxy.plan.text`)."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    reader.facts.load_csv_ops += 1
+    env[Parser(op.details).variable()] = VALUE
+    return env
+
+
+def procedure(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """ProcedureCall ``ns.name(args) :: (col :: TYPE, ...)``: what it yields is unknown (a
+    node it yields is found by it: fresh, any label)."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    match = _CALL.match(op.details)
+    if match is None:
+        raise Unparsed("a procedure call of unknown form")
+    parts = [unquote(part) for part in _NAME_PART.findall(match.group(1))]
+    reader.facts.add("procedures", [".".join(parts)])
+    for name in op.identifiers:
+        if name not in env:
+            env[name] = Binding("unknown", None, fresh=True)
+    return env
+
+
+def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """SHOW, TERMINATE, schema and administration commands (recorded as commands by the walk):
+    they yield values about the database, not graph entities. One that changes something
+    (TERMINATE, CREATE, DROP, administration) is also a write of anything."""
+    del envs
+    if not op.family.startswith("Show"):
+        reader.facts.write_anything()
+    return {**args, **{name: VALUE for name in op.identifiers}}
+
+
+# ---- binary operators
+
+
+def apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Apply, TransactionApply: the RHS rows (carrying the arguments) go on. A subquery that
+    uses nothing of its row multiplies rows like a cartesian product."""
+    del args
+    lhs, rhs = envs
+    if op.family == "Apply" and lhs and not set(lhs) & names_below(op.raw["children"][1]):
+        reader.facts.add("operators", ["CartesianProduct"])
+    if op.family == "TransactionApply":
+        _in_transactions(op.details)
+    return dict(rhs)
+
+
+def _in_transactions(details: str) -> None:
+    if not details.startswith("IN ") or " TRANSACTIONS" not in details:
+        raise Unparsed("a CALL IN TRANSACTIONS of unknown form")
+
+
+def semi_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """SemiApply and its kin: the RHS is an existence test (observed); the LHS rows go on,
+    with a boolean for the Let* forms. No RHS variable leaves it."""
+    del args
+    lhs, rhs = envs
+    reader.facts.observe(rhs)
+    if op.details and "Select" in op.family:
+        reader.expression(parse(op.details), lhs)
+    return {**lhs, **{name: VALUE for name in op.identifiers if name not in lhs}}
+
+
+def conditional_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """ConditionalApply / AntiConditionalApply: the LHS row, or the RHS rows, go on."""
+    del op, args
+    lhs, rhs = envs[0], reader.facts.observe(envs[1])
+    return {name: either(lhs.get(name), rhs.get(name)) for name in lhs.keys() | rhs.keys()}
+
+
+def roll_up(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """RollUpApply ``list, variable``: the LHS row, with a list of RHS values."""
+    del args
+    lhs, rhs = envs
+    reader.facts.observe(rhs)
+    return {**lhs, variables(op.details)[0]: VALUE}
+
+
+def foreach_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """SubqueryForeach, TransactionForeach and the binary Foreach ``x IN list``: the RHS runs
+    for its effects (observed), and the LHS rows go on unchanged."""
+    del args
+    lhs, rhs = envs
+    reader.facts.observe(rhs)
+    if op.family == "TransactionForeach":
+        _in_transactions(op.details)
+    elif op.family == "Foreach":
+        parser = Parser(op.details)
+        parser.variable()
+        parser.take_word("IN")
+        reader.expression(parser.expression(), lhs)
+        parser.end()
+    return dict(lhs)
+
+
+def join(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Inner joins: on a NodeHashJoin's keys both sides hold; CartesianProduct and
+    ValueHashJoin combine independent sides (a name on both is either's, to be safe)."""
+    del args
+    lhs, rhs = envs
+    keys: set[str] = set()
+    if op.family == "NodeHashJoin":
+        keys = set(variables(op.details))
+    elif op.family == "ValueHashJoin":
+        reader.expression(parse(op.details), {**lhs, **rhs})
+    else:
+        reader.facts.add("operators", ["CartesianProduct"])
+    out: Env = {}
+    for name in lhs.keys() | rhs.keys():
+        a, b = lhs.get(name), rhs.get(name)
+        if a is not None and b is not None:
+            out[name] = a.narrowed(b.labels) if name in keys else either(a, b)
+        else:
+            out[name] = a if a is not None else b  # type: ignore[assignment]
+    return out
+
+
+def outer_join(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Left (right) outer hash join: every row of the preserved side goes on, joined or not,
+    with the other side's variables null where nothing joined."""
+    del args
+    lhs, rhs = (reader.facts.observe(env) for env in envs)
+    kept, other = (lhs, rhs) if op.family == "NodeLeftOuterHashJoin" else (rhs, lhs)
+    variables(op.details)
+    return {**other, **kept}
+
+
+def union(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Union, OrderedUnion: a row of either side."""
+    del op, args
+    lhs, rhs = (reader.facts.observe(env) for env in envs)
+    return {name: either(lhs.get(name), rhs.get(name)) for name in lhs.keys() | rhs.keys()}
+
+
+def assert_same(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """AssertSameNode/AssertSameRelationship ``n``: the LHS rows go on, and both sides found the
+    same entity (or the statement fails)."""
+    del args
+    lhs, rhs = (reader.facts.observe(env) for env in envs)
+    out = dict(lhs)
+    for name in variables(op.details):
+        if name in lhs and name in rhs:
+            out[name] = lhs[name].narrowed(rhs[name].labels)
+    return out
+
+
+def triadic(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """TriadicSelection ``WHERE [NOT ](a)--(c)``: RHS rows kept by whether ``c`` is among the
+    nodes the LHS reached from ``a`` (the LHS expansion was read where it was planned)."""
+    del args
+    lhs, rhs = (reader.facts.observe(env) for env in envs)
+    if not op.details.startswith("WHERE "):
+        raise Unparsed("a triadic selection of unknown form")
+    return {**lhs, **rhs}
+
+
+def optional(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Optional ``a, b``: the child's rows, or one row of the arguments with the child's new
+    variables null. So the arguments go on as they were before it: a predicate below that
+    narrowed them did not hold on that row."""
+    del reader
+    out = dict(envs[0])
+    for name in variables(op.details) if op.details else []:
+        out[name] = args.get(name) or Binding("unknown", None, fresh=True)
+    return out
+
+
+def anti(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Anti: one row of the arguments if its child has none."""
+    del op
+    reader.facts.observe(envs[0])
+    return dict(args)
+
+
+__all__ = ["ANY"]

@@ -1,0 +1,184 @@
+"""The statement text, read the way Neo4j 5.26's own lexer reads it.
+
+Neo4j's plan does not carry everything the policy needs: a ``LoadCSV`` operator's details name
+only its row variable, never its source. For that one fact the gateway reads the statement text,
+and a scanner that reads text differently from Neo4j is a way around the policy (a statement
+loads one URL while the policy is asked about another). So this module mirrors Neo4j's lexer
+exactly, in the order Neo4j applies it (each rule checked against the real server in
+``tests/plan/test_text.py``, and by a generator that compares what this module finds with what
+Neo4j actually fetches):
+
+1. Unicode escapes are replaced *before* lexing, anywhere in the text (strings, comments, names,
+   keywords), as Java does: a backslash preceded by an even number of backslashes, then ``u``
+   and four hex digits. A character produced by an escape never starts another escape.
+2. ``//`` comments end at ``\\n`` or ``\\r`` (only those: every other code point was tried);
+   ``/* ... */`` comments do not nest.
+3. Strings in single or double quotes; a backslash always takes the next character with it.
+4. Names in backticks, where a doubled backtick stands for one.
+
+Anything this module cannot read exactly is reported as unknown (:data:`DYNAMIC`), never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+DYNAMIC = "<dynamic>"
+
+_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
+_WORD = re.compile(r"[^\W]+")  # letters, digits and underscores of any script
+TokenKind = Literal["word", "string", "name", "parameter", "symbol"]
+
+
+class UnreadableText(ValueError):
+    """The text is not something Neo4j would have accepted (it planned it, so: never trust)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One token: its kind and its text (strings and names without their quotes, unescaped
+    for names; strings keep their backslash escapes, see :func:`literal`)."""
+
+    kind: TokenKind
+    text: str
+
+
+def decode_unicode_escapes(text: str) -> str:
+    """The text with Java-style ``\\uXXXX`` escapes replaced, as Neo4j does before lexing."""
+    if "\\u" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        run = i
+        while run < len(text) and text[run] == "\\":
+            run += 1
+        # Of a run of backslashes, only the last can start an escape, and only when an even
+        # number of backslashes precede it.
+        out.append(text[i : run - 1])
+        last = run - 1
+        if (last - i) % 2 == 0 and text.startswith("u", run):
+            match = _ESCAPE.match(text, last)
+            if match is None:
+                raise UnreadableText("a \\u escape without four hexadecimal digits")
+            out.append(chr(int(match.group(1), 16)))
+            i = match.end()
+        else:
+            out.append("\\")
+            i = run
+    return "".join(out)
+
+
+def tokens(statement: str) -> list[Token]:
+    """The statement's tokens, comments and whitespace dropped."""
+    text = decode_unicode_escapes(statement)
+    found: list[Token] = []
+    i, end = 0, len(text)
+    while i < end:
+        char = text[i]
+        if char.isspace():
+            i += 1
+        elif text.startswith("//", i):
+            i = _line_end(text, i)
+        elif text.startswith("/*", i):
+            close = text.find("*/", i + 2)
+            if close < 0:
+                raise UnreadableText("an unterminated comment")
+            i = close + 2
+        elif char in "'\"":
+            j = i + 1
+            while j < end and text[j] != char:
+                j += 2 if text[j] == "\\" else 1
+            if j >= end:
+                raise UnreadableText("an unterminated string")
+            found.append(Token("string", text[i + 1 : j]))
+            i = j + 1
+        elif char == "`":
+            name, i = _quoted_name(text, i)
+            found.append(Token("name", name))
+        elif char == "$":
+            if text.startswith("`", i + 1):
+                name, i = _quoted_name(text, i + 1)
+                found.append(Token("parameter", "$" + name))
+            elif match := _WORD.match(text, i + 1):
+                found.append(Token("parameter", "$" + match.group(0)))
+                i = match.end()
+            else:
+                found.append(Token("symbol", "$"))
+                i += 1
+        elif match := _WORD.match(text, i):
+            found.append(Token("word", match.group(0)))
+            i = match.end()
+        else:
+            found.append(Token("symbol", char))
+            i += 1
+    return found
+
+
+def _line_end(text: str, i: int) -> int:
+    ends = [j for j in (text.find("\n", i), text.find("\r", i)) if j >= 0]
+    return min(ends) if ends else len(text)
+
+
+def _quoted_name(text: str, i: int) -> tuple[str, int]:
+    """The name in backticks starting at ``text[i]``, and where it ends."""
+    parts: list[str] = []
+    j = i + 1
+    while True:
+        close = text.find("`", j)
+        if close < 0:
+            raise UnreadableText("an unterminated quoted name")
+        parts.append(text[j:close])
+        if text.startswith("`", close + 1):
+            parts.append("`")
+            j = close + 2
+            continue
+        return "".join(parts), close + 1
+
+
+def literal(token: Token) -> str | None:
+    """A string token's value when it holds no escape at all; None when it does (an escape is
+    read differently by different readers, so such a source is never matched to a grant)."""
+    if token.kind != "string" or "\\" in token.text:
+        return None
+    return token.text
+
+
+def load_csv_sources(statement: str) -> list[str]:
+    """The source of each ``LOAD CSV ... FROM <source> AS`` in the text, in order.
+
+    A source is a literal string's value, a ``$parameter``, or :data:`DYNAMIC` for anything
+    else (an expression, a string with escapes)."""
+    found = tokens(statement)
+    words = [t.text.upper() if t.kind == "word" else None for t in found]
+    sources: list[str] = []
+    for i in range(len(found) - 1):
+        if words[i] != "LOAD" or words[i + 1] != "CSV":
+            continue
+        j = i + 2
+        if words[j : j + 2] == ["WITH", "HEADERS"]:
+            j += 2
+        if words[j : j + 1] != ["FROM"]:
+            sources.append(DYNAMIC)
+            continue
+        source = found[j + 1 : j + 2]
+        after = words[j + 2 : j + 3]
+        if len(source) != 1 or after != ["AS"]:
+            sources.append(DYNAMIC)
+        elif source[0].kind == "parameter":
+            sources.append(source[0].text)
+        else:
+            sources.append(literal(source[0]) or DYNAMIC)
+    return sources
+
+
+def quoted_names(statement: str) -> list[str]:
+    """Every name the statement writes in backticks (labels, types, keys, variables), decoded."""
+    return [t.text for t in tokens(statement) if t.kind == "name"]

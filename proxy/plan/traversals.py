@@ -1,0 +1,287 @@
+"""Rules for the operators that find nodes and relationships in the store.
+
+Scans, seeks and expansions bind what they find as *fresh* (see :mod:`proxy.plan.flow`), with
+what the operator itself guarantees: a label scan or index its label, an expansion the types
+it follows. The node at the far end of an expansion is guaranteed nothing: a ``Filter`` above
+it narrows it, or it is read as :data:`~proxy.plan.flow.ANY`. Nodes and relationships *inside*
+a variable-length or shortest path are read where they are walked, with what the operator's
+own predicate says of every one of them (``all(n IN nodes(p) WHERE n:L)``), or as anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from proxy.plan.expressions import Element, Expr, Parser, Pattern, Unparsed, conjuncts, parse
+from proxy.plan.flow import VALUE, Binding, Env, Guarantee, both
+from proxy.plan.reader import Op, Reader, is_var, unquote
+
+_SEEK_HEAD = re.compile(r"(?:[A-Z]+ INDEX|UNIQUE) ")
+_REPEAT = re.compile(r"\((.+)\) \(\.\.\.\)\{(\d+), (\d*)\} \((.+)\)\Z")
+_SELECTOR = re.compile(r"(?:ANY|SHORTEST|ALL SHORTEST)(?: \d+)?(?: GROUPS)? ")
+_SHORTEST_SECTIONS = ("expanding from", "inlined predicates", "non-inlined predicates")
+
+
+def node_scan(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """``n``, ``n:L``, ``n:A|B``, ``n:A&!B``, ``n WHERE id(n) = $x``: one fresh node."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    parser = Parser(op.details)
+    var = parser.variable()
+    guarantee: Guarantee = None
+    if parser.at(":"):
+        parser.i += 1
+        label = parser.label_expression()
+        reader.facts.add("labels_read", label.names())
+        guarantee = label.guarantee()
+    if parser.at_word("WHERE"):
+        parser.i += 1
+        reader.expression(parser.expression(), env)
+    parser.end()
+    if op.family.endswith("AllNodesScan"):
+        reader.facts.add("operators", ["AllNodesScan"])
+    env[var] = Binding("node", guarantee, fresh=True)
+    return env
+
+
+def node_index(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """``RANGE INDEX n:L(p) WHERE ...[, cache[n.p]]``, ``UNIQUE n:L(p) WHERE ...`` (one per
+    seek for MultiNodeIndexSeek): fresh nodes of the index's label."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    found = 0
+    for head in _SEEK_HEAD.finditer(op.details):
+        parser = Parser(op.details[head.end() :])
+        var = parser.variable()
+        parser.take(":")
+        label = parser.name()
+        parser.take("(")
+        reader.facts.add("labels_read", [label])
+        env[var] = Binding("node", frozenset({label}), fresh=True)
+        found += 1
+    if not found:
+        raise Unparsed("an index seek without an index")
+    return env
+
+
+def relationship_leaf(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """``(a)-[r:T]->(b)``, ``RANGE INDEX (a)-[r:T(p)]->(b) WHERE ...``, ``(a)-[r]->(b) WHERE
+    id(r) = ...``: a fresh relationship (of the types shown) and its two ends, fresh, any."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    text = op.details
+    if head := _SEEK_HEAD.match(text):
+        # An index: the predicate names properties, not variables; drop it and the property
+        # list after the type, `T(p1, p2)`.
+        text = text[head.end() :].split(" WHERE ", 1)[0]
+        text = re.sub(r":((?:`(?:[^`]|``)*`|\w+))\([^)]*\)\]", r":\1]", text, count=1)
+    parser = Parser(text)
+    pattern = parser.pattern()
+    parser.end()
+    if len(pattern.elements) != 3:
+        raise Unparsed("a relationship leaf of unknown shape")
+    if "AllRelationshipsScan" in op.family:
+        reader.facts.add("operators", ["AllRelationshipsScan"])
+    for element in pattern.elements:
+        bind(reader, element, env)
+    if pattern.where is not None:
+        reader.expression(pattern.where, env)
+    return env
+
+
+def bind(reader: Reader, element: Element, env: Env) -> None:
+    """Bind a pattern element's variable as fresh, if it is not bound already."""
+    label = element.label
+    kind = "node" if element.kind == "node" else "rel"
+    reader.facts.add(
+        "labels_read" if kind == "node" else "rel_types_read", label.names() if label else ()
+    )
+    if element.properties is not None:
+        reader.expression(element.properties, env)
+    if element.var and element.var not in env:
+        env[element.var] = Binding(kind, label.guarantee() if label else None, fresh=True)
+
+
+def count_store(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """``count( (:A), () ) AS c`` and ``count( (:A)-[:T]->() ) AS c``: a count of the nodes of
+    each position (``()``: of any label) or of the relationships, whose unlabelled end is any
+    node: so an unlabelled position is a read of anything."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    match = re.fullmatch(r"(?s)count\( (.*) \) AS (.+)", op.details)
+    if match is None:
+        raise Unparsed("a count-store count of unknown form")
+    parser = Parser(match.group(1))
+    while True:
+        for element in parser.pattern().elements:
+            target = "labels_read" if element.kind == "node" else "rel_types_read"
+            reader.facts.add(target, element.label.names() if element.label else ())
+            reader.facts.add(target, element.label.guarantee() if element.label else None)
+        if parser.done():
+            break
+        parser.take(",")
+    env[Parser(match.group(2)).variable()] = VALUE
+    return env
+
+
+def expand(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Expand, OptionalExpand, VarLengthExpand (all modes), ShortestPath, ProjectEndpoints:
+    ``[p = ](a)-[r:T*1..3]->(b)[ WHERE pred]``, written from the node it expands from."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    text = op.details
+    if op.base.startswith("VarLengthExpand(Pruning,BFS"):
+        text = re.sub(r" (?:`(?:[^`]|``)*`|\w+)?\Z", "", text)  # a trailing depth variable
+    parser = Parser(text)
+    pattern = parser.pattern()
+    parser.end()
+    if len(pattern.elements) != 3 or pattern.elements[1].kind != "rel":
+        raise Unparsed("an expansion of unknown shape")
+    start, rel, end = pattern.elements
+    new = {e.var for e in pattern.elements if e.var and e.var not in env}
+    for element in pattern.elements:
+        bind(reader, element, env)
+    if pattern.path_var:
+        env[pattern.path_var] = VALUE
+    if rel.var_length or op.family == "ShortestPath":
+        _walked(reader, pattern, env)
+    if pattern.where is not None:
+        reader.expression(pattern.where, env)
+        if op.family == "OptionalExpand":
+            # Rows where nothing matched go on with the new variables null: the predicate
+            # narrows only those.
+            env = reader.narrow(pattern.where, env, only=new)
+        elif op.family != "ShortestPath":
+            # A shortest path's predicate holds of the path it returns, not of its ends
+            # beyond what it says of every node (see _walked).
+            env = reader.narrow(pattern.where, env)
+    del start, end
+    return env
+
+
+def _walked(reader: Reader, pattern: Pattern, env: Env) -> None:
+    """A variable-length or shortest path: record its length, read every relationship walked
+    and every node passed through, and narrow its far end by what is said of every node."""
+    start, rel, end = pattern.elements
+    reader.facts.hops(rel.max_hops)
+    types = both(rel.label.guarantee() if rel.label else None, _along(pattern, "relationships", ""))
+    reader.facts.add("rel_types_read", types)
+    if rel.var:
+        env[rel.var] = Binding("rel", types)
+    every_node = _along(pattern, "nodes", "")
+    # Each node inside a directed path ends one relationship and starts the next.
+    ends = _along(pattern, "relationships", "end")
+    starts = _along(pattern, "relationships", "start")
+    inner = every_node
+    if rel.direction in ("out", "in"):
+        inner = both(both(inner, ends), starts)
+    if rel.max_hops is None or rel.max_hops > 1:
+        reader.facts.add("labels_read", inner)
+    far = both(
+        every_node, ends if rel.direction == "out" else starts if rel.direction == "in" else None
+    )
+    if end.var and end.var in env and far is not None and env[end.var].fresh:
+        env[end.var] = env[end.var].narrowed(far)
+    del start
+
+
+def _along(pattern: Pattern, source: str, end: str) -> Guarantee:
+    """What the conjuncts ``all(x IN <source>(p) WHERE x:L AND ...)`` of the pattern's own
+    predicate say of every element along it; with ``end`` (``start``/``end``), what they say
+    of ``startNode(x)``/``endNode(x)`` of every relationship along it."""
+    if pattern.where is None or not pattern.path_var:
+        return None
+    found: Guarantee = None
+    for conjunct in conjuncts(pattern.where):
+        if conjunct.kind != "quantifier" or not conjunct.text.startswith("all:"):
+            continue
+        var = conjunct.text.split(":", 1)[1]
+        over, predicate = conjunct.args
+        if not (
+            over.kind == "call"
+            and over.text == source
+            and len(over.args) == 1
+            and is_var(over.args[0], pattern.path_var)
+        ):
+            continue
+        for part in conjuncts(predicate):
+            if part.kind != "label" or part.label is None:
+                continue
+            subject = part.args[0]
+            if (not end and is_var(subject, var)) or (
+                end
+                and subject.kind == "call"
+                and subject.text == f"{end}Node"
+                and len(subject.args) == 1
+                and is_var(subject.args[0], var)
+            ):
+                found = both(found, part.label.guarantee())
+    return found
+
+
+def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """StatefulShortestPath: ``SHORTEST k (a) ((x)-[r]-(y)){1, } (b)``, then lines
+    ``expanding from: a``, ``inlined predicates: ...`` and ``non-inlined predicates: ...``.
+    Its pattern shows no labels or types: those are inlined predicates on the variables (types
+    print as ``r:A:B``, meaning A or B, which a guarantee reads the same). Every node and
+    relationship of the quantified part is read where it is walked."""
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    head, *rest = op.details.split("\n")
+    selector = _SELECTOR.match(head)
+    if selector is None:
+        raise Unparsed("a shortest-path selector of unknown form")
+    parser = Parser(head[selector.end() :])
+    pattern = parser.pattern()
+    parser.end()
+    predicates: list[Expr] = []
+    section = ""
+    for line in rest:
+        text = line.strip()
+        label, sep, value = text.partition(": ")
+        if sep and label in _SHORTEST_SECTIONS:
+            section, text = label, value
+        if not text or section == "expanding from":
+            continue
+        if section not in _SHORTEST_SECTIONS:
+            raise Unparsed("a shortest-path detail of unknown form")
+        predicates.append(parse(text))
+    guarantees: dict[str, Guarantee] = {}
+    kinds: Env = {
+        element.var: Binding("node" if element.kind == "node" else "rel")
+        for element in pattern.all_elements()
+        if element.var and element.kind != "group" and element.var not in env
+    }
+    for predicate in predicates:
+        reader.expression(predicate, {**kinds, **env})
+        for conjunct in conjuncts(predicate):
+            if conjunct.kind == "label" and conjunct.label and conjunct.args[0].kind == "var":
+                var = conjunct.args[0].text
+                guarantees[var] = both(guarantees.get(var), conjunct.label.guarantee())
+    top = {id(element) for element in pattern.elements}
+    for element in pattern.all_elements():
+        if element.kind == "group" or element.var_length:
+            reader.facts.hops(element.max_hops)
+        if element.kind == "group" or (element.var and element.var in env):
+            continue
+        kind = "node" if element.kind == "node" else "rel"
+        binding = Binding(kind, guarantees.get(element.var), fresh=True)
+        if id(element) in top and kind == "node" and element.var:
+            env[element.var] = binding  # the far boundary node
+        else:
+            reader.facts.read(binding)
+    return {**env, **{name: VALUE for name in op.identifiers if name not in env}}
+
+
+def repeat(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+    """Repeat(Trail) ``(s) (...){1, 3} (t)``: the RHS is one step of the quantified part,
+    starting from an ``Argument`` bound to the start node or the previous step's end, and the
+    rows of every step are observed. The end ``t`` is the start or some step's end, already
+    read (it carries no guarantee of its own); the group variables are lists."""
+    del args
+    lhs, rhs = envs
+    reader.facts.observe(rhs)
+    match = _REPEAT.match(op.details)
+    if match is None:
+        raise Unparsed("a repeat of unknown form")
+    reader.facts.hops(int(match.group(3)) if match.group(3) else None)
+    out = dict(lhs)
+    out[unquote(match.group(4))] = Binding("node")
+    for name in op.identifiers:
+        out.setdefault(name, VALUE)
+    return out

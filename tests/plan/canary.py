@@ -1,0 +1,241 @@
+"""The canary graph and the oracles that say whether an allowed statement did more than its grant.
+
+The graph holds nodes of granted labels (Person, Movie), of labels no test grant reads (Secret,
+Account), of both at once (Movie:Secret, Person:Account), of two ungranted ones (Secret:Account)
+and of none, connected to each other in every direction through granted relationship types
+(ACTED_IN, DIRECTED) and ungranted ones (OWNS, KNOWS). Every node that carries no granted label,
+and every relationship of an ungranted type, carries a unique canary value.
+
+A label grant means what Neo4j's own GRANT means: a node is readable when one of its labels is
+granted (so a Movie:Secret node is readable), writable when one of its labels is write-granted.
+
+Oracles, for a statement the gateway allowed:
+
+- **canaries**: no canary value appears anywhere in its answer, nor in a readable node or
+  relationship after it ran (copied there by a write);
+- **non-interference** (read-only statements): its answer is the same on the whole graph as on
+  the graph without what the grant may not read (deleted inside a transaction that is rolled
+  back), so nothing ungranted shaped it: not by value, count, existence or error;
+- **writes**: nothing the grant may not write changed: a node with no write-granted label is
+  untouched (labels, properties, existence), a writable node kept its other labels, and a
+  relationship of a type not write-granted is untouched; created nodes carry only
+  write-granted labels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from neo4j import Record
+from neo4j.graph import Node, Path, Relationship
+
+CANARY = "CANARY-"
+GRANTED_LABELS = ("Person", "Movie")
+OTHER_LABELS = ("Secret", "Account")
+GRANTED_TYPES = ("ACTED_IN", "DIRECTED")
+OTHER_TYPES = ("OWNS", "KNOWS")
+ABSENT_LABEL = "Ghost"  # a label no node has
+
+# (labels, how many): every combination the issue asks for.
+KINDS: tuple[tuple[tuple[str, ...], int], ...] = (
+    (("Person",), 3),
+    (("Movie",), 2),
+    (("Secret",), 2),
+    (("Account",), 1),
+    (("Movie", "Secret"), 1),
+    (("Person", "Account"), 1),
+    (("Secret", "Account"), 1),
+    ((), 1),
+)
+TYPES = GRANTED_TYPES + OTHER_TYPES
+
+
+def seed_statements() -> list[tuple[str, dict[str, Any]]]:
+    """The statements that create the canary graph (marked ``fz``)."""
+    nodes: list[dict[str, Any]] = []
+    uid = 0
+    for labels, count in KINDS:
+        for _ in range(count):
+            uid += 1
+            props: dict[str, Any] = {"uid": uid, "name": f"n{uid}", "born": 1950 + uid, "fz": True}
+            if not set(labels) & set(GRANTED_LABELS):
+                props["canary"] = f"{CANARY}n{uid}"
+            nodes.append({"labels": list(labels), "props": props})
+    rels: list[dict[str, Any]] = []
+    starts = [i for i, node in enumerate(nodes) if i == 0 or nodes[i - 1]["labels"] != node["labels"]]
+    ends = [*(i - 1 for i in starts[1:]), len(nodes) - 1]
+    # Between the first nodes of every two kinds (both ways, and a kind to itself), one
+    # relationship of a type that cycles through granted and ungranted ones; between their
+    # last nodes, one of another type. So the nodes of one kind differ in which kinds and
+    # types they reach, and a test that looks past its grant sees a difference.
+    for a, (i, k) in enumerate(zip(starts, ends, strict=True)):
+        for b, (j, m) in enumerate(zip(starts, ends, strict=True)):
+            rels.append({"s": i + 1, "e": (j if i != j else m) + 1, "type": TYPES[(a + b) % 4]})
+            if (a * 3 + b) % 2 == 0:
+                rels.append({"s": k + 1, "e": m + 1, "type": TYPES[(a + 2 * b + 1) % 4]})
+    # A little more of the granted part: the second Person acted in the second Movie.
+    people = [i for i, n in enumerate(nodes) if n["labels"] == ["Person"]]
+    movies = [i for i, n in enumerate(nodes) if n["labels"] == ["Movie"]]
+    rels.append({"s": people[1] + 1, "e": movies[1] + 1, "type": "ACTED_IN"})
+    for k, rel in enumerate(rels):
+        rel["props"] = {"since": 2000 + k, "fz": True}
+        if rel["type"] not in GRANTED_TYPES:
+            rel["props"]["canary"] = f"{CANARY}r{k}"
+    statements: list[tuple[str, dict[str, Any]]] = []
+    for node in nodes:
+        labels = "".join(f":{label}" for label in node["labels"])
+        statements.append((f"CREATE (n{labels}) SET n = $props", {"props": node["props"]}))
+    for rel in rels:
+        statements.append(
+            (
+                f"MATCH (a {{uid: $s, fz: true}}), (b {{uid: $e, fz: true}}) "
+                f"CREATE (a)-[r:{rel['type']}]->(b) SET r = $props",
+                {"s": rel["s"], "e": rel["e"], "props": rel["props"]},
+            )
+        )
+    return statements
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A test grant: what it reads and writes, as OPA's data and as the oracles see it."""
+
+    dag: str
+    read_labels: tuple[str, ...]
+    read_types: tuple[str, ...]
+    write_labels: tuple[str, ...] = ()
+    write_types: tuple[str, ...] = ()
+    delete: bool = False
+    max_hops: int = 4
+
+    def document(self) -> dict[str, Any]:
+        database: dict[str, Any] = {
+            "read": {"labels": list(self.read_labels), "relationship_types": list(self.read_types)},
+            "guardrails": ["unbounded_expand"],
+            "max_hops": self.max_hops,
+            "timeout_ms": 5000,
+        }
+        if self.write_labels or self.write_types:
+            database["write"] = {
+                "labels": list(self.write_labels),
+                "relationship_types": list(self.write_types),
+                "properties": ["*"],
+                "delete": self.delete,
+            }
+        return {"databases": {"neo4j": database}}
+
+    @property
+    def reads_everything(self) -> bool:
+        return "*" in self.read_labels and "*" in self.read_types
+
+
+GRANTS = (
+    Grant("fuzz_reader", GRANTED_LABELS, GRANTED_TYPES),
+    Grant("fuzz_writer", GRANTED_LABELS, GRANTED_TYPES, ("Person",), ("ACTED_IN",), delete=True),
+    Grant("fuzz_wide", ("*",), ("*",), ("Person",), ("ACTED_IN",)),
+)
+
+NODES = "MATCH (n) RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props"
+RELS = (
+    "MATCH (a)-[r]->(b) RETURN elementId(r) AS id, type(r) AS type, properties(r) AS props, "
+    "elementId(a) AS s, elementId(b) AS e"
+)
+WITHOUT_UNREADABLE = (
+    "MATCH ()-[r]->() WHERE NOT type(r) IN $types DELETE r",
+    "MATCH (n) WHERE none(l IN labels(n) WHERE l IN $labels) DETACH DELETE n",
+)
+
+
+@dataclass
+class GraphState:
+    """Every node and relationship, by element id."""
+
+    nodes: dict[str, tuple[list[str], dict[str, Any]]] = field(default_factory=dict)
+    rels: dict[str, tuple[str, dict[str, Any], str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, run: Any) -> GraphState:
+        """The state as seen by ``run(statement) -> records`` (inside a transaction)."""
+        state = cls()
+        for r in run(NODES):
+            state.nodes[r["id"]] = (sorted(r["labels"]), dict(r["props"]))
+        for r in run(RELS):
+            state.rels[r["id"]] = (r["type"], dict(r["props"]), r["s"], r["e"])
+        return state
+
+
+def write_violations(grant: Grant, before: GraphState, after: GraphState) -> list[str]:
+    """What changed that ``grant`` may not write (see the module docstring)."""
+    found: list[str] = []
+    writable = set(grant.write_labels)
+
+    def may_write(labels: Iterable[str]) -> bool:
+        return "*" in writable or bool(writable & set(labels))
+
+    for node_id, (labels, props) in before.nodes.items():
+        now = after.nodes.get(node_id)
+        if not may_write(labels):
+            if now != (labels, props):
+                found.append(f"node {labels} {props.get('uid')} changed: {now}")
+        elif now is None:
+            if not grant.delete:
+                found.append(f"writable node {labels} deleted without a delete grant")
+        elif "*" not in writable and set(labels) - writable != set(now[0]) - writable:
+            found.append(f"labels of writable node {labels} became {now[0]}")
+    for node_id, (labels, _props) in after.nodes.items():
+        if node_id not in before.nodes and "*" not in writable and (not labels or set(labels) - writable):
+            found.append(f"node created with labels {labels}")
+    write_types = set(grant.write_types)
+    for rel_id, rel in before.rels.items():
+        if "*" not in write_types and rel[0] not in write_types and after.rels.get(rel_id) != rel:
+            found.append(f"relationship {rel[0]} {rel[1].get('since')} changed")
+    for rel_id, rel in after.rels.items():
+        if rel_id not in before.rels and "*" not in write_types and rel[0] not in write_types:
+            found.append(f"relationship {rel[0]} created")
+    return found
+
+
+def copied_canaries(grant: Grant, after: GraphState) -> list[str]:
+    """Canary values now held by something the grant may read."""
+    labels, types = set(grant.read_labels), set(grant.read_types)
+    found = []
+    for node_labels, props in after.nodes.values():
+        if (set(node_labels) & labels or "*" in labels) and CANARY in _text(props):
+            found.append(f"node {node_labels} holds {_text(props)}")
+    for rel_type, props, _s, _e in after.rels.values():
+        if (rel_type in types or "*" in types) and CANARY in _text(props):
+            found.append(f"relationship {rel_type} holds {_text(props)}")
+    return found
+
+
+def canonical(records: Iterable[Record]) -> list[str]:
+    """An answer as a sorted list of rows, each in one canonical text form (lists sorted, so
+    that an order Neo4j does not promise never counts as a difference)."""
+    return sorted(json.dumps(_plain([*record.values()]), sort_keys=True) for record in records)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Node):
+        return {"node": value.element_id, "labels": sorted(value.labels), "props": _plain(dict(value))}
+    if isinstance(value, Relationship):
+        return {"rel": value.element_id, "type": value.type, "props": _plain(dict(value))}
+    if isinstance(value, Path):
+        return {"path": [_plain(n) for n in value.nodes] + [_plain(r) for r in value.relationships]}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return sorted((_plain(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(_plain(value), sort_keys=True)
+
+
+def holds_canary(answer: list[str]) -> bool:
+    return any(CANARY in row for row in answer)

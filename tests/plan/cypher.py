@@ -1,0 +1,529 @@
+"""A hypothesis strategy for Cypher statements that try to reach past a label grant.
+
+It draws from a grammar of read and write shapes: MATCH / OPTIONAL MATCH / WITH / UNWIND /
+CALL {} / EXISTS {} / COUNT {} / pattern comprehensions / quantified path patterns / shortest
+paths / variable length; label and type expressions with ``!``, ``|``, ``&``, ``%`` and dynamic
+labels; WHERE with NOT, OR, XOR and list predicates; SET, REMOVE, CREATE, MERGE, DELETE,
+FOREACH; UNION; CYPHER options. Variables are tracked by kind, so most statements are valid;
+labels and types lean towards the granted ones, so that many statements are allowed and the
+oracles have something to check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import strategies as st
+
+NODE_LABELS = ("Person", "Person", "Person", "Movie", "Movie", "Secret", "Account", "Ghost")
+REL_TYPES = ("ACTED_IN", "ACTED_IN", "ACTED_IN", "DIRECTED", "OWNS", "KNOWS")
+GRANTED_NODE_LABELS = ("Person", "Movie")
+GRANTED_REL_TYPES = ("ACTED_IN", "DIRECTED")
+NODE_PROPS = ("uid", "name", "born", "canary")
+REL_PROPS = ("since", "canary")
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    parameters: dict[str, Any]
+    writes: bool
+
+
+@dataclass
+class Scope:
+    nodes: list[str] = field(default_factory=list)
+    rels: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return self.nodes + self.rels + self.paths + self.values
+
+    def copy(self) -> Scope:
+        return Scope(list(self.nodes), list(self.rels), list(self.paths), list(self.values))
+
+
+class Gen:
+    """One statement's worth of draws."""
+
+    def __init__(self, draw: st.DrawFn) -> None:
+        self.draw = draw
+        self.counter = 0
+        self.params: dict[str, Any] = {}
+        # Most statements stay close to the grants (so that many are allowed and checked); the
+        # rest draw from everything.
+        self.benign = self.chance(65)
+        # Neo4j refuses variable-length relationships and quantified paths in one statement.
+        self.repeats = self.pick(("var-length", "quantified"))
+        self.selective = False  # the pattern just drawn has a SHORTEST/ANY selector
+        self.path_labels: dict[str, str] = {}  # paths whose every node a WHERE should label
+
+    # -- draw helpers
+    def pick(self, items: Any) -> Any:
+        return self.draw(st.sampled_from(list(items)))
+
+    def chance(self, percent: int) -> bool:
+        return self.draw(st.integers(0, 99)) < percent
+
+    def number(self, low: int, high: int) -> int:
+        return self.draw(st.integers(low, high))
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    # -- labels and types
+    def label_expr(self, rel: bool = False, *, dynamic: bool = True, simple: bool = False) -> str:
+        names = REL_TYPES if rel else NODE_LABELS
+        if self.benign and self.chance(97):
+            return str(self.pick(GRANTED_REL_TYPES if rel else GRANTED_NODE_LABELS))
+        form = self.number(0, 19 if dynamic and not simple else 14)
+        if simple:
+            form = min(form, 13)
+        a, b, c = self.pick(names), self.pick(names), self.pick(names)
+        if form < 11:
+            return a
+        if form < 14:
+            return f"{a}|{b}"
+        if form < 15:
+            return f"{a}&{b}"
+        if form < 16:
+            return f"!{a}"
+        if form < 17:
+            return "%"
+        if form < 18:
+            return f"({a}|{b})&!{c}"
+        self.params["dyn"] = self.pick(names)
+        return "$($dyn)" if form == 18 else "$any($dyn)"
+
+    # -- patterns
+    def node(self, scope: Scope, *, new: bool = True, reuse: bool = True) -> str:
+        if reuse and scope.nodes and (not new or self.chance(35)):
+            var = self.pick(scope.nodes)
+            return f"({var}:{self.label_expr()})" if self.chance(20) else f"({var})"
+        var = self.fresh("n") if self.chance(75) else ""
+        inner = var
+        if self.benign or self.chance(80):
+            inner += f":{self.label_expr()}"
+        if self.chance(12):
+            inner += f" {{uid: {self.number(1, 12)}}}"
+        if var and self.chance(8):
+            inner += f" WHERE {var}.born > {self.number(1950, 1965)}"
+        if var:
+            scope.nodes.append(var)
+        return f"({inner})"
+
+    def rel(self, scope: Scope, *, var_length_ok: bool = True) -> str:
+        var = self.fresh("r") if self.chance(50) else ""
+        inner = var
+        length = ""
+        if var_length_ok and self.repeats == "var-length" and self.chance(15):
+            length = self.pick(("*", "*1..2", "*2", "*..3", "*0..2", "*1..5"))
+        if self.benign or self.chance(85):
+            # Variable-length relationships take only names and |.
+            inner += f":{self.label_expr(rel=True, dynamic=not length, simple=bool(length))}"
+        inner += length
+        if self.chance(8):
+            inner += f" {{since: {self.number(2000, 2030)}}}"
+        elif var and not length and self.chance(8):
+            inner += f" WHERE {var}.since > {self.number(2000, 2030)}"
+        if var:
+            (scope.values if length else scope.rels).append(var)
+        left, right = self.pick((("-", "->"), ("<-", "-"), ("-", "-")))
+        return f"{left}[{inner}]{right}"
+
+    def path(self, scope: Scope) -> str:
+        form = self.number(0, 19)
+        if form in (14, 15) and self.repeats != "quantified":
+            form = 0
+        if form < 14:
+            text = self.node(scope)
+            for _ in range(self.number(0, 2) if form < 4 else self.number(1, 2)):
+                text += self.rel(scope) + self.node(scope)
+            if self.benign and "*" in text:  # say what every node along the way is
+                name = self.fresh("p")
+                scope.paths.append(name)
+                self.path_labels[name] = self.pick(("Person|Movie", "Person", "Movie"))
+                return f"{name} = {text}"
+        elif form < 16:  # a quantified path pattern
+            start, end = self.node(scope), self.node(scope)
+            x, y = self.fresh("q"), self.fresh("q")
+            inner = f"({x}:{self.label_expr()})-[:{self.label_expr(rel=True)}]->({y}:{self.label_expr()})"
+            if not self.benign and self.chance(30):
+                inner = f"({x})-[:{self.label_expr(rel=True)}]-({y})"
+            bounds = self.pick(("{1,3}", "{2}", "+", "{1,}", "{0,2}"))
+            scope.values += [x, y]
+            text = f"{start} ({inner}){bounds} {end}"
+        elif form < 18 and self.repeats == "var-length":
+            a, b = self.node(scope), self.node(scope, new=True, reuse=False)
+            kind = self.pick(("shortestPath", "allShortestPaths"))
+            types = self.label_expr(rel=True, simple=True)
+            text = f"{kind}({a}-[:{types}*..{self.number(1, 6)}]-{b})"
+        elif form < 18:
+            return self.path(scope) if self.chance(50) else self.node(scope)
+        else:
+            selector = self.pick(("SHORTEST 1", "ALL SHORTEST", "ANY", "SHORTEST 2"))
+            a, b = self.node(scope), self.node(scope, new=True, reuse=False)
+            hops = self.number(1, 6)
+            types = self.label_expr(rel=True, simple=True)
+            if self.benign:  # say what every node along the way is
+                inner = self.pick(("Person|Movie", "Person", "Movie"))
+                step = f"((:{inner})-[:{types}]-(:{inner}))"
+                text = f"{selector} {a} {step}{{1,{hops}}} {b}"
+            else:
+                text = f"{selector} {a}-[:{types}]-{{1,{hops}}}{b}"
+            self.selective = True
+        if form >= 16 or self.chance(20):
+            name = self.fresh("p")
+            scope.paths.append(name)
+            if self.benign and 16 <= form < 18:
+                self.path_labels[name] = self.pick(("Person|Movie", "Person", "Movie"))
+            return f"{name} = {text}"
+        return text
+
+    # -- predicates and expressions
+    def literal(self, prop: str) -> str:
+        if prop in ("name", "canary"):
+            return repr(self.pick(("n1", "n5", "x", "CANARY-n5")))
+        if prop == "born":
+            return str(self.number(1950, 1965))
+        if prop == "since":
+            return str(self.number(2000, 2040))
+        return str(self.number(0, 14))
+
+    def predicate(self, scope: Scope, depth: int = 0) -> str:
+        nodes, rels, paths = scope.nodes, scope.rels, scope.paths
+        if depth > 3 or not (nodes or rels):
+            return "true"
+        form = self.number(0, 29 if depth < 2 else 15)
+        if form < 5 and (nodes or rels):
+            var = self.pick(nodes + rels)
+            return f"{var}:{self.label_expr(rel=var in rels, dynamic=False)}"
+        if form < 9 and (nodes or rels):
+            var = self.pick(nodes + rels)
+            prop = self.pick(NODE_PROPS if var in nodes else REL_PROPS)
+            op = self.pick(("=", "<>", "<", ">", "STARTS WITH" if prop == "name" else "="))
+            return f"{var}.{prop} {op} {self.literal(prop)}"
+        if form < 10 and nodes:
+            return f"{self.pick(nodes)}.{self.pick(NODE_PROPS)} IS {self.pick(('NULL', 'NOT NULL'))}"
+        if form < 12 and nodes:
+            var = self.pick(nodes)
+            inner = scope.copy()
+            text = f"({var}){self.rel(inner, var_length_ok=False)}{self.node(inner)}"
+            if self.chance(40):
+                return f"EXISTS {{ MATCH {text} WHERE {self.predicate(inner, depth + 2)} }}"
+            return f"EXISTS {{ {text} }}" if self.chance(50) else f"COUNT {{ {text} }} > 0"
+        if form < 13 and paths:
+            source = self.pick(("nodes", "relationships"))
+            quantifier = self.pick(("all", "any", "none", "single"))
+            x = self.fresh("x")
+            if source == "nodes":
+                test = f"{x}:{self.label_expr(dynamic=False)}"
+            else:
+                rel_test = f"{x}:{self.label_expr(rel=True, dynamic=False)}"
+                test = self.pick((f"type({x}) = 'ACTED_IN'", rel_test))
+            return f"{quantifier}({x} IN {source}({self.pick(paths)}) WHERE {test})"
+        if form < 14 and nodes:
+            return f"{self.pick(('Secret', 'Person', 'Movie'))!r} IN labels({self.pick(nodes)})"
+        if form < 15 and rels:
+            return f"type({self.pick(rels)}) = {self.pick(REL_TYPES)!r}"
+        if form < 16 and nodes:
+            var = self.pick(nodes)
+            rel = self.label_expr(rel=True, dynamic=False)
+            return f"({var})-[:{rel}]-(:{self.label_expr(dynamic=False)})"
+        if form < 20:
+            return f"NOT ({self.predicate(scope, depth + 1)})"
+        if form < 24:
+            return f"({self.predicate(scope, depth + 1)} OR {self.predicate(scope, depth + 1)})"
+        if form < 26:
+            return f"({self.predicate(scope, depth + 1)} XOR {self.predicate(scope, depth + 1)})"
+        if form < 30 and (nodes or rels):
+            return f"{self.predicate(scope, depth + 1)} AND {self.predicate(scope, depth + 1)}"
+        return "true"
+
+    def value(self, scope: Scope) -> str:
+        """A non-aggregating expression over the scope."""
+        nodes, rels, paths = scope.nodes, scope.rels, scope.paths
+        choices: list[str] = list(scope.values) + ["1"]
+        for var in nodes:
+            prop = self.pick(NODE_PROPS)
+            choices += [var, f"{var}.{prop}", f"properties({var})", f"labels({var})"]
+            choices += [f"{var}{{.*}}", f"[({var})-->(z) | z.name]", f"COUNT {{ ({var})--() }}"]
+            choices += [f"CASE WHEN {var}:Secret THEN {var}.canary ELSE {var}.name END"]
+            choices += [f"[({var})-[:ACTED_IN]->(z:Movie) | z.canary]", f"elementId({var})"]
+        for var in rels:
+            choices += [var, f"type({var})", f"{var}.{self.pick(REL_PROPS)}", f"startNode({var})"]
+            choices += [f"endNode({var})", f"properties({var})"]
+        for var in paths:
+            choices += [var, f"nodes({var})", f"relationships({var})", f"length({var})"]
+            choices += [f"[x IN nodes({var}) | x.canary]"]
+        return str(self.pick(choices))
+
+    def items(self, scope: Scope, *, aggregate: bool) -> tuple[str, list[str]]:
+        """``expr AS c1, ...`` and the new names."""
+        parts, names = [], []
+        for _ in range(self.number(1, 3)):
+            name = self.fresh("c")
+            if aggregate and self.chance(40):
+                inner = self.value(scope)
+                expr = self.pick((
+                    "count(*)",
+                    f"count({inner})",
+                    f"collect({inner})",
+                    f"collect(DISTINCT {inner})",
+                ))
+            else:
+                expr = self.value(scope)
+            parts.append(f"{expr} AS {name}")
+            names.append(name)
+        return ", ".join(parts), names
+
+    # -- clauses
+    def reading(self, scope: Scope) -> str:
+        clauses = []
+        for index in range(self.number(1, 3)):
+            form = self.number(0, 10) if index else self.number(0, 5)
+            if form < 4:
+                optional = "OPTIONAL " if index and self.chance(30) else ""
+                self.selective = False
+                patterns = [self.path(scope)]
+                if not self.selective and self.chance(30):
+                    widened = scope.copy()
+                    second = self.path(widened)
+                    if not self.selective:  # a selective pattern stands alone in its MATCH
+                        patterns.append(second)
+                        scope.nodes[:], scope.rels[:] = widened.nodes, widened.rels
+                        scope.paths[:], scope.values[:] = widened.paths, widened.values
+                text = f"{optional}MATCH {', '.join(patterns)}"
+                conditions = [
+                    f"all(x IN nodes({path}) WHERE x:{labels})"
+                    for path, labels in self.path_labels.items()
+                    if path in text
+                ]
+                if self.chance(55):
+                    conditions.append(self.predicate(scope))
+                if conditions:
+                    text += " WHERE " + " AND ".join(conditions)
+                clauses.append(text)
+            elif form < 5 and scope.nodes:
+                var = self.pick(scope.nodes)
+                inner = scope.copy()
+                body = f"MATCH ({var}){self.rel(inner, var_length_ok=False)}{self.node(inner)}"
+                new = [n for n in inner.nodes if n not in scope.nodes]
+                if not new:
+                    continue
+                clauses.append(f"CALL ({var}) {{ {body} RETURN {new[0]} }}")
+                scope.nodes.append(new[0])
+            elif form < 6:
+                inner = Scope()
+                body = f"MATCH {self.path(inner)}"
+                if not inner.nodes:
+                    continue
+                clauses.append(f"CALL () {{ {body} RETURN {inner.nodes[0]} LIMIT 3 }}")
+                scope.nodes.append(inner.nodes[0])
+            elif form < 8 and scope.names():
+                clauses.append(self.with_clause(scope))
+            elif form < 9 and scope.nodes:
+                clauses.append(self.rematch(scope))
+            else:
+                var = self.fresh("u")
+                if scope.nodes and self.chance(60):
+                    sources = self.pick((f"[{', '.join(scope.nodes)}]", f"[{scope.nodes[0]}]"))
+                    scope.nodes.append(var)
+                elif scope.paths and self.chance(50):
+                    sources = f"nodes({self.pick(scope.paths)})"
+                    scope.nodes.append(var)
+                else:
+                    sources = "range(1, 2)"
+                    scope.values.append(var)
+                clauses.append(f"UNWIND {sources} AS {var}")
+        return " ".join(clauses)
+
+    def rematch(self, scope: Scope) -> str:
+        """A node already bound, matched again under a label test: optional or not, alone or
+        with a new relationship, the test inline or in WHERE (where a reader that narrows an
+        optional match's arguments would go wrong)."""
+        var = self.pick(scope.nodes)
+        optional = "OPTIONAL " if self.chance(60) else ""
+        label = self.label_expr(dynamic=False)
+        if self.chance(50):
+            return f"{optional}MATCH ({var}) WHERE {var}:{label}"
+        if self.chance(40):
+            return f"{optional}MATCH ({var}:{label})"
+        rel = self.rel(scope, var_length_ok=False)
+        other = self.node(scope, reuse=False)
+        where = self.pick((f"{var}:{label}", f"NOT {var}:{label}", f"{var}:{label} OR {var}.uid = 1"))
+        return f"{optional}MATCH ({var}){rel}{other} WHERE {where}"
+
+    def with_clause(self, scope: Scope) -> str:
+        kept = [v for v in scope.names() if self.chance(60)] or [self.pick(scope.names())]
+        extra = ""
+        if self.chance(25):
+            name = self.fresh("c")
+            extra = f", count(*) AS {name}"
+        elif self.chance(15) and scope.nodes:
+            name = self.fresh("c")
+            extra = f", collect({self.pick(scope.nodes)}) AS {name}"
+        distinct = "DISTINCT " if self.chance(10) else ""
+        text = f"WITH {distinct}{', '.join(kept)}{extra}"
+        old = scope.copy()
+        scope.nodes[:] = [v for v in old.nodes if v in kept]
+        scope.rels[:] = [v for v in old.rels if v in kept]
+        scope.paths[:] = [v for v in old.paths if v in kept]
+        scope.values[:] = [v for v in old.values if v in kept] + ([name] if extra else [])
+        if scope.nodes and self.chance(15):
+            text += f" ORDER BY {scope.nodes[0]}.uid LIMIT {self.number(1, 3)}"
+        if self.chance(30) and scope.names():
+            text += f" WHERE {self.predicate(scope)}"
+        return text
+
+    def writing(self, scope: Scope) -> str:
+        nodes, rels, paths = scope.nodes, scope.rels, scope.paths
+        label = self.label_expr()
+        plain = self.pick(NODE_LABELS)
+        uid = 100 + self.number(0, 50)
+        forms: list[str] = [f"CREATE (w:{plain} {{uid: {uid}}})", f"MERGE (w:{plain} {{uid: {self.number(1, 12)}}}) ON MATCH SET w.seen = true"]
+        for var in nodes:
+            forms += [f"SET {var}.name = 'changed'", f"SET {var}:{plain}", f"REMOVE {var}:{plain}"]
+            forms += [f"REMOVE {var}.name", f"SET {var} += {{name: 'x'}}", f"SET {var} = {{uid: {uid}}}"]
+            forms += [f"DETACH DELETE {var}", f"DELETE {var}", f"FOREACH (x IN [{var}] | SET x.seen = true)"]
+            forms += [f"SET (CASE WHEN {var}.born > 1955 THEN {var} END).seen = true"]
+            forms += [f"CALL ({var}) {{ SET {var}.z = 1 }}", f"SET {var}:$($dyn)"]
+            forms += [f"CREATE ({var})-[:{self.pick(REL_TYPES)} {{since: 1}}]->(:{plain})"]
+            forms += [f"MERGE ({var})-[:{self.pick(REL_TYPES)}]->(w:{plain})"]
+            other = self.pick(nodes)
+            forms += [f"CREATE ({var})-[:{self.pick(REL_TYPES)}]->({other})"]
+            forms += [f"MERGE ({var})-[:{self.pick(REL_TYPES)}]->({other})"]
+            self.params.setdefault("dyn", self.pick(NODE_LABELS))
+        for var in rels:
+            forms += [f"SET {var}.since = 1", f"DELETE {var}", f"SET {var} += {{since: 2}}"]
+        for var in paths:
+            forms += [f"FOREACH (x IN nodes({var}) | SET x.seen = true)", f"DELETE {var}"]
+        del label
+        return str(self.pick(forms))
+
+    def attack(self, uses: str = "any") -> Statement:
+        """Reach something the reader cannot vouch for, try to narrow it, then use it: the
+        shape in which an unsound narrowing (an optional match, a negated or disjunctive test,
+        a list predicate, an equality, a subquery) lets a read or a write through."""
+        reach, has_r, has_a = self.pick(_REACHES)
+        label = self.pick(GRANTED_NODE_LABELS) if self.chance(85) else self.pick(NODE_LABELS)
+        other = self.pick(NODE_LABELS)
+        narrow = self.pick(_NARROWINGS).format(L=label, X=other, a="a" if has_a else "v")
+        usable = [
+            text
+            for text, needs_r, needs_a in _USES
+            if (has_r or not needs_r)
+            and (has_a or not needs_a)
+            and (uses == "any" or text.startswith("RETURN") == (uses == "reads"))
+        ]
+        use = self.pick(usable).format(L=label)
+        text = f"{reach} {narrow} {use}".replace("  ", " ")
+        return Statement(text, {}, not use.startswith("RETURN"))
+
+    def statement(self, uses: str = "any") -> Statement:
+        if self.chance(40):
+            return self.attack(uses)
+        prefix = self.pick(("", "", "", "", "", "", "CYPHER runtime=slotted ", "CYPHER runtime=interpreted ", "CYPHER 5 "))
+        scope = Scope()
+        body = self.reading(scope)
+        writes = self.chance(35)
+        if writes:
+            body += " " + self.writing(scope)
+            if self.chance(30) and scope.names():
+                items, _ = self.items(scope, aggregate=False)
+                body += f" RETURN {items}"
+            return Statement(prefix + body, dict(self.params), True)
+        if self.chance(10):  # a UNION of two single-column reads
+            alias = self.fresh("c")
+            other = Scope()
+            second = self.reading(other)
+            left = self.value(scope)
+            right = self.value(other) if other.names() else "1"
+            body = f"{body} RETURN {left} AS {alias} UNION {second} RETURN {right} AS {alias}"
+            return Statement(prefix + body, dict(self.params), False)
+        items, _ = self.items(scope, aggregate=True)
+        return Statement(prefix + f"{body} RETURN {items}", dict(self.params), False)
+
+
+# (text, binds r, binds a): ways to reach a node `v` that nothing proves a label of.
+_REACHES: tuple[tuple[str, bool, bool], ...] = (
+    ("MATCH (a:Person)-[r:ACTED_IN]->(v)", True, True),
+    ("MATCH (a:Person)-[r:ACTED_IN]-(v)", True, True),
+    ("MATCH (a:Person)<-[r:DIRECTED]-(v)", True, True),
+    ("MATCH (a:Person)-[r]->(v)", True, True),
+    ("MATCH (a:Movie) WITH a MATCH (a)-[r:ACTED_IN]-(v)", True, True),
+    ("MATCH (v)", False, False),
+    ("MATCH ()-[r:ACTED_IN]->(v)", True, False),
+    ("MATCH (a:Person)-[r:ACTED_IN]->(m:Movie) WITH a, r, startNode(r) AS v", True, True),
+    ("MATCH (a:Person)-[r:ACTED_IN]->(m) UNWIND [a, m] AS v", True, True),
+    ("MATCH (a:Person)-[:ACTED_IN]->(m) WITH a, collect(m) AS ms UNWIND ms AS v", False, True),
+    ("MATCH p = (a:Person)-[:ACTED_IN*1..2]-(b) UNWIND nodes(p) AS v", False, True),
+    ("MATCH (a:Person) OPTIONAL MATCH (a)-[r:ACTED_IN]->(v)", True, True),
+    ("MATCH (a:Person)-[r:ACTED_IN]->(v) WITH a, r, v", True, True),
+    ("MATCH (a:Person) MATCH (v) WHERE (a)-[:ACTED_IN]-(v)", False, True),
+    ("MATCH (a:Person) CALL (a) { MATCH (a)-[:ACTED_IN]-(v) RETURN v }", False, True),
+    ("MATCH (a:Person)-[r:ACTED_IN]->(v) WITH * ORDER BY v.uid LIMIT 5", True, True),
+    # Paths between labelled ends, through nodes nothing labels.
+    ("MATCH (a:Person)-[:ACTED_IN*2]-(v:Person)", False, True),
+    ("MATCH (a:Person)-[:ACTED_IN|DIRECTED*1..3]->(v:Movie)", False, True),
+    ("MATCH p = shortestPath((a:Person)-[:ACTED_IN*..3]-(v:Person))", False, True),
+    ("MATCH (a:Person) ((x)-[:ACTED_IN]-(y)){2} (v:Person)", False, True),
+    ("MATCH (a:Person) ((x:Person)-[:ACTED_IN]-(y)){1,2} (v:Movie)", False, True),
+    ("MATCH p = SHORTEST 1 (a:Person)-[:ACTED_IN]-{1,3}(v:Person)", False, True),
+    ("MATCH (a:Person) MATCH (v:Person) WHERE EXISTS { (a)-[:ACTED_IN*2]-(v) }", False, True),
+)
+# Ways to try to prove `v` carries {L}; some are sound, some only look it.
+_NARROWINGS = (
+    "WHERE v:{L}",
+    "WHERE NOT v:{X}",
+    "WHERE v:{L} OR v.uid > 3",
+    "WHERE v:{L} XOR v:{X}",
+    "WHERE v:{L} AND v.uid > 0",
+    "WHERE NOT NOT v:{L}",
+    "WHERE v:!{X}",
+    "WHERE v:%",
+    "WHERE '{L}' IN labels(v)",
+    "WHERE all(x IN [v] WHERE x:{L})",
+    "WHERE CASE WHEN v:{L} THEN true ELSE false END",
+    "WHERE v = {a}",
+    "WHERE EXISTS {{ MATCH (v:{L}) }}",
+    "WITH * WHERE v:{L}",
+    "WITH v AS w, {a} AS a WITH w AS v, a WHERE v:{L}",
+    "OPTIONAL MATCH (v) WHERE v:{L}",
+    "OPTIONAL MATCH (v:{L})",
+    "OPTIONAL MATCH (v)-[:ACTED_IN]-(:Person) WHERE v:{L}",
+    "MATCH (v:{L})",
+    "MATCH (v) WHERE v:{L}",
+    "",
+)
+# (text, needs r, needs a): ways to use `v`.
+_USES: tuple[tuple[str, bool, bool], ...] = (
+    ("RETURN v", False, False),
+    ("RETURN properties(v) AS x", False, False),
+    ("RETURN v.canary AS x", False, False),
+    ("RETURN count(v) AS x", False, False),
+    ("RETURN labels(v) AS x", False, False),
+    ("RETURN count(*) AS x", False, False),
+    ("RETURN collect(v.name) AS x", False, False),
+    ("SET v.pwned = true", False, False),
+    ("SET v:Person", False, False),
+    ("REMOVE v:{L}", False, False),
+    ("SET v += {{pwned: 1}}", False, False),
+    ("DETACH DELETE v", False, False),
+    ("DELETE r", True, False),
+    ("SET r.pwned = 1", True, False),
+    ("CREATE (v)-[:ACTED_IN]->(:Person {{uid: 99}})", False, False),
+    ("MERGE (v)-[:ACTED_IN]->(:Person {{uid: 1}})", False, False),
+    ("FOREACH (x IN [v] | SET x.pwned = true)", False, False),
+    ("SET a.name = v.canary", False, True),
+)
+
+
+@st.composite
+def statements(draw: st.DrawFn, uses: str = "any") -> Statement:
+    """One generated statement with its parameters; ``uses`` (reads, writes, any) steers the
+    attack shapes towards what a grant could let through."""
+    return Gen(draw).statement(uses)

@@ -1,0 +1,227 @@
+"""The canary fuzzer: generated statements against the real Neo4j and OPA, and what got through.
+
+For each statement hypothesis draws (``tests/plan/cypher.py``) and a test grant, the gateway's
+own steps decide: Neo4j's ``EXPLAIN``, the plan reader, OPA over ``policies/``. A statement the
+policy allows is then run, inside a transaction that is rolled back, and the oracles of
+``tests/plan/canary.py`` look for anything it reached beyond its grant. CI runs a fixed-seed
+budget (``--fuzz-examples``, 2,500 by default); ``pytest -m fuzz --fuzz-examples 50000`` runs a
+longer, randomly seeded hunt. Every case found joins ``tests/policy/bypass_corpus.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from neo4j import Driver, ManagedTransaction
+from neo4j.exceptions import ClientError, Neo4jError
+
+from proxy.analysis import Analysis
+from proxy.plan import read_plan
+from proxy.policy import input_document
+from tests.plan.canary import (
+    GRANTS,
+    WITHOUT_UNREADABLE,
+    Grant,
+    GraphState,
+    canonical,
+    copied_canaries,
+    holds_canary,
+    write_violations,
+)
+from tests.plan.conftest import PlanStack
+from tests.plan.cypher import Statement, statements
+
+pytestmark = pytest.mark.integration
+TX_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Verdict:
+    allowed: bool
+    reasons: list[str]
+    query_type: str
+
+
+class Checker:
+    """Decides as the gateway does, runs what is allowed, and applies the oracles."""
+
+    def __init__(self, stack: PlanStack, stats: Counter[str]) -> None:
+        self.driver: Driver = stack.driver
+        self.http = httpx.Client(base_url=stack.opa_url, timeout=10.0)
+        self.stats = stats
+        self.before = self._read(lambda tx: GraphState.read(lambda q: list(tx.run(q))))
+
+    def _read(self, work: Callable[[ManagedTransaction], Any]) -> Any:
+        with self.driver.session(database="neo4j", notifications_min_severity="OFF") as session:
+            return session.execute_read(work)
+
+    def decide(self, statement: Statement, grant: Grant) -> Verdict | None:
+        """The gateway's verdict, or None when Neo4j itself refuses to plan the statement."""
+        with self.driver.session(database="neo4j", notifications_min_severity="OFF") as session:
+            try:
+                summary = session.run("EXPLAIN " + statement.text, statement.parameters).consume()
+            except Neo4jError:
+                return None
+        assert summary.plan is not None and summary.query_type is not None
+        facts = read_plan(summary.plan, statement=statement.text)
+        analysis = Analysis(query_type=summary.query_type, facts=facts)  # type: ignore[arg-type]
+        principal = {
+            "method": "oidc",
+            "issuer": "https://fuzz.test",
+            "subject": grant.dag,
+            "dag": grant.dag,
+            "task": None,
+            "run": None,
+            "try_number": None,
+        }
+        document = input_document(
+            principal,
+            database="neo4j",
+            statement=statement.text,
+            parameter_names=list(statement.parameters),
+            requested_access_mode=None,
+            analysis=analysis.document,
+        )
+        answer = self.http.post("/v1/data/cyphergate/authz/decision", json={"input": document})
+        decision = answer.raise_for_status().json()["result"]
+        return Verdict(decision["allow"], decision["reasons"], summary.query_type)
+
+    def run(self, statement: Statement, grant: Grant, *, without_unreadable: bool) -> Any:
+        """The answer (or error) of the statement, and the graph after it; rolled back."""
+        with self.driver.session(database="neo4j", notifications_min_severity="OFF") as session:
+            tx = session.begin_transaction(timeout=TX_TIMEOUT_S)
+            try:
+                if without_unreadable:
+                    labels = [label for label in grant.read_labels if label != "*"]
+                    for cleanup in WITHOUT_UNREADABLE:
+                        tx.run(cleanup, labels=labels, types=list(grant.read_types)).consume()
+                try:
+                    answer: Any = canonical(tx.run(statement.text, statement.parameters))
+                except ClientError as exc:
+                    return [f"error {exc.code}"], None
+                after = GraphState.read(lambda q: list(tx.run(q)))
+                return answer, after
+            finally:
+                tx.rollback()
+
+    def check(self, statement: Statement, grant: Grant) -> None:
+        self.stats["generated"] += 1
+        verdict = self.decide(statement, grant)
+        if verdict is None:
+            self.stats["refused by Neo4j"] += 1
+            return
+        if not verdict.allowed:
+            self.stats["denied"] += 1
+            for reason in verdict.reasons:
+                self.stats["reason " + reason.split(":", 1)[0]] += 1
+            return
+        self.stats["allowed"] += 1
+        self.stats[f"allowed {grant.dag}"] += 1
+        try:
+            answer, after = self.run(statement, grant, without_unreadable=False)
+        except Neo4jError as exc:  # a timeout, say: nothing to judge
+            self.stats["not run: " + (exc.code or type(exc).__name__)] += 1
+            return
+        problems: list[str] = []
+        if not grant.reads_everything:
+            if holds_canary(answer):
+                problems.append(f"a canary in the answer: {answer}")
+            if after is not None:
+                problems += copied_canaries(grant, after)
+        if after is not None:
+            problems += write_violations(grant, self.before, after)
+        if verdict.query_type == "r" and not grant.reads_everything and not problems:
+            try:
+                alone, _ = self.run(statement, grant, without_unreadable=True)
+            except Neo4jError:
+                alone = None
+            if alone is not None and alone != answer:
+                problems.append(f"the answer depends on unreadable data:\n {answer}\n {alone}")
+            self.stats["non-interference checked"] += 1
+        assert not problems, (
+            f"{grant.dag} was allowed {statement.text!r} ({statement.parameters}):\n"
+            + "\n".join(problems)
+        )
+
+
+@pytest.fixture(scope="module")
+def checker(plan_stack: PlanStack, fuzz_stats: Counter[str]) -> Iterator[Checker]:
+    made = Checker(plan_stack, fuzz_stats)
+    yield made
+    made.http.close()
+
+
+def _uses(grant: Grant) -> str:
+    """What an attack on ``grant`` aims for: a grant that reads everything can only be
+    overstepped by a write; one that writes nothing only by a read."""
+    if grant.reads_everything:
+        return "writes"
+    return "any" if grant.write_labels else "reads"
+
+
+def _budget(request: pytest.FixtureRequest) -> int:
+    return int(request.config.getoption("--fuzz-examples"))
+
+
+def test_the_oracles_catch_what_they_should(checker: Checker) -> None:
+    """The fuzzer's oracles are not blind: a statement known to leak fails each of them."""
+    reader, writer = GRANTS[0], GRANTS[1]
+    leak = Statement("MATCH (n:Secret) RETURN n.canary AS c", {}, False)
+    answer, _ = checker.run(leak, reader, without_unreadable=False)
+    assert holds_canary(answer)
+    count = Statement("MATCH (n) RETURN count(*) AS c", {}, False)
+    everything, _ = checker.run(count, reader, without_unreadable=False)
+    readable, _ = checker.run(count, reader, without_unreadable=True)
+    assert everything != readable
+    write = Statement("MATCH (n:Secret) SET n.name = 'x'", {}, True)
+    _, after = checker.run(write, writer, without_unreadable=False)
+    assert write_violations(writer, checker.before, after)
+    copy = Statement("MATCH (p:Person), (s:Secret) SET p.name = s.canary", {}, True)
+    _, after = checker.run(copy, writer, without_unreadable=False)
+    assert copied_canaries(writer, after)
+
+
+def test_generated_statements_stay_within_their_grant(
+    checker: Checker, request: pytest.FixtureRequest
+) -> None:
+    started = time.monotonic()
+
+    @settings(
+        max_examples=_budget(request),
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(grant=st.sampled_from(GRANTS), data=st.data())
+    def hunt(grant: Grant, data: st.DataObject) -> None:
+        checker.check(data.draw(statements(_uses(grant)), label="statement"), grant)
+
+    hunt()
+    checker.stats["seconds"] = int(time.monotonic() - started)
+    assert checker.stats["allowed"] > checker.stats["generated"] // 10, checker.stats
+
+
+@pytest.mark.fuzz
+def test_a_long_random_hunt(checker: Checker, request: pytest.FixtureRequest) -> None:
+    """On demand: ``pytest -m fuzz tests/plan --fuzz-examples 50000``."""
+
+    @settings(
+        max_examples=_budget(request),
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(grant=st.sampled_from(GRANTS), data=st.data())
+    def hunt(grant: Grant, data: st.DataObject) -> None:
+        checker.check(data.draw(statements(_uses(grant)), label="statement"), grant)
+
+    hunt()
