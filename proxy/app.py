@@ -24,6 +24,7 @@ from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
 from proxy.clock import Clock, system_clock
 from proxy.errors import CypherGateError
+from proxy.faults import NO_FAULTS, Faults
 from proxy.gateway import Gateway
 from proxy.graph import GraphExecutor, Neo4jGraph
 from proxy.metrics import Metrics
@@ -43,15 +44,22 @@ class Services:
 
 
 def create_app(
-    settings: Settings, services: Services | None = None, *, clock: Clock = system_clock
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    clock: Clock = system_clock,
+    faults: Faults = NO_FAULTS,
 ) -> FastAPI:
-    """Build the gateway application; real services are opened by the lifespan."""
+    """Build the gateway application; real services are opened by the lifespan.
+
+    ``faults`` is for the crash tests only (see :mod:`proxy.faults`).
+    """
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            chosen = services or await _open_services(settings, clock, stack, metrics)
+            chosen = services or await _open_services(settings, clock, stack, metrics, faults)
             gateway = Gateway(
                 authenticator=chosen.authenticator,
                 resolver=DagResolver(settings.auth.bindings),
@@ -117,7 +125,7 @@ def create_app(
 
 
 async def _open_services(
-    settings: Settings, clock: Clock, stack: AsyncExitStack, metrics: Metrics
+    settings: Settings, clock: Clock, stack: AsyncExitStack, metrics: Metrics, faults: Faults
 ) -> Services:
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
     schemes: dict[str, Authenticator] = {}
@@ -154,7 +162,7 @@ async def _open_services(
     graph = Neo4jGraph(
         settings.neo4j,
         development=settings.profile == "development",
-        crash_at=settings.faults.crash_at,
+        faults=faults,
         metrics=metrics,
     )
     await graph.open()

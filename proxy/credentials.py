@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 
 import neo4j
@@ -28,6 +27,7 @@ from neo4j import AsyncGraphDatabase
 from neo4j import exceptions as neo4j_errors
 from neo4j.auth_management import AsyncAuthManager
 
+from proxy.faults import NO_FAULTS, Faults
 from proxy.secret_sources import Credential, SecretSource, open_source
 from proxy.settings import Neo4jSettings
 
@@ -147,13 +147,13 @@ class Rotator:
         source: SecretSource,
         auth: RotatingAuth,
         *,
-        crash_at: str | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self._uri = uri
         self._source = source
         self._auth = auth
         self._lock = asyncio.Lock()
-        self._crash_at = crash_at
+        self._faults = faults
 
     async def rotate(self) -> Credential:
         """Settle any earlier rotation, then stage, change in Neo4j, promote; returns the new
@@ -165,7 +165,7 @@ class Rotator:
             new = Credential(old.user, secrets.token_urlsafe(PASSWORD_BYTES))
             version = await self._source.stage(new)
             await self._alter(old, new)
-            crash_point(self._crash_at, "password_altered")
+            self._faults.reached("password_altered")
             self._auth.use(new)  # Neo4j now accepts only the new one
             await self._source.promote(version)
             log.info("rotated the Neo4j password of %s", new.user)
@@ -207,13 +207,6 @@ class Rotator:
                 new=new.password,
             )
             await result.consume()
-
-
-def crash_point(configured: str | None, here: str) -> None:
-    """Die here, as ``kill -9`` would, if the crash tests asked for it (``faults.crash_at``)."""
-    if configured == here:
-        log.critical("fault injection: dying at %s", here)
-        os._exit(137)
 
 
 async def rotate_root(settings: Neo4jSettings) -> str:

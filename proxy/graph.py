@@ -35,6 +35,7 @@ from proxy.errors import (
     Neo4jClientError,
     RowLimitExceeded,
 )
+from proxy.faults import NO_FAULTS, Faults
 from proxy.leases import Lease, LeaseManager
 from proxy.metrics import Metrics
 from proxy.plan import read_plan
@@ -134,7 +135,7 @@ class Neo4jGraph:
         *,
         manage: bool = True,
         development: bool = False,
-        crash_at: str | None = None,
+        faults: Faults = NO_FAULTS,
         metrics: Metrics | None = None,
     ) -> None:
         # Only the serving gateway manages credentials (settles rotations, rotates, leases);
@@ -142,7 +143,7 @@ class Neo4jGraph:
         self._manage = manage
         self._settings = settings
         self._development = development
-        self._crash_at = crash_at
+        self._faults = faults
         self._metrics = metrics or Metrics()
         self._driver: AsyncDriver | None = None
         self._auth: RotatingAuth | None = None
@@ -160,7 +161,7 @@ class Neo4jGraph:
             # Whichever source it came from (a file, Secrets Manager, the environment).
             refuse_placeholder_password(credential.password)
             self._auth = RotatingAuth(source, credential)
-            self._rotator = Rotator(settings.uri, source, self._auth, crash_at=self._crash_at)
+            self._rotator = Rotator(settings.uri, source, self._auth, faults=self._faults)
             if self._manage:
                 await self._rotator.recover()
             self._driver = AsyncGraphDatabase.driver(
@@ -176,7 +177,7 @@ class Neo4jGraph:
                     prefix=settings.lease_user_prefix,
                     ttl_s=settings.lease_ttl_s,
                     renew_fraction=settings.lease_renew_fraction,
-                    crash_at=self._crash_at,
+                    faults=self._faults,
                     metrics=self._metrics,
                 )
                 await self._leases.open()

@@ -296,14 +296,12 @@ def test_a_crash_between_changing_and_storing_the_password_locks_nothing_out(
     gateway, user, _, secret_id = own_gateway(
         "crashlab", credentials="service_account", rotation_interval_s=1.0
     )
-    gateway.config["faults"] = {"crash_at": "password_altered"}
-    gateway.start(wait=False)  # it may die before it is ready
+    gateway.start(wait=False, crash_at="password_altered")  # it may die before it is ready
     assert gateway.wait_exit() == 137  # died as kill -9 would, right after ALTER
     staged = stored(stack, secret_id, "AWSPENDING")
     assert stored(stack, secret_id) != staged  # the store still says the old one is current
     assert accepted(status, user, staged)  # while Neo4j already has the new one
 
-    gateway.config.pop("faults")
     gateway.config["neo4j"]["rotation_interval_s"] = 0.0
     gateway.start()
     try:
@@ -322,14 +320,12 @@ def test_a_crash_after_creating_a_leased_user_leaves_no_orphan(
     stack: DevStack, neo4j_admin: Driver, tmp_path: Path
 ) -> None:
     gateway = SecondGateway(stack, tmp_path, "leasecrash")
-    gateway.config["faults"] = {"crash_at": "lease_user_created"}
-    gateway.start()
+    gateway.start(crash_at="lease_user_created")
     with pytest.raises(httpx.HTTPError):  # the gateway dies under the request
         gateway.query("demo_reader", "RETURN 1 AS one")
     assert gateway.wait_exit() == 137
     assert len(prefixed_users(neo4j_admin, gateway.prefix)) == 1  # created, then the crash
 
-    gateway.config.pop("faults")
     gateway.start()
     try:
         assert prefixed_users(neo4j_admin, gateway.prefix) == []  # swept at start-up
