@@ -4,8 +4,9 @@ A mounted file (the Kubernetes-secret case), AWS Secrets Manager (``AWSCURRENT``
 stages, through boto3), or an environment variable (development profile only). A secret is JSON
 ``{"username": ..., "password": ...}``; a file may hold the bare password instead. Each source
 can stage a new value beside the current one, promote it and discard it: the steps of a rotation
-(see proxy.credentials). Secret values never leave this module except to their caller: ``repr``
-hides them and no log line names them.
+(see proxy.credentials). A store that cannot be read or written raises
+:class:`~proxy.errors.SecretStoreUnavailable`, whose reason names the store. Secret values never
+leave this module except to their caller: ``repr`` hides them and no log line names them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any, Protocol
 
 import neo4j
 
-from proxy.errors import GraphFailed, GraphUnavailable, NotSupported
+from proxy.errors import NotSupported, SecretStoreUnavailable
 from proxy.settings import Neo4jSettings, SecretSettings
 
 
@@ -101,7 +102,8 @@ class FileSecretSource:
     async def exclusive(self) -> AsyncIterator[None]:
         """An advisory lock on ``<file>.lock``, shared by every process using this file."""
         lock = self._path.with_name(self._path.name + ".lock")
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        with _file_store():
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
             yield
@@ -109,31 +111,36 @@ class FileSecretSource:
             os.close(descriptor)  # closing releases the lock
 
     async def current(self) -> Credential:
-        stamp = self._path.stat().st_mtime_ns
-        if self._cached is None or self._cached[0] != stamp:
-            text = self._path.read_text(encoding="utf-8")
-            self._cached = (stamp, parse_secret(text, self._default_user))
+        with _file_store():
+            stamp = self._path.stat().st_mtime_ns
+            if self._cached is None or self._cached[0] != stamp:
+                text = self._path.read_text(encoding="utf-8")
+                self._cached = (stamp, parse_secret(text, self._default_user))
         return self._cached[1]
 
     async def pending(self) -> tuple[str, Credential] | None:
-        if not self._pending.exists():
-            return None
-        text = self._pending.read_text(encoding="utf-8")
+        with _file_store():
+            if not self._pending.exists():
+                return None
+            text = self._pending.read_text(encoding="utf-8")
         return "pending", parse_secret(text, self._default_user)
 
     async def stage(self, credential: Credential) -> str:
-        _write_private(self._pending, secret_text(credential))
+        with _file_store():
+            _write_private(self._pending, secret_text(credential))
         return "pending"
 
     async def promote(self, version: str) -> None:
         del version  # a file keeps one pending value
-        os.replace(self._pending, self._path)
-        _fsync_dir(self._path.parent)
+        with _file_store():
+            os.replace(self._pending, self._path)
+            _fsync_dir(self._path.parent)
         self._cached = None
 
     async def discard(self, version: str) -> None:
         del version
-        self._pending.unlink(missing_ok=True)
+        with _file_store():
+            self._pending.unlink(missing_ok=True)
 
 
 class AWSSecretsManagerSource:
@@ -225,7 +232,7 @@ class AWSSecretsManagerSource:
         for version in versions.get("Versions", []):
             if "AWSCURRENT" in version.get("VersionStages", []):
                 return str(version["VersionId"])
-        raise GraphFailed(reason="secret_without_current_version")
+        raise SecretStoreUnavailable(reason="secret_store:aws_secrets_manager:no_current_version")
 
     async def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
         method = getattr(self._client, operation)
@@ -234,7 +241,9 @@ class AWSSecretsManagerSource:
                 method, SecretId=self._secret_id, **arguments
             )
         except Exception as exc:  # botocore's errors: the store is unavailable
-            raise GraphUnavailable(reason=f"secret_store:{type(exc).__name__}") from exc
+            raise SecretStoreUnavailable(
+                reason=f"secret_store:aws_secrets_manager:{type(exc).__name__}"
+            ) from exc
         return answer
 
 
@@ -301,6 +310,15 @@ def _secrets_manager_client(settings: SecretSettings) -> Any:
     return boto3.client(
         "secretsmanager", region_name=settings.region, endpoint_url=settings.endpoint_url
     )
+
+
+@contextlib.contextmanager
+def _file_store() -> Iterator[None]:
+    """A mounted file that cannot be read or written: the store is unavailable."""
+    try:
+        yield
+    except OSError as exc:
+        raise SecretStoreUnavailable(reason=f"secret_store:file:{type(exc).__name__}") from exc
 
 
 def _write_private(path: Path, text: str) -> None:

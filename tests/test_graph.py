@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from proxy.credentials import RotatingAuth
-from proxy.errors import GraphFailed
+from proxy.errors import GraphFailed, SecretStoreUnavailable
 from proxy.graph import RATE_LIMITED, UNAUTHORIZED, Neo4jGraph
 from proxy.metrics import Metrics
 from proxy.secret_sources import Credential
@@ -87,3 +87,17 @@ def test_a_placeholder_password_from_a_secret_source_is_refused(
     graph = Neo4jGraph(Neo4jSettings(password_file=path), metrics=Metrics())
     with pytest.raises(ValueError, match="placeholder"):
         asyncio.run(graph.open())
+
+
+class StoreDown(FakeSource):
+    """The store cannot be read when a refused login is being settled."""
+
+    async def pending(self) -> tuple[str, Credential] | None:
+        raise SecretStoreUnavailable(reason="secret_store:file:PermissionError")
+
+
+def test_a_store_down_while_a_refusal_is_settled_is_named_as_such() -> None:
+    graph = graph_with(StoreDown(OLD), Metrics())
+    with pytest.raises(SecretStoreUnavailable) as error:
+        asyncio.run(graph._retrying_login(refusals(UNAUTHORIZED)))
+    assert error.value.reason == "secret_store:file:PermissionError"

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from proxy.cli import audit, policy
+from proxy.errors import CypherGateError
 from proxy.settings import load_settings
 
 
@@ -23,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except KeyboardInterrupt:
         return 130
+    except CypherGateError as error:
+        # The operator's own tool: the reason (never a secret) says which dependency failed.
+        print(f"cyphergate: {error.message} ({error.code}: {error.reason})", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
