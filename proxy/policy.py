@@ -1,4 +1,4 @@
-"""Asking Open Policy Agent whether a DAG may run a statement.
+"""Asking Open Policy Agent whether a DAG may run a statement, and who may read the audit log.
 
 The input document is versioned and described by ``policies/schemas/input.json``. The answer
 is validated strictly: anything but a well-formed decision object is treated as a failure.
@@ -23,7 +23,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,13 +35,12 @@ from proxy.errors import PolicyUnavailable
 from proxy.metrics import Metrics
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
+from proxy.statement import AccessMode, RowLimitAction
 
 log = logging.getLogger(__name__)
 
 INPUT_VERSION = 2
 AUDIT_INPUT_VERSION = 1
-AccessMode = Literal["READ", "WRITE"]
-RowLimitAction = Literal["error", "truncate"]
 # Principal fields sent to OPA as context only; a decision never depends on them (documented
 # in policies/schemas/input.json), so they are not part of the decision cache's key.
 _CONTEXT_ONLY = ("task", "run", "try_number")
@@ -51,7 +50,7 @@ _CONTEXT_ONLY = ("task", "run", "try_number")
 class Decision:
     """The policy's verdict on one request, with the constraints the gateway enforces.
 
-    Only a :class:`PolicyEngine` makes these.
+    Only a policy engine (:class:`OPAPolicyEngine`) makes these.
     """
 
     allow: bool
@@ -127,22 +126,6 @@ def input_document(
     }
 
 
-class PolicyEngine(Protocol):
-    """Decides on an input document.
-
-    Contract: return a :class:`Decision` for a well-formed answer (allow or deny); raise
-    :class:`PolicyUnavailable` for anything else. Never return allow by default.
-    """
-
-    async def decide(self, document: dict[str, Any]) -> Decision: ...
-
-    async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
-        """May this identity read the audit log? Deny unless the policy says so."""
-        ...
-
-    async def check_ready(self) -> None: ...
-
-
 class _Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     access_mode: AccessMode
@@ -174,7 +157,8 @@ class AccessDecision:
 
 
 class OPAPolicyEngine:
-    """A :class:`PolicyEngine` backed by an OPA server, through ``opa-python-client``."""
+    """Decides query requests and audit reads with an OPA server, through
+    ``opa-python-client``."""
 
     def __init__(self, settings: OPASettings, metrics: Metrics | None = None) -> None:
         url = urlsplit(settings.url)

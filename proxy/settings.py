@@ -33,7 +33,7 @@ class ServerSettings(BaseModel):
 
 
 class SecretSettings(BaseModel):
-    """Where the gateway's Neo4j credential is kept (see proxy/secret_sources.py)."""
+    """Where the gateway's Neo4j credential is kept (see proxy/neo4j/secret_sources.py)."""
 
     source: Literal["file", "aws_secrets_manager", "env"]
     path: Path | None = Field(default=None, description="file: JSON or a bare password.")

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import tomli_w
 
-from proxy.devstack.ports import free_ports
 from proxy.devstack.stack import DevStack
 from proxy.faults import CrashPoint
+from proxy.ports import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 

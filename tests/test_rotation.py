@@ -27,9 +27,9 @@ import pytest
 from neo4j import Driver, GraphDatabase
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.credentials import RotatingAuth, Rotator
 from proxy.devstack.stack import AWS_REGION, GATEWAY_SECRET, DevStack, StackState
-from proxy.secret_sources import Credential, FileSecretSource
+from proxy.neo4j.rotation import RotatingAuth, Rotator
+from proxy.neo4j.secret_sources import Credential, FileSecretSource
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration

@@ -140,10 +140,10 @@ def _devstack(args: argparse.Namespace) -> int:
 
 
 def _creds_rotate_root(args: argparse.Namespace) -> int:
-    from proxy.credentials import rotate_root
+    from proxy.app import rotate_root
 
     settings = load_settings(args.config)
-    user = asyncio.run(rotate_root(settings.neo4j))
+    user = asyncio.run(rotate_root(settings))
     print(f"rotated the Neo4j password of {user}; only the secret store holds the new one")
     return 0
 

@@ -35,8 +35,8 @@ from neo4j import GraphDatabase
 from proxy.audit.checkpoint import write_keys
 from proxy.client import iam_authorization
 from proxy.devstack.install import Components, install_all
-from proxy.devstack.ports import free_ports
-from proxy.replay import opa_server_command
+from proxy.opa_server import opa_server_command
+from proxy.ports import free_ports
 
 AUDIENCE = "urn:cyphergate:gateway"
 OTHER_AUDIENCE = "urn:cyphergate:some-other-service"

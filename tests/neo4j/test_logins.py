@@ -1,7 +1,7 @@
-"""proxy.graph's login retries, with a fake secret source at the seam.
+"""Retries of a login Neo4j refused, with a fake secret source at the seam.
 
 The same retries against the real Neo4j (a rotation elsewhere, a tripped rate limit) are in
-test_rotation.py.
+tests/test_rotation.py.
 """
 
 from __future__ import annotations
@@ -12,22 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from proxy.credentials import RotatingAuth
+from proxy.app import open_neo4j
 from proxy.errors import GraphFailed, SecretStoreUnavailable
-from proxy.graph import RATE_LIMITED, UNAUTHORIZED, Neo4jGraph
 from proxy.metrics import Metrics
-from proxy.secret_sources import Credential
-from proxy.settings import Neo4jSettings
-from tests.test_credentials import FakeSource
+from proxy.neo4j.errors import RATE_LIMITED, UNAUTHORIZED
+from proxy.neo4j.logins import LoginRetries
+from proxy.neo4j.rotation import RotatingAuth
+from proxy.neo4j.secret_sources import Credential
+from proxy.settings import Neo4jSettings, Settings
+from tests.fakes import FakeSource
 
 OLD, NEW = Credential("gw", "old-password"), Credential("gw", "new-password")
 
 
-def graph_with(source: FakeSource, metrics: Metrics) -> Neo4jGraph:
-    settings = Neo4jSettings(password="a-long-password", auth_lock_time_s=0)
-    graph = Neo4jGraph(settings, metrics=metrics)
-    graph._auth = RotatingAuth(source, OLD)  # what open() would set up
-    return graph
+def retries_with(source: FakeSource, metrics: Metrics) -> tuple[LoginRetries, RotatingAuth]:
+    auth = RotatingAuth(source, OLD)  # what open_neo4j() would set up
+    return LoginRetries(auth, lock_time_s=0, metrics=metrics), auth
 
 
 def refusals(*reasons: str) -> Callable[[], Awaitable[str]]:
@@ -42,7 +42,7 @@ def refusals(*reasons: str) -> Callable[[], Awaitable[str]]:
     return attempt
 
 
-def retries(metrics: Metrics, cause: str) -> float | None:
+def retried(metrics: Metrics, cause: str) -> float | None:
     return metrics.registry.get_sample_value(
         "cyphergate_neo4j_login_retries_total", {"cause": cause}
     )
@@ -51,29 +51,29 @@ def retries(metrics: Metrics, cause: str) -> float | None:
 def test_a_rate_limit_is_waited_out_and_a_stale_password_replaced() -> None:
     """Locked out, then refused with the old password: the store's new value is used."""
     metrics, source = Metrics(), FakeSource(OLD)
-    graph = graph_with(source, metrics)
+    retries, auth = retries_with(source, metrics)
     source.value = NEW  # rotated elsewhere and promoted
     attempt = refusals(RATE_LIMITED, UNAUTHORIZED, RATE_LIMITED)
-    assert asyncio.run(graph._retrying_login(attempt)) == "ran"
-    assert graph._auth is not None and graph._auth.credential == NEW
-    assert retries(metrics, "AuthenticationRateLimit") == 2
-    assert retries(metrics, "Unauthorized") == 1
+    assert asyncio.run(retries.attempt(attempt)) == "ran"
+    assert auth.credential == NEW
+    assert retried(metrics, "AuthenticationRateLimit") == 2
+    assert retried(metrics, "Unauthorized") == 1
 
 
 def test_login_retries_are_bounded() -> None:
     metrics = Metrics()
-    graph = graph_with(FakeSource(OLD), metrics)
+    retries, _ = retries_with(FakeSource(OLD), metrics)
     with pytest.raises(GraphFailed):  # a third lock-out is not waited for
-        asyncio.run(graph._retrying_login(refusals(RATE_LIMITED, RATE_LIMITED, RATE_LIMITED)))
-    graph = graph_with(FakeSource(OLD), metrics)
+        asyncio.run(retries.attempt(refusals(RATE_LIMITED, RATE_LIMITED, RATE_LIMITED)))
+    retries, _ = retries_with(FakeSource(OLD), metrics)
     with pytest.raises(GraphFailed):  # refused, and the store has nothing else to offer
-        asyncio.run(graph._retrying_login(refusals(UNAUTHORIZED)))
-    graph = graph_with(FakeSource(OLD, pending=NEW), metrics)
+        asyncio.run(retries.attempt(refusals(UNAUTHORIZED)))
+    retries, _ = retries_with(FakeSource(OLD, pending=NEW), metrics)
     with pytest.raises(GraphFailed):  # refused twice: the second is the caller's
-        asyncio.run(graph._retrying_login(refusals(UNAUTHORIZED, UNAUTHORIZED)))
-    graph = graph_with(FakeSource(OLD), metrics)
+        asyncio.run(retries.attempt(refusals(UNAUTHORIZED, UNAUTHORIZED)))
+    retries, _ = retries_with(FakeSource(OLD), metrics)
     with pytest.raises(GraphFailed):  # any other failure is not a login's: never retried
-        asyncio.run(graph._retrying_login(refusals("Neo.ClientError.Statement.SyntaxError")))
+        asyncio.run(retries.attempt(refusals("Neo.ClientError.Statement.SyntaxError")))
 
 
 @pytest.mark.parametrize("secret", ["neo4j", '{"username": "gw", "password": "changeme"}'])
@@ -84,9 +84,14 @@ def test_a_placeholder_password_from_a_secret_source_is_refused(
     (or Secrets Manager, or the environment) is checked when the gateway starts."""
     path = tmp_path / "neo4j-password"
     path.write_text(secret)
-    graph = Neo4jGraph(Neo4jSettings(password_file=path), metrics=Metrics())
+    settings = Settings(neo4j=Neo4jSettings(password_file=path))
+
+    async def start() -> None:
+        async with open_neo4j(settings, metrics=Metrics()):
+            pass
+
     with pytest.raises(ValueError, match="placeholder"):
-        asyncio.run(graph.open())
+        asyncio.run(start())
 
 
 class StoreDown(FakeSource):
@@ -97,7 +102,7 @@ class StoreDown(FakeSource):
 
 
 def test_a_store_down_while_a_refusal_is_settled_is_named_as_such() -> None:
-    graph = graph_with(StoreDown(OLD), Metrics())
+    retries, _ = retries_with(StoreDown(OLD), Metrics())
     with pytest.raises(SecretStoreUnavailable) as error:
-        asyncio.run(graph._retrying_login(refusals(UNAUTHORIZED)))
+        asyncio.run(retries.attempt(refusals(UNAUTHORIZED)))
     assert error.value.reason == "secret_store:file:PermissionError"

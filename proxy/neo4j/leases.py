@@ -30,10 +30,11 @@ from pathlib import Path
 import neo4j
 from neo4j import AsyncDriver
 
-from proxy.credentials import PASSWORD_BYTES
 from proxy.faults import NO_FAULTS, Faults
 from proxy.metrics import Metrics
-from proxy.secret_sources import Credential
+from proxy.neo4j.errors import translated_errors
+from proxy.neo4j.rotation import PASSWORD_BYTES
+from proxy.neo4j.secret_sources import Credential
 
 log = logging.getLogger(__name__)
 
@@ -234,13 +235,15 @@ class LeaseManager:
                 await self._revoke(lease)
 
     async def _users(self) -> list[str]:
-        records, _, _ = await self._driver.execute_query(
-            "SHOW USERS YIELD user", database_="system", routing_=neo4j.RoutingControl.READ
-        )
+        async with translated_errors():
+            records, _, _ = await self._driver.execute_query(
+                "SHOW USERS YIELD user", database_="system", routing_=neo4j.RoutingControl.READ
+            )
         return [str(r["user"]) for r in records]
 
     async def _admin(self, statement: str, **parameters: str) -> None:
-        await self._driver.execute_query(statement, parameters, database_="system")
+        async with translated_errors():
+            await self._driver.execute_query(statement, parameters, database_="system")
 
     async def _record(self, sql: str, *values: object) -> None:
         db = self._db

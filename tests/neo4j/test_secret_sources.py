@@ -1,6 +1,6 @@
 """Secret sources: the file and configuration sources, and choosing one from the settings.
 
-AWS Secrets Manager is exercised against moto in test_rotation.py.
+AWS Secrets Manager is exercised against moto in tests/test_rotation.py.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
+from proxy.app import secret_source
 from proxy.errors import NotSupported, SecretStoreUnavailable
-from proxy.secret_sources import (
+from proxy.neo4j.secret_sources import (
     AWSSecretsManagerSource,
     Credential,
     FileSecretSource,
     FixedSecretSource,
-    open_source,
+    SecretReader,
     parse_secret,
 )
 from proxy.settings import Neo4jSettings, SecretSettings
@@ -68,8 +69,8 @@ def test_credentials_in_the_configuration_cannot_be_rotated() -> None:
 def test_environment_secrets_are_for_development_only() -> None:
     settings = Neo4jSettings(secret=SecretSettings(source="env", value="a-long-password"))
     with pytest.raises(ValueError, match="development"):
-        open_source(settings, development=False)
-    source = open_source(settings, development=True)
+        secret_source(settings, development=False)
+    source = secret_source(settings, development=True)
     assert asyncio.run(source.current()) == Credential("cyphergate", "a-long-password")
 
 
@@ -119,7 +120,7 @@ class UnreachableSecretsManager:
 def test_a_store_that_cannot_be_read_is_unavailable_and_named(tmp_path: Path) -> None:
     """Not "Neo4j is unavailable": the reason names the store and what failed."""
     settings = SecretSettings(source="aws_secrets_manager", secret_id="s")
-    sources = [
+    sources: list[tuple[SecretReader, str]] = [
         (FileSecretSource(tmp_path / "missing", "gw"), "secret_store:file:FileNotFoundError"),
         (
             AWSSecretsManagerSource(settings, "gw", client=UnreachableSecretsManager()),

@@ -1,10 +1,10 @@
-"""Where the gateway's own Neo4j credential is kept: one :class:`SecretSource` protocol.
+"""Where the gateway's own Neo4j credential is kept: the :class:`SecretSource` protocol.
 
 A mounted file (the Kubernetes-secret case), AWS Secrets Manager (``AWSCURRENT``/``AWSPENDING``
-stages, through boto3), or an environment variable (development profile only). A secret is JSON
+stages, through boto3), or a fixed value from the configuration. A secret is JSON
 ``{"username": ..., "password": ...}``; a file may hold the bare password instead. Each source
 can stage a new value beside the current one, promote it and discard it: the steps of a rotation
-(see proxy.credentials). A store that cannot be read or written raises
+(see :mod:`proxy.neo4j.rotation`). A store that cannot be read or written raises
 :class:`~proxy.errors.SecretStoreUnavailable`, whose reason names the store. Secret values never
 leave this module except to their caller: ``repr`` hides them and no log line names them.
 """
@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import neo4j
 
 from proxy.errors import NotSupported, SecretStoreUnavailable
-from proxy.settings import Neo4jSettings, SecretSettings
+from proxy.settings import SecretSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,25 +41,32 @@ class Credential:
         return neo4j.basic_auth(self.user, self.password)
 
 
-class SecretSource(Protocol):
-    """Where a credential is kept.
+class SecretReader(Protocol):
+    """Reads a credential's store (what the driver's auth manager needs).
 
     Contract: ``current`` returns the credential in use (``invalidate`` makes the next call
-    read the store itself); ``stage`` stores a new one beside it (pending) and returns its
-    version; ``promote`` makes a pending version current and ``discard`` forgets it;
-    ``pending`` returns the staged version, if any. A source that cannot be written raises
-    :class:`NotSupported` from ``stage``.
+    read the store itself); ``pending`` returns the staged version, if any. A store that cannot
+    be read raises :class:`~proxy.errors.SecretStoreUnavailable`.
     """
 
     def invalidate(self) -> None: ...
 
-    def exclusive(self) -> AbstractAsyncContextManager[None]:
-        """Held across a whole rotation, so two processes never rotate one secret at once."""
-        ...
-
     async def current(self) -> Credential: ...
 
     async def pending(self) -> tuple[str, Credential] | None: ...
+
+
+class SecretSource(SecretReader, Protocol):
+    """A store a rotation can write (what :class:`~proxy.neo4j.rotation.Rotator` needs).
+
+    Contract: ``stage`` stores a new credential beside the current one (pending) and returns
+    its version; ``promote`` makes a pending version current and ``discard`` forgets it. A
+    source that cannot be written raises :class:`NotSupported` from ``stage``.
+    """
+
+    def exclusive(self) -> AbstractAsyncContextManager[None]:
+        """Held across a whole rotation, so two processes never rotate one secret at once."""
+        ...
 
     async def stage(self, credential: Credential) -> str: ...
 
@@ -149,17 +156,17 @@ class AWSSecretsManagerSource:
     ``AWSCURRENT`` is read (cached for ``refresh_interval_s``, and re-read at once after
     :meth:`invalidate`, which the gateway calls when Neo4j refuses the credential);
     ``stage`` puts a version labelled ``AWSPENDING``; ``promote`` moves ``AWSCURRENT`` to it
-    (Secrets Manager keeps the old one as ``AWSPREVIOUS``). boto3 is synchronous: every call runs
-    in a worker thread.
+    (Secrets Manager keeps the old one as ``AWSPREVIOUS``). ``client`` is a boto3
+    ``secretsmanager`` client; boto3 is synchronous, so every call runs in a worker thread.
     """
 
-    def __init__(self, settings: SecretSettings, default_user: str, client: Any = None) -> None:
+    def __init__(self, settings: SecretSettings, default_user: str, client: Any) -> None:
         if not settings.secret_id:
             raise ValueError("neo4j.secret.secret_id is required for aws_secrets_manager")
         self._settings = settings
         self._secret_id = settings.secret_id
         self._default_user = default_user
-        self._client = client or _secrets_manager_client(settings)
+        self._client = client
         self._cached: tuple[float, Credential] | None = None
         self._generation = 0  # moved by invalidate()
 
@@ -280,36 +287,6 @@ class FixedSecretSource:
 
     async def discard(self, version: str) -> None:
         del version
-
-
-def open_source(settings: Neo4jSettings, *, development: bool) -> SecretSource:
-    """The secret source the settings describe (``neo4j.secret``, ``password_file`` or
-    ``password``)."""
-    user = settings.user
-    secret = settings.secret
-    if secret is None:
-        if settings.password_file is not None:
-            return FileSecretSource(settings.password_file, user)
-        return FixedSecretSource(settings.read_password(), user)
-    if secret.source == "file":
-        if secret.path is None:
-            raise ValueError("neo4j.secret.path is required for a file source")
-        return FileSecretSource(secret.path, user)
-    if secret.source == "aws_secrets_manager":
-        return AWSSecretsManagerSource(secret, user)
-    if not development:
-        raise ValueError("neo4j.secret.source = 'env' is for the development profile only")
-    if secret.value is None:
-        raise ValueError("neo4j.secret.value is not set (CYPHERGATE_NEO4J__SECRET__VALUE)")
-    return FixedSecretSource(secret.value.get_secret_value(), user)
-
-
-def _secrets_manager_client(settings: SecretSettings) -> Any:
-    import boto3
-
-    return boto3.client(
-        "secretsmanager", region_name=settings.region, endpoint_url=settings.endpoint_url
-    )
 
 
 @contextlib.contextmanager
