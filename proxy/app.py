@@ -254,16 +254,19 @@ async def _open_audit_log(settings: AuditSettings, clock: Clock) -> AsyncIterato
 async def open_policy(
     settings: OPASettings, metrics: Metrics | None = None, *, cache: bool = True
 ) -> AsyncIterator[OPAPolicyEngine]:
-    """An engine asking the OPA at ``settings.url``, for the block. Without ``cache`` every
-    decision comes from OPA itself (``policy replay``)."""
+    """An engine asking the OPA at ``settings.url``, over an HTTP client of its own, for the
+    block. Without ``cache`` every decision comes from OPA itself (``policy replay``)."""
     if not cache:
         settings = settings.model_copy(update={"decision_cache_size": 0})
-    engine = OPAPolicyEngine(settings, metrics)
-    await engine.open()
-    try:
-        yield engine
-    finally:
-        await engine.close()
+    async with httpx.AsyncClient(
+        base_url=settings.url.rstrip("/"), timeout=settings.timeout_s
+    ) as http:
+        engine = OPAPolicyEngine(settings, http, metrics)
+        await engine.open()
+        try:
+            yield engine
+        finally:
+            await engine.close()
 
 
 @asynccontextmanager
