@@ -28,12 +28,11 @@ from typing import Any, Literal
 import boto3
 import httpx
 import tomli_w
-from authlib.integrations.requests_client import OAuth2Session
 from joserfc.jwk import RSAKey
 from neo4j import GraphDatabase
 
 from proxy.audit.checkpoint import write_keys
-from proxy.client import iam_authorization
+from proxy.client import client_credentials_token, iam_authorization
 from proxy.devstack.install import Components, install_all
 from proxy.opa_server import opa_server_command
 from proxy.ports import free_ports
@@ -267,19 +266,14 @@ class DevStack:
     def client_token(self, client_id: str, *, audience: str = AUDIENCE) -> str:
         """A fresh access token for one client, by the client-credentials grant."""
         state = StackState.load(self.state_file)
-        client = state.clients[client_id]
-        with OAuth2Session(
+        token = client_credentials_token(
+            self.issuer(state) + "/token",
             client_id,
-            client["secret"],
-            token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
-        ) as oauth:
-            token = oauth.fetch_token(
-                self.issuer(state) + "/token",
-                grant_type="client_credentials",
-                resource=audience,
-                scope="cypher",
-            )
-        return str(token["access_token"])
+            state.clients[client_id]["secret"],
+            resource=audience,
+            scope="cypher",
+        )
+        return token.access_token
 
     def auth_header(self, dag: str, *, method: str = "oidc") -> str:
         """A complete ``Authorization`` value for ``dag``: a bearer token or a fresh IAM proof."""
