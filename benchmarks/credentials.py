@@ -40,7 +40,8 @@ from measure import (  # benchmarks/measure.py
 )
 from neo4j import GraphDatabase
 
-from proxy.devstack.stack import AWS_REGION, DevStack, StackState
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AWS_REGION, StackState
 from proxy.ports import free_ports
 
 VARIANTS = {

@@ -19,7 +19,8 @@ from joserfc.jwk import RSAKey
 from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.devstack.stack import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE, DevStack
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE
 
 pytestmark = pytest.mark.integration
 

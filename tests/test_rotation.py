@@ -27,7 +27,8 @@ import pytest
 from neo4j import Driver, GraphDatabase
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.devstack.stack import AWS_REGION, GATEWAY_SECRET, DevStack, StackState
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AWS_REGION, GATEWAY_SECRET, StackState
 from proxy.neo4j.rotation import RotatingAuth, Rotator
 from proxy.neo4j.secret_sources import Credential, FileSecretSource
 from tests.second_gateway import SecondGateway
