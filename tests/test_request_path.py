@@ -325,7 +325,7 @@ def test_bad_requests_get_neo4j_style_errors_and_are_audited(
 ) -> None:
     headers = {"Authorization": f"Bearer {stack.token('demo_reader')}"}
     json_headers = {**headers, "Content-Type": "application/json"}
-    cases = [
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
         (
             "malformed JSON",
             {"content": b"{not json", "headers": json_headers},

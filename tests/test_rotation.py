@@ -399,7 +399,7 @@ def test_rotate_root_changes_the_session_gateways_own_password(
     assert accepted(status, "cyphergate", after["gateway_password"])
     # The running gateway keeps working: it reads the new value from the store.
     deadline = time.monotonic() + 30
-    codes = []
+    codes: list[int] = []
     while time.monotonic() < deadline and len(codes) < 20:
         response = gateway.post(
             "/db/neo4j/query/v2",
