@@ -97,7 +97,6 @@ class Neo4jWing:
 
     executor: Neo4jExecutor
     credentials: ServiceAccount | LeasedUsers
-    rotator: Rotator
 
 
 def create_app(
@@ -317,7 +316,7 @@ async def open_neo4j(
                 rotating_every(rotator, config.rotation_interval_s, metrics)
             )
         executor = Neo4jExecutor(driver, own=Login(user=credential.user, retries=retries))
-        yield Neo4jWing(executor=executor, credentials=credentials, rotator=rotator)
+        yield Neo4jWing(executor=executor, credentials=credentials)
 
 
 def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource:

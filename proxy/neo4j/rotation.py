@@ -160,11 +160,6 @@ class Rotator:
         self._lock = asyncio.Lock()
         self._faults = faults
 
-    @property
-    def auth(self) -> RotatingAuth:
-        """The auth manager that follows this rotator's rotations."""
-        return self._auth
-
     async def rotate(self) -> Credential:
         """Settle any earlier rotation, then stage, change in Neo4j, promote; returns the new
         credential."""
