@@ -19,7 +19,8 @@ from measure import local_stack, percentile  # benchmarks/measure.py
 
 from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
-from proxy.devstack.stack import AUDIENCE, SERVER_ID, DevStack, role_arn
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AUDIENCE, SERVER_ID, role_arn
 from proxy.settings import IAMSettings, OIDCIssuerSettings
 
 

@@ -40,8 +40,9 @@ from measure import (  # benchmarks/measure.py
 )
 from neo4j import GraphDatabase
 
-from proxy.devstack.ports import free_ports
-from proxy.devstack.stack import AWS_REGION, DevStack, StackState
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AWS_REGION, StackState
+from proxy.ports import free_ports
 
 VARIANTS = {
     "static": {"credentials": "service_account", "rotation_interval_s": 0.0},

@@ -16,7 +16,8 @@ from typing import Any
 from neo4j import GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
-from proxy.devstack.stack import DemoClient, DevStack
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import DemoClient
 
 REPO = Path(__file__).resolve().parent.parent
 # A client whose tokens outlive any run: a load generator must not meet an expired token.

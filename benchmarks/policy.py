@@ -28,15 +28,18 @@ from typing import Any
 from measure import local_stack, peak_rss_mib, percentile  # benchmarks/measure.py
 from neo4j import GraphDatabase
 
-from proxy.analysis import Analyzer
+from proxy.analysis import Analyzer, PlanReader
+from proxy.app import open_neo4j, open_policy
 from proxy.audit.sqlite import MEMORY, SQLiteAuditLog
 from proxy.auth import SchemeRouter
-from proxy.gateway import Call, Gateway
-from proxy.graph import Neo4jGraph
+from proxy.gateway.call import Call, Statement
+from proxy.gateway.path import Gateway
+from proxy.gateway.seams import PolicyDecider
+from proxy.neo4j.executor import Neo4jExecutor
 from proxy.plan import read_plan
-from proxy.policy import Decision, OPAPolicyEngine, PolicyEngine, policy_input
+from proxy.policy import Decision, policy_input
 from proxy.principal import DagResolver, Identity
-from proxy.settings import Neo4jSettings, OPASettings
+from proxy.settings import Neo4jSettings, OPASettings, Settings
 
 STATEMENT = "MATCH (p:Person)-[:ACTED_IN]->(m:Movie {title: $title}) RETURN p.name AS name"
 IDENTITY = Identity(method="oidc", issuer="bench", subject="bench", asserted_dag="demo_labels")
@@ -60,94 +63,103 @@ class AllowAll:
             allow=True, reasons=(), decision_id="off", access_mode="READ", timeout_s=None
         )
 
-    async def authorize_audit_read(self, identity: Identity) -> Any:
-        raise NotImplementedError
 
-    async def check_ready(self) -> None:
-        return None
+async def statement() -> Statement:
+    return Statement(text=STATEMENT, parameters={"title": "The Matrix"})
 
 
-async def body() -> bytes:
-    return json.dumps({"statement": STATEMENT, "parameters": {"title": "The Matrix"}}).encode()
+async def request(gateway: Gateway, call: Call) -> None:
+    """One request as the Query API front door makes it: every row read, then the summary."""
+    async with gateway.run(call) as rows:
+        [row async for row in rows]
+        await rows.summary()
 
 
 async def measure(stack_status: dict[str, Any], requests: int, rounds: int) -> dict[str, Any]:
-    neo4j = stack_status["neo4j"]
-    graph = Neo4jGraph(
-        Neo4jSettings(uri=neo4j["bolt_uri"], user=neo4j["user"], password=neo4j["password"])
-    )
-    await graph.open()
-    opa_cached = OPAPolicyEngine(OPASettings(url=stack_status["opa"]["url"]))
-    opa_uncached = OPAPolicyEngine(
-        OPASettings(url=stack_status["opa"]["url"], decision_cache_size=0)
-    )
-    audit = SQLiteAuditLog(Path(MEMORY))
-    for opened in (opa_cached, opa_uncached, audit):
-        await opened.open()
-
-    def gateway(policy: PolicyEngine, analysis_cache: int) -> Gateway:
-        return Gateway(
-            authenticator=SchemeRouter({"Bearer": StubAuth()}),
-            resolver=DagResolver([]),
-            analyzer=Analyzer(graph, max_entries=analysis_cache),
-            policy=policy,
-            graph=graph,
-            audit=audit,
-            clock=time.time,
-            default_timeout_s=30,
+    neo4j_status = stack_status["neo4j"]
+    settings = Settings(
+        neo4j=Neo4jSettings(
+            uri=neo4j_status["bolt_uri"],
+            user=neo4j_status["user"],
+            password=neo4j_status["password"],
         )
-
-    variants = {
-        "off": gateway(AllowAll(), 4096),
-        "cached": gateway(opa_cached, 4096),
-        "uncached": gateway(opa_uncached, 0),
-    }
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    seconds: dict[str, float] = dict.fromkeys(variants, 0.0)
-    call = Call(
-        request_id="bench",
-        database="neo4j",
-        authorization="Bearer x",
-        client=None,
-        headers={},
-        read_body=body,
     )
-    for gw in variants.values():  # warm-up: caches filled, connections open
-        for _ in range(50):
-            await gw.query(call)
-    per_round = requests // rounds
-    for _ in range(rounds):
-        for name, gw in variants.items():
-            started = time.perf_counter()
-            for _ in range(per_round):
+    opa = OPASettings(url=stack_status["opa"]["url"])
+    audit = SQLiteAuditLog(Path(MEMORY))
+    await audit.open()
+    async with (
+        open_neo4j(settings) as neo4j,
+        open_policy(opa) as opa_cached,
+        open_policy(opa, cache=False) as opa_uncached,
+    ):
+
+        def gateway(policy: PolicyDecider, analysis_cache: int) -> Gateway:
+            return Gateway(
+                authenticator=SchemeRouter({"Bearer": StubAuth()}),
+                resolver=DagResolver([]),
+                analyzer=Analyzer(PlanReader(neo4j.executor), max_entries=analysis_cache),
+                policy=policy,
+                credentials=neo4j.credentials,
+                executor=neo4j.executor,
+                audit=audit,
+                clock=time.time,
+                default_timeout_s=30,
+            )
+
+        variants = {
+            "off": gateway(AllowAll(), 4096),
+            "cached": gateway(opa_cached, 4096),
+            "uncached": gateway(opa_uncached, 0),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        seconds: dict[str, float] = dict.fromkeys(variants, 0.0)
+        call = Call(
+            request_id="bench",
+            database="neo4j",
+            authorization="Bearer x",
+            client=None,
+            headers={},
+            statement=statement,
+        )
+        for gw in variants.values():  # warm-up: caches filled, connections open
+            for _ in range(50):
+                await request(gw, call)
+        per_round = requests // rounds
+        for _ in range(rounds):
+            for name, gw in variants.items():
+                started = time.perf_counter()
+                for _ in range(per_round):
+                    t0 = time.perf_counter()
+                    await request(gw, call)
+                    samples[name].append((time.perf_counter() - t0) * 1000)
+                seconds[name] += time.perf_counter() - started
+
+        # The policy step alone: one cached and one uncached decision on the same input.
+        document = policy_input(
+            DagResolver([]).resolve(IDENTITY, {}),
+            database="neo4j",
+            statement=STATEMENT,
+            parameter_names=["title"],
+            requested_access_mode=None,
+            analysis=await PlanReader(neo4j.executor).explain("neo4j", STATEMENT),
+        )
+        decide: dict[str, list[float]] = {"decision cached": [], "decision uncached": []}
+        for _ in range(500):
+            for label, engine in (
+                ("decision cached", opa_cached),
+                ("decision uncached", opa_uncached),
+            ):
                 t0 = time.perf_counter()
-                await gw.query(call)
-                samples[name].append((time.perf_counter() - t0) * 1000)
-            seconds[name] += time.perf_counter() - started
+                await engine.decide(document)
+                decide[label].append((time.perf_counter() - t0) * 1000)
 
-    # The policy step alone: one cached and one uncached decision on the same input.
-    document = policy_input(
-        DagResolver([]).resolve(IDENTITY, {}),
-        database="neo4j",
-        statement=STATEMENT,
-        parameter_names=["title"],
-        requested_access_mode=None,
-        analysis=await graph.explain("neo4j", STATEMENT),
-    )
-    decide: dict[str, list[float]] = {"decision cached": [], "decision uncached": []}
-    for _ in range(500):
-        for label, engine in (("decision cached", opa_cached), ("decision uncached", opa_uncached)):
-            t0 = time.perf_counter()
-            await engine.decide(document)
-            decide[label].append((time.perf_counter() - t0) * 1000)
-
-    growth = await analysis_growth(graph)
-    for closing in (opa_cached, opa_uncached, audit, graph):
-        await closing.close()
+        growth = await analysis_growth(neo4j.executor)
+    await audit.close()
     return {"samples": samples, "seconds": seconds, "decide": decide, "growth": growth}
 
 
-async def analysis_growth(graph: Neo4jGraph) -> list[dict[str, Any]]:
+async def analysis_growth(executor: Neo4jExecutor) -> list[dict[str, Any]]:
+    reader = PlanReader(executor)
     rows = []
     for size in (1, 2, 4, 8, 16, 32):
         parts = [
@@ -157,16 +169,11 @@ async def analysis_growth(graph: Neo4jGraph) -> list[dict[str, Any]]:
         statement = " WITH * ".join(parts) + " RETURN count(*) AS n"
         explain_ms: list[float] = []
         read_ms: list[float] = []
-        plan: dict[str, Any] = {}
         for _ in range(30):
             t0 = time.perf_counter()
-            await graph.explain("neo4j", statement)
+            await reader.explain("neo4j", statement)
             explain_ms.append((time.perf_counter() - t0) * 1000)
-        async with graph.driver.session(
-            database="neo4j", notifications_min_severity="OFF"
-        ) as session:
-            result = await session.run("EXPLAIN " + statement)
-            plan = (await result.consume()).plan or {}
+        plan = (await executor.plan("neo4j", statement)).operators
         for _ in range(200):
             t0 = time.perf_counter()
             read_plan(plan, statement=statement)

@@ -16,12 +16,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from proxy.metrics import Metrics
-from proxy.plan import PlanFacts
-
-QueryType = Literal["r", "rw", "w", "s"]
+from proxy.plan import PlanFacts, read_plan
+from proxy.statement import Plan, QueryType
 
 
 @dataclass(frozen=True)
@@ -114,3 +113,26 @@ class Analyzer:
     def clear(self) -> None:
         """Forget every cached analysis (for example after a schema change)."""
         self._cache.clear()
+
+
+class Planner(Protocol):
+    """Asks Neo4j to plan a statement (``EXPLAIN``).
+
+    Contract: never executes the statement; raises the gateway's errors (unknown database,
+    syntax error, Neo4j unavailable) exactly as running it would.
+    """
+
+    async def plan(self, database: str, statement: str) -> Plan: ...
+
+
+class PlanReader:
+    """An :class:`Explainer` over a :class:`Planner`: Neo4j plans, :func:`read_plan` reads."""
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner = planner
+
+    async def explain(self, database: str, statement: str) -> Analysis:
+        """The analysis of ``statement`` on ``database``, never from a cache."""
+        plan = await self._planner.plan(database, statement)
+        facts = read_plan(plan.operators, statement=statement)
+        return Analysis(query_type=plan.query_type, facts=facts)

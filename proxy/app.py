@@ -1,22 +1,35 @@
-"""The application factory and its lifespan: where real collaborators are built and closed."""
+"""The composition root: the only place collaborators are built from settings.
+
+:func:`create_app` makes the application; its lifespan opens the real collaborators (or takes
+the ``services`` a test passes), assembles the use cases of ``proxy/gateway/`` from them, and
+yields them to the front doors as one typed :class:`~proxy.api.state.Runtime`. The command
+line's commands that need a collaborator (``policy explain``, ``policy replay``,
+``creds rotate-root``) open it here too, with the same code as the server.
+
+Rules: a new collaborator is built here, from its settings section, and handed to its user
+through that user's constructor; no wing reads settings to build its own helpers, and nothing
+but the command line imports this module.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from authlib.integrations.starlette_client import OAuth
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
-from proxy.analysis import Analyzer
-from proxy.api.audit_page import build_audit_page
-from proxy.api.audit_routes import build_audit_router
-from proxy.api.routes import build_router, error_response
-from proxy.audit import AuditLog
+from proxy.analysis import Analyzer, Planner, PlanReader
+from proxy.api import audit_routes, errors, operations, query
+from proxy.api.audit_page import audit_page
+from proxy.api.state import STATE_KEY, ReadinessCheck, Runtime, SignIn
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
-from proxy.audit.review import AuditReview
+from proxy.audit.reading import AuditLogReading
 from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.auth import Authenticator, SchemeRouter
 from proxy.auth.aws_iam import SCHEME as IAM_SCHEME
@@ -24,100 +37,161 @@ from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
 from proxy.clock import Clock, system_clock
 from proxy.errors import CypherGateError
-from proxy.gateway import Gateway
-from proxy.graph import GraphExecutor, Neo4jGraph
+from proxy.faults import NO_FAULTS, Faults
+from proxy.gateway.path import Gateway
+from proxy.gateway.replay import explain
+from proxy.gateway.review import AuditReview
+from proxy.gateway.seams import (
+    AuditAccessPolicy,
+    AuditLog,
+    AuditReading,
+    CallerAuthenticator,
+    CredentialBroker,
+    PolicyDecider,
+    StatementExecutor,
+)
 from proxy.metrics import Metrics
-from proxy.policy import OPAPolicyEngine, PolicyEngine
+from proxy.neo4j.brokers import LeasedUsers, ServiceAccount
+from proxy.neo4j.executor import Neo4jExecutor, connect
+from proxy.neo4j.leases import LeaseManager
+from proxy.neo4j.logins import Login, LoginRetries
+from proxy.neo4j.rotation import RotatingAuth, Rotator, rotating_every
+from proxy.neo4j.secret_sources import (
+    AWSSecretsManagerSource,
+    FileSecretSource,
+    FixedSecretSource,
+    SecretSource,
+)
+from proxy.policy import OPAPolicyEngine
 from proxy.principal import DagResolver
-from proxy.settings import Settings
+from proxy.settings import (
+    AuditSettings,
+    AuditWebSettings,
+    Neo4jSettings,
+    OPASettings,
+    Settings,
+    refuse_placeholder_password,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The collaborators of the request path; tests may pass fakes at these seams."""
+    """The opened collaborators of the use cases; tests may pass fakes at these seams."""
 
-    authenticator: SchemeRouter
-    policy: PolicyEngine
-    graph: GraphExecutor
+    authenticator: CallerAuthenticator
+    policy: PolicyDecider
+    audit_access: AuditAccessPolicy
+    planner: Planner
+    credentials: CredentialBroker
+    executor: StatementExecutor
     audit: AuditLog
+    reading: AuditReading
+    readiness: Mapping[str, ReadinessCheck]
+    describe: Callable[[], Awaitable[dict[str, str]]]
+    auth_schemes: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Neo4jWing:
+    """The Neo4j wing, assembled: what plans and runs statements, and who they run as."""
+
+    executor: Neo4jExecutor
+    credentials: ServiceAccount | LeasedUsers
 
 
 def create_app(
-    settings: Settings, services: Services | None = None, *, clock: Clock = system_clock
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    clock: Clock = system_clock,
+    faults: Faults = NO_FAULTS,
 ) -> FastAPI:
-    """Build the gateway application; real services are opened by the lifespan."""
+    """Build the gateway application; real services are opened by the lifespan.
+
+    ``faults`` is for the crash tests only (see :mod:`proxy.faults`).
+    """
     metrics = Metrics()
+    web = settings.audit.web
+    sign_in = None if web is None else _sign_in(web)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
+        del app
         async with AsyncExitStack() as stack:
-            chosen = services or await _open_services(settings, clock, stack, metrics)
-            gateway = Gateway(
-                authenticator=chosen.authenticator,
-                resolver=DagResolver(settings.auth.bindings),
-                analyzer=Analyzer(
-                    chosen.graph,
-                    max_entries=settings.neo4j.analysis_cache_size,
-                    ttl_s=settings.neo4j.analysis_cache_ttl_s,
-                    metrics=metrics,
-                ),
-                policy=chosen.policy,
-                graph=chosen.graph,
-                audit=chosen.audit,
-                clock=clock,
-                default_timeout_s=settings.neo4j.default_timeout_s,
-                digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
-                metrics=metrics,
-            )
-            readiness = {
-                "neo4j": chosen.graph.check_ready,
-                "opa": chosen.policy.check_ready,
-                "identity": chosen.authenticator.check_ready,
-                "audit": chosen.audit.check_ready,
-            }
-            app.state.gateway = gateway
-            app.state.review = AuditReview(
-                authenticator=chosen.authenticator,
-                policy=chosen.policy,
-                audit=chosen.audit,
-                path=settings.audit.path,
-                clock=clock,
-                public_key=(
-                    load_private_key(settings.audit.signing_key_file).public_key()
-                    if settings.audit.signing_key_file
-                    else None
-                ),
-            )
-            app.state.readiness = readiness
-            app.state.describe = chosen.graph.describe
-            app.state.auth_schemes = chosen.authenticator.schemes
-            yield
+            chosen = services or await _open_services(settings, clock, stack, metrics, faults)
+            yield {STATE_KEY: _runtime(settings, chosen, clock, metrics, sign_in)}
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.metrics = metrics
-    app.include_router(
-        build_router(max_body_bytes=settings.server.max_body_bytes, metrics=settings.server.metrics)
-    )
-    app.include_router(build_audit_router())
-    if settings.audit.web is not None:
+    app.include_router(query.router)
+    app.include_router(operations.router)
+    if settings.server.metrics:
+        app.include_router(operations.metrics_router)
+    app.include_router(audit_routes.router)
+    if web is not None:
         # Mounted after the API's /audit/records routes, which therefore still match first.
-        app.mount("/audit", build_audit_page(settings.audit.web, app, clock))
+        page = audit_page(
+            _session_key(web), max_age_s=web.session_max_age_s, secure_cookies=web.secure_cookies
+        )
+        app.mount("/audit", page)
 
         @app.get("/audit", include_in_schema=False)
         async def _audit_page() -> RedirectResponse:
             return RedirectResponse("/audit/", 308)
 
-    @app.exception_handler(CypherGateError)
-    async def _handle(request: Request, error: Exception) -> JSONResponse:
-        if not isinstance(error, CypherGateError):  # Starlette only routes ours here
-            raise error
-        return error_response(request, error)
-
+    app.add_exception_handler(CypherGateError, errors.handle)
     return app
 
 
+def _runtime(
+    settings: Settings,
+    services: Services,
+    clock: Clock,
+    metrics: Metrics,
+    sign_in: SignIn | None,
+) -> Runtime:
+    """The use cases over ``services``, and what the front doors need beside them."""
+    gateway = Gateway(
+        authenticator=services.authenticator,
+        resolver=DagResolver(settings.auth.bindings),
+        analyzer=Analyzer(
+            PlanReader(services.planner),
+            max_entries=settings.neo4j.analysis_cache_size,
+            ttl_s=settings.neo4j.analysis_cache_ttl_s,
+            metrics=metrics,
+        ),
+        policy=services.policy,
+        credentials=services.credentials,
+        executor=services.executor,
+        audit=services.audit,
+        clock=clock,
+        default_timeout_s=settings.neo4j.default_timeout_s,
+        digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
+        metrics=metrics,
+    )
+    signing_key = settings.audit.signing_key_file
+    review = AuditReview(
+        authenticator=services.authenticator,
+        policy=services.audit_access,
+        audit=services.audit,
+        reading=services.reading,
+        clock=clock,
+        public_key=None if signing_key is None else load_private_key(signing_key).public_key(),
+    )
+    return Runtime(
+        gateway=gateway,
+        review=review,
+        metrics=metrics,
+        clock=clock,
+        readiness=services.readiness,
+        describe=services.describe,
+        auth_schemes=services.auth_schemes,
+        max_body_bytes=settings.server.max_body_bytes,
+        sign_in=sign_in,
+    )
+
+
 async def _open_services(
-    settings: Settings, clock: Clock, stack: AsyncExitStack, metrics: Metrics
+    settings: Settings, clock: Clock, stack: AsyncExitStack, metrics: Metrics, faults: Faults
 ) -> Services:
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
     schemes: dict[str, Authenticator] = {}
@@ -132,31 +206,197 @@ async def _open_services(
     if settings.auth.aws_iam is not None:
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
     authenticator = SchemeRouter(schemes)
-    audit_settings = settings.audit
+    audit = await stack.enter_async_context(_open_audit_log(settings.audit, clock))
+    policy = await stack.enter_async_context(open_policy(settings.opa, metrics))
+    neo4j = await stack.enter_async_context(open_neo4j(settings, metrics=metrics, faults=faults))
+    return Services(
+        authenticator=authenticator,
+        policy=policy,
+        audit_access=policy,
+        planner=neo4j.executor,
+        credentials=neo4j.credentials,
+        executor=neo4j.executor,
+        audit=audit,
+        reading=AuditLogReading(settings.audit.path),
+        readiness={
+            "neo4j": neo4j.executor.check_ready,
+            "opa": policy.check_ready,
+            "identity": authenticator.check_ready,
+            "audit": audit.check_ready,
+        },
+        describe=neo4j.executor.describe,
+        auth_schemes=authenticator.schemes,
+    )
+
+
+@asynccontextmanager
+async def _open_audit_log(settings: AuditSettings, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
     audit = SQLiteAuditLog(
-        audit_settings.path,
-        max_batch=audit_settings.max_batch,
+        settings.path,
+        max_batch=settings.max_batch,
         signing_key=(
-            load_private_key(audit_settings.signing_key_file)
-            if audit_settings.signing_key_file
-            else None
+            load_private_key(settings.signing_key_file) if settings.signing_key_file else None
         ),
-        chain_id=audit_settings.chain_id,
-        checkpoint_every=audit_settings.checkpoint_every,
-        checkpoint_interval_s=audit_settings.checkpoint_interval_s,
+        chain_id=settings.chain_id,
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
         clock=clock,
     )
     await audit.open()
-    stack.push_async_callback(audit.close)
-    policy = OPAPolicyEngine(settings.opa, metrics)
-    await policy.open()
-    stack.push_async_callback(policy.close)
-    graph = Neo4jGraph(
-        settings.neo4j,
-        development=settings.profile == "development",
-        crash_at=settings.faults.crash_at,
-        metrics=metrics,
+    try:
+        yield audit
+    finally:
+        await audit.close()
+
+
+@asynccontextmanager
+async def open_policy(
+    settings: OPASettings, metrics: Metrics | None = None, *, cache: bool = True
+) -> AsyncIterator[OPAPolicyEngine]:
+    """An engine asking the OPA at ``settings.url``, over an HTTP client of its own, for the
+    block. Without ``cache`` every decision comes from OPA itself (``policy replay``)."""
+    if not cache:
+        settings = settings.model_copy(update={"decision_cache_size": 0})
+    async with httpx.AsyncClient(
+        base_url=settings.url.rstrip("/"), timeout=settings.timeout_s
+    ) as http:
+        engine = OPAPolicyEngine(settings, http, metrics)
+        await engine.open()
+        try:
+            yield engine
+        finally:
+            await engine.close()
+
+
+@asynccontextmanager
+async def open_neo4j(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    faults: Faults = NO_FAULTS,
+    manage: bool = True,
+) -> AsyncIterator[Neo4jWing]:
+    """The Neo4j wing for ``settings.neo4j``, open for the block.
+
+    Only the serving gateway manages credentials (settles an interrupted rotation, rotates,
+    leases users): a command-line tool beside it (``manage=False``) must not race it.
+    """
+    config = settings.neo4j
+    metrics = metrics or Metrics()
+    source = secret_source(config, development=settings.profile == "development")
+    credential = await source.current()
+    # Whichever source it came from (a file, Secrets Manager, the environment).
+    refuse_placeholder_password(credential.password)
+    auth = RotatingAuth(source, credential)
+    rotator = Rotator(config.uri, source, auth, faults=faults)
+    if manage:
+        await rotator.recover()
+    retries = LoginRetries(auth, lock_time_s=config.auth_lock_time_s, metrics=metrics)
+    async with AsyncExitStack() as stack:
+        driver = connect(
+            config.uri, auth, max_connection_lifetime_s=config.max_connection_lifetime_s
+        )
+        stack.push_async_callback(driver.close)
+        credentials: ServiceAccount | LeasedUsers = ServiceAccount(auth, retries)
+        if manage and config.credentials == "leases":
+            leases = LeaseManager(
+                driver,
+                path=config.leases_path,
+                prefix=config.lease_user_prefix,
+                ttl_s=config.lease_ttl_s,
+                renew_fraction=config.lease_renew_fraction,
+                faults=faults,
+                metrics=metrics,
+            )
+            await leases.open()
+            stack.push_async_callback(leases.close)
+            credentials = LeasedUsers(leases, retries)
+        if manage and config.rotation_interval_s > 0:
+            await stack.enter_async_context(
+                rotating_every(rotator, config.rotation_interval_s, metrics)
+            )
+        executor = Neo4jExecutor(driver, own=Login(user=credential.user, retries=retries))
+        yield Neo4jWing(executor=executor, credentials=credentials)
+
+
+def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource:
+    """The secret source the settings describe (``neo4j.secret``, ``password_file`` or
+    ``password``)."""
+    user = settings.user
+    secret = settings.secret
+    if secret is None:
+        if settings.password_file is not None:
+            return FileSecretSource(settings.password_file, user)
+        return FixedSecretSource(settings.read_password(), user)
+    if secret.source == "file":
+        if secret.path is None:
+            raise ValueError("neo4j.secret.path is required for a file source")
+        return FileSecretSource(secret.path, user)
+    if secret.source == "aws_secrets_manager":
+        import boto3
+
+        client = boto3.client(
+            "secretsmanager", region_name=secret.region, endpoint_url=secret.endpoint_url
+        )
+        return AWSSecretsManagerSource(secret, user, client)
+    if not development:
+        raise ValueError("neo4j.secret.source = 'env' is for the development profile only")
+    if secret.value is None:
+        raise ValueError("neo4j.secret.value is not set (CYPHERGATE_NEO4J__SECRET__VALUE)")
+    return FixedSecretSource(secret.value.get_secret_value(), user)
+
+
+async def rotate_root(settings: Settings) -> str:
+    """Rotate the gateway's own credential now (``cyphergate creds rotate-root``); returns the
+    user. Afterwards only the secret store (and the gateways reading it) knows the password."""
+    source = secret_source(settings.neo4j, development=False)
+    rotator = Rotator(settings.neo4j.uri, source, RotatingAuth(source, await source.current()))
+    await rotator.recover()
+    return (await rotator.rotate()).user
+
+
+async def explain_statement(
+    settings: Settings, *, dag: str, database: str, statement: str, parameter_names: list[str]
+) -> dict[str, Any]:
+    """``policy explain``: the analysis, input document and decision for one statement, with
+    the gateway's Neo4j credential and OPA, and no cache of either."""
+    async with (
+        open_neo4j(settings, manage=False) as neo4j,
+        open_policy(settings.opa, cache=False) as policy,
+    ):
+        analyzer = Analyzer(PlanReader(neo4j.executor), max_entries=0)
+        return await explain(
+            analyzer,
+            policy,
+            dag=dag,
+            database=database,
+            statement=statement,
+            parameter_names=parameter_names,
+        )
+
+
+def _sign_in(settings: AuditWebSettings) -> SignIn:
+    """The reviewers' page's OIDC client (authorization code with PKCE)."""
+    oauth = OAuth()
+    oauth.register(
+        "reviewers",
+        client_id=settings.client_id,
+        client_secret=settings.read_client_secret(),
+        server_metadata_url=settings.issuer.rstrip("/") + "/.well-known/openid-configuration",
+        client_kwargs={"scope": "openid profile", "code_challenge_method": "S256"},
     )
-    await graph.open()
-    stack.push_async_callback(graph.close)
-    return Services(authenticator=authenticator, policy=policy, graph=graph, audit=audit)
+    return SignIn(
+        provider=oauth.create_client("reviewers"),
+        client_id=settings.client_id,
+        redirect_uri=settings.redirect_uri,
+        session_max_age_s=settings.session_max_age_s,
+    )
+
+
+def _session_key(settings: AuditWebSettings) -> str:
+    if settings.session_secret_file is None:
+        return secrets.token_urlsafe(32)
+    key = settings.session_secret_file.read_text(encoding="utf-8").strip()
+    if len(key) < 32:
+        raise ValueError("audit.web.session_secret_file must hold 32 or more characters")
+    return key

@@ -13,6 +13,7 @@ and never logs or echoes a secret.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -23,7 +24,6 @@ from typing import Any
 
 import boto3
 import httpx
-from authlib.integrations.requests_client import OAuth2Session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
@@ -63,9 +63,57 @@ def iam_authorization(
     return f"{SCHEME} " + base64.b64encode(json.dumps(proof).encode()).decode("ascii")
 
 
+class TokenRequestFailed(Exception):
+    """The token endpoint did not grant a token; the message has its ``error``, never a secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An access token and how many seconds it lives."""
+
+    access_token: str = field(repr=False)
+    expires_in: float
+
+
+def client_credentials_token(
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    *,
+    resource: str | None = None,
+    scope: str | None = None,
+    timeout_s: float = 30.0,
+    http: httpx.Client | None = None,
+) -> Token:
+    """An access token by OAuth 2.0's client-credentials grant (RFC 6749 section 4.4), the
+    client's secret in the request body (``client_secret_post``); ``resource`` is a resource
+    indicator (RFC 8707). ``http``: the client to send it with (by default, a fresh one)."""
+    form = {"grant_type": "client_credentials", "client_id": client_id}
+    form |= {k: v for k, v in (("resource", resource), ("scope", scope)) if v}
+    with contextlib.ExitStack() as owned:
+        sender = http or owned.enter_context(httpx.Client())
+        response = sender.post(
+            token_url,
+            data={**form, "client_secret": client_secret},
+            headers={"Accept": "application/json"},
+            timeout=timeout_s,
+        )
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or response.status_code != 200 or "access_token" not in answer:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise TokenRequestFailed(
+            f"{token_url} refused the client-credentials grant of {client_id}: "
+            f"{error or f'HTTP {response.status_code}'}"
+        )
+    return Token(str(answer["access_token"]), float(answer.get("expires_in", 60)))
+
+
 @dataclass
 class ClientCredentials:
-    """An OAuth 2.0 client-credentials token (JWT access token), fetched with authlib."""
+    """An OAuth 2.0 client-credentials token (JWT access token), refreshed before it expires."""
 
     token_url: str
     client_id: str
@@ -79,17 +127,15 @@ class ClientCredentials:
     def __call__(self) -> str:
         with self._lock:
             if self._token is None or time.time() > self._expires_at - 30:
-                extra = {k: v for k, v in (("resource", self.audience), ("scope", self.scope)) if v}
-                with OAuth2Session(
+                token = client_credentials_token(
+                    self.token_url,
                     self.client_id,
                     self.client_secret,
-                    token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
-                ) as oauth:
-                    token = oauth.fetch_token(
-                        self.token_url, grant_type="client_credentials", **extra
-                    )
-                self._token = str(token["access_token"])
-                self._expires_at = time.time() + float(token.get("expires_in", 60))
+                    resource=self.audience,
+                    scope=self.scope,
+                )
+                self._token = token.access_token
+                self._expires_at = time.time() + token.expires_in
             return f"Bearer {self._token}"
 
 

@@ -161,6 +161,17 @@ class GraphUnavailable(CypherGateError):
     default_message = "Neo4j is unavailable."
 
 
+class SecretStoreUnavailable(CypherGateError):
+    """The store of the gateway's Neo4j credential (a file, Secrets Manager) could not be read or
+    written; ``reason`` names the store and the failure (``secret_store:file:OSError``)."""
+
+    status = 503
+    code = "Neo.TransientError.General.SecretStoreUnavailable"
+    default_message = (
+        "The secret store of the gateway's Neo4j credential is unavailable; nothing was executed."
+    )
+
+
 class GraphFailed(CypherGateError):
     """Neo4j failed in a way that is not the caller's fault."""
 

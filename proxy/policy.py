@@ -1,9 +1,11 @@
-"""Asking Open Policy Agent whether a DAG may run a statement.
+"""Asking Open Policy Agent whether a DAG may run a statement, and who may read the audit log.
 
 The input document is versioned and described by ``policies/schemas/input.json``. The answer
 is validated strictly: anything but a well-formed decision object is treated as a failure.
 Fail closed, always: an OPA error, timeout or malformed answer is :class:`PolicyUnavailable`
-(503); an undefined answer is a denial (403).
+(503); an undefined answer is a denial (403). OPA is asked through its REST API
+(``POST /v1/data/<package>/<rule>``) with an httpx client that ``proxy/app.py`` opens, so the
+gateway speaks HTTP through one client stack.
 
 Every decision names the policy revision that made it: the SHA-256 of the policy modules and
 data OPA serves, re-read every ``opa.revision_interval_s`` (OPA reloads a watched folder
@@ -23,11 +25,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from opa_client import AsyncOpaClient
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from proxy.analysis import Analysis
@@ -35,13 +36,12 @@ from proxy.errors import PolicyUnavailable
 from proxy.metrics import Metrics
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
+from proxy.statement import AccessMode, RowLimitAction
 
 log = logging.getLogger(__name__)
 
 INPUT_VERSION = 3
 AUDIT_INPUT_VERSION = 1
-AccessMode = Literal["READ", "WRITE"]
-RowLimitAction = Literal["error", "truncate"]
 # Principal fields sent to OPA as context only; a decision never depends on them (documented
 # in policies/schemas/input.json), so they are not part of the decision cache's key.
 _CONTEXT_ONLY = ("task", "run", "try_number")
@@ -51,7 +51,7 @@ _CONTEXT_ONLY = ("task", "run", "try_number")
 class Decision:
     """The policy's verdict on one request, with the constraints the gateway enforces.
 
-    Only a :class:`PolicyEngine` makes these.
+    Only a policy engine (:class:`OPAPolicyEngine`) makes these.
     """
 
     allow: bool
@@ -127,22 +127,6 @@ def input_document(
     }
 
 
-class PolicyEngine(Protocol):
-    """Decides on an input document.
-
-    Contract: return a :class:`Decision` for a well-formed answer (allow or deny); raise
-    :class:`PolicyUnavailable` for anything else. Never return allow by default.
-    """
-
-    async def decide(self, document: dict[str, Any]) -> Decision: ...
-
-    async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
-        """May this identity read the audit log? Deny unless the policy says so."""
-        ...
-
-    async def check_ready(self) -> None: ...
-
-
 class _Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     access_mode: AccessMode
@@ -174,54 +158,52 @@ class AccessDecision:
 
 
 class OPAPolicyEngine:
-    """A :class:`PolicyEngine` backed by an OPA server, through ``opa-python-client``."""
+    """Decides query requests and audit reads with an OPA server.
 
-    def __init__(self, settings: OPASettings, metrics: Metrics | None = None) -> None:
+    ``http`` is an httpx client whose ``base_url`` is ``settings.url``; the engine neither opens
+    nor closes it. No request is retried: a retry would only stretch the time before it fails
+    closed.
+    """
+
+    def __init__(
+        self, settings: OPASettings, http: httpx.AsyncClient, metrics: Metrics | None = None
+    ) -> None:
         url = urlsplit(settings.url)
         if url.scheme not in {"http", "https"} or url.hostname is None:
             raise ValueError(f"opa.url must be an http(s) URL, got {settings.url!r}")
         self._settings = settings
+        self._http = http
         self._lookups = (metrics or Metrics()).cache_lookups
         self._revision: str | None = None
         self._cache: OrderedDict[tuple[str | None, str], Decision] = OrderedDict()
         self._watcher: asyncio.Task[None] | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._client = AsyncOpaClient(
-            host=url.hostname,
-            port=url.port or (443 if url.scheme == "https" else 80),
-            ssl=url.scheme == "https",
-            retries=0,  # a retry would only stretch the time before we fail closed
-            timeout=settings.timeout_s,
-        )
 
     async def open(self) -> None:
-        """Open the HTTP sessions and start watching the revision; call inside the event loop."""
-        await self._client._init_session()
-        self._http = httpx.AsyncClient(
-            base_url=self._settings.url.rstrip("/"), timeout=self._settings.timeout_s * 5
-        )
+        """Read the revision and start watching it; call inside the event loop."""
         with contextlib.suppress(PolicyUnavailable):
             self._revision = await self.fetch_revision()
         self._watcher = asyncio.create_task(self._watch_revision())
 
     async def close(self) -> None:
-        """Stop watching and close the HTTP sessions."""
+        """Stop watching the revision."""
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        if self._http is not None:
-            await self._http.aclose()
-        await self._client.close_connection()
 
     async def fetch_revision(self) -> str:
         """SHA-256 (hex, first 16 digits) of the modules' sources and the policy's data tree."""
-        if self._http is None:
-            raise RuntimeError("OPAPolicyEngine.open() was not called")
         root = self._settings.package.split(".")[0]
+        timeout = self._settings.timeout_s * 5
         try:
-            modules = (await self._http.get("/v1/policies")).raise_for_status().json()
-            data = (await self._http.get(f"/v1/data/{root}")).raise_for_status().json()
+            modules = (
+                (await self._http.get("/v1/policies", timeout=timeout)).raise_for_status().json()
+            )
+            data = (
+                (await self._http.get(f"/v1/data/{root}", timeout=timeout))
+                .raise_for_status()
+                .json()
+            )
         except (httpx.HTTPError, ValueError) as exc:
             raise PolicyUnavailable(reason=f"opa_revision:{type(exc).__name__}") from exc
         sources = sorted((m.get("id", ""), m.get("raw", "")) for m in modules.get("result", []))
@@ -249,18 +231,19 @@ class OPAPolicyEngine:
 
     async def _query(self, package: str, document: dict[str, Any]) -> dict[str, Any]:
         """OPA's raw answer for ``<package>.<rule>``; any failure is PolicyUnavailable."""
+        path = "/v1/data/" + package.replace(".", "/") + "/" + self._settings.rule
+        timeout = self._settings.timeout_s
         try:
-            async with asyncio.timeout(self._settings.timeout_s):
-                response = await self._client.query_rule(
-                    input_data=document, package_path=package, rule_name=self._settings.rule
-                )
-        except TimeoutError:
+            async with asyncio.timeout(timeout):
+                response = await self._http.post(path, json={"input": document}, timeout=timeout)
+                answer = response.raise_for_status().json()
+        except (TimeoutError, httpx.TimeoutException):
             raise PolicyUnavailable(reason="opa_timeout") from None
-        except Exception as exc:  # aiohttp, JSON and client errors alike: fail closed
+        except Exception as exc:  # HTTP, JSON and client errors alike: fail closed
             raise PolicyUnavailable(reason=f"opa_error:{type(exc).__name__}") from exc
-        if not isinstance(response, dict):
+        if not isinstance(answer, dict):
             raise PolicyUnavailable(reason="opa_malformed_decision")
-        return response
+        return answer
 
     async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
         """May ``identity`` read the audit log? Asks ``opa.audit_package``; denies by default."""
@@ -327,7 +310,11 @@ class OPAPolicyEngine:
 
     async def check_ready(self) -> None:
         """Raise unless OPA answers its health check."""
-        if not await self._client.check_health():
+        try:
+            healthy = (await self._http.get("/health")).status_code == 200
+        except Exception:  # unreachable, slow or failing: not ready
+            healthy = False
+        if not healthy:
             raise PolicyUnavailable(reason="opa_unhealthy")
 
 

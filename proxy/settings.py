@@ -33,7 +33,7 @@ class ServerSettings(BaseModel):
 
 
 class SecretSettings(BaseModel):
-    """Where the gateway's Neo4j credential is kept (see proxy/secret_sources.py)."""
+    """Where the gateway's Neo4j credential is kept (see proxy/neo4j/secret_sources.py)."""
 
     source: Literal["file", "aws_secrets_manager", "env"]
     path: Path | None = Field(default=None, description="file: JSON or a bare password.")
@@ -287,15 +287,12 @@ class AuditSettings(BaseModel):
     )
 
 
-class FaultSettings(BaseModel):
-    """Fault injection for crash tests: the process dies (exit 137, as after ``kill -9``) at the
-    named point. Never set in production."""
-
-    crash_at: Literal["lease_user_created", "password_altered"] | None = None
-
-
 class Settings(BaseSettings):
-    """Everything the gateway needs; nothing is read from the environment elsewhere."""
+    """Everything the gateway needs; nothing is read from the environment elsewhere.
+
+    Unknown sections and keys are refused, ``faults`` among them: crash injection is an object
+    the crash tests pass to ``create_app`` (see :mod:`proxy.faults`), never a configuration.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="CYPHERGATE_", env_nested_delimiter="__", extra="forbid"
@@ -304,7 +301,6 @@ class Settings(BaseSettings):
     profile: Literal["production", "development"] = Field(
         default="production", description="development allows credentials in the environment."
     )
-    faults: FaultSettings = Field(default_factory=lambda: FaultSettings())
     server: ServerSettings = Field(default_factory=ServerSettings)
     neo4j: Neo4jSettings
     opa: OPASettings = Field(default_factory=OPASettings)

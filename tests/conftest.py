@@ -11,7 +11,8 @@ import pytest
 from neo4j import Driver, GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
-from proxy.devstack.stack import DemoClient, DevStack
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import DemoClient
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT_LIVED = DemoClient("short_lived_reader", "demo_reader", token_ttl_s=1)

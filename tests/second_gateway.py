@@ -19,8 +19,11 @@ from typing import Any
 import httpx
 import tomli_w
 
-from proxy.devstack.ports import free_ports
 from proxy.devstack.stack import DevStack
+from proxy.faults import CrashPoint
+from proxy.ports import free_ports
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class SecondGateway:
@@ -53,13 +56,21 @@ class SecondGateway:
             configure(config)
         self.config = config
 
-    def start(self, *, wait: bool = True) -> None:
+    def start(self, *, wait: bool = True, crash_at: CrashPoint | None = None) -> None:
+        """Serve the configuration; with ``crash_at``, die there (tests/crashing_gateway.py)."""
         self.config_file.write_text(tomli_w.dumps(self.config), encoding="utf-8")
+        config = ["--config", str(self.config_file)]
+        if crash_at is None:
+            command = [sys.executable, "-m", "proxy", "serve", *config]
+        else:
+            command = [sys.executable, "-m", "tests.crashing_gateway", *config]
+            command += ["--crash-at", crash_at]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "proxy", "serve", "--config", str(self.config_file)],
+                command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                cwd=REPO,
                 env={**os.environ, **self.stack.gateway_aws_env()},
             )
         if wait:

@@ -11,134 +11,74 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from proxy.analysis import Analysis, Analyzer
-from proxy.audit.record import AuditEvent
-from proxy.audit.sqlite import Receipt
 from proxy.auth import SchemeRouter
 from proxy.errors import (
     AuditUnavailable,
     AuthenticationFailed,
     CypherGateError,
+    GraphUnavailable,
     PolicyDenied,
     PolicyUnavailable,
+    RowLimitExceeded,
+    SecretStoreUnavailable,
 )
-from proxy.gateway import Call, Gateway
-from proxy.graph import Checkout, Execution, QueryResult
+from proxy.gateway.call import Call, Statement
+from proxy.gateway.path import Gateway
 from proxy.metrics import Metrics
-from proxy.plan import PlanFacts
-from proxy.policy import Decision
-from proxy.principal import DagResolver, Identity
-
-READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")
-
-
-class FakeAuth:
-    async def authenticate(self, credentials: str) -> Identity:
-        if credentials != "good":
-            raise AuthenticationFailed(reason="bad_token")
-        return READER
-
-    async def check_ready(self) -> None:
-        return None
+from proxy.principal import DagResolver
+from proxy.statement import JSON, Execution, RowStream, Summary
+from tests.fakes import (
+    FakeAnalyzer,
+    FakeAudit,
+    FakeAuth,
+    FakeBroker,
+    FakeExecutor,
+    FakePolicy,
+    FakeRows,
+)
 
 
 @dataclass
-class FakeGraph:
-    explained: list[str] = field(default_factory=list)
-    ran: list[Execution] = field(default_factory=list)
+class Rig:
+    """The request path with a fake at each of its seams."""
 
-    user: str = "cyphergate"
-
-    async def explain(self, database: str, statement: str) -> Analysis:
-        self.explained.append(f"{database}: {statement}")
-        if "CREATE" in statement:
-            return Analysis(query_type="w", facts=PlanFacts(labels_written=frozenset({"N"})))
-        return Analysis(query_type="r", facts=PlanFacts())
-
-    async def run(self, execution: Execution) -> QueryResult:
-        self.ran.append(execution)
-        return QueryResult(fields=["x"], values=[[1]])
-
-    @contextlib.asynccontextmanager
-    async def checkout(self, dag: str) -> AsyncIterator[Checkout]:
-        del dag
-        yield Checkout(user=self.user, run=self.run)
-
-    async def check_ready(self) -> None:
-        return None
-
-
-@dataclass
-class FakePolicy:
-    allow: bool = True
-    fail: bool = False
-    shadow: bool = False
-    row_limit: int | None = None
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-
-    async def decide(self, document: dict[str, Any]) -> Decision:
-        self.inputs.append(document)
-        if self.fail:
-            raise PolicyUnavailable(reason="opa_error:test")
-        return Decision(
-            allow=self.allow,
-            reasons=() if self.allow else ("write_not_granted",),
-            decision_id="d-1",
-            access_mode="WRITE",
-            timeout_s=5.0,
-            shadow=self.shadow,
-            row_limit=self.row_limit,
-            revision="rev-1" if self.shadow else None,
-        )
-
-    async def check_ready(self) -> None:
-        return None
-
-
-@dataclass
-class FakeAudit:
-    events: list[AuditEvent] = field(default_factory=list)
-    broken: bool = False
-
-    async def append(self, event: AuditEvent) -> Receipt:
-        if self.broken:
-            raise AuditUnavailable(reason="disk_full")
-        self.events.append(event)
-        return Receipt(seq=len(self.events), hash="0" * 64)
-
-    async def check_ready(self) -> None:
-        return None
+    gateway: Gateway
+    analyzer: FakeAnalyzer
+    executor: FakeExecutor
+    policy: FakePolicy
+    audit: FakeAudit
+    broker: FakeBroker
 
 
 def make(
     policy: FakePolicy | None = None,
     audit: FakeAudit | None = None,
     metrics: Metrics | None = None,
-) -> tuple[Gateway, FakeGraph, FakePolicy, FakeAudit]:
-    graph, policy, audit = FakeGraph(), policy or FakePolicy(), audit or FakeAudit()
+    broker: FakeBroker | None = None,
+) -> Rig:
+    analyzer, executor = FakeAnalyzer(), FakeExecutor()
+    policy, audit, broker = policy or FakePolicy(), audit or FakeAudit(), broker or FakeBroker()
     gateway = Gateway(
         authenticator=SchemeRouter({"Bearer": FakeAuth()}),
         resolver=DagResolver([]),
-        analyzer=Analyzer(graph, max_entries=8),
+        analyzer=analyzer,
         policy=policy,
-        graph=graph,
+        credentials=broker,
+        executor=executor,
         audit=audit,
         clock=lambda: 1_700_000_000.0,
         default_timeout_s=30.0,
         metrics=metrics,
     )
-    return gateway, graph, policy, audit
+    return Rig(gateway, analyzer, executor, policy, audit, broker)
 
 
 def call(statement: str, authorization: str | None = "Bearer good") -> Call:
-    body = json.dumps({"statement": statement, "parameters": {"secret": "hunter2"}}).encode()
-
-    async def read_body() -> bytes:
-        return body
+    async def read() -> Statement:
+        return Statement(text=statement, parameters={"secret": "hunter2"})
 
     return Call(
         request_id="r-1",
@@ -146,20 +86,30 @@ def call(statement: str, authorization: str | None = "Bearer good") -> Call:
         authorization=authorization,
         client=None,
         headers={"x-cyphergate-task": "load", "x-cyphergate-try": "2"},
-        read_body=read_body,
+        statement=read,
     )
 
 
-def run(gateway: Gateway, c: Call) -> Any:
-    return asyncio.run(gateway.query(c))
+def run(gateway: Gateway, c: Call) -> tuple[list[list[JSON]], Summary]:
+    """The call down the request path, its rows read as a front door reads them."""
+
+    async def go() -> tuple[list[list[JSON]], Summary]:
+        async with gateway.run(c) as rows:
+            values = [row async for row in rows]
+            return values, await rows.summary()
+
+    return asyncio.run(go())
 
 
 def test_allowed_request_is_recorded_before_it_runs_and_after() -> None:
-    gateway, graph, _, audit = make()
-    run(gateway, call("RETURN 1"))
+    rig = make()
+    audit = rig.audit
+    assert run(rig.gateway, call("RETURN 1")) == ([[1]], Summary(rows=1, counters={}, bookmarks=[]))
     assert [e.event for e in audit.events] == ["decision", "outcome"]
     assert audit.events[0].status is None and audit.events[1].status == 202
-    (execution,) = graph.ran
+    assert audit.events[0].credential == audit.events[1].credential == {"user": "cyphergate"}
+    assert audit.events[1].rows == 1
+    (execution,) = rig.executor.ran
     assert execution.access_mode == "READ"  # read-only statement, whatever the policy allows
     assert execution.metadata == {
         "dag_id": "etl",
@@ -172,11 +122,12 @@ def test_allowed_request_is_recorded_before_it_runs_and_after() -> None:
 
 
 def test_unauthenticated_request_touches_nothing() -> None:
-    gateway, graph, policy, audit = make()
+    rig = make()
     with pytest.raises(AuthenticationFailed):
-        run(gateway, call("RETURN 1", authorization="Bearer forged"))
-    assert graph.explained == [] and graph.ran == [] and policy.inputs == []
-    (event,) = audit.events
+        run(rig.gateway, call("RETURN 1", authorization="Bearer forged"))
+    assert rig.analyzer.analysed == [] and rig.executor.ran == [] and rig.policy.inputs == []
+    assert rig.broker.held == []
+    (event,) = rig.audit.events
     assert event.status == 401 and event.error == {
         "code": "Neo.ClientError.Security.Unauthorized",
         "reason": "bad_token",
@@ -184,12 +135,12 @@ def test_unauthenticated_request_touches_nothing() -> None:
 
 
 def test_denied_request_does_not_run() -> None:
-    gateway, graph, _, audit = make(policy=FakePolicy(allow=False))
+    rig = make(policy=FakePolicy(allow=False))
     with pytest.raises(PolicyDenied) as denied:
-        run(gateway, call("CREATE (:X)"))
+        run(rig.gateway, call("CREATE (:X)"))
     assert denied.value.reasons == ["write_not_granted"]
-    assert graph.ran == []
-    (event,) = audit.events
+    assert rig.executor.ran == [] and rig.broker.held == []
+    (event,) = rig.audit.events
     assert event.status == 403 and event.decision == {
         "allow": False,
         "reasons": ["write_not_granted"],
@@ -199,19 +150,19 @@ def test_denied_request_does_not_run() -> None:
 
 
 def test_policy_failure_fails_closed() -> None:
-    gateway, graph, _, audit = make(policy=FakePolicy(fail=True))
+    rig = make(policy=FakePolicy(fail=True))
     with pytest.raises(PolicyUnavailable):
-        run(gateway, call("CREATE (:X)"))
-    assert graph.ran == []
-    assert audit.events[0].status == 503
+        run(rig.gateway, call("CREATE (:X)"))
+    assert rig.executor.ran == []
+    assert rig.audit.events[0].status == 503
 
 
 def test_unwritable_audit_log_means_nothing_runs() -> None:
-    gateway, graph, _, _ = make(audit=FakeAudit(broken=True))
+    rig = make(audit=FakeAudit(broken=True))
     with pytest.raises(AuditUnavailable) as error:
-        run(gateway, call("CREATE (:X)"))
+        run(rig.gateway, call("CREATE (:X)"))
     assert error.value.status == 503
-    assert graph.ran == []
+    assert rig.executor.ran == []
 
 
 def test_policy_input_matches_the_documented_schema() -> None:
@@ -222,32 +173,28 @@ def test_policy_input_matches_the_documented_schema() -> None:
     schema = json.loads(
         (Path(__file__).resolve().parent.parent / "policies/schemas/input.json").read_text()
     )
-    gateway, _, policy, _ = make()
-    run(gateway, call("RETURN 1"))
-    (document,) = policy.inputs
+    rig = make()
+    run(rig.gateway, call("RETURN 1"))
+    (document,) = rig.policy.inputs
     jsonschema.validate(document, schema)  # additionalProperties: false at every level
     assert "hunter2" not in json.dumps(document)
 
 
 def test_internal_errors_are_audited_and_hidden() -> None:
-    gateway, graph, _, audit = make()
-
-    async def explode(execution: Execution) -> QueryResult:
-        raise RuntimeError(f"{execution.database}: connection string with password=hunter2")
-
-    graph.run = explode  # type: ignore[method-assign]
+    rig = make()
+    rig.executor.fail_with = RuntimeError("neo4j: connection string with password=hunter2")
     with pytest.raises(CypherGateError) as error:
-        run(gateway, call("RETURN 1"))
+        run(rig.gateway, call("RETURN 1"))
     assert "hunter2" not in error.value.message
-    assert audit.events[-1].event == "outcome" and audit.events[-1].status == 500
+    assert rig.audit.events[-1].event == "outcome" and rig.audit.events[-1].status == 500
 
 
 def test_shadow_mode_records_the_refusal_and_runs() -> None:
-    gateway, graph, _, audit = make(policy=FakePolicy(allow=False, shadow=True, row_limit=7))
-    run(gateway, call("CREATE (:X)"))
-    (execution,) = graph.ran
+    rig = make(policy=FakePolicy(allow=False, shadow=True, row_limit=7))
+    run(rig.gateway, call("CREATE (:X)"))
+    (execution,) = rig.executor.ran
     assert execution.row_limit == 7 and execution.row_limit_action == "error"
-    decision, outcome = audit.events
+    decision, outcome = rig.audit.events
     assert decision.decision == {
         "allow": True,
         "reasons": ["write_not_granted"],
@@ -273,9 +220,9 @@ def test_every_request_is_counted_once_for_metrics() -> None:
         (FakePolicy(), FakeAudit(broken=True), "RETURN 1", "Bearer good"),
     ]
     for policy, audit, statement, authorization in cases:
-        gateway, _, _, _ = make(policy=policy, audit=audit, metrics=metrics)
+        rig = make(policy=policy, audit=audit, metrics=metrics)
         with contextlib.suppress(CypherGateError):
-            run(gateway, call(statement, authorization=authorization))
+            run(rig.gateway, call(statement, authorization=authorization))
 
     def sample(name: str, **labels: str) -> float | None:
         return metrics.registry.get_sample_value(name, labels)
@@ -301,3 +248,134 @@ def test_every_request_is_counted_once_for_metrics() -> None:
     assert sample("cyphergate_audit_write_failures_total", event="decision") == 1
     assert sample("cyphergate_request_duration_seconds_count", verdict="deny") == 4
     assert b"hunter2" not in metrics.render() and b"etl" not in metrics.render()
+
+
+def test_a_secret_store_failure_is_its_own_503_and_recorded() -> None:
+    """The store of the Neo4j credential is away: not "Neo4j is unavailable", and nothing ran."""
+    store_down = SecretStoreUnavailable(reason="secret_store:aws_secrets_manager:ConnectTimeout")
+    rig = make(broker=FakeBroker(fail_with=store_down))
+    with pytest.raises(SecretStoreUnavailable) as error:
+        run(rig.gateway, call("RETURN 1"))
+    assert error.value.status == 503
+    assert error.value.code == "Neo.TransientError.General.SecretStoreUnavailable"
+    assert rig.executor.ran == []
+    (event,) = rig.audit.events  # the decision, with its final status, and no outcome
+    assert event.event == "decision" and event.status == 503 and event.access_mode == "READ"
+    assert event.error == {
+        "code": "Neo.TransientError.General.SecretStoreUnavailable",
+        "reason": "secret_store:aws_secrets_manager:ConnectTimeout",
+    }
+
+
+def test_rows_stream_before_the_outcome_is_recorded() -> None:
+    rig = make()
+    rig.executor.rows = [[1], [2], [3]]
+
+    async def go() -> list[str]:
+        seen = []
+        async with rig.gateway.run(call("RETURN 1")) as rows:
+            async for row in rows:
+                seen.append(f"row {row[0]} after {[e.event for e in rig.audit.events]}")
+        return seen
+
+    assert asyncio.run(go()) == [f"row {n} after ['decision']" for n in (1, 2, 3)]
+    _, outcome = rig.audit.events
+    assert outcome.event == "outcome" and outcome.status == 202 and outcome.rows == 3
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [(RowLimitExceeded(2), 400), (GraphUnavailable(reason="SessionExpired"), 503)],
+)
+def test_a_failure_while_rows_stream_is_recorded_once(
+    failure: CypherGateError, status: int
+) -> None:
+    rig = make(policy=FakePolicy(row_limit=2))
+    rig.executor.rows = [[1], [2], [3]]
+
+    async def go() -> None:
+        async with rig.gateway.run(call("RETURN 1")) as rows:
+            async for row in rows:
+                if isinstance(failure, GraphUnavailable) and row == [2]:
+                    raise failure  # as the driver's stream would, mid-way
+
+    with pytest.raises(type(failure)):
+        asyncio.run(go())
+    decision, outcome = rig.audit.events
+    assert decision.status is None and outcome.status == status
+    assert outcome.error is not None and outcome.error["code"] == failure.code
+    assert outcome.rows is None and outcome.counters is None
+
+
+def test_a_front_door_that_fails_mid_answer_leaves_one_outcome() -> None:
+    rig = make()
+
+    async def go() -> None:
+        async with rig.gateway.run(call("RETURN 1")) as rows:
+            await rows.summary()
+            raise ConnectionResetError("the client went away")
+
+    with pytest.raises(CypherGateError) as error:
+        asyncio.run(go())
+    assert error.value.reason == "internal:ConnectionResetError"
+    assert [(e.event, e.status) for e in rig.audit.events] == [("decision", None), ("outcome", 500)]
+
+
+@dataclass
+class HeldTransaction:
+    """What a front door holding an explicit transaction open would pass as ``upstream``."""
+
+    user: str = "cg_etl_1234"
+    ran: list[Execution] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution) -> AsyncIterator[RowStream]:
+        self.ran.append(execution)
+        yield FakeRows(["n"], [[len(self.ran)]], execution)
+
+
+def test_statements_of_a_held_transaction_are_each_decided_and_recorded() -> None:
+    """Two statements in one transaction: each is analysed, decided and recorded on its own,
+    and runs in the transaction, not as a credential of its own."""
+    rig = make()
+    transaction = HeldTransaction()
+
+    async def go() -> list[list[JSON]]:
+        answers = []
+        for statement in ("CREATE (:X)", "RETURN 1"):
+            async with rig.gateway.run(call(statement), upstream=transaction) as rows:
+                answers += [row async for row in rows]
+        return answers
+
+    assert asyncio.run(go()) == [[1], [2]]
+    assert rig.broker.held == [] and rig.executor.ran == []
+    assert [e.access_mode for e in transaction.ran] == ["WRITE", "READ"]
+    assert len(rig.policy.inputs) == 2 and len(rig.analyzer.analysed) == 2
+    events = [(e.event, e.statement, e.credential) for e in rig.audit.events]
+    assert events == [
+        ("decision", "CREATE (:X)", {"user": "cg_etl_1234"}),
+        ("outcome", None, {"user": "cg_etl_1234"}),
+        ("decision", "RETURN 1", {"user": "cg_etl_1234"}),
+        ("outcome", None, {"user": "cg_etl_1234"}),
+    ]
+
+
+def test_a_refused_call_is_recorded_with_its_caller() -> None:
+    rig = make()
+    error = CypherGateError(reason="explicit_transaction")
+    asyncio.run(rig.gateway.refuse(call("RETURN 1"), error))
+    (event,) = rig.audit.events
+    assert event.status == 500 and event.principal == {
+        "method": "oidc",
+        "issuer": "https://issuer.test",
+        "subject": "s",
+    }
+    assert rig.analyzer.analysed == [] and rig.executor.ran == []
+
+
+def test_parameters_reach_neo4j_but_never_the_record() -> None:
+    rig = make()
+    run(rig.gateway, call("RETURN $secret"))
+    (execution,) = rig.executor.ran
+    assert execution.parameters == {"secret": "hunter2"}
+    assert all(event.parameters in ({"secret": None}, None) for event in rig.audit.events)

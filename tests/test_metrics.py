@@ -8,7 +8,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.devstack.stack import LEASE_PREFIX, DevStack
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import LEASE_PREFIX
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from proxy.analysis import Analysis
+from proxy.app import open_policy
 from proxy.errors import PolicyUnavailable
 from proxy.plan import PlanFacts
-from proxy.policy import Decision, OPAPolicyEngine, policy_input
+from proxy.policy import Decision, policy_input
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 
@@ -32,12 +33,8 @@ def document(dag: str, query_type: str) -> dict[str, Any]:
 
 def decide(settings: OPASettings, doc: dict[str, Any]) -> Decision:
     async def go() -> Decision:
-        engine = OPAPolicyEngine(settings)
-        await engine.open()
-        try:
+        async with open_policy(settings) as engine:
             return await engine.decide(doc)
-        finally:
-            await engine.close()
 
     return asyncio.run(go())
 

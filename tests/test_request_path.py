@@ -19,7 +19,8 @@ from joserfc.jwk import RSAKey
 from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.devstack.stack import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE, DevStack
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE
 
 pytestmark = pytest.mark.integration
 
@@ -324,7 +325,7 @@ def test_bad_requests_get_neo4j_style_errors_and_are_audited(
 ) -> None:
     headers = {"Authorization": f"Bearer {stack.token('demo_reader')}"}
     json_headers = {**headers, "Content-Type": "application/json"}
-    cases = [
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
         (
             "malformed JSON",
             {"content": b"{not json", "headers": json_headers},

@@ -27,9 +27,10 @@ import pytest
 from neo4j import Driver, GraphDatabase
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.credentials import RotatingAuth, Rotator
-from proxy.devstack.stack import AWS_REGION, GATEWAY_SECRET, DevStack, StackState
-from proxy.secret_sources import Credential, FileSecretSource
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AWS_REGION, GATEWAY_SECRET, StackState
+from proxy.neo4j.rotation import RotatingAuth, Rotator
+from proxy.neo4j.secret_sources import Credential, FileSecretSource
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -296,14 +297,12 @@ def test_a_crash_between_changing_and_storing_the_password_locks_nothing_out(
     gateway, user, _, secret_id = own_gateway(
         "crashlab", credentials="service_account", rotation_interval_s=1.0
     )
-    gateway.config["faults"] = {"crash_at": "password_altered"}
-    gateway.start(wait=False)  # it may die before it is ready
+    gateway.start(wait=False, crash_at="password_altered")  # it may die before it is ready
     assert gateway.wait_exit() == 137  # died as kill -9 would, right after ALTER
     staged = stored(stack, secret_id, "AWSPENDING")
     assert stored(stack, secret_id) != staged  # the store still says the old one is current
     assert accepted(status, user, staged)  # while Neo4j already has the new one
 
-    gateway.config.pop("faults")
     gateway.config["neo4j"]["rotation_interval_s"] = 0.0
     gateway.start()
     try:
@@ -322,14 +321,12 @@ def test_a_crash_after_creating_a_leased_user_leaves_no_orphan(
     stack: DevStack, neo4j_admin: Driver, tmp_path: Path
 ) -> None:
     gateway = SecondGateway(stack, tmp_path, "leasecrash")
-    gateway.config["faults"] = {"crash_at": "lease_user_created"}
-    gateway.start()
+    gateway.start(crash_at="lease_user_created")
     with pytest.raises(httpx.HTTPError):  # the gateway dies under the request
         gateway.query("demo_reader", "RETURN 1 AS one")
     assert gateway.wait_exit() == 137
     assert len(prefixed_users(neo4j_admin, gateway.prefix)) == 1  # created, then the crash
 
-    gateway.config.pop("faults")
     gateway.start()
     try:
         assert prefixed_users(neo4j_admin, gateway.prefix) == []  # swept at start-up
@@ -402,7 +399,7 @@ def test_rotate_root_changes_the_session_gateways_own_password(
     assert accepted(status, "cyphergate", after["gateway_password"])
     # The running gateway keeps working: it reads the new value from the store.
     deadline = time.monotonic() + 30
-    codes = []
+    codes: list[int] = []
     while time.monotonic() < deadline and len(codes) < 20:
         response = gateway.post(
             "/db/neo4j/query/v2",

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.devstack.stack import DevStack, StackState
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import StackState
 from tests.test_rotation import secrets_manager
 
 pytestmark = pytest.mark.integration

@@ -41,6 +41,17 @@ def test_unknown_settings_are_refused(tmp_path: Path) -> None:
         load_settings(config)
 
 
+@pytest.mark.parametrize(
+    "section", ['[faults]\ncrash_at = "password_altered"\n', "[faults]\n"], ids=["set", "empty"]
+)
+def test_a_faults_section_is_refused(tmp_path: Path, section: str) -> None:
+    """Crash injection is an object the crash tests pass in; no configuration can ask for it."""
+    config = tmp_path / "gateway.toml"
+    config.write_text('[neo4j]\npassword = "a-long-secret"\n' + section)
+    with pytest.raises(ValidationError, match="faults"):
+        load_settings(config)
+
+
 def test_audit_page_needs_exactly_one_client_secret(tmp_path: Path) -> None:
     common = {"issuer": "https://i", "client_id": "web", "public_url": "https://gw/"}
     with pytest.raises(ValidationError, match="exactly one"):

@@ -1,1 +1,12 @@
-"""The HTTP surface: FastAPI routes and the one error handler."""
+"""The HTTP front doors: each translates its wire format into a use case's call, and back.
+
+- ``query.py``: Neo4j's Query API v2 (``/db/{database}/query/v2``) and the driver's discovery;
+- ``audit_routes.py``: the reviewers' HTTP API; ``audit_page.py``: the reviewers' page;
+- ``operations.py``: ``/healthz``, ``/readyz``, ``/metrics``;
+- ``errors.py``: the one place an error becomes a response;
+- ``state.py``: the application's typed state (:class:`~proxy.api.state.Runtime`), which the
+  lifespan in ``proxy/app.py`` makes, and the request's own (its request id).
+
+Rules: routes are module-level; they take what they need from :func:`proxy.api.state.runtime`,
+never from settings, and call the use cases of ``proxy/gateway/``, never a wing directly.
+"""

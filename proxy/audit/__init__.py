@@ -1,21 +1,10 @@
-"""The audit log: a hash-chained, append-only record of every request and what it did."""
+"""The audit log: a hash-chained, append-only record of every request and what it did.
 
-from __future__ import annotations
+Storage only: ``record.py`` (the record and its chain), ``sqlite.py`` (the writer),
+``checkpoint.py`` (signed checkpoints, parameter digests), ``reader.py`` and ``reading.py``
+(queries and verification), ``archive.py`` (the WORM archive), ``export.py``. Who may read the
+log is a use case beside the gateway's (:mod:`proxy.gateway.review`), not a concern of storage.
 
-from typing import Protocol
-
-from proxy.audit.record import AuditEvent
-from proxy.audit.sqlite import Receipt
-
-
-class AuditLog(Protocol):
-    """Where audit events go.
-
-    Contract: ``append`` returns only once the event is durable and chained; if it cannot be
-    written it raises :class:`~proxy.errors.AuditUnavailable`, and the caller must not run the
-    statement.
-    """
-
-    async def append(self, event: AuditEvent) -> Receipt: ...
-
-    async def check_ready(self) -> None: ...
+Rules: this package imports the foundation only (``proxy.values``, ``proxy.errors``,
+``proxy.clock``); it never imports authentication, the policy or the request path.
+"""

@@ -102,6 +102,14 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof that a record is durable: its place and hash in the chain."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class SealedRecord:
     """A record as stored: its canonical body and the hash of that body."""
 
@@ -113,6 +121,11 @@ class SealedRecord:
 def utc_timestamp(seconds: float) -> str:
     """RFC 3339 UTC with microseconds, as the audit log writes times."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def elapsed_us(started: float, now: float) -> int:
+    """Microseconds from ``started`` to ``now`` (clock seconds), as records' ``latency_us``."""
+    return max(0, round((now - started) * 1_000_000))
 
 
 def concluded(
@@ -129,7 +142,7 @@ def concluded(
         time=utc_timestamp(now),
         status=status,
         error=error,
-        latency_us=max(0, round((now - started) * 1_000_000)),
+        latency_us=elapsed_us(started, now),
     )
 
 

@@ -14,14 +14,13 @@ import asyncio
 import contextlib
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from proxy.audit.checkpoint import Checkpoint, sign
-from proxy.audit.record import GENESIS_HASH, AuditEvent, seal, utc_timestamp
+from proxy.audit.record import GENESIS_HASH, AuditEvent, Receipt, seal, utc_timestamp
 from proxy.clock import Clock, system_clock
 from proxy.errors import AuditUnavailable
 
@@ -62,16 +61,8 @@ BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 MEMORY = ":memory:"
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """Proof that a record is durable: its place and hash in the chain."""
-
-    seq: int
-    hash: str
-
-
 class SQLiteAuditLog:
-    """An :class:`~proxy.audit.AuditLog` in one SQLite file."""
+    """The audit log in one SQLite file (the request path's ``AuditLog``)."""
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from proxy.cli import audit, policy
+from proxy.errors import CypherGateError
 from proxy.settings import load_settings
 
 
@@ -23,6 +24,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except KeyboardInterrupt:
         return 130
+    except CypherGateError as error:
+        # The operator's own tool: the reason (never a secret) says which dependency failed.
+        print(f"cyphergate: {error.message} ({error.code}: {error.reason})", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -135,10 +140,10 @@ def _devstack(args: argparse.Namespace) -> int:
 
 
 def _creds_rotate_root(args: argparse.Namespace) -> int:
-    from proxy.credentials import rotate_root
+    from proxy.app import rotate_root
 
     settings = load_settings(args.config)
-    user = asyncio.run(rotate_root(settings.neo4j))
+    user = asyncio.run(rotate_root(settings))
     print(f"rotated the Neo4j password of {user}; only the secret store holds the new one")
     return 0
 

@@ -50,11 +50,11 @@ def register(commands: Any) -> None:
 
 
 def _policy_explain(args: argparse.Namespace) -> int:
-    from proxy.replay import explain
+    from proxy.app import explain_statement
 
     settings = load_settings(args.config)
     shown = asyncio.run(
-        explain(
+        explain_statement(
             settings,
             dag=args.dag,
             database=args.database,
@@ -81,17 +81,20 @@ def _policy_explain(args: argparse.Namespace) -> int:
 
 
 def _policy_replay(args: argparse.Namespace) -> int:
-    from proxy.replay import ReplaySummary, proposed_policy, replay
+    from proxy.app import open_policy
+    from proxy.gateway.replay import ReplaySummary, replay
+    from proxy.opa_server import proposed_policy
 
     flt = RecordFilter(event="decision", dag=args.dag, since=args.since, until=args.until)
     summary = ReplaySummary()
     changes: list[dict[str, Any]] = []
 
     async def run(opa: OPASettings) -> None:
-        for path, _ in log_sources(args):
-            with AuditReader(path) as reader:
-                async for change in replay(reader.query(flt), opa, summary):
-                    changes.append({**asdict(change), "kind": change.kind, "log": str(path)})
+        async with open_policy(opa, cache=False) as policy:
+            for path, _ in log_sources(args):
+                with AuditReader(path) as reader:
+                    async for change in replay(reader.query(flt), policy, summary):
+                        changes.append({**asdict(change), "kind": change.kind, "log": str(path)})
 
     with proposed_policy(args.opa or _opa_binary(), args.policies) as opa:
         asyncio.run(run(opa))

@@ -19,7 +19,8 @@ import pytest
 from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.devstack.stack import AWS_REGION, LEASE_PREFIX, SERVER_ID, DevStack, StackState, role_arn
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AWS_REGION, LEASE_PREFIX, SERVER_ID, StackState, role_arn
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 

@@ -19,7 +19,8 @@ from proxy.audit.archive import verify_archive
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import GENESIS_HASH, canonical, digest
-from proxy.devstack.stack import ARCHIVE_BUCKET, AWS_REGION, DevStack, StackState
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import ARCHIVE_BUCKET, AWS_REGION, StackState
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,8 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.devstack.stack import AUDIENCE, OTHER_AUDIENCE, DevStack, role_arn
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AUDIENCE, OTHER_AUDIENCE, role_arn
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ import pytest
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.client import iam_authorization
-from proxy.devstack.stack import AWS_REGION, SERVER_ID, DevStack, StackState, role_arn
+from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AWS_REGION, SERVER_ID, StackState, role_arn
 from tests.conftest import IAM_MAX_AGE_S, JWKS_TTL_S, MULTI_DAG, SERVICE_ACCOUNT
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from neo4j import Driver
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.install import default_cache_dir, ensure_opa
 from proxy.devstack.stack import DevStack
-from proxy.replay import proposed_policy
+from proxy.opa_server import proposed_policy
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """The gateway's own credential in use: the auth manager, with a fake secret source.
 
-Rotation against the real Neo4j and moto's Secrets Manager is in test_rotation.py.
+Rotation against the real Neo4j and moto's Secrets Manager is in tests/test_rotation.py.
 """
 
 from __future__ import annotations
@@ -11,35 +11,9 @@ from typing import Any, cast
 
 import pytest
 
-from proxy.credentials import RotatingAuth
-from proxy.secret_sources import Credential
-
-
-class FakeSource:
-    def __init__(self, current: Credential, pending: Credential | None = None) -> None:
-        self.value, self.staged = current, pending
-
-    def invalidate(self) -> None:
-        return None
-
-    async def current(self) -> Credential:
-        return self.value
-
-    async def pending(self) -> tuple[str, Credential] | None:
-        return None if self.staged is None else ("v2", self.staged)
-
-    async def stage(self, credential: Credential) -> str:
-        self.staged = credential
-        return "v2"
-
-    async def promote(self, version: str) -> None:
-        del version
-        if self.staged is not None:
-            self.value, self.staged = self.staged, None
-
-    async def discard(self, version: str) -> None:
-        del version
-        self.staged = None
+from proxy.neo4j.rotation import RotatingAuth
+from proxy.neo4j.secret_sources import Credential
+from tests.fakes import FakeSource
 
 
 def test_auth_manager_follows_the_store_but_not_backwards_mid_rotation() -> None:

@@ -1,4 +1,4 @@
-"""Free loopback ports for the servers the stack, its tests and its tools start."""
+"""Free loopback ports, for the private servers of ``policy replay``, the devstack and tests."""
 
 from __future__ import annotations
 

@@ -7,26 +7,20 @@ may read; DAG identities are refused unless a security team lists them, which it
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from proxy.audit import AuditLog
 from proxy.audit.checkpoint import signature_valid
-from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.audit.reader import RecordFilter
 from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp
-from proxy.auth import SchemeRouter
 from proxy.clock import Clock
 from proxy.errors import CypherGateError, PolicyDenied, RecordNotProvable
-from proxy.policy import PolicyEngine
+from proxy.gateway.seams import AuditAccessPolicy, AuditLog, AuditReading, CallerAuthenticator
 from proxy.principal import Identity
-
-_T = TypeVar("_T")
 
 # Proves who is asking: a bearer credential checked by the gateway's authenticators, or a
 # signed-in session of the reviewers' page. Raises AuthenticationFailed when it cannot.
@@ -47,22 +41,22 @@ class ChainStatus:
 
 
 class AuditReview:
-    """Authorises reviewers and answers their queries from the log file."""
+    """Authorises reviewers and answers their queries, through a reading of the log."""
 
     def __init__(
         self,
         *,
-        authenticator: SchemeRouter,
-        policy: PolicyEngine,
+        authenticator: CallerAuthenticator,
+        policy: AuditAccessPolicy,
         audit: AuditLog,
-        path: Path,
+        reading: AuditReading,
         clock: Clock,
         public_key: Ed25519PublicKey | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
         self._audit = audit
-        self._path = path
+        self._reading = reading
         self._clock = clock
         self._public_key = public_key
 
@@ -113,79 +107,44 @@ class AuditReview:
 
     async def records(self, flt: RecordFilter) -> dict[str, Any]:
         """One page of records, oldest first, and where the next page starts."""
-        records = await self._read(lambda reader: list(reader.query(flt)))
+        records = await self._reading.query(flt)
         after = records[-1]["seq"] if len(records) == flt.limit else None
         return {"records": records, "next_after": after}
 
     async def proof(self, seq: int) -> dict[str, Any]:
         """The links and signed checkpoint that prove record ``seq``."""
-        proof = await self._read(lambda reader: reader.proof(seq))
+        proof = await self._reading.proof(seq)
         if proof is None:
             raise RecordNotProvable(reason="record_not_provable")
         return proof
 
     async def record(self, seq: int) -> dict[str, Any] | None:
         """Record ``seq`` with the other records of its request; ``None`` if there is none."""
-
-        def read(reader: AuditReader) -> dict[str, Any] | None:
-            found = list(reader.query(RecordFilter(after_seq=seq - 1, limit=1)))
-            if not found or found[0]["seq"] != seq:
-                return None
-            related = reader.query(RecordFilter(request_id=found[0]["request_id"]))
-            return {
-                "record": found[0],
-                "related": [r for r in related if r["seq"] != seq],
-                "sealed": reader.covering(seq) is not None,
-            }
-
-        return await self._read(read)
+        return await self._reading.record(seq)
 
     async def status(self) -> ChainStatus:
         """Record count, head and newest checkpoint, with its signature checked if possible."""
-
-        def read(reader: AuditReader) -> ChainStatus:
-            head = reader.head()
-            checkpoints = reader.checkpoints()
-            last = checkpoints[-1] if checkpoints else None
-            head_seq = head[0] if head else None
-            return ChainStatus(
-                # Sequence numbers run 1, 2, 3... without a gap (verify checks it): no count.
-                records=head_seq or 0,
-                head_seq=head_seq,
-                checkpoints=len(checkpoints),
-                last_checkpoint=None if last is None else asdict(last),
-                last_signature_valid=(
-                    None
-                    if last is None or self._public_key is None
-                    else signature_valid(last, self._public_key)
-                ),
-                unsealed=(head_seq or 0) - (last.record_seq if last else 0),
-            )
-
-        return await self._read(read)
+        head, checkpoints = await self._reading.head()
+        last = checkpoints[-1] if checkpoints else None
+        head_seq = head[0] if head else None
+        return ChainStatus(
+            # Sequence numbers run 1, 2, 3... without a gap (verify checks it): no count.
+            records=head_seq or 0,
+            head_seq=head_seq,
+            checkpoints=len(checkpoints),
+            last_checkpoint=None if last is None else asdict(last),
+            last_signature_valid=(
+                None
+                if last is None or self._public_key is None
+                else signature_valid(last, self._public_key)
+            ),
+            unsealed=(head_seq or 0) - (last.record_seq if last else 0),
+        )
 
     async def verify(self) -> tuple[int, ChainProblem | None]:
         """Verify the whole log: how many records verified, and the first problem if any."""
-
-        def read(reader: AuditReader) -> tuple[int, ChainProblem | None]:
-            verified = 0
-            for step in reader.verify(self._public_key):
-                if isinstance(step, ChainProblem):
-                    return verified, step
-                verified += 1
-            return verified, None
-
-        return await self._read(read)
+        return await self._reading.verify(self._public_key)
 
     async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
         """Refused requests since ``since`` per DAG and hour (see AuditReader.denials_by_dag)."""
-        return await self._read(lambda reader: reader.denials_by_dag(since))
-
-    async def _read(self, work: Callable[[AuditReader], _T]) -> _T:
-        """Run ``work`` on a fresh read-only connection, off the event loop."""
-
-        def run() -> _T:
-            with AuditReader(self._path) as reader:
-                return work(reader)
-
-        return await asyncio.to_thread(run)
+        return await self._reading.denials_by_dag(since)

@@ -1,7 +1,7 @@
-"""proxy.leases with a fake driver at the seam: who drops a retired lease, and what is counted.
+"""Leases with a fake driver at the seam: who drops a retired lease, and what is counted.
 
 Leases against the real Neo4j (creation, renewal under load, orphans after a crash) are in
-test_rotation.py.
+tests/test_rotation.py.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from proxy.leases import LeaseManager
 from proxy.metrics import Metrics
+from proxy.neo4j.leases import LeaseManager
 
 
 class SlowDriver:

@@ -30,9 +30,11 @@ from pathlib import Path
 import neo4j
 from neo4j import AsyncDriver
 
-from proxy.credentials import PASSWORD_BYTES, crash_point
+from proxy.faults import NO_FAULTS, Faults
 from proxy.metrics import Metrics
-from proxy.secret_sources import Credential
+from proxy.neo4j.errors import translated_errors
+from proxy.neo4j.rotation import PASSWORD_BYTES
+from proxy.neo4j.secret_sources import Credential
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class LeaseManager:
         ttl_s: float,
         renew_fraction: float,
         clock: Callable[[], float] = time.time,
-        crash_at: str | None = None,
+        faults: Faults = NO_FAULTS,
         metrics: Metrics | None = None,
     ) -> None:
         self._driver = driver
@@ -86,7 +88,7 @@ class LeaseManager:
         self._ttl_s = ttl_s
         self._renew_after_s = ttl_s * renew_fraction
         self._clock = clock
-        self._crash_at = crash_at
+        self._faults = faults
         self._current: dict[str, Lease] = {}
         self._retired: set[Lease] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -184,7 +186,7 @@ class LeaseManager:
             with contextlib.suppress(Exception):
                 await self._drop(credential.user)
             raise
-        crash_point(self._crash_at, "lease_user_created")
+        self._faults.reached("lease_user_created")
         self._metrics.leases_created.inc()
         log.info("leased Neo4j user %s to DAG %s", credential.user, dag)
         return Lease(credential=credential, dag=dag, created=now, expires=expires)
@@ -233,13 +235,15 @@ class LeaseManager:
                 await self._revoke(lease)
 
     async def _users(self) -> list[str]:
-        records, _, _ = await self._driver.execute_query(
-            "SHOW USERS YIELD user", database_="system", routing_=neo4j.RoutingControl.READ
-        )
+        async with translated_errors():
+            records, _, _ = await self._driver.execute_query(
+                "SHOW USERS YIELD user", database_="system", routing_=neo4j.RoutingControl.READ
+            )
         return [str(r["user"]) for r in records]
 
     async def _admin(self, statement: str, **parameters: str) -> None:
-        await self._driver.execute_query(statement, parameters, database_="system")
+        async with translated_errors():
+            await self._driver.execute_query(statement, parameters, database_="system")
 
     async def _record(self, sql: str, *values: object) -> None:
         db = self._db

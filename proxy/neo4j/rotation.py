@@ -12,7 +12,9 @@ After a crash, :meth:`Rotator.recover` finds a pending value and asks Neo4j whic
 works (one login attempt each at most, so Neo4j's authentication rate limit is never reached),
 then promotes or discards the pending one. The driver takes the credential from
 :class:`RotatingAuth`, an auth manager that always returns the newest value, so pooled
-connections re-authenticate instead of failing. No log line names a secret value.
+connections re-authenticate instead of failing. No log line names a secret value. Neo4j's
+exceptions become the gateway's here, and the store's are already
+:class:`~proxy.errors.SecretStoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
+from collections.abc import AsyncIterator
 
 import neo4j
 from neo4j import AsyncGraphDatabase
 from neo4j import exceptions as neo4j_errors
 from neo4j.auth_management import AsyncAuthManager
 
-from proxy.secret_sources import Credential, SecretSource, open_source
-from proxy.settings import Neo4jSettings
+from proxy.errors import CypherGateError
+from proxy.faults import NO_FAULTS, Faults
+from proxy.metrics import Metrics
+from proxy.neo4j.errors import UNAUTHORIZED, translated_errors
+from proxy.neo4j.secret_sources import Credential, SecretReader, SecretSource
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ class RotatingAuth(AsyncAuthManager):
     nothing ran.
     """
 
-    def __init__(self, source: SecretSource, credential: Credential) -> None:
+    def __init__(self, source: SecretReader, credential: Credential) -> None:
         self._source = source
         self._credential = credential
         # The store's value as last read: only a change *there* overrides a credential set by
@@ -123,7 +128,7 @@ class RotatingAuth(AsyncAuthManager):
     async def handle_security_exception(
         self, auth: tuple[str, str] | neo4j.Auth | None, error: neo4j_errors.Neo4jError
     ) -> bool:
-        if error.code == "Neo.ClientError.Security.Unauthorized":
+        if error.code == UNAUTHORIZED:
             with contextlib.suppress(Exception):
                 return await self.refresh(_credential_of(auth))
         return False
@@ -147,13 +152,13 @@ class Rotator:
         source: SecretSource,
         auth: RotatingAuth,
         *,
-        crash_at: str | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self._uri = uri
         self._source = source
         self._auth = auth
         self._lock = asyncio.Lock()
-        self._crash_at = crash_at
+        self._faults = faults
 
     async def rotate(self) -> Credential:
         """Settle any earlier rotation, then stage, change in Neo4j, promote; returns the new
@@ -165,7 +170,7 @@ class Rotator:
             new = Credential(old.user, secrets.token_urlsafe(PASSWORD_BYTES))
             version = await self._source.stage(new)
             await self._alter(old, new)
-            crash_point(self._crash_at, "password_altered")
+            self._faults.reached("password_altered")
             self._auth.use(new)  # Neo4j now accepts only the new one
             await self._source.promote(version)
             log.info("rotated the Neo4j password of %s", new.user)
@@ -192,12 +197,16 @@ class Rotator:
 
     async def accepted(self, credential: Credential) -> bool:
         """Whether Neo4j accepts ``credential`` now (one login attempt)."""
-        async with AsyncGraphDatabase.driver(self._uri, auth=credential.auth()) as driver:
+        async with (
+            translated_errors(),
+            AsyncGraphDatabase.driver(self._uri, auth=credential.auth()) as driver,
+        ):
             # False (not an exception) when Neo4j refuses the credential.
             return await driver.verify_authentication()
 
     async def _alter(self, old: Credential, new: Credential) -> None:
         async with (
+            translated_errors(),
             AsyncGraphDatabase.driver(self._uri, auth=old.auth()) as driver,
             driver.session(database="system") as session,
         ):
@@ -209,18 +218,31 @@ class Rotator:
             await result.consume()
 
 
-def crash_point(configured: str | None, here: str) -> None:
-    """Die here, as ``kill -9`` would, if the crash tests asked for it (``faults.crash_at``)."""
-    if configured == here:
-        log.critical("fault injection: dying at %s", here)
-        os._exit(137)
+@contextlib.asynccontextmanager
+async def rotating_every(
+    rotator: Rotator, interval_s: float, metrics: Metrics
+) -> AsyncIterator[None]:
+    """Rotate the gateway's password every ``interval_s`` while the block runs; a failed
+    rotation is counted and logged, and tried again next time (requests are unaffected)."""
 
+    async def rotate_periodically() -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await rotator.rotate()
+            except CypherGateError as error:
+                metrics.rotations.labels("failed").inc()
+                log.error("password rotation failed: %s", error.reason)
+            except Exception as exc:  # a malformed secret, say: keep the task (and say why)
+                metrics.rotations.labels("failed").inc()
+                log.error("password rotation failed: %s", type(exc).__name__)
+            else:
+                metrics.rotations.labels("ok").inc()
 
-async def rotate_root(settings: Neo4jSettings) -> str:
-    """Rotate the gateway's own credential now (``cyphergate creds rotate-root``); returns the
-    user. Afterwards only the secret store (and the gateways reading it) knows the password."""
-    source = open_source(settings, development=False)
-    auth = RotatingAuth(source, await source.current())
-    rotator = Rotator(settings.uri, source, auth)
-    await rotator.recover()
-    return (await rotator.rotate()).user
+    task = asyncio.create_task(rotate_periodically())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

@@ -1,25 +1,28 @@
 """Secret sources: the file and configuration sources, and choosing one from the settings.
 
-AWS Secrets Manager is exercised against moto in test_rotation.py.
+AWS Secrets Manager is exercised against moto in tests/test_rotation.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from proxy.errors import NotSupported
-from proxy.secret_sources import (
+from proxy.app import secret_source
+from proxy.errors import NotSupported, SecretStoreUnavailable
+from proxy.neo4j.secret_sources import (
     AWSSecretsManagerSource,
     Credential,
     FileSecretSource,
     FixedSecretSource,
-    open_source,
+    SecretReader,
     parse_secret,
 )
 from proxy.settings import Neo4jSettings, SecretSettings
@@ -66,8 +69,8 @@ def test_credentials_in_the_configuration_cannot_be_rotated() -> None:
 def test_environment_secrets_are_for_development_only() -> None:
     settings = Neo4jSettings(secret=SecretSettings(source="env", value="a-long-password"))
     with pytest.raises(ValueError, match="development"):
-        open_source(settings, development=False)
-    source = open_source(settings, development=True)
+        secret_source(settings, development=False)
+    source = secret_source(settings, development=True)
     assert asyncio.run(source.current()) == Credential("cyphergate", "a-long-password")
 
 
@@ -105,3 +108,49 @@ def test_a_secrets_manager_read_begun_before_invalidate_is_not_cached() -> None:
         assert client.calls == 2
 
     asyncio.run(go())
+
+
+class UnreachableSecretsManager:
+    """A boto3 client stand-in whose every call fails, as when the endpoint is away."""
+
+    def get_secret_value(self, **_: Any) -> dict[str, Any]:
+        raise ConnectionRefusedError("secretsmanager.example: connection refused")
+
+
+def test_a_store_that_cannot_be_read_is_unavailable_and_named(tmp_path: Path) -> None:
+    """Not "Neo4j is unavailable": the reason names the store and what failed."""
+    settings = SecretSettings(source="aws_secrets_manager", secret_id="s")
+    sources: list[tuple[SecretReader, str]] = [
+        (FileSecretSource(tmp_path / "missing", "gw"), "secret_store:file:FileNotFoundError"),
+        (
+            AWSSecretsManagerSource(settings, "gw", client=UnreachableSecretsManager()),
+            "secret_store:aws_secrets_manager:ConnectionRefusedError",
+        ),
+    ]
+    for source, reason in sources:
+        with pytest.raises(SecretStoreUnavailable) as error:
+            asyncio.run(source.current())
+        assert error.value.reason == reason
+        assert (error.value.status, error.value.code) == (
+            503,
+            "Neo.TransientError.General.SecretStoreUnavailable",
+        )
+
+
+def test_the_command_line_names_an_unavailable_secret_store(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[neo4j]\nuri = "bolt://127.0.0.1:9"\n'
+        f'secret = {{source = "file", path = "{tmp_path / "no-such-secret"}"}}\n'
+    )
+    rotate = subprocess.run(
+        [sys.executable, "-m", "proxy", "creds", "rotate-root", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rotate.returncode == 1, rotate.stderr
+    assert "Neo.TransientError.General.SecretStoreUnavailable" in rotate.stderr
+    assert "secret_store:file:FileNotFoundError" in rotate.stderr
+    assert "Neo4j is unavailable" not in rotate.stderr and "Traceback" not in rotate.stderr

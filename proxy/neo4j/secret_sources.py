@@ -1,11 +1,12 @@
-"""Where the gateway's own Neo4j credential is kept: one :class:`SecretSource` protocol.
+"""Where the gateway's own Neo4j credential is kept: the :class:`SecretSource` protocol.
 
 A mounted file (the Kubernetes-secret case), AWS Secrets Manager (``AWSCURRENT``/``AWSPENDING``
-stages, through boto3), or an environment variable (development profile only). A secret is JSON
+stages, through boto3), or a fixed value from the configuration. A secret is JSON
 ``{"username": ..., "password": ...}``; a file may hold the bare password instead. Each source
 can stage a new value beside the current one, promote it and discard it: the steps of a rotation
-(see proxy.credentials). Secret values never leave this module except to their caller: ``repr``
-hides them and no log line names them.
+(see :mod:`proxy.neo4j.rotation`). A store that cannot be read or written raises
+:class:`~proxy.errors.SecretStoreUnavailable`, whose reason names the store. Secret values never
+leave this module except to their caller: ``repr`` hides them and no log line names them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ from typing import Any, Protocol
 
 import neo4j
 
-from proxy.errors import GraphFailed, GraphUnavailable, NotSupported
-from proxy.settings import Neo4jSettings, SecretSettings
+from proxy.errors import NotSupported, SecretStoreUnavailable
+from proxy.settings import SecretSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +41,32 @@ class Credential:
         return neo4j.basic_auth(self.user, self.password)
 
 
-class SecretSource(Protocol):
-    """Where a credential is kept.
+class SecretReader(Protocol):
+    """Reads a credential's store (what the driver's auth manager needs).
 
     Contract: ``current`` returns the credential in use (``invalidate`` makes the next call
-    read the store itself); ``stage`` stores a new one beside it (pending) and returns its
-    version; ``promote`` makes a pending version current and ``discard`` forgets it;
-    ``pending`` returns the staged version, if any. A source that cannot be written raises
-    :class:`NotSupported` from ``stage``.
+    read the store itself); ``pending`` returns the staged version, if any. A store that cannot
+    be read raises :class:`~proxy.errors.SecretStoreUnavailable`.
     """
 
     def invalidate(self) -> None: ...
 
-    def exclusive(self) -> AbstractAsyncContextManager[None]:
-        """Held across a whole rotation, so two processes never rotate one secret at once."""
-        ...
-
     async def current(self) -> Credential: ...
 
     async def pending(self) -> tuple[str, Credential] | None: ...
+
+
+class SecretSource(SecretReader, Protocol):
+    """A store a rotation can write (what :class:`~proxy.neo4j.rotation.Rotator` needs).
+
+    Contract: ``stage`` stores a new credential beside the current one (pending) and returns
+    its version; ``promote`` makes a pending version current and ``discard`` forgets it. A
+    source that cannot be written raises :class:`NotSupported` from ``stage``.
+    """
+
+    def exclusive(self) -> AbstractAsyncContextManager[None]:
+        """Held across a whole rotation, so two processes never rotate one secret at once."""
+        ...
 
     async def stage(self, credential: Credential) -> str: ...
 
@@ -101,7 +109,8 @@ class FileSecretSource:
     async def exclusive(self) -> AsyncIterator[None]:
         """An advisory lock on ``<file>.lock``, shared by every process using this file."""
         lock = self._path.with_name(self._path.name + ".lock")
-        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        with _file_store():
+            descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
             yield
@@ -109,31 +118,36 @@ class FileSecretSource:
             os.close(descriptor)  # closing releases the lock
 
     async def current(self) -> Credential:
-        stamp = self._path.stat().st_mtime_ns
-        if self._cached is None or self._cached[0] != stamp:
-            text = self._path.read_text(encoding="utf-8")
-            self._cached = (stamp, parse_secret(text, self._default_user))
+        with _file_store():
+            stamp = self._path.stat().st_mtime_ns
+            if self._cached is None or self._cached[0] != stamp:
+                text = self._path.read_text(encoding="utf-8")
+                self._cached = (stamp, parse_secret(text, self._default_user))
         return self._cached[1]
 
     async def pending(self) -> tuple[str, Credential] | None:
-        if not self._pending.exists():
-            return None
-        text = self._pending.read_text(encoding="utf-8")
+        with _file_store():
+            if not self._pending.exists():
+                return None
+            text = self._pending.read_text(encoding="utf-8")
         return "pending", parse_secret(text, self._default_user)
 
     async def stage(self, credential: Credential) -> str:
-        _write_private(self._pending, secret_text(credential))
+        with _file_store():
+            _write_private(self._pending, secret_text(credential))
         return "pending"
 
     async def promote(self, version: str) -> None:
         del version  # a file keeps one pending value
-        os.replace(self._pending, self._path)
-        _fsync_dir(self._path.parent)
+        with _file_store():
+            os.replace(self._pending, self._path)
+            _fsync_dir(self._path.parent)
         self._cached = None
 
     async def discard(self, version: str) -> None:
         del version
-        self._pending.unlink(missing_ok=True)
+        with _file_store():
+            self._pending.unlink(missing_ok=True)
 
 
 class AWSSecretsManagerSource:
@@ -142,17 +156,17 @@ class AWSSecretsManagerSource:
     ``AWSCURRENT`` is read (cached for ``refresh_interval_s``, and re-read at once after
     :meth:`invalidate`, which the gateway calls when Neo4j refuses the credential);
     ``stage`` puts a version labelled ``AWSPENDING``; ``promote`` moves ``AWSCURRENT`` to it
-    (Secrets Manager keeps the old one as ``AWSPREVIOUS``). boto3 is synchronous: every call runs
-    in a worker thread.
+    (Secrets Manager keeps the old one as ``AWSPREVIOUS``). ``client`` is a boto3
+    ``secretsmanager`` client; boto3 is synchronous, so every call runs in a worker thread.
     """
 
-    def __init__(self, settings: SecretSettings, default_user: str, client: Any = None) -> None:
+    def __init__(self, settings: SecretSettings, default_user: str, client: Any) -> None:
         if not settings.secret_id:
             raise ValueError("neo4j.secret.secret_id is required for aws_secrets_manager")
         self._settings = settings
         self._secret_id = settings.secret_id
         self._default_user = default_user
-        self._client = client or _secrets_manager_client(settings)
+        self._client = client
         self._cached: tuple[float, Credential] | None = None
         self._generation = 0  # moved by invalidate()
 
@@ -225,7 +239,7 @@ class AWSSecretsManagerSource:
         for version in versions.get("Versions", []):
             if "AWSCURRENT" in version.get("VersionStages", []):
                 return str(version["VersionId"])
-        raise GraphFailed(reason="secret_without_current_version")
+        raise SecretStoreUnavailable(reason="secret_store:aws_secrets_manager:no_current_version")
 
     async def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
         method = getattr(self._client, operation)
@@ -234,7 +248,9 @@ class AWSSecretsManagerSource:
                 method, SecretId=self._secret_id, **arguments
             )
         except Exception as exc:  # botocore's errors: the store is unavailable
-            raise GraphUnavailable(reason=f"secret_store:{type(exc).__name__}") from exc
+            raise SecretStoreUnavailable(
+                reason=f"secret_store:aws_secrets_manager:{type(exc).__name__}"
+            ) from exc
         return answer
 
 
@@ -273,34 +289,13 @@ class FixedSecretSource:
         del version
 
 
-def open_source(settings: Neo4jSettings, *, development: bool) -> SecretSource:
-    """The secret source the settings describe (``neo4j.secret``, ``password_file`` or
-    ``password``)."""
-    user = settings.user
-    secret = settings.secret
-    if secret is None:
-        if settings.password_file is not None:
-            return FileSecretSource(settings.password_file, user)
-        return FixedSecretSource(settings.read_password(), user)
-    if secret.source == "file":
-        if secret.path is None:
-            raise ValueError("neo4j.secret.path is required for a file source")
-        return FileSecretSource(secret.path, user)
-    if secret.source == "aws_secrets_manager":
-        return AWSSecretsManagerSource(secret, user)
-    if not development:
-        raise ValueError("neo4j.secret.source = 'env' is for the development profile only")
-    if secret.value is None:
-        raise ValueError("neo4j.secret.value is not set (CYPHERGATE_NEO4J__SECRET__VALUE)")
-    return FixedSecretSource(secret.value.get_secret_value(), user)
-
-
-def _secrets_manager_client(settings: SecretSettings) -> Any:
-    import boto3
-
-    return boto3.client(
-        "secretsmanager", region_name=settings.region, endpoint_url=settings.endpoint_url
-    )
+@contextlib.contextmanager
+def _file_store() -> Iterator[None]:
+    """A mounted file that cannot be read or written: the store is unavailable."""
+    try:
+        yield
+    except OSError as exc:
+        raise SecretStoreUnavailable(reason=f"secret_store:file:{type(exc).__name__}") from exc
 
 
 def _write_private(path: Path, text: str) -> None:

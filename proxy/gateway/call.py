@@ -1,0 +1,48 @@
+"""What a front door hands the request path: one call, and the statement it carries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.statement import AccessMode
+
+# Neo4j's Query API answers a successful statement with 202 Accepted; the audit record of a
+# statement that ran says so too, whichever front door it came through.
+SUCCESS_STATUS = 202
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A statement as the caller sent it."""
+
+    text: str
+    parameters: Mapping[str, Any]
+    # The access mode the caller asked for (the policy input's request.access_mode).
+    access_mode: AccessMode | None = None
+    bookmarks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call on the request path, as a front door translates it.
+
+    ``headers`` are the request's context headers (``X-CypherGate-DAG``, ``-Task``, ``-Run``,
+    ``-Try``, lower-case names). ``statement`` gives the statement: the request path asks for it
+    only once the caller is identified, so a front door may read and parse its body then (and
+    refuse it with a :class:`~proxy.errors.CypherGateError`, recorded like any refusal).
+    """
+
+    request_id: str
+    database: str
+    authorization: str | None
+    client: str | None
+    headers: Mapping[str, str]
+    statement: Callable[[], Awaitable[Statement]]
+
+
+def new_request_id() -> str:
+    """A fresh request id."""
+    return str(uuid.uuid4())

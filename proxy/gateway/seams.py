@@ -1,0 +1,132 @@
+"""The Protocols the use cases take their collaborators through, each as narrow as its use.
+
+``proxy/app.py`` hands in the real ones (``SchemeRouter``, ``Analyzer``, ``OPAPolicyEngine``,
+the Neo4j wing's broker and executor, ``SQLiteAuditLog``, ``AuditLogReading``); tests hand in
+the fakes of ``tests/fakes.py``, which mypy checks against these.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from proxy.analysis import Analysis
+from proxy.audit.checkpoint import Checkpoint
+from proxy.audit.reader import RecordFilter
+from proxy.audit.record import AuditEvent, ChainProblem, Receipt
+from proxy.neo4j.logins import Login
+from proxy.policy import AccessDecision, Decision
+from proxy.principal import Identity
+from proxy.statement import Execution, RowStream
+
+
+class CallerAuthenticator(Protocol):
+    """Verifies a call's ``Authorization`` value.
+
+    Contract: return an :class:`Identity` only for a credential that verified completely;
+    raise :class:`~proxy.errors.AuthenticationFailed` (with a reason for the audit log) for
+    anything else, a missing credential included. Never log or echo the credential.
+    """
+
+    async def authenticate(self, authorization: str | None) -> Identity: ...
+
+
+class StatementAnalyzer(Protocol):
+    """What a statement does, as Neo4j plans it (see :mod:`proxy.analysis`).
+
+    Contract: never runs the statement; raises the gateway's errors as running it would.
+    """
+
+    async def analyse(self, database: str, statement: str) -> Analysis: ...
+
+
+class PolicyDecider(Protocol):
+    """Decides on a policy input document.
+
+    Contract: return a :class:`Decision` for a well-formed answer (allow or deny); raise
+    :class:`~proxy.errors.PolicyUnavailable` for anything else. Never allow by default.
+    """
+
+    async def decide(self, document: dict[str, Any]) -> Decision: ...
+
+
+class CredentialBroker(Protocol):
+    """Hands out the Neo4j credential a DAG's statements run as.
+
+    Contract: ``hold(dag)`` yields the login, held (never dropped or rotated away) until the
+    block ends; a credential that cannot be had raises the gateway's error and runs nothing.
+    """
+
+    def hold(self, dag: str) -> AbstractAsyncContextManager[Login]: ...
+
+
+class StatementExecutor(Protocol):
+    """Runs a decided statement on Neo4j as the login it is handed.
+
+    Contract: runs it at most once, in a transaction of the execution's access mode, with its
+    timeout, metadata and row limit; its rows stream inside the block. Errors are the gateway's
+    own (4xx for the caller's mistakes, 5xx for Neo4j trouble).
+    """
+
+    def run(self, execution: Execution, login: Login) -> AbstractAsyncContextManager[RowStream]: ...
+
+
+class Upstream(Protocol):
+    """Where a decided statement runs, and as which Neo4j user (named in the audit record).
+
+    The request path makes one per statement (an auto-commit transaction as the DAG's held
+    credential); a front door that holds an explicit transaction open passes its own, so each
+    statement in it is analysed, decided and recorded on its own, in the same transaction.
+    """
+
+    @property
+    def user(self) -> str: ...
+
+    def run(self, execution: Execution) -> AbstractAsyncContextManager[RowStream]: ...
+
+
+class AuditLog(Protocol):
+    """Where audit events go.
+
+    Contract: ``append`` returns only once the event is durable and chained; if it cannot be
+    written it raises :class:`~proxy.errors.AuditUnavailable`, and the caller must not run the
+    statement.
+    """
+
+    async def append(self, event: AuditEvent) -> Receipt: ...
+
+
+class AuditAccessPolicy(Protocol):
+    """May an identity read the audit log? Deny unless the policy says so; raise
+    :class:`~proxy.errors.PolicyUnavailable` when it cannot be asked."""
+
+    async def authorize_audit_read(self, identity: Identity) -> AccessDecision: ...
+
+
+class AuditReading(Protocol):
+    """The audit log's reads a reviewer needs, from the event loop.
+
+    Contract: read-only; each call sees the log as it is when the call runs.
+    """
+
+    async def query(self, flt: RecordFilter) -> list[dict[str, Any]]: ...
+
+    async def proof(self, seq: int) -> dict[str, Any] | None: ...
+
+    async def record(self, seq: int) -> dict[str, Any] | None:
+        """Record ``seq`` with the other records of its request (``related``) and whether a
+        checkpoint seals it (``sealed``); ``None`` if there is no such record."""
+        ...
+
+    async def head(self) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
+        """``(seq, hash)`` of the newest record (``None`` for an empty log), and every
+        checkpoint, oldest first."""
+        ...
+
+    async def verify(self, public_key: Ed25519PublicKey | None) -> tuple[int, ChainProblem | None]:
+        """How many records verified, and the first problem if any."""
+        ...
+
+    async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]: ...

@@ -1,0 +1,234 @@
+"""One call's audit trail: what its steps learnt, written as records at two moments.
+
+A call leaves one ``decision`` record, written *ahead* of execution (:meth:`Trail.ahead`): if it
+cannot be written, nothing runs. An allowed call leaves one ``outcome`` record after Neo4j
+answered. A refused call has its final status on its decision record and no outcome.
+
+Every way a call can end passes through :meth:`Trail.recording` (or :meth:`Trail.refused`), so
+every failure is recorded exactly once, by one code path, and counted once in ``/metrics``.
+The steps fill in plain attributes; a record is built from them only when it is written, so a
+call costs two record objects and no copies in between.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from proxy.analysis import Analysis
+from proxy.audit.record import (
+    AuditEvent,
+    EventKind,
+    elapsed_us,
+    statement_digest,
+    utc_timestamp,
+    verdict_of,
+)
+from proxy.clock import Clock
+from proxy.errors import AuditUnavailable, CypherGateError
+from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
+from proxy.gateway.seams import AuditLog
+from proxy.metrics import Metrics
+from proxy.policy import Decision
+from proxy.principal import Identity, Principal
+from proxy.statement import Summary
+
+log = logging.getLogger(__name__)
+
+
+class Trail:
+    """The audit trail of one call (see the module docstring)."""
+
+    __slots__ = (
+        "_ahead",
+        "_audit",
+        "_call",
+        "_clock",
+        "_metrics",
+        "_started",
+        "_summary",
+        "_unwritable",
+        "access_mode",
+        "analysis",
+        "credential",
+        "decision",
+        "parameters",
+        "principal",
+        "query_type",
+        "requested_access_mode",
+        "statement",
+        "statement_sha256",
+    )
+
+    def __init__(self, call: Call, *, clock: Clock, audit: AuditLog, metrics: Metrics) -> None:
+        self._call = call
+        self._clock = clock
+        self._audit = audit
+        self._metrics = metrics
+        self._started = clock()
+        self._ahead = False  # the decision record is durable
+        self._unwritable = False  # the log refused this call's decision record
+        self._summary: Summary | None = None
+        self.principal: dict[str, str | int | None] | None = None
+        self.statement: str | None = None
+        self.statement_sha256: str | None = None
+        self.parameters: dict[str, str | None] | None = None
+        self.requested_access_mode: str | None = None
+        self.query_type: str | None = None
+        self.analysis: dict[str, Any] | None = None
+        self.decision: dict[str, Any] | None = None
+        self.access_mode: str | None = None
+        self.credential: dict[str, str] | None = None
+
+    # ------------------------------------------------------------------ what the steps learnt
+
+    def identified(self, identity: Identity) -> None:
+        self.principal = dict(identity.as_document())
+
+    def acting_as(self, principal: Principal) -> None:
+        self.principal = principal.as_document()
+
+    def asked(self, statement: Statement, parameters: dict[str, str | None]) -> None:
+        """The statement, and its parameters as keyed digests (never their values)."""
+        self.statement = statement.text
+        self.statement_sha256 = statement_digest(statement.text)
+        self.parameters = parameters
+        self.requested_access_mode = statement.access_mode
+
+    def analysed(self, analysis: Analysis) -> None:
+        self.query_type = analysis.query_type
+        self.analysis = analysis.document
+
+    def decided(self, decision: Decision) -> None:
+        self.decision = decision.as_document()
+
+    def finished(self, summary: Summary) -> None:
+        """The statement ran to its end; the outcome record carries its summary."""
+        self._summary = summary
+
+    # ------------------------------------------------------------------ records
+
+    async def ahead(self) -> None:
+        """Write the decision record before anything runs; if it cannot be written
+        (:class:`AuditUnavailable`), nothing may run."""
+        try:
+            await self._write(self._event("decision", time=utc_timestamp(self._started)))
+        except AuditUnavailable:
+            self._unwritable = True
+            raise
+        self._ahead = True
+
+    @asynccontextmanager
+    async def recording(self) -> AsyncIterator[None]:
+        """Run the call's steps; when they end, record how. A :class:`CypherGateError` is
+        recorded and raised again; anything else is recorded, and raised, as an internal error
+        that names no detail (the log has the traceback)."""
+        try:
+            yield
+        except CypherGateError as error:
+            await self._conclude(error)
+            raise
+        except Exception as exc:
+            internal = CypherGateError(reason=f"internal:{type(exc).__name__}")
+            log.exception("request %s failed inside the gateway", self._call.request_id)
+            await self._conclude(internal)
+            raise internal from exc
+        await self._conclude(None)
+
+    async def refused(self, error: CypherGateError) -> None:
+        """Record a call a front door turns away before the request path could start."""
+        await self._conclude(error)
+
+    async def _conclude(self, error: CypherGateError | None) -> None:
+        """The call's last record: the outcome once the decision is durable, else the decision
+        with its final status. A lost outcome record is logged, not raised: the statement ran
+        (or failed) and its decision is durable, so failing the answer now would tell a client
+        that a committed write did not happen, inviting a second one; verify shows the gap."""
+        now = self._clock()
+        status = SUCCESS_STATUS if error is None else error.status
+        if self._ahead:
+            summary = self._summary if error is None else None
+            event = self._event(
+                "outcome",
+                time=utc_timestamp(now),
+                now=now,
+                status=status,
+                error=error,
+                summary=summary,
+            )
+        else:
+            event = self._event(
+                "decision", time=utc_timestamp(now), now=now, status=status, error=error
+            )
+        self._count(event)
+        if self._unwritable:
+            return  # the log already refused this call: it was refused for that
+        if not self._ahead:
+            await self._write(event)
+            return
+        try:
+            await self._write(event)
+        except AuditUnavailable:
+            log.error("outcome record for request %s could not be written", event.request_id)
+
+    def _event(
+        self,
+        kind: EventKind,
+        *,
+        time: str,
+        now: float | None = None,
+        status: int | None = None,
+        error: CypherGateError | None = None,
+        summary: Summary | None = None,
+    ) -> AuditEvent:
+        outcome = kind == "outcome"
+        return AuditEvent(
+            event=kind,
+            time=time,
+            request_id=self._call.request_id,
+            client=self._call.client,
+            principal=self.principal,
+            database=self._call.database,
+            # The outcome refers to its decision's statement by digest; parameters once only.
+            statement=None if outcome else self.statement,
+            statement_sha256=self.statement_sha256,
+            query_type=self.query_type,
+            decision=self.decision,
+            access_mode=self.access_mode,
+            status=status,
+            error=None if error is None else error.as_document(),
+            rows=None if summary is None else summary.rows,
+            latency_us=None if now is None else elapsed_us(self._started, now),
+            parameters=None if outcome else self.parameters,
+            credential=self.credential,
+            counters=None if summary is None else dict(summary.counters),
+            analysis=self.analysis,
+            requested_access_mode=self.requested_access_mode,
+            truncated=None if summary is None else summary.truncated or None,
+        )
+
+    async def _write(self, event: AuditEvent) -> None:
+        try:
+            await self._audit.append(event)
+        except AuditUnavailable:
+            self._metrics.audit_failures.labels(event.event).inc()
+            log.error("audit log unwritable; request %s refused", event.request_id)
+            raise
+        except Exception as exc:
+            self._metrics.audit_failures.labels(event.event).inc()
+            raise AuditUnavailable(reason=f"audit_error:{type(exc).__name__}") from exc
+
+    def _count(self, finished: AuditEvent) -> None:
+        """The call in /metrics: verdict, status, time and (if refused) kinds of reason."""
+        verdict = verdict_of(finished.decision)
+        self._metrics.requests.labels(verdict, str(finished.status)).inc()
+        seconds = (finished.latency_us or 0) / 1_000_000
+        self._metrics.request_seconds.labels(verdict).observe(seconds)
+        if verdict == "deny":
+            reasons = (finished.decision or {}).get("reasons") or []
+            if not reasons and finished.error:
+                reasons = [finished.error["reason"]]
+            for reason in reasons:
+                self._metrics.denied(str(reason))

@@ -1,0 +1,51 @@
+"""Credential brokers: which Neo4j user a DAG's statements run as, held for a block.
+
+:class:`ServiceAccount` hands every DAG the gateway's own (rotating) credential;
+:class:`LeasedUsers` hands each DAG a user of its own from :mod:`proxy.neo4j.leases`, never
+dropped or replaced while a block holds it. ``proxy/app.py`` chooses one from
+``neo4j.credentials``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from proxy.neo4j.leases import Lease, LeaseManager
+from proxy.neo4j.logins import Login, LoginRetries
+from proxy.neo4j.rotation import RotatingAuth
+
+
+class ServiceAccount:
+    """Every statement runs as the gateway's own user (the secret's "username" may differ from
+    ``neo4j.user``), with its refused logins tried again."""
+
+    def __init__(self, auth: RotatingAuth, retries: LoginRetries) -> None:
+        self._auth = auth
+        self._retries = retries
+
+    @contextlib.asynccontextmanager
+    async def hold(self, dag: str) -> AsyncIterator[Login]:
+        """The gateway's credential in use, for ``dag`` as for any DAG."""
+        del dag
+        yield Login(user=self._auth.credential.user, retries=self._retries)
+
+
+class LeasedUsers:
+    """Each DAG's statements run as its leased user, through session-level authentication."""
+
+    def __init__(self, leases: LeaseManager, retries: LoginRetries) -> None:
+        self._leases = leases
+        self._retries = retries
+
+    @contextlib.asynccontextmanager
+    async def hold(self, dag: str) -> AsyncIterator[Login]:
+        """``dag``'s current lease, held (never dropped or replaced away) until the block ends."""
+        async with contextlib.AsyncExitStack() as held:
+
+            async def lease() -> Lease:
+                # Creating a lease logs in as the gateway: the same retries as its statements.
+                return await held.enter_async_context(self._leases.hold(dag))
+
+            leased = await self._retries.attempt(lease)
+            yield Login(user=leased.user, auth=leased.credential.auth())

@@ -1,0 +1,81 @@
+"""The driver's exceptions, translated into the gateway's once, here.
+
+A refused login of the gateway's own credential is :class:`~proxy.errors.GraphFailed` with
+Neo4j's code as its reason (:data:`UNAUTHORIZED`, :data:`RATE_LIMITED`), never the caller's
+fault and never Neo4j's words; a statement Neo4j refuses is
+:class:`~proxy.errors.Neo4jClientError` with Neo4j's own code and message, which describe the
+caller's own statement.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from neo4j import exceptions as neo4j_errors
+
+from proxy.errors import (
+    CypherGateError,
+    DatabaseNotFound,
+    GraphFailed,
+    GraphUnavailable,
+    Neo4jClientError,
+)
+
+UNAUTHORIZED = "Neo.ClientError.Security.Unauthorized"
+RATE_LIMITED = "Neo.ClientError.Security.AuthenticationRateLimit"
+
+
+def translated(exc: Exception) -> Exception:
+    """The gateway's error for ``exc`` (ours, and anything not the driver's, pass unchanged)."""
+    if isinstance(exc, CypherGateError):
+        return exc
+    if isinstance(exc, neo4j_errors.ClientError):
+        code = exc.code or "Neo.ClientError.General.Unknown"
+        if code == DatabaseNotFound.code:
+            return DatabaseNotFound()
+        if code.startswith("Neo.ClientError.Security."):
+            # The gateway's own credential was refused: not the caller's fault, and the
+            # message may name internals.
+            return GraphFailed(reason=code)
+        return Neo4jClientError(code, exc.message or code)
+    if isinstance(
+        exc,
+        neo4j_errors.TransientError
+        | neo4j_errors.ServiceUnavailable
+        | neo4j_errors.SessionExpired
+        | OSError,
+    ):
+        return GraphUnavailable(reason=type(exc).__name__)
+    if isinstance(exc, neo4j_errors.Neo4jError | neo4j_errors.DriverError):
+        return GraphFailed(reason=type(exc).__name__)
+    return exc
+
+
+class translated_errors:  # named like the @contextmanager functions it stands beside
+    """Translate the driver's exceptions raised in a ``with`` or ``async with`` block (see
+    :func:`translated`)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception):
+            error = translated(exc)
+            if error is not exc:
+                raise error from exc
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.__exit__(kind, exc, trace)

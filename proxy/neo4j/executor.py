@@ -1,0 +1,255 @@
+"""Planning and running statements on Neo4j with the credential the executor is handed.
+
+Reads run in READ transactions, everything else in WRITE transactions; each transaction carries
+the decision's timeout and metadata that joins Neo4j's own ``SHOW TRANSACTIONS`` to the audit
+log. Statements run as auto-commit transactions (``session.run``), on purpose: the driver never
+retries them (its managed transactions would, and a write must never run twice), they take one
+round trip, and they are the only kind in which ``CALL { ... } IN TRANSACTIONS`` can run.
+One exception: a writing statement under a row limit that must fail when exceeded runs in an
+explicit transaction (also never retried), so that it can be rolled back instead of committed.
+
+Rows stream: :meth:`Neo4jExecutor.run` hands back the statement's rows as Neo4j produces them,
+never more than one past the row limit, and the session stays open until the block ends. Who
+the statement runs as is the caller's :class:`~proxy.neo4j.logins.Login`; planning runs as the
+gateway's own login, given at construction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import neo4j
+from neo4j import (
+    AsyncDriver,
+    AsyncGraphDatabase,
+    AsyncResult,
+    AsyncSession,
+    AsyncTransaction,
+    Bookmarks,
+)
+from neo4j.auth_management import AsyncAuthManager
+
+from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
+from proxy.neo4j.errors import translated, translated_errors
+from proxy.neo4j.logins import Login
+from proxy.statement import JSON, Execution, Plan, QueryType, RowStream, Summary
+
+_COUNTERS = (
+    ("containsUpdates", "contains_updates"),
+    ("nodesCreated", "nodes_created"),
+    ("nodesDeleted", "nodes_deleted"),
+    ("propertiesSet", "properties_set"),
+    ("relationshipsCreated", "relationships_created"),
+    ("relationshipsDeleted", "relationships_deleted"),
+    ("labelsAdded", "labels_added"),
+    ("labelsRemoved", "labels_removed"),
+    ("indexesAdded", "indexes_added"),
+    ("indexesRemoved", "indexes_removed"),
+    ("constraintsAdded", "constraints_added"),
+    ("constraintsRemoved", "constraints_removed"),
+    ("containsSystemUpdates", "contains_system_updates"),
+    ("systemUpdates", "system_updates"),
+)
+_QUERY_TYPES: tuple[QueryType, ...] = ("r", "rw", "w", "s")
+
+
+def connect(uri: str, auth: AsyncAuthManager, *, max_connection_lifetime_s: float) -> AsyncDriver:
+    """The official async driver for ``uri``, logging in through ``auth`` (the gateway's own
+    credential) unless a session names another."""
+    with translated_errors():
+        return AsyncGraphDatabase.driver(
+            uri,
+            auth=auth,
+            user_agent="cyphergate",
+            max_connection_lifetime=max_connection_lifetime_s,
+        )
+
+
+class Neo4jExecutor:
+    """Plans and runs statements on the official async driver."""
+
+    def __init__(self, driver: AsyncDriver, *, own: Login) -> None:
+        self._driver = driver
+        self._own = own
+        self._description: dict[str, str] | None = None
+
+    async def plan(self, database: str, statement: str) -> Plan:
+        """Plan ``statement`` with EXPLAIN (nothing runs), as the gateway's own user."""
+        return await self._own.attempt(lambda: self._explain(database, statement))
+
+    async def _explain(self, database: str, statement: str) -> Plan:
+        async with (
+            translated_errors(),
+            self._driver.session(
+                database=database,
+                default_access_mode=neo4j.READ_ACCESS,
+                notifications_min_severity="OFF",
+            ) as session,
+        ):
+            result = await session.run("EXPLAIN " + statement)
+            summary = await result.consume()
+        query_type = next((kind for kind in _QUERY_TYPES if kind == summary.query_type), None)
+        if query_type is None:
+            raise GraphFailed(reason=f"unexpected_query_type:{summary.query_type}")
+        if not summary.plan:  # nothing to read the facts from: never guess
+            raise GraphFailed(reason="explain_without_plan")
+        return Plan(query_type=query_type, operators=summary.plan)
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution, login: Login) -> AsyncIterator[RowStream]:
+        """Start the statement once, as ``login``; its rows stream inside the block."""
+        async with contextlib.AsyncExitStack() as held:
+
+            async def start() -> _Rows:
+                return await held.enter_async_context(self._started(execution, login.auth))
+
+            yield await login.attempt(start)
+
+    @contextlib.asynccontextmanager
+    async def _started(self, execution: Execution, auth: neo4j.Auth | None) -> AsyncIterator[_Rows]:
+        """A session with the statement started in it; see the module docstring. Errors of the
+        caller's block pass through untranslated."""
+        mode = neo4j.READ_ACCESS if execution.access_mode == "READ" else neo4j.WRITE_ACCESS
+        bookmarks = Bookmarks.from_raw_values(execution.bookmarks) if execution.bookmarks else None
+        rollback_on_limit = (
+            execution.row_limit is not None
+            and execution.row_limit_action == "error"
+            and execution.access_mode == "WRITE"
+        )
+        async with translated_errors():
+            session = self._driver.session(
+                database=execution.database,
+                default_access_mode=mode,
+                bookmarks=bookmarks,
+                auth=auth,
+                # Notifications are not forwarded to callers; do not have Neo4j send them.
+                notifications_min_severity="OFF",
+            )
+        transaction: AsyncTransaction | None = None
+        try:
+            async with translated_errors():
+                if rollback_on_limit:
+                    transaction = await session.begin_transaction(
+                        metadata=dict(execution.metadata), timeout=execution.timeout_s
+                    )
+                    result = await _start(transaction.run, execution.statement, execution)
+                else:
+                    query = neo4j.Query(
+                        execution.statement,
+                        metadata=dict(execution.metadata),
+                        timeout=execution.timeout_s,
+                    )
+                    result = await _start(session.run, query, execution)
+            yield _Rows(result, execution, session, transaction)
+        finally:
+            async with translated_errors():
+                try:
+                    if transaction is not None and not transaction.closed():
+                        await transaction.rollback()  # not committed: the limit was exceeded
+                finally:
+                    await session.close()
+
+    async def describe(self) -> dict[str, str]:
+        """Neo4j's version and edition (asked once, from ``dbms.components()``)."""
+        if self._description is None:
+            async with translated_errors():
+                records, _, _ = await self._driver.execute_query(
+                    "CALL dbms.components() YIELD name, versions, edition",
+                    database_="system",
+                    routing_="r",
+                )
+            (kernel,) = [r for r in records if r["name"] == "Neo4j Kernel"]
+            self._description = {
+                "version": str(kernel["versions"][0]),
+                "edition": str(kernel["edition"]),
+            }
+        return self._description
+
+    async def check_ready(self) -> None:
+        """Raise unless Neo4j accepts the gateway's credential now."""
+        async with translated_errors():
+            await self._driver.verify_connectivity()
+
+
+class _Rows:
+    """A :class:`~proxy.statement.RowStream` over the driver's result."""
+
+    def __init__(
+        self,
+        result: AsyncResult,
+        execution: Execution,
+        session: AsyncSession,
+        transaction: AsyncTransaction | None,
+    ) -> None:
+        self._result = result
+        self._records = aiter(result)
+        self._session = session
+        self._transaction = transaction
+        self._limit = execution.row_limit
+        self._truncate = execution.row_limit_action == "truncate"
+        self._fields = list(result.keys())
+        self._count = 0
+        self._truncated = False
+        self._done = False
+        self._summary: Summary | None = None
+
+    @property
+    def fields(self) -> list[str]:
+        return self._fields
+
+    def __aiter__(self) -> _Rows:
+        return self
+
+    async def __anext__(self) -> list[JSON]:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            record = await anext(self._records)
+        except StopAsyncIteration:
+            self._done = True
+            raise
+        except Exception as exc:
+            error = translated(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        if self._count == self._limit:  # one row past the limit: never more is held
+            self._done = True
+            if not self._truncate:
+                raise RowLimitExceeded(self._count)
+            self._truncated = True
+            raise StopAsyncIteration
+        self._count += 1
+        return list(record.values())
+
+    async def summary(self) -> Summary:
+        if self._summary is None:
+            async for _ in self:  # rows nobody read still count towards the limit
+                pass
+            async with translated_errors():
+                summary = await self._result.consume()
+                if self._transaction is not None:
+                    await self._transaction.commit()
+                last = await self._session.last_bookmarks()
+            self._summary = Summary(
+                rows=self._count,
+                counters={name: getattr(summary.counters, attr) for name, attr in _COUNTERS},
+                bookmarks=list(last.raw_values),
+                truncated=self._truncated,
+            )
+        return self._summary
+
+
+async def _start(
+    run: Callable[..., Awaitable[AsyncResult]], query: Any, execution: Execution
+) -> AsyncResult:
+    try:
+        return await run(query, dict(execution.parameters))
+    except (OverflowError, ValueError, TypeError) as exc:
+        # The driver could not encode a parameter (an integer beyond 64 bits, say).
+        raise BadRequest(
+            "A parameter cannot be sent to Neo4j (out of range or of no Neo4j type).",
+            reason=f"parameter_not_sendable:{type(exc).__name__}",
+        ) from exc

@@ -1,0 +1,73 @@
+"""What a statement is and what running it gives back: the words the wings share.
+
+The policy constrains a statement (access mode, row limit), the request path asks for it to run,
+and the Neo4j wing plans and runs it. Each of them imports these types from here, and this module
+imports none of them, so none has to import another sideways or upwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+JSON = Any
+AccessMode = Literal["READ", "WRITE"]
+RowLimitAction = Literal["error", "truncate"]
+# Neo4j's classification of a planned statement: read only, read and write, write, schema.
+QueryType = Literal["r", "rw", "w", "s"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Neo4j's ``EXPLAIN`` of one statement: its query type and its plan tree (nothing ran)."""
+
+    query_type: QueryType
+    # The driver's ``summary.plan``: operators with their ``args`` and ``children``.
+    operators: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One statement to run, with everything the decision constrained."""
+
+    database: str
+    statement: str
+    parameters: Mapping[str, JSON]
+    access_mode: AccessMode
+    timeout_s: float
+    metadata: Mapping[str, str | int]
+    bookmarks: tuple[str, ...] = ()
+    # At most this many rows come back; beyond it, fail (and roll back) or truncate.
+    row_limit: int | None = None
+    row_limit_action: RowLimitAction = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What is known once a statement's rows have all been read."""
+
+    rows: int
+    counters: Mapping[str, int | bool]
+    bookmarks: list[str]
+    # Rows were cut at the decision's row limit (row_limit_action "truncate").
+    truncated: bool = False
+
+
+class RowStream(Protocol):
+    """A running statement's answer: its field names, its rows as Neo4j produces them, then its
+    summary.
+
+    Contract: iterate once; rows stop at the row limit (``truncate``) or raise
+    :class:`~proxy.errors.RowLimitExceeded` one row past it (``error``), so never more than the
+    limit is held. ``summary()`` reads whatever rows are left, finishes the statement (commits
+    what ran in a transaction of its own) and is then answered again without more work. Errors
+    are the gateway's own.
+    """
+
+    @property
+    def fields(self) -> list[str]: ...
+
+    def __aiter__(self) -> AsyncIterator[list[JSON]]: ...
+
+    async def summary(self) -> Summary: ...

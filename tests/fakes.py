@@ -1,0 +1,310 @@
+"""The test fakes, one each for the Protocol seams of the use cases and the Neo4j wing.
+
+Each satisfies the Protocol it stands for, and mypy checks that (the block at the end), so a fake
+that drifts from its seam fails CI. Unit tests use these; every capability is also tested
+against the real Neo4j, OPA, provider and moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from proxy.analysis import Analysis
+from proxy.app import Services
+from proxy.audit.checkpoint import Checkpoint
+from proxy.audit.reader import RecordFilter
+from proxy.audit.record import AuditEvent, ChainProblem, Receipt
+from proxy.auth import SchemeRouter
+from proxy.errors import (
+    AuditUnavailable,
+    AuthenticationFailed,
+    CypherGateError,
+    PolicyUnavailable,
+    RowLimitExceeded,
+)
+from proxy.neo4j.logins import Login
+from proxy.neo4j.secret_sources import Credential
+from proxy.plan import PlanFacts
+from proxy.policy import AccessDecision, Decision
+from proxy.principal import Identity
+from proxy.statement import JSON, Execution, Plan, Summary
+
+READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")
+
+
+class FakeAuth:
+    """An authenticator of one scheme: ``good`` is :data:`READER`, anything else is refused."""
+
+    async def authenticate(self, credentials: str) -> Identity:
+        if credentials != "good":
+            raise AuthenticationFailed(reason="bad_token")
+        return READER
+
+    async def check_ready(self) -> None:
+        return None
+
+
+@dataclass
+class FakeAnalyzer:
+    """Neo4j's EXPLAIN as the request path sees it: a statement with CREATE writes ``:N``."""
+
+    analysed: list[str] = field(default_factory=list)
+
+    async def analyse(self, database: str, statement: str) -> Analysis:
+        self.analysed.append(f"{database}: {statement}")
+        if "CREATE" in statement:
+            return Analysis(query_type="w", facts=PlanFacts(labels_written=frozenset({"N"})))
+        return Analysis(query_type="r", facts=PlanFacts())
+
+
+@dataclass
+class FakePlanner:
+    """Neo4j planning every statement as a read that touches nothing."""
+
+    planned: list[str] = field(default_factory=list)
+
+    async def plan(self, database: str, statement: str) -> Plan:
+        self.planned.append(f"{database}: {statement}")
+        return Plan(query_type="r", operators={"operatorType": "ProduceResults@neo4j"})
+
+
+@dataclass
+class FakePolicy:
+    """A policy that allows, refuses (``write_not_granted``), shadows or fails, as told."""
+
+    allow: bool = True
+    fail: bool = False
+    shadow: bool = False
+    row_limit: int | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        self.inputs.append(document)
+        if self.fail:
+            raise PolicyUnavailable(reason="opa_error:test")
+        return Decision(
+            allow=self.allow,
+            reasons=() if self.allow else ("write_not_granted",),
+            decision_id="d-1",
+            access_mode="WRITE",
+            timeout_s=5.0,
+            shadow=self.shadow,
+            row_limit=self.row_limit,
+            revision="rev-1" if self.shadow else None,
+        )
+
+
+@dataclass
+class FakeAuditAccess:
+    """The audit-access policy: reviewers are the identities it lists."""
+
+    reviewers: list[Identity] = field(default_factory=list)
+
+    async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
+        if identity in self.reviewers:
+            return AccessDecision(allow=True, reasons=())
+        return AccessDecision(allow=False, reasons=("not_a_reviewer",))
+
+
+@dataclass
+class FakeBroker:
+    """Hands every DAG the same user, or fails as told (no credential: nothing may run)."""
+
+    user: str = "cyphergate"
+    fail_with: CypherGateError | None = None
+    held: list[str] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, dag: str) -> AsyncIterator[Login]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.held.append(dag)
+        yield Login(user=self.user)
+
+
+class FakeRows:
+    """Rows as a :class:`~proxy.statement.RowStream`, with the row limit applied as Neo4j's
+    executor applies it."""
+
+    def __init__(self, fields: list[str], values: list[list[JSON]], execution: Execution) -> None:
+        self._fields = fields
+        self._values = iter(values)
+        self._execution = execution
+        self._count = 0
+        self._truncated = False
+        self._done = False
+
+    @property
+    def fields(self) -> list[str]:
+        return self._fields
+
+    def __aiter__(self) -> FakeRows:
+        return self
+
+    async def __anext__(self) -> list[JSON]:
+        row = None if self._done else next(self._values, None)
+        if row is None:
+            self._done = True
+            raise StopAsyncIteration
+        limit = self._execution.row_limit
+        if self._count == limit:
+            self._done = True
+            if self._execution.row_limit_action == "error":
+                raise RowLimitExceeded(self._count)
+            self._truncated = True
+            raise StopAsyncIteration
+        self._count += 1
+        return row
+
+    async def summary(self) -> Summary:
+        async for _ in self:
+            pass
+        return Summary(rows=self._count, counters={}, bookmarks=[], truncated=self._truncated)
+
+
+@dataclass
+class FakeExecutor:
+    """Runs nothing: answers every statement with ``rows`` and records what it was asked."""
+
+    rows: list[list[JSON]] = field(default_factory=lambda: [[1]])
+    ran: list[Execution] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution, login: Login) -> AsyncIterator[FakeRows]:
+        self.ran.append(execution)
+        self.users.append(login.user)
+        if self.fail_with is not None:
+            raise self.fail_with
+        yield FakeRows(["x"], self.rows, execution)
+
+
+@dataclass
+class FakeAudit:
+    """An audit log in a list, or one that cannot be written."""
+
+    events: list[AuditEvent] = field(default_factory=list)
+    broken: bool = False
+
+    async def append(self, event: AuditEvent) -> Receipt:
+        if self.broken:
+            raise AuditUnavailable(reason="disk_full")
+        self.events.append(event)
+        return Receipt(seq=len(self.events), hash="0" * 64)
+
+    async def check_ready(self) -> None:
+        return None
+
+
+class FakeReading:
+    """An empty audit log, as the reviewers' use case reads it."""
+
+    async def query(self, flt: RecordFilter) -> list[dict[str, Any]]:
+        return []
+
+    async def proof(self, seq: int) -> dict[str, Any] | None:
+        return None
+
+    async def record(self, seq: int) -> dict[str, Any] | None:
+        return None
+
+    async def head(self) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
+        return None, []
+
+    async def verify(self, public_key: Ed25519PublicKey | None) -> tuple[int, ChainProblem | None]:
+        return 0, None
+
+    async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
+        return {}
+
+
+class FakeSource:
+    """A secret store in memory: a current credential and, perhaps, a staged one."""
+
+    def __init__(self, current: Credential, pending: Credential | None = None) -> None:
+        self.value, self.staged = current, pending
+
+    def invalidate(self) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        yield
+
+    async def current(self) -> Credential:
+        return self.value
+
+    async def pending(self) -> tuple[str, Credential] | None:
+        return None if self.staged is None else ("v2", self.staged)
+
+    async def stage(self, credential: Credential) -> str:
+        self.staged = credential
+        return "v2"
+
+    async def promote(self, version: str) -> None:
+        del version
+        if self.staged is not None:
+            self.value, self.staged = self.staged, None
+
+    async def discard(self, version: str) -> None:
+        del version
+        self.staged = None
+
+
+def fake_services() -> Services:
+    """Every collaborator of the application a fake, for ``create_app(settings, services)``."""
+    executor = FakeExecutor()
+
+    async def ready() -> None:
+        return None
+
+    async def describe() -> dict[str, str]:
+        return {"version": "5.26.0", "edition": "community"}
+
+    return Services(
+        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        policy=FakePolicy(),
+        audit_access=FakeAuditAccess(),
+        planner=FakePlanner(),
+        credentials=FakeBroker(),
+        executor=executor,
+        audit=FakeAudit(),
+        reading=FakeReading(),
+        readiness={"neo4j": ready},
+        describe=describe,
+        auth_schemes=["Bearer"],
+    )
+
+
+if TYPE_CHECKING:  # mypy checks each fake against the Protocol it stands for
+    from proxy.analysis import Planner
+    from proxy.auth import Authenticator
+    from proxy.gateway.seams import (
+        AuditAccessPolicy,
+        AuditLog,
+        AuditReading,
+        CredentialBroker,
+        PolicyDecider,
+        StatementAnalyzer,
+        StatementExecutor,
+    )
+    from proxy.neo4j.secret_sources import SecretSource
+    from proxy.statement import RowStream
+
+    _authenticator: Authenticator = FakeAuth()
+    _analyzer: StatementAnalyzer = FakeAnalyzer()
+    _planner: Planner = FakePlanner()
+    _policy: PolicyDecider = FakePolicy()
+    _access: AuditAccessPolicy = FakeAuditAccess()
+    _broker: CredentialBroker = FakeBroker()
+    _executor: StatementExecutor = FakeExecutor()
+    _rows: RowStream = FakeRows([], [], Execution("db", "RETURN 1", {}, "READ", 1.0, {}))
+    _audit: AuditLog = FakeAudit()
+    _reading: AuditReading = FakeReading()
+    _source: SecretSource = FakeSource(Credential("u", "p"))
