@@ -133,7 +133,7 @@ class Reader:
             self.facts.observe(env)
         self.facts.opaque(writes=bool(_WRITE_HINT.search(op.family)), what=op.base)
         self.facts.deletes = self.facts.deletes or "Delete" in op.family
-        self.facts.load_csv_ops += op.family == "LoadCSV"
+        self.facts.load_csv_ops += "Load" in op.family  # a load from somewhere: any source
         del why  # the reason is for debugging; the analysis names the operator
         return {name: Binding("unknown", None, fresh=True) for name in op.identifiers}
 
@@ -146,10 +146,13 @@ class Reader:
         element_kinds: dict[str, str] = {}
         for node in expr.walk():
             if node.kind in ("quantifier", "comprehension") and node.args:
-                source = node.args[0]
+                source, var = node.args[0], node.text.split(":", 1)[-1]
                 if source.kind == "call" and source.text in ("nodes", "relationships"):
-                    var = node.text.split(":", 1)[-1]
                     element_kinds[var] = "node" if source.text == "nodes" else "rel"
+                elif source.kind == "list" and source.args:  # [a, b]: what a and b are
+                    kinds = {self._subject_kind(a, env, element_kinds) for a in source.args}
+                    if len(kinds) == 1:
+                        element_kinds[var] = kinds.pop()
         for node in expr.walk():
             if node.kind == "label" and node.label is not None:
                 kind = self._subject_kind(node.args[0], env, element_kinds)
@@ -183,13 +186,14 @@ class Reader:
                 self.facts.hops(element.max_hops)
                 self.facts.add("labels_read", None)  # nodes inside a repeated part: anything
                 continue
+            target = "labels_read" if element.kind == "node" else "rel_types_read"
+            self.facts.add(target, element.label.names() if element.label else ())
+            if element.var and element.var in env:
+                continue  # taken from the row (a path built from what was matched)
+            self.facts.add(target, element.label.guarantee() if element.label else None)
             if element.var_length:
                 self.facts.hops(element.max_hops)
                 self.facts.add("labels_read", None)  # the nodes along it: anything
-            target = "labels_read" if element.kind == "node" else "rel_types_read"
-            self.facts.add(target, element.label.names() if element.label else ())
-            if not (element.var and element.var in env):
-                self.facts.add(target, element.label.guarantee() if element.label else None)
         for expr in pattern.expressions():
             self.expression(expr, env)
 

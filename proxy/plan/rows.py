@@ -119,6 +119,12 @@ def procedure(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
         raise Unparsed("a procedure call of unknown form")
     parts = [unquote(part) for part in _NAME_PART.findall(match.group(1))]
     reader.facts.add("procedures", [".".join(parts)])
+    parser = Parser(op.details[match.end() - 1 :])  # the arguments, then `:: (signature)`
+    parser.take("(")
+    while not parser.at(")"):
+        reader.expression(parser.expression(), env)
+        if not parser.at(")"):
+            parser.take(",")
     for name in op.identifiers:
         if name not in env:
             env[name] = Binding("unknown", None, fresh=True)

@@ -44,7 +44,7 @@ KINDS: tuple[tuple[tuple[str, ...], int], ...] = (
     (("Person",), 3),
     (("Movie",), 2),
     (("Secret",), 2),
-    (("Account",), 1),
+    (("Account",), 2),
     (("Movie", "Secret"), 1),
     (("Person", "Account"), 1),
     (("Secret", "Account"), 1),
@@ -54,46 +54,53 @@ TYPES = GRANTED_TYPES + OTHER_TYPES
 
 
 def seed_statements() -> list[tuple[str, dict[str, Any]]]:
-    """The statements that create the canary graph (marked ``fz``)."""
+    """The statements that create the canary graph (every node and relationship marked ``fz``)."""
     nodes: list[dict[str, Any]] = []
-    uid = 0
+    by_kind: dict[tuple[str, ...], list[int]] = {}
     for labels, count in KINDS:
         for _ in range(count):
-            uid += 1
+            uid = len(nodes) + 1
             props: dict[str, Any] = {"uid": uid, "name": f"n{uid}", "born": 1950 + uid, "fz": True}
             if not set(labels) & set(GRANTED_LABELS):
                 props["canary"] = f"{CANARY}n{uid}"
             nodes.append({"labels": list(labels), "props": props})
-    rels: list[dict[str, Any]] = []
-    starts = [i for i, node in enumerate(nodes) if i == 0 or nodes[i - 1]["labels"] != node["labels"]]
-    ends = [*(i - 1 for i in starts[1:]), len(nodes) - 1]
-    # Between the first nodes of every two kinds (both ways, and a kind to itself), one
-    # relationship of a type that cycles through granted and ungranted ones; between their
-    # last nodes, one of another type. So the nodes of one kind differ in which kinds and
-    # types they reach, and a test that looks past its grant sees a difference.
-    for a, (i, k) in enumerate(zip(starts, ends, strict=True)):
-        for b, (j, m) in enumerate(zip(starts, ends, strict=True)):
-            rels.append({"s": i + 1, "e": (j if i != j else m) + 1, "type": TYPES[(a + b) % 4]})
-            if (a * 3 + b) % 2 == 0:
-                rels.append({"s": k + 1, "e": m + 1, "type": TYPES[(a + 2 * b + 1) % 4]})
-    # A little more of the granted part: the second Person acted in the second Movie.
-    people = [i for i, n in enumerate(nodes) if n["labels"] == ["Person"]]
-    movies = [i for i, n in enumerate(nodes) if n["labels"] == ["Movie"]]
-    rels.append({"s": people[1] + 1, "e": movies[1] + 1, "type": "ACTED_IN"})
-    for k, rel in enumerate(rels):
-        rel["props"] = {"since": 2000 + k, "fz": True}
-        if rel["type"] not in GRANTED_TYPES:
-            rel["props"]["canary"] = f"{CANARY}r{k}"
+            by_kind.setdefault(labels, []).append(uid)
+    readable = [kind for kind, _ in KINDS if set(kind) & set(GRANTED_LABELS)]
+    unreadable = [kind for kind, _ in KINDS if not set(kind) & set(GRANTED_LABELS)]
+    rels: list[tuple[int, str, int]] = []
+    # Every readable kind is joined to every unreadable one, both ways, by every type (spread
+    # over the nodes of each kind, so that nodes of one kind differ in what they reach).
+    for i, r_kind in enumerate(readable):
+        for j, u_kind in enumerate(unreadable):
+            for t, rel_type in enumerate(TYPES):
+                rs, us = by_kind[r_kind], by_kind[u_kind]
+                r_node, u_node = rs[(i + t) % len(rs)], us[(j + t) % len(us)]
+                rels.append((r_node, rel_type, u_node) if (i + j + t) % 2 else (u_node, rel_type, r_node))
+    # The granted part, and readable nodes joined by ungranted types.
+    person, movie = by_kind[("Person",)], by_kind[("Movie",)]
+    rels += [
+        (person[0], "ACTED_IN", movie[0]),
+        (person[1], "ACTED_IN", movie[1]),
+        (person[0], "DIRECTED", movie[1]),
+        (by_kind[("Person", "Account")][0], "ACTED_IN", movie[0]),
+        (person[1], "ACTED_IN", by_kind[("Movie", "Secret")][0]),
+        (person[0], "KNOWS", person[1]),
+        (movie[0], "OWNS", person[2]),
+        (by_kind[("Secret",)][0], "KNOWS", by_kind[("Account",)][0]),
+    ]
     statements: list[tuple[str, dict[str, Any]]] = []
     for node in nodes:
         labels = "".join(f":{label}" for label in node["labels"])
         statements.append((f"CREATE (n{labels}) SET n = $props", {"props": node["props"]}))
-    for rel in rels:
+    for k, (start, rel_type, end) in enumerate(rels):
+        props = {"since": 2000 + k, "fz": True}
+        if rel_type not in GRANTED_TYPES:
+            props["canary"] = f"{CANARY}r{k}"
         statements.append(
             (
                 f"MATCH (a {{uid: $s, fz: true}}), (b {{uid: $e, fz: true}}) "
-                f"CREATE (a)-[r:{rel['type']}]->(b) SET r = $props",
-                {"s": rel["s"], "e": rel["e"], "props": rel["props"]},
+                f"CREATE (a)-[r:{rel_type}]->(b) SET r = $props",
+                {"s": start, "e": end, "props": props},
             )
         )
     return statements
@@ -109,7 +116,7 @@ class Grant:
     write_labels: tuple[str, ...] = ()
     write_types: tuple[str, ...] = ()
     delete: bool = False
-    max_hops: int = 4
+    max_hops: int = 3
 
     def document(self) -> dict[str, Any]:
         database: dict[str, Any] = {

@@ -424,8 +424,11 @@ class Gen:
         return Statement(text, {}, not use.startswith("RETURN"))
 
     def statement(self, uses: str = "any") -> Statement:
-        if self.chance(40):
+        if self.chance(55):
             return self.attack(uses)
+        if uses != "writes" and self.chance(15):
+            label = self.pick(GRANTED_NODE_LABELS)
+            return Statement(self.pick(_HIDDEN_REACHES).format(L=label), {}, False)
         prefix = self.pick(("", "", "", "", "", "", "CYPHER runtime=slotted ", "CYPHER runtime=interpreted ", "CYPHER 5 "))
         scope = Scope()
         body = self.reading(scope)
@@ -474,6 +477,38 @@ _REACHES: tuple[tuple[str, bool, bool], ...] = (
     ("MATCH (a:Person) ((x:Person)-[:ACTED_IN]-(y)){1,2} (v:Movie)", False, True),
     ("MATCH p = SHORTEST 1 (a:Person)-[:ACTED_IN]-{1,3}(v:Person)", False, True),
     ("MATCH (a:Person) MATCH (v:Person) WHERE EXISTS { (a)-[:ACTED_IN*2]-(v) }", False, True),
+    # Either side of a union, an optional join, a merge.
+    (
+        "CALL () { MATCH (v:Person) RETURN v UNION MATCH (:Person)-[:ACTED_IN]->(v) RETURN v }",
+        False,
+        False,
+    ),
+    ("MATCH (a:Person) OPTIONAL MATCH (a)-[:ACTED_IN]->(m:Movie) WITH a, coalesce(m, a) AS v", False, True),
+    ("MATCH (a:Person) MERGE (a)-[r:ACTED_IN]->(v)", True, True),
+    ("MATCH (a:Person)-[r:ACTED_IN]->(m) WITH a, r, CASE WHEN a.uid > 1 THEN m ELSE a END AS v", True, True),
+)
+# Statements that reach an unlabelled node only inside a test, a count or a list, and return
+# only what is granted: the reach itself must be refused.
+_HIDDEN_REACHES = (
+    "MATCH (a:Person) WHERE EXISTS {{ (a)-[:ACTED_IN]->() }} RETURN a.name AS x",
+    "MATCH (a:Person) WHERE EXISTS {{ MATCH (a)-[:ACTED_IN]-(y) WHERE y.born > 1955 }} RETURN a.name AS x",
+    "MATCH (a:Person) WHERE NOT EXISTS {{ (a)-[:ACTED_IN]->(:{L}) }} RETURN a.name AS x",
+    "MATCH (a:Person) WHERE (a)-[:ACTED_IN]->() RETURN a.name AS x",
+    "MATCH (a:Person) RETURN a.name AS x, COUNT {{ (a)-[:ACTED_IN]->() }} AS c",
+    "MATCH (a:Person) RETURN a.name AS x, COUNT {{ (a)-[:ACTED_IN]->(:{L}) }} AS c",
+    "MATCH (a:Person) RETURN a.name AS x, size([(a)-[:ACTED_IN]->(y) | y.name]) AS c",
+    "MATCH (a:Person) RETURN a.name AS x, [(a)-[:ACTED_IN]->(y:{L}) | y.name] AS c",
+    "MATCH (a:Person) CALL (a) {{ MATCH (a)-[:ACTED_IN]->(y) RETURN count(y) AS c }} RETURN a.name AS x, c",
+    "MATCH (a:Person) OPTIONAL MATCH (a)-[:ACTED_IN]->(y) RETURN a.name AS x, count(y) AS c",
+    "MATCH (a:Person) WHERE a.born > 1990 OR EXISTS {{ (a)-[:ACTED_IN]->() }} RETURN a.name AS x",
+    "MATCH (a:Person) RETURN a.name AS x, EXISTS {{ (a)-[:ACTED_IN]->() }} AS c",
+    "MATCH (a:Person) RETURN a.name AS x, CASE WHEN EXISTS {{ (a)--() }} THEN 1 ELSE 0 END AS c",
+    "MATCH (a:Person) WITH a, COLLECT {{ MATCH (a)-[:ACTED_IN]->(y) RETURN y.name }} AS ys RETURN a.name AS x, size(ys) AS c",
+    "MATCH (a:Person)-[:ACTED_IN]->(m:Movie) WHERE EXISTS {{ (m)<-[:ACTED_IN]-(y) WHERE y <> a }} RETURN a.name AS x",
+    "MATCH (a:Person) RETURN a.name AS x, any(y IN [(a)-[:ACTED_IN]->(z) | z] WHERE y:{L}) AS c",
+    "MATCH (a:Person) WITH a ORDER BY COUNT {{ (a)-[:ACTED_IN]->() }} DESC, a.uid RETURN a.name AS x LIMIT 2",
+    "MATCH (a:Person) WHERE COUNT {{ (a)-[:DIRECTED]-() }} = 0 RETURN a.name AS x",
+    "MATCH (a:Person), (b:Person) WHERE (a)-[:ACTED_IN]->()<-[:ACTED_IN]-(b) RETURN a.name AS x, b.name AS c",
 )
 # Ways to try to prove `v` carries {L}; some are sound, some only look it.
 _NARROWINGS = (
