@@ -63,6 +63,33 @@ covered_call(grants, name) if {
 
 reasons contains "dag_not_granted" if not grant
 
+# Preflight: asked before the statement is planned, on the principal and the database alone, so
+# that a DAG with no grant for the database learns nothing from Neo4j's planning errors (whether
+# the database, a label or a procedure exists). It also says whether the DAG may call any
+# procedure or user-defined function at all: if not, a planning error about an unknown one is
+# answered as a refusal, like a call to a known one would be.
+preflight_reasons contains "dag_not_granted" if not grant
+
+preflight_reasons contains sprintf("database_not_granted:%s", [input.request.database]) if {
+	grant
+	not database_grant
+}
+
+default may_call_procedures := false
+
+may_call_procedures if count(granted_list(["procedures"])) > 0
+
+default may_call_functions := false
+
+may_call_functions if count(granted_list(["functions"])) > 0
+
+preflight := {
+	"allow": count(preflight_reasons) == 0,
+	"reasons": sort(preflight_reasons),
+	"procedures": may_call_procedures,
+	"functions": may_call_functions,
+}
+
 # Every database the statement reaches needs a grant: the one in the URL, and every one the
 # plan runs on (Neo4j routes administration commands and `USE system CALL ...` to system).
 databases_reached contains input.request.database

@@ -290,3 +290,22 @@ test_load_csv_prefixes_cannot_be_escaped if {
 		with data.cyphergate.grants as grants
 	ok.allow
 }
+
+preflight_request(dag, database) := {
+	"version": 3,
+	"principal": {"method": "oidc", "issuer": "https://issuer.test", "subject": dag, "dag": dag},
+	"request": {"database": database},
+}
+
+test_preflight_needs_a_grant_for_the_database_only if {
+	reader := authz.preflight with input as preflight_request("demo_reader", "neo4j")
+	reader == {"allow": true, "reasons": [], "procedures": false, "functions": false}
+	other := authz.preflight with input as preflight_request("demo_reader", "other")
+	other.reasons == ["database_not_granted:other"]
+	unlisted := authz.preflight with input as preflight_request("demo_unlisted", "neo4j")
+	unlisted.reasons == ["dag_not_granted"]
+	grants := {"dags": {"ops": {"databases": {"neo4j": {"procedures": ["db.labels"], "functions": ["apoc.*"]}}}}}
+	ops := authz.preflight with input as preflight_request("ops", "neo4j") with data.cyphergate.grants as grants
+	ops.procedures
+	ops.functions
+}

@@ -45,7 +45,7 @@ class RowLimitExceeded(CypherGateError):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"The statement returned more than {limit} rows, the limit the policy sets for this "
-            "DAG; nothing it wrote was kept.",
+            "DAG (a list in a row counts as many rows as it holds); nothing it wrote was kept.",
             reason=f"row_limit_exceeded:{limit}",
         )
 

@@ -83,6 +83,25 @@ class Decision:
         return document
 
 
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """The policy's answer before a statement is planned: may the DAG use this database at all
+    (``decision``), and may it call any procedure or user-defined function."""
+
+    decision: Decision
+    procedures: bool
+    functions: bool
+
+
+def preflight_input(principal: Principal, *, database: str) -> dict[str, Any]:
+    """The input of the preflight question: the principal and the database, nothing planned."""
+    return {
+        "version": INPUT_VERSION,
+        "principal": principal.as_document(),
+        "request": {"database": database},
+    }
+
+
 def policy_input(
     principal: Principal,
     *,
@@ -143,6 +162,14 @@ class _Answer(BaseModel):
     constraints: _Constraints
 
 
+class _PreflightAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    allow: StrictBool
+    reasons: list[str] = Field(default_factory=list)
+    procedures: StrictBool
+    functions: StrictBool
+
+
 class _AccessAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     allow: StrictBool
@@ -176,6 +203,7 @@ class OPAPolicyEngine:
         self._lookups = (metrics or Metrics()).cache_lookups
         self._revision: str | None = None
         self._cache: OrderedDict[tuple[str | None, str], Decision] = OrderedDict()
+        self._preflights: OrderedDict[tuple[str | None, str], Preflight] = OrderedDict()
         self._watcher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -223,15 +251,19 @@ class OPAPolicyEngine:
                 log.warning("could not read the policy revision: %s", error.reason)
                 self._revision = None
                 self._cache.clear()
+                self._preflights.clear()
                 continue
             if revision != self._revision:
                 log.info("policy revision %s -> %s", self._revision, revision)
                 self._revision = revision
                 self._cache.clear()
+                self._preflights.clear()
 
-    async def _query(self, package: str, document: dict[str, Any]) -> dict[str, Any]:
+    async def _query(
+        self, package: str, document: dict[str, Any], rule: str | None = None
+    ) -> dict[str, Any]:
         """OPA's raw answer for ``<package>.<rule>``; any failure is PolicyUnavailable."""
-        path = "/v1/data/" + package.replace(".", "/") + "/" + self._settings.rule
+        path = "/v1/data/" + package.replace(".", "/") + "/" + (rule or self._settings.rule)
         timeout = self._settings.timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -260,6 +292,43 @@ class OPAPolicyEngine:
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
         return AccessDecision(allow=answer.allow, reasons=tuple(answer.reasons))
+
+    async def preflight(self, document: dict[str, Any]) -> Preflight:
+        """Ask OPA's ``<package>.<preflight_rule>`` whether the DAG may use the database at all
+        (before anything is planned), or the cache. Undefined is a refusal; nonsense is 503."""
+        revision = self._revision
+        key = (revision, "preflight:" + _cache_key(document))
+        cached = self._preflights.get(key)
+        if cached is not None:
+            self._preflights.move_to_end(key)
+            return replace(cached, decision=replace(cached.decision, decision_id=str(uuid.uuid4())))
+        response = await self._query(
+            self._settings.package, document, rule=self._settings.preflight_rule
+        )
+        decision = Decision(
+            allow=False,
+            reasons=("policy_undefined",),
+            decision_id=str(uuid.uuid4()),
+            access_mode="READ",
+            timeout_s=None,
+            revision=revision,
+        )
+        if "result" not in response:
+            return Preflight(decision, procedures=False, functions=False)
+        try:
+            answer = _PreflightAnswer.model_validate(response["result"])
+        except ValidationError:
+            raise PolicyUnavailable(reason="opa_malformed_decision") from None
+        preflight = Preflight(
+            replace(decision, allow=answer.allow, reasons=tuple(answer.reasons)),
+            procedures=answer.procedures,
+            functions=answer.functions,
+        )
+        if revision is not None and self._settings.decision_cache_size > 0:
+            self._preflights[key] = preflight
+            while len(self._preflights) > self._settings.decision_cache_size:
+                self._preflights.popitem(last=False)
+        return preflight
 
     async def decide(self, document: dict[str, Any]) -> Decision:
         """Ask OPA for ``<package>.<rule>`` on ``document``, or the cache; see the docstring."""

@@ -118,6 +118,10 @@ class OPASettings(BaseModel):
         default="cyphergate.audit_access", description="Decides who may read the audit log."
     )
     rule: str = "decision"
+    preflight_rule: str = Field(
+        default="preflight",
+        description="Asked before a statement is planned, on the DAG and database alone.",
+    )
     timeout_s: float = Field(default=1.0, gt=0, description="A slower answer is a denial (503).")
     revision_interval_s: float = Field(
         default=1.0, gt=0, description="How often the policy revision is re-read from OPA."

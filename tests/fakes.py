@@ -24,13 +24,14 @@ from proxy.errors import (
     AuditUnavailable,
     AuthenticationFailed,
     CypherGateError,
+    Neo4jClientError,
     PolicyUnavailable,
     RowLimitExceeded,
 )
 from proxy.neo4j.logins import Login
 from proxy.neo4j.secret_sources import Credential
 from proxy.plan import PlanFacts
-from proxy.policy import AccessDecision, Decision
+from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
 from proxy.statement import JSON, Execution, Plan, Summary
 
@@ -57,6 +58,14 @@ class FakeAnalyzer:
 
     async def analyse(self, database: str, statement: str) -> Analysis:
         self.analysed.append(f"{database}: {statement}")
+        if "CALL missing." in statement:
+            raise Neo4jClientError(
+                "Neo.ClientError.Procedure.ProcedureNotFound", "There is no procedure ..."
+            )
+        if "missing.fn(" in statement:
+            raise Neo4jClientError(
+                "Neo.ClientError.Statement.SyntaxError", "Unknown function 'missing.fn' (line 1)"
+            )
         if "CREATE" in statement:
             return Analysis(query_type="w", facts=PlanFacts(labels_written=frozenset({"N"})))
         return Analysis(query_type="r", facts=PlanFacts())
@@ -82,6 +91,23 @@ class FakePolicy:
     shadow: bool = False
     row_limit: int | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    # The preflight: whether the DAG may use the database, and call procedures and functions.
+    database_granted: bool = True
+    calls_granted: bool = False
+    preflights: list[dict[str, Any]] = field(default_factory=list)
+
+    async def preflight(self, document: dict[str, Any]) -> Preflight:
+        self.preflights.append(document)
+        if self.fail:
+            raise PolicyUnavailable(reason="opa_error:test")
+        decision = Decision(
+            allow=self.database_granted,
+            reasons=() if self.database_granted else ("dag_not_granted",),
+            decision_id="p-1",
+            access_mode="READ",
+            timeout_s=None,
+        )
+        return Preflight(decision, procedures=self.calls_granted, functions=self.calls_granted)
 
     async def decide(self, document: dict[str, Any]) -> Decision:
         self.inputs.append(document)

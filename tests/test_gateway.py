@@ -379,3 +379,39 @@ def test_parameters_reach_neo4j_but_never_the_record() -> None:
     (execution,) = rig.executor.ran
     assert execution.parameters == {"secret": "hunter2"}
     assert all(event.parameters in ({"secret": None}, None) for event in rig.audit.events)
+
+
+def test_a_dag_without_a_grant_for_the_database_is_refused_before_anything_is_planned() -> None:
+    rig = make(policy=FakePolicy(database_granted=False))
+    with pytest.raises(PolicyDenied) as denied:
+        run(rig.gateway, call("MATCH (n:Whatever) RETURN n"))
+    assert denied.value.reasons == ["dag_not_granted"]
+    assert rig.analyzer.analysed == [] and rig.policy.inputs == [] and rig.executor.ran == []
+    assert rig.policy.preflights[0]["request"] == {"database": "neo4j"}
+    (event,) = rig.audit.events
+    assert event.status == 403 and event.decision is not None
+    assert event.decision["reasons"] == ["dag_not_granted"] and event.decision["decision_id"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        ("CALL missing.proc()", "procedure_not_granted:*"),
+        ("RETURN missing.fn(1)", "function_not_granted:*"),
+    ],
+)
+def test_an_unknown_call_is_refused_like_a_known_one_when_no_call_is_granted(
+    statement: str, reason: str
+) -> None:
+    """Neo4j's planning error would tell a DAG that may call nothing which procedures exist."""
+    rig = make(policy=FakePolicy(calls_granted=False))
+    with pytest.raises(PolicyDenied) as denied:
+        run(rig.gateway, call(statement))
+    assert denied.value.reasons == [reason]
+    (event,) = rig.audit.events
+    assert event.status == 403 and event.decision is not None
+    assert event.decision["reasons"] == [reason]
+    granted = make(policy=FakePolicy(calls_granted=True))  # may call some: Neo4j's own answer
+    with pytest.raises(CypherGateError) as refused:
+        run(granted.gateway, call(statement))
+    assert refused.value.status == 400

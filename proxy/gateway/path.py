@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.analysis import Analysis
 from proxy.audit.checkpoint import ParameterDigester
 from proxy.clock import Clock
-from proxy.errors import CypherGateError, PolicyDenied
+from proxy.errors import CypherGateError, Neo4jClientError, PolicyDenied
 from proxy.gateway.call import Call, Statement
 from proxy.gateway.seams import (
     AuditLog,
@@ -42,7 +43,7 @@ from proxy.gateway.seams import (
 from proxy.gateway.trail import Trail
 from proxy.metrics import Metrics
 from proxy.neo4j.logins import Login
-from proxy.policy import Decision, policy_input
+from proxy.policy import Decision, Preflight, policy_input, preflight_input
 from proxy.principal import DagResolver, Principal
 from proxy.statement import AccessMode, Execution, RowStream
 
@@ -98,7 +99,13 @@ class Gateway:
             trail.acting_as(principal)
             statement = await call.statement()
             trail.asked(statement, self._digester.digests(statement.parameters))
-            analysis = await self._analyzer.analyse(call.database, statement.text)
+            preflight = await self._policy.preflight(
+                preflight_input(principal, database=call.database)
+            )
+            if not preflight.decision.allow:
+                trail.decided(preflight.decision)
+                raise PolicyDenied(list(preflight.decision.reasons))
+            analysis = await self._analyse(call.database, statement.text, preflight, trail)
             trail.analysed(analysis)
             decision = await self._decide(principal, call.database, statement, analysis)
             trail.decided(decision)
@@ -139,6 +146,25 @@ class Gateway:
             trail.identified(await self._authenticator.authenticate(call.authorization))
         await trail.refused(error)
 
+    async def _analyse(
+        self, database: str, text: str, preflight: Preflight, trail: Trail
+    ) -> Analysis:
+        """The statement's analysis. Neo4j's planning errors tell what exists: a DAG that may call
+        no procedure (or user-defined function) gets the same refusal for an unknown one as for
+        a known one."""
+        try:
+            return await self._analyzer.analyse(database, text)
+        except Neo4jClientError as error:
+            reason = _unknown_call(error)
+            if reason == "procedure" and not preflight.procedures:
+                refused = "procedure_not_granted:*"
+            elif reason == "function" and not preflight.functions:
+                refused = "function_not_granted:*"
+            else:
+                raise
+            trail.decided(replace(preflight.decision, allow=False, reasons=(refused,)))
+            raise PolicyDenied([refused]) from error
+
     async def _decide(
         self, principal: Principal, database: str, statement: Statement, analysis: Analysis
     ) -> Decision:
@@ -172,6 +198,20 @@ class _AutoCommit:
 
     def run(self, execution: Execution) -> AbstractAsyncContextManager[RowStream]:
         return self.executor.run(execution, self.login)
+
+
+_UNKNOWN_FUNCTION = re.compile(r"Unknown function '([^']*)'")
+
+
+def _unknown_call(error: Neo4jClientError) -> str | None:
+    """``procedure`` or ``function`` when Neo4j could not plan a call of an unknown one (a
+    built-in function name, without a namespace, is not a user-defined one)."""
+    if error.code == "Neo.ClientError.Procedure.ProcedureNotFound":
+        return "procedure"
+    match = _UNKNOWN_FUNCTION.search(error.message)
+    if error.code == "Neo.ClientError.Statement.SyntaxError" and match and "." in match.group(1):
+        return "function"
+    return None
 
 
 def _metadata(principal: Principal, request_id: str, decision_id: str) -> dict[str, str | int]:

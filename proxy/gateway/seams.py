@@ -17,7 +17,7 @@ from proxy.audit.checkpoint import Checkpoint
 from proxy.audit.reader import RecordFilter
 from proxy.audit.record import AuditEvent, ChainProblem, Receipt
 from proxy.neo4j.logins import Login
-from proxy.policy import AccessDecision, Decision
+from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
 from proxy.statement import Execution, RowStream
 
@@ -45,9 +45,14 @@ class StatementAnalyzer(Protocol):
 class PolicyDecider(Protocol):
     """Decides on a policy input document.
 
-    Contract: return a :class:`Decision` for a well-formed answer (allow or deny); raise
-    :class:`~proxy.errors.PolicyUnavailable` for anything else. Never allow by default.
+    Contract: return a :class:`Decision` (or :class:`Preflight`) for a well-formed answer (allow
+    or deny); raise :class:`~proxy.errors.PolicyUnavailable` for anything else. Never allow by
+    default.
     """
+
+    async def preflight(self, document: dict[str, Any]) -> Preflight:
+        """May the DAG use the database at all, before anything is planned?"""
+        ...
 
     async def decide(self, document: dict[str, Any]) -> Decision: ...
 

@@ -191,6 +191,7 @@ class _Rows:
         self._truncate = execution.row_limit_action == "truncate"
         self._fields = list(result.keys())
         self._count = 0
+        self._weight = 0  # rows, with a list counted as its elements (see row_weight)
         self._truncated = False
         self._done = False
         self._summary: Summary | None = None
@@ -215,14 +216,18 @@ class _Rows:
             if error is exc:
                 raise
             raise error from exc
-        if self._count == self._limit:  # one row past the limit: never more is held
-            self._done = True
-            if not self._truncate:
-                raise RowLimitExceeded(self._count)
-            self._truncated = True
-            raise StopAsyncIteration
+        values = list(record.values())
+        if self._limit is not None:
+            # A list counts as many rows as it holds, so collect() cannot fold the limit away.
+            self._weight += row_weight(values)
+            if self._weight > self._limit:  # past the limit: never more is held
+                self._done = True
+                if not self._truncate:
+                    raise RowLimitExceeded(self._limit)
+                self._truncated = True
+                raise StopAsyncIteration
         self._count += 1
-        return list(record.values())
+        return values
 
     async def summary(self) -> Summary:
         if self._summary is None:
@@ -240,6 +245,22 @@ class _Rows:
                 truncated=self._truncated,
             )
         return self._summary
+
+
+def row_weight(values: list[JSON]) -> int:
+    """How many rows one row counts for under a row limit: 1, or, when it holds lists, the
+    number of their elements at every depth (in maps too): a row of ``collect(n)`` counts as
+    many rows as it collected."""
+    total = 0
+    pending: list[JSON] = list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, list):
+            total += len(value)
+            pending.extend(value)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+    return max(1, total)
 
 
 async def _start(

@@ -740,10 +740,10 @@ class Parser:
             where = self.expression()
         self.take("]")
         end = self.take("-", "->").text
-        direction = {("-", "-"): "both", ("-", "->"): "out", ("<-", "-"): "in"}.get((start, end))
-        if direction is None:
+        way = {("-", "-"): "both", ("-", "->"): "out", ("<-", "-"): "in"}.get((start, end))
+        if way is None:
             raise Unparsed("a relationship pointing both ways")
-        return Element("rel", var or "", label, props, where, direction, var_length, low, high)
+        return Element("rel", var or "", label, props, where, way, var_length, low, high)
 
     def _hops(self) -> tuple[int | None, int | None]:
         """``*``, ``*2``, ``*1..``, ``*..3``, ``*1..3``: (min, max), max None when unbounded."""

@@ -76,6 +76,21 @@ FactSet = Literal[
 ]
 
 
+def read_set(kind: str) -> FactSet:
+    """Where a read of a pattern element of this kind (node or rel) is recorded."""
+    return "labels_read" if kind == "node" else "rel_types_read"
+
+
+def write_set(kind: str) -> FactSet:
+    """Where a write of a pattern element of this kind (node or rel) is recorded."""
+    return "labels_written" if kind == "node" else "rel_types_written"
+
+
+def entity(kind: str) -> Kind:
+    """The binding kind of a pattern element of this kind."""
+    return "node" if kind == "node" else "rel"
+
+
 @dataclass
 class Facts:
     """The mutable sets the reader fills while it walks the tree."""

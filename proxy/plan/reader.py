@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from proxy.plan.expressions import Expr, Parser, Pattern, Unparsed, conjuncts
-from proxy.plan.flow import VALUE, Binding, Env, Facts, Guarantee, both
+from proxy.plan.flow import VALUE, Binding, Env, Facts, Guarantee, both, read_set
 
 # Built-in namespaced functions of 5.26 (SHOW FUNCTIONS); any other ``ns.f(`` is user-defined.
 _CLOCKS = ("realtime", "statement", "transaction")
@@ -186,7 +186,7 @@ class Reader:
                 self.facts.hops(element.max_hops)
                 self.facts.add("labels_read", None)  # nodes inside a repeated part: anything
                 continue
-            target = "labels_read" if element.kind == "node" else "rel_types_read"
+            target = read_set(element.kind)
             self.facts.add(target, element.label.names() if element.label else ())
             if element.var and element.var in env:
                 continue  # taken from the row (a path built from what was matched)

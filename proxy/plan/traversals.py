@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from proxy.plan.expressions import Element, Expr, Parser, Pattern, Unparsed, conjuncts, parse
-from proxy.plan.flow import VALUE, Binding, Env, Guarantee, both
+from proxy.plan.flow import VALUE, Binding, Env, Guarantee, both, entity, read_set
 from proxy.plan.reader import Op, Reader, is_var, unquote
 
 _SEEK_HEAD = re.compile(r"(?:[A-Z]+ INDEX|UNIQUE) ")
@@ -90,14 +90,12 @@ def relationship_leaf(reader: Reader, op: Op, envs: Sequence[Env], args: Env) ->
 def bind(reader: Reader, element: Element, env: Env) -> None:
     """Bind a pattern element's variable as fresh, if it is not bound already."""
     label = element.label
-    kind = "node" if element.kind == "node" else "rel"
-    reader.facts.add(
-        "labels_read" if kind == "node" else "rel_types_read", label.names() if label else ()
-    )
+    reader.facts.add(read_set(element.kind), label.names() if label else ())
     if element.properties is not None:
         reader.expression(element.properties, env)
     if element.var and element.var not in env:
-        env[element.var] = Binding(kind, label.guarantee() if label else None, fresh=True)
+        guarantee = label.guarantee() if label else None
+        env[element.var] = Binding(entity(element.kind), guarantee, fresh=True)
 
 
 def count_store(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -111,7 +109,7 @@ def count_store(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     parser = Parser(match.group(1))
     while True:
         for element in parser.pattern().elements:
-            target = "labels_read" if element.kind == "node" else "rel_types_read"
+            target = read_set(element.kind)
             reader.facts.add(target, element.label.names() if element.label else ())
             reader.facts.add(target, element.label.guarantee() if element.label else None)
         if parser.done():
@@ -243,7 +241,7 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
         predicates.append(parse(text))
     guarantees: dict[str, Guarantee] = {}
     kinds: Env = {
-        element.var: Binding("node" if element.kind == "node" else "rel")
+        element.var: Binding(entity(element.kind))
         for element in pattern.all_elements()
         if element.var and element.kind != "group" and element.var not in env
     }
@@ -259,9 +257,8 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
             reader.facts.hops(element.max_hops)
         if element.kind == "group" or (element.var and element.var in env):
             continue
-        kind = "node" if element.kind == "node" else "rel"
-        binding = Binding(kind, guarantees.get(element.var), fresh=True)
-        if id(element) in top and kind == "node" and element.var:
+        binding = Binding(entity(element.kind), guarantees.get(element.var), fresh=True)
+        if id(element) in top and element.kind == "node" and element.var:
             env[element.var] = binding  # the far boundary node
         else:
             reader.facts.read(binding)

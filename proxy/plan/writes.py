@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from proxy.plan.expressions import Expr, LabelExpr, Parser, Pattern, Unparsed
-from proxy.plan.flow import VALUE, Binding, Env, Facts
+from proxy.plan.flow import VALUE, Binding, Env, Facts, entity, write_set
 from proxy.plan.reader import Op, Reader
 from proxy.plan.rows import element_of, foreach_apply
 
@@ -44,15 +44,14 @@ def _create(reader: Reader, pattern: Pattern, env: Env) -> None:
             raise Unparsed("a created pattern of unknown shape")
         if element.kind == "node" and element.var in env and element.label is None:
             continue  # a node the relationship starts or ends at, not created here
-        kind = "labels_written" if element.kind == "node" else "rel_types_written"
+        kind = write_set(element.kind)
         label = element.label
         facts.add(kind, label.names() if label else None)  # an unlabelled node: anything
         if label is not None and label.wild():
             facts.add(kind, None)
         _properties(reader, element.properties, env)
         if element.var:
-            created_kind = "node" if element.kind == "node" else "rel"
-            env[element.var] = Binding(created_kind, label.guarantee() if label else None)
+            env[element.var] = Binding(entity(element.kind), label.guarantee() if label else None)
 
 
 def _properties(reader: Reader, properties: Expr | None, env: Env) -> None:

@@ -75,7 +75,9 @@ def seed_statements() -> list[tuple[str, dict[str, Any]]]:
             for t, rel_type in enumerate(TYPES):
                 rs, us = by_kind[r_kind], by_kind[u_kind]
                 r_node, u_node = rs[(i + t) % len(rs)], us[(j + t) % len(us)]
-                rels.append((r_node, rel_type, u_node) if (i + j + t) % 2 else (u_node, rel_type, r_node))
+                rels.append(
+                    (r_node, rel_type, u_node) if (i + j + t) % 2 else (u_node, rel_type, r_node)
+                )
     # The granted part, and readable nodes joined by ungranted types.
     person, movie = by_kind[("Person",)], by_kind[("Movie",)]
     rels += [
@@ -193,7 +195,11 @@ def write_violations(grant: Grant, before: GraphState, after: GraphState) -> lis
         elif "*" not in writable and set(labels) - writable != set(now[0]) - writable:
             found.append(f"labels of writable node {labels} became {now[0]}")
     for node_id, (labels, _props) in after.nodes.items():
-        if node_id not in before.nodes and "*" not in writable and (not labels or set(labels) - writable):
+        if (
+            node_id not in before.nodes
+            and "*" not in writable
+            and (not labels or set(labels) - writable)
+        ):
             found.append(f"node created with labels {labels}")
     write_types = set(grant.write_types)
     for rel_id, rel in before.rels.items():
@@ -226,7 +232,11 @@ def canonical(records: Iterable[Record]) -> list[str]:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Node):
-        return {"node": value.element_id, "labels": sorted(value.labels), "props": _plain(dict(value))}
+        return {
+            "node": value.element_id,
+            "labels": sorted(value.labels),
+            "props": _plain(dict(value)),
+        }
     if isinstance(value, Relationship):
         return {"rel": value.element_id, "type": value.type, "props": _plain(dict(value))}
     if isinstance(value, Path):

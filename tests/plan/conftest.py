@@ -67,7 +67,9 @@ def fuzz_stats(request: pytest.FixtureRequest) -> Counter[str]:
     return request.config.stash.setdefault(FUZZ_STATS, Counter())
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     stats = config.stash.get(FUZZ_STATS, None)
     if stats:
         terminalreporter.write_line("canary fuzzer: " + json.dumps(dict(sorted(stats.items()))))

@@ -207,7 +207,9 @@ class Gen:
             op = self.pick(("=", "<>", "<", ">", "STARTS WITH" if prop == "name" else "="))
             return f"{var}.{prop} {op} {self.literal(prop)}"
         if form < 10 and nodes:
-            return f"{self.pick(nodes)}.{self.pick(NODE_PROPS)} IS {self.pick(('NULL', 'NOT NULL'))}"
+            return (
+                f"{self.pick(nodes)}.{self.pick(NODE_PROPS)} IS {self.pick(('NULL', 'NOT NULL'))}"
+            )
         if form < 12 and nodes:
             var = self.pick(nodes)
             inner = scope.copy()
@@ -268,12 +270,14 @@ class Gen:
             name = self.fresh("c")
             if aggregate and self.chance(40):
                 inner = self.value(scope)
-                expr = self.pick((
-                    "count(*)",
-                    f"count({inner})",
-                    f"collect({inner})",
-                    f"collect(DISTINCT {inner})",
-                ))
+                expr = self.pick(
+                    (
+                        "count(*)",
+                        f"count({inner})",
+                        f"collect({inner})",
+                        f"collect(DISTINCT {inner})",
+                    )
+                )
             else:
                 expr = self.value(scope)
             parts.append(f"{expr} AS {name}")
@@ -354,7 +358,9 @@ class Gen:
             return f"{optional}MATCH ({var}:{label})"
         rel = self.rel(scope, var_length_ok=False)
         other = self.node(scope, reuse=False)
-        where = self.pick((f"{var}:{label}", f"NOT {var}:{label}", f"{var}:{label} OR {var}.uid = 1"))
+        where = self.pick(
+            (f"{var}:{label}", f"NOT {var}:{label}", f"{var}:{label} OR {var}.uid = 1")
+        )
         return f"{optional}MATCH ({var}){rel}{other} WHERE {where}"
 
     def with_clause(self, scope: Scope) -> str:
@@ -384,11 +390,22 @@ class Gen:
         label = self.label_expr()
         plain = self.pick(NODE_LABELS)
         uid = 100 + self.number(0, 50)
-        forms: list[str] = [f"CREATE (w:{plain} {{uid: {uid}}})", f"MERGE (w:{plain} {{uid: {self.number(1, 12)}}}) ON MATCH SET w.seen = true"]
+        forms: list[str] = [
+            f"CREATE (w:{plain} {{uid: {uid}}})",
+            f"MERGE (w:{plain} {{uid: {self.number(1, 12)}}}) ON MATCH SET w.seen = true",
+        ]
         for var in nodes:
             forms += [f"SET {var}.name = 'changed'", f"SET {var}:{plain}", f"REMOVE {var}:{plain}"]
-            forms += [f"REMOVE {var}.name", f"SET {var} += {{name: 'x'}}", f"SET {var} = {{uid: {uid}}}"]
-            forms += [f"DETACH DELETE {var}", f"DELETE {var}", f"FOREACH (x IN [{var}] | SET x.seen = true)"]
+            forms += [
+                f"REMOVE {var}.name",
+                f"SET {var} += {{name: 'x'}}",
+                f"SET {var} = {{uid: {uid}}}",
+            ]
+            forms += [
+                f"DETACH DELETE {var}",
+                f"DELETE {var}",
+                f"FOREACH (x IN [{var}] | SET x.seen = true)",
+            ]
             forms += [f"SET (CASE WHEN {var}.born > 1955 THEN {var} END).seen = true"]
             forms += [f"CALL ({var}) {{ SET {var}.z = 1 }}", f"SET {var}:$($dyn)"]
             forms += [f"CREATE ({var})-[:{self.pick(REL_TYPES)} {{since: 1}}]->(:{plain})"]
@@ -429,7 +446,19 @@ class Gen:
         if uses != "writes" and self.chance(15):
             label = self.pick(GRANTED_NODE_LABELS)
             return Statement(self.pick(_HIDDEN_REACHES).format(L=label), {}, False)
-        prefix = self.pick(("", "", "", "", "", "", "CYPHER runtime=slotted ", "CYPHER runtime=interpreted ", "CYPHER 5 "))
+        prefix = self.pick(
+            (
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "CYPHER runtime=slotted ",
+                "CYPHER runtime=interpreted ",
+                "CYPHER 5 ",
+            )
+        )
         scope = Scope()
         body = self.reading(scope)
         writes = self.chance(35)
@@ -483,9 +512,17 @@ _REACHES: tuple[tuple[str, bool, bool], ...] = (
         False,
         False,
     ),
-    ("MATCH (a:Person) OPTIONAL MATCH (a)-[:ACTED_IN]->(m:Movie) WITH a, coalesce(m, a) AS v", False, True),
+    (
+        "MATCH (a:Person) OPTIONAL MATCH (a)-[:ACTED_IN]->(m:Movie) WITH a, coalesce(m, a) AS v",
+        False,
+        True,
+    ),
     ("MATCH (a:Person) MERGE (a)-[r:ACTED_IN]->(v)", True, True),
-    ("MATCH (a:Person)-[r:ACTED_IN]->(m) WITH a, r, CASE WHEN a.uid > 1 THEN m ELSE a END AS v", True, True),
+    (
+        "MATCH (a:Person)-[r:ACTED_IN]->(m) WITH a, r, CASE WHEN a.uid > 1 THEN m ELSE a END AS v",
+        True,
+        True,
+    ),
 )
 # Statements that reach an unlabelled node only inside a test, a count or a list, and return
 # only what is granted: the reach itself must be refused.

@@ -183,6 +183,14 @@ def test_row_limits(stack: DevStack, lab: Lab, neo4j_admin: Driver) -> None:
     assert probes[0]["n"] == 0
     small = query(stack, lab, "demo_writer", "UNWIND range(1, 2) AS i RETURN i")
     assert small.status_code == 202 and small.json()["data"]["values"] == [[1], [2]]
+    # collect() cannot fold the rows away: a list counts as many rows as it holds.
+    folded = query(stack, lab, "demo_writer", "UNWIND range(1, 5) AS i RETURN collect(i) AS all")
+    assert folded.status_code == 400, folded.text
+    assert folded.json()["errors"][0]["code"] == "Neo.ClientError.Statement.RowLimitExceeded"
+    nested = query(stack, lab, "demo_writer", "RETURN {xs: [[1], [2, 3]]} AS m")
+    assert nested.status_code == 400, nested.text
+    pair = query(stack, lab, "demo_writer", "RETURN [1, 2] AS two")
+    assert pair.status_code == 202 and pair.json()["data"]["values"] == [[[1, 2]]]
 
 
 def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> None:
@@ -195,7 +203,7 @@ def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> N
     )  # fmt: skip
     assert explain.returncode == 0, explain.stderr
     shown = json.loads(explain.stdout)
-    assert shown["input"]["version"] == 2 and shown["input"]["principal"]["dag"] == "demo_labels"
+    assert shown["input"]["version"] == 3 and shown["input"]["principal"]["dag"] == "demo_labels"
     assert shown["analysis"]["relationship_types"]["read"] == ["OWNS"]
     assert shown["decision"]["allow"] is False
     assert "relationship_type_not_granted:OWNS" in shown["decision"]["reasons"]
