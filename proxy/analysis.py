@@ -1,12 +1,12 @@
 """What a statement does, as Neo4j itself plans it with ``EXPLAIN``.
 
 Neo4j plans the statement without running it and reports its query type: ``r`` (read only),
-``rw`` (reads and writes), ``w`` (write only) or ``s`` (schema), and the plan, from which
-the plan reader (:mod:`proxy.plan`) reads the labels, relationship types, properties, procedures, LOAD CSV
-sources and risky operators. The gateway trusts this over anything it could infer from the
-text. Analyses are cached per database and exact statement text, in a bounded LRU with a time
-to live; parameters do not change a plan's facts, so they are not part of the key. A schema
-statement run through the gateway empties the cache.
+``rw`` (reads and writes), ``w`` (write only) or ``s`` (schema), and the plan, from which the
+plan reader (:mod:`proxy.plan`) reads the labels, relationship types, properties, procedures,
+LOAD CSV sources and risky operators. The gateway trusts this over anything it could infer from
+the text. Analyses are cached per database and exact statement text, in a bounded LRU with a
+time to live; parameters do not change a plan's facts, so they are not part of the key. A
+schema statement run through the gateway empties the cache.
 """
 
 from __future__ import annotations

@@ -116,3 +116,13 @@ def test_the_rules_see_the_imports_they_judge() -> None:
     assert "proxy.neo4j.logins" in GRAPH["proxy.gateway.path"]
     assert "proxy.app" in GRAPH["proxy.cli"]  # imported inside a function
     assert "proxy.devstack.stack" in GRAPH["proxy.cli"]
+
+
+def test_no_module_is_a_big_room() -> None:
+    """A module past 450 lines is asking to be split (STYLE: one module per concern)."""
+    big = {
+        name: lines
+        for name, path in modules()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 450
+    }
+    assert not big, big

@@ -29,9 +29,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.plan import rows, traversals, writes
 from proxy.plan.flow import ANY, Facts
-from proxy.plan.reader import Reader, Rules
+from proxy.plan.operators import RULES
+from proxy.plan.reader import Reader
 from proxy.plan.text import DYNAMIC, UnreadableText, load_csv_sources, tokens
 
 __all__ = ["ANY", "DYNAMIC", "PlanFacts", "read_plan"]
@@ -67,138 +67,13 @@ class PlanFacts:
     unreadable: frozenset[str] = frozenset()
 
 
-_RULES = Rules(
-    rules={
-        "Argument": rows.argument,
-        "EmptyRow": rows.empty_row,
-        "Input": rows.empty_row,
-        "Filter": rows.filter_rows,
-        "Projection": rows.projection,
-        **dict.fromkeys(
-            ("EagerAggregation", "OrderedAggregation", "Distinct", "OrderedDistinct"),
-            rows.aggregation,
-        ),
-        **dict.fromkeys(
-            ("Sort", "PartialSort", "Top", "Top1WithTies", "PartialTop", "Limit")
-            + ("ExhaustiveLimit", "Skip", "CacheProperties", "EmptyResult", "NullifyMetadata")
-            + ("PreserveOrder", "ArgumentTracker", "NonFuseable"),
-            rows.observe,
-        ),
-        "Eager": rows.barrier,
-        "ProduceResults": rows.produce,
-        "Unwind": rows.unwind,
-        "PartitionedUnwind": rows.unwind,
-        "LoadCSV": rows.load_csv,
-        "ProcedureCall": rows.procedure,
-        "Optional": rows.optional,
-        "Anti": rows.anti,
-        **dict.fromkeys(
-            ("AllNodesScan", "NodeByLabelScan", "UnionNodeByLabelsScan")
-            + ("IntersectionNodeByLabelsScan", "SubtractionNodeByLabelsScan")
-            + tuple(
-                "Partitioned" + name
-                for name in ("AllNodesScan", "NodeByLabelScan", "UnionNodeByLabelsScan")
-                + ("IntersectionNodeByLabelsScan", "SubtractionNodeByLabelsScan")
-            )
-            + ("NodeByIdSeek", "NodeByElementIdSeek"),
-            traversals.node_scan,
-        ),
-        **dict.fromkeys(
-            [
-                name
-                for base in (
-                    "NodeIndexSeek",
-                    "NodeIndexSeekByRange",
-                    "NodeUniqueIndexSeek",
-                    "NodeUniqueIndexSeekByRange",
-                    "NodeIndexScan",
-                    "NodeIndexContainsScan",
-                    "NodeIndexEndsWithScan",
-                    "MultiNodeIndexSeek",
-                    "AssertingMultiNodeIndexSeek",
-                )
-                for name in (base, "Partitioned" + base)
-            ],
-            traversals.node_index,
-        ),
-        **dict.fromkeys(
-            [
-                prefix + direction + scan
-                for prefix in ("", "Partitioned")
-                for direction in ("Directed", "Undirected")
-                for scan in (
-                    "AllRelationshipsScan",
-                    "RelationshipTypeScan",
-                    "UnionRelationshipTypesScan",
-                    "RelationshipByIdSeek",
-                    "RelationshipByElementIdSeek",
-                    "RelationshipIndexSeek",
-                    "RelationshipIndexSeekByRange",
-                    "RelationshipUniqueIndexSeek",
-                    "RelationshipUniqueIndexSeekByRange",
-                    "RelationshipIndexScan",
-                    "RelationshipIndexContainsScan",
-                    "RelationshipIndexEndsWithScan",
-                )
-            ],
-            traversals.relationship_leaf,
-        ),
-        "NodeCountFromCountStore": traversals.count_store,
-        "RelationshipCountFromCountStore": traversals.count_store,
-        **dict.fromkeys(
-            ("Expand", "OptionalExpand", "VarLengthExpand", "ShortestPath", "ProjectEndpoints"),
-            traversals.expand,
-        ),
-        "StatefulShortestPath": traversals.shortest,
-        "Repeat": traversals.repeat,
-        "Apply": rows.apply,
-        "TransactionApply": rows.apply,
-        **dict.fromkeys(
-            ("SemiApply", "AntiSemiApply", "SelectOrSemiApply", "SelectOrAntiSemiApply")
-            + ("LetSemiApply", "LetAntiSemiApply", "LetSelectOrSemiApply")
-            + ("LetSelectOrAntiSemiApply",),
-            rows.semi_apply,
-        ),
-        "ConditionalApply": rows.conditional_apply,
-        "AntiConditionalApply": rows.conditional_apply,
-        "RollUpApply": rows.roll_up,
-        "SubqueryForeach": rows.foreach_apply,
-        "TransactionForeach": rows.foreach_apply,
-        **dict.fromkeys(("CartesianProduct", "NodeHashJoin", "ValueHashJoin"), rows.join),
-        "NodeLeftOuterHashJoin": rows.outer_join,
-        "NodeRightOuterHashJoin": rows.outer_join,
-        "Union": rows.union,
-        "OrderedUnion": rows.union,
-        "AssertSameNode": rows.assert_same,
-        "AssertSameRelationship": rows.assert_same,
-        "TriadicSelection": rows.triadic,
-        **dict.fromkeys(
-            ("CreateIndex", "CreateConstraint", "DropIndex", "DropConstraint")
-            + ("DoNothingIfExists", "AdministrationCommand", "ShowIndexes", "ShowConstraints")
-            + ("ShowProcedures", "ShowFunctions", "ShowTransactions", "TerminateTransactions")
-            + ("ShowSettings",),
-            rows.command,
-        ),
-        **writes.RULES,
-    },
-    applies=frozenset(
-        {"Apply", "SemiApply", "AntiSemiApply", "SelectOrSemiApply", "SelectOrAntiSemiApply"}
-        | {"LetSemiApply", "LetAntiSemiApply", "LetSelectOrSemiApply"}
-        | {"LetSelectOrAntiSemiApply", "ConditionalApply", "AntiConditionalApply"}
-        | {"RollUpApply", "TransactionApply", "SubqueryForeach", "TransactionForeach"}
-        | {"Repeat", "TriadicSelection", "Foreach"}
-    ),
-    writes=writes.WRITES,
-)
-
-
 def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanFacts:
     """The facts of a ``summary.plan`` tree; ``statement`` (its text) names LOAD CSV sources
     and lets ambiguous names be caught. Raises ValueError for something that is not a plan."""
     facts = Facts()
     if statement is not None:
         _check_names(statement, facts)
-    Reader(facts, _RULES).walk(plan, {})
+    Reader(facts, RULES).walk(plan, {})
     sources: list[str] = []
     if statement is not None and facts.load_csv_ops:
         try:

@@ -19,8 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from proxy.plan.expressions import Expr, Parser, Pattern, Unparsed, conjuncts
 from proxy.plan.flow import VALUE, Binding, Env, Facts, Guarantee, both, read_set
+from proxy.plan.parser import Parser
+from proxy.plan.syntax import Expr, Pattern, Unparsed, conjuncts
 
 # Built-in namespaced functions of 5.26 (SHOW FUNCTIONS); any other ``ns.f(`` is user-defined.
 _CLOCKS = ("realtime", "statement", "transaction")
@@ -163,9 +164,8 @@ class Reader:
                     self.facts.add("rel_types_read", names)
             elif node.kind in ("pattern", "pattern_comprehension") and node.pattern is not None:
                 self.pattern_reads(node.pattern, env)
-            elif node.kind == "call" and "." in node.text:
-                if node.text.rsplit(".", 1)[0] not in BUILTIN_NAMESPACES:
-                    self.facts.add("functions", [node.text])
+            elif node.kind == "call" and _user_defined(node.text):
+                self.facts.add("functions", [node.text])
 
     @staticmethod
     def _subject_kind(subject: Expr, env: Env, element_kinds: Mapping[str, str]) -> str:
@@ -198,33 +198,8 @@ class Reader:
             self.expression(expr, env)
 
     def narrow(self, predicate: Expr, env: Env, *, only: set[str] | None = None) -> Env:
-        """``env`` with each variable narrowed by the predicate's positive label conjuncts
-        (``v:A``, ``v:A|B``, ``v:A&B``), which every row that passes the predicate satisfies,
-        and by its equalities of two variables (``a = b``: one entity, so what is known of
-        either holds of both); only the variables in ``only``, when given. Nothing else
-        narrows: not a label test under NOT, OR, XOR, CASE or a list predicate, nor one on
-        anything but a variable."""
-        out = dict(env)
-        parts = conjuncts(predicate)
-        for _ in range(2):  # an equality can carry what a label test proved, and back
-            for conjunct in parts:
-                if conjunct.kind == "label" and conjunct.label is not None:
-                    subject = conjunct.args[0]
-                    guarantee = conjunct.label.guarantee()
-                    if guarantee is not None and subject.kind == "var":
-                        self._narrow_var(out, subject.text, guarantee, only)
-                elif conjunct.kind == "op" and conjunct.text == "=":
-                    left, right = conjunct.args
-                    if left.kind == right.kind == "var" and left.text in out and right.text in out:
-                        known = both(out[left.text].labels, out[right.text].labels)
-                        self._narrow_var(out, left.text, known, only)
-                        self._narrow_var(out, right.text, known, only)
-        return out
-
-    @staticmethod
-    def _narrow_var(env: Env, name: str, guarantee: Guarantee, only: set[str] | None) -> None:
-        if name in env and guarantee is not None and (only is None or name in only):
-            env[name] = env[name].narrowed(guarantee)
+        """See :func:`narrow`."""
+        return narrow(predicate, env, only=only)
 
     def items(self, text: str, env: Env) -> Env:
         """``expr AS alias, ...`` (projections, aggregations, DISTINCT): an alias of a plain
@@ -261,6 +236,40 @@ class Reader:
                 continue
             if not parser.done():
                 parser.take(",")
+
+
+def narrow(predicate: Expr, env: Env, *, only: set[str] | None = None) -> Env:
+    """``env`` with each variable narrowed by the predicate's positive label conjuncts
+    (``v:A``, ``v:A|B``, ``v:A&B``), which every row that passes the predicate satisfies, and
+    by its equalities of two variables (``a = b``: one entity, so what is known of either holds
+    of both); only the variables in ``only``, when given. Nothing else narrows: not a label
+    test under NOT, OR, XOR, CASE or a list predicate, nor one on anything but a variable."""
+    out = dict(env)
+    parts = conjuncts(predicate)
+    for _ in range(2):  # an equality can carry what a label test proved, and back
+        for conjunct in parts:
+            if conjunct.kind == "label" and conjunct.label is not None:
+                subject = conjunct.args[0]
+                guarantee = conjunct.label.guarantee()
+                if guarantee is not None and subject.kind == "var":
+                    _narrow_var(out, subject.text, guarantee, only)
+            elif conjunct.kind == "op" and conjunct.text == "=":
+                left, right = conjunct.args
+                if left.kind == right.kind == "var" and left.text in out and right.text in out:
+                    known = both(out[left.text].labels, out[right.text].labels)
+                    _narrow_var(out, left.text, known, only)
+                    _narrow_var(out, right.text, known, only)
+    return out
+
+
+def _narrow_var(env: Env, name: str, guarantee: Guarantee, only: set[str] | None) -> None:
+    if name in env and guarantee is not None and (only is None or name in only):
+        env[name] = env[name].narrowed(guarantee)
+
+
+def _user_defined(function: str) -> bool:
+    """Whether a function is user-defined: namespaced, and not in a built-in namespace."""
+    return "." in function and function.rsplit(".", 1)[0] not in BUILTIN_NAMESPACES
 
 
 def variables(text: str) -> list[str]:

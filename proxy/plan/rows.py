@@ -14,9 +14,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from proxy.plan.expressions import Expr, Parser, Unparsed, parse
 from proxy.plan.flow import ANY, VALUE, Binding, Env, either
+from proxy.plan.parser import Parser, parse
 from proxy.plan.reader import Op, Reader, names_below, unquote, variables
+from proxy.plan.syntax import Expr, Unparsed
 
 _CALL = re.compile(r"((?:`(?:[^`]|``)*`|\w+)(?:\.(?:`(?:[^`]|``)*`|\w+))*)\(")
 _NAME_PART = re.compile(r"`(?:[^`]|``)*`|\w+")
@@ -138,7 +139,7 @@ def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     del envs
     if not op.family.startswith("Show"):
         reader.facts.write_anything()
-    return {**args, **{name: VALUE for name in op.identifiers}}
+    return {**args, **dict.fromkeys(op.identifiers, VALUE)}
 
 
 # ---- binary operators

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from proxy.plan.expressions import Element, Expr, Parser, Pattern, Unparsed, conjuncts, parse
 from proxy.plan.flow import VALUE, Binding, Env, Guarantee, both, entity, read_set
+from proxy.plan.parser import Parser, parse
 from proxy.plan.reader import Op, Reader, is_var, unquote
+from proxy.plan.syntax import Element, Expr, Pattern, Unparsed, conjuncts
 
 _SEEK_HEAD = re.compile(r"(?:[A-Z]+ INDEX|UNIQUE) ")
 _REPEAT = re.compile(r"\((.+)\) \(\.\.\.\)\{(\d+), (\d*)\} \((.+)\)\Z")

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.plan.expressions import Expr, LabelExpr, Parser, Pattern, Unparsed
 from proxy.plan.flow import VALUE, Binding, Env, Facts, entity, write_set
+from proxy.plan.parser import Parser
 from proxy.plan.reader import Op, Reader
 from proxy.plan.rows import element_of, foreach_apply
+from proxy.plan.syntax import Expr, LabelExpr, Pattern, Unparsed
 
 WRITES = frozenset(
     {"Create", "Merge", "LockingMerge", "Foreach", "SetLabels", "RemoveLabels", "Delete"}

@@ -92,8 +92,8 @@ def seed_statements() -> list[tuple[str, dict[str, Any]]]:
     ]
     statements: list[tuple[str, dict[str, Any]]] = []
     for node in nodes:
-        labels = "".join(f":{label}" for label in node["labels"])
-        statements.append((f"CREATE (n{labels}) SET n = $props", {"props": node["props"]}))
+        written = "".join(f":{label}" for label in node["labels"])
+        statements.append((f"CREATE (n{written}) SET n = $props", {"props": node["props"]}))
     for k, (start, rel_type, end) in enumerate(rels):
         props = {"since": 2000 + k, "fz": True}
         if rel_type not in GRANTED_TYPES:

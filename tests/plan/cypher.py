@@ -62,6 +62,7 @@ class Gen:
 
     # -- draw helpers
     def pick(self, items: Any) -> Any:
+        """One of ``items`` (a draw hypothesis can shrink towards the first)."""
         return self.draw(st.sampled_from(list(items)))
 
     def chance(self, percent: int) -> bool:
@@ -82,7 +83,7 @@ class Gen:
         form = self.number(0, 19 if dynamic and not simple else 14)
         if simple:
             form = min(form, 13)
-        a, b, c = self.pick(names), self.pick(names), self.pick(names)
+        a, b, c = (str(self.pick(names)) for _ in range(3))
         if form < 11:
             return a
         if form < 14:
@@ -150,7 +151,8 @@ class Gen:
         elif form < 16:  # a quantified path pattern
             start, end = self.node(scope), self.node(scope)
             x, y = self.fresh("q"), self.fresh("q")
-            inner = f"({x}:{self.label_expr()})-[:{self.label_expr(rel=True)}]->({y}:{self.label_expr()})"
+            labels = (self.label_expr(), self.label_expr(rel=True), self.label_expr())
+            inner = f"({x}:{labels[0]})-[:{labels[1]}]->({y}:{labels[2]})"
             if not self.benign and self.chance(30):
                 inner = f"({x})-[:{self.label_expr(rel=True)}]-({y})"
             bounds = self.pick(("{1,3}", "{2}", "+", "{1,}", "{0,2}"))
@@ -248,7 +250,7 @@ class Gen:
     def value(self, scope: Scope) -> str:
         """A non-aggregating expression over the scope."""
         nodes, rels, paths = scope.nodes, scope.rels, scope.paths
-        choices: list[str] = list(scope.values) + ["1"]
+        choices: list[str] = [*scope.values, "1"]
         for var in nodes:
             prop = self.pick(NODE_PROPS)
             choices += [var, f"{var}.{prop}", f"properties({var})", f"labels({var})"]
@@ -528,24 +530,30 @@ _REACHES: tuple[tuple[str, bool, bool], ...] = (
 # only what is granted: the reach itself must be refused.
 _HIDDEN_REACHES = (
     "MATCH (a:Person) WHERE EXISTS {{ (a)-[:ACTED_IN]->() }} RETURN a.name AS x",
-    "MATCH (a:Person) WHERE EXISTS {{ MATCH (a)-[:ACTED_IN]-(y) WHERE y.born > 1955 }} RETURN a.name AS x",
+    "MATCH (a:Person) WHERE EXISTS {{ MATCH (a)-[:ACTED_IN]-(y) WHERE y.born > 1955 }}"
+    " RETURN a.name AS x",
     "MATCH (a:Person) WHERE NOT EXISTS {{ (a)-[:ACTED_IN]->(:{L}) }} RETURN a.name AS x",
     "MATCH (a:Person) WHERE (a)-[:ACTED_IN]->() RETURN a.name AS x",
     "MATCH (a:Person) RETURN a.name AS x, COUNT {{ (a)-[:ACTED_IN]->() }} AS c",
     "MATCH (a:Person) RETURN a.name AS x, COUNT {{ (a)-[:ACTED_IN]->(:{L}) }} AS c",
     "MATCH (a:Person) RETURN a.name AS x, size([(a)-[:ACTED_IN]->(y) | y.name]) AS c",
     "MATCH (a:Person) RETURN a.name AS x, [(a)-[:ACTED_IN]->(y:{L}) | y.name] AS c",
-    "MATCH (a:Person) CALL (a) {{ MATCH (a)-[:ACTED_IN]->(y) RETURN count(y) AS c }} RETURN a.name AS x, c",
+    "MATCH (a:Person) CALL (a) {{ MATCH (a)-[:ACTED_IN]->(y) RETURN count(y) AS c }}"
+    " RETURN a.name AS x, c",
     "MATCH (a:Person) OPTIONAL MATCH (a)-[:ACTED_IN]->(y) RETURN a.name AS x, count(y) AS c",
     "MATCH (a:Person) WHERE a.born > 1990 OR EXISTS {{ (a)-[:ACTED_IN]->() }} RETURN a.name AS x",
     "MATCH (a:Person) RETURN a.name AS x, EXISTS {{ (a)-[:ACTED_IN]->() }} AS c",
     "MATCH (a:Person) RETURN a.name AS x, CASE WHEN EXISTS {{ (a)--() }} THEN 1 ELSE 0 END AS c",
-    "MATCH (a:Person) WITH a, COLLECT {{ MATCH (a)-[:ACTED_IN]->(y) RETURN y.name }} AS ys RETURN a.name AS x, size(ys) AS c",
-    "MATCH (a:Person)-[:ACTED_IN]->(m:Movie) WHERE EXISTS {{ (m)<-[:ACTED_IN]-(y) WHERE y <> a }} RETURN a.name AS x",
+    "MATCH (a:Person) WITH a, COLLECT {{ MATCH (a)-[:ACTED_IN]->(y) RETURN y.name }} AS ys"
+    " RETURN a.name AS x, size(ys) AS c",
+    "MATCH (a:Person)-[:ACTED_IN]->(m:Movie) WHERE EXISTS {{ (m)<-[:ACTED_IN]-(y) WHERE y <> a }}"
+    " RETURN a.name AS x",
     "MATCH (a:Person) RETURN a.name AS x, any(y IN [(a)-[:ACTED_IN]->(z) | z] WHERE y:{L}) AS c",
-    "MATCH (a:Person) WITH a ORDER BY COUNT {{ (a)-[:ACTED_IN]->() }} DESC, a.uid RETURN a.name AS x LIMIT 2",
+    "MATCH (a:Person) WITH a ORDER BY COUNT {{ (a)-[:ACTED_IN]->() }} DESC, a.uid"
+    " RETURN a.name AS x LIMIT 2",
     "MATCH (a:Person) WHERE COUNT {{ (a)-[:DIRECTED]-() }} = 0 RETURN a.name AS x",
-    "MATCH (a:Person), (b:Person) WHERE (a)-[:ACTED_IN]->()<-[:ACTED_IN]-(b) RETURN a.name AS x, b.name AS c",
+    "MATCH (a:Person), (b:Person) WHERE (a)-[:ACTED_IN]->()<-[:ACTED_IN]-(b)"
+    " RETURN a.name AS x, b.name AS c",
 )
 # Ways to try to prove `v` carries {L}; some are sound, some only look it.
 _NARROWINGS = (
@@ -554,6 +562,8 @@ _NARROWINGS = (
     "WHERE v:{L} OR v.uid > 3",
     "WHERE v:{L} XOR v:{X}",
     "WHERE v:{L} AND v.uid > 0",
+    "WHERE v:{L} AND 1 / (v.uid - 6) >= 0",
+    "WHERE 1 / (v.uid - 9) >= 0 AND v:{L}",
     "WHERE NOT NOT v:{L}",
     "WHERE v:!{X}",
     "WHERE v:%",

@@ -72,7 +72,7 @@ class Checker:
                 return None
         assert summary.plan is not None and summary.query_type is not None
         facts = read_plan(summary.plan, statement=statement.text)
-        analysis = Analysis(query_type=summary.query_type, facts=facts)  # type: ignore[arg-type]
+        analysis = Analysis(query_type=summary.query_type, facts=facts)
         principal = {
             "method": "oidc",
             "issuer": "https://fuzz.test",

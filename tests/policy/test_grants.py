@@ -45,5 +45,9 @@ def test_every_documented_reason_is_produced_by_the_engine() -> None:
     engine = (POLICIES / "authz.rego").read_text(encoding="utf-8")
     produced = set(re.findall(r'reasons contains (?:sprintf\()?"([a-z_]+)', engine))
     section = README.read_text(encoding="utf-8").split("## Policies", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"`([a-z_]+_not_granted|guardrail|unknown_[a-z_]+)[:`]", section))
+    documented = set(
+        re.findall(
+            r"`([a-z_]+_not_granted|guardrail|unknown_[a-z_]+|plan_not_understood)[:`]", section
+        )
+    )
     assert documented == produced, (documented - produced, produced - documented)
