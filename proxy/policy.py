@@ -301,7 +301,9 @@ class OPAPolicyEngine:
         cached = self._preflights.get(key)
         if cached is not None:
             self._preflights.move_to_end(key)
+            self._lookups.labels("preflight", "hit").inc()
             return replace(cached, decision=replace(cached.decision, decision_id=str(uuid.uuid4())))
+        self._lookups.labels("preflight", "miss").inc()
         response = await self._query(
             self._settings.package, document, rule=self._settings.preflight_rule
         )

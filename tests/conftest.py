@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,17 @@ SERVICE_ACCOUNT = DemoClient("system:serviceaccount:airflow:etl-worker", None)
 MULTI_DAG = DemoClient("multi_dag_worker", None)
 IAM_MAX_AGE_S = 10
 JWKS_TTL_S = 2
+
+
+def until(check: Callable[[], httpx.Response | None], seconds: float = 15.0) -> httpx.Response:
+    """The first response ``check`` accepts, polling: a policy change takes a moment to apply."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        response = check()
+        if response is not None:
+            return response
+        time.sleep(0.2)
+    raise AssertionError(f"the policy change did not take effect within {seconds} s")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

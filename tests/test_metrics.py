@@ -55,10 +55,14 @@ def test_metrics_follow_requests_and_name_no_dag_or_secret(
     assert moved("cyphergate_requests_total", verdict="deny", status="401") == 1
     assert moved("cyphergate_request_duration_seconds_count", verdict="allow") == 2
     assert moved("cyphergate_denials_total", reason="dag_not_granted") == 1
-    # Each fresh statement is analysed and decided once; the reader's second request hits
-    # both caches; the unauthenticated request gets neither far.
+    # Each DAG's preflight is asked once and the reader's second request hits its cache; the
+    # unlisted DAG is refused there, before its statement is analysed or decided; the fresh
+    # statement is analysed and decided once, and hits both caches the second time; the
+    # unauthenticated request gets nowhere near any.
+    assert moved("cyphergate_cache_lookups_total", cache="preflight", result="miss") == 2
+    assert moved("cyphergate_cache_lookups_total", cache="preflight", result="hit") == 1
     for cache in ("analysis", "decision"):
-        assert moved("cyphergate_cache_lookups_total", cache=cache, result="miss") == 2
+        assert moved("cyphergate_cache_lookups_total", cache=cache, result="miss") == 1
         assert moved("cyphergate_cache_lookups_total", cache=cache, result="hit") == 1
     assert value(after, "cyphergate_neo4j_leases_active") >= 1  # the devstack leases per DAG
     assert value(after, "process_resident_memory_bytes") > 0

@@ -102,9 +102,9 @@ class Reader:
             self.facts.add("procedures", [family])  # a system procedure call (USE system CALL)
             return {}
         if rule is not None and family in self._rules.applies and len(children) == 2:
-            lhs = self.walk(children[0], args)
             # The RHS runs per LHS row and may use it in any way: the row is observed.
-            rhs_args = self.facts.observe(lhs)
+            lhs = self.facts.observe(self.walk(children[0], args))
+            rhs_args = dict(lhs)
             if family == "Repeat":
                 # Each step starts from the start node or the previous step's end, both read
                 # where they were found: a node, with no guarantee of its own.

@@ -272,7 +272,8 @@ def optional(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     narrowed them did not hold on that row."""
     del reader
     out = dict(envs[0])
-    for name in variables(op.details) if op.details else []:
+    listed = variables(op.details) if op.details else []
+    for name in {*listed, *args}:  # every argument, whether Neo4j lists it or not
         out[name] = args.get(name) or Binding("unknown", None, fresh=True)
     return out
 

@@ -25,6 +25,7 @@ from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.install import default_cache_dir, ensure_opa
 from proxy.devstack.stack import DevStack
 from proxy.opa_server import proposed_policy
+from tests.conftest import until
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -74,16 +75,6 @@ def query(stack: DevStack, lab: Lab, dag: str, statement: str) -> httpx.Response
         headers={"Authorization": stack.auth_header(dag)},
         timeout=30,
     )
-
-
-def until(check: Callable[[], httpx.Response | None], seconds: float = 15.0) -> httpx.Response:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        response = check()
-        if response is not None:
-            return response
-        time.sleep(0.2)
-    raise AssertionError(f"the policy change did not take effect within {seconds} s")
 
 
 def test_edit_shadow_grant_and_replay(stack: DevStack, lab: Lab) -> None:
