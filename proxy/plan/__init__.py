@@ -37,6 +37,7 @@ from proxy.plan.text import DYNAMIC, UnreadableText, load_csv_sources, tokens
 __all__ = ["ANY", "DYNAMIC", "PlanFacts", "read_plan"]
 
 _GENERATED = re.compile(r"anon_\d+\Z")
+_PLAIN = re.compile(r"\$\w+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +76,17 @@ def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanF
         _check_names(statement, facts)
     Reader(facts, RULES).walk(plan, {})
     sources: list[str] = []
-    if statement is not None and facts.load_csv_ops:
+    if statement is not None:
         try:
             sources = load_csv_sources(statement)
         except UnreadableText:
-            sources = []
-    if len(sources) != facts.load_csv_ops:  # never guess which source belongs to which load
-        sources = [DYNAMIC] * facts.load_csv_ops
+            sources = [DYNAMIC] * max(1, facts.load_csv_ops)
+    if len(sources) != facts.load_csv_ops:
+        # Never guess which source belongs to which load; and a load in the text that the
+        # plan does not show is hidden somewhere the reader did not look.
+        if len(sources) > facts.load_csv_ops:
+            facts.opaque(writes=False, what="LOAD CSV the plan does not show")
+        sources = [DYNAMIC] * max(len(sources), facts.load_csv_ops)
     sets = facts.sets
     return PlanFacts(
         labels_read=frozenset(sets.get("labels_read", ())),
@@ -110,7 +115,8 @@ def _check_names(statement: str, facts: Facts) -> None:
         return
     for token in found:
         text = token.text
-        if token.kind == "name" and ("]" in text or "  " in text or "\n" in text or "\r" in text):
+        quoted = token.kind == "name" or (token.kind == "parameter" and not _PLAIN.match(text))
+        if quoted and ("]" in text or "  " in text or "\n" in text or "\r" in text):
             facts.opaque(writes=True, what="ambiguous name")
         elif token.kind in ("name", "word") and _GENERATED.match(text):
             facts.opaque(writes=True, what="variable named like a generated one")

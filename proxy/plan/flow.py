@@ -26,11 +26,17 @@ Guarantee = frozenset[str] | None  # has at least one of these; None: nothing kn
 
 @dataclass(frozen=True, slots=True)
 class Binding:
-    """One variable: its kind, the labels or types it has one of, and whether it is fresh."""
+    """One variable: its kind, the labels or types it has one of, and whether it is fresh.
+
+    ``origin`` is the declaration the binding comes from: a new :class:`Binding` is a new
+    declaration, a narrowed or observed one keeps its origin. Neo4j prints a variable declared
+    again under a name in use (after ``WITH`` dropped it, or inside a subquery that does not
+    import it) under that same name; the origin tells the reader which one a name holds."""
 
     kind: Kind
     labels: Guarantee = None
     fresh: bool = False
+    origin: object = field(default_factory=object, compare=False, repr=False)
 
     def narrowed(self, guarantee: Guarantee) -> Binding:
         """This binding, also known to satisfy ``guarantee`` (both hold)."""
@@ -38,7 +44,11 @@ class Binding:
 
 
 Env = dict[str, Binding]
-VALUE = Binding("value")
+
+
+def value() -> Binding:
+    """A new variable holding a value nothing is known of (a number, a list, a path...)."""
+    return Binding("value")
 
 
 def both(a: Guarantee, b: Guarantee) -> Guarantee:

@@ -68,7 +68,7 @@ class PatternParser(Cursor):
         if self.at("("):  # a parenthesised path, quantified: ((a)-[r]->(b)){1, 3}
             inner = self.pattern()
             self.take(")")
-            low, high = self._quantifier_bounds()
+            low, high = self.quantifier_bounds()
             return Element("group", inner=inner, min_hops=low, max_hops=high, var_length=True)
         var = label = props = where = None
         tok = self.peek()
@@ -88,7 +88,15 @@ class PatternParser(Cursor):
         self.take(")")
         return Element("node", var or "", label, props, where)
 
-    def _quantifier_bounds(self) -> tuple[int | None, int | None]:
+    def node_element(self) -> Element:
+        """One node pattern, ``(v:L {k: v} WHERE p)``."""
+        element = self._node_or_group()
+        if element.kind != "node":
+            raise Unparsed("a group where a node belongs")
+        return element
+
+    def quantifier_bounds(self) -> tuple[int | None, int | None]:
+        """``{1, 3}``, ``{2}``, ``{1, }``, ``+``, ``*``: (min, max), max None when unbounded."""
         if self.at("+"):
             self.i += 1
             return 1, None

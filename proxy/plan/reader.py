@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from proxy.plan.flow import VALUE, Binding, Env, Facts, Guarantee, both, read_set
+from proxy.plan.flow import Binding, Env, Facts, Guarantee, both, read_set, value
 from proxy.plan.parser import Parser
 from proxy.plan.syntax import Expr, Pattern, Unparsed, conjuncts
 
@@ -109,7 +109,7 @@ class Reader:
                 # Each step starts from the start node or the previous step's end, both read
                 # where they were found: a node, with no guarantee of its own.
                 rhs_args.update(
-                    {name: Binding("node") for name in _argument_names(children[1]) - set(lhs)}
+                    {name: Binding("node") for name in argument_names(children[1]) - set(lhs)}
                 )
             envs = [lhs, self.walk(children[1], rhs_args)]
         else:
@@ -219,7 +219,7 @@ class Reader:
                 alias = expr.text
             if alias is not None:
                 source = env.get(expr.text) if expr.kind == "var" else None
-                out[alias] = replace(source, fresh=False) if source else VALUE
+                out[alias] = replace(source, fresh=False) if source else value()
             if parser.done():
                 return out
             parser.take(",")
@@ -282,22 +282,15 @@ def variables(text: str) -> list[str]:
     return names
 
 
-def _argument_names(raw: Mapping[str, Any]) -> set[str]:
-    """The variables of the ``Argument`` leaves below an operator."""
+def argument_names(raw: Mapping[str, Any]) -> set[str]:
+    """The variables of the ``Argument`` leaves below an operator: what of its row a subquery
+    takes."""
     if not raw.get("children"):
         op_type = str(raw.get("operatorType") or "")
         if op_type.split("@", 1)[0] == "Argument":
             return {unquote(str(i)) for i in raw.get("identifiers") or []}
         return set()
-    return {name for child in raw["children"] for name in _argument_names(child)}
-
-
-def names_below(raw: Mapping[str, Any]) -> set[str]:
-    """Every identifier of an operator and the operators below it."""
-    names = {unquote(str(i)) for i in raw.get("identifiers") or []}
-    for child in raw.get("children") or []:
-        names |= names_below(child)
-    return names
+    return {name for child in raw["children"] for name in argument_names(child)}
 
 
 def is_var(expr: Expr, name: str) -> bool:

@@ -11,12 +11,13 @@ variables they bring, never one bound before them.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
-from proxy.plan.flow import ANY, VALUE, Binding, Env, either
+from proxy.plan.flow import ANY, Binding, Env, either, value
 from proxy.plan.parser import Parser, parse
-from proxy.plan.reader import Op, Reader, names_below, unquote, variables
+from proxy.plan.reader import Op, Reader, argument_names, unquote, variables
 from proxy.plan.syntax import Expr, Unparsed
 
 _CALL = re.compile(r"((?:`(?:[^`]|``)*`|\w+)(?:\.(?:`(?:[^`]|``)*`|\w+))*)\(")
@@ -47,7 +48,7 @@ def argument(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
 def empty_row(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """EmptyRow (an argument with no variables) and Input (values fed in)."""
     del reader, envs
-    return {**args, **{name: args.get(name, VALUE) for name in op.identifiers}}
+    return {**args, **{name: args.get(name, value()) for name in op.identifiers}}
 
 
 def filter_rows(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -100,14 +101,14 @@ def element_of(expr: Expr, env: Env) -> Binding:
         for arg in expr.args[1:]:
             found = either(found, env[arg.text])
         return replace(found, fresh=False)
-    return VALUE
+    return value()
 
 
 def load_csv(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """LoadCSV ``row``: its source is not in the plan (see :mod:`proxy.plan.text`)."""
     env = reader.facts.observe(envs[0]) if envs else dict(args)
     reader.facts.load_csv_ops += 1
-    env[Parser(op.details).variable()] = VALUE
+    env[Parser(op.details).variable()] = value()
     return env
 
 
@@ -139,7 +140,7 @@ def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     del envs
     if not op.family.startswith("Show"):
         reader.facts.write_anything()
-    return {**args, **dict.fromkeys(op.identifiers, VALUE)}
+    return {**args, **dict.fromkeys(op.identifiers, value())}
 
 
 # ---- binary operators
@@ -147,14 +148,39 @@ def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
 
 def apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """Apply, TransactionApply: the RHS rows (carrying the arguments) go on. A subquery that
-    uses nothing of its row multiplies rows like a cartesian product."""
+    uses nothing of its row multiplies rows like a cartesian product. ``CALL ... IN
+    TRANSACTIONS ... ON ERROR CONTINUE`` (or ``BREAK``) lets an outer row go on when its batch
+    failed, so there the subquery proves nothing of the outer variables."""
     del args
     lhs, rhs = envs
-    if op.family == "Apply" and lhs and not set(lhs) & names_below(op.raw["children"][1]):
+    if op.family == "Apply" and lhs and not _uses_its_row(lhs, op.raw["children"][1]):
         reader.facts.add("operators", ["CartesianProduct"])
+    out = subquery_rows(lhs, rhs)
     if op.family == "TransactionApply":
         _in_transactions(op.details)
-    return dict(rhs)
+        if "ON ERROR FAIL" not in op.details:
+            out.update(lhs)
+    return out
+
+
+def subquery_rows(lhs: Env, rhs: Env) -> Env:
+    """The variables of the rows an apply's right-hand side hands back: its own, and the outer
+    ones as it narrowed them. A name it declared again (printed like the outer one) may mean
+    either afterwards: the inner one (a MATCH after WITH dropped the outer) or the outer one
+    (a CALL subquery that did not import it). Which, the plan does not say: the name holds
+    what either holds."""
+    out = dict(lhs)
+    for name, binding in rhs.items():
+        outer = lhs.get(name)
+        out[name] = (
+            binding if outer is None or binding.origin is outer.origin else either(outer, binding)
+        )
+    return out
+
+
+def _uses_its_row(lhs: Env, rhs: Mapping[str, Any]) -> bool:
+    """Whether a subquery's plan takes anything of its row (an ``Argument`` of LHS variables)."""
+    return bool(set(lhs) & argument_names(rhs))
 
 
 def _in_transactions(details: str) -> None:
@@ -170,14 +196,17 @@ def semi_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     reader.facts.observe(rhs)
     if op.details and "Select" in op.family:
         reader.expression(parse(op.details), lhs)
-    return {**lhs, **{name: VALUE for name in op.identifiers if name not in lhs}}
+    return {**lhs, **{name: value() for name in op.identifiers if name not in lhs}}
 
 
 def conditional_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """ConditionalApply / AntiConditionalApply: the LHS row, or the RHS rows, go on."""
     del op, args
     lhs, rhs = envs[0], reader.facts.observe(envs[1])
-    return {name: either(lhs.get(name), rhs.get(name)) for name in lhs.keys() | rhs.keys()}
+    out = subquery_rows(lhs, rhs)
+    for name, binding in lhs.items():  # where the RHS did not run, the LHS row as it was
+        out[name] = either(binding, out[name]) if out[name] is not binding else binding
+    return out
 
 
 def roll_up(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -185,7 +214,7 @@ def roll_up(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     del args
     lhs, rhs = envs
     reader.facts.observe(rhs)
-    return {**lhs, variables(op.details)[0]: VALUE}
+    return {**lhs, variables(op.details)[0]: value()}
 
 
 def foreach_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:

@@ -21,12 +21,13 @@ _TOKEN = re.compile(
     | (?P<name>`(?:[^`]|``)*`)
     | (?P<number>0x[0-9A-Fa-f]+|0o[0-7]+|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)
     | (?P<param>\$(?:`(?:[^`]|``)*`|\w+))
-    | (?P<cache>cache\w*\[)
+    | (?P<cache>cache\[)
     | (?P<word>[^\W\d]\w*)
     | (?P<symbol><-->|<--|-->|<-|->|--|\.\.|::|<>|!=|<=|>=|=~|\+=|[-+*/%^=<>()\[\]{},.:|&!$])
     """,
     re.VERBOSE | re.DOTALL,
 )
+_CACHED = re.compile(r"[^\[\](){}:$'\"`,|&!<>=]+\.[^\[\](){}:$'\"`,|&!<>=]+")
 # Words that end an expression wherever they appear (a variable may not be named like them
 # unquoted, and Neo4j quotes names that need it).
 STOP = frozenset(
@@ -170,9 +171,11 @@ def tokenize(text: str) -> list[Tok]:
             glued = False
             continue
         if kind == "cache":
+            # Neo4j prints a cached property unquoted, `cache[n.key]`: only that form, with
+            # nothing in it that could be structure, is read as one.
             close = text.find("]", pos)
-            if close < 0:
-                raise Unparsed("an unterminated cached property")
+            if close < 0 or not _CACHED.fullmatch(text, pos, close):
+                raise Unparsed("a cached property of unknown form")
             toks.append(Tok("cache", text[pos:close], glued))
             pos = close + 1
         else:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from proxy.plan.flow import VALUE, Binding, Env, Guarantee, both, entity, read_set
+from proxy.plan.flow import Binding, Env, Guarantee, both, entity, read_set, value
 from proxy.plan.parser import Parser, parse
-from proxy.plan.reader import Op, Reader, is_var, unquote
+from proxy.plan.reader import Op, Reader, is_var
 from proxy.plan.syntax import Element, Expr, Pattern, Unparsed, conjuncts
 
-_SEEK_HEAD = re.compile(r"(?:[A-Z]+ INDEX|UNIQUE) ")
-_REPEAT = re.compile(r"\((.+)\) \(\.\.\.\)\{(\d+), (\d*)\} \((.+)\)\Z")
 _SELECTOR = re.compile(r"(?:ANY|SHORTEST|ALL SHORTEST)(?: \d+)?(?: GROUPS)? ")
 _SHORTEST_SECTIONS = ("expanding from", "inlined predicates", "non-inlined predicates")
 
@@ -46,55 +44,104 @@ def node_scan(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
 
 
 def node_index(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
-    """``RANGE INDEX n:L(p) WHERE ...[, cache[n.p]]``, ``UNIQUE n:L(p) WHERE ...`` (one per
-    seek for MultiNodeIndexSeek): fresh nodes of the index's label."""
+    """``RANGE INDEX n:L(p, q) WHERE <predicate>[, cache[n.p]]`` or ``UNIQUE n:L(p) WHERE ...``,
+    several for a multi-node seek, each followed by its cached properties: fresh nodes of the
+    index's label. The predicate is read like any other (it names property keys bare)."""
     env = reader.facts.observe(envs[0]) if envs else dict(args)
-    found = 0
-    for head in _SEEK_HEAD.finditer(op.details):
-        parser = Parser(op.details[head.end() :])
+    parser = Parser(op.details)
+    while True:
+        _index_head(parser)
         var = parser.variable()
         parser.take(":")
         label = parser.name()
-        parser.take("(")
+        _property_keys(parser)
         reader.facts.add("labels_read", [label])
         env[var] = Binding("node", frozenset({label}), fresh=True)
-        found += 1
-    if not found:
+        _index_tail(reader, parser, env)
+        if parser.done():
+            return env
+        parser.take(",")
+
+
+def _index_head(parser: Parser) -> None:
+    """``RANGE INDEX`` (any index type) or ``UNIQUE``."""
+    if parser.at_word("UNIQUE"):
+        parser.i += 1
+        return
+    tok = parser.peek()
+    if tok is None or tok.kind != "word" or not tok.text.isupper():
         raise Unparsed("an index seek without an index")
-    return env
+    parser.i += 1
+    parser.take_word("INDEX")
+
+
+def _property_keys(parser: Parser) -> None:
+    """``(p, q)`` after an index's label or type."""
+    parser.take("(")
+    parser.name()
+    while parser.at(","):
+        parser.i += 1
+        parser.name()
+    parser.take(")")
+
+
+def _index_tail(reader: Reader, parser: Parser, env: Env) -> None:
+    """`` WHERE <predicate>`` then ``, cache[v.p]`` items, up to the next seek (or the end)."""
+    if parser.at_word("WHERE"):
+        parser.i += 1
+        reader.expression(parser.expression(), env)
+    while parser.at(",") and (tok := parser.peek(1)) is not None and tok.kind == "cache":
+        parser.i += 2
 
 
 def relationship_leaf(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
-    """``(a)-[r:T]->(b)``, ``RANGE INDEX (a)-[r:T(p)]->(b) WHERE ...``, ``(a)-[r]->(b) WHERE
-    id(r) = ...``: a fresh relationship (of the types shown) and its two ends, fresh, any."""
+    """``(a)-[r:T]->(b)``, ``RANGE INDEX (a)-[r:T(p)]->(b) WHERE ...[, cache[r.p]]``,
+    ``(a)-[r]->(b) WHERE id(r) = ...``: a fresh relationship (of the types shown) and its two
+    ends, fresh and of any label, all three declared here."""
     env = reader.facts.observe(envs[0]) if envs else dict(args)
-    text = op.details
-    if head := _SEEK_HEAD.match(text):
-        # An index: the predicate names properties, not variables; drop it and the property
-        # list after the type, `T(p1, p2)`.
-        text = text[head.end() :].split(" WHERE ", 1)[0]
-        text = re.sub(r":((?:`(?:[^`]|``)*`|\w+))\([^)]*\)\]", r":\1]", text, count=1)
-    parser = Parser(text)
-    pattern = parser.pattern()
-    parser.end()
-    if len(pattern.elements) != 3:
+    parser = Parser(op.details)
+    indexed = not parser.at("(")
+    if indexed:
+        _index_head(parser)
+    start = parser.node_element()
+    left = parser.take("-", "<-").text
+    parser.take("[")
+    var = parser.variable()
+    types = None
+    if parser.at(":"):
+        parser.i += 1
+        types = parser.label_expression()
+    if indexed:
+        _property_keys(parser)
+    parser.take("]")
+    right = parser.take("-", "->").text
+    end = parser.node_element()
+    if (left, right) == ("<-", "->") or start.label or end.label:
         raise Unparsed("a relationship leaf of unknown shape")
+    if indexed:
+        _index_tail(reader, parser, {})
+    elif parser.at_word("WHERE"):
+        parser.i += 1
+        reader.expression(parser.expression(), env)
+    parser.end()
     if "AllRelationshipsScan" in op.family:
         reader.facts.add("operators", ["AllRelationshipsScan"])
-    for element in pattern.elements:
-        bind(reader, element, env)
-    if pattern.where is not None:
-        reader.expression(pattern.where, env)
+    reader.facts.add("rel_types_read", types.names() if types else ())
+    env[var] = Binding("rel", types.guarantee() if types else None, fresh=True)
+    for node in (start, end):
+        if node.var:
+            env[node.var] = Binding("node", None, fresh=True)
     return env
 
 
-def bind(reader: Reader, element: Element, env: Env) -> None:
-    """Bind a pattern element's variable as fresh, if it is not bound already."""
+def bind(reader: Reader, element: Element, env: Env, *, new: bool) -> None:
+    """Bind a pattern element's variable as a fresh entity: always when the operator declares
+    it (``new``; a name in use is then declared again), else only if it is not bound."""
     label = element.label
     reader.facts.add(read_set(element.kind), label.names() if label else ())
     if element.properties is not None:
         reader.expression(element.properties, env)
-    if element.var and element.var not in env:
+    if element.var and (new or element.var not in env):
         guarantee = label.guarantee() if label else None
         env[element.var] = Binding(entity(element.kind), guarantee, fresh=True)
 
@@ -116,7 +163,7 @@ def count_store(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
         if parser.done():
             break
         parser.take(",")
-    env[Parser(match.group(2)).variable()] = VALUE
+    env[Parser(match.group(2)).variable()] = value()
     return env
 
 
@@ -133,11 +180,18 @@ def expand(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     if len(pattern.elements) != 3 or pattern.elements[1].kind != "rel":
         raise Unparsed("an expansion of unknown shape")
     start, rel, end = pattern.elements
-    new = {e.var for e in pattern.elements if e.var and e.var not in env}
+    # What the operator declares: the relationship, and the far end unless it expands Into a
+    # node already bound (a shortest path runs between two bound nodes; ProjectEndpoints may
+    # bind either end: both are taken as new, of any label).
+    into = "Into" in op.base or op.family == "ShortestPath"
+    declared = {rel.var} | ({end.var} if not into else set())
+    if op.family == "ProjectEndpoints":
+        declared = {start.var, end.var}
     for element in pattern.elements:
-        bind(reader, element, env)
+        bind(reader, element, env, new=element.var in declared)
+    new = {var for var in declared if var}
     if pattern.path_var:
-        env[pattern.path_var] = VALUE
+        env[pattern.path_var] = value()
     if rel.var_length or op.family == "ShortestPath":
         _walked(reader, pattern, env)
     if pattern.where is not None:
@@ -172,9 +226,11 @@ def _walked(reader: Reader, pattern: Pattern, env: Env) -> None:
         inner = both(both(inner, ends), starts)
     if rel.max_hops is None or rel.max_hops > 1:
         reader.facts.add("labels_read", inner)
-    far = both(
-        every_node, ends if rel.direction == "out" else starts if rel.direction == "in" else None
-    )
+    # With zero hops the far end is the start: only a path of one hop or more ends on a node
+    # that ends (or starts) a relationship along it.
+    at_least_one = rel.min_hops is None or rel.min_hops >= 1
+    along = ends if rel.direction == "out" else starts if rel.direction == "in" else None
+    far = both(every_node, along if at_least_one else None)
     if end.var and end.var in env and far is not None and env[end.var].fresh:
         env[end.var] = env[end.var].narrowed(far)
     del start
@@ -229,13 +285,16 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     pattern = parser.pattern()
     parser.end()
     predicates: list[Expr] = []
-    section = ""
+    section, source = "", ""
     for line in rest:
         text = line.strip()
-        label, sep, value = text.partition(": ")
+        label, sep, after = text.partition(": ")
         if sep and label in _SHORTEST_SECTIONS:
-            section, text = label, value
-        if not text or section == "expanding from":
+            section, text = label, after
+        if section == "expanding from":
+            source = Parser(text).variable()
+            continue
+        if not text:
             continue
         if section not in _SHORTEST_SECTIONS:
             raise Unparsed("a shortest-path detail of unknown form")
@@ -253,17 +312,21 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
                 var = conjunct.args[0].text
                 guarantees[var] = both(guarantees.get(var), conjunct.label.guarantee())
     top = {id(element) for element in pattern.elements}
+    into = "Into" in op.base
     for element in pattern.all_elements():
         if element.kind == "group" or element.var_length:
             reader.facts.hops(element.max_hops)
-        if element.kind == "group" or (element.var and element.var in env):
+        if element.kind == "group":
             continue
+        boundary = id(element) in top and element.kind == "node"
+        if boundary and element.var in env and (into or element.var == source):
+            continue  # the node it expands from, or both ends in Into mode: bound before
         binding = Binding(entity(element.kind), guarantees.get(element.var), fresh=True)
         if id(element) in top and element.kind == "node" and element.var:
             env[element.var] = binding  # the far boundary node
         else:
             reader.facts.read(binding)
-    return {**env, **{name: VALUE for name in op.identifiers if name not in env}}
+    return {**env, **{name: value() for name in op.identifiers if name not in env}}
 
 
 def repeat(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -274,12 +337,22 @@ def repeat(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     del args
     lhs, rhs = envs
     reader.facts.observe(rhs)
-    match = _REPEAT.match(op.details)
-    if match is None:
-        raise Unparsed("a repeat of unknown form")
-    reader.facts.hops(int(match.group(3)) if match.group(3) else None)
+    parser = Parser(op.details)
+    parser.take("(")
+    parser.variable()
+    parser.take(")")
+    parser.take("(")
+    parser.take("..")
+    parser.take(".")
+    parser.take(")")
+    _low, high = parser.quantifier_bounds()
+    parser.take("(")
+    end = parser.variable()
+    parser.take(")")
+    parser.end()
+    reader.facts.hops(high)
     out = dict(lhs)
-    out[unquote(match.group(4))] = Binding("node")
+    out[end] = Binding("node")
     for name in op.identifiers:
-        out.setdefault(name, VALUE)
+        out.setdefault(name, value())
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from proxy.plan.flow import VALUE, Binding, Env, Facts, entity, write_set
+from proxy.plan.flow import Binding, Env, Facts, entity, value, write_set
 from proxy.plan.parser import Parser
 from proxy.plan.reader import Op, Reader
 from proxy.plan.rows import element_of, foreach_apply
@@ -39,11 +39,20 @@ def create(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
 
 
 def _create(reader: Reader, pattern: Pattern, env: Env) -> None:
+    """One item of a CREATE: Neo4j lists every node it creates on its own, ``(n:L {...})``,
+    and every relationship as ``(a)-[r:T {...}]->(b)`` between nodes bound or listed before;
+    so a node alone is always created (whatever a name in use says), a relationship's end
+    never is (and one that is not bound is an unknown form)."""
     facts = reader.facts
+    alone = len(pattern.elements) == 1
     for element in pattern.elements:
         if element.kind == "group" or element.var_length or element.where is not None:
             raise Unparsed("a created pattern of unknown shape")
-        if element.kind == "node" and element.var in env and element.label is None:
+        if element.kind == "node" and not alone:
+            if element.label is not None or element.properties is not None:
+                raise Unparsed("a relationship created to a node described in place")
+            if element.var not in env:
+                raise Unparsed("a relationship created to a node not bound")
             continue  # a node the relationship starts or ends at, not created here
         kind = write_set(element.kind)
         label = element.label
@@ -120,7 +129,7 @@ def _write_to(facts: Facts, subject: Expr, env: Env) -> None:
     if subject.kind == "var" and subject.text in env:
         facts.write(env[subject.text])
     else:
-        facts.write(VALUE)
+        facts.write(value())
 
 
 def delete(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -160,7 +169,9 @@ def merge(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
             parser.i += 1
             parser.take("(")
             while not parser.at(")"):
-                parser.i += 1
+                parser.variable()
+                if not parser.at(")"):
+                    parser.take(",")
             parser.take(")")
             clause = "lock"
         if clause == "create":
@@ -179,7 +190,7 @@ def merge(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
 
 def _merged(matched: Binding | None, created: Binding | None) -> Binding:
     if matched is None or created is None:
-        return matched or created or VALUE
+        return matched or created or value()
     if matched == created:
         return matched
     kind = matched.kind if matched.kind == created.kind else "unknown"

@@ -448,6 +448,9 @@ class Gen:
         if uses != "writes" and self.chance(15):
             label = self.pick(GRANTED_NODE_LABELS)
             return Statement(self.pick(_HIDDEN_REACHES).format(L=label), {}, False)
+        if self.chance(10):
+            text = self.pick(_SHAPES).format(L=self.pick(GRANTED_NODE_LABELS))
+            return Statement(text, {}, "SET" in text or "CREATE" in text or "MERGE" in text)
         prefix = self.pick(
             (
                 "",
@@ -554,6 +557,34 @@ _HIDDEN_REACHES = (
     "MATCH (a:Person) WHERE COUNT {{ (a)-[:DIRECTED]-() }} = 0 RETURN a.name AS x",
     "MATCH (a:Person), (b:Person) WHERE (a)-[:ACTED_IN]->()<-[:ACTED_IN]-(b)"
     " RETURN a.name AS x, b.name AS c",
+)
+# Whole statements in the shapes that found holes: names declared again (after WITH, in a
+# subquery that does not import them), zero-hop paths, nodes created under a name in use,
+# predicates hidden in index seeks and in anything named like Neo4j's cached properties.
+_SHAPES = (
+    "MATCH (p:Person)-[:ACTED_IN]->(m:{L}) WITH p, m.name AS t MATCH (p)-[:ACTED_IN]->(m) "
+    "RETURN m.canary AS c",
+    "MATCH (p:Person)-[r:ACTED_IN]->(m:Movie) WITH p, r.since AS t MATCH (p)-[r]->(x:Person) "
+    "RETURN type(r) AS ty, r.canary AS c",
+    "MATCH (p:Person)-[:ACTED_IN]->(m:Movie) CALL (p) {{ MATCH (p)-[r]->(m) "
+    "RETURN type(r) AS t, m.canary AS c }} RETURN t, c",
+    "MATCH (p:Person)-[:ACTED_IN]->(m:Movie) CALL (p) {{ OPTIONAL MATCH (p)-[:ACTED_IN]->(m) "
+    "RETURN m.canary AS c }} RETURN c",
+    "MATCH (m:Movie) CALL {{ MATCH (m:{L}) SET m.y = 1 RETURN 1 AS c LIMIT 1 }} SET m.pwned = 1",
+    "MATCH (m:Movie) CALL {{ MATCH (m:{L}) RETURN m.uid AS c LIMIT 1 }} RETURN m.canary AS x, c",
+    "MATCH p = (a:Movie)-[:ACTED_IN*0..1]->(b) WHERE all(r IN relationships(p) "
+    "WHERE endNode(r):{L}) SET b.pwned = 1",
+    "MATCH p = (a:Secret)-[:ACTED_IN*0..1]-(b) WHERE all(r IN relationships(p) "
+    "WHERE startNode(r):{L}) RETURN b.canary AS c",
+    "MATCH (m:{L}) WITH m.name AS t CREATE (m)",
+    "MATCH (m:{L}) WITH m.name AS t CREATE (m)-[:ACTED_IN]->(:Person {{uid: 77}})",
+    "MATCH (a:Person) MERGE (a)-[r:ACTED_IN]->(v) SET v.pwned = true",
+    "MATCH (m:Movie) MATCH (a:Person) WHERE a.name = COLLECT {{ MATCH (m)-[:OWNS]-(x) "
+    "RETURN x.name }}[0] RETURN a.name AS n",
+    "WITH ['n1', 'n2'] AS cachex RETURN cachex[size(COLLECT {{ MATCH (x:Secret) "
+    "RETURN x.canary }})] AS ch",
+    "MATCH (m:Movie) CALL (m) {{ MATCH (```x UNIQUE m:Person(`:Person {{name: 'n1'}}) "
+    "RETURN ```x UNIQUE m:Person(`.name AS k }} SET m.pwned = 1",
 )
 # Ways to try to prove `v` carries {L}; some are sound, some only look it.
 _NARROWINGS = (

@@ -498,7 +498,9 @@ def test_load_csv_sources_come_from_the_text_only_when_they_match_the_plan() -> 
     backslash = r"LOAD CSV FROM 'file:///etc\\passwd' AS row RETURN row"
     assert read_plan(plan, statement=backslash).load_csv == (DYNAMIC,)
     two = "LOAD CSV FROM 'a' AS r LOAD CSV FROM 'b' AS s RETURN r"
-    assert read_plan(plan, statement=two).load_csv == (DYNAMIC,)  # counts disagree: no guess
+    counted = read_plan(plan, statement=two)  # counts disagree: no guess, and something hides
+    assert counted.load_csv == (DYNAMIC, DYNAMIC)
+    assert counted.unreadable == {"LOAD CSV the plan does not show"}
 
 
 def test_filter_with_or_does_not_prove_a_label() -> None:
@@ -518,3 +520,42 @@ def test_malformed_plan_is_refused() -> None:
         read_plan({"args": {}})
     with pytest.raises(ValueError, match="not a Neo4j plan"):
         read_plan(op("Union", None, op("Argument"), op("Argument"), op("AllNodesScan", "n")))
+
+
+def test_a_load_the_plan_does_not_show_makes_the_plan_unreadable() -> None:
+    """A LOAD CSV in the text but not in the plan is hidden where the reader did not look."""
+    facts = read_plan(
+        op("Projection", "$autoint_0 AS x", ids="x"),
+        statement=(
+            "RETURN head(COLLECT { LOAD CSV FROM 'file:///etc/passwd' AS r RETURN r }) AS x"
+        ),
+    )
+    assert facts.load_csv == (DYNAMIC,)
+    assert facts.unreadable == {"LOAD CSV the plan does not show"}
+
+
+def test_only_neo4js_cached_property_form_is_one_token() -> None:
+    plan = op("Projection", "cachex[size(COLLECT { MATCH (x:Secret) RETURN x.c })] AS ch")
+    assert read_plan(plan).unreadable == {"Projection"}
+    hidden = op("Projection", "cache[n.a] AND m:Movie AND x[0]] AS ch")
+    assert read_plan(hidden).unreadable == {"Projection"}
+
+
+def test_a_lock_list_without_its_end_is_unreadable_not_a_hang() -> None:
+    merge = op("LockingMerge", "CREATE (m:Movie), LOCK(p, q", op("Argument", "p", ids="p"))
+    assert read_plan(merge).unreadable == {"LockingMerge"}
+
+
+def test_a_repeat_is_read_by_its_tokens() -> None:
+    step = op(
+        "Filter",
+        "y:Movie",
+        op("Expand(All)", "(x)-[r:ACTED_IN]->(y)", op("Argument", "x", ids="x")),
+    )
+    repeat = op(
+        "Repeat(Trail)", "(s) (...){1, 3} (t)", op("NodeByLabelScan", "s:Person", ids="s"), step
+    )
+    assert read_plan(repeat).max_hops == 3
+    # An end variable whose name looks like more details is one name: the bound is still 3.
+    odd = op("Repeat(Trail)", "(s) (...){1, 3} (`t) (...){1, } (u`)", op("Argument"), step)
+    assert read_plan(odd).max_hops == 3 and not read_plan(odd).unreadable
