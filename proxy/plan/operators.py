@@ -134,4 +134,5 @@ RULES = Rules(
         | {"TriadicSelection", "Foreach"}
     ),
     writes=writes.WRITES,
+    arguments={"Repeat": traversals.repeat_arguments, "Foreach": rows.foreach_arguments},
 )

@@ -50,6 +50,8 @@ class Op:
 
 
 Rule = Callable[["Reader", Op, Sequence[Env], Env], Env]
+# What an apply-like operator's right-hand side sees as its arguments, given the observed LHS.
+Arguments = Callable[["Reader", Op, Env], Env]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,8 @@ class Rules:
     rules: Mapping[str, Rule]
     applies: frozenset[str]
     writes: frozenset[str]  # the families that write, for telling commands apart
+    # The arguments of an apply whose RHS sees more than the LHS row (by family).
+    arguments: Mapping[str, Arguments]
 
 
 def unquote(name: str) -> str:
@@ -104,13 +108,11 @@ class Reader:
         if rule is not None and family in self._rules.applies and len(children) == 2:
             # The RHS runs per LHS row and may use it in any way: the row is observed.
             lhs = self.facts.observe(self.walk(children[0], args))
-            rhs_args = dict(lhs)
-            if family == "Repeat":
-                # Each step starts from the start node or the previous step's end, both read
-                # where they were found: a node, with no guarantee of its own.
-                rhs_args.update(
-                    {name: Binding("node") for name in argument_names(children[1]) - set(lhs)}
-                )
+            arguments = self._rules.arguments.get(family)
+            try:
+                rhs_args = arguments(self, op, lhs) if arguments else lhs
+            except Unparsed:
+                return self._opaque(op, [lhs])
             envs = [lhs, self.walk(children[1], rhs_args)]
         else:
             envs = [self.walk(child, args) for child in children]

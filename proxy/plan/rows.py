@@ -24,19 +24,19 @@ _CALL = re.compile(r"((?:`(?:[^`]|``)*`|\w+)(?:\.(?:`(?:[^`]|``)*`|\w+))*)\(")
 _NAME_PART = re.compile(r"`(?:[^`]|``)*`|\w+")
 
 
-def observe(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def observe(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """An operator that looks at its rows (Sort, Limit, CacheProperties, ...)."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     if op.details:
         reader.expressions(op.details, env)
     return env
 
 
-def barrier(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def barrier(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Eager: passes rows on unchanged and looks at none of them. (Its details name labels in
     conflict reports, not reads.)"""
     reader.facts.add("operators", [op.family])
-    return dict(envs[0]) if envs else dict(args)
+    return dict(envs[0]) if envs else {}
 
 
 def argument(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -45,40 +45,41 @@ def argument(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     return {name: args.get(name) or Binding("unknown", None, fresh=True) for name in op.identifiers}
 
 
-def empty_row(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
-    """EmptyRow (an argument with no variables) and Input (values fed in)."""
+def empty_row(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+    """EmptyRow (an argument with no variables: it brings nothing of the row) and Input
+    (values fed in)."""
     del reader, envs
-    return {**args, **{name: args.get(name, value()) for name in op.identifiers}}
+    return {name: value() for name in op.identifiers}
 
 
-def filter_rows(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def filter_rows(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Filter: narrows by its positive label conjuncts; observes nothing."""
-    env = dict(envs[0]) if envs else dict(args)
+    env = dict(envs[0]) if envs else {}
     predicate = parse(op.details)
     reader.expression(predicate, env)
     return reader.narrow(predicate, env)
 
 
-def projection(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+def projection(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+    env = reader.facts.observe(envs[0]) if envs else {}
     return {**env, **reader.items(op.details, env)}
 
 
-def aggregation(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def aggregation(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """EagerAggregation, OrderedAggregation, Distinct: only the grouping keys and aggregates
     go on."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     return reader.items(op.details, env)
 
 
-def produce(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def produce(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     del op
-    return reader.facts.observe(envs[0]) if envs else dict(args)
+    return reader.facts.observe(envs[0]) if envs else {}
 
 
-def unwind(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def unwind(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Unwind ``expr AS x``: x is an element of the list."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     expr = parser.expression()
     reader.expression(expr, env)
@@ -104,18 +105,18 @@ def element_of(expr: Expr, env: Env) -> Binding:
     return value()
 
 
-def load_csv(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def load_csv(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """LoadCSV ``row``: its source is not in the plan (see :mod:`proxy.plan.text`)."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     reader.facts.load_csv_ops += 1
     env[Parser(op.details).variable()] = value()
     return env
 
 
-def procedure(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def procedure(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """ProcedureCall ``ns.name(args) :: (col :: TYPE, ...)``: what it yields is unknown (a
     node it yields is found by it: fresh, any label)."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     match = _CALL.match(op.details)
     if match is None:
         raise Unparsed("a procedure call of unknown form")
@@ -127,10 +128,34 @@ def procedure(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
         reader.expression(parser.expression(), env)
         if not parser.at(")"):
             parser.take(",")
+    parser.take(")")
+    for name in _yields(parser):  # declared here, whatever a name in use held
+        env[name] = Binding("unknown", None, fresh=True)
     for name in op.identifiers:
         if name not in env:
             env[name] = Binding("unknown", None, fresh=True)
     return env
+
+
+def _yields(parser: Parser) -> list[str]:
+    """The columns of ``:: (name :: TYPE, ...)``, the signature after a procedure's arguments."""
+    if parser.done():
+        return []
+    parser.take("::")
+    parser.take("(")
+    names: list[str] = []
+    depth = 0
+    while not (depth == 0 and parser.at(")")):
+        names.append(parser.name())
+        parser.take("::")
+        while not (depth == 0 and (parser.at(",") or parser.at(")"))):
+            tok = parser.take_any()
+            depth += {"<": 1, ">": -1}.get(tok.text, 0) if tok.kind == "symbol" else 0
+        if parser.at(","):
+            parser.i += 1
+    parser.take(")")
+    parser.end()
+    return names
 
 
 def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -146,20 +171,17 @@ def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
 # ---- binary operators
 
 
-def apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def apply(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Apply, TransactionApply: the RHS rows (carrying the arguments) go on. A subquery that
     uses nothing of its row multiplies rows like a cartesian product. ``CALL ... IN
     TRANSACTIONS ... ON ERROR CONTINUE`` (or ``BREAK``) lets an outer row go on when its batch
     failed, so there the subquery proves nothing of the outer variables."""
-    del args
     lhs, rhs = envs
     if op.family == "Apply" and lhs and not _uses_its_row(lhs, op.raw["children"][1]):
         reader.facts.add("operators", ["CartesianProduct"])
     out = subquery_rows(lhs, rhs)
-    if op.family == "TransactionApply":
-        _in_transactions(op.details)
-        if "ON ERROR FAIL" not in op.details:
-            out.update(lhs)
+    if op.family == "TransactionApply" and _on_error(reader, op.details, lhs) != "FAIL":
+        out.update(lhs)
     return out
 
 
@@ -183,15 +205,36 @@ def _uses_its_row(lhs: Env, rhs: Mapping[str, Any]) -> bool:
     return bool(set(lhs) & argument_names(rhs))
 
 
-def _in_transactions(details: str) -> None:
-    if not details.startswith("IN ") or " TRANSACTIONS" not in details:
+def _on_error(reader: Reader, details: str, env: Env) -> str:
+    """``IN [n ]CONCURRENT TRANSACTIONS OF <batch> ROWS ON ERROR FAIL|CONTINUE|BREAK[ REPORT
+    STATUS AS s]``: what happens to an outer row when its batch fails."""
+    parser = Parser(details)
+    parser.take_word("IN")
+    if not parser.at_word("TRANSACTIONS"):
+        if not parser.at_word("CONCURRENT"):
+            reader.expression(parser.expression(), env)
+        parser.take_word("CONCURRENT")
+    parser.take_word("TRANSACTIONS")
+    parser.take_word("OF")
+    reader.expression(parser.expression(), env)
+    parser.take_word("ROWS")
+    parser.take_word("ON")
+    parser.take_word("ERROR")
+    mode = parser.name().upper()
+    if mode not in ("FAIL", "CONTINUE", "BREAK"):
         raise Unparsed("a CALL IN TRANSACTIONS of unknown form")
+    if parser.at_word("REPORT"):
+        parser.i += 1
+        parser.take_word("STATUS")
+        parser.take_word("AS")
+        parser.variable()
+    parser.end()
+    return mode
 
 
-def semi_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def semi_apply(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """SemiApply and its kin: the RHS is an existence test (observed); the LHS rows go on,
     with a boolean for the Let* forms. No RHS variable leaves it."""
-    del args
     lhs, rhs = envs
     reader.facts.observe(rhs)
     if op.details and "Select" in op.family:
@@ -199,9 +242,9 @@ def semi_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     return {**lhs, **{name: value() for name in op.identifiers if name not in lhs}}
 
 
-def conditional_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def conditional_apply(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """ConditionalApply / AntiConditionalApply: the LHS row, or the RHS rows, go on."""
-    del op, args
+    del op
     lhs, rhs = envs[0], reader.facts.observe(envs[1])
     out = subquery_rows(lhs, rhs)
     for name, binding in lhs.items():  # where the RHS did not run, the LHS row as it was
@@ -209,22 +252,20 @@ def conditional_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) ->
     return out
 
 
-def roll_up(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def roll_up(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """RollUpApply ``list, variable``: the LHS row, with a list of RHS values."""
-    del args
     lhs, rhs = envs
     reader.facts.observe(rhs)
     return {**lhs, variables(op.details)[0]: value()}
 
 
-def foreach_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def foreach_apply(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """SubqueryForeach, TransactionForeach and the binary Foreach ``x IN list``: the RHS runs
     for its effects (observed), and the LHS rows go on unchanged."""
-    del args
     lhs, rhs = envs
     reader.facts.observe(rhs)
     if op.family == "TransactionForeach":
-        _in_transactions(op.details)
+        _on_error(reader, op.details, lhs)
     elif op.family == "Foreach":
         parser = Parser(op.details)
         parser.variable()
@@ -234,10 +275,21 @@ def foreach_apply(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env
     return dict(lhs)
 
 
-def join(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def foreach_arguments(reader: Reader, op: Op, lhs: Env) -> Env:
+    """The binary Foreach ``x IN list`` runs its RHS once per element, with ``x`` bound to it
+    (declared here, whatever a name in use held)."""
+    parser = Parser(op.details)
+    var = parser.variable()
+    parser.take_word("IN")
+    source = parser.expression()
+    parser.end()
+    reader.expression(source, lhs)
+    return {**lhs, var: element_of(source, lhs)}
+
+
+def join(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Inner joins: on a NodeHashJoin's keys both sides hold; CartesianProduct and
     ValueHashJoin combine independent sides (a name on both is either's, to be safe)."""
-    del args
     lhs, rhs = envs
     keys: set[str] = set()
     if op.family == "NodeHashJoin":
@@ -256,27 +308,28 @@ def join(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     return out
 
 
-def outer_join(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def outer_join(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Left (right) outer hash join: every row of the preserved side goes on, joined or not,
     with the other side's variables null where nothing joined."""
-    del args
     lhs, rhs = (reader.facts.observe(env) for env in envs)
     kept, other = (lhs, rhs) if op.family == "NodeLeftOuterHashJoin" else (rhs, lhs)
-    variables(op.details)
-    return {**other, **kept}
+    keys = set(variables(op.details))
+    out = {**other, **kept}
+    for name in kept.keys() & other.keys() - keys:  # one name, two variables: either
+        out[name] = either(kept[name], other[name])
+    return out
 
 
-def union(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def union(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Union, OrderedUnion: a row of either side."""
-    del op, args
+    del op
     lhs, rhs = (reader.facts.observe(env) for env in envs)
     return {name: either(lhs.get(name), rhs.get(name)) for name in lhs.keys() | rhs.keys()}
 
 
-def assert_same(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def assert_same(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """AssertSameNode/AssertSameRelationship ``n``: the LHS rows go on, and both sides found the
     same entity (or the statement fails)."""
-    del args
     lhs, rhs = (reader.facts.observe(env) for env in envs)
     out = dict(lhs)
     for name in variables(op.details):
@@ -285,10 +338,9 @@ def assert_same(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     return out
 
 
-def triadic(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def triadic(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """TriadicSelection ``WHERE [NOT ](a)--(c)``: RHS rows kept by whether ``c`` is among the
     nodes the LHS reached from ``a`` (the LHS expansion was read where it was planned)."""
-    del args
     lhs, rhs = (reader.facts.observe(env) for env in envs)
     if not op.details.startswith("WHERE "):
         raise Unparsed("a triadic selection of unknown form")
@@ -301,17 +353,21 @@ def optional(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     narrowed them did not hold on that row."""
     del reader
     out = dict(envs[0])
-    listed = variables(op.details) if op.details else []
-    for name in {*listed, *args}:  # every argument, whether Neo4j lists it or not
-        out[name] = args.get(name) or Binding("unknown", None, fresh=True)
+    for name in variables(op.details) if op.details else []:
+        outer, inner = args.get(name), out.get(name)
+        if outer is None:
+            out[name] = Binding("unknown", None, fresh=True)
+        elif inner is None or inner.origin is outer.origin:
+            out[name] = outer
+        else:  # declared again below (printed alike): either, afterwards
+            out[name] = either(outer, inner)
     return out
 
 
 def anti(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """Anti: one row of the arguments if its child has none."""
-    del op
     reader.facts.observe(envs[0])
-    return dict(args)
+    return {name: args[name] for name in op.identifiers if name in args}
 
 
 __all__ = ["ANY"]

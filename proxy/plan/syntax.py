@@ -220,6 +220,14 @@ class Cursor(ABC):
         self.i += 1
         return tok
 
+    def take_any(self) -> Tok:
+        """The next token, whatever it is."""
+        tok = self.peek()
+        if tok is None:
+            raise Unparsed("the text ends too early")
+        self.i += 1
+        return tok
+
     def take_word(self, word: str) -> None:
         if not self.at_word(word):
             raise Unparsed(f"expected {word} at token {self.i}")

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from proxy.plan.flow import Binding, Env, Guarantee, both, entity, read_set, value
 from proxy.plan.parser import Parser, parse
-from proxy.plan.reader import Op, Reader, is_var
+from proxy.plan.reader import Op, Reader, argument_names, is_var
 from proxy.plan.syntax import Element, Expr, Pattern, Unparsed, conjuncts
 
 _SELECTOR = re.compile(r"(?:ANY|SHORTEST|ALL SHORTEST)(?: \d+)?(?: GROUPS)? ")
 _SHORTEST_SECTIONS = ("expanding from", "inlined predicates", "non-inlined predicates")
 
 
-def node_scan(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def node_scan(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """``n``, ``n:L``, ``n:A|B``, ``n:A&!B``, ``n WHERE id(n) = $x``: one fresh node."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     var = parser.variable()
     guarantee: Guarantee = None
@@ -43,11 +44,11 @@ def node_scan(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     return env
 
 
-def node_index(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def node_index(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """``RANGE INDEX n:L(p, q) WHERE <predicate>[, cache[n.p]]`` or ``UNIQUE n:L(p) WHERE ...``,
     several for a multi-node seek, each followed by its cached properties: fresh nodes of the
     index's label. The predicate is read like any other (it names property keys bare)."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     while True:
         _index_head(parser)
@@ -94,11 +95,11 @@ def _index_tail(reader: Reader, parser: Parser, env: Env) -> None:
         parser.i += 2
 
 
-def relationship_leaf(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def relationship_leaf(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """``(a)-[r:T]->(b)``, ``RANGE INDEX (a)-[r:T(p)]->(b) WHERE ...[, cache[r.p]]``,
     ``(a)-[r]->(b) WHERE id(r) = ...``: a fresh relationship (of the types shown) and its two
     ends, fresh and of any label, all three declared here."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     indexed = not parser.at("(")
     if indexed:
@@ -146,11 +147,11 @@ def bind(reader: Reader, element: Element, env: Env, *, new: bool) -> None:
         env[element.var] = Binding(entity(element.kind), guarantee, fresh=True)
 
 
-def count_store(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def count_store(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """``count( (:A), () ) AS c`` and ``count( (:A)-[:T]->() ) AS c``: a count of the nodes of
     each position (``()``: of any label) or of the relationships, whose unlabelled end is any
     node: so an unlabelled position is a read of anything."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     match = re.fullmatch(r"(?s)count\( (.*) \) AS (.+)", op.details)
     if match is None:
         raise Unparsed("a count-store count of unknown form")
@@ -167,10 +168,10 @@ def count_store(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     return env
 
 
-def expand(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def expand(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Expand, OptionalExpand, VarLengthExpand (all modes), ShortestPath, ProjectEndpoints:
     ``[p = ](a)-[r:T*1..3]->(b)[ WHERE pred]``, written from the node it expands from."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     text = op.details
     if op.base.startswith("VarLengthExpand(Pruning,BFS"):
         text = re.sub(r" (?:`(?:[^`]|``)*`|\w+)?\Z", "", text)  # a trailing depth variable
@@ -190,12 +191,20 @@ def expand(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     for element in pattern.elements:
         bind(reader, element, env, new=element.var in declared)
     new = {var for var in declared if var}
-    if pattern.path_var:
+    # A shortest path's name is the path's; a var-length expansion's is Neo4j's own `p`, only
+    # for its predicate, whatever the statement names p.
+    own_name = pattern.path_var not in {e.var for e in pattern.elements}
+    if pattern.path_var and op.family == "ShortestPath" and own_name:
         env[pattern.path_var] = value()
-    if rel.var_length or op.family == "ShortestPath":
+    if rel.var_length or op.family in ("ShortestPath", "VarLengthExpand"):
         _walked(reader, pattern, env)
     if pattern.where is not None:
         reader.expression(pattern.where, env)
+        if op.family in ("VarLengthExpand", "ShortestPath") and _looks_at_nodes(pattern.where):
+            # Evaluated on every step, before any filter above proves what the far end is
+            # (an error it raises would tell): what it looks at is seen here.
+            env = reader.narrow(pattern.where, env, only={end.var})
+            env = {**env, end.var: reader.facts.observe({end.var: env[end.var]})[end.var]}
         if op.family == "OptionalExpand":
             # Rows where nothing matched go on with the new variables null: the predicate
             # narrows only those.
@@ -212,6 +221,8 @@ def _walked(reader: Reader, pattern: Pattern, env: Env) -> None:
     """A variable-length or shortest path: record its length, read every relationship walked
     and every node passed through, and narrow its far end by what is said of every node."""
     start, rel, end = pattern.elements
+    if not rel.var_length:  # `*1..1` prints as a plain relationship: one hop
+        rel = replace(rel, var_length=True, min_hops=1, max_hops=1)
     reader.facts.hops(rel.max_hops)
     types = both(rel.label.guarantee() if rel.label else None, _along(pattern, "relationships", ""))
     reader.facts.add("rel_types_read", types)
@@ -234,6 +245,24 @@ def _walked(reader: Reader, pattern: Pattern, env: Env) -> None:
     if end.var and end.var in env and far is not None and env[end.var].fresh:
         env[end.var] = env[end.var].narrowed(far)
     del start
+
+
+def _looks_at_nodes(predicate: Expr) -> bool:
+    """Whether a path's predicate looks at its nodes (beyond its relationships' own values)."""
+    return any(
+        node.kind == "call" and node.text in ("startNode", "endNode", "nodes")
+        for node in predicate.walk()
+    ) or any(node.kind == "var" and node.text != "p" for node in _node_refs(predicate))
+
+
+def _node_refs(predicate: Expr) -> list[Expr]:
+    """Variables a path predicate names other than its iteration variables and path."""
+    bound = {
+        node.text.split(":", 1)[-1]
+        for node in predicate.walk()
+        if node.kind in ("quantifier", "comprehension")
+    }
+    return [n for n in predicate.walk() if n.kind == "var" and n.text not in bound]
 
 
 def _along(pattern: Pattern, source: str, end: str) -> Guarantee:
@@ -270,13 +299,13 @@ def _along(pattern: Pattern, source: str, end: str) -> Guarantee:
     return found
 
 
-def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def shortest(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """StatefulShortestPath: ``SHORTEST k (a) ((x)-[r]-(y)){1, } (b)``, then lines
     ``expanding from: a``, ``inlined predicates: ...`` and ``non-inlined predicates: ...``.
     Its pattern shows no labels or types: those are inlined predicates on the variables (types
     print as ``r:A:B``, meaning A or B, which a guarantee reads the same). Every node and
     relationship of the quantified part is read where it is walked."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     head, *rest = op.details.split("\n")
     selector = _SELECTOR.match(head)
     if selector is None:
@@ -292,7 +321,9 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
         if sep and label in _SHORTEST_SECTIONS:
             section, text = label, after
         if section == "expanding from":
-            source = Parser(text).variable()
+            from_parser = Parser(text)
+            source = from_parser.variable()
+            from_parser.end()
             continue
         if not text:
             continue
@@ -326,15 +357,26 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
             env[element.var] = binding  # the far boundary node
         else:
             reader.facts.read(binding)
-    return {**env, **{name: value() for name in op.identifiers if name not in env}}
+            if element.var:  # a variable of the repeated part: a list, declared here
+                env[element.var] = value()
+    for name in set(op.identifiers) - set(env):
+        env[name] = value()
+    return env
 
 
-def repeat(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def repeat_arguments(reader: Reader, op: Op, lhs: Env) -> Env:
+    """A step of a Repeat(Trail) starts from the start node or the previous step's end, both
+    read where they were found: a node, with no guarantee of its own."""
+    del reader
+    inner = argument_names(op.raw["children"][1]) - set(lhs)
+    return {**lhs, **{name: Binding("node") for name in inner}}
+
+
+def repeat(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Repeat(Trail) ``(s) (...){1, 3} (t)``: the RHS is one step of the quantified part,
     starting from an ``Argument`` bound to the start node or the previous step's end, and the
     rows of every step are observed. The end ``t`` is the start or some step's end, already
     read (it carries no guarantee of its own); the group variables are lists."""
-    del args
     lhs, rhs = envs
     reader.facts.observe(rhs)
     parser = Parser(op.details)
@@ -352,7 +394,7 @@ def repeat(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     parser.end()
     reader.facts.hops(high)
     out = dict(lhs)
+    for name in set(op.identifiers) - set(lhs):  # the group variables, declared here
+        out[name] = value()
     out[end] = Binding("node")
-    for name in op.identifiers:
-        out.setdefault(name, value())
     return out

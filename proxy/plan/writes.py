@@ -27,9 +27,9 @@ WRITES = frozenset(
 )
 
 
-def create(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def create(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Create ``(n:A:B {k: v}), (a)-[r:T {k: v}]->(b)``."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     while True:
         _create(reader, parser.pattern(), env)
@@ -75,10 +75,10 @@ def _properties(reader: Reader, properties: Expr | None, env: Env) -> None:
         reader.facts.add("properties_written", None)
 
 
-def set_items(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def set_items(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """SetProperty, SetProperties, Set*PropertiesFromMap, SetDynamicProperty, SetLabels,
     RemoveLabels: ``n.k = v, ...``, ``n = {..}``, ``n += {..}``, ``n[k] = v``, ``n:A:B``."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     while True:
         _set_item(reader, parser, env)
@@ -132,9 +132,9 @@ def _write_to(facts: Facts, subject: Expr, env: Env) -> None:
         facts.write(value())
 
 
-def delete(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def delete(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Delete / DetachDelete ``n`` (or a path, or an expression)."""
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     _delete(reader, parser.expression(), env, detach=op.family == "DetachDelete")
     parser.end()
@@ -149,11 +149,11 @@ def _delete(reader: Reader, target: Expr, env: Env, *, detach: bool) -> None:
         reader.facts.add("rel_types_written", None)
 
 
-def merge(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
+def merge(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Merge / LockingMerge ``CREATE (..), (..)[, ON MATCH SET ..][, ON CREATE SET ..][,
     LOCK(a)]``: its child finds the match; what it creates, and the SET of each branch, are in
     the details. A merged variable is what was matched or what was created."""
-    matched = reader.facts.observe(envs[0]) if envs else dict(args)
+    matched = reader.facts.observe(envs[0]) if envs else {}
     created = dict(matched)
     parser = Parser(op.details)
     clause = ""
@@ -207,7 +207,7 @@ def foreach(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     DELETE .., ...`` with the writes in its details."""
     if len(envs) == 2:
         return foreach_apply(reader, op, envs, args)
-    env = reader.facts.observe(envs[0]) if envs else dict(args)
+    env = reader.facts.observe(envs[0]) if envs else {}
     parser = Parser(op.details)
     var = parser.variable()
     parser.take_word("IN")

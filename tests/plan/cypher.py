@@ -585,6 +585,22 @@ _SHAPES = (
     "RETURN x.canary }})] AS ch",
     "MATCH (m:Movie) CALL (m) {{ MATCH (```x UNIQUE m:Person(`:Person {{name: 'n1'}}) "
     "RETURN ```x UNIQUE m:Person(`.name AS k }} SET m.pwned = 1",
+    "MATCH (q:Person)-[:ACTED_IN]->(m:Movie) WITH q, m.name AS t OPTIONAL MATCH "
+    "(q)-[:ACTED_IN]->(x:Movie)<-[:ACTED_IN]-(m) RETURN t, properties(m) AS c",
+    "MATCH (q:Person) WITH q, q AS m WITH q, m.name AS t OPTIONAL MATCH "
+    "(q)-[:ACTED_IN]->(x:Movie)<-[:ACTED_IN]-(m) SET m.pwned = 1",
+    "MATCH (p:Person)-[:ACTED_IN]->(m:Movie) FOREACH (p IN [m] | FOREACH (y IN [p] | "
+    "SET y.pwned = 1))",
+    "MATCH (p:Person)-[r:ACTED_IN]->(m:Movie) FOREACH (p IN [r] | FOREACH (y IN [p] | "
+    "SET y.pwned = 1))",
+    "MATCH (a:Person)-[rs:ACTED_IN*1..1]-(p) WHERE all(r IN rs WHERE r.since > 0) "
+    "RETURN p.canary AS c",
+    "MATCH (a:Person) ((x)-[r:ACTED_IN]->(y) WHERE r.since > x.born){{1,1}} (p) "
+    "RETURN p.canary AS c",
+    "MATCH (a:Person)-[rs:ACTED_IN*1..1]->(b) WHERE all(r IN rs WHERE (CASE WHEN "
+    "endNode(r).canary STARTS WITH 'CANARY-n13' THEN 1/0 ELSE 1 END) = 1) AND b:{L} RETURN b.name",
+    "MATCH (p:Person) CALL (p) {{ MATCH (p)-[:ACTED_IN]->(m) RETURN m }} IN TRANSACTIONS "
+    "OF 1 ROWS ON ERROR CONTINUE RETURN m.canary AS c",
 )
 # Ways to try to prove `v` carries {L}; some are sound, some only look it.
 _NARROWINGS = (
