@@ -601,6 +601,19 @@ _SHAPES = (
     "endNode(r).canary STARTS WITH 'CANARY-n13' THEN 1/0 ELSE 1 END) = 1) AND b:{L} RETURN b.name",
     "MATCH (p:Person) CALL (p) {{ MATCH (p)-[:ACTED_IN]->(m) RETURN m }} IN TRANSACTIONS "
     "OF 1 ROWS ON ERROR CONTINUE RETURN m.canary AS c",
+    # Writes through a list's elements, and deletions that take relationships with them.
+    "MATCH (a:Person)-[:ACTED_IN]->(m) UNWIND [a, m] AS v SET v.pwned = true",
+    "MATCH (a:Person)-[:ACTED_IN]->(m:{L}) UNWIND [m, a] AS v SET v:Person",
+    "MATCH (a:Person)-[:ACTED_IN]->(m) WITH a, collect(m) AS ms UNWIND ms + [a] AS v "
+    "SET v.pwned = true",
+    "MATCH (p:{L}) DETACH DELETE p",
+    "MATCH (p:Person)-[:ACTED_IN]->(m:Movie) DETACH DELETE p",
+    "MATCH (p:Person) WHERE p.uid = 2 DETACH DELETE p",
+    "MATCH (p:Person)-[r]->(x) DELETE r",
+    # Equalities and inequalities between a proven and an unproven node.
+    "MATCH (a:Person)-[:ACTED_IN]->(m) MATCH (b:{L}) WHERE m = b SET m.pwned = true",
+    "MATCH (a:Person)-[:ACTED_IN]->(m) MATCH (b:{L}) WHERE m <> b SET m.pwned = true",
+    "MATCH (a:Person)-[:ACTED_IN]->(m), (b:{L}) WHERE NOT m = b RETURN m.canary AS c",
 )
 # Ways to try to prove `v` carries {L}; some are sound, some only look it.
 _NARROWINGS = (
