@@ -32,12 +32,17 @@ from typing import Any
 from proxy.plan.flow import ANY, Facts
 from proxy.plan.operators import RULES
 from proxy.plan.reader import Reader
-from proxy.plan.text import DYNAMIC, UnreadableText, load_csv_sources, tokens
+from proxy.plan.text import DYNAMIC, Token, UnreadableText, load_csv_sources, tokens
 
 __all__ = ["ANY", "DYNAMIC", "PlanFacts", "read_plan"]
 
 _GENERATED = re.compile(r"anon_\d+\Z")
 _PLAIN = re.compile(r"\$\w+\Z")
+_SAFE_NAME = re.compile(r"\w+(?: \w+)*\Z")
+_CYPHER_OPTIONS = frozenset(
+    {"runtime", "planner", "replan", "expressionengine", "operatorengine"}
+    | {"interpretedpipesfallback", "updatestrategy", "connectcomponentsplanner"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,15 @@ def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanF
 
 
 def _check_names(statement: str, facts: Facts) -> None:
-    """Names a plan would print ambiguously: a plan naming them cannot be read safely."""
+    """What a plan would print ambiguously, or plan as something else: such a plan cannot be
+    read safely.
+
+    - A name in backticks may hold only letters, digits, underscores and single spaces: Neo4j
+      prints some names without quotes (cached properties, ``getDegree`` patterns), where a
+      quote, a bracket or an arrow in a name would read as structure.
+    - A variable named like Neo4j's own anonymous ones (``anon_0``) would be confused with them.
+    - ``CYPHER`` options other than the runtime, planner and replanning ones (``debug=...``
+      makes Neo4j answer with its internals, and plan nothing that runs)."""
     try:
         found = tokens(statement)
     except UnreadableText:
@@ -116,7 +129,24 @@ def _check_names(statement: str, facts: Facts) -> None:
     for token in found:
         text = token.text
         quoted = token.kind == "name" or (token.kind == "parameter" and not _PLAIN.match(text))
-        if quoted and ("]" in text or "  " in text or "\n" in text or "\r" in text):
+        if quoted and not _SAFE_NAME.match(text.removeprefix("$")):
             facts.opaque(writes=True, what="ambiguous name")
         elif token.kind in ("name", "word") and _GENERATED.match(text):
             facts.opaque(writes=True, what="variable named like a generated one")
+    for option in _cypher_options(found):
+        if option.lower() not in _CYPHER_OPTIONS:
+            facts.opaque(writes=True, what=f"CYPHER option {option}")
+
+
+def _cypher_options(found: list[Token]) -> list[str]:
+    """The option names of the statement's leading ``CYPHER [version] [key=value ...]``."""
+    options: list[str] = []
+    i = 0
+    while i < len(found) and found[i].kind == "word" and found[i].text.upper() == "CYPHER":
+        i += 1
+        if i < len(found) and found[i].kind == "word" and found[i].text.isdigit():
+            i += 1
+        while i + 2 < len(found) and found[i + 1].text == "=" and found[i].kind == "word":
+            options.append(found[i].text)
+            i += 3
+    return options

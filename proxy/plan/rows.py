@@ -32,6 +32,13 @@ def observe(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     return env
 
 
+def cache_properties(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+    """CacheProperties ``cache[n.p], ...``: loads properties into the row, and shows nothing
+    (what is done with them later is looked at where it is done)."""
+    reader.expressions(op.details, dict(envs[0]) if envs else {})
+    return dict(envs[0]) if envs else {}
+
+
 def barrier(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """Eager: passes rows on unchanged and looks at none of them. (Its details name labels in
     conflict reports, not reads.)"""
@@ -69,7 +76,9 @@ def aggregation(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     """EagerAggregation, OrderedAggregation, Distinct: only the grouping keys and aggregates
     go on."""
     env = reader.facts.observe(envs[0]) if envs else {}
-    return reader.items(op.details, env)
+    out = reader.items(op.details, env)
+    # Neo4j lists the subquery's arguments among an aggregation's identifiers: they stay.
+    return {**{name: env[name] for name in op.identifiers if name in env}, **out}
 
 
 def produce(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
@@ -181,7 +190,11 @@ def apply(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
         reader.facts.add("operators", ["CartesianProduct"])
     out = subquery_rows(lhs, rhs)
     if op.family == "TransactionApply" and _on_error(reader, op.details, lhs) != "FAIL":
-        out.update(lhs)
+        # A failed batch's rows go on as they came: the subquery's narrowing may not hold.
+        for name, outer in lhs.items():
+            inner = rhs.get(name)
+            if inner is None or inner.origin is outer.origin:
+                out[name] = outer
     return out
 
 

@@ -342,6 +342,7 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
             if conjunct.kind == "label" and conjunct.label and conjunct.args[0].kind == "var":
                 var = conjunct.args[0].text
                 guarantees[var] = both(guarantees.get(var), conjunct.label.guarantee())
+    ends = {id(pattern.elements[0]), id(pattern.elements[-1])}
     top = {id(element) for element in pattern.elements}
     into = "Into" in op.base
     for element in pattern.all_elements():
@@ -349,16 +350,19 @@ def shortest(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
             reader.facts.hops(element.max_hops)
         if element.kind == "group":
             continue
-        boundary = id(element) in top and element.kind == "node"
-        if boundary and element.var in env and (into or element.var == source):
+        if element.var_length and (element.max_hops is None or element.max_hops > 1):
+            reader.facts.add("labels_read", None)  # the nodes between its hops: anything
+        end = id(element) in ends
+        if end and element.var in env and (into or element.var == source):
             continue  # the node it expands from, or both ends in Into mode: bound before
         binding = Binding(entity(element.kind), guarantees.get(element.var), fresh=True)
-        if id(element) in top and element.kind == "node" and element.var:
-            env[element.var] = binding  # the far boundary node
-        else:
-            reader.facts.read(binding)
-            if element.var:  # a variable of the repeated part: a list, declared here
-                env[element.var] = value()
+        if end and element.var:
+            env[element.var] = binding  # the far end: a filter above may still prove it
+            continue
+        reader.facts.read(binding)  # walked here: read with what the predicates say of it
+        if element.var:  # declared here: on the path (in a repeated part, a list)
+            inside = id(element) not in top
+            env[element.var] = value() if inside else replace(binding, fresh=False)
     for name in set(op.identifiers) - set(env):
         env[name] = value()
     return env

@@ -195,11 +195,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     ("UNWIND $rows AS x SET x.y = 1", {"labels_written": {S}, "rel_types_written": {S}}),
     (
-        "MATCH (n:`Odd Label`) SET n:`New Label`, n.`we:ird` = 1",
+        "MATCH (n:`Odd Label`) SET n:`New Label`, n.`we ird` = 1",
         {
             "labels_read": {"Odd Label"},
             "labels_written": {"New Label", "Odd Label"},
-            "properties_written": {"we:ird"},
+            "properties_written": {"we ird"},
         },
     ),
     # CREATE and MERGE
@@ -403,6 +403,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     ("MATCH (n:Person) WHERE n.`a] AND m:Movie` = 1 RETURN n", {"unreadable": {"ambiguous name"}}),
     ("MATCH (`a  b`:Person) RETURN `a  b`", {"unreadable": {"ambiguous name"}}),
+    ("MATCH (n:Person) SET n.`we:ird` = 1", {"unreadable": {"ambiguous name"}}),
+    ("MATCH (n:Person) RETURN n.`x)-->(y` AS v", {"unreadable": {"ambiguous name"}}),
+    ("CYPHER debug=tostring MATCH (n:Person) RETURN n", {"unreadable": {"CYPHER option debug"}}),
+    ("CYPHER runtime=slotted MATCH (n:Person) RETURN n", {"unreadable": set()}),
     ("MATCH (n:Person) RETURN n", {"unreadable": set()}),
 ]
 
