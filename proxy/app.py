@@ -32,6 +32,8 @@ from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
 from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.auth import Authenticator, SchemeRouter
+from proxy.bolt.server import DoorSettings, bolt_door
+from proxy.bolt.session import Options
 from proxy.auth.aws_iam import SCHEME as IAM_SCHEME
 from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
@@ -119,7 +121,11 @@ def create_app(
         del app
         async with AsyncExitStack() as stack:
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
-            yield {STATE_KEY: _runtime(settings, chosen, clock, metrics, sign_in)}
+            state = _runtime(settings, chosen, clock, metrics, sign_in)
+            if settings.server.bolt_port is not None:
+                door = bolt_door(state.gateway, _door_settings(settings), chosen.describe)
+                await stack.enter_async_context(door)
+            yield {STATE_KEY: state}
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(query.router)
@@ -187,6 +193,26 @@ def _runtime(
         auth_schemes=services.auth_schemes,
         max_body_bytes=settings.server.max_body_bytes,
         sign_in=sign_in,
+    )
+
+
+def _door_settings(settings: Settings) -> DoorSettings:
+    server = settings.server
+    assert server.bolt_port is not None
+    return DoorSettings(
+        host=server.bolt_host or server.host,
+        port=server.bolt_port,
+        options=Options(
+            home_database=settings.neo4j.home_database,
+            advertised_address=server.bolt_advertised_address,
+            routing_ttl_s=server.bolt_routing_ttl_s,
+            idle_timeout_s=server.bolt_idle_timeout_s,
+            max_message_bytes=server.bolt_max_message_bytes,
+        ),
+        max_connections=server.bolt_max_connections,
+        handshake_timeout_s=server.bolt_handshake_timeout_s,
+        tls_certificate=server.bolt_tls_certificate,
+        tls_key=server.bolt_tls_key,
     )
 
 

@@ -100,6 +100,15 @@ class PolicyDenied(CypherGateError):
         super().__init__(f"Denied by policy: {detail}.", reason="policy_denied")
 
 
+class ImpersonationRefused(CypherGateError):
+    """The caller asked to run as another Neo4j user (Bolt's ``imp_user``): who a statement runs
+    as is the gateway's decision alone."""
+
+    status = 403
+    code = "Neo.ClientError.Security.Forbidden"
+    default_message = "Impersonation is not allowed through the gateway."
+
+
 class DagNotPermitted(CypherGateError):
     """The caller's verified identity may not act as the DAG it names (or as any DAG)."""
 

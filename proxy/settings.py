@@ -30,6 +30,32 @@ class ServerSettings(BaseModel):
     metrics: bool = Field(
         default=True, description="Serve /metrics (Prometheus text; no DAG names, no secrets)."
     )
+    # The Bolt door (proxy/bolt/): off unless a port is given (0: one the system picks).
+    bolt_port: int | None = Field(default=None, ge=0, le=65535)
+    bolt_host: str | None = Field(default=None, description="Default: the HTTP door's host.")
+    bolt_advertised_address: str | None = Field(
+        default=None,
+        description="host:port that ROUTE answers name; default: the address the client dialled.",
+    )
+    bolt_tls_certificate: Path | None = Field(
+        default=None, description="PEM certificate chain: bolt+s:// and neo4j+s://."
+    )
+    bolt_tls_key: Path | None = Field(default=None, description="PEM key of the certificate.")
+    bolt_max_connections: int = Field(default=1000, gt=0)
+    bolt_max_message_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Larger Bolt messages close the connection."
+    )
+    bolt_handshake_timeout_s: float = Field(default=10.0, gt=0)
+    bolt_idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="A Bolt connection silent this long is closed."
+    )
+    bolt_routing_ttl_s: int = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.bolt_tls_certificate is None) != (self.bolt_tls_key is None):
+            raise ValueError("bolt_tls_certificate and bolt_tls_key go together")
+        return self
 
 
 class SecretSettings(BaseModel):
@@ -88,6 +114,9 @@ class Neo4jSettings(BaseModel):
         "wait this long once before trying again.",
     )
     default_timeout_s: float = Field(default=30.0, gt=0)
+    home_database: str = Field(
+        default="neo4j", description="The database of a Bolt statement that names none."
+    )
     analysis_cache_size: int = Field(default=4096, ge=0)
     analysis_cache_ttl_s: float = Field(
         default=300.0, gt=0, description="Plans change with indexes: re-explain after this."

@@ -52,6 +52,8 @@ class Summary:
     bookmarks: list[str]
     # Rows were cut at the decision's row limit (row_limit_action "truncate").
     truncated: bool = False
+    # What Neo4j says the statement did (None where it did not say).
+    query_type: QueryType | None = None
 
 
 class RowStream(Protocol):

@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     # The use cases, and the caller's side.
     {"gateway", "client"},
     # The front doors, and the Airflow provider.
-    {"api", "airflow"},
+    {"api", "airflow", "bolt"},
     # The composition root.
     {"app"},
     # The local stack, then the command line.

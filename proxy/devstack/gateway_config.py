@@ -31,7 +31,11 @@ def gateway_config(state: StackState, run_dir: Path, *, audit_path: Path) -> dic
     if not session_key.exists():  # kept, so sessions survive a gateway restart
         write_secret(session_key, secrets.token_urlsafe(48))
     config: dict[str, Any] = {
-        "server": {"host": "127.0.0.1", "port": state.ports["gateway"]},
+        "server": {
+            "host": "127.0.0.1",
+            "port": state.ports["gateway"],
+            "bolt_port": state.ports["gateway_bolt"],
+        },
         "neo4j": {
             "uri": f"bolt://127.0.0.1:{state.ports['neo4j_bolt']}",
             "user": GATEWAY_NEO4J_USER,

@@ -178,6 +178,7 @@ class DevStack:
         }
         if alive(state, "gateway"):
             document["gateway_url"] = state.gateway_url()
+            document["gateway_bolt_uri"] = state.gateway_bolt_uri()
             document["gateway_config"] = str(self.gateway_config_path)
             document["audit_log"] = str(self.audit_path)
             document["audit_public_key"] = str(audit_keys(self.run_dir)[1])

@@ -25,7 +25,7 @@ GATEWAY_SECRET = "cyphergate/neo4j-gateway"  # noqa: S105 - the name, not the va
 ADMIN_SECRET = "cyphergate/neo4j-admin"  # noqa: S105 - the name, not the value
 LEASE_PREFIX = "cg_devstack_"
 # The ports a stack needs, each found free when its state is made.
-PORT_NAMES = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "moto", "gateway")
+PORT_NAMES = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "moto", "gateway", "gateway_bolt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,9 @@ class StackState:
 
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    def gateway_bolt_uri(self) -> str:
+        return f"bolt://127.0.0.1:{self.ports['gateway_bolt']}"
 
     def dags(self) -> list[str]:
         """The DAGs the demo clients are bound to."""

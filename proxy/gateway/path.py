@@ -139,6 +139,17 @@ class Gateway:
                     yield rows
                     trail.finished(await rows.summary())
 
+    async def identify(self, call: Call) -> Principal:
+        """Who a front door's caller is and which DAG it acts as, before any statement (Bolt's
+        ``LOGON``). A refusal is recorded as on the request path; an acceptance is not (each
+        statement that follows is authenticated and recorded again)."""
+        try:
+            identity = await self._authenticator.authenticate(call.authorization)
+            return self._resolver.resolve(identity, call.headers)
+        except CypherGateError as error:
+            await self.refuse(call, error)
+            raise
+
     async def refuse(self, call: Call, error: CypherGateError) -> None:
         """Record a call a front door turns away (with its caller, if it authenticates)."""
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)

@@ -90,7 +90,7 @@ class Neo4jExecutor:
         ):
             result = await session.run("EXPLAIN " + statement)
             summary = await result.consume()
-        query_type = next((kind for kind in _QUERY_TYPES if kind == summary.query_type), None)
+        query_type = _query_type(summary.query_type)
         if query_type is None:
             raise GraphFailed(reason=f"unexpected_query_type:{summary.query_type}")
         if not summary.plan:  # nothing to read the facts from: never guess
@@ -243,8 +243,13 @@ class _Rows:
                 counters={name: getattr(summary.counters, attr) for name, attr in _COUNTERS},
                 bookmarks=list(last.raw_values),
                 truncated=self._truncated,
+                query_type=_query_type(summary.query_type),
             )
         return self._summary
+
+
+def _query_type(value: object) -> QueryType | None:
+    return next((kind for kind in _QUERY_TYPES if kind == value), None)
 
 
 def row_weight(values: list[JSON]) -> int:

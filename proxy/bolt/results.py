@@ -1,0 +1,151 @@
+"""A statement's result held open across a Bolt client's ``PULL`` messages.
+
+The request path hands a statement's rows out inside a block (``Gateway.run``); a Bolt client
+asks for them ``n`` at a time, in messages of its own. :class:`OpenResult` keeps that block open
+between the messages, turns each row into Bolt values as it goes (nothing is buffered whole: at
+most one row is read ahead, to tell the client whether more follow), and closes the block when
+the rows end, so the request path records the outcome then.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+from proxy.bolt.values import to_wire
+from proxy.gateway.call import Call
+from proxy.gateway.path import Gateway
+from proxy.statement import JSON, RowStream, Summary
+
+# Rows sent before the connection's buffer is drained (the client's reading paces Neo4j's).
+_FLUSH_EVERY = 256
+# Summary counters, as Bolt names them.
+_STATS = {
+    "nodesCreated": "nodes-created",
+    "nodesDeleted": "nodes-deleted",
+    "relationshipsCreated": "relationships-created",
+    "relationshipsDeleted": "relationships-deleted",
+    "propertiesSet": "properties-set",
+    "labelsAdded": "labels-added",
+    "labelsRemoved": "labels-removed",
+    "indexesAdded": "indexes-added",
+    "indexesRemoved": "indexes-removed",
+    "constraintsAdded": "constraints-added",
+    "constraintsRemoved": "constraints-removed",
+    "systemUpdates": "system-updates",
+    "containsUpdates": "contains-updates",
+    "containsSystemUpdates": "contains-system-updates",
+}
+
+
+class ResultSink(ABC):
+    """Where a pulled result's records go."""
+
+    @abstractmethod
+    async def record(self, values: list[Any]) -> None:
+        """Send one record (already in Bolt values)."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Wait until what was sent has left (back-pressure)."""
+
+
+class OpenResult:
+    """One statement's rows, streamed ``n`` at a time (see the module docstring)."""
+
+    def __init__(self, gateway: Gateway, call: Call) -> None:
+        self._gateway = gateway
+        self._call = call
+        self._stack = AsyncExitStack()
+        self._rows: RowStream | None = None
+        self._ahead: list[JSON] | None = None  # the row read to know whether more follow
+        self._started = 0.0
+        self.t_first_ms = 0
+
+    async def start(self) -> list[str]:
+        """Run the statement down the request path; its field names. A refusal or failure is
+        raised (and already recorded)."""
+        self._started = time.monotonic()
+        self._rows = await self._stack.enter_async_context(self._gateway.run(self._call))
+        self.t_first_ms = _ms_since(self._started)
+        return self._rows.fields
+
+    async def pull(self, n: int, sink: ResultSink, *, discard: bool) -> dict[str, Any]:
+        """Send up to ``n`` rows (all for -1) to ``sink``, or drop them (``discard``); the
+        metadata of the ``SUCCESS`` that follows. A failure ends the statement (recorded) and is
+        raised."""
+        rows = self._rows
+        assert rows is not None, "start() first"
+        try:
+            sent = 0
+            while n == -1 or sent < n:
+                row = await self._next(rows)
+                if row is None:
+                    break
+                if not discard:
+                    await sink.record([to_wire(value) for value in row])
+                sent += 1
+                if sent % _FLUSH_EVERY == 0:
+                    await sink.flush()
+            if n != -1 and sent == n:
+                self._ahead = await self._next(rows)
+                if self._ahead is not None:
+                    return {"has_more": True}
+            summary = await rows.summary()
+        except Exception as exc:
+            if not await self._stack.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+            raise  # pragma: no cover - the request path never swallows an error
+        await self._stack.aclose()  # the outcome is recorded now
+        return summary_metadata(summary, database=self._call.database, t_last=self.elapsed())
+
+    async def abandon(self) -> None:
+        """The client went away or reset: the statement is finished as Neo4j would finish it
+        (its remaining rows read and dropped, what it wrote committed), so its record says
+        truthfully what happened."""
+        rows = self._rows
+        try:
+            if rows is not None:
+                await rows.summary()
+        except Exception as exc:
+            if not await self._stack.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+            return
+        await self._stack.aclose()
+
+    def elapsed(self) -> int:
+        return _ms_since(self._started)
+
+    async def _next(self, rows: RowStream) -> list[JSON] | None:
+        if self._ahead is not None:
+            row, self._ahead = self._ahead, None
+            return row
+        try:
+            return await anext(aiter(rows))
+        except StopAsyncIteration:
+            return None
+
+
+def summary_metadata(summary: Summary, *, database: str, t_last: int) -> dict[str, Any]:
+    """The metadata of a finished result's ``SUCCESS``, as Neo4j sends it."""
+    stats: Mapping[str, Any] = {
+        _STATS[name]: value for name, value in summary.counters.items() if value and name in _STATS
+    }
+    updates = bool(summary.counters.get("containsUpdates"))
+    metadata: dict[str, Any] = {
+        "type": summary.query_type or ("rw" if updates else "r"),
+        "t_last": t_last,
+        "db": database,
+    }
+    if stats:
+        metadata["stats"] = dict(stats)
+    if summary.bookmarks:
+        metadata["bookmark"] = summary.bookmarks[-1]
+    return metadata
+
+
+def _ms_since(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)

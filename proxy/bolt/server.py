@@ -1,0 +1,167 @@
+"""The Bolt front door: a listener whose connections each run a :class:`~proxy.bolt.session.
+Session` over the request path.
+
+Bounded on every side a client controls: at most ``max_connections`` at once (beyond that a
+connection is closed before its handshake), the handshake within ``handshake_timeout_s``, each
+message within ``max_message_bytes`` and, between messages, ``idle_timeout_s`` of silence at
+most. A connection that breaks the protocol is closed; nothing it sent runs unless it came down
+the request path as a whole statement, recorded there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proxy.bolt import wire
+from proxy.bolt.session import Defunct, Options, Session
+from proxy.gateway.path import Gateway
+
+log = logging.getLogger(__name__)
+
+# What the HELLO answer names when Neo4j cannot be asked its version (drivers need "Neo4j/").
+_FALLBACK_AGENT = "Neo4j/5"
+
+
+@dataclass(frozen=True, slots=True)
+class DoorSettings:
+    """The Bolt door's configuration, as ``proxy/app.py`` reads it from ``server.bolt_*``."""
+
+    host: str
+    port: int
+    options: Options
+    max_connections: int
+    handshake_timeout_s: float
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+
+
+class BoltDoor:
+    """The listener (see the module docstring); :func:`bolt_door` opens and closes it."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        settings: DoorSettings,
+        describe: Callable[[], Awaitable[dict[str, str]]],
+    ) -> None:
+        self._gateway = gateway
+        self._settings = settings
+        self._describe = describe
+        self._connections: set[asyncio.Task[Any]] = set()
+        self.port = settings.port
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one client connection until it ends, breaks the protocol or idles out."""
+        task = asyncio.current_task()
+        if task is None or len(self._connections) >= self._settings.max_connections:
+            log.warning("bolt: connection limit (%d) reached", self._settings.max_connections)
+            writer.close()
+            return
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (wire.ProtocolViolation, TimeoutError, ConnectionError) as exc:
+            log.info("bolt: connection closed: %s", type(exc).__name__)
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with asyncio.timeout(self._settings.handshake_timeout_s):
+            proposals = await wire.read_handshake(reader)
+        version = wire.choose_version(proposals)
+        if version is None:
+            writer.write(wire.REFUSED)
+            await writer.drain()
+            return
+        writer.write(wire.version_bytes(version))
+        peer = writer.get_extra_info("peername")
+        local = writer.get_extra_info("sockname")
+
+        async def send(tag: int, fields: tuple[Any, ...]) -> None:
+            writer.write(wire.encode(tag, *fields))
+
+        session = Session(
+            self._gateway,
+            options=self._settings.options,
+            server_agent=await self._server_agent(),
+            client=_address(peer),
+            local_address=_address(local) or f"{self._settings.host}:{self.port}",
+            send=send,
+            flush=writer.drain,
+        )
+        options = self._settings.options
+        try:
+            while True:
+                async with asyncio.timeout(options.idle_timeout_s):
+                    message = await wire.read_message(reader, max_bytes=options.max_message_bytes)
+                if message is None:
+                    return
+                try:
+                    await session.handle(message)
+                finally:
+                    await writer.drain()
+        except Defunct:
+            return
+        finally:
+            await session.close()
+
+    async def _server_agent(self) -> str:
+        try:
+            return f"Neo4j/{(await self._describe())['version']}"
+        except Exception:  # Neo4j unreachable: the statements will say so; the door still opens
+            return _FALLBACK_AGENT
+
+    async def close(self) -> None:
+        """End every open connection (each records what it had running)."""
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def bolt_door(
+    gateway: Gateway,
+    settings: DoorSettings,
+    describe: Callable[[], Awaitable[dict[str, str]]],
+) -> AsyncIterator[BoltDoor]:
+    """Listen on the configured address until the block ends."""
+    door = BoltDoor(gateway, settings, describe)
+    server = await asyncio.start_server(
+        door.connection, settings.host, settings.port, ssl=_tls(settings)
+    )
+    door.port = server.sockets[0].getsockname()[1]
+    log.info("bolt: listening on %s:%d", settings.host, door.port)
+    try:
+        yield door
+    finally:
+        server.close()
+        await door.close()
+        await server.wait_closed()
+
+
+def _tls(settings: DoorSettings) -> ssl.SSLContext | None:
+    """A server TLS context (``bolt+s://``, ``neo4j+s://``) if a certificate is configured."""
+    if settings.tls_certificate is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_certificate, settings.tls_key)
+    return context
+
+
+def _address(sockname: Any) -> str | None:
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        host = sockname[0]
+        return f"[{host}]:{sockname[1]}" if ":" in str(host) else f"{host}:{sockname[1]}"
+    return None

@@ -1,0 +1,209 @@
+"""Bad input on the Bolt wire, against the real stack: each gets a clean FAILURE or a closed
+connection, never a crash, and nothing runs unrecorded."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.bolt import wire
+from proxy.bolt.packstream import Structure, pack, unpack
+from proxy.devstack.stack import DevStack
+
+pytestmark = pytest.mark.integration
+
+V54 = bytes((0, 0, 4, 5))
+PROPOSALS = V54 + bytes(12)
+
+
+class Peer:
+    """A raw Bolt client that says exactly what a test tells it to."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def message(self, tag: int, *fields: Any) -> None:
+        self.send(wire.encode(tag, *fields))
+
+    def read(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                return data
+            data += chunk
+        return data
+
+    def answer(self) -> Structure | None:
+        """The next answer, or None if the server closed the connection."""
+        body = b""
+        while True:
+            header = self.read(2)
+            if len(header) < 2:
+                return None
+            size = struct.unpack(">H", header)[0]
+            if size == 0:
+                if body:
+                    found = unpack(body)
+                    assert isinstance(found, Structure)
+                    return found
+                continue
+            body += self.read(size)
+
+    def closed(self) -> bool:
+        self.sock.settimeout(10)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def peer(status: dict[str, Any]) -> Iterator[Peer]:
+    client = Peer(int(status["gateway_bolt_uri"].rsplit(":", 1)[1]))
+    yield client
+    client.close()
+
+
+def logged_on(peer: Peer, token: str) -> Peer:
+    peer.send(wire.MAGIC + PROPOSALS)
+    assert peer.read(4) == V54
+    peer.message(0x01, {"user_agent": "test/1"})
+    hello = peer.answer()
+    assert hello is not None and hello.tag == b"\x70"
+    peer.message(0x6A, {"scheme": "bearer", "credentials": token})
+    logon = peer.answer()
+    assert logon is not None and logon.tag == b"\x70", logon
+    return peer
+
+
+def failure(answer: Structure | None) -> str:
+    assert answer is not None and answer.tag == b"\x7f", answer
+    code = answer.fields[0]["code"]
+    assert isinstance(code, str)
+    return code
+
+
+def test_not_bolt_is_closed(peer: Peer) -> None:
+    peer.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert peer.closed()
+
+
+def test_unsupported_versions_are_refused(peer: Peer) -> None:
+    peer.send(wire.MAGIC + bytes((0, 0, 0, 4)) + bytes((0, 0, 0, 3)) + bytes(8))
+    assert peer.read(4) == wire.REFUSED
+    assert peer.closed()
+
+
+def test_a_cut_handshake_is_closed(peer: Peer) -> None:
+    peer.send(wire.MAGIC + b"\x00\x00")
+    peer.sock.shutdown(socket.SHUT_WR)
+    assert peer.closed()
+
+
+def test_run_before_logon_fails_and_closes(stack: DevStack, peer: Peer) -> None:
+    peer.send(wire.MAGIC + PROPOSALS)
+    assert peer.read(4) == V54
+    peer.message(0x01, {"user_agent": "test/1"})
+    assert peer.answer() is not None
+    peer.message(0x10, "CREATE (:BoltWireSneak)", {}, {})
+    assert failure(peer.answer()) == "Neo.ClientError.Request.Invalid"
+    assert peer.closed()
+    with AuditReader(stack.audit_path) as log:
+        assert not [r for r in log.query(RecordFilter()) if "BoltWireSneak" in str(r)]
+
+
+def test_commit_without_begin_and_unknown_messages(stack: DevStack, peer: Peer) -> None:
+    logged_on(peer, stack.token("demo_reader"))
+    peer.message(0x12)
+    assert failure(peer.answer()) == "Neo.ClientError.Request.Invalid"
+    assert peer.closed()
+
+
+def test_unknown_message_type(stack: DevStack, peer: Peer) -> None:
+    logged_on(peer, stack.token("demo_reader"))
+    peer.message(0x55, "what")
+    assert failure(peer.answer()) == "Neo.ClientError.Request.Invalid"
+    assert peer.closed()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xb3\x10\x81",  # a string longer than the message
+        b"\xb3\x10\xc7",  # an undefined marker
+        b"\x91\x01",  # a list, not a structure
+        b"\xb1\x10" + b"\x91" * 10_000 + b"\x90",  # nested beyond the depth limit
+        b"\xb3\x10\x80\xa0\xa0\x00",  # a trailing byte
+        b"\xd7\xff\xff\xff\xff",  # a list of 4 billion elements, and no data
+    ],
+)
+def test_malformed_packstream(stack: DevStack, peer: Peer, body: bytes) -> None:
+    logged_on(peer, stack.token("demo_reader"))
+    peer.send(wire.frame(body))
+    assert failure(peer.answer()) == "Neo.ClientError.Request.Invalid"
+    assert peer.closed()
+
+
+def test_oversized_message_closes(stack: DevStack, peer: Peer) -> None:
+    logged_on(peer, stack.token("demo_reader"))
+    chunk = b"\xff\xff" + bytes(0xFFFF)
+    with pytest.raises(OSError):  # the server closes while the client still writes
+        for _ in range(20 * 1024 * 1024 // 0xFFFF + 2):
+            peer.send(chunk)
+    assert peer.answer() is None
+
+
+def test_failed_state_ignores_until_reset(stack: DevStack, peer: Peer) -> None:
+    logged_on(peer, stack.token("demo_reader"))
+    peer.message(0x10, "CREATE (:BoltWireRefused)", {}, {})
+    assert failure(peer.answer()) == "Neo.ClientError.Security.Forbidden"
+    peer.message(0x3F, {"n": -1})
+    ignored = peer.answer()
+    assert ignored is not None and ignored.tag == b"\x7e"
+    peer.message(0x0F)
+    reset = peer.answer()
+    assert reset is not None and reset.tag == b"\x70"
+    peer.message(0x10, "RETURN 41 + 1 AS answer", {}, {})
+    run = peer.answer()
+    assert run is not None and run.tag == b"\x70" and run.fields[0]["fields"] == ["answer"]
+    peer.message(0x3F, {"n": -1})
+    record, done = peer.answer(), peer.answer()
+    assert record == Structure(b"\x71", ([42],))
+    assert done is not None and done.tag == b"\x70" and done.fields[0]["type"] == "r"
+    peer.message(0x02)
+    assert peer.closed()
+
+
+def test_goodbye_mid_stream_records_the_statement(stack: DevStack, peer: Peer) -> None:
+    logged_on(peer, stack.token("demo_reader"))
+    peer.message(0x10, "UNWIND range(1, 50) AS i RETURN i AS goodbye_mid_stream", {}, {})
+    assert peer.answer() is not None
+    peer.message(0x3F, {"n": 5})
+    answers = [peer.answer() for _ in range(6)]
+    assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
+    peer.message(0x02)
+    assert peer.closed()
+    with AuditReader(stack.audit_path) as log:
+        trail = [r for r in log.query(RecordFilter()) if "goodbye_mid_stream" in str(r)]
+    assert trail and trail[0]["event"] == "decision"
+    request = trail[0]["request_id"]
+    with AuditReader(stack.audit_path) as log:
+        both = [r for r in log.query(RecordFilter()) if r["request_id"] == request]
+    assert [r["event"] for r in both] == ["decision", "outcome"]
+    assert both[-1]["rows"] == 50
+
+
+def test_pack_matches_the_frame() -> None:
+    assert wire.frame(pack(Structure(b"\x0f", ()))) == b"\x00\x02\xb0\x0f\x00\x00"
