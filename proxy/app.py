@@ -32,11 +32,11 @@ from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
 from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.auth import Authenticator, SchemeRouter
-from proxy.bolt.server import DoorSettings, bolt_door
-from proxy.bolt.session import Options
 from proxy.auth.aws_iam import SCHEME as IAM_SCHEME
 from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
+from proxy.bolt.server import DoorSettings, bolt_door
+from proxy.bolt.session import Options
 from proxy.clock import Clock, system_clock
 from proxy.errors import CypherGateError
 from proxy.faults import NO_FAULTS, Faults
@@ -122,8 +122,8 @@ def create_app(
         async with AsyncExitStack() as stack:
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
             state = _runtime(settings, chosen, clock, metrics, sign_in)
-            if settings.server.bolt_port is not None:
-                door = bolt_door(state.gateway, _door_settings(settings), chosen.describe)
+            if (port := settings.server.bolt_port) is not None:
+                door = bolt_door(state.gateway, _door_settings(settings, port), chosen.describe)
                 await stack.enter_async_context(door)
             yield {STATE_KEY: state}
 
@@ -196,12 +196,11 @@ def _runtime(
     )
 
 
-def _door_settings(settings: Settings) -> DoorSettings:
+def _door_settings(settings: Settings, port: int) -> DoorSettings:
     server = settings.server
-    assert server.bolt_port is not None
     return DoorSettings(
         host=server.bolt_host or server.host,
-        port=server.bolt_port,
+        port=port,
         options=Options(
             home_database=settings.neo4j.home_database,
             advertised_address=server.bolt_advertised_address,

@@ -78,7 +78,8 @@ class OpenResult:
         metadata of the ``SUCCESS`` that follows. A failure ends the statement (recorded) and is
         raised."""
         rows = self._rows
-        assert rows is not None, "start() first"
+        if rows is None:
+            raise RuntimeError("pull() before start()")
         try:
             sent = 0
             while n == -1 or sent < n:

@@ -23,7 +23,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from proxy.bolt.packstream import PackStreamError, Structure, unpack
 from proxy.bolt.results import OpenResult, ResultSink
@@ -46,7 +46,7 @@ DISCARD, PULL, TELEMETRY, ROUTE, LOGON, LOGOFF = 0x2F, 0x3F, 0x54, 0x66, 0x6A, 0
 SUCCESS, RECORD, IGNORED, FAILURE = 0x70, 0x71, 0x7E, 0x7F
 
 _INVALID = "Neo.ClientError.Request.Invalid"
-_TOKEN_EXPIRED = "Neo.ClientError.Security.TokenExpired"
+_TOKEN_EXPIRED = "Neo.ClientError.Security.TokenExpired"  # noqa: S105 - a code, not a secret
 # A basic-auth principal that names no DAG: the identity's only DAG is meant.
 _NO_DAG = frozenset({"", "cyphergate"})
 _connection_ids = itertools.count(1)
@@ -247,7 +247,8 @@ class Session:
         if not isinstance(n, int) or n == 0 or n < -1:
             await self._violation("PULL and DISCARD need n, a positive number or -1.")
         result = self._result
-        assert result is not None  # STREAMING means a result is open
+        if result is None:  # STREAMING means a result is open
+            raise RuntimeError("streaming without a result")
         sink = _Sink(self._send, self._flush)
         try:
             metadata = await result.pull(n, sink, discard=discard)
@@ -307,7 +308,7 @@ class Session:
         self.state = State.FAILED
         await self._send(FAILURE, ({"code": code, "message": message},))
 
-    async def _violation(self, message: str) -> Any:
+    async def _violation(self, message: str) -> NoReturn:
         """The peer broke the protocol: it is told why, and the connection closes."""
         await self._end_result()
         await self._send(FAILURE, ({"code": _INVALID, "message": message},))
@@ -339,10 +340,13 @@ class _OutOfOrder(Exception):
 class _Sink(ResultSink):
     def __init__(self, send: Send, flush: Callable[[], Awaitable[None]]) -> None:
         self._send = send
-        self.flush = flush
+        self._flush = flush
 
     async def record(self, values: list[Any]) -> None:
         await self._send(RECORD, (values,))
+
+    async def flush(self) -> None:
+        await self._flush()
 
 
 async def _no_statement() -> Statement:

@@ -96,7 +96,7 @@ def test_garbage_token_is_unauthorized(stack: DevStack, status: dict[str, Any]) 
     with bolt(status, neo4j.bearer_auth("not-a-token")) as driver, pytest.raises(AuthError):
         driver.verify_connectivity()
     with AuditReader(stack.audit_path) as log:
-        last = log.query(RecordFilter())[-1]
+        last = list(log.query(RecordFilter()))[-1]
     assert last["status"] == 401 and last["error"]["reason"] == "malformed_token"
 
 
