@@ -58,7 +58,7 @@ class OpenResult:
 
     def __init__(self, gateway: Gateway, call: Call) -> None:
         self._gateway = gateway
-        self._call = call
+        self.call = call
         self._stack = AsyncExitStack()
         self._rows: RowStream | None = None
         self._ahead: list[JSON] | None = None  # the row read to know whether more follow
@@ -69,7 +69,7 @@ class OpenResult:
         """Run the statement down the request path; its field names. A refusal or failure is
         raised (and already recorded)."""
         self._started = time.monotonic()
-        self._rows = await self._stack.enter_async_context(self._gateway.run(self._call))
+        self._rows = await self._stack.enter_async_context(self._gateway.run(self.call))
         self.t_first_ms = _ms_since(self._started)
         return self._rows.fields
 
@@ -101,7 +101,7 @@ class OpenResult:
                 raise
             raise  # pragma: no cover - the request path never swallows an error
         await self._stack.aclose()  # the outcome is recorded now
-        return summary_metadata(summary, database=self._call.database, t_last=self.elapsed())
+        return summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
 
     async def abandon(self) -> None:
         """The client went away or reset: the statement is finished as Neo4j would finish it

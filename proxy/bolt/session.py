@@ -178,7 +178,7 @@ class Session:
         try:
             await self._gateway.identify(call)  # no credential at all is refused there too
         except CypherGateError as error:
-            await self._failure(_TOKEN_EXPIRED if _expired(error) else error.code, error.message)
+            await self._statement_failed(error, call)
             raise Defunct from error  # Neo4j, too, closes a connection whose LOGON failed
         self._authorization, self._headers = authorization, headers
         self.state = State.READY
@@ -228,7 +228,7 @@ class Session:
         try:
             fields_out = await result.start()
         except CypherGateError as error:
-            await self._statement_failed(error)
+            await self._statement_failed(error, call)
             return
         self._result = result
         self.state = State.STREAMING
@@ -254,7 +254,7 @@ class Session:
             metadata = await result.pull(n, sink, discard=discard)
         except CypherGateError as error:
             self._result = None
-            await self._statement_failed(error)
+            await self._statement_failed(error, result.call)
             return
         if not metadata.get("has_more"):
             self._result = None
@@ -297,10 +297,12 @@ class Session:
             statement=statement or _no_statement,
         )
 
-    async def _statement_failed(self, error: CypherGateError) -> None:
-        """A statement refused or failed: ``FAILURE`` with its code; a credential that no longer
+    async def _statement_failed(self, error: CypherGateError, call: Call) -> None:
+        """A statement refused or failed: ``FAILURE`` with its code, and the request id that
+        finds its audit record (HTTP's ``X-CypherGate-Request-ID``); a credential that no longer
         verifies also closes the connection (the driver opens another with a fresh one)."""
-        await self._failure(_TOKEN_EXPIRED if _expired(error) else error.code, error.message)
+        code = _TOKEN_EXPIRED if _expired(error) else error.code
+        await self._failure(code, f"{error.message} (request {call.request_id})")
         if isinstance(error, AuthenticationFailed):
             raise Defunct from error
 

@@ -7,6 +7,7 @@ EXPLAIN, OPA over ``policies/``); the graph is fingerprinted directly in Neo4j b
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from neo4j import Driver
+from neo4j import Driver, GraphDatabase, bearer_auth
+from neo4j.exceptions import Neo4jError
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
@@ -69,29 +71,43 @@ def before(movie_graph: Driver) -> str:
     return fingerprint(movie_graph)
 
 
+@pytest.fixture(scope="module")
+def bolt_drivers() -> Iterator[dict[str, Driver]]:
+    """One official driver per DAG, pointed at the gateway's Bolt door."""
+    drivers: dict[str, Driver] = {}
+    yield drivers
+    for driver in drivers.values():
+        driver.close()
+
+
 def test_the_corpus_is_big_enough() -> None:
     assert len(CASES) >= 50
     assert all(("denied_because" in c) != ("refused_by_neo4j" in c) for c in CASES)
 
 
+@pytest.mark.parametrize("door", ["http", "bolt"])
 @pytest.mark.parametrize("case", CASES, ids=[c["statement"][:70] for c in CASES])
 def test_bypass_is_refused(
-    stack: DevStack, gateway: httpx.Client, before: str, case: dict[str, Any]
+    stack: DevStack,
+    status: dict[str, Any],
+    gateway: httpx.Client,
+    before: str,
+    case: dict[str, Any],
+    door: str,
+    bolt_drivers: dict[str, Driver],
 ) -> None:
     del before  # taken before the first case runs
-    header = _auth_header(stack, case["dag"])
-    response = gateway.post(
-        f"/db/{case.get('database', 'neo4j')}/query/v2",
-        json={"statement": case["statement"], "parameters": case.get("parameters", {})},
-        headers={"Authorization": header},
-    )
-    (error,) = response.json()["errors"]
+    if door == "http":
+        code, request_id = _over_http(stack, gateway, case)
+    else:
+        if case["dag"] not in bolt_drivers:
+            token = bearer_auth(stack.token(case["dag"]))
+            bolt_drivers[case["dag"]] = GraphDatabase.driver(status["gateway_bolt_uri"], auth=token)
+        code, request_id = _over_bolt(bolt_drivers[case["dag"]], case)
     if "refused_by_neo4j" in case:
-        assert response.status_code in (400, 404), response.text
-        assert error["code"] == case["refused_by_neo4j"]
+        assert code == case["refused_by_neo4j"]
         return
-    assert response.status_code == 403, response.text
-    request_id = response.headers["X-CypherGate-Request-ID"]
+    assert code == "Neo.ClientError.Security.Forbidden"
     with AuditReader(stack.audit_path) as reader:
         (record,) = reader.query(RecordFilter(request_id=request_id))
     assert case["denied_because"] in record["decision"]["reasons"], record["decision"]
@@ -124,6 +140,31 @@ def test_the_grant_still_works(stack: DevStack, gateway: httpx.Client, movie_gra
     assert write.status_code == 202, write.text
     records, _, _ = movie_graph.execute_query("MATCH (p:Person {name: 'Granted'}) RETURN p")
     assert len(records) == 1
+
+
+def _over_http(stack: DevStack, gateway: httpx.Client, case: dict[str, Any]) -> tuple[str, str]:
+    """The error code and request id of the case sent as a Query API request."""
+    response = gateway.post(
+        f"/db/{case.get('database', 'neo4j')}/query/v2",
+        json={"statement": case["statement"], "parameters": case.get("parameters", {})},
+        headers={"Authorization": _auth_header(stack, case["dag"])},
+    )
+    (error,) = response.json()["errors"]
+    expected = (400, 404) if "refused_by_neo4j" in case else (403,)
+    assert response.status_code in expected, response.text
+    return error["code"], response.headers["X-CypherGate-Request-ID"]
+
+
+def _over_bolt(driver: Driver, case: dict[str, Any]) -> tuple[str, str]:
+    """The error code and request id of the case sent over Bolt by the official driver."""
+    with driver.session(database=case.get("database", "neo4j")) as session:
+        try:
+            session.run(case["statement"], case.get("parameters", {})).consume()
+        except Neo4jError as error:
+            match = re.search(r"\(request ([0-9a-f-]{36})\)", error.message or "")
+            assert match, error.message
+            return str(error.code), match.group(1)
+    raise AssertionError("the gateway ran it")
 
 
 @cache

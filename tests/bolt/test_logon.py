@@ -1,0 +1,63 @@
+"""The hostile-credential corpus, sent through Bolt's LOGON instead of an HTTP header: each is
+refused with ``Unauthorized``, closes the connection, leaves a record with its own reason, and
+makes the gateway contact no host it was not configured with."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.bolt import wire
+from proxy.devstack.stack import DevStack
+from tests.auth.test_hostile_credentials import CASES, Decoy, Forge, decoy
+from tests.bolt.test_wire import PROPOSALS, V54, Peer, failure, peer
+
+pytestmark = pytest.mark.integration
+__all__ = ["decoy", "peer"]  # fixtures, used by name
+
+
+def logon_auth(authorization: str | None) -> dict[str, Any]:
+    """The LOGON auth map a client would send for an ``Authorization`` value."""
+    if not authorization:
+        return {"scheme": "none"}
+    scheme, _, rest = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return {"scheme": "bearer", "principal": "", "credentials": rest}
+    return {"scheme": "bearer", "principal": "", "credentials": authorization}
+
+
+@pytest.mark.parametrize(("name", "make", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_hostile_logon(
+    stack: DevStack,
+    peer: Peer,
+    decoy: Decoy,
+    name: str,
+    make: Callable[[Forge], str | None],
+    reason: str,
+) -> None:
+    auth = logon_auth(make(Forge(stack, decoy)))
+    peer.send(wire.MAGIC + PROPOSALS)
+    assert peer.read(4) == V54
+    peer.message(0x01, {"user_agent": "test/1"})
+    assert peer.answer() is not None
+    peer.message(0x6A, auth)
+    answer = peer.answer()
+    # An expired token is told so (drivers' auth managers then fetch a new one); nothing else.
+    expired = reason == "token_expired"
+    code = "Neo.ClientError.Security." + ("TokenExpired" if expired else "Unauthorized")
+    assert failure(answer) == code, name
+    assert answer is not None
+    message = answer.fields[0]["message"]
+    assert message.startswith("Authentication failed."), message
+    assert peer.closed()
+    found = re.search(r"\(request ([0-9a-f-]{36})\)", message)
+    assert found, message
+    with AuditReader(stack.audit_path) as reader:
+        (record,) = reader.query(RecordFilter(request_id=found.group(1)))
+    assert record["error"]["reason"] == reason, name
+    assert record["status"] == 401
+    assert decoy.hits == [], f"the gateway contacted a host it was not configured with: {name}"
