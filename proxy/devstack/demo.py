@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import neo4j
 
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
@@ -74,6 +75,14 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
         )
         labels_allowed = send("demo_labels", "MATCH (p:Person) RETURN count(p) AS people")
         labels_denied = send("demo_labels", "MATCH (n) WHERE n.name = 'Ada' RETURN n")
+    _say(
+        f"\n   The same gateway speaks Bolt at {status['gateway_bolt_uri']}: an unchanged Neo4j"
+        " driver\n   only swaps its URI and credential (the DAG's token):"
+    )
+    bolt_allowed = _over_bolt(
+        stack, status, "demo_reader", "MATCH (p:Person) RETURN p.name AS name"
+    )
+    bolt_denied = _over_bolt(stack, status, "demo_reader", "MATCH (p:Person) DETACH DELETE p")
 
     _say("\n5. The audit log, as a reviewer sees it (cyphergate audit query):")
     with AuditReader(stack.audit_path) as reader:
@@ -106,8 +115,26 @@ def _walk_through(stack: DevStack, status: dict[str, Any]) -> int:
         )
     statuses = (written, allowed, allowed_iam, denied, labels_allowed, labels_denied)
     expected = tuple(r.status_code for r in statuses) == (202, 202, 202, 403, 202, 403)
+    expected = expected and bolt_allowed and not bolt_denied
     print("\nDemo " + ("succeeded." if expected and problem is None else "FAILED."))
     return 0 if expected and problem is None else 1
+
+
+def _over_bolt(stack: DevStack, status: dict[str, Any], dag: str, statement: str) -> bool:
+    """Send ``statement`` as ``dag`` with the official driver over Bolt; whether it ran."""
+    print(f"\n   DAG {dag!r}, over Bolt with an OIDC token, sends: {statement}")
+    auth = neo4j.bearer_auth(stack.token(dag))
+    with (
+        neo4j.GraphDatabase.driver(status["gateway_bolt_uri"], auth=auth) as driver,
+        driver.session(database="neo4j") as session,
+    ):
+        try:
+            rows = session.run(statement).data()
+        except neo4j.exceptions.Neo4jError as error:
+            print(f"   gateway answers FAILURE {error.code}: {error.message}")
+            return False
+    print(f"   gateway answers {len(rows)} record(s): {json.dumps(rows)}")
+    return True
 
 
 def _say(text: str) -> None:
