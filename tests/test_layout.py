@@ -21,7 +21,8 @@ PROXY = Path(__file__).resolve().parent.parent / "proxy"
 LAYERS: list[set[str]] = [
     # The foundation: words and tools every wing may use.
     {"clock", "errors", "faults", "metrics", "ports", "settings", "statement", "values"},
-    {"principal"},
+    # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
+    {"principal", "bolt"},
     # The wings: each a sink behind the Protocol its user needs.
     {"audit", "auth", "neo4j", "opa_server", "plan"},
     {"analysis"},

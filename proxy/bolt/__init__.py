@@ -1,0 +1,1 @@
+"""The Bolt front door's wing: PackStream, the values it carries, and later the server itself."""
