@@ -85,7 +85,7 @@ def test_refused_write_changes_nothing(
         assert denied.value.code == "Neo.ClientError.Security.Forbidden"
         assert "write_not_granted" in str(denied.value.message)
         # The connection is usable again after the failure (the driver RESETs it).
-        assert session.run("RETURN 1 AS one").single() == neo4j.Record({"one": 1})
+        assert session.run("RETURN 1 AS one").data() == [{"one": 1}]
     found, _, _ = neo4j_admin.execute_query("MATCH (n:BoltRefused) RETURN count(n) AS c")
     assert found[0]["c"] == 0
     trail = records(stack, "CREATE (:BoltRefused")
@@ -106,7 +106,7 @@ def test_basic_auth_names_the_dag(stack: DevStack, status: dict[str, Any]) -> No
         bolt(status, neo4j.basic_auth("demo_writer", token)) as named,
         named.session(database="neo4j") as session,
     ):
-        assert session.run("RETURN 2 AS two").single() == neo4j.Record({"two": 2})
+        assert session.run("RETURN 2 AS two").data() == [{"two": 2}]
     with bolt(status, neo4j.basic_auth("someone_else", token)) as other:
         with pytest.raises(ClientError) as refused:
             other.verify_connectivity()

@@ -159,10 +159,12 @@ def test_malformed_packstream(stack: DevStack, peer: Peer, body: bytes) -> None:
 def test_oversized_message_closes(stack: DevStack, peer: Peer) -> None:
     logged_on(peer, stack.token("demo_reader"))
     chunk = b"\xff\xff" + bytes(0xFFFF)
-    with pytest.raises(OSError):  # the server closes while the client still writes
+    try:
         for _ in range(20 * 1024 * 1024 // 0xFFFF + 2):
             peer.send(chunk)
-    assert peer.answer() is None
+    except OSError:
+        pass  # the server closed while the client still wrote: as it should
+    assert peer.answer() is None  # closed without an answer (a timeout would raise here)
 
 
 def test_failed_state_ignores_until_reset(stack: DevStack, peer: Peer) -> None:
