@@ -330,11 +330,10 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
                     pos += 1
                 elif kind == _MAP:
                     size *= 2
-                # Each item takes at least one byte: a size the data cannot hold is a lie.
+                # Each item (a dictionary's key or value too) takes at least one byte: a size
+                # the data left cannot hold is a lie, refused before anything is built.
                 if size > end - pos:
-                    raise PackStreamError(
-                        f"{size} items declared, only {end - pos} bytes left", pos
-                    )
+                    raise PackStreamError(f"{size} values declared, {end - pos} bytes left", pos)
                 if size:
                     items, wanted, group, tag = [], size, kind, new_tag
                     stack.append((items, wanted, group, tag))

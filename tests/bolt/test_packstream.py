@@ -230,7 +230,7 @@ class TestHostileInput:
     def test_random_markers(self, markers: list[int]) -> None:
         unpacks_or_refuses(bytes(markers))
 
-    @settings(max_examples=600, derandomize=True, deadline=None, database=None)
+    @settings(max_examples=400, derandomize=True, deadline=None, database=None)
     @given(values, st.data())
     def test_mutated_encodings(self, value: Any, data: st.DataObject) -> None:
         encoded = bytearray(pack(value))
