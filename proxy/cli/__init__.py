@@ -60,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     devstack = commands.add_parser("devstack", help="the local stack of real services")
     devstack_commands = devstack.add_subparsers(required=True, metavar="ACTION")
     for name, help_text in (
-        ("install", "install Neo4j, OPA and the OIDC provider into the cache"),
+        (
+            "install",
+            "install Neo4j, OPA and the OIDC provider into the cache, and in a checkout the "
+            "driver test clients and cypher-shell",
+        ),
         ("up", "start the stack (and with --with-gateway, the gateway)"),
         ("down", "stop everything the stack started"),
         ("status", "describe the running stack"),
@@ -108,21 +112,25 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _devstack(args: argparse.Namespace) -> int:
+    from proxy.devstack.drivers import DRIVER_SOURCES, LANGUAGES, ensure_driver_clients
     from proxy.devstack.install import default_cache_dir
     from proxy.devstack.stack import DevStack
 
     stack = DevStack(args.dir, cache_dir=default_cache_dir(), policies_dir=args.policies)
     if args.action == "install":
         components = stack.install()
-        print(
-            json.dumps(
-                {
-                    "neo4j_classpath": components.neo4j_classpath,
-                    "opa": str(components.opa),
-                    "oidc": str(components.oidc_dir),
-                }
-            )
-        )
+        installed: dict[str, object] = {
+            "neo4j_classpath": components.neo4j_classpath,
+            "opa": str(components.opa),
+            "oidc": str(components.oidc_dir),
+        }
+        if DRIVER_SOURCES.is_dir():  # a checkout: its tests run the official drivers too
+            clients = ensure_driver_clients(stack.cache_dir)
+            installed["driver_clients"] = {
+                **{language: clients.command(language) for language in LANGUAGES},
+                "cypher-shell": clients.cypher_shell_command(),
+            }
+        print(json.dumps(installed))
     elif args.action == "up":
         status = stack.up(with_gateway=args.with_gateway)
         print(json.dumps(status, indent=2))

@@ -37,7 +37,8 @@ def default_cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "cyphergate"
 
 
-def _stderr(message: str) -> None:
+def to_stderr(message: str) -> None:
+    """The default progress: one line on standard error."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -54,7 +55,7 @@ class InstallError(RuntimeError):
     """A component could not be installed; the message says what to do."""
 
 
-def install_all(cache: Path, progress: Progress = _stderr) -> Components:
+def install_all(cache: Path, progress: Progress = to_stderr) -> Components:
     """Install (or find in the cache) every component."""
     return Components(
         neo4j_classpath=ensure_neo4j(cache, progress),
@@ -63,15 +64,15 @@ def install_all(cache: Path, progress: Progress = _stderr) -> Components:
     )
 
 
-def ensure_neo4j(cache: Path, progress: Progress = _stderr) -> str:
+def ensure_neo4j(cache: Path, progress: Progress = to_stderr) -> str:
     """The Java classpath of Neo4j and its launcher."""
     target = cache / "neo4j" / NEO4J_VERSION
-    with _building(target, progress, f"Neo4j {NEO4J_VERSION} (Maven Central)") as work:
+    with building(target, progress, f"Neo4j {NEO4J_VERSION} (Maven Central)") as work:
         if work is not None:
-            _require("mvn", "javac")
+            require_tools("mvn", "javac")
             pom = _asset("pom.xml").replace("NEO4J_VERSION", NEO4J_VERSION)
             (work / "pom.xml").write_text(pom, encoding="utf-8")
-            _run(
+            run_tool(
                 [
                     "mvn",
                     "-q",
@@ -85,21 +86,21 @@ def ensure_neo4j(cache: Path, progress: Progress = _stderr) -> str:
             )
             launcher = work / "Neo4jLauncher.java"
             launcher.write_text(_asset("Neo4jLauncher.java"), encoding="utf-8")
-            _run(
+            run_tool(
                 ["javac", "-cp", f"{work / 'lib'}/*", "-d", str(work / "classes"), str(launcher)],
                 "compiling the Neo4j launcher",
             )
     return f"{target / 'classes'}{os.pathsep}{target / 'lib'}/*"
 
 
-def ensure_opa(cache: Path, progress: Progress = _stderr) -> Path:
+def ensure_opa(cache: Path, progress: Progress = to_stderr) -> Path:
     """The path of the ``opa`` binary."""
     target = cache / "opa" / OPA_VERSION
-    with _building(target, progress, f"OPA {OPA_VERSION} (go install)") as work:
+    with building(target, progress, f"OPA {OPA_VERSION} (go install)") as work:
         if work is not None:
-            _require("go")
+            require_tools("go")
             env = {**os.environ, "GOBIN": str(work), "CGO_ENABLED": "0"}
-            _run(
+            run_tool(
                 ["go", "install", f"github.com/open-policy-agent/opa@{OPA_VERSION}"],
                 "building OPA with go install",
                 env=env,
@@ -107,17 +108,17 @@ def ensure_opa(cache: Path, progress: Progress = _stderr) -> Path:
     return target / "opa"
 
 
-def ensure_oidc(cache: Path, progress: Progress = _stderr) -> Path:
+def ensure_oidc(cache: Path, progress: Progress = to_stderr) -> Path:
     """A folder holding the provider script and its ``node_modules``."""
     names = ("package.json", "package-lock.json", "server.mjs")
     key = hashlib.sha256(b"".join(_asset(f"oidc/{name}").encode() for name in names))
     target = cache / "oidc" / key.hexdigest()[:16]
-    with _building(target, progress, "oidc-provider (npm)") as work:
+    with building(target, progress, "oidc-provider (npm)") as work:
         if work is not None:
-            _require("node", "npm")
+            require_tools("node", "npm")
             for name in names:
                 (work / name).write_text(_asset(f"oidc/{name}"), encoding="utf-8")
-            _run(
+            run_tool(
                 ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                 "installing oidc-provider with npm",
                 cwd=work,
@@ -126,7 +127,7 @@ def ensure_oidc(cache: Path, progress: Progress = _stderr) -> Path:
 
 
 @contextmanager
-def _building(target: Path, progress: Progress, label: str) -> Iterator[Path | None]:
+def building(target: Path, progress: Progress, label: str) -> Iterator[Path | None]:
     """Yield a work folder to fill if ``target`` is missing, else None; then move it in place."""
     if target.exists():
         yield None
@@ -153,7 +154,8 @@ def _asset(name: str) -> str:
     return resources.files("proxy.devstack").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-def _require(*tools: str) -> None:
+def require_tools(*tools: str) -> None:
+    """Raise :class:`InstallError` naming whichever of ``tools`` is not on PATH."""
     missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         raise InstallError(
@@ -162,9 +164,10 @@ def _require(*tools: str) -> None:
         )
 
 
-def _run(
+def run_tool(
     command: list[str], what: str, *, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> None:
+    """Run a build tool; on failure raise :class:`InstallError` with the end of its output."""
     completed = subprocess.run(  # noqa: S603 - fixed tool names, arguments we built
         command, env=env, cwd=cwd, capture_output=True, text=True, check=False
     )
