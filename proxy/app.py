@@ -47,8 +47,8 @@ from proxy.gateway.seams import (
     AuditReading,
     CallerAuthenticator,
     CredentialBroker,
+    GraphExecutor,
     PolicyDecider,
-    StatementExecutor,
 )
 from proxy.metrics import Metrics
 from proxy.neo4j.brokers import LeasedUsers, ServiceAccount
@@ -83,7 +83,7 @@ class Services:
     audit_access: AuditAccessPolicy
     planner: Planner
     credentials: CredentialBroker
-    executor: StatementExecutor
+    executor: GraphExecutor
     audit: AuditLog
     reading: AuditReading
     readiness: Mapping[str, ReadinessCheck]

@@ -60,6 +60,7 @@ class Trail:
         "requested_access_mode",
         "statement",
         "statement_sha256",
+        "transaction",
     )
 
     def __init__(self, call: Call, *, clock: Clock, audit: AuditLog, metrics: Metrics) -> None:
@@ -81,6 +82,8 @@ class Trail:
         self.decision: dict[str, Any] | None = None
         self.access_mode: str | None = None
         self.credential: dict[str, str] | None = None
+        # The explicit transaction the statement runs in: its id, and the caller's context.
+        self.transaction: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ what the steps learnt
 
@@ -207,6 +210,11 @@ class Trail:
             analysis=self.analysis,
             requested_access_mode=self.requested_access_mode,
             truncated=None if summary is None else summary.truncated or None,
+            transaction=(
+                {"id": self.transaction["id"]}
+                if outcome and self.transaction is not None
+                else self.transaction
+            ),
         )
 
     async def _write(self, event: AuditEvent) -> None:
