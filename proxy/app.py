@@ -25,8 +25,9 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from proxy.analysis import Analyzer, Planner, PlanReader
-from proxy.api import audit_routes, errors, operations, query
+from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
+from proxy.api.held import HeldTransactions
 from proxy.api.state import STATE_KEY, ReadinessCheck, Runtime, SignIn
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
@@ -119,10 +120,14 @@ def create_app(
         del app
         async with AsyncExitStack() as stack:
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
-            yield {STATE_KEY: _runtime(settings, chosen, clock, metrics, sign_in)}
+            state = _runtime(settings, chosen, clock, metrics, sign_in)
+            # Closed first: transactions still open roll back while Neo4j is still reachable.
+            await stack.enter_async_context(state.transactions.sweeping())
+            yield {STATE_KEY: state}
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(query.router)
+    app.include_router(transactions.router)
     app.include_router(operations.router)
     if settings.server.metrics:
         app.include_router(operations.metrics_router)
@@ -186,6 +191,11 @@ def _runtime(
         describe=services.describe,
         auth_schemes=services.auth_schemes,
         max_body_bytes=settings.server.max_body_bytes,
+        transactions=HeldTransactions(
+            timeout_s=settings.server.transaction_timeout_s,
+            maximum=settings.server.max_transactions,
+            clock=clock,
+        ),
         sign_in=sign_in,
     )
 

@@ -69,14 +69,11 @@ class UnsupportedMediaType(CypherGateError):
 
 
 class NotSupported(CypherGateError):
-    """A Query API feature the gateway does not offer (explicit transactions)."""
+    """A feature the gateway does not offer (writing a secret to a store that cannot be written)."""
 
     status = 501
     code = "Neo.ClientError.Request.Invalid"
-    default_message = (
-        "CypherGate runs each statement in its own auto-commit transaction; explicit"
-        " transactions (/query/v2/tx) are not supported."
-    )
+    default_message = "The gateway does not support this."
 
 
 class TransactionNotFound(CypherGateError):
