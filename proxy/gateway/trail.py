@@ -2,7 +2,9 @@
 
 A call leaves one ``decision`` record, written *ahead* of execution (:meth:`Trail.ahead`): if it
 cannot be written, nothing runs. An allowed call leaves one ``outcome`` record after Neo4j
-answered. A refused call has its final status on its decision record and no outcome.
+answered. A refused call has its final status on its decision record and no outcome. A
+statement of an explicit transaction leaves the same records, naming the transaction (its end
+leaves a record of its own: :mod:`proxy.gateway.transactions`).
 
 Every way a call can end passes through :meth:`Trail.recording` (or :meth:`Trail.refused`), so
 every failure is recorded exactly once, by one code path, and counted once in ``/metrics``.
