@@ -25,8 +25,9 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from proxy.analysis import Analyzer, Planner, PlanReader
-from proxy.api import audit_routes, errors, operations, query
+from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
+from proxy.api.held import HeldTransactions
 from proxy.api.state import STATE_KEY, ReadinessCheck, Runtime, SignIn
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
@@ -49,8 +50,8 @@ from proxy.gateway.seams import (
     AuditReading,
     CallerAuthenticator,
     CredentialBroker,
+    GraphExecutor,
     PolicyDecider,
-    StatementExecutor,
 )
 from proxy.metrics import Metrics
 from proxy.neo4j.brokers import LeasedUsers, ServiceAccount
@@ -85,7 +86,7 @@ class Services:
     audit_access: AuditAccessPolicy
     planner: Planner
     credentials: CredentialBroker
-    executor: StatementExecutor
+    executor: GraphExecutor
     audit: AuditLog
     reading: AuditReading
     readiness: Mapping[str, ReadinessCheck]
@@ -122,6 +123,8 @@ def create_app(
         async with AsyncExitStack() as stack:
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
             state = _runtime(settings, chosen, clock, metrics, sign_in)
+            # Closed first: transactions still open roll back while Neo4j is still reachable.
+            await stack.enter_async_context(state.transactions.sweeping())
             if (port := settings.server.bolt_port) is not None:
                 door = bolt_door(state.gateway, _door_settings(settings, port), chosen.describe)
                 await stack.enter_async_context(door)
@@ -129,6 +132,7 @@ def create_app(
 
     app = FastAPI(title="CypherGate", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(query.router)
+    app.include_router(transactions.router)
     app.include_router(operations.router)
     if settings.server.metrics:
         app.include_router(operations.metrics_router)
@@ -192,6 +196,11 @@ def _runtime(
         describe=services.describe,
         auth_schemes=services.auth_schemes,
         max_body_bytes=settings.server.max_body_bytes,
+        transactions=HeldTransactions(
+            timeout_s=settings.server.transaction_timeout_s,
+            maximum=settings.server.max_transactions,
+            clock=clock,
+        ),
         sign_in=sign_in,
     )
 

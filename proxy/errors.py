@@ -69,13 +69,43 @@ class UnsupportedMediaType(CypherGateError):
 
 
 class NotSupported(CypherGateError):
-    """A Query API feature the gateway does not offer (explicit transactions)."""
+    """A feature the gateway does not offer (writing a secret to a store that cannot be written)."""
 
     status = 501
     code = "Neo.ClientError.Request.Invalid"
+    default_message = "The gateway does not support this."
+
+
+class TransactionNotFound(CypherGateError):
+    """No such open transaction: never opened, committed, rolled back (a failed statement rolls
+    its transaction back), expired, or opened by another identity, which is told no more than
+    that it does not exist."""
+
+    status = 404
+    code = "Neo.ClientError.Transaction.TransactionNotFound"
     default_message = (
-        "CypherGate runs each statement in its own auto-commit transaction; explicit"
-        " transactions (/query/v2/tx) are not supported."
+        "The transaction was not found: it was committed, rolled back (a failed or refused"
+        " statement rolls its transaction back) or has expired."
+    )
+
+
+class TooManyTransactions(CypherGateError):
+    """The gateway already holds as many open transactions as it may."""
+
+    status = 503
+    code = "Neo.TransientError.Transaction.MaximumTransactionLimitReached"
+    default_message = (
+        "The gateway holds as many open transactions as it is configured to; try again later."
+    )
+
+
+class TransactionAccessMode(CypherGateError):
+    """A statement that writes, in a transaction begun in READ mode (Neo4j's own code)."""
+
+    status = 400
+    code = "Neo.ClientError.Statement.AccessMode"
+    default_message = (
+        "This transaction was begun in READ mode: a statement that writes cannot run in it."
     )
 
 

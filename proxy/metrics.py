@@ -84,6 +84,13 @@ class Metrics:
             "Per-DAG Neo4j users dropped (replaced, ended, or left by an earlier run).",
             registry=registry,
         )
+        self.transactions = Counter(
+            "cyphergate_transactions",
+            "Explicit transactions ended, by action (commit, rollback) and cause (client,"
+            " failure, expired, closed).",
+            ["action", "cause"],
+            registry=registry,
+        )
         self.audit_failures = Counter(
             "cyphergate_audit_write_failures",
             "Audit records that could not be written (a decision record: the request was refused).",

@@ -30,6 +30,18 @@ class ServerSettings(BaseModel):
     metrics: bool = Field(
         default=True, description="Serve /metrics (Prometheus text; no DAG names, no secrets)."
     )
+    transaction_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="An explicit transaction of the Query API left idle this long is rolled back"
+        " (Neo4j's server.http.transaction_idle_timeout).",
+    )
+    max_transactions: int = Field(
+        default=64,
+        gt=0,
+        description="Explicit transactions of the Query API open at once; each holds a Neo4j"
+        " connection (the driver's pool has 100) and its DAG's credential. Beyond: 503.",
+    )
     # The Bolt door (proxy/bolt/): off unless a port is given (0: one the system picks).
     bolt_port: int | None = Field(default=None, ge=0, le=65535)
     bolt_host: str | None = Field(default=None, description="Default: the HTTP door's host.")

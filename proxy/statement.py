@@ -44,6 +44,21 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True)
+class Opening:
+    """An explicit transaction to begin: what its first statement's decision constrained.
+
+    ``metadata`` is the transaction's (Neo4j keeps one map per transaction, shown by
+    ``SHOW TRANSACTIONS``); the statements run in it later carry none of their own.
+    """
+
+    database: str
+    access_mode: AccessMode
+    timeout_s: float
+    metadata: Mapping[str, JSON]
+    bookmarks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     """What is known once a statement's rows have all been read."""
 

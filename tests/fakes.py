@@ -33,18 +33,23 @@ from proxy.neo4j.secret_sources import Credential
 from proxy.plan import PlanFacts
 from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
-from proxy.statement import JSON, Execution, Plan, Summary
+from proxy.statement import JSON, AccessMode, Execution, Opening, Plan, Summary
 
 READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")
+# Another workload of the same DAG.
+NEIGHBOUR = Identity(method="oidc", issuer="https://issuer.test", subject="t", asserted_dag="etl")
 
 
 class FakeAuth:
-    """An authenticator of one scheme: ``good`` is :data:`READER`, anything else is refused."""
+    """An authenticator of one scheme: ``good`` is :data:`READER`, ``neighbour`` is
+    :data:`NEIGHBOUR`, anything else is refused."""
 
     async def authenticate(self, credentials: str) -> Identity:
-        if credentials != "good":
-            raise AuthenticationFailed(reason="bad_token")
-        return READER
+        if credentials == "good":
+            return READER
+        if credentials == "neighbour":
+            return NEIGHBOUR
+        raise AuthenticationFailed(reason="bad_token")
 
     async def check_ready(self) -> None:
         return None
@@ -88,6 +93,8 @@ class FakePolicy:
 
     allow: bool = True
     fail: bool = False
+    # The decision's access mode: READ for a DAG that may only read.
+    access_mode: AccessMode = "WRITE"
     shadow: bool = False
     row_limit: int | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
@@ -116,8 +123,8 @@ class FakePolicy:
         return Decision(
             allow=self.allow,
             reasons=() if self.allow else ("write_not_granted",),
-            decision_id="d-1",
-            access_mode="WRITE",
+            decision_id=f"d-{len(self.inputs)}",
+            access_mode=self.access_mode,
             timeout_s=5.0,
             shadow=self.shadow,
             row_limit=self.row_limit,
@@ -144,13 +151,17 @@ class FakeBroker:
     user: str = "cyphergate"
     fail_with: CypherGateError | None = None
     held: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
     async def hold(self, dag: str) -> AsyncIterator[Login]:
         if self.fail_with is not None:
             raise self.fail_with
         self.held.append(dag)
-        yield Login(user=self.user)
+        try:
+            yield Login(user=self.user)
+        finally:
+            self.released.append(dag)
 
 
 class FakeRows:
@@ -195,20 +206,75 @@ class FakeRows:
 
 @dataclass
 class FakeExecutor:
-    """Runs nothing: answers every statement with ``rows`` and records what it was asked."""
+    """Runs nothing: answers every statement with ``rows`` and records what it was asked.
+
+    ``fail_with`` fails every statement; ``fail_on`` (a piece of text) those that contain it, as
+    Neo4j would (``Neo.ClientError.Statement.ArithmeticError``). Explicit transactions it begins
+    are in ``transactions``; ``begin_fails`` refuses to begin one.
+    """
 
     rows: list[list[JSON]] = field(default_factory=lambda: [[1]])
     ran: list[Execution] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     fail_with: Exception | None = None
+    fail_on: str | None = None
+    begin_fails: CypherGateError | None = None
+    transactions: list[FakeUpstream] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
     async def run(self, execution: Execution, login: Login) -> AsyncIterator[FakeRows]:
         self.ran.append(execution)
         self.users.append(login.user)
+        self.fail(execution)
+        yield FakeRows(["x"], self.rows, execution)
+
+    async def begin(self, opening: Opening, login: Login) -> FakeUpstream:
+        if self.begin_fails is not None:
+            raise self.begin_fails
+        upstream = FakeUpstream(self, opening, login.user)
+        self.transactions.append(upstream)
+        return upstream
+
+    def fail(self, execution: Execution) -> None:
+        """Raise as Neo4j would if this statement is to fail."""
         if self.fail_with is not None:
             raise self.fail_with
-        yield FakeRows(["x"], self.rows, execution)
+        if self.fail_on is not None and self.fail_on in execution.statement:
+            raise Neo4jClientError("Neo.ClientError.Statement.ArithmeticError", "/ by zero")
+
+
+@dataclass
+class FakeUpstream:
+    """An explicit transaction its :class:`FakeExecutor` began: records what ran in it and how
+    it ended (``commit``, ``rollback``); ``commit_fails`` refuses the commit."""
+
+    executor: FakeExecutor
+    opening: Opening
+    user: str
+    ran: list[Execution] = field(default_factory=list)
+    ended: str | None = None
+    closed: bool = False
+    commit_fails: CypherGateError | None = None
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution) -> AsyncIterator[FakeRows]:
+        assert self.ended is None and not self.closed, "a statement in an ended transaction"
+        self.ran.append(execution)
+        self.executor.fail(execution)
+        yield FakeRows(["x"], self.executor.rows, execution)
+
+    async def commit(self) -> list[str]:
+        if self.commit_fails is not None:
+            self.ended = "rollback"  # Neo4j rolled it back
+            raise self.commit_fails
+        self.ended = "commit"
+        return ["FB:committed"]
+
+    async def rollback(self) -> None:
+        self.ended = self.ended or "rollback"
+
+    async def close(self) -> None:
+        self.closed = True
 
 
 @dataclass
@@ -316,9 +382,10 @@ if TYPE_CHECKING:  # mypy checks each fake against the Protocol it stands for
         AuditLog,
         AuditReading,
         CredentialBroker,
+        GraphExecutor,
         PolicyDecider,
         StatementAnalyzer,
-        StatementExecutor,
+        UpstreamTransaction,
     )
     from proxy.neo4j.secret_sources import SecretSource
     from proxy.statement import RowStream
@@ -329,7 +396,10 @@ if TYPE_CHECKING:  # mypy checks each fake against the Protocol it stands for
     _policy: PolicyDecider = FakePolicy()
     _access: AuditAccessPolicy = FakeAuditAccess()
     _broker: CredentialBroker = FakeBroker()
-    _executor: StatementExecutor = FakeExecutor()
+    _executor: GraphExecutor = FakeExecutor()
+    _upstream: UpstreamTransaction = FakeUpstream(
+        FakeExecutor(), Opening("db", "READ", 1.0, {}), "u"
+    )
     _rows: RowStream = FakeRows([], [], Execution("db", "RETURN 1", {}, "READ", 1.0, {}))
     _audit: AuditLog = FakeAudit()
     _reading: AuditReading = FakeReading()

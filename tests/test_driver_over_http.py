@@ -1,22 +1,36 @@
 """The zero-code path: the official neo4j driver, pointed at the gateway with an http:// URI.
 
-The driver speaks Neo4j's Query API (typed JSON) over HTTP. Through CypherGate, auto-commit
-statements (``session.run``) work with bearer authentication; explicit transactions
-(``execute_query``, ``execute_read``/``execute_write``, ``begin_transaction``) are refused with
-a clear error, since every statement must be decided and audited on its own.
+The driver speaks Neo4j's Query API (typed JSON) over HTTP. Through CypherGate, with bearer
+authentication, auto-commit statements (``session.run``) and explicit transactions
+(``execute_query``, ``execute_read``/``execute_write``, ``begin_transaction``) work, and every
+statement of a transaction is decided and recorded on its own. Beside the driver, plain HTTP
+requests check what the driver cannot send (a DAG named per request, another caller's token).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import tomllib
+import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import neo4j
 import pytest
-from neo4j import Driver
+from neo4j import Driver, ManagedTransaction
 from neo4j.exceptions import Neo4jError
 
+from proxy.api.state import STATE_KEY, Runtime
+from proxy.app import create_app
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
+from proxy.devstack.state import LEASE_PREFIX
+from proxy.gateway.call import Call, Statement
+from proxy.settings import Settings
+from tests.conftest import MULTI_DAG
+from tests.second_gateway import SecondGateway
 
 pytestmark = [
     pytest.mark.integration,
@@ -24,9 +38,42 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::neo4j.warnings.PreviewWarning"),
 ]
 
+TX = "/db/neo4j/query/v2/tx"
+
 
 def driver(status: dict[str, Any], token: str) -> Driver:
     return neo4j.GraphDatabase.driver(status["gateway_url"], auth=neo4j.bearer_auth(token))
+
+
+def marker() -> str:
+    return "Tx" + uuid.uuid4().hex[:12]
+
+
+def count(neo4j_admin: Driver, label: str) -> int:
+    records, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS c")
+    return int(records[0]["c"])
+
+
+def transaction_of(audit: Path, text: str) -> list[dict[str, Any]]:
+    """Every record of the transaction in which a statement containing ``text`` ran."""
+    with AuditReader(audit) as log:
+        (first, *_) = [r for r in log.query(RecordFilter(text=text)) if r["event"] == "decision"]
+        transaction_id = first["transaction"]["id"]
+        return [
+            r
+            for r in log.query(RecordFilter(since=first["time"]))
+            if (r.get("transaction") or {}).get("id") == transaction_id
+        ]
+
+
+def records_of(stack: DevStack, response: httpx.Response) -> list[dict[str, Any]]:
+    with AuditReader(stack.audit_path) as log:
+        request_id = response.headers["X-CypherGate-Request-ID"]
+        return list(log.query(RecordFilter(request_id=request_id)))
+
+
+def bearer(token: str, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **headers}
 
 
 def test_session_run_through_the_gateway(
@@ -61,15 +108,279 @@ def test_session_run_through_the_gateway(
     assert [r["name"] for r in names] == ["Ada"]
 
 
-def test_explicit_transactions_are_refused_clearly(stack: DevStack, status: dict[str, Any]) -> None:
+def test_execute_query_runs_in_a_transaction_of_its_own(
+    stack: DevStack, status: dict[str, Any]
+) -> None:
+    label = marker()
     with driver(status, stack.token("demo_reader")) as reader:
-        with pytest.raises(Neo4jError) as refused:
-            reader.execute_query("RETURN 1", database_="neo4j")
-        assert "explicit transactions" in str(refused.value.message)
-    with AuditReader(stack.audit_path) as log:
-        refusals = [
-            r
-            for r in log.query(RecordFilter())
-            if (r.get("error") or {}).get("reason") == "explicit_transaction"
-        ]
-    assert refusals and refusals[-1]["status"] == 501
+        records, _, _ = reader.execute_query(f"RETURN '{label}' AS x", database_="neo4j")
+    assert [r["x"] for r in records] == [label]
+    decision, outcome, ended = transaction_of(stack.audit_path, label)
+    assert (decision["event"], outcome["event"], ended["event"]) == (
+        "decision",
+        "outcome",
+        "transaction",
+    )
+    assert decision["decision"]["allow"] is True and outcome["status"] == 202
+    assert ended["transaction"]["action"] == "commit" and ended["status"] == 202
+    # demo_reader may only read: its transactions are READ ones.
+    assert decision["access_mode"] == ended["access_mode"] == "READ"
+
+
+def test_execute_write_commits_several_statements_at_once(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    label = marker()
+
+    def work(tx: ManagedTransaction) -> int:
+        tx.run(f"CREATE (:`{label}` {{n: 1}})").consume()
+        tx.run(f"CREATE (:`{label}` {{n: $n}})", n=2).consume()
+        assert count(neo4j_admin, label) == 0  # nothing is visible before the commit
+        record = tx.run(f"MATCH (n:`{label}`) RETURN count(n) AS c").single()
+        return -1 if record is None else int(record["c"])
+
+    with (
+        driver(status, stack.token("demo_writer")) as writer,
+        writer.session(database="neo4j") as session,
+    ):
+        assert session.execute_write(work) == 2
+    assert count(neo4j_admin, label) == 2
+    records = transaction_of(stack.audit_path, label)
+    assert [r["event"] for r in records] == [*["decision", "outcome"] * 3, "transaction"]
+    assert all(r["principal"]["dag"] == "demo_writer" for r in records)
+    assert len({r["request_id"] for r in records}) == 4  # three statements and the commit
+    ended = records[-1]
+    assert ended["transaction"]["statements"] == 3 and ended["status"] == 202
+    assert ended["credential"]["user"].startswith(LEASE_PREFIX + "demo_writer_")
+
+
+def test_a_rolled_back_transaction_changes_nothing(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    label = marker()
+    with (
+        driver(status, stack.token("demo_writer")) as writer,
+        writer.session(database="neo4j") as session,
+        session.begin_transaction() as tx,
+    ):
+        tx.run(f"CREATE (:`{label}`)").consume()
+        tx.rollback()
+    assert count(neo4j_admin, label) == 0
+    ended = transaction_of(stack.audit_path, label)[-1]
+    assert ended["transaction"]["action"] == "rollback"
+    assert ended["transaction"]["cause"] == "client"
+
+
+def test_a_refused_statement_rolls_back_what_came_before_it(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    label = marker()
+    with (
+        driver(status, stack.token("demo_writer")) as writer,
+        writer.session(database="neo4j") as session,
+        pytest.raises(Neo4jError) as refused,
+        session.begin_transaction() as tx,
+    ):
+        tx.run(f"CREATE (:`{label}`)").consume()
+        tx.run(f"CALL db.labels() YIELD label AS `{label}` RETURN 1").consume()
+    assert refused.value.code == "Neo.ClientError.Security.Forbidden"
+    assert "procedure_not_granted:db.labels" in str(refused.value.message)
+    assert count(neo4j_admin, label) == 0
+    allowed, ran, denied, ended = transaction_of(stack.audit_path, label)
+    assert allowed["decision"]["allow"] is True and ran["status"] == 202
+    assert denied["decision"]["allow"] is False and denied["status"] == 403
+    assert denied["decision"]["reasons"] == ["procedure_not_granted:db.labels"]
+    assert ended["transaction"]["cause"] == "failure"
+    assert ended["request_id"] == denied["request_id"]
+
+
+def test_a_read_transaction_refuses_a_write(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    label = marker()
+
+    def work(tx: ManagedTransaction) -> None:
+        tx.run(f"CREATE (:`{label}`)").consume()
+
+    with (
+        driver(status, stack.token("demo_writer")) as writer,
+        writer.session(database="neo4j") as session,
+        pytest.raises(Neo4jError) as refused,
+    ):
+        session.execute_read(work)
+    assert refused.value.code == "Neo.ClientError.Statement.AccessMode"
+    assert count(neo4j_admin, label) == 0
+    decision, ended = transaction_of(stack.audit_path, label)
+    assert decision["requested_access_mode"] == "READ"
+    assert decision["error"]["reason"] == "transaction_read_only"
+    assert ended["transaction"]["cause"] == "failure"
+
+
+def test_a_transaction_acts_as_one_dag(stack: DevStack, gateway: httpx.Client) -> None:
+    token = stack.client_token(MULTI_DAG.client_id)  # may act as demo_reader or demo_writer
+    opened = gateway.post(
+        TX,
+        json={"statement": "RETURN 1"},
+        headers=bearer(token, **{"X-CypherGate-DAG": "demo_reader"}),
+    )
+    assert opened.status_code == 202, opened.text
+    path = f"{TX}/{opened.json()['transaction']['id']}"
+    switched = gateway.post(
+        path,
+        json={"statement": "RETURN 2"},
+        headers=bearer(token, **{"X-CypherGate-DAG": "demo_writer"}),
+    )
+    assert switched.status_code == 403
+    assert "acts as DAG demo_reader" in switched.json()["errors"][0]["message"]
+    decision, ended = records_of(stack, switched)
+    assert decision["principal"]["dag"] == "demo_writer"
+    assert decision["error"]["reason"] == "transaction_dag_changed"
+    assert ended["transaction"]["cause"] == "failure"
+    gone = gateway.post(path, json={}, headers=bearer(token, **{"X-CypherGate-DAG": "demo_reader"}))
+    assert gone.status_code == 404
+
+
+def test_someone_elses_transaction_is_not_found(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    owner = bearer(stack.token("demo_writer"))
+    opened = gateway.post(TX, json={"statement": f"CREATE (:`{label}`)"}, headers=owner)
+    assert opened.status_code == 202, opened.text
+    path = f"{TX}/{opened.json()['transaction']['id']}"
+    stranger = bearer(stack.token("demo_reader"))
+    for response in (
+        gateway.post(path, json={"statement": "RETURN 1"}, headers=stranger),
+        gateway.post(path + "/commit", json={}, headers=stranger),
+        gateway.delete(path, headers=stranger),
+    ):
+        assert response.status_code == 404
+        error = response.json()["errors"][0]
+        assert error["code"] == "Neo.ClientError.Transaction.TransactionNotFound"
+        (record,) = records_of(stack, response)
+        assert record["error"]["reason"] == "transaction_of_another_identity"
+        assert record["principal"]["subject"] == "demo_reader"
+    unknown = gateway.post(TX + "/no-such-transaction", json={}, headers=owner)
+    assert unknown.status_code == 404 and unknown.json()["errors"] == response.json()["errors"]
+    committed = gateway.post(path + "/commit", json={}, headers=owner)
+    assert committed.status_code == 202, committed.text
+    assert committed.json()["bookmarks"]
+    assert count(neo4j_admin, label) == 1
+
+
+def test_show_transactions_names_the_dag_and_the_transaction(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    owner = bearer(stack.token("demo_writer"), **{"X-CypherGate-Task": "load"})
+    opened = gateway.post(TX, json={"statement": f"CREATE (:`{label}`)"}, headers=owner)
+    assert opened.status_code == 202, opened.text
+    request_id = opened.headers["X-CypherGate-Request-ID"]
+    records, _, _ = neo4j_admin.execute_query(
+        "SHOW TRANSACTIONS YIELD metaData, username WHERE metaData.request_id = $id "
+        "RETURN metaData, username",
+        id=request_id,
+    )
+    (seen,) = records
+    decision, _ = records_of(stack, opened)
+    assert seen["metaData"] == {
+        "dag_id": "demo_writer",
+        "task_id": "load",
+        "request_id": request_id,
+        "decision_id": decision["decision"]["decision_id"],
+        "transaction_id": decision["transaction"]["id"],
+    }
+    assert seen["username"].startswith(LEASE_PREFIX + "demo_writer_")
+    path = f"{TX}/{opened.json()['transaction']['id']}"
+    assert gateway.delete(path, headers=owner).status_code == 200
+
+
+def test_caller_metadata_cannot_override_the_gateways_keys(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over HTTP a caller has no transaction metadata; the Bolt front door passes the
+    driver's. An in-process gateway on the real services takes it as that front door would."""
+    for name, value in stack.gateway_aws_env().items():
+        monkeypatch.setenv(name, value)
+    config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
+    config["audit"] = {"path": str(tmp_path / "audit.sqlite3")}
+    config["neo4j"].update(lease_user_prefix="cg_inproc_", leases_path=str(tmp_path / "l.sqlite3"))
+    app = create_app(Settings(**config))
+    token = stack.token("demo_writer")
+    label = marker()
+    forged = {"dag_id": "demo_reader", "request_id": "forged", "transaction_id": "forged"}
+
+    async def statement() -> Statement:
+        return Statement(text=f"CREATE (:`{label}`)", parameters={})
+
+    def show() -> dict[str, Any]:
+        records, _, _ = neo4j_admin.execute_query(
+            "SHOW TRANSACTIONS YIELD metaData WHERE metaData.lineage = $label RETURN metaData",
+            label=label,
+        )
+        (record,) = records
+        metadata: dict[str, Any] = record["metaData"]
+        return metadata
+
+    async def work() -> tuple[str, dict[str, Any]]:
+        async with app.router.lifespan_context(app) as state:
+            assert state is not None
+            runtime = state[STATE_KEY]
+            assert isinstance(runtime, Runtime)
+            transaction = runtime.gateway.begin(
+                database="neo4j",
+                access_mode=None,
+                bookmarks=(),
+                metadata={**forged, "lineage": label},
+                timeout_s=None,
+            )
+            call = Call("in-process-1", "neo4j", f"Bearer {token}", None, {}, statement)
+            async with runtime.gateway.run(call, transaction=transaction) as rows:
+                await rows.summary()
+            seen = await asyncio.to_thread(show)
+            await transaction.rollback()
+            return transaction.id, seen
+
+    transaction_id, seen = asyncio.run(work())
+    assert seen["dag_id"] == "demo_writer"
+    assert seen["request_id"] == "in-process-1"
+    assert seen["transaction_id"] == transaction_id
+    assert count(neo4j_admin, label) == 0
+    # The audit record keeps what the caller sent, as context.
+    records = transaction_of(tmp_path / "audit.sqlite3", label)
+    assert records[0]["transaction"]["metadata"] == {**forged, "lineage": label}
+    assert records[-1]["transaction"]["action"] == "rollback"
+
+
+def test_an_idle_transaction_expires_and_is_rolled_back(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path
+) -> None:
+    def configure(config: dict[str, Any]) -> None:
+        config["server"]["transaction_timeout_s"] = 1.0
+
+    second = SecondGateway(stack, tmp_path / "gateway", "txexpiry", configure=configure)
+    second.start()
+    try:
+        label = marker()
+        owner = bearer(stack.token("demo_writer"))
+        opened = httpx.post(
+            second.url + TX, json={"statement": f"CREATE (:`{label}`)"}, headers=owner, timeout=60
+        )
+        assert opened.status_code == 202, opened.text
+        deadline = time.monotonic() + 15
+        ended: list[dict[str, Any]] = []
+        while not ended and time.monotonic() < deadline:  # no request: the sweep ends it
+            time.sleep(0.5)
+            ended = [r for r in transaction_of(second.audit, label) if r["event"] == "transaction"]
+        assert ended, "the idle transaction was not rolled back"
+        assert ended[0]["transaction"]["cause"] == "expired"
+        assert count(neo4j_admin, label) == 0
+        late = httpx.post(
+            f"{second.url}{TX}/{opened.json()['transaction']['id']}/commit",
+            json={},
+            headers=owner,
+            timeout=60,
+        )
+        assert late.status_code == 404
+    finally:
+        second.stop()

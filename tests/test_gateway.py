@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -29,7 +28,7 @@ from proxy.gateway.call import Call, Statement
 from proxy.gateway.path import Gateway
 from proxy.metrics import Metrics
 from proxy.principal import DagResolver
-from proxy.statement import JSON, Execution, RowStream, Summary
+from proxy.statement import JSON, Summary
 from tests.fakes import (
     FakeAnalyzer,
     FakeAudit,
@@ -37,7 +36,6 @@ from tests.fakes import (
     FakeBroker,
     FakeExecutor,
     FakePolicy,
-    FakeRows,
 )
 
 
@@ -321,48 +319,9 @@ def test_a_front_door_that_fails_mid_answer_leaves_one_outcome() -> None:
     assert [(e.event, e.status) for e in rig.audit.events] == [("decision", None), ("outcome", 500)]
 
 
-@dataclass
-class HeldTransaction:
-    """What a front door holding an explicit transaction open would pass as ``upstream``."""
-
-    user: str = "cg_etl_1234"
-    ran: list[Execution] = field(default_factory=list)
-
-    @contextlib.asynccontextmanager
-    async def run(self, execution: Execution) -> AsyncIterator[RowStream]:
-        self.ran.append(execution)
-        yield FakeRows(["n"], [[len(self.ran)]], execution)
-
-
-def test_statements_of_a_held_transaction_are_each_decided_and_recorded() -> None:
-    """Two statements in one transaction: each is analysed, decided and recorded on its own,
-    and runs in the transaction, not as a credential of its own."""
-    rig = make()
-    transaction = HeldTransaction()
-
-    async def go() -> list[list[JSON]]:
-        answers = []
-        for statement in ("CREATE (:X)", "RETURN 1"):
-            async with rig.gateway.run(call(statement), upstream=transaction) as rows:
-                answers += [row async for row in rows]
-        return answers
-
-    assert asyncio.run(go()) == [[1], [2]]
-    assert rig.broker.held == [] and rig.executor.ran == []
-    assert [e.access_mode for e in transaction.ran] == ["WRITE", "READ"]
-    assert len(rig.policy.inputs) == 2 and len(rig.analyzer.analysed) == 2
-    events = [(e.event, e.statement, e.credential) for e in rig.audit.events]
-    assert events == [
-        ("decision", "CREATE (:X)", {"user": "cg_etl_1234"}),
-        ("outcome", None, {"user": "cg_etl_1234"}),
-        ("decision", "RETURN 1", {"user": "cg_etl_1234"}),
-        ("outcome", None, {"user": "cg_etl_1234"}),
-    ]
-
-
 def test_a_refused_call_is_recorded_with_its_caller() -> None:
     rig = make()
-    error = CypherGateError(reason="explicit_transaction")
+    error = CypherGateError(reason="turned_away")
     asyncio.run(rig.gateway.refuse(call("RETURN 1"), error))
     (event,) = rig.audit.events
     assert event.status == 500 and event.principal == {

@@ -114,7 +114,7 @@ def test_no_import_cycle() -> None:
 
 def test_the_rules_see_the_imports_they_judge() -> None:
     """The walk finds relative, aliased and function-level imports alike."""
-    assert "proxy.neo4j.logins" in GRAPH["proxy.gateway.path"]
+    assert "proxy.neo4j.logins" in GRAPH["proxy.gateway.seams"]
     assert "proxy.app" in GRAPH["proxy.cli"]  # imported inside a function
     assert "proxy.devstack.stack" in GRAPH["proxy.cli"]
 

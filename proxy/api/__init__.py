@@ -1,6 +1,8 @@
 """The HTTP front doors: each translates its wire format into a use case's call, and back.
 
 - ``query.py``: Neo4j's Query API v2 (``/db/{database}/query/v2``) and the driver's discovery;
+- ``transactions.py``: its explicit transactions (``/query/v2/tx``), held open between
+  requests by ``held.py``;
 - ``audit_routes.py``: the reviewers' HTTP API; ``audit_page.py``: the reviewers' page;
 - ``operations.py``: ``/healthz``, ``/readyz``, ``/metrics``;
 - ``errors.py``: the one place an error becomes a response;

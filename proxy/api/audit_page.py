@@ -31,7 +31,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from proxy.api.state import SignIn, client_address, runtime
 from proxy.audit.reader import RecordFilter
-from proxy.audit.record import flat_record
+from proxy.audit.record import EVENT_KINDS, flat_record
 from proxy.errors import CypherGateError, PolicyDenied
 from proxy.gateway.call import new_request_id
 from proxy.principal import Identity
@@ -56,7 +56,7 @@ _FILTERS = (
     "since",
     "until",
 )
-_CHOICES = {"decision": ("allow", "deny"), "event": ("decision", "outcome", "access")}
+_CHOICES = {"decision": ("allow", "deny"), "event": EVENT_KINDS}
 # No script at all; styles only from our own stylesheet; never framed.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 
 from proxy.api.state import client_address, runtime, start_request
 from proxy.audit.reader import RecordFilter
+from proxy.audit.record import EventKind
 from proxy.gateway.review import AuditReview
 
 router = APIRouter(prefix="/audit")
@@ -30,7 +31,7 @@ async def _authorized(request: Request) -> AuditReview:
 async def records(
     request: Request,
     dag: str | None = None,
-    event: Literal["decision", "outcome", "access"] | None = None,
+    event: EventKind | None = None,
     decision: Literal["allow", "deny"] | None = None,
     database: str | None = None,
     principal: str | None = None,

@@ -3,13 +3,14 @@
 ``POST /db/{database}/query/v2`` takes Neo4j's request body (``statement``, ``parameters``,
 ``includeCounters``, ``accessMode``, ``bookmarks``; unknown fields such as ``impersonatedUser``
 are refused) in plain or typed JSON, and answers as Neo4j does: ``202`` with ``data.fields``,
-``data.values``, ``counters`` when asked and ``bookmarks``. ``/query/v2/tx`` (explicit
-transactions) is refused and recorded; ``GET /`` is the discovery document the neo4j driver
-reads before it speaks HTTP.
+``data.values``, ``counters`` when asked and ``bookmarks``. ``GET /`` is the discovery document
+the neo4j driver reads before it speaks HTTP. The explicit transactions of ``/query/v2/tx`` are
+in :mod:`proxy.api.transactions`, with the bodies and answers of this module.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -18,14 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from proxy.api.errors import REQUEST_ID_HEADER
 from proxy.api.state import client_address, runtime, start_request
-from proxy.errors import (
-    BadRequest,
-    NotSupported,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from proxy.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
-from proxy.statement import JSON, Summary
+from proxy.statement import JSON, RowStream, Summary
 from proxy.values import TYPED_MEDIA_TYPE, InvalidValue, from_typed, to_plain, to_typed
 
 # Set, to the number of rows returned, when the policy's row limit cut the result short.
@@ -54,38 +50,88 @@ class QueryBody(BaseModel):
     bookmarks: list[str] = Field(default_factory=list)
 
 
+class TransactionBody(QueryBody):
+    """A request body of ``/query/v2/tx``: as :class:`QueryBody`, but the statement is optional
+    (an empty body or statement opens, keeps alive or commits a transaction without one)."""
+
+    statement: str = ""
+
+
 @router.post("/db/{database}/query/v2")
 async def query(database: str, request: Request) -> JSONResponse:
     """One statement through the request path; its rows, counters and bookmarks back."""
     state = runtime(request)
     request_id = start_request(request)
-    body = _Body(request, state.max_body_bytes)
-    async with state.gateway.run(_call(request, request_id, database, body)) as rows:
+    body = Body(request, state.max_body_bytes)
+    async with state.gateway.run(call_of(request, request_id, database, body)) as rows:
+        result = await Answer.read(rows)
+    return result.response(request, request_id, result.render(body.include_counters))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A statement's rows and summary, read from the request path for one answer."""
+
+    fields: list[str]
+    values: list[list[JSON]]
+    summary: Summary
+
+    @classmethod
+    async def read(cls, rows: RowStream) -> Answer:
         fields = rows.fields
         values = [row async for row in rows]
-        summary = await rows.summary()
+        return cls(fields, values, await rows.summary())
+
+    def render(self, include_counters: bool, *, bookmarks: bool = True) -> dict[str, Any]:
+        """``data``, ``counters`` when asked, ``bookmarks`` (unless inside a transaction, where
+        Neo4j gives them only at the commit), and the truncation notice if any (values still
+        plain: :meth:`response` encodes them)."""
+        body: dict[str, Any] = {"data": {"fields": self.fields, "values": self.values}}
+        if include_counters:
+            body["counters"] = dict(self.summary.counters)
+        if bookmarks:
+            body["bookmarks"] = self.summary.bookmarks
+        if self.summary.truncated:
+            body["notifications"] = [
+                {
+                    "code": "CypherGate.RowLimit.Truncated",
+                    "severity": "WARNING",
+                    "title": "Result truncated",
+                    "description": f"Only the first {len(self.values)} rows are returned: the "
+                    "policy's row limit for this DAG.",
+                }
+            ]
+        return body
+
+    def response(self, request: Request, request_id: str, body: dict[str, Any]) -> JSONResponse:
+        """``body`` as the answer, its values in the form the client accepts."""
+        headers = {}
+        if self.summary.truncated:
+            headers[TRUNCATED_HEADER] = str(len(self.values))
+        return answer(request, request_id, body, headers=headers)
+
+
+def answer(
+    request: Request,
+    request_id: str,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A 202 answer: ``body``, with the values of its ``data`` encoded in the form the client
+    accepts (plain or typed JSON)."""
     typed = _wants_typed(request.headers.get("accept"))
-    headers = {REQUEST_ID_HEADER: request_id}
-    if summary.truncated:
-        headers[TRUNCATED_HEADER] = str(len(values))
+    data = body.get("data")
+    if data is not None:
+        encode = to_typed if typed else to_plain
+        values = [[encode(value) for value in row] for row in data["values"]]
+        body = {**body, "data": {"fields": data["fields"], "values": values}}
     return JSONResponse(
-        _render(fields, values, summary, include_counters=body.include_counters, typed=typed),
+        body,
         status_code=SUCCESS_STATUS,
-        headers=headers,
+        headers={REQUEST_ID_HEADER: request_id, **(headers or {})},
         media_type=TYPED_MEDIA_TYPE if typed else "application/json",
     )
-
-
-@router.api_route("/db/{database}/query/v2/tx{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
-async def explicit_transaction(database: str, rest: str, request: Request) -> JSONResponse:
-    """Explicit transactions are not offered over HTTP yet: refused, and recorded."""
-    del rest
-    state = runtime(request)
-    request_id = start_request(request)
-    error = NotSupported(reason="explicit_transaction")
-    body = _Body(request, state.max_body_bytes)
-    await state.gateway.refuse(_call(request, request_id, database, body), error)
-    raise error
 
 
 @router.get("/")
@@ -101,22 +147,35 @@ async def discovery(request: Request) -> dict[str, str]:
     }
 
 
-class _Body:
-    """The request's body, read and parsed only when the request path asks for its statement
-    (after the caller is identified); remembers what the answer needs of it."""
+class Body:
+    """The request's body, read and parsed only when it is first asked for (after the caller is
+    identified), then kept; remembers what the answer needs of it. ``optional``: a body of
+    ``/query/v2/tx``, which may be empty and need not hold a statement."""
 
-    __slots__ = ("_limit", "_request", "include_counters")
+    __slots__ = ("_limit", "_optional", "_parsed", "_request")
 
-    def __init__(self, request: Request, limit: int) -> None:
+    def __init__(self, request: Request, limit: int, *, optional: bool = False) -> None:
         self._request = request
         self._limit = limit
-        self.include_counters = False
+        self._optional = optional
+        self._parsed: QueryBody | None = None
+
+    @property
+    def include_counters(self) -> bool:
+        return self._parsed is not None and self._parsed.includeCounters
+
+    async def read(self) -> QueryBody:
+        """The parsed body (a :class:`TransactionBody` if ``optional``)."""
+        if self._parsed is None:
+            request = self._request
+            raw = await _read_body(request, self._limit, empty=self._optional)
+            typed = _media_type(request.headers.get("content-type")) == TYPED_MEDIA_TYPE
+            model = TransactionBody if self._optional else QueryBody
+            self._parsed = _parse(raw, typed=typed, model=model)
+        return self._parsed
 
     async def statement(self) -> Statement:
-        request = self._request
-        typed = _media_type(request.headers.get("content-type")) == TYPED_MEDIA_TYPE
-        body = _parse(await _read_body(request, self._limit), typed=typed)
-        self.include_counters = body.includeCounters
+        body = await self.read()
         return Statement(
             text=body.statement,
             parameters=body.parameters,
@@ -125,7 +184,8 @@ class _Body:
         )
 
 
-def _call(request: Request, request_id: str, database: str, body: _Body) -> Call:
+def call_of(request: Request, request_id: str, database: str, body: Body) -> Call:
+    """The request as the request path's :class:`Call`."""
     return Call(
         request_id=request_id,
         database=database,
@@ -136,9 +196,11 @@ def _call(request: Request, request_id: str, database: str, body: _Body) -> Call
     )
 
 
-def _parse(raw: bytes, *, typed: bool) -> QueryBody:
+def _parse(raw: bytes, *, typed: bool, model: type[QueryBody]) -> QueryBody:
+    if not raw and model is TransactionBody:
+        return TransactionBody()
     try:
-        body = QueryBody.model_validate_json(raw)
+        body = model.model_validate_json(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
@@ -151,33 +213,6 @@ def _parse(raw: bytes, *, typed: bool) -> QueryBody:
     except InvalidValue as exc:
         raise BadRequest(f"Invalid request body: {exc}", reason="invalid_typed_value") from None
     return body.model_copy(update={"parameters": parameters})
-
-
-def _render(
-    fields: list[str],
-    values: list[list[JSON]],
-    summary: Summary,
-    *,
-    include_counters: bool,
-    typed: bool,
-) -> dict[str, Any]:
-    encode = to_typed if typed else to_plain
-    encoded = [[encode(value) for value in row] for row in values]
-    body: dict[str, Any] = {"data": {"fields": fields, "values": encoded}}
-    if include_counters:
-        body["counters"] = dict(summary.counters)
-    body["bookmarks"] = summary.bookmarks
-    if summary.truncated:
-        body["notifications"] = [
-            {
-                "code": "CypherGate.RowLimit.Truncated",
-                "severity": "WARNING",
-                "title": "Result truncated",
-                "description": f"Only the first {len(encoded)} rows are returned: the policy's "
-                "row limit for this DAG.",
-            }
-        ]
-    return body
 
 
 def _media_type(header: str | None) -> str:
@@ -193,8 +228,11 @@ def _wants_typed(accept: str | None) -> bool:
     )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes without reading them all."""
+async def _read_body(request: Request, limit: int, *, empty: bool = False) -> bytes:
+    """The body, refusing more than ``limit`` bytes without reading them all. ``empty``: a body
+    declared empty is accepted whatever its media type (the neo4j driver commits with none)."""
+    if empty and request.headers.get("content-length") == "0":
+        return b""
     if _media_type(request.headers.get("content-type")) not in _MEDIA_TYPES:
         raise UnsupportedMediaType(reason="content_type")
     accept = request.headers.get("accept", "")

@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from proxy.api.held import HeldTransactions
 from proxy.clock import Clock
 from proxy.gateway.call import new_request_id
 from proxy.gateway.path import Gateway
@@ -50,6 +51,8 @@ class Runtime:
     # The schemes offered in WWW-Authenticate.
     auth_schemes: Sequence[str]
     max_body_bytes: int
+    # The Query API's explicit transactions, open between requests.
+    transactions: HeldTransactions
     sign_in: SignIn | None = None
 
 

@@ -257,7 +257,7 @@ class AuditReader:
 def _columns_of(document: dict[str, Any]) -> tuple[Any, ...]:
     principal = document.get("principal") or {}
     decision = document.get("decision") or {}
-    verdict = verdict_of(decision)
+    verdict = verdict_of(decision, event=document.get("event"))
     return (
         document.get("time"),
         document.get("event"),

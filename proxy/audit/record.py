@@ -26,7 +26,8 @@ from typing import Any, Literal
 RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64
 
-EventKind = Literal["decision", "outcome", "access"]
+EventKind = Literal["decision", "outcome", "access", "transaction"]
+EVENT_KINDS: tuple[EventKind, ...] = ("decision", "outcome", "access", "transaction")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,14 @@ class AuditEvent:
     A refused request (authentication, bad input, policy) has its final ``status`` on the
     decision event and no outcome event. A read of the log through the reviewers' API leaves
     one ``access`` event.
+
+    A statement run in an explicit transaction leaves the same records, each with
+    ``transaction`` naming it (``id``, and on decision records the caller's ``metadata`` as
+    context). The transaction's end leaves one ``transaction`` event of its own, written after
+    Neo4j answered, like an outcome: ``transaction.action`` (``commit``, ``rollback``),
+    ``transaction.cause`` (``client``, ``failure``, ``expired``, ``closed``) and
+    ``transaction.statements``; its ``status`` is that of the commit or rollback. It carries no
+    policy decision, and its verdict is ``none``.
     """
 
     event: EventKind
@@ -67,6 +76,8 @@ class AuditEvent:
     requested_access_mode: str | None = None
     # True on an outcome whose rows were cut at the policy's row limit.
     truncated: bool | None = None
+    # The explicit transaction the statement ran in, or that this record ends.
+    transaction: dict[str, Any] | None = None
 
     @property
     def dag(self) -> str | None:
@@ -76,12 +87,15 @@ class AuditEvent:
     @property
     def verdict(self) -> str:
         """See :func:`verdict_of`."""
-        return verdict_of(self.decision)
+        return verdict_of(self.decision, event=self.event)
 
 
-def verdict_of(decision: Mapping[str, Any] | None) -> str:
+def verdict_of(decision: Mapping[str, Any] | None, *, event: object = "decision") -> str:
     """``allow`` when the policy allowed the request, otherwise ``deny``: a shadow-mode
-    refusal (``shadow_denied``) is a ``deny``, though the statement ran, so reviewers find it."""
+    refusal (``shadow_denied``) is a ``deny``, though the statement ran, so reviewers find it.
+    A ``transaction`` record (a commit or rollback) was no policy's to decide: ``none``."""
+    if event == "transaction":
+        return "none"
     if decision and decision.get("allow") is True and not decision.get("shadow_denied"):
         return "allow"
     return "deny"
@@ -95,7 +109,7 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **record,
         "dag": principal.get("dag"),
-        "decision": verdict_of(decision),
+        "decision": verdict_of(decision, event=record.get("event")),
         "reasons": decision.get("reasons") or ([error["reason"]] if error.get("reason") else []),
         "decision_id": decision.get("decision_id"),
     }

@@ -176,7 +176,7 @@ class Session:
         authorization, headers = _credential(auth)
         call = self._call(authorization, headers, database=None)
         try:
-            await self._gateway.identify(call)  # no credential at all is refused there too
+            await self._gateway.admit(call)  # no credential at all is refused there too
         except CypherGateError as error:
             await self._statement_failed(error, call)
             raise Defunct from error  # Neo4j, too, closes a connection whose LOGON failed

@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.audit.record import ChainProblem, flat_record
+from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 
@@ -57,9 +57,7 @@ def register(commands: Any) -> None:
     query.add_argument("--database", help="only this database")
     query.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
     query.add_argument("--until", help="records before this UTC time (ISO 8601)")
-    query.add_argument(
-        "--event", choices=("decision", "outcome", "access"), help="only this kind of record"
-    )
+    query.add_argument("--event", choices=EVENT_KINDS, help="only this kind of record")
     query.add_argument("--principal", help="only this subject (token sub or IAM role ARN)")
     query.add_argument("--reason", help="only records with this denial or error reason")
     query.add_argument("--text", help="only statements containing this text")

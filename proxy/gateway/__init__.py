@@ -3,6 +3,7 @@
 - ``path.py``: the request path of one statement (:class:`~proxy.gateway.path.Gateway`);
 - ``trail.py``: one call's audit trail, written ahead and after, every failure once;
 - ``call.py``: what a front door hands the request path (:class:`~proxy.gateway.call.Call`);
+- ``transactions.py``: an explicit transaction, each of its statements on the request path;
 - ``review.py``: reviewers reading the audit log, authorised and recorded;
 - ``replay.py``: ``policy explain`` and ``policy replay``;
 - ``seams.py``: the Protocols the use cases take their collaborators through.

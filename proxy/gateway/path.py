@@ -12,9 +12,10 @@
 9. **record the outcome** when the block ends (:mod:`proxy.gateway.trail`).
 
 A policy check that needs no plan (deciding on the principal and the statement's text) slots in
-between steps 3 and 4. A front door holding an explicit transaction open passes it as the
-``upstream`` of each statement, which then skips step 6 and runs in that transaction; steps
-2 to 5, 7 and 9 are the same for it as for any other statement.
+between steps 3 and 4. A front door holding an explicit transaction open (:meth:`Gateway.begin`)
+passes it as the ``transaction`` of each statement: steps 2 to 5, 7 and 9 are the same for it as
+for any other statement, step 6 is the transaction's (held from its first statement to its end),
+and step 8 runs in it (see :mod:`proxy.gateway.transactions`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from typing import Any
 
 from proxy.analysis import Analysis
 from proxy.audit.checkpoint import ParameterDigester
@@ -35,16 +37,15 @@ from proxy.gateway.seams import (
     AuditLog,
     CallerAuthenticator,
     CredentialBroker,
+    GraphExecutor,
     PolicyDecider,
     StatementAnalyzer,
-    StatementExecutor,
-    Upstream,
 )
 from proxy.gateway.trail import Trail
+from proxy.gateway.transactions import Transaction, neo4j_metadata
 from proxy.metrics import Metrics
-from proxy.neo4j.logins import Login
 from proxy.policy import Decision, Preflight, policy_input, preflight_input
-from proxy.principal import DagResolver, Principal
+from proxy.principal import DagResolver, Identity, Principal
 from proxy.statement import AccessMode, Execution, RowStream
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Gateway:
         analyzer: StatementAnalyzer,
         policy: PolicyDecider,
         credentials: CredentialBroker,
-        executor: StatementExecutor,
+        executor: GraphExecutor,
         audit: AuditLog,
         clock: Clock,
         default_timeout_s: float,
@@ -80,82 +81,163 @@ class Gateway:
         self._digester = digester or ParameterDigester(None)
         self._metrics = metrics or Metrics()
 
+    def begin(
+        self,
+        *,
+        database: str,
+        access_mode: AccessMode | None,
+        bookmarks: tuple[str, ...],
+        metadata: Mapping[str, Any],
+        timeout_s: float | None,
+    ) -> Transaction:
+        """An explicit transaction on ``database``, for :meth:`run`'s ``transaction``. Nothing
+        opens on Neo4j until its first statement is decided (see
+        :mod:`proxy.gateway.transactions`). ``access_mode``, ``bookmarks``, ``metadata`` and
+        ``timeout_s`` are the caller's, as its begin request gave them."""
+        return Transaction(
+            database=database,
+            access_mode=access_mode,
+            bookmarks=bookmarks,
+            metadata=metadata,
+            timeout_s=timeout_s,
+            credentials=self._credentials,
+            starter=self._executor,
+            audit=self._audit,
+            clock=self._clock,
+            metrics=self._metrics,
+        )
+
     @contextlib.asynccontextmanager
     async def run(
-        self, call: Call, *, upstream: Upstream | None = None
+        self, call: Call, *, transaction: Transaction | None = None
     ) -> AsyncIterator[RowStream]:
         """Take one statement down the request path (see the module docstring).
 
         Its rows stream inside the block; when the block ends the outcome is recorded. Every
-        refusal or failure is a :class:`CypherGateError`, recorded once. ``upstream``: an
-        explicit transaction a front door holds open; by default the statement runs in an
-        auto-commit transaction as the DAG's credential, held for it alone.
+        refusal or failure is a :class:`CypherGateError`, recorded once. By default the
+        statement runs in an auto-commit transaction as the DAG's credential, held for it
+        alone; ``transaction``: in that explicit transaction instead, after the statements
+        before it (a refusal or failure rolls it back).
         """
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
-        async with trail.recording():
-            identity = await self._authenticator.authenticate(call.authorization)
-            trail.identified(identity)
-            principal = self._resolver.resolve(identity, call.headers)
-            trail.acting_as(principal)
-            statement = await call.statement()
-            trail.asked(statement, self._digester.digests(statement.parameters))
-            preflight = await self._policy.preflight(
-                preflight_input(principal, database=call.database)
-            )
-            if not preflight.decision.allow:
-                trail.decided(preflight.decision)
-                raise PolicyDenied(list(preflight.decision.reasons))
-            analysis = await self._analyse(call.database, statement.text, preflight, trail)
-            trail.analysed(analysis)
-            decision = await self._decide(principal, call.database, statement, analysis)
-            trail.decided(decision)
-            if not decision.enforced_allow:
-                raise PolicyDenied(list(decision.reasons))
-            if not decision.allow:
-                log.warning(
-                    "shadow mode: request %s of DAG %s runs although the policy refused it (%s)",
-                    call.request_id,
-                    principal.dag,
-                    ", ".join(decision.reasons),
-                )
-            execution = Execution(
-                database=call.database,
-                statement=statement.text,
-                parameters=statement.parameters,
-                access_mode=_access_mode(analysis, decision, statement.access_mode),
+        if transaction is None:
+            async with trail.recording():
+                principal, statement, analysis, decision = await self._decided(call, trail)
+                mode = _access_mode(analysis, decision, statement.access_mode)
+                execution = self._execution(call, principal, statement, decision, mode)
+                trail.access_mode = mode
+                async with self._credentials.hold(principal.dag) as login:
+                    trail.credential = {"user": login.user}
+                    async with _executed(trail, self._executor.run(execution, login)) as rows:
+                        yield rows
+            return
+        trail.transaction = transaction.context()
+        async with transaction.statement(call.request_id), trail.recording():
+            principal, statement, analysis, decision = await self._decided(call, trail, transaction)
+            placement = await transaction.place(
+                principal,
+                decision,
+                writes=_access_mode(analysis, decision, None) == "WRITE",
+                metadata=neo4j_metadata(principal, call.request_id, decision.decision_id),
                 timeout_s=decision.timeout_s or self._default_timeout_s,
-                metadata=_metadata(principal, call.request_id, decision.decision_id),
-                bookmarks=statement.bookmarks,
-                row_limit=decision.row_limit,
-                row_limit_action=decision.row_limit_action,
             )
-            trail.access_mode = execution.access_mode
-            # A front door's transaction is held by the front door, for more than this statement.
-            held = self._autocommit(principal.dag) if upstream is None else nullcontext(upstream)
-            async with held as place:
-                trail.credential = {"user": place.user}
-                await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
-                async with place.run(execution) as rows:
-                    yield rows
-                    trail.finished(await rows.summary())
+            execution = self._execution(call, principal, statement, decision, placement.access_mode)
+            trail.access_mode = placement.access_mode
+            trail.credential = {"user": placement.user}
+            async with _executed(trail, placement.upstream.run(execution)) as rows:
+                yield rows
 
-    async def identify(self, call: Call) -> Principal:
+    async def admit(self, call: Call) -> Principal:
         """Who a front door's caller is and which DAG it acts as, before any statement (Bolt's
-        ``LOGON``). A refusal is recorded as on the request path; an acceptance is not (each
-        statement that follows is authenticated and recorded again)."""
+        ``LOGON``). A refusal is recorded and raised; an acceptance records nothing (each
+        statement that follows is authenticated, resolved and recorded again)."""
+        identity = await self.identify(call)
         try:
-            identity = await self._authenticator.authenticate(call.authorization)
             return self._resolver.resolve(identity, call.headers)
         except CypherGateError as error:
-            await self.refuse(call, error)
+            await self.refuse(call, error, identity=identity)
             raise
 
-    async def refuse(self, call: Call, error: CypherGateError) -> None:
-        """Record a call a front door turns away (with its caller, if it authenticates)."""
+    async def identify(self, call: Call) -> Identity:
+        """The caller's verified identity, for a front door that must know it before any
+        statement (whose transaction is this?). A refusal is recorded and raised; a success
+        records nothing (what the caller does next is recorded)."""
+        try:
+            return await self._authenticator.authenticate(call.authorization)
+        except CypherGateError as error:
+            trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
+            await trail.refused(error)
+            raise
+
+    async def refuse(
+        self, call: Call, error: CypherGateError, *, identity: Identity | None = None
+    ) -> None:
+        """Record a call a front door turns away (with its caller, if it authenticates, or
+        ``identity`` if the front door already verified it)."""
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
-        with contextlib.suppress(CypherGateError):
-            trail.identified(await self._authenticator.authenticate(call.authorization))
+        if identity is None:
+            with contextlib.suppress(CypherGateError):
+                identity = await self._authenticator.authenticate(call.authorization)
+        if identity is not None:
+            trail.identified(identity)
         await trail.refused(error)
+
+    async def _decided(
+        self, call: Call, trail: Trail, transaction: Transaction | None = None
+    ) -> tuple[Principal, Statement, Analysis, Decision]:
+        """Steps 2 to 5: who is calling, as which DAG, with which statement, and may it run?
+        Raises unless the policy allows it (or shadow mode lets it run)."""
+        identity = await self._authenticator.authenticate(call.authorization)
+        trail.identified(identity)
+        principal = self._resolver.resolve(identity, call.headers)
+        trail.acting_as(principal)
+        if transaction is not None:
+            transaction.admit(principal, call)
+        statement = await call.statement()
+        if transaction is not None:
+            # The transaction's access mode and bookmarks were given when it began.
+            statement = replace(
+                statement, access_mode=transaction.requested_access_mode, bookmarks=()
+            )
+        trail.asked(statement, self._digester.digests(statement.parameters))
+        preflight = await self._policy.preflight(preflight_input(principal, database=call.database))
+        if not preflight.decision.allow:
+            trail.decided(preflight.decision)
+            raise PolicyDenied(list(preflight.decision.reasons))
+        analysis = await self._analyse(call.database, statement.text, preflight, trail)
+        trail.analysed(analysis)
+        decision = await self._decide(principal, call.database, statement, analysis)
+        trail.decided(decision)
+        if not decision.enforced_allow:
+            raise PolicyDenied(list(decision.reasons))
+        if not decision.allow:
+            log.warning(
+                "shadow mode: request %s of DAG %s runs although the policy refused it (%s)",
+                call.request_id,
+                principal.dag,
+                ", ".join(decision.reasons),
+            )
+        return principal, statement, analysis, decision
+
+    def _execution(
+        self,
+        call: Call,
+        principal: Principal,
+        statement: Statement,
+        decision: Decision,
+        access_mode: AccessMode,
+    ) -> Execution:
+        return Execution(
+            database=call.database,
+            statement=statement.text,
+            parameters=statement.parameters,
+            access_mode=access_mode,
+            timeout_s=decision.timeout_s or self._default_timeout_s,
+            metadata=neo4j_metadata(principal, call.request_id, decision.decision_id),
+            bookmarks=statement.bookmarks,
+            row_limit=decision.row_limit,
+            row_limit_action=decision.row_limit_action,
+        )
 
     async def _analyse(
         self, database: str, text: str, preflight: Preflight, trail: Trail
@@ -189,26 +271,17 @@ class Gateway:
         )
         return await self._policy.decide(document)
 
-    @contextlib.asynccontextmanager
-    async def _autocommit(self, dag: str) -> AsyncIterator[Upstream]:
-        """An auto-commit transaction as ``dag``'s credential, held until the block ends."""
-        async with self._credentials.hold(dag) as login:
-            yield _AutoCommit(self._executor, login)
 
-
-@dataclass(frozen=True, slots=True)
-class _AutoCommit:
-    """An :class:`Upstream` running each statement in an auto-commit transaction."""
-
-    executor: StatementExecutor
-    login: Login
-
-    @property
-    def user(self) -> str:
-        return self.login.user
-
-    def run(self, execution: Execution) -> AbstractAsyncContextManager[RowStream]:
-        return self.executor.run(execution, self.login)
+@contextlib.asynccontextmanager
+async def _executed(
+    trail: Trail, started: AbstractAsyncContextManager[RowStream]
+) -> AsyncIterator[RowStream]:
+    """Steps 7 to 9: record ahead, run (``started`` begins the statement when entered), and
+    record the outcome with the statement's summary."""
+    await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
+    async with started as rows:
+        yield rows
+        trail.finished(await rows.summary())
 
 
 _UNKNOWN_FUNCTION = re.compile(r"Unknown function '([^']*)'")
@@ -223,19 +296,6 @@ def _unknown_call(error: Neo4jClientError) -> str | None:
     if error.code == "Neo.ClientError.Statement.SyntaxError" and match and "." in match.group(1):
         return "function"
     return None
-
-
-def _metadata(principal: Principal, request_id: str, decision_id: str) -> dict[str, str | int]:
-    """Transaction metadata: joins Neo4j's SHOW TRANSACTIONS (and query.log) to the audit log."""
-    metadata: dict[str, str | int | None] = {
-        "dag_id": principal.dag,
-        "task_id": principal.task,
-        "run_id": principal.run,
-        "try_number": principal.try_number,
-        "request_id": request_id,
-        "decision_id": decision_id,
-    }
-    return {key: value for key, value in metadata.items() if value is not None}
 
 
 def _access_mode(

@@ -19,7 +19,7 @@ from proxy.audit.record import AuditEvent, ChainProblem, Receipt
 from proxy.neo4j.logins import Login
 from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
-from proxy.statement import Execution, RowStream
+from proxy.statement import Execution, Opening, RowStream
 
 
 class CallerAuthenticator(Protocol):
@@ -78,18 +78,36 @@ class StatementExecutor(Protocol):
     def run(self, execution: Execution, login: Login) -> AbstractAsyncContextManager[RowStream]: ...
 
 
-class Upstream(Protocol):
-    """Where a decided statement runs, and as which Neo4j user (named in the audit record).
+class UpstreamTransaction(Protocol):
+    """An explicit transaction open on Neo4j, as one DAG's login (see :mod:`.transactions`).
 
-    The request path makes one per statement (an auto-commit transaction as the DAG's held
-    credential); a front door that holds an explicit transaction open passes its own, so each
-    statement in it is analysed, decided and recorded on its own, in the same transaction.
+    Contract: statements run one at a time, each inside its block, with the transaction's
+    metadata and timeout; after a failed statement Neo4j has rolled it back. ``commit`` gives
+    the bookmarks of what it committed; ``rollback`` has nothing to do once Neo4j has rolled
+    back; ``close`` gives back what it holds, rolling back if still open, and never raises.
     """
 
-    @property
-    def user(self) -> str: ...
-
     def run(self, execution: Execution) -> AbstractAsyncContextManager[RowStream]: ...
+
+    async def commit(self) -> list[str]: ...
+
+    async def rollback(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class TransactionStarter(Protocol):
+    """Begins explicit transactions on Neo4j.
+
+    Contract: ``begin`` has Neo4j begin the transaction as ``login`` with the opening's access
+    mode, timeout, metadata and bookmarks, and runs nothing; a refusal is the gateway's error.
+    """
+
+    async def begin(self, opening: Opening, login: Login) -> UpstreamTransaction: ...
+
+
+class GraphExecutor(StatementExecutor, TransactionStarter, Protocol):
+    """What the request path runs statements with: auto-commit, or in explicit transactions."""
 
 
 class AuditLog(Protocol):

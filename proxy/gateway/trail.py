@@ -2,7 +2,9 @@
 
 A call leaves one ``decision`` record, written *ahead* of execution (:meth:`Trail.ahead`): if it
 cannot be written, nothing runs. An allowed call leaves one ``outcome`` record after Neo4j
-answered. A refused call has its final status on its decision record and no outcome.
+answered. A refused call has its final status on its decision record and no outcome. A
+statement of an explicit transaction leaves the same records, naming the transaction (its end
+leaves a record of its own: :mod:`proxy.gateway.transactions`).
 
 Every way a call can end passes through :meth:`Trail.recording` (or :meth:`Trail.refused`), so
 every failure is recorded exactly once, by one code path, and counted once in ``/metrics``.
@@ -60,6 +62,7 @@ class Trail:
         "requested_access_mode",
         "statement",
         "statement_sha256",
+        "transaction",
     )
 
     def __init__(self, call: Call, *, clock: Clock, audit: AuditLog, metrics: Metrics) -> None:
@@ -81,6 +84,8 @@ class Trail:
         self.decision: dict[str, Any] | None = None
         self.access_mode: str | None = None
         self.credential: dict[str, str] | None = None
+        # The explicit transaction the statement runs in: its id, and the caller's context.
+        self.transaction: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ what the steps learnt
 
@@ -207,6 +212,11 @@ class Trail:
             analysis=self.analysis,
             requested_access_mode=self.requested_access_mode,
             truncated=None if summary is None else summary.truncated or None,
+            transaction=(
+                {"id": self.transaction["id"]}
+                if outcome and self.transaction is not None
+                else self.transaction
+            ),
         )
 
     async def _write(self, event: AuditEvent) -> None:

@@ -8,6 +8,10 @@ round trip, and they are the only kind in which ``CALL { ... } IN TRANSACTIONS``
 One exception: a writing statement under a row limit that must fail when exceeded runs in an
 explicit transaction (also never retried), so that it can be rolled back instead of committed.
 
+:meth:`Neo4jExecutor.begin` opens an explicit transaction a caller holds open across statements
+(:class:`Neo4jTransaction`): its session and connection are its own until it commits or rolls
+back, and its statements carry no metadata or timeout of their own (the transaction's apply).
+
 Rows stream: :meth:`Neo4jExecutor.run` hands back the statement's rows as Neo4j produces them,
 never more than one past the row limit, and the session stays open until the block ends. Who
 the statement runs as is the caller's :class:`~proxy.neo4j.logins.Login`; planning runs as the
@@ -34,7 +38,16 @@ from neo4j.auth_management import AsyncAuthManager
 from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
 from proxy.neo4j.errors import translated, translated_errors
 from proxy.neo4j.logins import Login
-from proxy.statement import JSON, Execution, Plan, QueryType, RowStream, Summary
+from proxy.statement import (
+    JSON,
+    AccessMode,
+    Execution,
+    Opening,
+    Plan,
+    QueryType,
+    RowStream,
+    Summary,
+)
 
 _COUNTERS = (
     ("containsUpdates", "contains_updates"),
@@ -111,22 +124,14 @@ class Neo4jExecutor:
     async def _started(self, execution: Execution, auth: neo4j.Auth | None) -> AsyncIterator[_Rows]:
         """A session with the statement started in it; see the module docstring. Errors of the
         caller's block pass through untranslated."""
-        mode = neo4j.READ_ACCESS if execution.access_mode == "READ" else neo4j.WRITE_ACCESS
-        bookmarks = Bookmarks.from_raw_values(execution.bookmarks) if execution.bookmarks else None
         rollback_on_limit = (
             execution.row_limit is not None
             and execution.row_limit_action == "error"
             and execution.access_mode == "WRITE"
         )
-        async with translated_errors():
-            session = self._driver.session(
-                database=execution.database,
-                default_access_mode=mode,
-                bookmarks=bookmarks,
-                auth=auth,
-                # Notifications are not forwarded to callers; do not have Neo4j send them.
-                notifications_min_severity="OFF",
-            )
+        session = self._session(
+            execution.database, execution.access_mode, execution.bookmarks, auth
+        )
         transaction: AsyncTransaction | None = None
         try:
             async with translated_errors():
@@ -142,7 +147,13 @@ class Neo4jExecutor:
                         timeout=execution.timeout_s,
                     )
                     result = await _start(session.run, query, execution)
-            yield _Rows(result, execution, session, transaction)
+
+            async def finish() -> list[str]:
+                if transaction is not None:
+                    await transaction.commit()
+                return list((await session.last_bookmarks()).raw_values)
+
+            yield _Rows(result, execution, finish)
         finally:
             async with translated_errors():
                 try:
@@ -150,6 +161,51 @@ class Neo4jExecutor:
                         await transaction.rollback()  # not committed: the limit was exceeded
                 finally:
                     await session.close()
+
+    async def begin(self, opening: Opening, login: Login) -> Neo4jTransaction:
+        """Begin an explicit transaction as ``login`` (Neo4j answers the BEGIN, so a refused
+        login is tried again here like a statement's); it holds its session until it ends."""
+
+        async def start() -> Neo4jTransaction:
+            session = self._session(
+                opening.database, opening.access_mode, opening.bookmarks, login.auth
+            )
+            try:
+                async with translated_errors():
+                    transaction = await session.begin_transaction(
+                        metadata=dict(opening.metadata), timeout=opening.timeout_s
+                    )
+            except (OverflowError, ValueError, TypeError) as exc:
+                await _closed(session)
+                raise BadRequest(
+                    "The transaction's metadata cannot be sent to Neo4j.",
+                    reason=f"metadata_not_sendable:{type(exc).__name__}",
+                ) from exc
+            except BaseException:
+                await _closed(session)
+                raise
+            return Neo4jTransaction(session, transaction)
+
+        return await login.attempt(start)
+
+    def _session(
+        self,
+        database: str,
+        access_mode: AccessMode,
+        bookmarks: tuple[str, ...],
+        auth: neo4j.Auth | None,
+    ) -> AsyncSession:
+        with translated_errors():
+            return self._driver.session(
+                database=database,
+                default_access_mode=(
+                    neo4j.READ_ACCESS if access_mode == "READ" else neo4j.WRITE_ACCESS
+                ),
+                bookmarks=Bookmarks.from_raw_values(bookmarks) if bookmarks else None,
+                auth=auth,
+                # Notifications are not forwarded to callers; do not have Neo4j send them.
+                notifications_min_severity="OFF",
+            )
 
     async def describe(self) -> dict[str, str]:
         """Neo4j's version and edition (asked once, from ``dbms.components()``)."""
@@ -180,13 +236,12 @@ class _Rows:
         self,
         result: AsyncResult,
         execution: Execution,
-        session: AsyncSession,
-        transaction: AsyncTransaction | None,
+        finish: Callable[[], Awaitable[list[str]]],
     ) -> None:
         self._result = result
         self._records = aiter(result)
-        self._session = session
-        self._transaction = transaction
+        # Once the result is consumed: commits what must be, and gives the bookmarks.
+        self._finish = finish
         self._limit = execution.row_limit
         self._truncate = execution.row_limit_action == "truncate"
         self._fields = list(result.keys())
@@ -235,17 +290,61 @@ class _Rows:
                 pass
             async with translated_errors():
                 summary = await self._result.consume()
-                if self._transaction is not None:
-                    await self._transaction.commit()
-                last = await self._session.last_bookmarks()
+                bookmarks = await self._finish()
             self._summary = Summary(
                 rows=self._count,
                 counters={name: getattr(summary.counters, attr) for name, attr in _COUNTERS},
-                bookmarks=list(last.raw_values),
+                bookmarks=bookmarks,
                 truncated=self._truncated,
                 query_type=_query_type(summary.query_type),
             )
         return self._summary
+
+
+class Neo4jTransaction:
+    """An explicit transaction on Neo4j, held open across statements until it ends.
+
+    Its statements run one at a time (the caller serialises them) with the transaction's
+    metadata and timeout; after a statement fails, Neo4j has rolled the transaction back, and
+    only :meth:`rollback` and :meth:`close` remain useful.
+    """
+
+    def __init__(self, session: AsyncSession, transaction: AsyncTransaction) -> None:
+        self._session = session
+        self._transaction = transaction
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution) -> AsyncIterator[RowStream]:
+        """Start the statement in the transaction; its rows stream inside the block."""
+        async with translated_errors():
+            result = await _start(self._transaction.run, execution.statement, execution)
+
+        async def finish() -> list[str]:
+            return []  # bookmarks come with the commit
+
+        yield _Rows(result, execution, finish)
+
+    async def commit(self) -> list[str]:
+        """Commit; the bookmarks of what was committed."""
+        async with translated_errors():
+            await self._transaction.commit()
+            return list((await self._session.last_bookmarks()).raw_values)
+
+    async def rollback(self) -> None:
+        """Roll back (nothing to do if Neo4j already has, after a failed statement)."""
+        async with translated_errors():
+            if not self._transaction.closed():
+                await self._transaction.rollback()
+
+    async def close(self) -> None:
+        """Give the session and its connection back; an open transaction is rolled back."""
+        await _closed(self._session)
+
+
+async def _closed(session: AsyncSession) -> None:
+    """Close ``session``; failing to (its connection already lost) leaves nothing to undo."""
+    with contextlib.suppress(Exception):
+        await session.close()
 
 
 def _query_type(value: object) -> QueryType | None:

@@ -60,14 +60,16 @@ def test_refusals_are_neo4j_errors_with_the_request_id(
         headers={"Authorization": "Bearer good", "Content-Type": "application/json"},
     )
     assert malformed.status_code == 400
-    explicit = http.post(
-        QUERY + "/tx", json={"statement": "RETURN 1"}, headers={"Authorization": "Bearer good"}
+    unspoken = http.post(
+        QUERY,
+        content=b"RETURN 1",
+        headers={"Authorization": "Bearer good", "Content-Type": "text/plain"},
     )
-    assert explicit.status_code == 501
-    responses = (unauthenticated, malformed, explicit)
+    assert unspoken.status_code == 415
+    responses = (unauthenticated, malformed, unspoken)
     ids = [r.headers["X-CypherGate-Request-ID"] for r in responses]
     assert [(e.request_id, e.status) for e in audit.events] == list(
-        zip(ids, (401, 400, 501), strict=True)
+        zip(ids, (401, 400, 415), strict=True)
     )
     assert audit.events[1].principal is not None and audit.events[1].principal["dag"] == "etl"
 

@@ -1,0 +1,154 @@
+"""The Query API's explicit transactions, ``/db/{database}/query/v2/tx``, as Neo4j 5.26 serves them.
+
+- ``POST /tx`` opens one (the body is optional: ``accessMode``, ``bookmarks`` and a first
+  ``statement``): 202 with ``transaction`` (``id``, ``expires``), and the statement's ``data``
+  and ``counters`` (when asked);
+- ``POST /tx/{id}`` runs a statement in it (an empty body or statement keeps it alive): 202
+  with ``data``, ``counters`` when asked, and ``transaction``;
+- ``POST /tx/{id}/commit`` commits it, after a last statement if the body holds one: 202 with
+  that statement's ``data`` and the ``bookmarks``;
+- ``DELETE /tx/{id}`` rolls it back: 200, no body.
+
+Each request first verifies its caller (a refusal is a recorded 401), then finds the transaction
+it names (:mod:`proxy.api.held`: one unknown, expired, of another database or of another
+identity is a recorded 404), and only then reads its body. A statement then takes the request
+path like any other, inside the transaction (:meth:`~proxy.gateway.path.Gateway.run`): it is
+authenticated again, decided and recorded on its own. A statement refused or failed rolls the
+transaction back, as in Neo4j, and later requests naming it get 404.
+
+Where the gateway differs from Neo4j 5.26: ids are unguessable (Neo4j's are six hex digits);
+an empty body is accepted wherever a body is optional (Neo4j answers some with 500); an
+unknown transaction's 404 has the code ``Neo.ClientError.Transaction.TransactionNotFound``
+(Neo4j's is ``Neo.ClientError.Request.Invalid``); a failed statement is answered with its
+error's status (Neo4j answers one that fails while its rows stream with 202, the rows so far
+and ``errors``). Neither has transaction metadata over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from proxy.api.errors import REQUEST_ID_HEADER
+from proxy.api.held import Held
+from proxy.api.query import Answer, Body, QueryBody, answer, call_of
+from proxy.api.state import Runtime, runtime, start_request
+from proxy.errors import CypherGateError, TooManyTransactions, TransactionNotFound
+from proxy.gateway.call import Call
+from proxy.principal import Identity
+
+router = APIRouter()
+_TX = "/db/{database}/query/v2/tx"
+
+
+@router.post(_TX)
+async def open_transaction(database: str, request: Request) -> JSONResponse:
+    """Open a transaction (nothing opens on Neo4j before its first statement), and run the
+    body's statement in it if it holds one."""
+    state, call, body = _request(request, database)
+    identity = await state.gateway.identify(call)
+    opening = await _read(state, call, body, identity)
+    transaction = state.gateway.begin(
+        database=database,
+        access_mode=opening.accessMode,
+        bookmarks=tuple(opening.bookmarks),
+        metadata={},
+        timeout_s=None,
+    )
+    try:
+        held = state.transactions.add(transaction, identity)
+    except TooManyTransactions as error:
+        await state.gateway.refuse(call, error, identity=identity)
+        raise
+    try:
+        return await _statement(state, request, call, body, held)
+    finally:
+        state.transactions.release(held)
+
+
+@router.post(_TX + "/{transaction_id}")
+async def run_in_transaction(database: str, transaction_id: str, request: Request) -> JSONResponse:
+    """Run the body's statement in the transaction; without one, keep it alive."""
+    state, call, body = _request(request, database)
+    identity = await state.gateway.identify(call)
+    async with _claimed(state, call, identity, transaction_id) as held:
+        await _read(state, call, body, identity)
+        return await _statement(state, request, call, body, held)
+
+
+@router.post(_TX + "/{transaction_id}/commit")
+async def commit_transaction(database: str, transaction_id: str, request: Request) -> JSONResponse:
+    """Run the body's statement in the transaction if it holds one, then commit."""
+    state, call, body = _request(request, database)
+    identity = await state.gateway.identify(call)
+    async with _claimed(state, call, identity, transaction_id) as held:
+        last = await _read(state, call, body, identity)
+        result: Answer | None = None
+        if last.statement:
+            async with state.gateway.run(call, transaction=held.transaction) as rows:
+                result = await Answer.read(rows)
+        bookmarks = await held.transaction.commit(request_id=call.request_id)
+    if result is None:
+        return answer(request, call.request_id, {"bookmarks": bookmarks})
+    rendered = result.render(body.include_counters, bookmarks=False)
+    return result.response(request, call.request_id, {**rendered, "bookmarks": bookmarks})
+
+
+@router.delete(_TX + "/{transaction_id}")
+async def roll_back_transaction(database: str, transaction_id: str, request: Request) -> Response:
+    """Roll the transaction back; 200 with no body, as Neo4j answers."""
+    state, call, _ = _request(request, database)
+    identity = await state.gateway.identify(call)
+    async with _claimed(state, call, identity, transaction_id) as held:
+        await held.transaction.rollback(request_id=call.request_id)
+    return Response(status_code=200, headers={REQUEST_ID_HEADER: call.request_id})
+
+
+def _request(request: Request, database: str) -> tuple[Runtime, Call, Body]:
+    state = runtime(request)
+    body = Body(request, state.max_body_bytes, optional=True)
+    return state, call_of(request, start_request(request), database, body), body
+
+
+async def _read(state: Runtime, call: Call, body: Body, identity: Identity) -> QueryBody:
+    """The request's body; one the gateway cannot take is refused and recorded."""
+    try:
+        return await body.read()
+    except CypherGateError as error:
+        await state.gateway.refuse(call, error, identity=identity)
+        raise
+
+
+@asynccontextmanager
+async def _claimed(
+    state: Runtime, call: Call, identity: Identity, transaction_id: str
+) -> AsyncIterator[Held]:
+    """The caller's transaction ``transaction_id``, in use for the block; a 404, recorded, if
+    the caller has none by that id."""
+    try:
+        held = await state.transactions.claim(transaction_id, identity, call.database)
+    except TransactionNotFound as error:
+        await state.gateway.refuse(call, error, identity=identity)
+        raise
+    try:
+        yield held
+    finally:
+        state.transactions.release(held)
+
+
+async def _statement(
+    state: Runtime, request: Request, call: Call, body: Body, held: Held
+) -> JSONResponse:
+    """The body's statement, if any, run in ``held``'s transaction; the answer names the
+    transaction and when it expires."""
+    named = {"id": held.id, "expires": held.expires}
+    statement = await body.read()
+    if not statement.statement:
+        return answer(request, call.request_id, {"transaction": named})
+    async with state.gateway.run(call, transaction=held.transaction) as rows:
+        result = await Answer.read(rows)
+    rendered = result.render(body.include_counters, bookmarks=False)
+    return result.response(request, call.request_id, {**rendered, "transaction": named})

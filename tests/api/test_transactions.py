@@ -1,0 +1,213 @@
+"""The Query API's explicit transactions in-process, with fakes behind the application's seams:
+the answers' shapes (as Neo4j 5.26 gives them), whose transaction is whose, expiry, the bound
+on open transactions, and what each request leaves in the audit log. The same endpoints
+through the neo4j driver against the real services are in tests/test_driver_over_http.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from proxy.app import create_app
+from proxy.audit.record import AuditEvent
+from proxy.settings import Neo4jSettings, ServerSettings, Settings
+from tests.fakes import FakeAudit, FakeExecutor, fake_services
+
+TX = "/db/neo4j/query/v2/tx"
+OWNER = {"Authorization": "Bearer good"}
+NEIGHBOUR = {"Authorization": "Bearer neighbour"}
+TIMEOUT_S = 30.0
+
+
+@dataclass
+class Door:
+    http: TestClient
+    audit: FakeAudit
+    executor: FakeExecutor
+    now: list[float]
+
+    def open(self, body: dict[str, object] | None = None) -> str:
+        response = self.http.post(TX, json=body or {}, headers=OWNER)
+        assert response.status_code == 202, response.text
+        transaction_id: str = response.json()["transaction"]["id"]
+        return transaction_id
+
+    def ended(self) -> list[AuditEvent]:
+        return [e for e in self.audit.events if e.event == "transaction"]
+
+    def reasons(self) -> list[str | None]:
+        return [None if e.error is None else e.error["reason"] for e in self.audit.events]
+
+
+@pytest.fixture
+def door() -> Iterator[Door]:
+    services = fake_services()
+    assert isinstance(services.audit, FakeAudit) and isinstance(services.executor, FakeExecutor)
+    now = [1_700_000_000.0]
+    settings = Settings(
+        neo4j=Neo4jSettings(password="a-long-password"),
+        server=ServerSettings(transaction_timeout_s=TIMEOUT_S, max_transactions=2),
+    )
+    app = create_app(settings, services, clock=lambda: now[0])
+    with TestClient(app) as http:
+        yield Door(http, services.audit, services.executor, now)
+
+
+def test_open_run_and_commit_answer_as_neo4j_does(door: Door) -> None:
+    opened = door.http.post(
+        TX, json={"statement": "CREATE (:N) RETURN 1 AS x", "includeCounters": True}, headers=OWNER
+    )
+    assert opened.status_code == 202, opened.text
+    body = opened.json()
+    transaction = body.pop("transaction")
+    assert body == {"data": {"fields": ["x"], "values": [[1]]}, "counters": {}}
+    assert len(transaction["id"]) >= 22  # 128 random bits
+    assert transaction["expires"] == "2023-11-14T22:13:50Z"  # the clock, plus 30 s
+    ran = door.http.post(f"{TX}/{transaction['id']}", json={"statement": "RETURN 2"}, headers=OWNER)
+    assert ran.status_code == 202
+    assert ran.json() == {"data": {"fields": ["x"], "values": [[1]]}, "transaction": transaction}
+    committed = door.http.post(
+        f"{TX}/{transaction['id']}/commit",
+        json={"statement": "RETURN 3"},
+        headers={**OWNER, "Accept": "application/vnd.neo4j.query"},
+    )
+    assert committed.status_code == 202, committed.text
+    assert committed.headers["content-type"] == "application/vnd.neo4j.query"
+    assert committed.json() == {
+        "data": {"fields": ["x"], "values": [[{"$type": "Integer", "_value": "1"}]]},
+        "bookmarks": ["FB:committed"],
+    }
+    (upstream,) = door.executor.transactions
+    assert upstream.ended == "commit" and len(upstream.ran) == 3
+    ids = [opened, ran, committed]
+    request_ids = [r.headers["X-CypherGate-Request-ID"] for r in ids]
+    assert [(e.event, e.request_id) for e in door.audit.events] == [
+        ("decision", request_ids[0]),
+        ("outcome", request_ids[0]),
+        ("decision", request_ids[1]),
+        ("outcome", request_ids[1]),
+        ("decision", request_ids[2]),
+        ("outcome", request_ids[2]),
+        ("transaction", request_ids[2]),
+    ]
+    assert door.http.post(f"{TX}/{transaction['id']}/commit", headers=OWNER).status_code == 404
+
+
+def test_bodies_may_be_empty_where_neo4j_allows_none(door: Door) -> None:
+    opened = door.http.post(TX, headers=OWNER)  # no body, no media type
+    assert opened.status_code == 202, opened.text
+    transaction_id = opened.json()["transaction"]["id"]
+    alive = door.http.post(f"{TX}/{transaction_id}", json={"statement": ""}, headers=OWNER)
+    assert alive.status_code == 202 and set(alive.json()) == {"transaction"}
+    # The neo4j driver commits with its media type and no body.
+    committed = door.http.post(
+        f"{TX}/{transaction_id}/commit",
+        headers={**OWNER, "Content-Type": "application/vnd.neo4j.query"},
+    )
+    assert committed.status_code == 202 and committed.json() == {"bookmarks": []}
+    assert door.executor.transactions == []  # nothing ran, so nothing opened on Neo4j
+    (ended,) = door.ended()
+    assert ended.transaction is not None and ended.transaction["statements"] == 0
+
+
+def test_a_rollback_answers_200_without_a_body(door: Door) -> None:
+    transaction_id = door.open({"statement": "CREATE (:N)"})
+    rolled_back = door.http.delete(f"{TX}/{transaction_id}", headers=OWNER)
+    assert rolled_back.status_code == 200 and rolled_back.content == b""
+    assert rolled_back.headers["X-CypherGate-Request-ID"]
+    (upstream,) = door.executor.transactions
+    assert upstream.ended == "rollback" and upstream.closed
+    assert door.http.delete(f"{TX}/{transaction_id}", headers=OWNER).status_code == 404
+
+
+def test_a_transaction_is_its_openers_alone(door: Door) -> None:
+    transaction_id = door.open({"statement": "CREATE (:N)"})
+    unknown = door.http.post(f"{TX}/no-such-id", json={"statement": "RETURN 1"}, headers=OWNER)
+    theirs = door.http.post(
+        f"{TX}/{transaction_id}", json={"statement": "RETURN 1"}, headers=NEIGHBOUR
+    )
+    elsewhere = door.http.post(
+        f"/db/other/query/v2/tx/{transaction_id}/commit", json={}, headers=OWNER
+    )
+    for response in (unknown, theirs, elsewhere):
+        assert response.status_code == 404
+        assert response.json()["errors"][0] == unknown.json()["errors"][0]
+    assert unknown.json()["errors"][0]["code"] == "Neo.ClientError.Transaction.TransactionNotFound"
+    assert door.reasons()[-3:] == [
+        "transaction_unknown",
+        "transaction_of_another_identity",
+        "transaction_of_another_database",
+    ]
+    assert door.audit.events[-2].principal is not None
+    assert door.audit.events[-2].principal["subject"] == "t"
+    # Untouched by either: the owner commits it.
+    committed = door.http.post(f"{TX}/{transaction_id}/commit", headers=OWNER)
+    assert committed.status_code == 202, committed.text
+
+
+def test_a_failed_statement_ends_the_transaction(door: Door) -> None:
+    door.executor.fail_on = "1 / 0"
+    transaction_id = door.open({"statement": "CREATE (:N)"})
+    failed = door.http.post(
+        f"{TX}/{transaction_id}", json={"statement": "RETURN 1 / 0"}, headers=OWNER
+    )
+    assert failed.status_code == 400
+    assert failed.json()["errors"][0]["code"] == "Neo.ClientError.Statement.ArithmeticError"
+    (ended,) = door.ended()
+    assert ended.transaction is not None and ended.transaction["cause"] == "failure"
+    gone = door.http.post(f"{TX}/{transaction_id}", json={"statement": "RETURN 1"}, headers=OWNER)
+    assert gone.status_code == 404
+    assert door.reasons()[-1] == "transaction_unknown"
+
+
+def test_an_idle_transaction_expires_and_is_rolled_back(door: Door) -> None:
+    transaction_id = door.open({"statement": "CREATE (:N)"})
+    door.now[0] += TIMEOUT_S - 1
+    alive = door.http.post(f"{TX}/{transaction_id}", json={}, headers=OWNER)
+    assert alive.status_code == 202  # and idle from now on
+    door.now[0] += TIMEOUT_S + 1
+    expired = door.http.post(f"{TX}/{transaction_id}", json={}, headers=OWNER)
+    assert expired.status_code == 404
+    (upstream,) = door.executor.transactions
+    assert upstream.ended == "rollback" and upstream.closed
+    (ended,) = door.ended()
+    assert ended.transaction is not None and ended.transaction["cause"] == "expired"
+
+
+def test_open_transactions_are_bounded(door: Door) -> None:
+    first, _ = door.open(), door.open()
+    refused = door.http.post(TX, json={"statement": "RETURN 1"}, headers=OWNER)
+    assert refused.status_code == 503
+    error = refused.json()["errors"][0]
+    assert error["code"] == "Neo.TransientError.Transaction.MaximumTransactionLimitReached"
+    assert door.reasons()[-1] == "max_transactions"
+    assert door.http.delete(f"{TX}/{first}", headers=OWNER).status_code == 200
+    assert door.http.post(TX, json={}, headers=OWNER).status_code == 202
+
+
+def test_refusals_before_a_transaction_is_found_are_recorded(door: Door) -> None:
+    unauthenticated = door.http.post(TX, json={"statement": "RETURN 1"})
+    assert unauthenticated.status_code == 401
+    assert "WWW-Authenticate" in unauthenticated.headers
+    malformed = door.http.post(TX, json={"statement": "RETURN 1", "txMetadata": {}}, headers=OWNER)
+    assert malformed.status_code == 400
+    assert [(e.event, e.status) for e in door.audit.events] == [
+        ("decision", 401),
+        ("decision", 400),
+    ]
+    assert door.reasons() == ["missing_credential", "invalid_body"]
+    assert door.executor.transactions == []
+
+
+def test_transactions_still_open_are_rolled_back_at_shutdown() -> None:
+    services = fake_services()
+    assert isinstance(services.audit, FakeAudit)
+    settings = Settings(neo4j=Neo4jSettings(password="a-long-password"))
+    with TestClient(create_app(settings, services)) as http:
+        opened = http.post(TX, json={"statement": "CREATE (:N)"}, headers=OWNER)
+        assert opened.status_code == 202
+    (ended,) = [e for e in services.audit.events if e.event == "transaction"]
+    assert ended.transaction is not None and ended.transaction["cause"] == "closed"
