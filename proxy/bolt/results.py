@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from typing import Any
 
 from proxy.bolt.values import to_wire
+from proxy.errors import CypherGateError
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
+from proxy.gateway.transactions import Transaction
 from proxy.statement import JSON, RowStream, Summary
 
 # Rows sent before the connection's buffer is drained (the client's reading paces Neo4j's).
@@ -56,12 +59,18 @@ class ResultSink(ABC):
 class OpenResult:
     """One statement's rows, streamed ``n`` at a time (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway, call: Call) -> None:
+    def __init__(
+        self, gateway: Gateway, call: Call, transaction: Transaction | None = None
+    ) -> None:
         self._gateway = gateway
         self.call = call
+        self._transaction = transaction
         self._stack = AsyncExitStack()
         self._rows: RowStream | None = None
         self._ahead: list[JSON] | None = None  # the row read to know whether more follow
+        # Once buffered (another statement of its transaction started): its rows, its end.
+        self._buffered: deque[list[Any]] | None = None
+        self._final: dict[str, Any] = {}
         self._started = 0.0
         self.t_first_ms = 0
 
@@ -69,14 +78,33 @@ class OpenResult:
         """Run the statement down the request path; its field names. A refusal or failure is
         raised (and already recorded)."""
         self._started = time.monotonic()
-        self._rows = await self._stack.enter_async_context(self._gateway.run(self.call))
+        run = self._gateway.run(self.call, transaction=self._transaction)
+        self._rows = await self._stack.enter_async_context(run)
         self.t_first_ms = _ms_since(self._started)
         return self._rows.fields
+
+    async def buffer(self) -> None:
+        """Read the rest of the rows now, to be pulled later: the next statement of the same
+        transaction is about to run (a Neo4j transaction runs one statement at a time). The
+        policy's row limit bounds what is held."""
+        rows: deque[list[Any]] = deque()
+
+        class Keep(ResultSink):
+            async def record(self, values: list[Any]) -> None:
+                rows.append(values)
+
+            async def flush(self) -> None:
+                return None
+
+        self._final = await self.pull(-1, Keep(), discard=False)
+        self._buffered = rows
 
     async def pull(self, n: int, sink: ResultSink, *, discard: bool) -> dict[str, Any]:
         """Send up to ``n`` rows (all for -1) to ``sink``, or drop them (``discard``); the
         metadata of the ``SUCCESS`` that follows. A failure ends the statement (recorded) and is
         raised."""
+        if self._buffered is not None:
+            return await self._pull_buffered(self._buffered, n, sink, discard=discard)
         rows = self._rows
         if rows is None:
             raise RuntimeError("pull() before start()")
@@ -103,17 +131,29 @@ class OpenResult:
         await self._stack.aclose()  # the outcome is recorded now
         return summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
 
+    async def _pull_buffered(
+        self, rows: deque[list[Any]], n: int, sink: ResultSink, *, discard: bool
+    ) -> dict[str, Any]:
+        while rows and (n == -1 or n > 0):
+            values = rows.popleft()
+            if not discard:
+                await sink.record(values)
+            n -= 1 if n != -1 else 0
+        return {"has_more": True} if rows else self._final
+
     async def abandon(self) -> None:
         """The client went away or reset: the statement is finished as Neo4j would finish it
-        (its remaining rows read and dropped, what it wrote committed), so its record says
-        truthfully what happened."""
+        (its remaining rows read and dropped, what it wrote in auto-commit committed), so its
+        record says truthfully what happened. A failure now is recorded, not raised: nobody is
+        left to tell."""
         rows = self._rows
+        if self._buffered is not None or rows is None:
+            return
         try:
-            if rows is not None:
-                await rows.summary()
+            await rows.summary()
         except Exception as exc:
-            if not await self._stack.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
+            with suppress(CypherGateError):
+                await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
             return
         await self._stack.aclose()
 

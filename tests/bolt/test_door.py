@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from typing import Any
 
 import neo4j
 import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
 from neo4j import Driver
 from neo4j.exceptions import AuthError, ClientError, Neo4jError
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
+from proxy.devstack.state import AUDIENCE
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +140,106 @@ def test_impersonation_is_refused(stack: DevStack, status: dict[str, Any]) -> No
     ):
         session.run("RETURN 1").consume()
     assert refused.value.code == "Neo.ClientError.Security.Forbidden"
+
+
+def test_explicit_transactions(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    tag = f"tx-{uuid.uuid4().hex[:8]}"
+    create = "CREATE (n:BoltTx {tag: $tag, n: $n}) RETURN n.n AS n"
+    with bolt(status, neo4j.bearer_auth(stack.token("demo_writer"))) as writer:
+        with writer.session(database="neo4j") as session:
+            # Managed: execute_write runs BEGIN, the statements, COMMIT.
+            def two(tx: neo4j.ManagedTransaction) -> list[int]:
+                first = tx.run(create, tag=tag, n=1).single(strict=True)["n"]
+                second = tx.run(create, tag=tag, n=2).single(strict=True)["n"]
+                return [first, second]
+
+            assert session.execute_write(two) == [1, 2]
+            # Explicit, rolled back: the transaction sees its own write, then it is gone.
+            with session.begin_transaction() as tx:
+                tx.run(create, tag=tag, n=3).consume()
+                seen = tx.run("MATCH (n:BoltTx {tag: $tag}) RETURN count(n) AS c", tag=tag)
+                assert seen.single(strict=True)["c"] == 3
+                tx.rollback()
+        records, _, _ = writer.execute_query(
+            "MATCH (n:BoltTx {tag: $tag}) RETURN n.n AS n ORDER BY n", tag=tag, database_="neo4j"
+        )
+        assert [r["n"] for r in records] == [1, 2]
+    stored, _, _ = neo4j_admin.execute_query(
+        "MATCH (n:BoltTx {tag: $tag}) RETURN count(n) AS c", tag=tag
+    )
+    assert stored[0]["c"] == 2
+    with AuditReader(stack.audit_path) as log:
+        ends = [r for r in log.query(RecordFilter()) if r["event"] == "transaction"]
+    assert ends, "commits and rollbacks leave records"
+
+
+def test_a_refused_statement_rolls_the_transaction_back(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    tag = f"txrefused-{uuid.uuid4().hex[:8]}"
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_labels"))) as driver,
+        driver.session(database="neo4j") as session,
+    ):
+        tx = session.begin_transaction()
+        tx.run("CREATE (p:Person {tag: $tag})", tag=tag).consume()  # demo_labels writes :Person
+        with pytest.raises(Neo4jError) as refused:
+            tx.run("CREATE (s:Secret {tag: $tag})", tag=tag).consume()
+        assert refused.value.code == "Neo.ClientError.Security.Forbidden"
+        tx.close()
+    left, _, _ = neo4j_admin.execute_query("MATCH (n {tag: $tag}) RETURN count(n) AS c", tag=tag)
+    assert left[0]["c"] == 0, "the allowed first statement was rolled back with the refused one"
+
+
+def test_several_results_open_in_one_transaction(stack: DevStack, status: dict[str, Any]) -> None:
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_reader"))) as driver,
+        driver.session(database="neo4j", fetch_size=3) as session,
+        session.begin_transaction() as tx,
+    ):
+        first = tx.run("UNWIND range(1, 10) AS i RETURN i")
+        head = [next(first)["i"] for _ in range(2)]
+        second = tx.run("UNWIND range(100, 104) AS j RETURN j")
+        assert [r["j"] for r in second] == [100, 101, 102, 103, 104]
+        assert head + [r["i"] for r in first] == list(range(1, 11))
+        tx.commit()
+
+
+def test_an_expired_token_is_refreshed_by_the_auth_manager(
+    stack: DevStack, status: dict[str, Any]
+) -> None:
+    expiring = short_lived_token(stack, "demo_reader", seconds=2)
+    fresh = stack.token("demo_reader")
+    given: list[str] = []
+
+    def provider() -> neo4j.auth_management.ExpiringAuth:
+        token = expiring if not given else fresh
+        given.append(token)
+        return neo4j.auth_management.ExpiringAuth(neo4j.bearer_auth(token))
+
+    manager = neo4j.auth_management.AuthManagers.bearer(provider)
+    with bolt(status, manager) as driver:
+        assert driver.execute_query("RETURN 1 AS one", database_="neo4j").records[0]["one"] == 1
+        time.sleep(3)  # the first token expires while its connection stays open
+        assert driver.execute_query("RETURN 2 AS two", database_="neo4j").records[0]["two"] == 2
+    assert given == [expiring, fresh]
+
+
+def short_lived_token(stack: DevStack, dag: str, *, seconds: int) -> str:
+    """A token the stack's provider would issue for ``dag``, expiring in ``seconds``."""
+    keys = json.loads((stack.run_dir / "oidc-keys.json").read_text())["keys"]
+    key = KeySet.import_key_set({"keys": keys[:1]}).keys[0]
+    now = int(time.time())
+    claims = {
+        "iss": stack.issuer(),
+        "aud": AUDIENCE,
+        "sub": dag,
+        "client_id": dag,
+        "dag_id": dag,
+        "iat": now,
+        "exp": now + seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode({"alg": "RS256", "typ": "at+jwt", "kid": key.kid}, claims, key)

@@ -1,0 +1,140 @@
+"""Bolt messages' fields, read into the request path's words.
+
+Nothing here trusts the client: a message whose fields are not the number and types Bolt
+prescribes raises :class:`Malformed` (the connection is then closed); what a statement carries
+(parameters, bookmarks, access mode, impersonation) is read only when the request path asks for
+the statement, so that a bad one is refused *and recorded* like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.bolt.packstream import PackStreamError
+from proxy.bolt.values import from_wire
+from proxy.errors import BadRequest, ImpersonationRefused
+from proxy.gateway.call import Statement
+from proxy.principal import DAG_HEADER
+from proxy.statement import AccessMode
+
+HELLO, GOODBYE, RESET = 0x01, 0x02, 0x0F
+RUN, BEGIN, COMMIT, ROLLBACK = 0x10, 0x11, 0x12, 0x13
+DISCARD, PULL, TELEMETRY, ROUTE, LOGON, LOGOFF = 0x2F, 0x3F, 0x54, 0x66, 0x6A, 0x6B
+SUCCESS, RECORD, IGNORED, FAILURE = 0x70, 0x71, 0x7E, 0x7F
+
+# A basic-auth principal that names no DAG: the identity's only DAG is meant.
+_NO_DAG = frozenset({"", "cyphergate"})
+
+
+class Malformed(Exception):
+    """A message that is not what Bolt prescribes, or not allowed in the connection's state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """What a ``BEGIN`` asks for."""
+
+    database: str | None
+    access_mode: AccessMode | None
+    bookmarks: tuple[str, ...]
+    metadata: Mapping[str, Any]
+    timeout_s: float | None
+    impersonating: bool
+
+
+def shape(fields: tuple[Any, ...], *types: Any) -> tuple[Any, ...]:
+    """``fields`` if they are as many as ``types`` and each of its type, else :class:`Malformed`."""
+    if len(fields) != len(types) or not all(
+        isinstance(value, kind) for value, kind in zip(fields, types, strict=True)
+    ):
+        raise Malformed("A message's fields are not what Bolt prescribes for it.")
+    return fields
+
+
+def pull_size(extra: Mapping[str, Any]) -> tuple[int, int]:
+    """``n`` (-1: all) and ``qid`` (-1: the last result) of a ``PULL`` or ``DISCARD``."""
+    n, qid = extra.get("n", -1), extra.get("qid", -1)
+    if not isinstance(n, int) or isinstance(n, bool) or n == 0 or n < -1:
+        raise Malformed("PULL and DISCARD need n, a positive number or -1.")
+    if not isinstance(qid, int) or isinstance(qid, bool) or qid < -1:
+        raise Malformed("qid must be a statement's id or -1.")
+    return n, qid
+
+
+def begin(extra: Mapping[str, Any]) -> Begin:
+    """A ``BEGIN``'s extra map, checked."""
+    metadata = extra.get("tx_metadata") or {}
+    if not isinstance(metadata, dict):
+        raise Malformed("tx_metadata must be a map.")
+    timeout = extra.get("tx_timeout")
+    if timeout is not None and (not isinstance(timeout, int) or timeout < 0):
+        raise Malformed("tx_timeout must be a number of milliseconds.")
+    database = extra.get("db")
+    return Begin(
+        database=database if isinstance(database, str) and database else None,
+        access_mode=_mode(extra),
+        bookmarks=_bookmarks(extra),
+        metadata=metadata,
+        timeout_s=timeout / 1000 if timeout else None,
+        impersonating=extra.get("imp_user") is not None,
+    )
+
+
+async def statement(text: str, parameters: dict[str, Any], extra: dict[str, Any]) -> Statement:
+    """The statement of a ``RUN``, read only once its caller is identified (see the request
+    path): a refusal here is recorded."""
+    if extra.get("imp_user") is not None:
+        raise ImpersonationRefused(reason="impersonation_refused")
+    try:
+        values = {key: from_wire(value) for key, value in parameters.items()}
+    except PackStreamError as exc:
+        raise BadRequest(
+            f"A parameter is not a value Neo4j accepts: {exc}", reason="parameter_invalid"
+        ) from exc
+    try:
+        mode, bookmarks = _mode(extra), _bookmarks(extra)
+    except Malformed as exc:
+        raise BadRequest(str(exc), reason="run_extra_invalid") from exc
+    return Statement(text=text, parameters=values, access_mode=mode, bookmarks=bookmarks)
+
+
+async def no_statement() -> Statement:
+    """What a call that carries no statement (a ``LOGON``) gives if asked."""
+    raise BadRequest("No statement was sent.", reason="no_statement")
+
+
+def credential(auth: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """The ``Authorization`` value and context headers a ``LOGON``'s auth map stands for.
+
+    ``bearer``: the credentials are a token (or an IAM proof with its scheme word). ``basic``:
+    the same credentials, and the principal names the DAG to act as (empty, or ``cyphergate``,
+    when the identity has exactly one), so that a ``(login, password)`` pair carries them.
+    Anything else (``none``, Kerberos, custom schemes) stands for no credential at all."""
+    scheme, credentials = auth.get("scheme"), auth.get("credentials")
+    if scheme not in ("bearer", "basic") or not isinstance(credentials, str):
+        return None, {}
+    credentials = credentials.strip()
+    # "Scheme value" (an IAM proof as proxy.client writes it) is used as it is; a bare value is
+    # a token.
+    authorization = credentials if " " in credentials else f"Bearer {credentials}"
+    headers: dict[str, str] = {}
+    principal = auth.get("principal")
+    if scheme == "basic" and isinstance(principal, str) and principal.lower() not in _NO_DAG:
+        headers[DAG_HEADER] = principal
+    return authorization, headers
+
+
+def _mode(extra: Mapping[str, Any]) -> AccessMode | None:
+    mode = extra.get("mode", "w")
+    if mode not in ("r", "w"):
+        raise Malformed("mode must be r or w.")
+    return "READ" if mode == "r" else None
+
+
+def _bookmarks(extra: Mapping[str, Any]) -> tuple[str, ...]:
+    bookmarks = extra.get("bookmarks") or []
+    if not isinstance(bookmarks, list) or not all(isinstance(b, str) for b in bookmarks):
+        raise Malformed("bookmarks must be a list of strings.")
+    return tuple(bookmarks)
