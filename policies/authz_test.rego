@@ -165,6 +165,12 @@ test_load_csv_by_prefix if {
 	none.reasons == ["load_csv_not_granted:https://data.example.com/exports/a.csv"]
 }
 
+test_db_ping_needs_no_grant if {
+	d := decide("demo_writer", {"procedures": ["db.ping"]})
+	d.allow
+	d.reasons == []
+}
+
 test_procedure_namespaces if {
 	grants := {"dags": {"ops": {"databases": {"neo4j": {"procedures": ["db.labels", "db.schema.*"]}}}}}
 	ok := authz.decision with input as request("ops", "neo4j", {"procedures": ["db.labels", "db.schema.visualization"]})

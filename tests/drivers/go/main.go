@@ -40,6 +40,7 @@ type step struct {
 	Explicit   bool        `json:"explicit"`
 	Statements []statement `json:"statements"`
 	Tokens     []string    `json:"tokens"`
+	PauseMs    int         `json:"pause_ms"`
 }
 
 type input struct {
@@ -377,8 +378,18 @@ var steps = map[string]func(context.Context, neo4j.DriverWithContext, *input, st
 			return err
 		}
 		defer driver.Close(ctx)
-		result, err := neo4j.ExecuteQuery(ctx, driver, *s.Statement, params(s.Params),
-			neo4j.EagerResultTransformer, neo4j.ExecuteQueryWithDatabase(in.Database), queryRouting(s))
+		query := func() (*neo4j.EagerResult, error) {
+			return neo4j.ExecuteQuery(ctx, driver, *s.Statement, params(s.Params),
+				neo4j.EagerResultTransformer, neo4j.ExecuteQueryWithDatabase(in.Database), queryRouting(s))
+		}
+		if s.PauseMs > 0 {
+			// Run once, then wait: the first token expires while its connection stays open.
+			if _, err := query(); err != nil {
+				return err
+			}
+			time.Sleep(time.Duration(s.PauseMs) * time.Millisecond)
+		}
+		result, err := query()
 		if err != nil {
 			return err
 		}

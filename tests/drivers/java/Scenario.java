@@ -369,10 +369,19 @@ public final class Scenario {
             }
         };
         try (Driver driver = GraphDatabase.driver(run.uri(), recording, config())) {
-            var result = driver.executableQuery(step.get("statement").getAsString())
+            var query = driver.executableQuery(step.get("statement").getAsString())
                 .withParameters(params(step))
-                .withConfig(queryConfig(run, step))
-                .execute();
+                .withConfig(queryConfig(run, step));
+            if (step.has("pause_ms")) {
+                // Run once, then wait: the first token expires while its connection stays open.
+                query.execute();
+                try {
+                    Thread.sleep(step.get("pause_ms").getAsLong());
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            var result = query.execute();
             out.add("rows", rows(result.records()));
         } finally {
             out.addProperty("token_calls", calls.get());

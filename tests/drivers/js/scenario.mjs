@@ -206,10 +206,16 @@ const STEPS = {
       }
     }
     const driver = neo4j.driver(uri, recording, CONFIG)
+    const query = () => driver.executeQuery(
+      step.statement, toNeo4j(step.params ?? {}), { database, routing: routing(step) }
+    )
     try {
-      const result = await driver.executeQuery(
-        step.statement, toNeo4j(step.params ?? {}), { database, routing: routing(step) }
-      )
+      if (step.pause_ms) {
+        // Run once, then wait: the first token expires while its connection stays open.
+        await query()
+        await new Promise((resolve) => setTimeout(resolve, step.pause_ms))
+      }
+      const result = await query()
       return { rows: rows(result), token_calls: calls, security_codes: securityCodes }
     } catch (error) {
       error.extra = { token_calls: calls, security_codes: securityCodes }
