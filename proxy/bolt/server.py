@@ -69,6 +69,10 @@ class BoltDoor:
             await self._serve(reader, writer)
         except (wire.ProtocolViolation, TimeoutError, ConnectionError) as exc:
             log.info("bolt: connection closed: %s", type(exc).__name__)
+        except asyncio.CancelledError:
+            # The door is closing (what the connection had open ended in _serve); the task ends
+            # here rather than hand asyncio's stream callback a cancellation to log.
+            log.info("bolt: connection closed by shutdown")
         finally:
             self._connections.discard(task)
             writer.close()

@@ -1,0 +1,316 @@
+"""The Bolt door in-process, with the request path's collaborators faked at their seams: TLS, the
+bounds a client controls (connections, handshake and idle time-outs), and a generator of message
+sequences, hostile or not, that hunts for a crash, a statement run without its record, or a
+record left without its end."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import neo4j
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from proxy.auth import SchemeRouter
+from proxy.bolt import wire
+from proxy.bolt.packstream import Structure, pack, unpack
+from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
+from proxy.bolt.session import Options
+from proxy.gateway.path import Gateway
+from proxy.policy import Decision
+from proxy.principal import DagResolver
+from tests.fakes import FakeAnalyzer, FakeAudit, FakeAuth, FakeBroker, FakeExecutor, FakePolicy
+
+V54 = bytes((0, 0, 4, 5))
+
+
+class TextPolicy(FakePolicy):
+    """Allows every statement but those that say FORBIDDEN."""
+
+    async def decide(self, document: dict[str, Any]) -> Decision:
+        self.allow = "FORBIDDEN" not in json.dumps(document)
+        return await super().decide(document)
+
+
+@dataclass
+class Rig:
+    door: BoltDoor
+    audit: FakeAudit
+    executor: FakeExecutor
+
+
+@asynccontextmanager
+async def rig(
+    *,
+    rows: int = 3,
+    max_connections: int = 10,
+    handshake_timeout_s: float = 5.0,
+    idle_timeout_s: float = 5.0,
+    tls: tuple[Path, Path] | None = None,
+) -> AsyncIterator[Rig]:
+    audit = FakeAudit()
+    executor = FakeExecutor(rows=[[i] for i in range(rows)])
+    gateway = Gateway(
+        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        resolver=DagResolver([]),
+        analyzer=FakeAnalyzer(),
+        policy=TextPolicy(),
+        credentials=FakeBroker(),
+        executor=executor,
+        audit=audit,
+        clock=lambda: 1_700_000_000.0,
+        default_timeout_s=30.0,
+    )
+    settings = DoorSettings(
+        host="127.0.0.1",
+        port=0,
+        options=Options(
+            home_database="neo4j",
+            advertised_address=None,
+            routing_ttl_s=300,
+            idle_timeout_s=idle_timeout_s,
+            max_message_bytes=64 * 1024,
+        ),
+        max_connections=max_connections,
+        handshake_timeout_s=handshake_timeout_s,
+        tls_certificate=tls[0] if tls else None,
+        tls_key=tls[1] if tls else None,
+    )
+
+    async def describe() -> dict[str, str]:
+        return {"version": "5.26.0", "edition": "community"}
+
+    async with bolt_door(gateway, settings, describe) as door:
+        yield Rig(door, audit, executor)
+
+
+async def conversation(port: int, data: bytes) -> bytes:
+    """Send ``data``, close the sending side, and read everything the server answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        writer.write_eof()
+        return await asyncio.wait_for(reader.read(), 10)
+    except ConnectionResetError:
+        return b""  # closed by the server before it read everything: nothing answered
+    finally:
+        with suppress(ConnectionResetError):
+            await closed(writer)
+
+
+async def closed(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    await writer.wait_closed()
+
+
+def handshake() -> bytes:
+    return wire.MAGIC + V54 + bytes(12)
+
+
+def message(tag: int, *fields: Any) -> bytes:
+    return wire.encode(tag, *fields)
+
+
+LOGGED_ON = (
+    handshake()
+    + message(0x01, {"user_agent": "test/1"})
+    + message(0x6A, {"scheme": "bearer", "credentials": "good"})
+)
+
+
+def answers(data: bytes) -> list[Structure]:
+    """The messages in a server's answer (after its four handshake bytes)."""
+    found: list[Structure] = []
+    rest, body = data[4:], b""
+    while len(rest) >= 2:
+        size, rest = int.from_bytes(rest[:2], "big"), rest[2:]
+        if size == 0:
+            value = unpack(body)
+            assert isinstance(value, Structure)
+            found.append(value)
+            body = b""
+            continue
+        body, rest = body + rest[:size], rest[size:]
+    return found
+
+
+# ---------------------------------------------------------------------------- TLS and bounds
+
+
+def certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "bolt.pem", directory / "bolt.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_serves_bolt_s(tmp_path: Path) -> None:
+    cert, key = certificate(tmp_path)
+
+    async def scenario() -> list[Any]:
+        async with rig(tls=(cert, key)) as r:
+            uri = f"bolt://127.0.0.1:{r.door.port}"  # bolt+s, with our own CA trusted
+            trusted = neo4j.TrustCustomCAs(str(cert))
+            async with neo4j.AsyncGraphDatabase.driver(
+                uri, auth=neo4j.bearer_auth("good"), encrypted=True, trusted_certificates=trusted
+            ) as driver:
+                records, _, _ = await driver.execute_query("RETURN 1 AS x", database_="neo4j")
+            with pytest.raises(asyncio.IncompleteReadError):  # plain Bolt on a TLS port
+                reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+                writer.write(handshake())
+                await reader.readexactly(4)
+            await closed(writer)
+            return [record["x"] for record in records]
+
+    assert asyncio.run(scenario()) == [0, 1, 2]
+
+
+def test_connections_beyond_the_limit_are_closed() -> None:
+    async def scenario() -> bytes:
+        async with rig(max_connections=1) as r:
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            writer.write(handshake())
+            assert await reader.readexactly(4) == V54  # the one allowed connection
+            second = await conversation(r.door.port, handshake())
+            await closed(writer)
+            return second
+
+    assert asyncio.run(scenario()) == b""
+
+
+def test_silent_clients_are_closed() -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        async with rig(handshake_timeout_s=0.3, idle_timeout_s=0.3) as r:
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            mute = await asyncio.wait_for(reader.read(), 5)  # never sends a handshake
+            await closed(writer)
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            writer.write(handshake() + message(0x01, {"user_agent": "t"}))
+            idle = await asyncio.wait_for(reader.read(), 5)  # says hello, then nothing
+            await closed(writer)
+            return mute, idle
+
+    mute, idle = asyncio.run(scenario())
+    assert mute == b""
+    assert [a.tag for a in answers(idle)] == [b"\x70"]
+
+
+def test_a_chunked_message_larger_than_one_chunk() -> None:
+    statement = "RETURN '" + "x" * 70_000 + "' AS long"
+
+    async def scenario() -> bytes:
+        async with rig() as r:
+            big = LOGGED_ON + message(0x10, statement[:60_000] + "'", {}, {})
+            return await conversation(r.door.port, big)
+
+    # 60 kB is within the rig's 64 KiB limit but needs two chunks of 0xFFFF at most.
+    tags = [a.tag for a in answers(asyncio.run(scenario()))]
+    assert tags[:3] == [b"\x70", b"\x70", b"\x70"]
+
+
+# ---------------------------------------------------------------------------- the generator
+
+STATEMENTS = ["RETURN 1", "CREATE (:N)", "MATCH (n) RETURN n // FORBIDDEN", "CALL missing.x()"]
+N = st.sampled_from([-1, 1, 2, 5, 0, -7, "x"])
+
+
+def _messages() -> st.SearchStrategy[bytes]:
+    run = st.builds(
+        lambda s, extra: message(0x10, s, {}, extra),
+        st.sampled_from(STATEMENTS),
+        st.sampled_from([{}, {"mode": "r"}, {"imp_user": "neo4j"}, {"bookmarks": [1]}]),
+    )
+    pull = st.builds(
+        lambda n, qid: message(0x3F, {"n": n, "qid": qid}), N, st.sampled_from([-1, 0, 1, 9])
+    )
+    discard = st.builds(lambda n: message(0x2F, {"n": n}), N)
+    fixed = st.sampled_from(
+        [
+            message(0x01, {"user_agent": "fuzz"}),
+            message(0x6A, {"scheme": "bearer", "credentials": "good"}),
+            message(0x6A, {"scheme": "bearer", "credentials": "bad"}),
+            message(0x6B),
+            message(0x11, {}),
+            message(0x11, {"mode": "r", "tx_metadata": {"dag_id": "evil"}}),
+            message(0x12),
+            message(0x13),
+            message(0x0F),
+            message(0x54, 1),
+            message(0x66, {"address": "x:1"}, [], {"db": None}),
+            message(0x10, 1, 2, 3),
+            message(0x55),
+            wire.frame(b"\xb1\x10\xc7"),
+            wire.frame(pack([1, 2])),
+            b"\x00\x00",
+        ]
+    )
+    garbage = st.binary(min_size=1, max_size=40).map(wire.frame)
+    return st.one_of(run, pull, discard, fixed, garbage)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    prefix=st.sampled_from([LOGGED_ON, handshake()]),
+    sequence=st.lists(_messages(), max_size=14),
+)
+def test_no_message_sequence_breaks_the_rules(prefix: bytes, sequence: list[bytes]) -> None:
+    """Whatever a client sends: only Bolt's four answers come back, the door keeps serving,
+    nothing runs without its decision on record first, and every call's records end."""
+
+    async def scenario() -> tuple[bytes, bytes, Rig]:
+        async with rig(rows=3) as r:
+            data = await conversation(r.door.port, prefix + b"".join(sequence))
+            after = await conversation(r.door.port, LOGGED_ON + message(0x02))
+        return data, after, r
+
+    data, after, r = asyncio.run(scenario())
+    assert data[:4] == V54
+    assert {a.tag for a in answers(data)} <= {b"\x70", b"\x71", b"\x7e", b"\x7f"}
+    assert [a.tag for a in answers(after)] == [b"\x70", b"\x70"], "the door stopped serving"
+    ran = len(r.executor.ran) + sum(len(t.ran) for t in r.executor.transactions)
+    events = r.audit.events
+    allowed = [e for e in events if e.event == "decision" and e.status is None]
+    assert ran <= len(allowed), "a statement ran without its decision on record"
+    ends = Counter(e.request_id for e in events if e.event == "outcome")
+    assert all(ends[e.request_id] == 1 for e in allowed), "a decision was left without its end"
+    assert all(t.ended is not None or t.closed for t in r.executor.transactions)
