@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
+from proxy.errors import BadRequest
 from proxy.metrics import Metrics
 from proxy.plan import PlanFacts, read_plan
+from proxy.plan.text import execution_mode
 from proxy.statement import Plan, QueryType
 
 
@@ -132,7 +134,19 @@ class PlanReader:
         self._planner = planner
 
     async def explain(self, database: str, statement: str) -> Analysis:
-        """The analysis of ``statement`` on ``database``, never from a cache."""
+        """The analysis of ``statement`` on ``database``, never from a cache.
+
+        A caller's own ``EXPLAIN`` is analysed as the statement it explains (Neo4j plans
+        ``EXPLAIN EXPLAIN ...`` as that statement), so it is decided like it and, if allowed,
+        runs nothing and answers with the plan. ``PROFILE`` is refused: it runs the statement
+        and hands back Neo4j's runtime internals (rows and db hits per operator) beside its
+        result."""
+        if execution_mode(statement) == "PROFILE":
+            raise BadRequest(
+                "PROFILE is not offered through the gateway (it runs the statement and returns"
+                " Neo4j's runtime internals); EXPLAIN shows the plan and runs nothing.",
+                reason="profile_refused",
+            )
         plan = await self._planner.plan(database, statement)
         facts = read_plan(plan.operators, statement=statement)
         return Analysis(query_type=plan.query_type, facts=facts)

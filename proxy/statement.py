@@ -69,6 +69,8 @@ class Summary:
     truncated: bool = False
     # What Neo4j says the statement did (None where it did not say).
     query_type: QueryType | None = None
+    # The plan Neo4j answered a caller's own EXPLAIN with (operators, args, children).
+    plan: Mapping[str, Any] | None = None
 
 
 class RowStream(Protocol):

@@ -185,6 +185,8 @@ def summary_metadata(summary: Summary, *, database: str, t_last: int) -> dict[st
         metadata["stats"] = dict(stats)
     if summary.bookmarks:
         metadata["bookmark"] = summary.bookmarks[-1]
+    if summary.plan is not None:
+        metadata["plan"] = to_wire(dict(summary.plan))
     return metadata
 
 

@@ -297,6 +297,7 @@ class _Rows:
                 bookmarks=bookmarks,
                 truncated=self._truncated,
                 query_type=_query_type(summary.query_type),
+                plan=summary.plan if isinstance(summary.plan, dict) else None,
             )
         return self._summary
 

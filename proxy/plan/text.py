@@ -182,3 +182,27 @@ def load_csv_sources(statement: str) -> list[str]:
 def quoted_names(statement: str) -> list[str]:
     """Every name the statement writes in backticks (labels, types, keys, variables), decoded."""
     return [t.text for t in tokens(statement) if t.kind == "name"]
+
+
+def execution_mode(statement: str) -> str | None:
+    """``EXPLAIN`` or ``PROFILE`` if the statement starts with one (after any ``CYPHER`` version
+    and options), else ``None``; ``None`` too for text this lexer cannot read (Neo4j will refuse
+    it, or the plan reader will)."""
+    try:
+        found = tokens(statement)
+    except UnreadableText:
+        return None
+    i = 0
+    while i < len(found) and found[i].kind == "word" and found[i].text.upper() == "CYPHER":
+        i += 1
+        if i < len(found) and found[i].kind == "word" and found[i].text.isdigit():
+            i += 1
+        while i + 2 < len(found) and found[i + 1].text == "=":
+            i += 3
+    if (
+        i < len(found)
+        and found[i].kind == "word"
+        and found[i].text.upper() in ("EXPLAIN", "PROFILE")
+    ):
+        return found[i].text.upper()
+    return None

@@ -243,3 +243,21 @@ def short_lived_token(stack: DevStack, dag: str, *, seconds: int) -> str:
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode({"alg": "RS256", "typ": "at+jwt", "kid": key.kid}, claims, key)
+
+
+def test_explain_and_profile(stack: DevStack, status: dict[str, Any]) -> None:
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_reader"))) as driver,
+        driver.session(database="neo4j") as session,
+    ):
+        explained = session.run("EXPLAIN MATCH (n:Person) RETURN n.name AS name")
+        assert explained.data() == []
+        summary = explained.consume()
+        assert summary.plan is not None and summary.plan["operatorType"].startswith("Produce")
+        with pytest.raises(Neo4jError) as write:  # decided as the statement it explains
+            session.run("EXPLAIN CREATE (:Explained)").consume()
+        assert write.value.code == "Neo.ClientError.Security.Forbidden"
+        with pytest.raises(Neo4jError) as profile:
+            session.run("PROFILE MATCH (n:Person) RETURN n").consume()
+        assert profile.value.code == "Neo.ClientError.Request.Invalid"
+        assert "PROFILE is not offered" in str(profile.value.message)
