@@ -71,6 +71,34 @@ def before(movie_graph: Driver) -> str:
     return fingerprint(movie_graph)
 
 
+# Run first in the transaction, and allowed: a write where the DAG may write (the corpus graph's
+# fingerprint shows it if the refusal that follows did not roll it back), else a read.
+FIRST = {
+    "demo_labels": "CREATE (:Person {name: 'first of a refused transaction', corpus: true})",
+}
+
+
+def _in_transaction(driver: Driver, case: dict[str, Any]) -> tuple[str, str]:
+    """The case as the second statement of an explicit transaction whose first is allowed."""
+    with driver.session(database=case.get("database", "neo4j")) as session:
+        tx = session.begin_transaction()
+        try:
+            # A DAG or database with no grant at all has its first statement refused already.
+            tx.run(FIRST.get(case["dag"], "RETURN 1")).consume()
+            tx.run(case["statement"], case.get("parameters", {})).consume()
+        except Neo4jError as error:
+            return _refusal(error)
+        finally:
+            tx.close()  # rolls back what is still open; after a refusal, nothing is
+    raise AssertionError("the gateway ran it")
+
+
+def _refusal(error: Neo4jError) -> tuple[str, str]:
+    match = re.search(r"\(request ([0-9a-f-]{36})\)", error.message or "")
+    assert match, error.message
+    return str(error.code), match.group(1)
+
+
 @pytest.fixture(scope="module")
 def bolt_drivers() -> Iterator[dict[str, Driver]]:
     """One official driver per DAG, pointed at the gateway's Bolt door."""
@@ -82,10 +110,10 @@ def bolt_drivers() -> Iterator[dict[str, Driver]]:
 
 def test_the_corpus_is_big_enough() -> None:
     assert len(CASES) >= 50
-    assert all(("denied_because" in c) != ("refused_by_neo4j" in c) for c in CASES)
+    assert all(("denied_because" in c) != ("refused" in c) for c in CASES)
 
 
-@pytest.mark.parametrize("door", ["http", "bolt"])
+@pytest.mark.parametrize("door", ["http", "bolt", "bolt_transaction"])
 @pytest.mark.parametrize("case", CASES, ids=[c["statement"][:70] for c in CASES])
 def test_bypass_is_refused(
     stack: DevStack,
@@ -103,15 +131,20 @@ def test_bypass_is_refused(
         if case["dag"] not in bolt_drivers:
             token = bearer_auth(stack.token(case["dag"]))
             bolt_drivers[case["dag"]] = GraphDatabase.driver(status["gateway_bolt_uri"], auth=token)
-        code, request_id = _over_bolt(bolt_drivers[case["dag"]], case)
-    if "refused_by_neo4j" in case:
-        assert code == case["refused_by_neo4j"]
+        over = _in_transaction if door == "bolt_transaction" else _over_bolt
+        code, request_id = over(bolt_drivers[case["dag"]], case)
+    if "refused" in case:
+        assert code == case["refused"]
         return
     assert code == "Neo.ClientError.Security.Forbidden"
     with AuditReader(stack.audit_path) as reader:
-        (record,) = reader.query(RecordFilter(request_id=request_id))
+        records = list(reader.query(RecordFilter(request_id=request_id)))
+    (record,) = [r for r in records if r["event"] == "decision"]
     assert case["denied_because"] in record["decision"]["reasons"], record["decision"]
     assert record["decision"]["allow"] is False and record["status"] == 403
+    # In a transaction the refusal also ends it: one rollback record, under the same request.
+    ends = [r for r in records if r["event"] == "transaction"]
+    assert len(ends) == (1 if door == "bolt_transaction" else 0), records
 
 
 def test_nothing_changed(movie_graph: Driver, before: str) -> None:
@@ -150,7 +183,7 @@ def _over_http(stack: DevStack, gateway: httpx.Client, case: dict[str, Any]) -> 
         headers={"Authorization": _auth_header(stack, case["dag"])},
     )
     (error,) = response.json()["errors"]
-    expected = (400, 404) if "refused_by_neo4j" in case else (403,)
+    expected = (400, 404) if "refused" in case else (403,)
     assert response.status_code in expected, response.text
     return error["code"], response.headers["X-CypherGate-Request-ID"]
 
@@ -161,9 +194,7 @@ def _over_bolt(driver: Driver, case: dict[str, Any]) -> tuple[str, str]:
         try:
             session.run(case["statement"], case.get("parameters", {})).consume()
         except Neo4jError as error:
-            match = re.search(r"\(request ([0-9a-f-]{36})\)", error.message or "")
-            assert match, error.message
-            return str(error.code), match.group(1)
+            return _refusal(error)
     raise AssertionError("the gateway ran it")
 
 
