@@ -71,6 +71,8 @@ class Summary:
     query_type: QueryType | None = None
     # The plan Neo4j answered a caller's own EXPLAIN with (operators, args, children).
     plan: Mapping[str, Any] | None = None
+    # Neo4j's notifications (deprecations, performance hints), as Neo4j gives them.
+    notifications: tuple[Mapping[str, Any], ...] = ()
 
 
 class RowStream(Protocol):

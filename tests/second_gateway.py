@@ -48,6 +48,7 @@ class SecondGateway:
         self.process: subprocess.Popen[bytes] | None = None
         config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
         config["server"]["port"] = self.port
+        config["server"].pop("bolt_port", None)  # the session gateway's: a test may set its own
         config["audit"] = {"path": str(self.audit)}
         config["neo4j"].update(
             lease_user_prefix=self.prefix, leases_path=str(folder / "leases.sqlite3")

@@ -304,6 +304,7 @@ def test_caller_metadata_cannot_override_the_gateways_keys(
         monkeypatch.setenv(name, value)
     config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
     config["audit"] = {"path": str(tmp_path / "audit.sqlite3")}
+    config["server"].pop("bolt_port", None)  # the session gateway's
     config["neo4j"].update(lease_user_prefix="cg_inproc_", leases_path=str(tmp_path / "l.sqlite3"))
     app = create_app(Settings(**config))
     token = stack.token("demo_writer")

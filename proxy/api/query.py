@@ -91,15 +91,19 @@ class Answer:
             body["counters"] = dict(self.summary.counters)
         if bookmarks:
             body["bookmarks"] = self.summary.bookmarks
+        notices = [dict(n) for n in self.summary.notifications]
+        if notices:
+            body["notifications"] = notices
         if self.summary.truncated:
             body["notifications"] = [
+                *notices,
                 {
                     "code": "CypherGate.RowLimit.Truncated",
                     "severity": "WARNING",
                     "title": "Result truncated",
                     "description": f"Only the first {len(self.values)} rows are returned: the "
                     "policy's row limit for this DAG.",
-                }
+                },
             ]
         return body
 

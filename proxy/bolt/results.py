@@ -187,6 +187,8 @@ def summary_metadata(summary: Summary, *, database: str, t_last: int) -> dict[st
         metadata["bookmark"] = summary.bookmarks[-1]
     if summary.plan is not None:
         metadata["plan"] = to_wire(dict(summary.plan))
+    if summary.notifications:
+        metadata["notifications"] = [to_wire(dict(n)) for n in summary.notifications]
     return metadata
 
 

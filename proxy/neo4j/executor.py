@@ -21,7 +21,7 @@ gateway's own login, given at construction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import neo4j
@@ -203,8 +203,7 @@ class Neo4jExecutor:
                 ),
                 bookmarks=Bookmarks.from_raw_values(bookmarks) if bookmarks else None,
                 auth=auth,
-                # Notifications are not forwarded to callers; do not have Neo4j send them.
-                notifications_min_severity="OFF",
+                # Neo4j's own default: its warnings and information reach the caller.
             )
 
     async def describe(self) -> dict[str, str]:
@@ -298,6 +297,7 @@ class _Rows:
                 truncated=self._truncated,
                 query_type=_query_type(summary.query_type),
                 plan=summary.plan if isinstance(summary.plan, dict) else None,
+                notifications=notifications(summary.metadata),
             )
         return self._summary
 
@@ -346,6 +346,35 @@ async def _closed(session: AsyncSession) -> None:
     """Close ``session``; failing to (its connection already lost) leaves nothing to undo."""
     with contextlib.suppress(Exception):
         await session.close()
+
+
+def notifications(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """Neo4j's notifications (deprecations, performance hints) in the form Bolt 5.4 and the
+    Query API give them (``code``, ``title``, ``description``, ``severity``, ``category``,
+    ``position``), from the summary's ``notifications`` or, on newer Bolt, its GQL
+    ``statuses``."""
+    found = metadata.get("notifications")
+    if isinstance(found, list):
+        return tuple(n for n in found if isinstance(n, dict))
+    statuses = metadata.get("statuses")
+    if not isinstance(statuses, list):
+        return ()
+    converted: list[dict[str, Any]] = []
+    for status in statuses:
+        if not (isinstance(status, dict) and "neo4j_code" in status):
+            continue  # a status that is no notification (success, no data)
+        record = status.get("diagnostic_record") or {}
+        notification = {
+            "code": status["neo4j_code"],
+            "title": status.get("title", ""),
+            "description": status.get("description", ""),
+            "severity": record.get("_severity", ""),
+            "category": record.get("_classification", ""),
+        }
+        if isinstance(record.get("_position"), dict):
+            notification["position"] = record["_position"]
+        converted.append(notification)
+    return tuple(converted)
 
 
 def _query_type(value: object) -> QueryType | None:

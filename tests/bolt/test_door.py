@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import neo4j
 import pytest
 from joserfc import jwt
@@ -261,3 +262,52 @@ def test_explain_and_profile(stack: DevStack, status: dict[str, Any]) -> None:
             session.run("PROFILE MATCH (n:Person) RETURN n").consume()
         assert profile.value.code == "Neo.ClientError.Request.Invalid"
         assert "PROFILE is not offered" in str(profile.value.message)
+
+
+def test_neo4j_notifications_reach_the_caller(
+    stack: DevStack, status: dict[str, Any], gateway: httpx.Client
+) -> None:
+    statement = "MATCH (n:NoSuchLabelAnywhere) RETURN n"
+    unknown = "Neo.ClientNotification.Statement.UnknownLabelWarning"
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_reader"))) as driver,
+        driver.session(database="neo4j") as session,
+    ):
+        summary = session.run(statement).consume()
+    assert [n["code"] for n in summary.metadata["notifications"]] == [unknown]
+    assert "NoSuchLabelAnywhere" in summary.metadata["notifications"][0]["description"]
+    answer = gateway.post(
+        "/db/neo4j/query/v2",
+        json={"statement": statement},
+        headers={"Authorization": stack.auth_header("demo_reader")},
+    )
+    assert [n["code"] for n in answer.json()["notifications"]] == [unknown]
+
+
+def test_caller_metadata_is_context_not_identity(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    label = f"Meta{uuid.uuid4().hex[:10]}"
+    forged = {"dag_id": "demo_reader", "request_id": "forged", "lineage": label}
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_writer"))) as driver,
+        driver.session(database="neo4j") as session,
+    ):
+        tx = session.begin_transaction(metadata=forged)
+        try:
+            tx.run(f"CREATE (:`{label}`)").consume()
+            records, _, _ = neo4j_admin.execute_query(
+                "SHOW TRANSACTIONS YIELD metaData WHERE metaData.lineage = $label RETURN metaData",
+                label=label,
+            )
+            (record,) = records
+            seen = record["metaData"]
+            tx.commit()
+        finally:
+            tx.close()
+    assert seen["dag_id"] == "demo_writer" and seen["request_id"] != "forged"
+    assert seen["lineage"] == label  # the caller's own keys ride along
+    with AuditReader(stack.audit_path) as log:
+        (decision,) = [r for r in log.query(RecordFilter(text=label)) if r["event"] == "decision"]
+    assert decision["principal"]["dag"] == "demo_writer"
+    assert decision["transaction"]["metadata"]["lineage"] == label
