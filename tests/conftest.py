@@ -21,6 +21,9 @@ SHORT_LIVED = DemoClient("short_lived_reader", "demo_reader", token_ttl_s=1)
 SERVICE_ACCOUNT = DemoClient("system:serviceaccount:airflow:etl-worker", None)
 # One client allowed to act as two DAGs, by a client-id binding.
 MULTI_DAG = DemoClient("multi_dag_worker", None)
+# Airflow's workers, one identity for the DAGs they run: each connection names its DAG.
+AIRFLOW_WORKER = DemoClient("airflow_worker", None)
+AIRFLOW_WORKER_DAGS = ["cyphergate_example_neo4j", "demo_reader"]
 IAM_MAX_AGE_S = 10
 JWKS_TTL_S = 2
 
@@ -65,6 +68,11 @@ def configure_test_gateway(config: dict[str, Any]) -> None:
             "client_id": "multi_dag_worker",
             "dags": ["demo_reader", "demo_writer"],
         },
+        {
+            "oidc_issuer": issuer["issuer"],
+            "client_id": AIRFLOW_WORKER.client_id,
+            "dags": AIRFLOW_WORKER_DAGS,
+        },
     ]
 
 
@@ -75,7 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         tmp_path_factory.mktemp("devstack"),
         cache_dir=default_cache_dir(),
         policies_dir=REPO / "policies",
-        extra_clients=[SHORT_LIVED, SERVICE_ACCOUNT, MULTI_DAG],
+        extra_clients=[SHORT_LIVED, SERVICE_ACCOUNT, MULTI_DAG, AIRFLOW_WORKER],
         configure_gateway=configure_test_gateway,
     )
     try:

@@ -9,22 +9,13 @@ the DAG, task, run and try number in the request headers.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseHook
 
-from proxy.client import (
-    CallContext,
-    ClientCredentials,
-    Credential,
-    CypherGateClient,
-    CypherGateQueryError,
-    IAMProof,
-    Result,
-    TokenFile,
-)
+from proxy.airflow.identity import credential, task_context
+from proxy.client import CypherGateClient, CypherGateQueryError, Result
 
 
 class CypherGateHook(BaseHook):
@@ -54,7 +45,7 @@ class CypherGateHook(BaseHook):
                 url = f"{url}:{conn.port}"
             self._client = CypherGateClient(
                 url,
-                _credential(conn.login, conn.password, extra),
+                credential(conn.login, conn.password, extra),
                 database=self.database or conn.schema or "neo4j",
                 timeout_s=float(extra.get("timeout", 300)),
             )
@@ -74,7 +65,7 @@ class CypherGateHook(BaseHook):
                 statement,
                 parameters,
                 database=database,
-                context=_task_context(),
+                context=task_context(),
                 include_counters=include_counters,
             )
         except CypherGateQueryError as error:
@@ -87,61 +78,3 @@ class CypherGateHook(BaseHook):
         except Exception as error:
             return False, str(error)
         return True, "Authenticated and ran RETURN 1 through CypherGate."
-
-
-def _credential(login: str | None, password: str | None, extra: dict[str, Any]) -> Credential:
-    method = extra.get("auth_method", "oidc_client_credentials")
-    if method == "oidc_client_credentials":
-        if not (login and password and extra.get("token_url")):
-            raise AirflowException("oidc_client_credentials needs login, password and token_url")
-        return ClientCredentials(
-            token_url=extra["token_url"],
-            client_id=login,
-            client_secret=password,
-            audience=extra.get("audience"),
-            scope=extra.get("scope"),
-        )
-    if method == "token_file":
-        return TokenFile(Path(extra["token_file"]))
-    if method == "aws_iam":
-        if not extra.get("aws_server_id"):
-            raise AirflowException("aws_iam needs aws_server_id (the gateway's server id)")
-        proof = IAMProof(
-            server_id=extra["aws_server_id"],
-            sts_url=extra.get("aws_sts_url") or "https://sts.amazonaws.com/",
-            region=extra.get("aws_region") or "us-east-1",
-            role_arn=extra.get("aws_role_arn"),
-        )
-        if extra.get("aws_conn_id"):
-            proof.session = _aws_connection_session(extra["aws_conn_id"])
-        return proof
-    raise AirflowException(f"unknown auth_method {method!r}")
-
-
-def _aws_connection_session(aws_conn_id: str) -> Any:
-    """The boto3 session of an Airflow AWS connection (needs apache-airflow-providers-amazon)."""
-    try:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-    except ImportError as exc:
-        raise AirflowException(
-            "aws_conn_id needs apache-airflow-providers-amazon; without it, leave aws_conn_id"
-            " out and the worker's own AWS credentials are used"
-        ) from exc
-    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts").get_session()
-
-
-def _task_context() -> CallContext:
-    """The running task's identity in Airflow terms, or nothing outside a task."""
-    try:
-        from airflow.sdk import get_current_context
-
-        context = get_current_context()
-    except Exception:
-        return CallContext()
-    ti = context.get("ti")
-    return CallContext(
-        dag=getattr(ti, "dag_id", None),
-        task=getattr(ti, "task_id", None),
-        run=getattr(ti, "run_id", None),
-        try_number=getattr(ti, "try_number", None),
-    )

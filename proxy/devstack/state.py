@@ -53,6 +53,7 @@ DEMO_CLIENTS = (
     DemoClient("cyphergate_example_iam", "cyphergate_example_iam"),
     DemoClient("cyphergate_example_denied", "cyphergate_example_denied"),
     DemoClient("cyphergate_example_token_file", "cyphergate_example_token_file"),
+    DemoClient("cyphergate_example_neo4j", "cyphergate_example_neo4j"),
     # A reviewer tool, not a DAG: the policies let it read the audit log, and nothing else.
     DemoClient("demo_auditor", None),
 )

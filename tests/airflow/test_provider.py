@@ -7,50 +7,18 @@ Airflow virtualenv; without it these tests fail rather than pass silently.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from neo4j import Driver
 
-from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import AWS_REGION, LEASE_PREFIX, SERVER_ID, StackState, role_arn
+from tests.airflow.runner import Airflow, migrated_airflow, records
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
-
-REPO = Path(__file__).resolve().parents[2]
-AIRFLOW = REPO / ".venv-airflow" / "bin" / "airflow"
-DAGS = REPO / "proxy" / "airflow" / "example_dags"
-
-
-@dataclass
-class Airflow:
-    env: dict[str, str]
-
-    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(AIRFLOW), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(AIRFLOW), *args],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
 
 
 def connection(stack: DevStack, status: dict[str, Any], client_id: str) -> str:
@@ -75,15 +43,10 @@ def connection(stack: DevStack, status: dict[str, Any], client_id: str) -> str:
 def airflow(
     stack: DevStack, status: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Airflow]:
-    assert AIRFLOW.exists(), "no .venv-airflow: run bash .ci/bootstrap"
     keys = StackState.load(stack.state_file).aws_user_keys
     token_file = tmp_path_factory.mktemp("tokens") / "cyphergate"
     token_file.write_text(stack.token("cyphergate_example_token_file"))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))},
-        "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    settings = {
         "AIRFLOW_CONN_CYPHERGATE_DEFAULT": connection(stack, status, "cyphergate_example_oidc"),
         "AIRFLOW_CONN_CYPHERGATE_DENIED": connection(stack, status, "cyphergate_example_denied"),
         "AIRFLOW_CONN_CYPHERGATE_IAM": json.dumps(
@@ -118,15 +81,7 @@ def airflow(
             }
         ),
     }
-    instance = Airflow(env)
-    migrated = instance.run("db", "migrate")
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-    yield instance
-
-
-def records(stack: DevStack, dag: str) -> list[dict[str, Any]]:
-    with AuditReader(stack.audit_path) as reader:
-        return list(reader.query(RecordFilter(dag=dag)))
+    yield migrated_airflow(tmp_path_factory, settings)
 
 
 def test_provider_is_registered(airflow: Airflow) -> None:
