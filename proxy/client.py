@@ -230,6 +230,13 @@ class CallContext:
     run: str | None = None
     try_number: int | None = None
 
+    def login(self) -> str | None:
+        """The Bolt login naming this context: ``dag/task/try/run``, or the DAG alone when the
+        rest is unknown (see proxy/bolt/messages.py)."""
+        if self.dag and self.task and self.try_number is not None and self.run:
+            return f"{self.dag}/{self.task}/{self.try_number}/{self.run}"
+        return self.dag
+
     def headers(self) -> dict[str, str]:
         names = {
             "X-CypherGate-DAG": self.dag,

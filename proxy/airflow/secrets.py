@@ -2,8 +2,9 @@
 
 A DAG written for ``airflow.providers.neo4j`` (``Neo4jOperator``, ``Neo4jHook``) runs through the
 gateway's Bolt door unchanged: the connection it names is answered here, as type ``neo4j`` with
-the door's host and port, the running task's DAG as login (the gateway checks that the worker's
-identity may act as it) and, as password, a credential made on the spot by the same means as a
+the door's host and port; as login, the running task's DAG, task, try and run
+(``dag/task/try/run``: the gateway checks that the worker's identity may act as the DAG, and
+records the rest); and, as password, a credential made on the spot by the same means as a
 ``cyphergate`` connection's (``auth_method``: an OIDC access token, a token file's token, or an
 IAM proof). Airflow stores no secret for it, and the password is valid for minutes.
 
@@ -93,7 +94,7 @@ class CypherGateSecretsBackend(BaseSecretsBackend):
             raise AirflowSecretsBackendAccessDenied(
                 f"CypherGate could not make a credential for {conn_id}: {error}"
             ) from error
-        login = task_context().dag or NO_DAG
+        login = task_context().login() or NO_DAG
         return json.dumps({**self._connection, "login": login, "password": password})
 
     def get_variable(

@@ -16,7 +16,7 @@ from proxy.bolt.packstream import PackStreamError
 from proxy.bolt.values import from_wire
 from proxy.errors import BadRequest, ImpersonationRefused
 from proxy.gateway.call import Statement
-from proxy.principal import DAG_HEADER
+from proxy.principal import DAG_HEADER, RUN_HEADER, TASK_HEADER, TRY_HEADER
 from proxy.statement import AccessMode
 
 HELLO, GOODBYE, RESET = 0x01, 0x02, 0x0F
@@ -110,7 +110,8 @@ def credential(auth: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
 
     ``bearer``: the credentials are a token (or an IAM proof with its scheme word). ``basic``:
     the same credentials, and the principal names the DAG to act as (empty, or ``cyphergate``,
-    when the identity has exactly one), so that a ``(login, password)`` pair carries them.
+    when the identity has exactly one), optionally followed by ``/task/try/run``, so that a
+    ``(login, password)`` pair carries them.
     Anything else (``none``, Kerberos, custom schemes) stands for no credential at all."""
     scheme, credentials = auth.get("scheme"), auth.get("credentials")
     if scheme not in ("bearer", "basic") or not isinstance(credentials, str):
@@ -122,7 +123,11 @@ def credential(auth: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
     headers: dict[str, str] = {}
     principal = auth.get("principal")
     if scheme == "basic" and isinstance(principal, str) and principal.lower() not in _NO_DAG:
-        headers[DAG_HEADER] = principal
+        # "dag" or "dag/task/try/run" (a run id may hold "/"; DAG and task ids cannot): the
+        # task, try and run are context for the records, as X-CypherGate-* are over HTTP.
+        dag, *context = principal.split("/", 3)
+        headers[DAG_HEADER] = dag
+        headers.update(zip((TASK_HEADER, TRY_HEADER, RUN_HEADER), context, strict=False))
     return authorization, headers
 
 

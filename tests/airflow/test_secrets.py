@@ -72,8 +72,12 @@ def test_neo4j_operator_reads_and_is_refused_a_write(
     decisions = {r["statement"]: r for r in trail if r["event"] == "decision"}
     read = decisions["MATCH (n) RETURN count(n) AS nodes"]
     write = decisions["CREATE (:ExampleNeo4jIntruder {at: datetime()})"]
-    for record in (read, write):
+    for record, task in ((read, "count_nodes"), (write, "sneak_a_write")):
         assert record["principal"]["dag"] == DAG
+        # The login carried the task, its try and its run too (dag/task/try/run).
+        assert record["principal"]["task"] == task
+        assert record["principal"]["try_number"] == 1
+        assert record["principal"]["run"]
         assert record["principal"]["method"] == "oidc"
         assert record["principal"]["subject"] == AIRFLOW_WORKER.client_id
     assert read["decision"]["allow"] is True
