@@ -1,5 +1,6 @@
 """What the benchmarks here share: the local stack they run on, latency percentiles, a
-process's peak memory, and the data the request-path benchmarks read.
+process's CPU time and peak memory, the gateway's cache counters, and the data the request-path
+benchmarks read and the clients they read it with.
 
 The benchmarks run as scripts (``python benchmarks/<name>.py``), so they import this module by
 its bare name from their own folder.
@@ -7,12 +8,19 @@ its bare name from their own folder.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import re
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+import neo4j
 from neo4j import GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
@@ -58,6 +66,50 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+# Kernel clock ticks per second: the unit of utime and stime in /proc/<pid>/stat.
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_CACHE_LOOKUP = re.compile(
+    r'^cyphergate_cache_lookups_total\{cache="(\w+)",result="(\w+)"\} ([0-9.e+]+)$', re.MULTILINE
+)
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """The CPU time (user plus system) process ``pid`` has used so far, from
+    ``/proc/<pid>/stat``: all its threads, reaped ones too, or only ``thread`` (a thread id; the
+    main thread's is the pid). Unlike wall-clock time it does not grow when other processes
+    compete for the cores; its resolution is one clock tick (10 ms)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    # After the ")" that ends the command name: field 3 (state) onwards; utime, stime are 14, 15.
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def cpu_snapshot(processes: Mapping[str, tuple[int, int | None]]) -> dict[str, float]:
+    """:func:`cpu_seconds` of each named ``(pid, thread or None)``."""
+    return {name: cpu_seconds(pid, thread) for name, (pid, thread) in processes.items()}
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """:func:`cpu_seconds` of each thread process ``pid`` has now, by thread id."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            threads[int(task.name)] = cpu_seconds(pid, int(task.name))
+    return threads
+
+
+def cache_hit_rates(metrics_page: str) -> dict[str, tuple[float, float]]:
+    """``cache -> (hits, lookups)`` from the gateway's ``/metrics`` page (the analysis,
+    preflight and decision caches)."""
+    counts: dict[str, dict[str, float]] = {}
+    for cache, result, value in _CACHE_LOOKUP.findall(metrics_page):
+        counts.setdefault(cache, {})[result] = float(value)
+    return {
+        cache: (by_result.get("hit", 0.0), sum(by_result.values()))
+        for cache, by_result in sorted(counts.items())
+    }
+
+
 def seed_bench_items(neo4j: dict[str, Any]) -> None:
     """Create the items ``BENCH_ITEM_READ`` reads, as the stack's administrator (``neo4j`` is
     the devstack status's ``neo4j`` section)."""
@@ -66,3 +118,71 @@ def seed_bench_items(neo4j: dict[str, Any]) -> None:
             "UNWIND range(1, 1000) AS id CREATE (:BenchItem {id: id, name: 'item ' + id})"
         )
         d.execute_query("CREATE INDEX bench_id IF NOT EXISTS FOR (i:BenchItem) ON (i.id)")
+
+
+Send = Callable[[str, dict[str, Any]], Awaitable[None]]
+# A client of one target: given the number of concurrent clients, a way to send a statement
+# (raising on any failure), with its connections open for as long as the block lasts.
+Client = Callable[[int], AbstractAsyncContextManager[Send]]
+
+
+def bolt_client(uri: str, auth: neo4j.Auth, database: str = "neo4j") -> Client:
+    """The official async driver, one auto-commit statement per session, every row read (as
+    Airflow's ``Neo4jHook`` runs a statement); a pool of one connection per client."""
+
+    @asynccontextmanager
+    async def client(clients: int) -> AsyncIterator[Send]:
+        driver = neo4j.AsyncGraphDatabase.driver(uri, auth=auth, max_connection_pool_size=clients)
+        async with driver:
+
+            async def send(statement: str, parameters: dict[str, Any]) -> None:
+                async with driver.session(database=database) as session:
+                    result = await session.run(statement, parameters)
+                    await result.values()
+
+            yield send
+
+    return client
+
+
+def http_client(url: str, auth: httpx.Auth | None, headers: dict[str, str]) -> Client:
+    """A Query API v2 client (``url`` ends in ``/query/v2``), one keep-alive connection per
+    client; anything but ``202`` is a failure."""
+
+    @asynccontextmanager
+    async def client(clients: int) -> AsyncIterator[Send]:
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(auth=auth, headers=headers, limits=limits, timeout=30) as http:
+
+            async def send(statement: str, parameters: dict[str, Any]) -> None:
+                body = {"statement": statement, "parameters": parameters}
+                response = await http.post(url, json=body)
+                if response.status_code != 202:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:160]}")
+
+            yield send
+
+    return client
+
+
+async def send_all(
+    send: Send, work: list[tuple[str, dict[str, Any]]], clients: int
+) -> tuple[list[float], list[BaseException]]:
+    """Send ``work`` (statement, parameters) from ``clients`` concurrent workers, each taking the
+    next statement when it is free; the latency in ms of each success, and the failures."""
+    items = iter(work)
+    latencies: list[float] = []
+    failures: list[BaseException] = []
+
+    async def worker() -> None:
+        for statement, parameters in items:
+            started = time.perf_counter()
+            try:
+                await send(statement, parameters)
+            except Exception as exc:  # counted and shown, never fatal to the run
+                failures.append(exc)
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, failures
