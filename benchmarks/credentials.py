@@ -77,6 +77,7 @@ def start_gateway(stack: DevStack, folder: Path, name: str, neo4j: dict[str, Any
     config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
     (port,) = free_ports(1)
     config["server"]["port"] = port
+    config["server"].pop("bolt_port", None)  # the stack gateway's
     config["audit"] = {"path": str(folder / f"{user}.sqlite3")}
     config["neo4j"].update(
         user=user,

@@ -29,7 +29,7 @@ def test_kill_9_mid_transaction(stack: DevStack, neo4j_admin: Driver, tmp_path: 
 
     second = SecondGateway(stack, tmp_path / "gateway", "boltcrash", configure=configure)
     second.start()
-    label = "Crash" + uuid.uuid4().hex[:12]
+    label = "BoltCrash" + uuid.uuid4().hex[:12]
     auth = neo4j.bearer_auth(stack.token("demo_writer"))
     driver = neo4j.GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=auth)
     try:

@@ -287,7 +287,7 @@ def test_neo4j_notifications_reach_the_caller(
 def test_caller_metadata_is_context_not_identity(
     stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
 ) -> None:
-    label = f"Meta{uuid.uuid4().hex[:10]}"
+    label = f"BoltMeta{uuid.uuid4().hex[:10]}"
     forged = {"dag_id": "demo_reader", "request_id": "forged", "lineage": label}
     with (
         bolt(status, neo4j.bearer_auth(stack.token("demo_writer"))) as driver,

@@ -36,7 +36,10 @@ class Peer:
     def read(self, n: int) -> bytes:
         data = b""
         while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
+            try:
+                chunk = self.sock.recv(n - len(data))
+            except ConnectionResetError:
+                return data  # closed (with data of ours still unread: a reset)
             if not chunk:
                 return data
             data += chunk

@@ -50,13 +50,13 @@ def fingerprint(driver: Driver) -> str:
         indexes = [r["name"] for r in session.run("SHOW INDEXES YIELD name")]
     users, _, _ = driver.execute_query("SHOW USERS YIELD user", database_="system")
     state = {
-        "nodes": sorted(json.dumps(n, sort_keys=True) for n in record["nodes"]),
-        "rels": sorted(json.dumps(r, sort_keys=True) for r in record["rels"]),
+        "nodes": sorted(json.dumps(n, sort_keys=True, default=str) for n in record["nodes"]),
+        "rels": sorted(json.dumps(r, sort_keys=True, default=str) for r in record["rels"]),
         "indexes": sorted(indexes),
         # The gateway's own leased users come and go as their leases renew: not the DAGs' doing.
         "users": sorted(u["user"] for u in users if not u["user"].startswith(LEASE_PREFIX)),
     }
-    return json.dumps(state, sort_keys=True)
+    return json.dumps(state, sort_keys=True, default=str)  # str: dates and points
 
 
 @pytest.fixture(scope="module")
