@@ -91,17 +91,15 @@ class BoltDoor:
         peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
 
-        async def send(tag: int, fields: tuple[Any, ...]) -> None:
-            writer.write(wire.encode(tag, *fields))
-
+        outbox = _Outbox(writer)
         session = Session(
             self._gateway,
             options=self._settings.options,
             server_agent=await self._server_agent(),
             client=_address(peer),
             local_address=_address(local) or f"{self._settings.host}:{self.port}",
-            send=send,
-            flush=writer.drain,
+            send=outbox.send,
+            flush=outbox.flush,
         )
         options = self._settings.options
         try:
@@ -113,7 +111,7 @@ class BoltDoor:
                 try:
                     await session.handle(message)
                 finally:
-                    await writer.drain()
+                    await outbox.flush()
         except Defunct:
             return
         finally:
@@ -131,6 +129,26 @@ class BoltDoor:
             task.cancel()
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=10)
+
+
+class _Outbox:
+    """A connection's answers, gathered and written in one call per message handled (and every
+    few hundred records of a long pull): one system call where a write per message would make
+    one per record."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._pending = bytearray()
+
+    async def send(self, tag: int, fields: tuple[Any, ...]) -> None:
+        self._pending += wire.encode(tag, *fields)
+
+    async def flush(self) -> None:
+        """Write what is gathered, and wait while the client is slow to read (back-pressure)."""
+        if self._pending:
+            self._writer.write(bytes(self._pending))
+            self._pending.clear()
+        await self._writer.drain()
 
 
 @contextlib.asynccontextmanager
