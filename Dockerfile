@@ -13,8 +13,10 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 10001
 WORKDIR /var/lib/cyphergate
 VOLUME ["/var/lib/cyphergate"]
-EXPOSE 8080
+# 8080: the HTTP door; 7687: the Bolt door (on when server.bolt_port is set, as here).
+EXPOSE 8080 7687
 ENV CYPHERGATE_SERVER__HOST=0.0.0.0 \
+    CYPHERGATE_SERVER__BOLT_PORT=7687 \
     CYPHERGATE_AUDIT__PATH=/var/lib/cyphergate/audit.sqlite3 \
     CYPHERGATE_NEO4J__LEASES_PATH=/var/lib/cyphergate/leases.sqlite3
 ENTRYPOINT ["cyphergate", "serve"]
