@@ -236,6 +236,7 @@ async def _open_services(
             clock,
             leeway_s=settings.auth.leeway_s,
             max_token_bytes=settings.auth.max_token_bytes,
+            verified_cache_size=settings.auth.verified_token_cache_size,
         )
     if settings.auth.aws_iam is not None:
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)

@@ -260,6 +260,11 @@ class AuthSettings(BaseModel):
     max_token_bytes: int = Field(
         default=8 * 1024, gt=0, description="Longer bearer tokens are refused unread."
     )
+    verified_token_cache_size: int = Field(
+        default=4096,
+        ge=0,
+        description="Verified bearer tokens remembered (by SHA-256) until exp; 0 turns it off.",
+    )
 
 
 class ArchiveSettings(BaseModel):

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+import proxy.policy
 from proxy.errors import PolicyUnavailable
 from proxy.policy import Decision, OPAPolicyEngine
 from proxy.settings import OPASettings
@@ -93,3 +94,71 @@ def test_readiness_is_opas_health() -> None:
 
     assert asyncio.run(check(200)) == "ready"
     assert asyncio.run(check(500)) == "opa_unhealthy"
+
+
+class FakeRevisionSource:
+    """OPA's /v1/policies and /v1/data answers, editable, counting the revisions computed."""
+
+    def __init__(self) -> None:
+        self.modules: Any = {"result": [{"id": "a.rego", "raw": "package a", "ast": {}}]}
+        self.data: Any = {"result": {"grants": {"etl": ["READ"]}}}
+        self.separators = (",", ":")
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        body = self.modules if request.url.path == "/v1/policies" else self.data
+        return httpx.Response(200, content=json.dumps(body, separators=self.separators).encode())
+
+
+def revisions(source: FakeRevisionSource, edits: list[Callable[[], None]]) -> list[str]:
+    async def go() -> list[str]:
+        transport = httpx.MockTransport(source.handler)
+        config = OPASettings(url="http://opa.test")
+        async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
+            engine = OPAPolicyEngine(config, http)
+            seen = []
+            for edit in edits:
+                edit()
+                seen.append(await engine.fetch_revision())
+            return seen
+
+    return asyncio.run(go())
+
+
+def test_the_revision_follows_the_policy_not_opas_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = FakeRevisionSource()
+    computed = 0
+    real = proxy.policy._revision
+
+    def counting(modules: dict[str, Any], data: dict[str, Any]) -> str:
+        nonlocal computed
+        computed += 1
+        return real(modules, data)
+
+    monkeypatch.setattr(proxy.policy, "_revision", counting)
+
+    def nothing() -> None:
+        pass
+
+    def grant() -> None:
+        source.data = {"result": {"grants": {"etl": ["READ", "WRITE"]}}}
+
+    def respace() -> None:  # the same policy, other bytes
+        source.separators = (", ", ": ")
+
+    def edit_module() -> None:
+        source.modules = {"result": [{"id": "a.rego", "raw": "package a\n", "ast": {}}]}
+
+    seen = revisions(source, [nothing, nothing, nothing, grant, respace, edit_module])
+    assert seen[0] == seen[1] == seen[2]
+    assert seen[3] != seen[0]
+    assert seen[4] == seen[3]
+    assert seen[5] not in (seen[0], seen[3])
+    assert computed == 4  # unchanged answers are not parsed and hashed again
+
+
+@pytest.mark.parametrize("answer", [[], "null", {"result": 3}])
+def test_a_malformed_revision_answer_is_unavailable(answer: Any) -> None:
+    source = FakeRevisionSource()
+    source.modules = answer
+    with pytest.raises(PolicyUnavailable):
+        revisions(source, [lambda: None])

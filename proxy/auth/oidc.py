@@ -20,13 +20,18 @@ What this module guarantees, in order, for every token:
 
 Failures raise :class:`AuthenticationFailed` with a reason for the audit log; the client only
 ever sees "Authentication failed."
+
+A token that passed every check is remembered (see :class:`_VerifiedTokens`), so a client that
+sends the same token with every statement pays for the signature once, not per statement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +72,67 @@ class _CachedKeys:
     keys: KeySet
     kids: frozenset[str]
     fetched_at: float
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    identity: Identity
+    issuer: str
+    exp: float
+    verified_at: float
+    generation: int
+
+
+class _VerifiedTokens:
+    """Identities of tokens that passed every check, keyed by the SHA-256 of the raw token.
+
+    Security invariant: an entry answers only for the exact token that was verified (the key is
+    a digest of every byte of it; the token itself is never kept), and only while the full
+    verification would still accept it:
+
+    * the same clock and leeway rule as the ``exp`` check: ``int(now) - leeway < exp``; a clock
+      that moved back before the verification time misses too (``nbf``/``iat`` were checked
+      against the later time);
+    * the issuer's key set is fresh and is the generation the token was verified with: a key set
+      that changed (a key rotated out) empties the whole cache, and an entry of another
+      generation is never used, so a removed key stops validating its tokens at once;
+    * nothing else a verification reads can change: issuer settings are fixed at start-up.
+
+    Failures are never remembered: a refused token is verified again, fully, every time. The
+    cache is a bounded LRU (``max_entries``; 0 turns it off).
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+
+    @staticmethod
+    def digest(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def get(self, digest: bytes) -> _Verified | None:
+        entry = self._entries.get(digest)
+        if entry is not None:
+            self._entries.move_to_end(digest)
+        return entry
+
+    def put(self, digest: bytes, entry: _Verified) -> None:
+        if self._max_entries <= 0:
+            return
+        self._entries[digest] = entry
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def discard(self, digest: bytes) -> None:
+        self._entries.pop(digest, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class IssuerKeys:
@@ -79,6 +145,14 @@ class IssuerKeys:
         self._cached: _CachedKeys | None = None
         self._last_attempt = float("-inf")
         self._lock = asyncio.Lock()
+        # Bumped whenever a fetched key set differs from the one cached (not on a re-fetch of
+        # the same set): verified tokens of an older generation are not trusted.
+        self.generation = 0
+
+    def is_fresh(self) -> bool:
+        """Whether keys are cached and within their TTL (so no refresh is due)."""
+        cached = self._cached
+        return cached is not None and self._fresh(cached)
 
     async def for_kid(self, kid: str) -> KeySet:
         """A key set that contains ``kid``; see :meth:`_refresh` for when the set is re-fetched."""
@@ -112,7 +186,11 @@ class IssuerKeys:
             return
         self._last_attempt = now
         try:
-            self._cached = await self._fetch()
+            fetched = await self._fetch()
+            previous = self._cached
+            if previous is not None and previous.document != fetched.document:
+                self.generation += 1
+            self._cached = fetched
         except (httpx.HTTPError, ValueError, KeyError, TypeError, JoseError) as exc:
             log.warning("could not fetch the keys of %s: %s", self._settings.issuer, exc)
 
@@ -124,7 +202,7 @@ class IssuerKeys:
         jwks = await self._get_json(str(discovery["jwks_uri"]))
         keys = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
         kids = frozenset(key.kid for key in keys.keys if key.kid)
-        return _CachedKeys(keys=keys, kids=kids, fetched_at=self._clock())
+        return _CachedKeys(keys=keys, kids=kids, fetched_at=self._clock(), document=jwks)
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         response = await self._http.get(url, follow_redirects=False)
@@ -155,17 +233,24 @@ class OIDCAuthenticator:
         *,
         leeway_s: int,
         max_token_bytes: int,
+        verified_cache_size: int = 4096,
     ) -> None:
         self._issuers = {settings.issuer: settings for settings in issuers}
         self._keys = {issuer: IssuerKeys(s, http, clock) for issuer, s in self._issuers.items()}
         self._clock = clock
         self._leeway_s = leeway_s
         self._max_token_bytes = max_token_bytes
+        self._verified = _VerifiedTokens(verified_cache_size)
+        self._generations = {issuer: keys.generation for issuer, keys in self._keys.items()}
 
     async def authenticate(self, credentials: str) -> Identity:
         """Verify ``credentials`` (the JWT); see the module docstring for every check."""
         if len(credentials) > self._max_token_bytes:
             raise AuthenticationFailed(reason="token_too_large")
+        digest = _VerifiedTokens.digest(credentials)
+        remembered = self._remembered(digest)
+        if remembered is not None:
+            return remembered
         header, unverified = _peek(credentials)
         issuer = unverified.get("iss")
         settings = self._issuers.get(issuer) if isinstance(issuer, str) else None
@@ -175,11 +260,47 @@ class OIDCAuthenticator:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AuthenticationFailed(reason="missing_key_id")
-        keys = await self._keys[settings.issuer].for_kid(kid)
-        claims = self._verify(credentials, keys, settings)
-        return _identity(settings, claims)
+        issuer_keys = self._keys[settings.issuer]
+        keys = await issuer_keys.for_kid(kid)
+        if issuer_keys.generation != self._generations[settings.issuer]:
+            # A key set changed: whatever was verified before may rest on a key now removed.
+            self._verified.clear()
+            self._generations[settings.issuer] = issuer_keys.generation
+        verified_at = self._clock()
+        claims = self._verify(credentials, keys, settings, verified_at)
+        identity = _identity(settings, claims)
+        self._verified.put(
+            digest,
+            _Verified(
+                identity=identity,
+                issuer=settings.issuer,
+                exp=claims["exp"],
+                verified_at=verified_at,
+                generation=issuer_keys.generation,
+            ),
+        )
+        return identity
 
-    def _verify(self, token: str, keys: KeySet, settings: OIDCIssuerSettings) -> dict[str, Any]:
+    def _remembered(self, digest: bytes) -> Identity | None:
+        """The identity of an already verified token, while verifying it again would pass."""
+        entry = self._verified.get(digest)
+        if entry is None:
+            return None
+        keys = self._keys[entry.issuer]
+        now = self._clock()
+        if (
+            entry.generation != keys.generation
+            or not keys.is_fresh()
+            or now < entry.verified_at
+            or int(now) - self._leeway_s >= entry.exp  # joserfc: exp <= now - leeway expires
+        ):
+            self._verified.discard(digest)
+            return None
+        return entry.identity
+
+    def _verify(
+        self, token: str, keys: KeySet, settings: OIDCIssuerSettings, now: float
+    ) -> dict[str, Any]:
         try:
             decoded = jwt.decode(token, keys, algorithms=settings.algorithms)
         except BadSignatureError:
@@ -187,7 +308,7 @@ class OIDCAuthenticator:
         except JoseError as exc:
             raise AuthenticationFailed(reason=f"invalid_token:{exc.error}") from None
         registry = JWTClaimsRegistry(
-            now=int(self._clock()),
+            now=int(now),
             leeway=self._leeway_s,
             iss={"essential": True, "value": settings.issuer},
             aud={"essential": True, "values": settings.audiences},

@@ -6,6 +6,7 @@ import dataclasses
 
 from proxy.audit.record import (
     GENESIS_HASH,
+    RECORD_VERSION,
     AuditEvent,
     ChainProblem,
     SealedRecord,
@@ -86,3 +87,24 @@ def test_swapped_records_are_caught() -> None:
     records[1], records[2] = records[2], records[1]
     found = problem(records)
     assert found is not None and found.seq == 2
+
+
+def test_a_sealed_body_is_the_canonical_form_of_every_field_nested_documents_included() -> None:
+    # seal copies the event shallowly; the body must be what a deep copy (asdict) would give.
+    nested = dataclasses.replace(
+        event(1),
+        decision={"allow": True, "reasons": ["a", "b"], "decision_id": "x", "policy_revision": "y"},
+        analysis={"labels_read": ["A", "B"], "operators": [{"name": "Filter", "rows": 3}]},
+        parameters={"id": "sha256:00", "name": None},
+        counters={"nodes_created": 0, "contains_updates": False},
+        transaction={"id": "t1", "action": "commit"},
+        error={"code": "Neo.ClientError", "reason": "why"},
+    )
+    record = seal(nested, seq=7, prev_hash=GENESIS_HASH)
+    expected = {
+        **dataclasses.asdict(nested),
+        "v": RECORD_VERSION,
+        "seq": 7,
+        "prev_hash": GENESIS_HASH,
+    }
+    assert record.body == canonical(expected)

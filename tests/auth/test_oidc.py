@@ -125,3 +125,131 @@ def test_typ_can_be_required() -> None:
     with pytest.raises(AuthenticationFailed) as error:
         asyncio.run(auth.authenticate(untyped))
     assert error.value.reason == "missing_typ"
+
+
+class CountingDecode:
+    """Counts full verifications (joserfc's signature check) behind the authenticator."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = jwt.decode
+
+        def decode(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr("proxy.auth.oidc.jwt.decode", decode)
+
+
+def test_a_verified_token_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock)
+    decode = CountingDecode(monkeypatch)
+    credential = token(clock)
+    first = asyncio.run(auth.authenticate(credential))
+    clock.now += 30
+    again = asyncio.run(auth.authenticate(credential))
+    assert again == first
+    assert decode.calls == 1
+
+
+def test_a_remembered_token_past_exp_is_verified_again_and_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock, jwks_ttl_s=3600)
+    decode = CountingDecode(monkeypatch)
+    credential = token(clock)  # exp = now + 60, leeway 0
+    asyncio.run(auth.authenticate(credential))
+    clock.now = int(clock.now) + 60  # exp <= now: joserfc's rule, and so the cache's
+    with pytest.raises(AuthenticationFailed) as error:
+        asyncio.run(auth.authenticate(credential))
+    assert error.value.reason == "token_expired"
+    assert decode.calls == 2
+
+
+def test_a_clock_moved_back_is_not_answered_from_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock)
+    decode = CountingDecode(monkeypatch)
+    credential = token(clock)
+    asyncio.run(auth.authenticate(credential))
+    clock.now -= 5  # iat is now in the future: verification must run, and refuses
+    with pytest.raises(AuthenticationFailed) as error:
+        asyncio.run(auth.authenticate(credential))
+    assert error.value.reason == "token_issued_in_future"
+    assert decode.calls == 2
+
+
+def test_a_rotated_out_key_stops_validating_remembered_tokens() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock, jwks_ttl_s=3600, jwks_min_refresh_interval_s=0)
+    old = token(clock)
+    asyncio.run(auth.authenticate(old))
+    new_key = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+    issuer.keys = KeySet([new_key])  # k1 is withdrawn
+    # A token with the new kid makes the gateway fetch the new set: the cache is dropped.
+    asyncio.run(auth.authenticate(token(clock, new_key)))
+    with pytest.raises(AuthenticationFailed) as error:
+        asyncio.run(auth.authenticate(old))
+    assert error.value.reason == "unknown_key"
+
+
+def test_stale_keys_are_refreshed_before_a_remembered_token_is_trusted() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock, jwks_ttl_s=10, jwks_min_refresh_interval_s=0)
+    old = token(clock)
+    asyncio.run(auth.authenticate(old))
+    issuer.keys = KeySet([RSAKey.generate_key(2048, parameters={"kid": "k2"})])
+    clock.now += 11  # the key set's TTL has passed: no answer from memory until it is fetched
+    with pytest.raises(AuthenticationFailed) as error:
+        asyncio.run(auth.authenticate(old))
+    assert error.value.reason == "unknown_key"
+
+
+def test_a_refetched_unchanged_key_set_keeps_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock, jwks_ttl_s=10, jwks_min_refresh_interval_s=0)
+    decode = CountingDecode(monkeypatch)
+    credential = token(clock)
+    asyncio.run(auth.authenticate(credential))
+    clock.now += 11
+    asyncio.run(auth.authenticate(credential))  # stale keys: verified again, keys re-fetched
+    asyncio.run(auth.authenticate(credential))
+    assert decode.calls == 2
+    assert issuer.calls == 4
+
+
+def test_a_token_one_byte_apart_is_a_miss() -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    auth = authenticator(issuer, clock)
+    credential = token(clock)
+    asyncio.run(auth.authenticate(credential))
+    signing_input, _, signature = credential.rpartition(".")
+    middle = len(signature) // 2
+    flipped = "A" if signature[middle] != "A" else "B"
+    forged = f"{signing_input}.{signature[:middle]}{flipped}{signature[middle + 1 :]}"
+    with pytest.raises(AuthenticationFailed) as error:
+        asyncio.run(auth.authenticate(forged))
+    assert error.value.reason == "bad_signature"
+    asyncio.run(auth.authenticate(credential))  # the genuine token is still remembered
+
+
+def test_the_cache_is_bounded_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer, clock = FakeIssuer(), Clock()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(issuer.handler))
+    config = OIDCIssuerSettings(issuer=ISSUER, audiences=["gw"])
+    decode = CountingDecode(monkeypatch)
+    bounded = OIDCAuthenticator(
+        [config], http, clock, leeway_s=0, max_token_bytes=8192, verified_cache_size=2
+    )
+    tokens = [token(clock, sub=f"s{n}") for n in range(3)]
+    for credential in [*tokens, tokens[2], tokens[0]]:  # tokens[0] was evicted by tokens[2]
+        asyncio.run(bounded.authenticate(credential))
+    assert decode.calls == 4
+    off = OIDCAuthenticator(
+        [config], http, clock, leeway_s=0, max_token_bytes=8192, verified_cache_size=0
+    )
+    for _ in range(2):
+        asyncio.run(off.authenticate(tokens[0]))
+    assert decode.calls == 6
