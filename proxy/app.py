@@ -58,6 +58,7 @@ from proxy.neo4j.brokers import LeasedUsers, ServiceAccount
 from proxy.neo4j.executor import Neo4jExecutor, connect
 from proxy.neo4j.leases import LeaseManager
 from proxy.neo4j.logins import Login, LoginRetries
+from proxy.neo4j.pools import UserPools
 from proxy.neo4j.rotation import RotatingAuth, Rotator, rotating_every
 from proxy.neo4j.secret_sources import (
     AWSSecretsManagerSource,
@@ -334,6 +335,14 @@ async def open_neo4j(
         stack.push_async_callback(driver.close)
         credentials: ServiceAccount | LeasedUsers = ServiceAccount(auth, retries)
         if manage and config.credentials == "leases":
+            pools = UserPools(
+                lambda leased: connect(
+                    config.uri,
+                    leased.auth(),
+                    max_connection_lifetime_s=config.max_connection_lifetime_s,
+                )
+            )
+            stack.push_async_callback(pools.close)  # after the leases: they close theirs
             leases = LeaseManager(
                 driver,
                 path=config.leases_path,
@@ -342,10 +351,11 @@ async def open_neo4j(
                 renew_fraction=config.lease_renew_fraction,
                 faults=faults,
                 metrics=metrics,
+                on_dropped=pools.close_user,
             )
             await leases.open()
             stack.push_async_callback(leases.close)
-            credentials = LeasedUsers(leases, retries)
+            credentials = LeasedUsers(leases, retries, pools)
         if manage and config.rotation_interval_s > 0:
             await stack.enter_async_context(
                 rotating_every(rotator, config.rotation_interval_s, metrics)

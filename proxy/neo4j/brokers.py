@@ -2,7 +2,8 @@
 
 :class:`ServiceAccount` hands every DAG the gateway's own (rotating) credential;
 :class:`LeasedUsers` hands each DAG a user of its own from :mod:`proxy.neo4j.leases`, never
-dropped or replaced while a block holds it. ``proxy/app.py`` chooses one from
+dropped or replaced while a block holds it, with a driver of its own from
+:mod:`proxy.neo4j.pools`. ``proxy/app.py`` chooses one from
 ``neo4j.credentials``.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from proxy.neo4j.leases import Lease, LeaseManager
 from proxy.neo4j.logins import Login, LoginRetries
+from proxy.neo4j.pools import UserPools
 from proxy.neo4j.rotation import RotatingAuth
 
 
@@ -32,11 +34,13 @@ class ServiceAccount:
 
 
 class LeasedUsers:
-    """Each DAG's statements run as its leased user, through session-level authentication."""
+    """Each DAG's statements run as its leased user, on a driver logged in as that user (so its
+    connections are logged in once, not again each time another user had them)."""
 
-    def __init__(self, leases: LeaseManager, retries: LoginRetries) -> None:
+    def __init__(self, leases: LeaseManager, retries: LoginRetries, pools: UserPools) -> None:
         self._leases = leases
         self._retries = retries
+        self._pools = pools
 
     @contextlib.asynccontextmanager
     async def hold(self, dag: str) -> AsyncIterator[Login]:
@@ -48,4 +52,4 @@ class LeasedUsers:
                 return await held.enter_async_context(self._leases.hold(dag))
 
             leased = await self._retries.attempt(lease)
-            yield Login(user=leased.user, auth=leased.credential.auth())
+            yield Login(user=leased.user, driver=self._pools.driver(leased.credential))

@@ -14,7 +14,8 @@ back, and its statements carry no metadata or timeout of their own (the transact
 
 Rows stream: :meth:`Neo4jExecutor.run` hands back the statement's rows as Neo4j produces them,
 never more than one past the row limit, and the session stays open until the block ends. Who
-the statement runs as is the caller's :class:`~proxy.neo4j.logins.Login`; planning runs as the
+the statement runs as is the caller's :class:`~proxy.neo4j.logins.Login` (on the login's own
+driver if it has one, so that pooled connections keep their user); planning runs as the
 gateway's own login, given at construction.
 """
 
@@ -68,9 +69,11 @@ _COUNTERS = (
 _QUERY_TYPES: tuple[QueryType, ...] = ("r", "rw", "w", "s")
 
 
-def connect(uri: str, auth: AsyncAuthManager, *, max_connection_lifetime_s: float) -> AsyncDriver:
-    """The official async driver for ``uri``, logging in through ``auth`` (the gateway's own
-    credential) unless a session names another."""
+def connect(
+    uri: str, auth: AsyncAuthManager | neo4j.Auth, *, max_connection_lifetime_s: float
+) -> AsyncDriver:
+    """The official async driver for ``uri``, logging in with ``auth`` (the gateway's own
+    credential, or a leased user's) unless a session names another."""
     with translated_errors():
         return AsyncGraphDatabase.driver(
             uri,
@@ -116,12 +119,12 @@ class Neo4jExecutor:
         async with contextlib.AsyncExitStack() as held:
 
             async def start() -> _Rows:
-                return await held.enter_async_context(self._started(execution, login.auth))
+                return await held.enter_async_context(self._started(execution, login))
 
             yield await login.attempt(start)
 
     @contextlib.asynccontextmanager
-    async def _started(self, execution: Execution, auth: neo4j.Auth | None) -> AsyncIterator[_Rows]:
+    async def _started(self, execution: Execution, login: Login) -> AsyncIterator[_Rows]:
         """A session with the statement started in it; see the module docstring. Errors of the
         caller's block pass through untranslated."""
         rollback_on_limit = (
@@ -130,7 +133,7 @@ class Neo4jExecutor:
             and execution.access_mode == "WRITE"
         )
         session = self._session(
-            execution.database, execution.access_mode, execution.bookmarks, auth
+            execution.database, execution.access_mode, execution.bookmarks, login
         )
         transaction: AsyncTransaction | None = None
         try:
@@ -167,9 +170,7 @@ class Neo4jExecutor:
         login is tried again here like a statement's); it holds its session until it ends."""
 
         async def start() -> Neo4jTransaction:
-            session = self._session(
-                opening.database, opening.access_mode, opening.bookmarks, login.auth
-            )
+            session = self._session(opening.database, opening.access_mode, opening.bookmarks, login)
             try:
                 async with translated_errors():
                     transaction = await session.begin_transaction(
@@ -193,16 +194,19 @@ class Neo4jExecutor:
         database: str,
         access_mode: AccessMode,
         bookmarks: tuple[str, ...],
-        auth: neo4j.Auth | None,
+        login: Login,
     ) -> AsyncSession:
+        # The login's own driver when it has one: a connection of a pool shared by several
+        # users is logged off and on again (a password check in Neo4j) whenever its user changes.
+        driver = self._driver if login.driver is None else login.driver
         with translated_errors():
-            return self._driver.session(
+            return driver.session(
                 database=database,
                 default_access_mode=(
                     neo4j.READ_ACCESS if access_mode == "READ" else neo4j.WRITE_ACCESS
                 ),
                 bookmarks=Bookmarks.from_raw_values(bookmarks) if bookmarks else None,
-                auth=auth,
+                auth=login.auth,
                 # Neo4j's own default: its warnings and information reach the caller.
             )
 

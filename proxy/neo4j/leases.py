@@ -1,10 +1,11 @@
 """Per-DAG leased Neo4j users: the dynamic-credential model of Vault's database engine, on Neo4j.
 
 On a DAG's first request the gateway creates a Neo4j user for it (``<prefix><dag>_<random>``,
-a random password, ``CHANGE NOT REQUIRED``) and runs the DAG's statements as that user through
-session-level authentication, so Neo4j's own logs and ``SHOW TRANSACTIONS`` name the DAG. A
-lease lives ``ttl_s``; one still in use is replaced once ``renew_fraction`` of it has passed,
-and a replaced or expired lease is dropped as soon as no request holds it.
+a random password, ``CHANGE NOT REQUIRED``) and runs the DAG's statements as that user, on a
+driver of its own (:mod:`proxy.neo4j.pools`), so Neo4j's own logs and ``SHOW TRANSACTIONS`` name
+the DAG. A lease lives ``ttl_s``; one still in use is replaced once ``renew_fraction`` of it has
+passed, and a replaced or expired lease is dropped (and its driver closed, through
+``on_dropped``) as soon as no request holds it.
 
 Crash safety (write-ahead, like the audit log): a lease is recorded in ``leases_path`` *before*
 its user is created and deleted from it only *after* the user is dropped. Passwords are never
@@ -23,7 +24,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,11 @@ class LeaseManager:
         clock: Callable[[], float] = time.time,
         faults: Faults = NO_FAULTS,
         metrics: Metrics | None = None,
+        on_dropped: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._driver = driver
+        # Told each user dropped, once no request runs as it (to close its connections).
+        self._on_dropped = on_dropped
         self._metrics = metrics or Metrics()
         self._path = path
         self._prefix = prefix
@@ -211,6 +215,8 @@ class LeaseManager:
     async def _drop(self, user: str) -> None:
         await self._admin("DROP USER $user IF EXISTS", user=user)
         self._metrics.leases_dropped.inc()
+        if self._on_dropped is not None:
+            await self._on_dropped(user)
         await self._record("DELETE FROM leases WHERE user = ?", user)
 
     async def _maintain(self) -> None:

@@ -1,9 +1,9 @@
 """A credential as the executor uses it, and the retries of a login Neo4j refused.
 
 A :class:`Login` names the Neo4j user a statement runs as (the audit record shows it; never its
-secret), says how the driver logs in as it (session-level auth, or the driver's own auth manager
-for the gateway's rotating credential), and how a refused login is tried again. A refused login
-ran nothing, so trying it again is safe.
+secret), says how the driver logs in as it (a driver of its own, session-level auth, or the
+executor's driver and its auth manager for the gateway's rotating credential), and how a refused
+login is tried again. A refused login ran nothing, so trying it again is safe.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import neo4j
+from neo4j import AsyncDriver
 
 from proxy.errors import GraphFailed
 from proxy.metrics import Metrics
@@ -73,8 +74,11 @@ class Login:
     """A Neo4j user to run as, valid while its broker holds it."""
 
     user: str
-    # Session-level auth; None: the driver's own auth manager (the gateway's credential).
+    # Session-level auth; None: the driver's own auth manager.
     auth: neo4j.Auth | None = field(default=None, repr=False)
+    # A driver whose every connection is logged in as this user; None: the executor's (which
+    # logs in with the gateway's credential).
+    driver: AsyncDriver | None = field(default=None, repr=False)
     # How a refused login is tried again; None: it is not.
     retries: LoginRetries | None = None
 
