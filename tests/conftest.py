@@ -44,7 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--fuzz-examples",
         type=int,
         default=2500,
-        help="statements the canary fuzzer generates (tests/plan/test_canary_fuzz.py)",
+        help="examples of each -m fuzz test: statements the canary fuzzer generates"
+        " (tests/plan/test_canary_fuzz.py), message sequences sent to the Bolt door"
+        " (tests/bolt/test_server.py)",
     )
 
 

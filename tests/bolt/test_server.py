@@ -288,14 +288,30 @@ def _messages() -> st.SearchStrategy[bytes]:
     return st.one_of(run, pull, discard, fixed, garbage)
 
 
+PREFIXES = st.sampled_from([LOGGED_ON, handshake()])
+SEQUENCES = st.lists(_messages(), max_size=14)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    prefix=st.sampled_from([LOGGED_ON, handshake()]),
-    sequence=st.lists(_messages(), max_size=14),
-)
+@given(prefix=PREFIXES, sequence=SEQUENCES)
 def test_no_message_sequence_breaks_the_rules(prefix: bytes, sequence: list[bytes]) -> None:
     """Whatever a client sends: only Bolt's four answers come back, the door keeps serving,
     nothing runs without its decision on record first, and every call's records end."""
+    holds(prefix, sequence)
+
+
+@pytest.mark.fuzz
+def test_many_message_sequences(pytestconfig: pytest.Config) -> None:
+    """The same, on demand and for as long as asked: ``pytest -m fuzz --fuzz-examples N``."""
+    examples = int(pytestconfig.getoption("--fuzz-examples"))
+    run = settings(
+        max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )(given(prefix=PREFIXES, sequence=SEQUENCES)(holds))
+    run()
+
+
+def holds(prefix: bytes, sequence: list[bytes]) -> None:
+    """Send ``prefix`` and ``sequence`` on one connection, then check the rules."""
 
     async def scenario() -> tuple[bytes, bytes, Rig]:
         async with rig(rows=3) as r:
