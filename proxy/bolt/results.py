@@ -125,9 +125,9 @@ class OpenResult:
                     return {"has_more": True}
             summary = await rows.summary()
         except Exception as exc:
-            if not await self._stack.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-            raise  # pragma: no cover - the request path never swallows an error
+            # The request path records the failure (and may raise its own error instead).
+            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         await self._stack.aclose()  # the outcome is recorded now
         return summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
 

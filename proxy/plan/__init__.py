@@ -32,7 +32,7 @@ from typing import Any
 from proxy.plan.flow import ANY, Facts
 from proxy.plan.operators import RULES
 from proxy.plan.reader import Reader
-from proxy.plan.text import DYNAMIC, Token, UnreadableText, load_csv_sources, tokens
+from proxy.plan.text import DYNAMIC, UnreadableText, cypher_prefix, load_csv_sources, tokens
 
 __all__ = ["ANY", "DYNAMIC", "PlanFacts", "read_plan"]
 
@@ -133,20 +133,6 @@ def _check_names(statement: str, facts: Facts) -> None:
             facts.opaque(writes=True, what="ambiguous name")
         elif token.kind in ("name", "word") and _GENERATED.match(text):
             facts.opaque(writes=True, what="variable named like a generated one")
-    for option in _cypher_options(found):
+    for option in cypher_prefix(found)[0]:
         if option.lower() not in _CYPHER_OPTIONS:
             facts.opaque(writes=True, what=f"CYPHER option {option}")
-
-
-def _cypher_options(found: list[Token]) -> list[str]:
-    """The option names of the statement's leading ``CYPHER [version] [key=value ...]``."""
-    options: list[str] = []
-    i = 0
-    while i < len(found) and found[i].kind == "word" and found[i].text.upper() == "CYPHER":
-        i += 1
-        if i < len(found) and found[i].kind == "word" and found[i].text.isdigit():
-            i += 1
-        while i + 2 < len(found) and found[i + 1].text == "=" and found[i].kind == "word":
-            options.append(found[i].text)
-            i += 3
-    return options

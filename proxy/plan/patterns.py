@@ -4,7 +4,7 @@ wrappers, as Neo4j 5.26 prints them."""
 
 from __future__ import annotations
 
-from proxy.plan.syntax import Cursor, Element, Expr, Pattern, Unparsed
+from proxy.plan.syntax import Cursor, Element, Expr, LabelExpr, Pattern, Unparsed
 
 
 class PatternParser(Cursor):
@@ -70,13 +70,26 @@ class PatternParser(Cursor):
             self.take(")")
             low, high = self.quantifier_bounds()
             return Element("group", inner=inner, min_hops=low, max_hops=high, var_length=True)
-        var = label = props = where = None
+        var, label = self._name_and_label()
+        props, where = self._properties_and_where()
+        self.take(")")
+        return Element("node", var or "", label, props, where)
+
+    def _name_and_label(self) -> tuple[str | None, LabelExpr | None]:
+        """The ``v:L`` that opens a node or relationship pattern, each part optional."""
+        var = label = None
         tok = self.peek()
         if tok is not None and tok.kind in ("word", "name") and not self.at_word("WHERE"):
             var = self.variable()
         if self.at(":"):
             self.i += 1
             label = self.label_expression()
+        return var, label
+
+    def _properties_and_where(self) -> tuple[Expr | None, Expr | None]:
+        """The ``{k: v}`` (or ``$map``) and ``WHERE p`` that close a node or relationship
+        pattern, each optional."""
+        props = where = None
         if self.at("{"):
             props = Expr("map", args=tuple(self.map_items()))
         elif (tok := self.peek()) is not None and tok.kind == "param":
@@ -85,8 +98,7 @@ class PatternParser(Cursor):
         if self.at_word("WHERE"):
             self.i += 1
             where = self.expression()
-        self.take(")")
-        return Element("node", var or "", label, props, where)
+        return props, where
 
     def node_element(self) -> Element:
         """One node pattern, ``(v:L {k: v} WHERE p)``."""
@@ -124,28 +136,15 @@ class PatternParser(Cursor):
             direction = {"--": "both", "-->": "out", "<--": "in", "<-->": "both"}[start]
             return Element("rel", direction=direction)
         self.take("[")
-        var = label = props = where = None
         low: int | None = None
         high: int | None = None
         var_length = False
-        tok = self.peek()
-        if tok is not None and tok.kind in ("word", "name") and not self.at_word("WHERE"):
-            var = self.variable()
-        if self.at(":"):
-            self.i += 1
-            label = self.label_expression()
+        var, label = self._name_and_label()
         if self.at("*"):
             self.i += 1
             var_length = True
             low, high = self._hops()
-        if self.at("{"):
-            props = Expr("map", args=tuple(self.map_items()))
-        elif (tok := self.peek()) is not None and tok.kind == "param":
-            self.i += 1
-            props = Expr("param", tok.text)
-        if self.at_word("WHERE"):
-            self.i += 1
-            where = self.expression()
+        props, where = self._properties_and_where()
         self.take("]")
         end = self.take("-", "->").text
         way = {("-", "-"): "both", ("-", "->"): "out", ("<-", "-"): "in"}.get((start, end))

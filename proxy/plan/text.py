@@ -184,6 +184,21 @@ def quoted_names(statement: str) -> list[str]:
     return [t.text for t in tokens(statement) if t.kind == "name"]
 
 
+def cypher_prefix(found: list[Token]) -> tuple[list[str], int]:
+    """The option names of the statement's leading ``CYPHER [version] [key=value ...]``
+    (repeated or not), and the index of the first token after it."""
+    options: list[str] = []
+    i = 0
+    while i < len(found) and found[i].kind == "word" and found[i].text.upper() == "CYPHER":
+        i += 1
+        if i < len(found) and found[i].kind == "word" and found[i].text.isdigit():
+            i += 1
+        while i + 2 < len(found) and found[i + 1].text == "=" and found[i].kind == "word":
+            options.append(found[i].text)
+            i += 3
+    return options, i
+
+
 def execution_mode(statement: str) -> str | None:
     """``EXPLAIN`` or ``PROFILE`` if the statement starts with one (after any ``CYPHER`` version
     and options), else ``None``; ``None`` too for text this lexer cannot read (Neo4j will refuse
@@ -192,13 +207,7 @@ def execution_mode(statement: str) -> str | None:
         found = tokens(statement)
     except UnreadableText:
         return None
-    i = 0
-    while i < len(found) and found[i].kind == "word" and found[i].text.upper() == "CYPHER":
-        i += 1
-        if i < len(found) and found[i].kind == "word" and found[i].text.isdigit():
-            i += 1
-        while i + 2 < len(found) and found[i + 1].text == "=":
-            i += 3
+    _, i = cypher_prefix(found)
     if (
         i < len(found)
         and found[i].kind == "word"
