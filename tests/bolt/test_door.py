@@ -172,8 +172,16 @@ def test_explicit_transactions(
     )
     assert stored[0]["c"] == 2
     with AuditReader(stack.audit_path) as log:
-        ends = [r for r in log.query(RecordFilter()) if r["event"] == "transaction"]
-    assert ends, "commits and rollbacks leave records"
+        trail = list(log.query(RecordFilter()))
+    # The statements carry the tag as a parameter; this module alone uses the label BoltTx.
+    ours = {r["transaction"]["id"] for r in trail if "BoltTx" in (r.get("statement") or "")}
+    ends = sorted(
+        r["transaction"]["action"]
+        for r in trail
+        if r["event"] == "transaction" and r["transaction"]["id"] in ours
+    )
+    # execute_write, the rolled-back one, and execute_query (a managed transaction too).
+    assert ends == ["commit", "commit", "rollback"], "each transaction leaves its end on record"
 
 
 def test_a_refused_statement_rolls_the_transaction_back(
