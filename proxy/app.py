@@ -54,11 +54,13 @@ from proxy.gateway.seams import (
     PolicyDecider,
 )
 from proxy.metrics import Metrics
+from proxy.neo4j.bolt import Address
 from proxy.neo4j.brokers import LeasedUsers, ServiceAccount
 from proxy.neo4j.executor import Neo4jExecutor, connect
 from proxy.neo4j.leases import LeaseManager
 from proxy.neo4j.logins import Login, LoginRetries
 from proxy.neo4j.pools import UserPools
+from proxy.neo4j.relay import RelayExecutor, UserBoltPools
 from proxy.neo4j.rotation import RotatingAuth, Rotator, rotating_every
 from proxy.neo4j.secret_sources import (
     AWSSecretsManagerSource,
@@ -93,6 +95,8 @@ class Services:
     readiness: Mapping[str, ReadinessCheck]
     describe: Callable[[], Awaitable[dict[str, str]]]
     auth_schemes: Sequence[str]
+    # What runs the Bolt door's statements (records relayed undecoded); None: ``executor``.
+    bolt_executor: GraphExecutor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,7 @@ class Neo4jWing:
 
     executor: Neo4jExecutor
     credentials: ServiceAccount | LeasedUsers
+    relay: RelayExecutor
 
 
 def create_app(
@@ -127,7 +132,8 @@ def create_app(
             # Closed first: transactions still open roll back while Neo4j is still reachable.
             await stack.enter_async_context(state.transactions.sweeping())
             if (port := settings.server.bolt_port) is not None:
-                door = bolt_door(state.gateway, _door_settings(settings, port), chosen.describe)
+                gateway = state.gateway.with_executor(chosen.bolt_executor or chosen.executor)
+                door = bolt_door(gateway, _door_settings(settings, port), chosen.describe)
                 await stack.enter_async_context(door)
             yield {STATE_KEY: state}
 
@@ -262,6 +268,7 @@ async def _open_services(
         },
         describe=neo4j.executor.describe,
         auth_schemes=authenticator.schemes,
+        bolt_executor=neo4j.relay,
     )
 
 
@@ -334,6 +341,10 @@ async def open_neo4j(
         )
         stack.push_async_callback(driver.close)
         credentials: ServiceAccount | LeasedUsers = ServiceAccount(auth, retries)
+        relay_pools = UserBoltPools(
+            Address.parse(config.uri), lifetime_s=config.max_connection_lifetime_s
+        )
+        stack.push_async_callback(relay_pools.close)
         if manage and config.credentials == "leases":
             pools = UserPools(
                 lambda leased: connect(
@@ -351,7 +362,7 @@ async def open_neo4j(
                 renew_fraction=config.lease_renew_fraction,
                 faults=faults,
                 metrics=metrics,
-                on_dropped=pools.close_user,
+                on_dropped=_each(pools.close_user, relay_pools.close_user),
             )
             await leases.open()
             stack.push_async_callback(leases.close)
@@ -361,7 +372,19 @@ async def open_neo4j(
                 rotating_every(rotator, config.rotation_interval_s, metrics)
             )
         executor = Neo4jExecutor(driver, own=Login(user=credential.user, retries=retries))
-        yield Neo4jWing(executor=executor, credentials=credentials)
+        yield Neo4jWing(
+            executor=executor, credentials=credentials, relay=RelayExecutor(relay_pools)
+        )
+
+
+def _each(*closers: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+    """One callback that calls every one of ``closers`` in turn."""
+
+    async def close(user: str) -> None:
+        for closer in closers:
+            await closer(user)
+
+    return close
 
 
 def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 JSON = Any
 AccessMode = Literal["READ", "WRITE"]
@@ -92,3 +92,12 @@ class RowStream(Protocol):
     def __aiter__(self) -> AsyncIterator[list[JSON]]: ...
 
     async def summary(self) -> Summary: ...
+
+
+@runtime_checkable
+class RecordStream(RowStream, Protocol):
+    """A :class:`RowStream` that also hands its records out as the Bolt ``RECORD`` messages
+    Neo4j sent (packed, unframed), for a front door that forwards them without decoding.
+    Iterate either the rows or the records, once."""
+
+    def records(self) -> AsyncIterator[bytes]: ...

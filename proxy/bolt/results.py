@@ -12,17 +12,19 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, suppress
 from typing import Any
 
+from proxy.bolt.packstream import Structure, pack
 from proxy.bolt.values import to_wire
 from proxy.errors import CypherGateError
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
-from proxy.statement import JSON, RowStream, Summary
+from proxy.statement import JSON, RecordStream, RowStream, Summary
 
+_RECORD = b"\x71"
 # Rows sent before the connection's buffer is drained (the client's reading paces Neo4j's).
 _FLUSH_EVERY = 256
 # Summary counters, as Bolt names them.
@@ -48,8 +50,8 @@ class ResultSink(ABC):
     """Where a pulled result's records go."""
 
     @abstractmethod
-    async def record(self, values: list[Any]) -> None:
-        """Send one record (already in Bolt values)."""
+    async def record(self, message: bytes) -> None:
+        """Send one ``RECORD`` message (packed, not yet framed)."""
 
     @abstractmethod
     async def flush(self) -> None:
@@ -67,9 +69,10 @@ class OpenResult:
         self._transaction = transaction
         self._stack = AsyncExitStack()
         self._rows: RowStream | None = None
-        self._ahead: list[JSON] | None = None  # the row read to know whether more follow
-        # Once buffered (another statement of its transaction started): its rows, its end.
-        self._buffered: deque[list[Any]] | None = None
+        self._records: AsyncIterator[bytes] | None = None
+        self._ahead: bytes | None = None  # the record read to know whether more follow
+        # Once buffered (another statement of its transaction started): its records, its end.
+        self._buffered: deque[bytes] | None = None
         self._final: dict[str, Any] = {}
         self._started = 0.0
         self.t_first_ms = 0
@@ -87,11 +90,11 @@ class OpenResult:
         """Read the rest of the rows now, to be pulled later: the next statement of the same
         transaction is about to run (a Neo4j transaction runs one statement at a time). The
         policy's row limit bounds what is held."""
-        rows: deque[list[Any]] = deque()
+        rows: deque[bytes] = deque()
 
         class Keep(ResultSink):
-            async def record(self, values: list[Any]) -> None:
-                rows.append(values)
+            async def record(self, message: bytes) -> None:
+                rows.append(message)
 
             async def flush(self) -> None:
                 return None
@@ -111,11 +114,11 @@ class OpenResult:
         try:
             sent = 0
             while n == -1 or sent < n:
-                row = await self._next(rows)
-                if row is None:
+                record = await self._next(rows)
+                if record is None:
                     break
                 if not discard:
-                    await sink.record([to_wire(value) for value in row])
+                    await sink.record(record)
                 sent += 1
                 if sent % _FLUSH_EVERY == 0:
                     await sink.flush()
@@ -132,12 +135,12 @@ class OpenResult:
         return summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
 
     async def _pull_buffered(
-        self, rows: deque[list[Any]], n: int, sink: ResultSink, *, discard: bool
+        self, rows: deque[bytes], n: int, sink: ResultSink, *, discard: bool
     ) -> dict[str, Any]:
         while rows and (n == -1 or n > 0):
-            values = rows.popleft()
+            record = rows.popleft()
             if not discard:
-                await sink.record(values)
+                await sink.record(record)
             n -= 1 if n != -1 else 0
         return {"has_more": True} if rows else self._final
 
@@ -160,14 +163,25 @@ class OpenResult:
     def elapsed(self) -> int:
         return _ms_since(self._started)
 
-    async def _next(self, rows: RowStream) -> list[JSON] | None:
+    async def _next(self, rows: RowStream) -> bytes | None:
+        """The next ``RECORD`` message: as Neo4j sent it when the stream relays records
+        (:class:`~proxy.statement.RecordStream`), else packed here from the row's values."""
         if self._ahead is not None:
-            row, self._ahead = self._ahead, None
-            return row
+            record, self._ahead = self._ahead, None
+            return record
+        if self._records is None:
+            self._records = (
+                rows.records() if isinstance(rows, RecordStream) else _packed(aiter(rows))
+            )
         try:
-            return await anext(aiter(rows))
+            return await anext(self._records)
         except StopAsyncIteration:
             return None
+
+
+async def _packed(rows: AsyncIterator[list[JSON]]) -> AsyncIterator[bytes]:
+    async for row in rows:
+        yield pack(Structure(_RECORD, ([to_wire(value) for value in row],)))
 
 
 def summary_metadata(summary: Summary, *, database: str, t_last: int) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class BoltDoor:
             client=_address(peer),
             local_address=_address(local) or f"{self._settings.host}:{self.port}",
             send=outbox.send,
+            send_packed=outbox.send_packed,
             flush=outbox.flush,
         )
         options = self._settings.options
@@ -142,6 +143,10 @@ class _Outbox:
 
     async def send(self, tag: int, fields: tuple[Any, ...]) -> None:
         self._pending += wire.encode(tag, *fields)
+
+    async def send_packed(self, message: bytes) -> None:
+        """A message already packed (a record relayed as Neo4j sent it)."""
+        self._pending += wire.frame(message)
 
     async def flush(self) -> None:
         """Write what is gathered, and wait while the client is slow to read (back-pressure)."""

@@ -93,6 +93,7 @@ class Session:
         client: str | None,
         local_address: str,
         send: Send,
+        send_packed: Callable[[bytes], Awaitable[None]],
         flush: Callable[[], Awaitable[None]],
     ) -> None:
         self._gateway = gateway
@@ -101,7 +102,7 @@ class Session:
         self._client = client
         self._local_address = local_address
         self._send = send
-        self._sink = _Sink(send, flush)
+        self._sink = _Sink(send_packed, flush)
         self.connection_id = f"bolt-{next(_connection_ids)}"
         self.state: State | None = None  # None: before HELLO
         self._authorization: str | None = None
@@ -388,12 +389,14 @@ class Session:
 
 
 class _Sink(ResultSink):
-    def __init__(self, send: Send, flush: Callable[[], Awaitable[None]]) -> None:
-        self._send = send
+    def __init__(
+        self, send_packed: Callable[[bytes], Awaitable[None]], flush: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._send_packed = send_packed
         self._flush = flush
 
-    async def record(self, values: list[Any]) -> None:
-        await self._send(m.RECORD, (values,))
+    async def record(self, message: bytes) -> None:
+        await self._send_packed(message)
 
     async def flush(self) -> None:
         await self._flush()

@@ -21,6 +21,7 @@ and step 8 runs in it (see :mod:`proxy.gateway.transactions`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -80,6 +81,13 @@ class Gateway:
         self._default_timeout_s = default_timeout_s
         self._digester = digester or ParameterDigester(None)
         self._metrics = metrics or Metrics()
+
+    def with_executor(self, executor: GraphExecutor) -> Gateway:
+        """The same request path (the same caches, policy, audit log) with statements run by
+        ``executor``: the Bolt door's relays records without decoding them."""
+        other = copy.copy(self)
+        other._executor = executor
+        return other
 
     def begin(
         self,

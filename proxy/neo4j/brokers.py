@@ -30,7 +30,8 @@ class ServiceAccount:
     async def hold(self, dag: str) -> AsyncIterator[Login]:
         """The gateway's credential in use, for ``dag`` as for any DAG."""
         del dag
-        yield Login(user=self._auth.credential.user, retries=self._retries)
+        credential = self._auth.credential
+        yield Login(user=credential.user, retries=self._retries, credential=credential)
 
 
 class LeasedUsers:
@@ -52,4 +53,8 @@ class LeasedUsers:
                 return await held.enter_async_context(self._leases.hold(dag))
 
             leased = await self._retries.attempt(lease)
-            yield Login(user=leased.user, driver=self._pools.driver(leased.credential))
+            yield Login(
+                user=leased.user,
+                driver=self._pools.driver(leased.credential),
+                credential=leased.credential,
+            )

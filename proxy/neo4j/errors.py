@@ -31,13 +31,7 @@ def translated(exc: Exception) -> Exception:
         return exc
     if isinstance(exc, neo4j_errors.ClientError):
         code = exc.code or "Neo.ClientError.General.Unknown"
-        if code == DatabaseNotFound.code:
-            return DatabaseNotFound()
-        if code.startswith("Neo.ClientError.Security."):
-            # The gateway's own credential was refused: not the caller's fault, and the
-            # message may name internals.
-            return GraphFailed(reason=code)
-        return Neo4jClientError(code, exc.message or code)
+        return _client_error(code, exc.message or code)
     if isinstance(
         exc,
         neo4j_errors.TransientError
@@ -49,6 +43,38 @@ def translated(exc: Exception) -> Exception:
     if isinstance(exc, neo4j_errors.Neo4jError | neo4j_errors.DriverError):
         return GraphFailed(reason=type(exc).__name__)
     return exc
+
+
+# Transient codes the driver reports as the caller's errors: retrying would not help.
+_RECLASSIFIED = {
+    "Neo.TransientError.Transaction.Terminated": "Neo.ClientError.Transaction.Terminated",
+    "Neo.TransientError.Transaction.LockClientStopped": (
+        "Neo.ClientError.Transaction.LockClientStopped"
+    ),
+}
+
+
+def from_code(code: str, message: str) -> CypherGateError:
+    """The gateway's error for a Neo4j ``FAILURE`` of ``code`` (a connection of our own, not
+    the driver's: :mod:`proxy.neo4j.bolt`), the same one :func:`translated` gives for the
+    driver's exception of that code."""
+    code = _RECLASSIFIED.get(code, code)
+    classification = code.split(".")[1] if code.count(".") >= 3 else ""
+    if classification == "ClientError":
+        return _client_error(code, message)
+    if classification == "TransientError":
+        return GraphUnavailable(reason="TransientError")
+    return GraphFailed(reason="DatabaseError")
+
+
+def _client_error(code: str, message: str) -> CypherGateError:
+    if code == DatabaseNotFound.code:
+        return DatabaseNotFound()
+    if code.startswith("Neo.ClientError.Security."):
+        # The gateway's own credential was refused: not the caller's fault, and the message may
+        # name internals.
+        return GraphFailed(reason=code)
+    return Neo4jClientError(code, message)
 
 
 class translated_errors:  # named like the @contextmanager functions it stands beside

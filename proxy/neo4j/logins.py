@@ -21,6 +21,7 @@ from proxy.errors import GraphFailed
 from proxy.metrics import Metrics
 from proxy.neo4j.errors import RATE_LIMITED, UNAUTHORIZED
 from proxy.neo4j.rotation import RotatingAuth
+from proxy.neo4j.secret_sources import Credential
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -81,6 +82,8 @@ class Login:
     driver: AsyncDriver | None = field(default=None, repr=False)
     # How a refused login is tried again; None: it is not.
     retries: LoginRetries | None = None
+    # The user's password, for connections of the gateway's own (proxy.neo4j.bolt).
+    credential: Credential | None = field(default=None, repr=False)
 
     async def attempt(self, start: Callable[[], Awaitable[_T]]) -> _T:
         """``start()`` (which logs in as this user), with this login's retries."""

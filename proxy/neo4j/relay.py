@@ -1,0 +1,437 @@
+"""Running the Bolt door's statements on connections of our own, their records relayed as Neo4j
+sent them (see :mod:`proxy.neo4j.bolt` for why not the driver).
+
+:class:`RelayExecutor` is a :class:`~proxy.gateway.seams.GraphExecutor` like
+:class:`~proxy.neo4j.executor.Neo4jExecutor`, with the same semantics: an auto-commit statement
+runs in one round trip (``RUN`` and ``PULL`` sent together), never retried; a writing statement
+under a row limit that must fail runs in an explicit transaction, rolled back past the limit;
+an explicit transaction holds its connection until it ends. Its row streams are
+:class:`~proxy.statement.RecordStream`\\ s: besides rows as Bolt values (for the row limit and
+for any front door that reads them), :meth:`RelayRows.records` hands each record out as the
+raw message Neo4j sent, which the Bolt door forwards without decoding.
+
+Who a statement runs as is the :class:`~proxy.neo4j.logins.Login`'s credential, on a pool of
+that user's own connections (:class:`UserBoltPools`), closed when its lease is dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from proxy.bolt import wire
+from proxy.bolt.packstream import PackStreamError, pack, unpack
+from proxy.bolt.values import to_wire
+from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
+from proxy.neo4j.bolt import (
+    BEGIN,
+    COMMIT,
+    DISCARD,
+    FAILURE,
+    PULL,
+    RECORD,
+    ROLLBACK,
+    RUN,
+    SUCCESS,
+    Address,
+    BoltConnection,
+    BoltPool,
+    Refused,
+    failure_error,
+    metadata_of,
+    tag_of,
+)
+from proxy.neo4j.executor import notifications, row_weight
+from proxy.neo4j.logins import Login
+from proxy.neo4j.secret_sources import Credential
+from proxy.statement import JSON, AccessMode, Execution, Opening, QueryType, Summary
+
+# Records asked for per PULL: enough for most answers in one round trip, few enough that a
+# slow caller holds back Neo4j (its reading paces ours).
+PULL_BATCH = 1000
+# Bolt's summary counters, by the name the gateway gives them (the Query API's).
+_COUNTERS = {
+    "nodes-created": "nodesCreated",
+    "nodes-deleted": "nodesDeleted",
+    "relationships-created": "relationshipsCreated",
+    "relationships-deleted": "relationshipsDeleted",
+    "properties-set": "propertiesSet",
+    "labels-added": "labelsAdded",
+    "labels-removed": "labelsRemoved",
+    "indexes-added": "indexesAdded",
+    "indexes-removed": "indexesRemoved",
+    "constraints-added": "constraintsAdded",
+    "constraints-removed": "constraintsRemoved",
+    "system-updates": "systemUpdates",
+}
+_QUERY_TYPES: tuple[QueryType, ...] = ("r", "rw", "w", "s")
+
+
+class UserBoltPools:
+    """A :class:`BoltPool` per credential, opened on first use (a leased user's password never
+    changes; the gateway's own credential gets a new pool when it rotates)."""
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        size: int = 100,
+        lifetime_s: float = 3600.0,
+        connect_timeout_s: float = 30.0,
+        acquire_timeout_s: float = 60.0,
+    ) -> None:
+        self._address = address
+        self._size = size
+        self._lifetime_s = lifetime_s
+        self._connect_timeout_s = connect_timeout_s
+        self._acquire_timeout_s = acquire_timeout_s
+        self._pools: dict[Credential, BoltPool] = {}
+
+    def pool(self, credential: Credential) -> BoltPool:
+        pool = self._pools.get(credential)
+        if pool is None:
+            # A rotated credential replaces its user's pool; connections in use finish first.
+            for stale in [c for c in self._pools if c.user == credential.user]:
+                self._pools.pop(stale).close()
+            pool = self._pools[credential] = BoltPool(
+                self._address,
+                credential.user,
+                credential.password,
+                size=self._size,
+                lifetime_s=self._lifetime_s,
+                connect_timeout_s=self._connect_timeout_s,
+                acquire_timeout_s=self._acquire_timeout_s,
+            )
+        return pool
+
+    async def close_user(self, user: str) -> None:
+        """Close ``user``'s pool (its lease is dropped)."""
+        for credential in [c for c in self._pools if c.user == user]:
+            self._pools.pop(credential).close()
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+class RelayExecutor:
+    """Runs statements on :class:`UserBoltPools` (see the module docstring)."""
+
+    def __init__(self, pools: UserBoltPools) -> None:
+        self._pools = pools
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution, login: Login) -> AsyncIterator[RelayRows]:
+        """Start the statement once, as ``login``; its rows stream inside the block."""
+        async with contextlib.AsyncExitStack() as held:
+
+            async def start() -> RelayRows:
+                connection = await held.enter_async_context(self._connection(login))
+                return await held.enter_async_context(_auto_commit(connection, execution))
+
+            yield await login.attempt(start)
+
+    async def begin(self, opening: Opening, login: Login) -> RelayTransaction:
+        """Begin an explicit transaction as ``login``; it holds its connection until it ends."""
+
+        async def start() -> RelayTransaction:
+            stack = contextlib.AsyncExitStack()
+            try:
+                connection = await stack.enter_async_context(self._connection(login))
+                extra = _transaction_extra(
+                    opening.database,
+                    opening.access_mode,
+                    opening.bookmarks,
+                    opening.metadata,
+                    opening.timeout_s,
+                )
+                await _summarised(connection, wire.encode(BEGIN, extra))
+            except BaseException:
+                await stack.aclose()
+                raise
+            return RelayTransaction(connection, stack)
+
+        return await login.attempt(start)
+
+    def _connection(self, login: Login) -> contextlib.AbstractAsyncContextManager[BoltConnection]:
+        if login.credential is None:
+            raise GraphFailed(reason="login_without_credential")
+        return self._pools.pool(login.credential).connection()
+
+
+class RelayTransaction:
+    """An explicit transaction on a connection of its own, until it commits or rolls back."""
+
+    def __init__(self, connection: BoltConnection, stack: contextlib.AsyncExitStack) -> None:
+        self._connection = connection
+        self._stack = stack
+        self._open = True
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution) -> AsyncIterator[RelayRows]:
+        """Start the statement in the transaction; its rows stream inside the block."""
+        run = wire.encode(RUN, *_run(execution))
+        rows = await RelayRows.start(self._connection, execution, run)
+        try:
+            yield rows
+        finally:
+            await rows.close(discard=True)
+            if self._connection.failed:
+                self._open = False  # Neo4j rolled it back
+
+    async def commit(self) -> list[str]:
+        """Commit; the bookmarks of what was committed."""
+        self._open = False
+        metadata = await _summarised(self._connection, wire.encode(COMMIT))
+        bookmark = metadata.get("bookmark")
+        return [bookmark] if isinstance(bookmark, str) else []
+
+    async def rollback(self) -> None:
+        """Roll back (nothing to do if Neo4j already has, after a failed statement)."""
+        if self._open and not self._connection.failed:
+            self._open = False
+            await _summarised(self._connection, wire.encode(ROLLBACK))
+
+    async def close(self) -> None:
+        """Give the connection back; an open transaction is rolled back first (a reset)."""
+        if self._open:
+            self._connection.failed = True  # the pool resets it: Neo4j rolls back
+        await self._stack.aclose()
+
+
+class RelayRows:
+    """A :class:`~proxy.statement.RecordStream` over records arriving on a connection."""
+
+    def __init__(self, connection: BoltConnection, execution: Execution) -> None:
+        self._connection = connection
+        self._limit = execution.row_limit
+        self._truncate = execution.row_limit_action == "truncate"
+        self._fields: list[str] = []
+        self._count = 0
+        self._weight = 0
+        self._truncated = False
+        self._streaming = False  # records or a PULL's summary still to come
+        self._done = False
+        self._final: dict[str, Any] | None = None
+        self._summary: Summary | None = None
+
+    @classmethod
+    async def start(cls, connection: BoltConnection, execution: Execution, run: bytes) -> RelayRows:
+        """Send ``run`` with a ``PULL``; the stream once Neo4j accepted the statement."""
+        rows = cls(connection, execution)
+        connection.send(run + wire.encode(PULL, {"n": PULL_BATCH}))
+        answer = await connection.receive()
+        if tag_of(answer) == FAILURE:
+            await connection.receive()  # the PULL, IGNORED
+            raise _refused(answer)
+        fields = metadata_of(answer).get("fields")
+        rows._fields = [str(name) for name in fields] if isinstance(fields, list) else []
+        rows._streaming = True
+        return rows
+
+    @property
+    def fields(self) -> list[str]:
+        return self._fields
+
+    def __aiter__(self) -> AsyncIterator[list[JSON]]:
+        return self._decoded()
+
+    async def _decoded(self) -> AsyncIterator[list[JSON]]:
+        async for record in self.records():
+            yield unpack(record).fields[0]
+
+    async def records(self) -> AsyncIterator[bytes]:
+        """Each record as the raw ``RECORD`` message Neo4j sent (unframed), up to the limit."""
+        while not self._done:
+            message = await self._next()
+            if message is None:
+                return
+            if self._limit is not None:
+                # A list counts as many rows as it holds, so collect() cannot fold it away.
+                self._weight += row_weight(unpack(message).fields[0])
+                if self._weight > self._limit:  # past the limit: never more is held
+                    self._done = True
+                    if not self._truncate:
+                        raise RowLimitExceeded(self._limit)
+                    self._truncated = True
+                    return
+            self._count += 1
+            yield message
+
+    async def _next(self) -> bytes | None:
+        """The next record, asking for more while Neo4j has them; None after the last."""
+        while self._streaming:
+            message = await self._connection.receive()
+            tag = tag_of(message)
+            if tag == RECORD:
+                return message
+            self._streaming = False
+            if tag != SUCCESS:
+                self._done = True
+                raise _refused(message)
+            metadata = metadata_of(message)
+            if metadata.get("has_more"):
+                self._connection.send(wire.encode(PULL, {"n": PULL_BATCH}))
+                self._streaming = True
+            else:
+                self._final = metadata
+        self._done = True
+        return None
+
+    async def close(self, *, discard: bool) -> None:
+        """Leave the connection ready: the rest of an unfinished result discarded (``discard``:
+        as the driver's session does; its auto-commit transaction commits) or, on a failure,
+        left to the pool's reset."""
+        if self._final is not None or self._connection.failed or self._connection.broken:
+            return
+        while self._streaming:  # the rest of the batch asked for
+            message = await self._connection.receive()
+            if tag_of(message) != RECORD:
+                self._streaming = False
+                metadata = metadata_of(message) if tag_of(message) == SUCCESS else {}
+                if tag_of(message) != SUCCESS:
+                    return
+                if not metadata.get("has_more"):
+                    self._final = metadata
+                    return
+        if discard:
+            self._final = await _summarised(self._connection, wire.encode(DISCARD, {"n": -1}))
+        else:
+            self._connection.failed = True  # reset by the pool
+
+    async def summary(self) -> Summary:
+        if self._summary is None:
+            async for _ in self.records():  # rows nobody read still count towards the limit
+                pass
+            if self._final is None:  # stopped at the limit: the rest is dropped
+                await self.close(discard=True)
+            self._summary = summary_of(self._final or {}, self._count, self._truncated)
+        return self._summary
+
+
+@contextlib.asynccontextmanager
+async def _auto_commit(
+    connection: BoltConnection, execution: Execution
+) -> AsyncIterator[RelayRows]:
+    """The statement started in a transaction of its own: auto-commit, or an explicit one that
+    rolls back past a row limit that must fail (see the module docstring)."""
+    rollback_on_limit = (
+        execution.row_limit is not None
+        and execution.row_limit_action == "error"
+        and execution.access_mode == "WRITE"
+    )
+    extra = _transaction_extra(
+        execution.database,
+        execution.access_mode,
+        execution.bookmarks,
+        execution.metadata,
+        execution.timeout_s,
+    )
+    if not rollback_on_limit:
+        run = wire.encode(RUN, execution.statement, _parameters(execution), extra)
+        rows = await RelayRows.start(connection, execution, run)
+        try:
+            yield rows
+        finally:
+            await rows.close(discard=True)
+        return
+    await _summarised(connection, wire.encode(BEGIN, extra))
+    rows = await RelayRows.start(connection, execution, wire.encode(RUN, *_run(execution)))
+    try:
+        yield rows
+        summary = await rows.summary()
+    except BaseException:
+        await rows.close(discard=False)  # the pool's reset rolls it back
+        raise
+    committed = await _summarised(connection, wire.encode(COMMIT))
+    bookmark = committed.get("bookmark")
+    if isinstance(bookmark, str):
+        summary.bookmarks.append(bookmark)
+
+
+def _run(execution: Execution) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A ``RUN`` inside an explicit transaction (which carries database, metadata and timeout)."""
+    return execution.statement, _parameters(execution), {}
+
+
+def _parameters(execution: Execution) -> dict[str, Any]:
+    try:
+        parameters = {name: to_wire(value) for name, value in execution.parameters.items()}
+        pack(parameters)  # an integer beyond 64 bits, say, is refused here, before Neo4j
+    except (PackStreamError, OverflowError, ValueError, TypeError) as exc:
+        raise BadRequest(
+            "A parameter cannot be sent to Neo4j (out of range or of no Neo4j type).",
+            reason=f"parameter_not_sendable:{type(exc).__name__}",
+        ) from exc
+    return parameters
+
+
+def _transaction_extra(
+    database: str,
+    access_mode: AccessMode,
+    bookmarks: tuple[str, ...],
+    metadata: Mapping[str, Any],
+    timeout_s: float,
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {"db": database}
+    if access_mode == "READ":
+        extra["mode"] = "r"
+    if bookmarks:
+        extra["bookmarks"] = list(bookmarks)
+    if metadata:
+        try:
+            extra["tx_metadata"] = {key: to_wire(value) for key, value in metadata.items()}
+            pack(extra["tx_metadata"])
+        except (PackStreamError, OverflowError, ValueError, TypeError) as exc:
+            raise BadRequest(
+                "The transaction's metadata cannot be sent to Neo4j.",
+                reason=f"metadata_not_sendable:{type(exc).__name__}",
+            ) from exc
+    # Neo4j reads 0 as "no timeout": never round a short one down to it.
+    extra["tx_timeout"] = max(1, math.ceil(timeout_s * 1000))
+    return extra
+
+
+async def _summarised(connection: BoltConnection, message: bytes) -> dict[str, Any]:
+    """Send one message answered by a summary alone; its metadata, or the failure raised."""
+    (answer,) = await connection.exchange(message, 1)
+    if tag_of(answer) != SUCCESS:
+        raise _refused(answer)
+    return metadata_of(answer)
+
+
+def _refused(answer: bytes) -> Exception:
+    if tag_of(answer) == FAILURE:
+        return failure_error(Refused(metadata_of(answer)))
+    return GraphFailed(reason="bolt_answer_ignored")
+
+
+def summary_of(metadata: Mapping[str, Any], rows: int, truncated: bool) -> Summary:
+    """The gateway's :class:`~proxy.statement.Summary` of a result's final ``SUCCESS``."""
+    stats = metadata.get("stats")
+    stats = stats if isinstance(stats, dict) else {}
+    counters: dict[str, int | bool] = dict.fromkeys(_COUNTERS.values(), 0)
+    for bolt_name, name in _COUNTERS.items():
+        value = stats.get(bolt_name)
+        if isinstance(value, int):
+            counters[name] = value
+    updates = any(counters[name] for name in _COUNTERS.values() if name != "systemUpdates")
+    counters["containsUpdates"] = bool(stats.get("contains-updates", updates))
+    counters["containsSystemUpdates"] = bool(
+        stats.get("contains-system-updates", counters["systemUpdates"] > 0)
+    )
+    bookmark = metadata.get("bookmark")
+    plan = metadata.get("plan")
+    query_type = metadata.get("type")
+    return Summary(
+        rows=rows,
+        counters=counters,
+        bookmarks=[bookmark] if isinstance(bookmark, str) else [],
+        truncated=truncated,
+        query_type=next((kind for kind in _QUERY_TYPES if kind == query_type), None),
+        plan=plan if isinstance(plan, dict) else None,
+        notifications=notifications(metadata),
+    )
