@@ -5,7 +5,7 @@ The record has ten columns of mixed types: integers small and large, a float, a 
 null, strings short and long, a list, a map and a date. Two measures, each the best of several
 timeit repeats, in microseconds per record:
 
-* ``codec``    pack then unpack, structures left raw (proxy.bolt.packstream against the
+* ``codec``    pack then unpack, structures left raw (proxy.codec.packstream against the
   driver's Packer and Unpacker);
 * ``mapping``  driver values to bytes and back to driver values (to_wire, pack, unpack,
   from_wire against the driver's dehydration, Packer, Unpacker and Bolt 5 hydration).
@@ -26,8 +26,8 @@ from neo4j._codec.packstream._common import PackableBuffer, UnpackableBuffer
 from neo4j._codec.packstream.v1 import Packer, Unpacker
 from neo4j.time import Date
 
-from proxy.bolt.packstream import Structure, pack, unpack
-from proxy.bolt.values import from_wire, to_wire
+from proxy.codec.packstream import Structure, pack, unpack
+from proxy.codec.values import from_wire, to_wire
 
 
 def record(date: Any) -> list[Any]:

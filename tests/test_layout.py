@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     # The foundation: words and tools every wing may use.
     {"clock", "errors", "faults", "metrics", "ports", "settings", "statement", "values"},
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
-    {"principal"},
+    {"principal", "codec"},
     # The wings: each a sink behind the Protocol its user needs.
     {"audit", "auth", "neo4j", "opa_server", "plan"},
     {"analysis"},

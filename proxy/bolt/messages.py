@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.bolt.packstream import PackStreamError
-from proxy.bolt.values import from_wire
+from proxy.codec.packstream import PackStreamError
+from proxy.codec.values import from_wire
 from proxy.errors import BadRequest, ImpersonationRefused
 from proxy.gateway.call import Statement
 from proxy.principal import DAG_HEADER, RUN_HEADER, TASK_HEADER, TRY_HEADER

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, suppress
 from typing import Any
 
-from proxy.bolt.packstream import Structure, pack
-from proxy.bolt.values import to_wire
+from proxy.codec.packstream import Structure, pack
+from proxy.codec.values import to_wire
 from proxy.errors import CypherGateError
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway

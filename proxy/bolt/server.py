@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.bolt import wire
 from proxy.bolt.session import Defunct, Options, Session
+from proxy.codec import wire
 from proxy.gateway.path import Gateway
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ from typing import Any, NoReturn
 
 from proxy.bolt import messages as m
 from proxy.bolt.messages import Malformed, shape
-from proxy.bolt.packstream import PackStreamError, Structure, unpack
 from proxy.bolt.results import OpenResult, ResultSink
+from proxy.codec.packstream import PackStreamError, Structure, unpack
 from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRefused
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway

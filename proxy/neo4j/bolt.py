@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from proxy.bolt import wire
-from proxy.bolt.packstream import PackStreamError, Structure, unpack
+from proxy.codec import wire
+from proxy.codec.packstream import PackStreamError, Structure, unpack
 from proxy.errors import GraphFailed, GraphUnavailable
 from proxy.neo4j.errors import from_code
 

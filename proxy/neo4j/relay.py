@@ -21,9 +21,9 @@ import math
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from proxy.bolt import wire
-from proxy.bolt.packstream import PackStreamError, pack, unpack
-from proxy.bolt.values import to_wire
+from proxy.codec import wire
+from proxy.codec.packstream import PackStreamError, pack, unpack
+from proxy.codec.values import to_wire
 from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
 from proxy.neo4j.bolt import (
     BEGIN,

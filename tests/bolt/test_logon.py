@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.bolt import wire
+from proxy.codec import wire
 from proxy.devstack.stack import DevStack
 from tests.auth.test_hostile_credentials import CASES, Decoy, Forge, decoy
 from tests.bolt.test_wire import PROPOSALS, V54, Peer, failure, peer

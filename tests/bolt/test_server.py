@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.auth import SchemeRouter
-from proxy.bolt import wire
-from proxy.bolt.packstream import Structure, pack, unpack
 from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
 from proxy.bolt.session import Options
+from proxy.codec import wire
+from proxy.codec.packstream import Structure, pack, unpack
 from proxy.gateway.path import Gateway
 from proxy.policy import Decision
 from proxy.principal import DagResolver

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.bolt import wire
-from proxy.bolt.packstream import Structure, pack, unpack
+from proxy.codec import wire
+from proxy.codec.packstream import Structure, pack, unpack
 from proxy.devstack.stack import DevStack
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@
 PackStream values are Python values: Null ``None``, Boolean ``bool``, Integer ``int`` (signed 64
 bits), Float ``float``, Bytes ``bytes``, String ``str``, List ``list``, Dictionary
 ``dict[str, ...]`` and Structure :class:`Structure`. What a structure means depends on the Bolt
-version and lives in :mod:`proxy.bolt.values`, not here.
+version and lives in :mod:`proxy.codec.values`, not here.
 
 :func:`unpack` reads what a client sent, so it treats its input as hostile: a declared size is
 checked against the bytes really there before anything is built from it, nesting and container

@@ -16,9 +16,9 @@ from neo4j.graph import Graph, Node, Path, Relationship
 from neo4j.spatial import CartesianPoint, Point, WGS84Point
 from neo4j.time import Date, DateTime, Duration, Time
 
-from proxy.bolt.packstream import PackStreamError, Structure, pack, unpack
-from proxy.bolt.values import UnsupportedValue, from_wire, to_wire
-from tests.bolt.oracle import Bolt, driver_pack, driver_unpack, same
+from proxy.codec.packstream import PackStreamError, Structure, pack, unpack
+from proxy.codec.values import UnsupportedValue, from_wire, to_wire
+from tests.codec.oracle import Bolt, driver_pack, driver_unpack, same
 
 EXAMPLES = settings(max_examples=300, derandomize=True, deadline=None, database=None)
 INT64 = st.integers(-(2**63), 2**63 - 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from proxy.bolt.packstream import Structure, pack
+from proxy.codec.packstream import Structure, pack
 
 MAGIC = b"\x60\x60\xb0\x17"
 HANDSHAKE_SIZE = len(MAGIC) + 16

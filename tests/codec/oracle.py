@@ -16,7 +16,7 @@ from neo4j._codec.packstream import Structure as DriverStructure
 from neo4j._codec.packstream._common import PackableBuffer, UnpackableBuffer
 from neo4j._codec.packstream.v1 import Packer, Unpacker
 
-from proxy.bolt.packstream import Structure
+from proxy.codec.packstream import Structure
 
 
 class Bolt(Enum):

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from neo4j.spatial import CartesianPoint
 
-from proxy.bolt.packstream import (
+from proxy.codec.packstream import (
     DEFAULT_LIMITS,
     MAX_SIZE,
     PACK_MAX_DEPTH,
@@ -23,7 +23,7 @@ from proxy.bolt.packstream import (
     pack,
     unpack,
 )
-from tests.bolt.oracle import driver_pack, driver_unpack, same
+from tests.codec.oracle import driver_pack, driver_unpack, same
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 RESERVED = [*range(0xC4, 0xC8), 0xCF, 0xD3, 0xD7, 0xDB, *range(0xDC, 0xF0)]

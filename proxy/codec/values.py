@@ -1,7 +1,7 @@
 """Bolt 5 values on one side, the official neo4j driver's values on the other.
 
 :func:`to_wire` turns what the driver hands the gateway in a record into what a Bolt server
-sends; :func:`from_wire` turns a parameter a client sent (as :func:`~proxy.bolt.packstream.unpack`
+sends; :func:`from_wire` turns a parameter a client sent (as :func:`~proxy.codec.packstream.unpack`
 reads it) into what the driver takes. The structures and their fields are those of Neo4j's
 structure semantics (https://neo4j.com/docs/bolt/current/bolt/structure-semantics/):
 
@@ -30,7 +30,7 @@ from neo4j.graph import Node, Path, Relationship
 from neo4j.spatial import CartesianPoint, Point, WGS84Point
 from neo4j.time import Date, DateTime, Duration, Time
 
-from proxy.bolt.packstream import PackStreamError, Structure
+from proxy.codec.packstream import PackStreamError, Structure
 
 _EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
 _NANOS: Final = 1_000_000_000
@@ -52,7 +52,7 @@ class UnsupportedValue(PackStreamError):
     value beyond what the driver can hold, or a driver value that Bolt 5 has no form for.
 
     A *malformed* structure (wrong number or type of fields) is a plain
-    :class:`~proxy.bolt.packstream.PackStreamError`.
+    :class:`~proxy.codec.packstream.PackStreamError`.
     """
 
 
@@ -277,7 +277,7 @@ def from_wire(value: Any, *, utc: bool = True) -> Any:
 
     Raises :class:`UnsupportedValue` for graph entities, unknown tags, date-times of the other
     Bolt generation (``utc`` says which is spoken) and values beyond the driver's range, and
-    :class:`~proxy.bolt.packstream.PackStreamError` for a malformed structure.
+    :class:`~proxy.codec.packstream.PackStreamError` for a malformed structure.
     """
     kind = type(value)
     if kind is Structure:

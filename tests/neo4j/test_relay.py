@@ -1,0 +1,237 @@
+"""proxy.neo4j.relay and proxy.neo4j.bolt on the real Neo4j: records relayed as Neo4j sent them
+equal what the driver reads, with the driver executor's semantics (row limits, rollbacks,
+failures, explicit transactions), and connections kept per user and reused after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from neo4j import Driver
+
+from proxy.codec.packstream import unpack
+from proxy.codec.values import to_wire
+from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, RowLimitExceeded
+from proxy.neo4j.bolt import Address
+from proxy.neo4j.logins import Login
+from proxy.neo4j.relay import RelayExecutor, RelayRows, UserBoltPools
+from proxy.neo4j.secret_sources import Credential
+from proxy.statement import Execution, Opening
+
+pytestmark = pytest.mark.integration
+
+LABEL = "RelayTest"
+
+
+@pytest.fixture
+def clean(neo4j_admin: Driver) -> Iterator[None]:
+    neo4j_admin.execute_query(f"MATCH (n:{LABEL}) DETACH DELETE n")
+    yield
+    neo4j_admin.execute_query(f"MATCH (n:{LABEL}) DETACH DELETE n")
+
+
+def _execution(statement: str, **options: Any) -> Execution:
+    defaults: dict[str, Any] = {
+        "database": "neo4j",
+        "statement": statement,
+        "parameters": {},
+        "access_mode": "WRITE",
+        "timeout_s": 10.0,
+        "metadata": {"dag": "relay_test", "request": "r-1"},
+    }
+    return Execution(**(defaults | options))
+
+
+def _relay(status: dict[str, Any]) -> tuple[RelayExecutor, UserBoltPools, Login]:
+    neo4j = status["neo4j"]
+    credential = Credential(neo4j["gateway_user"], neo4j["gateway_password"])
+    pools = UserBoltPools(Address.parse(neo4j["bolt_uri"]), size=4, acquire_timeout_s=2.0)
+    return RelayExecutor(pools), pools, Login(user=credential.user, credential=credential)
+
+
+def _run(status: dict[str, Any], body: Callable[..., Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        executor, pools, login = _relay(status)
+        try:
+            return await body(executor, login, pools)
+        finally:
+            await pools.close()
+
+    return asyncio.run(go())
+
+
+def test_relayed_records_are_the_bolt_values_of_what_the_driver_reads(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None
+) -> None:
+    statement = (
+        f"CREATE (n:{LABEL} {{name: 'a', at: datetime('2026-11-30T10:00:00+01:00')}})"
+        "-[r:KNOWS {since: 2020}]->(m:" + LABEL + " {name: 'b'}) "
+        "RETURN n, r, [n.name, m.name] AS names, point({x: 1.5, y: 2}) AS p, null AS nothing"
+    )
+
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> Any:
+        async with executor.run(_execution(statement), login) as rows:
+            assert isinstance(rows, RelayRows)
+            records = [unpack(message).fields[0] async for message in rows.records()]
+            return rows.fields, records, await rows.summary()
+
+    fields, records, summary = _run(status, body)
+    assert fields == ["n", "r", "names", "p", "nothing"]
+    (expected,) = neo4j_admin.execute_query(
+        f"MATCH (n:{LABEL} {{name: 'a'}})-[r:KNOWS]->(m) "
+        "RETURN n, r, [n.name, m.name] AS names, point({x: 1.5, y: 2}) AS p, null AS nothing"
+    ).records
+    assert records == [[to_wire(value) for value in expected.values()]]
+    assert summary.rows == 1
+    assert summary.counters["nodesCreated"] == 2
+    assert summary.counters["relationshipsCreated"] == 1
+    assert summary.counters["containsUpdates"] is True
+    assert summary.query_type == "rw"
+    assert summary.bookmarks and summary.bookmarks[0]
+
+
+def test_a_refused_statement_raises_neo4js_error_and_the_connection_is_used_again(
+    status: dict[str, Any],
+) -> None:
+    async def body(executor: RelayExecutor, login: Login, pools: UserBoltPools) -> Any:
+        with pytest.raises(Neo4jClientError) as refused:
+            async with executor.run(_execution("RETURN 1 +"), login) as rows:
+                await rows.summary()
+        with pytest.raises(Neo4jClientError) as failed_late:  # fails while streaming
+            async with executor.run(_execution("UNWIND [1, 0] AS x RETURN 1 / x"), login) as rows:
+                await rows.summary()
+        async with executor.run(_execution("RETURN 42 AS answer"), login) as rows:
+            values = [row async for row in rows]
+        assert login.credential is not None
+        idle = len(pools.pool(login.credential)._idle)
+        return refused.value.code, failed_late.value.code, values, idle
+
+    syntax, arithmetic, values, idle = _run(status, body)
+    assert syntax == "Neo.ClientError.Statement.SyntaxError"
+    assert arithmetic == "Neo.ClientError.Statement.ArithmeticError"
+    assert values == [[42]]
+    assert idle == 1  # the one connection, reset after each failure and reused
+
+
+def test_a_write_past_its_row_limit_rolls_back_and_a_read_is_truncated(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None
+) -> None:
+    write = f"UNWIND range(1, 5) AS i CREATE (n:{LABEL} {{i: i}}) RETURN n.i AS i"
+
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> Any:
+        with pytest.raises(RowLimitExceeded):
+            async with executor.run(_execution(write, row_limit=3), login) as rows:
+                await rows.summary()
+        read = _execution(
+            "UNWIND range(1, 5) AS i RETURN i",
+            access_mode="READ",
+            row_limit=2,
+            row_limit_action="truncate",
+        )
+        async with executor.run(read, login) as rows:
+            kept = [row async for row in rows]
+            summary = await rows.summary()
+        # A list counts as its elements: collect() cannot fold the limit away.
+        folded = _execution("RETURN range(1, 5) AS all", access_mode="READ", row_limit=3)
+        with pytest.raises(RowLimitExceeded):
+            async with executor.run(folded, login) as rows:
+                await rows.summary()
+        return kept, summary
+
+    kept, summary = _run(status, body)
+    assert kept == [[1], [2]]
+    assert summary.truncated and summary.rows == 2
+    assert neo4j_admin.execute_query(f"MATCH (n:{LABEL}) RETURN count(n)").records[0][0] == 0
+
+
+def test_explicit_transactions_commit_roll_back_and_roll_back_when_closed_open(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None
+) -> None:
+    opening = Opening(database="neo4j", access_mode="WRITE", timeout_s=10.0, metadata={})
+
+    async def create(executor: RelayExecutor, login: Login, name: str, end: str) -> list[str]:
+        transaction = await executor.begin(opening, login)
+        try:
+            for step in range(2):
+                statement = f"CREATE (:{LABEL} {{name: '{name}', step: {step}}})"
+                async with transaction.run(_execution(statement)) as rows:
+                    await rows.summary()
+            if end == "commit":
+                return await transaction.commit()
+            if end == "rollback":
+                await transaction.rollback()
+            return []
+        finally:
+            await transaction.close()
+
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> Any:
+        committed = await create(executor, login, "kept", "commit")
+        await create(executor, login, "rolled", "rollback")
+        await create(executor, login, "abandoned", "close")
+        return committed
+
+    bookmarks = _run(status, body)
+    assert len(bookmarks) == 1
+    names = neo4j_admin.execute_query(
+        f"MATCH (n:{LABEL}) RETURN n.name AS name ORDER BY n.step"
+    ).records
+    assert [record["name"] for record in names] == ["kept", "kept"]
+
+
+def test_what_cannot_be_sent_is_refused_before_neo4j(status: dict[str, Any]) -> None:
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> None:
+        too_big = _execution("RETURN $n", parameters={"n": 2**64})
+        with pytest.raises(BadRequest) as refused:
+            async with executor.run(too_big, login):
+                pass
+        assert refused.value.reason == "parameter_not_sendable:PackStreamError"
+
+    _run(status, body)
+
+
+def test_a_refused_login_is_the_gateways_failure_never_the_callers(
+    status: dict[str, Any],
+) -> None:
+    neo4j = status["neo4j"]
+    wrong = Credential(neo4j["gateway_user"], "not-the-password")
+
+    async def body(executor: RelayExecutor, _: Login, __: UserBoltPools) -> None:
+        with pytest.raises(GraphFailed) as refused:
+            wrong_login = Login(user=wrong.user, credential=wrong)
+            async with executor.run(_execution("RETURN 1"), wrong_login):
+                pass
+        assert refused.value.reason == "Neo.ClientError.Security.Unauthorized"
+
+    _run(status, body)
+
+
+def test_a_connection_neo4j_closed_is_not_handed_out_again(status: dict[str, Any]) -> None:
+    async def body(executor: RelayExecutor, login: Login, pools: UserBoltPools) -> Any:
+        async with executor.run(_execution("RETURN 1"), login) as rows:
+            await rows.summary()
+        assert login.credential is not None
+        pool = pools.pool(login.credential)
+        (idle,) = pool._idle
+        idle._writer.transport.abort()  # as if Neo4j had gone away meanwhile
+        await asyncio.sleep(0.05)
+        assert not idle.usable
+        async with executor.run(_execution("RETURN 2 AS two"), login) as rows:
+            values = [row async for row in rows]
+        (fresh,) = pool._idle
+        return values, fresh is not idle
+
+    values, replaced = _run(status, body)
+    assert values == [[2]]
+    assert replaced
+
+
+def test_addresses_of_every_bolt_scheme_and_nothing_else() -> None:
+    assert Address.parse("bolt://db:7688") == Address("db", 7688, None)
+    assert Address.parse("neo4j://db") == Address("db", 7687, None)
+    assert Address.parse("neo4j+s://db").tls == "verify"
+    assert Address.parse("bolt+ssc://db").tls == "trust"
+    for wrong in ("http://db:7474", "db:7687", "bolt://"):
+        with pytest.raises(ValueError, match="not a Bolt URI"):
+            Address.parse(wrong)
