@@ -43,8 +43,9 @@ AREAS = (
         ("proxy/neo4j/leases.py", "proxy/neo4j/rotation.py", "proxy/neo4j/secret_sources.py"),
     ),
     ("secret refresh (boto3)", ("boto3/", "botocore/", "urllib3/")),
+    ("relay upstream (own Bolt client)", ("proxy/neo4j/relay.py", "proxy/neo4j/bolt.py")),
     ("neo4j driver upstream", ("proxy/neo4j/", "neo4j/")),
-    ("bolt door (codec, values, session)", ("proxy/bolt/", "proxy/values.py")),
+    ("bolt door (codec, values, session)", ("proxy/bolt/", "proxy/codec/", "proxy/values.py")),
     (
         "request path glue",
         ("proxy/gateway/", "proxy/statement.py", "proxy/metrics.py", "prometheus_client/"),

@@ -268,7 +268,7 @@ async def _open_services(
         },
         describe=neo4j.executor.describe,
         auth_schemes=authenticator.schemes,
-        bolt_executor=neo4j.relay,
+        bolt_executor=neo4j.relay if settings.neo4j.bolt_relay else None,
     )
 
 

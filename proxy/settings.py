@@ -99,6 +99,12 @@ class Neo4jSettings(BaseModel):
     max_connection_lifetime_s: float = Field(
         default=3600.0, gt=0, description="Connections older than this are replaced."
     )
+    bolt_relay: bool = Field(
+        default=True,
+        description="The Bolt door's statements run on connections of the gateway's own to the "
+        "one server neo4j.uri names, records relayed undecoded; false: on the driver, which "
+        "routes a neo4j:// URI across a cluster.",
+    )
     credentials: Literal["service_account", "leases"] = Field(
         default="service_account",
         description="Run statements as the gateway's user, or as a leased user per DAG.",
