@@ -30,8 +30,10 @@ class ServiceAccount:
     async def hold(self, dag: str) -> AsyncIterator[Login]:
         """The gateway's credential in use, for ``dag`` as for any DAG."""
         del dag
-        credential = self._auth.credential
-        yield Login(user=credential.user, retries=self._retries, credential=credential)
+        auth = self._auth
+        yield Login(
+            user=auth.credential.user, retries=self._retries, credential=lambda: auth.credential
+        )
 
 
 class LeasedUsers:
@@ -56,5 +58,5 @@ class LeasedUsers:
             yield Login(
                 user=leased.user,
                 driver=self._pools.driver(leased.credential),
-                credential=leased.credential,
+                credential=lambda: leased.credential,
             )

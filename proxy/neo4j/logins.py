@@ -82,8 +82,9 @@ class Login:
     driver: AsyncDriver | None = field(default=None, repr=False)
     # How a refused login is tried again; None: it is not.
     retries: LoginRetries | None = None
-    # The user's password, for connections of the gateway's own (proxy.neo4j.bolt).
-    credential: Credential | None = field(default=None, repr=False)
+    # The user's current credential, for connections of the gateway's own (proxy.neo4j.bolt);
+    # asked at each attempt, so that a retry after a refused login uses the refreshed one.
+    credential: Callable[[], Credential] | None = field(default=None, repr=False)
 
     async def attempt(self, start: Callable[[], Awaitable[_T]]) -> _T:
         """``start()`` (which logs in as this user), with this login's retries."""

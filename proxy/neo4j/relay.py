@@ -159,7 +159,7 @@ class RelayExecutor:
     def _connection(self, login: Login) -> contextlib.AbstractAsyncContextManager[BoltConnection]:
         if login.credential is None:
             raise GraphFailed(reason="login_without_credential")
-        return self._pools.pool(login.credential).connection()
+        return self._pools.pool(login.credential()).connection()
 
 
 class RelayTransaction:

@@ -5,6 +5,7 @@ failures, explicit transactions), and connections kept per user and reused after
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -14,10 +15,12 @@ from neo4j import Driver
 from proxy.codec.packstream import unpack
 from proxy.codec.values import to_wire
 from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, RowLimitExceeded
+from proxy.metrics import Metrics
 from proxy.neo4j.bolt import Address
-from proxy.neo4j.logins import Login
+from proxy.neo4j.logins import Login, LoginRetries
 from proxy.neo4j.relay import RelayExecutor, RelayRows, UserBoltPools
-from proxy.neo4j.secret_sources import Credential
+from proxy.neo4j.rotation import RotatingAuth
+from proxy.neo4j.secret_sources import Credential, FixedSecretSource
 from proxy.statement import Execution, Opening
 
 pytestmark = pytest.mark.integration
@@ -48,7 +51,8 @@ def _relay(status: dict[str, Any]) -> tuple[RelayExecutor, UserBoltPools, Login]
     neo4j = status["neo4j"]
     credential = Credential(neo4j["gateway_user"], neo4j["gateway_password"])
     pools = UserBoltPools(Address.parse(neo4j["bolt_uri"]), size=4, acquire_timeout_s=2.0)
-    return RelayExecutor(pools), pools, Login(user=credential.user, credential=credential)
+    login = Login(user=credential.user, credential=lambda: credential)
+    return RelayExecutor(pools), pools, login
 
 
 def _run(status: dict[str, Any], body: Callable[..., Awaitable[Any]]) -> Any:
@@ -105,7 +109,7 @@ def test_a_refused_statement_raises_neo4js_error_and_the_connection_is_used_agai
         async with executor.run(_execution("RETURN 42 AS answer"), login) as rows:
             values = [row async for row in rows]
         assert login.credential is not None
-        idle = len(pools.pool(login.credential)._idle)
+        idle = len(pools.pool(login.credential())._idle)
         return refused.value.code, failed_late.value.code, values, idle
 
     syntax, arithmetic, values, idle = _run(status, body)
@@ -191,20 +195,42 @@ def test_what_cannot_be_sent_is_refused_before_neo4j(status: dict[str, Any]) -> 
     _run(status, body)
 
 
-def test_a_refused_login_is_the_gateways_failure_never_the_callers(
-    status: dict[str, Any],
+@pytest.fixture
+def probe_user(neo4j_admin: Driver) -> Iterator[Credential]:
+    """A Neo4j user of this test's own: refused logins lock out their user for a while, and
+    never the gateway's."""
+    credential = Credential("relay_probe", secrets.token_urlsafe(12))
+    neo4j_admin.execute_query(
+        "CREATE OR REPLACE USER relay_probe SET PASSWORD $password CHANGE NOT REQUIRED",
+        password=credential.password,
+        database_="system",
+    )
+    yield credential
+    neo4j_admin.execute_query("DROP USER relay_probe IF EXISTS", database_="system")
+
+
+def test_a_refused_login_is_the_gateways_failure_then_retried_with_the_stores_password(
+    status: dict[str, Any], probe_user: Credential
 ) -> None:
-    neo4j = status["neo4j"]
-    wrong = Credential(neo4j["gateway_user"], "not-the-password")
+    stale = Credential(probe_user.user, "not-the-password")
 
-    async def body(executor: RelayExecutor, _: Login, __: UserBoltPools) -> None:
+    async def body(executor: RelayExecutor, _: Login, __: UserBoltPools) -> Any:
         with pytest.raises(GraphFailed) as refused:
-            wrong_login = Login(user=wrong.user, credential=wrong)
-            async with executor.run(_execution("RETURN 1"), wrong_login):
+            async with executor.run(
+                _execution("RETURN 1"), Login(stale.user, credential=lambda: stale)
+            ):
                 pass
-        assert refused.value.reason == "Neo.ClientError.Security.Unauthorized"
+        # With retries, as the service account's login: the store has the right password now.
+        auth = RotatingAuth(FixedSecretSource(probe_user.password, probe_user.user), stale)
+        retries = LoginRetries(auth, lock_time_s=0.1, metrics=Metrics())
+        login = Login(stale.user, retries=retries, credential=lambda: auth.credential)
+        async with executor.run(_execution("RETURN 1 AS one"), login) as rows:
+            values = [row async for row in rows]
+        return refused.value.reason, values
 
-    _run(status, body)
+    reason, values = _run(status, body)
+    assert reason == "Neo.ClientError.Security.Unauthorized"
+    assert values == [[1]]
 
 
 def test_a_connection_neo4j_closed_is_not_handed_out_again(status: dict[str, Any]) -> None:
@@ -212,7 +238,7 @@ def test_a_connection_neo4j_closed_is_not_handed_out_again(status: dict[str, Any
         async with executor.run(_execution("RETURN 1"), login) as rows:
             await rows.summary()
         assert login.credential is not None
-        pool = pools.pool(login.credential)
+        pool = pools.pool(login.credential())
         (idle,) = pool._idle
         idle._writer.transport.abort()  # as if Neo4j had gone away meanwhile
         await asyncio.sleep(0.05)
