@@ -25,7 +25,16 @@ GATEWAY_SECRET = "cyphergate/neo4j-gateway"  # noqa: S105 - the name, not the va
 ADMIN_SECRET = "cyphergate/neo4j-admin"  # noqa: S105 - the name, not the value
 LEASE_PREFIX = "cg_devstack_"
 # The ports a stack needs, each found free when its state is made.
-PORT_NAMES = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "moto", "gateway", "gateway_bolt")
+PORT_NAMES = (
+    "neo4j_bolt",
+    "neo4j_http",
+    "opa",
+    "opa_bundles",
+    "oidc",
+    "moto",
+    "gateway",
+    "gateway_bolt",
+)
 
 
 @dataclass(frozen=True, slots=True)
