@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -81,31 +82,61 @@ def proposed_policy(
     """
     if not policies.is_dir():
         raise FileNotFoundError(f"no policy folder at {policies}")
-    with contextlib.ExitStack() as stack:
-        port, bundle_port = free_ports(2)
-        if watch:
-            server = FolderBundleServer(opa_binary, policies, bundle_port)
-            server.start()
-            stack.callback(server.close)
-            config = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "opa.json"
-            config.write_text(json.dumps(folder_bundle_config(server.url)), encoding="utf-8")
-            command = opa_bundle_command(opa_binary, port, config)
-        else:
-            command = opa_server_command(opa_binary, port, policies, watch=False)
+    if not watch:
+        (port,) = free_ports(1)
+        command = opa_server_command(opa_binary, port, policies, watch=False)
         with tempfile.TemporaryFile() as output:
-            # The binary and folder are the operator's own arguments; no shell is involved.
-            process = subprocess.Popen(  # noqa: S603
-                command, stdout=output, stderr=subprocess.STDOUT
-            )
-            try:
-                _wait_healthy(process, port, output)
-                yield OPASettings(url=f"http://127.0.0.1:{port}", timeout_s=10.0)
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
+            yield from _serving(command, port, output)
+        return
+    with contextlib.ExitStack() as stack:
+        (bundle_port,) = free_ports(1)
+        server = FolderBundleServer(opa_binary, policies, bundle_port)
+        server.start()
+        stack.callback(server.close)
+        with configured_opa(opa_binary, folder_bundle_config(server.url)) as settings:
+            yield settings
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], port: int, output: Any) -> None:
+@contextlib.contextmanager
+def configured_opa(
+    opa_binary: Path,
+    config: dict[str, Any],
+    *,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[OPASettings]:
+    """A private OPA with ``config`` (:func:`proxy.bundles.opa_bundle_config`) on a free
+    loopback port while the block runs, healthy once its bundles are active; its output (the
+    decision log, refused bundles) goes to ``log`` if given. ``env`` is added to this process's
+    environment (the AWS credentials of an S3 service)."""
+    (port,) = free_ports(1)
+    with tempfile.TemporaryDirectory() as work:
+        config_file = Path(work) / "opa.json"
+        config_file.write_text(json.dumps(config), encoding="utf-8")
+        command = opa_bundle_command(opa_binary, port, config_file)
+        with (log or Path(work) / "opa.log").open("w+b") as output:
+            yield from _serving(command, port, output, env=env)
+
+
+def _serving(
+    command: list[str], port: int, output: Any, *, env: dict[str, str] | None = None
+) -> Iterator[OPASettings]:
+    environment = {**os.environ, **env} if env else None
+    # The binary and folder are the operator's own arguments; no shell is involved.
+    process = subprocess.Popen(  # noqa: S603
+        command, stdout=output, stderr=subprocess.STDOUT, env=environment
+    )
+    try:
+        wait_healthy(process, port, output)
+        yield OPASettings(url=f"http://127.0.0.1:{port}", timeout_s=10.0)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int, output: Any) -> None:
+    """Until the OPA of ``process`` on ``port`` answers healthy with its bundles active;
+    RuntimeError with its output if it exits first."""
     deadline = time.monotonic() + OPA_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
