@@ -1,8 +1,9 @@
 """The audit log joins OPA's decision log: the same decision id, the revision OPA served.
 
-The session's OPA serves ``policies/`` through the folder server, logging every decision to its
-output; a request through the gateway must leave one audit decision whose id is OPA's, found in
-that output with the same verdict, and whose revision is the content hash of the folder.
+The session's OPA serves a copy of ``policies/`` through the folder server, logging every
+decision to its output; a request through the gateway must leave one audit decision whose id is
+OPA's, found in that output with the same verdict, and whose revision is the content hash of
+the folder.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.bundles import BUNDLE_NAME, folder_revision
 from proxy.devstack.stack import DevStack
 from tests.conftest import until
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def opa_decisions(stack: DevStack) -> dict[str, dict[str, Any]]:
@@ -57,6 +56,6 @@ def test_the_audit_decision_is_found_in_opas_decision_log(
     assert event["path"] == "cyphergate/authz/decision"
     assert event["result"]["allow"] is True
     assert event["input"]["request"]["statement"] == statement
-    revision = folder_revision(REPO / "policies")
+    revision = folder_revision(stack.policies_dir)
     assert event["bundles"] == {BUNDLE_NAME: {"revision": revision}}
     assert record["decision"]["policy_revision"] == revision
