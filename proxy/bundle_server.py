@@ -23,7 +23,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from proxy.bundles import BundleError, build_bundle, folder_fingerprint, folder_revision
+from proxy.bundles import (
+    BundleError,
+    build_bundle,
+    folder_fingerprint,
+    folder_revision,
+    snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +56,32 @@ class FolderBundles:
         self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
         self._built: Built | None = None
 
-    def current(self) -> Built | None:
-        """The bundle of the folder as it is now, or the last that built, or None."""
+    def current(self, *, recheck: bool = False) -> Built | None:
+        """The bundle of the folder as it is now, or the last that built, or None.
+
+        The folder is re-read when a file's name, size or modification time changed, or with
+        ``recheck`` (an edit within the file system's timestamp granularity keeps all three).
+        The revision and the bundle come from one snapshot of the folder, so a bundle's
+        revision always names exactly the bytes it holds.
+        """
         with self._lock:
             fingerprint = folder_fingerprint(self._policies)
-            if fingerprint == self._fingerprint:
+            if fingerprint == self._fingerprint and not recheck:
                 return self._built
             self._fingerprint = fingerprint
-            revision = folder_revision(self._policies)
-            if self._built is not None and self._built.revision == revision:
-                return self._built
-            output = self._work / "bundle.tar.gz"
-            try:
-                build_bundle(self._opa, self._policies, output, revision=revision)
-            except BundleError as error:
-                log.warning("policy revision %s not served: %s", revision, error)
-                return self._built
-            self._built = Built(revision, output.read_bytes())
+            with tempfile.TemporaryDirectory(dir=self._work) as work:
+                copy = Path(work) / "policies"
+                snapshot(self._policies, copy)
+                revision = folder_revision(copy)
+                if self._built is not None and self._built.revision == revision:
+                    return self._built
+                output = Path(work) / "bundle.tar.gz"
+                try:
+                    build_bundle(self._opa, copy, output, revision=revision)
+                except BundleError as error:
+                    log.warning("policy revision %s not served: %s", revision, error)
+                    return self._built
+                self._built = Built(revision, output.read_bytes())
             log.info("serving policy revision %s", revision)
             return self._built
 
@@ -84,6 +99,8 @@ def _handler(bundles: FolderBundles) -> type[BaseHTTPRequestHandler]:
             while built is not None and _etag(built) == known and time.monotonic() < deadline:
                 time.sleep(CHECK_INTERVAL_S)
                 built = bundles.current()
+            if built is not None and _etag(built) == known and wait_s:
+                built = bundles.current(recheck=True)  # a long poll's end: read every byte
             if built is None:
                 self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "the policy folder does not build")
                 return

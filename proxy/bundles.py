@@ -19,6 +19,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -69,6 +70,16 @@ def folder_revision(policies: Path) -> str:
         digest.update(len(name).to_bytes(8, "big") + name)
         digest.update(len(content).to_bytes(8, "big") + content)
     return digest.hexdigest()[:16]
+
+
+def snapshot(policies: Path, target: Path) -> None:
+    """Copy what a bundle is built from (the files OPA loads, and ``schemas/`` for the grants'
+    check) into ``target``, so the revision and the bundle are computed from the same bytes
+    even while someone edits the folder."""
+    for path in [*policy_files(policies), *sorted((policies / "schemas").glob("*.json"))]:
+        copy = target / path.relative_to(policies)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
 
 
 def folder_fingerprint(policies: Path) -> tuple[tuple[str, int, int], ...]:
