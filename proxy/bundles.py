@@ -147,19 +147,22 @@ def build_bundle(
 ) -> None:
     """Validate the grants, then ``opa build -b`` the folder into ``output`` (a ``.tar.gz``),
     with ``revision`` in its manifest and, given a private key, signed. ``output`` appears
-    whole or not at all."""
+    whole or not at all. The build reads a snapshot (:func:`snapshot`) from inside it, so the
+    bundle holds what :func:`policy_files` lists, under paths relative to the folder."""
     validate_grants(policies)
+    output = output.resolve()  # opa runs inside the snapshot
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as work:
-        built = Path(work) / "bundle.tar.gz"
-        command = [str(opa), "build", "--bundle", str(policies), "--revision", revision]
-        for pattern in (*IGNORED, ".*"):
+        copy, built = Path(work) / "policies", Path(work) / "bundle.tar.gz"
+        snapshot(policies, copy)
+        command = [str(opa), "build", "--bundle", ".", "--revision", revision]
+        for pattern in IGNORED:
             command += ["--ignore", pattern]
         if signing_key is not None:
-            command += ["--signing-key", str(signing_key), "--signing-alg", signing_alg]
+            command += ["--signing-key", str(signing_key.resolve()), "--signing-alg", signing_alg]
         command += ["--output", str(built)]
         completed = subprocess.run(  # noqa: S603 - the operator's opa, arguments we built
-            command, capture_output=True, text=True, check=False
+            command, cwd=copy, capture_output=True, text=True, check=False
         )
         if completed.returncode != 0:
             tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-20:])
