@@ -35,7 +35,7 @@ from typing import TypeVar
 # first: "proxy/neo4j/leases.py" is credentials before anything under "neo4j/" is the driver.
 AREAS = (
     ("auth (JWT verification)", ("proxy/auth/", "proxy/principal.py", "joserfc/", "cryptography/")),
-    ("policy (OPA call, decision cache)", ("proxy/policy.py",)),
+    ("policy (OPA call)", ("proxy/policy.py",)),
     ("analysis (plan cache)", ("proxy/analysis.py", "proxy/plan/")),
     ("audit (record, chain, sqlite)", ("proxy/audit/", "proxy/gateway/trail.py", "sqlite3/")),
     (

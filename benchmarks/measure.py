@@ -99,8 +99,7 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
 
 
 def cache_hit_rates(metrics_page: str) -> dict[str, tuple[float, float]]:
-    """``cache -> (hits, lookups)`` from the gateway's ``/metrics`` page (the analysis,
-    preflight and decision caches)."""
+    """``cache -> (hits, lookups)`` from the gateway's ``/metrics`` page (the analysis cache)."""
     counts: dict[str, dict[str, float]] = {}
     for cache, result, value in _CACHE_LOOKUP.findall(metrics_page):
         counts.setdefault(cache, {})[result] = float(value)

@@ -55,7 +55,7 @@ class Metrics:
         )
         self.cache_lookups = Counter(
             "cyphergate_cache_lookups",
-            "Lookups in the analysis and decision caches.",
+            "Lookups in the analysis cache.",
             ["cache", "result"],
             registry=registry,
         )

@@ -7,44 +7,33 @@ Fail closed, always: an OPA error, timeout or malformed answer is :class:`Policy
 (``POST /v1/data/<package>/<rule>``) with an httpx client that ``proxy/app.py`` opens, so the
 gateway speaks HTTP through one client stack.
 
-Every decision names the policy revision that made it: the SHA-256 of the policy modules and
-data OPA serves, re-read every ``opa.revision_interval_s`` (OPA reloads a watched folder
-within a second of an edit). Decisions are cached per revision and input document (without
-the task, run and try, which are context only), so a policy change empties the cache by
-changing the key.
+Every decision names the policy revision that made it and carries the decision id, both as OPA
+reports them for that decision (``?provenance``: the manifest revision of the bundle that
+answered; ``decision_id``: the key of OPA's own decision log), so the audit log joins OPA's
+decision log and a revision is never a guess. Policy served from a plain folder is served to
+OPA as a bundle too (:mod:`proxy.bundles`), whose revision is the folder's content hash.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import json
-import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from proxy.analysis import Analysis
 from proxy.errors import PolicyUnavailable
-from proxy.metrics import Metrics
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 from proxy.statement import AccessMode, RowLimitAction
 
-log = logging.getLogger(__name__)
-
 INPUT_VERSION = 3
 AUDIT_INPUT_VERSION = 1
-# Principal fields sent to OPA as context only; a decision never depends on them (documented
-# in policies/schemas/input.json), so they are not part of the decision cache's key.
-_CONTEXT_ONLY = ("task", "run", "try_number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,94 +178,29 @@ class OPAPolicyEngine:
 
     ``http`` is an httpx client whose ``base_url`` is ``settings.url``; the engine neither opens
     nor closes it. No request is retried: a retry would only stretch the time before it fails
-    closed.
+    closed. Nothing is cached: a decision OPA did not make would have no decision id in OPA's
+    decision log and could name a revision OPA has since replaced.
     """
 
-    def __init__(
-        self, settings: OPASettings, http: httpx.AsyncClient, metrics: Metrics | None = None
-    ) -> None:
+    def __init__(self, settings: OPASettings, http: httpx.AsyncClient) -> None:
         url = urlsplit(settings.url)
         if url.scheme not in {"http", "https"} or url.hostname is None:
             raise ValueError(f"opa.url must be an http(s) URL, got {settings.url!r}")
         self._settings = settings
         self._http = http
-        self._lookups = (metrics or Metrics()).cache_lookups
-        self._revision: str | None = None
-        # OPA's raw answers (policies, data) and the revision computed from them.
-        self._last_answers: tuple[tuple[bytes, bytes], str] | None = None
-        self._cache: OrderedDict[tuple[str | None, str], Decision] = OrderedDict()
-        self._preflights: OrderedDict[tuple[str | None, str], Preflight] = OrderedDict()
-        self._watcher: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        """Read the revision and start watching it; call inside the event loop."""
-        with contextlib.suppress(PolicyUnavailable):
-            self._revision = await self.fetch_revision()
-        self._watcher = asyncio.create_task(self._watch_revision())
-
-    async def close(self) -> None:
-        """Stop watching the revision."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-
-    async def fetch_revision(self) -> str:
-        """SHA-256 (hex, first 16 digits) of the modules' sources and the policy's data tree.
-
-        The revision is computed from OPA's canonical JSON; when OPA's two answers are byte for
-        byte the ones the last revision was computed from, it is reused, because parsing and
-        re-hashing some 80 KB every second was most of the gateway's idle CPU.
-        """
-        root = self._settings.package.split(".")[0]
-        timeout = self._settings.timeout_s * 5
-        try:
-            modules_raw = (
-                (await self._http.get("/v1/policies", timeout=timeout)).raise_for_status().content
-            )
-            data_raw = (
-                (await self._http.get(f"/v1/data/{root}", timeout=timeout))
-                .raise_for_status()
-                .content
-            )
-            answers = (modules_raw, data_raw)
-            last = self._last_answers
-            if last is not None and last[0] == answers:
-                return last[1]
-            revision = _revision(json.loads(modules_raw), json.loads(data_raw))
-        except (httpx.HTTPError, ValueError, AttributeError, TypeError) as exc:
-            raise PolicyUnavailable(reason=f"opa_revision:{type(exc).__name__}") from exc
-        self._last_answers = (answers, revision)
-        return revision
-
-    async def _watch_revision(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.revision_interval_s)
-            try:
-                revision = await self.fetch_revision()
-            except PolicyUnavailable as error:
-                # Without a known revision no cached decision may stand: the policy may have
-                # changed. Every request asks OPA itself until the revision can be read again.
-                log.warning("could not read the policy revision: %s", error.reason)
-                self._revision = None
-                self._cache.clear()
-                self._preflights.clear()
-                continue
-            if revision != self._revision:
-                log.info("policy revision %s -> %s", self._revision, revision)
-                self._revision = revision
-                self._cache.clear()
-                self._preflights.clear()
+        self._query_string = "?provenance" if settings.provenance else ""
 
     async def _query(
         self, package: str, document: dict[str, Any], rule: str | None = None
-    ) -> dict[str, Any]:
-        """OPA's raw answer for ``<package>.<rule>``; any failure is PolicyUnavailable."""
+    ) -> _Answered:
+        """OPA's answer for ``<package>.<rule>``; any failure is PolicyUnavailable."""
         path = "/v1/data/" + package.replace(".", "/") + "/" + (rule or self._settings.rule)
         timeout = self._settings.timeout_s
         try:
             async with asyncio.timeout(timeout):
-                response = await self._http.post(path, json={"input": document}, timeout=timeout)
+                response = await self._http.post(
+                    path + self._query_string, json={"input": document}, timeout=timeout
+                )
                 answer = response.raise_for_status().json()
         except (TimeoutError, httpx.TimeoutException):
             raise PolicyUnavailable(reason="opa_timeout") from None
@@ -284,7 +208,7 @@ class OPAPolicyEngine:
             raise PolicyUnavailable(reason=f"opa_error:{type(exc).__name__}") from exc
         if not isinstance(answer, dict):
             raise PolicyUnavailable(reason="opa_malformed_decision")
-        return answer
+        return _Answered(answer, *_identity_of(answer, provenance=self._settings.provenance))
 
     async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
         """May ``identity`` read the audit log? Asks ``opa.audit_package``; denies by default."""
@@ -293,99 +217,68 @@ class OPAPolicyEngine:
             "action": "audit.read",
             "identity": {**identity.as_document(), "client_id": identity.client_id},
         }
-        response = await self._query(self._settings.audit_package, document)
-        if "result" not in response:
+        answered = await self._query(self._settings.audit_package, document)
+        if "result" not in answered.body:
             return AccessDecision(allow=False, reasons=("policy_undefined",))
         try:
-            answer = _AccessAnswer.model_validate(response["result"])
+            answer = _AccessAnswer.model_validate(answered.body["result"])
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
         return AccessDecision(allow=answer.allow, reasons=tuple(answer.reasons))
 
     async def preflight(self, document: dict[str, Any]) -> Preflight:
         """Ask OPA's ``<package>.<preflight_rule>`` whether the DAG may use the database at all
-        (before anything is planned), or the cache. Undefined is a refusal; nonsense is 503."""
-        revision = self._revision
-        key = (revision, "preflight:" + _cache_key(document))
-        cached = self._preflights.get(key)
-        if cached is not None:
-            self._preflights.move_to_end(key)
-            self._lookups.labels("preflight", "hit").inc()
-            return replace(cached, decision=replace(cached.decision, decision_id=str(uuid.uuid4())))
-        self._lookups.labels("preflight", "miss").inc()
-        response = await self._query(
+        (before anything is planned). Undefined is a refusal; nonsense is 503."""
+        answered = await self._query(
             self._settings.package, document, rule=self._settings.preflight_rule
         )
         decision = Decision(
             allow=False,
             reasons=("policy_undefined",),
-            decision_id=str(uuid.uuid4()),
+            decision_id=answered.decision_id,
             access_mode="READ",
             timeout_s=None,
-            revision=revision,
+            revision=answered.revision,
         )
-        if "result" not in response:
+        if "result" not in answered.body:
             return Preflight(decision, procedures=False, functions=False)
         try:
-            answer = _PreflightAnswer.model_validate(response["result"])
+            answer = _PreflightAnswer.model_validate(answered.body["result"])
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
-        preflight = Preflight(
+        return Preflight(
             replace(decision, allow=answer.allow, reasons=tuple(answer.reasons)),
             procedures=answer.procedures,
             functions=answer.functions,
         )
-        if revision is not None and self._settings.decision_cache_size > 0:
-            self._preflights[key] = preflight
-            while len(self._preflights) > self._settings.decision_cache_size:
-                self._preflights.popitem(last=False)
-        return preflight
 
     async def decide(self, document: dict[str, Any]) -> Decision:
-        """Ask OPA for ``<package>.<rule>`` on ``document``, or the cache; see the docstring."""
-        revision = self._revision
-        key = (revision, _cache_key(document))
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            self._lookups.labels("decision", "hit").inc()
-            return replace(cached, decision_id=str(uuid.uuid4()))
-        self._lookups.labels("decision", "miss").inc()
-        decision = await self._ask(document, revision)
-        # Only a known revision may key the cache: otherwise a change could go unnoticed.
-        if revision is not None and self._settings.decision_cache_size > 0:
-            self._cache[key] = decision
-            while len(self._cache) > self._settings.decision_cache_size:
-                self._cache.popitem(last=False)
-        return decision
-
-    async def _ask(self, document: dict[str, Any], revision: str | None) -> Decision:
-        response = await self._query(self._settings.package, document)
-        decision_id = str(uuid.uuid4())
-        if "result" not in response:
+        """Ask OPA for ``<package>.<rule>`` on ``document``; see the module docstring."""
+        answered = await self._query(self._settings.package, document)
+        if "result" not in answered.body:
             return Decision(
                 allow=False,
                 reasons=("policy_undefined",),
-                decision_id=decision_id,
+                decision_id=answered.decision_id,
                 access_mode="READ",
                 timeout_s=None,
-                revision=revision,
+                revision=answered.revision,
             )
         try:
-            answer = _Answer.model_validate(response["result"])
+            answer = _Answer.model_validate(answered.body["result"])
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
         constraints = answer.constraints
         return Decision(
             allow=answer.allow,
             reasons=tuple(answer.reasons),
-            decision_id=decision_id,
+            decision_id=answered.decision_id,
             access_mode=constraints.access_mode,
             timeout_s=constraints.timeout_ms / 1000 if constraints.timeout_ms else None,
             shadow=answer.shadow,
             row_limit=constraints.row_limit,
             row_limit_action=constraints.row_limit_action,
-            revision=revision,
+            revision=answered.revision,
         )
 
     async def check_ready(self) -> None:
@@ -398,15 +291,54 @@ class OPAPolicyEngine:
             raise PolicyUnavailable(reason="opa_unhealthy")
 
 
-def _revision(modules: dict[str, Any], data: dict[str, Any]) -> str:
-    """The revision of OPA's ``/v1/policies`` and ``/v1/data/<root>`` answers, canonically."""
-    sources = sorted((m.get("id", ""), m.get("raw", "")) for m in modules.get("result", []))
-    canonical = json.dumps(
-        {"modules": sources, "data": data.get("result")}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """OPA's answer to one query, with the decision id and revision it names."""
+
+    body: dict[str, Any]
+    decision_id: str
+    revision: str | None
 
 
-def _cache_key(document: dict[str, Any]) -> str:
-    principal = {k: v for k, v in document.get("principal", {}).items() if k not in _CONTEXT_ONLY}
-    return json.dumps({**document, "principal": principal}, sort_keys=True, separators=(",", ":"))
+class _BundleProvenance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    revision: StrictStr = ""
+
+
+class _Provenance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    bundles: dict[str, _BundleProvenance] = Field(default_factory=dict)
+
+
+def _identity_of(answer: dict[str, Any], *, provenance: bool) -> tuple[str, str | None]:
+    """The decision id and policy revision OPA gives for this one answer.
+
+    OPA evaluates a query and reads its bundles' manifests in one storage transaction, so the
+    revision in ``provenance`` is the one of the policy that made this very decision (no window
+    in which a new bundle is active but an old revision is named). The id is OPA's own
+    ``decision_id`` (present when OPA's decision logging is on), so the audit record joins OPA's
+    decision log; without it the gateway names the decision itself.
+    """
+    decision_id = answer.get("decision_id")
+    if not isinstance(decision_id, str) or not decision_id:
+        decision_id = str(uuid.uuid4())
+    if not provenance:
+        return decision_id, None
+    try:
+        bundles = _Provenance.model_validate(answer.get("provenance")).bundles
+    except ValidationError:
+        raise PolicyUnavailable(reason="opa_malformed_provenance") from None
+    return decision_id, bundle_revision({name: b.revision for name, b in bundles.items()})
+
+
+def bundle_revision(revisions: dict[str, str]) -> str | None:
+    """One revision for the bundles OPA serves: the revision of the only bundle, else
+    ``name=revision`` pairs in name order; None when no bundle names a revision (a policy loaded
+    from plain files, which OPA gives no revision)."""
+    named = {name: revision for name, revision in revisions.items() if revision}
+    if not named:
+        return None
+    if len(revisions) == 1:
+        (revision,) = named.values()
+        return revision
+    return ",".join(f"{name}={named.get(name, '')}" for name in sorted(revisions))

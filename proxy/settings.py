@@ -170,11 +170,9 @@ class OPASettings(BaseModel):
         description="Asked before a statement is planned, on the DAG and database alone.",
     )
     timeout_s: float = Field(default=1.0, gt=0, description="A slower answer is a denial (503).")
-    revision_interval_s: float = Field(
-        default=1.0, gt=0, description="How often the policy revision is re-read from OPA."
-    )
-    decision_cache_size: int = Field(
-        default=8192, ge=0, description="Decisions kept per revision (0: ask OPA every time)."
+    provenance: bool = Field(
+        default=True,
+        description="Ask OPA which bundle revision made each decision (its ?provenance).",
     )
 
 

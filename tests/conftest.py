@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import httpx
 import pytest
 from neo4j import Driver, GraphDatabase
 
+from proxy.bundles import folder_revision
 from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import DemoClient
@@ -37,6 +41,44 @@ def until(check: Callable[[], httpx.Response | None], seconds: float = 15.0) -> 
             return response
         time.sleep(0.2)
     raise AssertionError(f"the policy change did not take effect within {seconds} s")
+
+
+def served_revision(stack: DevStack) -> str | None:
+    """The policy revision the stack's OPA serves now, as it reports it with a decision."""
+    answer = httpx.post(
+        stack.status()["opa"]["url"] + "/v1/data/cyphergate/authz/preflight?provenance",
+        json={"input": {}},
+        timeout=10,
+    ).json()
+    revision: str | None = answer["provenance"]["bundles"]["cyphergate"]["revision"]
+    return revision
+
+
+def wait_for_revision(stack: DevStack, revision: str, seconds: float = 15.0) -> None:
+    """Until the stack's OPA serves ``revision``."""
+    deadline = time.monotonic() + seconds
+    while served_revision(stack) != revision:
+        assert time.monotonic() < deadline, f"OPA did not serve revision {revision} in {seconds} s"
+        time.sleep(0.05)
+
+
+@contextmanager
+def changed_policy_data(
+    stack: DevStack, change: Callable[[dict[str, Any]], None]
+) -> Iterator[None]:
+    """The stack's ``data.json`` changed by ``change`` while the block runs, served by OPA when
+    the block starts; the original is served again when it ends."""
+    data_file = stack.policies_dir / "data.json"
+    original = data_file.read_bytes()
+    data = json.loads(original)
+    change(data)
+    data_file.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    try:
+        wait_for_revision(stack, folder_revision(stack.policies_dir))
+        yield
+    finally:
+        data_file.write_bytes(original)
+        wait_for_revision(stack, folder_revision(stack.policies_dir))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -81,10 +123,12 @@ def configure_test_gateway(config: dict[str, Any]) -> None:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """The devstack with the gateway, in a private run folder, stopped at the end."""
+    # A copy of policies/: tests change grants as a security team does, by editing the folder.
+    policies = shutil.copytree(REPO / "policies", tmp_path_factory.mktemp("policies") / "p")
     devstack = DevStack(
         tmp_path_factory.mktemp("devstack"),
         cache_dir=default_cache_dir(),
-        policies_dir=REPO / "policies",
+        policies_dir=policies,
         extra_clients=[SHORT_LIVED, SERVICE_ACCOUNT, MULTI_DAG, AIRFLOW_WORKER],
         configure_gateway=configure_test_gateway,
     )

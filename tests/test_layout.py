@@ -23,6 +23,9 @@ LAYERS: list[set[str]] = [
     {"clock", "errors", "faults", "metrics", "ports", "settings", "statement", "values"},
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
     {"principal", "codec"},
+    # Policy bundles (built, named, checked), and the folder served as one, below the OPA server.
+    {"bundles"},
+    {"bundle_server"},
     # The wings: each a sink behind the Protocol its user needs.
     {"audit", "auth", "neo4j", "opa_server", "plan"},
     {"analysis"},

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-import proxy.policy
 from proxy.errors import PolicyUnavailable
 from proxy.policy import Decision, OPAPolicyEngine
 from proxy.settings import OPASettings
@@ -25,7 +25,8 @@ Handler = Callable[[httpx.Request], Any]
 def decide(handler: Handler, **settings: Any) -> Decision:
     async def go() -> Decision:
         transport = httpx.MockTransport(handler)
-        config = OPASettings(url="http://opa.test", decision_cache_size=0, **settings)
+        # Provenance off unless a test asks: most answers here are about the decision alone.
+        config = OPASettings(url="http://opa.test", **{"provenance": False, **settings})
         async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
             return await OPAPolicyEngine(config, http).decide(DOCUMENT)
 
@@ -96,69 +97,65 @@ def test_readiness_is_opas_health() -> None:
     assert asyncio.run(check(500)) == "opa_unhealthy"
 
 
-class FakeRevisionSource:
-    """OPA's /v1/policies and /v1/data answers, editable, counting the revisions computed."""
+def test_the_revision_and_id_are_opas_for_this_very_decision() -> None:
+    answers = iter(
+        [
+            {"decision_id": "opa-1", "provenance": {"bundles": {"cyphergate": {"revision": "c1"}}}},
+            {"decision_id": "opa-2", "provenance": {"bundles": {"cyphergate": {"revision": "c2"}}}},
+        ]
+    )
 
-    def __init__(self) -> None:
-        self.modules: Any = {"result": [{"id": "a.rego", "raw": "package a", "ast": {}}]}
-        self.data: Any = {"result": {"grants": {"etl": ["READ"]}}}
-        self.separators = (",", ":")
+    def opa(request: httpx.Request) -> httpx.Response:
+        assert request.url.params.get("provenance") == ""  # asked for, with no value
+        return httpx.Response(200, json={**next(answers), "result": ALLOW})
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        body = self.modules if request.url.path == "/v1/policies" else self.data
-        return httpx.Response(200, content=json.dumps(body, separators=self.separators).encode())
-
-
-def revisions(source: FakeRevisionSource, edits: list[Callable[[], None]]) -> list[str]:
-    async def go() -> list[str]:
-        transport = httpx.MockTransport(source.handler)
+    async def go() -> list[Decision]:
+        transport = httpx.MockTransport(opa)
         config = OPASettings(url="http://opa.test")
         async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
             engine = OPAPolicyEngine(config, http)
-            seen = []
-            for edit in edits:
-                edit()
-                seen.append(await engine.fetch_revision())
-            return seen
+            return [await engine.decide(DOCUMENT), await engine.decide(DOCUMENT)]
 
-    return asyncio.run(go())
+    first, second = asyncio.run(go())
+    assert (first.decision_id, first.revision) == ("opa-1", "c1")
+    assert (second.decision_id, second.revision) == ("opa-2", "c2")
 
 
-def test_the_revision_follows_the_policy_not_opas_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    source = FakeRevisionSource()
-    computed = 0
-    real = proxy.policy._revision
+def test_without_provenance_or_decision_logs_nothing_is_made_up() -> None:
+    asked: list[httpx.Request] = []
 
-    def counting(modules: dict[str, Any], data: dict[str, Any]) -> str:
-        nonlocal computed
-        computed += 1
-        return real(modules, data)
+    def opa(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json={"result": ALLOW})
 
-    monkeypatch.setattr(proxy.policy, "_revision", counting)
-
-    def nothing() -> None:
-        pass
-
-    def grant() -> None:
-        source.data = {"result": {"grants": {"etl": ["READ", "WRITE"]}}}
-
-    def respace() -> None:  # the same policy, other bytes
-        source.separators = (", ", ": ")
-
-    def edit_module() -> None:
-        source.modules = {"result": [{"id": "a.rego", "raw": "package a\n", "ast": {}}]}
-
-    seen = revisions(source, [nothing, nothing, nothing, grant, respace, edit_module])
-    assert seen[0] == seen[1] == seen[2]
-    assert seen[3] != seen[0]
-    assert seen[4] == seen[3]
-    assert seen[5] not in (seen[0], seen[3])
-    assert computed == 4  # unchanged answers are not parsed and hashed again
+    decision = decide(opa, provenance=False)
+    assert "provenance" not in asked[0].url.params
+    assert decision.revision is None
+    assert uuid.UUID(decision.decision_id)  # the gateway's own id when OPA logs none
 
 
-@pytest.mark.parametrize("answer", [[], "null", {"result": 3}])
-def test_a_malformed_revision_answer_is_unavailable(answer: Any) -> None:
-    source = FakeRevisionSource()
-    source.modules = answer
-    with pytest.raises(PolicyUnavailable):
-        revisions(source, [lambda: None])
+@pytest.mark.parametrize(
+    ("bundles", "revision"),
+    [
+        ({}, None),  # a plain folder: OPA names no bundle
+        ({"cyphergate": {"revision": ""}}, None),
+        ({"b": {"revision": "2"}, "a": {"revision": "1"}}, "a=1,b=2"),
+        ({"b": {"revision": "2"}, "a": {}}, "a=,b=2"),
+    ],
+)
+def test_the_revision_names_every_bundle(bundles: dict[str, Any], revision: str | None) -> None:
+    answer = {"provenance": {"version": "1.22.2", "bundles": bundles}, "result": ALLOW}
+    decision = decide(lambda _: httpx.Response(200, json=answer), provenance=True)
+    assert decision.revision == revision
+
+
+@pytest.mark.parametrize(
+    "provenance",
+    [None, "text", {"bundles": []}, {"bundles": {"cyphergate": {"revision": 3}}}],
+    ids=["missing", "text", "list", "number"],
+)
+def test_a_malformed_provenance_fails_closed(provenance: Any) -> None:
+    answer = {"provenance": provenance, "result": ALLOW}
+    with pytest.raises(PolicyUnavailable) as error:
+        decide(lambda _: httpx.Response(200, json=answer), provenance=True)
+    assert error.value.reason == "opa_malformed_provenance"

@@ -21,7 +21,7 @@ from neo4j import Driver
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE
-from tests.conftest import until
+from tests.conftest import changed_policy_data
 
 pytestmark = pytest.mark.integration
 
@@ -383,24 +383,14 @@ def test_bad_requests_get_neo4j_style_errors_and_are_audited(
     response = gateway.post(unknown, json={"statement": "RETURN 1"}, headers=headers)
     assert response.status_code == 403
     assert "database_not_granted:no_such_db" in response.json()["errors"][0]["message"]
+
     # Granted, it is Neo4j's own answer.
-    grant = f"{stack.status()['opa']['url']}/v1/data/cyphergate/grants/dags/demo_reader/databases"
-    databases = httpx.get(grant).json()["result"]
-    try:
-        with_db = {**databases, "no_such_db": {"read": {"labels": ["*"]}}}
-        assert httpx.put(grant, json=with_db).status_code == 204
-        response = until(
-            lambda: (
-                r
-                if (
-                    r := gateway.post(unknown, json={"statement": "RETURN 1"}, headers=headers)
-                ).status_code
-                != 403
-                else None
-            )
-        )
-    finally:
-        assert httpx.put(grant, json=databases).status_code == 204
+    def grant_unknown(data: dict[str, Any]) -> None:
+        databases = data["cyphergate"]["grants"]["dags"]["demo_reader"]["databases"]
+        databases["no_such_db"] = {"read": {"labels": ["*"]}}
+
+    with changed_policy_data(stack, grant_unknown):
+        response = gateway.post(unknown, json={"statement": "RETURN 1"}, headers=headers)
     assert response.status_code == 404
     assert response.json()["errors"][0]["code"] == "Neo.ClientError.Database.DatabaseNotFound"
 

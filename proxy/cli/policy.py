@@ -1,11 +1,15 @@
-"""``cyphergate policy ...``: explain one decision, replay recorded ones (printing only)."""
+"""``cyphergate policy ...``: explain one decision, replay recorded ones, build a signed bundle,
+serve the development folder as a bundle (parsing and printing only)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,8 @@ from typing import Any
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.cli.audit import log_source_options, log_sources
 from proxy.settings import OPASettings, load_settings
+
+_OPA_HELP = "the opa binary (default: opa on PATH, else the devstack's)"
 
 
 def register(commands: Any) -> None:
@@ -39,14 +45,31 @@ def register(commands: Any) -> None:
     replay.add_argument("--since", help="decisions at or after this UTC time (ISO 8601)")
     replay.add_argument("--until", help="decisions before this UTC time (ISO 8601)")
     replay.add_argument("--dag", help="only this DAG")
-    replay.add_argument(
-        "--opa", type=Path, help="the opa binary (default: opa on PATH, else the devstack's)"
-    )
+    replay.add_argument("--opa", type=Path, help=_OPA_HELP)
     replay.add_argument("--format", choices=("table", "json"), default="table")
     replay.add_argument(
         "--fail-on-change", action="store_true", help="exit 1 if any decision would change"
     )
     replay.set_defaults(handler=_policy_replay)
+    build = policy_commands.add_parser(
+        "build", help="validate the grants, then build (and sign) the folder as an OPA bundle"
+    )
+    build.add_argument("--policies", type=Path, default=Path("policies"))
+    build.add_argument("--output", type=Path, required=True, help="the bundle (.tar.gz)")
+    build.add_argument(
+        "--revision", help="the manifest's revision (default: the folder's Git commit)"
+    )
+    build.add_argument("--signing-key", type=Path, help="PEM private key; unsigned without it")
+    build.add_argument("--signing-alg", default="RS256")
+    build.add_argument("--opa", type=Path, help=_OPA_HELP)
+    build.set_defaults(handler=_policy_build)
+    serve = policy_commands.add_parser(
+        "serve", help="serve the policy folder to OPA as a bundle named by its content"
+    )
+    serve.add_argument("--policies", type=Path, default=Path("policies"))
+    serve.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT")
+    serve.add_argument("--opa", type=Path, help=_OPA_HELP)
+    serve.set_defaults(handler=_policy_serve)
 
 
 def _policy_explain(args: argparse.Namespace) -> int:
@@ -90,7 +113,7 @@ def _policy_replay(args: argparse.Namespace) -> int:
     changes: list[dict[str, Any]] = []
 
     async def run(opa: OPASettings) -> None:
-        async with open_policy(opa, cache=False) as policy:
+        async with open_policy(opa) as policy:
             for path, _ in log_sources(args):
                 with AuditReader(path) as reader:
                     async for change in replay(reader.query(flt), policy, summary):
@@ -111,6 +134,42 @@ def _policy_replay(args: argparse.Namespace) -> int:
             f" ({summary.skipped} records without an analysis skipped)"
         )
     return 1 if args.fail_on_change and summary.changed else 0
+
+
+def _policy_build(args: argparse.Namespace) -> int:
+    from proxy.bundles import BundleError, build_bundle, git_revision
+
+    try:
+        revision = args.revision or git_revision(args.policies)
+        build_bundle(
+            args.opa or _opa_binary(),
+            args.policies,
+            args.output,
+            revision=revision,
+            signing_key=args.signing_key,
+            signing_alg=args.signing_alg,
+        )
+    except BundleError as error:
+        print(f"cyphergate policy build: {error}", file=sys.stderr)
+        return 1
+    signed = "signed" if args.signing_key else "unsigned"
+    print(f"built {args.output} (revision {revision}, {signed})")
+    return 0
+
+
+def _policy_serve(args: argparse.Namespace) -> int:
+    from proxy.bundle_server import RESOURCE, FolderBundleServer
+
+    # Which revision is served, and why an edit is not: at INFO, on standard error.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server = FolderBundleServer(args.opa or _opa_binary(), args.policies, args.port)
+
+    def ready() -> None:
+        print(f"serving {args.policies} at {server.url}{RESOURCE}", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever(ready)
+    return 0
 
 
 def _opa_binary() -> Path:

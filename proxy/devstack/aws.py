@@ -17,6 +17,7 @@ from proxy.devstack.state import (
     AWS_REGION,
     GATEWAY_NEO4J_USER,
     GATEWAY_SECRET,
+    POLICY_BUCKET,
     SERVER_ID,
     StackState,
     role_arn,
@@ -82,6 +83,11 @@ def set_up_aws(state: StackState) -> None:
         ],
         [f"arn:aws:s3:::{ARCHIVE_BUCKET}", f"arn:aws:s3:::{ARCHIVE_BUCKET}/*"],
     )
+    # Policy bundles: CI publishes them, OPA may only read them.
+    bootstrap("s3").create_bucket(Bucket=POLICY_BUCKET)
+    bundles = f"arn:aws:s3:::{POLICY_BUCKET}/*"
+    publisher = user_with("policy-publisher", "publish", ["s3:PutObject"], bundles)
+    opa_reader = user_with("opa-bundles", "read", ["s3:GetObject"], bundles)
     # The Neo4j credentials, in Secrets Manager; the gateway's user may read and rotate them.
     secrets_manager = bootstrap("secretsmanager")
     for name, user, password in (
@@ -109,6 +115,7 @@ def set_up_aws(state: StackState) -> None:
     # From here on moto checks every request's signature, as AWS does.
     httpx.post(endpoint + "moto-api/reset-auth", content=b"0", timeout=10).raise_for_status()
     state.aws_user_keys, state.archiver_keys, state.gateway_aws_keys = worker, archiver, gateway
+    state.policy_publisher_keys, state.opa_bundle_keys = publisher, opa_reader
 
 
 def iam_header(state: StackState, role: str, *, server_id: str = SERVER_ID) -> str:
@@ -156,3 +163,26 @@ def secret(state: StackState, name: str) -> dict[str, str]:
     answer = client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
     value: dict[str, str] = json.loads(answer["SecretString"])
     return value
+
+
+def publish_bundle(state: StackState, bundle: bytes, key: str) -> None:
+    """Upload a policy bundle to the stack's bundle bucket, as CI's publisher."""
+    keys = state.policy_publisher_keys
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=state.sts_url(),
+        region_name=AWS_REGION,
+        aws_access_key_id=keys["id"],
+        aws_secret_access_key=keys["secret"],
+    )
+    s3.put_object(Bucket=POLICY_BUCKET, Key=key, Body=bundle)
+
+
+def opa_bundle_env(state: StackState) -> dict[str, str]:
+    """The environment OPA's S3 signing reads: its read-only user of the bundle bucket."""
+    keys = state.opa_bundle_keys
+    return {
+        "AWS_ACCESS_KEY_ID": keys["id"],
+        "AWS_SECRET_ACCESS_KEY": keys["secret"],
+        "AWS_REGION": AWS_REGION,
+    }

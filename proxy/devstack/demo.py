@@ -25,7 +25,7 @@ def run_demo(run_dir: Path, policies: Path, *, keep: bool) -> int:
         f"   Neo4j {status['neo4j']['bolt_uri']} (HTTP {status['neo4j']['http_uri']}), "
         f"auth on; the gateway logs in as user '{status['neo4j']['gateway_user']}'"
     )
-    print(f"   OPA {status['opa']['url']} watching {status['opa']['policies']}")
+    print(f"   OPA {status['opa']['url']} serving {status['opa']['policies']} as a bundle")
     print(f"   OIDC provider {status['oidc']['issuer']} (client-credentials, JWT access tokens)")
     print(f"   CypherGate {status['gateway_url']} (config {status['gateway_config']})")
     try:

@@ -22,7 +22,7 @@ from proxy.devstack.state import (
     StackState,
 )
 from proxy.devstack.supervisor import Supervisor
-from proxy.opa_server import opa_server_command
+from proxy.opa_server import folder_bundle_config, opa_bundle_command
 
 
 def start_neo4j(
@@ -67,12 +67,27 @@ def _set_up_neo4j_users(state: StackState) -> None:
 
 
 def start_opa(
-    supervisor: Supervisor, state: StackState, components: Components, policies: Path
+    supervisor: Supervisor,
+    state: StackState,
+    components: Components,
+    policies: Path,
+    run_dir: Path,
 ) -> None:
-    """OPA serving ``policies``, reloading them when they change."""
+    """OPA serving ``policies`` as a bundle from the folder server (started first if it is not
+    running), applying edits as they are made, logging every decision to its output."""
+    bundles = state.ports["opa_bundles"]
+    if not supervisor.alive(state, "opa_bundles"):
+        command = [
+            *(sys.executable, "-m", "proxy", "policy", "serve"),
+            *("--policies", str(policies), "--port", str(bundles), "--opa", str(components.opa)),
+        ]
+        supervisor.spawn(state, "opa_bundles", command)
+        supervisor.wait_log(state, "opa_bundles", "serving ")
+    config = run_dir / "opa.json"
+    config.write_text(json.dumps(folder_bundle_config(f"http://127.0.0.1:{bundles}")))
     port = state.ports["opa"]
-    supervisor.spawn(state, "opa", opa_server_command(components.opa, port, policies, watch=True))
-    supervisor.wait_http(state, "opa", f"http://127.0.0.1:{port}/health")
+    supervisor.spawn(state, "opa", opa_bundle_command(components.opa, port, config))
+    supervisor.wait_http(state, "opa", f"http://127.0.0.1:{port}/health?bundles")
 
 
 def start_oidc(

@@ -116,7 +116,7 @@ class DevStack:
         state = state or self._state()
         components = self.install()
         if name == "opa":
-            services.start_opa(self._supervisor, state, components, self.policies_dir)
+            services.start_opa(self._supervisor, state, components, self.policies_dir, self.run_dir)
         elif name == "oidc":
             services.start_oidc(self._supervisor, state, components, self.run_dir)
         elif name == "moto":

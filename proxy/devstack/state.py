@@ -19,13 +19,24 @@ SERVER_ID = "cyphergate-devstack"
 AWS_REGION = "us-east-1"
 AWS_ACCOUNT = "123456789012"  # moto's default account
 ARCHIVE_BUCKET = "cyphergate-audit-archive"
+# Signed policy bundles (bundle mode): CI's publisher writes them, OPA's own user reads them.
+POLICY_BUCKET = "cyphergate-policy-bundles"
 # The stack's Neo4j credentials live in moto's Secrets Manager; the gateway reads (and rotates)
 # its own there, and `status` reports both from there.
 GATEWAY_SECRET = "cyphergate/neo4j-gateway"  # noqa: S105 - the name, not the value
 ADMIN_SECRET = "cyphergate/neo4j-admin"  # noqa: S105 - the name, not the value
 LEASE_PREFIX = "cg_devstack_"
 # The ports a stack needs, each found free when its state is made.
-PORT_NAMES = ("neo4j_bolt", "neo4j_http", "opa", "oidc", "moto", "gateway", "gateway_bolt")
+PORT_NAMES = (
+    "neo4j_bolt",
+    "neo4j_http",
+    "opa",
+    "opa_bundles",
+    "oidc",
+    "moto",
+    "gateway",
+    "gateway_bolt",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +102,9 @@ class StackState:
     archiver_keys: dict[str, str] = field(default_factory=dict)
     # The gateway's AWS user: it may read and rotate its Neo4j secret in Secrets Manager.
     gateway_aws_keys: dict[str, str] = field(default_factory=dict)
+    # Bundle mode: who publishes policy bundles, and OPA's read-only user of their bucket.
+    policy_publisher_keys: dict[str, str] = field(default_factory=dict)
+    opa_bundle_keys: dict[str, str] = field(default_factory=dict)
     # login -> password of DEMO_PEOPLE, and the reviewers' page's OAuth client secret.
     people: dict[str, str] = field(default_factory=dict)
     web_client_secret: str = ""

@@ -5,7 +5,7 @@
 2. **authenticate** the call's credential into an identity, and **resolve** the DAG it acts as;
 3. **read** the statement (only now: a caller nobody identified gets nothing parsed);
 4. **analyse** it with Neo4j's own ``EXPLAIN`` (cached);
-5. **decide** on it with the policy (cached per revision);
+5. **decide** on it with the policy (OPA itself, every time: its decision id and revision);
 6. **hold a credential**: the DAG's Neo4j login, for as long as the statement runs;
 7. **record ahead**: the decision record is durable before anything runs;
 8. **execute** it; its rows stream to the front door inside :meth:`Gateway.run`'s block;

@@ -12,6 +12,7 @@ import pytest
 
 from proxy.audit.checkpoint import load_public_key, verify_proof
 from proxy.devstack.stack import DevStack
+from tests.conftest import changed_policy_data
 
 pytestmark = pytest.mark.integration
 
@@ -102,18 +103,18 @@ def test_a_reviewer_removed_from_the_policy_is_refused_at_the_next_request(
     stack: DevStack, status: dict[str, Any], gateway: httpx.Client
 ) -> None:
     """The audit-access policy is asked on every read: no session or cache outlives a change
-    a security team makes in OPA's data."""
-    opa = status["opa"]["url"] + "/v1/data/cyphergate/reviewers"
-    reviewers = httpx.get(opa).json()["result"]
+    a security team makes to the reviewers in the policy folder."""
     auditor = bearer(stack, "demo_auditor")
     assert gateway.get("/audit/records", params={"limit": 1}, headers=auditor).status_code == 200
-    without = [r for r in reviewers if r.get("client_id") != "demo_auditor"]
-    assert len(without) < len(reviewers)
-    try:
-        assert httpx.put(opa, json=without).status_code == 204
+
+    def remove_auditor(data: dict[str, Any]) -> None:
+        reviewers = data["cyphergate"]["reviewers"]
+        without = [r for r in reviewers if r.get("client_id") != "demo_auditor"]
+        assert len(without) < len(reviewers)
+        data["cyphergate"]["reviewers"] = without
+
+    with changed_policy_data(stack, remove_auditor):
         refused = gateway.get("/audit/records", params={"limit": 1}, headers=auditor)
-    finally:
-        assert httpx.put(opa, json=reviewers).status_code == 204
     assert refused.status_code == 403
     assert "not_a_reviewer" in refused.json()["errors"][0]["message"]
     assert gateway.get("/audit/records", params={"limit": 1}, headers=auditor).status_code == 200

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from neo4j import Driver, GraphDatabase
 
@@ -34,10 +34,15 @@ class PlanStack:
 @pytest.fixture(scope="package")
 def plan_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanStack]:
     """Neo4j with the canary graph and OPA with the test grants, stopped at the end."""
+    # The test grants join the repository's in a copy of policies/, served as a bundle.
+    policies = shutil.copytree(REPO / "policies", tmp_path_factory.mktemp("plan-policies") / "p")
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    data["cyphergate"]["grants"]["dags"].update({g.dag: g.document() for g in GRANTS})
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
     stack = DevStack(
         tmp_path_factory.mktemp("plan-devstack"),
         cache_dir=default_cache_dir(),
-        policies_dir=REPO / "policies",
+        policies_dir=policies,
     )
     try:
         status = stack.up()
@@ -47,11 +52,7 @@ def plan_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlanStack]:
                 d.execute_query(statement, parameters)
             for statement in INDEXES:
                 d.execute_query(statement)
-            opa = status["opa"]["url"]
-            for grant in GRANTS:
-                url = f"{opa}/v1/data/cyphergate/grants/dags/{grant.dag}"
-                httpx.put(url, json=grant.document()).raise_for_status()
-            yield PlanStack(d, opa)
+            yield PlanStack(d, status["opa"]["url"])
     finally:
         stack.down()
 

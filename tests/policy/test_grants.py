@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
+
+from proxy.bundles import validate_grants
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 README = POLICIES.parent / "README.md"
@@ -51,3 +56,44 @@ def test_every_documented_reason_is_produced_by_the_engine() -> None:
         )
     )
     assert documented == produced, (documented - produced, produced - documented)
+
+
+def test_the_readmes_grant_generator_makes_grants_the_schema_and_policy_accept(
+    tmp_path: Path,
+) -> None:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```python\n# grants_from_airflow.py") + len("```python\n")
+    script = tmp_path / "grants_from_airflow.py"
+    script.write_text(text[start : text.index("```", start)], encoding="utf-8")
+    catalogue = {
+        "dags": [
+            {
+                "dag_id": "etl_people",
+                "tags": [
+                    {"name": "neo4j:read:Person"},
+                    {"name": "neo4j:read:ACTED_IN"},
+                    {"name": "neo4j:write:Person"},
+                    {"name": "team:data"},
+                ],
+            },
+            {"dag_id": "untagged", "tags": [{"name": "team:web"}]},
+        ],
+        "total_entries": 2,
+    }
+    policies = shutil.copytree(POLICIES, tmp_path / "policies")
+    generated = subprocess.run(
+        [sys.executable, str(script), str(policies / "data.json")],
+        input=json.dumps(catalogue),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (policies / "data.json").write_text(generated, encoding="utf-8")
+    validate_grants(policies)  # what `cyphergate policy build` checks before building
+    data = json.loads(generated)["cyphergate"]
+    assert set(data["grants"]["dags"]) == {"etl_people"}
+    grant = data["grants"]["dags"]["etl_people"]["databases"]["neo4j"]
+    assert grant["read"] == {"labels": ["Person"], "relationship_types": ["ACTED_IN"]}
+    assert grant["write"] == {"labels": ["Person"], "relationship_types": []}
+    original = json.loads((POLICIES / "data.json").read_text(encoding="utf-8"))
+    assert data["reviewers"] == original["cyphergate"]["reviewers"]

@@ -1,0 +1,99 @@
+"""What becomes a bundle, how it is named, and grants that never ship when they are wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from proxy.bundles import (
+    BundleError,
+    folder_revision,
+    opa_bundle_config,
+    policy_files,
+    validate_grants,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    return shutil.copytree(REPO / "policies", tmp_path / "policies")
+
+
+def test_the_bundle_holds_policies_and_grants_not_schemas_tests_or_hidden_files(
+    policies: Path,
+) -> None:
+    (policies / ".regal").mkdir()
+    (policies / ".regal" / "config.yaml").write_text("rules: {}\n", encoding="utf-8")
+    names = {path.relative_to(policies).as_posix() for path in policy_files(policies)}
+    assert names == {"authz.rego", "audit_access.rego", "data.json"}
+
+
+def test_the_revision_follows_what_opa_loads_and_nothing_else(policies: Path) -> None:
+    revision = folder_revision(policies)
+    assert len(revision) == 16 and revision == folder_revision(policies)
+    with (policies / "authz_test.rego").open("a", encoding="utf-8") as test:
+        test.write("\n# a test changes no decision\n")
+    (policies / "schemas" / "notes.json").write_text("{}", encoding="utf-8")
+    assert folder_revision(policies) == revision
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")  # re-spaced
+    assert folder_revision(policies) != revision
+
+
+def test_moving_bytes_between_a_name_and_a_file_changes_the_revision(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    (one / "a.rego").write_text("bc", encoding="utf-8")
+    (two / "a.regob").write_text("c", encoding="utf-8")
+    assert folder_revision(one) != folder_revision(two)
+
+
+@pytest.mark.parametrize(
+    ("grant", "where"),
+    [
+        ({"guardrails": ["fullscan"]}, "guardrails/0"),
+        ({"read": {"lables": ["Person"]}}, "neo4j/read"),
+        ({"row_limit": -1}, "row_limit"),
+    ],
+)
+def test_grants_that_do_not_match_the_schema_are_refused_with_their_place(
+    policies: Path, grant: dict[str, object], where: str
+) -> None:
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    data["cyphergate"]["grants"]["dags"]["broken"] = {"databases": {"neo4j": grant}}
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BundleError, match=r"does not match schemas/grants\.json") as error:
+        validate_grants(policies)
+    assert where in str(error.value)
+
+
+def test_unreadable_grants_are_refused(policies: Path) -> None:
+    (policies / "data.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(BundleError, match="cannot read the grants"):
+        validate_grants(policies)
+
+
+def test_the_committed_grants_validate() -> None:
+    validate_grants(REPO / "policies")
+
+
+def test_opas_configuration_verifies_signatures_and_logs_decisions() -> None:
+    config = opa_bundle_config(
+        service_url="http://127.0.0.1:1/bucket", resource="b.tar.gz", s3=True, public_key="PEM"
+    )
+    (bundle,) = config["bundles"].values()
+    assert config["keys"][bundle["signing"]["keyid"]] == {"key": "PEM", "algorithm": "RS256"}
+    assert config["services"][bundle["service"]]["credentials"] == {
+        "s3_signing": {"environment_credentials": {}}
+    }
+    assert config["decision_logs"] == {"console": True}
+    assert (
+        "signing"
+        not in opa_bundle_config(service_url="http://x", resource="b")["bundles"]["cyphergate"]
+    )
