@@ -249,7 +249,7 @@ async def _open_services(
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
     authenticator = SchemeRouter(schemes)
     audit = await stack.enter_async_context(_open_audit_log(settings.audit, clock))
-    policy = await stack.enter_async_context(open_policy(settings.opa))
+    policy = await stack.enter_async_context(open_policy(settings.opa, metrics))
     neo4j = await stack.enter_async_context(open_neo4j(settings, metrics=metrics, faults=faults))
     return Services(
         authenticator=authenticator,
@@ -293,13 +293,17 @@ async def _open_audit_log(settings: AuditSettings, clock: Clock) -> AsyncIterato
 
 
 @asynccontextmanager
-async def open_policy(settings: OPASettings) -> AsyncIterator[OPAPolicyEngine]:
+async def open_policy(
+    settings: OPASettings, metrics: Metrics | None = None, *, cache: bool = True
+) -> AsyncIterator[OPAPolicyEngine]:
     """An engine asking the OPA at ``settings.url``, over an HTTP client of its own, for the
-    block; every decision comes from OPA itself."""
+    block. Without ``cache`` every decision comes from OPA itself (``policy replay``)."""
+    if not cache:
+        settings = settings.model_copy(update={"decision_cache_size": 0})
     async with httpx.AsyncClient(
         base_url=settings.url.rstrip("/"), timeout=settings.timeout_s
     ) as http:
-        yield OPAPolicyEngine(settings, http)
+        yield OPAPolicyEngine(settings, http, metrics)
 
 
 @asynccontextmanager
@@ -421,7 +425,7 @@ async def explain_statement(
     the gateway's Neo4j credential and OPA, and no cache of either."""
     async with (
         open_neo4j(settings, manage=False) as neo4j,
-        open_policy(settings.opa) as policy,
+        open_policy(settings.opa, cache=False) as policy,
     ):
         analyzer = Analyzer(PlanReader(neo4j.executor), max_entries=0)
         return await explain(

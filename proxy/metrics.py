@@ -55,7 +55,7 @@ class Metrics:
         )
         self.cache_lookups = Counter(
             "cyphergate_cache_lookups",
-            "Lookups in the analysis cache.",
+            "Lookups in the analysis and decision caches.",
             ["cache", "result"],
             registry=registry,
         )

@@ -12,28 +12,43 @@ reports them for that decision (``?provenance``: the manifest revision of the bu
 answered; ``decision_id``: the key of OPA's own decision log), so the audit log joins OPA's
 decision log and a revision is never a guess. Policy served from a plain folder is served to
 OPA as a bundle too (:mod:`proxy.bundles`), whose revision is the folder's content hash.
+
+A decision OPA made may be reused for the same input document (without the task, run and try,
+which are context only) for ``opa.decision_cache_ttl_s`` (1 s by default), and only while OPA's
+answers name the revision it was made under: OPA's answer to any question naming a new revision
+empties the cache. A reused decision keeps OPA's decision id and revision (the audit record joins
+the decision OPA logged, the one that made it) and says ``cached``. So a policy change applies to
+every request at most the TTL after OPA activated it; 0 asks OPA every time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from proxy.analysis import Analysis
 from proxy.errors import PolicyUnavailable
+from proxy.metrics import Metrics
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 from proxy.statement import AccessMode, RowLimitAction
 
 INPUT_VERSION = 3
 AUDIT_INPUT_VERSION = 1
+_T = TypeVar("_T")
+# The principal's fields that are context for the audit log, never grounds for a decision.
+_CONTEXT_ONLY = ("task", "run", "try_number")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +68,8 @@ class Decision:
     row_limit: int | None = None
     row_limit_action: RowLimitAction = "error"
     revision: str | None = None
+    # Reused from the cache: OPA made it (``decision_id``) for an earlier, identical input.
+    cached: bool = False
 
     @property
     def enforced_allow(self) -> bool:
@@ -69,6 +86,8 @@ class Decision:
         }
         if self.shadow and not self.allow:
             document["shadow_denied"] = True
+        if self.cached:
+            document["cached"] = True
         return document
 
 
@@ -178,17 +197,31 @@ class OPAPolicyEngine:
 
     ``http`` is an httpx client whose ``base_url`` is ``settings.url``; the engine neither opens
     nor closes it. No request is retried: a retry would only stretch the time before it fails
-    closed. Nothing is cached: a decision OPA did not make would have no decision id in OPA's
-    decision log and could name a revision OPA has since replaced.
+    closed. Decisions are reused as the module docstring says, never beyond their TTL.
     """
 
-    def __init__(self, settings: OPASettings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: OPASettings,
+        http: httpx.AsyncClient,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         url = urlsplit(settings.url)
         if url.scheme not in {"http", "https"} or url.hostname is None:
             raise ValueError(f"opa.url must be an http(s) URL, got {settings.url!r}")
         self._settings = settings
         self._http = http
         self._query_string = "?provenance" if settings.provenance else ""
+        lookups = (metrics or Metrics()).cache_lookups
+        size, ttl_s = settings.decision_cache_size, settings.decision_cache_ttl_s
+        self._preflights: DecisionCache[Preflight] = DecisionCache(
+            "preflight", size, ttl_s, clock, lookups
+        )
+        self._decisions: DecisionCache[Decision] = DecisionCache(
+            "decision", size, ttl_s, clock, lookups
+        )
 
     async def _query(
         self, package: str, document: dict[str, Any], rule: str | None = None
@@ -208,7 +241,11 @@ class OPAPolicyEngine:
             raise PolicyUnavailable(reason=f"opa_error:{type(exc).__name__}") from exc
         if not isinstance(answer, dict):
             raise PolicyUnavailable(reason="opa_malformed_decision")
-        return _Answered(answer, *_identity_of(answer, provenance=self._settings.provenance))
+        answered = _Answered(answer, *_identity_of(answer, provenance=self._settings.provenance))
+        # Whatever OPA was asked, a new revision means the reusable decisions are stale.
+        self._preflights.seen(answered.revision)
+        self._decisions.seen(answered.revision)
+        return answered
 
     async def authorize_audit_read(self, identity: Identity) -> AccessDecision:
         """May ``identity`` read the audit log? Asks ``opa.audit_package``; denies by default."""
@@ -228,7 +265,16 @@ class OPAPolicyEngine:
 
     async def preflight(self, document: dict[str, Any]) -> Preflight:
         """Ask OPA's ``<package>.<preflight_rule>`` whether the DAG may use the database at all
-        (before anything is planned). Undefined is a refusal; nonsense is 503."""
+        (before anything is planned), or the cache. Undefined is a refusal; nonsense is 503."""
+        key = _cache_key(document)
+        cached = self._preflights.get(key)
+        if cached is not None:
+            return replace(cached, decision=replace(cached.decision, cached=True))
+        preflight = await self._ask_preflight(document)
+        self._preflights.put(key, preflight, preflight.decision.revision)
+        return preflight
+
+    async def _ask_preflight(self, document: dict[str, Any]) -> Preflight:
         answered = await self._query(
             self._settings.package, document, rule=self._settings.preflight_rule
         )
@@ -253,7 +299,17 @@ class OPAPolicyEngine:
         )
 
     async def decide(self, document: dict[str, Any]) -> Decision:
-        """Ask OPA for ``<package>.<rule>`` on ``document``; see the module docstring."""
+        """Ask OPA for ``<package>.<rule>`` on ``document``, or the cache; see the module
+        docstring."""
+        key = _cache_key(document)
+        cached = self._decisions.get(key)
+        if cached is not None:
+            return replace(cached, cached=True)
+        decision = await self._ask(document)
+        self._decisions.put(key, decision, decision.revision)
+        return decision
+
+    async def _ask(self, document: dict[str, Any]) -> Decision:
         answered = await self._query(self._settings.package, document)
         if "result" not in answered.body:
             return Decision(
@@ -289,6 +345,56 @@ class OPAPolicyEngine:
             healthy = False
         if not healthy:
             raise PolicyUnavailable(reason="opa_unhealthy")
+
+
+class DecisionCache(Generic[_T]):
+    """Answers OPA gave, by input, each for ``ttl_s`` and only while OPA names the revision it
+    was given under (see the module docstring); least recently used beyond ``size``."""
+
+    def __init__(
+        self, name: str, size: int, ttl_s: float, clock: Callable[[], float], lookups: Counter
+    ) -> None:
+        self._size = size if ttl_s > 0 else 0
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._hit, self._miss = lookups.labels(name, "hit"), lookups.labels(name, "miss")
+        self._entries: OrderedDict[str, tuple[_T, float]] = OrderedDict()
+        self._revision: str | None = None
+
+    def seen(self, revision: str | None) -> None:
+        """OPA just answered under ``revision``: a change empties the cache."""
+        if revision != self._revision:
+            self._revision = revision
+            self._entries.clear()
+
+    def get(self, key: str) -> _T | None:
+        entry = self._entries.get(key)
+        if entry is not None and self._clock() < entry[1]:
+            self._entries.move_to_end(key)
+            self._hit.inc()
+            return entry[0]
+        if entry is not None:
+            del self._entries[key]
+        self._miss.inc()
+        return None
+
+    def put(self, key: str, value: _T, revision: str | None) -> None:
+        if self._size == 0 or revision != self._revision:
+            return  # a newer revision was seen while this one was asked: never keep it
+        self._entries[key] = (value, self._clock() + self._ttl_s)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+def _cache_key(document: dict[str, Any]) -> str:
+    """The input without the principal's task, run and try (context, not grounds): canonical
+    JSON, so equal inputs share an entry."""
+    principal = {
+        key: value
+        for key, value in document.get("principal", {}).items()
+        if key not in _CONTEXT_ONLY
+    }
+    return json.dumps({**document, "principal": principal}, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

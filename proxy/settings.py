@@ -174,6 +174,15 @@ class OPASettings(BaseModel):
         default=True,
         description="Ask OPA which bundle revision made each decision (its ?provenance).",
     )
+    decision_cache_size: int = Field(
+        default=8192, ge=0, description="Decisions kept for reuse (0: ask OPA every time)."
+    )
+    decision_cache_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="A decision is reused for the same input this long at most, and only while "
+        "OPA names the same revision (0: ask OPA every time).",
+    )
 
 
 class OIDCIssuerSettings(BaseModel):

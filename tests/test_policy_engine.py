@@ -111,7 +111,7 @@ def test_the_revision_and_id_are_opas_for_this_very_decision() -> None:
 
     async def go() -> list[Decision]:
         transport = httpx.MockTransport(opa)
-        config = OPASettings(url="http://opa.test")
+        config = OPASettings(url="http://opa.test", decision_cache_ttl_s=0)  # both from OPA
         async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
             engine = OPAPolicyEngine(config, http)
             return [await engine.decide(DOCUMENT), await engine.decide(DOCUMENT)]
@@ -159,3 +159,89 @@ def test_a_malformed_provenance_fails_closed(provenance: Any) -> None:
     with pytest.raises(PolicyUnavailable) as error:
         decide(lambda _: httpx.Response(200, json=answer), provenance=True)
     assert error.value.reason == "opa_malformed_provenance"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _answering(revisions: list[str]) -> tuple[Handler, list[str]]:
+    """OPA answering ALLOW under the revision at the head of ``revisions`` (the last one stays);
+    the decision ids it gave, in order."""
+    given: list[str] = []
+
+    def opa(request: httpx.Request) -> httpx.Response:
+        given.append(f"opa-{len(given)}")
+        revision = revisions[0] if len(revisions) == 1 else revisions.pop(0)
+        return httpx.Response(
+            200,
+            json={
+                "result": ALLOW,
+                "decision_id": given[-1],
+                "provenance": {"bundles": {"policies": {"revision": revision}}},
+            },
+        )
+
+    return opa, given
+
+
+def _decisions(handler: Handler, steps: list[float], **settings: Any) -> list[Decision]:
+    """Decisions on the same input, the clock moved by each step before each."""
+
+    async def go() -> list[Decision]:
+        clock = Clock()
+        transport = httpx.MockTransport(handler)
+        config = OPASettings(url="http://opa.test", **settings)
+        async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
+            engine = OPAPolicyEngine(config, http, clock=clock)
+            decisions = []
+            for step in steps:
+                clock.now += step
+                task = {**DOCUMENT, "principal": {"dag": "etl", "task": f"t{step}"}}
+                decisions.append(await engine.decide(task))
+            return decisions
+
+    return asyncio.run(go())
+
+
+def test_a_decision_is_reused_within_its_ttl_naming_the_decision_opa_logged() -> None:
+    opa, given = _answering(["r1"])
+    first, again, later = _decisions(opa, [0, 0.5, 1.0])
+    assert given == ["opa-0", "opa-1"]  # asked again once the TTL (1 s) had passed
+    assert (first.cached, again.cached, later.cached) == (False, True, False)
+    assert again.decision_id == first.decision_id == "opa-0"  # joins OPA's decision log
+    assert again.revision == "r1"
+    assert again.as_document()["cached"] is True
+    assert "cached" not in first.as_document()
+
+
+def test_a_new_revision_in_any_answer_empties_the_cache() -> None:
+    async def go() -> list[Decision]:
+        revisions = ["r1", "r1", "r2"]
+        opa, _ = _answering(revisions)
+        config = OPASettings(url="http://opa.test", decision_cache_ttl_s=60)
+        async with httpx.AsyncClient(
+            base_url=config.url, transport=httpx.MockTransport(opa)
+        ) as http:
+            engine = OPAPolicyEngine(config, http, clock=Clock())
+            other = {**DOCUMENT, "principal": {"dag": "other"}}
+            decided = [await engine.decide(DOCUMENT), await engine.decide(other)]
+            decided.append(await engine.decide(DOCUMENT))  # cached, under r1
+            await engine.decide({**DOCUMENT, "principal": {"dag": "third"}})  # OPA says r2
+            decided.append(await engine.decide(DOCUMENT))  # r1's decision is gone
+            return decided
+
+    _, _, cached, fresh = asyncio.run(go())
+    assert cached.cached and cached.revision == "r1"
+    assert not fresh.cached and fresh.revision == "r2"
+
+
+@pytest.mark.parametrize("settings", [{"decision_cache_ttl_s": 0}, {"decision_cache_size": 0}])
+def test_no_cache_asks_opa_every_time(settings: dict[str, Any]) -> None:
+    opa, given = _answering(["r1"])
+    decisions = _decisions(opa, [0, 0, 0], **settings)
+    assert len(given) == 3 and not any(d.cached for d in decisions)

@@ -113,7 +113,7 @@ def _policy_replay(args: argparse.Namespace) -> int:
     changes: list[dict[str, Any]] = []
 
     async def run(opa: OPASettings) -> None:
-        async with open_policy(opa) as policy:
+        async with open_policy(opa, cache=False) as policy:
             for path, _ in log_sources(args):
                 with AuditReader(path) as reader:
                     async for change in replay(reader.query(flt), policy, summary):
