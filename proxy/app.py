@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -93,6 +93,7 @@ class Services:
     readiness: Mapping[str, ReadinessCheck]
     describe: Callable[[], Awaitable[dict[str, str]]]
     auth_schemes: Sequence[str]
+    liveness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,7 @@ def _runtime(
             clock=clock,
         ),
         sign_in=sign_in,
+        liveness=services.liveness,
     )
 
 
@@ -242,7 +244,7 @@ async def _open_services(
     if settings.auth.aws_iam is not None:
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
     authenticator = SchemeRouter(schemes)
-    audit = await stack.enter_async_context(_open_audit_log(settings.audit, clock))
+    audit = await stack.enter_async_context(_open_audit_log(settings.audit, clock, metrics, faults))
     policy = await stack.enter_async_context(open_policy(settings.opa, metrics))
     neo4j = await stack.enter_async_context(open_neo4j(settings, metrics=metrics, faults=faults))
     return Services(
@@ -262,11 +264,14 @@ async def _open_services(
         },
         describe=neo4j.executor.describe,
         auth_schemes=authenticator.schemes,
+        liveness={"audit_writer": audit.check_alive},
     )
 
 
 @asynccontextmanager
-async def _open_audit_log(settings: AuditSettings, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
+async def _open_audit_log(
+    settings: AuditSettings, clock: Clock, metrics: Metrics, faults: Faults
+) -> AsyncIterator[SQLiteAuditLog]:
     audit = SQLiteAuditLog(
         settings.path,
         max_batch=settings.max_batch,
@@ -276,7 +281,11 @@ async def _open_audit_log(settings: AuditSettings, clock: Clock) -> AsyncIterato
         chain_id=settings.chain_id,
         checkpoint_every=settings.checkpoint_every,
         checkpoint_interval_s=settings.checkpoint_interval_s,
+        append_timeout_s=settings.append_timeout_s,
+        late_capacity=settings.late_capacity,
         clock=clock,
+        metrics=metrics,
+        faults=faults,
     )
     await audit.open()
     try:

@@ -97,6 +97,25 @@ class Metrics:
             ["event"],
             registry=registry,
         )
+        self.audit_writer_errors = Counter(
+            "cyphergate_audit_writer_errors",
+            "Failed writes of the audit writer, by exception type (its batch was refused; the"
+            " writer went on), and appends that waited past audit.append_timeout_s.",
+            ["cause"],
+            registry=registry,
+        )
+        self.audit_late = Counter(
+            "cyphergate_audit_late_records",
+            "After-the-fact records (outcomes, transaction ends) the log refused when they came,"
+            " by what became of them: written late, or lost (no room to keep them).",
+            ["result"],
+            registry=registry,
+        )
+        self.audit_late_pending = Gauge(
+            "cyphergate_audit_late_records_pending",
+            "After-the-fact records kept in memory until the audit log takes writes again.",
+            registry=registry,
+        )
 
     def denied(self, reason: str) -> None:
         """Count one refusal reason by its kind: ``label_not_granted:Account`` counts as

@@ -331,6 +331,15 @@ class AuditSettings(BaseModel):
     checkpoint_interval_s: float = Field(
         default=60.0, gt=0, description="Longest time between checkpoints while writing."
     )
+    append_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for a record to be durable (then 503)."
+    )
+    late_capacity: int = Field(
+        default=10_000,
+        ge=0,
+        description="Outcome records kept in memory while the log refuses writes, to be written"
+        " late.",
+    )
     archive: ArchiveSettings | None = None
     web: AuditWebSettings | None = Field(
         default=None, description="The reviewers' page; off unless configured."
