@@ -23,6 +23,7 @@ import httpx
 from authlib.integrations.starlette_client import OAuth
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxy.analysis import Analyzer, Planner, PlanReader
 from proxy.api import audit_routes, errors, operations, query, transactions
@@ -151,6 +152,8 @@ def create_app(
             return RedirectResponse("/audit/", 308)
 
     app.add_exception_handler(CypherGateError, errors.handle)
+    app.add_exception_handler(StarletteHTTPException, errors.handle_http)
+    app.add_exception_handler(Exception, errors.handle_unexpected)
     return app
 
 
