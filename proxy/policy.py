@@ -21,9 +21,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,8 @@ from proxy.settings import OPASettings
 from proxy.statement import AccessMode, RowLimitAction
 
 log = logging.getLogger(__name__)
+# The watcher re-reads the revision at this fraction of opa.revision_interval_s after the last read.
+_REREAD_AT = 0.75
 
 INPUT_VERSION = 3
 AUDIT_INPUT_VERSION = 1
@@ -193,7 +196,12 @@ class OPAPolicyEngine:
     """
 
     def __init__(
-        self, settings: OPASettings, http: httpx.AsyncClient, metrics: Metrics | None = None
+        self,
+        settings: OPASettings,
+        http: httpx.AsyncClient,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         url = urlsplit(settings.url)
         if url.scheme not in {"http", "https"} or url.hostname is None:
@@ -201,7 +209,10 @@ class OPAPolicyEngine:
         self._settings = settings
         self._http = http
         self._lookups = (metrics or Metrics()).cache_lookups
+        self._clock = clock
         self._revision: str | None = None
+        # When the fetch that last confirmed the revision began (see _fresh_revision).
+        self._confirmed_at = float("-inf")
         # OPA's raw answers (policies, data) and the revision computed from them.
         self._last_answers: tuple[tuple[bytes, bytes], str] | None = None
         self._cache: OrderedDict[tuple[str | None, str], Decision] = OrderedDict()
@@ -210,8 +221,10 @@ class OPAPolicyEngine:
 
     async def open(self) -> None:
         """Read the revision and start watching it; call inside the event loop."""
+        started = self._clock()
         with contextlib.suppress(PolicyUnavailable):
             self._revision = await self.fetch_revision()
+            self._confirmed_at = started
         self._watcher = asyncio.create_task(self._watch_revision())
 
     async def close(self) -> None:
@@ -249,9 +262,23 @@ class OPAPolicyEngine:
         self._last_answers = (answers, revision)
         return revision
 
+    def _fresh_revision(self) -> str | None:
+        """The revision while OPA confirmed it less than ``opa.revision_interval_s`` ago, else
+        ``None`` (no cached decision then). A refusing OPA empties the cache at once; this bound
+        holds for a hung one too, whose revision fetch would wait out its own timeout."""
+        interval = self._settings.revision_interval_s
+        if self._clock() - self._confirmed_at > interval:
+            return None
+        return self._revision
+
     async def _watch_revision(self) -> None:
+        interval = self._settings.revision_interval_s
         while True:
-            await asyncio.sleep(self._settings.revision_interval_s)
+            # Re-read a little before the revision goes stale, so a healthy OPA's cache never
+            # lapses between two reads.
+            since = self._clock() - self._confirmed_at
+            await asyncio.sleep(min(interval, max(0.0, interval * _REREAD_AT - since)))
+            started = self._clock()
             try:
                 revision = await self.fetch_revision()
             except PolicyUnavailable as error:
@@ -262,6 +289,7 @@ class OPAPolicyEngine:
                 self._cache.clear()
                 self._preflights.clear()
                 continue
+            self._confirmed_at = started
             if revision != self._revision:
                 log.info("policy revision %s -> %s", self._revision, revision)
                 self._revision = revision
@@ -305,7 +333,7 @@ class OPAPolicyEngine:
     async def preflight(self, document: dict[str, Any]) -> Preflight:
         """Ask OPA's ``<package>.<preflight_rule>`` whether the DAG may use the database at all
         (before anything is planned), or the cache. Undefined is a refusal; nonsense is 503."""
-        revision = self._revision
+        revision = self._fresh_revision()
         key = (revision, "preflight:" + _cache_key(document))
         cached = self._preflights.get(key)
         if cached is not None:
@@ -343,7 +371,7 @@ class OPAPolicyEngine:
 
     async def decide(self, document: dict[str, Any]) -> Decision:
         """Ask OPA for ``<package>.<rule>`` on ``document``, or the cache; see the docstring."""
-        revision = self._revision
+        revision = self._fresh_revision()
         key = (revision, _cache_key(document))
         cached = self._cache.get(key)
         if cached is not None:

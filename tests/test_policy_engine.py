@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -162,3 +163,46 @@ def test_a_malformed_revision_answer_is_unavailable(answer: Any) -> None:
     source.modules = answer
     with pytest.raises(PolicyUnavailable):
         revisions(source, [lambda: None])
+
+
+def test_a_hung_opa_keeps_no_cached_decision_past_the_revision_interval() -> None:
+    """A refusing OPA empties the cache at once; a hung one (its revision read waiting out its
+    timeout) must not keep cached decisions alive longer than opa.revision_interval_s."""
+    hung = asyncio.Event()
+    asked = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal asked
+        if request.url.path.startswith("/v1/data/cyphergate/authz"):
+            asked += 1
+            return httpx.Response(200, json={"result": ALLOW})
+        if hung.is_set():
+            await asyncio.sleep(30)  # a paused OPA: the connection stays open, no answer
+        body: Any = {"result": []} if request.url.path == "/v1/policies" else {"result": {}}
+        return httpx.Response(200, json=body)
+
+    async def go() -> tuple[int, int, float]:
+        transport = httpx.MockTransport(handler)
+        config = OPASettings(url="http://opa.test", revision_interval_s=0.3, timeout_s=2.0)
+        async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
+            engine = OPAPolicyEngine(config, http)
+            await engine.open()
+            try:
+                await engine.decide(DOCUMENT)
+                for _ in range(5):  # a healthy OPA: every later decision is a cache hit
+                    await asyncio.sleep(0.1)
+                    await engine.decide(DOCUMENT)
+                healthy = asked
+                hung.set()
+                started = time.monotonic()
+                while asked == healthy and time.monotonic() - started < 5:
+                    await engine.decide(DOCUMENT)
+                    await asyncio.sleep(0.02)
+                return healthy, asked, time.monotonic() - started
+            finally:
+                await engine.close()
+
+    healthy, after, lapsed = asyncio.run(go())
+    assert healthy == 1
+    assert after == healthy + 1, "the cache outlived a hung OPA"
+    assert lapsed <= 0.3 + 0.1  # the interval, and a poll's slack
