@@ -342,7 +342,11 @@ async def open_neo4j(
     retries = LoginRetries(auth, lock_time_s=config.auth_lock_time_s, metrics=metrics)
     async with AsyncExitStack() as stack:
         driver = connect(
-            config.uri, auth, max_connection_lifetime_s=config.max_connection_lifetime_s
+            config.uri,
+            auth,
+            max_connection_lifetime_s=config.max_connection_lifetime_s,
+            connection_timeout_s=config.connection_timeout_s,
+            acquisition_timeout_s=config.acquisition_timeout_s,
         )
         stack.push_async_callback(driver.close)
         credentials: ServiceAccount | LeasedUsers = ServiceAccount(auth, retries)
@@ -352,6 +356,8 @@ async def open_neo4j(
                     config.uri,
                     leased.auth(),
                     max_connection_lifetime_s=config.max_connection_lifetime_s,
+                    connection_timeout_s=config.connection_timeout_s,
+                    acquisition_timeout_s=config.acquisition_timeout_s,
                 )
             )
             stack.push_async_callback(pools.close)  # after the leases: they close theirs

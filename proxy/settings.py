@@ -126,6 +126,14 @@ class Neo4jSettings(BaseModel):
         "wait this long once before trying again.",
     )
     default_timeout_s: float = Field(default=30.0, gt=0)
+    connection_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait to open a connection to Neo4j (TCP, handshake).",
+    )
+    acquisition_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait of a statement for a Neo4j connection."
+    )
     home_database: str = Field(
         default="neo4j", description="The database of a Bolt statement that names none."
     )

@@ -38,6 +38,8 @@ def translated(exc: Exception) -> Exception:
             # message may name internals.
             return GraphFailed(reason=code)
         return Neo4jClientError(code, exc.message or code)
+    if isinstance(exc, neo4j_errors.ConnectionAcquisitionTimeoutError):
+        return GraphUnavailable(reason="neo4j_acquisition_timeout")
     if isinstance(
         exc,
         neo4j_errors.TransientError
