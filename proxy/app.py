@@ -103,6 +103,8 @@ class Neo4jWing:
 
     executor: Neo4jExecutor
     credentials: ServiceAccount | LeasedUsers
+    secrets: SecretSource
+    leases: LeaseManager | None = None
 
 
 def create_app(
@@ -264,6 +266,8 @@ async def _open_services(
             "opa": policy.check_ready,
             "identity": authenticator.check_ready,
             "audit": audit.check_ready,
+            "secret_store": neo4j.secrets.check_ready,
+            **({} if neo4j.leases is None else {"leases": neo4j.leases.check_ready}),
         },
         describe=neo4j.executor.describe,
         auth_schemes=authenticator.schemes,
@@ -341,6 +345,8 @@ async def open_neo4j(
         await rotator.recover()
     retries = LoginRetries(auth, lock_time_s=config.auth_lock_time_s, metrics=metrics)
     async with AsyncExitStack() as stack:
+        if isinstance(source, AWSSecretsManagerSource):
+            stack.callback(source.close)
         driver = connect(
             config.uri,
             auth,
@@ -379,7 +385,12 @@ async def open_neo4j(
                 rotating_every(rotator, config.rotation_interval_s, metrics)
             )
         executor = Neo4jExecutor(driver, own=Login(user=credential.user, retries=retries))
-        yield Neo4jWing(executor=executor, credentials=credentials)
+        yield Neo4jWing(
+            executor=executor,
+            credentials=credentials,
+            secrets=source,
+            leases=credentials.leases if isinstance(credentials, LeasedUsers) else None,
+        )
 
 
 def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource:
@@ -397,9 +408,19 @@ def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource
         return FileSecretSource(secret.path, user)
     if secret.source == "aws_secrets_manager":
         import boto3
+        from botocore.config import Config
 
+        # boto3's defaults (60 s timeouts, 3 attempts) would hold a login for minutes.
+        timeouts = Config(
+            connect_timeout=secret.timeout_s,
+            read_timeout=secret.timeout_s,
+            retries={"max_attempts": 1, "mode": "standard"},
+        )
         client = boto3.client(
-            "secretsmanager", region_name=secret.region, endpoint_url=secret.endpoint_url
+            "secretsmanager",
+            region_name=secret.region,
+            endpoint_url=secret.endpoint_url,
+            config=timeouts,
         )
         return AWSSecretsManagerSource(secret, user, client)
     if not development:

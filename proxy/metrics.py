@@ -84,6 +84,11 @@ class Metrics:
             "Per-DAG Neo4j users dropped (replaced, ended, or left by an earlier run).",
             registry=registry,
         )
+        self.leases_refused = Counter(
+            "cyphergate_neo4j_leases_refused",
+            "Leased users whose login Neo4j refused (dropped by hand, a restore), retired early.",
+            registry=registry,
+        )
         self.transactions = Counter(
             "cyphergate_transactions",
             "Explicit transactions ended, by action (commit, rollback) and cause (client,"

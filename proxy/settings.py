@@ -82,7 +82,12 @@ class SecretSettings(BaseModel):
         default=None, description="env (development only): CYPHERGATE_NEO4J__SECRET__VALUE."
     )
     refresh_interval_s: float = Field(
-        default=60.0, gt=0, description="How long a value read from Secrets Manager is reused."
+        default=60.0,
+        gt=0,
+        description="After this, a value read from Secrets Manager is refreshed in the background.",
+    )
+    timeout_s: float = Field(
+        default=3.0, gt=0, description="Longest wait for one Secrets Manager call."
     )
 
 

@@ -333,6 +333,9 @@ class FakeSource:
     def invalidate(self) -> None:
         return None
 
+    async def check_ready(self) -> str | None:
+        return None
+
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
         yield

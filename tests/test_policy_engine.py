@@ -205,4 +205,4 @@ def test_a_hung_opa_keeps_no_cached_decision_past_the_revision_interval() -> Non
     healthy, after, lapsed = asyncio.run(go())
     assert healthy == 1
     assert after == healthy + 1, "the cache outlived a hung OPA"
-    assert lapsed <= 0.3 + 0.1  # the interval, and a poll's slack
+    assert lapsed <= 0.3 + 0.5  # the interval, and slack for a busy machine (a hang: 10 s)

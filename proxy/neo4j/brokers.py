@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from proxy.errors import GraphFailed, GraphUnavailable
+from proxy.neo4j.errors import UNAUTHORIZED
 from proxy.neo4j.leases import Lease, LeaseManager
 from proxy.neo4j.logins import Login, LoginRetries
 from proxy.neo4j.pools import UserPools
@@ -42,6 +44,10 @@ class LeasedUsers:
         self._retries = retries
         self._pools = pools
 
+    @property
+    def leases(self) -> LeaseManager:
+        return self._leases
+
     @contextlib.asynccontextmanager
     async def hold(self, dag: str) -> AsyncIterator[Login]:
         """``dag``'s current lease, held (never dropped or replaced away) until the block ends."""
@@ -52,4 +58,12 @@ class LeasedUsers:
                 return await held.enter_async_context(self._leases.hold(dag))
 
             leased = await self._retries.attempt(lease)
-            yield Login(user=leased.user, driver=self._pools.driver(leased.credential))
+            try:
+                yield Login(user=leased.user, driver=self._pools.driver(leased.credential))
+            except GraphFailed as error:
+                if error.reason != UNAUTHORIZED:
+                    raise
+                # A refused login ran nothing. Retire the lease at once, so only this request
+                # fails (503: try again), not every one until the lease's time is up.
+                self._leases.refused(leased)
+                raise GraphUnavailable(reason="lease_refused") from error
