@@ -571,7 +571,14 @@ def test_readyz_and_healthz(gateway: httpx.Client) -> None:
     assert gateway.get("/healthz").json() == {"status": "ok"}
     ready = gateway.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"neo4j": "ok", "opa": "ok", "identity": "ok", "audit": "ok"}
+    assert ready.json()["checks"] == {
+        "neo4j": "ok",
+        "opa": "ok",
+        "identity": "ok",
+        "audit": "ok",
+        "secret_store": "ok",
+        "leases": "ok",
+    }
 
 
 def test_devstack_status_documents_the_contract(status: dict[str, Any]) -> None:
