@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -29,6 +32,7 @@ from proxy.metrics import Metrics
 _Item = tuple[AuditEvent, "asyncio.Future[Receipt | None]", bool]
 
 __all__ = ["MEMORY", "SQLiteAuditLog"]
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 
@@ -70,6 +74,7 @@ class SQLiteAuditLog:
         append_timeout_s: float = 10.0,
         late_capacity: int = 10_000,
         retry_interval_s: float = 0.5,
+        stall_after_s: float = 60.0,
         clock: Clock = system_clock,
         metrics: Metrics | None = None,
         faults: Faults = NO_FAULTS,
@@ -87,6 +92,8 @@ class SQLiteAuditLog:
         self._append_timeout_s = append_timeout_s
         self._late_capacity = late_capacity
         self._retry_interval_s = retry_interval_s
+        self._stall_after_s = stall_after_s
+        self._busy_since: float | None = None  # when the write on the thread now began
         self._clock = clock
         self._metrics = metrics or Metrics()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
@@ -156,9 +163,13 @@ class SQLiteAuditLog:
             return None
 
     async def check_alive(self) -> None:
-        """Raise unless the writer task is running (liveness: a gateway without it must go)."""
+        """Raise unless the writer task is running and its thread is not stuck in one write
+        for ``stall_after_s`` (a hung disk): liveness, a gateway without its writer must go."""
         if self._writer is None or self._writer.done():
             raise AuditUnavailable(reason="audit_writer_stopped")
+        busy_since = self._busy_since
+        if busy_since is not None and time.monotonic() - busy_since > self._stall_after_s:
+            raise AuditUnavailable(reason="audit_writer_stalled")
 
     async def check_ready(self) -> str | None:
         """Raise unless the writer runs and the file takes writes; ``degraded`` while
@@ -233,11 +244,8 @@ class SQLiteAuditLog:
         return batch, item is None
 
     async def _write_batch(self, batch: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            receipts = await loop.run_in_executor(
-                self._executor, self._file.write, [event for event, _, _ in batch]
-            )
+            receipts = await self._on_thread(self._file.write, [event for event, _, _ in batch])
         except BaseException as exc:
             reason = await self._failed(exc)
             for event, future, after in batch:
@@ -270,13 +278,12 @@ class SQLiteAuditLog:
     async def _write_late(self) -> None:
         """Write the kept events, marked late (or, with none kept, a probe row): each commit
         tells whether the file takes writes again."""
-        loop = asyncio.get_running_loop()
         late = list(self._late)
         try:
             if late:
-                await loop.run_in_executor(self._executor, self._file.write, late)
+                await self._on_thread(self._file.write, late)
             else:
-                await loop.run_in_executor(self._executor, self._file.probe)
+                await self._on_thread(self._file.probe)
         except Exception as exc:
             if not late:
                 await self._failed(exc)  # the probe: the file still refuses writes
@@ -299,10 +306,9 @@ class SQLiteAuditLog:
     async def _write_one_by_one(self, late: list[AuditEvent]) -> None:
         """After an unexpected failure of the kept events together: write each alone, so that
         one the log can never take (the cause) does not keep the others out for good."""
-        loop = asyncio.get_running_loop()
         for event in late:
             try:
-                await loop.run_in_executor(self._executor, self._file.write, [event])
+                await self._on_thread(self._file.write, [event])
             except (sqlite3.Error, OSError) as exc:
                 await self._failed(exc)
                 return  # the file, not the record: keep the rest for the next try
@@ -327,14 +333,22 @@ class SQLiteAuditLog:
             log.error("audit writer failed; the batch is refused", exc_info=exc)
             if isinstance(exc, Exception):
                 try:
-                    await asyncio.get_running_loop().run_in_executor(
-                        self._executor, self._file.reopen
-                    )
+                    await self._on_thread(self._file.reopen)
                 except Exception as reopening:
                     reason = f"audit_reopen_failed:{type(reopening).__name__}"
                     log.error("audit log cannot be reopened: %s", reopening)
         self._failing = reason
         return reason
+
+    async def _on_thread(self, work: Callable[..., _T], *arguments: Any) -> _T:
+        """``work(*arguments)`` on the writer's thread, timed for :meth:`check_alive`."""
+        self._busy_since = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, work, *arguments
+            )
+        finally:
+            self._busy_since = None
 
     def _fail_queued(self) -> None:
         """The loop has ended: nothing queued will be written. Fail every waiting caller (an

@@ -269,3 +269,30 @@ def test_verify_reports_decisions_whose_outcome_never_came(
     assert report["unanswered_examples"][0]["request_id"] == "r2"
     assert main(["audit", "verify", "--log", str(path)]) == 0
     assert "WARNING: 1 decision(s)" in capsys.readouterr().out
+
+
+def test_a_writer_stuck_in_one_write_fails_liveness(tmp_path: Path) -> None:
+    faults = Injected()
+
+    async def go() -> None:
+        log = SQLiteAuditLog(
+            tmp_path / "audit.sqlite3", faults=faults, append_timeout_s=0.2, stall_after_s=1.0
+        )
+        await log.open()
+        try:
+            faults.hold.clear()  # the disk hangs in the middle of a write
+            with pytest.raises(AuditUnavailable):
+                await log.append(event(1))
+            await log.check_alive()  # stuck for less than stall_after_s: alive
+            await asyncio.sleep(1.0)
+            with pytest.raises(AuditUnavailable) as stalled:
+                await log.check_alive()
+            assert stalled.value.reason == "audit_writer_stalled"
+            faults.hold.set()  # the disk answers again
+            await log.append(event(2))
+            await log.check_alive()
+        finally:
+            faults.hold.set()
+            await log.close()
+
+    asyncio.run(go())
