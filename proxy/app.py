@@ -23,7 +23,6 @@ import httpx
 from authlib.integrations.starlette_client import OAuth
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxy.analysis import Analyzer, Planner, PlanReader
 from proxy.api import audit_routes, errors, operations, query, transactions
@@ -40,7 +39,6 @@ from proxy.auth.oidc import OIDCAuthenticator
 from proxy.bolt.server import DoorSettings, bolt_door
 from proxy.bolt.session import Options
 from proxy.clock import Clock, system_clock
-from proxy.errors import CypherGateError
 from proxy.faults import NO_FAULTS, Faults
 from proxy.gateway.path import Gateway
 from proxy.gateway.replay import explain
@@ -66,6 +64,7 @@ from proxy.neo4j.secret_sources import (
     FileSecretSource,
     FixedSecretSource,
     SecretSource,
+    secrets_manager_client,
 )
 from proxy.policy import OPAPolicyEngine
 from proxy.principal import DagResolver
@@ -103,8 +102,8 @@ class Neo4jWing:
 
     executor: Neo4jExecutor
     credentials: ServiceAccount | LeasedUsers
-    secrets: SecretSource
-    leases: LeaseManager | None = None
+    # /readyz's checks of the wing: Neo4j, the secret store, the leases.
+    readiness: Mapping[str, ReadinessCheck]
 
 
 def create_app(
@@ -153,9 +152,7 @@ def create_app(
         async def _audit_page() -> RedirectResponse:
             return RedirectResponse("/audit/", 308)
 
-    app.add_exception_handler(CypherGateError, errors.handle)
-    app.add_exception_handler(StarletteHTTPException, errors.handle_http)
-    app.add_exception_handler(Exception, errors.handle_unexpected)
+    errors.install(app)
     return app
 
 
@@ -249,7 +246,7 @@ async def _open_services(
     if settings.auth.aws_iam is not None:
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
     authenticator = SchemeRouter(schemes)
-    audit = await stack.enter_async_context(_open_audit_log(settings.audit, clock, metrics, faults))
+    audit = await stack.enter_async_context(_audit_log(settings.audit, clock, metrics, faults))
     policy = await stack.enter_async_context(open_policy(settings.opa, metrics))
     neo4j = await stack.enter_async_context(open_neo4j(settings, metrics=metrics, faults=faults))
     return Services(
@@ -262,12 +259,10 @@ async def _open_services(
         audit=audit,
         reading=AuditLogReading(settings.audit.path),
         readiness={
-            "neo4j": neo4j.executor.check_ready,
+            **neo4j.readiness,
             "opa": policy.check_ready,
             "identity": authenticator.check_ready,
             "audit": audit.check_ready,
-            "secret_store": neo4j.secrets.check_ready,
-            **({} if neo4j.leases is None else {"leases": neo4j.leases.check_ready}),
         },
         describe=neo4j.executor.describe,
         auth_schemes=authenticator.schemes,
@@ -275,16 +270,14 @@ async def _open_services(
     )
 
 
-@asynccontextmanager
-async def _open_audit_log(
+def _audit_log(
     settings: AuditSettings, clock: Clock, metrics: Metrics, faults: Faults
-) -> AsyncIterator[SQLiteAuditLog]:
-    audit = SQLiteAuditLog(
+) -> SQLiteAuditLog:
+    key = settings.signing_key_file
+    return SQLiteAuditLog(
         settings.path,
         max_batch=settings.max_batch,
-        signing_key=(
-            load_private_key(settings.signing_key_file) if settings.signing_key_file else None
-        ),
+        signing_key=None if key is None else load_private_key(key),
         chain_id=settings.chain_id,
         checkpoint_every=settings.checkpoint_every,
         checkpoint_interval_s=settings.checkpoint_interval_s,
@@ -294,11 +287,6 @@ async def _open_audit_log(
         metrics=metrics,
         faults=faults,
     )
-    await audit.open()
-    try:
-        yield audit
-    finally:
-        await audit.close()
 
 
 @asynccontextmanager
@@ -347,25 +335,15 @@ async def open_neo4j(
     async with AsyncExitStack() as stack:
         if isinstance(source, AWSSecretsManagerSource):
             stack.callback(source.close)
-        driver = connect(
-            config.uri,
-            auth,
-            max_connection_lifetime_s=config.max_connection_lifetime_s,
-            connection_timeout_s=config.connection_timeout_s,
-            acquisition_timeout_s=config.acquisition_timeout_s,
+        timeouts = config.model_dump(
+            include={"max_connection_lifetime_s", "connection_timeout_s", "acquisition_timeout_s"}
         )
+        driver = connect(config.uri, auth, **timeouts)
         stack.push_async_callback(driver.close)
+        checks: dict[str, ReadinessCheck] = {"secret_store": source.check_ready}
         credentials: ServiceAccount | LeasedUsers = ServiceAccount(auth, retries)
         if manage and config.credentials == "leases":
-            pools = UserPools(
-                lambda leased: connect(
-                    config.uri,
-                    leased.auth(),
-                    max_connection_lifetime_s=config.max_connection_lifetime_s,
-                    connection_timeout_s=config.connection_timeout_s,
-                    acquisition_timeout_s=config.acquisition_timeout_s,
-                )
-            )
+            pools = UserPools(lambda leased: connect(config.uri, leased.auth(), **timeouts))
             stack.push_async_callback(pools.close)  # after the leases: they close theirs
             leases = LeaseManager(
                 driver,
@@ -380,17 +358,14 @@ async def open_neo4j(
             await leases.open()
             stack.push_async_callback(leases.close)
             credentials = LeasedUsers(leases, retries, pools)
+            checks["leases"] = leases.check_ready
         if manage and config.rotation_interval_s > 0:
             await stack.enter_async_context(
                 rotating_every(rotator, config.rotation_interval_s, metrics)
             )
         executor = Neo4jExecutor(driver, own=Login(user=credential.user, retries=retries))
-        yield Neo4jWing(
-            executor=executor,
-            credentials=credentials,
-            secrets=source,
-            leases=credentials.leases if isinstance(credentials, LeasedUsers) else None,
-        )
+        checks["neo4j"] = executor.check_ready
+        yield Neo4jWing(executor=executor, credentials=credentials, readiness=checks)
 
 
 def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource:
@@ -407,21 +382,7 @@ def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource
             raise ValueError("neo4j.secret.path is required for a file source")
         return FileSecretSource(secret.path, user)
     if secret.source == "aws_secrets_manager":
-        import boto3
-        from botocore.config import Config
-
-        # boto3's defaults (60 s timeouts, 3 attempts) would hold a login for minutes.
-        timeouts = Config(
-            connect_timeout=secret.timeout_s,
-            read_timeout=secret.timeout_s,
-            retries={"max_attempts": 1, "mode": "standard"},
-        )
-        client = boto3.client(
-            "secretsmanager",
-            region_name=secret.region,
-            endpoint_url=secret.endpoint_url,
-            config=timeouts,
-        )
+        client = secrets_manager_client(secret.region, secret.endpoint_url, secret.timeout_s)
         return AWSSecretsManagerSource(secret, user, client)
     if not development:
         raise ValueError("neo4j.secret.source = 'env' is for the development profile only")

@@ -6,7 +6,7 @@ and anything unexpected (a 500 naming nothing; the log has the traceback).
 
 from __future__ import annotations
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
@@ -25,6 +25,13 @@ def error_response(request: Request, error: CypherGateError) -> JSONResponse:
         headers["WWW-Authenticate"] = ", ".join(f'{s} realm="cyphergate"' for s in schemes)
     body = {"errors": [{"code": error.code, "message": error.message}]}
     return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Make these the application's handlers."""
+    app.add_exception_handler(CypherGateError, handle)
+    app.add_exception_handler(HTTPException, handle_http)
+    app.add_exception_handler(Exception, handle_unexpected)
 
 
 async def handle(request: Request, error: Exception) -> JSONResponse:

@@ -114,6 +114,13 @@ class SQLiteAuditLog:
             raise AuditUnavailable(reason=f"audit_open_failed:{type(exc).__name__}") from exc
         self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
 
+    async def __aenter__(self) -> SQLiteAuditLog:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         """Write what is queued (and what is kept, if the file takes it), then stop."""
         if self._writer is not None:

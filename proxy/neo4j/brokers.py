@@ -44,10 +44,6 @@ class LeasedUsers:
         self._retries = retries
         self._pools = pools
 
-    @property
-    def leases(self) -> LeaseManager:
-        return self._leases
-
     @contextlib.asynccontextmanager
     async def hold(self, dag: str) -> AsyncIterator[Login]:
         """``dag``'s current lease, held (never dropped or replaced away) until the block ends."""

@@ -323,6 +323,18 @@ class AWSSecretsManagerSource:
         return answer
 
 
+def secrets_manager_client(region: str, endpoint_url: str | None, timeout_s: float) -> Any:
+    """A boto3 ``secretsmanager`` client whose calls end within ``timeout_s`` (connect, then
+    read), one attempt each: boto3's defaults (60 s, 3 attempts) would hold a login minutes."""
+    import boto3
+    from botocore.config import Config
+
+    quick = Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"max_attempts": 1})
+    return boto3.client(
+        "secretsmanager", region_name=region, endpoint_url=endpoint_url, config=quick
+    )
+
+
 class FixedSecretSource:
     """A credential given in the configuration (``neo4j.password``, or an environment variable
     in the development profile): it cannot be rotated."""
