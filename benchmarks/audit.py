@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from measure import local_stack, percentile  # benchmarks/measure.py
 from request_path import drive  # the sibling benchmark's load generator
 
+from proxy.audit.chainfile import ChainFile
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import AuditEvent, utc_timestamp
 from proxy.audit.sqlite import SQLiteAuditLog
@@ -78,12 +79,12 @@ async def appends(
 
 def bulk_log(path: Path, count: int) -> None:
     """A large, valid log written straight through the sealing code, in big transactions."""
-    log = SQLiteAuditLog(path)
-    log._open_sync()
+    chain = ChainFile(path)
+    chain.open()
     batch = 20_000
     for start in range(0, count, batch):
-        log._write_sync([event(n) for n in range(start, min(count, start + batch))])
-    log._close_sync()
+        chain.write([event(n) for n in range(start, min(count, start + batch))])
+    chain.close()
 
 
 def timed_queries(path: Path) -> dict[str, tuple[float, float]]:

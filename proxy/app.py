@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -39,7 +39,6 @@ from proxy.auth.oidc import OIDCAuthenticator
 from proxy.bolt.server import DoorSettings, bolt_door
 from proxy.bolt.session import Options
 from proxy.clock import Clock, system_clock
-from proxy.errors import CypherGateError
 from proxy.faults import NO_FAULTS, Faults
 from proxy.gateway.path import Gateway
 from proxy.gateway.replay import explain
@@ -67,6 +66,7 @@ from proxy.neo4j.secret_sources import (
     FileSecretSource,
     FixedSecretSource,
     SecretSource,
+    secrets_manager_client,
 )
 from proxy.policy import OPAPolicyEngine
 from proxy.principal import DagResolver
@@ -95,6 +95,7 @@ class Services:
     readiness: Mapping[str, ReadinessCheck]
     describe: Callable[[], Awaitable[dict[str, str]]]
     auth_schemes: Sequence[str]
+    liveness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     # What runs the Bolt door's statements (records relayed undecoded); None: ``executor``.
     bolt_executor: GraphExecutor | None = None
 
@@ -105,6 +106,8 @@ class Neo4jWing:
 
     executor: Neo4jExecutor
     credentials: ServiceAccount | LeasedUsers
+    # /readyz's checks of the wing: Neo4j, the secret store, the leases.
+    readiness: Mapping[str, ReadinessCheck]
     relay: RelayExecutor
 
 
@@ -155,7 +158,7 @@ def create_app(
         async def _audit_page() -> RedirectResponse:
             return RedirectResponse("/audit/", 308)
 
-    app.add_exception_handler(CypherGateError, errors.handle)
+    errors.install(app)
     return app
 
 
@@ -209,6 +212,7 @@ def _runtime(
             clock=clock,
         ),
         sign_in=sign_in,
+        liveness=services.liveness,
     )
 
 
@@ -248,7 +252,7 @@ async def _open_services(
     if settings.auth.aws_iam is not None:
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
     authenticator = SchemeRouter(schemes)
-    audit = await stack.enter_async_context(_open_audit_log(settings.audit, clock))
+    audit = await stack.enter_async_context(_audit_log(settings.audit, clock, metrics, faults))
     policy = await stack.enter_async_context(open_policy(settings.opa, metrics))
     neo4j = await stack.enter_async_context(open_neo4j(settings, metrics=metrics, faults=faults))
     return Services(
@@ -261,35 +265,35 @@ async def _open_services(
         audit=audit,
         reading=AuditLogReading(settings.audit.path),
         readiness={
-            "neo4j": neo4j.executor.check_ready,
+            **neo4j.readiness,
             "opa": policy.check_ready,
             "identity": authenticator.check_ready,
             "audit": audit.check_ready,
         },
         describe=neo4j.executor.describe,
         auth_schemes=authenticator.schemes,
+        liveness={"audit_writer": audit.check_alive},
         bolt_executor=neo4j.relay if settings.neo4j.bolt_relay else None,
     )
 
 
-@asynccontextmanager
-async def _open_audit_log(settings: AuditSettings, clock: Clock) -> AsyncIterator[SQLiteAuditLog]:
-    audit = SQLiteAuditLog(
+def _audit_log(
+    settings: AuditSettings, clock: Clock, metrics: Metrics, faults: Faults
+) -> SQLiteAuditLog:
+    key = settings.signing_key_file
+    return SQLiteAuditLog(
         settings.path,
         max_batch=settings.max_batch,
-        signing_key=(
-            load_private_key(settings.signing_key_file) if settings.signing_key_file else None
-        ),
+        signing_key=None if key is None else load_private_key(key),
         chain_id=settings.chain_id,
         checkpoint_every=settings.checkpoint_every,
         checkpoint_interval_s=settings.checkpoint_interval_s,
+        append_timeout_s=settings.append_timeout_s,
+        late_capacity=settings.late_capacity,
         clock=clock,
+        metrics=metrics,
+        faults=faults,
     )
-    await audit.open()
-    try:
-        yield audit
-    finally:
-        await audit.close()
 
 
 @asynccontextmanager
@@ -331,23 +335,24 @@ async def open_neo4j(
         await rotator.recover()
     retries = LoginRetries(auth, lock_time_s=config.auth_lock_time_s, metrics=metrics)
     async with AsyncExitStack() as stack:
-        driver = connect(
-            config.uri, auth, max_connection_lifetime_s=config.max_connection_lifetime_s
+        if isinstance(source, AWSSecretsManagerSource):
+            stack.callback(source.close)
+        timeouts = config.model_dump(
+            include={"max_connection_lifetime_s", "connection_timeout_s", "acquisition_timeout_s"}
         )
+        driver = connect(config.uri, auth, **timeouts)
         stack.push_async_callback(driver.close)
+        checks: dict[str, ReadinessCheck] = {"secret_store": source.check_ready}
         credentials: ServiceAccount | LeasedUsers = ServiceAccount(auth, retries)
         relay_pools = UserBoltPools(
-            Address.parse(config.uri), lifetime_s=config.max_connection_lifetime_s
+            Address.parse(config.uri),
+            lifetime_s=config.max_connection_lifetime_s,
+            connect_timeout_s=config.connection_timeout_s,
+            acquire_timeout_s=config.acquisition_timeout_s,
         )
         stack.push_async_callback(relay_pools.close)
         if manage and config.credentials == "leases":
-            pools = UserPools(
-                lambda leased: connect(
-                    config.uri,
-                    leased.auth(),
-                    max_connection_lifetime_s=config.max_connection_lifetime_s,
-                )
-            )
+            pools = UserPools(lambda leased: connect(config.uri, leased.auth(), **timeouts))
             stack.push_async_callback(pools.close)  # after the leases: they close theirs
             leases = LeaseManager(
                 driver,
@@ -362,13 +367,18 @@ async def open_neo4j(
             await leases.open()
             stack.push_async_callback(leases.close)
             credentials = LeasedUsers(leases, retries, pools)
+            checks["leases"] = leases.check_ready
         if manage and config.rotation_interval_s > 0:
             await stack.enter_async_context(
                 rotating_every(rotator, config.rotation_interval_s, metrics)
             )
         executor = Neo4jExecutor(driver, own=Login(user=credential.user, retries=retries))
+        checks["neo4j"] = executor.check_ready
         yield Neo4jWing(
-            executor=executor, credentials=credentials, relay=RelayExecutor(relay_pools)
+            executor=executor,
+            credentials=credentials,
+            readiness=checks,
+            relay=RelayExecutor(relay_pools),
         )
 
 
@@ -396,11 +406,7 @@ def secret_source(settings: Neo4jSettings, *, development: bool) -> SecretSource
             raise ValueError("neo4j.secret.path is required for a file source")
         return FileSecretSource(secret.path, user)
     if secret.source == "aws_secrets_manager":
-        import boto3
-
-        client = boto3.client(
-            "secretsmanager", region_name=secret.region, endpoint_url=secret.endpoint_url
-        )
+        client = secrets_manager_client(secret.region, secret.endpoint_url, secret.timeout_s)
         return AWSSecretsManagerSource(secret, user, client)
     if not development:
         raise ValueError("neo4j.secret.source = 'env' is for the development profile only")

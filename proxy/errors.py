@@ -68,6 +68,15 @@ class UnsupportedMediaType(CypherGateError):
     )
 
 
+class ClientDisconnected(CypherGateError):
+    """The client hung up before its request's body arrived: nothing ran, and nobody reads the
+    answer. Not the gateway's failure: 499, as proxies count a request the client closed."""
+
+    status = 499
+    code = "Neo.ClientError.Request.Invalid"
+    default_message = "The client closed the connection before its request arrived."
+
+
 class NotSupported(CypherGateError):
     """A feature the gateway does not offer (writing a secret to a store that cannot be written)."""
 

@@ -1,7 +1,8 @@
 """Crash injection for the crash tests: an object the tests pass in, never a setting.
 
 The credential code calls :meth:`Faults.reached` at the points where a crash would leave the most
-to recover from. In production nothing is passed and :data:`NO_FAULTS` does nothing; the crash
+to recover from; the audit writer calls it before each write, where a test raises the unexpected
+exception a bug would. In production nothing is passed and :data:`NO_FAULTS` does nothing; the crash
 tests start a gateway (``tests/crashing_gateway.py``) whose ``Faults`` ends the process there,
 as ``kill -9`` would. A configuration file cannot ask for it.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-CrashPoint = Literal["lease_user_created", "password_altered"]
+# audit_batch: the audit writer is about to write a batch (a test raises there, as a bug would).
+CrashPoint = Literal["lease_user_created", "password_altered", "audit_batch"]
 
 
 class Faults(Protocol):

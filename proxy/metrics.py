@@ -84,6 +84,11 @@ class Metrics:
             "Per-DAG Neo4j users dropped (replaced, ended, or left by an earlier run).",
             registry=registry,
         )
+        self.leases_refused = Counter(
+            "cyphergate_neo4j_leases_refused",
+            "Leased users whose login Neo4j refused (dropped by hand, a restore), retired early.",
+            registry=registry,
+        )
         self.transactions = Counter(
             "cyphergate_transactions",
             "Explicit transactions ended, by action (commit, rollback) and cause (client,"
@@ -95,6 +100,25 @@ class Metrics:
             "cyphergate_audit_write_failures",
             "Audit records that could not be written (a decision record: the request was refused).",
             ["event"],
+            registry=registry,
+        )
+        self.audit_writer_errors = Counter(
+            "cyphergate_audit_writer_errors",
+            "Failed writes of the audit writer, by exception type (its batch was refused; the"
+            " writer went on), and appends that waited past audit.append_timeout_s.",
+            ["cause"],
+            registry=registry,
+        )
+        self.audit_late = Counter(
+            "cyphergate_audit_late_records",
+            "After-the-fact records (outcomes, transaction ends) the log refused when they came,"
+            " by what became of them: written late, or lost (no room to keep them).",
+            ["result"],
+            registry=registry,
+        )
+        self.audit_late_pending = Gauge(
+            "cyphergate_audit_late_records_pending",
+            "After-the-fact records kept in memory until the audit log takes writes again.",
             registry=registry,
         )
 

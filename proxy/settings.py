@@ -82,7 +82,12 @@ class SecretSettings(BaseModel):
         default=None, description="env (development only): CYPHERGATE_NEO4J__SECRET__VALUE."
     )
     refresh_interval_s: float = Field(
-        default=60.0, gt=0, description="How long a value read from Secrets Manager is reused."
+        default=60.0,
+        gt=0,
+        description="After this, a value read from Secrets Manager is refreshed in the background.",
+    )
+    timeout_s: float = Field(
+        default=3.0, gt=0, description="Longest wait for one Secrets Manager call."
     )
 
 
@@ -132,6 +137,14 @@ class Neo4jSettings(BaseModel):
         "wait this long once before trying again.",
     )
     default_timeout_s: float = Field(default=30.0, gt=0)
+    connection_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait to open a connection to Neo4j (TCP, handshake).",
+    )
+    acquisition_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait of a statement for a Neo4j connection."
+    )
     home_database: str = Field(
         default="neo4j", description="The database of a Bolt statement that names none."
     )
@@ -343,6 +356,15 @@ class AuditSettings(BaseModel):
     checkpoint_every: int = Field(default=1000, gt=0, description="Records between checkpoints.")
     checkpoint_interval_s: float = Field(
         default=60.0, gt=0, description="Longest time between checkpoints while writing."
+    )
+    append_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for a record to be durable (then 503)."
+    )
+    late_capacity: int = Field(
+        default=10_000,
+        ge=0,
+        description="Outcome records kept in memory while the log refuses writes, to be written"
+        " late.",
     )
     archive: ArchiveSettings | None = None
     web: AuditWebSettings | None = Field(

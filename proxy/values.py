@@ -58,7 +58,10 @@ def _encode(value: Any, *, typed: bool) -> JSON:
     if isinstance(value, int):
         return wrap("Integer", str(value)) if typed else value
     if isinstance(value, float):
-        return wrap("Float", _java_float(value)) if typed else value
+        if typed:
+            return wrap("Float", _java_float(value))
+        # JSON has no NaN or infinities: Neo4j writes them as the strings "NaN", "Infinity".
+        return value if math.isfinite(value) else _java_float(value)
     if isinstance(value, str):
         return wrap("String", value)
     # Points and durations are tuples, so they come before lists.

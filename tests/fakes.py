@@ -283,12 +283,20 @@ class FakeAudit:
 
     events: list[AuditEvent] = field(default_factory=list)
     broken: bool = False
+    # After-the-fact events kept while broken (the real log writes them late).
+    late: list[AuditEvent] = field(default_factory=list)
 
     async def append(self, event: AuditEvent) -> Receipt:
         if self.broken:
             raise AuditUnavailable(reason="disk_full")
         self.events.append(event)
         return Receipt(seq=len(self.events), hash="0" * 64)
+
+    async def append_after(self, event: AuditEvent) -> Receipt | None:
+        if self.broken:
+            self.late.append(event)
+            return None
+        return await self.append(event)
 
     async def check_ready(self) -> None:
         return None
@@ -323,6 +331,9 @@ class FakeSource:
         self.value, self.staged = current, pending
 
     def invalidate(self) -> None:
+        return None
+
+    async def check_ready(self) -> str | None:
         return None
 
     @contextlib.asynccontextmanager

@@ -57,15 +57,25 @@ class SecondGateway:
             configure(config)
         self.config = config
 
-    def start(self, *, wait: bool = True, crash_at: CrashPoint | None = None) -> None:
-        """Serve the configuration; with ``crash_at``, die there (tests/crashing_gateway.py)."""
+    def start(
+        self,
+        *,
+        wait: bool = True,
+        crash_at: CrashPoint | None = None,
+        writer_bug_file: Path | None = None,
+    ) -> None:
+        """Serve the configuration; with ``crash_at``, die there; with ``writer_bug_file``, the
+        audit writer raises whenever that file appears (tests/crashing_gateway.py)."""
         self.config_file.write_text(tomli_w.dumps(self.config), encoding="utf-8")
         config = ["--config", str(self.config_file)]
-        if crash_at is None:
+        if crash_at is None and writer_bug_file is None:
             command = [sys.executable, "-m", "proxy", "serve", *config]
         else:
             command = [sys.executable, "-m", "tests.crashing_gateway", *config]
-            command += ["--crash-at", crash_at]
+            if crash_at is not None:
+                command += ["--crash-at", crash_at]
+            if writer_bug_file is not None:
+                command += ["--writer-bug-file", str(writer_bug_file)]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 command,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -77,6 +78,9 @@ def test_allowed_read_returns_what_neo4j_returns(
         " datetime('2024-01-02T03:04:05.5[Europe/Berlin]') AS zoned,"
         " datetime('2024-01-02T03:04:05+02:00') AS offset, localtime('10:11') AS lt,"
         " point({x: 1, y: 2, z: 3}) AS p3",
+        # Not JSON numbers: Neo4j writes them as strings (typed: their Java text).
+        "RETURN 0.0 / 0.0 AS nan, 1.0 / 0.0 AS inf, -1.0 / 0.0 AS ninf, [0.0 / 0.0, 1.5] AS l,"
+        " {x: -1.0 / 0.0} AS m",
     ]
     token = stack.token("demo_reader")
     typed = "application/vnd.neo4j.query"
@@ -557,7 +561,14 @@ def test_readyz_and_healthz(gateway: httpx.Client) -> None:
     assert gateway.get("/healthz").json() == {"status": "ok"}
     ready = gateway.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"neo4j": "ok", "opa": "ok", "identity": "ok", "audit": "ok"}
+    assert ready.json()["checks"] == {
+        "neo4j": "ok",
+        "opa": "ok",
+        "identity": "ok",
+        "audit": "ok",
+        "secret_store": "ok",
+        "leases": "ok",
+    }
 
 
 def test_devstack_status_documents_the_contract(status: dict[str, Any]) -> None:
@@ -575,3 +586,45 @@ def test_devstack_status_documents_the_contract(status: dict[str, Any]) -> None:
         for part in path.split("."):
             value = value[part]
         assert value, path
+
+
+def test_a_client_hanging_up_mid_body_is_no_internal_error(
+    stack: DevStack, gateway: httpx.Client, status: dict[str, Any]
+) -> None:
+    def internal_errors() -> float:
+        page = gateway.get("/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in page.splitlines()
+            if line.startswith("cyphergate_requests_total{") and 'status="500"' in line
+        )
+
+    before = internal_errors()
+    with AuditReader(stack.audit_path) as reader:
+        head = reader.head()
+    url = httpx.URL(status["gateway_url"])
+    body = json.dumps({"statement": "RETURN 1"}).encode()
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /db/neo4j/query/v2 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {stack.token('demo_reader')}\r\n".encode()
+            + f"Content-Length: {len(body) + 100}\r\n\r\n".encode()
+            + body[:10]
+        )
+        time.sleep(0.5)  # the gateway has begun reading the body
+    deadline = time.monotonic() + 10
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        with AuditReader(stack.audit_path) as reader:
+            after = None if head is None else head[0]
+            found = [
+                r
+                for r in reader.query(RecordFilter(after_seq=after))
+                if (r.get("error") or {}).get("reason") == "client_disconnected"
+            ]
+        time.sleep(0.2)
+    assert len(found) == 1, "the hang-up was not recorded as client_disconnected"
+    assert found[0]["status"] == 499 and found[0]["event"] == "decision"
+    assert internal_errors() == before
+    log = (stack.run_dir / "gateway.log").read_text(errors="replace")
+    assert f"request {found[0]['request_id']} failed inside the gateway" not in log

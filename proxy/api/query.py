@@ -16,10 +16,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from starlette.requests import ClientDisconnect
 
 from proxy.api.errors import REQUEST_ID_HEADER
 from proxy.api.state import client_address, runtime, start_request
-from proxy.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from proxy.errors import BadRequest, ClientDisconnected, PayloadTooLarge, UnsupportedMediaType
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
 from proxy.statement import JSON, RowStream, Summary
 from proxy.values import TYPED_MEDIA_TYPE, InvalidValue, from_typed, to_plain, to_typed
@@ -249,9 +250,12 @@ async def _read_body(request: Request, limit: int, *, empty: bool = False) -> by
         raise PayloadTooLarge(reason="body_too_large")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(reason="body_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(reason="body_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected(reason="client_disconnected") from None
     return b"".join(chunks)

@@ -8,7 +8,7 @@ request's own. Read them only through the functions here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -22,7 +22,9 @@ from proxy.metrics import Metrics
 
 STATE_KEY = "cyphergate"
 _REQUEST_ID = "cyphergate.request_id"
-ReadinessCheck = Callable[[], Awaitable[None]]
+# A check raises when its dependency is unavailable; it may return "degraded" (serving, but
+# with something to catch up on) instead of None.
+ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class Runtime:
     # The Query API's explicit transactions, open between requests.
     transactions: HeldTransactions
     sign_in: SignIn | None = None
+    # Named checks for /healthz: a part without which the process must be restarted.
+    liveness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
 
 def runtime(connection: HTTPConnection) -> Runtime:

@@ -237,6 +237,22 @@ class AuditReader:
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
+    def unanswered(self, before: str, *, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
+        """Decisions written ahead of execution (status still pending) before ``before`` whose
+        request has no outcome record: how many, and the first ``limit`` of them. A statement
+        may have run for each (a gateway killed mid-request, an outcome lost with its process),
+        so a reviewer must see them; the chain being intact says nothing about them."""
+        where = (
+            " FROM records AS d WHERE d.event = 'decision' AND d.time < ?"
+            " AND json_extract(d.body, '$.status') IS NULL AND NOT EXISTS (SELECT 1 FROM"
+            " records AS o WHERE o.request_id = d.request_id AND o.event = 'outcome')"
+        )
+        (count,) = self._connection.execute("SELECT count(*)" + where, (before,)).fetchone()
+        rows = self._connection.execute(
+            "SELECT d.body" + where + " ORDER BY d.seq LIMIT ?", (before, limit)
+        )
+        return int(count), [json.loads(body) for (body,) in rows]
+
     def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
         """Refused requests since ``since``, counted per DAG and hour (``YYYY-MM-DDTHH``).
 

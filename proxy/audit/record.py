@@ -78,6 +78,11 @@ class AuditEvent:
     truncated: bool | None = None
     # The explicit transaction the statement ran in, or that this record ends.
     transaction: dict[str, Any] | None = None
+    # True on an after-the-fact record (an outcome, a transaction's end) that the log could not
+    # take when it happened and wrote later, once it could (see proxy.audit.sqlite). ``time`` is
+    # still when it happened. Absent from the body when not set, so timely records keep the form
+    # they always had.
+    late: bool | None = None
 
     @property
     def dag(self) -> str | None:
@@ -186,11 +191,25 @@ def seal(event: AuditEvent, *, seq: int, prev_hash: str) -> SealedRecord:
     # as they are, so the body is the one dataclasses.asdict's deep copy gave, at a twentieth
     # of the cost (that copy was most of the writer thread's CPU besides the commit).
     document = {name: getattr(event, name) for name in _EVENT_FIELDS}
-    if any(isinstance(value, float) for value in document.values()):
+    if document["late"] is None:
+        del document["late"]
+    if _holds_float(document):
         raise ValueError("audit records hold no floats: their text form is not canonical")
     document.update(v=RECORD_VERSION, seq=seq, prev_hash=prev_hash)
     body = canonical(document)
     return SealedRecord(seq=seq, body=body, hash=digest(body))
+
+
+def _holds_float(value: object) -> bool:
+    """Whether a float hides anywhere in ``value``, at any depth (a float's text form differs
+    between implementations, so the body would not be canonical)."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_float(item) for item in value)
+    return False
 
 
 @dataclass(frozen=True, slots=True)

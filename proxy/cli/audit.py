@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record
+from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_timestamp
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 
@@ -34,6 +34,14 @@ def register(commands: Any) -> None:
         "--archive",
         action="store_true",
         help="also check the log against its S3 archive (audit.archive in the configuration)",
+    )
+    verify.add_argument(
+        "--unanswered-after",
+        type=float,
+        default=5.0,
+        metavar="MINUTES",
+        help="report decisions written ahead of execution at least this long ago that have no"
+        " outcome record (default 5; such a statement may have run, its outcome unrecorded)",
     )
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(handler=_audit_verify)
@@ -125,6 +133,8 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
                 print(f"  verified {checked:,} of {total:,} records", file=sys.stderr)
         if problem is None and args.archive:
             problem = _archive_problem(audit, reader, public_key)
+        before = utc_timestamp(time.time() - args.unanswered_after * 60)
+        unanswered, examples = reader.unanswered(before, limit=10)
     if args.format == "json":
         print(
             json.dumps(
@@ -138,6 +148,11 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
                     "problem": None
                     if problem is None
                     else {"seq": problem.seq, "why": problem.why},
+                    "unanswered": unanswered,
+                    "unanswered_examples": [
+                        {"seq": r["seq"], "request_id": r["request_id"], "time": r["time"]}
+                        for r in examples
+                    ],
                 }
             )
         )
@@ -149,6 +164,12 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         )
     else:
         print(f"FAILED: {problem} ({checked} records verified before it; {path})")
+    if unanswered and args.format == "text":
+        print(
+            f"WARNING: {unanswered} decision(s) written ahead of execution more than"
+            f" {args.unanswered_after:g} minutes ago have no outcome record (the statement may"
+            " have run): " + ", ".join(f"record {r['seq']} ({r['request_id']})" for r in examples)
+        )
     return problem is None
 
 

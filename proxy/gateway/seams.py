@@ -115,10 +115,14 @@ class AuditLog(Protocol):
 
     Contract: ``append`` returns only once the event is durable and chained; if it cannot be
     written it raises :class:`~proxy.errors.AuditUnavailable`, and the caller must not run the
-    statement.
+    statement. ``append_after`` takes an event about what already happened (an outcome, a
+    transaction's end): it never raises, and an event it cannot write now it keeps and writes,
+    marked ``late``, once it can (``None`` then, instead of the receipt).
     """
 
     async def append(self, event: AuditEvent) -> Receipt: ...
+
+    async def append_after(self, event: AuditEvent) -> Receipt | None: ...
 
 
 class AuditAccessPolicy(Protocol):

@@ -148,9 +148,10 @@ class Trail:
 
     async def _conclude(self, error: CypherGateError | None) -> None:
         """The call's last record: the outcome once the decision is durable, else the decision
-        with its final status. A lost outcome record is logged, not raised: the statement ran
-        (or failed) and its decision is durable, so failing the answer now would tell a client
-        that a committed write did not happen, inviting a second one; verify shows the gap."""
+        with its final status. An outcome the log cannot take now is never raised: the statement
+        ran (or failed) and its decision is durable, so failing the answer now would tell a
+        client that a committed write did not happen, inviting a second one. The log keeps it
+        and writes it late (see ``AuditLog.append_after``)."""
         now = self._clock()
         status = SUCCESS_STATUS if error is None else error.status
         if self._ahead:
@@ -173,10 +174,9 @@ class Trail:
         if not self._ahead:
             await self._write(event)
             return
-        try:
-            await self._write(event)
-        except AuditUnavailable:
-            log.error("outcome record for request %s could not be written", event.request_id)
+        if await self._audit.append_after(event) is None:
+            self._metrics.audit_failures.labels(event.event).inc()
+            log.error("outcome record for request %s not written in time", event.request_id)
 
     def _event(
         self,

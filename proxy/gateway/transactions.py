@@ -327,11 +327,9 @@ class Transaction:
             transaction=ended,
         )
         self._metrics.transactions.labels(action, cause).inc()
-        try:
-            await self._audit.append(event)
-        except Exception:
+        if await self._audit.append_after(event) is None:  # kept, to be written late
             self._metrics.audit_failures.labels("transaction").inc()
-            log.error("the %s record of transaction %s could not be written", action, self.id)
+            log.error("the %s record of transaction %s not written in time", action, self.id)
 
 
 def recorded_context(metadata: Mapping[str, Any]) -> dict[str, JSON]:

@@ -223,7 +223,7 @@ class BoltPool:
             async with asyncio.timeout(self._acquire_timeout_s):
                 await self._slots.acquire()
         except TimeoutError as exc:
-            raise GraphUnavailable(reason="connection_pool_exhausted") from exc
+            raise GraphUnavailable(reason="neo4j_acquisition_timeout") from exc
         try:
             connection = await self._take()
             try:

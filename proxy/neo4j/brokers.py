@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from proxy.errors import GraphFailed, GraphUnavailable
+from proxy.neo4j.errors import UNAUTHORIZED
 from proxy.neo4j.leases import Lease, LeaseManager
 from proxy.neo4j.logins import Login, LoginRetries
 from proxy.neo4j.pools import UserPools
@@ -55,8 +57,16 @@ class LeasedUsers:
                 return await held.enter_async_context(self._leases.hold(dag))
 
             leased = await self._retries.attempt(lease)
-            yield Login(
-                user=leased.user,
-                driver=self._pools.driver(leased.credential),
-                credential=lambda: leased.credential,
-            )
+            try:
+                yield Login(
+                    user=leased.user,
+                    driver=self._pools.driver(leased.credential),
+                    credential=lambda: leased.credential,
+                )
+            except GraphFailed as error:
+                if error.reason != UNAUTHORIZED:
+                    raise
+                # A refused login ran nothing. Retire the lease at once, so only this request
+                # fails (503: try again), not every one until the lease's time is up.
+                self._leases.refused(leased)
+                raise GraphUnavailable(reason="lease_refused") from error

@@ -32,6 +32,8 @@ def translated(exc: Exception) -> Exception:
     if isinstance(exc, neo4j_errors.ClientError):
         code = exc.code or "Neo.ClientError.General.Unknown"
         return _client_error(code, exc.message or code)
+    if isinstance(exc, neo4j_errors.ConnectionAcquisitionTimeoutError):
+        return GraphUnavailable(reason="neo4j_acquisition_timeout")
     if isinstance(
         exc,
         neo4j_errors.TransientError

@@ -70,16 +70,26 @@ _QUERY_TYPES: tuple[QueryType, ...] = ("r", "rw", "w", "s")
 
 
 def connect(
-    uri: str, auth: AsyncAuthManager | neo4j.Auth, *, max_connection_lifetime_s: float
+    uri: str,
+    auth: AsyncAuthManager | neo4j.Auth,
+    *,
+    max_connection_lifetime_s: float,
+    connection_timeout_s: float = 5.0,
+    acquisition_timeout_s: float = 10.0,
 ) -> AsyncDriver:
     """The official async driver for ``uri``, logging in with ``auth`` (the gateway's own
-    credential, or a leased user's) unless a session names another."""
+    credential, or a leased user's) unless a session names another. A new connection must be
+    open (TCP and Bolt handshake) within ``connection_timeout_s``, and a statement waits at most
+    ``acquisition_timeout_s`` for one, so a paused Neo4j costs a request that long, not the
+    pause (the driver's defaults are 30 and 60 s)."""
     with translated_errors():
         return AsyncGraphDatabase.driver(
             uri,
             auth=auth,
             user_agent="cyphergate",
             max_connection_lifetime=max_connection_lifetime_s,
+            connection_timeout=connection_timeout_s,
+            connection_acquisition_timeout=acquisition_timeout_s,
         )
 
 

@@ -95,6 +95,9 @@ class LeaseManager:
         self._faults = faults
         self._current: dict[str, Lease] = {}
         self._retired: set[Lease] = set()
+        # DAGs whose lease Neo4j refused (its user dropped, a restore from an older backup),
+        # until a new one is leased.
+        self._refused: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._db: sqlite3.Connection | None = None
         self._maintainer: asyncio.Task[None] | None = None
@@ -145,6 +148,20 @@ class LeaseManager:
                 except Exception:  # the maintainer tries again; the request is already done
                     log.exception("could not drop leased user %s yet", lease.user)
 
+    def refused(self, lease: Lease) -> None:
+        """Neo4j refused ``lease``'s login: the user is gone or its password differs. Retire it
+        now (the next request of its DAG leases a new user), not when its time is up."""
+        if self._current.get(lease.dag) is lease:
+            del self._current[lease.dag]
+            self._refused.add(lease.dag)
+            self._retire(lease)
+            self._metrics.leases_refused.inc()
+            log.warning("Neo4j refused leased user %s of DAG %s; retired", lease.user, lease.dag)
+
+    async def check_ready(self) -> str | None:
+        """``degraded`` while a DAG whose lease Neo4j refused has no new one yet."""
+        return "degraded" if self._refused else None
+
     def _held(self) -> int:
         """Leased users that exist now (current, or retired and not yet dropped)."""
         return len(self._current) + sum(not lease.dropped for lease in self._retired)
@@ -167,6 +184,7 @@ class LeaseManager:
                 return current
             fresh = await self._create(dag)
             self._current[dag] = fresh
+            self._refused.discard(dag)
             if seen is not None:
                 self._retire(seen)
             return fresh

@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
+import logging
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,14 @@ import neo4j
 
 from proxy.errors import NotSupported, SecretStoreUnavailable
 from proxy.settings import SecretSettings
+
+log = logging.getLogger(__name__)
+
+
+def _consume(task: asyncio.Task[Credential]) -> None:
+    """A background read's failure was logged and is in the source's state: not unretrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,11 @@ class SecretSource(SecretReader, Protocol):
         """Held across a whole rotation, so two processes never rotate one secret at once."""
         ...
 
+    async def check_ready(self) -> str | None:
+        """For ``/readyz``: raise if no credential can be had; ``degraded`` while a cached one is
+        served because the store does not answer."""
+        ...
+
     async def stage(self, credential: Credential) -> str: ...
 
     async def promote(self, version: str) -> None: ...
@@ -104,6 +120,10 @@ class FileSecretSource:
 
     def invalidate(self) -> None:
         self._cached = None
+
+    async def check_ready(self) -> str | None:
+        await self.current()
+        return None
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -153,11 +173,15 @@ class FileSecretSource:
 class AWSSecretsManagerSource:
     """A secret in AWS Secrets Manager, following its rotation stages.
 
-    ``AWSCURRENT`` is read (cached for ``refresh_interval_s``, and re-read at once after
-    :meth:`invalidate`, which the gateway calls when Neo4j refuses the credential);
-    ``stage`` puts a version labelled ``AWSPENDING``; ``promote`` moves ``AWSCURRENT`` to it
-    (Secrets Manager keeps the old one as ``AWSPREVIOUS``). ``client`` is a boto3
-    ``secretsmanager`` client; boto3 is synchronous, so every call runs in a worker thread.
+    ``AWSCURRENT`` is read and cached. A login never waits on the store while a value is
+    cached: past ``refresh_interval_s`` the cached value is served and one read refreshes it in
+    the background. Only a value the gateway has not got (at start, or after :meth:`invalidate`,
+    which the gateway calls when Neo4j refuses the credential) is waited for, by one read shared
+    by every caller, at most ``timeout_s``. ``stage`` puts a version labelled ``AWSPENDING``;
+    ``promote`` moves ``AWSCURRENT`` to it (Secrets Manager keeps the old one as
+    ``AWSPREVIOUS``). ``client`` is a boto3 ``secretsmanager`` client (with short timeouts of
+    its own); boto3 is synchronous, so every call runs on this source's own four threads, never
+    the event loop's default executor, which DNS look-ups and SQLite reads need.
     """
 
     def __init__(self, settings: SecretSettings, default_user: str, client: Any) -> None:
@@ -169,11 +193,26 @@ class AWSSecretsManagerSource:
         self._client = client
         self._cached: tuple[float, Credential] | None = None
         self._generation = 0  # moved by invalidate()
+        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="secret-store")
+        self._reading: asyncio.Task[Credential] | None = None  # the one read in flight
+        self._failing: str | None = None  # why the last read failed, until one succeeds
 
     def invalidate(self) -> None:
-        """Forget the cached value: the next read asks Secrets Manager."""
+        """Forget the cached value: the next read asks Secrets Manager (a read already in
+        flight may predate a promotion, so it is not waited for)."""
         self._cached = None
+        self._reading = None
         self._generation += 1
+
+    async def check_ready(self) -> str | None:
+        if self._cached is None:
+            await self.current()
+            return None
+        return "degraded" if self._failing is not None else None
+
+    def close(self) -> None:
+        """Give back the threads (one stuck in a call ends with its timeout)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -183,16 +222,44 @@ class AWSSecretsManagerSource:
         yield
 
     async def current(self) -> Credential:
-        now = time.monotonic()
-        if self._cached is None or now - self._cached[0] > self._settings.refresh_interval_s:
-            generation = self._generation
+        cached = self._cached
+        if cached is not None:
+            if time.monotonic() - cached[0] > self._settings.refresh_interval_s:
+                self._read()  # in the background; this login goes on with the cached value
+            return cached[1]
+        # Nothing cached: wait for the shared read, at most the store's timeout.
+        try:
+            async with asyncio.timeout(self._settings.timeout_s):
+                return await asyncio.shield(self._read())
+        except TimeoutError:
+            raise SecretStoreUnavailable(
+                reason="secret_store:aws_secrets_manager:timeout"
+            ) from None
+
+    def _read(self) -> asyncio.Task[Credential]:
+        """The read of ``AWSCURRENT`` in flight, started if there is none."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read_current(), name="secret-store-read")
+            self._reading.add_done_callback(_consume)
+        return self._reading
+
+    async def _read_current(self) -> Credential:
+        generation, started = self._generation, time.monotonic()
+        try:
             answer = await self._call("get_secret_value", VersionStage="AWSCURRENT")
             value = parse_secret(answer["SecretString"], self._default_user)
-            # A read that began before an invalidate() may predate a promotion: never cache it.
-            if generation == self._generation:
-                self._cached = (now, value)
-            return value
-        return self._cached[1]
+        except SecretStoreUnavailable as error:
+            self._failing = error.reason
+            if self._cached is not None:
+                log.warning(
+                    "the secret store did not answer (%s); the cached value serves on", error.reason
+                )
+            raise
+        self._failing = None
+        # A read that began before an invalidate() may predate a promotion: never cache it.
+        if generation == self._generation:
+            self._cached = (started, value)
+        return value
 
     async def pending(self) -> tuple[str, Credential] | None:
         versions = await self._call("list_secret_version_ids", IncludeDeprecated=False)
@@ -242,16 +309,30 @@ class AWSSecretsManagerSource:
         raise SecretStoreUnavailable(reason="secret_store:aws_secrets_manager:no_current_version")
 
     async def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
-        method = getattr(self._client, operation)
+        method = functools.partial(
+            getattr(self._client, operation), SecretId=self._secret_id, **arguments
+        )
+        # Bounded by the client's own timeouts (a write abandoned here could still land).
+        loop = asyncio.get_running_loop()
         try:
-            answer: dict[str, Any] = await asyncio.to_thread(
-                method, SecretId=self._secret_id, **arguments
-            )
+            answer: dict[str, Any] = await loop.run_in_executor(self._threads, method)
         except Exception as exc:  # botocore's errors: the store is unavailable
             raise SecretStoreUnavailable(
                 reason=f"secret_store:aws_secrets_manager:{type(exc).__name__}"
             ) from exc
         return answer
+
+
+def secrets_manager_client(region: str, endpoint_url: str | None, timeout_s: float) -> Any:
+    """A boto3 ``secretsmanager`` client whose calls end within ``timeout_s`` (connect, then
+    read), one attempt each: boto3's defaults (60 s, 3 attempts) would hold a login minutes."""
+    import boto3
+    from botocore.config import Config
+
+    quick = Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"max_attempts": 1})
+    return boto3.client(
+        "secretsmanager", region_name=region, endpoint_url=endpoint_url, config=quick
+    )
 
 
 class FixedSecretSource:
@@ -262,6 +343,9 @@ class FixedSecretSource:
         self._credential = parse_secret(value, default_user)
 
     def invalidate(self) -> None:
+        return None
+
+    async def check_ready(self) -> str | None:
         return None
 
     @contextlib.asynccontextmanager

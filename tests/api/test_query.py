@@ -4,16 +4,19 @@ with Neo4j's own, are in tests/test_request_path.py."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from proxy.app import create_app
+from proxy.errors import AuditUnavailable
 from proxy.settings import Neo4jSettings, Settings
-from tests.fakes import FakeAudit, fake_services
+from tests.fakes import FakeAudit, FakeExecutor, fake_services
 
 QUERY = "/db/neo4j/query/v2"
+GOOD = {"Authorization": "Bearer good"}
 
 
 @pytest.fixture
@@ -80,3 +83,70 @@ def test_operations_endpoints(client: tuple[TestClient, FakeAudit]) -> None:
     assert http.get("/readyz").json() == {"status": "ready", "checks": {"neo4j": "ok"}}
     assert http.get("/").json()["neo4j_version"] == "5.26.0"
     assert b"cyphergate_requests_total" in http.get("/metrics").content
+
+
+def test_values_json_cannot_hold_are_written_as_neo4j_writes_them() -> None:
+    services = fake_services()
+    assert isinstance(services.executor, FakeExecutor)
+    nan, inf = float("nan"), float("inf")
+    services.executor.rows = [[nan, inf, -inf, [nan, 1.5], {"x": -inf}]]
+    settings = Settings(neo4j=Neo4jSettings(password="a-long-password"))
+    typed = "application/vnd.neo4j.query"
+    with TestClient(create_app(settings, services)) as http:
+        plain = http.post(QUERY, json={"statement": "RETURN 1"}, headers=GOOD)
+        typed_answer = http.post(
+            QUERY, json={"statement": "RETURN 1"}, headers={**GOOD, "Accept": typed}
+        )
+    assert plain.status_code == 202, plain.text
+    assert plain.json()["data"]["values"] == [
+        ["NaN", "Infinity", "-Infinity", ["NaN", 1.5], {"x": "-Infinity"}]
+    ]
+    assert typed_answer.json()["data"]["values"][0][:3] == [
+        {"$type": "Float", "_value": "NaN"},
+        {"$type": "Float", "_value": "Infinity"},
+        {"$type": "Float", "_value": "-Infinity"},
+    ]
+
+
+def test_every_answer_is_a_neo4j_error_with_a_request_id() -> None:
+    services = fake_services()
+
+    async def broken() -> dict[str, str]:
+        raise RuntimeError("a bug")
+
+    services = dataclasses.replace(services, describe=broken)
+    settings = Settings(neo4j=Neo4jSettings(password="a-long-password"))
+    with TestClient(create_app(settings, services), raise_server_exceptions=False) as http:
+        unknown = http.get("/no/such/route")
+        wrong_method = http.get(QUERY)
+        bug = http.get("/")
+    for response, status in ((unknown, 404), (wrong_method, 405), (bug, 500)):
+        assert response.status_code == status
+        assert response.headers["X-CypherGate-Request-ID"]
+        (error,) = response.json()["errors"]
+        assert error["code"].startswith("Neo.")
+        assert "a bug" not in error["message"]
+    assert wrong_method.headers["Allow"] == "POST"
+    assert bug.json()["errors"][0]["code"] == "Neo.DatabaseError.General.UnknownError"
+
+
+def test_liveness_fails_when_a_vital_part_is_gone() -> None:
+    async def gone() -> None:
+        raise AuditUnavailable(reason="audit_writer_stopped")
+
+    async def degraded() -> str:
+        return "degraded"
+
+    services = dataclasses.replace(
+        fake_services(),
+        liveness={"audit_writer": gone},
+        readiness={"neo4j": degraded},
+    )
+    settings = Settings(neo4j=Neo4jSettings(password="a-long-password"))
+    with TestClient(create_app(settings, services)) as http:
+        health = http.get("/healthz")
+        ready = http.get("/readyz")
+    assert health.status_code == 503
+    assert health.json() == {"status": "failed", "checks": {"audit_writer": "unavailable"}}
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "degraded", "checks": {"neo4j": "degraded"}}

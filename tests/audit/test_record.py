@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+import pytest
 
 from proxy.audit.record import (
     GENESIS_HASH,
@@ -107,4 +110,22 @@ def test_a_sealed_body_is_the_canonical_form_of_every_field_nested_documents_inc
         "seq": 7,
         "prev_hash": GENESIS_HASH,
     }
+    del expected["late"]  # only a late record names it
     assert record.body == canonical(expected)
+    late = seal(dataclasses.replace(nested, late=True), seq=7, prev_hash=GENESIS_HASH)
+    assert late.body == canonical({**expected, "late": True})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"latency_us": 1.5},
+        {"counters": {"nodes_created": 1.0}},
+        {"analysis": {"operators": [{"name": "Filter", "rows": 2.5}]}},
+        {"transaction": {"id": "t", "metadata": {"deep": [[{"x": float("nan")}]]}}},
+        {"parameters": {"p": None}, "decision": {"allow": True, "reasons": [(0.1,)]}},
+    ],
+)
+def test_a_float_at_any_depth_is_refused(change: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="no floats"):
+        seal(dataclasses.replace(event(1), **change), seq=1, prev_hash=GENESIS_HASH)

@@ -84,6 +84,8 @@ def comparable(value: Any) -> Any:
         return {k: comparable(v) for k, v in value.items()}
     if isinstance(value, float) and value == 0.0:
         return ("zero", str(value))  # -0.0 and 0.0 are equal, but not the same value
+    if isinstance(value, float) and value != value:
+        return ("nan",)  # NaN equals nothing, itself included
     return value
 
 
@@ -106,6 +108,24 @@ def test_values_neo4j_makes(through: Driver, neo4j_admin: Driver) -> None:
     direct = rows(neo4j_admin, MADE_BY_NEO4J)
     assert rows(through, MADE_BY_NEO4J) == direct
     assert len(direct[0]) == 21
+
+
+def test_non_finite_floats_as_neo4j_sends_them(through: Driver, neo4j_admin: Driver) -> None:
+    statement = (
+        "RETURN 0.0 / 0.0 AS nan, 1.0 / 0.0 AS inf, -1.0 / 0.0 AS ninf, [0.0 / 0.0] AS l,"
+        " {x: -1.0 / 0.0} AS m"
+    )
+    direct = rows(neo4j_admin, statement)
+    assert direct == [
+        {
+            "nan": ("nan",),
+            "inf": float("inf"),
+            "ninf": float("-inf"),
+            "l": [("nan",)],
+            "m": {"x": float("-inf")},
+        }
+    ]
+    assert rows(through, statement) == direct
 
 
 def test_graph_values(through: Driver, neo4j_admin: Driver) -> None:

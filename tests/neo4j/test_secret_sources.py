@@ -6,10 +6,12 @@ AWS Secrets Manager is exercised against moto in tests/test_rotation.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,60 @@ def test_the_command_line_names_an_unavailable_secret_store(tmp_path: Path) -> N
     assert "Neo.TransientError.General.SecretStoreUnavailable" in rotate.stderr
     assert "secret_store:file:FileNotFoundError" in rotate.stderr
     assert "Neo4j is unavailable" not in rotate.stderr and "Traceback" not in rotate.stderr
+
+
+class HungSecretsManager:
+    """A boto3 client stand-in for a paused Secrets Manager: calls hang while ``paused`` is set."""
+
+    def __init__(self) -> None:
+        self.paused = threading.Event()
+        self.calls = 0
+        self.password = "first-password"
+
+    def get_secret_value(self, **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.paused.is_set():
+            time.sleep(0.5)  # boto3's own (short) read timeout, secret.timeout_s, ends it
+            raise TimeoutError("read timeout")
+        return {"SecretString": json.dumps({"username": "gw", "password": self.password})}
+
+
+def test_a_hanging_secret_store_never_stalls_a_login() -> None:
+    client = HungSecretsManager()
+    settings = SecretSettings(
+        source="aws_secrets_manager", secret_id="s", refresh_interval_s=0.1, timeout_s=0.5
+    )
+    source = AWSSecretsManagerSource(settings, "gw", client=client)
+
+    async def go() -> None:
+        assert (await source.current()).password == "first-password"
+        assert await source.check_ready() is None
+        client.paused.set()
+        await asyncio.sleep(0.2)  # the cached value is due for a refresh
+        started = time.monotonic()
+        logins = await asyncio.gather(*(source.current() for _ in range(50)))
+        assert time.monotonic() - started < 0.4, "logins waited on the store (0.5 s each)"
+        assert {c.password for c in logins} == {"first-password"}
+        await asyncio.sleep(1.0)  # the one background read has timed out
+        assert client.calls == 2, "one read at a time, not one per login"
+        assert await source.check_ready() == "degraded"
+        # A refused login must read the store: it waits, at most timeout_s, and is told why.
+        source.invalidate()
+        started = time.monotonic()
+        with pytest.raises(SecretStoreUnavailable) as error:
+            await source.current()
+        assert error.value.reason.startswith("secret_store:aws_secrets_manager:")
+        assert time.monotonic() - started < 1.5
+        with pytest.raises(SecretStoreUnavailable):
+            await source.check_ready()
+        # The store is back: the next read succeeds, and the gateway is ready again.
+        client.paused.clear()
+        client.password = "second-password"
+        await asyncio.sleep(2.0)  # the threads stuck in the paused calls come back
+        assert (await source.current()).password == "second-password"
+        assert await source.check_ready() is None
+
+    try:
+        asyncio.run(go())
+    finally:
+        source.close()

@@ -1,0 +1,76 @@
+"""A leased Neo4j user that disappears (an administrator drops it, a restore from an older backup)
+costs one request, which ran nothing: the lease is retired at once and the next request of the
+DAG runs as a new user; /readyz shows the gap meanwhile."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from neo4j import Driver
+
+from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.devstack.stack import DevStack
+from tests.second_gateway import SecondGateway
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_dropped_leased_user_is_replaced_after_one_refusal(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path
+) -> None:
+    second = SecondGateway(stack, tmp_path / "gateway", "leasegone")
+    assert second.config["neo4j"]["credentials"] == "leases"
+    second.start()
+    label = "LeaseGone" + uuid.uuid4().hex[:12]
+    write = f"CREATE (:`{label}` {{n: $n}})"
+    try:
+        assert second.query("demo_writer", write, {"n": 1}).status_code == 202
+        users, _, _ = neo4j_admin.execute_query(
+            "SHOW USERS YIELD user WHERE user STARTS WITH $prefix RETURN user",
+            prefix=second.prefix,
+            database_="system",
+        )
+        (leased,) = [row["user"] for row in users]
+        neo4j_admin.execute_query("DROP USER $user", user=leased, database_="system")
+        # A connection already logged in stays so; new ones are refused. Six writes at once need
+        # new connections.
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            burst = list(
+                pool.map(lambda n: second.query("demo_writer", write, {"n": n}), range(10, 16))
+            )
+        ready = httpx.get(second.url + "/readyz", timeout=10).json()
+        answers = [second.query("demo_writer", write, {"n": n}) for n in (3, 4)]
+        after = httpx.get(second.url + "/readyz", timeout=10).json()
+        metrics = httpx.get(second.url + "/metrics", timeout=10).text
+    finally:
+        second.stop()
+
+    refused = [r for r in burst if r.status_code == 503]
+    assert refused, "no new connection was refused"
+    assert {r.status_code for r in burst} <= {202, 503}
+    assert refused[0].json()["errors"][0]["code"] == (
+        "Neo.TransientError.General.DatabaseUnavailable"
+    )
+    assert [a.status_code for a in answers] == [202, 202]
+    assert after["checks"]["leases"] == "ok"
+    rows, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN n.n AS n")
+    acknowledged = {1, 3, 4} | {10 + i for i, r in enumerate(burst) if r.status_code == 202}
+    assert {row["n"] for row in rows} == acknowledged, "a refused statement ran"
+    ids = {r.headers["X-CypherGate-Request-ID"] for r in refused}
+    with AuditReader(second.audit) as reader:
+        outcomes = list(reader.query(RecordFilter(event="outcome")))
+    for outcome in outcomes:
+        if outcome["request_id"] in ids:
+            assert outcome["status"] == 503 and outcome["error"]["reason"] == "lease_refused"
+            assert outcome["credential"]["user"] == leased
+    burst_ids = {r.headers["X-CypherGate-Request-ID"] for r in burst}
+    burst_users = {o["credential"]["user"] for o in outcomes if o["request_id"] in burst_ids}
+    if burst_users == {leased}:  # no request of the burst came late enough to lease anew
+        assert ready["checks"]["leases"] == "degraded"
+    assert "cyphergate_neo4j_leases_refused_total 1.0" in metrics
+    later = {o["credential"]["user"] for o in outcomes[-2:]}
+    assert len(later) == 1 and leased not in later  # a new user, leased once
