@@ -14,6 +14,7 @@ but the command line imports this module.
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from authlib.integrations.starlette_client import OAuth
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from proxy.analysis import Analyzer, Planner, PlanReader
+from proxy.analysis import Analyzer, Planner, PlanReader, SchemaEpoch
 from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
 from proxy.api.held import HeldTransactions
@@ -109,10 +110,14 @@ def create_app(
     *,
     clock: Clock = system_clock,
     faults: Faults = NO_FAULTS,
+    epoch: SchemaEpoch | None = None,
+    bolt_socket: socket.socket | None = None,
 ) -> FastAPI:
     """Build the gateway application; real services are opened by the lifespan.
 
-    ``faults`` is for the crash tests only (see :mod:`proxy.faults`).
+    ``faults`` is for the crash tests only (see :mod:`proxy.faults`). A worker of several
+    (:mod:`proxy.workers`) passes the schema epoch the workers share and the Bolt listener they
+    all accept on.
     """
     metrics = Metrics()
     web = settings.audit.web
@@ -123,11 +128,12 @@ def create_app(
         del app
         async with AsyncExitStack() as stack:
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
-            state = _runtime(settings, chosen, clock, metrics, sign_in)
+            state = _runtime(settings, chosen, clock, metrics, sign_in, epoch)
             # Closed first: transactions still open roll back while Neo4j is still reachable.
             await stack.enter_async_context(state.transactions.sweeping())
             if (port := settings.server.bolt_port) is not None:
-                door = bolt_door(state.gateway, _door_settings(settings, port), chosen.describe)
+                door_settings = _door_settings(settings, port, bolt_socket)
+                door = bolt_door(state.gateway, door_settings, chosen.describe)
                 await stack.enter_async_context(door)
             yield {STATE_KEY: state}
 
@@ -159,6 +165,7 @@ def _runtime(
     clock: Clock,
     metrics: Metrics,
     sign_in: SignIn | None,
+    epoch: SchemaEpoch | None,
 ) -> Runtime:
     """The use cases over ``services``, and what the front doors need beside them."""
     gateway = Gateway(
@@ -169,6 +176,7 @@ def _runtime(
             max_entries=settings.neo4j.analysis_cache_size,
             ttl_s=settings.neo4j.analysis_cache_ttl_s,
             metrics=metrics,
+            epoch=epoch,
         ),
         policy=services.policy,
         credentials=services.credentials,
@@ -206,9 +214,10 @@ def _runtime(
     )
 
 
-def _door_settings(settings: Settings, port: int) -> DoorSettings:
+def _door_settings(settings: Settings, port: int, sock: socket.socket | None) -> DoorSettings:
     server = settings.server
     return DoorSettings(
+        sock=sock,
         host=server.bolt_host or server.host,
         port=port,
         options=Options(

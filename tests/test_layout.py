@@ -20,7 +20,18 @@ PROXY = Path(__file__).resolve().parent.parent / "proxy"
 # Lowest first. A wing is a top-level module or package of proxy/.
 LAYERS: list[set[str]] = [
     # The foundation: words and tools every wing may use.
-    {"clock", "errors", "faults", "metrics", "ports", "settings", "statement", "values"},
+    {
+        "clock",
+        "epoch",
+        "errors",
+        "faults",
+        "locks",
+        "metrics",
+        "ports",
+        "settings",
+        "statement",
+        "values",
+    },
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
     {"principal"},
     # The wings: each a sink behind the Protocol its user needs.
@@ -31,8 +42,9 @@ LAYERS: list[set[str]] = [
     {"gateway", "client"},
     # The front doors, and the Airflow provider.
     {"api", "airflow", "bolt"},
-    # The composition root.
+    # The composition root, and the processes that serve what it composes.
     {"app"},
+    {"workers"},
     # The local stack, then the command line.
     {"devstack"},
     {"cli"},

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from proxy.audit.checkpoint import Checkpoint, sign
 from proxy.audit.record import GENESIS_HASH, AuditEvent, Receipt, seal, utc_timestamp
 from proxy.clock import Clock, system_clock
-from proxy.errors import AuditUnavailable
+from proxy.errors import AuditChainTaken, AuditUnavailable
+from proxy.locks import ExclusiveFile, FileTaken
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -92,12 +93,18 @@ class SQLiteAuditLog:
             asyncio.Queue()
         )
         self._writer: asyncio.Task[None] | None = None
+        # One writer per chain, across processes: a second would fork the chain.
+        self._ownership = None if str(path) == MEMORY else ExclusiveFile(path)
 
     async def open(self) -> None:
-        """Open (creating if needed) the log and start the writer; call inside the event loop."""
+        """Open (creating if needed) the log and start the writer; call inside the event loop.
+
+        Raises :class:`AuditChainTaken` if another process writes this chain already."""
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._open_sync)
+        except FileTaken as taken:
+            raise AuditChainTaken(str(self._path), taken.holder) from taken
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(reason=f"audit_open_failed:{type(exc).__name__}") from exc
         self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
@@ -161,6 +168,16 @@ class SQLiteAuditLog:
         in_memory = str(self._path) == MEMORY
         if not in_memory:
             self._path.parent.mkdir(parents=True, exist_ok=True)
+        if self._ownership is not None:
+            self._ownership.acquire()
+        try:
+            self._connection = self._connect_sync(in_memory)
+        except BaseException:
+            if self._ownership is not None:
+                self._ownership.release()
+            raise
+
+    def _connect_sync(self, in_memory: bool) -> sqlite3.Connection:
         connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         if not in_memory:
             connection.execute("PRAGMA journal_mode=WAL")
@@ -173,12 +190,14 @@ class SQLiteAuditLog:
             self._head_seq, self._head_hash = int(row[0]), str(row[1])
         last = connection.execute("SELECT max(record_seq) FROM checkpoints").fetchone()
         self._checkpointed_seq = int(last[0] or 0)
-        self._connection = connection
+        return connection
 
     def _close_sync(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._ownership is not None:
+            self._ownership.release()
 
     def _write_sync(self, events: list[AuditEvent]) -> list[Receipt]:
         connection = self._connection
