@@ -14,7 +14,6 @@ but the command line imports this module.
 from __future__ import annotations
 
 import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from authlib.integrations.starlette_client import OAuth
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from proxy.analysis import Analyzer, Planner, PlanReader, SchemaEpoch
+from proxy.analysis import Analyzer, Planner, PlanReader
 from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
 from proxy.api.held import HeldTransactions
@@ -40,6 +39,7 @@ from proxy.auth.oidc import OIDCAuthenticator
 from proxy.bolt.server import DoorSettings, bolt_door
 from proxy.bolt.session import Options
 from proxy.clock import Clock, system_clock
+from proxy.epoch import schema_epoch
 from proxy.errors import CypherGateError
 from proxy.faults import NO_FAULTS, Faults
 from proxy.gateway.path import Gateway
@@ -110,14 +110,10 @@ def create_app(
     *,
     clock: Clock = system_clock,
     faults: Faults = NO_FAULTS,
-    epoch: SchemaEpoch | None = None,
-    bolt_socket: socket.socket | None = None,
 ) -> FastAPI:
     """Build the gateway application; real services are opened by the lifespan.
 
-    ``faults`` is for the crash tests only (see :mod:`proxy.faults`). A worker of several
-    (:mod:`proxy.workers`) passes the schema epoch the workers share and the Bolt listener they
-    all accept on.
+    ``faults`` is for the crash tests only (see :mod:`proxy.faults`).
     """
     metrics = Metrics()
     web = settings.audit.web
@@ -128,12 +124,11 @@ def create_app(
         del app
         async with AsyncExitStack() as stack:
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
-            state = _runtime(settings, chosen, clock, metrics, sign_in, epoch)
+            state = _runtime(settings, chosen, clock, metrics, sign_in)
             # Closed first: transactions still open roll back while Neo4j is still reachable.
             await stack.enter_async_context(state.transactions.sweeping())
             if (port := settings.server.bolt_port) is not None:
-                door_settings = _door_settings(settings, port, bolt_socket)
-                door = bolt_door(state.gateway, door_settings, chosen.describe)
+                door = bolt_door(state.gateway, _door_settings(settings, port), chosen.describe)
                 await stack.enter_async_context(door)
             yield {STATE_KEY: state}
 
@@ -165,7 +160,6 @@ def _runtime(
     clock: Clock,
     metrics: Metrics,
     sign_in: SignIn | None,
-    epoch: SchemaEpoch | None,
 ) -> Runtime:
     """The use cases over ``services``, and what the front doors need beside them."""
     gateway = Gateway(
@@ -176,7 +170,7 @@ def _runtime(
             max_entries=settings.neo4j.analysis_cache_size,
             ttl_s=settings.neo4j.analysis_cache_ttl_s,
             metrics=metrics,
-            epoch=epoch,
+            epoch=schema_epoch(settings.server.schema_epoch_file),
         ),
         policy=services.policy,
         credentials=services.credentials,
@@ -214,10 +208,9 @@ def _runtime(
     )
 
 
-def _door_settings(settings: Settings, port: int, sock: socket.socket | None) -> DoorSettings:
+def _door_settings(settings: Settings, port: int) -> DoorSettings:
     server = settings.server
     return DoorSettings(
-        sock=sock,
         host=server.bolt_host or server.host,
         port=port,
         options=Options(
@@ -231,6 +224,7 @@ def _door_settings(settings: Settings, port: int, sock: socket.socket | None) ->
         handshake_timeout_s=server.bolt_handshake_timeout_s,
         tls_certificate=server.bolt_tls_certificate,
         tls_key=server.bolt_tls_key,
+        reuse_port=server.workers > 1,
     )
 
 

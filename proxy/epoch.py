@@ -69,3 +69,8 @@ class SharedEpoch:
     def close(self) -> None:
         self._map.close()
         os.close(self._fd)
+
+
+def schema_epoch(shared: Path | None) -> LocalEpoch | SharedEpoch:
+    """The epoch in ``shared`` (the workers' file), or one of this process alone."""
+    return LocalEpoch() if shared is None else SharedEpoch(shared)

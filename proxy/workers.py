@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from proxy.chains import worker_settings
 from proxy.epoch import SharedEpoch
-from proxy.settings import Settings, worker_settings
+from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +79,24 @@ def serve(settings: Settings, *, host: str, port: int, command: Sequence[str]) -
 
 
 def serve_worker(settings: Settings, index: int, listeners: Listeners, epoch_file: Path) -> int:
-    """Run worker ``index`` (``cyphergate serve --worker``) on the inherited listeners."""
+    """Run worker ``index`` (``cyphergate serve --worker``), listening beside its siblings."""
     import uvicorn
 
     from proxy.app import create_app
 
     mine = worker_settings(settings, index)
+    server = mine.server.model_copy(
+        # The ports the supervisor reserved (a configured 0 is a free port by now).
+        update={
+            "bolt_port": None if listeners.bolt is None else listeners.bolt[1],
+            "schema_epoch_file": epoch_file,
+        }
+    )
+    mine = mine.model_copy(update={"server": server})
     http = _listen(*listeners.http)
-    bolt = None if listeners.bolt is None else _listen(*listeners.bolt)
-    epoch = SharedEpoch(epoch_file)
     _stop_when_orphaned()
-    app = create_app(mine, epoch=epoch, bolt_socket=bolt)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
-    try:
-        server.run(sockets=[http])
-    finally:
-        epoch.close()
+    app = create_app(mine)
+    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[http])
     # uvicorn exits the process itself (status 3) when the lifespan fails to start.
     return 0
 
@@ -167,7 +170,14 @@ def _stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _reserve(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    """Hold ``host:port`` for the workers (a free port for 0), refusing one in use already:
+    without the first, exclusive bind, a second replica of the same user on the same port
+    would silently share it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, port))  # OSError (address in use) if anyone holds it
+        port = probe.getsockname()[1]
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock

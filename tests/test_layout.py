@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
         "values",
     },
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
-    {"principal"},
+    {"principal", "chains"},
     # The wings: each a sink behind the Protocol its user needs.
     {"audit", "auth", "neo4j", "opa_server", "plan"},
     {"analysis"},

@@ -22,8 +22,9 @@ import pytest
 from neo4j import Driver
 
 from proxy.audit.reader import AuditReader
+from proxy.chains import replica_chains
 from proxy.devstack.stack import DevStack
-from proxy.settings import load_settings, replica_chains
+from proxy.settings import load_settings
 from tests.second_gateway import REPO, SecondGateway
 
 pytestmark = pytest.mark.integration

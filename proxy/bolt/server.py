@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -41,9 +40,8 @@ class DoorSettings:
     handshake_timeout_s: float
     tls_certificate: Path | None = None
     tls_key: Path | None = None
-    # A listener bound already, shared by the workers of one replica (proxy/workers.py);
-    # without it the door binds host and port itself.
-    sock: socket.socket | None = None
+    # The workers of one replica (proxy/workers.py) each listen on the port, SO_REUSEPORT.
+    reuse_port: bool = False
 
 
 class BoltDoor:
@@ -163,12 +161,13 @@ async def bolt_door(
 ) -> AsyncIterator[BoltDoor]:
     """Listen on the configured address until the block ends."""
     door = BoltDoor(gateway, settings, describe)
-    if settings.sock is not None:
-        server = await asyncio.start_server(door.connection, sock=settings.sock, ssl=_tls(settings))
-    else:
-        server = await asyncio.start_server(
-            door.connection, settings.host, settings.port, ssl=_tls(settings)
-        )
+    server = await asyncio.start_server(
+        door.connection,
+        settings.host,
+        settings.port,
+        ssl=_tls(settings),
+        reuse_port=settings.reuse_port or None,
+    )
     door.port = server.sockets[0].getsockname()[1]
     log.info("bolt: listening on %s:%d", settings.host, door.port)
     try:

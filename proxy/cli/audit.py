@@ -15,7 +15,8 @@ from typing import Any
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record
-from proxy.settings import ArchiveSettings, AuditSettings, load_settings, replica_chains
+from proxy.chains import replica_chains
+from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 
 def register(commands: Any) -> None:
