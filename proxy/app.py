@@ -256,7 +256,7 @@ async def _open_services(
         credentials=neo4j.credentials,
         executor=neo4j.executor,
         audit=audit,
-        reading=AuditLogReading(settings.audit.path),
+        reading=AuditLogReading(settings.audit.path, settings.audit.chain_id),
         readiness={
             "neo4j": neo4j.executor.check_ready,
             "opa": policy.check_ready,

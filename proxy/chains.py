@@ -46,21 +46,35 @@ def replica_chains(settings: Settings) -> list[AuditSettings]:
     left beside them (a reviewer must not lose a chain because ``server.workers`` changed)."""
     workers = settings.server.workers
     chains = [worker_settings(settings, i).audit for i in range(1, workers + 1)]
-    base = settings.audit
-    if str(base.path) == ":memory:":
-        return chains
     known = {chain.path for chain in chains}
-    if base.path not in known and base.path.exists():
-        chains.append(base)
-    stem, suffix = base.path.stem, base.path.suffix
+    return chains + [
+        settings.audit.model_copy(update={"path": path, "chain_id": chain})
+        for chain, path in chains_on_disk(settings.audit.path, settings.audit.chain_id)
+        if path not in known
+    ]
+
+
+def chains_on_disk(path: Path, chain_id: str) -> list[tuple[str, Path]]:
+    """``(chain id, file)`` of every chain of the replica that ``path`` and ``chain_id`` name
+    (the replica's own, or one of its workers'), that exists now: the unsuffixed one first,
+    then the workers' in order."""
+    if str(path) == ":memory:":
+        return []
+    base_path, base_chain = path, chain_id
+    if (own := re.fullmatch(r"(.+)-w([1-9][0-9]*)", path.stem)) and chain_id.endswith(
+        f"-w{own.group(2)}"
+    ):
+        base_path = path.with_name(own.group(1) + path.suffix)
+        base_chain = chain_id.removesuffix(f"-w{own.group(2)}")
+    stem, suffix = base_path.stem, base_path.suffix
     pattern = re.compile(re.escape(stem) + r"-w([1-9][0-9]*)" + re.escape(suffix))
-    found = sorted(
-        (int(match.group(1)), path)
-        for path in base.path.parent.glob(f"{stem}-w*{suffix}")
-        if (match := pattern.fullmatch(path.name)) is not None
+    workers = sorted(
+        (int(match.group(1)), found)
+        for found in base_path.parent.glob(f"{stem}-w*{suffix}")
+        if (match := pattern.fullmatch(found.name)) is not None
     )
-    chains += [audit_chain(base, index) for index, path in found if path not in known]
-    return chains
+    chains = [(base_chain, base_path)] if base_path.exists() else []
+    return chains + [(f"{base_chain}-w{index}", found) for index, found in workers]
 
 
 def _suffixed(path: Path, index: int) -> Path:

@@ -176,6 +176,18 @@ class AuditChainTaken(AuditUnavailable):
         )
 
 
+class AuditChainNotFound(CypherGateError):
+    """A reviewer named a chain this replica does not keep."""
+
+    status = 404
+    code = "Neo.ClientError.Request.Invalid"
+
+    def __init__(self, chain: str) -> None:
+        super().__init__(
+            "This gateway keeps no audit chain of that name.", reason=f"no_chain:{chain[:64]}"
+        )
+
+
 class DatabaseNotFound(CypherGateError):
     """The database named in the URL does not exist."""
 
