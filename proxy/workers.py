@@ -95,10 +95,11 @@ def serve_worker(settings: Settings, index: int, listeners: Listeners, epoch_fil
     mine = mine.model_copy(update={"server": server})
     http = _listen(*listeners.http)
     _stop_when_orphaned()
-    app = create_app(mine)
-    uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[http])
-    # uvicorn exits the process itself (status 3) when the lifespan fails to start.
-    return 0
+    uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(mine), log_level="info"))
+    uvicorn_server.run(sockets=[http])
+    # A lifespan that failed to start (a chain in use, Neo4j away) ends the run early; say so
+    # with uvicorn's own status for it, as a single process does.
+    return 0 if uvicorn_server.started else 3
 
 
 def _supervise(settings: Settings, *, host: str, port: int, command: Sequence[str]) -> int:
