@@ -91,8 +91,8 @@ def replicas(
     for gateway in gateways:  # the three start side by side
         gateway.start(wait=False)
     try:
-        for gateway in gateways:
-            gateway.wait_ready()
+        for gateway in gateways:  # five interpreters start at once on a shared machine
+            gateway.wait_ready(timeout=240)
         with ThreadPoolExecutor(3) as pool:
             sent = dict(zip(names, pool.map(_load, gateways), strict=True))
         users = {
