@@ -130,11 +130,13 @@ async def index(request: Request) -> Response:
         page_of = await review.records(flt, chain)
     except AuditChainNotFound:
         return _render(request, "message.html", 404, title="No such chain")
-    chain = page_of["chain"]
+    # Named in links only when there is a choice: one chain keeps the page's addresses.
+    chain = page_of["chain"] if len(page_of["chains"]) > 1 else None
     records = [flat_record(r) for r in page_of["records"]]
     older = None
     if page_of["next_after"] is not None:
-        older = "?" + urlencode({**_nonempty(chosen), "chain": chain, "before": records[-1]["seq"]})
+        named = _nonempty({**chosen, "chain": chain or ""})
+        older = "?" + urlencode({**named, "before": records[-1]["seq"]})
     now = datetime.fromtimestamp(state.clock(), UTC)
     hours = [
         (now - timedelta(hours=n)).strftime("%Y-%m-%dT%H") for n in range(CHART_HOURS - 1, -1, -1)
