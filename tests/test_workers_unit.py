@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from proxy.analysis import Analysis, Analyzer
+from proxy.audit.reader import RecordFilter
+from proxy.audit.reading import AuditLogReading
+from proxy.audit.record import AuditEvent
 from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.chains import replica_chains, worker_settings
 from proxy.epoch import SharedEpoch
-from proxy.errors import AuditChainTaken
+from proxy.errors import AuditChainNotFound, AuditChainTaken
 from proxy.locks import ExclusiveFile, FileTaken
 from proxy.plan import PlanFacts
 from proxy.settings import Settings
@@ -78,7 +81,10 @@ def test_a_second_audit_writer_of_a_chain_is_refused_with_the_holder_named(tmp_p
         f"""
         import asyncio
         from pathlib import Path
-        from proxy.audit.sqlite import SQLiteAuditLog
+        from proxy.audit.reader import RecordFilter
+from proxy.audit.reading import AuditLogReading
+from proxy.audit.record import AuditEvent
+from proxy.audit.sqlite import SQLiteAuditLog
         log = SQLiteAuditLog(Path({str(path)!r}))
         loop = asyncio.new_event_loop()
         loop.run_until_complete(log.open())
@@ -193,3 +199,37 @@ def test_a_replica_s_chains_include_those_another_number_of_workers_left(tmp_pat
         ("audit.sqlite3", "r1"),
         ("audit-w3.sqlite3", "r1-w3"),
     ]
+
+
+def test_any_worker_reads_every_chain_of_its_replica(tmp_path: Path) -> None:
+    async def write(path: Path, requests: list[str]) -> None:
+        log = SQLiteAuditLog(path)
+        await log.open()
+        try:
+            for n, statement in enumerate(statements):
+                await log.append(
+                    AuditEvent(
+                        event="decision", time=f"2026-11-30T00:00:0{n}Z", request_id=statement
+                    )
+                )
+        finally:
+            await log.close()
+
+    asyncio.run(write(tmp_path / "audit-w1.sqlite3", ["a", "b"]))
+    asyncio.run(write(tmp_path / "audit-w2.sqlite3", ["c"]))
+    # Worker 2's view: its own file and chain id name the replica.
+    reading = AuditLogReading(tmp_path / "audit-w2.sqlite3", "r1-w2")
+
+    async def read() -> tuple[list[str], list[str], list[str], list[str]]:
+        chains = await reading.chains()
+        first = [r["request_id"] for r in await reading.query(RecordFilter())]
+        second = [r["request_id"] for r in await reading.query(RecordFilter(), "r1-w2")]
+        named = [r["request_id"] for r in await reading.query(RecordFilter(), "r1-w1")]
+        return chains, first, second, named
+
+    chains, default, second, first = asyncio.run(read())
+    assert chains == ["r1-w1", "r1-w2"]
+    assert default == first == ["a", "b"]  # the default is the replica's first chain
+    assert second == ["c"]
+    with pytest.raises(AuditChainNotFound):
+        asyncio.run(reading.query(RecordFilter(), "r2"))
