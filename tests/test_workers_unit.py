@@ -206,11 +206,9 @@ def test_any_worker_reads_every_chain_of_its_replica(tmp_path: Path) -> None:
         log = SQLiteAuditLog(path)
         await log.open()
         try:
-            for n, statement in enumerate(statements):
+            for n, request in enumerate(requests):
                 await log.append(
-                    AuditEvent(
-                        event="decision", time=f"2026-11-30T00:00:0{n}Z", request_id=statement
-                    )
+                    AuditEvent(event="decision", time=f"2026-11-30T00:00:0{n}Z", request_id=request)
                 )
         finally:
             await log.close()
