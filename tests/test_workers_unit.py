@@ -81,10 +81,7 @@ def test_a_second_audit_writer_of_a_chain_is_refused_with_the_holder_named(tmp_p
         f"""
         import asyncio
         from pathlib import Path
-        from proxy.audit.reader import RecordFilter
-from proxy.audit.reading import AuditLogReading
-from proxy.audit.record import AuditEvent
-from proxy.audit.sqlite import SQLiteAuditLog
+        from proxy.audit.sqlite import SQLiteAuditLog
         log = SQLiteAuditLog(Path({str(path)!r}))
         loop = asyncio.new_event_loop()
         loop.run_until_complete(log.open())
