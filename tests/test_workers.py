@@ -161,6 +161,24 @@ def test_any_worker_answers_reviewers_for_every_chain_of_its_replica(
     assert page(chain="replica1").status_code == 404  # another replica's chain is not here
 
 
+def test_a_second_process_on_a_chain_refuses_to_start(
+    stack: DevStack, replicas: Replicas, tmp_path: Path
+) -> None:
+    first = replicas.gateways[0]  # running, and writing its chain
+
+    def same_chain(config: dict[str, Any]) -> None:
+        config["audit"]["path"] = str(first.audit)
+
+    second = SecondGateway(stack, tmp_path / "second", "chainsecond", same_chain)
+    second.start(wait=False)
+    assert second.wait_exit() != 0
+    log = second.log_text()
+    assert f"The audit log {first.audit} is being written by gateway process" in log
+    assert str(first.process.pid if first.process else "?") in log
+    assert first.query("demo_reader", "RETURN 1 AS one").status_code == 202  # still serving
+    replicas.sent["replica1"] += 1
+
+
 def test_each_process_appends_to_its_own_chain_and_the_tools_read_them_all(
     replicas: Replicas,
 ) -> None:
@@ -195,22 +213,3 @@ def test_each_process_appends_to_its_own_chain_and_the_tools_read_them_all(
     assert sum(by_log.values()) == sum(replicas.sent.values())
     assert set(by_log) == {str(a.path) for a in chains}
     assert [r["time"] for r in records] == sorted(r["time"] for r in records)
-
-
-def test_a_second_process_on_a_chain_refuses_to_start(stack: DevStack, tmp_path: Path) -> None:
-    first = SecondGateway(stack, tmp_path / "first", "chainfirst")
-    first.start()
-    try:
-
-        def same_chain(config: dict[str, Any]) -> None:
-            config["audit"]["path"] = str(first.audit)
-
-        second = SecondGateway(stack, tmp_path / "second", "chainsecond", same_chain)
-        second.start(wait=False)
-        assert second.wait_exit() != 0
-        log = second.log_text()
-        assert f"The audit log {first.audit} is being written by gateway process" in log
-        assert str(first.process.pid if first.process else "?") in log
-        assert first.query("demo_reader", "RETURN 1 AS one").status_code == 202
-    finally:
-        first.stop()
