@@ -12,8 +12,11 @@ import asyncio
 import contextlib
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -21,11 +24,13 @@ from typing import Any
 
 import httpx
 import neo4j
+import tomli_w
 from neo4j import GraphDatabase
 
 from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import DemoClient
+from proxy.ports import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 # A client whose tokens outlive any run: a load generator must not meet an expired token.
@@ -82,6 +87,61 @@ def cpu_seconds(pid: int, thread: int | None = None) -> float:
     # After the ")" that ends the command name: field 3 (state) onwards; utime, stime are 14, 15.
     fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (a supervisor's workers, ``server.workers``), from ``/proc``."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # a process that just ended
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == pid:
+                    children.append(int(entry.name))
+    return [pid, *sorted(children)]
+
+
+@contextmanager
+def extra_gateway(stack: DevStack, folder: Path, workers: int) -> Iterator[dict[str, Any]]:
+    """A gateway beside the stack's, configured as it is but with ``workers`` processes, its own
+    ports, audit chain, leases record and leased-user prefix; stopped at the end. Yields its
+    ``pid`` (the supervisor's, with several workers), ``gateway_url`` and ``gateway_bolt_uri``."""
+    config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
+    http_port, bolt_port = free_ports(2)
+    folder.mkdir(parents=True, exist_ok=True)
+    config["server"].update(port=http_port, bolt_port=bolt_port, workers=workers)
+    config["audit"].update(path=str(folder / "audit.sqlite3"), chain_id=f"bench-{workers}w")
+    config["neo4j"].update(
+        lease_user_prefix=f"cg_bench{workers}w_", leases_path=str(folder / "leases.sqlite3")
+    )
+    config_file = folder / "gateway.toml"
+    config_file.write_text(tomli_w.dumps(config), encoding="utf-8")
+    url = f"http://127.0.0.1:{http_port}"
+    with (folder / "gateway.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", "--config", str(config_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **stack.gateway_aws_env()},
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # bounded by the deadline
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {workers}-worker gateway did not start: see {folder}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.3)
+        yield {
+            "pid": process.pid,
+            "gateway_url": url,
+            "gateway_bolt_uri": f"bolt://127.0.0.1:{bolt_port}",
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def cpu_snapshot(processes: Mapping[str, tuple[int, int | None]]) -> dict[str, float]:

@@ -25,7 +25,14 @@ move with whatever else runs (the load average is printed before and after). At 
 CPU per statement includes each process's idle rate times the time a statement takes.
 
     .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64]
-        [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--profile FILE]
+        [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--workers 1 [2 ...]]
+        [--profile FILE]
+
+``--workers N``: the gateway runs as N processes (``server.workers``). Given several counts,
+a gateway runs for each (the stack's with the first, others beside it on the same Neo4j and
+OPA), each gateway target is measured once per count (``http-gateway-w2``: the gateway with two
+workers) in the same mirrored order, and a gateway's CPU is that of all its processes (the
+supervisor and every worker); the share each worker took is printed too.
 
 ``--requests`` counts the statements per target and number of clients. ``--profile FILE``:
 afterwards ``bolt-gateway`` runs once more, unmeasured, at 16 clients (or the highest number
@@ -37,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -57,11 +65,12 @@ from measure import (  # benchmarks/measure.py
     bolt_client,
     cache_hit_rates,
     cpu_seconds,
-    cpu_snapshot,
+    extra_gateway,
     http_client,
     local_stack,
     peak_rss_mib,
     percentile,
+    process_tree,
     seed_bench_items,
     send_all,
     thread_cpu_seconds,
@@ -79,6 +88,23 @@ COLUMNS = (("gateway", 9), ("gw loop", 8), ("neo4j", 7), ("opa", 6), ("client", 
 # The issue's targets: gateway CPU per Bolt statement, and Bolt throughput (b)/(a) at 16 clients.
 CPU_TARGET_MS, THROUGHPUT_TARGET = 0.6, 0.5
 Work = list[tuple[str, dict[str, Any]]]
+# A measured process: named (pid, thread) pairs whose CPU times add up (a gateway's workers).
+Processes = dict[str, list[tuple[int, int | None]]]
+
+
+def snapshot(processes: Processes) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes or threads."""
+    return {
+        name: sum(cpu_seconds(pid, thread) for pid, thread in members)
+        for name, members in processes.items()
+    }
+
+
+def gateway_processes(pid: int) -> dict[str, list[tuple[int, int | None]]]:
+    """The "gateway" (every process of it) and "gw loop" (each one's main thread) groups."""
+    tree = process_tree(pid)
+    workers = tree[1:] or tree  # a supervisor's own loop only waits on its workers
+    return {"gateway": [(p, None) for p in tree], "gw loop": [(p, p) for p in workers]}
 
 
 @dataclass
@@ -92,6 +118,7 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[BaseException] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    worker_cpu_s: dict[int, float] = field(default_factory=dict)  # by worker pid
 
     @property
     def throughput(self) -> float:
@@ -106,21 +133,26 @@ class Result:
 
 
 async def measure_half(
-    client: Client, work: Work, clients: int, processes: dict[str, Any], result: Result
+    client: Client, work: Work, clients: int, processes: Processes, result: Result
 ) -> None:
     """Warm up (open the connections), then send ``work`` and add it to ``result``."""
+    workers = [pid for pid, _ in processes.get("gw loop", [])]
     async with client(clients) as send:
         await send_all(send, work[: max(50, 4 * clients)], clients)
-        before, started = cpu_snapshot(processes), time.perf_counter()
+        before, started = snapshot(processes), time.perf_counter()
+        by_worker = {pid: cpu_seconds(pid) for pid in workers}
         latencies, failures = await send_all(send, work, clients)
-        seconds, after = time.perf_counter() - started, cpu_snapshot(processes)
+        seconds, after = time.perf_counter() - started, snapshot(processes)
+        for pid in workers:
+            spent = cpu_seconds(pid) - by_worker[pid]
+            result.worker_cpu_s[pid] = result.worker_cpu_s.get(pid, 0.0) + spent
     result.statements += len(work)
     result.seconds += seconds
     result.latencies_ms += latencies
     result.failures += failures
     for name in processes:
         result.cpu_s[name] = result.cpu_s.get(name, 0.0) + after[name] - before[name]
-    print(f"  {result.target:<12} x{clients:<3} {len(work)} in {seconds:.1f} s", file=sys.stderr)
+    print(f"  {result.target:<15} x{clients:<3} {len(work)} in {seconds:.1f} s", file=sys.stderr)
 
 
 async def unmeasured(client: Client, work: Work, clients: int) -> None:
@@ -128,11 +160,11 @@ async def unmeasured(client: Client, work: Work, clients: int) -> None:
         await send_all(send, work, clients)
 
 
-def idle_rates(processes: dict[str, Any], seconds: float = 5.0) -> dict[str, float]:
+def idle_rates(processes: Processes, seconds: float = 5.0) -> dict[str, float]:
     """CPU milliseconds per second each process spends with no statement to run."""
-    before = cpu_snapshot(processes)
+    before = snapshot(processes)
     time.sleep(seconds)
-    after = cpu_snapshot(processes)
+    after = snapshot(processes)
     return {name: 1000 * (after[name] - before[name]) / seconds for name in processes}
 
 
@@ -164,74 +196,160 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000, help="per target and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1], help="gateway processes (several: compared)"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy raw output of a profiled extra run")
     args = parser.parse_args()
     targets = [t for t in TARGETS if t in args.targets]  # (a) to (d), whatever order was given
+    counts = list(dict.fromkeys(args.workers))
+    if min(counts) < 1:
+        parser.error("--workers counts processes: 1 or more")
+
+    def named(target: str, n: int) -> str:
+        return f"{target}-w{n}" if len(counts) > 1 else target
 
     rng = random.Random(7)  # the same statements, in the same order, for every target
     work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
     halves = (work[: len(work) // 2], work[len(work) // 2 :])
 
-    with local_stack(extra_clients=[BENCH_READER]) as stack:
+    def first_count(config: dict[str, Any]) -> None:
+        config["server"]["workers"] = counts[0]
+
+    with (
+        local_stack(extra_clients=[BENCH_READER], configure_gateway=first_count) as stack,
+        contextlib.ExitStack() as extras,
+    ):
         status = stack.up(with_gateway=True)
         db = status["neo4j"]
         seed_bench_items(db)
         token = stack.client_token(BENCH_READER.client_id)  # outlives the run; see measure.py
         pid = {name: process["pid"] for name, process in status["processes"].items()}
-        processes = {
-            "gateway": (pid["gateway"], None),
-            "gw loop": (pid["gateway"], pid["gateway"]),
-            "neo4j": (pid["neo4j"], None),
-            "opa": (pid["opa"], None),
-            "client": (os.getpid(), None),
+        gateways = {counts[0]: {**status, "pid": pid["gateway"]}}
+        for n in counts[1:]:  # beside the stack's, on the same Neo4j and OPA
+            folder = stack.run_dir.parent / f"gateway-{n}w"
+            gateways[n] = extras.enter_context(extra_gateway(stack, folder, n))
+        wait_for_workers(gateways)
+        common: Processes = {
+            "neo4j": [(pid["neo4j"], None)],
+            "opa": [(pid["opa"], None)],
+            "client": [(os.getpid(), None)],
         }
+        watched = {n: {**gateway_processes(g["pid"]), **common} for n, g in gateways.items()}
         query_api = "/db/neo4j/query/v2"
-        clients: dict[str, Client] = {
-            "bolt-neo4j": bolt_client(db["bolt_uri"], neo4j.basic_auth(db["user"], db["password"])),
-            "bolt-gateway": bolt_client(status["gateway_bolt_uri"], neo4j.bearer_auth(token)),
-            "http-neo4j": http_client(
-                db["http_uri"] + query_api, httpx.BasicAuth(db["user"], db["password"]), {}
-            ),
-            "http-gateway": http_client(
-                status["gateway_url"] + query_api, None, {"Authorization": f"Bearer {token}"}
-            ),
-        }
-        for target in targets:  # Neo4j's JIT and the gateway's caches, before anything counts
-            asyncio.run(unmeasured(clients[target], halves[0], 16))
-        idle = idle_rates(processes)
+        bearer = {"Authorization": f"Bearer {token}"}
+        plan: dict[str, tuple[Client, Processes]] = {}
+        first = watched[counts[0]]  # direct targets show the (idle) first gateway's CPU too
+        for target in targets:
+            if target == "bolt-neo4j":
+                basic = neo4j.basic_auth(db["user"], db["password"])
+                plan[target] = bolt_client(db["bolt_uri"], basic), first
+            elif target == "http-neo4j":
+                login = httpx.BasicAuth(db["user"], db["password"])
+                plan[target] = http_client(db["http_uri"] + query_api, login, {}), first
+            for n, gateway in gateways.items():
+                if target == "bolt-gateway":
+                    client = bolt_client(gateway["gateway_bolt_uri"], neo4j.bearer_auth(token))
+                    plan[named(target, n)] = client, watched[n]
+                elif target == "http-gateway":
+                    client = http_client(gateway["gateway_url"] + query_api, None, bearer)
+                    plan[named(target, n)] = client, watched[n]
+        order = list(plan)
+        for name in order:  # Neo4j's JIT and the gateway's caches, before anything counts
+            asyncio.run(unmeasured(plan[name][0], halves[0], 16))
+        idle = idle_rates(
+            {
+                **{named("gateway", n): watched[n]["gateway"] for n in counts},
+                **common,
+            }
+        )
         load_before = os.getloadavg()
         results: list[Result] = []
-        for n in args.concurrency:
-            level = {target: Result(target, n) for target in targets}
-            for i, target in enumerate([*targets, *reversed(targets)]):
-                half = halves[0] if i < len(targets) else halves[1]
-                asyncio.run(measure_half(clients[target], half, n, processes, level[target]))
+        for clients in args.concurrency:
+            level = {name: Result(name, clients) for name in order}
+            for i, name in enumerate([*order, *reversed(order)]):
+                half = halves[0] if i < len(order) else halves[1]
+                client, processes = plan[name]
+                asyncio.run(measure_half(client, half, clients, processes, level[name]))
             results.extend(level.values())
-        rss = peak_rss_mib(pid["gateway"])
-        caches = cache_hit_rates(httpx.get(status["gateway_url"] + "/metrics", timeout=10).text)
+        rss = {
+            named("gateway", n): [peak_rss_mib(p) for p, _ in watched[n]["gateway"]] for n in counts
+        }
+        first_url = gateways[counts[0]]["gateway_url"]
+        caches = cache_hit_rates(httpx.get(first_url + "/metrics", timeout=10).text)
         print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
         report(results, idle, rss, caches)
-        if args.profile is not None:
+        if len(counts) > 1:
+            report_workers(results, counts, idle)
+        if args.profile is not None and "bolt-gateway" in targets:
             n = 16 if 16 in args.concurrency else max(args.concurrency)
-            profile_gateway(pid["gateway"], clients["bolt-gateway"], work * 2, n, args.profile)
+            worker = watched[counts[0]]["gw loop"][0][0]  # the first worker, if several
+            client = plan[named("bolt-gateway", counts[0])][0]
+            profile_gateway(worker, client, work * 2, n, args.profile)
+
+
+def wait_for_workers(gateways: dict[int, dict[str, Any]]) -> None:
+    """Until each gateway has all its workers and each worker has had time to open its doors
+    (a worker listens only once started, so an early connection would all go to the first)."""
+    deadline = time.monotonic() + 120
+    for n, gateway in gateways.items():
+        expected = 1 if n == 1 else n + 1
+        while len(process_tree(gateway["pid"])) < expected:  # bounded by the deadline
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {n}-worker gateway did not start all its workers")
+            time.sleep(0.5)
+    if any(n > 1 for n in gateways):
+        time.sleep(15)  # a worker's start-up (Neo4j, OPA, leases) takes a few seconds
+
+
+def report_workers(results: list[Result], counts: list[int], idle: dict[str, float]) -> None:
+    """Gateway CPU per statement by number of workers, against the first count, also net of each
+    gateway's idle rate (its background work: policy revision polls, lease upkeep, per process,
+    which weighs more the fewer statements a second the machine lets through); and the share
+    of the work each worker took."""
+    print(f"\nworkers: gateway CPU per statement (all its processes) against {counts[0]} worker(s)")
+    by_key = {(r.target, r.clients): r for r in results}
+    for (target, clients), r in by_key.items():
+        base, _, count = target.rpartition("-w")
+        if not base.endswith("gateway") or int(count) == counts[0]:
+            continue
+        first = by_key[f"{base}-w{counts[0]}", clients]
+
+        def net(result: Result, workers: int) -> float:
+            rate = idle[f"gateway-w{workers}"]  # ms per second
+            return result.cpu_ms("gateway") - rate * result.seconds / result.statements
+
+        ratio = r.cpu_ms("gateway") / first.cpu_ms("gateway")
+        net_ratio = net(r, int(count)) / net(first, counts[0])
+        goal = "met" if ratio <= 1.0 else "NOT met"
+        shares = sum(r.worker_cpu_s.values()) or 1.0
+        split = " / ".join(f"{100 * s / shares:.0f}%" for s in r.worker_cpu_s.values())
+        print(
+            f"  {base:<13} x{clients:<3} {count} workers {r.cpu_ms('gateway'):.3f} ms,"
+            f" {counts[0]}: {first.cpu_ms('gateway'):.3f} ms, ratio {ratio:.2f} ({goal});"
+            f" net of idle {net(r, int(count)):.3f} / {net(first, counts[0]):.3f} ms,"
+            f" ratio {net_ratio:.2f}; throughput {r.throughput:.0f} vs {first.throughput:.0f}"
+            f" st/s; worker shares {split}"
+        )
+    print("  (goal: with more workers, CPU per statement no higher: ratio <= 1.00)")
 
 
 def report(
     results: list[Result],
     idle: dict[str, float],
-    rss_mib: float,
+    rss_mib: dict[str, list[float]],
     caches: dict[str, tuple[float, float]],
 ) -> None:
     rates = ", ".join(f"{name} {rate:.1f}" for name, rate in idle.items())
     print(f"idle CPU, ms per second: {rates}")
     print("CPU columns: milliseconds of CPU (user + system) per statement, by process\n")
     print(
-        f"{'target':<13}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'target':<16}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'errors':>7}" + "".join(f"{name:>{width}}" for name, width in COLUMNS) + f"{'total':>7}"
     )
     for r in results:
         print(
-            f"{r.target:<13}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
+            f"{r.target:<16}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
             f"{percentile(r.latencies_ms, 0.5):>8.2f}{percentile(r.latencies_ms, 0.99):>8.2f}"
             f"{len(r.failures):>7}"
             + "".join(f"{r.cpu_ms(name):>{width}.3f}" for name, width in COLUMNS)
@@ -244,26 +362,31 @@ def report(
     by_key = {(r.target, r.clients): r for r in results}
     print("\nratios, gateway / direct (throughput; p50; CPU per statement: neo4j, all processes):")
     for (target, n), through in by_key.items():
-        direct = by_key.get((target.replace("gateway", "neo4j"), n))
-        if not target.endswith("gateway") or direct is None:
+        kind = target.partition("-gateway")[0]  # bolt-gateway, http-gateway-w2
+        direct = by_key.get((f"{kind}-neo4j", n))
+        if target == kind or direct is None:  # a direct target, or no baseline measured
             continue
         p50 = percentile(through.latencies_ms, 0.5) / percentile(direct.latencies_ms, 0.5)
         print(
-            f"  {target:<13} x{n:<3} throughput {through.throughput / direct.throughput:.2f}"
+            f"  {target:<16} x{n:<3} throughput {through.throughput / direct.throughput:.2f}"
             f"  p50 {p50:.2f}  neo4j CPU {through.cpu_ms('neo4j') / direct.cpu_ms('neo4j'):.2f}"
             f"  total CPU {through.total_cpu_ms() / direct.total_cpu_ms():.2f}"
         )
     print("\nthe issue's targets:")
     for (target, n), r in by_key.items():
-        if target == "bolt-gateway":
+        if target.startswith("bolt-gateway"):
             met = "met" if r.cpu_ms("gateway") <= CPU_TARGET_MS else "NOT met"
-            print(f"  gateway CPU per Bolt statement x{n}: {r.cpu_ms('gateway'):.3f} ms ({met})")
-    if ("bolt-gateway", 16) in by_key and ("bolt-neo4j", 16) in by_key:
-        ratio = by_key["bolt-gateway", 16].throughput / by_key["bolt-neo4j", 16].throughput
-        met = "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
-        print(f"  Bolt throughput gateway / direct x16: {ratio:.2f} ({met})")
+            print(f"  {target} CPU per statement x{n}: {r.cpu_ms('gateway'):.3f} ms ({met})")
+    for (target, n), r in by_key.items():
+        if target.startswith("bolt-gateway") and n == 16 and ("bolt-neo4j", 16) in by_key:
+            ratio = r.throughput / by_key["bolt-neo4j", 16].throughput
+            met = "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
+            print(f"  {target} throughput / direct x16: {ratio:.2f} ({met})")
     print(f"  (targets: <= {CPU_TARGET_MS} ms per statement; >= {THROUGHPUT_TARGET} at x16)")
-    print(f"\ngateway peak RSS: {rss_mib:.1f} MiB")
+    for gateway, peaks in rss_mib.items():
+        each = ", ".join(f"{peak:.1f}" for peak in peaks)
+        print(f"\n{gateway} peak RSS, MiB, by process: {each} (sum {sum(peaks):.1f})", end="")
+    print()
     for cache, (hits, lookups) in caches.items():
         share = f"{hits / lookups:.1%}" if lookups else "-"
         print(f"gateway {cache} cache: {hits:.0f} hits of {lookups:.0f} lookups ({share})")

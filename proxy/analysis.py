@@ -6,7 +6,8 @@ plan reader (:mod:`proxy.plan`) reads the labels, relationship types, properties
 LOAD CSV sources and risky operators. The gateway trusts this over anything it could infer from
 the text. Analyses are cached per database and exact statement text, in a bounded LRU with a
 time to live; parameters do not change a plan's facts, so they are not part of the key. A
-schema statement run through the gateway empties the cache.
+schema statement run through the gateway advances the schema epoch, which empties the cache of
+every process sharing the epoch (the workers of one replica, see :mod:`proxy.epoch`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
+from proxy.epoch import LocalEpoch
 from proxy.errors import BadRequest
 from proxy.metrics import Metrics
 from proxy.plan import PlanFacts, read_plan
@@ -74,8 +76,21 @@ class Explainer(Protocol):
     async def explain(self, database: str, statement: str) -> Analysis: ...
 
 
+class SchemaEpoch(Protocol):
+    """A number that changes whenever a schema statement is about to run.
+
+    Contract: ``current`` is cheap (it is read on every statement); after ``advance`` (in any
+    process sharing the epoch) ``current`` returns a value it has not returned before.
+    """
+
+    def current(self) -> int: ...
+
+    def advance(self) -> None: ...
+
+
 class Analyzer:
-    """An :class:`Explainer` behind a bounded LRU cache whose entries live ``ttl_s`` at most."""
+    """An :class:`Explainer` behind a bounded LRU cache whose entries live ``ttl_s`` at most and
+    only while the schema epoch stays where it was when they were cached."""
 
     def __init__(
         self,
@@ -85,8 +100,11 @@ class Analyzer:
         ttl_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        epoch: SchemaEpoch | None = None,
     ) -> None:
         self._explainer = explainer
+        self._epoch = epoch or LocalEpoch()
+        self._filled_under = self._epoch.current()
         self._lookups = (metrics or Metrics()).cache_lookups
         self._max_entries = max_entries
         self._ttl_s = ttl_s
@@ -96,6 +114,10 @@ class Analyzer:
     async def analyse(self, database: str, statement: str) -> Analysis:
         """The analysis of ``statement`` on ``database``, from the cache when possible."""
         key = (database, statement)
+        if (epoch := self._epoch.current()) != self._filled_under:
+            # A schema statement passed through this or another worker: plans may differ now.
+            self._cache.clear()
+            self._filled_under = epoch
         cached = self._cache.get(key)
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(key)
@@ -104,7 +126,8 @@ class Analyzer:
         self._lookups.labels("analysis", "miss").inc()
         analysis = await self._explainer.explain(database, statement)
         if analysis.query_type == "s":
-            # A schema statement (about to run) can change plans: start afresh.
+            # A schema statement (about to run) can change plans: start afresh, everywhere.
+            self._epoch.advance()
             self.clear()
         elif self._max_entries > 0:
             self._cache[key] = (self._clock(), analysis)
@@ -115,6 +138,7 @@ class Analyzer:
     def clear(self) -> None:
         """Forget every cached analysis (for example after a schema change)."""
         self._cache.clear()
+        self._filled_under = self._epoch.current()
 
 
 class Planner(Protocol):

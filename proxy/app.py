@@ -39,6 +39,7 @@ from proxy.auth.oidc import OIDCAuthenticator
 from proxy.bolt.server import DoorSettings, bolt_door
 from proxy.bolt.session import Options
 from proxy.clock import Clock, system_clock
+from proxy.epoch import schema_epoch
 from proxy.faults import NO_FAULTS, Faults
 from proxy.gateway.path import Gateway
 from proxy.gateway.replay import explain
@@ -178,6 +179,7 @@ def _runtime(
             max_entries=settings.neo4j.analysis_cache_size,
             ttl_s=settings.neo4j.analysis_cache_ttl_s,
             metrics=metrics,
+            epoch=schema_epoch(settings.server.schema_epoch_file),
         ),
         policy=services.policy,
         credentials=services.credentials,
@@ -232,6 +234,7 @@ def _door_settings(settings: Settings, port: int) -> DoorSettings:
         handshake_timeout_s=server.bolt_handshake_timeout_s,
         tls_certificate=server.bolt_tls_certificate,
         tls_key=server.bolt_tls_key,
+        reuse_port=server.workers > 1,
     )
 
 
@@ -263,7 +266,7 @@ async def _open_services(
         credentials=neo4j.credentials,
         executor=neo4j.executor,
         audit=audit,
-        reading=AuditLogReading(settings.audit.path),
+        reading=AuditLogReading(settings.audit.path, settings.audit.chain_id),
         readiness={
             **neo4j.readiness,
             "opa": policy.check_ready,

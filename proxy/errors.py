@@ -172,6 +172,31 @@ class AuditUnavailable(CypherGateError):
     default_message = "The audit log is unavailable; nothing was executed."
 
 
+class AuditChainTaken(AuditUnavailable):
+    """Another process appends to this audit chain already: a second writer would fork it."""
+
+    def __init__(self, path: str, holder: int | None) -> None:
+        by = f"gateway process {holder}" if holder is not None else "another gateway process"
+        super().__init__(
+            f"The audit log {path} is being written by {by}; one chain has one writer. Give"
+            " each replica its own audit.path and audit.chain_id, and run several processes"
+            " of one replica with server.workers (each worker gets a chain of its own).",
+            reason="audit_chain_taken",
+        )
+
+
+class AuditChainNotFound(CypherGateError):
+    """A reviewer named a chain this replica does not keep."""
+
+    status = 404
+    code = "Neo.ClientError.Request.Invalid"
+
+    def __init__(self, chain: str) -> None:
+        super().__init__(
+            "This gateway keeps no audit chain of that name.", reason=f"no_chain:{chain[:64]}"
+        )
+
+
 class DatabaseNotFound(CypherGateError):
     """The database named in the URL does not exist."""
 
@@ -207,6 +232,18 @@ class GraphUnavailable(CypherGateError):
     status = 503
     code = "Neo.TransientError.General.DatabaseUnavailable"
     default_message = "Neo4j is unavailable."
+
+
+class LeasesTaken(GraphUnavailable):
+    """Another process keeps this leases record: sharing it, each would drop the other's users."""
+
+    def __init__(self, path: str, holder: int | None) -> None:
+        by = f"gateway process {holder}" if holder is not None else "another gateway process"
+        super().__init__(
+            f"The leases record {path} is kept by {by}. Give each replica its own"
+            " neo4j.leases_path and neo4j.lease_user_prefix (server.workers does so per worker).",
+            reason="leases_taken",
+        )
 
 
 class SecretStoreUnavailable(CypherGateError):

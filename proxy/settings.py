@@ -26,6 +26,18 @@ _PLACEHOLDER_SECRETS = {"neo4j", "password", "changeme", "change-me", "secret"}
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing the HTTP and Bolt ports of this replica; each"
+        " has its own audit chain, leases record and leased-user prefix (see proxy/chains.py).",
+    )
+    schema_epoch_file: Path | None = Field(
+        default=None,
+        description="Set by the supervisor of server.workers for its workers: the schema epoch"
+        " they share (proxy/epoch.py), so a schema statement empties every worker's plan cache.",
+    )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
     metrics: bool = Field(
         default=True, description="Serve /metrics (Prometheus text; no DAG names, no secrets)."

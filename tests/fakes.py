@@ -303,24 +303,33 @@ class FakeAudit:
 
 
 class FakeReading:
-    """An empty audit log, as the reviewers' use case reads it."""
+    """An empty audit log of one chain, as the reviewers' use case reads it."""
 
-    async def query(self, flt: RecordFilter) -> list[dict[str, Any]]:
+    async def chains(self) -> list[str]:
+        return ["gateway"]
+
+    async def query(self, flt: RecordFilter, chain: str | None = None) -> list[dict[str, Any]]:
         return []
 
-    async def proof(self, seq: int) -> dict[str, Any] | None:
+    async def proof(self, seq: int, chain: str | None = None) -> dict[str, Any] | None:
         return None
 
-    async def record(self, seq: int) -> dict[str, Any] | None:
+    async def record(self, seq: int, chain: str | None = None) -> dict[str, Any] | None:
         return None
 
-    async def head(self) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
+    async def head(
+        self, chain: str | None = None
+    ) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
         return None, []
 
-    async def verify(self, public_key: Ed25519PublicKey | None) -> tuple[int, ChainProblem | None]:
+    async def verify(
+        self, public_key: Ed25519PublicKey | None, chain: str | None = None
+    ) -> tuple[int, ChainProblem | None]:
         return 0, None
 
-    async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
+    async def denials_by_dag(
+        self, since: str, chain: str | None = None
+    ) -> dict[str | None, dict[str, int]]:
         return {}
 
 

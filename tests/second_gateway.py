@@ -87,8 +87,8 @@ class SecondGateway:
         if wait:
             self.wait_ready()
 
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 raise AssertionError("the second gateway exited:\n" + self.log_text()[-3000:])

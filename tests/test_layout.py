@@ -20,9 +20,20 @@ PROXY = Path(__file__).resolve().parent.parent / "proxy"
 # Lowest first. A wing is a top-level module or package of proxy/.
 LAYERS: list[set[str]] = [
     # The foundation: words and tools every wing may use.
-    {"clock", "errors", "faults", "metrics", "ports", "settings", "statement", "values"},
+    {
+        "clock",
+        "epoch",
+        "errors",
+        "faults",
+        "locks",
+        "metrics",
+        "ports",
+        "settings",
+        "statement",
+        "values",
+    },
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
-    {"principal", "codec"},
+    {"principal", "codec", "chains"},
     # Policy bundles (built, named, checked), and the folder served as one, below the OPA server.
     {"bundles"},
     {"bundle_server"},
@@ -34,8 +45,9 @@ LAYERS: list[set[str]] = [
     {"gateway", "client"},
     # The front doors, and the Airflow provider.
     {"api", "airflow", "bolt"},
-    # The composition root.
+    # The composition root, and the processes that serve what it composes.
     {"app"},
+    {"workers"},
     # The local stack, then the command line.
     {"devstack"},
     {"cli"},

@@ -32,7 +32,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from proxy.api.state import SignIn, client_address, runtime
 from proxy.audit.reader import RecordFilter
 from proxy.audit.record import EVENT_KINDS, flat_record
-from proxy.errors import CypherGateError, PolicyDenied
+from proxy.errors import AuditChainNotFound, CypherGateError, PolicyDenied
 from proxy.gateway.call import new_request_id
 from proxy.principal import Identity
 
@@ -109,6 +109,8 @@ async def index(request: Request) -> Response:
         problems.append("before must be a record number")
     if problems:
         return _render(request, "message.html", 400, title="Bad filter", problems=problems)
+    # One chain per worker of the replica (server.workers); the first unless one is chosen.
+    chain = request.query_params.get("chain", "").strip() or None
     flt = RecordFilter(
         dag=chosen["dag"] or None,
         verdict=chosen["decision"] or None,
@@ -124,23 +126,31 @@ async def index(request: Request) -> Response:
         newest_first=True,
         limit=PAGE_SIZE,
     )
-    page_of = await review.records(flt)
+    try:
+        page_of = await review.records(flt, chain)
+    except AuditChainNotFound:
+        return _render(request, "message.html", 404, title="No such chain")
+    # Named in links only when there is a choice: one chain keeps the page's addresses.
+    chain = page_of["chain"] if len(page_of["chains"]) > 1 else None
     records = [flat_record(r) for r in page_of["records"]]
     older = None
     if page_of["next_after"] is not None:
-        older = "?" + urlencode({**_nonempty(chosen), "before": records[-1]["seq"]})
+        named = _nonempty({**chosen, "chain": chain or ""})
+        older = "?" + urlencode({**named, "before": records[-1]["seq"]})
     now = datetime.fromtimestamp(state.clock(), UTC)
     hours = [
         (now - timedelta(hours=n)).strftime("%Y-%m-%dT%H") for n in range(CHART_HOURS - 1, -1, -1)
     ]
-    denials = await review.denials_by_dag(hours[0])
+    denials = await review.denials_by_dag(hours[0], chain)
     return _render(
         request,
         "index.html",
         filters=chosen,
         records=records,
         older=older,
-        chain=await review.status(),
+        chain_id=chain,
+        chains=page_of["chains"],
+        chain=await review.status(chain),
         chart=_chart(denials, hours),
         hours=hours,
     )
@@ -152,7 +162,11 @@ async def record(request: Request, seq: int) -> Response:
     who = await _signed_in(request)
     if isinstance(who, Response):
         return who
-    found = await runtime(request).review.record(seq)
+    chain = request.query_params.get("chain", "").strip() or None
+    try:
+        found = await runtime(request).review.record(seq, chain)
+    except AuditChainNotFound:
+        found = None
     if found is None:
         return _render(request, "message.html", 404, title=f"No record {seq}")
     return _render(
@@ -162,6 +176,7 @@ async def record(request: Request, seq: int) -> Response:
         record_json=json.dumps(found["record"], indent=2, sort_keys=True),
         related=[flat_record(r) for r in found["related"]],
         sealed=found["sealed"],
+        chain_id=chain,
     )
 
 
@@ -181,15 +196,21 @@ async def verify(request: Request) -> Response:
     if not await _token_matches(request):
         return _render(request, "message.html", 403, title="Stale form", detail=_STALE)
     review = runtime(request).review
+    chosen = (await request.form()).get("chain")
+    chain = chosen.strip() or None if isinstance(chosen, str) else None
     started = time.perf_counter()
-    verified, problem = await review.verify()
+    try:
+        verified, problem = await review.verify(chain)
+    except AuditChainNotFound:
+        return _render(request, "message.html", 404, title="No such chain")
     return _render(
         request,
         "verify.html",
         verified=verified,
         problem=problem,
         seconds=time.perf_counter() - started,
-        chain=await review.status(),
+        chain_id=chain,
+        chain=await review.status(chain),
     )
 
 

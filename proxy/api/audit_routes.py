@@ -1,5 +1,8 @@
 """Reviewers' HTTP API: ``GET /audit/records`` and ``GET /audit/records/{seq}/proof``.
 
+Both take ``chain`` (one of the replica's chains, one per worker; default: the first); a page of
+records names its chain and every chain there is.
+
 Every call is authorised by the audit-access policy and leaves an ``access`` record
 (:mod:`proxy.gateway.review`), whether it is allowed or not.
 """
@@ -42,6 +45,7 @@ async def records(
     until: str | None = None,
     after: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    chain: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """One page of records matching the filters of ``audit query``, oldest first."""
     review = await _authorized(request)
@@ -59,11 +63,13 @@ async def records(
         after_seq=after,
         limit=limit,
     )
-    return await review.records(flt)
+    return await review.records(flt, chain)
 
 
 @router.get("/records/{seq}/proof")
-async def proof(request: Request, seq: int) -> dict[str, Any]:
-    """What proves record ``seq`` with nothing but the public key."""
+async def proof(
+    request: Request, seq: int, chain: Annotated[str | None, Query(max_length=200)] = None
+) -> dict[str, Any]:
+    """What proves record ``seq`` of ``chain`` with nothing but the public key."""
     review = await _authorized(request)
-    return await review.proof(seq)
+    return await review.proof(seq, chain)

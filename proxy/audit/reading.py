@@ -2,6 +2,10 @@
 
 Each read opens a fresh read-only connection (:class:`~proxy.audit.reader.AuditReader`) in a
 worker thread, so a slow query never blocks requests and every read sees the log as it is then.
+
+A replica with several workers (``server.workers``) keeps one chain per worker, and any worker
+may answer a reviewer: every read names its chain (``None``: the replica's first), and the
+chains are looked up on disk at each read, so a worker that started later is never missed.
 """
 
 from __future__ import annotations
@@ -16,25 +20,33 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from proxy.audit.checkpoint import Checkpoint
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import ChainProblem
+from proxy.chains import chains_on_disk
+from proxy.errors import AuditChainNotFound
 
 _T = TypeVar("_T")
 
 
 class AuditLogReading:
-    """The reads of one log file (the use cases' ``AuditReading``)."""
+    """The reads of a replica's log, chain by chain (the use cases' ``AuditReading``);
+    ``path`` and ``chain_id`` name the replica's own chain or one of its workers'."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, chain_id: str = "gateway") -> None:
         self._path = path
+        self._chain_id = chain_id
 
-    async def query(self, flt: RecordFilter) -> list[dict[str, Any]]:
+    async def chains(self) -> list[str]:
+        """The replica's chains, the default first."""
+        return [chain for chain, _ in await asyncio.to_thread(self._chains)]
+
+    async def query(self, flt: RecordFilter, chain: str | None = None) -> list[dict[str, Any]]:
         """Records matching ``flt``, as :meth:`AuditReader.query` orders them."""
-        return await self._read(lambda reader: list(reader.query(flt)))
+        return await self._read(chain, lambda reader: list(reader.query(flt)))
 
-    async def proof(self, seq: int) -> dict[str, Any] | None:
+    async def proof(self, seq: int, chain: str | None = None) -> dict[str, Any] | None:
         """See :meth:`AuditReader.proof`."""
-        return await self._read(lambda reader: reader.proof(seq))
+        return await self._read(chain, lambda reader: reader.proof(seq))
 
-    async def record(self, seq: int) -> dict[str, Any] | None:
+    async def record(self, seq: int, chain: str | None = None) -> dict[str, Any] | None:
         """Record ``seq``, the other records of its request, and whether a checkpoint seals it;
         ``None`` if there is no record ``seq``. One connection for the three reads."""
 
@@ -49,13 +61,17 @@ class AuditLogReading:
                 "sealed": reader.covering(seq) is not None,
             }
 
-        return await self._read(read)
+        return await self._read(chain, read)
 
-    async def head(self) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
+    async def head(
+        self, chain: str | None = None
+    ) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
         """The newest record's ``(seq, hash)`` and every checkpoint, in one read."""
-        return await self._read(lambda reader: (reader.head(), reader.checkpoints()))
+        return await self._read(chain, lambda reader: (reader.head(), reader.checkpoints()))
 
-    async def verify(self, public_key: Ed25519PublicKey | None) -> tuple[int, ChainProblem | None]:
+    async def verify(
+        self, public_key: Ed25519PublicKey | None, chain: str | None = None
+    ) -> tuple[int, ChainProblem | None]:
         """Verify the whole log: how many records verified, and the first problem if any."""
 
         def read(reader: AuditReader) -> tuple[int, ChainProblem | None]:
@@ -66,17 +82,26 @@ class AuditLogReading:
                 verified += 1
             return verified, None
 
-        return await self._read(read)
+        return await self._read(chain, read)
 
-    async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
+    async def denials_by_dag(
+        self, since: str, chain: str | None = None
+    ) -> dict[str | None, dict[str, int]]:
         """See :meth:`AuditReader.denials_by_dag`."""
-        return await self._read(lambda reader: reader.denials_by_dag(since))
+        return await self._read(chain, lambda reader: reader.denials_by_dag(since))
 
-    async def _read(self, work: Callable[[AuditReader], _T]) -> _T:
-        """Run ``work`` on a fresh read-only connection, off the event loop."""
+    def _chains(self) -> list[tuple[str, Path]]:
+        return chains_on_disk(self._path, self._chain_id) or [(self._chain_id, self._path)]
+
+    async def _read(self, chain: str | None, work: Callable[[AuditReader], _T]) -> _T:
+        """Run ``work`` on a fresh read-only connection to ``chain``, off the event loop."""
 
         def run() -> _T:
-            with AuditReader(self._path) as reader:
+            chains = self._chains()
+            path = chains[0][1] if chain is None else dict(chains).get(chain)
+            if path is None:
+                raise AuditChainNotFound(chain or "")
+            with AuditReader(path) as reader:
                 return work(reader)
 
         return await asyncio.to_thread(run)

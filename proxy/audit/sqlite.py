@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from proxy.audit.chainfile import MEMORY, ChainFile
 from proxy.audit.record import AuditEvent, Receipt, utc_timestamp
 from proxy.clock import Clock, system_clock
-from proxy.errors import AuditUnavailable
+from proxy.errors import AuditChainTaken, AuditUnavailable
 from proxy.faults import NO_FAULTS, Faults
+from proxy.locks import ExclusiveFile, FileTaken
 from proxy.metrics import Metrics
 
 # An event, the future its writer waits on, and whether it is after the fact (kept, not refused).
@@ -104,15 +105,40 @@ class SQLiteAuditLog:
         self._failing: str | None = None
         # After-the-fact events the file refused, oldest first, to be written late.
         self._late: list[AuditEvent] = []
+        # One writer per chain, across processes: a second would fork the chain.
+        self._path = path
+        self._ownership = None if str(path) == MEMORY else ExclusiveFile(path)
 
     async def open(self) -> None:
-        """Open (creating if needed) the log and start the writer; call inside the event loop."""
+        """Open (creating if needed) the log and start the writer; call inside the event loop.
+
+        Raises :class:`AuditChainTaken` if another process writes this chain already."""
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._file.open)
+            await loop.run_in_executor(self._executor, self._open_owned)
+        except FileTaken as taken:
+            raise AuditChainTaken(str(self._path), taken.holder) from taken
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(reason=f"audit_open_failed:{type(exc).__name__}") from exc
         self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
+
+    def _open_owned(self) -> None:
+        if self._ownership is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._ownership.acquire()
+        try:
+            self._file.open()
+        except BaseException:
+            if self._ownership is not None:
+                self._ownership.release()
+            raise
+
+    def _close_owned(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            if self._ownership is not None:
+                self._ownership.release()
 
     async def __aenter__(self) -> SQLiteAuditLog:
         await self.open()
@@ -138,7 +164,7 @@ class SQLiteAuditLog:
             sqlite3.Error, OSError
         ):  # a final checkpoint, if it can be written
             await loop.run_in_executor(self._executor, self._file.checkpoint, True)
-        await loop.run_in_executor(self._executor, self._file.close)
+        await loop.run_in_executor(self._executor, self._close_owned)
         self._executor.shutdown(wait=True)
 
     async def append(self, event: AuditEvent) -> Receipt:

@@ -40,6 +40,8 @@ class DoorSettings:
     handshake_timeout_s: float
     tls_certificate: Path | None = None
     tls_key: Path | None = None
+    # The workers of one replica (proxy/workers.py) each listen on the port, SO_REUSEPORT.
+    reuse_port: bool = False
 
 
 class BoltDoor:
@@ -165,7 +167,11 @@ async def bolt_door(
     """Listen on the configured address until the block ends."""
     door = BoltDoor(gateway, settings, describe)
     server = await asyncio.start_server(
-        door.connection, settings.host, settings.port, ssl=_tls(settings)
+        door.connection,
+        settings.host,
+        settings.port,
+        ssl=_tls(settings),
+        reuse_port=settings.reuse_port or None,
     )
     door.port = server.sockets[0].getsockname()[1]
     log.info("bolt: listening on %s:%d", settings.host, door.port)

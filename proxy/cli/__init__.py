@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML configuration file")
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
+    # A worker of several (proxy/workers.py): started by the supervisor, never by hand.
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--listeners", help=argparse.SUPPRESS)
+    serve.add_argument("--schema-epoch", type=Path, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
     audit.register(commands)
@@ -96,19 +100,22 @@ def _stack_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from proxy.app import create_app
+    from proxy import workers
 
     settings = load_settings(args.config)
     # The gateway's own events (rotations, leases, policy revisions) at INFO; never secrets.
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.worker is not None:
+        if args.listeners is None or args.schema_epoch is None:
+            raise SystemExit("--worker is started by the supervisor, with its listeners")
+        listeners = workers.Listeners.parse(args.listeners)
+        return workers.serve_worker(settings, args.worker, listeners, args.schema_epoch)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-    return 0
+    command = ["serve"] if args.config is None else ["serve", "--config", str(args.config)]
+    return workers.serve(settings, host=host, port=port, command=workers.worker_command(command))
 
 
 def _devstack(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_timestamp
+from proxy.chains import replica_chains
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 
@@ -92,11 +93,12 @@ def log_source_options(parser: argparse.ArgumentParser) -> None:
 
 
 def log_sources(args: argparse.Namespace) -> list[tuple[Path, AuditSettings | None]]:
-    """Each log to read, with its gateway's audit settings when a configuration named it."""
+    """Each log to read, with its gateway's audit settings when a configuration named it: every
+    chain of each configuration (one per worker, see ``server.workers``)."""
     if args.log is not None:
         return [(Path(log), None) for log in args.log]
-    audits = [load_settings(config).audit for config in args.config]
-    return [(audit.path, audit) for audit in audits]
+    chains = [chain for config in args.config for chain in replica_chains(load_settings(config))]
+    return [(audit.path, audit) for audit in chains]
 
 
 def _audit_path(args: argparse.Namespace) -> Path:
@@ -201,21 +203,23 @@ def _archive_problem(
 def _audit_archive(args: argparse.Namespace) -> int:
     from proxy.audit.archive import ship
 
-    audit = load_settings(args.config).audit
-    if audit.archive is None:
-        raise SystemExit("audit.archive is not configured")
-    with AuditReader(audit.path) as reader:
-        keys = ship(
-            reader,
-            _s3_for(audit.archive),
-            bucket=audit.archive.bucket,
-            prefix=audit.archive.prefix,
-            chain=audit.chain_id,
-            retention_days=audit.archive.retention_days,
-        )
-    for key in keys:
-        print(f"archived s3://{audit.archive.bucket}/{key}")
-    if not keys:
+    shipped = 0
+    for audit in replica_chains(load_settings(args.config)):
+        if audit.archive is None:
+            raise SystemExit("audit.archive is not configured")
+        with AuditReader(audit.path) as reader:
+            keys = ship(
+                reader,
+                _s3_for(audit.archive),
+                bucket=audit.archive.bucket,
+                prefix=audit.archive.prefix,
+                chain=audit.chain_id,
+                retention_days=audit.archive.retention_days,
+            )
+        for key in keys:
+            print(f"archived s3://{audit.archive.bucket}/{key}")
+        shipped += len(keys)
+    if not shipped:
         print("nothing new to archive (segments are shipped up to the last checkpoint)")
     return 0
 

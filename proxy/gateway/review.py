@@ -105,26 +105,37 @@ class AuditReview:
             raise AssertionError("unreachable")
         return identity
 
-    async def records(self, flt: RecordFilter) -> dict[str, Any]:
-        """One page of records, oldest first, and where the next page starts."""
-        records = await self._reading.query(flt)
-        after = records[-1]["seq"] if len(records) == flt.limit else None
-        return {"records": records, "next_after": after}
+    async def chains(self) -> list[str]:
+        """The chains of the log (one per worker of the replica), the default first."""
+        return await self._reading.chains()
 
-    async def proof(self, seq: int) -> dict[str, Any]:
-        """The links and signed checkpoint that prove record ``seq``."""
-        proof = await self._reading.proof(seq)
+    async def records(self, flt: RecordFilter, chain: str | None = None) -> dict[str, Any]:
+        """One page of records of ``chain`` (``None``: the first), oldest first, where the next
+        page starts, and which chains there are."""
+        chains = await self._reading.chains()
+        records = await self._reading.query(flt, chain)
+        after = records[-1]["seq"] if len(records) == flt.limit else None
+        return {
+            "chain": chain or chains[0],
+            "chains": chains,
+            "records": records,
+            "next_after": after,
+        }
+
+    async def proof(self, seq: int, chain: str | None = None) -> dict[str, Any]:
+        """The links and signed checkpoint that prove record ``seq`` of ``chain``."""
+        proof = await self._reading.proof(seq, chain)
         if proof is None:
             raise RecordNotProvable(reason="record_not_provable")
         return proof
 
-    async def record(self, seq: int) -> dict[str, Any] | None:
+    async def record(self, seq: int, chain: str | None = None) -> dict[str, Any] | None:
         """Record ``seq`` with the other records of its request; ``None`` if there is none."""
-        return await self._reading.record(seq)
+        return await self._reading.record(seq, chain)
 
-    async def status(self) -> ChainStatus:
+    async def status(self, chain: str | None = None) -> ChainStatus:
         """Record count, head and newest checkpoint, with its signature checked if possible."""
-        head, checkpoints = await self._reading.head()
+        head, checkpoints = await self._reading.head(chain)
         last = checkpoints[-1] if checkpoints else None
         head_seq = head[0] if head else None
         return ChainStatus(
@@ -141,10 +152,12 @@ class AuditReview:
             unsealed=(head_seq or 0) - (last.record_seq if last else 0),
         )
 
-    async def verify(self) -> tuple[int, ChainProblem | None]:
-        """Verify the whole log: how many records verified, and the first problem if any."""
-        return await self._reading.verify(self._public_key)
+    async def verify(self, chain: str | None = None) -> tuple[int, ChainProblem | None]:
+        """Verify a whole chain: how many records verified, and the first problem if any."""
+        return await self._reading.verify(self._public_key, chain)
 
-    async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
+    async def denials_by_dag(
+        self, since: str, chain: str | None = None
+    ) -> dict[str | None, dict[str, int]]:
         """Refused requests since ``since`` per DAG and hour (see AuditReader.denials_by_dag)."""
-        return await self._reading.denials_by_dag(since)
+        return await self._reading.denials_by_dag(since, chain)

@@ -133,27 +133,37 @@ class AuditAccessPolicy(Protocol):
 
 
 class AuditReading(Protocol):
-    """The audit log's reads a reviewer needs, from the event loop.
+    """The audit log's reads a reviewer needs, from the event loop, chain by chain.
 
-    Contract: read-only; each call sees the log as it is when the call runs.
+    Contract: read-only; each call sees the log as it is when the call runs. A replica keeps a
+    chain per worker: ``chain`` names one of :meth:`chains` (``None``: the first); an unknown
+    one raises :class:`~proxy.errors.AuditChainNotFound`.
     """
 
-    async def query(self, flt: RecordFilter) -> list[dict[str, Any]]: ...
+    async def chains(self) -> list[str]: ...
 
-    async def proof(self, seq: int) -> dict[str, Any] | None: ...
+    async def query(self, flt: RecordFilter, chain: str | None = None) -> list[dict[str, Any]]: ...
 
-    async def record(self, seq: int) -> dict[str, Any] | None:
+    async def proof(self, seq: int, chain: str | None = None) -> dict[str, Any] | None: ...
+
+    async def record(self, seq: int, chain: str | None = None) -> dict[str, Any] | None:
         """Record ``seq`` with the other records of its request (``related``) and whether a
         checkpoint seals it (``sealed``); ``None`` if there is no such record."""
         ...
 
-    async def head(self) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
+    async def head(
+        self, chain: str | None = None
+    ) -> tuple[tuple[int, str] | None, list[Checkpoint]]:
         """``(seq, hash)`` of the newest record (``None`` for an empty log), and every
         checkpoint, oldest first."""
         ...
 
-    async def verify(self, public_key: Ed25519PublicKey | None) -> tuple[int, ChainProblem | None]:
+    async def verify(
+        self, public_key: Ed25519PublicKey | None, chain: str | None = None
+    ) -> tuple[int, ChainProblem | None]:
         """How many records verified, and the first problem if any."""
         ...
 
-    async def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]: ...
+    async def denials_by_dag(
+        self, since: str, chain: str | None = None
+    ) -> dict[str | None, dict[str, int]]: ...

@@ -31,7 +31,9 @@ from pathlib import Path
 import neo4j
 from neo4j import AsyncDriver
 
+from proxy.errors import LeasesTaken
 from proxy.faults import NO_FAULTS, Faults
+from proxy.locks import ExclusiveFile, FileTaken
 from proxy.metrics import Metrics
 from proxy.neo4j.errors import translated_errors
 from proxy.neo4j.rotation import PASSWORD_BYTES
@@ -100,11 +102,31 @@ class LeaseManager:
         self._refused: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._db: sqlite3.Connection | None = None
+        # One process per record: another sweeping it would drop users this one still uses.
+        self._ownership = ExclusiveFile(path)
         self._maintainer: asyncio.Task[None] | None = None
         self._metrics.leases_active.set_function(self._held)
 
     async def open(self) -> None:
-        """Open the record, drop what a previous run left, and start maintaining leases."""
+        """Open the record, drop what a previous run left, and start maintaining leases.
+
+        Raises :class:`LeasesTaken` if another process keeps this record."""
+        try:
+            self._ownership.acquire()
+        except FileTaken as taken:
+            raise LeasesTaken(str(self._path), taken.holder) from taken
+        try:
+            await self._sweep()
+        except BaseException:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            self._ownership.release()
+            raise
+        self._maintainer = asyncio.create_task(self._maintain())
+
+    async def _sweep(self) -> None:
+        """Drop every user a previous run of this record and prefix left behind."""
         self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
@@ -115,7 +137,6 @@ class LeaseManager:
             await self._drop(user)
         if orphans:
             log.warning("dropped %d leased users left by an earlier run", len(orphans))
-        self._maintainer = asyncio.create_task(self._maintain())
 
     async def close(self) -> None:
         """Stop maintaining and drop every lease (waiting for none: requests have ended)."""
@@ -131,6 +152,7 @@ class LeaseManager:
             for (user,) in self._db.execute("SELECT user FROM leases").fetchall():
                 await self._drop(user)
             self._db.close()
+        self._ownership.release()
 
     @contextlib.asynccontextmanager
     async def hold(self, dag: str) -> AsyncIterator[Lease]:
