@@ -27,6 +27,7 @@ from fastapi.responses import RedirectResponse
 from proxy.analysis import Analyzer, Planner, PlanReader
 from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
+from proxy.api.connections import ConnectionLimits
 from proxy.api.held import HeldTransactions
 from proxy.api.state import STATE_KEY, ReadinessCheck, Runtime, SignIn
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
@@ -41,6 +42,7 @@ from proxy.bolt.session import Options
 from proxy.clock import Clock, system_clock
 from proxy.errors import CypherGateError
 from proxy.faults import NO_FAULTS, Faults
+from proxy.gateway.admission import Admission
 from proxy.gateway.path import Gateway
 from proxy.gateway.replay import explain
 from proxy.gateway.review import AuditReview
@@ -178,6 +180,13 @@ def _runtime(
         default_timeout_s=settings.neo4j.default_timeout_s,
         digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
         metrics=metrics,
+        admission=Admission(
+            limit=settings.server.admission_max_in_flight,
+            queue=settings.server.admission_max_waiting,
+            wait_s=settings.server.admission_max_wait_s,
+            retry_after_s=settings.server.admission_retry_after_s,
+            metrics=metrics,
+        ),
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(
@@ -197,6 +206,11 @@ def _runtime(
         describe=services.describe,
         auth_schemes=services.auth_schemes,
         max_body_bytes=settings.server.max_body_bytes,
+        body_timeout_s=settings.server.http_body_timeout_s,
+        connection_limits=ConnectionLimits(
+            max_connections=settings.server.http_max_connections,
+            header_timeout_s=settings.server.http_header_timeout_s,
+        ),
         transactions=HeldTransactions(
             timeout_s=settings.server.transaction_timeout_s,
             maximum=settings.server.max_transactions,
@@ -220,6 +234,7 @@ def _door_settings(settings: Settings, port: int) -> DoorSettings:
         ),
         max_connections=server.bolt_max_connections,
         handshake_timeout_s=server.bolt_handshake_timeout_s,
+        message_timeout_s=server.bolt_message_timeout_s,
         tls_certificate=server.bolt_tls_certificate,
         tls_key=server.bolt_tls_key,
     )

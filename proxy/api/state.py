@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from proxy.api.connections import ConnectionLimits
 from proxy.api.held import HeldTransactions
 from proxy.clock import Clock
 from proxy.gateway.call import new_request_id
@@ -51,9 +52,13 @@ class Runtime:
     # The schemes offered in WWW-Authenticate.
     auth_schemes: Sequence[str]
     max_body_bytes: int
+    # A request's whole body must arrive within this, once the application reads it.
+    body_timeout_s: float
     # The Query API's explicit transactions, open between requests.
     transactions: HeldTransactions
     sign_in: SignIn | None = None
+    # Read by the HTTP door's protocol (proxy/api/connections.py); None: uvicorn's own.
+    connection_limits: ConnectionLimits | None = None
 
 
 def runtime(connection: HTTPConnection) -> Runtime:

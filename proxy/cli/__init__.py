@@ -11,13 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy.cli import audit, policy
 from proxy.errors import CypherGateError
 from proxy.settings import load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cyphergate`` script; returns the exit status."""
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["serve"]:
+        _without_data_frame_libraries()  # before anything imports the neo4j driver
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -36,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from proxy.cli import audit, policy  # here: they import the neo4j driver (see main)
+
     parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -95,9 +98,24 @@ def _stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policies", type=Path, default=Path("policies"), help="policy folder")
 
 
+# Installed beside the gateway by the ``parquet`` extra (``audit export``) or for other tools,
+# and imported by the neo4j driver whenever present, for results as data frames that the
+# server never asks for: pyarrow alone is some 40 % of the server's memory (measured with
+# benchmarks/request_path.py). A ``None`` in ``sys.modules`` makes an import of them fail, as
+# if they were not installed; the command line's other commands still have them.
+_NOT_FOR_THE_SERVER = ("pyarrow", "pandas", "numpy")
+
+
+def _without_data_frame_libraries() -> None:
+    for name in _NOT_FOR_THE_SERVER:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from proxy.api.connections import HTTP_PROTOCOL
     from proxy.app import create_app
 
     settings = load_settings(args.config)
@@ -107,7 +125,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        http=HTTP_PROTOCOL,  # the connection limit and header deadline (server.http_*)
+        timeout_keep_alive=settings.server.http_keep_alive_s,
+    )
     return 0
 
 
