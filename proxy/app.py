@@ -27,7 +27,6 @@ from fastapi.responses import RedirectResponse
 from proxy.analysis import Analyzer, Planner, PlanReader
 from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
-from proxy.api.connections import ConnectionLimits
 from proxy.api.held import HeldTransactions
 from proxy.api.state import STATE_KEY, ReadinessCheck, Runtime, SignIn
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
@@ -180,13 +179,7 @@ def _runtime(
         default_timeout_s=settings.neo4j.default_timeout_s,
         digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
         metrics=metrics,
-        admission=Admission(
-            limit=settings.server.admission_max_in_flight,
-            queue=settings.server.admission_max_waiting,
-            wait_s=settings.server.admission_max_wait_s,
-            retry_after_s=settings.server.admission_retry_after_s,
-            metrics=metrics,
-        ),
+        admission=Admission(settings.server.admission, metrics),
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(
@@ -205,12 +198,7 @@ def _runtime(
         readiness=services.readiness,
         describe=services.describe,
         auth_schemes=services.auth_schemes,
-        max_body_bytes=settings.server.max_body_bytes,
-        body_timeout_s=settings.server.http_body_timeout_s,
-        connection_limits=ConnectionLimits(
-            max_connections=settings.server.http_max_connections,
-            header_timeout_s=settings.server.http_header_timeout_s,
-        ),
+        server=settings.server,
         transactions=HeldTransactions(
             timeout_s=settings.server.transaction_timeout_s,
             maximum=settings.server.max_transactions,

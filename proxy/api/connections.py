@@ -1,18 +1,18 @@
 """The HTTP door's guards on connections, below the application: how many may be open, and how
 long a client may take to send a request's headers.
 
-uvicorn closes a keep-alive connection idle after an answer (``server.http_keep_alive_s``), but
+uvicorn closes a keep-alive connection idle after an answer (``server.http.keep_alive_s``), but
 nothing else: a connection that never sends a byte, or sends its headers one byte at a time,
 stays open for ever, and nothing bounds how many there are but the open-file limit. This
 protocol, uvicorn's own with two additions, closes
 
-* a connection beyond ``server.http_max_connections`` as soon as it is accepted, before a byte
+* a connection beyond ``server.http.max_connections`` as soon as it is accepted, before a byte
   of it is read (it reached no application code, so there is nothing to record: as for a
   connection the kernel refused);
 * a connection whose next request's headers are not complete within
-  ``server.http_header_timeout_s`` of its opening or of its previous answer.
+  ``server.http.header_timeout_s`` of its opening or of its previous answer.
 
-The body is the application's to read, with its own deadline (``server.http_body_timeout_s``,
+The body is the application's to read, with its own deadline (``server.http.body_timeout_s``,
 :func:`proxy.api.query.read_body`), so that a late body is answered and recorded like any other
 refusal. The limits come from the application's lifespan state, so this class is named in
 uvicorn's configuration by its import path (``HTTP_PROTOCOL``) and holds no settings of its own.
@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from proxy.api.state import STATE_KEY, Runtime
+from proxy.settings import HTTPSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,6 @@ else:
     from uvicorn.protocols.http.auto import AutoHTTPProtocol as _Base
 
 HTTP_PROTOCOL = "proxy.api.connections:GuardedHTTPProtocol"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    """The HTTP door's limits, as ``proxy/app.py`` reads them from ``server.http_*``."""
-
-    max_connections: int
-    header_timeout_s: float
 
 
 class GuardedHTTPProtocol(_Base):
@@ -96,12 +90,8 @@ class GuardedHTTPProtocol(_Base):
             self._header_deadline = None
 
 
-def _limits(app_state: object) -> ConnectionLimits | None:
-    # Imported here: proxy.api.state imports the request path, which this module's importers
-    # (uvicorn's configuration) need not load before the application does.
-    from proxy.api.state import STATE_KEY, Runtime
-
+def _limits(app_state: object) -> HTTPSettings | None:
     if not isinstance(app_state, dict):
         return None
     found = app_state.get(STATE_KEY)
-    return found.connection_limits if isinstance(found, Runtime) else None
+    return found.server.http if isinstance(found, Runtime) else None

@@ -22,6 +22,7 @@ from proxy.api.errors import REQUEST_ID_HEADER
 from proxy.api.state import client_address, runtime, start_request
 from proxy.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
+from proxy.settings import ServerSettings
 from proxy.statement import JSON, RowStream, Summary
 from proxy.values import TYPED_MEDIA_TYPE, InvalidValue, from_typed, to_plain, to_typed
 
@@ -63,7 +64,7 @@ async def query(database: str, request: Request) -> JSONResponse:
     """One statement through the request path; its rows, counters and bookmarks back."""
     state = runtime(request)
     request_id = start_request(request)
-    body = Body(request, state.max_body_bytes, timeout_s=state.body_timeout_s)
+    body = Body(request, state.server)
     async with state.gateway.run(call_of(request, request_id, database, body)) as rows:
         result = await Answer.read(rows)
     return result.response(request, request_id, result.render(body.include_counters))
@@ -159,12 +160,10 @@ class Body:
 
     __slots__ = ("_limit", "_optional", "_parsed", "_request", "_timeout_s")
 
-    def __init__(
-        self, request: Request, limit: int, *, timeout_s: float, optional: bool = False
-    ) -> None:
+    def __init__(self, request: Request, server: ServerSettings, *, optional: bool = False) -> None:
         self._request = request
-        self._limit = limit
-        self._timeout_s = timeout_s
+        self._limit = server.max_body_bytes
+        self._timeout_s = server.http.body_timeout_s
         self._optional = optional
         self._parsed: QueryBody | None = None
 

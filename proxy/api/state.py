@@ -13,13 +13,13 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from proxy.api.connections import ConnectionLimits
 from proxy.api.held import HeldTransactions
 from proxy.clock import Clock
 from proxy.gateway.call import new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.review import AuditReview
 from proxy.metrics import Metrics
+from proxy.settings import ServerSettings
 
 STATE_KEY = "cyphergate"
 _REQUEST_ID = "cyphergate.request_id"
@@ -51,14 +51,11 @@ class Runtime:
     describe: Callable[[], Awaitable[dict[str, str]]]
     # The schemes offered in WWW-Authenticate.
     auth_schemes: Sequence[str]
-    max_body_bytes: int
-    # A request's whole body must arrive within this, once the application reads it.
-    body_timeout_s: float
+    # The HTTP door's limits: bodies (proxy/api/query.py), connections (api/connections.py).
+    server: ServerSettings
     # The Query API's explicit transactions, open between requests.
     transactions: HeldTransactions
     sign_in: SignIn | None = None
-    # Read by the HTTP door's protocol (proxy/api/connections.py); None: uvicorn's own.
-    connection_limits: ConnectionLimits | None = None
 
 
 def runtime(connection: HTTPConnection) -> Runtime:

@@ -130,8 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_level="info",
-        http=HTTP_PROTOCOL,  # the connection limit and header deadline (server.http_*)
-        timeout_keep_alive=settings.server.http_keep_alive_s,
+        http=HTTP_PROTOCOL,  # the connection limit and header deadline (server.http)
+        timeout_keep_alive=settings.server.http.keep_alive_s,
     )
     return 0
 

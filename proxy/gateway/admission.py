@@ -1,18 +1,19 @@
 """Bounded admission: how many statements the gateway works on at once, and how many wait.
 
 A statement of either front door takes a slot before anything else is done for it (before its
-caller is authenticated) and gives it back when its answer is complete. At most ``limit``
-statements hold a slot; up to ``queue`` more wait for one, first come first served, each for
-``wait_s`` at most. A statement that finds the queue full, or waits longer, is refused at once
-with :class:`~proxy.errors.Overloaded` (HTTP 503 with ``Retry-After``; over Bolt a transient
-``FAILURE`` that drivers retry), recorded like any refusal.
+caller is authenticated) and gives it back once its outcome is recorded. At most
+``server.admission.max_in_flight`` statements hold a slot; up to ``max_waiting`` more wait for
+one, first come first served, each for ``max_wait_s`` at most. A statement that finds the queue
+full, or waits longer, is refused at once with :class:`~proxy.errors.Overloaded` (HTTP 503 with
+``Retry-After``; over Bolt a transient ``FAILURE`` that drivers retry), recorded like any
+refusal.
 
 Why: past the point where the gateway's core (one event loop) is busy, more statements at once
 only lengthen every answer and grow every queue behind them (the audit writer's, the driver's
-pools, Neo4j's). With the gate, the work in the process is bounded by ``limit + queue``
-statements whatever the number of clients, so the audit writer never holds more than that many
-records of admitted statements, no driver pool is asked for more connections than ``limit``, and
-a client beyond the bound learns it at once instead of after seconds.
+pools, Neo4j's). With the gate, the work in the process is bounded by ``max_in_flight +
+max_waiting`` statements whatever the number of clients: the audit writer holds no more records
+of admitted statements than that, no driver pool is asked for more than ``max_in_flight``
+connections, and a client beyond the bound learns it at once instead of after seconds.
 """
 
 from __future__ import annotations
@@ -23,27 +24,18 @@ import contextlib
 
 from proxy.errors import Overloaded
 from proxy.metrics import Metrics
+from proxy.settings import AdmissionSettings
 
 
 class Admission:
     """The gate (see the module docstring); one per process, shared by both front doors."""
 
-    def __init__(
-        self,
-        *,
-        limit: int,
-        queue: int,
-        wait_s: float,
-        retry_after_s: int = 1,
-        metrics: Metrics | None = None,
-    ) -> None:
-        if limit < 1 or queue < 0 or wait_s <= 0:
-            raise ValueError("admission needs limit >= 1, queue >= 0 and wait_s > 0")
-        self._limit = limit
-        self._queue = queue
-        self._wait_s = wait_s
-        self._retry_after_s = retry_after_s
-        self._free = limit
+    def __init__(self, settings: AdmissionSettings, metrics: Metrics | None = None) -> None:
+        self._limit = settings.max_in_flight
+        self._queue = settings.max_waiting
+        self._wait_s = settings.max_wait_s
+        self._retry_after_s = settings.retry_after_s
+        self._free = self._limit
         # Futures of waiting statements, oldest first; a slot is handed over by resolving one.
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._metrics = metrics

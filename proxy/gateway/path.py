@@ -47,6 +47,7 @@ from proxy.gateway.transactions import Transaction, neo4j_metadata
 from proxy.metrics import Metrics
 from proxy.policy import Decision, Preflight, policy_input, preflight_input
 from proxy.principal import DagResolver, Identity, Principal
+from proxy.settings import AdmissionSettings
 from proxy.statement import AccessMode, Execution, RowStream
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Gateway:
         self._digester = digester or ParameterDigester(None)
         self._metrics = metrics or Metrics()
         # Unbounded only where a test builds a gateway without one; create_app always has one.
-        self._admission = admission or Admission(limit=1 << 30, queue=0, wait_s=1.0)
+        self._admission = admission or Admission(AdmissionSettings(max_in_flight=1 << 30))
 
     def begin(
         self,
