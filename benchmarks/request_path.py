@@ -16,15 +16,22 @@ number of clients the targets then run in mirrored order (a b c d d c b a), each
 statements, so that drift falls on all of them alike; each half begins with an unmeasured
 warm-up that opens its connections. Every loop is bounded by a statement count.
 
+A statement the gateway refuses as overloaded (503 with ``Retry-After``; over Bolt a transient
+``FAILURE``) is counted apart from errors (column ``503s``); its client waits as told (or the
+drivers' first retry delay, 1 s) and goes on with the next statement. Throughput and the CPU per
+statement count the statements that ran; the CPU spent refusing is in the latter.
+
 For each target and number of clients it prints throughput, p50/p99 latency, errors, and the CPU
 time (user plus system, read from ``/proc/<pid>/stat`` around each measured half) per statement
 of the gateway (and of its event-loop thread alone), Neo4j's JVM, OPA and this client; then the
-ratios (b)/(a) and (d)/(c), the issue's targets, the gateway's peak RSS and its cache hit rates
-from ``/metrics``. On a busy machine trust the CPU time per statement: throughput and latency
-move with whatever else runs (the load average is printed before and after). At one client the
-CPU per statement includes each process's idle rate times the time a statement takes.
+ratios (b)/(a) and (d)/(c), the issue's targets, the gateway's peak RSS at each number of clients
+(``VmHWM``, reset before each), each target's throughput over its own at 16 clients, and the
+gateway's cache hit rates from ``/metrics``. On a busy machine trust the CPU time per statement:
+throughput and latency move with whatever else runs (the load average is printed before and
+after). At one client the CPU per statement includes each process's idle rate times the time a
+statement takes.
 
-    .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64]
+    .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64 256]
         [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--profile FILE]
 
 ``--requests`` counts the statements per target and number of clients. ``--profile FILE``:
@@ -62,6 +69,7 @@ from measure import (  # benchmarks/measure.py
     local_stack,
     peak_rss_mib,
     percentile,
+    reset_peak_rss,
     seed_bench_items,
     send_all,
     thread_cpu_seconds,
@@ -91,15 +99,22 @@ class Result:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[BaseException] = field(default_factory=list)
+    refused: int = 0  # overload refusals (503 + Retry-After, Bolt's transient FAILURE)
     cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
+    def answered(self) -> int:
+        """Statements that ran (neither refused nor failed)."""
+        return len(self.latencies_ms)
+
+    @property
     def throughput(self) -> float:
-        return self.statements / self.seconds
+        """Statements that ran, per second."""
+        return self.answered / self.seconds
 
     def cpu_ms(self, process: str) -> float:
-        """CPU milliseconds ``process`` spent per statement."""
-        return 1000 * self.cpu_s.get(process, 0.0) / self.statements
+        """CPU milliseconds ``process`` spent per statement that ran (refusals' cost included)."""
+        return 1000 * self.cpu_s.get(process, 0.0) / max(1, self.answered)
 
     def total_cpu_ms(self) -> float:
         return sum(self.cpu_ms(process) for process, _ in COLUMNS if process != "gw loop")
@@ -112,12 +127,13 @@ async def measure_half(
     async with client(clients) as send:
         await send_all(send, work[: max(50, 4 * clients)], clients)
         before, started = cpu_snapshot(processes), time.perf_counter()
-        latencies, failures = await send_all(send, work, clients)
+        latencies, failures, refused = await send_all(send, work, clients)
         seconds, after = time.perf_counter() - started, cpu_snapshot(processes)
     result.statements += len(work)
     result.seconds += seconds
     result.latencies_ms += latencies
     result.failures += failures
+    result.refused += refused
     for name in processes:
         result.cpu_s[name] = result.cpu_s.get(name, 0.0) + after[name] - before[name]
     print(f"  {result.target:<12} x{clients:<3} {len(work)} in {seconds:.1f} s", file=sys.stderr)
@@ -162,7 +178,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=4000, help="per target and concurrency")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--profile", type=Path, help="py-spy raw output of a profiled extra run")
     args = parser.parse_args()
@@ -201,13 +217,17 @@ def main() -> None:
         idle = idle_rates(processes)
         load_before = os.getloadavg()
         results: list[Result] = []
+        rss: dict[int, float] = {}
         for n in args.concurrency:
             level = {target: Result(target, n) for target in targets}
+            reset = reset_peak_rss(pid["gateway"])
             for i, target in enumerate([*targets, *reversed(targets)]):
                 half = halves[0] if i < len(targets) else halves[1]
                 asyncio.run(measure_half(clients[target], half, n, processes, level[target]))
             results.extend(level.values())
-        rss = peak_rss_mib(pid["gateway"])
+            # The peak at this number of clients (or, if it cannot be reset, the run's so far).
+            rss[n] = peak_rss_mib(pid["gateway"]) if reset else float("nan")
+        rss[0] = peak_rss_mib(pid["gateway"])
         caches = cache_hit_rates(httpx.get(status["gateway_url"] + "/metrics", timeout=10).text)
         print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
         report(results, idle, rss, caches)
@@ -219,7 +239,7 @@ def main() -> None:
 def report(
     results: list[Result],
     idle: dict[str, float],
-    rss_mib: float,
+    rss_mib: dict[int, float],
     caches: dict[str, tuple[float, float]],
 ) -> None:
     rates = ", ".join(f"{name} {rate:.1f}" for name, rate in idle.items())
@@ -227,13 +247,15 @@ def report(
     print("CPU columns: milliseconds of CPU (user + system) per statement, by process\n")
     print(
         f"{'target':<13}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'errors':>7}" + "".join(f"{name:>{width}}" for name, width in COLUMNS) + f"{'total':>7}"
+        f"{'errors':>7}{'503s':>6}"
+        + "".join(f"{name:>{width}}" for name, width in COLUMNS)
+        + f"{'total':>7}"
     )
     for r in results:
         print(
             f"{r.target:<13}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
             f"{percentile(r.latencies_ms, 0.5):>8.2f}{percentile(r.latencies_ms, 0.99):>8.2f}"
-            f"{len(r.failures):>7}"
+            f"{len(r.failures):>7}{r.refused:>6}"
             + "".join(f"{r.cpu_ms(name):>{width}.3f}" for name, width in COLUMNS)
             + f"{r.total_cpu_ms():>7.3f}"
         )
@@ -263,7 +285,13 @@ def report(
         met = "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
         print(f"  Bolt throughput gateway / direct x16: {ratio:.2f} ({met})")
     print(f"  (targets: <= {CPU_TARGET_MS} ms per statement; >= {THROUGHPUT_TARGET} at x16)")
-    print(f"\ngateway peak RSS: {rss_mib:.1f} MiB")
+    peaks = ", ".join(f"x{n} {mib:.1f}" for n, mib in rss_mib.items() if n)
+    print(f"\ngateway peak RSS, MiB, by clients: {peaks}; whole run {rss_mib[0]:.1f}")
+    print("\nthroughput at each number of clients over that at 16 (statements that ran):")
+    for (target, n), r in by_key.items():
+        at_16 = by_key.get((target, 16))
+        if at_16 is not None and n > 16:
+            print(f"  {target:<13} x{n:<3} {r.throughput / at_16.throughput:.2f}")
     for cache, (hits, lookups) in caches.items():
         share = f"{hits / lookups:.1%}" if lookups else "-"
         print(f"gateway {cache} cache: {hits:.0f} hits of {lookups:.0f} lookups ({share})")
