@@ -33,6 +33,7 @@ statement takes.
 
     .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64 256]
         [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--profile FILE]
+        [--gateway-setting server.admission.max_in_flight=16 ...]
 
 ``--requests`` counts the statements per target and number of clients. ``--profile FILE``:
 afterwards ``bolt-gateway`` runs once more, unmeasured, at 16 clients (or the highest number
@@ -50,6 +51,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--profile", type=Path, help="py-spy raw output of a profiled extra run")
+    parser.add_argument(
+        "--gateway-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a gateway setting, its value in TOML (server.admission.max_in_flight=16)",
+    )
     args = parser.parse_args()
     targets = [t for t in TARGETS if t in args.targets]  # (a) to (d), whatever order was given
 
@@ -188,7 +197,16 @@ def main() -> None:
     work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
     halves = (work[: len(work) // 2], work[len(work) // 2 :])
 
-    with local_stack(extra_clients=[BENCH_READER]) as stack:
+    overrides = [gateway_setting(text) for text in args.gateway_setting]
+
+    def configure(config: dict[str, Any]) -> None:
+        for keys, value in overrides:
+            section = config
+            for key in keys[:-1]:
+                section = section.setdefault(key, {})
+            section[keys[-1]] = value
+
+    with local_stack(extra_clients=[BENCH_READER], configure_gateway=configure) as stack:
         status = stack.up(with_gateway=True)
         db = status["neo4j"]
         seed_bench_items(db)
@@ -234,6 +252,12 @@ def main() -> None:
         if args.profile is not None:
             n = 16 if 16 in args.concurrency else max(args.concurrency)
             profile_gateway(pid["gateway"], clients["bolt-gateway"], work * 2, n, args.profile)
+
+
+def gateway_setting(text: str) -> tuple[list[str], Any]:
+    """``server.admission.max_in_flight=16`` as its keys and its TOML value."""
+    key, _, value = text.partition("=")
+    return key.strip().split("."), tomllib.loads(f"v = {value}")["v"]
 
 
 def report(
