@@ -100,9 +100,10 @@ def _stack_options(parser: argparse.ArgumentParser) -> None:
 
 # Installed beside the gateway by the ``parquet`` extra (``audit export``) or for other tools,
 # and imported by the neo4j driver whenever present, for results as data frames that the
-# server never asks for: pyarrow alone is some 40 % of the server's memory (measured with
-# benchmarks/request_path.py). A ``None`` in ``sys.modules`` makes an import of them fail, as
-# if they were not installed; the command line's other commands still have them.
+# server never asks for: pyarrow alone is about 45 MiB of the server's memory (its peak under
+# benchmarks/request_path.py fell from 180 to 138 MiB without it). A ``None`` in
+# ``sys.modules`` makes an import of them fail, as if they were not installed; the command
+# line's other commands still have them.
 _NOT_FOR_THE_SERVER = ("pyarrow", "pandas", "numpy")
 
 
