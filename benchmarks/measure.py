@@ -71,6 +71,16 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def reset_peak_rss(pid: int) -> bool:
+    """Start ``VmHWM`` of process ``pid`` again from its present RSS (Linux 4.0 and later, as
+    the process's owner); False if it cannot be reset (the peak is then the run's so far)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 # Kernel clock ticks per second: the unit of utime and stime in /proc/<pid>/stat.
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _CACHE_LOOKUP = re.compile(
@@ -179,6 +189,21 @@ def seed_bench_items(neo4j: dict[str, Any]) -> None:
         d.execute_query("CREATE INDEX bench_id IF NOT EXISTS FOR (i:BenchItem) ON (i.id)")
 
 
+# The gateway's answer when it is saturated (proxy/gateway/admission.py): HTTP 503 with
+# Retry-After, over Bolt a FAILURE with this transient code.
+OVERLOADED = "Neo.TransientError.Request.ResourceExhaustion"
+# What the drivers wait before their first retry of a transient failure.
+DRIVER_RETRY_DELAY_S = 1.0
+
+
+class Refused(Exception):
+    """The target refused the statement for now (overloaded); try again after ``retry_after_s``."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"overloaded, retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
 Send = Callable[[str, dict[str, Any]], Awaitable[None]]
 # A client of one target: given the number of concurrent clients, a way to send a statement
 # (raising on any failure), with its connections open for as long as the block lasts.
@@ -195,9 +220,14 @@ def bolt_client(uri: str, auth: neo4j.Auth, database: str = "neo4j") -> Client:
         async with driver:
 
             async def send(statement: str, parameters: dict[str, Any]) -> None:
-                async with driver.session(database=database) as session:
-                    result = await session.run(statement, parameters)
-                    await result.values()
+                try:
+                    async with driver.session(database=database) as session:
+                        result = await session.run(statement, parameters)
+                        await result.values()
+                except neo4j.exceptions.TransientError as exc:
+                    if exc.code == OVERLOADED:
+                        raise Refused(DRIVER_RETRY_DELAY_S) from exc
+                    raise
 
             yield send
 
@@ -206,7 +236,7 @@ def bolt_client(uri: str, auth: neo4j.Auth, database: str = "neo4j") -> Client:
 
 def http_client(url: str, auth: httpx.Auth | None, headers: dict[str, str]) -> Client:
     """A Query API v2 client (``url`` ends in ``/query/v2``), one keep-alive connection per
-    client; anything but ``202`` is a failure."""
+    client; a ``503`` with ``Retry-After`` is a refusal, anything else but ``202`` a failure."""
 
     @asynccontextmanager
     async def client(clients: int) -> AsyncIterator[Send]:
@@ -216,6 +246,8 @@ def http_client(url: str, auth: httpx.Auth | None, headers: dict[str, str]) -> C
             async def send(statement: str, parameters: dict[str, Any]) -> None:
                 body = {"statement": statement, "parameters": parameters}
                 response = await http.post(url, json=body)
+                if response.status_code == 503 and "retry-after" in response.headers:
+                    raise Refused(float(response.headers["retry-after"]))
                 if response.status_code != 202:
                     raise RuntimeError(f"HTTP {response.status_code}: {response.text[:160]}")
 
@@ -226,22 +258,31 @@ def http_client(url: str, auth: httpx.Auth | None, headers: dict[str, str]) -> C
 
 async def send_all(
     send: Send, work: list[tuple[str, dict[str, Any]]], clients: int
-) -> tuple[list[float], list[BaseException]]:
+) -> tuple[list[float], list[BaseException], int]:
     """Send ``work`` (statement, parameters) from ``clients`` concurrent workers, each taking the
-    next statement when it is free; the latency in ms of each success, and the failures."""
+    next statement when it is free; the latency in ms of each success, the failures, and the
+    number refused as overloaded. A worker refused waits as told (``Retry-After``, or the
+    drivers' first retry delay), as a well-behaved client does, then takes the next statement:
+    the refused one is counted, not sent again, so that every loop stays bounded."""
     items = iter(work)
     latencies: list[float] = []
     failures: list[BaseException] = []
+    refused = 0
 
     async def worker() -> None:
+        nonlocal refused
         for statement, parameters in items:
             started = time.perf_counter()
             try:
                 await send(statement, parameters)
+            except Refused as refusal:
+                refused += 1
+                await asyncio.sleep(refusal.retry_after_s)
+                continue
             except Exception as exc:  # counted and shown, never fatal to the run
                 failures.append(exc)
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
 
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies, failures
+    return latencies, failures, refused

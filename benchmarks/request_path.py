@@ -16,17 +16,24 @@ number of clients the targets then run in mirrored order (a b c d d c b a), each
 statements, so that drift falls on all of them alike; each half begins with an unmeasured
 warm-up that opens its connections. Every loop is bounded by a statement count.
 
+A statement the gateway refuses as overloaded (503 with ``Retry-After``; over Bolt a transient
+``FAILURE``) is counted apart from errors (column ``503s``); its client waits as told (or the
+drivers' first retry delay, 1 s) and goes on with the next statement. Throughput and the CPU per
+statement count the statements that ran; the CPU spent refusing is in the latter.
+
 For each target and number of clients it prints throughput, p50/p99 latency, errors, and the CPU
 time (user plus system, read from ``/proc/<pid>/stat`` around each measured half) per statement
 of the gateway (and of its event-loop thread alone), Neo4j's JVM, OPA and this client; then the
-ratios (b)/(a) and (d)/(c), the issue's targets, the gateway's peak RSS and its cache hit rates
-from ``/metrics``. On a busy machine trust the CPU time per statement: throughput and latency
-move with whatever else runs (the load average is printed before and after). At one client the
-CPU per statement includes each process's idle rate times the time a statement takes.
+ratios (b)/(a) and (d)/(c), the issue's targets, the gateway's peak RSS at each number of clients
+(``VmHWM``, reset before each), each target's throughput over its own at 16 clients, and the
+gateway's cache hit rates from ``/metrics``. On a busy machine trust the CPU time per statement:
+throughput and latency move with whatever else runs (the load average is printed before and
+after). At one client the CPU per statement includes each process's idle rate times the time a
+statement takes.
 
-    .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64]
+    .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64 256]
         [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--workers 1 [2 ...]]
-        [--profile FILE]
+        [--profile FILE] [--gateway-setting server.admission.max_in_flight=16 ...]
 
 ``--workers N``: the gateway runs as N processes (``server.workers``). Given several counts,
 a gateway runs for each (the stack's with the first, others beside it on the same Neo4j and
@@ -51,6 +58,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +79,7 @@ from measure import (  # benchmarks/measure.py
     peak_rss_mib,
     percentile,
     process_tree,
+    reset_peak_rss,
     seed_bench_items,
     send_all,
     thread_cpu_seconds,
@@ -117,16 +126,23 @@ class Result:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[BaseException] = field(default_factory=list)
+    refused: int = 0  # overload refusals (503 + Retry-After, Bolt's transient FAILURE)
     cpu_s: dict[str, float] = field(default_factory=dict)
     worker_cpu_s: dict[int, float] = field(default_factory=dict)  # by worker pid
 
     @property
+    def answered(self) -> int:
+        """Statements that ran (neither refused nor failed)."""
+        return len(self.latencies_ms)
+
+    @property
     def throughput(self) -> float:
-        return self.statements / self.seconds
+        """Statements that ran, per second."""
+        return self.answered / self.seconds
 
     def cpu_ms(self, process: str) -> float:
-        """CPU milliseconds ``process`` spent per statement."""
-        return 1000 * self.cpu_s.get(process, 0.0) / self.statements
+        """CPU milliseconds ``process`` spent per statement that ran (refusals' cost included)."""
+        return 1000 * self.cpu_s.get(process, 0.0) / max(1, self.answered)
 
     def total_cpu_ms(self) -> float:
         return sum(self.cpu_ms(process) for process, _ in COLUMNS if process != "gw loop")
@@ -141,7 +157,7 @@ async def measure_half(
         await send_all(send, work[: max(50, 4 * clients)], clients)
         before, started = snapshot(processes), time.perf_counter()
         by_worker = {pid: cpu_seconds(pid) for pid in workers}
-        latencies, failures = await send_all(send, work, clients)
+        latencies, failures, refused = await send_all(send, work, clients)
         seconds, after = time.perf_counter() - started, snapshot(processes)
         for pid in workers:
             spent = cpu_seconds(pid) - by_worker[pid]
@@ -150,6 +166,7 @@ async def measure_half(
     result.seconds += seconds
     result.latencies_ms += latencies
     result.failures += failures
+    result.refused += refused
     for name in processes:
         result.cpu_s[name] = result.cpu_s.get(name, 0.0) + after[name] - before[name]
     print(f"  {result.target:<15} x{clients:<3} {len(work)} in {seconds:.1f} s", file=sys.stderr)
@@ -194,12 +211,19 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=4000, help="per target and concurrency")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1], help="gateway processes (several: compared)"
     )
     parser.add_argument("--profile", type=Path, help="py-spy raw output of a profiled extra run")
+    parser.add_argument(
+        "--gateway-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a gateway setting, its value in TOML (server.admission.max_in_flight=16)",
+    )
     args = parser.parse_args()
     targets = [t for t in TARGETS if t in args.targets]  # (a) to (d), whatever order was given
     counts = list(dict.fromkeys(args.workers))
@@ -213,11 +237,18 @@ def main() -> None:
     work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
     halves = (work[: len(work) // 2], work[len(work) // 2 :])
 
-    def first_count(config: dict[str, Any]) -> None:
+    overrides = [gateway_setting(text) for text in args.gateway_setting]
+
+    def configure(config: dict[str, Any]) -> None:
         config["server"]["workers"] = counts[0]
+        for keys, value in overrides:
+            section = config
+            for key in keys[:-1]:
+                section = section.setdefault(key, {})
+            section[keys[-1]] = value
 
     with (
-        local_stack(extra_clients=[BENCH_READER], configure_gateway=first_count) as stack,
+        local_stack(extra_clients=[BENCH_READER], configure_gateway=configure) as stack,
         contextlib.ExitStack() as extras,
     ):
         status = stack.up(with_gateway=True)
@@ -265,16 +296,19 @@ def main() -> None:
         )
         load_before = os.getloadavg()
         results: list[Result] = []
+        rss: dict[int, dict[str, list[float]]] = {}
         for clients in args.concurrency:
             level = {name: Result(name, clients) for name in order}
+            pids = {named("gateway", n): [p for p, _ in watched[n]["gateway"]] for n in counts}
+            reset = all(reset_peak_rss(p) for each in pids.values() for p in each)
             for i, name in enumerate([*order, *reversed(order)]):
                 half = halves[0] if i < len(order) else halves[1]
                 client, processes = plan[name]
                 asyncio.run(measure_half(client, half, clients, processes, level[name]))
             results.extend(level.values())
-        rss = {
-            named("gateway", n): [peak_rss_mib(p) for p, _ in watched[n]["gateway"]] for n in counts
-        }
+            # The peaks at this number of clients (if they cannot be reset, the run's so far).
+            if reset:
+                rss[clients] = {g: [peak_rss_mib(p) for p in each] for g, each in pids.items()}
         first_url = gateways[counts[0]]["gateway_url"]
         caches = cache_hit_rates(httpx.get(first_url + "/metrics", timeout=10).text)
         print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
@@ -334,10 +368,16 @@ def report_workers(results: list[Result], counts: list[int], idle: dict[str, flo
     print("  (goal: with more workers, CPU per statement no higher: ratio <= 1.00)")
 
 
+def gateway_setting(text: str) -> tuple[list[str], Any]:
+    """``server.admission.max_in_flight=16`` as its keys and its TOML value."""
+    key, _, value = text.partition("=")
+    return key.strip().split("."), tomllib.loads(f"v = {value}")["v"]
+
+
 def report(
     results: list[Result],
     idle: dict[str, float],
-    rss_mib: dict[str, list[float]],
+    rss_mib: dict[int, dict[str, list[float]]],
     caches: dict[str, tuple[float, float]],
 ) -> None:
     rates = ", ".join(f"{name} {rate:.1f}" for name, rate in idle.items())
@@ -345,13 +385,15 @@ def report(
     print("CPU columns: milliseconds of CPU (user + system) per statement, by process\n")
     print(
         f"{'target':<16}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'errors':>7}" + "".join(f"{name:>{width}}" for name, width in COLUMNS) + f"{'total':>7}"
+        f"{'errors':>7}{'503s':>6}"
+        + "".join(f"{name:>{width}}" for name, width in COLUMNS)
+        + f"{'total':>7}"
     )
     for r in results:
         print(
             f"{r.target:<16}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
             f"{percentile(r.latencies_ms, 0.5):>8.2f}{percentile(r.latencies_ms, 0.99):>8.2f}"
-            f"{len(r.failures):>7}"
+            f"{len(r.failures):>7}{r.refused:>6}"
             + "".join(f"{r.cpu_ms(name):>{width}.3f}" for name, width in COLUMNS)
             + f"{r.total_cpu_ms():>7.3f}"
         )
@@ -383,10 +425,15 @@ def report(
             met = "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
             print(f"  {target} throughput / direct x16: {ratio:.2f} ({met})")
     print(f"  (targets: <= {CPU_TARGET_MS} ms per statement; >= {THROUGHPUT_TARGET} at x16)")
-    for gateway, peaks in rss_mib.items():
-        each = ", ".join(f"{peak:.1f}" for peak in peaks)
-        print(f"\n{gateway} peak RSS, MiB, by process: {each} (sum {sum(peaks):.1f})", end="")
-    print()
+    for clients, gateways in rss_mib.items():
+        for gateway, peaks in gateways.items():
+            each = ", ".join(f"{peak:.1f}" for peak in peaks)
+            print(f"\n{gateway} x{clients} peak RSS, MiB: {each} (sum {sum(peaks):.1f})")
+    print("\nthroughput at each number of clients over that at 16 (statements that ran):")
+    for (target, n), r in by_key.items():
+        at_16 = by_key.get((target, 16))
+        if at_16 is not None and n > 16:
+            print(f"  {target:<16} x{n:<3} {r.throughput / at_16.throughput:.2f}")
     for cache, (hits, lookups) in caches.items():
         share = f"{hits / lookups:.1%}" if lookups else "-"
         print(f"gateway {cache} cache: {hits:.0f} hits of {lookups:.0f} lookups ({share})")

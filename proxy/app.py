@@ -41,6 +41,7 @@ from proxy.bolt.session import Options
 from proxy.clock import Clock, system_clock
 from proxy.epoch import schema_epoch
 from proxy.faults import NO_FAULTS, Faults
+from proxy.gateway.admission import Admission
 from proxy.gateway.path import Gateway
 from proxy.gateway.replay import explain
 from proxy.gateway.review import AuditReview
@@ -189,6 +190,7 @@ def _runtime(
         default_timeout_s=settings.neo4j.default_timeout_s,
         digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
         metrics=metrics,
+        admission=Admission(settings.server.admission, metrics),
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(
@@ -207,7 +209,7 @@ def _runtime(
         readiness=services.readiness,
         describe=services.describe,
         auth_schemes=services.auth_schemes,
-        max_body_bytes=settings.server.max_body_bytes,
+        server=settings.server,
         transactions=HeldTransactions(
             timeout_s=settings.server.transaction_timeout_s,
             maximum=settings.server.max_transactions,
@@ -232,6 +234,7 @@ def _door_settings(settings: Settings, port: int) -> DoorSettings:
         ),
         max_connections=server.bolt_max_connections,
         handshake_timeout_s=server.bolt_handshake_timeout_s,
+        message_timeout_s=server.bolt_message_timeout_s,
         tls_certificate=server.bolt_tls_certificate,
         tls_key=server.bolt_tls_key,
         reuse_port=server.workers > 1,

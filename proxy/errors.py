@@ -17,6 +17,8 @@ class CypherGateError(Exception):
     status: int = 500
     code: str = "Neo.DatabaseError.General.UnknownError"
     default_message: str = "The gateway failed to handle the request."
+    # Seconds a client should wait before trying again (HTTP ``Retry-After``); None: no advice.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
         self.message = message or self.default_message
@@ -106,6 +108,28 @@ class TooManyTransactions(CypherGateError):
     default_message = (
         "The gateway holds as many open transactions as it is configured to; try again later."
     )
+
+
+class Overloaded(CypherGateError):
+    """The gateway is working on as many statements as it is configured to, and as many wait:
+    refused at once, before anything was done for it (proxy/gateway/admission.py). Transient,
+    so that drivers retry; HTTP clients get ``Retry-After``."""
+
+    status = 503
+    code = "Neo.TransientError.Request.ResourceExhaustion"
+    default_message = "The gateway is at its limit of statements in flight; try again shortly."
+
+    def __init__(self, *, retry_after_s: int, reason: str) -> None:
+        super().__init__(reason=reason)
+        self.retry_after_s = retry_after_s
+
+
+class RequestTimeout(CypherGateError):
+    """The client did not send its whole request body within the configured deadline."""
+
+    status = 408
+    code = "Neo.ClientError.Request.Invalid"
+    default_message = "The request body did not arrive in time."
 
 
 class TransactionAccessMode(CypherGateError):

@@ -122,6 +122,17 @@ class Metrics:
             registry=registry,
         )
 
+        self.statements_in_flight = Gauge(
+            "cyphergate_statements_in_flight",
+            "Statements holding an admission slot now (server.admission.max_in_flight at most).",
+            registry=registry,
+        )
+        self.statements_waiting = Gauge(
+            "cyphergate_statements_waiting",
+            "Statements waiting for an admission slot now (server.admission.max_waiting at most).",
+            registry=registry,
+        )
+
     def denied(self, reason: str) -> None:
         """Count one refusal reason by its kind: ``label_not_granted:Account`` counts as
         ``label_not_granted``. A reason not shaped like a kind (a policy author's free text,

@@ -23,6 +23,46 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "
 _PLACEHOLDER_SECRETS = {"neo4j", "password", "changeme", "change-me", "secret"}
 
 
+class AdmissionSettings(BaseModel):
+    """How many statements the gateway works on at once, both doors together, and how many may
+    wait (proxy/gateway/admission.py). The defaults come from benchmarks/request_path.py on a
+    2-core machine (the README's "Load and limits")."""
+
+    max_in_flight: int = Field(default=32, gt=0, description="Statements worked on at once.")
+    max_waiting: int = Field(
+        default=96,
+        ge=0,
+        description="Statements waiting for a slot; beyond, 503 with Retry-After at once"
+        " (Bolt: a FAILURE Neo.TransientError.Request.ResourceExhaustion).",
+    )
+    max_wait_s: float = Field(
+        default=1.0, gt=0, description="A statement that waits longer for a slot is refused."
+    )
+    retry_after_s: int = Field(
+        default=1, ge=1, le=3600, description="Retry-After of an overload refusal."
+    )
+
+
+class HTTPSettings(BaseModel):
+    """The HTTP door's connections (proxy/api/connections.py) and request bodies."""
+
+    max_connections: int = Field(
+        default=1000, gt=0, description="Open connections; beyond, a new one is closed at once."
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request headers are not in this long after it opened"
+        " (or after its previous answer) is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request body slower than this to arrive gets 408."
+    )
+    keep_alive_s: int = Field(
+        default=5, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -54,6 +94,8 @@ class ServerSettings(BaseModel):
         description="Explicit transactions of the Query API open at once; each holds a Neo4j"
         " connection (the driver's pool has 100) and its DAG's credential. Beyond: 503.",
     )
+    admission: AdmissionSettings = Field(default_factory=lambda: AdmissionSettings())
+    http: HTTPSettings = Field(default_factory=lambda: HTTPSettings())
     # The Bolt door (proxy/bolt/): off unless a port is given (0: one the system picks).
     bolt_port: int | None = Field(default=None, ge=0, le=65535)
     bolt_host: str | None = Field(default=None, description="Default: the HTTP door's host.")
@@ -72,6 +114,11 @@ class ServerSettings(BaseModel):
     bolt_handshake_timeout_s: float = Field(default=10.0, gt=0)
     bolt_idle_timeout_s: float = Field(
         default=300.0, gt=0, description="A Bolt connection silent this long is closed."
+    )
+    bolt_message_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A Bolt message begun must be whole within this, or the connection closes.",
     )
     bolt_routing_ttl_s: int = Field(default=300, gt=0)
 

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from proxy.chains import worker_settings
 from proxy.epoch import SharedEpoch
@@ -73,7 +74,7 @@ def serve(settings: Settings, *, host: str, port: int, command: Sequence[str]) -
 
         from proxy.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, **_http_options(settings))
         return 0
     return _supervise(settings, host=host, port=port, command=command)
 
@@ -95,7 +96,7 @@ def serve_worker(settings: Settings, index: int, listeners: Listeners, epoch_fil
     mine = mine.model_copy(update={"server": server})
     http = _listen(*listeners.http)
     _stop_when_orphaned()
-    uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(mine), log_level="info"))
+    uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(mine), **_http_options(mine)))
     uvicorn_server.run(sockets=[http])
     # A lifespan that failed to start (a chain in use, Neo4j away) ends the run early; say so
     # with uvicorn's own status for it, as a single process does.
@@ -209,3 +210,15 @@ def _stop_when_orphaned() -> None:
 def worker_command(argv: Sequence[str]) -> list[str]:
     """The command that starts a worker: this interpreter, ``-m proxy``, the same arguments."""
     return [sys.executable, "-m", "proxy", *argv]
+
+
+def _http_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for the HTTP door: its connection limit and header deadline
+    (``server.http``, enforced by :mod:`proxy.api.connections`), and its keep-alive."""
+    from proxy.api.connections import HTTP_PROTOCOL
+
+    return {
+        "log_level": "info",
+        "http": HTTP_PROTOCOL,
+        "timeout_keep_alive": settings.server.http.keep_alive_s,
+    }

@@ -18,8 +18,11 @@ REQUEST_ID_HEADER = "X-CypherGate-Request-ID"
 
 def error_response(request: Request, error: CypherGateError) -> JSONResponse:
     """``{"errors": [{"code", "message"}]}`` with the error's status; a 401 offers the schemes
-    the gateway accepts. The message is the client's; the reason stays in the audit log."""
+    the gateway accepts, and a refusal that will pass later says when to try again
+    (``Retry-After``). The message is the client's; the reason stays in the audit log."""
     headers: dict[str, str] = {REQUEST_ID_HEADER: request_id(request) or start_request(request)}
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
     if error.status == 401:
         schemes = runtime(request).auth_schemes or ["Bearer"]
         headers["WWW-Authenticate"] = ", ".join(f'{s} realm="cyphergate"' for s in schemes)

@@ -10,6 +10,7 @@ in :mod:`proxy.api.transactions`, with the bodies and answers of this module.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,8 +21,15 @@ from starlette.requests import ClientDisconnect
 
 from proxy.api.errors import REQUEST_ID_HEADER
 from proxy.api.state import client_address, runtime, start_request
-from proxy.errors import BadRequest, ClientDisconnected, PayloadTooLarge, UnsupportedMediaType
+from proxy.errors import (
+    BadRequest,
+    ClientDisconnected,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
+from proxy.settings import ServerSettings
 from proxy.statement import JSON, RowStream, Summary
 from proxy.values import TYPED_MEDIA_TYPE, InvalidValue, from_typed, to_plain, to_typed
 
@@ -63,7 +71,7 @@ async def query(database: str, request: Request) -> JSONResponse:
     """One statement through the request path; its rows, counters and bookmarks back."""
     state = runtime(request)
     request_id = start_request(request)
-    body = Body(request, state.max_body_bytes)
+    body = Body(request, state.server)
     async with state.gateway.run(call_of(request, request_id, database, body)) as rows:
         result = await Answer.read(rows)
     return result.response(request, request_id, result.render(body.include_counters))
@@ -157,11 +165,12 @@ class Body:
     identified), then kept; remembers what the answer needs of it. ``optional``: a body of
     ``/query/v2/tx``, which may be empty and need not hold a statement."""
 
-    __slots__ = ("_limit", "_optional", "_parsed", "_request")
+    __slots__ = ("_limit", "_optional", "_parsed", "_request", "_timeout_s")
 
-    def __init__(self, request: Request, limit: int, *, optional: bool = False) -> None:
+    def __init__(self, request: Request, server: ServerSettings, *, optional: bool = False) -> None:
         self._request = request
-        self._limit = limit
+        self._limit = server.max_body_bytes
+        self._timeout_s = server.http.body_timeout_s
         self._optional = optional
         self._parsed: QueryBody | None = None
 
@@ -173,7 +182,9 @@ class Body:
         """The parsed body (a :class:`TransactionBody` if ``optional``)."""
         if self._parsed is None:
             request = self._request
-            raw = await _read_body(request, self._limit, empty=self._optional)
+            raw = await _read_body(
+                request, self._limit, timeout_s=self._timeout_s, empty=self._optional
+            )
             typed = _media_type(request.headers.get("content-type")) == TYPED_MEDIA_TYPE
             model = TransactionBody if self._optional else QueryBody
             self._parsed = _parse(raw, typed=typed, model=model)
@@ -233,9 +244,13 @@ def _wants_typed(accept: str | None) -> bool:
     )
 
 
-async def _read_body(request: Request, limit: int, *, empty: bool = False) -> bytes:
-    """The body, refusing more than ``limit`` bytes without reading them all. ``empty``: a body
-    declared empty is accepted whatever its media type (the neo4j driver commits with none)."""
+async def _read_body(
+    request: Request, limit: int, *, timeout_s: float, empty: bool = False
+) -> bytes:
+    """The body, refusing more than ``limit`` bytes without reading them all, or one that takes
+    longer than ``timeout_s`` to arrive (a slow client holds an admission slot meanwhile).
+    ``empty``: a body declared empty is accepted whatever its media type (the neo4j driver
+    commits with none)."""
     if empty and request.headers.get("content-length") == "0":
         return b""
     if _media_type(request.headers.get("content-type")) not in _MEDIA_TYPES:
@@ -251,11 +266,14 @@ async def _read_body(request: Request, limit: int, *, empty: bool = False) -> by
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(reason="body_too_large")
-            chunks.append(chunk)
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(reason="body_too_large")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(reason="body_timeout") from None
     except ClientDisconnect:
         raise ClientDisconnected(reason="client_disconnected") from None
     return b"".join(chunks)

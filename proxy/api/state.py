@@ -19,6 +19,7 @@ from proxy.gateway.call import new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.review import AuditReview
 from proxy.metrics import Metrics
+from proxy.settings import ServerSettings
 
 STATE_KEY = "cyphergate"
 _REQUEST_ID = "cyphergate.request_id"
@@ -52,7 +53,8 @@ class Runtime:
     describe: Callable[[], Awaitable[dict[str, str]]]
     # The schemes offered in WWW-Authenticate.
     auth_schemes: Sequence[str]
-    max_body_bytes: int
+    # The HTTP door's limits: bodies (proxy/api/query.py), connections (api/connections.py).
+    server: ServerSettings
     # The Query API's explicit transactions, open between requests.
     transactions: HeldTransactions
     sign_in: SignIn | None = None

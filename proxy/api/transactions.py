@@ -109,7 +109,7 @@ async def roll_back_transaction(database: str, transaction_id: str, request: Req
 
 def _request(request: Request, database: str) -> tuple[Runtime, Call, Body]:
     state = runtime(request)
-    body = Body(request, state.max_body_bytes, optional=True)
+    body = Body(request, state.server, optional=True)
     return state, call_of(request, start_request(request), database, body), body
 
 

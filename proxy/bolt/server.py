@@ -3,9 +3,11 @@ Session` over the request path.
 
 Bounded on every side a client controls: at most ``max_connections`` at once (beyond that a
 connection is closed before its handshake), the handshake within ``handshake_timeout_s``, each
-message within ``max_message_bytes`` and, between messages, ``idle_timeout_s`` of silence at
-most. A connection that breaks the protocol is closed; nothing it sent runs unless it came down
-the request path as a whole statement, recorded there.
+message within ``max_message_bytes`` and ``message_timeout_s`` of its first byte and, between
+messages, ``idle_timeout_s`` of silence at most. The statements themselves pass the gateway's
+admission (:mod:`proxy.gateway.admission`): one refused gets a transient ``FAILURE``. A
+connection that breaks the protocol is closed; nothing it sent runs unless it came down the
+request path as a whole statement, recorded there.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class DoorSettings:
     options: Options
     max_connections: int
     handshake_timeout_s: float
+    message_timeout_s: float = 30.0
     tls_certificate: Path | None = None
     tls_key: Path | None = None
     # The workers of one replica (proxy/workers.py) each listen on the port, SO_REUSEPORT.
@@ -105,10 +108,20 @@ class BoltDoor:
             flush=outbox.flush,
         )
         options = self._settings.options
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                async with asyncio.timeout(options.idle_timeout_s):
-                    message = await wire.read_message(reader, max_bytes=options.max_message_bytes)
+                async with asyncio.timeout(options.idle_timeout_s) as deadline:
+
+                    def begun(deadline: asyncio.Timeout = deadline) -> None:
+                        # Silence may last idle_timeout_s; a message, once begun, must finish
+                        # within message_timeout_s (never later than the idle deadline).
+                        when = loop.time() + self._settings.message_timeout_s
+                        deadline.reschedule(min(when, deadline.when() or when))
+
+                    message = await wire.read_message(
+                        reader, max_bytes=options.max_message_bytes, begun=begun
+                    )
                 if message is None:
                     return
                 try:

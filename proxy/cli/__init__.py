@@ -11,13 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from proxy.cli import audit, policy
 from proxy.errors import CypherGateError
 from proxy.settings import load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cyphergate`` script; returns the exit status."""
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["serve"]:
+        _without_data_frame_libraries()  # before anything imports the neo4j driver
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -36,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from proxy.cli import audit, policy  # here: they import the neo4j driver (see main)
+
     parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -97,6 +100,21 @@ def _parser() -> argparse.ArgumentParser:
 def _stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, default=Path(".devstack"), help="run folder")
     parser.add_argument("--policies", type=Path, default=Path("policies"), help="policy folder")
+
+
+# Installed beside the gateway by the ``parquet`` extra (``audit export``) or for other tools,
+# and imported by the neo4j driver whenever present, for results as data frames that the
+# server never asks for: pyarrow alone is about 45 MiB of the server's memory (its peak under
+# benchmarks/request_path.py fell from 180 to 138 MiB without it). A ``None`` in
+# ``sys.modules`` makes an import of them fail, as if they were not installed; the command
+# line's other commands still have them.
+_NOT_FOR_THE_SERVER = ("pyarrow", "pandas", "numpy")
+
+
+def _without_data_frame_libraries() -> None:
+    for name in _NOT_FOR_THE_SERVER:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def _serve(args: argparse.Namespace) -> int:

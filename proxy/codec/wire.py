@@ -15,7 +15,7 @@ a connection for ever.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from proxy.codec.packstream import Structure, pack
 
@@ -71,11 +71,14 @@ async def read_handshake(reader: asyncio.StreamReader) -> bytes:
     return opening[4:]
 
 
-async def read_message(reader: asyncio.StreamReader, *, max_bytes: int) -> bytes | None:
+async def read_message(
+    reader: asyncio.StreamReader, *, max_bytes: int, begun: Callable[[], None] | None = None
+) -> bytes | None:
     """The next whole message, or ``None`` if the peer closed the connection between messages.
 
     Keep-alive chunks are skipped. A message growing past ``max_bytes`` raises
-    :class:`MessageTooLarge` before its remaining chunks are read."""
+    :class:`MessageTooLarge` before its remaining chunks are read. ``begun`` is called once the
+    message's first chunk header has arrived (its deadline may then be shortened)."""
     message = bytearray()
     while True:
         try:
@@ -89,6 +92,8 @@ async def read_message(reader: asyncio.StreamReader, *, max_bytes: int) -> bytes
             if message:
                 return bytes(message)
             continue
+        if not message and begun is not None:
+            begun()
         if len(message) + size > max_bytes:
             raise MessageTooLarge(f"a message larger than {max_bytes} bytes")
         try:

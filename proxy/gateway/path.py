@@ -32,7 +32,8 @@ from typing import Any
 from proxy.analysis import Analysis
 from proxy.audit.checkpoint import ParameterDigester
 from proxy.clock import Clock
-from proxy.errors import CypherGateError, Neo4jClientError, PolicyDenied
+from proxy.errors import CypherGateError, Neo4jClientError, Overloaded, PolicyDenied
+from proxy.gateway.admission import Admission
 from proxy.gateway.call import Call, Statement
 from proxy.gateway.seams import (
     AuditLog,
@@ -47,6 +48,7 @@ from proxy.gateway.transactions import Transaction, neo4j_metadata
 from proxy.metrics import Metrics
 from proxy.policy import Decision, Preflight, policy_input, preflight_input
 from proxy.principal import DagResolver, Identity, Principal
+from proxy.settings import AdmissionSettings
 from proxy.statement import AccessMode, Execution, RowStream
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Gateway:
         default_timeout_s: float,
         digester: ParameterDigester | None = None,
         metrics: Metrics | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -81,6 +84,8 @@ class Gateway:
         self._default_timeout_s = default_timeout_s
         self._digester = digester or ParameterDigester(None)
         self._metrics = metrics or Metrics()
+        # Unbounded only where a test builds a gateway without one; create_app always has one.
+        self._admission = admission or Admission(AdmissionSettings(max_in_flight=1 << 30))
 
     def with_executor(self, executor: GraphExecutor) -> Gateway:
         """The same request path (the same caches, policy, audit log) with statements run by
@@ -121,15 +126,16 @@ class Gateway:
     ) -> AsyncIterator[RowStream]:
         """Take one statement down the request path (see the module docstring).
 
-        Its rows stream inside the block; when the block ends the outcome is recorded. Every
-        refusal or failure is a :class:`CypherGateError`, recorded once. By default the
-        statement runs in an auto-commit transaction as the DAG's credential, held for it
-        alone; ``transaction``: in that explicit transaction instead, after the statements
+        First it takes an admission slot (:mod:`proxy.gateway.admission`), held until the
+        outcome is recorded. Its rows stream inside the block; when the block ends the outcome
+        is recorded. Every refusal or failure is a :class:`CypherGateError`, recorded once. By
+        default the statement runs in an auto-commit transaction as the DAG's credential, held
+        for it alone; ``transaction``: in that explicit transaction instead, after the statements
         before it (a refusal or failure rolls it back).
         """
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
         if transaction is None:
-            async with trail.recording():
+            async with self._admitted(trail), trail.recording():
                 principal, statement, analysis, decision = await self._decided(call, trail)
                 mode = _access_mode(analysis, decision, statement.access_mode)
                 execution = self._execution(call, principal, statement, decision, mode)
@@ -140,7 +146,11 @@ class Gateway:
                         yield rows
             return
         trail.transaction = transaction.context()
-        async with transaction.statement(call.request_id), trail.recording():
+        async with (
+            transaction.statement(call.request_id),
+            self._admitted(trail),
+            trail.recording(),
+        ):
             principal, statement, analysis, decision = await self._decided(call, trail, transaction)
             placement = await transaction.place(
                 principal,
@@ -154,6 +164,21 @@ class Gateway:
             trail.credential = {"user": placement.user}
             async with _executed(trail, placement.upstream.run(execution)) as rows:
                 yield rows
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, trail: Trail) -> AsyncIterator[None]:
+        """An admission slot for the block. A refusal is recorded as the call's one record:
+        nothing else was done for it, not even authentication (under overload, a refused
+        call must cost next to nothing, and an IAM proof would cost a call to STS)."""
+        try:
+            await self._admission.acquire()
+        except Overloaded as error:
+            await trail.refused(error)
+            raise
+        try:
+            yield
+        finally:
+            self._admission.release()
 
     async def admit(self, call: Call) -> Principal:
         """Who a front door's caller is and which DAG it acts as, before any statement (Bolt's

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -60,6 +61,7 @@ async def rig(
     max_connections: int = 10,
     handshake_timeout_s: float = 5.0,
     idle_timeout_s: float = 5.0,
+    message_timeout_s: float = 5.0,
     tls: tuple[Path, Path] | None = None,
 ) -> AsyncIterator[Rig]:
     audit = FakeAudit()
@@ -87,6 +89,7 @@ async def rig(
         ),
         max_connections=max_connections,
         handshake_timeout_s=handshake_timeout_s,
+        message_timeout_s=message_timeout_s,
         tls_certificate=tls[0] if tls else None,
         tls_key=tls[1] if tls else None,
     )
@@ -233,6 +236,25 @@ def test_silent_clients_are_closed() -> None:
     mute, idle = asyncio.run(scenario())
     assert mute == b""
     assert [a.tag for a in answers(idle)] == [b"\x70"]
+
+
+def test_a_message_begun_must_end_within_its_deadline() -> None:
+    """Silence between messages may last the idle timeout; a message trickled in may not."""
+
+    async def scenario() -> tuple[bytes, float]:
+        async with rig(idle_timeout_s=30, message_timeout_s=0.3) as r:
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            writer.write(handshake())
+            assert await reader.readexactly(4) == V54
+            started = time.monotonic()
+            writer.write((100).to_bytes(2, "big") + b"\xb1\x01")  # 2 of a chunk's 100 bytes
+            answered = await asyncio.wait_for(reader.read(), 10)
+            await closed(writer)
+            return answered, time.monotonic() - started
+
+    answered, seconds = asyncio.run(scenario())
+    assert answered == b""
+    assert 0.2 < seconds < 5  # the message deadline, far from the idle timeout's 30 s
 
 
 def test_a_chunked_message_larger_than_one_chunk() -> None:

@@ -1,0 +1,97 @@
+"""The HTTP door's guards on connections, below the application: how many may be open, and how
+long a client may take to send a request's headers.
+
+uvicorn closes a keep-alive connection idle after an answer (``server.http.keep_alive_s``), but
+nothing else: a connection that never sends a byte, or sends its headers one byte at a time,
+stays open for ever, and nothing bounds how many there are but the open-file limit. This
+protocol, uvicorn's own with two additions, closes
+
+* a connection beyond ``server.http.max_connections`` as soon as it is accepted, before a byte
+  of it is read (it reached no application code, so there is nothing to record: as for a
+  connection the kernel refused);
+* a connection whose next request's headers are not complete within
+  ``server.http.header_timeout_s`` of its opening or of its previous answer.
+
+The body is the application's to read, with its own deadline (``server.http.body_timeout_s``,
+:func:`proxy.api.query.read_body`), so that a late body is answered and recorded like any other
+refusal. The limits come from the application's lifespan state, so this class is named in
+uvicorn's configuration by its import path (``HTTP_PROTOCOL``) and holds no settings of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from proxy.api.state import STATE_KEY, Runtime
+from proxy.settings import HTTPSettings
+
+log = logging.getLogger(__name__)
+
+# uvicorn's "auto" choice: httptools when installed, else h11; both keep the attributes used here
+# (transport, cycle, connections, loop, on_response_complete).
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _Base
+else:
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol as _Base
+
+HTTP_PROTOCOL = "proxy.api.connections:GuardedHTTPProtocol"
+
+
+class GuardedHTTPProtocol(_Base):
+    """uvicorn's HTTP protocol with a connection limit and a header deadline (see the module
+    docstring); without the limits in the lifespan state (no lifespan ran) it is uvicorn's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = _limits(kwargs.get("app_state"))
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self._limits is None:
+            return
+        if len(self.connections) > self._limits.max_connections:
+            log.warning("http: connection limit (%d) reached", self._limits.max_connections)
+            transport.close()
+            return
+        self._await_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A pipelined request may already have begun in uvicorn's handler: its headers are in.
+        between = self.cycle is None or self.cycle.response_complete
+        if self._limits is not None and between and not self.transport.is_closing():
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        """Close the connection unless a new request's headers arrive in time."""
+        assert self._limits is not None  # noqa: S101 - callers checked
+        self._disarm()
+        awaited = self.cycle  # replaced by a new cycle once the next request's headers are in
+        self._header_deadline = self.loop.call_later(
+            self._limits.header_timeout_s, self._headers_late, awaited
+        )
+
+    def _headers_late(self, awaited: object) -> None:
+        self._header_deadline = None
+        if self.cycle is awaited and not self.transport.is_closing():
+            log.info("http: connection closed: no request headers in time")
+            self.transport.close()
+
+    def _disarm(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+
+def _limits(app_state: object) -> HTTPSettings | None:
+    if not isinstance(app_state, dict):
+        return None
+    found = app_state.get(STATE_KEY)
+    return found.server.http if isinstance(found, Runtime) else None
