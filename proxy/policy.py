@@ -4,7 +4,7 @@ The input document is versioned and described by ``policies/schemas/input.json``
 is validated strictly: anything but a well-formed decision object is treated as a failure.
 Fail closed, always: an OPA error, timeout or malformed answer is :class:`PolicyUnavailable`
 (503); an undefined answer is a denial (403). OPA is asked through its REST API
-(``POST /v1/data/<package>/<rule>``) with an httpx client that ``proxy/app.py`` opens, so the
+(``POST /v1/data/<package>/<rule>``) with an httpx client that ``proxy/app/`` opens, so the
 gateway speaks HTTP through one client stack.
 
 Every decision names the policy revision that made it and carries the decision id, both as OPA

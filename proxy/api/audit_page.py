@@ -6,7 +6,7 @@ expiry). The session cookie, signed by Starlette's SessionMiddleware, holds only
 and until when; it is never a grant. Every page that reads the log asks the audit-access policy
 again and leaves one ``access`` record, so removing a reviewer from the policy takes effect on
 their next click. The routes are this module's; :func:`audit_page` puts them behind the session
-middleware as an application to mount at ``/audit``, and ``proxy/app.py`` registers the sign-in
+middleware as an application to mount at ``/audit``, and ``proxy/app/`` registers the sign-in
 client (:class:`~proxy.api.state.SignIn`) from ``audit.web``.
 """
 

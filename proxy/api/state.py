@@ -1,6 +1,6 @@
 """The application's typed state, and the little a request keeps of its own.
 
-The lifespan (``proxy/app.py``) yields ``{STATE_KEY: Runtime(...)}``; Starlette hands every
+The lifespan (``proxy/app/``) yields ``{STATE_KEY: Runtime(...)}``; Starlette hands every
 request a shallow copy of that mapping as ``scope["state"]``, so a request id stored there is the
 request's own. Read them only through the functions here.
 """

@@ -2,7 +2,7 @@
 
 Rules: this wing imports the foundation and :mod:`proxy.principal` only; which DAG an identity
 acts as is :class:`~proxy.principal.DagResolver`'s business, whether it may is the policy's.
-``proxy/app.py`` builds the authenticators from ``auth.*`` and hands them their HTTP client.
+``proxy/app/`` builds the authenticators from ``auth.*`` and hands them their HTTP client.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ _FALLBACK_AGENT = "Neo4j/5"
 
 @dataclass(frozen=True, slots=True)
 class DoorSettings:
-    """The Bolt door's configuration, as ``proxy/app.py`` reads it from ``server.bolt_*``."""
+    """The Bolt door's configuration, as ``proxy/app/`` reads it from ``server.bolt_*``."""
 
     host: str
     port: int

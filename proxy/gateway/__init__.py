@@ -11,6 +11,6 @@
 Rules: a use case knows no web framework and no wire format (front doors in ``proxy/api/``
 translate theirs to a :class:`~proxy.gateway.call.Call` and back), and no concrete wing: it is
 handed its collaborators, each behind a Protocol of ``seams.py`` as narrow as its use, by
-``proxy/app.py``. It may import the wings' types (a ``Decision``, an ``AuditEvent``), never a
+``proxy/app/``. It may import the wings' types (a ``Decision``, an ``AuditEvent``), never a
 front door, the application or the command line.
 """

@@ -6,7 +6,7 @@ input document of each recorded decision from the audit log (principal, database
 parameter names, requested access mode and the analysis recorded at the time) and asks a
 proposed policy, so a reviewer of a policy change sees which decisions it would change before it
 lands. The proposed policy runs in a private OPA server (:mod:`proxy.opa_server`); the command
-line opens it and the engine that asks it (``proxy/app.py``), and hands them in.
+line opens it and the engine that asks it (``proxy/app/``), and hands them in.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Protocols the use cases take their collaborators through, each as narrow as its use.
 
-``proxy/app.py`` hands in the real ones (``SchemeRouter``, ``Analyzer``, ``OPAPolicyEngine``,
+``proxy/app/`` hands in the real ones (``SchemeRouter``, ``Analyzer``, ``OPAPolicyEngine``,
 the Neo4j wing's broker and executor, ``SQLiteAuditLog``, ``AuditLogReading``); tests hand in
 the fakes of ``tests/fakes.py``, which mypy checks against these.
 """

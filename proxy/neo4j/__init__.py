@@ -10,5 +10,5 @@
 
 Rules: this wing imports the foundation (errors, settings, metrics, faults, statement) and the
 ``neo4j`` driver, never the policy, the analysis, the audit log or the request path. It builds
-nothing from settings: ``proxy/app.py`` chooses and assembles its parts.
+nothing from settings: ``proxy/app/`` chooses and assembles its parts.
 """

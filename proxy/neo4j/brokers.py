@@ -3,7 +3,7 @@
 :class:`ServiceAccount` hands every DAG the gateway's own (rotating) credential;
 :class:`LeasedUsers` hands each DAG a user of its own from :mod:`proxy.neo4j.leases`, never
 dropped or replaced while a block holds it, with a driver of its own from
-:mod:`proxy.neo4j.pools`. ``proxy/app.py`` chooses one from
+:mod:`proxy.neo4j.pools`. ``proxy/app/`` chooses one from
 ``neo4j.credentials``.
 """
 
