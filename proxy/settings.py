@@ -10,12 +10,23 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
+
+from proxy.settings_errors import ConfigurationError, validation_problems
 
 # Algorithms a gateway may accept. Never "none", never HMAC: an HMAC key would be the issuer's
 # public key, which anyone can read.
@@ -23,7 +34,14 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "
 _PLACEHOLDER_SECRETS = {"neo4j", "password", "changeme", "change-me", "secret"}
 
 
-class ServerSettings(BaseModel):
+class _Section(BaseModel):
+    """A section of the configuration: an unknown key is a typo, refused by name (a misspelt
+    ``audit.path`` must not silently become the default path)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
@@ -70,7 +88,7 @@ class ServerSettings(BaseModel):
         return self
 
 
-class SecretSettings(BaseModel):
+class SecretSettings(_Section):
     """Where the gateway's Neo4j credential is kept (see proxy/neo4j/secret_sources.py)."""
 
     source: Literal["file", "aws_secrets_manager", "env"]
@@ -85,8 +103,15 @@ class SecretSettings(BaseModel):
         default=60.0, gt=0, description="How long a value read from Secrets Manager is reused."
     )
 
+    @model_validator(mode="after")
+    def _what_the_source_needs(self) -> SecretSettings:
+        needed = {"file": "path", "aws_secrets_manager": "secret_id"}.get(self.source)
+        if needed is not None and getattr(self, needed) is None:
+            raise ValueError(f"source = {self.source!r} needs {needed}")
+        return self
 
-class Neo4jSettings(BaseModel):
+
+class Neo4jSettings(_Section):
     """How the gateway reaches Neo4j, with its own credential (never the caller's)."""
 
     uri: str = "bolt://127.0.0.1:7687"
@@ -152,7 +177,7 @@ class Neo4jSettings(BaseModel):
         return value
 
 
-class OPASettings(BaseModel):
+class OPASettings(_Section):
     url: str = "http://127.0.0.1:8181"
     package: str = "cyphergate.authz"
     audit_package: str = Field(
@@ -172,7 +197,7 @@ class OPASettings(BaseModel):
     )
 
 
-class OIDCIssuerSettings(BaseModel):
+class OIDCIssuerSettings(_Section):
     """One trusted token issuer."""
 
     issuer: str
@@ -207,7 +232,7 @@ class OIDCIssuerSettings(BaseModel):
         return value
 
 
-class IAMSettings(BaseModel):
+class IAMSettings(_Section):
     """AWS IAM authentication: a signed sts:GetCallerIdentity request, checked by STS."""
 
     sts_endpoints: list[str] = Field(
@@ -224,10 +249,8 @@ class IAMSettings(BaseModel):
     timeout_s: float = Field(default=5.0, gt=0)
 
 
-class BindingSettings(BaseModel):
+class BindingSettings(_Section):
     """Which DAGs one verified identity may act as. Name exactly one kind of identity."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dags: list[str] = Field(min_length=1)
     oidc_issuer: str | None = Field(default=None, description="With subject, client_id or SA.")
@@ -252,7 +275,7 @@ class BindingSettings(BaseModel):
         return self
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Section):
     oidc: list[OIDCIssuerSettings] = Field(default_factory=list)
     aws_iam: IAMSettings | None = None
     bindings: list[BindingSettings] = Field(default_factory=list)
@@ -267,7 +290,7 @@ class AuthSettings(BaseModel):
     )
 
 
-class ArchiveSettings(BaseModel):
+class ArchiveSettings(_Section):
     """Where sealed segments go: an S3 bucket created with Object Lock enabled."""
 
     bucket: str
@@ -277,7 +300,7 @@ class ArchiveSettings(BaseModel):
     retention_days: int = Field(default=365, gt=0, description="Compliance-mode retention.")
 
 
-class AuditWebSettings(BaseModel):
+class AuditWebSettings(_Section):
     """The reviewers' page at ``/audit``: people sign in at an OIDC issuer (authorization code
     with PKCE); the audit-access policy decides on every page who is a reviewer."""
 
@@ -315,7 +338,7 @@ class AuditWebSettings(BaseModel):
         return self.public_url.rstrip("/") + "/audit/callback"
 
 
-class AuditSettings(BaseModel):
+class AuditSettings(_Section):
     path: Path = Path("cyphergate-audit.sqlite3")
     max_batch: int = Field(default=256, gt=0, description="Records written in one commit at most.")
     chain_id: str = Field(
@@ -371,12 +394,26 @@ class Settings(BaseSettings):
 
 
 def load_settings(config: Path | None = None) -> Settings:
-    """Build the settings from an optional TOML file and the environment; fail fast if wrong."""
+    """Build the settings from an optional TOML file and the environment; fail fast if wrong.
+
+    Raises :class:`ConfigurationError`, whose message names each wrong key and never a value.
+    """
     values: dict[str, Any] = {}
     if config is not None:
-        with config.open("rb") as handle:
-            values = tomllib.load(handle)
-    return Settings(**values)
+        try:
+            with config.open("rb") as handle:
+                values = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigurationError(config, [f"cannot read it: {exc.strerror or exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            # tomllib names the line and column, never the text found there.
+            raise ConfigurationError(config, [f"not valid TOML: {exc}"]) from None
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigurationError(config, validation_problems(exc)) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        raise ConfigurationError(config, [str(exc)]) from None
 
 
 def _read_secret(value: SecretStr | None, file: Path | None, name: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from proxy.cli import audit, policy
 from proxy.errors import CypherGateError
 from proxy.settings import load_settings
+from proxy.settings_errors import ConfigurationError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,6 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigurationError as error:
+        # A few lines naming the wrong keys; never a traceback, never a value (secrets).
+        print("cyphergate: " + "\n".join(error.lines()), file=sys.stderr)
+        return 2
     except CypherGateError as error:
         # The operator's own tool: the reason (never a secret) says which dependency failed.
         print(f"cyphergate: {error.message} ({error.code}: {error.reason})", file=sys.stderr)
@@ -37,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"cyphergate {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway")
@@ -44,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
     serve.set_defaults(handler=_serve)
+
+    config = commands.add_parser("config", help="the gateway's configuration file")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check",
+        help="validate a configuration and the files it names, without starting anything",
+    )
+    check.add_argument("--config", type=Path, required=True, help="the file to check")
+    check.set_defaults(handler=_config_check)
 
     audit.register(commands)
     policy.register(commands)
@@ -108,6 +125,28 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cyphergate")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown"
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from proxy.cli.config import check_config
+
+    _, problems = check_config(args.config)
+    if problems:
+        print(f"cyphergate: configuration {args.config} names files that are not usable:")
+        for problem in problems:
+            print(f"  {problem}")
+        return 2
+    print(f"OK: {args.config} is a valid configuration; the files it names are usable")
     return 0
 
 
