@@ -29,8 +29,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from proxy.api.audit_routes import record_number
 from proxy.api.state import SignIn, client_address, runtime
-from proxy.audit.reader import RecordFilter
+from proxy.audit.reader import BadFilter, RecordFilter, utc_bound
 from proxy.audit.record import EVENT_KINDS, flat_record
 from proxy.errors import CypherGateError, PolicyDenied
 from proxy.gateway.call import new_request_id
@@ -104,9 +105,18 @@ async def index(request: Request) -> Response:
         for name, choices in _CHOICES.items()
         if chosen[name] and chosen[name] not in choices
     ]
-    before = request.query_params.get("before")
-    if before is not None and not (before.isdigit() and int(before) > 0):
-        problems.append("before must be a record number")
+    before_seq: int | None = None
+    if request.query_params.get("before"):
+        try:
+            before_seq = record_number(request.query_params["before"], "before")
+        except BadFilter as exc:
+            problems.append(str(exc))
+    for name in ("since", "until"):
+        if chosen[name]:
+            try:
+                utc_bound(chosen[name], name)
+            except BadFilter as exc:
+                problems.append(str(exc))
     if problems:
         return _render(request, "message.html", 400, title="Bad filter", problems=problems)
     flt = RecordFilter(
@@ -120,7 +130,7 @@ async def index(request: Request) -> Response:
         label=chosen["label"] or None,
         since=chosen["since"] or None,
         until=chosen["until"] or None,
-        before_seq=int(before) if before else None,
+        before_seq=before_seq,
         newest_first=True,
         limit=PAGE_SIZE,
     )
@@ -147,12 +157,16 @@ async def index(request: Request) -> Response:
 
 
 @router.get("/record/{seq}")
-async def record(request: Request, seq: int) -> Response:
+async def record(request: Request, seq: str) -> Response:
     """One record with the other records of its request."""
     who = await _signed_in(request)
     if isinstance(who, Response):
         return who
-    found = await runtime(request).review.record(seq)
+    try:
+        number = record_number(seq, "seq")
+    except BadFilter as exc:
+        return _render(request, "message.html", 400, title="Bad record number", problems=[str(exc)])
+    found = await runtime(request).review.record(number)
     if found is None:
         return _render(request, "message.html", 404, title=f"No record {seq}")
     return _render(

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from proxy.audit.reader import BadFilter
 from proxy.cli import audit, policy
 from proxy.errors import CypherGateError
 from proxy.settings import load_settings
@@ -28,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as error:
         # A few lines naming the wrong keys; never a traceback, never a value (secrets).
         print("cyphergate: " + "\n".join(error.lines()), file=sys.stderr)
+        return 2
+    except BadFilter as error:
+        print(f"cyphergate: {error}", file=sys.stderr)
         return 2
     except CypherGateError as error:
         # The operator's own tool: the reason (never a secret) says which dependency failed.

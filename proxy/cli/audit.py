@@ -46,8 +46,12 @@ def register(commands: Any) -> None:
     log_source_options(exporter)
     exporter.add_argument("--out", type=Path, required=True, help="the file to write")
     exporter.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
-    exporter.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
-    exporter.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    exporter.add_argument(
+        "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
+    )
+    exporter.add_argument(
+        "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
+    )
     exporter.add_argument("--dag", help="only this DAG")
     exporter.set_defaults(handler=_audit_export)
     query = audit_commands.add_parser("query", help="list audit records")
@@ -55,8 +59,12 @@ def register(commands: Any) -> None:
     query.add_argument("--dag", help="only this DAG")
     query.add_argument("--decision", choices=("allow", "deny"), help="only allowed or denied")
     query.add_argument("--database", help="only this database")
-    query.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
-    query.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    query.add_argument(
+        "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
+    )
+    query.add_argument(
+        "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
+    )
     query.add_argument("--event", choices=EVENT_KINDS, help="only this kind of record")
     query.add_argument("--principal", help="only this subject (token sub or IAM role ARN)")
     query.add_argument("--reason", help="only records with this denial or error reason")

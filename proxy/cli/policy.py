@@ -36,8 +36,12 @@ def register(commands: Any) -> None:
     )
     log_source_options(replay)
     replay.add_argument("--policies", type=Path, required=True, help="the proposed policy folder")
-    replay.add_argument("--since", help="decisions at or after this UTC time (ISO 8601)")
-    replay.add_argument("--until", help="decisions before this UTC time (ISO 8601)")
+    replay.add_argument(
+        "--since", help="decisions at or after this time (ISO 8601, with its offset; none: UTC)"
+    )
+    replay.add_argument(
+        "--until", help="decisions before this time (ISO 8601, with its offset; none: UTC)"
+    )
     replay.add_argument("--dag", help="only this DAG")
     replay.add_argument(
         "--opa", type=Path, help="the opa binary (default: opa on PATH, else the devstack's)"
