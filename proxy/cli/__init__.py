@@ -7,15 +7,20 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from proxy.audit.reader import BadFilter
 from proxy.cli import audit, policy
 from proxy.errors import CypherGateError
 from proxy.settings import load_settings
 from proxy.settings_errors import ConfigurationError
+
+if TYPE_CHECKING:  # the devstack is imported only by the commands that use it
+    from proxy.devstack.stack import DevStack
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         ("up", "start the stack (and with --with-gateway, the gateway)"),
         ("down", "stop everything the stack started"),
         ("status", "describe the running stack"),
-        ("token", "print a fresh access token for a demo DAG"),
+        ("env", 'print shell exports for the running stack: eval "$(cyphergate devstack env)"'),
+        ("token", "print a fresh access token for a demo DAG (--dag) or demo client (--client)"),
         ("auth-header", "print a complete Authorization header value for a demo DAG"),
     ):
         sub = devstack_commands.add_parser(name, help=help_text)
@@ -99,8 +105,14 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--with-gateway", action="store_true")
         if name == "status":
             sub.add_argument("--format", choices=("text", "json"), default="text")
-        if name in ("token", "auth-header"):
-            sub.add_argument("--dag", required=True)
+        if name == "token":
+            whose = sub.add_mutually_exclusive_group(required=True)
+            whose.add_argument("--dag", help="the DAG whose demo client asks")
+            whose.add_argument(
+                "--client", help="a demo client by id, also one bound to no DAG (demo_auditor)"
+            )
+        if name == "auth-header":
+            sub.add_argument("--dag", required=True, help="the DAG whose demo client asks")
         if name == "auth-header":
             sub.add_argument("--method", choices=("oidc", "iam"), default="oidc")
 
@@ -155,11 +167,25 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _devstack(args: argparse.Namespace) -> int:
-    from proxy.devstack.drivers import DRIVER_SOURCES, LANGUAGES, ensure_driver_clients
     from proxy.devstack.install import default_cache_dir
     from proxy.devstack.stack import DevStack
 
     stack = DevStack(args.dir, cache_dir=default_cache_dir(), policies_dir=args.policies)
+    try:
+        return _devstack_action(stack, args)
+    except KeyError as exc:  # an unknown demo DAG or client: the message lists the known ones
+        print(f"cyphergate: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except FileNotFoundError:
+        if stack.state_file.exists():
+            raise
+        print(f"cyphergate: no stack in {args.dir}: run `cyphergate devstack up`", file=sys.stderr)
+        return 1
+
+
+def _devstack_action(stack: DevStack, args: argparse.Namespace) -> int:
+    from proxy.devstack.drivers import DRIVER_SOURCES, LANGUAGES, ensure_driver_clients
+
     if args.action == "install":
         components = stack.install()
         installed: dict[str, object] = {
@@ -183,8 +209,12 @@ def _devstack(args: argparse.Namespace) -> int:
     elif args.action == "status":
         status = stack.status()
         print(json.dumps(status, indent=None if args.format == "json" else 2))
+    elif args.action == "env":
+        # Values quoted for the shell: eval "$(cyphergate devstack env)".
+        for name, value in stack.shell_env().items():
+            print(f"export {name}={shlex.quote(value)}")
     elif args.action == "token":
-        print(stack.token(args.dag))
+        print(stack.token(args.dag) if args.dag else stack.client_token(args.client))
     elif args.action == "auth-header":
         print(stack.auth_header(args.dag, method=args.method))
     return 0

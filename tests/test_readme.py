@@ -1,0 +1,73 @@
+"""A newcomer's check: every command block of the README that names the devstack runs as
+printed, from a shell, against the real devstack.
+
+The blocks run in a scratch folder whose ``.devstack`` is the session's stack and whose
+``policies`` is the repository's, so ``cyphergate devstack ...`` finds them where the README
+says, with ``.venv/bin`` first on ``PATH``. A block that runs Airflow needs the Airflow
+virtualenv and is marked ``airflow``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy.devstack.stack import DevStack
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def devstack_blocks() -> list[tuple[int, str]]:
+    """``(line, text)`` of each bash block of the README that names the devstack."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    return [
+        (readme.count("\n", 0, match.start()) + 1, match.group(1))
+        for match in _BLOCK.finditer(readme)
+        if "devstack" in match.group(1)
+    ]
+
+
+def test_the_readme_has_devstack_blocks_to_check() -> None:
+    blocks = devstack_blocks()
+    assert len(blocks) >= 2
+    assert any('eval "$(cyphergate devstack env)"' in text for _, text in blocks)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(text, id=f"README.md:{line}", marks=[pytest.mark.airflow])
+        if re.search(r"^airflow |&& airflow ", text, re.MULTILINE)
+        else pytest.param(text, id=f"README.md:{line}")
+        for line, text in devstack_blocks()
+    ],
+)
+def test_a_readme_block_runs_as_printed(stack: DevStack, tmp_path: Path, text: str) -> None:
+    (tmp_path / ".devstack").symlink_to(stack.run_dir)
+    (tmp_path / "policies").symlink_to(REPO / "policies")
+    paths = [Path(sys.executable).parent, REPO / ".venv-airflow" / "bin"]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CYPHERGATE_"))},
+        "PATH": os.pathsep.join([*map(str, paths), os.environ["PATH"]]),
+    }
+    # -e and pipefail: a failing command fails the block; curl -f makes an HTTP error one.
+    script = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n' + text
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "Traceback" not in done.stderr
