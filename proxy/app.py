@@ -28,7 +28,7 @@ from proxy.analysis import Analyzer, Planner, PlanReader
 from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
 from proxy.api.held import HeldTransactions
-from proxy.api.state import STATE_KEY, ReadinessCheck, Runtime, SignIn
+from proxy.api.state import STATE_KEY, ReadinessCheck, RequestIds, Runtime, SignIn
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
 from proxy.audit.sqlite import SQLiteAuditLog
@@ -150,6 +150,7 @@ def create_app(
             return RedirectResponse("/audit/", 308)
 
     app.add_exception_handler(CypherGateError, errors.handle)
+    app.add_middleware(RequestIds)
     return app
 
 

@@ -45,6 +45,9 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one object per line, each with its request_id."
+    )
     metrics: bool = Field(
         default=True, description="Serve /metrics (Prometheus text; no DAG names, no secrets)."
     )

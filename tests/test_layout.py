@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     # How a wrong configuration is told (settings.py raises it; it knows no setting).
     {"settings_errors"},
     # The foundation: words and tools every wing may use.
-    {"clock", "errors", "faults", "metrics", "ports", "settings", "statement", "values"},
+    {"clock", "errors", "faults", "logs", "metrics", "ports", "settings", "statement", "values"},
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
     {"principal"},
     # The wings: each a sink behind the Protocol its user needs.

@@ -30,11 +30,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from proxy.api.audit_routes import record_number
-from proxy.api.state import SignIn, client_address, runtime
+from proxy.api.state import SignIn, client_address, runtime, start_request
 from proxy.audit.reader import BadFilter, RecordFilter, utc_bound
 from proxy.audit.record import EVENT_KINDS, flat_record
 from proxy.errors import CypherGateError, PolicyDenied
-from proxy.gateway.call import new_request_id
 from proxy.principal import Identity
 
 HERE = Path(__file__).parent
@@ -295,7 +294,7 @@ async def _authorize(request: Request, identity: Identity) -> Identity | Respons
 
     review = runtime(request).review
     try:
-        return await review.authorize(prove, new_request_id(), client_address(request))
+        return await review.authorize(prove, start_request(request), client_address(request))
     except CypherGateError as error:
         return _refused(request, error)
 

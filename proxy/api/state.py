@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.api.held import HeldTransactions
 from proxy.clock import Clock
@@ -65,10 +66,27 @@ def runtime(connection: HTTPConnection) -> Runtime:
 
 
 def start_request(connection: HTTPConnection) -> str:
-    """A fresh request id, kept for the error handler's ``X-CypherGate-Request-ID``."""
-    request_id = new_request_id()
-    connection.scope.setdefault("state", {})[_REQUEST_ID] = request_id
-    return request_id
+    """The request's id (given by :class:`RequestIds` as it arrived, or now), kept for the
+    error handler's ``X-CypherGate-Request-ID`` and bound to the log lines that follow."""
+    found = request_id(connection)
+    if found is not None:
+        return found
+    made = new_request_id()
+    connection.scope.setdefault("state", {})[_REQUEST_ID] = made
+    return made
+
+
+class RequestIds:
+    """ASGI middleware: every HTTP request has its id before anything runs, so every log line
+    of the request names it (uvicorn's access line too) and every answer can carry it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[_REQUEST_ID] = new_request_id()
+        await self._app(scope, receive, send)
 
 
 def request_id(connection: HTTPConnection) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import shlex
 import sys
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from proxy.audit.reader import BadFilter
 from proxy.cli import audit, policy
 from proxy.errors import CypherGateError
+from proxy.logs import configure_logging
 from proxy.settings import load_settings
 from proxy.settings_errors import ConfigurationError
 
@@ -102,9 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         _stack_options(sub)
         sub.set_defaults(handler=_devstack, action=name)
         if name == "up":
-            sub.add_argument("--with-gateway", action="store_true")
+            sub.add_argument(
+                "--with-gateway", action="store_true", help="also start a gateway in front of them"
+            )
         if name == "status":
-            sub.add_argument("--format", choices=("text", "json"), default="text")
+            sub.add_argument(
+                "--format", choices=("text", "json"), default="text", help="indented, or one line"
+            )
         if name == "token":
             whose = sub.add_mutually_exclusive_group(required=True)
             whose.add_argument("--dag", help="the DAG whose demo client asks")
@@ -114,7 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         if name == "auth-header":
             sub.add_argument("--dag", required=True, help="the DAG whose demo client asks")
         if name == "auth-header":
-            sub.add_argument("--method", choices=("oidc", "iam"), default="oidc")
+            sub.add_argument(
+                "--method",
+                choices=("oidc", "iam"),
+                default="oidc",
+                help="a bearer token, or an AWS IAM proof signed for the DAG's role",
+            )
 
     demo = commands.add_parser("demo", help="start the stack and walk through the request path")
     _stack_options(demo)
@@ -135,12 +144,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     # The gateway's own events (rotations, leases, policy revisions) at INFO; never secrets.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # uvicorn's lines go through the same handler (log_config=None), with their request ids.
+    configure_logging(settings.server.log_format)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)
     return 0
 
 
@@ -167,12 +175,15 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _devstack(args: argparse.Namespace) -> int:
-    from proxy.devstack.install import default_cache_dir
+    from proxy.devstack.install import InstallError, default_cache_dir
     from proxy.devstack.stack import DevStack
 
     stack = DevStack(args.dir, cache_dir=default_cache_dir(), policies_dir=args.policies)
     try:
         return _devstack_action(stack, args)
+    except InstallError as exc:  # the message says which tool failed, and its last lines
+        print(f"cyphergate: {exc}", file=sys.stderr)
+        return 1
     except KeyError as exc:  # an unknown demo DAG or client: the message lists the known ones
         print(f"cyphergate: {exc.args[0]}", file=sys.stderr)
         return 2

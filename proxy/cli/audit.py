@@ -17,6 +17,9 @@ from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
+# A log this long gets a progress line on stderr every so many records.
+PROGRESS_EVERY = 100_000
+
 
 def register(commands: Any) -> None:
     """Add the ``audit`` command and its actions to the top-level subparsers."""
@@ -35,7 +38,9 @@ def register(commands: Any) -> None:
         action="store_true",
         help="also check the log against its S3 archive (audit.archive in the configuration)",
     )
-    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.add_argument(
+        "--format", choices=("text", "json"), default="text", help="a sentence, or one JSON object"
+    )
     verify.set_defaults(handler=_audit_verify)
     archive = audit_commands.add_parser(
         "archive", help="ship sealed segments to the S3 archive (Object Lock, compliance mode)"
@@ -45,7 +50,12 @@ def register(commands: Any) -> None:
     exporter = audit_commands.add_parser("export", help="export records for a SIEM")
     log_source_options(exporter)
     exporter.add_argument("--out", type=Path, required=True, help="the file to write")
-    exporter.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    exporter.add_argument(
+        "--format",
+        choices=("jsonl", "parquet"),
+        default="jsonl",
+        help="JSON lines, or Parquet (needs the parquet extra)",
+    )
     exporter.add_argument(
         "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
     )
@@ -71,7 +81,12 @@ def register(commands: Any) -> None:
     query.add_argument("--text", help="only statements containing this text")
     query.add_argument("--label", help="only statements whose plan reads or writes this label")
     query.add_argument("--limit", type=int, help="at most this many records")
-    query.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    query.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="an aligned table, one JSON object per line, or CSV",
+    )
     query.add_argument(
         "--follow", action="store_true", help="keep printing new records as they are written"
     )
@@ -124,13 +139,19 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         checkpoints = len(reader.checkpoints())
         checked = 0
         problem: ChainProblem | None = None
+        started = time.monotonic()
         for step in reader.verify(public_key):
             if isinstance(step, ChainProblem):
                 problem = step
                 break
             checked += 1
-            if args.format == "text" and total >= 100_000 and checked % 100_000 == 0:
-                print(f"  verified {checked:,} of {total:,} records", file=sys.stderr)
+            if args.format == "text" and total >= PROGRESS_EVERY and checked % PROGRESS_EVERY == 0:
+                print(
+                    f"  verified {checked:,} of {total:,} records ({checked / total:.0%})"
+                    f" in {time.monotonic() - started:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if problem is None and args.archive:
             problem = _archive_problem(audit, reader, public_key)
     if args.format == "json":

@@ -24,11 +24,16 @@ def register(commands: Any) -> None:
     )
     explain.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
     explain.add_argument("--dag", required=True, help="decide as this DAG")
-    explain.add_argument("--database", default="neo4j")
+    explain.add_argument("--database", default="neo4j", help="the database it would run on")
     explain.add_argument(
         "--parameter", action="append", default=[], help="a parameter name the statement uses"
     )
-    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="a summary, or everything in JSON",
+    )
     explain.add_argument("statement", help="the Cypher statement (it is planned, never run)")
     explain.set_defaults(handler=_policy_explain)
     replay = policy_commands.add_parser(
@@ -46,7 +51,9 @@ def register(commands: Any) -> None:
     replay.add_argument(
         "--opa", type=Path, help="the opa binary (default: opa on PATH, else the devstack's)"
     )
-    replay.add_argument("--format", choices=("table", "json"), default="table")
+    replay.add_argument(
+        "--format", choices=("table", "json"), default="table", help="a line per change, or JSON"
+    )
     replay.add_argument(
         "--fail-on-change", action="store_true", help="exit 1 if any decision would change"
     )
