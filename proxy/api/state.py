@@ -7,6 +7,7 @@ request's own. Read them only through the functions here.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from proxy.gateway.call import new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.review import AuditReview
 from proxy.metrics import Metrics
+from proxy.settings import IPNetwork
 
 STATE_KEY = "cyphergate"
 _REQUEST_ID = "cyphergate.request_id"
@@ -55,6 +57,8 @@ class Runtime:
     # The Query API's explicit transactions, open between requests.
     transactions: HeldTransactions
     sign_in: SignIn | None = None
+    # Front proxies whose X-Forwarded-For names the client (server.forwarded_allow_ips).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
 def runtime(connection: HTTPConnection) -> Runtime:
@@ -96,6 +100,44 @@ def request_id(connection: HTTPConnection) -> str | None:
 
 
 def client_address(connection: HTTPConnection) -> str | None:
-    """``host:port`` of the caller as the audit record names it (None if unknown)."""
+    """The caller as the audit record names it: ``host:port`` of the peer (None if unknown),
+    or the address ``X-Forwarded-For`` names when the peer is a trusted front proxy
+    (``server.forwarded_allow_ips``).
+
+    The header's entries are read from the right, the proxies' own end: the first one that is
+    not itself a trusted proxy is the client. It is recorded only if it is an IP address;
+    anything else (a name, text, nothing) leaves the peer's address on the record.
+    """
     client = connection.client
-    return f"{client.host}:{client.port}" if client else None
+    if client is None:
+        return None
+    found = connection.scope.get("state", {}).get(STATE_KEY)
+    trusted = found.trusted_proxies if isinstance(found, Runtime) else ()
+    forwarded = connection.headers.get("x-forwarded-for")
+    return forwarded_client(client.host, client.port, forwarded, trusted)
+
+
+def forwarded_client(
+    host: str, port: int, forwarded: str | None, trusted: Sequence[IPNetwork]
+) -> str:
+    """See :func:`client_address`: the client, given the peer, its header and the proxies."""
+    peer = f"{host}:{port}"
+    if not trusted or forwarded is None or not _within(host, trusted):
+        return peer
+    entries = [entry.strip() for entry in forwarded.split(",")]
+    for entry in reversed(entries):
+        if not _within(entry, trusted):
+            return entry if _address(entry) is not None else peer
+    return entries[0] if _address(entries[0]) is not None else peer
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _within(host: str, networks: Sequence[IPNetwork]) -> bool:
+    address = _address(host)
+    return address is not None and any(address in network for network in networks)

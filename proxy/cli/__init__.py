@@ -148,7 +148,17 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.server.log_format)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", log_config=None)
+    # uvicorn's own proxy headers are off: by default it believes X-Forwarded-For from any
+    # loopback peer; the gateway reads it only from server.forwarded_allow_ips
+    # (proxy.api.state.client_address).
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        log_config=None,
+        proxy_headers=False,
+    )
     return 0
 
 
