@@ -343,6 +343,22 @@ def _cell(value: Any, width: int | None = 60) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
-    text = " ".join(str(value).split())
+        return terminal_safe(",".join(str(v) for v in value)) or "-"
+    text = terminal_safe(" ".join(str(value).split()))
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control and format character written as an escape (``\\x1b``,
+    ``\\u202e``).
+
+    Records hold what callers sent, any identity can send a statement, and a reviewer's
+    terminal must not run it: an escape sequence could rewrite the screen, hide a line or
+    set the window title, and bidirectional overrides reorder what is shown.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
+        for char in text
+    )
