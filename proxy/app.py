@@ -204,7 +204,7 @@ def _runtime(
             clock=clock,
         ),
         sign_in=sign_in,
-        trusted_proxies=settings.server.trusted_proxies(),
+        trusted_proxies=tuple(settings.server.forwarded_allow_ips),
     )
 
 
