@@ -57,6 +57,8 @@ def test_a_readme_block_runs_as_printed(stack: DevStack, tmp_path: Path, text: s
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CYPHERGATE_"))},
         "PATH": os.pathsep.join([*map(str, paths), os.environ["PATH"]]),
+        # Airflow's own files (its database) in the scratch folder, not the user's ~/airflow.
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
     }
     # -e and pipefail: a failing command fails the block; curl -f makes an HTTP error one.
     script = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n' + text
