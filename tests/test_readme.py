@@ -1,9 +1,9 @@
 """A newcomer's check: every command block of the README that names the devstack runs as
 printed, from a shell, against the real devstack.
 
-The blocks run in a scratch folder whose ``.devstack`` is the session's stack and whose
-``policies`` is the repository's, so ``cyphergate devstack ...`` finds them where the README
-says, with ``.venv/bin`` first on ``PATH``. A block that runs Airflow needs the Airflow
+The blocks run in a scratch folder that links to everything in the checkout but ``.devstack``,
+which is the session's stack, so ``cyphergate devstack ...`` finds it where the README says,
+with ``.venv/bin`` first on ``PATH``. A block that runs Airflow needs the Airflow
 virtualenv and is marked ``airflow``.
 """
 
@@ -51,14 +51,18 @@ def test_the_readme_has_devstack_blocks_to_check() -> None:
     ],
 )
 def test_a_readme_block_runs_as_printed(stack: DevStack, tmp_path: Path, text: str) -> None:
+    # A checkout, as the README assumes (proxy/airflow/example_dags, policies/, ...), whose
+    # .devstack is the session's stack.
+    for entry in REPO.iterdir():
+        if entry.name != ".devstack":
+            (tmp_path / entry.name).symlink_to(entry)
     (tmp_path / ".devstack").symlink_to(stack.run_dir)
-    (tmp_path / "policies").symlink_to(REPO / "policies")
     paths = [Path(sys.executable).parent, REPO / ".venv-airflow" / "bin"]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CYPHERGATE_"))},
         "PATH": os.pathsep.join([*map(str, paths), os.environ["PATH"]]),
-        # Airflow's own files (its database) in the scratch folder, not the user's ~/airflow.
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        # Airflow's own files (its database) outside the checkout and the user's ~/airflow.
+        "AIRFLOW_HOME": str(tmp_path.parent / f"{tmp_path.name}-airflow"),
     }
     # -e and pipefail: a failing command fails the block; curl -f makes an HTTP error one.
     script = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n' + text
