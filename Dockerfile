@@ -1,15 +1,21 @@
 # CypherGate gateway: a slim, non-root image. OPA runs beside it as a sidecar (see README).
 FROM python:3.11-slim AS build
 WORKDIR /src
+# The runtime dependencies exactly as locked, each checked against its SHA-256 (requirements.lock,
+# made by `uv pip compile --generate-hashes`; see the README to refresh it).
+COPY requirements.lock ./
+RUN python -m venv /opt/cyphergate \
+ && /opt/cyphergate/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
+# Then the gateway itself, from this source, adding no dependency of its own.
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN /opt/cyphergate/bin/pip install --no-cache-dir --no-deps . \
+ && /opt/cyphergate/bin/pip check
 
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/cyphergate/bin:$PATH
 RUN useradd --system --uid 10001 --home-dir /var/lib/cyphergate --create-home cyphergate
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY --from=build /opt/cyphergate /opt/cyphergate
 USER 10001
 WORKDIR /var/lib/cyphergate
 VOLUME ["/var/lib/cyphergate"]

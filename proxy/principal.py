@@ -148,6 +148,7 @@ def _try_number(headers: Mapping[str, str]) -> int | None:
     value = headers.get(TRY_HEADER)
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 6:
+    # isascii: str.isdigit accepts "²" and other scripts' digits, which int() then refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 6:
         raise BadRequest(f"Header {TRY_HEADER} must be a whole number.", reason="bad_try_header")
     return int(value)

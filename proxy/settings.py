@@ -7,23 +7,44 @@ separated by ``__``, e.g. ``CYPHERGATE_OPA__URL``), then the TOML configuration 
 from __future__ import annotations
 
 import tomllib
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
+
+from proxy.settings_errors import ConfigurationError, validation_problems
 
 # Algorithms a gateway may accept. Never "none", never HMAC: an HMAC key would be the issuer's
 # public key, which anyone can read.
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "EdDSA")
+IPNetwork = IPv4Network | IPv6Network
 _PLACEHOLDER_SECRETS = {"neo4j", "password", "changeme", "change-me", "secret"}
 
 
-class AdmissionSettings(BaseModel):
+class _Section(BaseModel):
+    """A section of the configuration: an unknown key is a typo, refused by name (a misspelt
+    ``audit.path`` must not silently become the default path)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdmissionSettings(_Section):
     """How many statements the gateway works on at once, both doors together, and how many may
     wait (proxy/gateway/admission.py). The defaults come from benchmarks/request_path.py on a
     2-core machine (the README's "Load and limits")."""
@@ -43,7 +64,7 @@ class AdmissionSettings(BaseModel):
     )
 
 
-class HTTPSettings(BaseModel):
+class HTTPSettings(_Section):
     """The HTTP door's connections (proxy/api/connections.py) and request bodies."""
 
     max_connections: int = Field(
@@ -63,7 +84,7 @@ class HTTPSettings(BaseModel):
     )
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(
@@ -79,6 +100,14 @@ class ServerSettings(BaseModel):
         " they share (proxy/epoch.py), so a schema statement empties every worker's plan cache.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
+    forwarded_allow_ips: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Addresses or networks of front proxies whose X-Forwarded-For names the"
+        " client; empty: the peer address is the client, whatever a header says.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one object per line, each with its request_id."
+    )
     metrics: bool = Field(
         default=True, description="Serve /metrics (Prometheus text; no DAG names, no secrets)."
     )
@@ -129,7 +158,7 @@ class ServerSettings(BaseModel):
         return self
 
 
-class SecretSettings(BaseModel):
+class SecretSettings(_Section):
     """Where the gateway's Neo4j credential is kept (see proxy/neo4j/secret_sources.py)."""
 
     source: Literal["file", "aws_secrets_manager", "env"]
@@ -149,8 +178,15 @@ class SecretSettings(BaseModel):
         default=3.0, gt=0, description="Longest wait for one Secrets Manager call."
     )
 
+    @model_validator(mode="after")
+    def _what_the_source_needs(self) -> SecretSettings:
+        needed = {"file": "path", "aws_secrets_manager": "secret_id"}.get(self.source)
+        if needed is not None and getattr(self, needed) is None:
+            raise ValueError(f"source = {self.source!r} needs {needed}")
+        return self
 
-class Neo4jSettings(BaseModel):
+
+class Neo4jSettings(_Section):
     """How the gateway reaches Neo4j, with its own credential (never the caller's)."""
 
     uri: str = "bolt://127.0.0.1:7687"
@@ -230,7 +266,7 @@ class Neo4jSettings(BaseModel):
         return value
 
 
-class OPASettings(BaseModel):
+class OPASettings(_Section):
     url: str = "http://127.0.0.1:8181"
     package: str = "cyphergate.authz"
     audit_package: str = Field(
@@ -257,7 +293,7 @@ class OPASettings(BaseModel):
     )
 
 
-class OIDCIssuerSettings(BaseModel):
+class OIDCIssuerSettings(_Section):
     """One trusted token issuer."""
 
     issuer: str
@@ -292,7 +328,7 @@ class OIDCIssuerSettings(BaseModel):
         return value
 
 
-class IAMSettings(BaseModel):
+class IAMSettings(_Section):
     """AWS IAM authentication: a signed sts:GetCallerIdentity request, checked by STS."""
 
     sts_endpoints: list[str] = Field(
@@ -309,10 +345,8 @@ class IAMSettings(BaseModel):
     timeout_s: float = Field(default=5.0, gt=0)
 
 
-class BindingSettings(BaseModel):
+class BindingSettings(_Section):
     """Which DAGs one verified identity may act as. Name exactly one kind of identity."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dags: list[str] = Field(min_length=1)
     oidc_issuer: str | None = Field(default=None, description="With subject, client_id or SA.")
@@ -337,7 +371,7 @@ class BindingSettings(BaseModel):
         return self
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Section):
     oidc: list[OIDCIssuerSettings] = Field(default_factory=list)
     aws_iam: IAMSettings | None = None
     bindings: list[BindingSettings] = Field(default_factory=list)
@@ -352,7 +386,7 @@ class AuthSettings(BaseModel):
     )
 
 
-class ArchiveSettings(BaseModel):
+class ArchiveSettings(_Section):
     """Where sealed segments go: an S3 bucket created with Object Lock enabled."""
 
     bucket: str
@@ -362,7 +396,7 @@ class ArchiveSettings(BaseModel):
     retention_days: int = Field(default=365, gt=0, description="Compliance-mode retention.")
 
 
-class AuditWebSettings(BaseModel):
+class AuditWebSettings(_Section):
     """The reviewers' page at ``/audit``: people sign in at an OIDC issuer (authorization code
     with PKCE); the audit-access policy decides on every page who is a reviewer."""
 
@@ -400,7 +434,7 @@ class AuditWebSettings(BaseModel):
         return self.public_url.rstrip("/") + "/audit/callback"
 
 
-class AuditSettings(BaseModel):
+class AuditSettings(_Section):
     path: Path = Path("cyphergate-audit.sqlite3")
     max_batch: int = Field(default=256, gt=0, description="Records written in one commit at most.")
     chain_id: str = Field(
@@ -465,12 +499,26 @@ class Settings(BaseSettings):
 
 
 def load_settings(config: Path | None = None) -> Settings:
-    """Build the settings from an optional TOML file and the environment; fail fast if wrong."""
+    """Build the settings from an optional TOML file and the environment; fail fast if wrong.
+
+    Raises :class:`ConfigurationError`, whose message names each wrong key and never a value.
+    """
     values: dict[str, Any] = {}
     if config is not None:
-        with config.open("rb") as handle:
-            values = tomllib.load(handle)
-    return Settings(**values)
+        try:
+            with config.open("rb") as handle:
+                values = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigurationError(config, [f"cannot read it: {exc.strerror or exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            # tomllib names the line and column, never the text found there.
+            raise ConfigurationError(config, [f"not valid TOML: {exc}"]) from None
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigurationError(config, validation_problems(exc)) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        raise ConfigurationError(config, [str(exc)]) from None
 
 
 def _read_secret(value: SecretStr | None, file: Path | None, name: str) -> str:

@@ -214,11 +214,16 @@ def worker_command(argv: Sequence[str]) -> list[str]:
 
 def _http_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the HTTP door: its connection limit and header deadline
-    (``server.http``, enforced by :mod:`proxy.api.connections`), and its keep-alive."""
+    (``server.http``, enforced by :mod:`proxy.api.connections`) and its keep-alive; its log lines
+    through the gateway's handler (``log_config=None``: with their request ids); and its own
+    proxy headers off (by default it believes X-Forwarded-For from any loopback peer: the
+    gateway reads it only from ``server.forwarded_allow_ips``)."""
     from proxy.api.connections import HTTP_PROTOCOL
 
     return {
         "log_level": "info",
+        "log_config": None,
+        "proxy_headers": False,
         "http": HTTP_PROTOCOL,
         "timeout_keep_alive": settings.server.http.keep_alive_s,
     }

@@ -61,7 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(args.config)
     logging.basicConfig(level=logging.INFO)
     app = create_app(settings, faults=CrashAt(args.crash_at, args.writer_bug_file))
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="info")
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level="info",
+        proxy_headers=False,  # as `cyphergate serve` runs it
+    )
     return 0
 
 

@@ -19,6 +19,8 @@ PROXY = Path(__file__).resolve().parent.parent / "proxy"
 
 # Lowest first. A wing is a top-level module or package of proxy/.
 LAYERS: list[set[str]] = [
+    # How a wrong configuration is told (settings.py raises it; it knows no setting).
+    {"settings_errors"},
     # The foundation: words and tools every wing may use.
     {
         "clock",
@@ -26,6 +28,7 @@ LAYERS: list[set[str]] = [
         "errors",
         "faults",
         "locks",
+        "logs",
         "metrics",
         "ports",
         "settings",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from proxy.settings import AuditWebSettings, OIDCIssuerSettings, load_settings
+from proxy.cli import main
+from proxy.cli.config import check_config
+from proxy.settings import AuditWebSettings, OIDCIssuerSettings, Settings, load_settings
+from proxy.settings_errors import ConfigurationError
 
 
 def test_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +30,7 @@ def test_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_placeholder_passwords_are_refused(tmp_path: Path, password: str) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(f'[neo4j]\npassword = "{password}"\n')
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError, match="placeholder"):
         load_settings(config)
 
 
@@ -37,7 +43,7 @@ def test_symmetric_and_none_algorithms_are_refused(algorithm: str) -> None:
 def test_unknown_settings_are_refused(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text('[neo4j]\npassword = "a-long-secret"\n[nope]\nx = 1\n')
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError, match="unknown key 'nope' in the top level"):
         load_settings(config)
 
 
@@ -48,7 +54,7 @@ def test_a_faults_section_is_refused(tmp_path: Path, section: str) -> None:
     """Crash injection is an object the crash tests pass in; no configuration can ask for it."""
     config = tmp_path / "gateway.toml"
     config.write_text('[neo4j]\npassword = "a-long-secret"\n' + section)
-    with pytest.raises(ValidationError, match="faults"):
+    with pytest.raises(ConfigurationError, match="faults"):
         load_settings(config)
 
 
@@ -64,3 +70,132 @@ def test_audit_page_needs_exactly_one_client_secret(tmp_path: Path) -> None:
     assert web.read_client_secret() == "s3cret-from-a-file"
     assert web.redirect_uri == "https://gw/audit/callback"
     assert web.secure_cookies is True  # cookies stay on HTTPS unless a deployment says otherwise
+
+
+def _sections(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    """``model`` and every section model under it."""
+    yield model
+    for field in model.model_fields.values():
+        for inner in typing.get_args(field.annotation) or (field.annotation,):
+            for candidate in typing.get_args(inner) or (inner,):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    yield from _sections(candidate)
+
+
+def test_every_section_refuses_unknown_keys() -> None:
+    """A section added later without ``extra = "forbid"`` fails here, not in an operator's typo."""
+    sections = set(_sections(Settings))
+    assert len(sections) >= 10
+    for section in sections:
+        assert section.model_config.get("extra") == "forbid", section.__name__
+
+
+_BASE = '[neo4j]\npassword = "a-long-secret-4711"\n'
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ("bogus = 1\n" + _BASE, "unknown key 'bogus' in the top level"),
+        (_BASE + "bogus_key = 1\n", "unknown key 'bogus_key' in section [neo4j]"),
+        (_BASE + '[audit]\npth = "/tmp/elsewhere"\n', "unknown key 'pth' in section [audit]"),
+        (_BASE + "[server]\nprot = 1\n", "unknown key 'prot' in section [server]"),
+        (
+            _BASE + '[[auth.oidc]]\nissuer = "https://i"\naudiences = ["a"]\naudience = "a"\n',
+            "unknown key 'audience' in section [auth.oidc[0]]",
+        ),
+        (
+            _BASE + '[audit.archive]\nbucket = "b"\nretention = 1\n',
+            "unknown key 'retention' in section [audit.archive]",
+        ),
+    ],
+)
+def test_unknown_keys_are_named_with_their_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, named: str
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(extra)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(config)
+    assert named in caught.value.problems
+    assert main(["config", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert named in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A key-level error in the section that holds the secret.
+        _BASE + "max_connection_lifetime_s = 'soon'\n",
+        # A section-level check: pydantic would print the whole section as input_value.
+        _BASE + 'password_file = "/run/secret"\n',
+        # The secret itself is the wrong type.
+        '[neo4j]\npassword = ["a-long-secret-4711"]\n',
+        # A model-level check of another section holding a secret.
+        _BASE + '[audit.web]\nissuer = "https://i"\nclient_id = "c"\npublic_url = "https://g"\n'
+        'client_secret = "a-long-secret-4711"\nclient_secret_file = "/x"\n',
+    ],
+    ids=["bad-type-beside", "section-check", "secret-wrong-type", "web-section-check"],
+)
+def test_configuration_errors_never_print_a_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(text)
+    assert main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cyphergate: configuration {config} is not valid:\n")
+    assert len(err.splitlines()) <= 4
+    for leak in ("a-long-secret-4711", "input_value", "Traceback", "/run/secret"):
+        assert leak not in err
+
+
+def test_a_secret_from_the_environment_is_not_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text("[neo4j]\n")
+    monkeypatch.setenv("CYPHERGATE_NEO4J__PASSWORD", "neo4j")  # a placeholder: refused
+    monkeypatch.setenv("CYPHERGATE_NEO4J__SECRET__VALUE", "env-secret-4711")
+    assert main(["config", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "neo4j.secret.source: required, not set" in err
+    assert "env-secret-4711" not in err
+    assert "'neo4j'" not in err
+
+
+def test_config_check_opens_the_files_a_configuration_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "neo4j-password"
+    secret.write_text("a-long-secret-4711\n")
+    key = tmp_path / "signing.pem"
+    key.write_text("not read for content")
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[neo4j]\npassword_file = "{secret}"\nleases_path = "{tmp_path / "leases.sqlite3"}"\n'
+        f'[audit]\npath = "{tmp_path / "audit.sqlite3"}"\nsigning_key_file = "{key}"\n'
+    )
+    assert main(["config", "check", "--config", str(config)]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert not (tmp_path / "audit.sqlite3").exists()  # nothing is created
+
+    key.chmod(0)
+    missing = tmp_path / "gone" / "audit.sqlite3"
+    config.write_text(
+        f'[neo4j]\npassword_file = "{tmp_path / "nope"}"\n'
+        f'[audit]\npath = "{missing}"\nsigning_key_file = "{key}"\n'
+        f'hmac_key_file = "{tmp_path}"\n'
+    )
+    _, problems = check_config(config)
+    assert f"neo4j.password_file = '{tmp_path / 'nope'}': no such file" in problems
+    assert f"audit.path = '{missing}': its folder '{missing.parent}' does not exist" in problems
+    assert f"audit.hmac_key_file = '{tmp_path}': not a regular file" in problems
+    if os.geteuid() != 0:  # root reads any file
+        assert any(p.startswith("audit.signing_key_file") for p in problems)
+    assert main(["config", "check", "--config", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert "no such file" in out
+    assert "a-long-secret-4711" not in out

@@ -29,11 +29,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
-from proxy.api.state import SignIn, client_address, runtime
-from proxy.audit.reader import RecordFilter
+from proxy.api.audit_routes import record_number
+from proxy.api.state import SignIn, client_address, runtime, start_request
+from proxy.audit.reader import BadFilter, RecordFilter, utc_bound
 from proxy.audit.record import EVENT_KINDS, flat_record
 from proxy.errors import AuditChainNotFound, CypherGateError, PolicyDenied
-from proxy.gateway.call import new_request_id
 from proxy.principal import Identity
 
 HERE = Path(__file__).parent
@@ -104,9 +104,18 @@ async def index(request: Request) -> Response:
         for name, choices in _CHOICES.items()
         if chosen[name] and chosen[name] not in choices
     ]
-    before = request.query_params.get("before")
-    if before is not None and not (before.isdigit() and int(before) > 0):
-        problems.append("before must be a record number")
+    before_seq: int | None = None
+    if request.query_params.get("before"):
+        try:
+            before_seq = record_number(request.query_params["before"], "before")
+        except BadFilter as exc:
+            problems.append(str(exc))
+    for name in ("since", "until"):
+        if chosen[name]:
+            try:
+                utc_bound(chosen[name], name)
+            except BadFilter as exc:
+                problems.append(str(exc))
     if problems:
         return _render(request, "message.html", 400, title="Bad filter", problems=problems)
     # One chain per worker of the replica (server.workers); the first unless one is chosen.
@@ -122,7 +131,7 @@ async def index(request: Request) -> Response:
         label=chosen["label"] or None,
         since=chosen["since"] or None,
         until=chosen["until"] or None,
-        before_seq=int(before) if before else None,
+        before_seq=before_seq,
         newest_first=True,
         limit=PAGE_SIZE,
     )
@@ -157,14 +166,18 @@ async def index(request: Request) -> Response:
 
 
 @router.get("/record/{seq}")
-async def record(request: Request, seq: int) -> Response:
+async def record(request: Request, seq: str) -> Response:
     """One record with the other records of its request."""
     who = await _signed_in(request)
     if isinstance(who, Response):
         return who
+    try:
+        number = record_number(seq, "seq")
+    except BadFilter as exc:
+        return _render(request, "message.html", 400, title="Bad record number", problems=[str(exc)])
     chain = request.query_params.get("chain", "").strip() or None
     try:
-        found = await runtime(request).review.record(seq, chain)
+        found = await runtime(request).review.record(number, chain)
     except AuditChainNotFound:
         found = None
     if found is None:
@@ -302,7 +315,7 @@ async def _authorize(request: Request, identity: Identity) -> Identity | Respons
 
     review = runtime(request).review
     try:
-        return await review.authorize(prove, new_request_id(), client_address(request))
+        return await review.authorize(prove, start_request(request), client_address(request))
     except CypherGateError as error:
         return _refused(request, error)
 

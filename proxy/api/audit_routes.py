@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from proxy.api.state import client_address, runtime, start_request
-from proxy.audit.reader import RecordFilter
+from proxy.audit.reader import BadFilter, RecordFilter
 from proxy.audit.record import EventKind
+from proxy.errors import BadRequest
 from proxy.gateway.review import AuditReview
 
 router = APIRouter(prefix="/audit")
@@ -43,33 +44,57 @@ async def records(
     label: str | None = None,
     since: str | None = None,
     until: str | None = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: str | None = None,
+    limit: str | None = None,
     chain: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     """One page of records matching the filters of ``audit query``, oldest first."""
     review = await _authorized(request)
-    flt = RecordFilter(
-        dag=dag,
-        event=event,
-        verdict=decision,
-        database=database,
-        subject=principal,
-        reason=reason,
-        text=text,
-        label=label,
-        since=since,
-        until=until,
-        after_seq=after,
-        limit=limit,
-    )
+    try:
+        flt = RecordFilter(
+            dag=dag,
+            event=event,
+            verdict=decision,
+            database=database,
+            subject=principal,
+            reason=reason,
+            text=text,
+            label=label,
+            since=since,
+            until=until,
+            after_seq=None if after is None else record_number(after, "after", minimum=0),
+            limit=100 if limit is None else record_number(limit, "limit", maximum=1000),
+        )
+    except BadFilter as exc:
+        raise BadRequest(str(exc), reason="bad_filter") from exc
     return await review.records(flt, chain)
 
 
 @router.get("/records/{seq}/proof")
 async def proof(
-    request: Request, seq: int, chain: Annotated[str | None, Query(max_length=200)] = None
+    request: Request, seq: str, chain: Annotated[str | None, Query(max_length=200)] = None
 ) -> dict[str, Any]:
     """What proves record ``seq`` of ``chain`` with nothing but the public key."""
     review = await _authorized(request)
-    return await review.proof(seq, chain)
+    try:
+        number = record_number(seq, "seq")
+    except BadFilter as exc:
+        raise BadRequest(str(exc), reason="bad_filter") from exc
+    return await review.proof(number, chain)
+
+
+_MAX_SEQ = 2**63 - 1  # SQLite's INTEGER
+
+
+def record_number(text: str, name: str, *, minimum: int = 1, maximum: int = _MAX_SEQ) -> int:
+    """``text`` as a whole number in ``[minimum, maximum]``, ASCII digits only.
+
+    Python's ``int`` takes other scripts' digits (``"٣"``) and any size; SQLite takes neither
+    past 64 bits, so both are refused here as the caller's mistake (400), never a 500.
+    """
+    if not (0 < len(text) <= 19 and text.isascii() and text.isdigit()):
+        raise BadFilter(f"{name}: expected a whole number (ASCII digits)")
+    number = int(text)
+    if not minimum <= number <= maximum:
+        raise BadFilter(f"{name}: expected a number from {minimum} to {maximum}")
+    return number

@@ -261,7 +261,7 @@ async def _read_body(
     ):
         raise UnsupportedMediaType(reason="accept")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(reason="body_too_large")
     chunks: list[bytes] = []
     size = 0

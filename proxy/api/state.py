@@ -7,11 +7,13 @@ request's own. Read them only through the functions here.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from proxy.api.held import HeldTransactions
 from proxy.clock import Clock
@@ -19,7 +21,7 @@ from proxy.gateway.call import new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.review import AuditReview
 from proxy.metrics import Metrics
-from proxy.settings import ServerSettings
+from proxy.settings import IPNetwork, ServerSettings
 
 STATE_KEY = "cyphergate"
 _REQUEST_ID = "cyphergate.request_id"
@@ -60,6 +62,8 @@ class Runtime:
     sign_in: SignIn | None = None
     # Named checks for /healthz: a part without which the process must be restarted.
     liveness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    # Front proxies whose X-Forwarded-For names the client (server.forwarded_allow_ips).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
 def runtime(connection: HTTPConnection) -> Runtime:
@@ -71,10 +75,27 @@ def runtime(connection: HTTPConnection) -> Runtime:
 
 
 def start_request(connection: HTTPConnection) -> str:
-    """A fresh request id, kept for the error handler's ``X-CypherGate-Request-ID``."""
-    request_id = new_request_id()
-    connection.scope.setdefault("state", {})[_REQUEST_ID] = request_id
-    return request_id
+    """The request's id (given by :class:`RequestIds` as it arrived, or now), kept for the
+    error handler's ``X-CypherGate-Request-ID`` and bound to the log lines that follow."""
+    found = request_id(connection)
+    if found is not None:
+        return found
+    made = new_request_id()
+    connection.scope.setdefault("state", {})[_REQUEST_ID] = made
+    return made
+
+
+class RequestIds:
+    """ASGI middleware: every HTTP request has its id before anything runs, so every log line
+    of the request names it (uvicorn's access line too) and every answer can carry it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[_REQUEST_ID] = new_request_id()
+        await self._app(scope, receive, send)
 
 
 def request_id(connection: HTTPConnection) -> str | None:
@@ -84,6 +105,44 @@ def request_id(connection: HTTPConnection) -> str | None:
 
 
 def client_address(connection: HTTPConnection) -> str | None:
-    """``host:port`` of the caller as the audit record names it (None if unknown)."""
+    """The caller as the audit record names it: ``host:port`` of the peer (None if unknown),
+    or the address ``X-Forwarded-For`` names when the peer is a trusted front proxy
+    (``server.forwarded_allow_ips``).
+
+    The header's entries are read from the right, the proxies' own end: the first one that is
+    not itself a trusted proxy is the client. It is recorded only if it is an IP address;
+    anything else (a name, text, nothing) leaves the peer's address on the record.
+    """
     client = connection.client
-    return f"{client.host}:{client.port}" if client else None
+    if client is None:
+        return None
+    found = connection.scope.get("state", {}).get(STATE_KEY)
+    trusted = found.trusted_proxies if isinstance(found, Runtime) else ()
+    forwarded = connection.headers.get("x-forwarded-for")
+    return forwarded_client(client.host, client.port, forwarded, trusted)
+
+
+def forwarded_client(
+    host: str, port: int, forwarded: str | None, trusted: Sequence[IPNetwork]
+) -> str:
+    """See :func:`client_address`: the client, given the peer, its header and the proxies."""
+    peer = f"{host}:{port}"
+    if not trusted or forwarded is None or not _within(host, trusted):
+        return peer
+    entries = [entry.strip() for entry in forwarded.split(",")]
+    for entry in reversed(entries):
+        if not _within(entry, trusted):
+            return entry if _address(entry) is not None else peer
+    return entries[0] if _address(entries[0]) is not None else peer
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _within(host: str, networks: Sequence[IPNetwork]) -> bool:
+    address = _address(host)
+    return address is not None and any(address in network for network in networks)

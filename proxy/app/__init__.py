@@ -29,7 +29,7 @@ from proxy.analysis import Analyzer, Planner, PlanReader
 from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
 from proxy.api.held import HeldTransactions
-from proxy.api.state import STATE_KEY, ReadinessCheck, Runtime, SignIn
+from proxy.api.state import STATE_KEY, ReadinessCheck, RequestIds, Runtime, SignIn
 from proxy.app.neo4j import Neo4jWing, open_neo4j, rotate_root, secret_source
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
@@ -146,6 +146,7 @@ def create_app(
             return RedirectResponse("/audit/", 308)
 
     errors.install(app)
+    app.add_middleware(RequestIds)
     return app
 
 
@@ -202,6 +203,7 @@ def _runtime(
         ),
         sign_in=sign_in,
         liveness=services.liveness,
+        trusted_proxies=tuple(settings.server.forwarded_allow_ips),
     )
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from proxy.audit.reader import BadFilter
 from proxy.errors import CypherGateError
+from proxy.logs import configure_logging
 from proxy.settings import load_settings
+from proxy.settings_errors import ConfigurationError
+
+if TYPE_CHECKING:  # the devstack is imported only by the commands that use it
+    from proxy.devstack.stack import DevStack
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,6 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigurationError as error:
+        # A few lines naming the wrong keys; never a traceback, never a value (secrets).
+        print("cyphergate: " + "\n".join(error.lines()), file=sys.stderr)
+        return 2
+    except BadFilter as error:
+        print(f"cyphergate: {error}", file=sys.stderr)
+        return 2
     except CypherGateError as error:
         # The operator's own tool: the reason (never a secret) says which dependency failed.
         print(f"cyphergate: {error.message} ({error.code}: {error.reason})", file=sys.stderr)
@@ -40,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     from proxy.cli import audit, policy  # here: they import the neo4j driver (see main)
 
     parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"cyphergate {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway")
@@ -51,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listeners", help=argparse.SUPPRESS)
     serve.add_argument("--schema-epoch", type=Path, help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
+
+    config = commands.add_parser("config", help="the gateway's configuration file")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check",
+        help="validate a configuration and the files it names, without starting anything",
+    )
+    check.add_argument("--config", type=Path, required=True, help="the file to check")
+    check.set_defaults(handler=_config_check)
 
     audit.register(commands)
     policy.register(commands)
@@ -75,20 +101,36 @@ def _parser() -> argparse.ArgumentParser:
         ("up", "start the stack (and with --with-gateway, the gateway)"),
         ("down", "stop everything the stack started"),
         ("status", "describe the running stack"),
-        ("token", "print a fresh access token for a demo DAG"),
+        ("env", 'print shell exports for the running stack: eval "$(cyphergate devstack env)"'),
+        ("token", "print a fresh access token for a demo DAG (--dag) or demo client (--client)"),
         ("auth-header", "print a complete Authorization header value for a demo DAG"),
     ):
         sub = devstack_commands.add_parser(name, help=help_text)
         _stack_options(sub)
         sub.set_defaults(handler=_devstack, action=name)
         if name == "up":
-            sub.add_argument("--with-gateway", action="store_true")
+            sub.add_argument(
+                "--with-gateway", action="store_true", help="also start a gateway in front of them"
+            )
         if name == "status":
-            sub.add_argument("--format", choices=("text", "json"), default="text")
-        if name in ("token", "auth-header"):
-            sub.add_argument("--dag", required=True)
+            sub.add_argument(
+                "--format", choices=("text", "json"), default="text", help="indented, or one line"
+            )
+        if name == "token":
+            whose = sub.add_mutually_exclusive_group(required=True)
+            whose.add_argument("--dag", help="the DAG whose demo client asks")
+            whose.add_argument(
+                "--client", help="a demo client by id, also one bound to no DAG (demo_auditor)"
+            )
         if name == "auth-header":
-            sub.add_argument("--method", choices=("oidc", "iam"), default="oidc")
+            sub.add_argument("--dag", required=True, help="the DAG whose demo client asks")
+        if name == "auth-header":
+            sub.add_argument(
+                "--method",
+                choices=("oidc", "iam"),
+                default="oidc",
+                help="a bearer token, or an AWS IAM proof signed for the DAG's role",
+            )
 
     demo = commands.add_parser("demo", help="start the stack and walk through the request path")
     _stack_options(demo)
@@ -122,9 +164,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     # The gateway's own events (rotations, leases, policy revisions) at INFO; never secrets.
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # uvicorn's lines go through the same handler (log_config=None), with their request ids.
+    configure_logging(settings.server.log_format)
     if args.worker is not None:
         if args.listeners is None or args.schema_epoch is None:
             raise SystemExit("--worker is started by the supervisor, with its listeners")
@@ -136,12 +177,51 @@ def _serve(args: argparse.Namespace) -> int:
     return workers.serve(settings, host=host, port=port, command=workers.worker_command(command))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cyphergate")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "unknown"
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from proxy.cli.config import check_config
+
+    _, problems = check_config(args.config)
+    if problems:
+        print(f"cyphergate: configuration {args.config} names files that are not usable:")
+        for problem in problems:
+            print(f"  {problem}")
+        return 2
+    print(f"OK: {args.config} is a valid configuration; the files it names are usable")
+    return 0
+
+
 def _devstack(args: argparse.Namespace) -> int:
-    from proxy.devstack.drivers import DRIVER_SOURCES, LANGUAGES, ensure_driver_clients
-    from proxy.devstack.install import default_cache_dir
+    from proxy.devstack.install import InstallError, default_cache_dir
     from proxy.devstack.stack import DevStack
 
     stack = DevStack(args.dir, cache_dir=default_cache_dir(), policies_dir=args.policies)
+    try:
+        return _devstack_action(stack, args)
+    except InstallError as exc:  # the message says which tool failed, and its last lines
+        print(f"cyphergate: {exc}", file=sys.stderr)
+        return 1
+    except KeyError as exc:  # an unknown demo DAG or client: the message lists the known ones
+        print(f"cyphergate: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except FileNotFoundError:
+        if stack.state_file.exists():
+            raise
+        print(f"cyphergate: no stack in {args.dir}: run `cyphergate devstack up`", file=sys.stderr)
+        return 1
+
+
+def _devstack_action(stack: DevStack, args: argparse.Namespace) -> int:
+    from proxy.devstack.drivers import DRIVER_SOURCES, LANGUAGES, ensure_driver_clients
+
     if args.action == "install":
         components = stack.install()
         installed: dict[str, object] = {
@@ -165,8 +245,12 @@ def _devstack(args: argparse.Namespace) -> int:
     elif args.action == "status":
         status = stack.status()
         print(json.dumps(status, indent=None if args.format == "json" else 2))
+    elif args.action == "env":
+        # Values quoted for the shell: eval "$(cyphergate devstack env)".
+        for name, value in stack.shell_env().items():
+            print(f"export {name}={shlex.quote(value)}")
     elif args.action == "token":
-        print(stack.token(args.dag))
+        print(stack.token(args.dag) if args.dag else stack.client_token(args.client))
     elif args.action == "auth-header":
         print(stack.auth_header(args.dag, method=args.method))
     return 0

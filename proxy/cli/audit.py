@@ -18,6 +18,9 @@ from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_times
 from proxy.chains import replica_chains
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
+# A log this long gets a progress line on stderr every so many records.
+PROGRESS_EVERY = 100_000
+
 
 def register(commands: Any) -> None:
     """Add the ``audit`` command and its actions to the top-level subparsers."""
@@ -44,7 +47,9 @@ def register(commands: Any) -> None:
         help="report decisions written ahead of execution at least this long ago that have no"
         " outcome record (default 5; such a statement may have run, its outcome unrecorded)",
     )
-    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.add_argument(
+        "--format", choices=("text", "json"), default="text", help="a sentence, or one JSON object"
+    )
     verify.set_defaults(handler=_audit_verify)
     archive = audit_commands.add_parser(
         "archive", help="ship sealed segments to the S3 archive (Object Lock, compliance mode)"
@@ -54,9 +59,18 @@ def register(commands: Any) -> None:
     exporter = audit_commands.add_parser("export", help="export records for a SIEM")
     log_source_options(exporter)
     exporter.add_argument("--out", type=Path, required=True, help="the file to write")
-    exporter.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
-    exporter.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
-    exporter.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    exporter.add_argument(
+        "--format",
+        choices=("jsonl", "parquet"),
+        default="jsonl",
+        help="JSON lines, or Parquet (needs the parquet extra)",
+    )
+    exporter.add_argument(
+        "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
+    )
+    exporter.add_argument(
+        "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
+    )
     exporter.add_argument("--dag", help="only this DAG")
     exporter.set_defaults(handler=_audit_export)
     query = audit_commands.add_parser("query", help="list audit records")
@@ -64,15 +78,24 @@ def register(commands: Any) -> None:
     query.add_argument("--dag", help="only this DAG")
     query.add_argument("--decision", choices=("allow", "deny"), help="only allowed or denied")
     query.add_argument("--database", help="only this database")
-    query.add_argument("--since", help="records at or after this UTC time (ISO 8601)")
-    query.add_argument("--until", help="records before this UTC time (ISO 8601)")
+    query.add_argument(
+        "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
+    )
+    query.add_argument(
+        "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
+    )
     query.add_argument("--event", choices=EVENT_KINDS, help="only this kind of record")
     query.add_argument("--principal", help="only this subject (token sub or IAM role ARN)")
     query.add_argument("--reason", help="only records with this denial or error reason")
     query.add_argument("--text", help="only statements containing this text")
     query.add_argument("--label", help="only statements whose plan reads or writes this label")
     query.add_argument("--limit", type=int, help="at most this many records")
-    query.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    query.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="an aligned table, one JSON object per line, or CSV",
+    )
     query.add_argument(
         "--follow", action="store_true", help="keep printing new records as they are written"
     )
@@ -126,13 +149,19 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         checkpoints = len(reader.checkpoints())
         checked = 0
         problem: ChainProblem | None = None
+        started = time.monotonic()
         for step in reader.verify(public_key):
             if isinstance(step, ChainProblem):
                 problem = step
                 break
             checked += 1
-            if args.format == "text" and total >= 100_000 and checked % 100_000 == 0:
-                print(f"  verified {checked:,} of {total:,} records", file=sys.stderr)
+            if args.format == "text" and total >= PROGRESS_EVERY and checked % PROGRESS_EVERY == 0:
+                print(
+                    f"  verified {checked:,} of {total:,} records ({checked / total:.0%})"
+                    f" in {time.monotonic() - started:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if problem is None and args.archive:
             problem = _archive_problem(audit, reader, public_key)
         before = utc_timestamp(time.time() - args.unanswered_after * 60)
@@ -339,6 +368,22 @@ def _cell(value: Any, width: int | None = 60) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
-    text = " ".join(str(value).split())
+        return terminal_safe(",".join(str(v) for v in value)) or "-"
+    text = terminal_safe(" ".join(str(value).split()))
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control and format character written as an escape (``\\x1b``,
+    ``\\u202e``).
+
+    Records hold what callers sent, any identity can send a statement, and a reviewer's
+    terminal must not run it: an escape sequence could rewrite the screen, hide a line or
+    set the window title, and bidirectional overrides reorder what is shown.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
+        for char in text
+    )

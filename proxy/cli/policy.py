@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.cli.audit import log_source_options, log_sources
+from proxy.cli.audit import log_source_options, log_sources, terminal_safe
 from proxy.settings import OPASettings, load_settings
 
 _OPA_HELP = "the opa binary (default: opa on PATH, else the devstack's)"
@@ -30,11 +30,16 @@ def register(commands: Any) -> None:
     )
     explain.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
     explain.add_argument("--dag", required=True, help="decide as this DAG")
-    explain.add_argument("--database", default="neo4j")
+    explain.add_argument("--database", default="neo4j", help="the database it would run on")
     explain.add_argument(
         "--parameter", action="append", default=[], help="a parameter name the statement uses"
     )
-    explain.add_argument("--format", choices=("text", "json"), default="text")
+    explain.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="a summary, or everything in JSON",
+    )
     explain.add_argument("statement", help="the Cypher statement (it is planned, never run)")
     explain.set_defaults(handler=_policy_explain)
     replay = policy_commands.add_parser(
@@ -42,11 +47,17 @@ def register(commands: Any) -> None:
     )
     log_source_options(replay)
     replay.add_argument("--policies", type=Path, required=True, help="the proposed policy folder")
-    replay.add_argument("--since", help="decisions at or after this UTC time (ISO 8601)")
-    replay.add_argument("--until", help="decisions before this UTC time (ISO 8601)")
+    replay.add_argument(
+        "--since", help="decisions at or after this time (ISO 8601, with its offset; none: UTC)"
+    )
+    replay.add_argument(
+        "--until", help="decisions before this time (ISO 8601, with its offset; none: UTC)"
+    )
     replay.add_argument("--dag", help="only this DAG")
     replay.add_argument("--opa", type=Path, help=_OPA_HELP)
-    replay.add_argument("--format", choices=("table", "json"), default="table")
+    replay.add_argument(
+        "--format", choices=("table", "json"), default="table", help="a line per change, or JSON"
+    )
     replay.add_argument(
         "--fail-on-change", action="store_true", help="exit 1 if any decision would change"
     )
@@ -94,7 +105,7 @@ def _policy_explain(args: argparse.Namespace) -> int:
         verdict += " (shadow mode: it would run and be recorded)"
     print(f"{verdict} for DAG {args.dag} on {args.database}")
     for reason in decision["reasons"]:
-        print(f"  reason: {reason}")
+        print(f"  reason: {terminal_safe(reason)}")
     print(f"  constraints: {json.dumps(decision['constraints'], sort_keys=True)}")
     print(f"  policy revision: {decision['policy_revision']}")
     print("analysis:")
@@ -128,7 +139,8 @@ def _policy_replay(args: argparse.Namespace) -> int:
             was = "allow" if change["was_allow"] else "deny " + ",".join(change["was_reasons"])
             now = "allow" if change["now_allow"] else "deny " + ",".join(change["now_reasons"])
             statement = (change["statement"] or "").replace("\n", " ")[:60]
-            print(f"#{change['seq']} {change['time']} {change['dag']}: {was} -> {now}  {statement}")
+            line = f"#{change['seq']} {change['time']} {change['dag']}: {was} -> {now}  {statement}"
+            print(terminal_safe(line))  # recorded text, as any caller sent it
         print(
             f"{summary.replayed} decisions replayed, {summary.changed} would change"
             f" ({summary.skipped} records without an analysis skipped)"

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,24 +131,28 @@ def ensure_oidc(cache: Path, progress: Progress = to_stderr) -> Path:
 def building(target: Path, progress: Progress, label: str) -> Iterator[Path | None]:
     """Yield a work folder to fill if ``target`` is missing, else None; then move it in place."""
     if target.exists():
+        progress(f"{label}: installed already ({target})")
         yield None
         return
     target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     with (target.parent / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.exists():  # another process finished it while we waited
+            progress(f"{label}: installed by another process meanwhile ({target})")
             yield None
             return
         work = target.parent / f".building-{target.name}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
-        progress(f"installing {label} into {target} ...")
+        # A step can take minutes (Maven, go install): say what it is before, and how long after.
+        progress(f"installing {label} into {target} (this can take minutes) ...")
         try:
             yield work
             work.rename(target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        progress(f"installed {label}")
+        progress(f"installed {label} in {time.monotonic() - started:.1f} s")
 
 
 def _asset(name: str) -> str:

@@ -218,6 +218,8 @@ class DevStack:
     def client_token(self, client_id: str, *, audience: str = AUDIENCE) -> str:
         """A fresh access token for one client, by the client-credentials grant."""
         state = self._state()
+        if client_id not in state.clients:
+            raise KeyError(f"no demo client {client_id!r}; known: {sorted(state.clients)}")
         token = client_credentials_token(
             state.issuer() + "/token",
             client_id,
@@ -255,6 +257,16 @@ class DevStack:
         self.stop_service("oidc")
         self.start_service("oidc")
         return kid
+
+    def shell_env(self) -> dict[str, str]:
+        """What a shell needs to use the running stack as the README does (``devstack env``):
+        the gateway's URL and configuration, and the AWS credentials the gateway itself uses,
+        so that commands reading its configuration reach moto's Secrets Manager as it does."""
+        state = self._state()
+        env = {**self.gateway_aws_env(state), "GATEWAY_CONFIG": str(self.gateway_config_path)}
+        if self._supervisor.alive(state, "gateway"):
+            env["GATEWAY"] = state.gateway_url()
+        return env
 
     def gateway_aws_env(self, state: StackState | None = None) -> dict[str, str]:
         """The environment of a process acting as the gateway towards AWS (moto)."""

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.logs import bind_request_id
 from proxy.statement import AccessMode
 
 # Neo4j's Query API answers a successful statement with 202 Accepted; the audit record of a
@@ -44,5 +45,7 @@ class Call:
 
 
 def new_request_id() -> str:
-    """A fresh request id."""
-    return str(uuid.uuid4())
+    """A fresh request id, bound to the current context: log lines from here on name it."""
+    request_id = str(uuid.uuid4())
+    bind_request_id(request_id)
+    return request_id

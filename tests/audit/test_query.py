@@ -161,3 +161,38 @@ def test_newest_first_pages_and_denials_per_dag(tmp_path: Path) -> None:
             None: {"2026-01-01T00": 1},
         }
         assert reader.denials_by_dag("2026-01-02T00") == {}
+
+
+HOSTILE = "RETURN '\x1b[2J\x1b]0;owned\x07\u202eevil\x9b31m' AS x"
+
+
+def test_control_characters_are_escaped_in_every_printed_format(tmp_path: Path) -> None:
+    """A statement is whatever a caller sent, from any identity: the reviewer's terminal must
+    never receive its escape sequences, in the table, the CSV or a followed tail."""
+    path = tmp_path / "audit.sqlite3"
+    hostile = replace(
+        event(1),
+        statement=HOSTILE,
+        principal={"method": "oidc", "issuer": "i", "subject": "s", "dag": "d\x1b[8m"},
+        decision={"allow": False, "reasons": ["r\x1b[1m"], "decision_id": "d1"},
+    )
+    write(path, [hostile])
+    outputs = [query(path, "--format", fmt) for fmt in ("table", "csv", "json")]
+    with subprocess.Popen(
+        [sys.executable, "-m", "proxy", "audit", "query", "--log", str(path), "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as follow:
+        try:
+            assert follow.stdout is not None
+            header, first = follow.stdout.readline(), follow.stdout.readline()
+            write(path, [replace(hostile, request_id="r2")])  # printed by the tail
+            followed = follow.stdout.readline()
+        finally:
+            follow.terminate()
+    for output in [*outputs, header + first + followed]:
+        assert not any(c in output for c in "\x1b\x07\x9b\u202e"), output
+    table, csv_text, _ = outputs
+    assert "\\x1b[2J\\x1b]0;owned\\x07\\u202eevil\\x9b31m" in csv_text
+    assert "d\\x1b[8m" in table and "r\\x1b[1m" in table
+    assert "\\x1b[2J" in followed

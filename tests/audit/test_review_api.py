@@ -118,3 +118,31 @@ def test_a_reviewer_removed_from_the_policy_is_refused_at_the_next_request(
     assert refused.status_code == 403
     assert "not_a_reviewer" in refused.json()["errors"][0]["message"]
     assert gateway.get("/audit/records", params={"limit": 1}, headers=auditor).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("/audit/records", {"until": "notadate"}, "until: expected an ISO 8601 time"),
+        ("/audit/records", {"since": "2026-11-30T04:30"}, None),  # readable: UTC
+        ("/audit/records", {"after": "²"}, "after: expected a whole number"),
+        ("/audit/records", {"after": "٣"}, "after: expected a whole number"),
+        ("/audit/records", {"after": str(2**64)}, "after: expected a whole number"),
+        ("/audit/records", {"after": str(2**63)}, "after: expected a number from 0"),
+        ("/audit/records", {"limit": "0"}, "limit: expected a number from 1 to 1000"),
+        ("/audit/records/99999999999999999999999/proof", {}, "seq: expected a whole number"),
+        ("/audit/records/%C2%B2/proof", {}, "seq: expected a whole number"),
+    ],
+)
+def test_odd_filter_values_are_clear_400s(
+    stack: DevStack, gateway: httpx.Client, path: str, params: dict[str, str], named: str | None
+) -> None:
+    answer = gateway.get(path, params=params, headers=bearer(stack, "demo_auditor"))
+    if named is None:
+        assert answer.status_code == 200, answer.text
+        return
+    assert answer.status_code == 400, answer.text
+    (error,) = answer.json()["errors"]
+    assert error["code"] == "Neo.ClientError.Request.Invalid"
+    assert error["message"].startswith(named)
+    assert answer.headers["X-CypherGate-Request-ID"]

@@ -213,3 +213,18 @@ def test_page_sends_security_headers(page: Page, audit_page: dict[str, Any]) -> 
     assert "default-src 'none'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["cache-control"] == "no-store"
+
+
+def test_unreadable_filters_are_a_400_page_naming_them(
+    page: Page, audit_page: dict[str, Any]
+) -> None:
+    sign_in(page, audit_page, "demo_reviewer")
+    answer = page.goto(audit_page["url"] + "?since=2026-11-30T04:30:00%2B01:00&until=notadate")
+    assert answer is not None and answer.status == 400
+    shown = page.inner_text("body")
+    assert "until: expected an ISO 8601 time" in shown
+    assert "since:" not in shown  # the readable one passes
+    for path in ("?before=%C2%B2", "?before=99999999999999999999999", "record/%D9%A3"):
+        answer = page.goto(audit_page["url"] + path)
+        assert answer is not None and answer.status == 400, path
+        assert "expected a whole number" in page.inner_text("body")

@@ -1,0 +1,83 @@
+"""``cyphergate config check``: is a configuration file right, before anything starts?
+
+The settings are validated as ``serve`` would (unknown keys, types, placeholder passwords), then
+every file the configuration names is opened: a key, certificate or secret file must be a
+readable file; a file the gateway writes (the audit log, the leases) must have a writable folder.
+Nothing is contacted and nothing is created. Every field typed ``Path`` is checked, so a new one
+is covered without being listed here; only the files the gateway *writes* are listed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from proxy.settings import Settings, load_settings
+
+# Files the gateway creates or appends to; every other path must already be there.
+WRITTEN = frozenset({"audit.path", "neo4j.leases_path"})
+
+
+def check_config(config: Path) -> tuple[Settings, list[str]]:
+    """The settings of ``config`` and the problems of the files it names (empty: all good).
+
+    Raises :class:`~proxy.settings_errors.ConfigurationError` if the file itself is wrong.
+    """
+    settings = load_settings(config)
+    problems: list[str] = []
+    for name, path in named_paths(settings):
+        problem = _written_problem(path) if name in WRITTEN else _read_problem(path)
+        if problem is not None:
+            problems.append(f"{name} = {str(path)!r}: {problem}")
+    return settings, problems
+
+
+def named_paths(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Path]]:
+    """``(dotted name, path)`` of every path set in ``model`` and its sections."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        dotted = f"{prefix}{name}"
+        yield from _paths_in(value, dotted)
+
+
+def _paths_in(value: object, dotted: str) -> Iterator[tuple[str, Path]]:
+    if isinstance(value, Path):
+        yield dotted, value
+    elif isinstance(value, BaseModel):
+        yield from named_paths(value, dotted + ".")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _paths_in(item, f"{dotted}[{index}]")
+
+
+def _read_problem(path: Path) -> str | None:
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a regular file"
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    return None
+
+
+def _written_problem(path: Path) -> str | None:
+    if str(path) == ":memory:":
+        return None
+    if path.exists():
+        if not path.is_file():
+            return "not a regular file"
+        if not os.access(path, os.R_OK | os.W_OK):
+            return "not readable and writable by this user"
+        return None
+    folder = path.parent
+    if not folder.is_dir():
+        return f"its folder {str(folder)!r} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {str(folder)!r} is not writable by this user"
+    return None

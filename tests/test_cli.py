@@ -1,0 +1,84 @@
+"""The command line as an operator meets it: a version, and help on every option."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from proxy.cli import _parser, main
+from proxy.cli import audit as audit_cli
+from proxy.devstack.install import building
+from tests.audit.test_query import write
+from tests.audit.test_record import event
+
+
+def parsers(
+    parser: argparse.ArgumentParser, path: str = "cyphergate"
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of the command line, with the words that reach it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from parsers(sub, f"{path} {name}")
+
+
+def test_every_option_and_command_has_help() -> None:
+    missing: list[str] = []
+    count = 0
+    for path, parser in parsers(_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                # A command's help is what `cyphergate ACTION --help` lists beside its name.
+                missing += [
+                    f"{path} {choice.dest}"
+                    for choice in action._choices_actions
+                    if not (choice.help or "").strip()
+                ]
+                continue
+            count += 1
+            if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+    assert count > 60  # the walk reached the subcommands
+    assert not missing, f"options without help: {missing}"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"cyphergate {version('cyphergate')}\n"
+
+
+def test_install_steps_say_what_they_do_and_how_long_they_took(tmp_path: Path) -> None:
+    lines: list[str] = []
+    target = tmp_path / "cache" / "tool-1.0"
+    with building(target, lines.append, "tool 1.0") as work:
+        assert work is not None
+        (work / "bin").write_text("built")
+    with building(target, lines.append, "tool 1.0") as work:
+        assert work is None  # a second run only checks what is there
+    assert lines[0] == f"installing tool 1.0 into {target} (this can take minutes) ..."
+    assert re.fullmatch(r"installed tool 1\.0 in \d+\.\d s", lines[1])
+    assert lines[2] == f"tool 1.0: installed already ({target})"
+    assert (target / "bin").read_text() == "built"
+
+
+def test_verify_of_a_long_log_reports_progress_with_elapsed_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "audit.sqlite3"
+    write(log, [event(n) for n in range(1, 7)])
+    monkeypatch.setattr(audit_cli, "PROGRESS_EVERY", 2)  # a long log, scaled down
+    assert main(["audit", "verify", "--log", str(log)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 3
+    for done, line in zip((2, 4, 6), lines, strict=True):
+        assert re.fullmatch(rf"  verified {done} of 6 records \(\d+%\) in \d+\.\d s", line)
+    assert captured.out.startswith("OK: 6 records, hash chain intact")
