@@ -19,7 +19,7 @@ PROXY = Path(__file__).resolve().parent.parent / "proxy"
 
 # Lowest first. A wing is a top-level module or package of proxy/.
 LAYERS: list[set[str]] = [
-    # How a wrong configuration is told (settings.py raises it; it knows no setting).
+    # How a wrong configuration is told (settings/ raises it; it knows no setting).
     {"settings_errors"},
     # The foundation: words and tools every wing may use.
     {

@@ -64,9 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
     # A worker of several (proxy/workers.py): started by the supervisor, never by hand.
-    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    serve.add_argument("--listeners", help=argparse.SUPPRESS)
-    serve.add_argument("--schema-epoch", type=Path, help=argparse.SUPPRESS)
+    internal = "(internal: set by the supervisor of server.workers for its workers)"
+    serve.add_argument("--worker", type=int, help=f"this worker's number {internal}")
+    serve.add_argument("--listeners", help=f"the sockets this worker listens on {internal}")
+    serve.add_argument(
+        "--schema-epoch", type=Path, help=f"the schema epoch the workers share {internal}"
+    )
     serve.set_defaults(handler=_serve)
 
     config = commands.add_parser("config", help="the gateway's configuration file")

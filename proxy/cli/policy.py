@@ -65,19 +65,25 @@ def register(commands: Any) -> None:
     build = policy_commands.add_parser(
         "build", help="validate the grants, then build (and sign) the folder as an OPA bundle"
     )
-    build.add_argument("--policies", type=Path, default=Path("policies"))
+    build.add_argument(
+        "--policies", type=Path, default=Path("policies"), help="the policy folder to build"
+    )
     build.add_argument("--output", type=Path, required=True, help="the bundle (.tar.gz)")
     build.add_argument(
         "--revision", help="the manifest's revision (default: the folder's Git commit)"
     )
     build.add_argument("--signing-key", type=Path, help="PEM private key; unsigned without it")
-    build.add_argument("--signing-alg", default="RS256")
+    build.add_argument(
+        "--signing-alg", default="RS256", help="the signature's algorithm (OPA's names; RS256)"
+    )
     build.add_argument("--opa", type=Path, help=_OPA_HELP)
     build.set_defaults(handler=_policy_build)
     serve = policy_commands.add_parser(
         "serve", help="serve the policy folder to OPA as a bundle named by its content"
     )
-    serve.add_argument("--policies", type=Path, default=Path("policies"))
+    serve.add_argument(
+        "--policies", type=Path, default=Path("policies"), help="the policy folder to serve"
+    )
     serve.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT")
     serve.add_argument("--opa", type=Path, help=_OPA_HELP)
     serve.set_defaults(handler=_policy_serve)

@@ -1,0 +1,110 @@
+"""The one settings object, read once at the edge (``cyphergate serve``) and passed down.
+
+Sources, highest priority first: ``CYPHERGATE_*`` environment variables (nested sections
+separated by ``__``, e.g. ``CYPHERGATE_OPA__URL``), then the TOML configuration file. Each
+section lives in a module of its own here; every name is importable from ``proxy.settings``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from proxy.settings.access import (
+    AuthSettings,
+    BindingSettings,
+    IAMSettings,
+    OIDCIssuerSettings,
+    OPASettings,
+)
+from proxy.settings.audit import ArchiveSettings, AuditSettings, AuditWebSettings
+from proxy.settings.base import ASYMMETRIC_ALGORITHMS, IPNetwork, refuse_placeholder_password
+from proxy.settings.neo4j import Neo4jSettings, SecretSettings
+from proxy.settings.server import AdmissionSettings, HTTPSettings, ServerSettings
+from proxy.settings_errors import ConfigurationError, validation_problems
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "AdmissionSettings",
+    "ArchiveSettings",
+    "AuditSettings",
+    "AuditWebSettings",
+    "AuthSettings",
+    "BindingSettings",
+    "HTTPSettings",
+    "IAMSettings",
+    "IPNetwork",
+    "Neo4jSettings",
+    "OIDCIssuerSettings",
+    "OPASettings",
+    "SecretSettings",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+    "refuse_placeholder_password",
+]
+
+
+class Settings(BaseSettings):
+    """Everything the gateway needs; nothing is read from the environment elsewhere.
+
+    Unknown sections and keys are refused, ``faults`` among them: crash injection is an object
+    the crash tests pass to ``create_app`` (see :mod:`proxy.faults`), never a configuration.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CYPHERGATE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    profile: Literal["production", "development"] = Field(
+        default="production", description="development allows credentials in the environment."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    neo4j: Neo4jSettings
+    opa: OPASettings = Field(default_factory=OPASettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - pydantic-settings' signature
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The configuration file arrives as init arguments; the environment overrides it.
+        return (env_settings, init_settings)
+
+
+def load_settings(config: Path | None = None) -> Settings:
+    """Build the settings from an optional TOML file and the environment; fail fast if wrong.
+
+    Raises :class:`ConfigurationError`, whose message names each wrong key and never a value.
+    """
+    values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            with config.open("rb") as handle:
+                values = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigurationError(config, [f"cannot read it: {exc.strerror or exc}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            # tomllib names the line and column, never the text found there.
+            raise ConfigurationError(config, [f"not valid TOML: {exc}"]) from None
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigurationError(config, validation_problems(exc)) from None
+    except SettingsError as exc:  # an environment variable that is not valid JSON
+        raise ConfigurationError(config, [str(exc)]) from None

@@ -1,0 +1,130 @@
+"""The ``[server]`` section: the doors, their limits, the workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    model_validator,
+)
+
+from proxy.settings.base import (
+    _Section,
+)
+
+
+class AdmissionSettings(_Section):
+    """How many statements the gateway works on at once, both doors together, and how many may
+    wait (proxy/gateway/admission.py). The defaults come from benchmarks/request_path.py on a
+    2-core machine (the README's "Load and limits")."""
+
+    max_in_flight: int = Field(default=32, gt=0, description="Statements worked on at once.")
+    max_waiting: int = Field(
+        default=96,
+        ge=0,
+        description="Statements waiting for a slot; beyond, 503 with Retry-After at once"
+        " (Bolt: a FAILURE Neo.TransientError.Request.ResourceExhaustion).",
+    )
+    max_wait_s: float = Field(
+        default=1.0, gt=0, description="A statement that waits longer for a slot is refused."
+    )
+    retry_after_s: int = Field(
+        default=1, ge=1, le=3600, description="Retry-After of an overload refusal."
+    )
+
+
+class HTTPSettings(_Section):
+    """The HTTP door's connections (proxy/api/connections.py) and request bodies."""
+
+    max_connections: int = Field(
+        default=1000, gt=0, description="Open connections; beyond, a new one is closed at once."
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection whose request headers are not in this long after it opened"
+        " (or after its previous answer) is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request body slower than this to arrive gets 408."
+    )
+    keep_alive_s: int = Field(
+        default=5, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing the HTTP and Bolt ports of this replica; each"
+        " has its own audit chain, leases record and leased-user prefix (see proxy/chains.py).",
+    )
+    schema_epoch_file: Path | None = Field(
+        default=None,
+        description="Set by the supervisor of server.workers for its workers: the schema epoch"
+        " they share (proxy/epoch.py), so a schema statement empties every worker's plan cache.",
+    )
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="Larger bodies get 413.")
+    forwarded_allow_ips: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Addresses or networks of front proxies whose X-Forwarded-For names the"
+        " client; empty: the peer address is the client, whatever a header says.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one object per line, each with its request_id."
+    )
+    metrics: bool = Field(
+        default=True, description="Serve /metrics (Prometheus text; no DAG names, no secrets)."
+    )
+    transaction_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="An explicit transaction of the Query API left idle this long is rolled back"
+        " (Neo4j's server.http.transaction_idle_timeout).",
+    )
+    max_transactions: int = Field(
+        default=64,
+        gt=0,
+        description="Explicit transactions of the Query API open at once; each holds a Neo4j"
+        " connection (the driver's pool has 100) and its DAG's credential. Beyond: 503.",
+    )
+    admission: AdmissionSettings = Field(default_factory=lambda: AdmissionSettings())
+    http: HTTPSettings = Field(default_factory=lambda: HTTPSettings())
+    # The Bolt door (proxy/bolt/): off unless a port is given (0: one the system picks).
+    bolt_port: int | None = Field(default=None, ge=0, le=65535)
+    bolt_host: str | None = Field(default=None, description="Default: the HTTP door's host.")
+    bolt_advertised_address: str | None = Field(
+        default=None,
+        description="host:port that ROUTE answers name; default: the address the client dialled.",
+    )
+    bolt_tls_certificate: Path | None = Field(
+        default=None, description="PEM certificate chain: bolt+s:// and neo4j+s://."
+    )
+    bolt_tls_key: Path | None = Field(default=None, description="PEM key of the certificate.")
+    bolt_max_connections: int = Field(default=1000, gt=0)
+    bolt_max_message_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Larger Bolt messages close the connection."
+    )
+    bolt_handshake_timeout_s: float = Field(default=10.0, gt=0)
+    bolt_idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="A Bolt connection silent this long is closed."
+    )
+    bolt_message_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A Bolt message begun must be whole within this, or the connection closes.",
+    )
+    bolt_routing_ttl_s: int = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.bolt_tls_certificate is None) != (self.bolt_tls_key is None):
+            raise ValueError("bolt_tls_certificate and bolt_tls_key go together")
+        return self
