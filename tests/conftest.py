@@ -18,6 +18,7 @@ from proxy.bundles import folder_revision
 from proxy.devstack.install import default_cache_dir
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import DemoClient
+from proxy.settings import OPASettings
 
 REPO = Path(__file__).resolve().parent.parent
 SHORT_LIVED = DemoClient("short_lived_reader", "demo_reader", token_ttl_s=1)
@@ -55,11 +56,13 @@ def served_revision(stack: DevStack) -> str | None:
 
 
 def wait_for_revision(stack: DevStack, revision: str, seconds: float = 15.0) -> None:
-    """Until the stack's OPA serves ``revision``."""
+    """Until the stack's OPA serves ``revision``, and the gateway's reused decisions of the
+    previous one have expired (``opa.decision_cache_ttl_s``: the documented bound)."""
     deadline = time.monotonic() + seconds
     while served_revision(stack) != revision:
         assert time.monotonic() < deadline, f"OPA did not serve revision {revision} in {seconds} s"
         time.sleep(0.05)
+    time.sleep(OPASettings().decision_cache_ttl_s + 0.05)
 
 
 @contextmanager
