@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,10 +141,15 @@ def test_unknown_keys_are_named_with_their_section(
     ids=["bad-type-beside", "section-check", "secret-wrong-type", "web-section-check"],
 )
 def test_configuration_errors_never_print_a_value(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
 ) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(text)
+    # `serve` hides the data-frame libraries from its process (sys.modules); not from the tests'.
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
     assert main(["serve", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"cyphergate: configuration {config} is not valid:\n")

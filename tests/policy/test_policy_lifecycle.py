@@ -58,8 +58,14 @@ def lab(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
     folder = tmp_path_factory.mktemp("policy-lab")
     policies = shutil.copytree(REPO / "policies", folder / "policies")
     with proposed_policy(ensure_opa(default_cache_dir()), policies, watch=True) as opa:
+        # Every decision from OPA itself (no reuse within opa.decision_cache_ttl_s): these tests
+        # edit the policy and poll until the edit shows; a write sent under the previous
+        # decision in the meantime would run.
         gateway = SecondGateway(
-            stack, folder, "policylab", lambda config: config["opa"].update(url=opa.url)
+            stack,
+            folder,
+            "policylab",
+            lambda config: config["opa"].update(url=opa.url, decision_cache_ttl_s=0),
         )
         gateway.start()
         try:
