@@ -220,7 +220,8 @@ def test_off_by_default_nothing_is_traced_nor_sent_to_neo4j() -> None:
     caller = Caller.new()
     headers = {"Authorization": f"Bearer {TOKEN}", "traceparent": caller.traceparent}
     app = create_app(settings, services)
-    assert TracedRequests not in [m.cls for m in app.user_middleware]
+    installed: list[object] = [m.cls for m in app.user_middleware]
+    assert TracedRequests not in installed
     with TestClient(app) as http:
         response = http.post(QUERY, json={"statement": "RETURN 1"}, headers=headers)
         assert response.status_code == 202
