@@ -179,7 +179,10 @@ class _Span:
 class _Request(_Span):
     __slots__ = ("_ended", "_tracer")
 
-    recording = True
+    @property
+    def recording(self) -> bool:
+        # False for a trace the sampler dropped: its attributes would be thrown away.
+        return self._span.is_recording()
 
     def __init__(self, tracer: trace.Tracer, span: trace.Span) -> None:
         super().__init__(span)
@@ -239,9 +242,12 @@ class OpenTelemetryTracing:
         self._provider.shutdown()
 
 
-def tracing_from(settings: TelemetrySettings) -> Tracing:
+def tracing_from(
+    settings: TelemetrySettings, exporter: trace_export.SpanExporter | None = None
+) -> Tracing:
     """The tracing the settings ask for: :data:`NO_TRACING` unless an exporter is configured.
-    The SDK and the exporter are imported only then."""
+    The SDK and the exporter are imported only then. ``exporter``: the tests' instead of the
+    configured OTLP one."""
     if settings.exporter == "none":
         return NO_TRACING
     from opentelemetry.sdk.resources import Resource
@@ -253,7 +259,7 @@ def tracing_from(settings: TelemetrySettings) -> Tracing:
         resource=Resource.create({"service.name": settings.service_name}),
         sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio)),
     )
-    provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(settings)))
+    provider.add_span_processor(BatchSpanProcessor(exporter or _otlp_exporter(settings)))
     return OpenTelemetryTracing(provider)
 
 

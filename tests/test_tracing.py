@@ -307,6 +307,21 @@ def test_the_otlp_exporter_is_built_only_when_configured() -> None:
     assert grpc.endpoint == "http://127.0.0.1:4317"
 
 
+def test_the_sampling_ratio_drops_new_traces_but_follows_a_sampled_caller() -> None:
+    exporter = InMemorySpanExporter()
+    settings = TelemetrySettings(exporter="otlp", sampling_ratio=0.0, service_name="gw-7")
+    built = tracing_from(settings, exporter)
+    caller = Caller.new()
+    for carrier in (None, {"traceparent": caller.traceparent}):
+        with built.request("r", carrier) as trace, trace.step("s"):
+            pass
+    built.close()  # flushes the batch
+    spans = exporter.get_finished_spans()
+    assert {span.context.trace_id for span in spans} == {caller.trace_id}
+    assert sorted(span.name for span in spans) == ["r", "s"]
+    assert spans[0].resource.attributes["service.name"] == "gw-7"
+
+
 # ---------------------------------------------------------------------------- the Bolt door
 
 
