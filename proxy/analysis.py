@@ -25,6 +25,7 @@ from proxy.metrics import Metrics
 from proxy.plan import PlanFacts, read_plan
 from proxy.plan.text import execution_mode
 from proxy.statement import Plan, QueryType
+from proxy.tracing import OFF, Step
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,9 @@ class Analyzer:
         self._clock = clock
         self._cache: OrderedDict[tuple[str, str], tuple[float, Analysis]] = OrderedDict()
 
-    async def analyse(self, database: str, statement: str) -> Analysis:
-        """The analysis of ``statement`` on ``database``, from the cache when possible."""
+    async def analyse(self, database: str, statement: str, step: Step = OFF) -> Analysis:
+        """The analysis of ``statement`` on ``database``, from the cache when possible
+        (``step``, the request's span of the analysis, is told which)."""
         key = (database, statement)
         if (epoch := self._epoch.current()) != self._filled_under:
             # A schema statement passed through this or another worker: plans may differ now.
@@ -122,8 +124,10 @@ class Analyzer:
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(key)
             self._lookups.labels("analysis", "hit").inc()
+            step.set("cyphergate.analysis.cached", True)
             return cached[1]
         self._lookups.labels("analysis", "miss").inc()
+        step.set("cyphergate.analysis.cached", False)
         analysis = await self._explainer.explain(database, statement)
         if analysis.query_type == "s":
             # A schema statement (about to run) can change plans: start afresh, everywhere.

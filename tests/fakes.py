@@ -34,6 +34,7 @@ from proxy.plan import PlanFacts
 from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
 from proxy.statement import JSON, AccessMode, Execution, Opening, Plan, Summary
+from proxy.tracing import OFF, Step
 
 READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")
 # Another workload of the same DAG.
@@ -61,7 +62,7 @@ class FakeAnalyzer:
 
     analysed: list[str] = field(default_factory=list)
 
-    async def analyse(self, database: str, statement: str) -> Analysis:
+    async def analyse(self, database: str, statement: str, step: Step = OFF) -> Analysis:
         self.analysed.append(f"{database}: {statement}")
         if "CALL missing." in statement:
             raise Neo4jClientError(

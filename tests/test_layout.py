@@ -35,6 +35,8 @@ LAYERS: list[set[str]] = [
         "statement",
         "values",
     },
+    # Traces: the seam the request path and the doors trace through (it reads its settings).
+    {"tracing"},
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
     {"principal", "codec", "chains"},
     # Policy bundles (built, named, checked), and the folder served as one, below the OPA server.

@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from proxy.api.errors import REQUEST_ID_HEADER
 from proxy.api.state import client_address, runtime, start_request
+from proxy.api.traced import request_trace
 from proxy.errors import (
     BadRequest,
     ClientDisconnected,
@@ -209,6 +210,7 @@ def call_of(request: Request, request_id: str, database: str, body: Body) -> Cal
         client=client_address(request),
         headers=request.headers,
         statement=body.statement,
+        trace=request_trace(request),
     )
 
 

@@ -90,7 +90,8 @@ async def commit_transaction(database: str, transaction_id: str, request: Reques
         if last.statement:
             async with state.gateway.run(call, transaction=held.transaction) as rows:
                 result = await Answer.read(rows)
-        bookmarks = await held.transaction.commit(request_id=call.request_id)
+        with call.trace.step("commit"):
+            bookmarks = await held.transaction.commit(request_id=call.request_id)
     if result is None:
         return answer(request, call.request_id, {"bookmarks": bookmarks})
     rendered = result.render(body.include_counters, bookmarks=False)

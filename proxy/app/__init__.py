@@ -30,6 +30,7 @@ from proxy.api import audit_routes, errors, operations, query, transactions
 from proxy.api.audit_page import audit_page
 from proxy.api.held import HeldTransactions
 from proxy.api.state import STATE_KEY, ReadinessCheck, RequestIds, Runtime, SignIn
+from proxy.api.traced import TracedRequests
 from proxy.app.neo4j import Neo4jWing, open_neo4j, rotate_root, secret_source
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
@@ -65,6 +66,7 @@ from proxy.settings import (
     OPASettings,
     Settings,
 )
+from proxy.tracing import Tracing, tracing_from
 
 __all__ = [
     "Neo4jWing",
@@ -104,12 +106,17 @@ def create_app(
     *,
     clock: Clock = system_clock,
     faults: Faults = NO_FAULTS,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """Build the gateway application; real services are opened by the lifespan.
 
-    ``faults`` is for the crash tests only (see :mod:`proxy.faults`).
+    ``faults`` is for the crash tests only (see :mod:`proxy.faults`). ``tracing``: the tests'
+    (an SDK provider with an in-memory exporter); by default the ``[telemetry]`` section's,
+    flushed and closed when the application stops.
     """
     metrics = Metrics()
+    owned = tracing is None
+    traces = tracing_from(settings.telemetry) if tracing is None else tracing
     web = settings.audit.web
     sign_in = None if web is None else _sign_in(web)
 
@@ -117,8 +124,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
         del app
         async with AsyncExitStack() as stack:
+            if owned:
+                stack.callback(traces.close)  # closed last: the spans of the shutdown too
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
-            state = _runtime(settings, chosen, clock, metrics, sign_in)
+            state = _runtime(settings, chosen, clock, metrics, sign_in, traces)
             # Closed first: transactions still open roll back while Neo4j is still reachable.
             await stack.enter_async_context(state.transactions.sweeping())
             if (port := settings.server.bolt_port) is not None:
@@ -146,6 +155,8 @@ def create_app(
             return RedirectResponse("/audit/", 308)
 
     errors.install(app)
+    if traces.enabled:
+        app.add_middleware(TracedRequests, tracing=traces)
     app.add_middleware(RequestIds)
     return app
 
@@ -156,6 +167,7 @@ def _runtime(
     clock: Clock,
     metrics: Metrics,
     sign_in: SignIn | None,
+    tracing: Tracing,
 ) -> Runtime:
     """The use cases over ``services``, and what the front doors need beside them."""
     gateway = Gateway(
@@ -177,6 +189,7 @@ def _runtime(
         digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
         metrics=metrics,
         admission=Admission(settings.server.admission, metrics),
+        tracing=tracing,
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(

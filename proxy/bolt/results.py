@@ -81,8 +81,14 @@ class OpenResult:
         """Run the statement down the request path; its field names. A refusal or failure is
         raised (and already recorded)."""
         self._started = time.monotonic()
+        # The statement's span ends once its outcome is recorded, however the result ends.
+        self._stack.callback(self.call.trace.end)
         run = self._gateway.run(self.call, transaction=self._transaction)
-        self._rows = await self._stack.enter_async_context(run)
+        try:
+            self._rows = await self._stack.enter_async_context(run)
+        except BaseException:
+            await self._stack.aclose()
+            raise
         self.t_first_ms = _ms_since(self._started)
         return self._rows.fields
 

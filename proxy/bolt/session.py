@@ -43,6 +43,7 @@ from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRef
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
+from proxy.tracing import OFF, RequestTrace
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class Session:
         # Open results by qid (auto-commit: one, qid 0), and the transaction, if any.
         self._results: dict[int, OpenResult] = {}
         self._transaction: Transaction | None = None
+        # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
+        self._transaction_trace: Mapping[str, str] | None = None
         self._qids = itertools.count()
 
     async def handle(self, message: bytes) -> None:
@@ -225,13 +228,19 @@ class Session:
         if begin.impersonating:
             await self._refused(ImpersonationRefused(reason="impersonation_refused"))
             return
-        self._transaction = self._gateway.begin(
-            database=begin.database or self._options.home_database,
-            access_mode=begin.access_mode,
-            bookmarks=begin.bookmarks,
-            metadata=begin.metadata,
-            timeout_s=begin.timeout_s,
-        )
+        tracing = self._gateway.tracing
+        carrier = _trace_context(begin.metadata) if tracing.enabled else None
+        with tracing.request("bolt BEGIN", carrier) as trace:
+            self._transaction = self._gateway.begin(
+                database=begin.database or self._options.home_database,
+                access_mode=begin.access_mode,
+                bookmarks=begin.bookmarks,
+                metadata=begin.metadata,
+                timeout_s=begin.timeout_s,
+            )
+            trace.set("db.namespace", self._transaction.database)
+            trace.set("cyphergate.transaction_id", self._transaction.id)
+        self._transaction_trace = carrier
         self._qids = itertools.count()
         self.state = State.TX_READY
         await self._send(m.SUCCESS, ({},))
@@ -241,7 +250,10 @@ class Session:
         text, parameters, extra = shape(fields, str, dict, dict)
         transaction = self._transaction
         database: str | None = None
+        tracing = self._gateway.tracing
+        carrier: Mapping[str, str] | None = None
         if transaction is not None:
+            carrier = self._transaction_trace
             database = transaction.database
             for earlier in list(self._results.values()):
                 await earlier.buffer()  # the transaction's statements run one at a time
@@ -251,7 +263,10 @@ class Session:
         async def statement() -> Statement:
             return await m.statement(text, parameters, extra)
 
-        call = self._call(self._authorization, self._headers, database, statement)
+        if tracing.enabled and transaction is None:
+            carrier = _trace_context(extra.get("tx_metadata"))
+        trace = tracing.request("bolt RUN", carrier)
+        call = self._call(self._authorization, self._headers, database, statement, trace)
         result = OpenResult(self._gateway, call, transaction)
         try:
             fields_out = await result.start()
@@ -304,11 +319,15 @@ class Session:
         if transaction is None:
             raise Malformed("COMMIT without a transaction.")
         request_id = new_request_id()
-        try:
-            bookmarks = await transaction.commit(request_id=request_id)
-        except CypherGateError as error:
-            await self._failure(error.code, f"{error.message} (request {request_id})")
-            return
+        with self._gateway.tracing.request("bolt COMMIT", self._transaction_trace) as trace:
+            trace.set("cyphergate.request_id", request_id)
+            trace.set("cyphergate.transaction_id", transaction.id)
+            try:
+                bookmarks = await transaction.commit(request_id=request_id)
+            except CypherGateError as error:
+                trace.fail(error.reason)
+                await self._failure(error.code, f"{error.message} (request {request_id})")
+                return
         self.state = State.READY
         await self._send(m.SUCCESS, ({"bookmark": bookmarks[-1]} if bookmarks else {},))
 
@@ -333,6 +352,7 @@ class Session:
         headers: Mapping[str, str],
         database: str | None = None,
         statement: Callable[[], Awaitable[Statement]] = m.no_statement,
+        trace: RequestTrace = OFF,
     ) -> Call:
         return Call(
             request_id=new_request_id(),
@@ -341,6 +361,7 @@ class Session:
             client=self._client,
             headers=headers,
             statement=statement,
+            trace=trace,
         )
 
     async def _refused(self, error: CypherGateError) -> None:
@@ -400,6 +421,19 @@ class _Sink(ResultSink):
 
     async def flush(self) -> None:
         await self._flush()
+
+
+def _trace_context(metadata: object) -> dict[str, str] | None:
+    """The W3C trace context a caller put in its transaction metadata, if any (Bolt has no
+    headers: ``traceparent`` and ``tracestate`` ride in ``tx_metadata``)."""
+    if not isinstance(metadata, Mapping):
+        return None
+    found = {
+        key: value
+        for key in ("traceparent", "tracestate")
+        if isinstance(value := metadata.get(key), str)
+    }
+    return found or None
 
 
 def _expired(error: CypherGateError) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 from proxy.logs import bind_request_id
 from proxy.statement import AccessMode
+from proxy.tracing import OFF, RequestTrace
 
 # Neo4j's Query API answers a successful statement with 202 Accepted; the audit record of a
 # statement that ran says so too, whichever front door it came through.
@@ -34,6 +35,8 @@ class Call:
     ``-Try``, lower-case names). ``statement`` gives the statement: the request path asks for it
     only once the caller is identified, so a front door may read and parse its body then (and
     refuse it with a :class:`~proxy.errors.CypherGateError`, recorded like any refusal).
+    ``trace`` is the span of the request the call belongs to (:mod:`proxy.tracing`; the shared
+    no-op one when tracing is off): the request path adds its steps and verdict to it.
     """
 
     request_id: str
@@ -42,6 +45,7 @@ class Call:
     client: str | None
     headers: Mapping[str, str]
     statement: Callable[[], Awaitable[Statement]]
+    trace: RequestTrace = OFF
 
 
 def new_request_id() -> str:

@@ -50,6 +50,7 @@ from proxy.policy import Decision, Preflight, policy_input, preflight_input
 from proxy.principal import DagResolver, Identity, Principal
 from proxy.settings import AdmissionSettings
 from proxy.statement import AccessMode, Execution, RowStream
+from proxy.tracing import NO_TRACING, Step, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Gateway:
         digester: ParameterDigester | None = None,
         metrics: Metrics | None = None,
         admission: Admission | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -86,6 +88,8 @@ class Gateway:
         self._metrics = metrics or Metrics()
         # Unbounded only where a test builds a gateway without one; create_app always has one.
         self._admission = admission or Admission(AdmissionSettings(max_in_flight=1 << 30))
+        # Makes each request's span (proxy/tracing.py); the front doors start them.
+        self.tracing = tracing
 
     def with_executor(self, executor: GraphExecutor) -> Gateway:
         """The same request path (the same caches, policy, audit log) with statements run by
@@ -142,8 +146,10 @@ class Gateway:
                 trail.access_mode = mode
                 async with self._credentials.hold(principal.dag) as login:
                     trail.credential = {"user": login.user}
-                    async with _executed(trail, self._executor.run(execution, login)) as rows:
-                        yield rows
+                    await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
+                    with call.trace.step("execute"):
+                        async with _executed(trail, self._executor.run(execution, login)) as rows:
+                            yield rows
             return
         trail.transaction = transaction.context()
         async with (
@@ -156,14 +162,18 @@ class Gateway:
                 principal,
                 decision,
                 writes=_access_mode(analysis, decision, None) == "WRITE",
-                metadata=neo4j_metadata(principal, call.request_id, decision.decision_id),
+                metadata=neo4j_metadata(
+                    principal, call.request_id, decision.decision_id, call.trace.traceparent()
+                ),
                 timeout_s=decision.timeout_s or self._default_timeout_s,
             )
             execution = self._execution(call, principal, statement, decision, placement.access_mode)
             trail.access_mode = placement.access_mode
             trail.credential = {"user": placement.user}
-            async with _executed(trail, placement.upstream.run(execution)) as rows:
-                yield rows
+            await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
+            with call.trace.step("execute"):
+                async with _executed(trail, placement.upstream.run(execution)) as rows:
+                    yield rows
 
     @contextlib.asynccontextmanager
     async def _admitted(self, trail: Trail) -> AsyncIterator[None]:
@@ -196,7 +206,8 @@ class Gateway:
         statement (whose transaction is this?). A refusal is recorded and raised; a success
         records nothing (what the caller does next is recorded)."""
         try:
-            return await self._authenticator.authenticate(call.authorization)
+            with call.trace.step("authenticate"):
+                return await self._authenticator.authenticate(call.authorization)
         except CypherGateError as error:
             trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
             await trail.refused(error)
@@ -220,9 +231,11 @@ class Gateway:
     ) -> tuple[Principal, Statement, Analysis, Decision]:
         """Steps 2 to 5: who is calling, as which DAG, with which statement, and may it run?
         Raises unless the policy allows it (or shadow mode lets it run)."""
-        identity = await self._authenticator.authenticate(call.authorization)
-        trail.identified(identity)
-        principal = self._resolver.resolve(identity, call.headers)
+        trace = call.trace
+        with trace.step("authenticate"):
+            identity = await self._authenticator.authenticate(call.authorization)
+            trail.identified(identity)
+            principal = self._resolver.resolve(identity, call.headers)
         trail.acting_as(principal)
         if transaction is not None:
             transaction.admit(principal, call)
@@ -233,13 +246,20 @@ class Gateway:
                 statement, access_mode=transaction.requested_access_mode, bookmarks=()
             )
         trail.asked(statement, self._digester.digests(statement.parameters))
-        preflight = await self._policy.preflight(preflight_input(principal, database=call.database))
+        with trace.step("decide.preflight") as step:
+            preflight = await self._policy.preflight(
+                preflight_input(principal, database=call.database)
+            )
+            step.set("cyphergate.decision.cached", preflight.decision.cached)
         if not preflight.decision.allow:
             trail.decided(preflight.decision)
             raise PolicyDenied(list(preflight.decision.reasons))
-        analysis = await self._analyse(call.database, statement.text, preflight, trail)
+        with trace.step("analyse") as step:
+            analysis = await self._analyse(call.database, statement.text, preflight, trail, step)
         trail.analysed(analysis)
-        decision = await self._decide(principal, call.database, statement, analysis)
+        with trace.step("decide") as step:
+            decision = await self._decide(principal, call.database, statement, analysis)
+            step.set("cyphergate.decision.cached", decision.cached)
         trail.decided(decision)
         if not decision.enforced_allow:
             raise PolicyDenied(list(decision.reasons))
@@ -266,20 +286,22 @@ class Gateway:
             parameters=statement.parameters,
             access_mode=access_mode,
             timeout_s=decision.timeout_s or self._default_timeout_s,
-            metadata=neo4j_metadata(principal, call.request_id, decision.decision_id),
+            metadata=neo4j_metadata(
+                principal, call.request_id, decision.decision_id, call.trace.traceparent()
+            ),
             bookmarks=statement.bookmarks,
             row_limit=decision.row_limit,
             row_limit_action=decision.row_limit_action,
         )
 
     async def _analyse(
-        self, database: str, text: str, preflight: Preflight, trail: Trail
+        self, database: str, text: str, preflight: Preflight, trail: Trail, step: Step
     ) -> Analysis:
         """The statement's analysis. Neo4j's planning errors tell what exists: a DAG that may call
         no procedure (or user-defined function) gets the same refusal for an unknown one as for
         a known one."""
         try:
-            return await self._analyzer.analyse(database, text)
+            return await self._analyzer.analyse(database, text, step)
         except Neo4jClientError as error:
             reason = _unknown_call(error)
             if reason == "procedure" and not preflight.procedures:
@@ -309,9 +331,8 @@ class Gateway:
 async def _executed(
     trail: Trail, started: AbstractAsyncContextManager[RowStream]
 ) -> AsyncIterator[RowStream]:
-    """Steps 7 to 9: record ahead, run (``started`` begins the statement when entered), and
-    record the outcome with the statement's summary."""
-    await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
+    """Steps 8 and 9, once the decision is recorded ahead: run (``started`` begins the
+    statement when entered), and keep the statement's summary for the outcome record."""
     async with started as rows:
         yield rows
         trail.finished(await rows.summary())

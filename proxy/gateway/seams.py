@@ -20,6 +20,7 @@ from proxy.neo4j.logins import Login
 from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
 from proxy.statement import Execution, Opening, RowStream
+from proxy.tracing import OFF, Step
 
 
 class CallerAuthenticator(Protocol):
@@ -39,7 +40,9 @@ class StatementAnalyzer(Protocol):
     Contract: never runs the statement; raises the gateway's errors as running it would.
     """
 
-    async def analyse(self, database: str, statement: str) -> Analysis: ...
+    async def analyse(self, database: str, statement: str, step: Step = OFF) -> Analysis:
+        """``step``: the request's analysis span, told whether the analysis was cached."""
+        ...
 
 
 class PolicyDecider(Protocol):

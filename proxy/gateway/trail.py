@@ -36,6 +36,7 @@ from proxy.metrics import Metrics
 from proxy.policy import Decision
 from proxy.principal import Identity, Principal
 from proxy.statement import Summary
+from proxy.tracing import RequestTrace
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,8 @@ class Trail:
         """Write the decision record before anything runs; if it cannot be written
         (:class:`AuditUnavailable`), nothing may run."""
         try:
-            await self._write(self._event("decision", time=utc_timestamp(self._started)))
+            with self._call.trace.step("audit.ahead"):
+                await self._write(self._event("decision", time=utc_timestamp(self._started)))
         except AuditUnavailable:
             self._unwritable = True
             raise
@@ -169,12 +171,18 @@ class Trail:
                 "decision", time=utc_timestamp(now), now=now, status=status, error=error
             )
         self._count(event)
+        trace = self._call.trace
+        if trace.recording:
+            _traced(trace, event)
         if self._unwritable:
             return  # the log already refused this call: it was refused for that
         if not self._ahead:
-            await self._write(event)
+            with trace.step("audit.decision"):
+                await self._write(event)
             return
-        if await self._audit.append_after(event) is None:
+        with trace.step("audit.outcome"):
+            receipt = await self._audit.append_after(event)
+        if receipt is None:
             self._metrics.audit_failures.labels(event.event).inc()
             log.error("outcome record for request %s not written in time", event.request_id)
 
@@ -242,3 +250,33 @@ class Trail:
                 reasons = [finished.error["reason"]]
             for reason in reasons:
                 self._metrics.denied(str(reason))
+
+
+def _traced(trace: RequestTrace, finished: AuditEvent) -> None:
+    """The call's verdict on its request's span: identifiers, verdict and reasons only (never
+    the statement, its parameters or anything of the caller's credential)."""
+    trace.set("cyphergate.request_id", finished.request_id)
+    if finished.database is not None:
+        trace.set("db.namespace", finished.database)
+    principal = finished.principal or {}
+    if isinstance(dag := principal.get("dag"), str):
+        trace.set("cyphergate.dag", dag)
+    decision = finished.decision or {}
+    trace.set("cyphergate.verdict", verdict_of(finished.decision))
+    reasons = [str(reason) for reason in decision.get("reasons") or []]
+    if finished.error is not None:
+        reason = str(finished.error["reason"])
+        reasons = reasons or [reason]
+        trace.fail(reason)
+    if reasons:
+        trace.set("cyphergate.reasons", reasons)
+    if isinstance(decision_id := decision.get("decision_id"), str):
+        trace.set("cyphergate.decision_id", decision_id)
+    if finished.query_type is not None:
+        trace.set("cyphergate.query_type", finished.query_type)
+    if finished.access_mode is not None:
+        trace.set("cyphergate.access_mode", finished.access_mode)
+    if finished.status is not None:
+        trace.set("cyphergate.status", finished.status)
+    if finished.transaction is not None:
+        trace.set("cyphergate.transaction_id", str(finished.transaction["id"]))

@@ -81,8 +81,11 @@ CONTEXT_ENTRIES = 32
 CONTEXT_CHARACTERS = 256
 
 
-def neo4j_metadata(principal: Principal, request_id: str, decision_id: str) -> dict[str, str | int]:
-    """Transaction metadata: joins Neo4j's SHOW TRANSACTIONS (and query.log) to the audit log."""
+def neo4j_metadata(
+    principal: Principal, request_id: str, decision_id: str, traceparent: str | None = None
+) -> dict[str, str | int]:
+    """Transaction metadata: joins Neo4j's SHOW TRANSACTIONS (and query.log) to the audit log,
+    and, when tracing is on, to the trace (``traceparent``: the gateway's span of the request)."""
     metadata: dict[str, str | int | None] = {
         "dag_id": principal.dag,
         "task_id": principal.task,
@@ -90,6 +93,7 @@ def neo4j_metadata(principal: Principal, request_id: str, decision_id: str) -> d
         "try_number": principal.try_number,
         "request_id": request_id,
         "decision_id": decision_id,
+        "traceparent": traceparent,
     }
     return {key: value for key, value in metadata.items() if value is not None}
 

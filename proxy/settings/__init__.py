@@ -30,6 +30,7 @@ from proxy.settings.audit import ArchiveSettings, AuditSettings, AuditWebSetting
 from proxy.settings.base import ASYMMETRIC_ALGORITHMS, IPNetwork, refuse_placeholder_password
 from proxy.settings.neo4j import Neo4jSettings, SecretSettings
 from proxy.settings.server import AdmissionSettings, HTTPSettings, ServerSettings
+from proxy.settings.telemetry import TelemetrySettings
 from proxy.settings_errors import ConfigurationError, validation_problems
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "SecretSettings",
     "ServerSettings",
     "Settings",
+    "TelemetrySettings",
     "load_settings",
     "refuse_placeholder_password",
 ]
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
     opa: OPASettings = Field(default_factory=OPASettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,71 @@
+"""Traces against the real services: a gateway in-process on the devstack's Neo4j, OPA and
+identity provider (an in-memory exporter cannot be shared with a second process), and Neo4j's own
+``SHOW TRANSACTIONS`` showing the gateway's span as the transaction's ``traceparent``."""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from neo4j import Driver
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from proxy.app import create_app
+from proxy.devstack.stack import DevStack
+from proxy.settings import Settings
+from proxy.tracing import OpenTelemetryTracing
+
+pytestmark = pytest.mark.integration
+
+TX = "/db/neo4j/query/v2/tx"
+
+
+def test_neo4j_sees_the_gateways_span_of_the_callers_trace(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in stack.gateway_aws_env().items():
+        monkeypatch.setenv(name, value)
+    config: dict[str, Any] = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
+    config["audit"] = {"path": str(tmp_path / "audit.sqlite3")}
+    config["server"].pop("bolt_port", None)  # the session gateway's
+    config["neo4j"].update(lease_user_prefix="cg_traced_", leases_path=str(tmp_path / "l.sqlite3"))
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = create_app(Settings(**config), tracing=OpenTelemetryTracing(provider))
+    trace_id, caller_span = secrets.randbits(128) | 1, secrets.randbits(64) | 1
+    traceparent = f"00-{trace_id:032x}-{caller_span:016x}-01"
+    token = stack.token("demo_writer")
+    label = "Traced" + uuid.uuid4().hex[:12]
+    headers = {"Authorization": f"Bearer {token}", "traceparent": traceparent}
+    with TestClient(app) as http:
+        opened = http.post(TX, json={"statement": f"CREATE (:`{label}`)"}, headers=headers)
+        assert opened.status_code == 202, opened.text
+        request_id = opened.headers["X-CypherGate-Request-ID"]
+        records, _, _ = neo4j_admin.execute_query(
+            "SHOW TRANSACTIONS YIELD metaData WHERE metaData.request_id = $id RETURN metaData",
+            id=request_id,
+        )
+        path = f"{TX}/{opened.json()['transaction']['id']}"
+        rollback = {"Authorization": f"Bearer {token}"}  # a trace of its own
+        assert http.delete(path, headers=rollback).status_code == 200
+    (seen,) = records
+    spans = exporter.get_finished_spans()
+    (request,) = [s for s in spans if s.parent is not None and s.parent.span_id == caller_span]
+    assert request.context.trace_id == trace_id
+    assert seen["metaData"]["traceparent"] == (
+        f"00-{trace_id:032x}-{request.context.span_id:016x}-01"
+    )
+    assert seen["metaData"]["dag_id"] == "demo_writer"
+    steps = {s.name for s in spans if s.parent and s.parent.span_id == request.context.span_id}
+    assert {"authenticate", "analyse", "decide", "audit.ahead", "execute"} <= steps
+    analyse = next(s for s in spans if s.name == "analyse" and s.context.trace_id == trace_id)
+    assert (analyse.attributes or {}).get("cyphergate.analysis.cached") is False
+    assert token not in repr([dict(s.attributes or {}) for s in spans])
