@@ -45,6 +45,7 @@ from proxy.epoch import schema_epoch
 from proxy.faults import NO_FAULTS, Faults
 from proxy.gateway.admission import Admission
 from proxy.gateway.path import Gateway
+from proxy.gateway.rates import RateLimits
 from proxy.gateway.replay import explain
 from proxy.gateway.review import AuditReview
 from proxy.gateway.seams import (
@@ -177,6 +178,7 @@ def _runtime(
         digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
         metrics=metrics,
         admission=Admission(settings.server.admission, metrics),
+        rates=RateLimits(settings.server.rate_limits),
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(
