@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
         "ports",
         "settings",
         "statement",
+        "tls",
         "values",
     },
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
