@@ -1,9 +1,10 @@
 """TLS on the HTTP door (``server.tls_certificate`` and ``tls_key``) against the real stack.
 
-A second gateway with two workers (each serves a socket the supervisor's port was bound for,
-proxy/workers.py) and a certificate made here, signed by a CA made here: https with that CA
-works and the query is audited; plain http to the port does not; the context asks TLS 1.2; a key
-that does not match the certificate stops the gateway at start with one line.
+A second gateway, as one process and with two workers (each serves a socket the supervisor's
+port was bound for, proxy/workers.py), with a certificate made here and signed by a CA made
+here: https with that CA works and the query is audited; plain http to the port does not; the
+context asks TLS 1.2; a key that does not match the certificate stops the gateway at start with
+one line.
 """
 
 from __future__ import annotations
@@ -80,15 +81,17 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
     return files
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "two-workers"])
 def tls_gateway(
-    stack: DevStack, tmp_path_factory: pytest.TempPathFactory
+    stack: DevStack, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[tuple[SecondGateway, ssl.SSLContext]]:
+    """One process (uvicorn binds the port) or two workers (each a pre-bound socket)."""
+    workers: int = request.param
     folder = tmp_path_factory.mktemp("tls")
     ca, certificate, key = make_certificates(folder)
 
     def configure(config: dict[str, Any]) -> None:
-        config["server"].update(workers=2, tls_certificate=str(certificate), tls_key=str(key))
+        config["server"].update(workers=workers, tls_certificate=str(certificate), tls_key=str(key))
 
     gateway = SecondGateway(stack, folder / "gateway", "tls", configure)
     gateway.url = f"https://127.0.0.1:{gateway.port}"
