@@ -3,7 +3,8 @@
 One limits each DAG to two statements a minute (HTTP and Bolt refusals: 429 with Retry-After,
 a transient FAILURE, one audit record each). Another limits each client address to three
 calls a minute before any credential is verified, and reaches STS (moto) through a counting
-relay: a flood of well-formed IAM proofs makes three STS calls, not one each.
+relay: a flood of well-formed IAM proofs makes three STS calls, not one each, whether it comes
+through the Query API or the reviewers' API.
 """
 
 from __future__ import annotations
@@ -179,3 +180,15 @@ def test_an_iam_flood_makes_no_sts_call_beyond_the_client_limit(
         assert record["status"] == 429
         assert record["error"] == {"code": TOO_MANY, "reason": "rate_limited:client"}
         assert "principal" not in record or record["principal"] is None
+    # The reviewers' API verifies credentials too: the same address, the same limit.
+    review = httpx.get(
+        gateway.url + "/audit/records",
+        headers={"Authorization": forged(genuine, relay_url)},
+        timeout=60,
+    )
+    assert review.status_code == 429, review.text
+    assert review.json()["errors"][0]["code"] == TOO_MANY
+    assert _CountingRelay.count - before == 3
+    (access,) = records(gateway.audit, review.headers["X-CypherGate-Request-ID"])
+    assert (access["event"], access["status"]) == ("access", 429)
+    assert access["error"]["reason"] == "rate_limited:client"

@@ -159,6 +159,7 @@ def _runtime(
     sign_in: SignIn | None,
 ) -> Runtime:
     """The use cases over ``services``, and what the front doors need beside them."""
+    rates = RateLimits(settings.server.rate_limits)  # one count per process, both doors
     gateway = Gateway(
         authenticator=services.authenticator,
         resolver=DagResolver(settings.auth.bindings),
@@ -178,7 +179,7 @@ def _runtime(
         digester=ParameterDigester.from_file(settings.audit.hmac_key_file),
         metrics=metrics,
         admission=Admission(settings.server.admission, metrics),
-        rates=RateLimits(settings.server.rate_limits),
+        rates=rates,
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(
@@ -188,6 +189,7 @@ def _runtime(
         reading=services.reading,
         clock=clock,
         public_key=None if signing_key is None else load_private_key(signing_key).public_key(),
+        rates=rates,
     )
     return Runtime(
         gateway=gateway,
