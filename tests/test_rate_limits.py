@@ -73,6 +73,10 @@ def test_http_beyond_a_dags_limit_gets_429_with_retry_after(
     assert record["status"] == 429
     assert record["error"] == {"code": TOO_MANY, "reason": "rate_limited:dag"}
     assert record["principal"]["dag"] == "demo_reader"
+    metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
+    counted = re.search(r'cyphergate_denials_total\{reason="rate_limited"\} ([0-9.]+)', metrics)
+    assert counted is not None
+    assert float(counted.group(1)) >= 1
     # Another DAG has its own quota.
     assert gateway.query("demo_writer", "RETURN 1 AS one").status_code == 202
 
