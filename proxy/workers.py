@@ -37,8 +37,7 @@ from typing import Any
 from proxy.chains import worker_settings
 from proxy.epoch import SharedEpoch
 from proxy.settings import Settings
-from proxy.settings_errors import ConfigurationError
-from proxy.tls import server_context
+from proxy.tls import check_pair, server_context
 
 log = logging.getLogger(__name__)
 
@@ -218,16 +217,8 @@ def worker_command(argv: Sequence[str]) -> list[str]:
 def check_tls(settings: Settings) -> None:
     """Refuse, before anything starts, a ``server.tls_certificate`` and ``tls_key`` that do not
     load as a matching PEM pair (a :class:`ConfigurationError`: a line, not a traceback)."""
-    certificate, key = settings.server.tls_certificate, settings.server.tls_key
-    if certificate is None:
-        return
-    try:
-        server_context(certificate, key)
-    except OSError as exc:  # ssl.SSLError among them
-        # The library's words name the file's problem, never its contents.
-        cause = exc.strerror or type(exc).__name__
-        problem = f"server.tls_certificate and tls_key do not load: {cause}"
-        raise ConfigurationError(None, [problem]) from None
+    server = settings.server
+    check_pair(server.tls_certificate, server.tls_key, setting="server.tls_certificate and tls_key")
 
 
 def _http_options(settings: Settings) -> dict[str, Any]:

@@ -155,3 +155,14 @@ def test_a_key_that_is_not_the_certificates_stops_the_start(tmp_path: Path) -> N
     assert ended.returncode == 2, ended.stderr
     assert "server.tls_certificate and tls_key do not load" in ended.stderr
     assert "Traceback" not in ended.stderr
+    # cyphergate config check says so too, without starting anything.
+    checked = subprocess.run(
+        [sys.executable, "-m", "proxy", "config", "check", "--config", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert "server.tls_certificate and tls_key do not load" in checked.stdout
