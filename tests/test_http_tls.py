@@ -119,7 +119,7 @@ def test_https_with_the_ca_runs_and_audits_a_query(
     assert [(r["event"], r["status"]) for r in found] == [("decision", None), ("outcome", 202)]
 
 
-def test_plain_http_and_old_tls_are_refused(
+def test_plain_http_and_unknown_cas_are_refused(
     tls_gateway: tuple[SecondGateway, ssl.SSLContext],
 ) -> None:
     gateway, context = tls_gateway
