@@ -124,6 +124,23 @@ class Overloaded(CypherGateError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimited(CypherGateError):
+    """The caller's address, identity or DAG has used its rate limit (proxy/gateway/rates.py).
+
+    429 with ``Retry-After`` over HTTP. The code is in the transient family on purpose: the
+    condition clears by itself within the window, and Neo4j's drivers retry a transient error
+    with back-off (what ``Retry-After`` asks of an HTTP client), where a client error would fail
+    an Airflow task at once. ``reason`` is ``rate_limited:client``, ``:identity`` or ``:dag``."""
+
+    status = 429
+    code = "Neo.TransientError.Request.TooManyRequests"
+    default_message = "Rate limit reached; try again after the time in Retry-After."
+
+    def __init__(self, *, retry_after_s: int, reason: str) -> None:
+        super().__init__(reason=reason)
+        self.retry_after_s = retry_after_s
+
+
 class RequestTimeout(CypherGateError):
     """The client did not send its whole request body within the configured deadline."""
 

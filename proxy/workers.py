@@ -37,6 +37,7 @@ from typing import Any
 from proxy.chains import worker_settings
 from proxy.epoch import SharedEpoch
 from proxy.settings import Settings
+from proxy.tls import check_pair, server_context
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def _address(text: str) -> tuple[str, int]:
 def serve(settings: Settings, *, host: str, port: int, command: Sequence[str]) -> int:
     """Serve ``settings`` on ``host:port``: in this process, or with several workers under a
     supervisor (this process), each started as ``command`` plus the worker's own arguments."""
+    check_tls(settings)
     if settings.server.workers == 1:
         import uvicorn
 
@@ -212,6 +214,13 @@ def worker_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "proxy", *argv]
 
 
+def check_tls(settings: Settings) -> None:
+    """Refuse, before anything starts, a ``server.tls_certificate`` and ``tls_key`` that do not
+    load as a matching PEM pair (a :class:`ConfigurationError`: a line, not a traceback)."""
+    server = settings.server
+    check_pair(server.tls_certificate, server.tls_key, setting="server.tls_certificate and tls_key")
+
+
 def _http_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's options for the HTTP door: its connection limit and header deadline
     (``server.http``, enforced by :mod:`proxy.api.connections`) and its keep-alive; its log lines
@@ -220,10 +229,17 @@ def _http_options(settings: Settings) -> dict[str, Any]:
     gateway reads it only from ``server.forwarded_allow_ips``)."""
     from proxy.api.connections import HTTP_PROTOCOL
 
-    return {
+    options: dict[str, Any] = {
         "log_level": "info",
         "log_config": None,
         "proxy_headers": False,
         "http": HTTP_PROTOCOL,
         "timeout_keep_alive": settings.server.http.keep_alive_s,
     }
+    certificate, key = settings.server.tls_certificate, settings.server.tls_key
+    if certificate is not None:
+        # uvicorn wraps every socket it serves in this context, its own or the pre-bound socket
+        # of a worker (Server.startup: create_server(sock=..., ssl=config.ssl)). Our context,
+        # not uvicorn's: TLS 1.2 at least, as on the Bolt door.
+        options["ssl_context_factory"] = lambda _config, _default: server_context(certificate, key)
+    return options

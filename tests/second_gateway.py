@@ -8,6 +8,7 @@ leases.
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -45,6 +46,8 @@ class SecondGateway:
         self.prefix = f"cg_{name}_"
         (self.port,) = free_ports(1)
         self.url = f"http://127.0.0.1:{self.port}"
+        # What httpx verifies an https door against (a test serving TLS sets the URL and this).
+        self.verify: ssl.SSLContext | bool = True
         self.process: subprocess.Popen[bytes] | None = None
         config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
         config["server"]["port"] = self.port
@@ -93,7 +96,8 @@ class SecondGateway:
             if self.process is None or self.process.poll() is not None:
                 raise AssertionError("the second gateway exited:\n" + self.log_text()[-3000:])
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                ready = httpx.get(self.url + "/readyz", timeout=2, verify=self.verify)
+                if ready.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -122,4 +126,5 @@ class SecondGateway:
             json={"statement": statement, "parameters": parameters or {}},
             headers={"Authorization": self.stack.auth_header(dag)},
             timeout=60,
+            verify=self.verify,
         )

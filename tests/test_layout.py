@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
         "ports",
         "settings",
         "statement",
+        "tls",
         "values",
     },
     # Traces: the seam the request path and the doors trace through (it reads its settings).

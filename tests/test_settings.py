@@ -205,3 +205,36 @@ def test_config_check_opens_the_files_a_configuration_names(
     out = capsys.readouterr().out
     assert "no such file" in out
     assert "a-long-secret-4711" not in out
+
+
+@pytest.mark.parametrize(
+    ("server", "named"),
+    [
+        ('tls_certificate = "/c.pem"\n', "tls_certificate and tls_key go together"),
+        ('tls_key = "/k.pem"\n', "tls_certificate and tls_key go together"),
+        ("[server.rate_limits]\nper_dag = { requests = 0 }\n", "per_dag.requests"),
+        ("[server.rate_limits]\nper_dags = { requests = 1 }\n", "unknown key 'per_dags'"),
+        (
+            "[server.rate_limits]\nper_client = { requests = 5, window = 1 }\n",
+            "unknown key 'window'",
+        ),
+    ],
+    ids=["certificate-alone", "key-alone", "no-requests", "misspelt-limit", "misspelt-window"],
+)
+def test_tls_and_rate_limit_mistakes_are_refused(tmp_path: Path, server: str, named: str) -> None:
+    config = tmp_path / "gateway.toml"
+    section = server if server.startswith("[") else "[server]\n" + server
+    config.write_text(_BASE + section)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(config)
+    assert any(named in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_rate_limits_are_off_unless_given(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(_BASE + "[server.rate_limits]\nper_identity = { requests = 50 }\n")
+    limits = load_settings(config).server.rate_limits
+    assert limits.per_client is None
+    assert limits.per_dag is None
+    assert limits.per_identity is not None
+    assert (limits.per_identity.requests, limits.per_identity.window_s) == (50, 1)

@@ -46,6 +46,7 @@ from proxy.epoch import schema_epoch
 from proxy.faults import NO_FAULTS, Faults
 from proxy.gateway.admission import Admission
 from proxy.gateway.path import Gateway
+from proxy.gateway.rates import RateLimits
 from proxy.gateway.replay import explain
 from proxy.gateway.review import AuditReview
 from proxy.gateway.seams import (
@@ -170,6 +171,7 @@ def _runtime(
     tracing: Tracing,
 ) -> Runtime:
     """The use cases over ``services``, and what the front doors need beside them."""
+    rates = RateLimits(settings.server.rate_limits)  # one count per process, both doors
     gateway = Gateway(
         authenticator=services.authenticator,
         resolver=DagResolver(settings.auth.bindings),
@@ -190,6 +192,7 @@ def _runtime(
         metrics=metrics,
         admission=Admission(settings.server.admission, metrics),
         tracing=tracing,
+        rates=rates,
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(
@@ -199,6 +202,7 @@ def _runtime(
         reading=services.reading,
         clock=clock,
         public_key=None if signing_key is None else load_private_key(signing_key).public_key(),
+        rates=rates,
     )
     return Runtime(
         gateway=gateway,

@@ -24,6 +24,7 @@ from typing import Any
 from proxy.bolt.session import Defunct, Options, Session
 from proxy.codec import wire
 from proxy.gateway.path import Gateway
+from proxy.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +201,7 @@ def _tls(settings: DoorSettings) -> ssl.SSLContext | None:
     """A server TLS context (``bolt+s://``, ``neo4j+s://``) if a certificate is configured."""
     if settings.tls_certificate is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.tls_certificate, settings.tls_key)
-    return context
+    return server_context(settings.tls_certificate, settings.tls_key)
 
 
 def _address(sockname: Any) -> str | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from proxy.settings import Settings, load_settings
+from proxy.settings_errors import ConfigurationError
+from proxy.tls import check_pair
 
 # Files the gateway creates or appends to; every other path must already be there.
 WRITTEN = frozenset({"audit.path", "neo4j.leases_path"})
@@ -32,6 +34,20 @@ def check_config(config: Path) -> tuple[Settings, list[str]]:
         problem = _written_problem(path) if name in WRITTEN else _read_problem(path)
         if problem is not None:
             problems.append(f"{name} = {str(path)!r}: {problem}")
+    if not problems:  # the files are there: do the TLS pairs load, as serve will load them?
+        server = settings.server
+        pairs = {
+            "server.tls_certificate and tls_key": (server.tls_certificate, server.tls_key),
+            "server.bolt_tls_certificate and bolt_tls_key": (
+                server.bolt_tls_certificate,
+                server.bolt_tls_key,
+            ),
+        }
+        for setting, (certificate, key) in pairs.items():
+            try:
+                check_pair(certificate, key, setting=setting)
+            except ConfigurationError as error:
+                problems += error.problems
     return settings, problems
 
 

@@ -32,9 +32,16 @@ from typing import Any
 from proxy.analysis import Analysis
 from proxy.audit.checkpoint import ParameterDigester
 from proxy.clock import Clock
-from proxy.errors import CypherGateError, Neo4jClientError, Overloaded, PolicyDenied
+from proxy.errors import (
+    CypherGateError,
+    Neo4jClientError,
+    Overloaded,
+    PolicyDenied,
+    RateLimited,
+)
 from proxy.gateway.admission import Admission
 from proxy.gateway.call import Call, Statement
+from proxy.gateway.rates import RateLimits
 from proxy.gateway.seams import (
     AuditLog,
     CallerAuthenticator,
@@ -48,7 +55,7 @@ from proxy.gateway.transactions import Transaction, neo4j_metadata
 from proxy.metrics import Metrics
 from proxy.policy import Decision, Preflight, policy_input, preflight_input
 from proxy.principal import DagResolver, Identity, Principal
-from proxy.settings import AdmissionSettings
+from proxy.settings import AdmissionSettings, RateLimitSettings
 from proxy.statement import AccessMode, Execution, RowStream
 from proxy.tracing import NO_TRACING, Step, Tracing
 
@@ -74,6 +81,7 @@ class Gateway:
         metrics: Metrics | None = None,
         admission: Admission | None = None,
         tracing: Tracing = NO_TRACING,
+        rates: RateLimits | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -90,6 +98,7 @@ class Gateway:
         self._admission = admission or Admission(AdmissionSettings(max_in_flight=1 << 30))
         # Makes each request's span (proxy/tracing.py); the front doors start them.
         self.tracing = tracing
+        self._rates = rates or RateLimits(RateLimitSettings())  # no limit unless configured
 
     def with_executor(self, executor: GraphExecutor) -> Gateway:
         """The same request path (the same caches, policy, audit log) with statements run by
@@ -139,7 +148,7 @@ class Gateway:
         """
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
         if transaction is None:
-            async with self._admitted(trail), trail.recording():
+            async with self._admitted(trail, call.client), trail.recording():
                 principal, statement, analysis, decision = await self._decided(call, trail)
                 mode = _access_mode(analysis, decision, statement.access_mode)
                 execution = self._execution(call, principal, statement, decision, mode)
@@ -154,7 +163,7 @@ class Gateway:
         trail.transaction = transaction.context()
         async with (
             transaction.statement(call.request_id),
-            self._admitted(trail),
+            self._admitted(trail, call.client),
             trail.recording(),
         ):
             principal, statement, analysis, decision = await self._decided(call, trail, transaction)
@@ -176,13 +185,15 @@ class Gateway:
                     yield rows
 
     @contextlib.asynccontextmanager
-    async def _admitted(self, trail: Trail) -> AsyncIterator[None]:
-        """An admission slot for the block. A refusal is recorded as the call's one record:
-        nothing else was done for it, not even authentication (under overload, a refused
+    async def _admitted(self, trail: Trail, client: str | None) -> AsyncIterator[None]:
+        """An admission slot for the block, once the client's address is within its rate limit
+        (:mod:`proxy.gateway.rates`). A refusal is recorded as the call's one record: nothing
+        else was done for it, not even authentication (under overload or a flood, a refused
         call must cost next to nothing, and an IAM proof would cost a call to STS)."""
         try:
+            self._rates.before_verification(client)
             await self._admission.acquire()
-        except Overloaded as error:
+        except (RateLimited, Overloaded) as error:
             await trail.refused(error)
             raise
         try:
@@ -206,6 +217,7 @@ class Gateway:
         statement (whose transaction is this?). A refusal is recorded and raised; a success
         records nothing (what the caller does next is recorded)."""
         try:
+            self._rates.before_verification(call.client)
             with call.trace.step("authenticate"):
                 return await self._authenticator.authenticate(call.authorization)
         except CypherGateError as error:
@@ -219,7 +231,9 @@ class Gateway:
         """Record a call a front door turns away (with its caller, if it authenticates, or
         ``identity`` if the front door already verified it)."""
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
-        if identity is None:
+        # Naming the caller is not worth a verification (an STS call) its address has no
+        # quota left for: then the record names none.
+        if identity is None and self._rates.may_verify(call.client):
             with contextlib.suppress(CypherGateError):
                 identity = await self._authenticator.authenticate(call.authorization)
         if identity is not None:
@@ -237,6 +251,7 @@ class Gateway:
             trail.identified(identity)
             principal = self._resolver.resolve(identity, call.headers)
         trail.acting_as(principal)
+        self._rates.after_verification(identity, principal)
         if transaction is not None:
             transaction.admit(principal, call)
         statement = await call.statement()

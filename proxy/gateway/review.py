@@ -19,8 +19,10 @@ from proxy.audit.reader import RecordFilter
 from proxy.audit.record import AuditEvent, ChainProblem, concluded, utc_timestamp
 from proxy.clock import Clock
 from proxy.errors import CypherGateError, PolicyDenied, RecordNotProvable
+from proxy.gateway.rates import RateLimits
 from proxy.gateway.seams import AuditAccessPolicy, AuditLog, AuditReading, CallerAuthenticator
 from proxy.principal import Identity
+from proxy.settings import RateLimitSettings
 
 # Proves who is asking: a bearer credential checked by the gateway's authenticators, or a
 # signed-in session of the reviewers' page. Raises AuthenticationFailed when it cannot.
@@ -52,6 +54,7 @@ class AuditReview:
         reading: AuditReading,
         clock: Clock,
         public_key: Ed25519PublicKey | None = None,
+        rates: RateLimits | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
@@ -59,6 +62,7 @@ class AuditReview:
         self._reading = reading
         self._clock = clock
         self._public_key = public_key
+        self._rates = rates or RateLimits(RateLimitSettings())
 
     def bearer(self, authorization: str | None) -> IdentityProof:
         """The proof of identity carried by an ``Authorization`` header."""
@@ -75,6 +79,9 @@ class AuditReview:
         error: CypherGateError | None = None
         identity: Identity | None = None
         try:
+            # The client's rate limit, before a bearer credential is verified (an IAM proof
+            # costs an STS call): reviewers' calls count with the doors' (gateway/rates.py).
+            self._rates.before_verification(client)
             identity = await prove()
             event = replace(event, principal={**identity.as_document(), "dag": None})
             decision = await self._policy.authorize_audit_read(identity)

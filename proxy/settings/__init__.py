@@ -29,7 +29,13 @@ from proxy.settings.access import (
 from proxy.settings.audit import ArchiveSettings, AuditSettings, AuditWebSettings
 from proxy.settings.base import ASYMMETRIC_ALGORITHMS, IPNetwork, refuse_placeholder_password
 from proxy.settings.neo4j import Neo4jSettings, SecretSettings
-from proxy.settings.server import AdmissionSettings, HTTPSettings, ServerSettings
+from proxy.settings.server import (
+    AdmissionSettings,
+    HTTPSettings,
+    RateLimitSettings,
+    RateSettings,
+    ServerSettings,
+)
 from proxy.settings.telemetry import TelemetrySettings
 from proxy.settings_errors import ConfigurationError, validation_problems
 
@@ -47,6 +53,8 @@ __all__ = [
     "Neo4jSettings",
     "OIDCIssuerSettings",
     "OPASettings",
+    "RateLimitSettings",
+    "RateSettings",
     "SecretSettings",
     "ServerSettings",
     "Settings",

@@ -56,6 +56,31 @@ class HTTPSettings(_Section):
     )
 
 
+class RateSettings(_Section):
+    """One rate limit: at most ``requests`` in any ``window_s`` seconds (a moving window, so a
+    client may spend them in one burst, then waits until the oldest leaves the window)."""
+
+    requests: int = Field(gt=0, description="Calls allowed in any window.")
+    window_s: int = Field(default=1, ge=1, le=3600, description="The window, in seconds.")
+
+
+class RateLimitSettings(_Section):
+    """Rate limits of both doors (proxy/gateway/rates.py); each is off unless given. Each
+    worker of server.workers counts its own calls."""
+
+    per_client: RateSettings | None = Field(
+        default=None,
+        description="Per client address (an IPv6 one by its /64), before the credential is"
+        " verified: bounds the STS calls and signature checks one address can cause.",
+    )
+    per_identity: RateSettings | None = Field(
+        default=None, description="Per verified identity (issuer and subject)."
+    )
+    per_dag: RateSettings | None = Field(
+        default=None, description="Per DAG acted as, whichever identity acts as it."
+    )
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -97,6 +122,11 @@ class ServerSettings(_Section):
     )
     admission: AdmissionSettings = Field(default_factory=lambda: AdmissionSettings())
     http: HTTPSettings = Field(default_factory=lambda: HTTPSettings())
+    rate_limits: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())
+    tls_certificate: Path | None = Field(
+        default=None, description="PEM certificate chain: the HTTP door speaks https only."
+    )
+    tls_key: Path | None = Field(default=None, description="PEM key of tls_certificate.")
     # The Bolt door (proxy/bolt/): off unless a port is given (0: one the system picks).
     bolt_port: int | None = Field(default=None, ge=0, le=65535)
     bolt_host: str | None = Field(default=None, description="Default: the HTTP door's host.")
@@ -127,4 +157,6 @@ class ServerSettings(_Section):
     def _tls_pair(self) -> ServerSettings:
         if (self.bolt_tls_certificate is None) != (self.bolt_tls_key is None):
             raise ValueError("bolt_tls_certificate and bolt_tls_key go together")
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
         return self
