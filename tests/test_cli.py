@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -82,3 +84,17 @@ def test_verify_of_a_long_log_reports_progress_with_elapsed_time(
     for done, line in zip((2, 4, 6), lines, strict=True):
         assert re.fullmatch(rf"  verified {done} of 6 records \(\d+%\) in \d+\.\d s", line)
     assert captured.out.startswith("OK: 6 records, hash chain intact")
+
+
+def test_the_command_line_imports_no_driver_before_serve_hides_the_data_frame_libraries() -> None:
+    """`serve` keeps pyarrow, pandas and numpy out of the server (the neo4j driver imports them
+    when installed: about 45 MiB); it can only if importing the command line imported none of
+    them yet."""
+    script = (
+        "import sys; import proxy.cli; "
+        "print(sorted(m for m in ('neo4j', 'pyarrow', 'pandas', 'numpy') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert found.strip() == "[]"

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from proxy.audit.reader import BadFilter
 from proxy.errors import CypherGateError
 from proxy.logs import configure_logging
 from proxy.settings import load_settings
@@ -26,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cyphergate`` script; returns the exit status."""
     if (sys.argv[1:] if argv is None else list(argv))[:1] == ["serve"]:
         _without_data_frame_libraries()  # before anything imports the neo4j driver
+    from proxy.audit.reader import BadFilter  # here: it imports the neo4j driver (see above)
+
     parser = _parser()
     args = parser.parse_args(argv)
     try:
