@@ -254,8 +254,11 @@ class BoltPool:
         if connection.failed and not connection.broken:
             try:
                 await connection.reset()
-            except (GraphUnavailable, asyncio.CancelledError):
+            except GraphUnavailable:
                 connection.broken = True
+            except asyncio.CancelledError:
+                connection.close()  # halfway through the reset: its state is unknown
+                raise
         if self._closed or not connection.usable:
             connection.close()
         else:

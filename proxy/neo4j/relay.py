@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from proxy.codec import wire
-from proxy.codec.packstream import PackStreamError, pack, unpack
+from proxy.codec.packstream import PackStreamError, unpack
 from proxy.codec.values import to_wire
 from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
 from proxy.neo4j.bolt import (
@@ -148,7 +148,7 @@ class RelayExecutor:
                     opening.metadata,
                     opening.timeout_s,
                 )
-                await _summarised(connection, wire.encode(BEGIN, extra))
+                await _summarised(connection, _begin(extra))
             except BaseException:
                 await stack.aclose()
                 raise
@@ -173,7 +173,7 @@ class RelayTransaction:
     @contextlib.asynccontextmanager
     async def run(self, execution: Execution) -> AsyncIterator[RelayRows]:
         """Start the statement in the transaction; its rows stream inside the block."""
-        run = wire.encode(RUN, *_run(execution))
+        run = _run(execution)
         rows = await RelayRows.start(self._connection, execution, run)
         try:
             yield rows
@@ -331,15 +331,15 @@ async def _auto_commit(
         execution.timeout_s,
     )
     if not rollback_on_limit:
-        run = wire.encode(RUN, execution.statement, _parameters(execution), extra)
+        run = _run(execution, extra)
         rows = await RelayRows.start(connection, execution, run)
         try:
             yield rows
         finally:
             await rows.close(discard=True)
         return
-    await _summarised(connection, wire.encode(BEGIN, extra))
-    rows = await RelayRows.start(connection, execution, wire.encode(RUN, *_run(execution)))
+    await _summarised(connection, _begin(extra))
+    rows = await RelayRows.start(connection, execution, _run(execution))
     try:
         yield rows
         summary = await rows.summary()
@@ -352,21 +352,29 @@ async def _auto_commit(
         summary.bookmarks.append(bookmark)
 
 
-def _run(execution: Execution) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """A ``RUN`` inside an explicit transaction (which carries database, metadata and timeout)."""
-    return execution.statement, _parameters(execution), {}
-
-
-def _parameters(execution: Execution) -> dict[str, Any]:
+def _run(execution: Execution, extra: dict[str, Any] | None = None) -> bytes:
+    """The ``RUN`` message, packed once: ``extra`` for an auto-commit statement, none inside an
+    explicit transaction (which carries database, metadata and timeout). A parameter Bolt cannot
+    carry (an integer beyond 64 bits, say) is refused here, before Neo4j."""
     try:
         parameters = {name: to_wire(value) for name, value in execution.parameters.items()}
-        pack(parameters)  # an integer beyond 64 bits, say, is refused here, before Neo4j
+        return wire.encode(RUN, execution.statement, parameters, extra or {})
     except (PackStreamError, OverflowError, ValueError, TypeError) as exc:
         raise BadRequest(
             "A parameter cannot be sent to Neo4j (out of range or of no Neo4j type).",
             reason=f"parameter_not_sendable:{type(exc).__name__}",
         ) from exc
-    return parameters
+
+
+def _begin(extra: dict[str, Any]) -> bytes:
+    """The ``BEGIN`` message, packed once; the caller's metadata may be what cannot be sent."""
+    try:
+        return wire.encode(BEGIN, extra)
+    except (PackStreamError, OverflowError, ValueError, TypeError) as exc:
+        raise BadRequest(
+            "The transaction's metadata cannot be sent to Neo4j.",
+            reason=f"metadata_not_sendable:{type(exc).__name__}",
+        ) from exc
 
 
 def _transaction_extra(
@@ -384,7 +392,6 @@ def _transaction_extra(
     if metadata:
         try:
             extra["tx_metadata"] = {key: to_wire(value) for key, value in metadata.items()}
-            pack(extra["tx_metadata"])
         except (PackStreamError, OverflowError, ValueError, TypeError) as exc:
             raise BadRequest(
                 "The transaction's metadata cannot be sent to Neo4j.",
