@@ -27,6 +27,7 @@ LAYERS: list[set[str]] = [
         "epoch",
         "errors",
         "faults",
+        "lineage",
         "locks",
         "logs",
         "metrics",
