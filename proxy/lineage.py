@@ -8,7 +8,11 @@ as one dataset:
 - name ``<database>.<Label>`` for a label, ``<database>.[:TYPE]`` for a relationship type.
 
 Inputs are what the statement read, outputs what it wrote; a label both read and written is
-both. This module is shared by the gateway (its answers and its own run events) and the Airflow
+both. An answer that carries lineage (opt-in, see the README's Lineage section) carries
+:class:`Lineage`'s document: the request id that finds the statement's audit records, the
+namespace and :class:`Touched`'s document.
+
+This module is shared by the gateway (its answers and its own run events) and the Airflow
 provider (``CypherGateOperator``'s facets), so it imports nothing but the standard library.
 """
 
@@ -17,6 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+# Neo4j's Bolt port, where a URI names none.
+_BOLT_PORT = 7687
 
 
 class LineageError(ValueError):
@@ -81,6 +89,14 @@ def namespace(host: str, port: int) -> str:
     return f"neo4j://{host}:{port}"
 
 
+def namespace_of(uri: str) -> str:
+    """The dataset namespace of the Neo4j server a URI names (``bolt://``, ``neo4j+s://``...)."""
+    parts = urlsplit(uri)
+    if not parts.hostname:
+        raise LineageError(f"lineage: {uri!r} names no host")
+    return namespace(parts.hostname, parts.port or _BOLT_PORT)
+
+
 def label_dataset(database: str, label: str) -> str:
     """``<database>.<Label>``."""
     return f"{database}.{label}"
@@ -89,6 +105,35 @@ def label_dataset(database: str, label: str) -> str:
 def type_dataset(database: str, rel_type: str) -> str:
     """``<database>.[:TYPE]``."""
     return f"{database}.[:{rel_type}]"
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What one answered statement touched, on which server, and the request id that finds its
+    audit records (``cyphergate audit query --request-id``)."""
+
+    request_id: str
+    namespace: str
+    touched: Touched
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Lineage:
+        """From :meth:`document`'s shape, as an answer carries it; refuses any other shape."""
+        request_id, space = document.get("request_id"), document.get("namespace")
+        if not isinstance(request_id, str) or not request_id:
+            raise LineageError("lineage: 'request_id' must be a non-empty string")
+        if not isinstance(space, str) or not space.startswith("neo4j://"):
+            raise LineageError("lineage: 'namespace' must be a neo4j:// URI")
+        return cls(request_id, space, Touched.from_document(document))
+
+    def document(self) -> dict[str, Any]:
+        """The JSON form an answer carries: :meth:`Touched.document` with the request id and
+        the namespace."""
+        return {
+            "request_id": self.request_id,
+            "namespace": self.namespace,
+            **self.touched.document(),
+        }
 
 
 def _pair(document: Mapping[str, Any], key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

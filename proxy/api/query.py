@@ -3,7 +3,9 @@
 ``POST /db/{database}/query/v2`` takes Neo4j's request body (``statement``, ``parameters``,
 ``includeCounters``, ``accessMode``, ``bookmarks``; unknown fields such as ``impersonatedUser``
 are refused) in plain or typed JSON, and answers as Neo4j does: ``202`` with ``data.fields``,
-``data.values``, ``counters`` when asked and ``bookmarks``. ``GET /`` is the discovery document
+``data.values``, ``counters`` when asked and ``bookmarks``; with ``X-CypherGate-Lineage: true``,
+also ``lineage``: what the statement touched (:class:`proxy.lineage.Lineage`'s document), a
+field Query API clients ignore. ``GET /`` is the discovery document
 the neo4j driver reads before it speaks HTTP. The explicit transactions of ``/query/v2/tx`` are
 in :mod:`proxy.api.transactions`, with the bodies and answers of this module.
 """
@@ -11,6 +13,7 @@ in :mod:`proxy.api.transactions`, with the bodies and answers of this module.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,12 +33,15 @@ from proxy.errors import (
     UnsupportedMediaType,
 )
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
+from proxy.lineage import Lineage
 from proxy.settings import ServerSettings
 from proxy.statement import JSON, RowStream, Summary
 from proxy.values import TYPED_MEDIA_TYPE, InvalidValue, from_typed, to_plain, to_typed
 
 # Set, to the number of rows returned, when the policy's row limit cut the result short.
 TRUNCATED_HEADER = "X-CypherGate-Truncated"
+# "true": the answer carries what the statement touched ("false" or none: it does not).
+LINEAGE_HEADER = "X-CypherGate-Lineage"
 _MEDIA_TYPES = {"application/json", TYPED_MEDIA_TYPE}
 
 router = APIRouter()
@@ -73,9 +79,11 @@ async def query(database: str, request: Request) -> JSONResponse:
     state = runtime(request)
     request_id = start_request(request)
     body = Body(request, state.server)
-    async with state.gateway.run(call_of(request, request_id, database, body)) as rows:
+    call = call_of(request, request_id, database, body)
+    async with state.gateway.run(call, lineage=body.lineage_sink()) as rows:
         result = await Answer.read(rows)
-    return result.response(request, request_id, result.render(body.include_counters))
+    rendered = result.render(body.include_counters, lineage=body.lineage)
+    return result.response(request, request_id, rendered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +100,17 @@ class Answer:
         values = [row async for row in rows]
         return cls(fields, values, await rows.summary())
 
-    def render(self, include_counters: bool, *, bookmarks: bool = True) -> dict[str, Any]:
+    def render(
+        self, include_counters: bool, *, bookmarks: bool = True, lineage: Lineage | None = None
+    ) -> dict[str, Any]:
         """``data``, ``counters`` when asked, ``bookmarks`` (unless inside a transaction, where
-        Neo4j gives them only at the commit), and the truncation notice if any (values still
-        plain: :meth:`response` encodes them)."""
+        Neo4j gives them only at the commit), ``lineage`` when asked, and the truncation notice
+        if any (values still plain: :meth:`response` encodes them)."""
         body: dict[str, Any] = {"data": {"fields": self.fields, "values": self.values}}
         if include_counters:
             body["counters"] = dict(self.summary.counters)
+        if lineage is not None:
+            body["lineage"] = lineage.document()
         if bookmarks:
             body["bookmarks"] = self.summary.bookmarks
         notices = [dict(n) for n in self.summary.notifications]
@@ -163,10 +175,20 @@ async def discovery(request: Request) -> dict[str, str]:
 
 class Body:
     """The request's body, read and parsed only when it is first asked for (after the caller is
-    identified), then kept; remembers what the answer needs of it. ``optional``: a body of
-    ``/query/v2/tx``, which may be empty and need not hold a statement."""
+    identified), then kept; remembers what the answer needs of it, with the request's
+    ``X-CypherGate-Lineage``, checked when the body is read (a bad value is refused and recorded
+    as a bad body is). ``optional``: a body of ``/query/v2/tx``, which may be empty and need not
+    hold a statement."""
 
-    __slots__ = ("_limit", "_optional", "_parsed", "_request", "_timeout_s")
+    __slots__ = (
+        "_limit",
+        "_lineage",
+        "_optional",
+        "_parsed",
+        "_request",
+        "_timeout_s",
+        "_wants_lineage",
+    )
 
     def __init__(self, request: Request, server: ServerSettings, *, optional: bool = False) -> None:
         self._request = request
@@ -174,10 +196,25 @@ class Body:
         self._timeout_s = server.http.body_timeout_s
         self._optional = optional
         self._parsed: QueryBody | None = None
+        self._wants_lineage = False
+        self._lineage: Lineage | None = None
 
     @property
     def include_counters(self) -> bool:
         return self._parsed is not None and self._parsed.includeCounters
+
+    @property
+    def lineage(self) -> Lineage | None:
+        """What the statement touched, if the caller asked for it and the request path told."""
+        return self._lineage if self._wants_lineage else None
+
+    def lineage_sink(self) -> Callable[[Lineage], None] | None:
+        """For :meth:`~proxy.gateway.path.Gateway.run`'s ``lineage``: None unless the request
+        has the header (asking for nothing costs nothing)."""
+        return self._keep_lineage if LINEAGE_HEADER in self._request.headers else None
+
+    def _keep_lineage(self, lineage: Lineage) -> None:
+        self._lineage = lineage
 
     async def read(self) -> QueryBody:
         """The parsed body (a :class:`TransactionBody` if ``optional``)."""
@@ -188,6 +225,7 @@ class Body:
             )
             typed = _media_type(request.headers.get("content-type")) == TYPED_MEDIA_TYPE
             model = TransactionBody if self._optional else QueryBody
+            self._wants_lineage = _wants_lineage(request.headers.get(LINEAGE_HEADER))
             self._parsed = _parse(raw, typed=typed, model=model)
         return self._parsed
 
@@ -231,6 +269,15 @@ def _parse(raw: bytes, *, typed: bool, model: type[QueryBody]) -> QueryBody:
     except InvalidValue as exc:
         raise BadRequest(f"Invalid request body: {exc}", reason="invalid_typed_value") from None
     return body.model_copy(update={"parameters": parameters})
+
+
+def _wants_lineage(header: str | None) -> bool:
+    value = (header or "false").strip().lower()
+    if value not in ("true", "false"):
+        raise BadRequest(
+            f"Header {LINEAGE_HEADER} must be true or false.", reason="bad_lineage_header"
+        )
+    return value == "true"
 
 
 def _media_type(header: str | None) -> str:

@@ -7,6 +7,8 @@
   with ``data``, ``counters`` when asked, and ``transaction``;
 - ``POST /tx/{id}/commit`` commits it, after a last statement if the body holds one: 202 with
   that statement's ``data`` and the ``bookmarks``;
+- each answer to a statement carries its ``lineage`` when the request asks for it with
+  ``X-CypherGate-Lineage: true``, as in :mod:`proxy.api.query`;
 - ``DELETE /tx/{id}`` rolls it back: 200, no body.
 
 Each request first verifies its caller (a refusal is a recorded 401), then finds the transaction
@@ -88,13 +90,15 @@ async def commit_transaction(database: str, transaction_id: str, request: Reques
         last = await _read(state, call, body, identity)
         result: Answer | None = None
         if last.statement:
-            async with state.gateway.run(call, transaction=held.transaction) as rows:
+            lineage = body.lineage_sink()
+            run = state.gateway.run(call, transaction=held.transaction, lineage=lineage)
+            async with run as rows:
                 result = await Answer.read(rows)
         with call.trace.step("commit"):
             bookmarks = await held.transaction.commit(request_id=call.request_id)
     if result is None:
         return answer(request, call.request_id, {"bookmarks": bookmarks})
-    rendered = result.render(body.include_counters, bookmarks=False)
+    rendered = result.render(body.include_counters, bookmarks=False, lineage=body.lineage)
     return result.response(request, call.request_id, {**rendered, "bookmarks": bookmarks})
 
 
@@ -149,7 +153,9 @@ async def _statement(
     statement = await body.read()
     if not statement.statement:
         return answer(request, call.request_id, {"transaction": named})
-    async with state.gateway.run(call, transaction=held.transaction) as rows:
+    async with state.gateway.run(
+        call, transaction=held.transaction, lineage=body.lineage_sink()
+    ) as rows:
         result = await Answer.read(rows)
-    rendered = result.render(body.include_counters, bookmarks=False)
+    rendered = result.render(body.include_counters, bookmarks=False, lineage=body.lineage)
     return result.response(request, call.request_id, {**rendered, "transaction": named})

@@ -58,6 +58,7 @@ from proxy.gateway.seams import (
     GraphExecutor,
     PolicyDecider,
 )
+from proxy.lineage import namespace_of
 from proxy.metrics import Metrics
 from proxy.policy import OPAPolicyEngine
 from proxy.principal import DagResolver
@@ -193,6 +194,7 @@ def _runtime(
         admission=Admission(settings.server.admission, metrics),
         tracing=tracing,
         rates=rates,
+        lineage_namespace=namespace_of(settings.neo4j.uri),
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(

@@ -24,7 +24,7 @@ import contextlib
 import copy
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -52,6 +52,7 @@ from proxy.gateway.seams import (
 )
 from proxy.gateway.trail import Trail
 from proxy.gateway.transactions import Transaction, neo4j_metadata
+from proxy.lineage import Lineage, Touched
 from proxy.metrics import Metrics
 from proxy.policy import Decision, Preflight, policy_input, preflight_input
 from proxy.principal import DagResolver, Identity, Principal
@@ -82,6 +83,7 @@ class Gateway:
         admission: Admission | None = None,
         tracing: Tracing = NO_TRACING,
         rates: RateLimits | None = None,
+        lineage_namespace: str | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -99,6 +101,9 @@ class Gateway:
         # Makes each request's span (proxy/tracing.py); the front doors start them.
         self.tracing = tracing
         self._rates = rates or RateLimits(RateLimitSettings())  # no limit unless configured
+        # The Neo4j server as lineage names it (proxy.lineage.namespace_of(neo4j.uri)); None
+        # (a gateway built by hand in a test) gives no caller lineage.
+        self._lineage_namespace = lineage_namespace
 
     def with_executor(self, executor: GraphExecutor) -> Gateway:
         """The same request path (the same caches, policy, audit log) with statements run by
@@ -135,7 +140,11 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def run(
-        self, call: Call, *, transaction: Transaction | None = None
+        self,
+        call: Call,
+        *,
+        transaction: Transaction | None = None,
+        lineage: Callable[[Lineage], None] | None = None,
     ) -> AsyncIterator[RowStream]:
         """Take one statement down the request path (see the module docstring).
 
@@ -144,12 +153,15 @@ class Gateway:
         is recorded. Every refusal or failure is a :class:`CypherGateError`, recorded once. By
         default the statement runs in an auto-commit transaction as the DAG's credential, held
         for it alone; ``transaction``: in that explicit transaction instead, after the statements
-        before it (a refusal or failure rolls it back).
+        before it (a refusal or failure rolls it back). ``lineage`` is given what the statement
+        touches (from the analysis the policy decided on) once it is allowed to run, before it
+        runs: a refused statement gives none.
         """
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
         if transaction is None:
             async with self._admitted(trail, call.client), trail.recording():
                 principal, statement, analysis, decision = await self._decided(call, trail)
+                self._tell_lineage(call, analysis, lineage)
                 mode = _access_mode(analysis, decision, statement.access_mode)
                 execution = self._execution(call, principal, statement, decision, mode)
                 trail.access_mode = mode
@@ -167,6 +179,7 @@ class Gateway:
             trail.recording(),
         ):
             principal, statement, analysis, decision = await self._decided(call, trail, transaction)
+            self._tell_lineage(call, analysis, lineage)
             placement = await transaction.place(
                 principal,
                 decision,
@@ -183,6 +196,13 @@ class Gateway:
             with call.trace.step("execute"):
                 async with _executed(trail, placement.upstream.run(execution)) as rows:
                     yield rows
+
+    def _tell_lineage(
+        self, call: Call, analysis: Analysis, lineage: Callable[[Lineage], None] | None
+    ) -> None:
+        if lineage is not None and self._lineage_namespace is not None:
+            touched = Touched.from_analysis(call.database, analysis.document)
+            lineage(Lineage(call.request_id, self._lineage_namespace, touched))
 
     @contextlib.asynccontextmanager
     async def _admitted(self, trail: Trail, client: str | None) -> AsyncIterator[None]:
