@@ -26,6 +26,8 @@ SUCCESS, RECORD, IGNORED, FAILURE = 0x70, 0x71, 0x7E, 0x7F
 
 # A basic-auth principal that names no DAG: the identity's only DAG is meant.
 _NO_DAG = frozenset({"", "cyphergate"})
+# In a RUN's or BEGIN's tx_metadata, true: each result's SUCCESS carries its "lineage".
+LINEAGE_KEY = "cyphergate.lineage"
 
 
 class Malformed(Exception):
@@ -97,7 +99,21 @@ async def statement(text: str, parameters: dict[str, Any], extra: dict[str, Any]
         mode, bookmarks = _mode(extra), _bookmarks(extra)
     except Malformed as exc:
         raise BadRequest(str(exc), reason="run_extra_invalid") from exc
+    lineage_asked(extra.get("tx_metadata"))
     return Statement(text=text, parameters=values, access_mode=mode, bookmarks=bookmarks)
+
+
+def lineage_asked(metadata: object) -> bool:
+    """Whether a ``tx_metadata`` asks for lineage (``cyphergate.lineage: true``, a key any driver
+    can send unchanged); a value that is not a boolean is refused."""
+    if not isinstance(metadata, Mapping) or LINEAGE_KEY not in metadata:
+        return False
+    value = metadata[LINEAGE_KEY]
+    if not isinstance(value, bool):
+        raise BadRequest(
+            f"tx_metadata {LINEAGE_KEY} must be true or false.", reason="bad_lineage_flag"
+        )
+    return value
 
 
 async def no_statement() -> Statement:

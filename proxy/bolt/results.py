@@ -4,7 +4,9 @@ The request path hands a statement's rows out inside a block (``Gateway.run``); 
 asks for them ``n`` at a time, in messages of its own. :class:`OpenResult` keeps that block open
 between the messages, turns each row into Bolt values as it goes (nothing is buffered whole: at
 most one row is read ahead, to tell the client whether more follow), and closes the block when
-the rows end, so the request path records the outcome then.
+the rows end, so the request path records the outcome then. A result opened with ``lineage``
+adds what the statement touched to the metadata of its last ``SUCCESS`` (``lineage``, the
+document of :class:`proxy.lineage.Lineage`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from proxy.errors import CypherGateError
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
+from proxy.lineage import Lineage
 from proxy.statement import JSON, RecordStream, RowStream, Summary
 
 _RECORD = b"\x71"
@@ -62,11 +65,18 @@ class OpenResult:
     """One statement's rows, streamed ``n`` at a time (see the module docstring)."""
 
     def __init__(
-        self, gateway: Gateway, call: Call, transaction: Transaction | None = None
+        self,
+        gateway: Gateway,
+        call: Call,
+        transaction: Transaction | None = None,
+        *,
+        lineage: bool = False,
     ) -> None:
         self._gateway = gateway
         self.call = call
         self._transaction = transaction
+        self._wants_lineage = lineage
+        self._lineage: Lineage | None = None
         self._stack = AsyncExitStack()
         self._rows: RowStream | None = None
         self._records: AsyncIterator[bytes] | None = None
@@ -83,7 +93,11 @@ class OpenResult:
         self._started = time.monotonic()
         # The statement's span ends once its outcome is recorded, however the result ends.
         self._stack.callback(self.call.trace.end)
-        run = self._gateway.run(self.call, transaction=self._transaction)
+        run = self._gateway.run(
+            self.call,
+            transaction=self._transaction,
+            lineage=self._keep_lineage if self._wants_lineage else None,
+        )
         try:
             self._rows = await self._stack.enter_async_context(run)
         except BaseException:
@@ -138,7 +152,13 @@ class OpenResult:
             await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         await self._stack.aclose()  # the outcome is recorded now
-        return summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
+        metadata = summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
+        if self._lineage is not None:
+            metadata["lineage"] = self._lineage.document()
+        return metadata
+
+    def _keep_lineage(self, lineage: Lineage) -> None:
+        self._lineage = lineage
 
     async def _pull_buffered(
         self, rows: deque[bytes], n: int, sink: ResultSink, *, discard: bool

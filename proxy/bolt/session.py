@@ -7,7 +7,9 @@ verified then, a refusal recorded like any other. Every statement is then a call
 path of its own: authenticated again (a token that expired since ``LOGON`` is refused with
 ``Neo.ClientError.Security.TokenExpired``), analysed, decided and recorded before it runs,
 exactly as over HTTP. Its rows reach the client as Neo4j produces them, ``n`` at a time as the
-client's ``PULL`` asks.
+client's ``PULL`` asks. A caller that puts ``cyphergate.lineage: true`` in the ``tx_metadata`` of
+a ``RUN`` (auto-commit) or ``BEGIN`` (every statement of the transaction) gets what each statement
+touched in the metadata of the ``SUCCESS`` that ends its result (:mod:`proxy.bolt.results`).
 
 Explicit transactions (``BEGIN`` ... ``COMMIT`` or ``ROLLBACK``) are the request path's own
 (:mod:`proxy.gateway.transactions`): each statement in one is still decided and recorded on its
@@ -28,6 +30,7 @@ rolled back (and recorded so).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import logging
@@ -39,7 +42,7 @@ from proxy.bolt import messages as m
 from proxy.bolt.messages import Malformed, shape
 from proxy.bolt.results import OpenResult, ResultSink
 from proxy.codec.packstream import PackStreamError, Structure, unpack
-from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRefused
+from proxy.errors import AuthenticationFailed, BadRequest, CypherGateError, ImpersonationRefused
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
@@ -114,6 +117,8 @@ class Session:
         self._transaction: Transaction | None = None
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
+        # The transaction's statements carry their lineage (BEGIN's tx_metadata asked for it).
+        self._transaction_lineage = False
         self._qids = itertools.count()
 
     async def handle(self, message: bytes) -> None:
@@ -228,6 +233,11 @@ class Session:
         if begin.impersonating:
             await self._refused(ImpersonationRefused(reason="impersonation_refused"))
             return
+        try:
+            lineage = m.lineage_asked(begin.metadata)
+        except BadRequest as error:
+            await self._refused(error)
+            return
         tracing = self._gateway.tracing
         carrier = _trace_context(begin.metadata) if tracing.enabled else None
         with tracing.request("bolt BEGIN", carrier) as trace:
@@ -241,6 +251,7 @@ class Session:
             trace.set("db.namespace", self._transaction.database)
             trace.set("cyphergate.transaction_id", self._transaction.id)
         self._transaction_trace = carrier
+        self._transaction_lineage = lineage
         self._qids = itertools.count()
         self.state = State.TX_READY
         await self._send(m.SUCCESS, ({},))
@@ -252,13 +263,18 @@ class Session:
         database: str | None = None
         tracing = self._gateway.tracing
         carrier: Mapping[str, str] | None = None
+        lineage = self._transaction_lineage
         if transaction is not None:
             carrier = self._transaction_trace
             database = transaction.database
             for earlier in list(self._results.values()):
                 await earlier.buffer()  # the transaction's statements run one at a time
-        elif isinstance(named := extra.get("db"), str) and named:
-            database = named
+        else:
+            if isinstance(named := extra.get("db"), str) and named:
+                database = named
+            # A bad flag is refused, and recorded, when the request path reads the statement.
+            with contextlib.suppress(BadRequest):
+                lineage = m.lineage_asked(extra.get("tx_metadata"))
 
         async def statement() -> Statement:
             return await m.statement(text, parameters, extra)
@@ -267,7 +283,7 @@ class Session:
             carrier = _trace_context(extra.get("tx_metadata"))
         trace = tracing.request("bolt RUN", carrier)
         call = self._call(self._authorization, self._headers, database, statement, trace)
-        result = OpenResult(self._gateway, call, transaction)
+        result = OpenResult(self._gateway, call, transaction, lineage=lineage)
         try:
             fields_out = await result.start()
         except CypherGateError as error:
