@@ -28,6 +28,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
 from proxy.auth.aws_iam import GET_CALLER_IDENTITY_BODY, SCHEME, SERVER_ID_HEADER
+from proxy.lineage import Lineage
 
 DEFAULT_STS_URL = "https://sts.amazonaws.com/"
 Credential = Callable[[], str]
@@ -214,6 +215,8 @@ class Result:
     fields: list[str]
     values: list[list[Any]]
     counters: dict[str, Any]
+    # What the statement touched, when asked for (``run(..., lineage=True)``).
+    lineage: Lineage | None = None
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -274,14 +277,18 @@ class CypherGateClient:
         database: str | None = None,
         context: CallContext | None = None,
         include_counters: bool = False,
+        lineage: bool = False,
     ) -> Result:
-        """Run one statement; raises :class:`CypherGateQueryError` on any refusal."""
+        """Run one statement; raises :class:`CypherGateQueryError` on any refusal. ``lineage``:
+        the answer says what the statement touched (``X-CypherGate-Lineage``)."""
         body = {
             "statement": statement,
             "parameters": dict(parameters or {}),
             "includeCounters": include_counters,
         }
         headers = {"Authorization": self._credential(), **(context or CallContext()).headers()}
+        if lineage:
+            headers["X-CypherGate-Lineage"] = "true"
         response = self._http.post(
             f"{self._url}/db/{database or self._database}/query/v2", json=body, headers=headers
         )
@@ -298,8 +305,10 @@ class CypherGateClient:
                 str(first.get("message", response.reason_phrase)),
             )
         data = document.get("data", {})
+        touched = document.get("lineage") if lineage else None
         return Result(
             fields=list(data.get("fields", [])),
             values=list(data.get("values", [])),
             counters=dict(document.get("counters", {})),
+            lineage=None if touched is None else Lineage.from_document(touched),
         )

@@ -58,8 +58,11 @@ class CypherGateHook(BaseHook):
         *,
         database: str | None = None,
         include_counters: bool = False,
+        lineage: bool = True,
     ) -> Result:
-        """Run one statement; a refusal becomes an AirflowException naming the gateway's reason."""
+        """Run one statement; a refusal becomes an AirflowException naming the gateway's reason.
+        ``lineage``: the result says what the statement touched (``Result.lineage``), for
+        OpenLineage (``CypherGateOperator``) or the caller's own records."""
         try:
             return self.get_conn().run(
                 statement,
@@ -67,6 +70,7 @@ class CypherGateHook(BaseHook):
                 database=database,
                 context=task_context(),
                 include_counters=include_counters,
+                lineage=lineage,
             )
         except CypherGateQueryError as error:
             raise AirflowException(str(error)) from error

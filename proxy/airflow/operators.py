@@ -2,6 +2,8 @@
 
 Statements through CypherGate are short and bounded by the policy's timeout, so the operator
 runs them in the worker rather than deferring: a trigger would hold a connection just as long.
+With ``apache-airflow-providers-openlineage`` installed, the task's lineage events name the labels
+and relationship types its statement read and wrote (:mod:`proxy.airflow.lineage`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
 from proxy.airflow.hooks import CypherGateHook
+from proxy.lineage import Lineage
 
 ResultMode = Literal["none", "rows", "counters"]
 
@@ -52,12 +55,16 @@ class CypherGateOperator(BaseOperator):
         self.cyphergate_conn_id = cyphergate_conn_id
         self.result = result
         self.max_xcom_bytes = max_xcom_bytes
+        # What the statement touched, as the gateway answered it (none if it was refused).
+        self._answered: list[Lineage] = []
 
     def execute(self, context: Any) -> Any:  # noqa: ARG002 - Airflow passes it
         hook = CypherGateHook(self.cyphergate_conn_id, database=self.database)
         answer = hook.run(
             self.statement, self.parameters, include_counters=self.result == "counters"
         )
+        if answer.lineage is not None:
+            self._answered.append(answer.lineage)
         self.log.info("CypherGate returned %d rows", len(answer.values))
         if self.result == "none":
             return None
@@ -70,3 +77,15 @@ class CypherGateOperator(BaseOperator):
                 f"{self.max_xcom_bytes}; add LIMIT or use result='none'"
             )
         return answer.rows
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:  # noqa: ARG002
+        """The datasets the statement read and wrote, and the gateway's request id, for
+        apache-airflow-providers-openlineage (an ``OperatorLineage``)."""
+        from proxy.airflow.lineage import operator_lineage  # needs the openlineage provider
+
+        return operator_lineage(self._answered)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """As on completion: a refused statement touched nothing (no datasets, no facet); one
+        that ran before the task failed (its rows too large for XCom) did."""
+        return self.get_openlineage_facets_on_complete(task_instance)

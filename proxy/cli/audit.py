@@ -89,6 +89,9 @@ def register(commands: Any) -> None:
     query.add_argument("--reason", help="only records with this denial or error reason")
     query.add_argument("--text", help="only statements containing this text")
     query.add_argument("--label", help="only statements whose plan reads or writes this label")
+    query.add_argument(
+        "--request-id", help="only this request's records (the id an answer or lineage names)"
+    )
     query.add_argument("--limit", type=int, help="at most this many records")
     query.add_argument(
         "--format",
@@ -282,6 +285,7 @@ def _audit_query(args: argparse.Namespace) -> int:
         reason=args.reason,
         text=args.text,
         label=args.label,
+        request_id=args.request_id,
         limit=args.limit,
     )
     sources = log_sources(args)
