@@ -116,6 +116,15 @@ def lineage_asked(metadata: object) -> bool:
     return value
 
 
+def asks_lineage(extra: Mapping[str, Any]) -> bool:
+    """Whether an auto-commit ``RUN``'s extra asks for lineage; a bad flag is not refused here but
+    by :func:`statement`, when the request path reads it (so that the refusal is recorded)."""
+    try:
+        return lineage_asked(extra.get("tx_metadata"))
+    except BadRequest:
+        return False
+
+
 async def no_statement() -> Statement:
     """What a call that carries no statement (a ``LOGON``) gives if asked."""
     raise BadRequest("No statement was sent.", reason="no_statement")

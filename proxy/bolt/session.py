@@ -7,9 +7,8 @@ verified then, a refusal recorded like any other. Every statement is then a call
 path of its own: authenticated again (a token that expired since ``LOGON`` is refused with
 ``Neo.ClientError.Security.TokenExpired``), analysed, decided and recorded before it runs,
 exactly as over HTTP. Its rows reach the client as Neo4j produces them, ``n`` at a time as the
-client's ``PULL`` asks. A caller that puts ``cyphergate.lineage: true`` in the ``tx_metadata`` of
-a ``RUN`` (auto-commit) or ``BEGIN`` (every statement of the transaction) gets what each statement
-touched in the metadata of the ``SUCCESS`` that ends its result (:mod:`proxy.bolt.results`).
+client's ``PULL`` asks. ``cyphergate.lineage: true`` in a ``RUN``'s or ``BEGIN``'s ``tx_metadata``
+adds what each statement touched to the ``SUCCESS`` that ends its result (:mod:`.results`).
 
 Explicit transactions (``BEGIN`` ... ``COMMIT`` or ``ROLLBACK``) are the request path's own
 (:mod:`proxy.gateway.transactions`): each statement in one is still decided and recorded on its
@@ -30,7 +29,6 @@ rolled back (and recorded so).
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import itertools
 import logging
@@ -117,8 +115,7 @@ class Session:
         self._transaction: Transaction | None = None
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
-        # The transaction's statements carry their lineage (BEGIN's tx_metadata asked for it).
-        self._transaction_lineage = False
+        self._transaction_lineage = False  # its BEGIN's tx_metadata asked for lineage
         self._qids = itertools.count()
 
     async def handle(self, message: bytes) -> None:
@@ -263,18 +260,15 @@ class Session:
         database: str | None = None
         tracing = self._gateway.tracing
         carrier: Mapping[str, str] | None = None
-        lineage = self._transaction_lineage
         if transaction is not None:
             carrier = self._transaction_trace
             database = transaction.database
             for earlier in list(self._results.values()):
                 await earlier.buffer()  # the transaction's statements run one at a time
-        else:
-            if isinstance(named := extra.get("db"), str) and named:
-                database = named
-            # A bad flag is refused, and recorded, when the request path reads the statement.
-            with contextlib.suppress(BadRequest):
-                lineage = m.lineage_asked(extra.get("tx_metadata"))
+        elif isinstance(named := extra.get("db"), str) and named:
+            database = named
+        # A bad flag is refused, and recorded, when the request path reads the statement.
+        lineage = self._transaction_lineage if transaction is not None else m.asks_lineage(extra)
 
         async def statement() -> Statement:
             return await m.statement(text, parameters, extra)

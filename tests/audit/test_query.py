@@ -81,6 +81,9 @@ def test_filters(tmp_path: Path) -> None:
     # The text filter is literal: % and _ match only themselves.
     assert seqs(query(path, "--format", "json", "--text", "Secret_100%")) == [2]
     assert seqs(query(path, "--format", "json", "--text", "Secret%100")) == []
+    # The request id an answer's X-CypherGate-Request-ID or lineage names.
+    request_id = events()[1].request_id
+    assert seqs(query(path, "--format", "json", "--request-id", request_id)) == [2]
 
 
 def test_csv(tmp_path: Path) -> None:
