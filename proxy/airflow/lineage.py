@@ -20,15 +20,16 @@ from openlineage.client.facet_v2 import RunFacet
 
 from proxy.lineage import Lineage
 
-# The run facet's key in an event's run.facets.
-FACET = "cyphergate"
-# The $id of facets/CypherGateRunFacet.json, shipped beside this module (an identifier: nothing
-# fetches it, as OpenLineage consumers do not dereference _schemaURL).
-SCHEMA_URL = "urn:cyphergate:openlineage:facets:CypherGateRunFacet:1-0-0"
+# The run facet's key in an event's run.facets (the gateway's own run events have "cyphergate",
+# one request each).
+FACET = "cyphergateRequests"
+# The $id of facets/CypherGateRequestsRunFacet.json, shipped beside this module (an identifier:
+# nothing fetches it, as OpenLineage consumers do not dereference _schemaURL).
+SCHEMA_URL = "urn:cyphergate:openlineage:facets:CypherGateRequestsRunFacet:1-0-0"
 
 
 @attr.define
-class CypherGateRunFacet(RunFacet):
+class CypherGateRequestsRunFacet(RunFacet):
     """The request ids the gateway gave the task's statements: ``cyphergate audit query
     --request-id`` (or the audit log's ``request_id``) finds each one's records."""
 
@@ -53,7 +54,7 @@ def operator_lineage(answered: Sequence[Lineage]) -> Any:
             outputs.setdefault((space, name), OutputDataset(namespace=space, name=name))
     facets: dict[str, Any] = {}
     if answered:
-        facets[FACET] = CypherGateRunFacet(requestIds=[a.request_id for a in answered])
+        facets[FACET] = CypherGateRequestsRunFacet(requestIds=[a.request_id for a in answered])
     return OperatorLineage(
         inputs=list(inputs.values()), outputs=list(outputs.values()), run_facets=facets
     )

@@ -80,7 +80,7 @@ async def query(database: str, request: Request) -> JSONResponse:
     request_id = start_request(request)
     body = Body(request, state.server)
     call = call_of(request, request_id, database, body)
-    async with state.gateway.run(call, lineage=body.lineage_sink()) as rows:
+    async with state.gateway.run(call, on_lineage=body.lineage_sink()) as rows:
         result = await Answer.read(rows)
     rendered = result.render(body.include_counters, lineage=body.lineage)
     return result.response(request, request_id, rendered)

@@ -91,7 +91,7 @@ async def commit_transaction(database: str, transaction_id: str, request: Reques
         result: Answer | None = None
         if last.statement:
             lineage = body.lineage_sink()
-            run = state.gateway.run(call, transaction=held.transaction, lineage=lineage)
+            run = state.gateway.run(call, transaction=held.transaction, on_lineage=lineage)
             async with run as rows:
                 result = await Answer.read(rows)
         with call.trace.step("commit"):
@@ -154,7 +154,7 @@ async def _statement(
     if not statement.statement:
         return answer(request, call.request_id, {"transaction": named})
     async with state.gateway.run(
-        call, transaction=held.transaction, lineage=body.lineage_sink()
+        call, transaction=held.transaction, on_lineage=body.lineage_sink()
     ) as rows:
         result = await Answer.read(rows)
     rendered = result.render(body.include_counters, bookmarks=False, lineage=body.lineage)

@@ -96,7 +96,7 @@ class OpenResult:
         run = self._gateway.run(
             self.call,
             transaction=self._transaction,
-            lineage=self._keep_lineage if self._wants_lineage else None,
+            on_lineage=self._keep_lineage if self._wants_lineage else None,
         )
         try:
             self._rows = await self._stack.enter_async_context(run)

@@ -85,13 +85,15 @@ def register(commands: Any) -> None:
         "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
     )
     query.add_argument("--event", choices=EVENT_KINDS, help="only this kind of record")
+    query.add_argument(
+        "--request-id",
+        help="only this request's records (the X-CypherGate-Request-ID of its answer, the"
+        " '(request ...)' of a refusal's text)",
+    )
     query.add_argument("--principal", help="only this subject (token sub or IAM role ARN)")
     query.add_argument("--reason", help="only records with this denial or error reason")
     query.add_argument("--text", help="only statements containing this text")
     query.add_argument("--label", help="only statements whose plan reads or writes this label")
-    query.add_argument(
-        "--request-id", help="only this request's records (the id an answer or lineage names)"
-    )
     query.add_argument("--limit", type=int, help="at most this many records")
     query.add_argument(
         "--format",
@@ -277,6 +279,7 @@ def _audit_query(args: argparse.Namespace) -> int:
     flt = RecordFilter(
         dag=args.dag,
         event=args.event,
+        request_id=args.request_id,
         verdict=args.decision,
         database=args.database,
         since=args.since,
@@ -285,7 +288,6 @@ def _audit_query(args: argparse.Namespace) -> int:
         reason=args.reason,
         text=args.text,
         label=args.label,
-        request_id=args.request_id,
         limit=args.limit,
     )
     sources = log_sources(args)

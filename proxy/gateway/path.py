@@ -144,7 +144,7 @@ class Gateway:
         call: Call,
         *,
         transaction: Transaction | None = None,
-        lineage: Callable[[Lineage], None] | None = None,
+        on_lineage: Callable[[Lineage], None] | None = None,
     ) -> AsyncIterator[RowStream]:
         """Take one statement down the request path (see the module docstring).
 
@@ -153,7 +153,7 @@ class Gateway:
         is recorded. Every refusal or failure is a :class:`CypherGateError`, recorded once. By
         default the statement runs in an auto-commit transaction as the DAG's credential, held
         for it alone; ``transaction``: in that explicit transaction instead, after the statements
-        before it (a refusal or failure rolls it back). ``lineage`` is given what the statement
+        before it (a refusal or failure rolls it back). ``on_lineage`` is told what the statement
         touches (from the analysis the policy decided on) once it is allowed to run, before it
         runs: a refused statement gives none.
         """
@@ -161,7 +161,7 @@ class Gateway:
         if transaction is None:
             async with self._admitted(trail, call.client), trail.recording():
                 principal, statement, analysis, decision = await self._decided(call, trail)
-                self._tell_lineage(call, analysis, lineage)
+                self._tell_lineage(call, analysis, on_lineage)
                 mode = _access_mode(analysis, decision, statement.access_mode)
                 execution = self._execution(call, principal, statement, decision, mode)
                 trail.access_mode = mode
@@ -179,7 +179,7 @@ class Gateway:
             trail.recording(),
         ):
             principal, statement, analysis, decision = await self._decided(call, trail, transaction)
-            self._tell_lineage(call, analysis, lineage)
+            self._tell_lineage(call, analysis, on_lineage)
             placement = await transaction.place(
                 principal,
                 decision,
@@ -198,11 +198,11 @@ class Gateway:
                     yield rows
 
     def _tell_lineage(
-        self, call: Call, analysis: Analysis, lineage: Callable[[Lineage], None] | None
+        self, call: Call, analysis: Analysis, on_lineage: Callable[[Lineage], None] | None
     ) -> None:
-        if lineage is not None and self._lineage_namespace is not None:
+        if on_lineage is not None and self._lineage_namespace is not None:
             touched = Touched.from_analysis(call.database, analysis.document)
-            lineage(Lineage(call.request_id, self._lineage_namespace, touched))
+            on_lineage(Lineage(call.request_id, self._lineage_namespace, touched))
 
     @contextlib.asynccontextmanager
     async def _admitted(self, trail: Trail, client: str | None) -> AsyncIterator[None]:

@@ -29,9 +29,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 DAG = "cyphergate_example_lineage"
 # The operator's run facet (proxy.airflow.lineage.FACET, which imports Airflow: not here).
-FACET = "cyphergate"
+FACET = "cyphergateRequests"
 SCHEMAS = Path(__file__).parent / "openlineage"
-FACET_SCHEMA = REPO / "proxy" / "airflow" / "facets" / "CypherGateRunFacet.json"
+FACET_SCHEMA = REPO / "proxy" / "airflow" / "facets" / "CypherGateRequestsRunFacet.json"
 
 
 def schema(path: Path) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def test_every_event_is_an_openlineage_run_event(
             validate(facets["errorMessage"], ERROR_FACET, "#/$defs/ErrorMessageRunFacet")
         if FACET in facets:
             assert facets[FACET]["_schemaURL"] == OUR_FACET["$id"]
-            validate(facets[FACET], OUR_FACET, "#/$defs/CypherGateRunFacet")
+            validate(facets[FACET], OUR_FACET, "#/$defs/CypherGateRequestsRunFacet")
 
 
 def test_the_allowed_task_names_its_datasets_and_request_id(

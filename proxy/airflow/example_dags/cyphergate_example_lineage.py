@@ -3,7 +3,7 @@
 With ``apache-airflow-providers-openlineage`` installed and a transport configured (for example
 ``AIRFLOW__OPENLINEAGE__TRANSPORT='{"type": "console"}'``), ``cast_movie``'s COMPLETE event has
 the input ``neo4j.Person`` and the output ``neo4j.Movie`` in the namespace of the gateway's Neo4j,
-and the gateway's request id in its ``cyphergate`` run facet. ``cast_a_person`` writes
+and the gateway's request id in its ``cyphergateRequests`` run facet. ``cast_a_person`` writes
 ``:Person``, which the policy does not grant: it fails, and its FAIL event names no dataset.
 
 Connection ``cyphergate_lineage`` (type ``cyphergate``), as ``cyphergate_default`` in
