@@ -85,6 +85,11 @@ def register(commands: Any) -> None:
         "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
     )
     query.add_argument("--event", choices=EVENT_KINDS, help="only this kind of record")
+    query.add_argument(
+        "--request-id",
+        help="only this request's records (the X-CypherGate-Request-ID of its answer, the"
+        " '(request ...)' of a refusal's text)",
+    )
     query.add_argument("--principal", help="only this subject (token sub or IAM role ARN)")
     query.add_argument("--reason", help="only records with this denial or error reason")
     query.add_argument("--text", help="only statements containing this text")
@@ -274,6 +279,7 @@ def _audit_query(args: argparse.Namespace) -> int:
     flt = RecordFilter(
         dag=args.dag,
         event=args.event,
+        request_id=args.request_id,
         verdict=args.decision,
         database=args.database,
         since=args.since,
