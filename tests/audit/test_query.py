@@ -78,6 +78,7 @@ def test_filters(tmp_path: Path) -> None:
     assert seqs(query(path, "--format", "json", "--reason", "write_not_granted")) == [2]
     assert seqs(query(path, "--format", "json", "--reason", "token_expired")) == [3]
     assert seqs(query(path, "--format", "json", "--principal", "arn:aws:iam::1:role/r")) == [2]
+    assert seqs(query(path, "--format", "json", "--request-id", "r2")) == [2]
     # The text filter is literal: % and _ match only themselves.
     assert seqs(query(path, "--format", "json", "--text", "Secret_100%")) == [2]
     assert seqs(query(path, "--format", "json", "--text", "Secret%100")) == []
