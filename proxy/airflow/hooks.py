@@ -107,6 +107,10 @@ class CypherGateHook(BaseHook):
         except httpx.HTTPError as error:
             reason = f"CypherGate at {client.url} did not answer: {type(error).__name__}: {error}"
             return False, _masked(reason, secrets)
+        except Exception as error:
+            # Airflow would show an escaped exception's text as it is: masked here instead.
+            reason = f"RETURN 1 through CypherGate at {client.url} failed: {type(error).__name__}"
+            return False, _masked(f"{reason}: {error}", secrets)
         return True, (
             f"Authenticated by {method} and ran RETURN 1 through CypherGate at {client.url}"
             f" (request {answer.request_id})."

@@ -5,28 +5,15 @@ real gateway is in tests/airflow/test_provider.py."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from tests.airflow.runner import PYTHON, REPO
+from tests.airflow.runner import canned_answers
 
 pytestmark = [pytest.mark.airflow]
 
 
 def test_the_first_value_decides_as_in_neo4j_sensor() -> None:
-    assert PYTHON.exists(), "no .venv-airflow: run bash .ci/bootstrap"
-    done = subprocess.run(
-        [str(PYTHON), str(REPO / "tests" / "airflow" / "sensor_pokes.py")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    outcomes = json.loads(done.stdout.splitlines()[-1])
-    assert outcomes == {
+    assert canned_answers()["sensor"] == {
         "true first value": True,
         "false first value": False,
         "later rows ignored": False,
