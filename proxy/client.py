@@ -27,8 +27,8 @@ import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from proxy.auth.aws_iam import GET_CALLER_IDENTITY_BODY, SCHEME, SERVER_ID_HEADER
 from proxy.lineage import Lineage
+from proxy.wire import GET_CALLER_IDENTITY_BODY, IAM_SCHEME, REQUEST_ID_HEADER, SERVER_ID_HEADER
 
 DEFAULT_STS_URL = "https://sts.amazonaws.com/"
 Credential = Callable[[], str]
@@ -61,7 +61,7 @@ def iam_authorization(
         "body": base64.b64encode(GET_CALLER_IDENTITY_BODY.encode()).decode("ascii"),
         "headers": {name: str(value) for name, value in request.headers.items()},
     }
-    return f"{SCHEME} " + base64.b64encode(json.dumps(proof).encode()).decode("ascii")
+    return f"{IAM_SCHEME} " + base64.b64encode(json.dumps(proof).encode()).decode("ascii")
 
 
 class TokenRequestFailed(Exception):
@@ -200,12 +200,18 @@ class IAMProof:
 
 
 class CypherGateQueryError(Exception):
-    """The gateway refused or failed a statement; the message carries its code and reason."""
+    """The gateway refused or failed a statement; the message carries its code, its reason and
+    the request id, which is the id of the request's audit records (as the Bolt door words it:
+    ``(request <id>)``)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, request_id: str | None) -> None:
         self.status = status
         self.code = code
-        super().__init__(f"CypherGate answered {status} {code}: {message}")
+        self.request_id = request_id
+        # An answer without the header came from something in front of the gateway (a proxy,
+        # a load balancer): no audit record to point to, and the text says so.
+        named = f"request {request_id}" if request_id else f"no {REQUEST_ID_HEADER} in the answer"
+        super().__init__(f"CypherGate answered {status} {code}: {message} ({named})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,8 @@ class Result:
     counters: dict[str, Any]
     # What the statement touched, when asked for (``run(..., lineage=True)``).
     lineage: Lineage | None = None
+    # The gateway's id of the request: its audit records carry it.
+    request_id: str | None = None
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -260,11 +268,22 @@ class CypherGateClient:
         *,
         database: str = "neo4j",
         timeout_s: float = 300.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._url = url.rstrip("/")
         self._credential = credential
         self._database = database
-        self._http = httpx.Client(timeout=timeout_s)
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL."""
+        return self._url
+
+    @property
+    def credential(self) -> Credential:
+        """How this client proves who it is (called for every request; it caches what it can)."""
+        return self._credential
 
     def close(self) -> None:
         self._http.close()
@@ -297,12 +316,14 @@ class CypherGateClient:
         except ValueError:
             document = {}
         errors = document.get("errors") if isinstance(document, dict) else None
+        request_id = response.headers.get(REQUEST_ID_HEADER)
         if response.status_code >= 300 or errors:
             first = errors[0] if errors else {}
             raise CypherGateQueryError(
                 response.status_code,
                 str(first.get("code", "unknown")),
                 str(first.get("message", response.reason_phrase)),
+                request_id,
             )
         data = document.get("data", {})
         touched = document.get("lineage") if lineage else None
@@ -311,4 +332,5 @@ class CypherGateClient:
             values=list(data.get("values", [])),
             counters=dict(document.get("counters", {})),
             lineage=None if touched is None else Lineage.from_document(touched),
+            request_id=request_id,
         )

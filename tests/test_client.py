@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import boto3
@@ -12,12 +13,15 @@ import pytest
 
 from proxy.client import (
     CallContext,
+    CypherGateClient,
+    CypherGateQueryError,
     IAMProof,
     Result,
     TokenFile,
     TokenRequestFailed,
     client_credentials_token,
 )
+from proxy.wire import REQUEST_ID_HEADER
 
 
 def test_token_file_is_reread_when_it_changes(tmp_path: Path) -> None:
@@ -94,3 +98,38 @@ def test_a_refused_grant_says_why_and_not_the_secret() -> None:
     ):
         client_credentials_token("https://login.test/token", "etl", "s3cret", http=http)
     assert "s3cret" not in str(refused.value)
+
+
+def gateway(status: int, body: dict[str, Any], headers: dict[str, str]) -> CypherGateClient:
+    """A client whose every request gets this answer."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body, headers=headers)
+
+    return CypherGateClient(
+        "https://gw.test", lambda: "Bearer t0k3n", transport=httpx.MockTransport(answer)
+    )
+
+
+def test_an_answer_names_its_request_id() -> None:
+    client = gateway(
+        202, {"data": {"fields": ["ok"], "values": [[1]]}}, {REQUEST_ID_HEADER: "r-202"}
+    )
+    assert client.run("RETURN 1 AS ok") == Result(["ok"], [[1]], {}, request_id="r-202")
+
+
+def test_a_refusal_names_its_request_id_in_its_text() -> None:
+    denied = {"errors": [{"code": "Neo.ClientError.Security.Forbidden", "message": "Denied."}]}
+    client = gateway(403, denied, {REQUEST_ID_HEADER: "r-403"})
+    with pytest.raises(CypherGateQueryError) as refused:
+        client.run("CREATE (:X)")
+    assert str(refused.value) == (
+        "CypherGate answered 403 Neo.ClientError.Security.Forbidden: Denied. (request r-403)"
+    )
+    assert (refused.value.status, refused.value.request_id) == (403, "r-403")
+
+
+def test_an_answer_without_a_request_id_says_it_did_not_come_from_the_gateway() -> None:
+    client = gateway(502, {}, {})
+    with pytest.raises(CypherGateQueryError, match=f"no {REQUEST_ID_HEADER} in the answer"):
+        client.run("RETURN 1")

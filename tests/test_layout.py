@@ -36,6 +36,7 @@ LAYERS: list[set[str]] = [
         "statement",
         "tls",
         "values",
+        "wire",
     },
     # Traces: the seam the request path and the doors trace through (it reads its settings).
     {"tracing"},

@@ -1,4 +1,5 @@
-"""The Airflow provider: connection type ``cyphergate``, ``CypherGateHook``, ``CypherGateOperator``.
+"""The Airflow provider: connection type ``cyphergate``, ``CypherGateHook``, ``CypherGateOperator``,
+``CypherGateSensor``.
 
 Installed with ``pip install 'cyphergate[airflow]'``; Airflow finds it through the
 ``apache_airflow_provider`` entry point, which calls :func:`get_provider_info`.
@@ -26,6 +27,9 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "operators": [
             {"integration-name": "CypherGate", "python-modules": ["proxy.airflow.operators"]},
+        ],
+        "sensors": [
+            {"integration-name": "CypherGate", "python-modules": ["proxy.airflow.sensors"]},
         ],
         "connection-types": [
             {

@@ -4,13 +4,15 @@ The connection holds the gateway URL (host), the database (schema) and how to au
 (``auth_method`` in extra): ``oidc_client_credentials`` with the client id and secret as login
 and password, ``token_file`` for a projected service-account token, or ``aws_iam`` with the
 worker's boto3 credentials. No Neo4j password is ever involved. Inside a task, the hook names
-the DAG, task, run and try number in the request headers.
+the DAG, task, run and try number in the request headers, and logs the gateway's request id of
+every statement (the id of its audit records; a refusal's text carries it too).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseHook
 
@@ -39,7 +41,9 @@ class CypherGateHook(BaseHook):
         if self._client is None:
             conn = self.get_connection(self.cyphergate_conn_id)
             extra: dict[str, Any] = conn.extra_dejson
-            host = conn.host or ""
+            if not conn.host:
+                raise AirflowException("the connection has no host: set it to the gateway's URL")
+            host = conn.host
             url = host if "://" in host else f"https://{host}"
             if conn.port and "://" not in host:
                 url = f"{url}:{conn.port}"
@@ -60,11 +64,11 @@ class CypherGateHook(BaseHook):
         include_counters: bool = False,
         lineage: bool = True,
     ) -> Result:
-        """Run one statement; a refusal becomes an AirflowException naming the gateway's reason.
-        ``lineage``: the result says what the statement touched (``Result.lineage``), for
-        OpenLineage (``CypherGateOperator``) or the caller's own records."""
+        """Run one statement; a refusal becomes an AirflowException naming the gateway's reason
+        and request id. ``lineage``: the result says what the statement touched
+        (``Result.lineage``), for OpenLineage (``CypherGateOperator``) or the caller's own records."""
         try:
-            return self.get_conn().run(
+            answer = self.get_conn().run(
                 statement,
                 parameters,
                 database=database,
@@ -74,11 +78,50 @@ class CypherGateHook(BaseHook):
             )
         except CypherGateQueryError as error:
             raise AirflowException(str(error)) from error
+        self.log.info("CypherGate request %s: %d rows", answer.request_id, len(answer.values))
+        return answer
 
     def test_connection(self) -> tuple[bool, str]:
-        """Used by Airflow's "Test" button: authenticate and run ``RETURN 1``."""
+        """Airflow's "Test" button: a credential fetched, then ``RETURN 1`` through the gateway.
+
+        The message says which step failed and why. It never holds a secret: the errors it
+        quotes name none (the gateway's leak nothing, the token endpoint's give its ``error``
+        only), and the connection's password and the credential are masked in it regardless.
+        """
+        secrets: list[str] = []
         try:
-            self.get_conn().run("RETURN 1 AS ok")
+            conn = self.get_connection(self.cyphergate_conn_id)
+            secrets += [conn.password or ""]
+            client = self.get_conn()
         except Exception as error:
-            return False, str(error)
-        return True, "Authenticated and ran RETURN 1 through CypherGate."
+            return False, _masked(f"The connection cannot be used: {error}", secrets)
+        method = conn.extra_dejson.get("auth_method", "oidc_client_credentials")
+        try:
+            authorization = client.credential()
+        except Exception as error:
+            reason = f"No credential by {method}: {type(error).__name__}: {error}"
+            return False, _masked(reason, secrets)
+        secrets += [authorization, authorization.partition(" ")[2]]
+        try:
+            answer = client.run("RETURN 1 AS ok")
+        except CypherGateQueryError as error:
+            reason = f"Got a credential by {method}, but RETURN 1 failed: {error}"
+            return False, _masked(reason, secrets)
+        except httpx.HTTPError as error:
+            reason = f"CypherGate at {client.url} did not answer: {type(error).__name__}: {error}"
+            return False, _masked(reason, secrets)
+        except Exception as error:
+            # Airflow would show an escaped exception's text as it is: masked here instead.
+            reason = f"RETURN 1 through CypherGate at {client.url} failed: {type(error).__name__}"
+            return False, _masked(f"{reason}: {error}", secrets)
+        return True, (
+            f"Authenticated by {method} and ran RETURN 1 through CypherGate at {client.url}"
+            f" (request {answer.request_id})."
+        )
+
+
+def _masked(message: str, secrets: list[str]) -> str:
+    """``message`` with every secret in it replaced by ``***`` (Airflow's own mask)."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message

@@ -75,6 +75,7 @@ class CypherGateOperator(BaseOperator):
             raise AirflowException(
                 f"{len(answer.values)} rows ({size} bytes of JSON) exceed max_xcom_bytes="
                 f"{self.max_xcom_bytes}; add LIMIT or use result='none'"
+                f" (request {answer.request_id})"
             )
         return answer.rows
 

@@ -12,8 +12,7 @@ from starlette.exceptions import HTTPException
 
 from proxy.api.state import request_id, runtime, start_request
 from proxy.errors import BadRequest, CypherGateError
-
-REQUEST_ID_HEADER = "X-CypherGate-Request-ID"
+from proxy.wire import REQUEST_ID_HEADER as REQUEST_ID_HEADER
 
 
 def error_response(request: Request, error: CypherGateError) -> JSONResponse:

@@ -48,10 +48,12 @@ from proxy.clock import Clock
 from proxy.errors import AuthenticationFailed, IdentityProviderUnavailable
 from proxy.principal import Identity
 from proxy.settings import IAMSettings
+from proxy.wire import GET_CALLER_IDENTITY_BODY as GET_CALLER_IDENTITY_BODY
+from proxy.wire import IAM_SCHEME
+from proxy.wire import SERVER_ID_HEADER as SERVER_ID_HEADER
 
-SCHEME = "CypherGate-AWS-IAM"
-SERVER_ID_HEADER = "X-CypherGate-Server-ID"
-GET_CALLER_IDENTITY_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+# The names live in proxy.wire, so that callers sign proofs without importing the server.
+SCHEME = IAM_SCHEME
 ALLOWED_HEADERS = frozenset(
     {
         "authorization",

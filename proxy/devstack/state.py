@@ -66,6 +66,7 @@ DEMO_CLIENTS = (
     DemoClient("cyphergate_example_token_file", "cyphergate_example_token_file"),
     DemoClient("cyphergate_example_neo4j", "cyphergate_example_neo4j"),
     DemoClient("cyphergate_example_lineage", "cyphergate_example_lineage"),
+    DemoClient("cyphergate_example_sensor", "cyphergate_example_sensor"),
     # A reviewer tool, not a DAG: the policies let it read the audit log, and nothing else.
     DemoClient("demo_auditor", None),
 )

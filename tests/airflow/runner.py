@@ -6,6 +6,8 @@ silently.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -68,3 +70,20 @@ def records(stack: DevStack, dag: str) -> list[dict[str, Any]]:
     """The audit records of ``dag``, oldest first."""
     with AuditReader(stack.audit_path) as reader:
         return list(reader.query(RecordFilter(dag=dag)))
+
+
+@functools.cache
+def canned_answers() -> dict[str, Any]:
+    """What tests/airflow/canned_answers.py prints: the sensor's pokes and the operator's
+    results on canned answers, in real Airflow (one interpreter for all of them)."""
+    assert PYTHON.exists(), "no .venv-airflow: run bash .ci/bootstrap"
+    done = subprocess.run(
+        [str(PYTHON), str(REPO / "tests" / "airflow" / "canned_answers.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    answers: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return answers
