@@ -66,7 +66,7 @@ class CypherGateHook(BaseHook):
     ) -> Result:
         """Run one statement; a refusal becomes an AirflowException naming the gateway's reason
         and request id. ``lineage``: the result says what the statement touched
-        (``Result.lineage``), for OpenLineage (``CypherGateOperator``) or the caller's own records."""
+        (``Result.lineage``), for OpenLineage (``CypherGateOperator``) or the caller's records."""
         try:
             answer = self.get_conn().run(
                 statement,
