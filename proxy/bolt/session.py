@@ -43,6 +43,7 @@ from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRef
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
+from proxy.principal import LINEAGE_PARENT_HEADER
 from proxy.tracing import OFF, RequestTrace
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class Session:
         self._transaction: Transaction | None = None
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
+        # The caller's OpenLineage parent run given at BEGIN (tx_metadata), for its statements.
+        self._transaction_parent: str | None = None
         self._qids = itertools.count()
 
     async def handle(self, message: bytes) -> None:
@@ -241,6 +244,7 @@ class Session:
             trace.set("db.namespace", self._transaction.database)
             trace.set("cyphergate.transaction_id", self._transaction.id)
         self._transaction_trace = carrier
+        self._transaction_parent = _lineage_parent(begin.metadata)
         self._qids = itertools.count()
         self.state = State.TX_READY
         await self._send(m.SUCCESS, ({},))
@@ -266,7 +270,15 @@ class Session:
         if tracing.enabled and transaction is None:
             carrier = _trace_context(extra.get("tx_metadata"))
         trace = tracing.request("bolt RUN", carrier)
-        call = self._call(self._authorization, self._headers, database, statement, trace)
+        headers: Mapping[str, str] = self._headers
+        parent = (
+            self._transaction_parent
+            if transaction is not None
+            else _lineage_parent(extra.get("tx_metadata"))
+        )
+        if parent is not None:
+            headers = {**headers, LINEAGE_PARENT_HEADER: parent}
+        call = self._call(self._authorization, headers, database, statement, trace)
         result = OpenResult(self._gateway, call, transaction)
         try:
             fields_out = await result.start()
@@ -434,6 +446,15 @@ def _trace_context(metadata: object) -> dict[str, str] | None:
         if isinstance(value := metadata.get(key), str)
     }
     return found or None
+
+
+def _lineage_parent(metadata: object) -> str | None:
+    """The OpenLineage parent run a caller put in its transaction metadata (``lineage_parent``,
+    as HTTP's ``X-CypherGate-Lineage-Parent``), if any."""
+    if not isinstance(metadata, Mapping):
+        return None
+    parent = metadata.get("lineage_parent")
+    return parent if isinstance(parent, str) else None
 
 
 def _expired(error: CypherGateError) -> bool:

@@ -47,6 +47,7 @@ from proxy.gateway.seams import (
     CallerAuthenticator,
     CredentialBroker,
     GraphExecutor,
+    LineageSink,
     PolicyDecider,
     StatementAnalyzer,
 )
@@ -82,6 +83,7 @@ class Gateway:
         admission: Admission | None = None,
         tracing: Tracing = NO_TRACING,
         rates: RateLimits | None = None,
+        lineage: LineageSink | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -99,6 +101,8 @@ class Gateway:
         # Makes each request's span (proxy/tracing.py); the front doors start them.
         self.tracing = tracing
         self._rates = rates or RateLimits(RateLimitSettings())  # no limit unless configured
+        # Told of every statement that ends ([lineage]); None when lineage is off.
+        self._lineage = lineage
 
     def with_executor(self, executor: GraphExecutor) -> Gateway:
         """The same request path (the same caches, policy, audit log) with statements run by
@@ -146,7 +150,9 @@ class Gateway:
         for it alone; ``transaction``: in that explicit transaction instead, after the statements
         before it (a refusal or failure rolls it back).
         """
-        trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
+        trail = Trail(
+            call, clock=self._clock, audit=self._audit, metrics=self._metrics, lineage=self._lineage
+        )
         if transaction is None:
             async with self._admitted(trail, call.client), trail.recording():
                 principal, statement, analysis, decision = await self._decided(call, trail)
