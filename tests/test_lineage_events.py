@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from proxy.app.lineage import dataset_namespace, transport
 from proxy.audit.record import AuditEvent
+from proxy.cli.config import check_config
 from proxy.errors import AuthenticationFailed, PolicyDenied
 from proxy.gateway.call import Call, Statement
 from proxy.lineage_events import Emitter, RunEvents, derived_run_id, parse_parent
@@ -309,7 +311,7 @@ def test_kafka_needs_its_extra() -> None:
         assert transport(settings).kind == "kafka"
 
 
-def test_each_transport_is_the_client_librarys(tmp_path: Any) -> None:
+def test_each_transport_is_the_client_librarys(tmp_path: Path) -> None:
     kinds = {
         "console": LineageSettings(transport="console"),
         "file": LineageSettings(transport="file", path=tmp_path / "e.jsonl"),
@@ -335,3 +337,18 @@ def _call_without_credential() -> Call:
         return Statement(text="RETURN 1", parameters={})
 
     return Call("r", "neo4j", None, None, {}, read)
+
+
+def test_config_check_takes_the_events_file_as_one_to_write(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    key = tmp_path / "lineage.key"
+    config.write_text(
+        '[neo4j]\npassword = "a-long-secret-4711"\n'
+        f'[lineage]\ntransport = "file"\npath = "{tmp_path / "events.jsonl"}"\n'
+    )
+    assert check_config(config)[1] == []
+    config.write_text(
+        '[neo4j]\npassword = "a-long-secret-4711"\n'
+        f'[lineage]\ntransport = "http"\nurl = "https://ol.test"\napi_key_file = "{key}"\n'
+    )
+    assert check_config(config)[1] == [f"lineage.api_key_file = '{key}': no such file"]
