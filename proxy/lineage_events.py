@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 import attr
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import (
+    JobFacet,
     RunFacet,
     error_message_run,
     job_type_job,
@@ -96,6 +97,15 @@ class RunEvents:
         self._parent_namespace = parent_namespace
         self._datasets = dataset_namespace
         self._producer = _producer()
+        # The same for every event: built once (the client's classes validate on every build).
+        self._job_facets: dict[str, JobFacet] = {
+            "jobType": job_type_job.JobTypeJobFacet(
+                processingType="BATCH",
+                integration="CYPHERGATE",
+                jobType="QUERY",
+                producer=self._producer,
+            )
+        }
 
     def build(self, record: AuditEvent, parent: str | None = None) -> RunEvent | None:
         """The event, or ``None`` for a call that no DAG was resolved for. ``parent``: the
@@ -119,17 +129,11 @@ class RunEvents:
             facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
                 message=_failure(record), programmingLanguage="Cypher", producer=self._producer
             )
-        job_type = job_type_job.JobTypeJobFacet(
-            processingType="BATCH",
-            integration="CYPHERGATE",
-            jobType="QUERY",
-            producer=self._producer,
-        )
         return RunEvent(
             eventType=RunState.COMPLETE if completed else RunState.FAIL,
             eventTime=record.time,
             run=Run(runId=str(generate_new_uuid()), facets=facets),
-            job=Job(namespace=self._namespace, name=job_name, facets={"jobType": job_type}),
+            job=Job(namespace=self._namespace, name=job_name, facets=self._job_facets),
             inputs=inputs,
             outputs=outputs,
             producer=self._producer,
