@@ -197,7 +197,7 @@ def parse_parent(value: str) -> tuple[str, str, str] | None:
     ``None`` if it is not that."""
     namespace, _, rest = value.strip().rpartition("/")
     namespace, _, name = namespace.rpartition("/")
-    if not namespace or not name or len(value) > 1000:
+    if not namespace or not name or len(value) > 1000 or not value.isprintable():
         return None
     try:
         run_id = str(uuid.UUID(rest))

@@ -164,7 +164,14 @@ def test_parent_parsing() -> None:
         "dag.task",
         PARENT_RUN,
     )
-    for bad in ("", PARENT_RUN, f"dag.task/{PARENT_RUN}", "default/dag.task/not-a-uuid"):
+    for bad in (
+        "",
+        PARENT_RUN,
+        f"dag.task/{PARENT_RUN}",
+        "default/dag.task/not-a-uuid",
+        f"default\n/dag.task/{PARENT_RUN}",
+        f"{'n' * 1000}/dag.task/{PARENT_RUN}",
+    ):
         assert parse_parent(bad) is None, bad
 
 

@@ -19,6 +19,7 @@ import httpx
 import neo4j
 import pytest
 
+from proxy.client import CallContext
 from proxy.devstack.stack import DevStack
 from proxy.lineage import namespace
 from proxy.lineage_events import derived_run_id
@@ -100,12 +101,13 @@ def test_reading_person_and_writing_movie_names_exactly_those(
     answer = filed.post(
         "demo_writer",
         READS_PERSON_WRITES_MOVIE,
-        {
-            "X-CypherGate-Task": "load",
-            "X-CypherGate-Run": "manual__2026-11-30T10:00:00+00:00",
-            "X-CypherGate-Try": "1",
-            "X-CypherGate-Lineage-Parent": parent,
-        },
+        # As CypherGateHook sends them (proxy.airflow.identity.task_context).
+        CallContext(
+            task="load",
+            run="manual__2026-11-30T10:00:00+00:00",
+            try_number=1,
+            lineage_parent=parent,
+        ).headers(),
     )
     assert answer.status_code == 202, answer.text
     request_id = answer.headers["X-CypherGate-Request-ID"]
