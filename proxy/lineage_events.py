@@ -52,7 +52,6 @@ from openlineage.client.transport import Transport
 from openlineage.client.uuid import generate_new_uuid
 
 from proxy.audit.record import AuditEvent
-from proxy.gateway.call import SUCCESS_STATUS
 from proxy.lineage import LineageError, Touched
 from proxy.metrics import Metrics
 from proxy.principal import LINEAGE_PARENT_HEADER as PARENT_HEADER
@@ -116,7 +115,8 @@ class RunEvents:
             return None
         task = principal.get("task")
         job_name = f"{dag}.{task}" if isinstance(task, str) and task else dag
-        completed = record.event == "outcome" and record.status == SUCCESS_STATUS
+        # An outcome without an error is a statement that ran to its end (status 202).
+        completed = record.event == "outcome" and record.error is None
         facets: dict[str, RunFacet] = {"cyphergate": self._facet(record)}
         parent_facet = self._parent(principal, parent)
         if parent_facet is not None:

@@ -131,6 +131,13 @@ def credential(auth: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
     return authorization, headers
 
 
+def lineage_parent(metadata: object) -> str | None:
+    """The OpenLineage parent run a caller put in its transaction metadata (``lineage_parent``,
+    as HTTP's ``X-CypherGate-Lineage-Parent``), if any."""
+    parent = metadata.get("lineage_parent") if isinstance(metadata, Mapping) else None
+    return parent if isinstance(parent, str) else None
+
+
 def _mode(extra: Mapping[str, Any]) -> AccessMode | None:
     mode = extra.get("mode", "w")
     if mode not in ("r", "w"):

@@ -115,8 +115,7 @@ class Session:
         self._transaction: Transaction | None = None
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
-        # The caller's OpenLineage parent run given at BEGIN (tx_metadata), for its statements.
-        self._transaction_parent: str | None = None
+        self._transaction_metadata: Mapping[str, Any] = {}  # the BEGIN's tx_metadata
         self._qids = itertools.count()
 
     async def handle(self, message: bytes) -> None:
@@ -244,7 +243,7 @@ class Session:
             trace.set("db.namespace", self._transaction.database)
             trace.set("cyphergate.transaction_id", self._transaction.id)
         self._transaction_trace = carrier
-        self._transaction_parent = _lineage_parent(begin.metadata)
+        self._transaction_metadata = begin.metadata
         self._qids = itertools.count()
         self.state = State.TX_READY
         await self._send(m.SUCCESS, ({},))
@@ -270,15 +269,7 @@ class Session:
         if tracing.enabled and transaction is None:
             carrier = _trace_context(extra.get("tx_metadata"))
         trace = tracing.request("bolt RUN", carrier)
-        headers: Mapping[str, str] = self._headers
-        parent = (
-            self._transaction_parent
-            if transaction is not None
-            else _lineage_parent(extra.get("tx_metadata"))
-        )
-        if parent is not None:
-            headers = {**headers, LINEAGE_PARENT_HEADER: parent}
-        call = self._call(self._authorization, headers, database, statement, trace)
+        call = self._call(self._authorization, self._context(extra), database, statement, trace)
         result = OpenResult(self._gateway, call, transaction)
         try:
             fields_out = await result.start()
@@ -376,6 +367,13 @@ class Session:
             trace=trace,
         )
 
+    def _context(self, extra: Mapping[str, Any]) -> Mapping[str, str]:
+        """The LOGON's context, and the lineage parent in the RUN's (or BEGIN's) metadata."""
+        in_transaction = self._transaction is not None
+        metadata = self._transaction_metadata if in_transaction else extra.get("tx_metadata")
+        parent = m.lineage_parent(metadata)
+        return self._headers if parent is None else {**self._headers, LINEAGE_PARENT_HEADER: parent}
+
     async def _refused(self, error: CypherGateError) -> None:
         """Turn away a message that runs nothing, recorded as a front door's refusal."""
         call = self._call(self._authorization, self._headers)
@@ -446,15 +444,6 @@ def _trace_context(metadata: object) -> dict[str, str] | None:
         if isinstance(value := metadata.get(key), str)
     }
     return found or None
-
-
-def _lineage_parent(metadata: object) -> str | None:
-    """The OpenLineage parent run a caller put in its transaction metadata (``lineage_parent``,
-    as HTTP's ``X-CypherGate-Lineage-Parent``), if any."""
-    if not isinstance(metadata, Mapping):
-        return None
-    parent = metadata.get("lineage_parent")
-    return parent if isinstance(parent, str) else None
 
 
 def _expired(error: CypherGateError) -> bool:
