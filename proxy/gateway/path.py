@@ -9,7 +9,8 @@
 6. **hold a credential**: the DAG's Neo4j login, for as long as the statement runs;
 7. **record ahead**: the decision record is durable before anything runs;
 8. **execute** it; its rows stream to the front door inside :meth:`Gateway.run`'s block;
-9. **record the outcome** when the block ends (:mod:`proxy.gateway.trail`).
+9. **record the outcome** when the block ends (:mod:`proxy.gateway.trail`), and tell the
+   lineage sink, if any, of the statement's end (:mod:`proxy.lineage_events`).
 
 A policy check that needs no plan (deciding on the principal and the statement's text) slots in
 between steps 3 and 4. A front door holding an explicit transaction open (:meth:`Gateway.begin`)
