@@ -19,6 +19,7 @@ import httpx
 import neo4j
 import pytest
 
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.client import CallContext
 from proxy.devstack.stack import DevStack
 from proxy.lineage import namespace
@@ -125,6 +126,24 @@ def test_reading_person_and_writing_movie_names_exactly_those(
     assert facets["parent"]["job"]["name"] == handed_job
     assert facets["cyphergate"]["decisionId"]
     assert facets["cyphergate"]["status"] == 202
+
+
+def test_a_statement_of_an_http_transaction(filed: Filed, stack: DevStack) -> None:
+    headers = {"Authorization": stack.auth_header("demo_writer")}
+    body = {"statement": READS_PERSON_WRITES_MOVIE, "parameters": {"name": "x", "title": "t"}}
+    opened = httpx.post(filed.gateway.url + QUERY + "/tx", json=body, headers=headers, timeout=60)
+    assert opened.status_code == 202, opened.text
+    transaction = opened.json()["transaction"]["id"]
+    path = f"{filed.gateway.url}{QUERY}/tx/{transaction}/commit"
+    assert httpx.post(path, headers=headers, timeout=60).status_code == 202
+    request_id = opened.headers["X-CypherGate-Request-ID"]
+    (event,) = filed.of(request_id)
+    assert event["eventType"] == "COMPLETE"
+    assert datasets(event, "outputs") == [(neo4j_namespace(stack), "neo4j.Movie")]
+    # The transaction as the audit log names it (the Query API's id is the caller's handle).
+    with AuditReader(filed.gateway.audit) as log:
+        (recorded,) = log.query(RecordFilter(request_id=request_id, event="outcome"))
+    assert event["run"]["facets"]["cyphergate"]["transactionId"] == recorded["transaction"]["id"]
 
 
 def test_a_refused_statement_leaves_only_a_fail(filed: Filed) -> None:
