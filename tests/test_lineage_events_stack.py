@@ -174,10 +174,11 @@ def test_a_call_that_no_dag_was_resolved_for_leaves_none(filed: Filed) -> None:
     assert of_request(read_events(filed.events), request_id) == []
 
 
-def test_over_bolt_auto_commit_and_in_a_transaction(filed: Filed, stack: DevStack) -> None:
+def test_over_bolt_with_a_parent_given_or_derived(filed: Filed, stack: DevStack) -> None:
     run_id = f"manual__{uuid.uuid4()}"
     login = f"demo_writer/load_movies/3/{run_id}"
     handed = f"airflow/demo_writer.load_movies/{uuid.uuid4()}"
+    auto_handed = f"airflow/demo_writer.load_movies/{uuid.uuid4()}"
     auth = neo4j.basic_auth(login, stack.token("demo_writer"))
     with neo4j.GraphDatabase.driver(filed.bolt, auth=auth) as driver:
         driver.execute_query(
@@ -186,6 +187,8 @@ def test_over_bolt_auto_commit_and_in_a_transaction(filed: Filed, stack: DevStac
             database_="neo4j",
         )
         with driver.session(database="neo4j") as session:
+            query = neo4j.Query("RETURN 1 AS one", metadata={"lineage_parent": auto_handed})
+            session.run(query).consume()
             tx = session.begin_transaction(metadata={"lineage_parent": handed})
             tx.run(READS_PERSON_WRITES_MOVIE, name="nobody", title="t").consume()
             tx.commit()
@@ -205,6 +208,8 @@ def test_over_bolt_auto_commit_and_in_a_transaction(filed: Filed, stack: DevStac
     assert (parent_job["namespace"], parent_job["name"]) == ("default", "demo_writer.load_movies")
     assert datasets(auto, "inputs") == [(neo4j_namespace(stack), "neo4j.Person")]
     assert auto["outputs"] == []
+    (given,) = eventually(parented(auto_handed.rsplit("/", 1)[1]))
+    assert given["run"]["facets"]["parent"]["job"]["namespace"] == "airflow"
     (in_tx,) = eventually(parented(handed.rsplit("/", 1)[1]))
     assert in_tx["eventType"] == "COMPLETE"
     assert datasets(in_tx, "outputs") == [(neo4j_namespace(stack), "neo4j.Movie")]
