@@ -65,7 +65,7 @@ class CypherGateHook(BaseHook):
                 statement,
                 parameters,
                 database=database,
-                context=task_context(),
+                context=task_context(lineage=True),
                 include_counters=include_counters,
             )
         except CypherGateQueryError as error:

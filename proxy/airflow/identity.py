@@ -62,8 +62,9 @@ def _aws_connection_session(aws_conn_id: str) -> Any:
     return AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts").get_session()
 
 
-def task_context() -> CallContext:
-    """The running task's identity in Airflow terms, or nothing outside a task."""
+def task_context(*, lineage: bool = False) -> CallContext:
+    """The running task's identity in Airflow terms, or nothing outside a task; with
+    ``lineage``, its OpenLineage run too (for the gateway's run events: CypherGateHook)."""
     try:
         from airflow.sdk import get_current_context
 
@@ -76,7 +77,7 @@ def task_context() -> CallContext:
         task=getattr(ti, "task_id", None),
         run=getattr(ti, "run_id", None),
         try_number=getattr(ti, "try_number", None),
-        lineage_parent=_lineage_parent(ti),
+        lineage_parent=_lineage_parent(ti) if lineage else None,
     )
 
 
