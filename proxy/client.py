@@ -240,6 +240,9 @@ class CallContext:
     task: str | None = None
     run: str | None = None
     try_number: int | None = None
+    # The task's OpenLineage run as the openlineage provider names it (its lineage_parent_id
+    # macro: ``<namespace>/<job>/<run id>``), for the gateway's run events' parent.
+    lineage_parent: str | None = None
 
     def login(self) -> str | None:
         """The Bolt login naming this context: ``dag/task/try/run``, or the DAG alone when the
@@ -254,6 +257,7 @@ class CallContext:
             "X-CypherGate-Task": self.task,
             "X-CypherGate-Run": self.run,
             "X-CypherGate-Try": None if self.try_number is None else str(self.try_number),
+            "X-CypherGate-Lineage-Parent": self.lineage_parent,
         }
         return {name: value for name, value in names.items() if value is not None}
 

@@ -122,6 +122,14 @@ class Metrics:
             registry=registry,
         )
 
+        self.lineage_events = Counter(
+            "cyphergate_lineage_events",
+            "OpenLineage run events of statements ([lineage]), by outcome: emitted; dropped (the"
+            " queue was full); failed (the transport or the event failed); skipped (no DAG).",
+            ["outcome"],
+            registry=registry,
+        )
+
         self.statements_in_flight = Gauge(
             "cyphergate_statements_in_flight",
             "Statements holding an admission slot now (server.admission.max_in_flight at most).",

@@ -28,6 +28,8 @@ DAG_HEADER = "x-cyphergate-dag"
 TASK_HEADER = "x-cyphergate-task"
 RUN_HEADER = "x-cyphergate-run"
 TRY_HEADER = "x-cyphergate-try"
+# The caller's OpenLineage parent run, ``<namespace>/<job>/<run id>`` (proxy/lineage_events.py).
+LINEAGE_PARENT_HEADER = "x-cyphergate-lineage-parent"
 
 
 @dataclass(frozen=True, slots=True)

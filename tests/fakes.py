@@ -8,11 +8,14 @@ against the real Neo4j, OPA, provider and moto.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from openlineage.client.event_v2 import RunEvent
+from openlineage.client.transport import Transport
 
 from proxy.analysis import Analysis
 from proxy.app import Services
@@ -303,6 +306,41 @@ class FakeAudit:
         return None
 
 
+@dataclass
+class FakeLineage:
+    """A lineage sink that keeps what it is told."""
+
+    ended_records: list[tuple[AuditEvent, dict[str, str]]] = field(default_factory=list)
+
+    def ended(self, record: AuditEvent, headers: Mapping[str, str]) -> None:
+        self.ended_records.append((record, dict(headers)))
+
+
+class FakeTransport(Transport):
+    """An OpenLineage transport that keeps the events it is given, or fails (``broken``), or
+    holds each event until ``release`` is set (a backend that is slow)."""
+
+    kind = "fake"
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.events: list[RunEvent] = []
+        self.broken = broken
+        self.release = threading.Event()
+        self.release.set()
+        self.closed = False
+
+    def emit(self, event: Any) -> None:
+        self.release.wait(10)
+        if self.broken:
+            raise ConnectionError("http://user:pw@lineage.test/ refused")
+        self.events.append(event)
+
+    def close(self, timeout: float = -1) -> bool:
+        del timeout
+        self.closed = True
+        return True
+
+
 class FakeReading:
     """An empty audit log of one chain, as the reviewers' use case reads it."""
 
@@ -404,6 +442,7 @@ if TYPE_CHECKING:  # mypy checks each fake against the Protocol it stands for
         AuditReading,
         CredentialBroker,
         GraphExecutor,
+        LineageSink,
         PolicyDecider,
         StatementAnalyzer,
         UpstreamTransaction,
@@ -425,3 +464,4 @@ if TYPE_CHECKING:  # mypy checks each fake against the Protocol it stands for
     _audit: AuditLog = FakeAudit()
     _reading: AuditReading = FakeReading()
     _source: SecretSource = FakeSource(Credential("u", "p"))
+    _lineage: LineageSink = FakeLineage()

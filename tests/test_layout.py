@@ -49,6 +49,8 @@ LAYERS: list[set[str]] = [
     {"audit", "auth", "neo4j", "opa_server", "plan"},
     {"analysis"},
     {"policy"},
+    # OpenLineage run events: a sink of the statements the gateway ended ([lineage]).
+    {"lineage_events"},
     # The use cases, and the caller's side.
     {"gateway", "client"},
     # The front doors, and the Airflow provider.

@@ -72,7 +72,7 @@ class CypherGateHook(BaseHook):
                 statement,
                 parameters,
                 database=database,
-                context=task_context(),
+                context=task_context(lineage=True),
                 include_counters=include_counters,
                 lineage=lineage,
             )

@@ -62,8 +62,9 @@ def _aws_connection_session(aws_conn_id: str) -> Any:
     return AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts").get_session()
 
 
-def task_context() -> CallContext:
-    """The running task's identity in Airflow terms, or nothing outside a task."""
+def task_context(*, lineage: bool = False) -> CallContext:
+    """The running task's identity in Airflow terms, or nothing outside a task; with
+    ``lineage``, its OpenLineage run too (for the gateway's run events: CypherGateHook)."""
     try:
         from airflow.sdk import get_current_context
 
@@ -76,4 +77,22 @@ def task_context() -> CallContext:
         task=getattr(ti, "task_id", None),
         run=getattr(ti, "run_id", None),
         try_number=getattr(ti, "try_number", None),
+        lineage_parent=_lineage_parent(ti) if lineage else None,
     )
+
+
+def _lineage_parent(ti: Any) -> str | None:
+    """The task try's OpenLineage run, as apache-airflow-providers-openlineage names it (its
+    ``lineage_parent_id`` macro), when that provider is installed: the gateway's run events of
+    the task's statements then name it as their parent. Without it, the gateway derives a
+    parent of its own (see the README's Lineage section)."""
+    if ti is None:
+        return None
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_parent_id
+    except ImportError:
+        return None
+    try:
+        return str(lineage_parent_id(ti))
+    except Exception:  # lineage is never worth failing the task's statement for
+        return None

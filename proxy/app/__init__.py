@@ -31,6 +31,7 @@ from proxy.api.audit_page import audit_page
 from proxy.api.held import HeldTransactions
 from proxy.api.state import STATE_KEY, ReadinessCheck, RequestIds, Runtime, SignIn
 from proxy.api.traced import TracedRequests
+from proxy.app.lineage import open_lineage
 from proxy.app.neo4j import Neo4jWing, open_neo4j, rotate_root, secret_source
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
@@ -56,6 +57,7 @@ from proxy.gateway.seams import (
     CallerAuthenticator,
     CredentialBroker,
     GraphExecutor,
+    LineageSink,
     PolicyDecider,
 )
 from proxy.lineage import namespace_of
@@ -129,7 +131,10 @@ def create_app(
             if owned:
                 stack.callback(traces.close)  # closed last: the spans of the shutdown too
             chosen = services or await _open_services(settings, clock, stack, metrics, faults)
-            state = _runtime(settings, chosen, clock, metrics, sign_in, traces)
+            lineage = await stack.enter_async_context(
+                open_lineage(settings.lineage, settings.neo4j.uri, metrics)
+            )
+            state = _runtime(settings, chosen, clock, metrics, sign_in, traces, lineage)
             # Closed first: transactions still open roll back while Neo4j is still reachable.
             await stack.enter_async_context(state.transactions.sweeping())
             if (port := settings.server.bolt_port) is not None:
@@ -170,6 +175,7 @@ def _runtime(
     metrics: Metrics,
     sign_in: SignIn | None,
     tracing: Tracing,
+    lineage: LineageSink | None = None,
 ) -> Runtime:
     """The use cases over ``services``, and what the front doors need beside them."""
     rates = RateLimits(settings.server.rate_limits)  # one count per process, both doors
@@ -195,6 +201,7 @@ def _runtime(
         tracing=tracing,
         rates=rates,
         lineage_namespace=namespace_of(settings.neo4j.uri),
+        lineage=lineage,
     )
     signing_key = settings.audit.signing_key_file
     review = AuditReview(

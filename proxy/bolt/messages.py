@@ -156,6 +156,26 @@ def credential(auth: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
     return authorization, headers
 
 
+def lineage_parent(metadata: object) -> str | None:
+    """The OpenLineage parent run a caller put in its transaction metadata (``lineage_parent``,
+    as HTTP's ``X-CypherGate-Lineage-Parent``), if any."""
+    parent = metadata.get("lineage_parent") if isinstance(metadata, Mapping) else None
+    return parent if isinstance(parent, str) else None
+
+
+def trace_context(metadata: object) -> dict[str, str] | None:
+    """The W3C trace context a caller put in its transaction metadata, if any (Bolt has no
+    headers: ``traceparent`` and ``tracestate`` ride in ``tx_metadata``)."""
+    if not isinstance(metadata, Mapping):
+        return None
+    found = {
+        key: value
+        for key in ("traceparent", "tracestate")
+        if isinstance(value := metadata.get(key), str)
+    }
+    return found or None
+
+
 def _mode(extra: Mapping[str, Any]) -> AccessMode | None:
     mode = extra.get("mode", "w")
     if mode not in ("r", "w"):

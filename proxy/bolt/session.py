@@ -44,6 +44,7 @@ from proxy.errors import AuthenticationFailed, BadRequest, CypherGateError, Impe
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
+from proxy.principal import LINEAGE_PARENT_HEADER
 from proxy.tracing import OFF, RequestTrace
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class Session:
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
         self._transaction_lineage = False  # its BEGIN's tx_metadata asked for lineage
+        self._transaction_metadata: Mapping[str, Any] = {}  # the BEGIN's tx_metadata
         self._qids = itertools.count()
 
     async def handle(self, message: bytes) -> None:
@@ -236,7 +238,7 @@ class Session:
             await self._refused(error)
             return
         tracing = self._gateway.tracing
-        carrier = _trace_context(begin.metadata) if tracing.enabled else None
+        carrier = m.trace_context(begin.metadata) if tracing.enabled else None
         with tracing.request("bolt BEGIN", carrier) as trace:
             self._transaction = self._gateway.begin(
                 database=begin.database or self._options.home_database,
@@ -249,6 +251,7 @@ class Session:
             trace.set("cyphergate.transaction_id", self._transaction.id)
         self._transaction_trace = carrier
         self._transaction_lineage = lineage
+        self._transaction_metadata = begin.metadata
         self._qids = itertools.count()
         self.state = State.TX_READY
         await self._send(m.SUCCESS, ({},))
@@ -274,9 +277,9 @@ class Session:
             return await m.statement(text, parameters, extra)
 
         if tracing.enabled and transaction is None:
-            carrier = _trace_context(extra.get("tx_metadata"))
+            carrier = m.trace_context(extra.get("tx_metadata"))
         trace = tracing.request("bolt RUN", carrier)
-        call = self._call(self._authorization, self._headers, database, statement, trace)
+        call = self._call(self._authorization, self._context(extra), database, statement, trace)
         result = OpenResult(self._gateway, call, transaction, lineage=lineage)
         try:
             fields_out = await result.start()
@@ -374,6 +377,13 @@ class Session:
             trace=trace,
         )
 
+    def _context(self, extra: Mapping[str, Any]) -> Mapping[str, str]:
+        """The LOGON's context, and the lineage parent in the RUN's (or BEGIN's) metadata."""
+        in_transaction = self._transaction is not None
+        metadata = self._transaction_metadata if in_transaction else extra.get("tx_metadata")
+        parent = m.lineage_parent(metadata)
+        return self._headers if parent is None else {**self._headers, LINEAGE_PARENT_HEADER: parent}
+
     async def _refused(self, error: CypherGateError) -> None:
         """Turn away a message that runs nothing, recorded as a front door's refusal."""
         call = self._call(self._authorization, self._headers)
@@ -431,19 +441,6 @@ class _Sink(ResultSink):
 
     async def flush(self) -> None:
         await self._flush()
-
-
-def _trace_context(metadata: object) -> dict[str, str] | None:
-    """The W3C trace context a caller put in its transaction metadata, if any (Bolt has no
-    headers: ``traceparent`` and ``tracestate`` ride in ``tx_metadata``)."""
-    if not isinstance(metadata, Mapping):
-        return None
-    found = {
-        key: value
-        for key in ("traceparent", "tracestate")
-        if isinstance(value := metadata.get(key), str)
-    }
-    return found or None
 
 
 def _expired(error: CypherGateError) -> bool:

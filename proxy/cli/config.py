@@ -20,7 +20,7 @@ from proxy.settings_errors import ConfigurationError
 from proxy.tls import check_pair
 
 # Files the gateway creates or appends to; every other path must already be there.
-WRITTEN = frozenset({"audit.path", "neo4j.leases_path"})
+WRITTEN = frozenset({"audit.path", "neo4j.leases_path", "lineage.path"})
 
 
 def check_config(config: Path) -> tuple[Settings, list[str]]:

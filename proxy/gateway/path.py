@@ -9,7 +9,8 @@
 6. **hold a credential**: the DAG's Neo4j login, for as long as the statement runs;
 7. **record ahead**: the decision record is durable before anything runs;
 8. **execute** it; its rows stream to the front door inside :meth:`Gateway.run`'s block;
-9. **record the outcome** when the block ends (:mod:`proxy.gateway.trail`).
+9. **record the outcome** when the block ends (:mod:`proxy.gateway.trail`), and tell the
+   lineage sink, if any, of the statement's end (:mod:`proxy.lineage_events`).
 
 A policy check that needs no plan (deciding on the principal and the statement's text) slots in
 between steps 3 and 4. A front door holding an explicit transaction open (:meth:`Gateway.begin`)
@@ -47,6 +48,7 @@ from proxy.gateway.seams import (
     CallerAuthenticator,
     CredentialBroker,
     GraphExecutor,
+    LineageSink,
     PolicyDecider,
     StatementAnalyzer,
 )
@@ -84,6 +86,7 @@ class Gateway:
         tracing: Tracing = NO_TRACING,
         rates: RateLimits | None = None,
         lineage_namespace: str | None = None,
+        lineage: LineageSink | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._resolver = resolver
@@ -104,6 +107,8 @@ class Gateway:
         # The Neo4j server as lineage names it (proxy.lineage.namespace_of(neo4j.uri)); None
         # (a gateway built by hand in a test) gives no caller lineage.
         self._lineage_namespace = lineage_namespace
+        # Told of every statement that ends ([lineage]); None when lineage is off.
+        self._lineage = lineage
 
     def with_executor(self, executor: GraphExecutor) -> Gateway:
         """The same request path (the same caches, policy, audit log) with statements run by
@@ -157,7 +162,9 @@ class Gateway:
         touches (from the analysis the policy decided on) once it is allowed to run, before it
         runs: a refused statement gives none.
         """
-        trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
+        trail = Trail(
+            call, clock=self._clock, audit=self._audit, metrics=self._metrics, lineage=self._lineage
+        )
         if transaction is None:
             async with self._admitted(trail, call.client), trail.recording():
                 principal, statement, analysis, decision = await self._decided(call, trail)

@@ -7,6 +7,7 @@ the fakes of ``tests/fakes.py``, which mypy checks against these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -126,6 +127,18 @@ class AuditLog(Protocol):
     async def append(self, event: AuditEvent) -> Receipt: ...
 
     async def append_after(self, event: AuditEvent) -> Receipt | None: ...
+
+
+class LineageSink(Protocol):
+    """Where the request path reports each statement it ended, for lineage (see
+    :mod:`proxy.lineage_events`).
+
+    Contract: ``ended`` takes the statement's last audit record, once written, and the call's
+    context headers; it never blocks and never raises (what it cannot take, it drops and
+    counts): lineage never holds up or fails a request.
+    """
+
+    def ended(self, record: AuditEvent, headers: Mapping[str, str]) -> None: ...
 
 
 class AuditAccessPolicy(Protocol):

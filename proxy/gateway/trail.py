@@ -31,7 +31,7 @@ from proxy.audit.record import (
 from proxy.clock import Clock
 from proxy.errors import AuditUnavailable, CypherGateError
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
-from proxy.gateway.seams import AuditLog
+from proxy.gateway.seams import AuditLog, LineageSink
 from proxy.metrics import Metrics
 from proxy.policy import Decision
 from proxy.principal import Identity, Principal
@@ -49,6 +49,7 @@ class Trail:
         "_audit",
         "_call",
         "_clock",
+        "_lineage",
         "_metrics",
         "_started",
         "_summary",
@@ -66,11 +67,20 @@ class Trail:
         "transaction",
     )
 
-    def __init__(self, call: Call, *, clock: Clock, audit: AuditLog, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        call: Call,
+        *,
+        clock: Clock,
+        audit: AuditLog,
+        metrics: Metrics,
+        lineage: LineageSink | None = None,
+    ) -> None:
         self._call = call
         self._clock = clock
         self._audit = audit
         self._metrics = metrics
+        self._lineage = lineage  # None when [lineage] is off: nothing more is done
         self._started = clock()
         self._ahead = False  # the decision record is durable
         self._unwritable = False  # the log refused this call's decision record
@@ -179,12 +189,15 @@ class Trail:
         if not self._ahead:
             with trace.step("audit.decision"):
                 await self._write(event)
-            return
-        with trace.step("audit.outcome"):
-            receipt = await self._audit.append_after(event)
-        if receipt is None:
-            self._metrics.audit_failures.labels(event.event).inc()
-            log.error("outcome record for request %s not written in time", event.request_id)
+        else:
+            with trace.step("audit.outcome"):
+                receipt = await self._audit.append_after(event)
+            if receipt is None:
+                self._metrics.audit_failures.labels(event.event).inc()
+                log.error("outcome record for request %s not written in time", event.request_id)
+        if self._lineage is not None:
+            # After the record: lineage never tells of a statement the audit log does not.
+            self._lineage.ended(event, self._call.headers)
 
     def _event(
         self,

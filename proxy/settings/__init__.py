@@ -28,6 +28,7 @@ from proxy.settings.access import (
 )
 from proxy.settings.audit import ArchiveSettings, AuditSettings, AuditWebSettings
 from proxy.settings.base import ASYMMETRIC_ALGORITHMS, IPNetwork, refuse_placeholder_password
+from proxy.settings.lineage import LineageSettings
 from proxy.settings.neo4j import Neo4jSettings, SecretSettings
 from proxy.settings.server import (
     AdmissionSettings,
@@ -50,6 +51,7 @@ __all__ = [
     "HTTPSettings",
     "IAMSettings",
     "IPNetwork",
+    "LineageSettings",
     "Neo4jSettings",
     "OIDCIssuerSettings",
     "OPASettings",
@@ -84,6 +86,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
 
     @classmethod
     def settings_customise_sources(
