@@ -4,55 +4,32 @@ task, and is refused a write of ``:Person`` in another, in one ``airflow dags te
 
 Every event is validated against the OpenLineage JSON schema (spec 2-0-2). The client library
 (openlineage-python) ships no schema of its own, only classes generated from it, so the spec's
-schema is kept here, pinned (tests/airflow/openlineage/README.md), and the test fails if the
-events name another version.
+schema is kept, pinned (tests/openlineage/README.md), and the test fails if the events name
+another version.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 from neo4j import Driver
-from referencing import Registry, Resource
 
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import StackState
 from proxy.lineage import namespace_of
 from tests.airflow.runner import REPO, migrated_airflow, records
+from tests.openlineage_events import CORE, ERROR_FACET, schema, validate
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
 DAG = "cyphergate_example_lineage"
 # The operator's run facet (proxy.airflow.lineage.FACET, which imports Airflow: not here).
 FACET = "cyphergateRequests"
-SCHEMAS = Path(__file__).parent / "openlineage"
 FACET_SCHEMA = REPO / "proxy" / "airflow" / "facets" / "CypherGateRequestsRunFacet.json"
-
-
-def schema(path: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return loaded
-
-
-CORE = schema(SCHEMAS / "OpenLineage.json")
-ERROR_FACET = schema(SCHEMAS / "ErrorMessageRunFacet.json")
 OUR_FACET = schema(FACET_SCHEMA)
-REGISTRY: Registry[Any] = Registry().with_resources(
-    (document["$id"], Resource.from_contents(document))
-    for document in (CORE, ERROR_FACET, OUR_FACET)
-)
-
-
-def validate(instance: Any, document: dict[str, Any], pointer: str) -> None:
-    """``instance`` against ``document``'s ``pointer`` definition, its references resolved
-    offline from the kept schemas."""
-    validator = Draft202012Validator({"$ref": document["$id"] + pointer}, registry=REGISTRY)
-    validator.validate(instance)
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +93,14 @@ def test_every_event_is_an_openlineage_run_event(
     for event in emitted:
         # The kept schema is the one the events name: a new spec version fails here, loudly.
         assert event["schemaURL"] == CORE["$id"] + "#/$defs/RunEvent"
-        validate(event, CORE, "#/$defs/RunEvent")
+        validate(event, CORE, "#/$defs/RunEvent", OUR_FACET)
         facets = event["run"].get("facets", {})
         if "errorMessage" in facets:
             assert facets["errorMessage"]["_schemaURL"].startswith(ERROR_FACET["$id"])
             validate(facets["errorMessage"], ERROR_FACET, "#/$defs/ErrorMessageRunFacet")
         if FACET in facets:
             assert facets[FACET]["_schemaURL"] == OUR_FACET["$id"]
-            validate(facets[FACET], OUR_FACET, "#/$defs/CypherGateRequestsRunFacet")
+            validate(facets[FACET], OUR_FACET, "#/$defs/CypherGateRequestsRunFacet", OUR_FACET)
 
 
 def test_the_allowed_task_names_its_datasets_and_request_id(
