@@ -115,6 +115,7 @@ class Session:
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
         self._qids = itertools.count()
+        self._handlers = self._handlers_by_tag()  # built once, not per message
 
     async def handle(self, message: bytes) -> None:
         """Answer one message; raises :class:`Defunct` when the connection must close."""
@@ -133,7 +134,7 @@ class Session:
         if self.state is State.FAILED:
             await self._send(m.IGNORED, ())
             return
-        handler = self._handlers().get(tag)
+        handler = self._handlers.get(tag)
         if handler is None:
             await self._violation(f"Unknown or unsupported message 0x{tag:02X}.")
         try:
@@ -147,7 +148,7 @@ class Session:
 
     # ------------------------------------------------------------------ messages
 
-    def _handlers(self) -> dict[int, Callable[[tuple[Any, ...]], Awaitable[None]]]:
+    def _handlers_by_tag(self) -> dict[int, Callable[[tuple[Any, ...]], Awaitable[None]]]:
         return {
             m.HELLO: self._hello,
             m.LOGON: self._logon,
