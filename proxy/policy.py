@@ -18,7 +18,9 @@ which are context only) for ``opa.decision_cache_ttl_s`` (1 s by default), and o
 answers name the revision it was made under: OPA's answer to any question naming a new revision
 empties the cache. A reused decision keeps OPA's decision id and revision (the audit record joins
 the decision OPA logged, the one that made it) and says ``cached``. So a policy change applies to
-every request at most the TTL after OPA activated it; 0 asks OPA every time.
+every request at most the TTL after OPA activated it; 0 asks OPA every time. Requests that miss
+the cache for the same input while OPA is being asked wait for that one answer and reuse it (so
+an entry's expiry under load costs one question to OPA, not one per request in flight).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -268,11 +270,14 @@ class OPAPolicyEngine:
         (before anything is planned), or the cache. Undefined is a refusal; nonsense is 503."""
         key = _cache_key(document)
         cached = self._preflights.get(key)
-        if cached is not None:
-            return replace(cached, decision=replace(cached.decision, cached=True))
-        preflight = await self._ask_preflight(document)
-        self._preflights.put(key, preflight, preflight.decision.revision)
-        return preflight
+        if cached is None:
+            preflight, shared = await self._preflights.ask_once(
+                key, lambda: self._ask_preflight(document), lambda p: p.decision.revision
+            )
+            if not shared:
+                return preflight
+            cached = preflight
+        return replace(cached, decision=replace(cached.decision, cached=True))
 
     async def _ask_preflight(self, document: dict[str, Any]) -> Preflight:
         answered = await self._query(
@@ -303,11 +308,14 @@ class OPAPolicyEngine:
         docstring."""
         key = _cache_key(document)
         cached = self._decisions.get(key)
-        if cached is not None:
-            return replace(cached, cached=True)
-        decision = await self._ask(document)
-        self._decisions.put(key, decision, decision.revision)
-        return decision
+        if cached is None:
+            decision, shared = await self._decisions.ask_once(
+                key, lambda: self._ask(document), lambda d: d.revision
+            )
+            if not shared:
+                return decision
+            cached = decision
+        return replace(cached, cached=True)
 
     async def _ask(self, document: dict[str, Any]) -> Decision:
         answered = await self._query(self._settings.package, document)
@@ -360,6 +368,8 @@ class DecisionCache(Generic[_T]):
         self._hit, self._miss = lookups.labels(name, "hit"), lookups.labels(name, "miss")
         self._entries: OrderedDict[str, tuple[_T, float]] = OrderedDict()
         self._revision: str | None = None
+        # OPA's answers on their way, by key: the misses that come meanwhile wait for them.
+        self._asking: dict[str, asyncio.Task[_T]] = {}
 
     def seen(self, revision: str | None) -> None:
         """OPA just answered under ``revision``: a change empties the cache."""
@@ -377,6 +387,35 @@ class DecisionCache(Generic[_T]):
             del self._entries[key]
         self._miss.inc()
         return None
+
+    async def ask_once(
+        self,
+        key: str,
+        ask: Callable[[], Coroutine[Any, Any, _T]],
+        revision_of: Callable[[_T], str | None],
+    ) -> tuple[_T, bool]:
+        """``ask()`` for a key the cache missed, kept for reuse; and whether the answer was
+        shared, another request's question already on its way (reused, as if cached). A failure
+        fails every request that waits for it (each fails closed). With reuse off, asks every
+        time. The question runs as a task of its own: a caller that goes away leaves it to the
+        others."""
+        if self._size == 0:
+            return await ask(), False
+        asking = self._asking.get(key)
+        if asking is not None:
+            return await asyncio.shield(asking), True
+        task = asyncio.ensure_future(ask())
+        self._asking[key] = task
+
+        def done(finished: asyncio.Task[_T]) -> None:
+            if self._asking.get(key) is finished:
+                del self._asking[key]
+            if not finished.cancelled() and finished.exception() is None:
+                value = finished.result()
+                self.put(key, value, revision_of(value))
+
+        task.add_done_callback(done)
+        return await asyncio.shield(task), False
 
     def put(self, key: str, value: _T, revision: str | None) -> None:
         if self._size == 0 or revision != self._revision:

@@ -245,3 +245,44 @@ def test_no_cache_asks_opa_every_time(settings: dict[str, Any]) -> None:
     opa, given = _answering(["r1"])
     decisions = _decisions(opa, [0, 0, 0], **settings)
     assert len(given) == 3 and not any(d.cached for d in decisions)
+
+
+def _concurrent(answer: httpx.Response, requests: int) -> tuple[list[Any], int]:
+    """``requests`` decisions on the same input asked at once, OPA answering ``answer`` once
+    all of them wait; what each got (a decision or the error) and how often OPA was asked."""
+    asked = 0
+
+    async def go() -> list[Any]:
+        release = asyncio.Event()
+
+        async def opa(request: httpx.Request) -> httpx.Response:
+            nonlocal asked
+            asked += 1
+            await release.wait()
+            return answer
+
+        config = OPASettings(url="http://opa.test", provenance=False)
+        transport = httpx.MockTransport(opa)
+        async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
+            engine = OPAPolicyEngine(config, http, clock=Clock())
+            waiting = [asyncio.ensure_future(engine.decide(DOCUMENT)) for _ in range(requests)]
+            for _ in range(20):  # bounded: let every request reach the cache and OPA
+                await asyncio.sleep(0)
+            release.set()
+            return list(await asyncio.gather(*waiting, return_exceptions=True))
+
+    return asyncio.run(go()), asked
+
+
+def test_misses_while_opa_is_asked_share_its_answer() -> None:
+    answer = httpx.Response(200, json={"result": ALLOW, "decision_id": "opa-0"})
+    decisions, asked = _concurrent(answer, 5)
+    assert asked == 1
+    assert [d.decision_id for d in decisions] == ["opa-0"] * 5
+    assert [d.cached for d in decisions] == [False, True, True, True, True]
+
+
+def test_a_failed_answer_fails_every_request_that_waited_for_it() -> None:
+    errors, asked = _concurrent(httpx.Response(500), 3)
+    assert asked == 1
+    assert all(isinstance(e, PolicyUnavailable) for e in errors)

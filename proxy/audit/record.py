@@ -173,11 +173,15 @@ def statement_digest(statement: str) -> str:
     return hashlib.sha256(statement.encode("utf-8")).hexdigest()
 
 
+# One encoder for every record (json.dumps with options builds a new one per call).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical(document: dict[str, Any]) -> str:
     """The canonical JSON form; see the module docstring."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL.encode(document)
 
 
 def digest(body: str) -> str:
@@ -202,14 +206,24 @@ def seal(event: AuditEvent, *, seq: int, prev_hash: str) -> SealedRecord:
 
 def _holds_float(value: object) -> bool:
     """Whether a float hides anywhere in ``value``, at any depth (a float's text form differs
-    between implementations, so the body would not be canonical)."""
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_holds_float(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_holds_float(item) for item in value)
+    between implementations, so the body would not be canonical). A loop that passes over
+    plain scalars first: it runs on every record, and a recursive walk cost as much as the
+    encoding."""
+    pending: list[object] = [value]
+    while pending:
+        item = pending.pop()
+        if type(item) in _SCALARS:
+            continue
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
     return False
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 @dataclass(frozen=True, slots=True)

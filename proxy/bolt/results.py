@@ -25,7 +25,7 @@ from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
 from proxy.lineage import Lineage
-from proxy.statement import JSON, RecordStream, RowStream, Summary
+from proxy.statement import JSON, RowStream, Summary
 
 _RECORD = b"\x71"
 # Rows sent before the connection's buffer is drained (the client's reading paces Neo4j's).
@@ -196,9 +196,10 @@ class OpenResult:
             record, self._ahead = self._ahead, None
             return record
         if self._records is None:
-            self._records = (
-                rows.records() if isinstance(rows, RecordStream) else _packed(aiter(rows))
-            )
+            # A RecordStream's records() (duck-typed: isinstance against a runtime-checkable
+            # Protocol inspects the class's members on every call, a cost per statement).
+            records = getattr(rows, "records", None)
+            self._records = records() if callable(records) else _packed(aiter(rows))
         try:
             return await anext(self._records)
         except StopAsyncIteration:

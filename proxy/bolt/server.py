@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # What the HELLO answer names when Neo4j cannot be asked its version (drivers need "Neo4j/").
 _FALLBACK_AGENT = "Neo4j/5"
+# Answers held back while more of the client's input waits, at most (then written, and the
+# client's reading waited for: a client that only sends is still held back by its reading).
+_COALESCE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +128,14 @@ class BoltDoor:
                     )
                 if message is None:
                     return
+                more = False
                 try:
                     await session.handle(message)
+                    # Drivers pipeline (RUN and PULL in one write): answer them in one too.
+                    more = _input_waiting(reader) and outbox.pending < _COALESCE_BYTES
                 finally:
-                    await outbox.flush()
+                    if not more:
+                        await outbox.flush()
         except Defunct:
             return
         finally:
@@ -149,13 +156,19 @@ class BoltDoor:
 
 
 class _Outbox:
-    """A connection's answers, gathered and written in one call per message handled (and every
-    few hundred records of a long pull): one system call where a write per message would make
-    one per record."""
+    """A connection's answers, gathered and written in one call once the messages the client
+    sent together are answered (and every few hundred records of a long pull): one system call
+    where a write per message would make one per record, and one per statement where a write
+    per message would make two (a driver sends ``RUN`` and ``PULL`` together)."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
         self._pending = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes gathered, not yet written."""
+        return len(self._pending)
 
     async def send(self, tag: int, fields: tuple[Any, ...]) -> None:
         self._pending += wire.encode(tag, *fields)
@@ -202,6 +215,21 @@ def _tls(settings: DoorSettings) -> ssl.SSLContext | None:
     if settings.tls_certificate is None:
         return None
     return server_context(settings.tls_certificate, settings.tls_key)
+
+
+def _input_waiting(reader: asyncio.StreamReader) -> bool:
+    """Whether the client has already sent the start of its next message (keep-alive chunks
+    do not count: a client may send one and wait). A client never waits for an answer halfway
+    through sending a message, so the rest will come. StreamReader keeps what it received in
+    ``_buffer`` and has no public way to ask; a reader without one (another implementation)
+    reads as empty: every answer is then written at once."""
+    buffer = getattr(reader, "_buffer", None)
+    if not buffer:
+        return False
+    start = 0
+    while buffer[start : start + 2] == b"\x00\x00":
+        start += 2
+    return len(buffer) > start
 
 
 def _address(sockname: Any) -> str | None:

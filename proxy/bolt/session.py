@@ -119,6 +119,7 @@ class Session:
         self._transaction_lineage = False  # its BEGIN's tx_metadata asked for lineage
         self._transaction_metadata: Mapping[str, Any] = {}  # the BEGIN's tx_metadata
         self._qids = itertools.count()
+        self._handlers = self._handlers_by_tag()  # built once, not per message
 
     async def handle(self, message: bytes) -> None:
         """Answer one message; raises :class:`Defunct` when the connection must close."""
@@ -137,7 +138,7 @@ class Session:
         if self.state is State.FAILED:
             await self._send(m.IGNORED, ())
             return
-        handler = self._handlers().get(tag)
+        handler = self._handlers.get(tag)
         if handler is None:
             await self._violation(f"Unknown or unsupported message 0x{tag:02X}.")
         try:
@@ -151,7 +152,7 @@ class Session:
 
     # ------------------------------------------------------------------ messages
 
-    def _handlers(self) -> dict[int, Callable[[tuple[Any, ...]], Awaitable[None]]]:
+    def _handlers_by_tag(self) -> dict[int, Callable[[tuple[Any, ...]], Awaitable[None]]]:
         return {
             m.HELLO: self._hello,
             m.LOGON: self._logon,

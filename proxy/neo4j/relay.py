@@ -51,6 +51,7 @@ from proxy.statement import JSON, AccessMode, Execution, Opening, QueryType, Sum
 # Records asked for per PULL: enough for most answers in one round trip, few enough that a
 # slow caller holds back Neo4j (its reading paces ours).
 PULL_BATCH = 1000
+_PULL = wire.encode(PULL, {"n": PULL_BATCH})  # the same message every time: packed once
 # Bolt's summary counters, by the name the gateway gives them (the Query API's).
 _COUNTERS = {
     "nodes-created": "nodesCreated",
@@ -222,7 +223,7 @@ class RelayRows:
     async def start(cls, connection: BoltConnection, execution: Execution, run: bytes) -> RelayRows:
         """Send ``run`` with a ``PULL``; the stream once Neo4j accepted the statement."""
         rows = cls(connection, execution)
-        connection.send(run + wire.encode(PULL, {"n": PULL_BATCH}))
+        connection.send(run + _PULL)
         answer = await connection.receive()
         if tag_of(answer) == FAILURE:
             await connection.receive()  # the PULL, IGNORED
@@ -274,7 +275,7 @@ class RelayRows:
                 raise _refused(message)
             metadata = metadata_of(message)
             if metadata.get("has_more"):
-                self._connection.send(wire.encode(PULL, {"n": PULL_BATCH}))
+                self._connection.send(_PULL)
                 self._streaming = True
             else:
                 self._final = metadata

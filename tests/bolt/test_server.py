@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import neo4j
 import pytest
@@ -352,3 +352,73 @@ def holds(prefix: bytes, sequence: list[bytes]) -> None:
     ends = Counter(e.request_id for e in events if e.event == "outcome")
     assert all(ends[e.request_id] == 1 for e in allowed), "a decision was left without its end"
     assert all(t.ended is not None or t.closed for t in r.executor.transactions)
+
+
+# ---------------------------------------------------------------------------- coalesced answers
+
+
+class CountingWriter:
+    """A connection's sending side that keeps each write apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.wrote = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.wrote.set()
+
+    async def drain(self) -> None:
+        return None
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 7687)
+
+    def close(self) -> None:
+        return None
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+def test_messages_sent_together_are_answered_in_one_write() -> None:
+    """A driver sends RUN and PULL in one write: their answers leave in one too (a write per
+    message would cost a system call each)."""
+
+    async def scenario() -> list[bytes]:
+        async with rig() as r:
+            reader, writer = asyncio.StreamReader(), CountingWriter()
+            reader.feed_data(LOGGED_ON + message(0x10, "RETURN 1", {}, {}) + message(0x3F, {}))
+            reader.feed_eof()
+            await r.door.connection(reader, cast(asyncio.StreamWriter, writer))
+            return writer.writes
+
+    writes = asyncio.run(scenario())
+    assert writes[0] == V54  # the handshake's answer
+    assert len(writes) == 2
+    tags = [a.tag for a in answers(b"".join(writes))]
+    assert tags == [b"\x70", b"\x70", b"\x70", b"\x71", b"\x71", b"\x71", b"\x70"]
+
+
+def test_an_answer_is_not_held_back_by_a_keep_alive_or_by_silence() -> None:
+    """Only the start of a next message holds an answer back: after a keep-alive chunk, or
+    with nothing more sent, the answer leaves at once."""
+
+    async def scenario() -> list[bytes]:
+        async with rig() as r:
+            reader, writer = asyncio.StreamReader(), CountingWriter()
+            reader.feed_data(handshake() + message(0x01, {"user_agent": "t/1"}) + b"\x00\x00")
+            serving = asyncio.create_task(
+                r.door.connection(reader, cast(asyncio.StreamWriter, writer))
+            )
+            for _ in range(2):  # bounded: the handshake's answer, then HELLO's
+                if len(writer.writes) < 2:
+                    writer.wrote.clear()
+                    await asyncio.wait_for(writer.wrote.wait(), 5)
+            assert len(writer.writes) == 2  # HELLO answered with the connection still open
+            reader.feed_eof()
+            await asyncio.wait_for(serving, 5)
+            return writer.writes
+
+    writes = asyncio.run(scenario())
+    assert [a.tag for a in answers(b"".join(writes))] == [b"\x70"]
