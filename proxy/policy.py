@@ -29,17 +29,16 @@ import asyncio
 import json
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from proxy.analysis import Analysis
+from proxy.decision_cache import DecisionCache
 from proxy.errors import PolicyUnavailable
 from proxy.metrics import Metrics
 from proxy.principal import Identity, Principal
@@ -353,76 +352,6 @@ class OPAPolicyEngine:
             healthy = False
         if not healthy:
             raise PolicyUnavailable(reason="opa_unhealthy")
-
-
-class DecisionCache(Generic[_T]):
-    """Answers OPA gave, by input, each for ``ttl_s`` and only while OPA names the revision it
-    was given under (see the module docstring); least recently used beyond ``size``."""
-
-    def __init__(
-        self, name: str, size: int, ttl_s: float, clock: Callable[[], float], lookups: Counter
-    ) -> None:
-        self._size = size if ttl_s > 0 else 0
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._hit, self._miss = lookups.labels(name, "hit"), lookups.labels(name, "miss")
-        self._entries: OrderedDict[str, tuple[_T, float]] = OrderedDict()
-        self._revision: str | None = None
-        # OPA's answers on their way, by key: the misses that come meanwhile wait for them.
-        self._asking: dict[str, asyncio.Task[_T]] = {}
-
-    def seen(self, revision: str | None) -> None:
-        """OPA just answered under ``revision``: a change empties the cache."""
-        if revision != self._revision:
-            self._revision = revision
-            self._entries.clear()
-
-    def get(self, key: str) -> _T | None:
-        entry = self._entries.get(key)
-        if entry is not None and self._clock() < entry[1]:
-            self._entries.move_to_end(key)
-            self._hit.inc()
-            return entry[0]
-        if entry is not None:
-            del self._entries[key]
-        self._miss.inc()
-        return None
-
-    async def ask_once(
-        self,
-        key: str,
-        ask: Callable[[], Coroutine[Any, Any, _T]],
-        revision_of: Callable[[_T], str | None],
-    ) -> tuple[_T, bool]:
-        """``ask()`` for a key the cache missed, kept for reuse; and whether the answer was
-        shared, another request's question already on its way (reused, as if cached). A failure
-        fails every request that waits for it (each fails closed). With reuse off, asks every
-        time. The question runs as a task of its own: a caller that goes away leaves it to the
-        others."""
-        if self._size == 0:
-            return await ask(), False
-        asking = self._asking.get(key)
-        if asking is not None:
-            return await asyncio.shield(asking), True
-        task = asyncio.ensure_future(ask())
-        self._asking[key] = task
-
-        def done(finished: asyncio.Task[_T]) -> None:
-            if self._asking.get(key) is finished:
-                del self._asking[key]
-            if not finished.cancelled() and finished.exception() is None:
-                value = finished.result()
-                self.put(key, value, revision_of(value))
-
-        task.add_done_callback(done)
-        return await asyncio.shield(task), False
-
-    def put(self, key: str, value: _T, revision: str | None) -> None:
-        if self._size == 0 or revision != self._revision:
-            return  # a newer revision was seen while this one was asked: never keep it
-        self._entries[key] = (value, self._clock() + self._ttl_s)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
 
 
 def _cache_key(document: dict[str, Any]) -> str:
