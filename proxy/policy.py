@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,7 +47,6 @@ from proxy.statement import AccessMode, RowLimitAction
 
 INPUT_VERSION = 3
 AUDIT_INPUT_VERSION = 1
-_T = TypeVar("_T")
 # The principal's fields that are context for the audit log, never grounds for a decision.
 _CONTEXT_ONLY = ("task", "run", "try_number")
 
