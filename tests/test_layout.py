@@ -46,7 +46,8 @@ LAYERS: list[set[str]] = [
     {"bundle_server"},
     # The wings: each a sink behind the Protocol its user needs.
     {"audit", "auth", "neo4j", "opa_server", "plan"},
-    {"analysis"},
+    # What reads the audit log beside the request path: the SIEM sinks.
+    {"analysis", "siem"},
     {"policy"},
     # The use cases, and the caller's side.
     {"gateway", "client"},
