@@ -78,10 +78,12 @@ def _datastore(record: dict[str, Any]) -> dict[str, Any]:
     if record.get("event") == "transaction":
         activity_id, activity = 99, str(transaction.get("action") or "end").capitalize()
     else:
-        activity_id, activity = _QUERY_ACTIVITY.get(record.get("query_type") or "", (0, "Unknown"))
+        activity_id, activity = _QUERY_ACTIVITY.get(record.get("query_type") or "", (99, "Other"))
     event = _with_class(_DATASTORE, activity_id, activity)
+    # Always there (OCSF wants one of database, databucket, table): Neo4j is a NoSQL store.
+    event["database"] = {"type_id": 6, "type": "NoSQL"}
     if record.get("database") is not None:
-        event["database"] = {"name": record["database"], "type_id": 6, "type": "NoSQL"}
+        event["database"]["name"] = record["database"]
     if record.get("statement"):
         event["query_info"] = {"query_string": record["statement"]}
         if record.get("statement_sha256"):
