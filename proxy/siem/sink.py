@@ -73,6 +73,7 @@ class Sink:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{name}")
         self._reader: AuditReader | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.position = START
 
     async def __aenter__(self) -> Sink:
@@ -89,6 +90,9 @@ class Sink:
     async def close(self) -> None:
         """Stop (what is not delivered yet is, from the cursor, at the next start)."""
         if self._task is not None:
+            # Said twice: on Python 3.11, asyncio.wait_for can swallow a cancellation that
+            # arrives as its delivery completes; the loop then stops at its next turn.
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -101,7 +105,7 @@ class Sink:
         try:
             self.position = await self._on_thread(self._resume)
             delay = self._pace.retry_min_s
-            while True:
+            while not self._stopping:
                 try:
                     batch = await self._on_thread(self._next_batch)
                 except Exception:
