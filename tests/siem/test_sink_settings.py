@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from proxy.chains import worker_settings
 from proxy.cli.config import check_config
 from proxy.settings import load_settings
 from proxy.settings_errors import ConfigurationError
+from proxy.siem.cursor import cursor_path
 
 BASE = '[neo4j]\npassword = "a-long-secret-4711"\n[audit]\npath = "{audit}"\n'
 
@@ -111,3 +113,21 @@ def test_config_check_treats_a_sink_file_as_written(tmp_path: Path) -> None:
         )[1]
         == []
     )
+
+
+def test_each_worker_streams_its_own_chain_to_its_own_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        "[server]\nworkers = 2\n"
+        + BASE.format(audit=tmp_path / "audit.sqlite3")
+        + f'[[audit.sinks]]\nname = "f"\nkind = "jsonl"\npath = "{tmp_path / "audit.jsonl"}"\n'
+        '[[audit.sinks]]\nname = "s"\nkind = "syslog"\naddress = "127.0.0.1:514"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(path)
+    second = worker_settings(settings, 2).audit
+    assert second.chain_id == "gateway-w2"
+    assert second.sinks[0].path == tmp_path / "audit-w2.jsonl"
+    assert second.sinks[1].address == "127.0.0.1:514"
+    assert cursor_path(second.path, "f") == tmp_path / "audit-w2.sqlite3.sink-f.cursor"
+    assert worker_settings(settings, 1).audit.sinks[0].path == tmp_path / "audit-w1.jsonl"
