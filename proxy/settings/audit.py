@@ -122,10 +122,10 @@ class SinkSettings(_Section):
 
     @model_validator(mode="after")
     def _keys_of_its_kind(self) -> SinkSettings:
-        others = set().union(*_SINK_KEYS.values()) - _SINK_KEYS[self.kind]
+        others = set[str]().union(*_SINK_KEYS.values()) - _SINK_KEYS[self.kind]
         stray = sorted(key for key in others & self.model_fields_set)
         if stray:
-            raise ValueError(f"{', '.join(stray)} do not apply to a {self.kind} sink")
+            raise ValueError(f"not a key of a {self.kind} sink: {', '.join(stray)}")
         if self.kind == "syslog":
             if self.address is None or _HOST_PORT.fullmatch(self.address) is None:
                 raise ValueError("a syslog sink needs address = 'host:port'")

@@ -51,7 +51,10 @@ def test_the_three_kinds_of_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     [
         ('[[audit.sinks]]\nname = "a"\nkind = "kafka"\n', "audit.sinks[0].kind"),
         ('[[audit.sinks]]\nname = "a"\nkind = "jsonl"\nadress = "x:1"\n', "unknown key 'adress'"),
-        ('[[audit.sinks]]\nname = "a"\nkind = "jsonl"\naddress = "h:1"\n', "address do not apply"),
+        (
+            '[[audit.sinks]]\nname = "a"\nkind = "jsonl"\naddress = "h:1"\n',
+            "not a key of a jsonl sink: address",
+        ),
         ('[[audit.sinks]]\nname = "a"\nkind = "syslog"\n', "needs address = 'host:port'"),
         ('[[audit.sinks]]\nname = "a"\nkind = "syslog"\naddress = "h:0"\n', "port must be"),
         ('[[audit.sinks]]\nname = "a"\nkind = "hec"\ntoken_env = "T"\n', "needs url"),
