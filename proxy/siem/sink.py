@@ -6,7 +6,8 @@ writer writes), every ``poll_interval_s`` while caught up and at once while behi
 rendered, handed to the destination, and only then does the cursor move; a failed delivery is
 retried, the same batch from its first record, after a back-off that doubles from
 ``retry_min_s`` to ``retry_max_s``. So records arrive in chain order, at least once: after a
-collector's outage or a restart of the gateway the sink catches up from its cursor. /metrics
+collector's outage or a restart of the gateway the sink catches up from its cursor (and a
+sink that is closing first delivers what is committed, briefly, without retrying). /metrics
 shows how far behind it is and how often delivery failed.
 """
 
@@ -74,6 +75,8 @@ class Sink:
         self._reader: AuditReader | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._draining = False  # closing: deliver what is there, then end
+        self._wake = asyncio.Event()  # cuts a pause short when closing
         self.position = START
 
     async def __aenter__(self) -> Sink:
@@ -88,13 +91,18 @@ class Sink:
         self._task = asyncio.create_task(self._run(), name=f"audit-sink-{self.name}")
 
     async def close(self) -> None:
-        """Stop (what is not delivered yet is, from the cursor, at the next start)."""
+        """Deliver what is committed now, for ``timeout_s`` at most and without retrying, then
+        stop; anything left is delivered from the cursor at the next start."""
         if self._task is not None:
+            self._draining = True
+            self._wake.set()
+            await asyncio.wait({self._task}, timeout=self._pace.timeout_s)
             # Said twice: on Python 3.11, asyncio.wait_for can swallow a cancellation that
             # arrives as its delivery completes; the loop then stops at its next turn.
-            self._stopping = True
+            self._draining, self._stopping = False, True
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A sink that failed was logged where it failed; closing goes on.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         await self._destination.aclose()
         with contextlib.suppress(Exception):
@@ -113,21 +121,31 @@ class Sink:
                     log.exception("audit sink %s cannot read the audit log", self.name)
                     with contextlib.suppress(Exception):
                         await self._on_thread(self._close_reader)
-                    await asyncio.sleep(self._pace.retry_max_s)
+                    await self._pause(self._pace.retry_max_s)
                     continue
                 if not batch:
-                    await asyncio.sleep(self._pace.poll_interval_s)
+                    if self._draining:
+                        return
+                    await self._pause(self._pace.poll_interval_s)
                     continue
                 if await self._delivered(batch):
                     delay = self._pace.retry_min_s
+                elif self._draining:
+                    return
                 else:
-                    await asyncio.sleep(delay)
+                    await self._pause(delay)
                     delay = min(delay * 2, self._pace.retry_max_s)
         except asyncio.CancelledError:
             raise
         except BaseException:
             log.critical("audit sink %s stopped", self.name, exc_info=True)
             raise
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the sink is closing."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _delivered(self, batch: list[Event]) -> bool:
         """Send ``batch``; on success move the cursor past it. Whether it was delivered."""

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def sink_on(
     form: Format = "record",
     metrics: Metrics | None = None,
     clock: Any = None,
+    pace: Pace = FAST,
 ) -> Sink:
     extra = {} if clock is None else {"clock": clock}
     return Sink(
@@ -85,7 +87,7 @@ def sink_on(
         cursor=Cursor(cursor_path(log_path, name), "gateway"),
         destination=destination,
         form=form,
-        pace=FAST,
+        pace=pace,
         metrics=metrics,
         **extra,
     )
@@ -183,6 +185,25 @@ def test_a_restart_resumes_after_the_cursor(tmp_path: Path) -> None:
     saved = json.loads(cursor_path(log_path, "test").read_text())
     with AuditReader(log_path) as reader:
         assert saved == {"chain": "gateway", "seq": 9, "hash": reader.hash_of(9)}
+
+
+def test_a_closing_sink_delivers_what_is_committed_first(tmp_path: Path) -> None:
+    log_path = tmp_path / "audit.sqlite3"
+    destination = Switchable()
+
+    async def go() -> None:
+        async with SQLiteAuditLog(log_path) as log:
+            # Polling rarely: what it delivers, it delivers because it is closing.
+            async with sink_on(log_path, destination, pace=replace(FAST, poll_interval_s=60)):
+                await asyncio.sleep(0.1)  # the sink has looked once, and found nothing
+                for number in range(1, 8):
+                    await log.append(event(number))
+            # Closed at once, without waiting: the records committed were delivered anyway.
+            assert [e.seq for e in destination.received] == list(range(1, 8))
+
+    asyncio.run(go())
+    saved = json.loads(cursor_path(log_path, "test").read_text())
+    assert saved["seq"] == 7
 
 
 def test_a_cursor_of_another_log_starts_from_the_first_record(
