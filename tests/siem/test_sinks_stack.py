@@ -180,3 +180,52 @@ def test_records_stream_through_an_outage_and_a_restart(stack: DevStack, tmp_pat
     udp_events = [parsed(message)[1] for message in udp.messages]
     assert first_seen([e["metadata"]["sequence"] for e in udp_events]) == seqs
     assert all(problems(e) == [] for e in udp_events)
+
+
+def test_each_worker_streams_its_own_chain(stack: DevStack, tmp_path: Path) -> None:
+    jsonl = tmp_path / "siem" / "audit.jsonl"
+
+    def two_workers(config: dict[str, Any]) -> None:
+        config["server"]["workers"] = 2
+        config["audit"]["sinks"] = [
+            {"name": "file", "kind": "jsonl", "path": str(jsonl), "poll_interval_s": 0.05}
+        ]
+
+    gateway = SecondGateway(stack, tmp_path / "gw", "siemw", two_workers)
+    gateway.start()
+    try:
+        for number in range(12):  # a connection each: the kernel spreads them over the workers
+            assert gateway.query("demo_reader", f"RETURN {number}").status_code == 202
+        chains = {index: gateway.audit.with_name(f"audit-w{index}.sqlite3") for index in (1, 2)}
+        files = {index: jsonl.with_name(f"audit-w{index}.jsonl") for index in (1, 2)}
+
+        def records_of(index: int) -> list[tuple[int, str, str]]:
+            if not chains[index].exists():
+                return []
+            with AuditReader(chains[index]) as reader:
+                head = reader.head()
+                return [] if head is None else list(reader.sealed_range(1, head[0]))
+
+        def streamed(index: int) -> list[dict[str, Any]]:
+            if not files[index].exists():
+                return []
+            return [json.loads(line) for line in files[index].read_text().splitlines()]
+
+        wait_for(
+            lambda: all(len(streamed(i)) >= len(records_of(i)) for i in (1, 2)),
+            what="both workers' files",
+        )
+        expected = {i: records_of(i) for i in (1, 2)}
+        got = {i: streamed(i) for i in (1, 2)}
+    finally:
+        gateway.stop()
+    assert sum(len(records) for records in expected.values()) >= 24  # decision and outcome each
+    assert not jsonl.exists()  # one file per worker, none shared
+    for index in (1, 2):
+        assert [(line["seq"], line["hash"]) for line in got[index]] == [
+            (seq, hash_) for seq, _, hash_ in expected[index]
+        ]
+        assert {line["chain"] for line in got[index]} <= {f"gateway-w{index}"}
+        cursor = chains[index].with_name(f"audit-w{index}.sqlite3.sink-file.cursor")
+        if expected[index]:
+            assert json.loads(cursor.read_text())["seq"] == expected[index][-1][0]
