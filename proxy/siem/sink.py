@@ -111,16 +111,21 @@ class Sink:
 
     async def _run(self) -> None:
         try:
-            self.position = await self._on_thread(self._resume)
+            resumed = False
             delay = self._pace.retry_min_s
             while not self._stopping:
                 try:
+                    if not resumed:
+                        self.position = await self._on_thread(self._resume)
+                        resumed = True
                     batch = await self._on_thread(self._next_batch)
                 except Exception:
                     # The log unreadable for a moment (a locked file, a reopened one): later.
                     log.exception("audit sink %s cannot read the audit log", self.name)
                     with contextlib.suppress(Exception):
                         await self._on_thread(self._close_reader)
+                    if self._draining:
+                        return
                     await self._pause(self._pace.retry_max_s)
                     continue
                 if not batch:

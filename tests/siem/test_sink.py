@@ -206,6 +206,21 @@ def test_a_closing_sink_delivers_what_is_committed_first(tmp_path: Path) -> None
     assert saved["seq"] == 7
 
 
+def test_a_log_not_readable_yet_is_read_once_it_is(tmp_path: Path) -> None:
+    log_path = tmp_path / "audit.sqlite3"
+    destination = Switchable()
+
+    async def go() -> None:
+        async with sink_on(log_path, destination):
+            await asyncio.sleep(0.3)  # no file yet: the sink waits, it does not stop
+            async with SQLiteAuditLog(log_path) as log:
+                await log.append(event(1))
+                await until(lambda: len(destination.received) == 1)
+
+    asyncio.run(go())
+    assert [e.seq for e in destination.received] == [1]
+
+
 def test_a_cursor_of_another_log_starts_from_the_first_record(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
