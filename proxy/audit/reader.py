@@ -150,14 +150,18 @@ class AuditReader:
         for seq, body, digest in rows:
             yield int(seq), str(body), str(digest)
 
-    def records_after(self, seq: int, limit: int) -> list[tuple[int, str, str, str]]:
-        """``(seq, time, body, hash)`` of the first ``limit`` records after ``seq``, in order
-        (what a SIEM sink has not delivered yet)."""
+    def records_after(self, seq: int, limit: int) -> list[tuple[int, str, str, str, str, str]]:
+        """``(seq, time, event, verdict, body, hash)`` of the first ``limit`` records after
+        ``seq``, in order (what a SIEM sink has not delivered yet)."""
         rows = self._connection.execute(
-            "SELECT seq, time, body, hash FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, time, event, verdict, body, hash FROM records WHERE seq > ?"
+            " ORDER BY seq LIMIT ?",
             (seq, limit),
         )
-        return [(int(s), str(t), str(body), str(h)) for s, t, body, h in rows]
+        return [
+            (int(s), str(t), str(event), str(verdict), str(body), str(h))
+            for s, t, event, verdict, body, h in rows
+        ]
 
     def hash_of(self, seq: int) -> str | None:
         """The hash of record ``seq``, if the log holds it."""

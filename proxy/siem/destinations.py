@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
-from proxy.siem.forms import Event, json_line
+from proxy.siem.forms import Event
 
 
 class DeliveryFailed(Exception):
@@ -50,7 +50,7 @@ class JSONLines:
         self._lock = asyncio.Lock()
 
     async def deliver(self, events: Sequence[Event]) -> None:
-        data = b"".join(json_line(event) + b"\n" for event in events)
+        data = b"".join(event.line + b"\n" for event in events)
         async with self._lock:
             try:
                 await asyncio.to_thread(self._write, data)

@@ -9,14 +9,13 @@ The token is never logged, nor put in an error.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Sequence
 
 import httpx
 
 from proxy.siem.destinations import DeliveryFailed
-from proxy.siem.forms import Event
+from proxy.siem.forms import Event, compact
 from proxy.siem.ocsf import epoch_ms
 
 PATH = "/services/collector/event"
@@ -50,20 +49,13 @@ class HEC:
         }
 
     def body(self, events: Sequence[Event]) -> bytes:
-        """The request body for ``events``."""
-        return b"".join(
-            json.dumps(
-                {
-                    # HEC's time is seconds since the epoch, milliseconds as decimals.
-                    "time": epoch_ms(event.time) / 1000,
-                    **self._envelope,
-                    "event": event.document,
-                },
-                ensure_ascii=False,
-                separators=(",", ":"),
-            ).encode("utf-8")
-            for event in events
-        )
+        """The request body for ``events``: each event's line spliced into its envelope."""
+        parts = []
+        for event in events:
+            # HEC's time is seconds since the epoch, milliseconds as decimals.
+            envelope = compact({"time": epoch_ms(event.time) / 1000, **self._envelope})
+            parts.append(envelope[:-1] + b',"event":' + event.line + b"}")
+        return b"".join(parts)
 
     async def deliver(self, events: Sequence[Event]) -> None:
         try:

@@ -201,17 +201,14 @@ class Sink:
         """The next records to deliver, rendered; updates the lag figures."""
         reader = self._open_reader()
         rows = reader.records_after(self.position.seq, self._pace.batch)
-        head = reader.head()
-        behind = 0 if head is None else max(0, head[0] - self.position.seq)
-        self._metrics.sink_lag_records.labels(self.name, self._chain).set(behind)
-        seconds = 0.0
-        if rows:
+        behind, seconds = 0, 0.0
+        if rows:  # caught up (the usual poll), one query; behind, the head too
+            head = reader.head()
+            behind = len(rows) if head is None else max(len(rows), head[0] - self.position.seq)
             seconds = max(0.0, self._clock() - epoch_ms(rows[0][1]) / 1000)
+        self._metrics.sink_lag_records.labels(self.name, self._chain).set(behind)
         self._metrics.sink_lag_seconds.labels(self.name, self._chain).set(seconds)
-        return [
-            render(Committed(seq, body, digest, time), chain=self._chain, form=self._form)
-            for seq, time, body, digest in rows
-        ]
+        return [render(Committed(*row), chain=self._chain, form=self._form) for row in rows]
 
     def _open_reader(self) -> AuditReader:
         if self._reader is None:

@@ -4,7 +4,8 @@ Each record is one message::
 
     <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [cyphergate@32473 chain= seq= hash=] BOM{json}
 
-Facility 13 (log audit); severity 6 (informational), or 4 (warning) for a refused request.
+Facility 13 (log audit); severity 6 (informational), or 4 (warning) for a refused request
+(the record's verdict is ``deny``).
 TIMESTAMP is the record's own time, MSGID its event (``decision``, ``outcome``, ...), and the
 structured data names the record so a receiver can drop a duplicate. 32473 is the private
 enterprise number RFC 5612 reserves for documentation: the SD-ID is ours, not registered.
@@ -25,7 +26,7 @@ import socket
 from collections.abc import Sequence
 
 from proxy.siem.destinations import DeliveryFailed
-from proxy.siem.forms import Event, json_line
+from proxy.siem.forms import Event
 
 FACILITY_LOG_AUDIT = 13
 SD_ID = "cyphergate@32473"
@@ -42,7 +43,7 @@ def message(event: Event, *, hostname: str, app_name: str, procid: str) -> bytes
         f' {_msgid(event.kind)} [{SD_ID} chain="{_sd_value(event.chain)}" seq="{event.seq}"'
         f' hash="{event.hash}"] '
     )
-    return header.encode("ascii") + b"\xef\xbb\xbf" + json_line(event)
+    return header.encode("ascii") + b"\xef\xbb\xbf" + event.line
 
 
 def _msgid(kind: str) -> str:

@@ -113,9 +113,9 @@ def records() -> dict[str, AuditEvent]:
 
 def event_of(record: AuditEvent, seq: int = 7) -> dict[str, Any]:
     sealed = seal(record, seq=seq, prev_hash="0" * 64)
-    return render(
-        Committed(seq, sealed.body, sealed.hash, record.time), chain="gateway", form="ocsf"
-    ).document
+    committed = Committed(seq, record.time, record.event, record.verdict, sealed.body, sealed.hash)
+    document: dict[str, Any] = json.loads(render(committed, chain="gateway", form="ocsf").line)
+    return document
 
 
 @pytest.mark.parametrize("kind", list(records()))

@@ -69,6 +69,15 @@ def event(number: int, **fields: Any) -> AuditEvent:
     )
 
 
+def refused(number: int) -> AuditEvent:
+    return replace(
+        event(number),
+        decision={"allow": False, "reasons": ["write_not_granted"]},
+        status=403,
+        error={"code": "Neo.ClientError.Security.Forbidden", "reason": "write_not_granted"},
+    )
+
+
 def sink_on(
     log_path: Path,
     destination: Destination,
@@ -252,7 +261,7 @@ def test_syslog_over_tcp_frames_rfc5424_and_reconnects(tmp_path: Path) -> None:
                 sink_on(log_path, syslog, form="ocsf"),
             ):
                 for number in range(1, 6):
-                    await log.append(event(number, status=403 if number == 2 else None))
+                    await log.append(event(number) if number != 2 else refused(number))
                 await until(lambda: len(collector.messages) == 5)
                 collector.drop()  # the collector restarts: the sink connects again
                 await asyncio.sleep(0.2)
