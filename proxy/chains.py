@@ -35,9 +35,20 @@ def worker_settings(settings: Settings, index: int) -> Settings:
 
 
 def audit_chain(audit: AuditSettings, index: int) -> AuditSettings:
-    """Worker ``index``'s audit settings: its own file and chain id."""
+    """Worker ``index``'s audit settings: its own file and chain id, and its own file for each
+    JSON Lines sink (two processes appending to one file could interleave their lines)."""
+    sinks = [
+        sink.model_copy(update={"path": _suffixed(sink.path, index)})
+        if sink.path is not None
+        else sink
+        for sink in audit.sinks
+    ]
     return audit.model_copy(
-        update={"path": _suffixed(audit.path, index), "chain_id": f"{audit.chain_id}-w{index}"}
+        update={
+            "path": _suffixed(audit.path, index),
+            "chain_id": f"{audit.chain_id}-w{index}",
+            "sinks": sinks,
+        }
     )
 
 

@@ -121,6 +121,33 @@ class Metrics:
             "After-the-fact records kept in memory until the audit log takes writes again.",
             registry=registry,
         )
+        # SIEM sinks (proxy/siem): labelled by the sink's configured name and the chain it tails.
+        self.sink_lag_records = Gauge(
+            "cyphergate_audit_sink_lag_records",
+            "Committed audit records a SIEM sink has not delivered yet.",
+            ["sink", "chain"],
+            registry=registry,
+        )
+        self.sink_lag_seconds = Gauge(
+            "cyphergate_audit_sink_lag_seconds",
+            "Age of the oldest committed audit record a SIEM sink has not delivered (0: none).",
+            ["sink", "chain"],
+            registry=registry,
+        )
+        self.sink_delivered = Counter(
+            "cyphergate_audit_sink_delivered_records",
+            "Audit records a SIEM sink delivered (a record sent again after a failure counts"
+            " again).",
+            ["sink", "chain"],
+            registry=registry,
+        )
+        self.sink_failures = Counter(
+            "cyphergate_audit_sink_delivery_failures",
+            "Failed deliveries of a SIEM sink (each is retried), by cause (connect, write,"
+            " timeout, http_<status>).",
+            ["sink", "chain", "cause"],
+            registry=registry,
+        )
 
         self.lineage_events = Counter(
             "cyphergate_lineage_events",

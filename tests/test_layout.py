@@ -48,7 +48,8 @@ LAYERS: list[set[str]] = [
     {"bundle_server"},
     # The wings: each a sink behind the Protocol its user needs.
     {"audit", "auth", "neo4j", "opa_server", "plan"},
-    {"analysis"},
+    # What reads the audit log beside the request path: the SIEM sinks.
+    {"analysis", "siem"},
     {"policy"},
     # OpenLineage run events: a sink of the statements the gateway ended ([lineage]).
     {"lineage_events"},

@@ -33,6 +33,7 @@ from proxy.api.state import STATE_KEY, ReadinessCheck, RequestIds, Runtime, Sign
 from proxy.api.traced import TracedRequests
 from proxy.app.lineage import open_lineage
 from proxy.app.neo4j import Neo4jWing, open_neo4j, rotate_root, secret_source
+from proxy.app.sinks import open_sinks
 from proxy.audit.checkpoint import ParameterDigester, load_private_key
 from proxy.audit.reading import AuditLogReading
 from proxy.audit.sqlite import SQLiteAuditLog
@@ -272,6 +273,8 @@ async def _open_services(
         schemes[IAM_SCHEME] = IAMAuthenticator(settings.auth.aws_iam, http, clock)
     authenticator = SchemeRouter(schemes)
     audit = await stack.enter_async_context(_audit_log(settings.audit, clock, metrics, faults))
+    # After the log (they read its file), so closed before it; nothing of the request path waits.
+    await stack.enter_async_context(open_sinks(settings.audit, metrics, clock))
     policy = await stack.enter_async_context(open_policy(settings.opa, metrics))
     neo4j = await stack.enter_async_context(open_neo4j(settings, metrics=metrics, faults=faults))
     return Services(

@@ -2,7 +2,10 @@
 
 A segment is everything up to one signed checkpoint that the archive does not hold yet: one
 JSON Lines object ``<prefix>/<chain>/segment-<first>-<last>.jsonl`` whose lines are the records
-(``{"seq", "body", "hash"}``) and, last, the checkpoint (``{"checkpoint": {...}}``). It is
+(``{"seq", "body", "hash"}``, ``body`` the record as a JSON object, whose canonical form
+(:func:`~proxy.audit.record.canonical`) is the text that hashes to ``hash``; segments written
+before kept ``body`` as that text, a JSON string, and still verify) and, last, the checkpoint
+(``{"checkpoint": {...}}``). It is
 uploaded with ``ObjectLockMode=COMPLIANCE`` and a retain-until date, so that for the retention
 period nobody, the operator included, can delete or shorten it.
 
@@ -27,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit.checkpoint import Checkpoint, signature_valid
 from proxy.audit.reader import AuditReader
-from proxy.audit.record import ChainProblem, SealedRecord, verify_chain
+from proxy.audit.record import ChainProblem, SealedRecord, canonical, verify_chain
 
 
 def ship(
@@ -46,7 +49,7 @@ def ship(
         if checkpoint.record_seq <= archived:
             continue
         lines = [
-            json.dumps({"seq": seq, "body": body, "hash": digest})
+            json.dumps({"seq": seq, "body": _as_object(body), "hash": digest}, ensure_ascii=False)
             for seq, body, digest in reader.sealed_range(archived + 1, checkpoint.record_seq)
         ]
         lines.append(json.dumps({"checkpoint": asdict(checkpoint)}))
@@ -80,7 +83,7 @@ def verify_archive(
                 _first_seq(key), f"archive segment {key} was overwritten (a newer version exists)"
             )
         checkpoint = Checkpoint(**json.loads(lines[-1])["checkpoint"])
-        segment = [SealedRecord(**json.loads(line)) for line in lines[:-1]]
+        segment = [_sealed(json.loads(line)) for line in lines[:-1]]
         if public_key is not None and not signature_valid(checkpoint, public_key):
             return ChainProblem(checkpoint.record_seq, f"archive segment {key}: bad signature")
         if (
@@ -103,6 +106,24 @@ def verify_archive(
         if not hmac.compare_digest(here, record.hash):
             return ChainProblem(record.seq, "differs from the archived copy (altered locally)")
     return None
+
+
+def _as_object(body: str) -> dict[str, Any] | str:
+    """A record's body as the JSON object it is, for a reader of the archive; the text itself
+    in the (never expected) case its object does not give the same canonical text back, so
+    that what was hashed is always what the archive can reproduce."""
+    document = json.loads(body)
+    if isinstance(document, dict) and canonical(document) == body:
+        return document
+    return body
+
+
+def _sealed(line: dict[str, Any]) -> SealedRecord:
+    """A segment's line as the chain's record: the body's canonical text, from its object (or,
+    in a segment of the first format, the text it holds)."""
+    body = line["body"]
+    text = body if isinstance(body, str) else canonical(body)
+    return SealedRecord(seq=line["seq"], body=text, hash=line["hash"])
 
 
 def _segments(

@@ -150,6 +150,24 @@ class AuditReader:
         for seq, body, digest in rows:
             yield int(seq), str(body), str(digest)
 
+    def records_after(self, seq: int, limit: int) -> list[tuple[int, str, str, str, str, str]]:
+        """``(seq, time, event, verdict, body, hash)`` of the first ``limit`` records after
+        ``seq``, in order (what a SIEM sink has not delivered yet)."""
+        rows = self._connection.execute(
+            "SELECT seq, time, event, verdict, body, hash FROM records WHERE seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [
+            (int(s), str(t), str(event), str(verdict), str(body), str(h))
+            for s, t, event, verdict, body, h in rows
+        ]
+
+    def hash_of(self, seq: int) -> str | None:
+        """The hash of record ``seq``, if the log holds it."""
+        row = self._connection.execute("SELECT hash FROM records WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else str(row[0])
+
     def proof(self, seq: int) -> dict[str, Any] | None:
         """What proves record ``seq``: its body, the records after it up to the first checkpoint
         that covers it, and that checkpoint. ``None`` if the record does not exist or no

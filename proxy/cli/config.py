@@ -10,6 +10,7 @@ is covered without being listed here; only the files the gateway *writes* are li
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from proxy.tls import check_pair
 
 # Files the gateway creates or appends to; every other path must already be there.
 WRITTEN = frozenset({"audit.path", "neo4j.leases_path", "lineage.path"})
+# ... and the JSON Lines files of the SIEM sinks.
+_WRITTEN_SINK = re.compile(r"audit\.sinks\[[0-9]+\]\.path")
 
 
 def check_config(config: Path) -> tuple[Settings, list[str]]:
@@ -31,7 +34,8 @@ def check_config(config: Path) -> tuple[Settings, list[str]]:
     settings = load_settings(config)
     problems: list[str] = []
     for name, path in named_paths(settings):
-        problem = _written_problem(path) if name in WRITTEN else _read_problem(path)
+        written = name in WRITTEN or _WRITTEN_SINK.fullmatch(name) is not None
+        problem = _written_problem(path) if written else _read_problem(path)
         if problem is not None:
             problems.append(f"{name} = {str(path)!r}: {problem}")
     if not problems:  # the files are there: do the TLS pairs load, as serve will load them?

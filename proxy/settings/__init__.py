@@ -26,7 +26,7 @@ from proxy.settings.access import (
     OIDCIssuerSettings,
     OPASettings,
 )
-from proxy.settings.audit import ArchiveSettings, AuditSettings, AuditWebSettings
+from proxy.settings.audit import ArchiveSettings, AuditSettings, AuditWebSettings, SinkSettings
 from proxy.settings.base import ASYMMETRIC_ALGORITHMS, IPNetwork, refuse_placeholder_password
 from proxy.settings.lineage import LineageSettings
 from proxy.settings.neo4j import Neo4jSettings, SecretSettings
@@ -60,6 +60,7 @@ __all__ = [
     "SecretSettings",
     "ServerSettings",
     "Settings",
+    "SinkSettings",
     "TelemetrySettings",
     "load_settings",
     "refuse_placeholder_password",

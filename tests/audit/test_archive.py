@@ -91,6 +91,14 @@ def test_archive_ships_verifies_and_cannot_be_rewritten(
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
     public_key = load_public_key(Path(status["audit_public_key"]))
+    # Each record is a JSON object in the segment, whose canonical form hashes to its hash.
+    shipped_key = s3.list_objects_v2(Bucket=ARCHIVE_BUCKET, Prefix="cyphergate-audit/")["Contents"][
+        0
+    ]["Key"]
+    segment = s3.get_object(Bucket=ARCHIVE_BUCKET, Key=shipped_key)["Body"].read().decode()
+    for line in [json.loads(text) for text in segment.splitlines()][:-1]:
+        assert isinstance(line["body"], dict)
+        assert digest(canonical(line["body"])) == line["hash"]
     with AuditReader(copy) as rewritten:
         assert not [s for s in rewritten.verify() if not isinstance(s, int)]
         problem = verify_archive(

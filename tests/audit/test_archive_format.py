@@ -1,0 +1,142 @@
+"""The archive's segments hold each record as a JSON object, and still verify by its hash.
+
+Run on moto's S3 in process (its Object Lock is the one the devstack's moto server runs; the
+end-to-end archive test is tests/audit/test_archive.py). Segments of the first format, whose
+bodies were JSON strings, must still verify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from proxy.audit.archive import ship, verify_archive
+from proxy.audit.checkpoint import load_private_key, load_public_key, write_keys
+from proxy.audit.reader import AuditReader
+from proxy.audit.record import AuditEvent, canonical, digest, utc_timestamp
+from proxy.audit.sqlite import SQLiteAuditLog
+
+BUCKET = "archive"
+
+
+@pytest.fixture
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+        yield client
+
+
+def written_log(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    """A log of ``count`` records, each sealed by a checkpoint every 3, and its public key."""
+    private, public, _ = write_keys(tmp_path / "keys")
+    path = tmp_path / "audit.sqlite3"
+
+    async def go() -> None:
+        async with SQLiteAuditLog(
+            path, signing_key=load_private_key(private), checkpoint_every=3
+        ) as log:
+            for number in range(count):
+                await log.append(
+                    AuditEvent(
+                        event="decision",
+                        time=utc_timestamp(1_764_000_000 + number),
+                        request_id=f"r{number}",
+                        statement="MATCH (n:Ünïcode {name: '\u202e'}) RETURN n",
+                        decision={"allow": True, "reasons": []},
+                    )
+                )
+
+    asyncio.run(go())
+    return path, public
+
+
+def segment_lines(s3: Any) -> list[dict[str, Any]]:
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
+    lines: list[dict[str, Any]] = []
+    for key in keys:
+        text = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode("utf-8")
+        lines += [json.loads(line) for line in text.splitlines()]
+    return lines
+
+
+def test_segments_hold_records_as_objects_that_verify(tmp_path: Path, s3: Any) -> None:
+    path, public = written_log(tmp_path, 7)
+    key = load_public_key(public)
+    with AuditReader(path) as reader:
+        assert ship(reader, s3, bucket=BUCKET, prefix="p", chain="gateway", retention_days=1)
+        records = [line for line in segment_lines(s3) if "checkpoint" not in line]
+        assert records, "a checkpoint sealed records"
+        for line in records:
+            assert isinstance(line["body"], dict)
+            assert line["body"]["seq"] == line["seq"]
+            assert digest(canonical(line["body"])) == line["hash"]
+        assert records[0]["body"]["statement"] == "MATCH (n:Ünïcode {name: '\u202e'}) RETURN n"
+        problem = verify_archive(
+            reader, s3, bucket=BUCKET, prefix="p", chain="gateway", public_key=key
+        )
+        assert problem is None
+
+
+def test_a_changed_field_in_an_archived_object_fails_verify(tmp_path: Path, s3: Any) -> None:
+    path, _ = written_log(tmp_path, 4)
+    with AuditReader(path) as reader:
+        # A fresh bucket per segment key: the forged segment is the one and only version.
+        key = "p/gateway/segment-000000000001-000000000003.jsonl"
+        lines = [
+            {"seq": seq, "body": json.loads(body), "hash": hash_}
+            for seq, body, hash_ in reader.sealed_range(1, 3)
+        ]
+        lines[1]["body"]["statement"] = "MATCH (n) DETACH DELETE n"
+        checkpoint = reader.checkpoints()[0]
+        text = "\n".join(
+            [json.dumps(line) for line in lines] + [json.dumps({"checkpoint": asdict(checkpoint)})]
+        )
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=key,
+            Body=text.encode("utf-8"),
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=1),
+        )
+        problem = verify_archive(
+            reader, s3, bucket=BUCKET, prefix="p", chain="gateway", public_key=None
+        )
+    assert problem is not None and problem.seq == 2
+    assert "altered" in problem.why
+
+
+def test_segments_of_the_first_format_still_verify(tmp_path: Path, s3: Any) -> None:
+    path, public = written_log(tmp_path, 7)
+    with AuditReader(path) as reader:
+        # The first segment as the archive wrote segments before: each body the record's text.
+        first = reader.checkpoints()[0]
+        lines = [
+            json.dumps({"seq": seq, "body": body, "hash": hash_})
+            for seq, body, hash_ in reader.sealed_range(1, first.record_seq)
+        ]
+        lines.append(json.dumps({"checkpoint": asdict(first)}))
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"p/gateway/segment-{1:012d}-{first.record_seq:012d}.jsonl",
+            Body=("\n".join(lines) + "\n").encode("utf-8"),
+        )
+        # The rest in the new form, continuing it.
+        assert ship(reader, s3, bucket=BUCKET, prefix="p", chain="gateway", retention_days=1)
+        bodies = [type(line["body"]) for line in segment_lines(s3) if "body" in line]
+        assert bodies[: first.record_seq] == [str] * first.record_seq
+        assert set(bodies[first.record_seq :]) == {dict}
+        key = load_public_key(public)
+        assert (
+            verify_archive(reader, s3, bucket=BUCKET, prefix="p", chain="gateway", public_key=key)
+            is None
+        )
