@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import neo4j
 import tomli_w
@@ -234,10 +235,42 @@ def bolt_client(uri: str, auth: neo4j.Auth, database: str = "neo4j") -> Client:
     return client
 
 
-def http_client(url: str, auth: httpx.Auth | None, headers: dict[str, str]) -> Client:
+def http_client(
+    url: str, auth: tuple[str, str] | None, headers: dict[str, str], *, library: str = "aiohttp"
+) -> Client:
     """A Query API v2 client (``url`` ends in ``/query/v2``), one keep-alive connection per
-    client; a ``503`` with ``Retry-After`` is a refusal, anything else but ``202`` a failure."""
+    client; a ``503`` with ``Retry-After`` is a refusal, anything else but ``202`` a failure.
 
+    ``library``: ``aiohttp`` (the default) or ``httpx``. httpx's pool costs this process about
+    7 ms of CPU per statement at 64 connections (2 ms at 16), so that on two cores the load
+    generator, not the target, set the pace; aiohttp's costs a fraction of that."""
+    if library == "httpx":
+        return _httpx_client(url, None if auth is None else httpx.BasicAuth(*auth), headers)
+
+    @asynccontextmanager
+    async def client(clients: int) -> AsyncIterator[Send]:
+        connector = aiohttp.TCPConnector(limit=clients, limit_per_host=clients)
+        login = None if auth is None else aiohttp.BasicAuth(*auth)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(
+            connector=connector, auth=login, headers=headers, timeout=timeout
+        ) as http:
+
+            async def send(statement: str, parameters: dict[str, Any]) -> None:
+                body = {"statement": statement, "parameters": parameters}
+                async with http.post(url, json=body) as response:
+                    text = await response.read()
+                    if response.status == 503 and "retry-after" in response.headers:
+                        raise Refused(float(response.headers["retry-after"]))
+                    if response.status != 202:
+                        raise RuntimeError(f"HTTP {response.status}: {text[:160]!r}")
+
+            yield send
+
+    return client
+
+
+def _httpx_client(url: str, auth: httpx.Auth | None, headers: dict[str, str]) -> Client:
     @asynccontextmanager
     async def client(clients: int) -> AsyncIterator[Send]:
         limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)

@@ -33,7 +33,8 @@ statement takes.
 
     .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64 256]
         [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--workers 1 [2 ...]]
-        [--profile FILE] [--gateway-setting server.admission.max_in_flight=16 ...]
+        [--profile FILE [--profile-target http-gateway]] [--http-client aiohttp|httpx]
+        [--gateway-setting server.admission.max_in_flight=16 ...]
 
 ``--workers N``: the gateway runs as N processes (``server.workers``). Given several counts,
 a gateway runs for each (the stack's with the first, others beside it on the same Neo4j and
@@ -42,9 +43,12 @@ workers) in the same mirrored order, and a gateway's CPU is that of all its proc
 supervisor and every worker); the share each worker took is printed too.
 
 ``--requests`` counts the statements per target and number of clients. ``--profile FILE``:
-afterwards ``bolt-gateway`` runs once more, unmeasured, at 16 clients (or the highest number
-given) on twice ``--requests`` statements with py-spy sampling the gateway; FILE gets py-spy's
-raw stacks and benchmarks/hotspots.py's summary of them is printed.
+afterwards ``bolt-gateway`` (or ``--profile-target``) runs once more, unmeasured, at 16 clients
+(or the highest number given) on twice ``--requests`` statements with py-spy sampling the
+gateway; FILE gets py-spy's raw stacks and benchmarks/hotspots.py's summary of them is printed.
+``--http-client``: the HTTP targets' load generator, aiohttp by default (httpx's connection pool
+costs this process several milliseconds of CPU per statement at 64 clients, enough on two cores
+to set the pace itself).
 """
 
 from __future__ import annotations
@@ -185,7 +189,9 @@ def idle_rates(processes: Processes, seconds: float = 5.0) -> dict[str, float]:
     return {name: 1000 * (after[name] - before[name]) / seconds for name in processes}
 
 
-def profile_gateway(pid: int, client: Client, work: Work, clients: int, out: Path) -> None:
+def profile_gateway(
+    pid: int, client: Client, work: Work, clients: int, out: Path, target: str
+) -> None:
     """One unmeasured run of ``client`` with py-spy sampling process ``pid`` into ``out``; print
     the summary, weighed by each thread's CPU time over the run."""
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -199,7 +205,7 @@ def profile_gateway(pid: int, client: Client, work: Work, clients: int, out: Pat
     spy.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
     spy.wait(timeout=60)
     print(
-        f"\npy-spy on the gateway, bolt-gateway x{clients}, {len(work)} statements in"
+        f"\npy-spy on the gateway, {target} x{clients}, {len(work)} statements in"
         f" {seconds:.1f} s, gateway CPU {1000 * total / len(work):.3f} ms per"
         f" statement ({out}):"
     )
@@ -217,6 +223,18 @@ def main() -> None:
         "--workers", type=int, nargs="+", default=[1], help="gateway processes (several: compared)"
     )
     parser.add_argument("--profile", type=Path, help="py-spy raw output of a profiled extra run")
+    parser.add_argument(
+        "--profile-target",
+        choices=("bolt-gateway", "http-gateway"),
+        default="bolt-gateway",
+        help="the gateway target --profile runs",
+    )
+    parser.add_argument(
+        "--http-client",
+        choices=("aiohttp", "httpx"),
+        default="aiohttp",
+        help="the load generator's HTTP client (httpx's costs it several times more CPU)",
+    )
     parser.add_argument(
         "--gateway-setting",
         action="append",
@@ -276,14 +294,18 @@ def main() -> None:
                 basic = neo4j.basic_auth(db["user"], db["password"])
                 plan[target] = bolt_client(db["bolt_uri"], basic), first
             elif target == "http-neo4j":
-                login = httpx.BasicAuth(db["user"], db["password"])
-                plan[target] = http_client(db["http_uri"] + query_api, login, {}), first
+                login = (db["user"], db["password"])
+                url = db["http_uri"] + query_api
+                direct = http_client(url, login, {}, library=args.http_client)
+                plan[target] = direct, first
             for n, gateway in gateways.items():
                 if target == "bolt-gateway":
                     client = bolt_client(gateway["gateway_bolt_uri"], neo4j.bearer_auth(token))
                     plan[named(target, n)] = client, watched[n]
                 elif target == "http-gateway":
-                    client = http_client(gateway["gateway_url"] + query_api, None, bearer)
+                    client = http_client(
+                        gateway["gateway_url"] + query_api, None, bearer, library=args.http_client
+                    )
                     plan[named(target, n)] = client, watched[n]
         order = list(plan)
         for name in order:  # Neo4j's JIT and the gateway's caches, before anything counts
@@ -315,11 +337,11 @@ def main() -> None:
         report(results, idle, rss, caches)
         if len(counts) > 1:
             report_workers(results, counts, idle)
-        if args.profile is not None and "bolt-gateway" in targets:
+        if args.profile is not None and args.profile_target in targets:
             n = 16 if 16 in args.concurrency else max(args.concurrency)
             worker = watched[counts[0]]["gw loop"][0][0]  # the first worker, if several
-            client = plan[named("bolt-gateway", counts[0])][0]
-            profile_gateway(worker, client, work * 2, n, args.profile)
+            client = plan[named(args.profile_target, counts[0])][0]
+            profile_gateway(worker, client, work * 2, n, args.profile, args.profile_target)
 
 
 def wait_for_workers(gateways: dict[int, dict[str, Any]]) -> None:
