@@ -240,8 +240,15 @@ class RelayRows:
         return self._decoded()
 
     async def _decoded(self) -> AsyncIterator[list[JSON]]:
-        async for record in self.records():
-            yield unpack(record).fields[0]
+        """Each record's values, decoded once (for the limit and for the reader alike)."""
+        while not self._done:
+            message = await self._next()
+            if message is None:
+                return
+            values: list[JSON] = unpack(message).fields[0]
+            if not self._within_limit(values):
+                return
+            yield values
 
     async def records(self) -> AsyncIterator[bytes]:
         """Each record as the raw ``RECORD`` message Neo4j sent (unframed), up to the limit."""
@@ -249,17 +256,25 @@ class RelayRows:
             message = await self._next()
             if message is None:
                 return
-            if self._limit is not None:
-                # A list counts as many rows as it holds, so collect() cannot fold it away.
-                self._weight += row_weight(unpack(message).fields[0])
-                if self._weight > self._limit:  # past the limit: never more is held
-                    self._done = True
-                    if not self._truncate:
-                        raise RowLimitExceeded(self._limit)
-                    self._truncated = True
-                    return
-            self._count += 1
+            if self._limit is None:
+                self._count += 1  # nothing to weigh: the record stays undecoded
+            elif not self._within_limit(unpack(message).fields[0]):
+                return
             yield message
+
+    def _within_limit(self, values: list[JSON]) -> bool:
+        """Count a record; False (or :class:`RowLimitExceeded`) once it is past the limit."""
+        if self._limit is not None:
+            # A list counts as many rows as it holds, so collect() cannot fold it away.
+            self._weight += row_weight(values)
+            if self._weight > self._limit:  # past the limit: never more is held
+                self._done = True
+                if not self._truncate:
+                    raise RowLimitExceeded(self._limit)
+                self._truncated = True
+                return False
+        self._count += 1
+        return True
 
     async def _next(self) -> bytes | None:
         """The next record, asking for more while Neo4j has them; None after the last."""
