@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,17 +113,34 @@ def process_tree(pid: int) -> list[int]:
 
 
 @contextmanager
-def extra_gateway(stack: DevStack, folder: Path, workers: int) -> Iterator[dict[str, Any]]:
-    """A gateway beside the stack's, configured as it is but with ``workers`` processes, its own
-    ports, audit chain, leases record and leased-user prefix; stopped at the end. Yields its
-    ``pid`` (the supervisor's, with several workers), ``gateway_url`` and ``gateway_bolt_uri``."""
+def extra_gateway(
+    stack: DevStack,
+    folder: Path,
+    workers: int,
+    *,
+    name: str | None = None,
+    settings: Sequence[tuple[Sequence[str], Any]] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """A gateway beside the stack's, configured as it is but with ``workers`` processes and
+    ``settings`` (each a key path and its value), its own ports, audit chain, leases record and
+    leased-user prefix (after ``name``, by default the number of workers), and ``env`` added to
+    its environment; stopped at the end.
+    Yields its ``pid`` (the supervisor's, with several workers), ``gateway_url`` and
+    ``gateway_bolt_uri``."""
+    name = name or f"{workers}w"
     config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
+    for keys, value in settings:
+        section = config
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+        section[keys[-1]] = value
     http_port, bolt_port = free_ports(2)
     folder.mkdir(parents=True, exist_ok=True)
     config["server"].update(port=http_port, bolt_port=bolt_port, workers=workers)
-    config["audit"].update(path=str(folder / "audit.sqlite3"), chain_id=f"bench-{workers}w")
+    config["audit"].update(path=str(folder / "audit.sqlite3"), chain_id=f"bench-{name}")
     config["neo4j"].update(
-        lease_user_prefix=f"cg_bench{workers}w_", leases_path=str(folder / "leases.sqlite3")
+        lease_user_prefix=f"cg_bench{name}_", leases_path=str(folder / "leases.sqlite3")
     )
     config_file = folder / "gateway.toml"
     config_file.write_text(tomli_w.dumps(config), encoding="utf-8")
@@ -134,13 +151,13 @@ def extra_gateway(stack: DevStack, folder: Path, workers: int) -> Iterator[dict[
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, **stack.gateway_aws_env()},
+            env={**os.environ, **stack.gateway_aws_env(), **(env or {})},
         )
     try:
         deadline = time.monotonic() + 120
         while True:  # bounded by the deadline
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the {workers}-worker gateway did not start: see {folder}")
+                raise RuntimeError(f"the {name} gateway did not start: see {folder}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url + "/readyz", timeout=2).status_code == 200:
                     break
