@@ -121,11 +121,13 @@ def extra_gateway(
     name: str | None = None,
     settings: Sequence[tuple[Sequence[str], Any]] = (),
     env: Mapping[str, str] | None = None,
+    repo: Path | None = None,
 ) -> Iterator[dict[str, Any]]:
     """A gateway beside the stack's, configured as it is but with ``workers`` processes and
     ``settings`` (each a key path and its value), its own ports, audit chain, leases record and
-    leased-user prefix (after ``name``, by default the number of workers), and ``env`` added to
-    its environment; stopped at the end.
+    leased-user prefix (after ``name``, by default the number of workers), ``env`` added to its
+    environment, and the code of ``repo`` (another checkout; by default this one); stopped at
+    the end.
     Yields its ``pid`` (the supervisor's, with several workers), ``gateway_url`` and
     ``gateway_bolt_uri``."""
     name = name or f"{workers}w"
@@ -150,7 +152,7 @@ def extra_gateway(
             [sys.executable, "-m", "proxy", "serve", "--config", str(config_file)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=repo or REPO,  # python -m imports the package from its working directory
             env={**os.environ, **stack.gateway_aws_env(), **(env or {})},
         )
     try:

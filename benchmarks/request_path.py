@@ -42,8 +42,9 @@ OPA), each gateway target is measured once per count (``http-gateway-w2``: the g
 workers) in the same mirrored order, and a gateway's CPU is that of all its processes (the
 supervisor and every worker); the share each worker took is printed too.
 
-``--variant KEY=VALUE`` (and ``--variant-env NAME=VALUE``): one more gateway runs beside, with
-the first count of workers and these settings (and environment), each gateway target is
+``--variant KEY=VALUE`` (and ``--variant-env NAME=VALUE``, ``--variant-repo DIR``): one more
+gateway runs beside, with the first count of workers and these settings (and environment, and
+the code of another checkout: a change with no setting of its own), each gateway target is
 measured on it too (``http-gateway-variant``) in the same mirrored order, and its CPU per
 statement, throughput and p50 are printed against the same gateway without them: a change
 weighed in one run, whatever else the machine does meanwhile.
@@ -250,6 +251,11 @@ def main() -> None:
         help="the variant's environment too (PYTHONPATH=DIR: a folder shadowing a module)",
     )
     parser.add_argument(
+        "--variant-repo",
+        type=Path,
+        help="the variant runs the code of this checkout (a git worktree at another commit)",
+    )
+    parser.add_argument(
         "--profile-variant", action="store_true", help="--profile the variant's gateway"
     )
     parser.add_argument(
@@ -275,7 +281,7 @@ def main() -> None:
     variant_env = dict(text.partition("=")[::2] for text in args.variant_env)
     # Each gateway by label: "w<N>" for each count of workers, "variant" for --variant's.
     labels = {f"w{n}": n for n in counts}
-    if variant or variant_env:
+    if variant or variant_env or args.variant_repo:
         labels["variant"] = counts[0]
     first_label = f"w{counts[0]}"
 
@@ -306,7 +312,10 @@ def main() -> None:
             if label != first_label:
                 folder = stack.run_dir.parent / f"gateway-{label}"
                 changes, env = (variant, variant_env) if label == "variant" else ([], {})
-                gateway = extra_gateway(stack, folder, n, name=label, settings=changes, env=env)
+                repo = args.variant_repo if label == "variant" else None
+                gateway = extra_gateway(
+                    stack, folder, n, name=label, settings=changes, env=env, repo=repo
+                )
                 gateways[label] = extras.enter_context(gateway)
         wait_for_workers([(labels[label], gateway) for label, gateway in gateways.items()])
         common: Processes = {
@@ -371,7 +380,10 @@ def main() -> None:
         if len(counts) > 1:
             report_workers(results, counts, idle)
         if "variant" in labels:
-            report_variant(results, first_label, [*args.variant, *args.variant_env])
+            changes = [*args.variant, *args.variant_env]
+            if args.variant_repo:
+                changes.append(f"the code of {args.variant_repo}")
+            report_variant(results, first_label, changes)
         if args.profile is not None and args.profile_target in targets:
             n = 16 if 16 in args.concurrency else max(args.concurrency)
             label = "variant" if args.profile_variant else first_label
@@ -471,14 +483,14 @@ def report(
     print(f"idle CPU, ms per second: {rates}")
     print("CPU columns: milliseconds of CPU (user + system) per statement, by process\n")
     print(
-        f"{'target':<16}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'target':<21}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'errors':>7}{'503s':>6}"
         + "".join(f"{name:>{width}}" for name, width in COLUMNS)
         + f"{'total':>7}"
     )
     for r in results:
         print(
-            f"{r.target:<16}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
+            f"{r.target:<21}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
             f"{percentile(r.latencies_ms, 0.5):>8.2f}{percentile(r.latencies_ms, 0.99):>8.2f}"
             f"{len(r.failures):>7}{r.refused:>6}"
             + "".join(f"{r.cpu_ms(name):>{width}.3f}" for name, width in COLUMNS)
