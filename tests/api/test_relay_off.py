@@ -22,8 +22,10 @@ pytestmark = pytest.mark.integration
 QUERY = "/db/neo4j/query/v2"
 LABEL = "HttpRelayOff"
 STATEMENTS = (
-    f"MATCH p = (a:{LABEL} {{name: 'a'}})-[r:KNOWS]->(b:{LABEL}) RETURN a, r, b, p,"
-    " a.at AS at, a.born AS born, a.where AS where",
+    f"MATCH (a:{LABEL} {{name: 'a'}}) RETURN a",
+    f"MATCH (a:{LABEL})-[r:KNOWS]->(b) RETURN a.name, r, b.name",
+    f"MATCH p = (:{LABEL})-[:KNOWS]->(:{LABEL}) RETURN p",
+    f"MATCH (a:{LABEL} {{name: 'a'}}) RETURN a.born, a.at, a.where",
     "RETURN [1, 2.5, 'x', true, null] AS list, {a: date('2026-11-30')} AS map,"
     " datetime('2026-11-30T10:00:00[Europe/Berlin]') AS zoned, localtime('10:11') AS lt,"
     " duration('P1Y2M3DT4.5S') AS d, point({x: 1, y: 2, z: 3}) AS p3, 0.0 / 0.0 AS nan,"
