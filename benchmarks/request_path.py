@@ -105,8 +105,10 @@ TARGETS = ("bolt-neo4j", "bolt-gateway", "http-neo4j", "http-gateway")
 # The processes whose CPU time is read, and the columns they are printed in; "gw loop" is the
 # gateway's main thread (its event loop), a part of "gateway", not added to the total.
 COLUMNS = (("gateway", 9), ("gw loop", 8), ("neo4j", 7), ("opa", 6), ("client", 7))
-# The targets: gateway CPU per Bolt statement, and Bolt throughput (b)/(a) at 16 clients.
+# The targets: gateway CPU per Bolt statement, and Bolt throughput (b)/(a) at 16 clients;
+# over HTTP, gateway CPU per statement, and HTTP throughput (d) over straight Bolt (a) at 16.
 CPU_TARGET_MS, THROUGHPUT_TARGET = 0.6, 0.5
+HTTP_CPU_TARGET_MS, HTTP_THROUGHPUT_TARGET = 1.0, 0.35
 Work = list[tuple[str, dict[str, Any]]]
 # A measured process: named (pid, thread) pairs whose CPU times add up (a gateway's workers).
 Processes = dict[str, list[tuple[int, int | None]]]
@@ -524,6 +526,18 @@ def report(
             met = "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
             print(f"  {target} throughput / direct x16: {ratio:.2f} ({met})")
     print(f"  (targets: <= {CPU_TARGET_MS} ms per statement; >= {THROUGHPUT_TARGET} at x16)")
+    for (target, n), r in by_key.items():
+        if target.startswith("http-gateway"):
+            met = "met" if r.cpu_ms("gateway") <= HTTP_CPU_TARGET_MS else "NOT met"
+            print(f"  {target} CPU per statement x{n}: {r.cpu_ms('gateway'):.3f} ms ({met})")
+            if ("bolt-neo4j", n) in by_key:
+                ratio = r.throughput / by_key["bolt-neo4j", n].throughput
+                met = "met" if ratio >= HTTP_THROUGHPUT_TARGET else "NOT met"
+                print(f"  {target} throughput / straight Bolt x{n}: {ratio:.2f} ({met})")
+    print(
+        f"  (HTTP targets: <= {HTTP_CPU_TARGET_MS} ms per statement;"
+        f" >= {HTTP_THROUGHPUT_TARGET} of straight Bolt at x16)"
+    )
     for clients, gateways in rss_mib.items():
         for gateway, peaks in gateways.items():
             each = ", ".join(f"{peak:.1f}" for peak in peaks)
