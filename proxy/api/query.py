@@ -67,15 +67,20 @@ class TransactionBody(QueryBody):
     statement: str = ""
 
 
-@router.post("/db/{database}/query/v2")
-async def query(database: str, request: Request) -> JSONResponse:
+async def query(request: Request) -> JSONResponse:
     """One statement through the request path; its rows, counters and bookmarks back."""
+    database: str = request.path_params["database"]
     state = runtime(request)
     request_id = start_request(request)
     body = Body(request, state.server)
     async with state.gateway.run(call_of(request, request_id, database, body)) as rows:
         result = await Answer.read(rows)
     return result.response(request, request_id, result.render(body.include_counters))
+
+
+# A plain Starlette route: FastAPI's parameter and dependency machinery around the endpoint,
+# which needs none of it, cost about 0.07 ms per statement (benchmarks/request_path.py).
+router.add_route("/db/{database}/query/v2", query, methods=["POST"])
 
 
 @dataclass(frozen=True, slots=True)
