@@ -33,7 +33,8 @@ statement takes.
 
     .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64 256]
         [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--workers 1 [2 ...]]
-        [--profile FILE] [--gateway-setting server.admission.max_in_flight=16 ...]
+        [--profile FILE [--profile-target http-gateway]] [--http-client aiohttp|httpx]
+        [--gateway-setting server.admission.max_in_flight=16 ...]
 
 ``--workers N``: the gateway runs as N processes (``server.workers``). Given several counts,
 a gateway runs for each (the stack's with the first, others beside it on the same Neo4j and
@@ -41,10 +42,20 @@ OPA), each gateway target is measured once per count (``http-gateway-w2``: the g
 workers) in the same mirrored order, and a gateway's CPU is that of all its processes (the
 supervisor and every worker); the share each worker took is printed too.
 
+``--variant KEY=VALUE`` (and ``--variant-env NAME=VALUE``, ``--variant-repo DIR``): one more
+gateway runs beside, with the first count of workers and these settings (and environment, and
+the code of another checkout: a change with no setting of its own), each gateway target is
+measured on it too (``http-gateway-variant``) in the same mirrored order, and its CPU per
+statement, throughput and p50 are printed against the same gateway without them: a change
+weighed in one run, whatever else the machine does meanwhile.
+
 ``--requests`` counts the statements per target and number of clients. ``--profile FILE``:
-afterwards ``bolt-gateway`` runs once more, unmeasured, at 16 clients (or the highest number
-given) on twice ``--requests`` statements with py-spy sampling the gateway; FILE gets py-spy's
-raw stacks and benchmarks/hotspots.py's summary of them is printed.
+afterwards ``bolt-gateway`` (or ``--profile-target``) runs once more, unmeasured, at 16 clients
+(or the highest number given) on twice ``--requests`` statements with py-spy sampling the
+gateway; FILE gets py-spy's raw stacks and benchmarks/hotspots.py's summary of them is printed.
+``--http-client``: the HTTP targets' load generator, aiohttp by default (httpx's connection pool
+costs this process several milliseconds of CPU per statement at 64 clients, enough on two cores
+to set the pace itself).
 """
 
 from __future__ import annotations
@@ -94,8 +105,10 @@ TARGETS = ("bolt-neo4j", "bolt-gateway", "http-neo4j", "http-gateway")
 # The processes whose CPU time is read, and the columns they are printed in; "gw loop" is the
 # gateway's main thread (its event loop), a part of "gateway", not added to the total.
 COLUMNS = (("gateway", 9), ("gw loop", 8), ("neo4j", 7), ("opa", 6), ("client", 7))
-# The issue's targets: gateway CPU per Bolt statement, and Bolt throughput (b)/(a) at 16 clients.
+# The issue's targets: gateway CPU per Bolt statement, and Bolt throughput (b)/(a) at 16 clients;
+# over HTTP, gateway CPU per statement, and HTTP throughput (d) over straight Bolt (a) at 16.
 CPU_TARGET_MS, THROUGHPUT_TARGET = 0.6, 0.5
+HTTP_CPU_TARGET_MS, HTTP_THROUGHPUT_TARGET = 1.0, 0.35
 Work = list[tuple[str, dict[str, Any]]]
 # A measured process: named (pid, thread) pairs whose CPU times add up (a gateway's workers).
 Processes = dict[str, list[tuple[int, int | None]]]
@@ -185,7 +198,9 @@ def idle_rates(processes: Processes, seconds: float = 5.0) -> dict[str, float]:
     return {name: 1000 * (after[name] - before[name]) / seconds for name in processes}
 
 
-def profile_gateway(pid: int, client: Client, work: Work, clients: int, out: Path) -> None:
+def profile_gateway(
+    pid: int, client: Client, work: Work, clients: int, out: Path, target: str
+) -> None:
     """One unmeasured run of ``client`` with py-spy sampling process ``pid`` into ``out``; print
     the summary, weighed by each thread's CPU time over the run."""
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -199,7 +214,7 @@ def profile_gateway(pid: int, client: Client, work: Work, clients: int, out: Pat
     spy.send_signal(signal.SIGINT)  # py-spy writes its file when interrupted
     spy.wait(timeout=60)
     print(
-        f"\npy-spy on the gateway, bolt-gateway x{clients}, {len(work)} statements in"
+        f"\npy-spy on the gateway, {target} x{clients}, {len(work)} statements in"
         f" {seconds:.1f} s, gateway CPU {1000 * total / len(work):.3f} ms per"
         f" statement ({out}):"
     )
@@ -218,6 +233,40 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="py-spy raw output of a profiled extra run")
     parser.add_argument(
+        "--profile-target",
+        choices=("bolt-gateway", "http-gateway"),
+        default="bolt-gateway",
+        help="the gateway target --profile runs",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run one more gateway with these settings too, measured beside the others",
+    )
+    parser.add_argument(
+        "--variant-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the variant's environment too (PYTHONPATH=DIR: a folder shadowing a module)",
+    )
+    parser.add_argument(
+        "--variant-repo",
+        type=Path,
+        help="the variant runs the code of this checkout (a git worktree at another commit)",
+    )
+    parser.add_argument(
+        "--profile-variant", action="store_true", help="--profile the variant's gateway"
+    )
+    parser.add_argument(
+        "--http-client",
+        choices=("aiohttp", "httpx"),
+        default="aiohttp",
+        help="the load generator's HTTP client (httpx's costs it several times more CPU)",
+    )
+    parser.add_argument(
         "--gateway-setting",
         action="append",
         default=[],
@@ -230,8 +279,16 @@ def main() -> None:
     if min(counts) < 1:
         parser.error("--workers counts processes: 1 or more")
 
-    def named(target: str, n: int) -> str:
-        return f"{target}-w{n}" if len(counts) > 1 else target
+    variant = [gateway_setting(text) for text in args.variant]
+    variant_env = dict(text.partition("=")[::2] for text in args.variant_env)
+    # Each gateway by label: "w<N>" for each count of workers, "variant" for --variant's.
+    labels = {f"w{n}": n for n in counts}
+    if variant or variant_env or args.variant_repo:
+        labels["variant"] = counts[0]
+    first_label = f"w{counts[0]}"
+
+    def named(target: str, label: str) -> str:
+        return f"{target}-{label}" if len(labels) > 1 else target
 
     rng = random.Random(7)  # the same statements, in the same order, for every target
     work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
@@ -241,11 +298,7 @@ def main() -> None:
 
     def configure(config: dict[str, Any]) -> None:
         config["server"]["workers"] = counts[0]
-        for keys, value in overrides:
-            section = config
-            for key in keys[:-1]:
-                section = section.setdefault(key, {})
-            section[keys[-1]] = value
+        apply_settings(config, overrides)
 
     with (
         local_stack(extra_clients=[BENCH_READER], configure_gateway=configure) as stack,
@@ -256,11 +309,17 @@ def main() -> None:
         seed_bench_items(db)
         token = stack.client_token(BENCH_READER.client_id)  # outlives the run; see measure.py
         pid = {name: process["pid"] for name, process in status["processes"].items()}
-        gateways = {counts[0]: {**status, "pid": pid["gateway"]}}
-        for n in counts[1:]:  # beside the stack's, on the same Neo4j and OPA
-            folder = stack.run_dir.parent / f"gateway-{n}w"
-            gateways[n] = extras.enter_context(extra_gateway(stack, folder, n))
-        wait_for_workers(gateways)
+        gateways = {first_label: {**status, "pid": pid["gateway"]}}
+        for label, n in labels.items():  # beside the stack's, on the same Neo4j and OPA
+            if label != first_label:
+                folder = stack.run_dir.parent / f"gateway-{label}"
+                changes, env = (variant, variant_env) if label == "variant" else ([], {})
+                repo = args.variant_repo if label == "variant" else None
+                gateway = extra_gateway(
+                    stack, folder, n, name=label, settings=changes, env=env, repo=repo
+                )
+                gateways[label] = extras.enter_context(gateway)
+        wait_for_workers([(labels[label], gateway) for label, gateway in gateways.items()])
         common: Processes = {
             "neo4j": [(pid["neo4j"], None)],
             "opa": [(pid["opa"], None)],
@@ -270,27 +329,31 @@ def main() -> None:
         query_api = "/db/neo4j/query/v2"
         bearer = {"Authorization": f"Bearer {token}"}
         plan: dict[str, tuple[Client, Processes]] = {}
-        first = watched[counts[0]]  # direct targets show the (idle) first gateway's CPU too
+        first = watched[first_label]  # direct targets show the (idle) first gateway's CPU too
         for target in targets:
             if target == "bolt-neo4j":
                 basic = neo4j.basic_auth(db["user"], db["password"])
                 plan[target] = bolt_client(db["bolt_uri"], basic), first
             elif target == "http-neo4j":
-                login = httpx.BasicAuth(db["user"], db["password"])
-                plan[target] = http_client(db["http_uri"] + query_api, login, {}), first
-            for n, gateway in gateways.items():
+                login = (db["user"], db["password"])
+                url = db["http_uri"] + query_api
+                direct = http_client(url, login, {}, library=args.http_client)
+                plan[target] = direct, first
+            for label, gateway in gateways.items():
                 if target == "bolt-gateway":
                     client = bolt_client(gateway["gateway_bolt_uri"], neo4j.bearer_auth(token))
-                    plan[named(target, n)] = client, watched[n]
+                    plan[named(target, label)] = client, watched[label]
                 elif target == "http-gateway":
-                    client = http_client(gateway["gateway_url"] + query_api, None, bearer)
-                    plan[named(target, n)] = client, watched[n]
+                    client = http_client(
+                        gateway["gateway_url"] + query_api, None, bearer, library=args.http_client
+                    )
+                    plan[named(target, label)] = client, watched[label]
         order = list(plan)
         for name in order:  # Neo4j's JIT and the gateway's caches, before anything counts
             asyncio.run(unmeasured(plan[name][0], halves[0], 16))
         idle = idle_rates(
             {
-                **{named("gateway", n): watched[n]["gateway"] for n in counts},
+                **{named("gateway", label): watched[label]["gateway"] for label in labels},
                 **common,
             }
         )
@@ -299,7 +362,10 @@ def main() -> None:
         rss: dict[int, dict[str, list[float]]] = {}
         for clients in args.concurrency:
             level = {name: Result(name, clients) for name in order}
-            pids = {named("gateway", n): [p for p, _ in watched[n]["gateway"]] for n in counts}
+            pids = {
+                named("gateway", label): [p for p, _ in watched[label]["gateway"]]
+                for label in labels
+            }
             reset = all(reset_peak_rss(p) for each in pids.values() for p in each)
             for i, name in enumerate([*order, *reversed(order)]):
                 half = halves[0] if i < len(order) else halves[1]
@@ -309,30 +375,37 @@ def main() -> None:
             # The peaks at this number of clients (if they cannot be reset, the run's so far).
             if reset:
                 rss[clients] = {g: [peak_rss_mib(p) for p in each] for g, each in pids.items()}
-        first_url = gateways[counts[0]]["gateway_url"]
+        first_url = gateways[first_label]["gateway_url"]
         caches = cache_hit_rates(httpx.get(first_url + "/metrics", timeout=10).text)
         print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
         report(results, idle, rss, caches)
         if len(counts) > 1:
             report_workers(results, counts, idle)
-        if args.profile is not None and "bolt-gateway" in targets:
+        if "variant" in labels:
+            changes = [*args.variant, *args.variant_env]
+            if args.variant_repo:
+                changes.append(f"the code of {args.variant_repo}")
+            report_variant(results, first_label, changes)
+        if args.profile is not None and args.profile_target in targets:
             n = 16 if 16 in args.concurrency else max(args.concurrency)
-            worker = watched[counts[0]]["gw loop"][0][0]  # the first worker, if several
-            client = plan[named("bolt-gateway", counts[0])][0]
-            profile_gateway(worker, client, work * 2, n, args.profile)
+            label = "variant" if args.profile_variant else first_label
+            worker = watched[label]["gw loop"][0][0]  # the first worker, if several
+            client = plan[named(args.profile_target, label)][0]
+            profile_gateway(worker, client, work * 2, n, args.profile, args.profile_target)
 
 
-def wait_for_workers(gateways: dict[int, dict[str, Any]]) -> None:
-    """Until each gateway has all its workers and each worker has had time to open its doors
-    (a worker listens only once started, so an early connection would all go to the first)."""
+def wait_for_workers(gateways: list[tuple[int, dict[str, Any]]]) -> None:
+    """Until each gateway (with its number of workers) has all its workers and each worker has
+    had time to open its doors (a worker listens only once started, so an early connection
+    would all go to the first)."""
     deadline = time.monotonic() + 120
-    for n, gateway in gateways.items():
+    for n, gateway in gateways:
         expected = 1 if n == 1 else n + 1
         while len(process_tree(gateway["pid"])) < expected:  # bounded by the deadline
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the {n}-worker gateway did not start all its workers")
             time.sleep(0.5)
-    if any(n > 1 for n in gateways):
+    if any(n > 1 for n, _ in gateways):
         time.sleep(15)  # a worker's start-up (Neo4j, OPA, leases) takes a few seconds
 
 
@@ -368,6 +441,34 @@ def report_workers(results: list[Result], counts: list[int], idle: dict[str, flo
     print("  (goal: with more workers, CPU per statement no higher: ratio <= 1.00)")
 
 
+def report_variant(results: list[Result], first: str, changes: list[str]) -> None:
+    """Each gateway target with --variant's settings against the same without them."""
+    print(f"\nvariant ({', '.join(changes)}) against the gateway without it ({first}):")
+    by_key = {(r.target, r.clients): r for r in results}
+    for (target, clients), r in by_key.items():
+        base, _, label = target.rpartition("-")
+        if label != "variant":
+            continue
+        was = by_key[f"{base}-{first}", clients]
+        p50 = percentile(r.latencies_ms, 0.5) / percentile(was.latencies_ms, 0.5)
+        ratio = r.cpu_ms("gateway") / was.cpu_ms("gateway")
+        print(
+            f"  {base:<13} x{clients:<3} gateway CPU {r.cpu_ms('gateway'):.3f} ms against"
+            f" {was.cpu_ms('gateway'):.3f} (ratio {ratio:.2f});"
+            f" neo4j CPU {r.cpu_ms('neo4j'):.3f} against {was.cpu_ms('neo4j'):.3f};"
+            f" throughput {r.throughput / was.throughput:.2f}x; p50 {p50:.2f}x"
+        )
+
+
+def apply_settings(config: dict[str, Any], changes: list[tuple[list[str], Any]]) -> None:
+    """Set each of ``changes`` (keys, value) in the gateway configuration ``config``."""
+    for keys, value in changes:
+        section = config
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+        section[keys[-1]] = value
+
+
 def gateway_setting(text: str) -> tuple[list[str], Any]:
     """``server.admission.max_in_flight=16`` as its keys and its TOML value."""
     key, _, value = text.partition("=")
@@ -384,14 +485,14 @@ def report(
     print(f"idle CPU, ms per second: {rates}")
     print("CPU columns: milliseconds of CPU (user + system) per statement, by process\n")
     print(
-        f"{'target':<16}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'target':<21}{'clients':>7}{'stmts':>7}{'st/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'errors':>7}{'503s':>6}"
         + "".join(f"{name:>{width}}" for name, width in COLUMNS)
         + f"{'total':>7}"
     )
     for r in results:
         print(
-            f"{r.target:<16}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
+            f"{r.target:<21}{r.clients:>7}{r.statements:>7}{r.throughput:>7.0f}"
             f"{percentile(r.latencies_ms, 0.5):>8.2f}{percentile(r.latencies_ms, 0.99):>8.2f}"
             f"{len(r.failures):>7}{r.refused:>6}"
             + "".join(f"{r.cpu_ms(name):>{width}.3f}" for name, width in COLUMNS)
@@ -425,6 +526,18 @@ def report(
             met = "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
             print(f"  {target} throughput / direct x16: {ratio:.2f} ({met})")
     print(f"  (targets: <= {CPU_TARGET_MS} ms per statement; >= {THROUGHPUT_TARGET} at x16)")
+    for (target, n), r in by_key.items():
+        if target.startswith("http-gateway"):
+            met = "met" if r.cpu_ms("gateway") <= HTTP_CPU_TARGET_MS else "NOT met"
+            print(f"  {target} CPU per statement x{n}: {r.cpu_ms('gateway'):.3f} ms ({met})")
+            if ("bolt-neo4j", n) in by_key:
+                ratio = r.throughput / by_key["bolt-neo4j", n].throughput
+                met = "met" if ratio >= HTTP_THROUGHPUT_TARGET else "NOT met"
+                print(f"  {target} throughput / straight Bolt x{n}: {ratio:.2f} ({met})")
+    print(
+        f"  (HTTP targets: <= {HTTP_CPU_TARGET_MS} ms per statement;"
+        f" >= {HTTP_THROUGHPUT_TARGET} of straight Bolt at x16)"
+    )
     for clients, gateways in rss_mib.items():
         for gateway, peaks in gateways.items():
             each = ", ".join(f"{peak:.1f}" for peak in peaks)

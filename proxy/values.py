@@ -6,6 +6,13 @@
   so that integers, floats, dates and points survive the round trip. The neo4j driver speaks
   this form over ``http://``; parameters arrive in it too and are decoded here.
 
+The values encoded are those of a record in either of two forms: as the neo4j driver hands them
+out, or as Bolt carries them (:func:`~proxy.codec.packstream.unpack`'s, with a
+:class:`~proxy.codec.packstream.Structure` for each graph entity, temporal value and point),
+which is how the relay (:mod:`proxy.neo4j.relay`) reads them. A graph entity in its Bolt form is
+written straight from its fields; a temporal value or point is first read as the driver would
+read it (:func:`~proxy.codec.values.from_wire`), so that both forms give the same JSON.
+
 Both encoders are checked against Neo4j's own Query API in the acceptance tests.
 """
 
@@ -15,7 +22,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +30,9 @@ import pytz
 from neo4j import graph as neo4j_graph
 from neo4j import spatial as neo4j_spatial
 from neo4j import time as neo4j_time
+
+from proxy.codec.packstream import Structure
+from proxy.codec.values import from_wire
 
 JSON = Any
 TYPED_MEDIA_TYPE = "application/vnd.neo4j.query"
@@ -48,6 +58,21 @@ def to_typed(value: Any) -> JSON:
 
 
 def _encode(value: Any, *, typed: bool) -> JSON:
+    # The common kinds first, by exact type: this runs for every value of every row.
+    kind = type(value)
+    if kind is str:
+        return {"$type": "String", "_value": value} if typed else value
+    if kind is int:
+        return {"$type": "Integer", "_value": str(value)} if typed else value
+    if kind is Structure:
+        return _encode_structure(value, typed=typed)
+    if kind is list:
+        items = [_encode(item, typed=typed) for item in value]
+        return {"$type": "List", "_value": items} if typed else items
+    if kind is dict:
+        entries = {key: _encode(item, typed=typed) for key, item in value.items()}
+        return {"$type": "Map", "_value": entries} if typed else entries
+
     def wrap(kind: str, inner: JSON) -> JSON:
         return {"$type": kind, "_value": inner} if typed else inner
 
@@ -74,28 +99,71 @@ def _encode(value: Any, *, typed: bool) -> JSON:
     if isinstance(value, neo4j_time.Date):
         return wrap("Date", value.iso_format())
     if isinstance(value, neo4j_time.Time):
-        kind = "LocalTime" if value.tzinfo is None else "Time"
-        return wrap(kind, _java_style_iso(value.iso_format()))
+        name = "LocalTime" if value.tzinfo is None else "Time"
+        return wrap(name, _java_style_iso(value.iso_format()))
     if isinstance(value, neo4j_time.DateTime):
         return _encode_datetime(value, wrap, typed=typed)
     if isinstance(value, bytes | bytearray):
         return wrap("Base64", base64.b64encode(bytes(value)).decode("ascii"))
     if isinstance(value, neo4j_graph.Node):
-        return _encode_node(value, wrap, typed=typed)
+        return _encode_node(value, typed=typed)
     if isinstance(value, neo4j_graph.Relationship):
-        return _encode_relationship(value, wrap, typed=typed)
+        return _encode_relationship(value, typed=typed)
     if isinstance(value, neo4j_graph.Path):
-        items: list[JSON] = []
+        walked: list[JSON] = []
         for index, node in enumerate(value.nodes):
             if index:
-                items.append(_encode(value.relationships[index - 1], typed=typed))
-            items.append(_encode(node, typed=typed))
-        return wrap("Path", items)
+                walked.append(_encode(value.relationships[index - 1], typed=typed))
+            walked.append(_encode(node, typed=typed))
+        return wrap("Path", walked)
     if isinstance(value, list | tuple):
         return wrap("List", [_encode(item, typed=typed) for item in value])
     if isinstance(value, dict):
         return wrap("Map", {key: _encode(item, typed=typed) for key, item in value.items()})
     return wrap("String", str(value))
+
+
+def _encode_structure(value: Structure, *, typed: bool) -> JSON:
+    """A value in its Bolt form (see the module docstring). Raises
+    :class:`~proxy.codec.values.UnsupportedValue` (a ``ValueError``) for one the driver could
+    not hold either (a date beyond year 9999, an unknown structure)."""
+    tag, fields = value.tag, value.fields
+    if tag == b"N":
+        _id, labels, properties, element_id = fields
+        return _node_json(element_id, labels, properties, typed=typed)
+    if tag == b"R":
+        _id, _start, _end, kind, properties, element_id, start_id, end_id = fields
+        return _relationship_json(element_id, start_id, end_id, kind, properties, typed=typed)
+    if tag == b"P":
+        return _path_json(*fields, typed=typed)
+    return _encode(from_wire(value), typed=typed)
+
+
+def _path_json(
+    nodes: list[Structure], relationships: list[Structure], indices: list[int], *, typed: bool
+) -> JSON:
+    """A path's nodes and relationships in walking order, each relationship with its start and
+    end as the driver gives them: from the last step that walks it (the driver hydrates each
+    distinct relationship once and sets its ends at every step)."""
+    ends: dict[int, tuple[str, str]] = {}
+    walk: list[tuple[int, int]] = []
+    last = 0
+    for step in range(0, len(indices), 2):
+        number, following = indices[step], indices[step + 1]
+        here, there = nodes[last].fields[3], nodes[following].fields[3]
+        if number > 0:
+            ends[number - 1] = (here, there)
+        else:
+            ends[-number - 1] = (there, here)
+        walk.append((abs(number) - 1, following))
+        last = following
+    items = [_encode(nodes[0], typed=typed)]
+    for relationship, node in walk:
+        _id, kind, properties, element_id = relationships[relationship].fields
+        start, end = ends[relationship]
+        items.append(_relationship_json(element_id, start, end, kind, properties, typed=typed))
+        items.append(_encode(nodes[node], typed=typed))
+    return {"$type": "Path", "_value": items} if typed else items
 
 
 def _encode_datetime(
@@ -110,47 +178,55 @@ def _encode_datetime(
     return wrap("OffsetDateTime", text)
 
 
-def _encode_node(
-    value: neo4j_graph.Node, wrap: Callable[[str, JSON], JSON], *, typed: bool
+def _encode_node(value: neo4j_graph.Node, *, typed: bool) -> JSON:
+    return _node_json(value.element_id, value.labels, dict(value), typed=typed)
+
+
+def _node_json(
+    element_id: str, labels: Iterable[str], properties: dict[str, Any], *, typed: bool
 ) -> JSON:
-    properties = {key: _encode(item, typed=typed) for key, item in dict(value).items()}
+    encoded = {key: _encode(item, typed=typed) for key, item in properties.items()}
     if typed:
-        return wrap(
-            "Node",
-            {
-                "_element_id": value.element_id,
-                "_labels": sorted(value.labels),
-                "_properties": properties,
-            },
-        )
-    return {"elementId": value.element_id, "labels": sorted(value.labels), "properties": properties}
+        inner = {"_element_id": element_id, "_labels": sorted(labels), "_properties": encoded}
+        return {"$type": "Node", "_value": inner}
+    return {"elementId": element_id, "labels": sorted(labels), "properties": encoded}
 
 
-def _encode_relationship(
-    value: neo4j_graph.Relationship, wrap: Callable[[str, JSON], JSON], *, typed: bool
-) -> JSON:
+def _encode_relationship(value: neo4j_graph.Relationship, *, typed: bool) -> JSON:
     # A Node with no properties is falsy (it is a mapping), hence "is not None".
     start, end = value.start_node, value.end_node
     start_id = None if start is None else start.element_id
     end_id = None if end is None else end.element_id
-    properties = {key: _encode(item, typed=typed) for key, item in dict(value).items()}
+    return _relationship_json(
+        value.element_id, start_id, end_id, value.type, dict(value), typed=typed
+    )
+
+
+def _relationship_json(
+    element_id: str,
+    start_id: str | None,
+    end_id: str | None,
+    kind: str,
+    properties: dict[str, Any],
+    *,
+    typed: bool,
+) -> JSON:
+    encoded = {key: _encode(item, typed=typed) for key, item in properties.items()}
     if typed:
-        return wrap(
-            "Relationship",
-            {
-                "_element_id": value.element_id,
-                "_start_node_element_id": start_id,
-                "_end_node_element_id": end_id,
-                "_type": value.type,
-                "_properties": properties,
-            },
-        )
+        inner = {
+            "_element_id": element_id,
+            "_start_node_element_id": start_id,
+            "_end_node_element_id": end_id,
+            "_type": kind,
+            "_properties": encoded,
+        }
+        return {"$type": "Relationship", "_value": inner}
     return {
-        "elementId": value.element_id,
+        "elementId": element_id,
         "startNodeElementId": start_id,
         "endNodeElementId": end_id,
-        "type": value.type,
-        "properties": properties,
+        "type": kind,
+        "properties": encoded,
     }
 
 

@@ -36,13 +36,14 @@ LAYERS: list[set[str]] = [
         "settings",
         "statement",
         "tls",
-        "values",
         "wire",
     },
     # Traces: the seam the request path and the doors trace through (it reads its settings).
     {"tracing"},
     # The Bolt codec (PackStream, wire values) speaks only the foundation's words.
     {"principal", "codec", "chains"},
+    # Values as the Query API writes them, from the driver's or straight from the codec's.
+    {"values"},
     # Policy bundles (built, named, checked), and the folder served as one, below the OPA server.
     {"bundles"},
     {"bundle_server"},

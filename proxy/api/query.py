@@ -73,9 +73,9 @@ class TransactionBody(QueryBody):
     statement: str = ""
 
 
-@router.post("/db/{database}/query/v2")
-async def query(database: str, request: Request) -> JSONResponse:
+async def query(request: Request) -> JSONResponse:
     """One statement through the request path; its rows, counters and bookmarks back."""
+    database: str = request.path_params["database"]
     state = runtime(request)
     request_id = start_request(request)
     body = Body(request, state.server)
@@ -84,6 +84,11 @@ async def query(database: str, request: Request) -> JSONResponse:
         result = await Answer.read(rows)
     rendered = result.render(body.include_counters, lineage=body.lineage)
     return result.response(request, request_id, rendered)
+
+
+# A plain Starlette route: FastAPI's parameter and dependency machinery around the endpoint,
+# which needs none of it, cost about 0.07 ms per statement (benchmarks/request_path.py).
+router.add_route("/db/{database}/query/v2", query, methods=["POST"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,8 @@ class Services:
     describe: Callable[[], Awaitable[dict[str, str]]]
     auth_schemes: Sequence[str]
     liveness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
-    # What runs the Bolt door's statements (records relayed undecoded); None: ``executor``.
+    # What runs the HTTP door's statements (``executor``) and the Bolt door's (records relayed
+    # undecoded); None: ``executor``.
     bolt_executor: GraphExecutor | None = None
 
 
@@ -283,7 +284,7 @@ async def _open_services(
         audit_access=policy,
         planner=neo4j.executor,
         credentials=neo4j.credentials,
-        executor=neo4j.executor,
+        executor=neo4j.relay if settings.neo4j.http_relay else neo4j.executor,
         audit=audit,
         reading=AuditLogReading(settings.audit.path, settings.audit.chain_id),
         readiness={
@@ -295,7 +296,7 @@ async def _open_services(
         describe=neo4j.executor.describe,
         auth_schemes=authenticator.schemes,
         liveness={"audit_writer": audit.check_alive},
-        bolt_executor=neo4j.relay if settings.neo4j.bolt_relay else None,
+        bolt_executor=neo4j.relay if settings.neo4j.bolt_relay else neo4j.executor,
     )
 
 

@@ -43,31 +43,16 @@ from proxy.neo4j.bolt import (
     metadata_of,
     tag_of,
 )
-from proxy.neo4j.executor import notifications, row_weight
+from proxy.neo4j.executor import row_weight
 from proxy.neo4j.logins import Login
 from proxy.neo4j.secret_sources import Credential
-from proxy.statement import JSON, AccessMode, Execution, Opening, QueryType, Summary
+from proxy.neo4j.summaries import summary_of
+from proxy.statement import JSON, AccessMode, Execution, Opening, Summary
 
 # Records asked for per PULL: enough for most answers in one round trip, few enough that a
 # slow caller holds back Neo4j (its reading paces ours).
 PULL_BATCH = 1000
 _PULL = wire.encode(PULL, {"n": PULL_BATCH})  # the same message every time: packed once
-# Bolt's summary counters, by the name the gateway gives them (the Query API's).
-_COUNTERS = {
-    "nodes-created": "nodesCreated",
-    "nodes-deleted": "nodesDeleted",
-    "relationships-created": "relationshipsCreated",
-    "relationships-deleted": "relationshipsDeleted",
-    "properties-set": "propertiesSet",
-    "labels-added": "labelsAdded",
-    "labels-removed": "labelsRemoved",
-    "indexes-added": "indexesAdded",
-    "indexes-removed": "indexesRemoved",
-    "constraints-added": "constraintsAdded",
-    "constraints-removed": "constraintsRemoved",
-    "system-updates": "systemUpdates",
-}
-_QUERY_TYPES: tuple[QueryType, ...] = ("r", "rw", "w", "s")
 
 
 class UserBoltPools:
@@ -241,8 +226,15 @@ class RelayRows:
         return self._decoded()
 
     async def _decoded(self) -> AsyncIterator[list[JSON]]:
-        async for record in self.records():
-            yield unpack(record).fields[0]
+        """Each record's values, decoded once (for the limit and for the reader alike)."""
+        while not self._done:
+            message = await self._next()
+            if message is None:
+                return
+            values: list[JSON] = unpack(message).fields[0]
+            if not self._within_limit(values):
+                return
+            yield values
 
     async def records(self) -> AsyncIterator[bytes]:
         """Each record as the raw ``RECORD`` message Neo4j sent (unframed), up to the limit."""
@@ -250,17 +242,25 @@ class RelayRows:
             message = await self._next()
             if message is None:
                 return
-            if self._limit is not None:
-                # A list counts as many rows as it holds, so collect() cannot fold it away.
-                self._weight += row_weight(unpack(message).fields[0])
-                if self._weight > self._limit:  # past the limit: never more is held
-                    self._done = True
-                    if not self._truncate:
-                        raise RowLimitExceeded(self._limit)
-                    self._truncated = True
-                    return
-            self._count += 1
+            if self._limit is None:
+                self._count += 1  # nothing to weigh: the record stays undecoded
+            elif not self._within_limit(unpack(message).fields[0]):
+                return
             yield message
+
+    def _within_limit(self, values: list[JSON]) -> bool:
+        """Count a record; False (or :class:`RowLimitExceeded`) once it is past the limit."""
+        if self._limit is not None:
+            # A list counts as many rows as it holds, so collect() cannot fold it away.
+            self._weight += row_weight(values)
+            if self._weight > self._limit:  # past the limit: never more is held
+                self._done = True
+                if not self._truncate:
+                    raise RowLimitExceeded(self._limit)
+                self._truncated = True
+                return False
+        self._count += 1
+        return True
 
     async def _next(self) -> bytes | None:
         """The next record, asking for more while Neo4j has them; None after the last."""
@@ -415,31 +415,3 @@ def _refused(answer: bytes) -> Exception:
     if tag_of(answer) == FAILURE:
         return failure_error(Refused(metadata_of(answer)))
     return GraphFailed(reason="bolt_answer_ignored")
-
-
-def summary_of(metadata: Mapping[str, Any], rows: int, truncated: bool) -> Summary:
-    """The gateway's :class:`~proxy.statement.Summary` of a result's final ``SUCCESS``."""
-    stats = metadata.get("stats")
-    stats = stats if isinstance(stats, dict) else {}
-    counters: dict[str, int | bool] = dict.fromkeys(_COUNTERS.values(), 0)
-    for bolt_name, name in _COUNTERS.items():
-        value = stats.get(bolt_name)
-        if isinstance(value, int):
-            counters[name] = value
-    updates = any(counters[name] for name in _COUNTERS.values() if name != "systemUpdates")
-    counters["containsUpdates"] = bool(stats.get("contains-updates", updates))
-    counters["containsSystemUpdates"] = bool(
-        stats.get("contains-system-updates", counters["systemUpdates"] > 0)
-    )
-    bookmark = metadata.get("bookmark")
-    plan = metadata.get("plan")
-    query_type = metadata.get("type")
-    return Summary(
-        rows=rows,
-        counters=counters,
-        bookmarks=[bookmark] if isinstance(bookmark, str) else [],
-        truncated=truncated,
-        query_type=next((kind for kind in _QUERY_TYPES if kind == query_type), None),
-        plan=plan if isinstance(plan, dict) else None,
-        notifications=notifications(metadata),
-    )

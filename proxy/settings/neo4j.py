@@ -61,6 +61,12 @@ class Neo4jSettings(_Section):
         "one server neo4j.uri names, records relayed undecoded; false: on the driver, which "
         "routes a neo4j:// URI across a cluster.",
     )
+    http_relay: bool = Field(
+        default=True,
+        description="The HTTP door's statements run on the gateway's own connections too, "
+        "records decoded straight into the Query API's JSON; false: on the driver (a cluster "
+        "a neo4j:// URI routes).",
+    )
     credentials: Literal["service_account", "leases"] = Field(
         default="service_account",
         description="Run statements as the gateway's user, or as a leased user per DAG.",
