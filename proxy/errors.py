@@ -38,6 +38,18 @@ class BadRequest(CypherGateError):
     default_message = "The request is not a valid Query API request."
 
 
+class AnswerNotWritable(CypherGateError):
+    """A value of the statement's result has no form in the Query API's JSON (a date-time in a
+    named zone outside the years 1 to 9999, which the zone rules cannot place)."""
+
+    status = 500
+    code = "Neo.DatabaseError.Statement.ExecutionFailed"
+    default_message = (
+        "A value in the statement's result cannot be written as Query API JSON (a zoned"
+        " date-time outside the years 1 to 9999): return it as a string, or read it over Bolt."
+    )
+
+
 class RowLimitExceeded(CypherGateError):
     """The statement returned more rows than the decision's row limit (and nothing committed)."""
 

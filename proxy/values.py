@@ -37,6 +37,8 @@ from proxy.codec.values import from_wire
 JSON = Any
 TYPED_MEDIA_TYPE = "application/vnd.neo4j.query"
 
+# The days since 1970-01-01 of 0001-01-01 and 9999-12-31: the driver's types hold these years.
+_DAYS = (-719162, 2932896)
 _FRACTION = re.compile(r"\.(\d+)")
 _POINT = re.compile(
     r"SRID=(\d+);\s*POINT\s*(Z\s*)?\(\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)(?:\s+([-+0-9.eE]+))?\s*\)"
@@ -136,7 +138,54 @@ def _encode_structure(value: Structure, *, typed: bool) -> JSON:
         return _relationship_json(element_id, start_id, end_id, kind, properties, typed=typed)
     if tag == b"P":
         return _path_json(*fields, typed=typed)
+    far = _far_temporal(value)
+    if far is not None:
+        return {"$type": far[0], "_value": far[1]} if typed else far[1]
     return _encode(from_wire(value), typed=typed)
+
+
+def _far_temporal(value: Structure) -> tuple[str, str] | None:
+    """A date or a local or offset date-time outside the years 1 to 9999 (Neo4j has them, the
+    driver's types do not, and read year 0 as its "zero date"), written from its Bolt fields as
+    Neo4j writes it (seconds always, the fraction without trailing zeros); None for any other
+    value, and for these inside those years."""
+    tag, fields = value.tag, value.fields
+    if not fields or not all(type(field) is int for field in fields):
+        return None
+    if tag == b"D" and len(fields) == 1:
+        return ("Date", _java_date(fields[0])) if not _DAYS[0] <= fields[0] <= _DAYS[1] else None
+    if tag not in (b"d", b"I") or len(fields) != 2 + (tag == b"I"):
+        return None
+    seconds, nanos, *offset = fields
+    days, of_day = divmod(seconds + (offset[0] if offset else 0), 86400)
+    if _DAYS[0] <= days <= _DAYS[1]:
+        return None
+    hour, rest = divmod(of_day, 3600)
+    text = f"{_java_date(days)}T{hour:02}:{rest // 60:02}:{rest % 60:02}"
+    if nanos:
+        text += "." + f"{nanos:09}".rstrip("0")
+    if not offset:
+        return "LocalDateTime", text
+    sign, minutes = ("-" if offset[0] < 0 else "+"), abs(offset[0]) // 60
+    zone = "Z" if offset[0] == 0 else f"{sign}{minutes // 60:02}:{minutes % 60:02}"
+    return "OffsetDateTime", text + zone
+
+
+def _java_date(days: int) -> str:
+    """The proleptic Gregorian date ``days`` after 1970-01-01, as Java's ``LocalDate`` writes it
+    (``+10000-01-01``, ``-0001-12-31``); the civil-from-days algorithm of H. Hinnant."""
+    era, day_of_era = divmod(days + 719468, 146097)
+    year_of_era = (
+        day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096
+    ) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted_month = (5 * day_of_year + 2) // 153
+    day = day_of_year - (153 * shifted_month + 2) // 5 + 1
+    month = shifted_month + 3 if shifted_month < 10 else shifted_month - 9
+    year = year_of_era + era * 400 + (month <= 2)
+    if year > 9999:
+        return f"+{year}-{month:02}-{day:02}"
+    return f"{'-' if year < 0 else ''}{abs(year):04}-{month:02}-{day:02}"
 
 
 def _path_json(

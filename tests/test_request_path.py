@@ -78,6 +78,12 @@ def test_allowed_read_returns_what_neo4j_returns(
         " datetime('2024-01-02T03:04:05.5[Europe/Berlin]') AS zoned,"
         " datetime('2024-01-02T03:04:05+02:00') AS offset, localtime('10:11') AS lt,"
         " point({x: 1, y: 2, z: 3}) AS p3",
+        # Beyond the years 1 to 9999, which the driver's types cannot hold: as Neo4j writes them.
+        "RETURN date('+10000-01-01') AS far, date('-0001-12-31') AS bc, date('0000-06-15') AS z,"
+        " date('0000-01-01') AS zero,"
+        " localdatetime('+10000-01-01T00:00:01.5') AS farl, localdatetime('-0001-01-01T00:00')"
+        " AS bcl, datetime('+10000-01-01T00:00+02:00') AS faro,"
+        " datetime('-0001-01-01T10:11:12.5Z') AS bco",
         # Not JSON numbers: Neo4j writes them as strings (typed: their Java text).
         "RETURN 0.0 / 0.0 AS nan, 1.0 / 0.0 AS inf, -1.0 / 0.0 AS ninf, [0.0 / 0.0, 1.5] AS l,"
         " {x: -1.0 / 0.0} AS m",
@@ -142,6 +148,25 @@ def test_typed_parameters_round_trip_as_in_neo4j(
     )
     assert bad.status_code == 400
     assert "parameters.x: not a valid Integer" in bad.json()["errors"][0]["message"]
+
+
+def test_a_value_with_no_query_api_form_fails_the_statement_as_recorded(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """A date-time in a named zone past year 9999: Neo4j has it, but no zone rules place it, so
+    the gateway cannot write it as Neo4j would. A clear error, and the audit log says the same
+    thing the client saw (the value is encoded inside the request path, not after it)."""
+    statement = "RETURN datetime('+10000-01-01T00:00[Europe/Berlin]') AS far"
+    response = post(gateway, stack.token("demo_reader"), {"statement": statement})
+    assert response.status_code == 500, response.text
+    (error,) = response.json()["errors"]
+    assert error["code"] == "Neo.DatabaseError.Statement.ExecutionFailed"
+    assert "zoned date-time outside the years 1 to 9999" in error["message"]
+    decision, outcome = records_of(stack, response)
+    assert decision["decision"]["allow"] and outcome["status"] == 500
+    assert outcome["error"]["reason"].startswith("answer_not_writable")
+    ok = post(gateway, stack.token("demo_reader"), {"statement": "RETURN 1 AS one"})
+    assert ok.status_code == 202 and ok.json()["data"]["values"] == [[1]]
 
 
 def test_parameters_are_passed_and_counters_reported(

@@ -68,8 +68,15 @@ def test_a_path_walking_a_relationship_twice_shows_its_ends_as_the_driver_does()
     assert (plain[5]["startNodeElementId"], plain[5]["endNodeElementId"]) == ("n1", "n42")
 
 
-def test_a_value_the_driver_cannot_hold_is_refused() -> None:
-    """A date past year 9999 (Neo4j has them; the driver, and so the Query API's encoding of its
-    values, does not): an error, never a guess."""
+def test_a_date_the_driver_cannot_hold_is_written_from_its_fields() -> None:
+    """A date past year 9999 or before year 1 (Neo4j has them, the driver's types do not) is
+    written from its Bolt fields as Neo4j writes it (tests/test_request_path.py holds these to
+    Neo4j's own Query API); a zoned one, which the zone rules cannot place, is an error, never
+    a guess."""
+    assert to_plain(Structure(b"D", (2932897,))) == "+10000-01-01"
+    assert to_typed(Structure(b"D", (-719163,))) == {"$type": "Date", "_value": "0000-12-31"}
+    assert to_plain(Structure(b"d", (-62198755200, 0))) == "-0001-01-01T00:00:00"
+    far = to_typed(Structure(b"I", (253402300800 - 7200, 500_000_000, 7200)))
+    assert far == {"$type": "OffsetDateTime", "_value": "+10000-01-01T00:00:00.5+02:00"}
     with pytest.raises(UnsupportedValue):
-        to_plain(Structure(b"D", (10**7,)))
+        to_plain(Structure(b"i", (253402300800, 0, "Europe/Berlin")))

@@ -25,7 +25,9 @@ from starlette.requests import ClientDisconnect
 from proxy.api.errors import REQUEST_ID_HEADER
 from proxy.api.state import client_address, runtime, start_request
 from proxy.api.traced import request_trace
+from proxy.codec.values import UnsupportedValue
 from proxy.errors import (
+    AnswerNotWritable,
     BadRequest,
     ClientDisconnected,
     PayloadTooLarge,
@@ -81,7 +83,7 @@ async def query(request: Request) -> JSONResponse:
     body = Body(request, state.server)
     call = call_of(request, request_id, database, body)
     async with state.gateway.run(call, on_lineage=body.lineage_sink()) as rows:
-        result = await Answer.read(rows)
+        result = await Answer.read(rows, request)
     rendered = result.render(body.include_counters, lineage=body.lineage)
     return result.response(request, request_id, rendered)
 
@@ -100,9 +102,16 @@ class Answer:
     summary: Summary
 
     @classmethod
-    async def read(cls, rows: RowStream) -> Answer:
+    async def read(cls, rows: RowStream, request: Request) -> Answer:
+        """The rows, each encoded as it comes in the form the client accepts (plain or typed
+        JSON), inside the request path: a value that has no such form fails the statement, as
+        recorded, rather than the answer after it."""
+        encode = to_typed if _wants_typed(request.headers.get("accept")) else to_plain
         fields = rows.fields
-        values = [row async for row in rows]
+        try:
+            values = [[encode(value) for value in row] async for row in rows]
+        except UnsupportedValue as exc:
+            raise AnswerNotWritable(reason=f"answer_not_writable:{exc}") from exc
         return cls(fields, values, await rows.summary())
 
     def render(
@@ -139,7 +148,7 @@ class Answer:
         headers = {}
         if self.summary.truncated:
             headers[TRUNCATED_HEADER] = str(len(self.values))
-        return answer(request, request_id, body, headers=headers)
+        return answer(request, request_id, body, headers=headers, encoded=True)
 
 
 def answer(
@@ -148,12 +157,13 @@ def answer(
     body: dict[str, Any],
     *,
     headers: dict[str, str] | None = None,
+    encoded: bool = False,
 ) -> JSONResponse:
     """A 202 answer: ``body``, with the values of its ``data`` encoded in the form the client
-    accepts (plain or typed JSON)."""
+    accepts (plain or typed JSON), unless ``encoded`` already (:meth:`Answer.read`)."""
     typed = _wants_typed(request.headers.get("accept"))
     data = body.get("data")
-    if data is not None:
+    if data is not None and not encoded:
         encode = to_typed if typed else to_plain
         values = [[encode(value) for value in row] for row in data["values"]]
         body = {**body, "data": {"fields": data["fields"], "values": values}}
