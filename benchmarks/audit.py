@@ -1,12 +1,14 @@
-"""Benchmark: the audit log on its own, and the gateway with a durable log against a memory one.
+"""Benchmark: the audit log on its own: appends, verify and queries.
 
 1. Records per second the SQLite log sustains with group commit and fsync, from 256 concurrent
    appenders, with p50/p99 append latency; the same with checkpoints signed every 1,000 records.
 2. ``verify`` speed, in records per second, over the same log.
 3. Query latency on a log of ``--records`` records (default 1,000,000): by DAG and decision,
    by request id, by time range.
-4. Gateway throughput at 16 clients with the durable log, against the same gateway with the log
-   in memory only (``audit.path = ":memory:"``), in one run on the same local stack.
+
+The gateway with the durable log against the same gateway with the log in memory only is the
+request path benchmark's variant: ``benchmarks/request_path.py --variant 'audit.path=":memory:"'``
+(both gateways in one run, in mirrored order, with their CPU per statement).
 
     .venv/bin/python benchmarks/audit.py [--records 1000000] [--appends 50000]
 """
@@ -19,11 +21,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from measure import local_stack, percentile  # benchmarks/measure.py
-from request_path import drive  # the sibling benchmark's load generator
+from measure import percentile  # benchmarks/measure.py
 
 from proxy.audit.chainfile import ChainFile
 from proxy.audit.reader import AuditReader, RecordFilter
@@ -111,40 +111,10 @@ def timed_queries(path: Path) -> dict[str, tuple[float, float]]:
     return results
 
 
-def gateway_comparison(requests: int) -> tuple[float, float]:
-    """Mean throughput of each, measured in the order durable, memory, memory, durable (ABBA),
-    so that warm-up and drift weigh on both alike."""
-    rates: dict[str, list[float]] = {"durable": [], "memory": []}
-    order = (("durable", None), ("memory", ":memory:"), ("memory", ":memory:"), ("durable", None))
-    for label, path in order:
-
-        def configure(config: dict[str, Any], path: str | None = path) -> None:
-            if path is not None:
-                config["audit"]["path"] = path
-
-        with local_stack(configure_gateway=configure) as stack:
-            status = stack.up(with_gateway=True)
-            token = stack.token("demo_reader")
-            run = asyncio.run(
-                drive(
-                    label,
-                    status["gateway_url"] + "/db/neo4j/query/v2",
-                    None,
-                    {"Authorization": f"Bearer {token}"},
-                    requests,
-                    16,
-                )
-            )
-            assert run.errors == 0
-            rates[label].append(run.throughput)
-    return sum(rates["durable"]) / 2, sum(rates["memory"]) / 2
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--appends", type=int, default=50_000)
-    parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cyphergate-bench-audit-") as tmp:
         base = Path(tmp)
@@ -171,11 +141,6 @@ def main() -> None:
         )
         for name, (p50, p99) in timed_queries(big).items():
             print(f"query on {args.records:,} records, {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-    durable, memory = gateway_comparison(args.requests)
-    print(
-        f"gateway at 16 clients: durable log {durable:.0f} req/s, memory-only log {memory:.0f}"
-        f" req/s, ratio {durable / memory:.3f}"
-    )
 
 
 if __name__ == "__main__":
