@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 from starlette.requests import ClientDisconnect
+from starlette.routing import Route
 
 from proxy.api.errors import REQUEST_ID_HEADER
 from proxy.api.state import client_address, runtime, start_request
@@ -78,6 +79,9 @@ class TransactionBody(QueryBody):
 async def query(request: Request) -> JSONResponse:
     """One statement through the request path; its rows, counters and bookmarks back."""
     database: str = request.path_params["database"]
+    # Starlette's router leaves the route it matched in the scope, FastAPI's included routers
+    # do not: the request's span is named by its template (proxy.api.traced).
+    request.scope["route"] = _ROUTE
     state = runtime(request)
     request_id = start_request(request)
     body = Body(request, state.server)
@@ -90,7 +94,8 @@ async def query(request: Request) -> JSONResponse:
 
 # A plain Starlette route: FastAPI's parameter and dependency machinery around the endpoint,
 # which needs none of it, cost about 0.07 ms per statement (benchmarks/request_path.py).
-router.add_route("/db/{database}/query/v2", query, methods=["POST"])
+_ROUTE = Route("/db/{database}/query/v2", query, methods=["POST"])
+router.routes.append(_ROUTE)
 
 
 @dataclass(frozen=True, slots=True)
