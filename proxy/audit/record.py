@@ -142,7 +142,17 @@ class SealedRecord:
 
 def utc_timestamp(seconds: float) -> str:
     """RFC 3339 UTC with microseconds, as the audit log writes times."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    t = datetime.fromtimestamp(seconds, UTC)
+    # What strftime("%Y-%m-%dT%H:%M:%S.%fZ") writes, in half its time (every record has two).
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.microsecond,
+    )
 
 
 def elapsed_us(started: float, now: float) -> int:

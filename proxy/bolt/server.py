@@ -112,30 +112,30 @@ class BoltDoor:
             flush=outbox.flush,
         )
         options = self._settings.options
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                async with asyncio.timeout(options.idle_timeout_s) as deadline:
-
-                    def begun(deadline: asyncio.Timeout = deadline) -> None:
-                        # Silence may last idle_timeout_s; a message, once begun, must finish
-                        # within message_timeout_s (never later than the idle deadline).
-                        when = loop.time() + self._settings.message_timeout_s
-                        deadline.reschedule(min(when, deadline.when() or when))
-
-                    message = await wire.read_message(
-                        reader, max_bytes=options.max_message_bytes, begun=begun
-                    )
-                if message is None:
-                    return
-                more = False
+            async with asyncio.timeout(None) as scope:
+                deadline = _Deadline(
+                    scope, options.idle_timeout_s, self._settings.message_timeout_s
+                )
                 try:
-                    await session.handle(message)
-                    # Drivers pipeline (RUN and PULL in one write): answer them in one too.
-                    more = _input_waiting(reader) and outbox.pending < _COALESCE_BYTES
+                    while True:
+                        deadline.reading()
+                        message = await wire.read_message(
+                            reader, max_bytes=options.max_message_bytes, begun=deadline.begun
+                        )
+                        deadline.handling()
+                        if message is None:
+                            return
+                        more = False
+                        try:
+                            await session.handle(message)
+                            # Drivers pipeline (RUN and PULL in one write): answer them in one.
+                            more = _input_waiting(reader) and outbox.pending < _COALESCE_BYTES
+                        finally:
+                            if not more:
+                                await outbox.flush()
                 finally:
-                    if not more:
-                        await outbox.flush()
+                    deadline.close()
         except Defunct:
             return
         finally:
@@ -153,6 +153,45 @@ class BoltDoor:
             task.cancel()
         if self._connections:
             await asyncio.wait(list(self._connections), timeout=10)
+
+
+class _Deadline:
+    """When the message being read must have begun (``idle_s`` after the last one ended) or
+    ended (``message_s`` after its first chunk arrived); none while a message is handled.
+
+    Expiry cancels the read through ``scope``, which raises :class:`TimeoutError`. A timer
+    checks every quarter of the shorter time-out rather than moving with each message (a timer
+    per message cost each statement a few per cent of the gateway's CPU), so a deadline is
+    enforced at most that quarter late."""
+
+    def __init__(self, scope: asyncio.Timeout, idle_s: float, message_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._scope = scope
+        self._idle_s = idle_s
+        self._message_s = message_s
+        self._period = min(idle_s, message_s) / 4
+        self._when: float | None = None
+        self._timer = self._loop.call_later(self._period, self._check)
+
+    def reading(self) -> None:
+        self._when = self._loop.time() + self._idle_s
+
+    def begun(self) -> None:
+        when = self._loop.time() + self._message_s
+        self._when = when if self._when is None else min(when, self._when)
+
+    def handling(self) -> None:
+        self._when = None
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if self._when is not None and now >= self._when:
+            self._scope.reschedule(now)  # the scope cancels the read and raises TimeoutError
+            return
+        self._timer = self._loop.call_later(self._period, self._check)
 
 
 class _Outbox:

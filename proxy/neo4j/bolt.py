@@ -219,11 +219,14 @@ class BoltPool:
     async def connection(self) -> AsyncIterator[BoltConnection]:
         """A connection logged in as the pool's user, for the block; given back after it (reset
         first if Neo4j refused something on it, closed if it broke)."""
-        try:
-            async with asyncio.timeout(self._acquire_timeout_s):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise GraphUnavailable(reason="neo4j_acquisition_timeout") from exc
+        if self._slots.locked():  # only a wait needs a deadline (a timer costs each statement)
+            try:
+                async with asyncio.timeout(self._acquire_timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise GraphUnavailable(reason="neo4j_acquisition_timeout") from exc
+        else:
+            await self._slots.acquire()
         try:
             connection = await self._take()
             try:

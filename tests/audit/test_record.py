@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.audit.record import (
     GENESIS_HASH,
@@ -15,6 +18,7 @@ from proxy.audit.record import (
     SealedRecord,
     canonical,
     seal,
+    utc_timestamp,
     verify_chain,
 )
 
@@ -129,3 +133,17 @@ def test_a_sealed_body_is_the_canonical_form_of_every_field_nested_documents_inc
 def test_a_float_at_any_depth_is_refused(change: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="no floats"):
         seal(dataclasses.replace(event(1), **change), seq=1, prev_hash=GENESIS_HASH)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(min_value=0, max_value=253_402_300_799, allow_nan=False))
+def test_record_times_are_written_as_rfc3339_utc_microseconds(seconds: float) -> None:
+    # The writer formats by hand (faster); it must write exactly what strftime would, rounding
+    # to the microsecond as datetime does, from 1970 to the end of year 9999.
+    expected = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert utc_timestamp(seconds) == expected
+
+
+def test_record_times_keep_four_digit_years_and_six_digit_fractions() -> None:
+    assert utc_timestamp(0) == "1970-01-01T00:00:00.000000Z"
+    assert utc_timestamp(1_796_000_000.5) == "2026-11-30T00:53:20.500000Z"
