@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -99,6 +100,11 @@ class SQLiteAuditLog:
         self._metrics = metrics or Metrics()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        # Each queued item's deadline (``append_timeout_s`` after it came, so in order), and
+        # one timer for the earliest: cheaper than a timer per append (two per statement).
+        self._deadlines: deque[tuple[float, _Item]] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._getter: asyncio.Future[_Item | None] | None = None
         self._writer: asyncio.Task[None] | None = None
         # Why the file refused its last write or reopening, until a write commits again.
@@ -113,7 +119,7 @@ class SQLiteAuditLog:
         """Open (creating if needed) the log and start the writer; call inside the event loop.
 
         Raises :class:`AuditChainTaken` if another process writes this chain already."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._open_owned)
         except FileTaken as taken:
@@ -171,12 +177,7 @@ class SQLiteAuditLog:
         """Append ``event``; returns once it is durable, raises :class:`AuditUnavailable` if not
         (or not within ``append_timeout_s``: an event whose caller gave up is not written, or,
         if it was already being written, a decision gets an outcome saying so)."""
-        future = self._enqueue(event, after=False)
-        try:
-            receipt = await asyncio.wait_for(future, self._append_timeout_s)
-        except TimeoutError:
-            self._metrics.audit_writer_errors.labels("append_timeout").inc()
-            raise AuditUnavailable(reason="audit_append_timeout") from None
+        receipt = await self._enqueue(event, after=False)
         if receipt is None:  # only after-the-fact events are kept rather than refused
             raise AuditUnavailable(reason="audit_write_failed")
         return receipt
@@ -190,10 +191,7 @@ class SQLiteAuditLog:
         except AuditUnavailable:
             self._keep(event)
             return None
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self._append_timeout_s)
-        except TimeoutError:
-            return None
+        return await future  # the writer writes it even if this caller is cancelled
 
     async def check_alive(self) -> None:
         """Raise unless the writer task is running and its thread is not stuck in one write
@@ -215,9 +213,45 @@ class SQLiteAuditLog:
     def _enqueue(self, event: AuditEvent, *, after: bool) -> asyncio.Future[Receipt | None]:
         if self._writer is None or self._writer.done():
             raise AuditUnavailable(reason="audit_writer_stopped")
-        future: asyncio.Future[Receipt | None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, future, after))  # unbounded: never blocks
+        loop = self._loop
+        if loop is None:  # never opened
+            raise AuditUnavailable(reason="audit_writer_stopped")
+        future: asyncio.Future[Receipt | None] = loop.create_future()
+        item = (event, future, after)
+        self._queue.put_nowait(item)  # unbounded: never blocks
+        self._deadlines.append((loop.time() + self._append_timeout_s, item))
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(self._deadlines[0][0], self._expire)
         return future
+
+    def _expire(self) -> None:
+        """Tell each caller whose item is not written by its deadline: an append is refused
+        (and its event, if not yet being written, never is); an after-the-fact append returns
+        ``None`` (the writer still owns its event: it is written once, now or late)."""
+        self._deadline_timer = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, (_, future, after) = self._deadlines.popleft()
+            if future.done():
+                continue
+            if after:
+                future.set_result(None)
+            else:
+                self._metrics.audit_writer_errors.labels("append_timeout").inc()
+                future.set_exception(AuditUnavailable(reason="audit_append_timeout"))
+        if self._deadlines:
+            self._deadline_timer = loop.call_at(self._deadlines[0][0], self._expire)
+
+    def _settled(self) -> None:
+        """Forget the deadlines of items already answered (they are answered in order)."""
+        while self._deadlines and self._deadlines[0][1][1].done():
+            self._deadlines.popleft()
+        if not self._deadlines and self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
 
     def _keep(self, event: AuditEvent) -> None:
         """Keep an after-the-fact event to write late, if there is room; else it is lost, and
@@ -243,6 +277,7 @@ class SQLiteAuditLog:
                 batch, stopping = await self._next_batch()
                 if batch:
                     await self._write_batch(batch)
+                    self._settled()
                 # Kept events follow a batch the file took, or are retried (with a probe when
                 # none is kept) once the retry interval passes with nothing queued.
                 if (self._late and self._failing is None) or (
@@ -269,7 +304,9 @@ class SQLiteAuditLog:
         self._getter = None
         batch: list[_Item] = []
         while item is not None:
-            if not item[1].done():  # a caller that gave up (append's deadline) is not written
+            # A refused append's event (its deadline passed, or its caller went) is not
+            # written; an after-the-fact event always is.
+            if item[2] or not item[1].done():
                 batch.append(item)
             if len(batch) >= self._max_batch or self._queue.empty():
                 break
@@ -292,7 +329,7 @@ class SQLiteAuditLog:
             return
         self._failing = None
         for (event, future, after), receipt in zip(batch, receipts, strict=True):
-            if future.cancelled() and not after and event.event == "decision":
+            if future.done() and not after and event.event == "decision":
                 # Written, but its caller stopped waiting (append's deadline) and was told 503:
                 # nothing ran, and its outcome says so, so verify finds no unanswered decision.
                 self._keep(
@@ -399,3 +436,4 @@ class SQLiteAuditLog:
                 _settle(future, None)
             else:
                 _fail(future, AuditUnavailable(reason="audit_writer_stopped"))
+        self._settled()
