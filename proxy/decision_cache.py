@@ -16,11 +16,20 @@ _T = TypeVar("_T")
 
 class DecisionCache(Generic[_T]):
     """Answers OPA gave, by input, each for ``ttl_s`` and only while OPA names the revision it
-    was given under (see the module docstring); least recently used beyond ``size``."""
+    was given under (see the module docstring); least recently used beyond ``size``. An answer
+    is kept as ``reused`` makes it (marked as not asked for this request), once, so that a hit
+    hands out the kept value itself rather than a copy per request."""
 
     def __init__(
-        self, name: str, size: int, ttl_s: float, clock: Callable[[], float], lookups: Counter
+        self,
+        name: str,
+        size: int,
+        ttl_s: float,
+        clock: Callable[[], float],
+        lookups: Counter,
+        reused: Callable[[_T], _T],
     ) -> None:
+        self._reused = reused
         self._size = size if ttl_s > 0 else 0
         self._ttl_s = ttl_s
         self._clock = clock
@@ -52,17 +61,17 @@ class DecisionCache(Generic[_T]):
         key: str,
         ask: Callable[[], Coroutine[Any, Any, _T]],
         revision_of: Callable[[_T], str | None],
-    ) -> tuple[_T, bool]:
-        """``ask()`` for a key the cache missed, kept for reuse; and whether the answer was
-        shared, another request's question already on its way (reused, as if cached). A failure
-        fails every request that waits for it (each fails closed). With reuse off, asks every
-        time. The question runs as a task of its own: a caller that goes away leaves it to the
-        others."""
+    ) -> _T:
+        """``ask()`` for a key the cache missed, kept for reuse. The answer, as ``reused`` makes
+        it if another request's question for the key was already on its way (reused, as if
+        cached). A failure fails every request that waits for it (each fails closed). With reuse
+        off, asks every time. The question runs as a task of its own: a caller that goes away
+        leaves it to the others."""
         if self._size == 0:
-            return await ask(), False
+            return await ask()
         asking = self._asking.get(key)
         if asking is not None:
-            return await asyncio.shield(asking), True
+            return self._reused(await asyncio.shield(asking))
         task = asyncio.ensure_future(ask())
         self._asking[key] = task
 
@@ -74,11 +83,11 @@ class DecisionCache(Generic[_T]):
                 self.put(key, value, revision_of(value))
 
         task.add_done_callback(done)
-        return await asyncio.shield(task), False
+        return await asyncio.shield(task)
 
     def put(self, key: str, value: _T, revision: str | None) -> None:
         if self._size == 0 or revision != self._revision:
             return  # a newer revision was seen while this one was asked: never keep it
-        self._entries[key] = (value, self._clock() + self._ttl_s)
+        self._entries[key] = (self._reused(value), self._clock() + self._ttl_s)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)

@@ -217,10 +217,15 @@ class OPAPolicyEngine:
         lookups = (metrics or Metrics()).cache_lookups
         size, ttl_s = settings.decision_cache_size, settings.decision_cache_ttl_s
         self._preflights: DecisionCache[Preflight] = DecisionCache(
-            "preflight", size, ttl_s, clock, lookups
+            "preflight",
+            size,
+            ttl_s,
+            clock,
+            lookups,
+            lambda p: replace(p, decision=replace(p.decision, cached=True)),
         )
         self._decisions: DecisionCache[Decision] = DecisionCache(
-            "decision", size, ttl_s, clock, lookups
+            "decision", size, ttl_s, clock, lookups, lambda d: replace(d, cached=True)
         )
 
     async def _query(
@@ -268,14 +273,11 @@ class OPAPolicyEngine:
         (before anything is planned), or the cache. Undefined is a refusal; nonsense is 503."""
         key = _cache_key(document)
         cached = self._preflights.get(key)
-        if cached is None:
-            preflight, shared = await self._preflights.ask_once(
-                key, lambda: self._ask_preflight(document), lambda p: p.decision.revision
-            )
-            if not shared:
-                return preflight
-            cached = preflight
-        return replace(cached, decision=replace(cached.decision, cached=True))
+        if cached is not None:
+            return cached
+        return await self._preflights.ask_once(
+            key, lambda: self._ask_preflight(document), lambda p: p.decision.revision
+        )
 
     async def _ask_preflight(self, document: dict[str, Any]) -> Preflight:
         answered = await self._query(
@@ -306,14 +308,11 @@ class OPAPolicyEngine:
         docstring."""
         key = _cache_key(document)
         cached = self._decisions.get(key)
-        if cached is None:
-            decision, shared = await self._decisions.ask_once(
-                key, lambda: self._ask(document), lambda d: d.revision
-            )
-            if not shared:
-                return decision
-            cached = decision
-        return replace(cached, cached=True)
+        if cached is not None:
+            return cached
+        return await self._decisions.ask_once(
+            key, lambda: self._ask(document), lambda d: d.revision
+        )
 
     async def _ask(self, document: dict[str, Any]) -> Decision:
         answered = await self._query(self._settings.package, document)
