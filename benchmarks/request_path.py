@@ -25,11 +25,13 @@ For each target and number of clients it prints throughput, p50/p99 latency, err
 time (user plus system, read from ``/proc/<pid>/stat`` around each measured half) per statement
 of the gateway (and of its event-loop thread alone), Neo4j's JVM, OPA and this client; then the
 ratios (b)/(a) and (d)/(c), the issue's targets, the gateway's peak RSS at each number of clients
-(``VmHWM``, reset before each), each target's throughput over its own at 16 clients, and the
-gateway's cache hit rates from ``/metrics``. On a busy machine trust the CPU time per statement:
-throughput and latency move with whatever else runs (the load average is printed before and
-after). At one client the CPU per statement includes each process's idle rate times the time a
-statement takes.
+(``VmHWM``, reset before each), each target's throughput over its own at 16 clients, the other
+goals of the cost issue, each met or not (Neo4j's CPU per statement through the gateway within
+1.25 of straight Bolt's, no lower throughput at more clients than at 16, no errors, every gateway
+process within 150 MiB), and the gateway's cache hit rates from ``/metrics``. On a busy machine
+trust the CPU time per statement: throughput and latency move with whatever else runs (the load
+average is printed before and after). At one client the CPU per statement includes each
+process's idle rate times the time a statement takes.
 
     .venv/bin/python benchmarks/request_path.py [--requests 4000] [--concurrency 1 16 64 256]
         [--targets bolt-neo4j bolt-gateway http-neo4j http-gateway] [--workers 1 [2 ...]]
@@ -109,6 +111,9 @@ COLUMNS = (("gateway", 9), ("gw loop", 8), ("neo4j", 7), ("opa", 6), ("client", 
 # over HTTP, gateway CPU per statement, and HTTP throughput (d) over straight Bolt (a) at 16.
 CPU_TARGET_MS, THROUGHPUT_TARGET = 0.6, 0.5
 HTTP_CPU_TARGET_MS, HTTP_THROUGHPUT_TARGET = 1.0, 0.35
+# The cost issue's other goals: Neo4j's CPU per statement through the gateway over straight Bolt,
+# and each gateway process's peak RSS.
+NEO4J_CPU_GOAL, RSS_GOAL_MIB = 1.25, 150.0
 Work = list[tuple[str, dict[str, Any]]]
 # A measured process: named (pid, thread) pairs whose CPU times add up (a gateway's workers).
 Processes = dict[str, list[tuple[int, int | None]]]
@@ -547,9 +552,45 @@ def report(
         at_16 = by_key.get((target, 16))
         if at_16 is not None and n > 16:
             print(f"  {target:<16} x{n:<3} {r.throughput / at_16.throughput:.2f}")
+    print_goals(by_key, rss_mib)
     for cache, (hits, lookups) in caches.items():
         share = f"{hits / lookups:.1%}" if lookups else "-"
         print(f"gateway {cache} cache: {hits:.0f} hits of {lookups:.0f} lookups ({share})")
+
+
+def print_goals(
+    by_key: dict[tuple[str, int], Result], rss_mib: dict[int, dict[str, list[float]]]
+) -> None:
+    """The cost issue's goals besides the CPU and throughput targets, each met or not: Neo4j's
+    CPU per statement through each gateway target over straight Bolt's, throughput at more
+    clients no lower than at 16, no errors, and every gateway process's peak RSS."""
+    print("\nthe other goals:")
+    for (target, n), r in by_key.items():
+        direct = by_key.get(("bolt-neo4j", n))
+        if "-gateway" in target and direct is not None and direct.cpu_ms("neo4j") > 0:
+            ratio = r.cpu_ms("neo4j") / direct.cpu_ms("neo4j")
+            met = _met(ratio <= NEO4J_CPU_GOAL)
+            print(f"  {target} Neo4j CPU / straight Bolt x{n}: {ratio:.2f} ({met})")
+    for (target, n), r in by_key.items():
+        at_16 = by_key.get((target, 16))
+        if "-gateway" in target and at_16 is not None and n > 16:
+            ratio = r.throughput / at_16.throughput
+            print(f"  {target} throughput x{n} / x16: {ratio:.2f} ({_met(ratio >= 1)})")
+    errors = sum(len(r.failures) for r in by_key.values())
+    print(f"  errors: {errors} ({_met(errors == 0)})")
+    for clients, gateways in rss_mib.items():
+        peak = max((max(peaks) for peaks in gateways.values() if peaks), default=0.0)
+        print(
+            f"  largest gateway process x{clients}: {peak:.1f} MiB ({_met(peak <= RSS_GOAL_MIB)})"
+        )
+    print(
+        f"  (goals: Neo4j <= {NEO4J_CPU_GOAL}x its CPU per statement over straight Bolt; no lower"
+        f" throughput at more clients than at 16; 0 errors; <= {RSS_GOAL_MIB:.0f} MiB)"
+    )
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 if __name__ == "__main__":
