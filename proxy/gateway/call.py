@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.ids import time_ordered_uuid
 from proxy.logs import bind_request_id
 from proxy.statement import AccessMode
 from proxy.tracing import OFF, RequestTrace
@@ -50,6 +50,6 @@ class Call:
 
 def new_request_id() -> str:
     """A fresh request id, bound to the current context: log lines from here on name it."""
-    request_id = str(uuid.uuid4())
+    request_id = time_ordered_uuid()
     bind_request_id(request_id)
     return request_id
