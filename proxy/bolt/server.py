@@ -112,6 +112,7 @@ class BoltDoor:
             flush=outbox.flush,
         )
         options = self._settings.options
+        messages = wire.MessageReader(reader, max_bytes=options.max_message_bytes)
         try:
             async with asyncio.timeout(None) as scope:
                 deadline = _Deadline(
@@ -120,9 +121,7 @@ class BoltDoor:
                 try:
                     while True:
                         deadline.reading()
-                        message = await wire.read_message(
-                            reader, max_bytes=options.max_message_bytes, begun=deadline.begun
-                        )
+                        message = await messages.next(deadline.begun)
                         deadline.handling()
                         if message is None:
                             return
@@ -130,7 +129,7 @@ class BoltDoor:
                         try:
                             await session.handle(message)
                             # Drivers pipeline (RUN and PULL in one write): answer them in one.
-                            more = _input_waiting(reader) and outbox.pending < _COALESCE_BYTES
+                            more = messages.waiting and outbox.pending < _COALESCE_BYTES
                         finally:
                             if not more:
                                 await outbox.flush()
@@ -254,21 +253,6 @@ def _tls(settings: DoorSettings) -> ssl.SSLContext | None:
     if settings.tls_certificate is None:
         return None
     return server_context(settings.tls_certificate, settings.tls_key)
-
-
-def _input_waiting(reader: asyncio.StreamReader) -> bool:
-    """Whether the client has already sent the start of its next message (keep-alive chunks
-    do not count: a client may send one and wait). A client never waits for an answer halfway
-    through sending a message, so the rest will come. StreamReader keeps what it received in
-    ``_buffer`` and has no public way to ask; a reader without one (another implementation)
-    reads as empty: every answer is then written at once."""
-    buffer = getattr(reader, "_buffer", None)
-    if not buffer:
-        return False
-    start = 0
-    while buffer[start : start + 2] == b"\x00\x00":
-        start += 2
-    return len(buffer) > start
 
 
 def _address(sockname: Any) -> str | None:

@@ -71,35 +71,94 @@ async def read_handshake(reader: asyncio.StreamReader) -> bytes:
     return opening[4:]
 
 
-async def read_message(
-    reader: asyncio.StreamReader, *, max_bytes: int, begun: Callable[[], None] | None = None
-) -> bytes | None:
-    """The next whole message, or ``None`` if the peer closed the connection between messages.
+class MessageReader:
+    """Whole messages from a stream. Each read takes whatever has arrived, and every message it
+    holds is cut from it without reading again: messages sent together (a driver's ``RUN`` and
+    ``PULL``; Neo4j's ``SUCCESS``, records and ``SUCCESS``) cost one read, where reading a chunk
+    at a time cost three each (its size, its bytes, the empty chunk that ends it).
 
-    Keep-alive chunks are skipped. A message growing past ``max_bytes`` raises
-    :class:`MessageTooLarge` before its remaining chunks are read. ``begun`` is called once the
-    message's first chunk header has arrived (its deadline may then be shortened)."""
-    message = bytearray()
-    while True:
-        try:
-            header = await reader.readexactly(2)
-        except asyncio.IncompleteReadError as exc:
-            if not message and not exc.partial:
+    Keep-alive chunks between messages are skipped. A message whose chunks declare more than
+    ``max_bytes`` raises :class:`MessageTooLarge` as soon as their sizes have arrived, before the
+    rest is read, so what is kept of one message is bounded by ``max_bytes``, two bytes of size
+    per chunk, and one read. The chunks of a message still arriving are scanned once each,
+    however many reads it takes.
+    """
+
+    def __init__(
+        self, reader: asyncio.StreamReader, *, max_bytes: int, read_size: int = 65_536
+    ) -> None:
+        self._reader = reader
+        self._max_bytes = max_bytes
+        self._read_size = read_size
+        self._buffer = bytearray()
+        self._start = 0  # where the message being received begins in _buffer
+        self._scan = 0  # where its next chunk's size is (or will be)
+        self._chunks: list[tuple[int, int]] = []  # its chunks so far, as (start, stop)
+        self._size = 0  # their bytes
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the start of another message has arrived already (keep-alive chunks do not
+        count: a peer may send one and wait). A peer never waits for an answer halfway through
+        sending a message, so the rest will come."""
+        buffer, start = self._buffer, self._start
+        while buffer[start : start + 2] == b"\x00\x00":
+            start += 2
+        return len(buffer) > start
+
+    async def next(self, begun: Callable[[], None] | None = None) -> bytes | None:
+        """The next whole message, or ``None`` if the peer closed the connection between
+        messages. ``begun`` is called once the message's first chunk size has arrived (its
+        deadline may then be shortened)."""
+        while True:
+            message = self._cut(begun)
+            if message is not None:
+                return message
+            received = await self._reader.read(self._read_size)
+            if not received:
+                if self._chunks or self._scan < len(self._buffer):
+                    raise ProtocolViolation("connection closed inside a message")
                 return None
-            raise ProtocolViolation("connection closed inside a message") from exc
-        size = int.from_bytes(header, "big")
-        if size == 0:
-            if message:
-                return bytes(message)
-            continue
-        if not message and begun is not None:
-            begun()
-        if len(message) + size > max_bytes:
-            raise MessageTooLarge(f"a message larger than {max_bytes} bytes")
-        try:
-            message += await reader.readexactly(size)
-        except asyncio.IncompleteReadError as exc:
-            raise ProtocolViolation("connection closed inside a chunk") from exc
+            self._buffer += received
+
+    def _cut(self, begun: Callable[[], None] | None) -> bytes | None:
+        buffer = self._buffer
+        end = len(buffer)
+        scan = self._scan
+        chunks = self._chunks
+        while scan + 2 <= end:
+            size = buffer[scan] << 8 | buffer[scan + 1]
+            if size == 0:
+                scan += 2
+                if not chunks:  # a keep-alive between messages
+                    self._start = self._scan = scan
+                    continue
+                message = b"".join([buffer[start:stop] for start, stop in chunks])
+                self._next_message(scan)
+                return message
+            if not chunks and begun is not None:
+                begun()
+            self._size += size
+            if self._size > self._max_bytes:
+                raise MessageTooLarge(f"a message larger than {self._max_bytes} bytes")
+            chunks.append((scan + 2, scan + 2 + size))
+            scan += 2 + size
+        # Where the next chunk's size is: past the end while a chunk's bytes are still arriving
+        # (that chunk is counted already).
+        self._scan = scan
+        return None
+
+    def _next_message(self, start: int) -> None:
+        """Forget the message just cut; drop what was read before ``start`` once it is a lot."""
+        self._chunks = []
+        self._size = 0
+        if start == len(self._buffer):
+            self._buffer.clear()
+            start = 0
+        elif start >= self._read_size:
+            del self._buffer[:start]
+            start = 0
+        self._start = self._scan = start
 
 
 def frame(message: bytes) -> bytes:

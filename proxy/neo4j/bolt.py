@@ -103,6 +103,8 @@ class BoltConnection:
     ) -> None:
         self._reader = reader
         self._writer = writer
+        self._answers = wire.MessageReader(reader, max_bytes=MAX_MESSAGE_BYTES)
+        self._sent = False  # written since the last drain
         self._expires = time.monotonic() + lifetime_s
         self.broken = False  # lost, or in a state nobody knows: never used again
         self.failed = False  # Neo4j answered FAILURE: RESET before the next use
@@ -150,12 +152,15 @@ class BoltConnection:
     def send(self, messages: bytes) -> None:
         """Queue framed ``messages`` (written with the next read)."""
         self._writer.write(messages)
+        self._sent = True
 
     async def receive(self) -> bytes:
         """The next answer, whole."""
         try:
-            await self._writer.drain()
-            message = await wire.read_message(self._reader, max_bytes=MAX_MESSAGE_BYTES)
+            if self._sent:
+                self._sent = False
+                await self._writer.drain()
+            message = await self._answers.next()
         except (OSError, wire.ProtocolViolation, asyncio.IncompleteReadError) as exc:
             self.broken = True
             raise GraphUnavailable(reason="ServiceUnavailable") from exc
