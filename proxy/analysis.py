@@ -106,7 +106,11 @@ class Analyzer:
         self._explainer = explainer
         self._epoch = epoch or LocalEpoch()
         self._filled_under = self._epoch.current()
-        self._lookups = (metrics or Metrics()).cache_lookups
+        lookups = (metrics or Metrics()).cache_lookups
+        self._hit, self._miss = (
+            lookups.labels("analysis", "hit"),
+            lookups.labels("analysis", "miss"),
+        )
         self._max_entries = max_entries
         self._ttl_s = ttl_s
         self._clock = clock
@@ -123,10 +127,10 @@ class Analyzer:
         cached = self._cache.get(key)
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(key)
-            self._lookups.labels("analysis", "hit").inc()
+            self._hit.inc()
             step.set("cyphergate.analysis.cached", True)
             return cached[1]
-        self._lookups.labels("analysis", "miss").inc()
+        self._miss.inc()
         step.set("cyphergate.analysis.cached", False)
         analysis = await self._explainer.explain(database, statement)
         if analysis.query_type == "s":

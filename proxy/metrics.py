@@ -32,6 +32,7 @@ class Metrics:
     """The gateway's counters; :meth:`render` is the ``/metrics`` page."""
 
     def __init__(self) -> None:
+        self._answered: dict[tuple[str, int | None], tuple[Counter, Histogram]] = {}
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
         self.requests = Counter(
@@ -167,6 +168,19 @@ class Metrics:
             "Statements waiting for an admission slot now (server.admission.max_waiting at most).",
             registry=registry,
         )
+
+    def answered(self, verdict: str, status: int | None, seconds: float) -> None:
+        """Count one answered request and its time. The labelled children are kept, one pair
+        per verdict and status: finding them again (``labels``) cost more than counting."""
+        children = self._answered.get((verdict, status))
+        if children is None:
+            children = (
+                self.requests.labels(verdict, str(status)),
+                self.request_seconds.labels(verdict),
+            )
+            self._answered[(verdict, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def denied(self, reason: str) -> None:
         """Count one refusal reason by its kind: ``label_not_granted:Account`` counts as

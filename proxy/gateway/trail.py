@@ -254,9 +254,7 @@ class Trail:
     def _count(self, finished: AuditEvent) -> None:
         """The call in /metrics: verdict, status, time and (if refused) kinds of reason."""
         verdict = verdict_of(finished.decision)
-        self._metrics.requests.labels(verdict, str(finished.status)).inc()
-        seconds = (finished.latency_us or 0) / 1_000_000
-        self._metrics.request_seconds.labels(verdict).observe(seconds)
+        self._metrics.answered(verdict, finished.status, (finished.latency_us or 0) / 1_000_000)
         if verdict == "deny":
             reasons = (finished.decision or {}).get("reasons") or []
             if not reasons and finished.error:
