@@ -32,11 +32,13 @@ def summary_of(metadata: Mapping[str, Any], rows: int, truncated: bool) -> Summa
     stats = metadata.get("stats")
     stats = stats if isinstance(stats, dict) else {}
     counters: dict[str, int | bool] = dict.fromkeys(_COUNTERS.values(), 0)
-    for bolt_name, name in _COUNTERS.items():
-        value = stats.get(bolt_name)
-        if isinstance(value, int):
-            counters[name] = value
-    updates = any(counters[name] for name in _COUNTERS.values() if name != "systemUpdates")
+    updates = False
+    if stats:  # a read has none: nothing to look up
+        for bolt_name, name in _COUNTERS.items():
+            value = stats.get(bolt_name)
+            if isinstance(value, int):
+                counters[name] = value
+        updates = any(counters[name] for name in _COUNTERS.values() if name != "systemUpdates")
     counters["containsUpdates"] = bool(stats.get("contains-updates", updates))
     counters["containsSystemUpdates"] = bool(
         stats.get("contains-system-updates", counters["systemUpdates"] > 0)
