@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.audit.chainfile import ChainFile
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import SQLiteAuditLog
@@ -83,3 +84,39 @@ def test_unwritable_log_raises_audit_unavailable(tmp_path: Path) -> None:
     asyncio.run(go())
     with AuditReader(path) as reader:
         assert list(reader.verify()) == [1, 2]
+
+
+@pytest.mark.parametrize("count", [1, 256, 257, 700])
+def test_a_batch_of_any_size_is_one_commit_that_verifies(tmp_path: Path, count: int) -> None:
+    """A batch is one transaction, however large audit.max_batch lets it grow."""
+    path = tmp_path / "audit.sqlite3"
+    chain = ChainFile(path)
+    chain.open()
+    try:
+        receipts = chain.write([event(n % 60) for n in range(count)])
+    finally:
+        chain.close()
+    assert [r.seq for r in receipts] == list(range(1, count + 1))
+    with AuditReader(path) as reader:
+        assert list(reader.verify()) == list(range(1, count + 1))
+
+
+def test_a_batch_refused_in_its_last_part_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite3"
+    chain = ChainFile(path)
+    chain.open()
+    chain.write([event(1)])
+    with sqlite3.connect(path) as db:  # a record the writer does not know of, at seq 301
+        db.execute(
+            "INSERT INTO records SELECT seq + 300, time, event, request_id, dag, database,"
+            " verdict, body, hash FROM records WHERE seq = 1"
+        )
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            chain.write([event(n % 60) for n in range(400)])  # its seq 301 clashes
+        assert chain.write([event(2)])[0].seq == 2  # the head did not move
+    finally:
+        chain.close()
+    with sqlite3.connect(path) as db:
+        seqs = [row[0] for row in db.execute("SELECT seq FROM records ORDER BY seq")]
+    assert seqs == [1, 2, 301]
