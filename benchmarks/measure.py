@@ -309,21 +309,26 @@ def _httpx_client(url: str, auth: httpx.Auth | None, headers: dict[str, str]) ->
 
 
 async def send_all(
-    send: Send, work: list[tuple[str, dict[str, Any]]], clients: int
+    send: Send, work: list[tuple[str, dict[str, Any]]], clients: int, pace: float | None = None
 ) -> tuple[list[float], list[BaseException], int]:
     """Send ``work`` (statement, parameters) from ``clients`` concurrent workers, each taking the
     next statement when it is free; the latency in ms of each success, the failures, and the
     number refused as overloaded. A worker refused waits as told (``Retry-After``, or the
     drivers' first retry delay), as a well-behaved client does, then takes the next statement:
-    the refused one is counted, not sent again, so that every loop stays bounded."""
-    items = iter(work)
+    the refused one is counted, not sent again, so that every loop stays bounded. ``pace``:
+    statements per second at most, all workers together (the n-th is not sent before n/pace
+    seconds)."""
+    items = iter(enumerate(work))
     latencies: list[float] = []
     failures: list[BaseException] = []
     refused = 0
+    begun = time.perf_counter()
 
     async def worker() -> None:
         nonlocal refused
-        for statement, parameters in items:
+        for n, (statement, parameters) in items:
+            if pace is not None and (early := begun + n / pace - time.perf_counter()) > 0:
+                await asyncio.sleep(early)
             started = time.perf_counter()
             try:
                 await send(statement, parameters)
