@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 _RAND_A = 0xFFF  # 12 random bits after the version
 _RAND_B = (1 << 62) - 1  # 62 random bits after the variant
 
 
-def time_ordered_uuid() -> str:
-    """A new version-7 UUID in its canonical text form (``xxxxxxxx-xxxx-7xxx-yxxx-...``)."""
-    millis = time.time_ns() // 1_000_000
+def time_ordered_uuid(clock_ns: Callable[[], int] = time.time_ns) -> str:
+    """A new version-7 UUID in its canonical text form (``xxxxxxxx-xxxx-7xxx-yxxx-...``),
+    stamped with ``clock_ns`` (nanoseconds since the epoch)."""
+    millis = clock_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10))
     value = (
         (millis & 0xFFFF_FFFF_FFFF) << 80
