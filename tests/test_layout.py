@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     # The foundation: words and tools every wing may use.
     {
         "clock",
+        "ids",
         "decision_cache",
         "epoch",
         "errors",
