@@ -23,6 +23,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64
 
@@ -191,7 +193,27 @@ _CANONICAL = json.JSONEncoder(
 
 def canonical(document: dict[str, Any]) -> str:
     """The canonical JSON form; see the module docstring."""
-    return _CANONICAL.encode(document)
+    return _canonical_bytes(document, floats=_holds_float(document)).decode("utf-8")
+
+
+# Dataclasses and datetimes, which orjson would write and the standard library refuses, are
+# refused (passed to a default there is none of, then to the standard library).
+_ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _canonical_bytes(document: dict[str, Any], *, floats: bool) -> bytes:
+    """The canonical form as UTF-8. orjson writes the standard library's bytes for everything it
+    takes, in a twelfth of the time (0.9 against 11.9 µs for a record; tests/audit/test_record.py
+    holds it to them on generated documents): two records per statement. What it writes
+    otherwise (a float: its own text form, and NaN as null) or refuses (an integer beyond 64
+    bits) goes to the standard library, whose errors (NaN, a lone surrogate) are the ones raised.
+    """
+    if not floats:
+        try:
+            return orjson.dumps(document, option=_ORJSON)
+        except TypeError:
+            pass  # the standard library has the last word: it writes, or raises, below
+    return _CANONICAL.encode(document).encode("utf-8")
 
 
 def digest(body: str) -> str:
@@ -210,8 +232,8 @@ def seal(event: AuditEvent, *, seq: int, prev_hash: str) -> SealedRecord:
     if _holds_float(document):
         raise ValueError("audit records hold no floats: their text form is not canonical")
     document.update(v=RECORD_VERSION, seq=seq, prev_hash=prev_hash)
-    body = canonical(document)
-    return SealedRecord(seq=seq, body=body, hash=digest(body))
+    body = _canonical_bytes(document, floats=False)
+    return SealedRecord(seq=seq, body=body.decode("utf-8"), hash=hashlib.sha256(body).hexdigest())
 
 
 def _holds_float(value: object) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +65,57 @@ def test_intact_chain_verifies() -> None:
 
 def test_canonical_form_is_sorted_and_compact() -> None:
     assert canonical({"b": 1, "a": ["é", None]}) == '{"a":["é",null],"b":1}'
+
+
+# The canonical form as the standard library writes it: what orjson's fast path must match.
+STANDARD = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# Any character but a lone surrogate (no UTF-8 form: refused either way, below).
+TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=24,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(TEXT, JSON_VALUES, max_size=8))
+def test_the_canonical_form_is_the_standard_librarys_byte_for_byte(
+    document: dict[str, Any],
+) -> None:
+    """Whichever encoder writes it (integers beyond 64 bits take the standard library's way),
+    escapes, control characters, every plane and key order included."""
+    assert canonical(document) == STANDARD.encode(document)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(TEXT, JSON_VALUES, max_size=6), TEXT)
+def test_a_sealed_body_and_its_hash_are_the_standard_forms(
+    principal: dict[str, Any], statement: str
+) -> None:
+    record = seal(
+        dataclasses.replace(event(1), principal=principal, statement=statement),
+        seq=7,
+        prev_hash=GENESIS_HASH,
+    )
+    assert record.body == STANDARD.encode(json.loads(record.body))
+    assert record.hash == hashlib.sha256(record.body.encode("utf-8")).hexdigest()
+    assert json.loads(record.body)["statement"] == statement
+
+
+def test_what_the_fast_encoder_would_write_otherwise_is_the_standard_librarys() -> None:
+    # Floats have one text form per implementation: the standard library's is the one.
+    assert canonical({"x": 1e16, "y": [0.1]}) == '{"x":1e+16,"y":[0.1]}'
+    assert (
+        canonical({"big": 2**64, "small": -(2**70)})
+        == '{"big":18446744073709551616,"small":-1180591620717411303424}'
+    )
+    with pytest.raises(ValueError):
+        canonical({"x": float("nan")})
+    with pytest.raises(UnicodeEncodeError):
+        canonical({"x": "\ud800"})
+    with pytest.raises(TypeError):  # not JSON: refused, as the standard library refuses it
+        canonical({"when": datetime(2026, 1, 1, tzinfo=UTC)})
 
 
 def test_altered_record_is_named() -> None:
