@@ -15,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
 from proxy.codec.packstream import Structure, pack
@@ -77,7 +77,8 @@ class OpenResult:
         self._transaction = transaction
         self._wants_lineage = lineage
         self._lineage: Lineage | None = None
-        self._stack = AsyncExitStack()
+        # The request path's block (Gateway.run), open from start() until the rows end.
+        self._run: AbstractAsyncContextManager[RowStream] | None = None
         self._rows: RowStream | None = None
         self._records: AsyncIterator[bytes] | None = None
         self._ahead: bytes | None = None  # the record read to know whether more follow
@@ -91,18 +92,17 @@ class OpenResult:
         """Run the statement down the request path; its field names. A refusal or failure is
         raised (and already recorded)."""
         self._started = time.monotonic()
-        # The statement's span ends once its outcome is recorded, however the result ends.
-        self._stack.callback(self.call.trace.end)
         run = self._gateway.run(
             self.call,
             transaction=self._transaction,
             on_lineage=self._keep_lineage if self._wants_lineage else None,
         )
         try:
-            self._rows = await self._stack.enter_async_context(run)
+            self._rows = await run.__aenter__()
         except BaseException:
-            await self._stack.aclose()
+            self.call.trace.end()
             raise
+        self._run = run
         self.t_first_ms = _ms_since(self._started)
         return self._rows.fields
 
@@ -149,9 +149,9 @@ class OpenResult:
             summary = await rows.summary()
         except Exception as exc:
             # The request path records the failure (and may raise its own error instead).
-            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+            await self._end(exc)
             raise
-        await self._stack.aclose()  # the outcome is recorded now
+        await self._end()  # the outcome is recorded now
         metadata = summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
         if self._lineage is not None:
             metadata["lineage"] = self._lineage.document()
@@ -182,9 +182,23 @@ class OpenResult:
             await rows.summary()
         except Exception as exc:
             with suppress(CypherGateError):
-                await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+                await self._end(exc)
             return
-        await self._stack.aclose()
+        await self._end()
+
+    async def _end(self, error: BaseException | None = None) -> None:
+        """Close the request path's block (its outcome is recorded, with ``error`` if the rows
+        ended in one), then the statement's span; once, however the result ends."""
+        run, self._run = self._run, None
+        if run is None:
+            return
+        try:
+            if error is None:
+                await run.__aexit__(None, None, None)
+            else:
+                await run.__aexit__(type(error), error, error.__traceback__)
+        finally:
+            self.call.trace.end()
 
     def elapsed(self) -> int:
         return _ms_since(self._started)

@@ -26,7 +26,6 @@ import copy
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -176,8 +175,9 @@ class Gateway:
                     trail.credential = {"user": login.user}
                     await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
                     with call.trace.step("execute"):
-                        async with _executed(trail, self._executor.run(execution, login)) as rows:
+                        async with self._executor.run(execution, login) as rows:
                             yield rows
+                            trail.finished(await rows.summary())  # for the outcome record
             return
         trail.transaction = transaction.context()
         async with (
@@ -201,8 +201,9 @@ class Gateway:
             trail.credential = {"user": placement.user}
             await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
             with call.trace.step("execute"):
-                async with _executed(trail, placement.upstream.run(execution)) as rows:
+                async with placement.upstream.run(execution) as rows:
                     yield rows
+                    trail.finished(await rows.summary())  # for the outcome record
 
     def _tell_lineage(
         self, call: Call, analysis: Analysis, on_lineage: Callable[[Lineage], None] | None
@@ -367,17 +368,6 @@ class Gateway:
             analysis=analysis,
         )
         return await self._policy.decide(document)
-
-
-@contextlib.asynccontextmanager
-async def _executed(
-    trail: Trail, started: AbstractAsyncContextManager[RowStream]
-) -> AsyncIterator[RowStream]:
-    """Steps 8 and 9, once the decision is recorded ahead: run (``started`` begins the
-    statement when entered), and keep the statement's summary for the outcome record."""
-    async with started as rows:
-        yield rows
-        trail.finished(await rows.summary())
 
 
 _UNKNOWN_FUNCTION = re.compile(r"Unknown function '([^']*)'")

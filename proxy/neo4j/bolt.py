@@ -222,8 +222,16 @@ class BoltPool:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[BoltConnection]:
-        """A connection logged in as the pool's user, for the block; given back after it (reset
-        first if Neo4j refused something on it, closed if it broke)."""
+        """A connection logged in as the pool's user, for the block (:meth:`acquire` and
+        :meth:`release`)."""
+        connection = await self.acquire()
+        try:
+            yield connection
+        finally:
+            await self.release(connection)
+
+    async def acquire(self) -> BoltConnection:
+        """A connection logged in as the pool's user, until :meth:`release` gives it back."""
         if self._slots.locked():  # only a wait needs a deadline (a timer costs each statement)
             try:
                 async with asyncio.timeout(self._acquire_timeout_s):
@@ -233,11 +241,16 @@ class BoltPool:
         else:
             await self._slots.acquire()
         try:
-            connection = await self._take()
-            try:
-                yield connection
-            finally:
-                await self._give_back(connection)
+            return await self._take()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def release(self, connection: BoltConnection) -> None:
+        """Give back a connection :meth:`acquire` gave: reset first if Neo4j refused something
+        on it, closed if it broke."""
+        try:
+            await self._give_back(connection)
         finally:
             self._slots.release()
 

@@ -157,18 +157,28 @@ class LeaseManager:
     @contextlib.asynccontextmanager
     async def hold(self, dag: str) -> AsyncIterator[Lease]:
         """The DAG's current lease, held (never dropped) until the block ends."""
-        lease = await self._lease_for(dag)
-        lease.holders += 1
-        lease.used = True
+        lease = await self.acquire(dag)
         try:
             yield lease
         finally:
-            lease.holders -= 1
-            if lease.retired and lease.holders == 0:
-                try:
-                    await self._revoke(lease)
-                except Exception:  # the maintainer tries again; the request is already done
-                    log.exception("could not drop leased user %s yet", lease.user)
+            await self.release(lease)
+
+    async def acquire(self, dag: str) -> Lease:
+        """The DAG's current lease, held (never dropped) until :meth:`release`."""
+        lease = await self._lease_for(dag)
+        lease.holders += 1
+        lease.used = True
+        return lease
+
+    async def release(self, lease: Lease) -> None:
+        """No longer hold ``lease`` (an :meth:`acquire`'s); a retired lease nobody holds now is
+        dropped."""
+        lease.holders -= 1
+        if lease.retired and lease.holders == 0:
+            try:
+                await self._revoke(lease)
+            except Exception:  # the maintainer tries again; the request is already done
+                log.exception("could not drop leased user %s yet", lease.user)
 
     def refused(self, lease: Lease) -> None:
         """Neo4j refused ``lease``'s login: the user is gone or its password differs. Retire it

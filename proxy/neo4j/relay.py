@@ -109,16 +109,51 @@ class RelayExecutor:
     def __init__(self, pools: UserBoltPools) -> None:
         self._pools = pools
 
-    @contextlib.asynccontextmanager
-    async def run(self, execution: Execution, login: Login) -> AsyncIterator[RelayRows]:
+    def run(
+        self, execution: Execution, login: Login
+    ) -> contextlib.AbstractAsyncContextManager[RelayRows]:
         """Start the statement once, as ``login``; its rows stream inside the block."""
+        extra = _transaction_extra(
+            execution.database,
+            execution.access_mode,
+            execution.bookmarks,
+            execution.metadata,
+            execution.timeout_s,
+        )
+        if (
+            execution.row_limit is not None
+            and execution.row_limit_action == "error"
+            and execution.access_mode == "WRITE"
+        ):
+            return self._rolled_back_past_limit(execution, extra, login)
+        return _AutoCommit(self, execution, _run(execution, extra), login)
+
+    @contextlib.asynccontextmanager
+    async def _rolled_back_past_limit(
+        self, execution: Execution, extra: dict[str, Any], login: Login
+    ) -> AsyncIterator[RelayRows]:
+        """A writing statement under a row limit that must fail: in an explicit transaction,
+        committed once every row is within the limit, rolled back (by the pool's reset) if
+        not."""
         async with contextlib.AsyncExitStack() as held:
 
-            async def start() -> RelayRows:
-                connection = await held.enter_async_context(self._connection(login))
-                return await held.enter_async_context(_auto_commit(connection, execution))
+            async def start() -> BoltConnection:
+                connection = await held.enter_async_context(self.connection(login))
+                await _summarised(connection, _begin(extra))
+                return connection
 
-            yield await login.attempt(start)
+            connection = await login.attempt(start)
+            rows = await RelayRows.start(connection, execution, _run(execution))
+            try:
+                yield rows
+                summary = await rows.summary()
+            except BaseException:
+                await rows.close(discard=False)  # the pool's reset rolls it back
+                raise
+            committed = await _summarised(connection, wire.encode(COMMIT))
+            bookmark = committed.get("bookmark")
+            if isinstance(bookmark, str):
+                summary.bookmarks.append(bookmark)
 
     async def begin(self, opening: Opening, login: Login) -> RelayTransaction:
         """Begin an explicit transaction as ``login``; it holds its connection until it ends."""
@@ -126,7 +161,7 @@ class RelayExecutor:
         async def start() -> RelayTransaction:
             stack = contextlib.AsyncExitStack()
             try:
-                connection = await stack.enter_async_context(self._connection(login))
+                connection = await stack.enter_async_context(self.connection(login))
                 extra = _transaction_extra(
                     opening.database,
                     opening.access_mode,
@@ -142,10 +177,16 @@ class RelayExecutor:
 
         return await login.attempt(start)
 
-    def _connection(self, login: Login) -> contextlib.AbstractAsyncContextManager[BoltConnection]:
+    def connection(self, login: Login) -> contextlib.AbstractAsyncContextManager[BoltConnection]:
+        """A connection of ``login``'s pool, for the block."""
+        return self.pool(login).connection()
+
+    def pool(self, login: Login) -> BoltPool:
+        """``login``'s pool, for its credential now (a retry after a refused login asks
+        again: the credential may have been refreshed)."""
         if login.credential is None:
             raise GraphFailed(reason="login_without_credential")
-        return self._pools.pool(login.credential()).connection()
+        return self._pools.pool(login.credential())
 
 
 class RelayTransaction:
@@ -313,44 +354,48 @@ class RelayRows:
         return self._summary
 
 
-@contextlib.asynccontextmanager
-async def _auto_commit(
-    connection: BoltConnection, execution: Execution
-) -> AsyncIterator[RelayRows]:
-    """The statement started in a transaction of its own: auto-commit, or an explicit one that
-    rolls back past a row limit that must fail (see the module docstring)."""
-    rollback_on_limit = (
-        execution.row_limit is not None
-        and execution.row_limit_action == "error"
-        and execution.access_mode == "WRITE"
-    )
-    extra = _transaction_extra(
-        execution.database,
-        execution.access_mode,
-        execution.bookmarks,
-        execution.metadata,
-        execution.timeout_s,
-    )
-    if not rollback_on_limit:
-        run = _run(execution, extra)
-        rows = await RelayRows.start(connection, execution, run)
+class _AutoCommit:
+    """One auto-commit statement on a connection of ``login``'s pool, for the block: ``RUN`` and
+    ``PULL`` sent together, the rest of an unread result discarded at the end (its transaction
+    commits), the connection given back. A class, not a generator: each async context manager
+    made of a generator costs about 2 µs more (the request path crosses several per statement).
+    """
+
+    __slots__ = ("_connection", "_execution", "_executor", "_login", "_pool", "_rows", "_run")
+
+    def __init__(
+        self, executor: RelayExecutor, execution: Execution, run: bytes, login: Login
+    ) -> None:
+        self._executor = executor
+        self._execution = execution
+        self._run = run
+        self._login = login
+        self._pool: BoltPool | None = None
+        self._connection: BoltConnection | None = None
+        self._rows: RelayRows | None = None
+
+    async def __aenter__(self) -> RelayRows:
+        return await self._login.attempt(self._start)
+
+    async def _start(self) -> RelayRows:
+        pool = self._executor.pool(self._login)
+        connection = await pool.acquire()
         try:
-            yield rows
-        finally:
+            rows = await RelayRows.start(connection, self._execution, self._run)
+        except BaseException:
+            await pool.release(connection)
+            raise
+        self._pool, self._connection, self._rows = pool, connection, rows
+        return rows
+
+    async def __aexit__(self, *_: object) -> None:
+        pool, connection, rows = self._pool, self._connection, self._rows
+        if pool is None or connection is None or rows is None:
+            return  # never started
+        try:
             await rows.close(discard=True)
-        return
-    await _summarised(connection, _begin(extra))
-    rows = await RelayRows.start(connection, execution, _run(execution))
-    try:
-        yield rows
-        summary = await rows.summary()
-    except BaseException:
-        await rows.close(discard=False)  # the pool's reset rolls it back
-        raise
-    committed = await _summarised(connection, wire.encode(COMMIT))
-    bookmark = committed.get("bookmark")
-    if isinstance(bookmark, str):
-        summary.bookmarks.append(bookmark)
+        finally:
+            await pool.release(connection)
 
 
 def _run(execution: Execution, extra: dict[str, Any] | None = None) -> bytes:
