@@ -38,7 +38,11 @@ class Admission:
         self._free = self._limit
         # Futures of waiting statements, oldest first; a slot is handed over by resolving one.
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._metrics = metrics
+        if metrics is not None:
+            # Read when /metrics is, not set at each slot taken and given back (two gauges
+            # twice per statement).
+            metrics.statements_in_flight.set_function(lambda: self.in_flight)
+            metrics.statements_waiting.set_function(lambda: self.waiting)
 
     @property
     def in_flight(self) -> int:
@@ -53,13 +57,11 @@ class Admission:
         had. Every successful call is paired with one :meth:`release`."""
         if self._free > 0 and not self._waiters:
             self._free -= 1
-            self._observe()
             return
         if len(self._waiters) >= self._queue:
             raise self._refusal("queue_full")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        self._observe()
         try:
             async with asyncio.timeout(self._wait_s):
                 await waiter
@@ -81,23 +83,15 @@ class Admission:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                self._observe()
                 return
         self._free += 1
-        self._observe()
 
     def _forget(self, waiter: asyncio.Future[None]) -> None:
         with contextlib.suppress(ValueError):  # already taken off by release
             self._waiters.remove(waiter)
-        self._observe()
 
     def _refusal(self, cause: str) -> Overloaded:
         return Overloaded(retry_after_s=self._retry_after_s, reason=f"overloaded:{cause}")
-
-    def _observe(self) -> None:
-        if self._metrics is not None:
-            self._metrics.statements_in_flight.set(self.in_flight)
-            self._metrics.statements_waiting.set(len(self._waiters))
 
 
 def _granted(waiter: asyncio.Future[None]) -> bool:

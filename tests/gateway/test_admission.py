@@ -109,6 +109,9 @@ def test_a_cancelled_waiter_gives_its_place_and_any_slot_back() -> None:
         gone = asyncio.create_task(admission.acquire())
         after = asyncio.create_task(admission.acquire())
         await asyncio.sleep(0)
+        page = metrics.render().decode()  # the gauges say what holds and waits now
+        assert "cyphergate_statements_in_flight 1.0" in page
+        assert "cyphergate_statements_waiting 2.0" in page
         gone.cancel()
         await asyncio.sleep(0)
         assert admission.waiting == 1
