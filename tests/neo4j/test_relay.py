@@ -18,7 +18,8 @@ from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, RowLimitExce
 from proxy.metrics import Metrics
 from proxy.neo4j.bolt import Address
 from proxy.neo4j.logins import Login, LoginRetries
-from proxy.neo4j.relay import RelayExecutor, RelayRows, UserBoltPools
+from proxy.neo4j.relay import RelayExecutor, UserBoltPools
+from proxy.neo4j.relay_rows import RelayRows
 from proxy.neo4j.rotation import RotatingAuth
 from proxy.neo4j.secret_sources import Credential, FixedSecretSource
 from proxy.statement import Execution, Opening

@@ -1,0 +1,175 @@
+"""A statement's records as they arrive on a connection of the relay's own
+(:mod:`proxy.neo4j.relay`), and the exchanges answered by a summary alone.
+
+:class:`RelayRows` is a :class:`~proxy.statement.RecordStream`: besides rows as Bolt values (for
+the row limit and for any front door that reads them), :meth:`RelayRows.records` hands each
+record out as the raw message Neo4j sent, which the Bolt door forwards without decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from proxy.codec import wire
+from proxy.codec.packstream import unpack
+from proxy.errors import GraphFailed, RowLimitExceeded
+from proxy.neo4j.bolt import (
+    DISCARD,
+    FAILURE,
+    PULL,
+    RECORD,
+    SUCCESS,
+    BoltConnection,
+    Refused,
+    failure_error,
+    metadata_of,
+    tag_of,
+)
+from proxy.neo4j.executor import row_weight
+from proxy.neo4j.summaries import summary_of
+from proxy.statement import JSON, Execution, Summary
+
+# Records asked for per PULL: enough for most answers in one round trip, few enough that a
+# slow caller holds back Neo4j (its reading paces ours).
+PULL_BATCH = 1000
+PULL_MESSAGE = wire.encode(PULL, {"n": PULL_BATCH})  # the same message every time: packed once
+
+
+class RelayRows:
+    """A :class:`~proxy.statement.RecordStream` over records arriving on a connection."""
+
+    def __init__(self, connection: BoltConnection, execution: Execution) -> None:
+        self._connection = connection
+        self._limit = execution.row_limit
+        self._truncate = execution.row_limit_action == "truncate"
+        self._fields: list[str] = []
+        self._count = 0
+        self._weight = 0
+        self._truncated = False
+        self._streaming = False  # records or a PULL's summary still to come
+        self._done = False
+        self._final: dict[str, Any] | None = None
+        self._summary: Summary | None = None
+
+    @classmethod
+    async def start(cls, connection: BoltConnection, execution: Execution, run: bytes) -> RelayRows:
+        """Send ``run`` with a ``PULL``; the stream once Neo4j accepted the statement."""
+        rows = cls(connection, execution)
+        connection.send(run + PULL_MESSAGE)
+        answer = await connection.receive()
+        if tag_of(answer) == FAILURE:
+            await connection.receive()  # the PULL, IGNORED
+            raise refused(answer)
+        fields = metadata_of(answer).get("fields")
+        rows._fields = [str(name) for name in fields] if isinstance(fields, list) else []
+        rows._streaming = True
+        return rows
+
+    @property
+    def fields(self) -> list[str]:
+        return self._fields
+
+    def __aiter__(self) -> AsyncIterator[list[JSON]]:
+        return self._decoded()
+
+    async def _decoded(self) -> AsyncIterator[list[JSON]]:
+        """Each record's values, decoded once (for the limit and for the reader alike)."""
+        while not self._done:
+            message = await self._next()
+            if message is None:
+                return
+            values: list[JSON] = unpack(message).fields[0]
+            if not self._within_limit(values):
+                return
+            yield values
+
+    async def records(self) -> AsyncIterator[bytes]:
+        """Each record as the raw ``RECORD`` message Neo4j sent (unframed), up to the limit."""
+        while not self._done:
+            message = await self._next()
+            if message is None:
+                return
+            if self._limit is None:
+                self._count += 1  # nothing to weigh: the record stays undecoded
+            elif not self._within_limit(unpack(message).fields[0]):
+                return
+            yield message
+
+    def _within_limit(self, values: list[JSON]) -> bool:
+        """Count a record; False (or :class:`RowLimitExceeded`) once it is past the limit."""
+        if self._limit is not None:
+            # A list counts as many rows as it holds, so collect() cannot fold it away.
+            self._weight += row_weight(values)
+            if self._weight > self._limit:  # past the limit: never more is held
+                self._done = True
+                if not self._truncate:
+                    raise RowLimitExceeded(self._limit)
+                self._truncated = True
+                return False
+        self._count += 1
+        return True
+
+    async def _next(self) -> bytes | None:
+        """The next record, asking for more while Neo4j has them; None after the last."""
+        while self._streaming:
+            message = await self._connection.receive()
+            tag = tag_of(message)
+            if tag == RECORD:
+                return message
+            self._streaming = False
+            if tag != SUCCESS:
+                self._done = True
+                raise refused(message)
+            metadata = metadata_of(message)
+            if metadata.get("has_more"):
+                self._connection.send(PULL_MESSAGE)
+                self._streaming = True
+            else:
+                self._final = metadata
+        self._done = True
+        return None
+
+    async def close(self, *, discard: bool) -> None:
+        """Leave the connection ready: the rest of an unfinished result discarded (``discard``:
+        as the driver's session does; its auto-commit transaction commits) or, on a failure,
+        left to the pool's reset."""
+        if self._final is not None or self._connection.failed or self._connection.broken:
+            return
+        while self._streaming:  # the rest of the batch asked for
+            message = await self._connection.receive()
+            if tag_of(message) != RECORD:
+                self._streaming = False
+                metadata = metadata_of(message) if tag_of(message) == SUCCESS else {}
+                if tag_of(message) != SUCCESS:
+                    return
+                if not metadata.get("has_more"):
+                    self._final = metadata
+                    return
+        if discard:
+            self._final = await summarised(self._connection, wire.encode(DISCARD, {"n": -1}))
+        else:
+            self._connection.failed = True  # reset by the pool
+
+    async def summary(self) -> Summary:
+        if self._summary is None:
+            async for _ in self.records():  # rows nobody read still count towards the limit
+                pass
+            if self._final is None:  # stopped at the limit: the rest is dropped
+                await self.close(discard=True)
+            self._summary = summary_of(self._final or {}, self._count, self._truncated)
+        return self._summary
+
+
+async def summarised(connection: BoltConnection, message: bytes) -> dict[str, Any]:
+    """Send one message answered by a summary alone; its metadata, or the failure raised."""
+    (answer,) = await connection.exchange(message, 1)
+    if tag_of(answer) != SUCCESS:
+        raise refused(answer)
+    return metadata_of(answer)
+
+
+def refused(answer: bytes) -> Exception:
+    if tag_of(answer) == FAILURE:
+        return failure_error(Refused(metadata_of(answer)))
+    return GraphFailed(reason="bolt_answer_ignored")
