@@ -132,11 +132,6 @@ def extra_gateway(
     ``gateway_bolt_uri``."""
     name = name or f"{workers}w"
     config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
-    for keys, value in settings:
-        section = config
-        for key in keys[:-1]:
-            section = section.setdefault(key, {})
-        section[keys[-1]] = value
     http_port, bolt_port = free_ports(2)
     folder.mkdir(parents=True, exist_ok=True)
     config["server"].update(port=http_port, bolt_port=bolt_port, workers=workers)
@@ -144,6 +139,12 @@ def extra_gateway(
     config["neo4j"].update(
         lease_user_prefix=f"cg_bench{name}_", leases_path=str(folder / "leases.sqlite3")
     )
+    # After this gateway's own paths, so that a setting given (audit.path) is the one it runs.
+    for keys, value in settings:
+        section = config
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+        section[keys[-1]] = value
     config_file = folder / "gateway.toml"
     config_file.write_text(tomli_w.dumps(config), encoding="utf-8")
     url = f"http://127.0.0.1:{http_port}"
