@@ -12,6 +12,8 @@ from typing import Any, Generic, TypeVar
 from prometheus_client import Counter
 
 _T = TypeVar("_T")
+# An input in a canonical form: equal inputs, equal keys (proxy.policy makes them).
+CacheKey = bytes | str
 
 
 class DecisionCache(Generic[_T]):
@@ -34,10 +36,10 @@ class DecisionCache(Generic[_T]):
         self._ttl_s = ttl_s
         self._clock = clock
         self._hit, self._miss = lookups.labels(name, "hit"), lookups.labels(name, "miss")
-        self._entries: OrderedDict[str, tuple[_T, float]] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, tuple[_T, float]] = OrderedDict()
         self._revision: str | None = None
         # OPA's answers on their way, by key: the misses that come meanwhile wait for them.
-        self._asking: dict[str, asyncio.Task[_T]] = {}
+        self._asking: dict[CacheKey, asyncio.Task[_T]] = {}
 
     def seen(self, revision: str | None) -> None:
         """OPA just answered under ``revision``: a change empties the cache."""
@@ -45,7 +47,7 @@ class DecisionCache(Generic[_T]):
             self._revision = revision
             self._entries.clear()
 
-    def get(self, key: str) -> _T | None:
+    def get(self, key: CacheKey) -> _T | None:
         entry = self._entries.get(key)
         if entry is not None and self._clock() < entry[1]:
             self._entries.move_to_end(key)
@@ -58,7 +60,7 @@ class DecisionCache(Generic[_T]):
 
     async def ask_once(
         self,
-        key: str,
+        key: CacheKey,
         ask: Callable[[], Coroutine[Any, Any, _T]],
         revision_of: Callable[[_T], str | None],
     ) -> _T:
@@ -85,7 +87,7 @@ class DecisionCache(Generic[_T]):
         task.add_done_callback(done)
         return await asyncio.shield(task)
 
-    def put(self, key: str, value: _T, revision: str | None) -> None:
+    def put(self, key: CacheKey, value: _T, revision: str | None) -> None:
         if self._size == 0 or revision != self._revision:
             return  # a newer revision was seen while this one was asked: never keep it
         self._entries[key] = (self._reused(value), self._clock() + self._ttl_s)

@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.errors import PolicyUnavailable
-from proxy.policy import Decision, OPAPolicyEngine
+from proxy.policy import Decision, OPAPolicyEngine, _cache_key
 from proxy.settings import OPASettings
 
 DOCUMENT = {"version": 2, "principal": {"dag": "etl"}}
@@ -286,3 +288,54 @@ def test_a_failed_answer_fails_every_request_that_waited_for_it() -> None:
     errors, asked = _concurrent(httpx.Response(500), 3)
     assert asked == 1
     assert all(isinstance(e, PolicyUnavailable) for e in errors)
+
+
+# JSON documents as OPA's input may hold them, with what orjson has no form for (lone surrogates,
+# integers beyond 64 bits), so the standard library's fallback is generated too.
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+_PRINCIPALS = st.dictionaries(
+    st.sampled_from(["dag", "subject", "task", "run", "try_number", "issuer"]), _JSON
+)
+_DOCUMENTS = st.fixed_dictionaries(
+    {"principal": _PRINCIPALS}, optional={"request": _JSON, "analysis": _JSON}
+)
+
+
+def _grounds(document: dict[str, Any]) -> str:
+    """What a decision rests on, in the standard library's canonical JSON: the oracle."""
+    principal = {
+        k: v for k, v in document["principal"].items() if k not in {"task", "run", "try_number"}
+    }
+    return json.dumps({**document, "principal": principal}, sort_keys=True)
+
+
+@given(_DOCUMENTS, _DOCUMENTS)
+def test_two_inputs_share_a_decision_exactly_when_their_grounds_are_the_same(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    same = _grounds(first) == _grounds(second)
+    assert (_cache_key(first) == _cache_key(second)) is same
+
+
+@given(_DOCUMENTS, st.randoms(use_true_random=False))
+def test_an_inputs_key_is_the_same_whatever_the_order_of_its_entries_or_its_context(
+    document: dict[str, Any], random: Any
+) -> None:
+    principal = [*document["principal"].items(), ("task", "t"), ("run", "r")]
+    random.shuffle(principal)
+    entries = [(k, v) for k, v in document.items() if k != "principal"]
+    entries.append(("principal", dict(principal)))
+    random.shuffle(entries)
+    assert _cache_key(dict(entries)) == _cache_key(document)
+
+
+def test_an_input_orjson_cannot_write_gets_a_key_of_its_own() -> None:
+    surrogate = {"principal": {"dag": "etl"}, "request": {"statement": "RETURN '\ud800'"}}
+    huge = {"principal": {"dag": "etl"}, "request": {"limit": 2**64}}
+    assert isinstance(_cache_key(surrogate), str) and isinstance(_cache_key(huge), str)
+    assert isinstance(_cache_key(DOCUMENT), bytes)
+    assert _cache_key(surrogate) != _cache_key({**surrogate, "request": {"statement": "x"}})
