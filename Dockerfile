@@ -11,6 +11,14 @@ COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 RUN /opt/cyphergate/bin/pip install --no-cache-dir --no-deps . \
  && /opt/cyphergate/bin/pip check
+# The codec's hot modules compiled to C by mypyc (proxy/codec/native.py), with a compiler and
+# mypy that stay in this stage: the image gets the extension modules, not the tools.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && python -m venv /opt/mypyc \
+ && /opt/mypyc/bin/pip install --no-cache-dir 'mypy==2.4.1' \
+ && PYTHONPATH=/opt/cyphergate/lib/python3.11/site-packages \
+    /opt/mypyc/bin/python -m proxy.codec.native
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/cyphergate/bin:$PATH

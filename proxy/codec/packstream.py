@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from proxy.codec.errors import PackStreamError as PackStreamError  # re-exported
 
 # The spec caps every size at 2**31 - 1, although the 32-bit size field could say more.
 MAX_SIZE: Final = 0x7FFF_FFFF
@@ -35,18 +37,6 @@ class Structure:
 
     tag: bytes
     fields: tuple[Any, ...]
-
-
-class PackStreamError(ValueError):
-    """Input that is not one PackStream value, or a value that has no PackStream form.
-
-    The message says what is wrong and, for input, at which byte (also in :attr:`offset`); it
-    never repeats the data, so it may go to logs and to the client.
-    """
-
-    def __init__(self, message: str, offset: int | None = None) -> None:
-        super().__init__(message if offset is None else f"{message} (at byte {offset})")
-        self.offset = offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,3 +352,19 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
                 items, wanted, group, tag = stack[-1]
             else:
                 items = None
+
+
+# ---- proxy.codec.native compiles the code above this line ----
+# Its compiled twin, if built from this very text, takes over the public names.
+IMPLEMENTATION = "python"
+if not TYPE_CHECKING:
+    from proxy.codec.native import load
+
+    _native = load("packstream")
+    if _native is not None:
+        IMPLEMENTATION = "native"
+        Structure = _native.Structure
+        Limits = _native.Limits
+        DEFAULT_LIMITS = _native.DEFAULT_LIMITS
+        pack = _native.pack
+        unpack = _native.unpack
