@@ -1,0 +1,98 @@
+"""DagResolver: an identity's DAGs, worked out once and remembered, always as the bindings say."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.principal import DagResolver, Identity
+from proxy.settings import BindingSettings
+
+ISSUERS = ["https://a.example", "https://b.example"]
+NAMES = ["x", "y", "z"]
+DAGS = st.lists(st.sampled_from(["etl", "report", "load", "audit"]), min_size=1, max_size=2)
+
+bindings = st.one_of(
+    st.builds(
+        BindingSettings,
+        oidc_issuer=st.sampled_from(ISSUERS),
+        subject=st.sampled_from(NAMES),
+        dags=DAGS,
+    ),
+    st.builds(
+        BindingSettings,
+        oidc_issuer=st.sampled_from(ISSUERS),
+        client_id=st.sampled_from(NAMES),
+        dags=DAGS,
+    ),
+    st.builds(
+        BindingSettings,
+        oidc_issuer=st.sampled_from(ISSUERS),
+        service_account=st.sampled_from(NAMES),
+        dags=DAGS,
+    ),
+    st.builds(BindingSettings, iam_role_arn=st.sampled_from(["arn:aws:iam::1:role/x"]), dags=DAGS),
+)
+identities = st.one_of(
+    st.builds(
+        Identity,
+        method=st.just("oidc"),
+        issuer=st.sampled_from(ISSUERS),
+        subject=st.sampled_from(NAMES),
+        client_id=st.none() | st.sampled_from(NAMES),
+        service_account=st.none() | st.sampled_from(NAMES),
+        asserted_dag=st.none() | st.sampled_from(["etl", "other"]),
+    ),
+    st.builds(
+        Identity,
+        method=st.just("aws_iam"),
+        issuer=st.just("sts"),
+        subject=st.sampled_from(["arn:aws:iam::1:role/x", "arn:aws:iam::1:role/y"]),
+    ),
+)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(st.lists(bindings, max_size=6), st.lists(identities, min_size=1, max_size=12))
+def test_remembered_dags_are_the_bindings_dags(
+    configured: list[BindingSettings], callers: list[Identity]
+) -> None:
+    remembering = DagResolver(configured, remember=3)  # small: it is emptied along the way
+    for identity in callers:
+        fresh = DagResolver(configured).allowed_dags(identity)
+        assert remembering.allowed_dags(identity) == fresh
+        expected = {
+            dag
+            for binding in configured
+            for dag in binding.dags
+            if (binding.iam_role_arn is not None and identity.subject == binding.iam_role_arn)
+            or (
+                identity.method == "oidc"
+                and binding.oidc_issuer == identity.issuer
+                and (
+                    (binding.subject is not None and binding.subject == identity.subject)
+                    or (
+                        binding.subject is None
+                        and binding.client_id is not None
+                        and binding.client_id == identity.client_id
+                    )
+                    or (
+                        binding.subject is None
+                        and binding.client_id is None
+                        and binding.service_account is not None
+                        and binding.service_account == identity.service_account
+                    )
+                )
+            )
+        }
+        if identity.asserted_dag is not None:
+            expected.add(identity.asserted_dag)
+        assert fresh == expected
+
+
+def test_it_keeps_at_most_what_it_may() -> None:
+    resolver = DagResolver([], remember=2)
+    for subject in ["a", "b", "c", "d", "e"]:
+        identity = Identity(method="oidc", issuer=ISSUERS[0], subject=subject, asserted_dag="etl")
+        assert resolver.allowed_dags(identity) == {"etl"}
+        assert len(resolver._known) <= 2
