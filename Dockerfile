@@ -17,8 +17,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && python -m venv /opt/mypyc \
  && /opt/mypyc/bin/pip install --no-cache-dir 'mypy==2.4.1' \
- && PYTHONPATH=/opt/cyphergate/lib/python3.11/site-packages \
-    /opt/mypyc/bin/python -m proxy.codec.native
+ && /opt/cyphergate/bin/python -m proxy.codec.native --python /opt/mypyc/bin/python
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/cyphergate/bin:$PATH

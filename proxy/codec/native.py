@@ -18,6 +18,7 @@ their offsets included); it decodes a statement's messages about three times as 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import logging
@@ -55,9 +56,9 @@ def load(module: str) -> ModuleType | None:
     if os.environ.get(DISABLE, "1") == "0":
         return None
     native = _compiled(module)
-    if native is not None and getattr(native, "SOURCE_SHA256", None) != source_digest(module):
+    if native is not None and not _made_from_source(native, module):
         log.warning(
-            "proxy/codec/%s%s was compiled from another version of %s.py: the Python code "
+            "proxy/codec/%s%s was not compiled from %s.py as it is now: the Python code "
             "runs instead (rebuild with `python -m proxy.codec.native`)",
             module,
             SUFFIX,
@@ -77,7 +78,17 @@ def _compiled(module: str) -> ModuleType | None:
 def current(module: str) -> bool:
     """Whether ``module``'s compiled twin is there and was built from its source as it is."""
     native = _compiled(module)
-    return native is not None and getattr(native, "SOURCE_SHA256", None) == source_digest(module)
+    return native is not None and _made_from_source(native, module)
+
+
+def _made_from_source(native: ModuleType, module: str) -> bool:
+    """Whether ``native`` was compiled from ``module``'s source as it is (an installation
+    without the source cannot tell, so it says no)."""
+    try:
+        digest = source_digest(module)
+    except OSError:
+        return False
+    return getattr(native, "SOURCE_SHA256", None) == digest
 
 
 def built(module: str) -> Path | None:
@@ -86,9 +97,10 @@ def built(module: str) -> Path | None:
     return found[0] if found else None
 
 
-def build(module: str) -> Path:
-    """Compile ``module`` with mypyc into the package; its path. (A compiled module once
-    imported stays in its process: :func:`current` tells whether a build is needed, before.)"""
+def build(module: str, python: str = sys.executable) -> Path:
+    """Compile ``module`` with the mypyc of ``python`` (the same version of Python as this
+    one) into the package; its path. (A compiled module once imported stays in its process:
+    :func:`current` tells whether a build is needed, before.)"""
     digest = source_digest(module)
     with tempfile.TemporaryDirectory(prefix="cyphergate-mypyc-") as work:
         root = Path(work)
@@ -105,9 +117,10 @@ def build(module: str) -> Path:
         copy.write_text(f"{text}\nSOURCE_SHA256: Final = {digest!r}\n", encoding="utf-8")
         # mypyc builds with setuptools in the working directory: a scratch one, so the
         # project's own pyproject.toml plays no part.
-        result = subprocess.run(  # noqa: S603 - this interpreter, a path made here
-            [sys.executable, "-m", "mypyc", str(copy.relative_to(root))],
+        result = subprocess.run(  # noqa: S603 - an interpreter we were given, a path made here
+            [python, "-m", "mypyc", str(copy.relative_to(root))],
             cwd=root,
+            env={name: value for name, value in os.environ.items() if name != "PYTHONPATH"},
             capture_output=True,
             text=True,
             check=False,
@@ -131,17 +144,25 @@ def build(module: str) -> Path:
     return path
 
 
-def main() -> int:
-    """Compile every module of :data:`MODULES` not compiled from its current source."""
+def main(arguments: list[str] | None = None) -> int:
+    """Compile every module of :data:`MODULES` not compiled from its current source.
+    ``--python PATH``: the interpreter whose mypyc compiles (by default this one), for an
+    installation that keeps mypy elsewhere (the image's build)."""
+    parser = argparse.ArgumentParser(prog="python -m proxy.codec.native")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter with mypyc")
+    python = parser.parse_args(arguments).python
     for module in MODULES:
         existing = built(module)
         if existing is not None and current(module):
             print(f"proxy/codec/{module}.py (mypyc): compiled already ({existing.name})")
             continue
         try:
-            path = build(module)
-        except RuntimeError as exc:
+            path = build(module, python)
+        except (RuntimeError, OSError) as exc:
             print(exc, file=sys.stderr)
+            return 1
+        if not current(module):
+            print(f"proxy/codec/{path.name} does not load in this Python", file=sys.stderr)
             return 1
         print(f"proxy/codec/{module}.py (mypyc): compiled ({path.name})")
     return 0
