@@ -42,8 +42,15 @@ from proxy.tls import check_pair, server_context
 
 log = logging.getLogger(__name__)
 # The cycle collector's youngest generation is collected after this many new objects (Python's
-# default is 700); see _collect_less.
+# default is 700); see _tune_interpreter.
 GC_YOUNG_THRESHOLD = 20_000
+# How long a thread holding Python's global lock keeps it while another waits (Python's default
+# is 5 ms). SQLite lets the lock go while it writes and syncs the audit log; the writer's thread
+# then waits for the event loop to hand it back, up to this long when the loop is busy, and
+# every statement waiting on that commit waits too. Weighed both ways at 16 Bolt clients: 1.05
+# and 1.08 times the throughput of 5 ms, 7 and 33 µs less CPU per statement, p99 4.6 and 7.1 ms
+# lower.
+SWITCH_INTERVAL_S = 0.0005
 
 # How long a stopping worker may take to finish its requests and close its chain.
 _STOP_GRACE_S = 30.0
@@ -81,7 +88,7 @@ def serve(settings: Settings, *, host: str, port: int, command: Sequence[str]) -
         from proxy.app import create_app
 
         app = create_app(settings)
-        _collect_less()
+        _tune_interpreter()
         uvicorn.run(app, host=host, port=port, **_http_options(settings))
         return 0
     return _supervise(settings, host=host, port=port, command=command)
@@ -105,20 +112,22 @@ def serve_worker(settings: Settings, index: int, listeners: Listeners, epoch_fil
     http = _listen(*listeners.http)
     _stop_when_orphaned()
     uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(mine), **_http_options(mine)))
-    _collect_less()
+    _tune_interpreter()
     uvicorn_server.run(sockets=[http])
     # A lifespan that failed to start (a chain in use, Neo4j away) ends the run early; say so
     # with uvicorn's own status for it, as a single process does.
     return 0 if uvicorn_server.started else 3
 
 
-def _collect_less() -> None:
+def _tune_interpreter() -> None:
     """Before serving: what is loaded by now (modules, the application) lives as long as the
     process, so the cycle collector stops tracing it, and collects the young generation a
     little less often (each statement makes a few thousand objects, nearly all freed at once
-    by reference counting)."""
+    by reference counting). And the event loop hands Python's global lock to the audit
+    writer's thread sooner (see :data:`SWITCH_INTERVAL_S`)."""
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def _supervise(settings: Settings, *, host: str, port: int, command: Sequence[str]) -> int:
