@@ -139,3 +139,16 @@ def _spoil(data: bytes, at: int, insert: bytes) -> bytes:
     """Valid PackStream cut short at ``at``, or with ``insert`` put in there."""
     at = min(at, len(data))
     return data[:at] + insert + (data[at:] if insert else b"")
+
+
+def test_every_installation_compiles_it() -> None:
+    """The bootstrap (the README's two commands) and the image's build both run the build, and
+    neither ships a build made elsewhere: the image's context leaves compiled modules out."""
+    root = native.PACKAGE.parent.parent
+    assert ".venv/bin/python -m proxy.codec.native" in (root / ".ci" / "bootstrap").read_text(
+        encoding="utf-8"
+    )
+    dockerfile = (root / "Dockerfile").read_text(encoding="utf-8")
+    assert "-m proxy.codec.native --python /opt/mypyc/bin/python" in dockerfile
+    assert "proxy/codec/*.so" in (root / ".dockerignore").read_text(encoding="utf-8").split()
+    assert "proxy/codec/*.so" in (root / ".gitignore").read_text(encoding="utf-8").split()
