@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.audit.chainfile import ChainFile
+from proxy.audit.chainfile import ROWS_PER_INSERT, ChainFile
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import SQLiteAuditLog
@@ -101,22 +101,32 @@ def test_a_batch_of_any_size_is_one_commit_that_verifies(tmp_path: Path, count: 
         assert list(reader.verify()) == list(range(1, count + 1))
 
 
-def test_a_batch_refused_in_its_last_part_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("count", "clash"),
+    [(5, 6), (ROWS_PER_INSERT, ROWS_PER_INSERT + 1), (400, 301)],
+    ids=["one-statement", "one-full-statement", "several-statements"],
+)
+def test_a_batch_refused_in_its_last_part_writes_nothing(
+    tmp_path: Path, count: int, clash: int
+) -> None:
+    """However the batch is cut into INSERT statements, a row refused anywhere (here a seq the
+    writer does not know is taken) leaves none of the batch behind and the head where it was."""
     path = tmp_path / "audit.sqlite3"
     chain = ChainFile(path)
     chain.open()
     chain.write([event(1)])
-    with sqlite3.connect(path) as db:  # a record the writer does not know of, at seq 301
+    with sqlite3.connect(path) as db:  # a record the writer does not know of, at seq ``clash``
         db.execute(
-            "INSERT INTO records SELECT seq + 300, time, event, request_id, dag, database,"
-            " verdict, body, hash FROM records WHERE seq = 1"
+            "INSERT INTO records SELECT ?, time, event, request_id, dag, database,"
+            " verdict, body, hash FROM records WHERE seq = 1",
+            (clash,),
         )
     try:
         with pytest.raises(sqlite3.IntegrityError):
-            chain.write([event(n % 60) for n in range(400)])  # its seq 301 clashes
+            chain.write([event(n % 60) for n in range(count)])  # its last or a later row clashes
         assert chain.write([event(2)])[0].seq == 2  # the head did not move
     finally:
         chain.close()
     with sqlite3.connect(path) as db:
         seqs = [row[0] for row in db.execute("SELECT seq FROM records ORDER BY seq")]
-    assert seqs == [1, 2, 301]
+    assert seqs == [1, 2, clash]
