@@ -200,6 +200,15 @@ def cache_hit_rates(metrics_page: str) -> dict[str, tuple[float, float]]:
     }
 
 
+_AUDIT_COUNTS = re.compile(r"^cyphergate_audit_(records|commits)_total ([0-9.e+]+)$", re.MULTILINE)
+
+
+def audit_commits(metrics_page: str) -> tuple[float, float]:
+    """``(records, commits)`` the gateway's audit writer has committed, from ``/metrics``."""
+    counts = {name: float(value) for name, value in _AUDIT_COUNTS.findall(metrics_page)}
+    return counts.get("records", 0.0), counts.get("commits", 0.0)
+
+
 def seed_bench_items(neo4j: dict[str, Any]) -> None:
     """Create the items ``BENCH_ITEM_READ`` reads, as the stack's administrator (``neo4j`` is
     the devstack status's ``neo4j`` section)."""

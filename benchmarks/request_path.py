@@ -89,6 +89,7 @@ from measure import (  # benchmarks/measure.py
     BENCH_ITEM_READ,
     BENCH_READER,
     Client,
+    audit_commits,
     bolt_client,
     cache_hit_rates,
     cpu_seconds,
@@ -431,9 +432,15 @@ def main() -> None:
             if reset:
                 rss[clients] = {g: [peak_rss_mib(p) for p in each] for g, each in pids.items()}
         first_url = gateways[first_label]["gateway_url"]
-        caches = cache_hit_rates(httpx.get(first_url + "/metrics", timeout=10).text)
+        page = httpx.get(first_url + "/metrics", timeout=10).text
+        caches, (records, commits) = cache_hit_rates(page), audit_commits(page)
         print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
         report(results, idle, rss, caches)
+        if commits:  # warm-ups included; with several workers, the one that answered
+            print(
+                f"gateway audit log: {records:.0f} records in {commits:.0f} commits"
+                f" ({records / commits:.1f} per commit)"
+            )
         if len(counts) > 1:
             report_workers(results, counts, idle)
         if "variant" in labels:

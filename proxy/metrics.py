@@ -117,6 +117,17 @@ class Metrics:
             ["result"],
             registry=registry,
         )
+        self.audit_commits = Counter(
+            "cyphergate_audit_commits",
+            "Transactions of the audit writer that wrote records, each synced to disk: records"
+            " over commits is how many appends one sync serves (group commit).",
+            registry=registry,
+        )
+        self.audit_records = Counter(
+            "cyphergate_audit_records",
+            "Audit records committed (on time and late).",
+            registry=registry,
+        )
         self.audit_late_pending = Gauge(
             "cyphergate_audit_late_records_pending",
             "After-the-fact records kept in memory until the audit log takes writes again.",

@@ -328,6 +328,7 @@ class SQLiteAuditLog:
                 raise
             return
         self._failing = None
+        self._committed(len(receipts))
         for (event, future, after), receipt in zip(batch, receipts, strict=True):
             if future.done() and not after and event.event == "decision":
                 # Written, but its caller stopped waiting (append's deadline) and was told 503:
@@ -367,6 +368,8 @@ class SQLiteAuditLog:
                 await self._write_one_by_one(late)
             return
         self._failing = None
+        if late:
+            self._committed(len(late))
         del self._late[: len(late)]
         self._metrics.audit_late.labels("written").inc(len(late))
         self._metrics.audit_late_pending.set(len(self._late))
@@ -386,10 +389,15 @@ class SQLiteAuditLog:
                 self._metrics.audit_late.labels("lost").inc()
                 log.exception("audit record of request %s can never be written", event.request_id)
             else:
+                self._committed(1)
                 self._metrics.audit_late.labels("written").inc()
             self._late.remove(event)
         self._failing = None
         self._metrics.audit_late_pending.set(len(self._late))
+
+    def _committed(self, records: int) -> None:
+        self._metrics.audit_commits.inc()
+        self._metrics.audit_records.inc(records)
 
     async def _failed(self, exc: BaseException) -> str:
         """Log and count a failed write; the reason its requests are refused with. After an

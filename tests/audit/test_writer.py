@@ -98,6 +98,36 @@ def test_an_unexpected_exception_fails_its_batch_and_the_writer_goes_on(tmp_path
     assert metric(metrics, "cyphergate_audit_writer_errors_total", cause="KeyError") == 1
 
 
+def test_appends_made_together_share_a_commit_and_the_metrics_count_both(
+    tmp_path: Path,
+) -> None:
+    """Group commit, seen from outside: appends queued while a commit is under way are written
+    by the next one together, and /metrics counts records and commits (their ratio is what one
+    sync to disk serves)."""
+    path = tmp_path / "audit.sqlite3"
+    faults, metrics = Injected(), Metrics()
+
+    async def go() -> None:
+        log = SQLiteAuditLog(path, faults=faults, metrics=metrics)
+        await log.open()
+        try:
+            await log.append(event(0))  # a commit of one
+            faults.hold.clear()  # the next commit waits while 20 more appends queue behind it
+            first = asyncio.ensure_future(log.append(event(1)))
+            await asyncio.sleep(0.1)
+            rest = [asyncio.ensure_future(log.append(event(n))) for n in range(2, 22)]
+            await asyncio.sleep(0.1)
+            faults.hold.set()
+            receipts = await asyncio.gather(first, *rest)
+        finally:
+            await log.close()
+        assert [r.seq for r in receipts] == list(range(2, 23))
+
+    asyncio.run(go())
+    assert metric(metrics, "cyphergate_audit_records_total") == 22
+    assert metric(metrics, "cyphergate_audit_commits_total") == 3  # 1, then 1, then 20
+
+
 def test_append_has_a_deadline_and_a_decision_written_after_it_gets_its_outcome(
     tmp_path: Path,
 ) -> None:
