@@ -246,13 +246,16 @@ def idle_rates(processes: Processes, seconds: float = 5.0) -> dict[str, float]:
     return {name: 1000 * (after[name] - before[name]) / seconds for name in processes}
 
 
+# Not a dependency of the project: installed by hand, only for --profile.
+PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
 def profile_gateway(
     pid: int, client: Client, work: Work, clients: int, out: Path, target: str
 ) -> None:
     """One unmeasured run of ``client`` with py-spy sampling process ``pid`` into ``out``; print
     the summary, weighed by each thread's CPU time over the run."""
-    py_spy = Path(sys.executable).parent / "py-spy"
-    command = [str(py_spy), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out)]
+    command = [str(PY_SPY), "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(out)]
     spy = subprocess.Popen([*command, "--threads"], stdout=subprocess.DEVNULL)
     time.sleep(2)  # attached before the load starts
     threads, process, started = thread_cpu_seconds(pid), cpu_seconds(pid), time.perf_counter()
@@ -326,6 +329,10 @@ def main() -> None:
     counts = list(dict.fromkeys(args.workers))
     if min(counts) < 1:
         parser.error("--workers counts processes: 1 or more")
+    if args.profile is not None and not PY_SPY.exists():  # checked before minutes of measuring
+        parser.error(
+            f"--profile needs py-spy, which is not installed: {PY_SPY.parent}/pip install py-spy"
+        )
 
     variant = [gateway_setting(text) for text in args.variant]
     variant_env = dict(text.partition("=")[::2] for text in args.variant_env)
