@@ -4,15 +4,15 @@
 events into the chain, commits them (with any checkpoint due) in one transaction with
 ``synchronous=FULL``, so that a record acknowledged to the gateway is on disk, and keeps the
 chain's head. Only a committed transaction moves the head. Triggers refuse UPDATE and DELETE.
+Besides the canonical body and its hash, a few columns (time, event, request, dag, database,
+verdict) are kept for queries; verification (in proxy.audit.reader) checks that they agree with
+the body, so they cannot be edited to mislead a reviewer either.
 
 A batch of up to :data:`ROWS_PER_INSERT` records with no checkpoint due is one multi-row
 ``INSERT``, which SQLite runs as a transaction of its own (all rows or none): one call into
 SQLite instead of a ``BEGIN``, a step per row and a ``COMMIT``. Each call lets Python's global
 lock go and takes it back, which, while the event loop is busy, is a wait and a thread switch;
-batches are five to seven records under load, so this is most of the writer's switches.
-Besides the canonical body and its hash, a few columns (time, event, request, dag, database,
-verdict) are kept for queries; verification (in proxy.audit.reader) checks that they agree with
-the body, so they cannot be edited to mislead a reviewer either.
+batches are five to nine records under load, so this is most of the writer's switches.
 """
 
 from __future__ import annotations

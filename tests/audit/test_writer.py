@@ -108,9 +108,7 @@ def test_appends_made_together_share_a_commit_and_the_metrics_count_both(
     faults, metrics = Injected(), Metrics()
 
     async def go() -> None:
-        log = SQLiteAuditLog(path, faults=faults, metrics=metrics)
-        await log.open()
-        try:
+        async with SQLiteAuditLog(path, faults=faults, metrics=metrics) as log:
             await log.append(event(0))  # a commit of one
             faults.hold.clear()  # the next commit waits while 20 more appends queue behind it
             first = asyncio.ensure_future(log.append(event(1)))
@@ -119,8 +117,6 @@ def test_appends_made_together_share_a_commit_and_the_metrics_count_both(
             await asyncio.sleep(0.1)
             faults.hold.set()
             receipts = await asyncio.gather(first, *rest)
-        finally:
-            await log.close()
         assert [r.seq for r in receipts] == list(range(2, 23))
 
     asyncio.run(go())
