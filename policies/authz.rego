@@ -83,11 +83,29 @@ default may_call_functions := false
 
 may_call_functions if count(granted_list(["functions"])) > 0
 
+# Whether any statement of the DAG on the database may write: an explicit transaction it opens
+# is begun WRITE then, even if its first statement only reads (the next may write, and Neo4j
+# cannot change a transaction's mode); READ otherwise, so that Neo4j refuses a write as well. A
+# granted procedure or command, or a schema grant, may write; shadow mode runs what the policy
+# refuses.
+default may_write := false
+
+may_write if write_grant
+
+may_write if database_grant.schema
+
+may_write if count(granted_list(["commands"])) > 0
+
+may_write if may_call_procedures
+
+may_write if grant.mode == "shadow"
+
 preflight := {
 	"allow": count(preflight_reasons) == 0,
 	"reasons": sort(preflight_reasons),
 	"procedures": may_call_procedures,
 	"functions": may_call_functions,
+	"writes": may_write,
 }
 
 # Every database the statement reaches needs a grant: the one in the URL, and every one the

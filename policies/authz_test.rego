@@ -305,7 +305,7 @@ preflight_request(dag, database) := {
 
 test_preflight_needs_a_grant_for_the_database_only if {
 	reader := authz.preflight with input as preflight_request("demo_reader", "neo4j")
-	reader == {"allow": true, "reasons": [], "procedures": false, "functions": false}
+	reader == {"allow": true, "reasons": [], "procedures": false, "functions": false, "writes": false}
 	other := authz.preflight with input as preflight_request("demo_reader", "other")
 	other.reasons == ["database_not_granted:other"]
 	unlisted := authz.preflight with input as preflight_request("demo_unlisted", "neo4j")
@@ -314,4 +314,20 @@ test_preflight_needs_a_grant_for_the_database_only if {
 	ops := authz.preflight with input as preflight_request("ops", "neo4j") with data.cyphergate.grants as grants
 	ops.procedures
 	ops.functions
+	ops.writes # a granted procedure may write
+}
+
+test_preflight_says_whether_any_statement_may_write if {
+	writer := authz.preflight with input as preflight_request("demo_writer", "neo4j")
+	writer.writes
+	reader := authz.preflight with input as preflight_request("demo_reader", "neo4j")
+	not reader.writes
+	schema := {"dags": {"ops": {"databases": {"neo4j": {"schema": true}}}}}
+	authz.preflight.writes with input as preflight_request("ops", "neo4j") with data.cyphergate.grants as schema
+	commands := {"dags": {"ops": {"databases": {"neo4j": {"commands": ["ShowIndexes"]}}}}}
+	authz.preflight.writes with input as preflight_request("ops", "neo4j") with data.cyphergate.grants as commands
+	shadow := {"dags": {"ops": {"mode": "shadow", "databases": {"neo4j": {"read": {"labels": ["*"]}}}}}}
+	authz.preflight.writes with input as preflight_request("ops", "neo4j") with data.cyphergate.grants as shadow
+	unlisted := authz.preflight with input as preflight_request("demo_unlisted", "neo4j")
+	not unlisted.writes
 }

@@ -95,11 +95,13 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class Preflight:
     """The policy's answer before a statement is planned: may the DAG use this database at all
-    (``decision``), and may it call any procedure or user-defined function."""
+    (``decision``), may it call any procedure or user-defined function, and may any of its
+    statements write (``writes``: an explicit transaction it opens is begun READ if not)."""
 
     decision: Decision
     procedures: bool
     functions: bool
+    writes: bool
 
 
 def preflight_input(principal: Principal, *, database: str) -> dict[str, Any]:
@@ -177,6 +179,9 @@ class _PreflightAnswer(BaseModel):
     reasons: list[str] = Field(default_factory=list)
     procedures: StrictBool
     functions: StrictBool
+    # A policy written before it said: a transaction opens WRITE unless the caller asks READ
+    # (every statement is still decided on its own).
+    writes: StrictBool = True
 
 
 class _AccessAnswer(BaseModel):
@@ -293,7 +298,7 @@ class OPAPolicyEngine:
             revision=answered.revision,
         )
         if "result" not in answered.body:
-            return Preflight(decision, procedures=False, functions=False)
+            return Preflight(decision, procedures=False, functions=False, writes=False)
         try:
             answer = _PreflightAnswer.model_validate(answered.body["result"])
         except ValidationError:
@@ -302,6 +307,7 @@ class OPAPolicyEngine:
             replace(decision, allow=answer.allow, reasons=tuple(answer.reasons)),
             procedures=answer.procedures,
             functions=answer.functions,
+            writes=answer.writes,
         )
 
     async def decide(self, document: dict[str, Any]) -> Decision:
@@ -357,7 +363,9 @@ def _cache_key(document: dict[str, Any]) -> CacheKey:
     """The input without the principal's task, run and try (context, not grounds): canonical
     JSON, so equal inputs share an entry. orjson's bytes (1.5 µs against 9.7 for a statement's
     input); an input orjson has no form for (a lone surrogate, an integer beyond 64 bits) gets the
-    standard library's text instead, which, being ``str``, never equals a ``bytes`` key."""
+    standard library's text instead, which, being ``str``, never equals a ``bytes`` key. An
+    infinite float, which JSON has no form for, orjson writes as null: no input holds a float
+    (the principal, the request and the analysis are strings, integers and booleans)."""
     principal = {
         key: value
         for key, value in document.get("principal", {}).items()

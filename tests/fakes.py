@@ -97,14 +97,16 @@ class FakePolicy:
 
     allow: bool = True
     fail: bool = False
-    # The decision's access mode: READ for a DAG that may only read.
+    # The decision's access mode: READ for a statement that only reads (as the real policy).
     access_mode: AccessMode = "WRITE"
     shadow: bool = False
     row_limit: int | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)
-    # The preflight: whether the DAG may use the database, and call procedures and functions.
+    # The preflight: whether the DAG may use the database, call procedures and functions, and
+    # write at all.
     database_granted: bool = True
     calls_granted: bool = False
+    may_write: bool = True
     preflights: list[dict[str, Any]] = field(default_factory=list)
 
     async def preflight(self, document: dict[str, Any]) -> Preflight:
@@ -118,7 +120,12 @@ class FakePolicy:
             access_mode="READ",
             timeout_s=None,
         )
-        return Preflight(decision, procedures=self.calls_granted, functions=self.calls_granted)
+        return Preflight(
+            decision,
+            procedures=self.calls_granted,
+            functions=self.calls_granted,
+            writes=self.may_write,
+        )
 
     async def decide(self, document: dict[str, Any]) -> Decision:
         self.inputs.append(document)

@@ -194,6 +194,28 @@ def test_a_refused_statement_rolls_back_what_came_before_it(
     assert ended["request_id"] == denied["request_id"]
 
 
+def test_execute_write_may_read_before_it_writes(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    label = marker()
+
+    def work(tx: ManagedTransaction) -> int:
+        before = tx.run(f"MATCH (n:`{label}`) RETURN count(n) AS c").single(strict=True)["c"]
+        tx.run(f"CREATE (:`{label}`)").consume()
+        return int(before)
+
+    with (
+        driver(status, stack.token("demo_writer")) as writer,
+        writer.session(database="neo4j") as session,
+    ):
+        assert session.execute_write(work) == 0
+    assert count(neo4j_admin, label) == 1
+    records = transaction_of(stack.audit_path, label)
+    # The first statement only reads, but demo_writer may write: the transaction is a WRITE one.
+    assert [r["access_mode"] for r in records if r["event"] == "decision"] == ["WRITE", "WRITE"]
+    assert records[-1]["transaction"]["action"] == "commit" and records[-1]["status"] == 202
+
+
 def test_a_read_transaction_refuses_a_write(
     stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
 ) -> None:

@@ -331,18 +331,20 @@ def test_a_read_transaction_refuses_a_write_before_it_runs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("requested", "decided", "first", "mode"),
+    ("requested", "may_write", "first", "mode"),
     [
-        (None, "WRITE", "RETURN 1", "WRITE"),  # a read first: the caller may write next
-        (None, "READ", "RETURN 1", "READ"),  # a DAG that may only read
-        ("READ", "WRITE", "RETURN 1", "READ"),  # the caller asked
-        ("WRITE", "WRITE", "CREATE (:N)", "WRITE"),
+        (None, True, "RETURN 1", "WRITE"),  # a read first: the caller may write next
+        (None, False, "RETURN 1", "READ"),  # a DAG that may only read
+        ("READ", True, "RETURN 1", "READ"),  # the caller asked
+        ("WRITE", True, "CREATE (:N)", "WRITE"),
     ],
 )
 def test_the_access_mode_is_chosen_with_the_first_statement(
-    requested: AccessMode | None, decided: AccessMode, first: str, mode: AccessMode
+    requested: AccessMode | None, may_write: bool, first: str, mode: AccessMode
 ) -> None:
-    rig = Rig(policy=FakePolicy(access_mode=decided))
+    # As the real policy, a statement's own mode is READ when it only reads.
+    decided: AccessMode = "WRITE" if first.startswith("CREATE") else "READ"
+    rig = Rig(policy=FakePolicy(access_mode=decided, may_write=may_write))
     transaction = rig.begin(access_mode=requested)
     go(lambda: rig.run(transaction, first, "r-1"))
     assert rig.upstream.opening.access_mode == mode

@@ -166,7 +166,7 @@ class Gateway:
         )
         if transaction is None:
             async with self._admitted(trail, call.client), trail.recording():
-                principal, statement, analysis, decision = await self._decided(call, trail)
+                principal, statement, analysis, decision, _ = await self._decided(call, trail)
                 self._tell_lineage(call, analysis, on_lineage)
                 mode = _access_mode(analysis, decision, statement.access_mode)
                 execution = self._execution(call, principal, statement, decision, mode)
@@ -185,12 +185,14 @@ class Gateway:
             self._admitted(trail, call.client),
             trail.recording(),
         ):
-            principal, statement, analysis, decision = await self._decided(call, trail, transaction)
+            principal, statement, analysis, decision, may_write = await self._decided(
+                call, trail, transaction
+            )
             self._tell_lineage(call, analysis, on_lineage)
             placement = await transaction.place(
                 principal,
-                decision,
                 writes=_access_mode(analysis, decision, None) == "WRITE",
+                may_write=may_write,
                 metadata=neo4j_metadata(
                     principal, call.request_id, decision.decision_id, call.trace.traceparent()
                 ),
@@ -260,9 +262,10 @@ class Gateway:
 
     async def _decided(
         self, call: Call, trail: Trail, transaction: Transaction | None = None
-    ) -> tuple[Principal, Statement, Analysis, Decision]:
+    ) -> tuple[Principal, Statement, Analysis, Decision, bool]:
         """Steps 2 to 5: who is calling, as which DAG, with which statement, and may it run?
-        Raises unless the policy allows it (or shadow mode lets it run)."""
+        Raises unless the policy allows it (or shadow mode lets it run). Last, whether any
+        statement of the DAG on the database may write (the preflight's ``writes``)."""
         trace = call.trace
         with trace.step("authenticate"):
             identity = await self._authenticator.authenticate(call.authorization)
@@ -303,7 +306,7 @@ class Gateway:
                 principal.dag,
                 ", ".join(decision.reasons),
             )
-        return principal, statement, analysis, decision
+        return principal, statement, analysis, decision, preflight.writes
 
     def _execution(
         self,

@@ -12,10 +12,10 @@ before it runs, exactly as an auto-commit statement is; what the transaction add
   transaction ends.
 - **One caller, one DAG.** A later statement whose caller is another identity, or resolves to
   another DAG, is refused (403).
-- **Access mode.** The Neo4j transaction is begun READ if the caller asked for READ, or if the
-  first statement's decision requires READ (``decision.access_mode == "READ"``: a DAG that may
-  only read); otherwise WRITE, even when the first statement only reads, because a caller that
-  did not ask for READ may write next and Neo4j cannot change a transaction's mode. A later
+- **Access mode.** The Neo4j transaction is begun READ if the caller asked for READ, or if no
+  statement of the DAG may write on the database (the policy's preflight says ``writes``:
+  false); otherwise WRITE, even when the first statement only reads, because a caller that did
+  not ask for READ may write next and Neo4j cannot change a transaction's mode. A later
   statement that writes in a READ transaction is refused (``Neo.ClientError.Statement.AccessMode``)
   before it runs; a DAG's read-only grant is still the policy's to enforce, statement by statement.
 - **A failure ends it.** A statement refused or failed (by the policy, by Neo4j, by a row limit,
@@ -60,7 +60,6 @@ from proxy.errors import (
 from proxy.gateway.call import SUCCESS_STATUS, Call, new_request_id
 from proxy.gateway.seams import AuditLog, CredentialBroker, TransactionStarter, UpstreamTransaction
 from proxy.metrics import Metrics
-from proxy.policy import Decision
 from proxy.principal import Principal
 from proxy.statement import JSON, AccessMode, Opening
 
@@ -210,18 +209,19 @@ class Transaction:
     async def place(
         self,
         principal: Principal,
-        decision: Decision,
         *,
         writes: bool,
+        may_write: bool,
         metadata: Mapping[str, str | int],
         timeout_s: float,
     ) -> Placement:
         """Where the decided statement runs. For the first, the transaction holds the DAG's
         credential and begins on Neo4j (access mode and timeout as the module docstring says,
         ``metadata`` the gateway's for this statement); a statement that ``writes`` in a READ
-        transaction is refused."""
+        transaction is refused. ``may_write``: whether any statement of the DAG may write (the
+        policy's preflight), or the transaction begins READ."""
         placement = self._placement
-        mode = placement.access_mode if placement else self._opening_mode(decision)
+        mode = placement.access_mode if placement else self._opening_mode(may_write)
         if writes and mode == "READ":
             raise TransactionAccessMode(reason="transaction_read_only")
         if placement is None:
@@ -239,10 +239,10 @@ class Transaction:
         self._statements += 1
         return placement
 
-    def _opening_mode(self, decision: Decision) -> AccessMode:
-        if self._requested == "READ" or decision.access_mode == "READ":
-            return "READ"
-        return "WRITE"
+    def _opening_mode(self, may_write: bool) -> AccessMode:
+        """Not the first statement's own mode: a transaction that reads first may write next,
+        and Neo4j cannot change its mode."""
+        return "WRITE" if may_write and self._requested != "READ" else "READ"
 
     # ------------------------------------------------------------------ the end
 

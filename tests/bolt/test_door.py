@@ -184,6 +184,28 @@ def test_explicit_transactions(
     assert ends == ["commit", "commit", "rollback"], "each transaction leaves its end on record"
 
 
+def test_a_managed_write_may_read_first(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    tag = f"rw-{uuid.uuid4().hex[:8]}"
+
+    def read_then_write(tx: neo4j.ManagedTransaction) -> int:
+        seen = tx.run("MATCH (n:BoltReadWrite {tag: $tag}) RETURN count(n) AS c", tag=tag)
+        before = int(seen.single(strict=True)["c"])
+        tx.run("CREATE (:BoltReadWrite {tag: $tag, n: 1})", tag=tag).consume()
+        return before
+
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_writer"))) as writer,
+        writer.session(database="neo4j") as session,
+    ):
+        assert session.execute_write(read_then_write) == 0
+    stored, _, _ = neo4j_admin.execute_query(
+        "MATCH (n:BoltReadWrite {tag: $tag}) RETURN count(n) AS c", tag=tag
+    )
+    assert stored[0]["c"] == 1
+
+
 def test_a_refused_statement_rolls_the_transaction_back(
     stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
 ) -> None:
