@@ -29,6 +29,10 @@ SUPPORTED: tuple[tuple[int, int], ...] = ((5, 4), (5, 3), (5, 2), (5, 1))
 # does not speak it simply picks one of the plain proposals, as older Neo4j servers do.
 _MANIFEST_MAJOR = 0xFF
 _MAX_CHUNK = 0xFFFF
+# Keep-alive chunks a client may send in a row between two messages. A driver sends one now and
+# then while it waits; a stream of them only costs the reader (they are scanned one by one).
+# Neo4j sends them while a long statement runs, so a reader of Neo4j's answers sets no limit.
+MAX_KEEP_ALIVES = 1024
 
 
 class ProtocolViolation(Exception):
@@ -77,24 +81,32 @@ class MessageReader:
     ``PULL``; Neo4j's ``SUCCESS``, records and ``SUCCESS``) cost one read, where reading a chunk
     at a time cost three each (its size, its bytes, the empty chunk that ends it).
 
-    Keep-alive chunks between messages are skipped. A message whose chunks declare more than
-    ``max_bytes`` raises :class:`MessageTooLarge` as soon as their sizes have arrived, before the
-    rest is read, so what is kept of one message is bounded by ``max_bytes``, two bytes of size
-    per chunk, and one read. The chunks of a message still arriving are scanned once each,
-    however many reads it takes.
+    Keep-alive chunks between messages are skipped and what they took is let go, however many
+    arrive; more than ``max_keep_alives`` in a row is a :class:`ProtocolViolation`. A message
+    whose chunks declare more than ``max_bytes`` raises :class:`MessageTooLarge` as soon as their
+    sizes have arrived, before the rest is read, so what is kept of one message is bounded by
+    ``max_bytes``, two bytes of size per chunk, and one read. The chunks of a message still
+    arriving are scanned once each, however many reads it takes.
     """
 
     def __init__(
-        self, reader: asyncio.StreamReader, *, max_bytes: int, read_size: int = 65_536
+        self,
+        reader: asyncio.StreamReader,
+        *,
+        max_bytes: int,
+        max_keep_alives: float = MAX_KEEP_ALIVES,
+        read_size: int = 65_536,
     ) -> None:
         self._reader = reader
         self._max_bytes = max_bytes
+        self._max_keep_alives = max_keep_alives
         self._read_size = read_size
         self._buffer = bytearray()
         self._start = 0  # where the message being received begins in _buffer
         self._scan = 0  # where its next chunk's size is (or will be)
         self._chunks: list[tuple[int, int]] = []  # its chunks so far, as (start, stop)
         self._size = 0  # their bytes
+        self._keep_alives = 0  # in a row since the last message
 
     @property
     def waiting(self) -> bool:
@@ -131,6 +143,9 @@ class MessageReader:
             if size == 0:
                 scan += 2
                 if not chunks:  # a keep-alive between messages
+                    self._keep_alives += 1
+                    if self._keep_alives > self._max_keep_alives:
+                        raise ProtocolViolation("keep-alive chunks without end")
                     self._start = self._scan = scan
                     continue
                 message = b"".join([buffer[start:stop] for start, stop in chunks])
@@ -146,19 +161,27 @@ class MessageReader:
         # Where the next chunk's size is: past the end while a chunk's bytes are still arriving
         # (that chunk is counted already).
         self._scan = scan
+        if not chunks and self._start >= min(end, self._read_size):
+            self._forget(self._start)  # only keep-alives since the last message
         return None
 
     def _next_message(self, start: int) -> None:
         """Forget the message just cut; drop what was read before ``start`` once it is a lot."""
         self._chunks = []
         self._size = 0
+        self._keep_alives = 0
+        if start == len(self._buffer) or start >= self._read_size:
+            self._forget(start)
+        else:
+            self._start = self._scan = start
+
+    def _forget(self, start: int) -> None:
+        """Drop what was read before ``start``, where the next message begins."""
         if start == len(self._buffer):
             self._buffer.clear()
-            start = 0
-        elif start >= self._read_size:
+        else:
             del self._buffer[:start]
-            start = 0
-        self._start = self._scan = start
+        self._start = self._scan = 0
 
 
 def frame(message: bytes) -> bytes:

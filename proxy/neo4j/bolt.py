@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
 import time
 from collections import deque
@@ -103,7 +104,9 @@ class BoltConnection:
     ) -> None:
         self._reader = reader
         self._writer = writer
-        self._answers = wire.MessageReader(reader, max_bytes=MAX_MESSAGE_BYTES)
+        self._answers = wire.MessageReader(
+            reader, max_bytes=MAX_MESSAGE_BYTES, max_keep_alives=math.inf
+        )
         self._sent = False  # written since the last drain
         self._expires = time.monotonic() + lifetime_s
         self.broken = False  # lost, or in a state nobody knows: never used again

@@ -163,3 +163,35 @@ def test_many_one_byte_chunks_are_scanned_once_each(monkeypatch: pytest.MonkeyPa
     assert len(calls) > 10_000  # the message took that many reads
     for (_, left), (entry, _) in itertools.pairwise(calls):
         assert entry == left
+
+
+def test_keep_alives_between_messages_are_let_go() -> None:
+    # An odd byte after each read's keep-alives: what was scanned must still be dropped.
+    async def go() -> int:
+        stream = asyncio.StreamReader()
+        reader = wire.MessageReader(stream, max_bytes=1 << 20, max_keep_alives=10**9, read_size=64)
+        stream.feed_data(b"\x00")
+        for _ in range(2000):
+            stream.feed_data(KEEP_ALIVE * 32)
+        stream.feed_data(b"\x00" + wire.frame(b"\xb0\x0f"))
+        stream.feed_eof()
+        biggest = 0
+        while True:
+            task = asyncio.ensure_future(reader.next())
+            while not task.done():
+                biggest = max(biggest, len(reader._buffer))
+                await asyncio.sleep(0)
+            if task.result() is not None:
+                assert task.result() == b"\xb0\x0f"
+                return biggest
+
+    assert asyncio.run(go()) <= 64 + 1  # one read and the odd byte, not the 128 kB sent
+
+
+def test_keep_alives_without_end_are_a_violation() -> None:
+    stream = KEEP_ALIVE * (wire.MAX_KEEP_ALIVES + 1) + wire.frame(b"\xb0\x0f")
+    with pytest.raises(wire.ProtocolViolation, match="keep-alive"):
+        read_all([stream])
+    # As many as allowed, then a message: read, and the count starts again.
+    allowed = KEEP_ALIVE * wire.MAX_KEEP_ALIVES + wire.frame(b"\xb0\x0f")
+    assert read_all([allowed * 3])[0] == [b"\xb0\x0f"] * 3 + [None]
