@@ -444,5 +444,11 @@ class _Sink(ResultSink):
         await self._flush()
 
 
+# Refusals of a credential that verified once and has aged out since: an OIDC token past its
+# expiry, an IAM proof signed longer ago than the proof's age limit. Both are TokenExpired, so a
+# driver's auth manager fetches a fresh one instead of giving up.
+_EXPIRED_REASONS = frozenset({"token_expired", "iam_request_stale"})
+
+
 def _expired(error: CypherGateError) -> bool:
-    return isinstance(error, AuthenticationFailed) and error.reason == "token_expired"
+    return isinstance(error, AuthenticationFailed) and error.reason in _EXPIRED_REASONS

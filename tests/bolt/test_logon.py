@@ -46,8 +46,9 @@ def test_hostile_logon(
     assert peer.answer() is not None
     peer.message(0x6A, auth)
     answer = peer.answer()
-    # An expired token is told so (drivers' auth managers then fetch a new one); nothing else.
-    expired = reason == "token_expired"
+    # An expired token or a stale IAM proof is told so (drivers' auth managers then fetch a new
+    # one); nothing else.
+    expired = reason in {"token_expired", "iam_request_stale"}
     code = "Neo.ClientError.Security." + ("TokenExpired" if expired else "Unauthorized")
     assert failure(answer) == code, name
     assert answer is not None
