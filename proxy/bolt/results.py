@@ -184,7 +184,8 @@ class OpenResult:
             with suppress(CypherGateError):
                 await self._end(exc)
             return
-        await self._end()
+        with suppress(CypherGateError):
+            await self._end()
 
     async def _end(self, error: BaseException | None = None) -> None:
         """Close the request path's block (its outcome is recorded, with ``error`` if the rows

@@ -145,6 +145,10 @@ class Session:
             await handler(fields)
         except Malformed as exc:
             await self._violation(str(exc))
+        except CypherGateError as error:
+            # A failure outside a statement's own handling (the audit log refusing to record a
+            # refused message, say): the client is told, and RESET ends what is open.
+            await self._failure(error.code, error.message)
 
     async def close(self) -> None:
         """The connection is going: what is open ends (and is recorded as ended)."""
@@ -267,8 +271,13 @@ class Session:
         if transaction is not None:
             carrier = self._transaction_trace
             database = transaction.database
-            for earlier in list(self._results.values()):
-                await earlier.buffer()  # the transaction's statements run one at a time
+            for qid, earlier in list(self._results.items()):
+                try:
+                    await earlier.buffer()  # the transaction's statements run one at a time
+                except CypherGateError as error:  # recorded as that statement's failure
+                    del self._results[qid]
+                    await self._statement_failed(error, earlier.call)
+                    return
         elif isinstance(named := extra.get("db"), str) and named:
             database = named
         # A bad flag is refused, and recorded, when the request path reads the statement.

@@ -191,6 +191,40 @@ def test_failed_state_ignores_until_reset(stack: DevStack, peer: Peer) -> None:
     assert peer.closed()
 
 
+def test_an_earlier_result_failing_as_the_next_statement_runs(stack: DevStack, peer: Peer) -> None:
+    # The first statement fails on its third row, which is read only when the second runs (a
+    # Neo4j transaction runs one statement at a time): the second is answered FAILURE, with
+    # the first's error, the connection stays, and RESET rolls the transaction back.
+    logged_on(peer, stack.token("demo_reader"))
+    peer.message(0x11, {})  # BEGIN
+    assert peer.answer() == Structure(b"\x70", ({},))
+    peer.message(0x10, "UNWIND [1, 1, 0] AS x RETURN 1 / x AS failing_later", {}, {})
+    assert peer.answer() is not None
+    peer.message(0x3F, {"n": 1})
+    assert [peer.answer(), peer.answer()] == [
+        Structure(b"\x71", ([1],)),
+        Structure(b"\x70", ({"has_more": True},)),
+    ]
+    peer.message(0x10, "RETURN 1 AS next", {}, {})
+    assert failure(peer.answer()) == "Neo.ClientError.Statement.ArithmeticError"
+    peer.message(0x0F)  # RESET
+    assert peer.answer() == Structure(b"\x70", ({},))
+    peer.message(0x10, "RETURN 2 AS after", {}, {})
+    assert peer.answer() is not None
+    peer.message(0x3F, {"n": -1})
+    assert peer.answer() == Structure(b"\x71", ([2],))
+    with AuditReader(stack.audit_path) as log:
+        trail = [r for r in log.query(RecordFilter()) if "failing_later" in str(r)]
+    (first,) = [r for r in trail if r["event"] == "decision"]
+    with AuditReader(stack.audit_path) as log:
+        ended = [
+            r
+            for r in log.query(RecordFilter())
+            if r["event"] == "transaction" and r["transaction"]["id"] == first["transaction"]["id"]
+        ]
+    assert [e["transaction"]["action"] for e in ended] == ["rollback"]
+
+
 def test_goodbye_mid_stream_records_the_statement(stack: DevStack, peer: Peer) -> None:
     logged_on(peer, stack.token("demo_reader"))
     peer.message(0x10, "UNWIND range(1, 50) AS i RETURN i AS goodbye_mid_stream", {}, {})
