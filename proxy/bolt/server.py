@@ -23,6 +23,7 @@ from typing import Any
 
 from proxy.bolt.session import Defunct, Options, Session
 from proxy.codec import wire
+from proxy.errors import ClientDisconnected
 from proxy.gateway.path import Gateway
 from proxy.tls import server_context
 
@@ -74,9 +75,11 @@ class BoltDoor:
             writer.close()
             return
         self._connections.add(task)
+        not_reading = False
         try:
             await self._serve(reader, writer)
-        except (wire.ProtocolViolation, TimeoutError, ConnectionError) as exc:
+        except (wire.ProtocolViolation, TimeoutError, ConnectionError, ClientDisconnected) as exc:
+            not_reading = isinstance(exc, ClientDisconnected)
             log.info("bolt: connection closed: %s", type(exc).__name__)
         except asyncio.CancelledError:
             # The door is closing (what the connection had open ended in _serve); the task ends
@@ -84,9 +87,7 @@ class BoltDoor:
             log.info("bolt: connection closed by shutdown")
         finally:
             self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, ssl.SSLError):
-                await writer.wait_closed()
+            await _closed(writer, within_s=0 if not_reading else self._settings.message_timeout_s)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(self._settings.handshake_timeout_s):
@@ -100,7 +101,7 @@ class BoltDoor:
         peer = writer.get_extra_info("peername")
         local = writer.get_extra_info("sockname")
 
-        outbox = _Outbox(writer)
+        outbox = _Outbox(writer, self._settings.message_timeout_s)
         session = Session(
             self._gateway,
             options=self._settings.options,
@@ -197,11 +198,18 @@ class _Outbox:
     """A connection's answers, gathered and written in one call once the messages the client
     sent together are answered (and every few hundred records of a long pull): one system call
     where a write per message would make one per record, and one per statement where a write
-    per message would make two (a driver sends ``RUN`` and ``PULL`` together)."""
+    per message would make two (a driver sends ``RUN`` and ``PULL`` together).
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    A client that stops reading is waited for ``timeout_s`` at most: then
+    :class:`ClientDisconnected` (the statement being answered is recorded with it) closes the
+    connection, and what it held open (a result, a transaction, an admission slot) ends with it.
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter, timeout_s: float) -> None:
         self._writer = writer
+        self._timeout_s = timeout_s
         self._pending = bytearray()
+        self._stuck = False
 
     @property
     def pending(self) -> int:
@@ -217,10 +225,43 @@ class _Outbox:
 
     async def flush(self) -> None:
         """Write what is gathered, and wait while the client is slow to read (back-pressure)."""
+        if self._stuck:
+            raise _not_reading()
+        writer = self._writer
         if self._pending:
-            self._writer.write(bytes(self._pending))
+            writer.write(bytes(self._pending))
             self._pending.clear()
-        await self._writer.drain()
+        transport = writer.transport
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
+            await writer.drain()  # not paused: returns at once (no timer for each answer)
+            return
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await writer.drain()
+        except TimeoutError:
+            self._stuck = True
+            raise _not_reading() from None
+
+
+async def _closed(writer: asyncio.StreamWriter, *, within_s: float) -> None:
+    """Close the connection, sending what is still buffered for ``within_s`` at most: a client
+    that does not read it is cut off rather than kept (with its socket) for ever."""
+    if within_s <= 0:
+        writer.transport.abort()
+    writer.close()
+    try:
+        async with asyncio.timeout(within_s):
+            await writer.wait_closed()
+    except (TimeoutError, asyncio.CancelledError):
+        writer.transport.abort()  # a cancellation (the door closing) ends the task here too
+    except (ConnectionError, ssl.SSLError):
+        pass
+
+
+def _not_reading() -> ClientDisconnected:
+    return ClientDisconnected(
+        "The client stopped reading its answers.", reason="client_not_reading"
+    )
 
 
 @contextlib.asynccontextmanager

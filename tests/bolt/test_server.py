@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -257,6 +258,42 @@ def test_a_message_begun_must_end_within_its_deadline() -> None:
     assert 0.2 < seconds < 5  # the message deadline, far from the idle timeout's 30 s
 
 
+def test_a_client_that_stops_reading_is_closed_and_its_statement_ends() -> None:
+    """Answers the client does not take fill the socket: the door waits the message deadline
+    for them, not for ever, then closes, ending (and recording) what the client held open."""
+
+    async def scenario() -> tuple[list[str], list[Any], int, float]:
+        async with rig(rows=400_000, idle_timeout_s=30, message_timeout_s=0.3) as r:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # set before connecting
+            sock.connect(("127.0.0.1", r.door.port))
+            sock.setblocking(False)
+            _reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(
+                LOGGED_ON + message(0x10, "UNWIND rows", {}, {}) + message(0x3F, {"n": -1})
+            )
+            for _ in range(200):  # bounded: 10 s
+                if r.audit.events:  # the statement runs, its rows on their way
+                    break
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            for _ in range(200):
+                if not r.door._connections:
+                    break
+                await asyncio.sleep(0.05)
+            seconds = time.monotonic() - started
+            left = len(r.door._connections)
+            await closed(writer)
+            reasons = [(e.error or {}).get("reason") for e in r.audit.events]
+            return [e.event for e in r.audit.events], reasons, left, seconds
+
+    events, reasons, left, seconds = asyncio.run(scenario())
+    assert left == 0, "the connection is still open, waiting on a client that does not read"
+    assert events == ["decision", "outcome"]
+    assert reasons == [None, "client_not_reading"]
+    assert seconds < 8
+
+
 def test_a_chunked_message_larger_than_one_chunk() -> None:
     statement = "RETURN '" + "x" * 70_000 + "' AS long"
 
@@ -357,12 +394,26 @@ def holds(prefix: bytes, sequence: list[bytes]) -> None:
 # ---------------------------------------------------------------------------- coalesced answers
 
 
+class EmptyTransport:
+    """A transport whose buffer is always empty (every write taken at once)."""
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (16_384, 65_536)
+
+    def abort(self) -> None:
+        return None
+
+
 class CountingWriter:
     """A connection's sending side that keeps each write apart."""
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.wrote = asyncio.Event()
+        self.transport = EmptyTransport()
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
