@@ -36,6 +36,11 @@ _FALLBACK_AGENT = "Neo4j/5"
 _COALESCE_BYTES = 64 * 1024
 
 
+# The largest message before LOGON succeeds (and after LOGOFF): an OIDC token or an IAM proof
+# takes a few kilobytes.
+MAX_ANONYMOUS_MESSAGE_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class DoorSettings:
     """The Bolt door's configuration, as ``proxy/app/`` reads it from ``server.bolt_*``."""
@@ -113,7 +118,10 @@ class BoltDoor:
             flush=outbox.flush,
         )
         options = self._settings.options
-        messages = wire.MessageReader(reader, max_bytes=options.max_message_bytes)
+        # Until a credential is accepted, a message is small (HELLO, LOGON with a token or an
+        # IAM proof): a client nobody knows holds and makes the gateway decode little.
+        anonymous = min(options.max_message_bytes, MAX_ANONYMOUS_MESSAGE_BYTES)
+        messages = wire.MessageReader(reader, max_bytes=anonymous)
         try:
             async with asyncio.timeout(None) as scope:
                 deadline = _Deadline(
@@ -129,6 +137,9 @@ class BoltDoor:
                         more = False
                         try:
                             await session.handle(message)
+                            messages.max_bytes = (
+                                options.max_message_bytes if session.logged_on else anonymous
+                            )
                             # Drivers pipeline (RUN and PULL in one write): answer them in one.
                             more = messages.waiting and outbox.pending < _COALESCE_BYTES
                         finally:

@@ -121,6 +121,11 @@ class Session:
         self._qids = itertools.count()
         self._handlers = self._handlers_by_tag()  # built once, not per message
 
+    @property
+    def logged_on(self) -> bool:
+        """Whether a credential was accepted (``LOGON``) and not given up since."""
+        return self._authorization is not None
+
     async def handle(self, message: bytes) -> None:
         """Answer one message; raises :class:`Defunct` when the connection must close."""
         try:

@@ -45,16 +45,20 @@ class Limits:
 
     ``max_depth`` counts containers (lists, dictionaries, structures) inside one another: a
     top-level list is depth 1, an empty one too. ``max_items`` bounds the items of one list,
-    the entries of one dictionary or the fields of one structure. Sizes of strings and bytes
-    are bounded by the input itself, which is never trusted beyond its length.
+    the entries of one dictionary or the fields of one structure. ``max_containers`` bounds the
+    containers of the whole value: each takes one byte or more of the input but tens of bytes of
+    memory once built, so a message of empty lists would otherwise cost about seventy times its
+    size. Sizes of strings and bytes are bounded by the input itself, which is never trusted
+    beyond its length.
     """
 
     max_depth: int = 64
     max_items: int = 1_000_000
+    max_containers: int = 1_000_000
 
     def __post_init__(self) -> None:
-        if self.max_depth < 1 or self.max_items < 0:
-            raise ValueError("Limits need max_depth >= 1 and max_items >= 0")
+        if self.max_depth < 1 or self.max_items < 0 or self.max_containers < 0:
+            raise ValueError("Limits need max_depth >= 1, and max_items and max_containers >= 0")
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -240,6 +244,7 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
     buf = data if type(data) is bytes else bytes(data)
     end = len(buf)
     max_depth, max_items = limits.max_depth, limits.max_items
+    containers_left = limits.max_containers
     pos = 0
     # The containers being read, innermost last: (items so far, items wanted, group, tag). The
     # innermost one is also kept in locals; a dictionary's items alternate key and value.
@@ -308,6 +313,12 @@ def unpack(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
                 # A list, dictionary or structure begins.
                 if len(stack) >= max_depth:
                     raise PackStreamError(f"values nested deeper than {max_depth}", at)
+                containers_left -= 1
+                if containers_left < 0:
+                    raise PackStreamError(
+                        f"more than {limits.max_containers} lists, dictionaries and structures",
+                        at,
+                    )
                 if size > max_items:
                     raise PackStreamError(f"{size} items, more than {max_items} allowed", pos)
                 new_tag = b""

@@ -98,7 +98,7 @@ class MessageReader:
         read_size: int = 65_536,
     ) -> None:
         self._reader = reader
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes  # may change between messages (a door's, once logged on)
         self._max_keep_alives = max_keep_alives
         self._read_size = read_size
         self._buffer = bytearray()
@@ -154,8 +154,8 @@ class MessageReader:
             if not chunks and begun is not None:
                 begun()
             self._size += size
-            if self._size > self._max_bytes:
-                raise MessageTooLarge(f"a message larger than {self._max_bytes} bytes")
+            if self._size > self.max_bytes:
+                raise MessageTooLarge(f"a message larger than {self.max_bytes} bytes")
             chunks.append((scan + 2, scan + 2 + size))
             scan += 2 + size
         # Where the next chunk's size is: past the end while a chunk's bytes are still arriving

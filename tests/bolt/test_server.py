@@ -63,6 +63,7 @@ async def rig(
     handshake_timeout_s: float = 5.0,
     idle_timeout_s: float = 5.0,
     message_timeout_s: float = 5.0,
+    max_message_bytes: int = 64 * 1024,
     tls: tuple[Path, Path] | None = None,
 ) -> AsyncIterator[Rig]:
     audit = FakeAudit()
@@ -86,7 +87,7 @@ async def rig(
             advertised_address=None,
             routing_ttl_s=300,
             idle_timeout_s=idle_timeout_s,
-            max_message_bytes=64 * 1024,
+            max_message_bytes=max_message_bytes,
         ),
         max_connections=max_connections,
         handshake_timeout_s=handshake_timeout_s,
@@ -292,6 +293,23 @@ def test_a_client_that_stops_reading_is_closed_and_its_statement_ends() -> None:
     assert events == ["decision", "outcome"]
     assert reasons == [None, "client_not_reading"]
     assert seconds < 8
+
+
+def test_a_large_message_waits_for_a_logon() -> None:
+    """Before a credential is accepted a message may be 64 KiB; after it, the configured size."""
+    padding = "x" * (70 * 1024)
+
+    async def scenario() -> tuple[bytes, bytes]:
+        async with rig(max_message_bytes=1024 * 1024) as r:
+            early = handshake() + message(0x01, {"user_agent": "t", "padding": padding})
+            refused = await conversation(r.door.port, early)
+            late = LOGGED_ON + message(0x10, "RETURN $p", {"p": padding}, {})
+            accepted = await conversation(r.door.port, late + message(0x3F, {"n": -1}))
+            return refused, accepted
+
+    refused, accepted = asyncio.run(scenario())
+    assert answers(refused) == []  # closed, nothing answered
+    assert [a.tag for a in answers(accepted)] == [b"\x70"] * 3 + [b"\x71"] * 3 + [b"\x70"]
 
 
 def test_a_chunked_message_larger_than_one_chunk() -> None:

@@ -125,9 +125,11 @@ def test_both_pack_alike(python_codec: ModuleType, value: Any) -> None:
     )
 )
 def test_both_unpack_alike(python_codec: ModuleType, data: bytes) -> None:
-    limits = python_codec.Limits(max_depth=8, max_items=50)
+    limits = python_codec.Limits(max_depth=8, max_items=50, max_containers=20)
     kind, read = outcome(python_codec.unpack, data, limits)
-    compiled = outcome(packstream.unpack, data, packstream.Limits(max_depth=8, max_items=50))
+    compiled = outcome(
+        packstream.unpack, data, packstream.Limits(max_depth=8, max_items=50, max_containers=20)
+    )
     assert compiled[0] == kind
     if kind == "refused":
         assert compiled[1] == read

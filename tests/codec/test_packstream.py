@@ -336,8 +336,18 @@ class TestHostileInput:
         assert unpack(b"\x93\x01\x02\x03", Limits(max_items=3)) == [1, 2, 3]
         assert "more than 3" in str(refused(b"\x94\x01\x02\x03\x04", Limits(max_items=3)))
         assert "more than 1" in str(refused(b"\xa2\x81a\x01\x81b\x02", Limits(max_items=1)))
+        assert unpack(b"\x92\x90\xa0", Limits(max_containers=3)) == [[], {}]
+        assert "more than 2 lists" in str(refused(b"\x92\x90\xa0", Limits(max_containers=2)))
         with pytest.raises(ValueError, match="max_depth"):
             Limits(max_depth=0)
+
+    def test_a_message_of_empty_containers_is_refused_before_it_costs_much(self) -> None:
+        """Three million empty lists in 3 MB would take over 200 MB built; the millionth and
+        first is refused, and what was built by then is let go."""
+        bomb = b"\x91\xd6" + struct.pack(">I", 3_000_000) + b"\x90" * 3_000_000
+        error = refused(bomb, Limits(max_items=MAX_SIZE))
+        assert "more than 1000000 lists" in str(error)
+        assert error.offset == 6 + 1_000_000 - 2  # two lists hold them
 
     @pytest.mark.parametrize(
         "key",
