@@ -2,9 +2,11 @@
 Session` over the request path.
 
 Bounded on every side a client controls: at most ``max_connections`` at once (beyond that a
-connection is closed before its handshake), the handshake within ``handshake_timeout_s``, each
-message within ``max_message_bytes`` and ``message_timeout_s`` of its first byte and, between
-messages, ``idle_timeout_s`` of silence at most. The statements themselves pass the gateway's
+connection is closed before its handshake), the handshake within ``handshake_timeout_s`` and a
+LOGON accepted within as long again (and after a LOGOFF), each message within
+``max_message_bytes`` (:data:`MAX_ANONYMOUS_MESSAGE_BYTES` before a LOGON) and
+``message_timeout_s`` of its first byte, between messages ``idle_timeout_s`` of silence at
+most, and answers the client does not read waited for ``message_timeout_s`` at most. The statements themselves pass the gateway's
 admission (:mod:`proxy.gateway.admission`): one refused gets a transient ``FAILURE``. A
 connection that breaks the protocol is closed; nothing it sent runs unless it came down the
 request path as a whole statement, recorded there.
@@ -122,6 +124,11 @@ class BoltDoor:
         # IAM proof): a client nobody knows holds and makes the gateway decode little.
         anonymous = min(options.max_message_bytes, MAX_ANONYMOUS_MESSAGE_BYTES)
         messages = wire.MessageReader(reader, max_bytes=anonymous)
+        loop = asyncio.get_running_loop()
+        log_on_within = self._settings.handshake_timeout_s
+        # Until when the client may stay without a credential accepted (after the handshake, and
+        # again after a LOGOFF): RESET and keep-alives do not keep a nameless connection open.
+        anonymous_until: float | None = loop.time() + log_on_within
         try:
             async with asyncio.timeout(None) as scope:
                 deadline = _Deadline(
@@ -129,7 +136,7 @@ class BoltDoor:
                 )
                 try:
                     while True:
-                        deadline.reading()
+                        deadline.reading(anonymous_until)
                         message = await messages.next(deadline.begun)
                         deadline.handling()
                         if message is None:
@@ -137,9 +144,14 @@ class BoltDoor:
                         more = False
                         try:
                             await session.handle(message)
-                            messages.max_bytes = (
-                                options.max_message_bytes if session.logged_on else anonymous
-                            )
+                            if session.logged_on:
+                                messages.max_bytes, anonymous_until = (
+                                    options.max_message_bytes,
+                                    None,
+                                )
+                            elif anonymous_until is None:
+                                messages.max_bytes = anonymous
+                                anonymous_until = loop.time() + log_on_within
                             # Drivers pipeline (RUN and PULL in one write): answer them in one.
                             more = messages.waiting and outbox.pending < _COALESCE_BYTES
                         finally:
@@ -184,8 +196,10 @@ class _Deadline:
         self._when: float | None = None
         self._timer = self._loop.call_later(self._period, self._check)
 
-    def reading(self) -> None:
-        self._when = self._loop.time() + self._idle_s
+    def reading(self, until: float | None = None) -> None:
+        """A message is awaited: it must begin within the idle time-out (and before ``until``)."""
+        when = self._loop.time() + self._idle_s
+        self._when = when if until is None else min(when, until)
 
     def begun(self) -> None:
         when = self._loop.time() + self._message_s

@@ -240,6 +240,42 @@ def test_silent_clients_are_closed() -> None:
     assert [a.tag for a in answers(idle)] == [b"\x70"]
 
 
+def test_a_client_must_log_on_within_the_handshake_time_out() -> None:
+    """RESET after RESET keeps a connection busy but nameless: it is closed all the same, while
+    one that logged on stays."""
+
+    async def resetting(port: int, opening: bytes) -> float | None:
+        """Seconds until the server closed, sending RESET every 50 ms; None if it did not in 2 s."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        try:
+            writer.write(opening)
+            while time.monotonic() - started < 2:
+                writer.write(message(0x0F))
+                await writer.drain()
+                with suppress(TimeoutError):
+                    if await asyncio.wait_for(reader.read(65536), 0.05) == b"":
+                        return time.monotonic() - started
+            return None
+        except ConnectionError:
+            return time.monotonic() - started
+        finally:
+            with suppress(ConnectionError):
+                await closed(writer)
+
+    async def scenario() -> tuple[float | None, float | None]:
+        async with rig(handshake_timeout_s=0.3, idle_timeout_s=5, message_timeout_s=0.3) as r:
+            nameless = await resetting(
+                r.door.port, handshake() + message(0x01, {"user_agent": "t"})
+            )
+            named = await resetting(r.door.port, LOGGED_ON)
+            return nameless, named
+
+    nameless, named = asyncio.run(scenario())
+    assert nameless is not None and nameless < 1.5
+    assert named is None
+
+
 def test_a_message_begun_must_end_within_its_deadline() -> None:
     """Silence between messages may last the idle timeout; a message trickled in may not."""
 
