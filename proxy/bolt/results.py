@@ -11,6 +11,7 @@ document of :class:`proxy.lineage.Lineage`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -25,7 +26,7 @@ from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
 from proxy.lineage import Lineage
-from proxy.statement import JSON, RowStream, Summary
+from proxy.statement import JSON, Execution, RowStream, Summary
 
 _RECORD = b"\x71"
 # Rows sent before the connection's buffer is drained (the client's reading paces Neo4j's).
@@ -87,6 +88,9 @@ class OpenResult:
         self._final: dict[str, Any] = {}
         self._started = 0.0
         self.t_first_ms = 0
+        # When the statement's time-out ends (event-loop time), once it runs: a result still open
+        # then is one Neo4j would have ended (the door holds the client to it).
+        self.due: float | None = None
 
     async def start(self) -> list[str]:
         """Run the statement down the request path; its field names. A refusal or failure is
@@ -96,6 +100,7 @@ class OpenResult:
             self.call,
             transaction=self._transaction,
             on_lineage=self._keep_lineage if self._wants_lineage else None,
+            on_execution=self._runs,
         )
         try:
             self._rows = await run.__aenter__()
@@ -159,6 +164,9 @@ class OpenResult:
 
     def _keep_lineage(self, lineage: Lineage) -> None:
         self._lineage = lineage
+
+    def _runs(self, execution: Execution) -> None:
+        self.due = asyncio.get_running_loop().time() + execution.timeout_s
 
     async def _pull_buffered(
         self, rows: deque[bytes], n: int, sink: ResultSink, *, discard: bool

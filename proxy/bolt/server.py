@@ -6,10 +6,11 @@ connection is closed before its handshake), the handshake within ``handshake_tim
 LOGON accepted within as long again (and after a LOGOFF), each message within
 ``max_message_bytes`` (:data:`MAX_ANONYMOUS_MESSAGE_BYTES` before a LOGON) and
 ``message_timeout_s`` of its first byte, between messages ``idle_timeout_s`` of silence at
-most, and answers the client does not read waited for ``message_timeout_s`` at most. The statements themselves pass the gateway's
-admission (:mod:`proxy.gateway.admission`): one refused gets a transient ``FAILURE``. A
-connection that breaks the protocol is closed; nothing it sent runs unless it came down the
-request path as a whole statement, recorded there.
+most, answers the client does not read waited for ``message_timeout_s`` at most, and a result
+left open no longer than its statement's time-out (and ``message_timeout_s``). The statements
+themselves pass the gateway's admission (:mod:`proxy.gateway.admission`): one refused gets a
+transient ``FAILURE``. A connection that breaks the protocol is closed; nothing it sent runs
+unless it came down the request path as a whole statement, recorded there.
 """
 
 from __future__ import annotations
@@ -136,7 +137,12 @@ class BoltDoor:
                 )
                 try:
                     while True:
-                        deadline.reading(anonymous_until)
+                        # A result left open past its statement's time-out (and the message
+                        # time-out after it) ends with the connection, as Neo4j would end it.
+                        due = session.results_due
+                        if due is not None:
+                            due += self._settings.message_timeout_s
+                        deadline.reading(_earliest(anonymous_until, due))
                         message = await messages.next(deadline.begun)
                         deadline.handling()
                         if message is None:
@@ -266,6 +272,11 @@ class _Outbox:
         except TimeoutError:
             self._stuck = True
             raise _not_reading() from None
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 async def _closed(writer: asyncio.StreamWriter, *, within_s: float) -> None:

@@ -122,6 +122,12 @@ class Session:
         self._handlers = self._handlers_by_tag()  # built once, not per message
 
     @property
+    def results_due(self) -> float | None:
+        """The earliest time-out (event-loop time) of the statements whose results are open."""
+        due = [result.due for result in self._results.values() if result.due is not None]
+        return min(due) if due else None
+
+    @property
     def logged_on(self) -> bool:
         """Whether a credential was accepted (``LOGON``) and not given up since."""
         return self._authorization is not None

@@ -149,6 +149,7 @@ class Gateway:
         *,
         transaction: Transaction | None = None,
         on_lineage: Callable[[Lineage], None] | None = None,
+        on_execution: Callable[[Execution], None] | None = None,
     ) -> AsyncIterator[RowStream]:
         """Take one statement down the request path (see the module docstring).
 
@@ -159,7 +160,8 @@ class Gateway:
         for it alone; ``transaction``: in that explicit transaction instead, after the statements
         before it (a refusal or failure rolls it back). ``on_lineage`` is told what the statement
         touches (from the analysis the policy decided on) once it is allowed to run, before it
-        runs: a refused statement gives none.
+        runs: a refused statement gives none. ``on_execution`` is told how it runs (its
+        time-out, say), just before it does.
         """
         trail = Trail(
             call, clock=self._clock, audit=self._audit, metrics=self._metrics, lineage=self._lineage
@@ -170,6 +172,8 @@ class Gateway:
                 self._tell_lineage(call, analysis, on_lineage)
                 mode = _access_mode(analysis, decision, statement.access_mode)
                 execution = self._execution(call, principal, statement, decision, mode)
+                if on_execution is not None:
+                    on_execution(execution)
                 trail.access_mode = mode
                 async with self._credentials.hold(principal.dag) as login:
                     trail.credential = {"user": login.user}
@@ -199,6 +203,8 @@ class Gateway:
                 timeout_s=decision.timeout_s or self._default_timeout_s,
             )
             execution = self._execution(call, principal, statement, decision, placement.access_mode)
+            if on_execution is not None:
+                on_execution(execution)
             trail.access_mode = placement.access_mode
             trail.credential = {"user": placement.user}
             await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here

@@ -276,6 +276,27 @@ def test_a_client_must_log_on_within_the_handshake_time_out() -> None:
     assert named is None
 
 
+def test_a_result_left_open_past_its_statements_time_out_ends_with_the_connection() -> None:
+    """Neo4j ends a statement at its time-out; a result the gateway holds for a client that
+    neither reads it nor lets it go must end then too (it holds an admission slot)."""
+
+    async def scenario() -> tuple[bytes, float, list[str]]:
+        async with rig(rows=5000, idle_timeout_s=30, message_timeout_s=0.3) as r:
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            started = time.monotonic()
+            writer.write(LOGGED_ON + message(0x10, "UNWIND rows", {}, {}) + message(0x3F, {"n": 1}))
+            answered = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+            seconds = time.monotonic() - started
+            await closed(writer)
+            return answered, seconds, [e.event for e in r.audit.events]
+
+    answered, seconds, events = asyncio.run(scenario())
+    assert [a.tag for a in answers(answered)][-2:] == [b"\x71", b"\x70"]  # a row, has_more
+    # The policy's 5 s for the statement and the message time-out, not the idle time-out's 30 s.
+    assert 5 < seconds < 15
+    assert events == ["decision", "outcome"]
+
+
 def test_a_message_begun_must_end_within_its_deadline() -> None:
     """Silence between messages may last the idle timeout; a message trickled in may not."""
 
