@@ -124,6 +124,8 @@ class Session:
     @property
     def results_due(self) -> float | None:
         """The earliest time-out (event-loop time) of the statements whose results are open."""
+        if not self._results:
+            return None
         due = [result.due for result in self._results.values() if result.due is not None]
         return min(due) if due else None
 
