@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import subprocess
@@ -59,7 +60,10 @@ def local_stack(**options: Any) -> Iterator[DevStack]:
 
 
 def percentile(samples: list[float], q: float) -> float:
-    """The ``q`` quantile (0 to 1) of ``samples``, nearest rank."""
+    """The ``q`` quantile (0 to 1) of ``samples``, nearest rank; NaN if there are none (every
+    statement of the target failed: the report says so in its errors column)."""
+    if not samples:
+        return math.nan
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
