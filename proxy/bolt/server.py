@@ -39,6 +39,9 @@ _FALLBACK_AGENT = "Neo4j/5"
 _COALESCE_BYTES = 64 * 1024
 
 
+# How long a new connection waits for Neo4j's version (asked once, then kept) before it names a
+# generic server instead: an unreachable Neo4j must not hold every handshake.
+DESCRIBE_TIMEOUT_S = 2.0
 # The largest message before LOGON succeeds (and after LOGOFF): an OIDC token or an IAM proof
 # takes a few kilobytes.
 MAX_ANONYMOUS_MESSAGE_BYTES = 64 * 1024
@@ -172,7 +175,8 @@ class BoltDoor:
 
     async def _server_agent(self) -> str:
         try:
-            return f"Neo4j/{(await self._describe())['version']}"
+            async with asyncio.timeout(DESCRIBE_TIMEOUT_S):
+                return f"Neo4j/{(await self._describe())['version']}"
         except Exception:  # Neo4j unreachable: the statements will say so; the door still opens
             return _FALLBACK_AGENT
 

@@ -65,6 +65,7 @@ async def rig(
     message_timeout_s: float = 5.0,
     max_message_bytes: int = 64 * 1024,
     tls: tuple[Path, Path] | None = None,
+    neo4j_answers: bool = True,
 ) -> AsyncIterator[Rig]:
     audit = FakeAudit()
     executor = FakeExecutor(rows=[[i] for i in range(rows)])
@@ -97,6 +98,8 @@ async def rig(
     )
 
     async def describe() -> dict[str, str]:
+        if not neo4j_answers:
+            await asyncio.Event().wait()  # an unreachable Neo4j: never answers
         return {"version": "5.26.0", "edition": "community"}
 
     async with bolt_door(gateway, settings, describe) as door:
@@ -295,6 +298,21 @@ def test_a_result_left_open_past_its_statements_time_out_ends_with_the_connectio
     # The policy's 5 s for the statement and the message time-out, not the idle time-out's 30 s.
     assert 5 < seconds < 15
     assert events == ["decision", "outcome"]
+
+
+def test_hello_is_answered_while_neo4j_does_not_answer() -> None:
+    async def scenario() -> tuple[bytes, float]:
+        async with rig(neo4j_answers=False) as r:
+            started = time.monotonic()
+            answered = await conversation(
+                r.door.port, handshake() + message(0x01, {"user_agent": "t"})
+            )
+            return answered, time.monotonic() - started
+
+    answered, seconds = asyncio.run(scenario())
+    (hello,) = answers(answered)
+    assert hello.tag == b"\x70" and hello.fields[0]["server"].startswith("Neo4j/")
+    assert seconds < 4  # the version is given up on after DESCRIBE_TIMEOUT_S
 
 
 def test_a_message_begun_must_end_within_its_deadline() -> None:
