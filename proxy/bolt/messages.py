@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy.codec.packstream import PackStreamError
 from proxy.codec.values import from_wire
-from proxy.errors import BadRequest, ImpersonationRefused
+from proxy.errors import AuthenticationFailed, BadRequest, CypherGateError, ImpersonationRefused
 from proxy.gateway.call import Statement
 from proxy.principal import DAG_HEADER, RUN_HEADER, TASK_HEADER, TRY_HEADER
 from proxy.statement import AccessMode
@@ -188,3 +188,17 @@ def _bookmarks(extra: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(bookmarks, list) or not all(isinstance(b, str) for b in bookmarks):
         raise Malformed("bookmarks must be a list of strings.")
     return tuple(bookmarks)
+
+
+TOKEN_EXPIRED = "Neo.ClientError.Security.TokenExpired"  # noqa: S105 - a code, not a secret
+# Refusals of a credential that verified once and has aged out since: an OIDC token past its
+# expiry, an IAM proof signed longer ago than the proof's age limit. Both are TokenExpired, so a
+# driver's auth manager fetches a fresh one instead of giving up.
+_EXPIRED_REASONS = frozenset({"token_expired", "iam_request_stale"})
+
+
+def failure_code(error: CypherGateError) -> str:
+    """The code a ``FAILURE`` gives for ``error``."""
+    if isinstance(error, AuthenticationFailed) and error.reason in _EXPIRED_REASONS:
+        return TOKEN_EXPIRED
+    return error.code

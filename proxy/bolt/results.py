@@ -15,7 +15,7 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
@@ -60,6 +60,22 @@ class ResultSink(ABC):
     @abstractmethod
     async def flush(self) -> None:
         """Wait until what was sent has left (back-pressure)."""
+
+
+class Sink(ResultSink):
+    """A :class:`ResultSink` of a connection's two ways to send: a packed record, and a flush."""
+
+    def __init__(
+        self, send_packed: Callable[[bytes], Awaitable[None]], flush: Callable[[], Awaitable[None]]
+    ) -> None:
+        self._send_packed = send_packed
+        self._flush = flush
+
+    async def record(self, message: bytes) -> None:
+        await self._send_packed(message)
+
+    async def flush(self) -> None:
+        await self._flush()
 
 
 class OpenResult:

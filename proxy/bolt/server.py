@@ -154,10 +154,8 @@ class BoltDoor:
                         try:
                             await session.handle(message)
                             if session.logged_on:
-                                messages.max_bytes, anonymous_until = (
-                                    options.max_message_bytes,
-                                    None,
-                                )
+                                messages.max_bytes = options.max_message_bytes
+                                anonymous_until = None
                             elif anonymous_until is None:
                                 messages.max_bytes = anonymous
                                 anonymous_until = loop.time() + log_on_within

@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 
 from proxy.bolt import messages as m
 from proxy.bolt.messages import Malformed, shape
-from proxy.bolt.results import OpenResult, ResultSink
+from proxy.bolt.results import OpenResult, Sink
 from proxy.codec.packstream import PackStreamError, Structure, unpack
 from proxy.errors import AuthenticationFailed, BadRequest, CypherGateError, ImpersonationRefused
 from proxy.gateway.call import Call, Statement, new_request_id
@@ -50,7 +50,6 @@ from proxy.tracing import OFF, RequestTrace
 log = logging.getLogger(__name__)
 
 _INVALID = "Neo.ClientError.Request.Invalid"
-_TOKEN_EXPIRED = "Neo.ClientError.Security.TokenExpired"  # noqa: S105 - a code, not a secret
 _connection_ids = itertools.count(1)
 
 
@@ -105,7 +104,7 @@ class Session:
         self._client = client
         self._local_address = local_address
         self._send = send
-        self._sink = _Sink(send_packed, flush)
+        self._sink = Sink(send_packed, flush)
         self.connection_id = f"bolt-{next(_connection_ids)}"
         self.state: State | None = None  # None: before HELLO
         self._authorization: str | None = None
@@ -126,8 +125,7 @@ class Session:
         """The earliest time-out (event-loop time) of the statements whose results are open."""
         if not self._results:
             return None
-        due = [result.due for result in self._results.values() if result.due is not None]
-        return min(due) if due else None
+        return min((r.due for r in self._results.values() if r.due is not None), default=None)
 
     @property
     def logged_on(self) -> bool:
@@ -417,8 +415,7 @@ class Session:
         """A statement refused or failed: ``FAILURE`` with its code, and the request id that
         finds its audit record (HTTP's ``X-CypherGate-Request-ID``); a credential that no longer
         verifies also closes the connection (the driver opens another with a fresh one)."""
-        code = _TOKEN_EXPIRED if _expired(error) else error.code
-        await self._failure(code, f"{error.message} (request {call.request_id})")
+        await self._failure(m.failure_code(error), f"{error.message} (request {call.request_id})")
         if isinstance(error, AuthenticationFailed):
             raise Defunct from error
 
@@ -450,27 +447,3 @@ class Session:
     def _routed_address(self) -> str:
         address = self._routing.get("address")
         return address if isinstance(address, str) and address else self._local_address
-
-
-class _Sink(ResultSink):
-    def __init__(
-        self, send_packed: Callable[[bytes], Awaitable[None]], flush: Callable[[], Awaitable[None]]
-    ) -> None:
-        self._send_packed = send_packed
-        self._flush = flush
-
-    async def record(self, message: bytes) -> None:
-        await self._send_packed(message)
-
-    async def flush(self) -> None:
-        await self._flush()
-
-
-# Refusals of a credential that verified once and has aged out since: an OIDC token past its
-# expiry, an IAM proof signed longer ago than the proof's age limit. Both are TokenExpired, so a
-# driver's auth manager fetches a fresh one instead of giving up.
-_EXPIRED_REASONS = frozenset({"token_expired", "iam_request_stale"})
-
-
-def _expired(error: CypherGateError) -> bool:
-    return isinstance(error, AuthenticationFailed) and error.reason in _EXPIRED_REASONS
