@@ -233,7 +233,7 @@ def test_sensor_dag_waits_then_succeeds_times_out_and_fails(
     pokes = Counter(r["principal"]["task"] for r in decisions)
     # Poke mode held the slot and asked again until the clock said so; reschedule mode gave
     # the slot back (Airflow recorded a reschedule) and found the batch on a later try of the
-    # same try number; the timed-out one asked until its 5 s ran out; the rejected one
+    # same try number; the timed-out one asked until its 15 s ran out; the rejected one
     # stopped at its first answer.
     assert pokes["wait_a_moment"] >= 2 and pokes["wait_in_vain"] >= 2
     assert pokes["wait_for_batch"] >= 2 and reschedules(airflow, SENSOR_DAG, "wait_for_batch") >= 1

@@ -55,7 +55,7 @@ with DAG(
     )
     moment = CypherGateSensor(
         task_id="wait_a_moment",
-        statement="RETURN datetime() >= datetime($started) + duration('PT5S') AS ready",
+        statement="RETURN datetime() >= datetime($started) + duration('PT15S') AS ready",
         parameters={"started": "{{ ti.start_date.isoformat() }}"},
         poke_interval=1,
         timeout=60,
@@ -84,5 +84,5 @@ with DAG(
         statement="MATCH (b:ExampleBatch {run: $run}) RETURN b.status = 'archived' AS archived",
         parameters=THIS_RUN,
         poke_interval=1,
-        timeout=5,
+        timeout=15,
     )
