@@ -13,6 +13,7 @@ import asyncio
 import time
 import tomllib
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ TX = "/db/neo4j/query/v2/tx"
 
 def driver(status: dict[str, Any], token: str) -> Driver:
     return neo4j.GraphDatabase.driver(status["gateway_url"], auth=neo4j.bearer_auth(token))
+
+
+def write_as_demo_writer(
+    stack: DevStack, status: dict[str, Any], work: Callable[[ManagedTransaction], int]
+) -> int:
+    """``work`` in a managed write transaction (``execute_write``) through the gateway."""
+    with (
+        driver(status, stack.token("demo_writer")) as writer,
+        writer.session(database="neo4j") as session,
+    ):
+        return session.execute_write(work)
 
 
 def marker() -> str:
@@ -139,11 +151,7 @@ def test_execute_write_commits_several_statements_at_once(
         record = tx.run(f"MATCH (n:`{label}`) RETURN count(n) AS c").single()
         return -1 if record is None else int(record["c"])
 
-    with (
-        driver(status, stack.token("demo_writer")) as writer,
-        writer.session(database="neo4j") as session,
-    ):
-        assert session.execute_write(work) == 2
+    assert write_as_demo_writer(stack, status, work) == 2
     assert count(neo4j_admin, label) == 2
     records = transaction_of(stack.audit_path, label)
     assert [r["event"] for r in records] == [*["decision", "outcome"] * 3, "transaction"]
@@ -204,11 +212,7 @@ def test_execute_write_may_read_before_it_writes(
         tx.run(f"CREATE (:`{label}`)").consume()
         return int(before)
 
-    with (
-        driver(status, stack.token("demo_writer")) as writer,
-        writer.session(database="neo4j") as session,
-    ):
-        assert session.execute_write(work) == 0
+    assert write_as_demo_writer(stack, status, work) == 0
     assert count(neo4j_admin, label) == 1
     records = transaction_of(stack.audit_path, label)
     # The first statement only reads, but demo_writer may write: the transaction is a WRITE one.
