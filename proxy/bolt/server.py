@@ -241,6 +241,8 @@ class _Outbox:
     def __init__(self, writer: asyncio.StreamWriter, timeout_s: float) -> None:
         self._writer = writer
         self._timeout_s = timeout_s
+        # Below this many bytes buffered, the transport is not paused: drain() returns at once.
+        self._low_water = writer.transport.get_write_buffer_limits()[0]
         self._pending = bytearray()
         self._stuck = False
 
@@ -264,9 +266,8 @@ class _Outbox:
         if self._pending:
             writer.write(bytes(self._pending))
             self._pending.clear()
-        transport = writer.transport
-        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[0]:
-            await writer.drain()  # not paused: returns at once (no timer for each answer)
+        if writer.transport.get_write_buffer_size() <= self._low_water:
+            await writer.drain()  # returns at once: no timer for each answer
             return
         try:
             async with asyncio.timeout(self._timeout_s):
