@@ -36,7 +36,8 @@ class Execution:
     parameters: Mapping[str, JSON]
     access_mode: AccessMode
     timeout_s: float
-    metadata: Mapping[str, str | int]
+    # The gateway's keys (DAG, request, decision) over an auto-commit caller's own.
+    metadata: Mapping[str, JSON]
     bookmarks: tuple[str, ...] = ()
     # At most this many rows come back; beyond it, fail (and roll back) or truncate.
     row_limit: int | None = None

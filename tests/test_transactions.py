@@ -24,9 +24,9 @@ from proxy.errors import (
     TransactionAccessMode,
     TransactionNotFound,
 )
-from proxy.gateway.call import Call, Statement
+from proxy.gateway.call import GATEWAY_METADATA_KEYS, Call, Statement
 from proxy.gateway.path import Gateway
-from proxy.gateway.transactions import GATEWAY_METADATA_KEYS, Transaction, neo4j_metadata
+from proxy.gateway.transactions import Transaction, neo4j_metadata
 from proxy.principal import DagResolver, Principal
 from proxy.settings import BindingSettings
 from proxy.statement import AccessMode
@@ -81,14 +81,26 @@ class Rig:
         )
 
     async def run(
-        self, transaction: Transaction, statement: str, request_id: str, **headers: str
+        self,
+        transaction: Transaction,
+        statement: str,
+        request_id: str,
+        headers: dict[str, str] | None = None,
     ) -> list[list[Any]]:
         async with self.gateway.run(
-            call(statement, request_id, **headers), transaction=transaction
+            call(statement, request_id, headers=headers), transaction=transaction
         ) as rows:
             values = [row async for row in rows]
             await rows.summary()
         return values
+
+    async def run_alone(
+        self, statement: str, request_id: str, metadata: dict[str, Any] | None = None
+    ) -> None:
+        """``statement`` in an auto-commit transaction of its own, every row read."""
+        async with self.gateway.run(call(statement, request_id, metadata=metadata)) as rows:
+            [row async for row in rows]
+            await rows.summary()
 
     @property
     def upstream(self) -> FakeUpstream:
@@ -103,16 +115,28 @@ class Rig:
         return event
 
 
-def call(statement: str, request_id: str, **headers: str) -> Call:
+def call(
+    statement: str,
+    request_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Call:
     async def read() -> Statement:
-        return Statement(text=statement, parameters={}, access_mode="WRITE", bookmarks=("b0",))
+        return Statement(
+            text=statement,
+            parameters={},
+            access_mode="WRITE",
+            bookmarks=("b0",),
+            metadata=metadata or {},
+        )
 
     return Call(
         request_id=request_id,
         database="neo4j",
         authorization="Bearer good",
         client="10.0.0.1:1234",
-        headers={"x-cyphergate-dag": "etl", "x-cyphergate-task": "load", **headers},
+        headers={"x-cyphergate-dag": "etl", "x-cyphergate-task": "load", **(headers or {})},
         statement=read,
     )
 
@@ -274,7 +298,7 @@ def test_another_dag_in_the_same_transaction_is_refused() -> None:
     async def work() -> None:
         await rig.run(transaction, "CREATE (:N)", "r-1")
         with pytest.raises(DagNotPermitted) as refused:
-            await rig.run(transaction, "RETURN 1", "r-2", **{"x-cyphergate-dag": "other"})
+            await rig.run(transaction, "RETURN 1", "r-2", {"x-cyphergate-dag": "other"})
         assert refused.value.status == 403 and "DAG etl" in refused.value.message
 
     go(work)
@@ -377,6 +401,33 @@ def test_caller_metadata_never_overrides_the_gateways_keys() -> None:
     assert rig.audit.events[0].transaction == {"id": transaction.id, "metadata": context}
     assert rig.audit.events[1].transaction == {"id": transaction.id}  # an outcome
     assert (rig.ended().transaction or {})["metadata"] == context
+
+
+def test_an_auto_commit_statements_metadata_is_passed_on_and_recorded_as_context() -> None:
+    rig = Rig()
+    forged = dict.fromkeys(GATEWAY_METADATA_KEYS, "forged")
+    sent = {**forged, "lineage": "job-7", "ratio": 0.5}
+    go(lambda: rig.run_alone("CREATE (:N)", "r-1", sent))
+    (execution,) = rig.executor.ran
+    assert dict(execution.metadata) == {
+        "dag_id": "etl",
+        "task_id": "load",
+        "request_id": "r-1",
+        "decision_id": "d-1",
+        "lineage": "job-7",
+        "ratio": 0.5,
+    }
+    decision, outcome = rig.audit.events
+    context = {**forged, "lineage": "job-7", "ratio": "0.5"}
+    assert decision.transaction == {"metadata": context}  # its own transaction: no id
+    assert outcome.event == "outcome" and outcome.transaction is None
+
+
+def test_an_auto_commit_statement_without_metadata_records_no_transaction() -> None:
+    rig = Rig()
+    go(lambda: rig.run_alone("RETURN 1", "r-1"))
+    assert [event.transaction for event in rig.audit.events] == [None, None]
+    assert set(rig.executor.ran[0].metadata) == {"dag_id", "task_id", "request_id", "decision_id"}
 
 
 def test_the_gateway_keys_are_those_its_metadata_carries() -> None:

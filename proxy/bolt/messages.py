@@ -99,8 +99,13 @@ async def statement(text: str, parameters: dict[str, Any], extra: dict[str, Any]
         mode, bookmarks = _mode(extra), _bookmarks(extra)
     except Malformed as exc:
         raise BadRequest(str(exc), reason="run_extra_invalid") from exc
-    lineage_asked(extra.get("tx_metadata"))
-    return Statement(text=text, parameters=values, access_mode=mode, bookmarks=bookmarks)
+    metadata = extra.get("tx_metadata") or {}
+    if not isinstance(metadata, dict):
+        raise BadRequest("tx_metadata must be a map.", reason="run_extra_invalid")
+    lineage_asked(metadata)
+    return Statement(
+        text=text, parameters=values, access_mode=mode, bookmarks=bookmarks, metadata=metadata
+    )
 
 
 def lineage_asked(metadata: object) -> bool:

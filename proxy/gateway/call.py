@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.ids import time_ordered_uuid
 from proxy.logs import bind_request_id
-from proxy.statement import AccessMode
+from proxy.statement import JSON, AccessMode
 from proxy.tracing import OFF, RequestTrace
 
 # Neo4j's Query API answers a successful statement with 202 Accepted; the audit record of a
@@ -25,6 +26,9 @@ class Statement:
     # The access mode the caller asked for (the policy input's request.access_mode).
     access_mode: AccessMode | None = None
     bookmarks: tuple[str, ...] = ()
+    # The caller's transaction metadata (a Bolt RUN's tx_metadata): passed on to Neo4j under
+    # the gateway's own keys (:func:`passed_on`) and recorded as context (:func:`recorded_context`).
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +57,35 @@ def new_request_id() -> str:
     request_id = time_ordered_uuid()
     bind_request_id(request_id)
     return request_id
+
+
+# The keys of Neo4j's transaction metadata that only the gateway sets.
+GATEWAY_METADATA_KEYS = frozenset(
+    {"dag_id", "task_id", "run_id", "try_number", "request_id", "decision_id", "transaction_id"}
+)
+# How much of the caller's metadata an audit record keeps: entries, and characters of each.
+CONTEXT_ENTRIES = 32
+CONTEXT_CHARACTERS = 256
+
+
+def passed_on(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The caller's transaction metadata as Neo4j gets it: all but the gateway's own keys, which
+    the gateway sets after it (a caller never names the DAG, request or decision)."""
+    return {key: value for key, value in metadata.items() if key not in GATEWAY_METADATA_KEYS}
+
+
+def recorded_context(metadata: Mapping[str, Any]) -> dict[str, JSON]:
+    """The caller's metadata as an audit record keeps it: context only, bounded (the first
+    :data:`CONTEXT_ENTRIES` entries, texts cut at :data:`CONTEXT_CHARACTERS` characters), and in
+    the record's canonical form (no floats: anything but text, whole numbers, booleans and null
+    is kept as its JSON text)."""
+    kept: dict[str, JSON] = {}
+    for key, value in list(metadata.items())[:CONTEXT_ENTRIES]:
+        if value is None or isinstance(value, bool | int):
+            kept[str(key)[:CONTEXT_CHARACTERS]] = value
+        else:
+            text = (
+                value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+            )
+            kept[str(key)[:CONTEXT_CHARACTERS]] = text[:CONTEXT_CHARACTERS]
+    return kept

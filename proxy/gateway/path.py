@@ -40,7 +40,7 @@ from proxy.errors import (
     RateLimited,
 )
 from proxy.gateway.admission import Admission
-from proxy.gateway.call import Call, Statement
+from proxy.gateway.call import Call, Statement, passed_on
 from proxy.gateway.rates import RateLimits
 from proxy.gateway.seams import (
     AuditLog,
@@ -328,9 +328,12 @@ class Gateway:
             parameters=statement.parameters,
             access_mode=access_mode,
             timeout_s=decision.timeout_s or self._default_timeout_s,
-            metadata=neo4j_metadata(
-                principal, call.request_id, decision.decision_id, call.trace.traceparent()
-            ),
+            metadata={
+                **passed_on(statement.metadata),
+                **neo4j_metadata(
+                    principal, call.request_id, decision.decision_id, call.trace.traceparent()
+                ),
+            },
             bookmarks=statement.bookmarks,
             row_limit=decision.row_limit,
             row_limit_action=decision.row_limit_action,

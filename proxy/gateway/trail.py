@@ -29,7 +29,7 @@ from proxy.audit.record import (
 )
 from proxy.clock import Clock
 from proxy.errors import AuditUnavailable, CypherGateError
-from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
+from proxy.gateway.call import SUCCESS_STATUS, Call, Statement, recorded_context
 from proxy.gateway.seams import AuditLog, LineageSink
 from proxy.metrics import Metrics
 from proxy.policy import Decision
@@ -111,6 +111,9 @@ class Trail:
         self.statement_sha256 = statement_digest(statement.text)
         self.parameters = parameters
         self.requested_access_mode = statement.access_mode
+        if statement.metadata and self.transaction is None:
+            # An auto-commit statement's own transaction: its metadata, no id.
+            self.transaction = {"metadata": recorded_context(statement.metadata)}
 
     def analysed(self, analysis: Analysis) -> None:
         self.query_type = analysis.query_type
@@ -225,11 +228,7 @@ class Trail:
             analysis=self.analysis,
             requested_access_mode=self.requested_access_mode,
             truncated=None if summary is None else summary.truncated or None,
-            transaction=(
-                {"id": self.transaction["id"]}
-                if outcome and self.transaction is not None
-                else self.transaction
-            ),
+            transaction=_outcome_transaction(self.transaction) if outcome else self.transaction,
         )
 
     async def _write(self, event: AuditEvent) -> None:
@@ -253,6 +252,14 @@ class Trail:
                 reasons = [finished.error["reason"]]
             for reason in reasons:
                 self._metrics.denied(str(reason))
+
+
+def _outcome_transaction(transaction: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An outcome names its statement's explicit transaction by id only (the metadata is on the
+    decision), and an auto-commit statement's not at all."""
+    if transaction is None or "id" not in transaction:
+        return None
+    return {"id": transaction["id"]}
 
 
 class _Recording:

@@ -24,11 +24,12 @@ before it runs, exactly as an auto-commit statement is; what the transaction add
   nothing left to do. A statement refused as not this transaction's (a transaction already
   ended, another database) changes nothing.
 - **Metadata.** Neo4j keeps one metadata map per transaction, set when it begins, so the
-  gateway's keys (:data:`GATEWAY_METADATA_KEYS`) name the DAG, task, run and try number, the
-  request and decision ids *of the first statement*, and ``transaction_id``, the id every audit
-  record of the transaction carries: ``SHOW TRANSACTIONS`` joins the transaction, and through
-  its records each statement, to the audit log. The caller's metadata rides along but can never
-  set one of those keys; the audit records keep it (bounded) as context.
+  gateway's keys (:data:`~proxy.gateway.call.GATEWAY_METADATA_KEYS`) name the DAG, task, run
+  and try number, the request and decision ids *of the first statement*, and
+  ``transaction_id``, the id every audit record of the transaction carries: ``SHOW
+  TRANSACTIONS`` joins the transaction, and through its records each statement, to the audit
+  log. The caller's metadata rides along but can never set one of those keys; the audit records
+  keep it (bounded) as context.
 - **Timeout.** Neo4j's transaction timeout runs from the begin, over every statement: the
   smaller of the caller's and the first decision's (or the gateway's default).
 - **Records.** Each statement leaves its decision and outcome records, with ``transaction``
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -57,11 +57,17 @@ from proxy.errors import (
     TransactionAccessMode,
     TransactionNotFound,
 )
-from proxy.gateway.call import SUCCESS_STATUS, Call, new_request_id
+from proxy.gateway.call import (
+    SUCCESS_STATUS,
+    Call,
+    new_request_id,
+    passed_on,
+    recorded_context,
+)
 from proxy.gateway.seams import AuditLog, CredentialBroker, TransactionStarter, UpstreamTransaction
 from proxy.metrics import Metrics
 from proxy.principal import Principal
-from proxy.statement import JSON, AccessMode, Opening
+from proxy.statement import AccessMode, Opening
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +76,6 @@ EndAction = Literal["commit", "rollback"]
 # the gateway shutting down.
 EndCause = Literal["client", "failure", "expired", "closed"]
 _State = Literal["open", "committed", "rolled_back", "failed"]
-
-# The keys of Neo4j's transaction metadata that only the gateway sets.
-GATEWAY_METADATA_KEYS = frozenset(
-    {"dag_id", "task_id", "run_id", "try_number", "request_id", "decision_id", "transaction_id"}
-)
-# How much of the caller's metadata an audit record keeps: entries, and characters of each.
-CONTEXT_ENTRIES = 32
-CONTEXT_CHARACTERS = 256
 
 
 def neo4j_metadata(
@@ -128,7 +126,7 @@ class Transaction:
         self.database = database
         self._requested: AccessMode | None = access_mode
         self._bookmarks = tuple(bookmarks)
-        self._metadata = {k: v for k, v in metadata.items() if k not in GATEWAY_METADATA_KEYS}
+        self._metadata = passed_on(metadata)
         self._context = recorded_context(metadata)
         self._timeout_s = timeout_s
         self._credentials = credentials
@@ -334,23 +332,6 @@ class Transaction:
         if await self._audit.append_after(event) is None:  # kept, to be written late
             self._metrics.audit_failures.labels("transaction").inc()
             log.error("the %s record of transaction %s not written in time", action, self.id)
-
-
-def recorded_context(metadata: Mapping[str, Any]) -> dict[str, JSON]:
-    """The caller's metadata as an audit record keeps it: context only, bounded (the first
-    :data:`CONTEXT_ENTRIES` entries, texts cut at :data:`CONTEXT_CHARACTERS` characters), and in
-    the record's canonical form (no floats: anything but text, whole numbers, booleans and null
-    is kept as its JSON text)."""
-    kept: dict[str, JSON] = {}
-    for key, value in list(metadata.items())[:CONTEXT_ENTRIES]:
-        if value is None or isinstance(value, bool | int):
-            kept[str(key)[:CONTEXT_CHARACTERS]] = value
-        else:
-            text = (
-                value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-            )
-            kept[str(key)[:CONTEXT_CHARACTERS]] = text[:CONTEXT_CHARACTERS]
-    return kept
 
 
 def _caller(principal: Principal) -> tuple[str, str, str]:

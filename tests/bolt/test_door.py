@@ -341,3 +341,36 @@ def test_caller_metadata_is_context_not_identity(
         (decision,) = [r for r in log.query(RecordFilter(text=label)) if r["event"] == "decision"]
     assert decision["principal"]["dag"] == "demo_writer"
     assert decision["transaction"]["metadata"]["lineage"] == label
+
+
+def test_an_auto_commit_statements_metadata_is_context_not_identity(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    label = f"BoltAutoMeta{uuid.uuid4().hex[:10]}"
+    forged = {"dag_id": "demo_writer", "request_id": "forged", "lineage": label}
+    query = neo4j.Query("UNWIND range(1, 50000) AS i RETURN i", metadata=forged)
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_reader"))) as driver,
+        driver.session(database="neo4j", fetch_size=10) as session,
+    ):
+        result = session.run(query)
+        first = result.peek()  # Neo4j's transaction stays open while the rows are unread
+        assert first is not None and first["i"] == 1
+        records, _, _ = neo4j_admin.execute_query(
+            "SHOW TRANSACTIONS YIELD metaData WHERE metaData.lineage = $label RETURN metaData",
+            label=label,
+        )
+        (record,) = records
+        seen = record["metaData"]
+        assert len(result.values()) == 50000
+    assert seen["dag_id"] == "demo_reader" and seen["request_id"] != "forged"
+    assert seen["lineage"] == label  # the caller's own keys ride along
+    with AuditReader(stack.audit_path) as log:
+        trail = [r for r in log.query(RecordFilter()) if r["request_id"] == seen["request_id"]]
+    assert trail[0]["principal"]["dag"] == "demo_reader"
+    # The caller's metadata as context; no id: the statement's transaction is its own.
+    assert [(r["event"], r["transaction"]) for r in trail] == [
+        ("decision", {"metadata": forged}),
+        ("outcome", None),
+    ]
+    assert trail[1]["rows"] == 50000

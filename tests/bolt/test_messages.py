@@ -1,10 +1,14 @@
-"""How a LOGON's auth map becomes the request path's credential and context headers."""
+"""How a LOGON's auth map becomes the request path's credential and context headers, and a
+RUN's extra map the statement's access mode, bookmarks and metadata."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from proxy.bolt.messages import credential
+from proxy.bolt.messages import credential, statement
+from proxy.errors import BadRequest
 
 
 @pytest.mark.parametrize(
@@ -44,3 +48,19 @@ def test_credential(
     auth: dict[str, object], authorization: str | None, headers: dict[str, str]
 ) -> None:
     assert credential(auth) == (authorization, headers)
+
+
+def test_a_runs_metadata_is_the_statements() -> None:
+    extra = {"mode": "r", "bookmarks": ["b1"], "tx_metadata": {"job": "nightly", "n": 3}}
+    read = asyncio.run(statement("RETURN 1", {}, extra))
+    assert read.metadata == {"job": "nightly", "n": 3}
+    assert (read.access_mode, read.bookmarks) == ("READ", ("b1",))
+    assert asyncio.run(statement("RETURN 1", {}, {})).metadata == {}
+
+
+@pytest.mark.parametrize("metadata", [["job"], "job", 7])
+def test_a_runs_metadata_that_is_not_a_map_is_refused(metadata: object) -> None:
+    with pytest.raises(BadRequest) as refused:
+        asyncio.run(statement("RETURN 1", {}, {"tx_metadata": metadata}))
+    assert refused.value.reason == "run_extra_invalid"
+    assert "tx_metadata" in refused.value.message
