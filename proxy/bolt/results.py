@@ -21,7 +21,7 @@ from typing import Any
 
 from proxy.codec.packstream import Structure, pack
 from proxy.codec.values import to_wire
-from proxy.errors import CypherGateError
+from proxy.errors import ClientDisconnected, CypherGateError
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
@@ -194,15 +194,26 @@ class OpenResult:
             n -= 1 if n != -1 else 0
         return {"has_more": True} if rows else self._final
 
-    async def abandon(self) -> None:
-        """The client went away or reset: the statement is finished as Neo4j would finish it
-        (its remaining rows read and dropped, what it wrote in auto-commit committed), so its
-        record says truthfully what happened. A failure now is recorded, not raised: nobody is
+    async def abandon(self, *, closed: bool) -> None:
+        """The client reset (``closed``: went away) with the result still open: it ends as
+        Neo4j ends it. An auto-commit statement whose transaction Neo4j still holds open is
+        rolled back, its record saying why (``client_reset``, ``client_closed``); one already
+        committed, and a statement of an explicit transaction (whose rollback follows, recorded
+        with its cause), is read to its end. A failure now is recorded, not raised: nobody is
         left to tell."""
         rows = self._rows
         if self._buffered is not None or rows is None:
             return
         try:
+            # A relayed auto-commit statement (RelayRows; duck-typed, as records() is) whose
+            # result Neo4j still holds open is rolled back; one whose last row Neo4j has sent
+            # (the relay asks for up to 1,000 at a time, as drivers do) has committed, and is
+            # read to its end so that its record says so, as is a statement of a transaction.
+            settle = getattr(rows, "settle", None)
+            if self._transaction is None and callable(settle) and await settle():
+                with suppress(CypherGateError):
+                    await self._end(_ended_by_client(closed=closed))
+                return
             await rows.summary()
         except Exception as exc:
             with suppress(CypherGateError):
@@ -243,6 +254,15 @@ class OpenResult:
             return await anext(self._records)
         except StopAsyncIteration:
             return None
+
+
+def _ended_by_client(*, closed: bool) -> ClientDisconnected:
+    how = "closed the connection" if closed else "reset"
+    return ClientDisconnected(
+        f"The client {how} before reading the whole result: the statement's transaction was"
+        " rolled back, as Neo4j does.",
+        reason="client_closed" if closed else "client_reset",
+    )
 
 
 async def _packed(rows: AsyncIterator[list[JSON]]) -> AsyncIterator[bytes]:

@@ -23,8 +23,8 @@ transaction, ``FAILED`` after a ``FAILURE`` (every message but ``RESET`` and ``G
 ``IGNORED``), ``DEFUNCT`` once the connection must close. A message the state does not allow, or
 one that is not a Bolt message at all, gets a ``FAILURE`` and the connection is closed: a peer
 that breaks the protocol gets no second guess. ``RESET`` and a closed connection end what was
-open: an auto-commit result is read to its end (so its record says what ran), a transaction is
-rolled back (and recorded so).
+open as Neo4j does: a transaction, and an auto-commit statement whose result Neo4j still holds
+open, are rolled back (and recorded so).
 """
 
 from __future__ import annotations
@@ -439,7 +439,7 @@ class Session:
         """End the open results, then roll back the transaction (``cause`` for its record)."""
         results, self._results = list(self._results.values()), {}
         for result in results:
-            await result.abandon()
+            await result.abandon(closed=cause == "closed")
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
             await transaction.rollback(cause="closed" if cause == "closed" else "client")

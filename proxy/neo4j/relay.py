@@ -215,6 +215,8 @@ class RelayTransaction:
 class _AutoCommit:
     """One auto-commit statement on a connection of ``login``'s pool, for the block: ``RUN`` and
     ``PULL`` sent together, the rest of an unread result discarded at the end (its transaction
+    commits), unless the block ends in an error (the caller reset or went away, an answer could
+    not be written: the pool's reset rolls it back, so a statement recorded as failed never
     commits), the connection given back. A class, not a generator: each async context manager
     made of a generator costs about 2 µs more (the request path crosses several per statement).
     """
@@ -246,12 +248,12 @@ class _AutoCommit:
         self._pool, self._connection, self._rows = pool, connection, rows
         return rows
 
-    async def __aexit__(self, *_: object) -> None:
+    async def __aexit__(self, failed: type[BaseException] | None, *_: object) -> None:
         pool, connection, rows = self._pool, self._connection, self._rows
         if pool is None or connection is None or rows is None:
             return  # never started
         try:
-            await rows.close(discard=True)
+            await rows.close(discard=failed is None)
         finally:
             await pool.release(connection)
 

@@ -8,6 +8,7 @@ record out as the raw message Neo4j sent, which the Bolt door forwards without d
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,6 +52,9 @@ class RelayRows:
         self._done = False
         self._final: dict[str, Any] | None = None
         self._summary: Summary | None = None
+        # Read by settle(), for the reader: the rest of a batch, and whether more were offered.
+        self._kept: deque[bytes] = deque()
+        self._more = False
 
     @classmethod
     async def start(cls, connection: BoltConnection, execution: Execution, run: bytes) -> RelayRows:
@@ -110,8 +114,38 @@ class RelayRows:
         self._count += 1
         return True
 
+    async def settle(self) -> bool:
+        """Read the rest of the batch Neo4j is sending (kept for the reader); whether Neo4j still
+        holds the statement open, with more rows to ask for, so that its auto-commit transaction
+        can still be rolled back, rather than finished (its last row sent: committed)."""
+        while self._streaming:
+            message = await self._connection.receive()
+            self._kept.append(message)  # a record, or the failure _next raises in its turn
+            tag = tag_of(message)
+            if tag == RECORD:
+                continue
+            self._streaming = False
+            if tag == SUCCESS:
+                self._kept.pop()
+                metadata = metadata_of(message)
+                if metadata.get("has_more"):
+                    self._more = True
+                else:
+                    self._final = metadata
+        return self._more
+
     async def _next(self) -> bytes | None:
         """The next record, asking for more while Neo4j has them; None after the last."""
+        if self._kept:  # read by settle()
+            message = self._kept.popleft()
+            if tag_of(message) == RECORD:
+                return message
+            self._done = True
+            raise refused(message)
+        if self._more:
+            self._more = False
+            self._connection.send(PULL_MESSAGE)
+            self._streaming = True
         while self._streaming:
             message = await self._connection.receive()
             tag = tag_of(message)

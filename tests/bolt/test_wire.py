@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.codec import wire
@@ -242,6 +245,83 @@ def test_goodbye_mid_stream_records_the_statement(stack: DevStack, peer: Peer) -
         both = [r for r in log.query(RecordFilter()) if r["request_id"] == request]
     assert [r["event"] for r in both] == ["decision", "outcome"]
     assert both[-1]["rows"] == 50
+
+
+def straight_to_neo4j(status: dict[str, Any]) -> Peer:
+    """A raw Bolt client logged on to Neo4j itself, as its administrator."""
+    neo4j = status["neo4j"]
+    peer = Peer(int(neo4j["bolt_uri"].rsplit(":", 1)[1]))
+    peer.send(wire.MAGIC + PROPOSALS)
+    assert peer.read(4) == V54
+    peer.message(0x01, {"user_agent": "test/1", "bolt_agent": {"product": "test/1"}})
+    hello = peer.answer()
+    assert hello is not None and hello.tag == b"\x70", hello
+    peer.message(
+        0x6A, {"scheme": "basic", "principal": neo4j["user"], "credentials": neo4j["password"]}
+    )
+    logon = peer.answer()
+    assert logon == Structure(b"\x70", ({},)), logon.fields if logon else None
+    return peer
+
+
+def trail_of(stack: DevStack, text: str) -> list[dict[str, Any]]:
+    """The audit records of the request whose statement holds ``text`` (none yet: empty)."""
+    with AuditReader(stack.audit_path) as log:
+        decision = next(log.query(RecordFilter(text=text)), None)
+        if decision is None:
+            return []
+        request = decision["request_id"]
+        return [r for r in log.query(RecordFilter()) if r["request_id"] == request]
+
+
+@pytest.mark.parametrize("end", ["reset", "goodbye", "hang_up"])
+def test_an_auto_commit_write_left_mid_stream_is_rolled_back_as_neo4j_does(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver, end: str
+) -> None:
+    """RESET, GOODBYE or a closed socket while Neo4j still holds an auto-commit result open (more
+    rows than the gateway's relay asks for at a time): Neo4j rolls the statement's transaction
+    back, straight and through the gateway alike, and the gateway's record of it says so. (A
+    result whose last row Neo4j has sent has committed: see test_goodbye_mid_stream.)"""
+    label = f"MidStream{uuid.uuid4().hex[:10]}"
+
+    def interrupted(peer: Peer, target: str) -> None:
+        statement = f"UNWIND range(1, 3000) AS i CREATE (:`{label}` {{to: '{target}'}}) RETURN i"
+        peer.message(0x10, statement, {}, {})
+        assert peer.answer() is not None
+        peer.message(0x3F, {"n": 5})
+        answers = [peer.answer() for _ in range(6)]
+        assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
+        if end == "reset":
+            peer.message(0x0F)
+            assert peer.answer() == Structure(b"\x70", ({},))
+        elif end == "goodbye":
+            peer.message(0x02)
+        peer.close()
+
+    interrupted(straight_to_neo4j(status), "neo4j")
+    gateway = Peer(int(status["gateway_bolt_uri"].rsplit(":", 1)[1]))
+    interrupted(logged_on(gateway, stack.token("demo_writer")), "gateway")
+
+    deadline = time.monotonic() + 30
+    trail = trail_of(stack, label)
+    while len(trail) < 2 and time.monotonic() < deadline:  # until the gateway records the end
+        time.sleep(0.2)
+        trail = trail_of(stack, label)
+    reason = "client_reset" if end == "reset" else "client_closed"
+    assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 499)]
+    assert trail[1]["error"]["reason"] == reason
+    while time.monotonic() < deadline:  # Neo4j has ended both transactions
+        running = neo4j_admin.execute_query(
+            "SHOW TRANSACTIONS YIELD currentQuery WHERE currentQuery CONTAINS $label RETURN 1",
+            label=label,
+        ).records
+        if not running:
+            break
+        time.sleep(0.2)
+    created, _, _ = neo4j_admin.execute_query(
+        f"MATCH (n:`{label}`) RETURN n.to AS target, count(n) AS n ORDER BY target"
+    )
+    assert [(r["target"], r["n"]) for r in created] == []
 
 
 def test_pack_matches_the_frame() -> None:

@@ -151,6 +151,29 @@ def test_a_write_past_its_row_limit_rolls_back_and_a_read_is_truncated(
     assert neo4j_admin.execute_query(f"MATCH (n:{LABEL}) RETURN count(n)").records[0][0] == 0
 
 
+def test_an_auto_commit_block_ended_by_an_error_rolls_back_and_one_left_unread_commits(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None
+) -> None:
+    def creating(name: str) -> Execution:  # more rows than one PULL asks for
+        return _execution(
+            f"UNWIND range(1, 3000) AS i CREATE (:{LABEL} {{name: '{name}', step: i}}) RETURN i"
+        )
+
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> None:
+        with pytest.raises(ConnectionResetError):
+            async with executor.run(creating("failed"), login) as rows:
+                async for _row in rows:
+                    raise ConnectionResetError("the caller went away")  # after its first row
+        async with executor.run(creating("unread"), login):
+            pass  # as a driver's session does: the rest is discarded, and it commits
+
+    _run(status, body)
+    counts = neo4j_admin.execute_query(
+        f"MATCH (n:{LABEL}) RETURN n.name AS name, count(*) AS n ORDER BY name"
+    ).records
+    assert [(record["name"], record["n"]) for record in counts] == [("unread", 3000)]
+
+
 def test_explicit_transactions_commit_roll_back_and_roll_back_when_closed_open(
     status: dict[str, Any], neo4j_admin: Driver, clean: None
 ) -> None:
