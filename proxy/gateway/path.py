@@ -322,18 +322,18 @@ class Gateway:
         decision: Decision,
         access_mode: AccessMode,
     ) -> Execution:
+        metadata = neo4j_metadata(
+            principal, call.request_id, decision.decision_id, call.trace.traceparent()
+        )
+        if statement.metadata:  # the caller's (a Bolt RUN's), under the gateway's keys
+            metadata = {**passed_on(statement.metadata), **metadata}
         return Execution(
             database=call.database,
             statement=statement.text,
             parameters=statement.parameters,
             access_mode=access_mode,
             timeout_s=decision.timeout_s or self._default_timeout_s,
-            metadata={
-                **passed_on(statement.metadata),
-                **neo4j_metadata(
-                    principal, call.request_id, decision.decision_id, call.trace.traceparent()
-                ),
-            },
+            metadata=metadata,
             bookmarks=statement.bookmarks,
             row_limit=decision.row_limit,
             row_limit_action=decision.row_limit_action,
