@@ -246,6 +246,7 @@ def _door_settings(settings: Settings, port: int) -> DoorSettings:
             routing_ttl_s=server.bolt_routing_ttl_s,
             idle_timeout_s=server.bolt_idle_timeout_s,
             max_message_bytes=server.bolt_max_message_bytes,
+            max_held_result_bytes=server.bolt_max_held_result_bytes,
         ),
         max_connections=server.bolt_max_connections,
         handshake_timeout_s=server.bolt_handshake_timeout_s,

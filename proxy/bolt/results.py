@@ -12,6 +12,7 @@ document of :class:`proxy.lineage.Lineage`).
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -21,7 +22,7 @@ from typing import Any
 
 from proxy.codec.packstream import Structure, pack
 from proxy.codec.values import to_wire
-from proxy.errors import ClientDisconnected, CypherGateError
+from proxy.errors import ClientDisconnected, CypherGateError, PayloadTooLarge
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
@@ -127,14 +128,26 @@ class OpenResult:
         self.t_first_ms = _ms_since(self._started)
         return self._rows.fields
 
-    async def buffer(self) -> None:
+    async def buffer(self, max_bytes: int) -> None:
         """Read the rest of the rows now, to be pulled later: the next statement of the same
-        transaction is about to run (a Neo4j transaction runs one statement at a time). The
-        policy's row limit bounds what is held."""
+        transaction is about to run (a Neo4j transaction runs one statement at a time, on one
+        connection). The policy's row limit and ``max_bytes`` bound what is held: beyond them
+        this statement fails (recorded), and with it the transaction."""
         rows: deque[bytes] = deque()
+        held = 0
 
         class Keep(ResultSink):
             async def record(self, message: bytes) -> None:
+                nonlocal held
+                held += sys.getsizeof(message) + 8  # the memory it takes, and its slot
+                if held > max_bytes:
+                    raise PayloadTooLarge(
+                        f"The rest of this result takes more than {max_bytes} bytes"
+                        " (server.bolt_max_held_result_bytes), too much to hold while the"
+                        " transaction's next statement runs: read a result before starting the"
+                        " next statement.",
+                        reason="held_result_too_large",
+                    )
                 rows.append(message)
 
             async def flush(self) -> None:

@@ -78,6 +78,7 @@ class Options:
     # Offered to drivers as connection.recv_timeout_seconds; the server closes idle ones too.
     idle_timeout_s: float
     max_message_bytes: int
+    max_held_result_bytes: int = 64 * 1024 * 1024  # of a result read ahead (results.py)
 
 
 Send = Callable[[int, tuple[Any, ...]], Awaitable[None]]
@@ -284,7 +285,7 @@ class Session:
             database = transaction.database
             for qid, earlier in list(self._results.items()):
                 try:
-                    await earlier.buffer()  # the transaction's statements run one at a time
+                    await earlier.buffer(self._options.max_held_result_bytes)
                 except CypherGateError as error:  # recorded as that statement's failure
                     del self._results[qid]
                     await self._statement_failed(error, earlier.call)

@@ -142,6 +142,12 @@ class ServerSettings(_Section):
     bolt_max_message_bytes: int = Field(
         default=16 * 1024 * 1024, gt=0, description="Larger Bolt messages close the connection."
     )
+    bolt_max_held_result_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Memory a transaction's earlier result may take when it is read ahead (its"
+        " next statement starts first); beyond it that statement fails, and so its transaction.",
+    )
     bolt_handshake_timeout_s: float = Field(default=10.0, gt=0)
     bolt_idle_timeout_s: float = Field(
         default=300.0, gt=0, description="A Bolt connection silent this long is closed."

@@ -64,6 +64,7 @@ async def rig(
     idle_timeout_s: float = 5.0,
     message_timeout_s: float = 5.0,
     max_message_bytes: int = 64 * 1024,
+    max_held_result_bytes: int = 64 * 1024 * 1024,
     tls: tuple[Path, Path] | None = None,
     neo4j_answers: bool = True,
 ) -> AsyncIterator[Rig]:
@@ -89,6 +90,7 @@ async def rig(
             routing_ttl_s=300,
             idle_timeout_s=idle_timeout_s,
             max_message_bytes=max_message_bytes,
+            max_held_result_bytes=max_held_result_bytes,
         ),
         max_connections=max_connections,
         handshake_timeout_s=handshake_timeout_s,
@@ -368,6 +370,43 @@ def test_a_client_that_stops_reading_is_closed_and_its_statement_ends() -> None:
     assert events == ["decision", "outcome"]
     assert reasons == [None, "client_not_reading"]
     assert seconds < 8
+
+
+@pytest.mark.parametrize("rows", [50, 5000])
+def test_a_result_read_ahead_for_the_next_statement_is_held_within_its_bound(rows: int) -> None:
+    """A transaction's second RUN before its first result was read: the first result's rows are
+    read ahead and held for the client, up to server.bolt_max_held_result_bytes; beyond, the
+    first statement fails (recorded), the second gets the FAILURE, the transaction rolls back."""
+    conversation_ = (
+        LOGGED_ON
+        + message(0x11, {})
+        + message(0x10, "UNWIND first", {}, {})
+        + message(0x10, "UNWIND second", {}, {})
+        + message(0x3F, {"n": -1, "qid": 0})
+        + message(0x3F, {"n": -1, "qid": 1})
+        + message(0x12)
+    )
+
+    async def scenario() -> tuple[list[Structure], Rig]:
+        async with rig(rows=rows, max_held_result_bytes=20_000) as r:
+            return answers(await conversation(r.door.port, conversation_)), r
+
+    found, r = asyncio.run(scenario())
+    tags = [answer.tag for answer in found[2:]]  # after HELLO's and LOGON's SUCCESS
+    outcomes = [e for e in r.audit.events if e.event == "outcome"]
+    (upstream,) = r.executor.transactions
+    if rows == 50:  # 50 rows take about 2 KB: held, then pulled, then committed
+        assert tags == [b"\x70"] * 3 + ([b"\x71"] * 50 + [b"\x70"]) * 2 + [b"\x70"]
+        assert [e.status for e in outcomes] == [202, 202] and upstream.ended == "commit"
+        return
+    failure = found[4]
+    assert failure.tag == b"\x7f"
+    assert "server.bolt_max_held_result_bytes" in failure.fields[0]["message"]
+    assert tags[3:] == [b"\x7e"] * 3  # the PULLs and COMMIT IGNORED after the FAILURE
+    first = outcomes[0]
+    assert first.status == 413 and first.error is not None
+    assert first.error["reason"] == "held_result_too_large"
+    assert upstream.ended == "rollback"
 
 
 def test_a_large_message_waits_for_a_logon() -> None:
