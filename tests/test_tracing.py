@@ -33,7 +33,13 @@ from proxy.bolt.session import Options
 from proxy.gateway.call import Call, Statement
 from proxy.gateway.path import Gateway
 from proxy.principal import DagResolver
-from proxy.settings import Neo4jSettings, Settings, TelemetrySettings, load_settings
+from proxy.settings import (
+    Neo4jSettings,
+    ServerSettings,
+    Settings,
+    TelemetrySettings,
+    load_settings,
+)
 from proxy.settings_errors import ConfigurationError
 from proxy.tracing import NO_TRACING, OFF, OpenTelemetryTracing, tracing_from
 from tests.fakes import (
@@ -349,6 +355,7 @@ async def bolt(traces: OpenTelemetryTracing) -> AsyncIterator[tuple[BoltDoor, Fa
             routing_ttl_s=300,
             idle_timeout_s=5.0,
             max_message_bytes=64 * 1024,
+            max_held_result_bytes=ServerSettings().bolt_max_held_result_bytes,
         ),
         max_connections=10,
         handshake_timeout_s=5.0,

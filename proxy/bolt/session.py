@@ -78,7 +78,7 @@ class Options:
     # Offered to drivers as connection.recv_timeout_seconds; the server closes idle ones too.
     idle_timeout_s: float
     max_message_bytes: int
-    max_held_result_bytes: int = 64 * 1024 * 1024  # of a result read ahead (results.py)
+    max_held_result_bytes: int  # of a result read ahead (results.py)
 
 
 Send = Callable[[int, tuple[Any, ...]], Awaitable[None]]

@@ -53,7 +53,7 @@ class RelayRows:
         self._final: dict[str, Any] | None = None
         self._summary: Summary | None = None
         # Read by settle(), for the reader: the rest of a batch, and whether more were offered.
-        self._kept: deque[bytes] = deque()
+        self._kept: deque[bytes] | None = None  # made by settle() only: none per statement
         self._more = False
 
     @classmethod
@@ -118,20 +118,20 @@ class RelayRows:
         """Read the rest of the batch Neo4j is sending (kept for the reader); whether Neo4j still
         holds the statement open, with more rows to ask for, so that its auto-commit transaction
         can still be rolled back, rather than finished (its last row sent: committed)."""
+        kept = self._kept = self._kept or deque()
         while self._streaming:
             message = await self._connection.receive()
-            self._kept.append(message)  # a record, or the failure _next raises in its turn
             tag = tag_of(message)
-            if tag == RECORD:
-                continue
-            self._streaming = False
             if tag == SUCCESS:
-                self._kept.pop()
+                self._streaming = False
                 metadata = metadata_of(message)
                 if metadata.get("has_more"):
                     self._more = True
                 else:
                     self._final = metadata
+            else:  # a record, or the failure _next raises in its turn
+                kept.append(message)
+                self._streaming = tag == RECORD
         return self._more
 
     async def _next(self) -> bytes | None:
@@ -170,16 +170,10 @@ class RelayRows:
         left to the pool's reset."""
         if self._final is not None or self._connection.failed or self._connection.broken:
             return
-        while self._streaming:  # the rest of the batch asked for
-            message = await self._connection.receive()
-            if tag_of(message) != RECORD:
-                self._streaming = False
-                metadata = metadata_of(message) if tag_of(message) == SUCCESS else {}
-                if tag_of(message) != SUCCESS:
-                    return
-                if not metadata.get("has_more"):
-                    self._final = metadata
-                    return
+        await self.settle()  # the rest of the batch asked for
+        self._kept = None  # nobody reads it now
+        if self._final is not None or self._connection.failed:
+            return
         if discard:
             self._final = await summarised(self._connection, wire.encode(DISCARD, {"n": -1}))
         else:

@@ -35,6 +35,7 @@ from proxy.codec.packstream import Structure, pack, unpack
 from proxy.gateway.path import Gateway
 from proxy.policy import Decision
 from proxy.principal import DagResolver
+from proxy.settings import ServerSettings
 from tests.fakes import FakeAnalyzer, FakeAudit, FakeAuth, FakeBroker, FakeExecutor, FakePolicy
 
 V54 = bytes((0, 0, 4, 5))
@@ -64,7 +65,7 @@ async def rig(
     idle_timeout_s: float = 5.0,
     message_timeout_s: float = 5.0,
     max_message_bytes: int = 64 * 1024,
-    max_held_result_bytes: int = 64 * 1024 * 1024,
+    max_held_result_bytes: int = ServerSettings().bolt_max_held_result_bytes,
     tls: tuple[Path, Path] | None = None,
     neo4j_answers: bool = True,
 ) -> AsyncIterator[Rig]:
