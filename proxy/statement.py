@@ -94,6 +94,12 @@ class RowStream(Protocol):
 
     async def summary(self) -> Summary: ...
 
+    def committed(self) -> Summary | None:
+        """Asked once the block ended in an error: the summary if the statement committed all
+        the same (it ran in a transaction of its own and Neo4j had already sent its last row),
+        so that the record tells what ran; None if it rolled back or cannot be told."""
+        ...
+
 
 @runtime_checkable
 class RecordStream(RowStream, Protocol):

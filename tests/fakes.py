@@ -214,6 +214,9 @@ class FakeRows:
             pass
         return Summary(rows=self._count, counters={}, bookmarks=[], truncated=self._truncated)
 
+    def committed(self) -> Summary | None:
+        return None  # nothing ran
+
 
 @dataclass
 class FakeExecutor:

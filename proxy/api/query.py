@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
@@ -38,7 +39,7 @@ from proxy.errors import (
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
 from proxy.lineage import Lineage
 from proxy.settings import ServerSettings
-from proxy.statement import JSON, RowStream, Summary
+from proxy.statement import RowStream, Summary
 from proxy.values import TYPED_MEDIA_TYPE, InvalidValue, from_typed, to_plain, to_typed
 
 # Set, to the number of rows returned, when the policy's row limit cut the result short.
@@ -87,7 +88,7 @@ async def query(request: Request) -> JSONResponse:
     body = Body(request, state.server)
     call = call_of(request, request_id, database, body)
     async with state.gateway.run(call, on_lineage=body.lineage_sink()) as rows:
-        result = await Answer.read(rows, request)
+        result = await Answer.read(rows, request, state.server.http.max_answer_bytes)
     rendered = result.render(body.include_counters, lineage=body.lineage)
     return result.response(request, request_id, rendered)
 
@@ -100,24 +101,41 @@ router.routes.append(_ROUTE)
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A statement's rows and summary, read from the request path for one answer."""
+    """A statement's rows, already written as the JSON of the answer's ``data.values``, and its
+    summary, read from the request path for one answer."""
 
     fields: list[str]
-    values: list[list[JSON]]
+    values: orjson.Fragment  # the JSON array of the rows
+    rows: int
     summary: Summary
 
     @classmethod
-    async def read(cls, rows: RowStream, request: Request) -> Answer:
-        """The rows, each encoded as it comes in the form the client accepts (plain or typed
-        JSON), inside the request path: a value that has no such form fails the statement, as
-        recorded, rather than the answer after it."""
+    async def read(cls, rows: RowStream, request: Request, max_bytes: int) -> Answer:
+        """The rows, each written as JSON as it comes, in the form the client accepts (plain or
+        typed), inside the request path: a value that has no such form, or rows that take more
+        than ``max_bytes`` (``server.http.max_answer_bytes``: an answer is built whole), fail the
+        statement, as recorded, rather than the answer after it. Only the JSON is kept, a few
+        times smaller than the rows' values."""
         encode = to_typed if _wants_typed(request.headers.get("accept")) else to_plain
         fields = rows.fields
+        written: list[bytes] = []
+        size = 2  # the brackets
         try:
-            values = [[encode(value) for value in row] async for row in rows]
+            async for row in rows:
+                json = orjson.dumps([encode(value) for value in row])
+                size += len(json) + 1
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                written.append(json)
         except UnsupportedValue as exc:
             raise AnswerNotWritable(reason=f"answer_not_writable:{exc}") from exc
-        return cls(fields, values, await rows.summary())
+        except orjson.JSONEncodeError as exc:  # a string no UTF-8 can hold (a lone surrogate)
+            raise AnswerNotWritable(
+                "A value in the statement's result cannot be written as JSON: read it over Bolt.",
+                reason="answer_not_writable:json",
+            ) from exc
+        values = orjson.Fragment(b"[" + b",".join(written) + b"]")
+        return cls(fields, values, len(written), await rows.summary())
 
     def render(
         self, include_counters: bool, *, bookmarks: bool = True, lineage: Lineage | None = None
@@ -142,7 +160,7 @@ class Answer:
                     "code": "CypherGate.RowLimit.Truncated",
                     "severity": "WARNING",
                     "title": "Result truncated",
-                    "description": f"Only the first {len(self.values)} rows are returned: the "
+                    "description": f"Only the first {self.rows} rows are returned: the "
                     "policy's row limit for this DAG.",
                 },
             ]
@@ -152,7 +170,7 @@ class Answer:
         """``body`` as the answer, its values in the form the client accepts."""
         headers = {}
         if self.summary.truncated:
-            headers[TRUNCATED_HEADER] = str(len(self.values))
+            headers[TRUNCATED_HEADER] = str(self.rows)
         return answer(request, request_id, body, headers=headers, encoded=True)
 
 
@@ -172,11 +190,27 @@ def answer(
         encode = to_typed if typed else to_plain
         values = [[encode(value) for value in row] for row in data["values"]]
         body = {**body, "data": {"fields": data["fields"], "values": values}}
-    return JSONResponse(
+    return _JSONAnswer(
         body,
         status_code=SUCCESS_STATUS,
         headers={REQUEST_ID_HEADER: request_id, **(headers or {})},
         media_type=TYPED_MEDIA_TYPE if typed else "application/json",
+    )
+
+
+class _JSONAnswer(JSONResponse):
+    """An answer written by orjson, which takes the rows :meth:`Answer.read` wrote as they are."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The statement's rows take more than {max_bytes} bytes of JSON"
+        " (server.http.max_answer_bytes), more than a Query API answer may hold: page the"
+        " result (SKIP and LIMIT), return less of each row, or read it over Bolt, which streams.",
+        reason="answer_too_large",
     )
 
 

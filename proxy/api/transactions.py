@@ -93,7 +93,7 @@ async def commit_transaction(database: str, transaction_id: str, request: Reques
             lineage = body.lineage_sink()
             run = state.gateway.run(call, transaction=held.transaction, on_lineage=lineage)
             async with run as rows:
-                result = await Answer.read(rows, request)
+                result = await Answer.read(rows, request, state.server.http.max_answer_bytes)
         with call.trace.step("commit"):
             bookmarks = await held.transaction.commit(request_id=call.request_id)
     if result is None:
@@ -156,6 +156,6 @@ async def _statement(
     async with state.gateway.run(
         call, transaction=held.transaction, on_lineage=body.lineage_sink()
     ) as rows:
-        result = await Answer.read(rows, request)
+        result = await Answer.read(rows, request, state.server.http.max_answer_bytes)
     rendered = result.render(body.include_counters, bookmarks=False, lineage=body.lineage)
     return result.response(request, call.request_id, {**rendered, "transaction": named})

@@ -85,6 +85,11 @@ class AuditEvent:
     # still when it happened. Absent from the body when not set, so timely records keep the form
     # they always had.
     late: bool | None = None
+    # True on an outcome whose status is a failure though its statement committed: it ran in a
+    # transaction of its own that Neo4j had finished (its last row sent) before the answer
+    # failed (a value with no JSON form, an answer too large); its counters say what it wrote.
+    # Absent from the body when not set, as ``late`` is.
+    committed: bool | None = None
 
     @property
     def dag(self) -> str | None:
@@ -229,6 +234,8 @@ def seal(event: AuditEvent, *, seq: int, prev_hash: str) -> SealedRecord:
     document = {name: getattr(event, name) for name in _EVENT_FIELDS}
     if document["late"] is None:
         del document["late"]
+    if document["committed"] is None:
+        del document["committed"]
     if _holds_float(document):
         raise ValueError("audit records hold no floats: their text form is not canonical")
     document.update(v=RECORD_VERSION, seq=seq, prev_hash=prev_hash)

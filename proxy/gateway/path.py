@@ -178,10 +178,17 @@ class Gateway:
                 async with self._credentials.hold(principal.dag) as login:
                     trail.credential = {"user": login.user}
                     await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
-                    with call.trace.step("execute"):
-                        async with self._executor.run(execution, login) as rows:
-                            yield rows
-                            trail.finished(await rows.summary())  # for the outcome record
+                    started: RowStream | None = None
+                    try:
+                        with call.trace.step("execute"):
+                            async with self._executor.run(execution, login) as rows:
+                                started = rows
+                                yield rows
+                                trail.finished(await rows.summary())  # for the outcome record
+                    except BaseException:
+                        if started is not None:  # asked once the executor closed it
+                            trail.committed_anyway(started.committed())
+                        raise
             return
         trail.transaction = transaction.context()
         async with (

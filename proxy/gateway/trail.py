@@ -48,6 +48,7 @@ class Trail:
         "_audit",
         "_call",
         "_clock",
+        "_committed",
         "_lineage",
         "_metrics",
         "_started",
@@ -84,6 +85,7 @@ class Trail:
         self._ahead = False  # the decision record is durable
         self._unwritable = False  # the log refused this call's decision record
         self._summary: Summary | None = None
+        self._committed = False  # failed, but its own transaction had committed
         self.principal: dict[str, str | int | None] | None = None
         self.statement: str | None = None
         self.statement_sha256: str | None = None
@@ -126,6 +128,13 @@ class Trail:
         """The statement ran to its end; the outcome record carries its summary."""
         self._summary = summary
 
+    def committed_anyway(self, summary: Summary | None) -> None:
+        """The statement failed after its transaction of its own had committed (``summary``, if
+        known): the outcome record says so, with what it wrote, whatever its status."""
+        if summary is not None:
+            self._summary = summary
+            self._committed = True
+
     # ------------------------------------------------------------------ records
 
     async def ahead(self) -> None:
@@ -162,7 +171,7 @@ class Trail:
         now = self._clock()
         status = SUCCESS_STATUS if error is None else error.status
         if self._ahead:
-            summary = self._summary if error is None else None
+            summary = self._summary if error is None or self._committed else None
             event = self._event(
                 "outcome",
                 time=utc_timestamp(now),
@@ -229,6 +238,7 @@ class Trail:
             requested_access_mode=self.requested_access_mode,
             truncated=None if summary is None else summary.truncated or None,
             transaction=_outcome_transaction(self.transaction) if outcome else self.transaction,
+            committed=True if outcome and error is not None and self._committed else None,
         )
 
     async def _write(self, event: AuditEvent) -> None:

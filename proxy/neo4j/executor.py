@@ -297,6 +297,11 @@ class _Rows:
         self._count += 1
         return values
 
+    def committed(self) -> Summary | None:
+        # The driver's session, closed after an error, reads the rest and commits without
+        # saying what: only a summary already read is known.
+        return self._summary
+
     async def summary(self) -> Summary:
         if self._summary is None:
             async for _ in self:  # rows nobody read still count towards the limit

@@ -126,7 +126,7 @@ class RelayExecutor:
                 return connection
 
             connection = await login.attempt(start)
-            rows = await RelayRows.start(connection, execution, _run(execution))
+            rows = await RelayRows.start(connection, execution, _run(execution), auto_commit=False)
             try:
                 yield rows
                 summary = await rows.summary()
@@ -184,7 +184,7 @@ class RelayTransaction:
     async def run(self, execution: Execution) -> AsyncIterator[RelayRows]:
         """Start the statement in the transaction; its rows stream inside the block."""
         run = _run(execution)
-        rows = await RelayRows.start(self._connection, execution, run)
+        rows = await RelayRows.start(self._connection, execution, run, auto_commit=False)
         try:
             yield rows
         finally:
@@ -241,7 +241,7 @@ class _AutoCommit:
         pool = self._executor.pool(self._login)
         connection = await pool.acquire()
         try:
-            rows = await RelayRows.start(connection, self._execution, self._run)
+            rows = await RelayRows.start(connection, self._execution, self._run, auto_commit=True)
         except BaseException:
             await pool.release(connection)
             raise

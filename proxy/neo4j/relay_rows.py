@@ -40,8 +40,11 @@ PULL_MESSAGE = wire.encode(PULL, {"n": PULL_BATCH})  # the same message every ti
 class RelayRows:
     """A :class:`~proxy.statement.RecordStream` over records arriving on a connection."""
 
-    def __init__(self, connection: BoltConnection, execution: Execution) -> None:
+    def __init__(
+        self, connection: BoltConnection, execution: Execution, *, auto_commit: bool = False
+    ) -> None:
         self._connection = connection
+        self._auto_commit = auto_commit  # its transaction commits when the last row is sent
         self._limit = execution.row_limit
         self._truncate = execution.row_limit_action == "truncate"
         self._fields: list[str] = []
@@ -57,9 +60,12 @@ class RelayRows:
         self._more = False
 
     @classmethod
-    async def start(cls, connection: BoltConnection, execution: Execution, run: bytes) -> RelayRows:
-        """Send ``run`` with a ``PULL``; the stream once Neo4j accepted the statement."""
-        rows = cls(connection, execution)
+    async def start(
+        cls, connection: BoltConnection, execution: Execution, run: bytes, *, auto_commit: bool
+    ) -> RelayRows:
+        """Send ``run`` with a ``PULL``; the stream once Neo4j accepted the statement.
+        ``auto_commit``: ``run`` is a statement in a transaction of its own."""
+        rows = cls(connection, execution, auto_commit=auto_commit)
         connection.send(run + PULL_MESSAGE)
         answer = await connection.receive()
         if tag_of(answer) == FAILURE:
@@ -178,6 +184,11 @@ class RelayRows:
             self._final = await summarised(self._connection, wire.encode(DISCARD, {"n": -1}))
         else:
             self._connection.failed = True  # reset by the pool
+
+    def committed(self) -> Summary | None:
+        if not self._auto_commit or self._final is None:
+            return None
+        return summary_of(self._final, self._count, self._truncated)
 
     async def summary(self) -> Summary:
         if self._summary is None:

@@ -37,7 +37,7 @@ class AdmissionSettings(_Section):
 
 
 class HTTPSettings(_Section):
-    """The HTTP door's connections (proxy/api/connections.py) and request bodies."""
+    """The HTTP door's connections (proxy/api/connections.py), request bodies and answers."""
 
     max_connections: int = Field(
         default=1000, gt=0, description="Open connections; beyond, a new one is closed at once."
@@ -53,6 +53,13 @@ class HTTPSettings(_Section):
     )
     keep_alive_s: int = Field(
         default=5, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+    max_answer_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="The JSON rows of one Query API answer, which is built whole before it is"
+        " sent: a statement whose rows take more fails (413 answer_too_large; its auto-commit"
+        " transaction rolls back while Neo4j still holds it open). Bolt streams without bound.",
     )
 
 

@@ -153,6 +153,7 @@ def _common(
                 "statement_sha256": record.get("statement_sha256"),
                 "transaction": record.get("transaction"),
                 "late": record.get("late"),
+                "committed": record.get("committed"),
             }
         },
     }

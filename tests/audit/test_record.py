@@ -168,9 +168,12 @@ def test_a_sealed_body_is_the_canonical_form_of_every_field_nested_documents_inc
         "prev_hash": GENESIS_HASH,
     }
     del expected["late"]  # only a late record names it
+    del expected["committed"]  # only a failed outcome that committed names it
     assert record.body == canonical(expected)
     late = seal(dataclasses.replace(nested, late=True), seq=7, prev_hash=GENESIS_HASH)
     assert late.body == canonical({**expected, "late": True})
+    committed = seal(dataclasses.replace(nested, committed=True), seq=7, prev_hash=GENESIS_HASH)
+    assert committed.body == canonical({**expected, "committed": True})
 
 
 @pytest.mark.parametrize(

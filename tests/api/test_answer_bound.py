@@ -1,0 +1,148 @@
+"""A Query API answer is built whole before it is sent, so its rows are held within
+``server.http.max_answer_bytes`` of JSON; and a statement that fails after its transaction of
+its own committed is recorded as having committed, with what it wrote."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from neo4j import Driver
+
+from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.devstack.stack import DevStack
+from tests.second_gateway import SecondGateway
+
+pytestmark = pytest.mark.integration
+
+BOUND = 20_000  # bytes of JSON rows
+
+
+@pytest.fixture(scope="module")
+def bounded(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
+    def small_answers(config: dict[str, Any]) -> None:
+        config["server"].setdefault("http", {})["max_answer_bytes"] = BOUND
+
+    second = SecondGateway(stack, tmp_path_factory.mktemp("bounded"), "bounded", small_answers)
+    second.start()
+    try:
+        yield second
+    finally:
+        second.stop()
+
+
+def records(audit: Path, response: httpx.Response) -> dict[str, dict[str, Any]]:
+    request_id = response.headers["X-CypherGate-Request-ID"]
+    with AuditReader(audit) as reader:
+        return {r["event"]: r for r in reader.query(RecordFilter(request_id=request_id))}
+
+
+def count(neo4j_admin: Driver, label: str) -> int:
+    found, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS c")
+    return int(found[0]["c"])
+
+
+def marker() -> str:
+    return "T" + uuid.uuid4().hex[:12]
+
+
+def test_rows_beyond_the_bound_are_refused_and_recorded(bounded: SecondGateway) -> None:
+    within = bounded.query("demo_reader", "UNWIND range(1, 100) AS i RETURN i")
+    assert within.status_code == 202, within.text[:300]
+    assert within.json()["data"]["values"] == [[i] for i in range(1, 101)]
+    beyond = bounded.query("demo_reader", "UNWIND range(1, 5000) AS i RETURN i, 'row ' + i AS t")
+    assert beyond.status_code == 413, beyond.text[:300]
+    (error,) = beyond.json()["errors"]
+    assert error["code"] == "Neo.ClientError.Request.Invalid"
+    assert f"more than {BOUND} bytes" in error["message"]
+    assert "server.http.max_answer_bytes" in error["message"]
+    trail = records(bounded.audit, beyond)
+    assert trail["decision"]["decision"]["allow"] is True
+    outcome = trail["outcome"]
+    assert (outcome["status"], outcome["error"]["reason"]) == (413, "answer_too_large")
+    assert "committed" not in outcome and outcome["counters"] is None
+
+
+def test_a_write_past_the_bound_while_neo4j_holds_it_open_is_rolled_back(
+    bounded: SecondGateway, neo4j_admin: Driver
+) -> None:
+    """3,000 rows: the relay asks for 1,000 at a time, so Neo4j still holds the statement when
+    the bound is crossed, and the refusal leaves nothing written."""
+    label = marker()
+    statement = (
+        f"UNWIND range(1, 3000) AS i CREATE (n:`{label}` {{i: i}}) RETURN n.i AS i, 'row ' + i"
+    )
+    refused = bounded.query("demo_writer", statement)
+    assert refused.status_code == 413, refused.text[:300]
+    assert count(neo4j_admin, label) == 0
+    outcome = records(bounded.audit, refused)["outcome"]
+    assert outcome["error"]["reason"] == "answer_too_large"
+    assert "committed" not in outcome
+
+
+def test_a_write_neo4j_finished_before_the_bound_is_recorded_as_committed(
+    bounded: SecondGateway, neo4j_admin: Driver
+) -> None:
+    """One row larger than the bound: Neo4j sent it with its summary, so the statement had
+    committed when the gateway refused the answer. The client is told the answer failed; the
+    record says the write happened, and what it wrote."""
+    label = marker()
+    statement = f"CREATE (n:`{label}`) RETURN $big AS big"
+    failed = bounded.query("demo_writer", statement, {"big": "x" * (BOUND + 1)})
+    assert failed.status_code == 413, failed.text[:300]
+    assert count(neo4j_admin, label) == 1
+    outcome = records(bounded.audit, failed)["outcome"]
+    assert (outcome["status"], outcome["error"]["reason"]) == (413, "answer_too_large")
+    assert outcome["committed"] is True
+    assert outcome["counters"]["nodesCreated"] == 1 and outcome["rows"] == 1  # read, not sent
+
+
+def test_a_statement_in_a_transaction_past_the_bound_rolls_it_back(
+    bounded: SecondGateway, neo4j_admin: Driver
+) -> None:
+    label = marker()
+    headers = {"Authorization": bounded.stack.auth_header("demo_writer")}
+    opened = httpx.post(
+        f"{bounded.url}/db/neo4j/query/v2/tx",
+        json={"statement": f"CREATE (n:`{label}`) RETURN $big AS big", "parameters": {"big": "y"}},
+        headers=headers,
+        timeout=60,
+    )
+    assert opened.status_code == 202, opened.text[:300]
+    transaction = opened.json()["transaction"]["id"]
+    beyond = httpx.post(
+        f"{bounded.url}/db/neo4j/query/v2/tx/{transaction}",
+        json={"statement": "UNWIND range(1, 5000) AS i RETURN i, 'row ' + i AS t"},
+        headers=headers,
+        timeout=60,
+    )
+    assert beyond.status_code == 413, beyond.text[:300]
+    assert "committed" not in records(bounded.audit, beyond)["outcome"]
+    commit = httpx.post(
+        f"{bounded.url}/db/neo4j/query/v2/tx/{transaction}/commit", headers=headers, timeout=60
+    )
+    assert commit.status_code == 404, commit.text  # rolled back with the failure
+    assert count(neo4j_admin, label) == 0
+
+
+def test_a_write_whose_value_has_no_json_form_is_recorded_as_committed(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
+) -> None:
+    """The value fails the answer after Neo4j finished the statement: it committed, and the
+    record says so (before, it said only that the statement failed)."""
+    label = marker()
+    statement = f"CREATE (n:`{label}`) RETURN datetime('+10000-01-01T00:00[Europe/Berlin]') AS d"
+    failed = gateway.post(
+        "/db/neo4j/query/v2",
+        json={"statement": statement},
+        headers={"Authorization": stack.auth_header("demo_writer")},
+    )
+    assert failed.status_code == 500, failed.text[:300]
+    assert count(neo4j_admin, label) == 1
+    outcome = records(stack.audit_path, failed)["outcome"]
+    assert outcome["error"]["reason"].startswith("answer_not_writable")
+    assert outcome["committed"] is True and outcome["counters"]["nodesCreated"] == 1
