@@ -207,10 +207,11 @@ class OpenResult:
             n -= 1 if n != -1 else 0
         return {"has_more": True} if rows else self._final
 
-    async def abandon(self, *, closed: bool) -> None:
-        """The client reset (``closed``: went away) with the result still open: it ends as
-        Neo4j ends it. An auto-commit statement whose transaction Neo4j still holds open is
-        rolled back, its record saying why (``client_reset``, ``client_closed``); one already
+    async def abandon(self, *, cause: str) -> None:
+        """The result ends open: the client reset (``cause`` "client"), went away ("closed") or
+        broke the protocol ("violation"), and it ends as Neo4j ends it. An auto-commit statement
+        whose transaction Neo4j still holds open is rolled back, its record saying why
+        (``client_reset``, ``client_closed``, ``protocol_violation``); one already
         committed, and a statement of an explicit transaction (whose rollback follows, recorded
         with its cause), is read to its end. A failure now is recorded, not raised: nobody is
         left to tell."""
@@ -225,7 +226,7 @@ class OpenResult:
             settle = getattr(rows, "settle", None)
             if self._transaction is None and callable(settle) and await settle():
                 with suppress(CypherGateError):
-                    await self._end(_ended_by_client(closed=closed))
+                    await self._end(_ended_by(cause))
                 return
             await rows.summary()
         except Exception as exc:
@@ -269,12 +270,19 @@ class OpenResult:
             return None
 
 
-def _ended_by_client(*, closed: bool) -> ClientDisconnected:
-    how = "closed the connection" if closed else "reset"
+_ENDED_BY = {  # why an open result ended, by cause: what the client was told, and the reason
+    "client": ("The client reset", "client_reset"),
+    "closed": ("The client closed the connection", "client_closed"),
+    "violation": ("The client broke the Bolt protocol", "protocol_violation"),
+}
+
+
+def _ended_by(cause: str) -> ClientDisconnected:
+    how, reason = _ENDED_BY[cause]
     return ClientDisconnected(
-        f"The client {how} before reading the whole result: the statement's transaction was"
-        " rolled back, as Neo4j does.",
-        reason="client_closed" if closed else "client_reset",
+        f"{how} before reading the whole result: the statement's transaction was rolled back,"
+        " as Neo4j does.",
+        reason=reason,
     )
 
 

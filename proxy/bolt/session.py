@@ -426,7 +426,7 @@ class Session:
 
     async def _violation(self, message: str) -> NoReturn:
         """The peer broke the protocol: it is told why, and the connection closes."""
-        await self._end_open(cause="closed")
+        await self._end_open(cause="violation")
         await self._send(m.FAILURE, ({"code": _INVALID, "message": message},))
         self.state = State.DEFUNCT
         raise Defunct
@@ -437,13 +437,13 @@ class Session:
             raise Malformed(f"{name} is not allowed now (the connection is {now}).")
 
     async def _end_open(self, *, cause: str) -> None:
-        """End the open results, then roll back the transaction (``cause`` for its record)."""
+        """End open results, roll back the transaction (``cause``: client, closed or violation)."""
         results, self._results = list(self._results.values()), {}
         for result in results:
-            await result.abandon(closed=cause == "closed")
+            await result.abandon(cause=cause)
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
-            await transaction.rollback(cause="closed" if cause == "closed" else "client")
+            await transaction.rollback(cause="client" if cause == "client" else "closed")
 
     def _routed_address(self) -> str:
         address = self._routing.get("address")

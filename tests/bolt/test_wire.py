@@ -274,14 +274,15 @@ def trail_of(stack: DevStack, text: str) -> list[dict[str, Any]]:
         return [r for r in log.query(RecordFilter()) if r["request_id"] == request]
 
 
-@pytest.mark.parametrize("end", ["reset", "goodbye", "hang_up"])
+@pytest.mark.parametrize("end", ["reset", "goodbye", "hang_up", "unknown_message"])
 def test_an_auto_commit_write_left_mid_stream_is_rolled_back_as_neo4j_does(
     stack: DevStack, status: dict[str, Any], neo4j_admin: Driver, end: str
 ) -> None:
-    """RESET, GOODBYE or a closed socket while Neo4j still holds an auto-commit result open (more
-    rows than the gateway's relay asks for at a time): Neo4j rolls the statement's transaction
-    back, straight and through the gateway alike, and the gateway's record of it says so. (A
-    result whose last row Neo4j has sent has committed: see test_goodbye_mid_stream.)"""
+    """RESET, GOODBYE, a closed socket or a protocol violation while Neo4j still holds an
+    auto-commit result open (more rows than the gateway's relay asks for at a time): Neo4j rolls
+    the statement's transaction back, straight and through the gateway alike, and the gateway's
+    record of it says so. (A result whose last row Neo4j has sent has committed: see
+    test_goodbye_mid_stream.)"""
     label = f"MidStream{uuid.uuid4().hex[:10]}"
 
     def interrupted(peer: Peer, target: str) -> None:
@@ -296,6 +297,11 @@ def test_an_auto_commit_write_left_mid_stream_is_rolled_back_as_neo4j_does(
             assert peer.answer() == Structure(b"\x70", ({},))
         elif end == "goodbye":
             peer.message(0x02)
+        elif end == "unknown_message":  # a protocol violation: closed (by the gateway after
+            peer.message(0x55, "what")  # a FAILURE saying why; by Neo4j at once)
+            answer = peer.answer()
+            assert answer is None or failure(answer) == "Neo.ClientError.Request.Invalid"
+            assert peer.closed()
         peer.close()
 
     interrupted(straight_to_neo4j(status), "neo4j")
@@ -307,7 +313,8 @@ def test_an_auto_commit_write_left_mid_stream_is_rolled_back_as_neo4j_does(
     while len(trail) < 2 and time.monotonic() < deadline:  # until the gateway records the end
         time.sleep(0.2)
         trail = trail_of(stack, label)
-    reason = "client_reset" if end == "reset" else "client_closed"
+    reasons = {"reset": "client_reset", "unknown_message": "protocol_violation"}
+    reason = reasons.get(end, "client_closed")
     assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 499)]
     assert trail[1]["error"]["reason"] == reason
     while time.monotonic() < deadline:  # Neo4j has ended both transactions
