@@ -1,9 +1,10 @@
 """OpenLineage run events for the statements the gateway decides on, sent off the request path.
 
 One statement is one OpenLineage run, reported by one event when its last audit record is
-written (:mod:`proxy.gateway.trail`): ``COMPLETE`` if it ran to its end, ``FAIL`` if it was
-refused or failed. A statement lasts milliseconds, so a ``START`` before it would double the
-events without telling a backend anything it could act on.
+written (:mod:`proxy.gateway.trail`): ``COMPLETE`` if it ran to its end (with the
+``errorMessage`` facet too when its answer failed after it committed: its record's
+``committed``), ``FAIL`` if it was refused or failed. A statement lasts milliseconds, so a
+``START`` before it would double the events without telling a backend anything it could act on.
 
 - job: namespace ``lineage.namespace`` (``cyphergate``), name ``<dag>.<task>`` (the Airflow
   provider's own job name for the task), or ``<dag>`` when the caller named no task;
@@ -115,8 +116,9 @@ class RunEvents:
             return None
         task = principal.get("task")
         job_name = f"{dag}.{task}" if isinstance(task, str) and task else dag
-        # An outcome without an error is a statement that ran to its end (status 202).
-        completed = record.event == "outcome" and record.error is None
+        # An outcome without an error is a statement that ran to its end (status 202); so is
+        # one whose answer failed after its transaction had committed (``committed``).
+        completed = record.event == "outcome" and (record.error is None or bool(record.committed))
         facets: dict[str, RunFacet] = {"cyphergate": self._facet(record)}
         parent_facet = self._parent(principal, parent)
         if parent_facet is not None:
@@ -125,7 +127,7 @@ class RunEvents:
         outputs: list[OutputDataset] = []
         if completed:
             inputs, outputs = self._datasets_of(record)
-        else:
+        if record.error is not None or not completed:
             facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
                 message=_failure(record), programmingLanguage="Cypher", producer=self._producer
             )

@@ -128,6 +128,22 @@ def test_a_statement_that_failed_in_neo4j_fails_without_datasets() -> None:
     assert "neo4j_unavailable" in built["run"]["facets"]["errorMessage"]["message"]
 
 
+def test_a_statement_whose_answer_failed_after_it_committed_completes_with_its_datasets() -> None:
+    """Its writes are in the graph: the event tells what it wrote, and why its answer failed."""
+    committed = record(
+        status=413,
+        error={"code": "Neo.ClientError.Request.Invalid", "reason": "answer_too_large"},
+        committed=True,
+    )
+    built = document(events().build(committed))
+    assert built["eventType"] == "COMPLETE"
+    assert names(built["outputs"]) == [
+        (NAMESPACE, "neo4j.Movie"),
+        (NAMESPACE, "neo4j.[:ACTED_IN]"),
+    ]
+    assert "answer_too_large" in built["run"]["facets"]["errorMessage"]["message"]
+
+
 def test_a_call_without_a_dag_has_no_event() -> None:
     identity_only = {"method": "oidc", "issuer": "https://issuer.test", "subject": "s"}
     assert events().build(record(principal=identity_only)) is None
