@@ -198,7 +198,12 @@ _CANONICAL = json.JSONEncoder(
 
 def canonical(document: dict[str, Any]) -> str:
     """The canonical JSON form; see the module docstring."""
-    return _canonical_bytes(document, floats=_holds_float(document)).decode("utf-8")
+    return canonical_bytes(document).decode("utf-8")
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The canonical JSON form of any JSON value, as UTF-8 (a parameter's, say)."""
+    return _canonical_bytes(value, floats=_holds_float(value))
 
 
 # Dataclasses and datetimes, which orjson would write and the standard library refuses, are
@@ -206,7 +211,7 @@ def canonical(document: dict[str, Any]) -> str:
 _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
-def _canonical_bytes(document: dict[str, Any], *, floats: bool) -> bytes:
+def _canonical_bytes(document: Any, *, floats: bool) -> bytes:
     """The canonical form as UTF-8. orjson writes the standard library's bytes for everything it
     takes, in a twelfth of the time (0.9 against 11.9 µs for a record; tests/audit/test_record.py
     holds it to them on generated documents): two records per statement. What it writes

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from proxy.audit.checkpoint import ParameterDigester, write_keys
+from proxy.audit.checkpoint import DIGEST_PREFIX, ParameterDigester, write_keys
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import SQLiteAuditLog
-from tests.audit.test_record import event
+from proxy.values import to_plain
+from tests.audit.test_record import JSON_VALUES, TEXT, event
 
 
 def write(path: Path, key: Ed25519PrivateKey, count: int, *, every: int = 5) -> None:
@@ -93,3 +100,26 @@ def test_parameter_digests_correlate_without_revealing(tmp_path: Path) -> None:
     other = ParameterDigester.from_file(write_keys(tmp_path / "other")[2])
     assert other.digests({"password": "hunter2"})["password"] != first["password"]
     assert ParameterDigester(None).digests({"x": 1}) == {"x": None}
+
+
+KEY = b"k" * 32
+PARAMETERS = (
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+        max_leaves=24,
+    )
+    | JSON_VALUES
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(PARAMETERS)
+def test_a_digest_is_the_hmac_of_the_standard_librarys_canonical_json(value: Any) -> None:
+    """Whichever encoder writes it: a value's digest stays what it always was, so equal values
+    still correlate with records written before (floats, NaN and the infinities included)."""
+    standard = json.dumps(
+        to_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+    expected = DIGEST_PREFIX + hmac.new(KEY, standard, hashlib.sha256).hexdigest()
+    assert ParameterDigester(KEY).digests({"p": value}) == {"p": expected}
