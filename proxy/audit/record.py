@@ -88,7 +88,7 @@ class AuditEvent:
     # True on an outcome whose status is a failure though its statement committed: it ran in a
     # transaction of its own that Neo4j had finished (its last row sent) before the answer
     # failed (a value with no JSON form, an answer too large); its counters say what it wrote.
-    # Absent from the body when not set, as ``late`` is.
+    # Absent from the body when not set (see ``late``).
     committed: bool | None = None
 
     @property
@@ -103,6 +103,9 @@ class AuditEvent:
 
 
 _EVENT_FIELDS = tuple(field.name for field in fields(AuditEvent))
+# Fields added after records were first written: a body names them only when they are set, so
+# records without them keep the form they always had.
+_ABSENT_UNLESS_SET = ("late", "committed")
 
 
 def verdict_of(decision: Mapping[str, Any] | None, *, event: object = "decision") -> str:
@@ -237,10 +240,9 @@ def seal(event: AuditEvent, *, seq: int, prev_hash: str) -> SealedRecord:
     # as they are, so the body is the one dataclasses.asdict's deep copy gave, at a twentieth
     # of the cost (that copy was most of the writer thread's CPU besides the commit).
     document = {name: getattr(event, name) for name in _EVENT_FIELDS}
-    if document["late"] is None:
-        del document["late"]
-    if document["committed"] is None:
-        del document["committed"]
+    for name in _ABSENT_UNLESS_SET:
+        if document[name] is None:
+            del document[name]
     if _holds_float(document):
         raise ValueError("audit records hold no floats: their text form is not canonical")
     document.update(v=RECORD_VERSION, seq=seq, prev_hash=prev_hash)

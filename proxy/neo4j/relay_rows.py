@@ -41,7 +41,7 @@ class RelayRows:
     """A :class:`~proxy.statement.RecordStream` over records arriving on a connection."""
 
     def __init__(
-        self, connection: BoltConnection, execution: Execution, *, auto_commit: bool = False
+        self, connection: BoltConnection, execution: Execution, *, auto_commit: bool
     ) -> None:
         self._connection = connection
         self._auto_commit = auto_commit  # its transaction commits when the last row is sent

@@ -1,6 +1,8 @@
-"""A Query API answer is built whole before it is sent, so its rows are held within
-``server.http.max_answer_bytes`` of JSON; and a statement that fails after its transaction of
-its own committed is recorded as having committed, with what it wrote."""
+"""What the gateway holds of a result, on the real stack: a Query API answer is built whole
+before it is sent, so its rows are held within ``server.http.max_answer_bytes`` of JSON; over
+Bolt, a transaction's earlier result read ahead for its next statement is held within
+``server.bolt_max_held_result_bytes``. And a statement that fails after its transaction of its
+own committed is recorded as having committed, with what it wrote."""
 
 from __future__ import annotations
 
@@ -15,17 +17,30 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
+from proxy.ports import free_ports
+from tests.bolt.test_wire import Peer, failure, logged_on
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
 
-BOUND = 20_000  # bytes of JSON rows
+BOUND = 20_000  # bytes of JSON rows (HTTP), of held records (Bolt)
 
 
 @pytest.fixture(scope="module")
-def bounded(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
+def bolt_port() -> int:
+    """The bounded gateway's Bolt door."""
+    (port,) = free_ports(1)
+    return port
+
+
+@pytest.fixture(scope="module")
+def bounded(
+    stack: DevStack, tmp_path_factory: pytest.TempPathFactory, bolt_port: int
+) -> Iterator[SecondGateway]:
     def small_answers(config: dict[str, Any]) -> None:
         config["server"].setdefault("http", {})["max_answer_bytes"] = BOUND
+        config["server"]["bolt_port"] = bolt_port
+        config["server"]["bolt_max_held_result_bytes"] = BOUND
 
     second = SecondGateway(stack, tmp_path_factory.mktemp("bounded"), "bounded", small_answers)
     second.start()
@@ -146,3 +161,39 @@ def test_a_write_whose_value_has_no_json_form_is_recorded_as_committed(
     outcome = records(stack.audit_path, failed)["outcome"]
     assert outcome["error"]["reason"].startswith("answer_not_writable")
     assert outcome["committed"] is True and outcome["counters"]["nodesCreated"] == 1
+
+
+def test_a_bolt_result_read_ahead_past_its_bound_fails_its_transaction(
+    bounded: SecondGateway, bolt_port: int, neo4j_admin: Driver
+) -> None:
+    """A transaction's second RUN while its first result is still open (5 of 3,000 rows
+    pulled): the gateway reads the rest ahead, to run the next statement on the same connection,
+    and holds it only within the bound. Past it, the first statement fails (413, recorded), the
+    second RUN gets the FAILURE, and RESET rolls the transaction back: nothing it wrote is kept."""
+    label = marker()
+    peer = logged_on(Peer(bolt_port), bounded.stack.token("demo_writer"))
+    try:
+        peer.message(0x11, {})  # BEGIN
+        assert peer.answer() is not None
+        statement = f"UNWIND range(1, 3000) AS i CREATE (n:`{label}`) RETURN i, 'row ' + i AS t"
+        peer.message(0x10, statement, {}, {})
+        assert peer.answer() is not None
+        peer.message(0x3F, {"n": 5})
+        pulled = [peer.answer() for _ in range(6)]
+        assert [a.tag for a in pulled if a is not None] == [b"\x71"] * 5 + [b"\x70"]
+        peer.message(0x10, "RETURN 1 AS next", {}, {})
+        refused = peer.answer()
+        assert failure(refused) == "Neo.ClientError.Request.Invalid"
+        assert refused is not None
+        assert "server.bolt_max_held_result_bytes" in refused.fields[0]["message"]
+        peer.message(0x0F)  # RESET: the transaction ends
+        assert peer.answer() is not None
+    finally:
+        peer.close()
+    assert count(neo4j_admin, label) == 0
+    with AuditReader(bounded.audit) as reader:
+        decision = next(reader.query(RecordFilter(text=label)))
+        trail = list(reader.query(RecordFilter(request_id=decision["request_id"])))
+    outcome = next(r for r in trail if r["event"] == "outcome")
+    assert (outcome["status"], outcome["error"]["reason"]) == (413, "held_result_too_large")
+    assert "committed" not in outcome
