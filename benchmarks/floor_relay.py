@@ -136,7 +136,8 @@ class Half(asyncio.Protocol):
         self.peer: asyncio.Transport | None = None
         self.transport: asyncio.Transport | None = None
         self._log = log
-        self._counting = counting  # the client side, when this is Neo4j's: it waits outcomes
+        # On Neo4j's side, the client's: whose RUNs its SUCCESSes answer (outcomes are counted).
+        self._counting = counting
         self._buffer = bytearray()
         self._handshaken = False
         self._held: asyncio.Future[None] | None = None
@@ -190,7 +191,9 @@ class Half(asyncio.Protocol):
         assert self._log is not None
         self._runs += runs
         self.awaited += 2 * runs
-        held = self._held = self._log.append(f"r{id(self)}-{self._runs}")
+        for n in range(self._runs - runs + 1, self._runs + 1):  # a record for each RUN
+            held = self._log.append(f"r{id(self)}-{n}")
+        self._held = held  # the last: those before it are in its commit or an earlier one
         if self.transport is not None:
             self.transport.pause_reading()
         held.add_done_callback(lambda _: self._released(chunk))
