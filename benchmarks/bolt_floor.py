@@ -19,9 +19,10 @@ At each number of clients the targets run in mirrored order (a b c d e e d c b a
 its statements, after Neo4j's JIT warm-up and one unmeasured pass each. Printed: throughput,
 p50/p99 latency, errors and the CPU time per statement (from /proc) of the relay or gateway,
 Neo4j and this client; then each relay's and the gateway's CPU per statement against the
-issue's target of 0.6 ms.
+issue's target of 0.6 ms and its throughput against straight Bolt's, the peak RSS of each, and
+the records each recording relay wrote against two for every statement sent through it.
 
-    .venv/bin/python benchmarks/bolt_floor.py [--requests 4000] [--concurrency 16]
+    .venv/bin/python benchmarks/bolt_floor.py [--requests 4000] [--concurrency 16 [64 ...]]
 """
 
 from __future__ import annotations
@@ -39,7 +40,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import neo4j
-from measure import BENCH_READER, Client, bolt_client, local_stack, percentile, seed_bench_items
+from measure import (
+    BENCH_READER,
+    Client,
+    bolt_client,
+    local_stack,
+    peak_rss_mib,
+    percentile,
+    seed_bench_items,
+)
 from request_path import (
     CPU_TARGET_MS,
     STATEMENTS,
@@ -144,14 +153,19 @@ def main() -> None:
         with contextlib.closing(sqlite3.connect(audit)) as db:
             (in_sqlite,) = db.execute("SELECT count(*) FROM records").fetchone()
         in_journal = journal.read_bytes().count(b"\n")
-    report(results)
+        peaks = {  # the largest process in the path, over the whole run
+            name: max(peak_rss_mib(p) for p, _ in processes["relay"])
+            for name, (_, processes) in plan.items()
+            if processes["relay"]
+        }
+    report(results, peaks)
     print(
         f"\nrecords written: {in_sqlite} (SQLite), {in_journal} (journal), for {sent} statements"
         f" sent through each (two records each: {2 * sent})"
     )
 
 
-def report(results: list[Result]) -> None:
+def report(results: list[Result], peaks: dict[str, float]) -> None:
     print("CPU columns: milliseconds of CPU (user + system) per statement; 'relay' is the relay's")
     print("process, or the gateway's for bolt-gateway\n")
     print(
@@ -164,11 +178,21 @@ def report(results: list[Result]) -> None:
             f" {percentile(r.latencies_ms, 0.5):>7.2f} {percentile(r.latencies_ms, 0.99):>7.2f}"
             f" {len(r.failures):>6}" + "".join(f" {r.cpu_ms(c):>7.3f}" for c in COLUMNS)
         )
-    print(f"\nCPU per statement in the path, against the Bolt door's target ({CPU_TARGET_MS} ms):")
+    print(
+        f"\nCPU per statement in the path against the Bolt door's target ({CPU_TARGET_MS} ms),"
+        " throughput against straight Bolt's at the same number of clients:"
+    )
+    direct = {r.clients: r for r in results if r.target == "bolt-neo4j"}
     for r in results:
         if r.target != "bolt-neo4j":
             ms = r.cpu_ms("relay")
-            print(f"  {r.target:<21} x{r.clients:<3} {ms:.3f} ms ({ms / CPU_TARGET_MS:.2f}x)")
+            print(
+                f"  {r.target:<21} x{r.clients:<3} {ms:.3f} ms ({ms / CPU_TARGET_MS:.2f}x);"
+                f" throughput {r.throughput / direct[r.clients].throughput:.2f}x"
+            )
+    print("\npeak RSS of the process in the path, MiB (the largest, if several):")
+    for name, mib in peaks.items():
+        print(f"  {name:<21} {mib:.1f}")
 
 
 if __name__ == "__main__":
