@@ -58,6 +58,7 @@ from request_path import (
     measure_half,
     unmeasured,
     warm_neo4j,
+    warm_up,
 )
 
 from proxy.ports import free_ports
@@ -145,7 +146,7 @@ def main() -> None:
         # Each recording relay's own check: two records for every statement sent through it
         # (its unmeasured pass, and each half with the warm-up that opens its connections).
         sent = len(halves[0]) + sum(
-            len(half) + min(len(half), max(50, 4 * clients))
+            len(half) + len(warm_up(half, clients))
             for clients in args.concurrency
             for half in halves
         )

@@ -66,15 +66,13 @@ class Log:
             self._db.execute("CREATE INDEX IF NOT EXISTS records_request ON records (request_id)")
         self._thread = ThreadPoolExecutor(max_workers=1)
         self._queue: list[tuple[str, asyncio.Future[None]]] = []
-        self._writing = False
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None  # while it runs, it takes what is queued
         self._seq, self._head = 0, "0" * 64
 
     def append(self, request_id: str) -> asyncio.Future[None]:
         future = asyncio.get_running_loop().create_future()
         self._queue.append((request_id, future))
-        if not self._writing:
-            self._writing = True
+        if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write())
         return future
 
@@ -86,7 +84,6 @@ class Log:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
-        self._writing = False
 
     def _commit(self, request_ids: list[str]) -> None:
         rows = []
@@ -130,88 +127,139 @@ def messages(buffer: bytearray) -> tuple[int, list[int]]:
 
 
 class Half(asyncio.Protocol):
-    """One side of a relayed connection: what it receives goes to the other side."""
+    """One side of a relayed connection: what it receives goes to the other side (``peer``).
+    With a log, what comes after the handshake (``greeting`` bytes) is cut into whole messages
+    and handed to :meth:`messages_received` with their tags."""
 
-    def __init__(self, log: Log | None = None, counting: Half | None = None) -> None:
+    greeting = 0
+
+    def __init__(self, log: Log | None) -> None:
+        self.log = log
         self.peer: asyncio.Transport | None = None
         self.transport: asyncio.Transport | None = None
-        self._log = log
-        # On Neo4j's side, the client's: whose RUNs its SUCCESSes answer (outcomes are counted).
-        self._counting = counting
         self._buffer = bytearray()
         self._handshaken = False
-        self._held: asyncio.Future[None] | None = None
-        self.awaited = 0  # on the client's side: SUCCESSes due from Neo4j before an outcome
-        self._runs = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
-        if self.peer is None:  # Neo4j's side is not open yet
-            self._buffer += data
-            return
-        if self._log is None:
-            self._forward(data)
+        if self.log is None and self.peer is not None and not self._buffer:
+            self.forward(data)  # a byte relay: as it comes
             return
         self._buffer += data
+        if self.peer is None:  # Neo4j's side is not open yet
+            return
+        if self.log is None:
+            self.forward(bytes(self._buffer))
+            self._buffer.clear()
+            return
         if not self._handshaken:
-            if len(self._buffer) < (HANDSHAKE if self._counting is None else 4):
+            if len(self._buffer) < self.greeting:
                 return
             self._handshaken = True
-            if self._counting is None:  # the client's preamble
-                self._forward(plain_versions(bytes(self._buffer[:HANDSHAKE])))
-                del self._buffer[:HANDSHAKE]
-            else:  # Neo4j's chosen version
-                self._forward(bytes(self._buffer[:4]))
-                del self._buffer[:4]
-        if self._held is None:
-            self._drain()
+            self.forward(self.handshake(bytes(self._buffer[: self.greeting])))
+            del self._buffer[: self.greeting]
+        self.drain()
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
         whole, tags = messages(self._buffer)
-        if not whole:
-            return
-        chunk = bytes(self._buffer[:whole])
-        del self._buffer[:whole]
-        if self._counting is not None:  # Neo4j's answers: RUN's SUCCESS, then PULL's ends it
-            self._forward(chunk)
-            client = self._counting
-            for tag in tags:
-                if client.awaited and tag in (SUCCESS, FAILURE):
-                    client.awaited = 0 if tag == FAILURE else client.awaited - 1
-                    if client.awaited == 0:
-                        assert self._log is not None
-                        self._log.append(f"o{id(client)}-{client._runs}")
-            return
-        runs = tags.count(RUN)
-        if not runs:
-            self._forward(chunk)
-            return
-        assert self._log is not None
-        self._runs += runs
-        self.awaited += 2 * runs
-        for n in range(self._runs - runs + 1, self._runs + 1):  # a record for each RUN
-            held = self._log.append(f"r{id(self)}-{n}")
-        self._held = held  # the last: those before it are in its commit or an earlier one
-        if self.transport is not None:
-            self.transport.pause_reading()
-        held.add_done_callback(lambda _: self._released(chunk))
+        if whole:
+            chunk = bytes(self._buffer[:whole])
+            del self._buffer[:whole]
+            self.messages_received(chunk, tags)
 
-    def _released(self, chunk: bytes) -> None:
-        self._held = None
-        self._forward(chunk)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-        self._drain()
+    def handshake(self, greeting: bytes) -> bytes:
+        return greeting
 
-    def _forward(self, data: bytes) -> None:
+    def messages_received(self, chunk: bytes, tags: list[int]) -> None:  # noqa: ARG002 (sides use them)
+        self.forward(chunk)
+
+    def forward(self, data: bytes) -> None:
         if self.peer is not None and not self.peer.is_closing():
             self.peer.write(data)
 
     def connection_lost(self, _exc: Exception | None) -> None:
         if self.peer is not None:
             self.peer.close()
+
+
+class ClientSide(Half):
+    """The client's connection: opens one to Neo4j, and holds each ``RUN`` until recorded."""
+
+    greeting = HANDSHAKE
+
+    def __init__(self, log: Log | None, upstream_port: int) -> None:
+        super().__init__(log)
+        self._upstream_port = upstream_port
+        self._connecting: asyncio.Task[None] | None = None
+        self._held = False
+        self._runs = 0
+        self.awaited = 0  # SUCCESSes due from Neo4j before the open statement's outcome
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        self._connecting.add_done_callback(_failed)
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.peer, _ = await loop.create_connection(
+            lambda: Neo4jSide(self), "127.0.0.1", self._upstream_port
+        )
+        self.data_received(b"")  # what came before
+
+    def handshake(self, greeting: bytes) -> bytes:
+        return plain_versions(greeting)
+
+    def drain(self) -> None:
+        if not self._held:
+            super().drain()
+
+    def messages_received(self, chunk: bytes, tags: list[int]) -> None:
+        runs = tags.count(RUN)
+        if not runs or self.log is None:
+            self.forward(chunk)
+            return
+        for _ in range(runs):  # a record for each RUN; the last one's commit holds them all
+            self._runs += 1
+            held = self.log.append(f"r{id(self)}-{self._runs}")
+        self.awaited += 2 * runs
+        self._held = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        held.add_done_callback(lambda _: self._released(chunk))
+
+    def _released(self, chunk: bytes) -> None:
+        self._held = False
+        self.forward(chunk)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        self.drain()
+
+    def answered(self, tags: list[int]) -> None:
+        """Neo4j's answers passed on: a statement's ``RUN`` gets a ``SUCCESS``, then its
+        ``PULL`` another that ends the result (or a ``FAILURE`` ends it): its outcome record."""
+        for tag in tags:
+            if self.awaited and tag in (SUCCESS, FAILURE):
+                self.awaited = 0 if tag == FAILURE else self.awaited - 1
+                if self.awaited == 0 and self.log is not None:
+                    self.log.append(f"o{id(self)}-{self._runs}")
+
+
+class Neo4jSide(Half):
+    """Neo4j's connection for one client: its answers go back, counted for outcomes."""
+
+    greeting = 4  # the version Neo4j chose
+
+    def __init__(self, client: ClientSide) -> None:
+        super().__init__(client.log)
+        self.peer = client.transport
+        self._client = client
+
+    def messages_received(self, chunk: bytes, tags: list[int]) -> None:
+        self.forward(chunk)
+        self._client.answered(tags)
 
 
 def _failed(task: asyncio.Task[None]) -> None:
@@ -221,34 +269,7 @@ def _failed(task: asyncio.Task[None]) -> None:
 
 async def serve(port: int, upstream: int, log: Log | None) -> None:
     loop = asyncio.get_running_loop()
-
-    connecting: set[asyncio.Task[None]] = set()
-
-    def accepted() -> Half:
-        client = Half(log)
-
-        async def connect() -> None:
-            transport, neo4j_side = await loop.create_connection(
-                lambda: Half(log, counting=client), "127.0.0.1", upstream
-            )
-            neo4j_side.peer = client.transport
-            client.peer = transport
-            if client._buffer:  # what came before
-                early = bytes(client._buffer)
-                client._buffer.clear()
-                client.data_received(early)
-
-        def made(transport: asyncio.BaseTransport) -> None:
-            Half.connection_made(client, transport)
-            task = loop.create_task(connect())
-            connecting.add(task)
-            task.add_done_callback(connecting.discard)
-            task.add_done_callback(_failed)
-
-        client.connection_made = made  # type: ignore[method-assign]
-        return client
-
-    server = await loop.create_server(accepted, "127.0.0.1", port)
+    server = await loop.create_server(lambda: ClientSide(log, upstream), "127.0.0.1", port)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
