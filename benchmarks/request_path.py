@@ -57,10 +57,15 @@ measured on it too (``http-gateway-variant``) in the same mirrored order, and it
 statement, throughput and p50 are printed against the same gateway without them: a change
 weighed in one run, whatever else the machine does meanwhile.
 
-``--requests`` counts the statements per target and number of clients. ``--profile FILE``:
-afterwards ``bolt-gateway`` (or ``--profile-target``) runs once more, unmeasured, at 16 clients
-(or the highest number given) on twice ``--requests`` statements with py-spy sampling the
-gateway; FILE gets py-spy's raw stacks and benchmarks/hotspots.py's summary of them is printed.
+``--rounds N``: at each number of clients the mirrored order runs N times over, each time on
+both halves, and the variant's ratios are printed for each round too, with their median: a
+change smaller than the drift between rounds is not one the run can see.
+
+``--requests`` counts the statements per target and number of clients (and round).
+``--profile FILE``: afterwards ``bolt-gateway`` (or ``--profile-target``) runs once more,
+unmeasured, at 16 clients (or the highest number given) on twice ``--requests`` statements with
+py-spy sampling the gateway; FILE gets py-spy's raw stacks and benchmarks/hotspots.py's
+summary of them is printed.
 ``--http-client``: the HTTP targets' load generator, aiohttp by default (httpx's connection pool
 costs this process several milliseconds of CPU per statement at 64 clients, enough on two cores
 to set the pace itself).
@@ -74,6 +79,7 @@ import contextlib
 import os
 import random
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -171,6 +177,18 @@ class Result:
     def cpu_ms(self, process: str) -> float:
         """CPU milliseconds ``process`` spent per statement that ran (refusals' cost included)."""
         return 1000 * self.cpu_s.get(process, 0.0) / max(1, self.answered)
+
+    def add(self, other: Result) -> None:
+        """Count ``other`` (the same target and clients, another round) in this one."""
+        self.statements += other.statements
+        self.seconds += other.seconds
+        self.latencies_ms += other.latencies_ms
+        self.failures += other.failures
+        self.refused += other.refused
+        for name, seconds in other.cpu_s.items():
+            self.cpu_s[name] = self.cpu_s.get(name, 0.0) + seconds
+        for pid, seconds in other.worker_cpu_s.items():
+            self.worker_cpu_s[pid] = self.worker_cpu_s.get(pid, 0.0) + seconds
 
     def total_cpu_ms(self) -> float:
         return sum(self.cpu_ms(process) for process, _ in COLUMNS if process != "gw loop")
@@ -282,6 +300,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=4000, help="per target and concurrency")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="times the mirrored order runs at each concurrency"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument(
@@ -334,6 +355,8 @@ def main() -> None:
     counts = list(dict.fromkeys(args.workers))
     if min(counts) < 1:
         parser.error("--workers counts processes: 1 or more")
+    if args.rounds < 1:
+        parser.error("--rounds counts how often the mirrored order runs: 1 or more")
     if args.profile is not None and not PY_SPY.exists():  # checked before minutes of measuring
         parser.error(
             f"--profile needs py-spy, which is not installed: {PY_SPY.parent}/pip install py-spy"
@@ -424,6 +447,7 @@ def main() -> None:
         )
         load_before = os.getloadavg()
         results: list[Result] = []
+        rounds: list[Result] = []  # each round's own results, when there are several
         rss: dict[int, dict[str, list[float]]] = {}
         for clients in args.concurrency:
             level = {name: Result(name, clients) for name in order}
@@ -432,13 +456,19 @@ def main() -> None:
                 for label in labels
             }
             reset = all(reset_peak_rss(p) for each in pids.values() for p in each)
-            for i, name in enumerate([*order, *reversed(order)]):
-                half = halves[0] if i < len(order) else halves[1]
-                client, processes = plan[name]
-                pace = None
-                if name == PACED:  # as fast as the first gateway's Bolt door went, no faster
-                    pace = level[named("bolt-gateway", first_label)].throughput or None
-                asyncio.run(measure_half(client, half, clients, processes, level[name], pace))
+            for _ in range(args.rounds):
+                this = {name: Result(name, clients) for name in order}
+                for i, name in enumerate([*order, *reversed(order)]):
+                    half = halves[0] if i < len(order) else halves[1]
+                    client, processes = plan[name]
+                    pace = None
+                    if name == PACED:  # as fast as the first gateway's Bolt door went, no faster
+                        pace = this[named("bolt-gateway", first_label)].throughput or None
+                    asyncio.run(measure_half(client, half, clients, processes, this[name], pace))
+                for name, result in this.items():
+                    level[name].add(result)
+                if args.rounds > 1:
+                    rounds.extend(this.values())
             results.extend(level.values())
             # The peaks at this number of clients (if they cannot be reset, the run's so far).
             if reset:
@@ -459,7 +489,7 @@ def main() -> None:
             changes = [*args.variant, *args.variant_env]
             if args.variant_repo:
                 changes.append(f"the code of {args.variant_repo}")
-            report_variant(results, first_label, changes)
+            report_variant(results, first_label, changes, rounds)
         if args.profile is not None and args.profile_target in targets:
             n = 16 if 16 in args.concurrency else max(args.concurrency)
             label = "variant" if args.profile_variant else first_label
@@ -515,11 +545,18 @@ def report_workers(results: list[Result], counts: list[int], idle: dict[str, flo
     print("  (goal: with more workers, CPU per statement no higher: ratio <= 1.00)")
 
 
-def report_variant(results: list[Result], first: str, changes: list[str]) -> None:
-    """Each gateway target with --variant's settings against the same without them."""
+def report_variant(
+    results: list[Result], first: str, changes: list[str], rounds: list[Result]
+) -> None:
+    """Each gateway target with --variant's settings against the same without them (and, with
+    several ``rounds``, its gateway CPU ratio in each round, and their median)."""
     print(f"\nvariant ({', '.join(changes)}) against the gateway without it ({first}):")
     by_key = {(r.target, r.clients): r for r in results}
-    for (target, clients), r in by_key.items():
+    by_round: dict[tuple[str, int], list[Result]] = {}
+    for r in rounds:
+        by_round.setdefault((r.target, r.clients), []).append(r)
+    for key, r in by_key.items():
+        target, clients = key
         base, _, label = target.rpartition("-")
         if label != "variant":
             continue
@@ -532,6 +569,14 @@ def report_variant(results: list[Result], first: str, changes: list[str]) -> Non
             f" neo4j CPU {r.cpu_ms('neo4j'):.3f} against {was.cpu_ms('neo4j'):.3f};"
             f" throughput {r.throughput / was.throughput:.2f}x; p50 {p50:.2f}x"
         )
+        pairs = zip(by_round.get(key, []), by_round.get((was.target, clients), []), strict=True)
+        each = [v.cpu_ms("gateway") / b.cpu_ms("gateway") for v, b in pairs]
+        if each:
+            print(
+                f"  {'':<13} {'':<4} gateway CPU ratio by round: "
+                + " ".join(f"{x:.2f}" for x in each)
+                + f"; median {statistics.median(each):.2f}, {min(each):.2f} to {max(each):.2f}"
+            )
 
 
 def apply_settings(config: dict[str, Any], changes: list[tuple[list[str], Any]]) -> None:
