@@ -58,8 +58,8 @@ statement, throughput and p50 are printed against the same gateway without them:
 weighed in one run, whatever else the machine does meanwhile.
 
 ``--rounds N``: at each number of clients the mirrored order runs N times over, each time on
-both halves, and the variant's ratios are printed for each round too, with their median: a
-change smaller than the drift between rounds is not one the run can see.
+both halves, and the variant's gateway CPU ratio is printed for each round too, with their
+median and range: a change smaller than the drift between rounds is not one the run can see.
 
 ``--requests`` counts the statements per target and number of clients (and round).
 ``--profile FILE``: afterwards ``bolt-gateway`` (or ``--profile-target``) runs once more,
