@@ -514,31 +514,33 @@ def wait_for_workers(gateways: list[tuple[int, dict[str, Any]]]) -> None:
 
 
 def report_workers(results: list[Result], counts: list[int], idle: dict[str, float]) -> None:
-    """Gateway CPU per statement by number of workers, against the first count, also net of each
-    gateway's idle rate (its background work: policy revision polls, lease upkeep, per process,
-    which weighs more the fewer statements a second the machine lets through); and the share
-    of the work each worker took."""
-    print(f"\nworkers: gateway CPU per statement (all its processes) against {counts[0]} worker(s)")
+    """Gateway CPU per statement by number of workers, against the fewest workers given (in
+    whatever order ``--workers`` names them), also net of each gateway's idle rate (its
+    background work: policy revision polls, lease upkeep, per process, which weighs more the
+    fewer statements a second the machine lets through); and the share of the work each worker
+    took."""
+    fewest = min(counts)
+    print(f"\nworkers: gateway CPU per statement (all its processes) against {fewest} worker(s)")
     by_key = {(r.target, r.clients): r for r in results}
     for (target, clients), r in by_key.items():
         base, _, count = target.rpartition("-w")
-        if not base.endswith("gateway") or int(count) == counts[0]:
+        if not base.endswith("gateway") or int(count) == fewest:
             continue
-        first = by_key[f"{base}-w{counts[0]}", clients]
+        first = by_key[f"{base}-w{fewest}", clients]
 
         def net(result: Result, workers: int) -> float:
             rate = idle[f"gateway-w{workers}"]  # ms per second
             return result.cpu_ms("gateway") - rate * result.seconds / result.statements
 
         ratio = r.cpu_ms("gateway") / first.cpu_ms("gateway")
-        net_ratio = net(r, int(count)) / net(first, counts[0])
+        net_ratio = net(r, int(count)) / net(first, fewest)
         goal = "met" if ratio <= 1.0 else "NOT met"
         shares = sum(r.worker_cpu_s.values()) or 1.0
         split = " / ".join(f"{100 * s / shares:.0f}%" for s in r.worker_cpu_s.values())
         print(
             f"  {base:<13} x{clients:<3} {count} workers {r.cpu_ms('gateway'):.3f} ms,"
-            f" {counts[0]}: {first.cpu_ms('gateway'):.3f} ms, ratio {ratio:.2f} ({goal});"
-            f" net of idle {net(r, int(count)):.3f} / {net(first, counts[0]):.3f} ms,"
+            f" {fewest}: {first.cpu_ms('gateway'):.3f} ms, ratio {ratio:.2f} ({goal});"
+            f" net of idle {net(r, int(count)):.3f} / {net(first, fewest):.3f} ms,"
             f" ratio {net_ratio:.2f}; throughput {r.throughput:.0f} vs {first.throughput:.0f}"
             f" st/s; worker shares {split}"
         )
