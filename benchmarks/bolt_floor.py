@@ -20,7 +20,8 @@ its statements, after Neo4j's JIT warm-up and one unmeasured pass each. Printed:
 p50/p99 latency, errors and the CPU time per statement (from /proc) of the relay or gateway,
 Neo4j and this client; then each relay's and the gateway's CPU per statement against the
 issue's target of 0.6 ms and its throughput against straight Bolt's, the peak RSS of each, and
-the records each recording relay wrote against two for every statement sent through it.
+the records each recording relay wrote against two for every statement sent through it (a
+count short of that, or beyond it, ends the run with status 1).
 
     .venv/bin/python benchmarks/bolt_floor.py [--requests 4000] [--concurrency 16 [64 ...]]
 """
@@ -56,6 +57,7 @@ from request_path import (
     Result,
     gateway_processes,
     measure_half,
+    mirrored,
     unmeasured,
     warm_neo4j,
     warm_up,
@@ -65,6 +67,15 @@ from proxy.ports import free_ports
 
 HERE = Path(__file__).resolve().parent
 COLUMNS = ("relay", "neo4j", "client")
+# The relays, by target: the audit file each holds statements for (none: a byte relay), and its
+# store (see floor_relay.py).
+RELAYS: dict[str, tuple[str | None, str]] = {
+    "bolt-relay": (None, "sqlite"),
+    "bolt-relay-recorded": ("floor-audit.db", "sqlite"),
+    "bolt-relay-journal": ("floor-audit.jsonl", "journal"),
+}
+# How long the recording relays may take to write the last outcomes (after their results end).
+RECORDS_LAND_S = 10.0
 
 
 @contextlib.contextmanager
@@ -105,42 +116,32 @@ def main() -> None:
         token = stack.client_token(BENCH_READER.client_id)
         pid = {name: process["pid"] for name, process in status["processes"].items()}
         bolt_port = int(db["bolt_uri"].rsplit(":", 1)[1])
-        plain_port, plain_pid = relays.enter_context(relay(bolt_port, None))
-        audit = stack.run_dir / "floor-audit.db"
-        recorded_port, recorded_pid = relays.enter_context(relay(bolt_port, audit))
-        journal = stack.run_dir / "floor-audit.jsonl"
-        journal_port, journal_pid = relays.enter_context(relay(bolt_port, journal, "journal"))
         basic = neo4j.basic_auth(db["user"], db["password"])
         common: Processes = {"neo4j": [(pid["neo4j"], None)], "client": [(os.getpid(), None)]}
-        gateway = gateway_processes(pid["gateway"])["gateway"]
         plan: dict[str, tuple[Client, Processes]] = {
             "bolt-neo4j": (bolt_client(db["bolt_uri"], basic), {"relay": [], **common}),
-            "bolt-relay": (
-                bolt_client(f"bolt://127.0.0.1:{plain_port}", basic),
-                {"relay": [(plain_pid, None)], **common},
-            ),
-            "bolt-relay-recorded": (
-                bolt_client(f"bolt://127.0.0.1:{recorded_port}", basic),
-                {"relay": [(recorded_pid, None)], **common},
-            ),
-            "bolt-relay-journal": (
-                bolt_client(f"bolt://127.0.0.1:{journal_port}", basic),
-                {"relay": [(journal_pid, None)], **common},
-            ),
-            "bolt-gateway": (
-                bolt_client(status["gateway_bolt_uri"], neo4j.bearer_auth(token)),
-                {"relay": gateway, **common},
-            ),
         }
+        files: dict[str, tuple[Path, str]] = {}  # each recording relay's file and store
+        for name, (file, store) in RELAYS.items():
+            recorded = None if file is None else stack.run_dir / file
+            port, relay_pid = relays.enter_context(relay(bolt_port, recorded, store))
+            client = bolt_client(f"bolt://127.0.0.1:{port}", basic)
+            plan[name] = client, {"relay": [(relay_pid, None)], **common}
+            if recorded is not None:
+                files[name] = recorded, store
+        gateway = gateway_processes(pid["gateway"])["gateway"]
+        plan["bolt-gateway"] = (
+            bolt_client(status["gateway_bolt_uri"], neo4j.bearer_auth(token)),
+            {"relay": gateway, **common},
+        )
         warm_neo4j(bolt_client(db["bolt_uri"], basic), work, pid["neo4j"])
         for client, _ in plan.values():
             asyncio.run(unmeasured(client, halves[0], 16))
         results: list[Result] = []
         for clients in args.concurrency:
             level = {name: Result(name, clients) for name in plan}
-            for i, name in enumerate([*plan, *reversed(plan)]):
+            for name, half in mirrored(list(plan), halves):
                 client, processes = plan[name]
-                half = halves[0] if i < len(plan) else halves[1]
                 asyncio.run(measure_half(client, half, clients, processes, level[name]))
             results.extend(level.values())
         # Each recording relay's own check: two records for every statement sent through it
@@ -150,20 +151,38 @@ def main() -> None:
             for clients in args.concurrency
             for half in halves
         )
-        time.sleep(1)  # the last outcomes are written after their results end: let them land
-        with contextlib.closing(sqlite3.connect(audit)) as db:
-            (in_sqlite,) = db.execute("SELECT count(*) FROM records").fetchone()
-        in_journal = journal.read_bytes().count(b"\n")
+        written = records_written(files, 2 * sent)
         peaks = {  # the largest process in the path, over the whole run
             name: max(peak_rss_mib(p) for p, _ in processes["relay"])
             for name, (_, processes) in plan.items()
             if processes["relay"]
         }
     report(results, peaks)
-    print(
-        f"\nrecords written: {in_sqlite} (SQLite), {in_journal} (journal), for {sent} statements"
-        f" sent through each (two records each: {2 * sent})"
-    )
+    print(f"\nrecords written, for {sent} statements sent through each (two records each):")
+    for name, count in written.items():
+        print(f"  {name:<21} {count} of {2 * sent}{'' if count == 2 * sent else ' (WRONG)'}")
+    if any(count != 2 * sent for count in written.values()):
+        sys.exit(1)
+
+
+def records_written(files: dict[str, tuple[Path, str]], expected: int) -> dict[str, int]:
+    """The records in each recording relay's file, once all ``expected`` are there or
+    :data:`RECORDS_LAND_S` has passed (the last outcomes are written after their results end)."""
+    deadline = time.monotonic() + RECORDS_LAND_S
+    while True:  # bounded by the deadline
+        counts = {name: count_records(*file) for name, file in files.items()}
+        if all(count >= expected for count in counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
+def count_records(path: Path, store: str) -> int:
+    """Records in a relay's audit file: rows of its SQLite table, or lines of its journal."""
+    if store == "journal":
+        return path.read_bytes().count(b"\n")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        (count,) = db.execute("SELECT count(*) FROM records").fetchone()
+    return int(count)
 
 
 def report(results: list[Result], peaks: dict[str, float]) -> None:

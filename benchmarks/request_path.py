@@ -84,6 +84,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,15 @@ async def measure_half(
     for name in processes:
         result.cpu_s[name] = result.cpu_s.get(name, 0.0) + after[name] - before[name]
     print(f"  {result.target:<15} x{clients:<3} {len(work)} in {seconds:.1f} s", file=sys.stderr)
+
+
+def mirrored(order: list[str], halves: tuple[Work, Work]) -> Iterator[tuple[str, Work]]:
+    """Each target with the half of the statements it runs, in mirrored order (a b c c b a: the
+    first half forwards, the second backwards), so that drift falls on all of them alike."""
+    for name in order:
+        yield name, halves[0]
+    for name in reversed(order):
+        yield name, halves[1]
 
 
 def warm_up(work: Work, clients: int) -> Work:
@@ -447,7 +457,7 @@ def main() -> None:
         )
         load_before = os.getloadavg()
         results: list[Result] = []
-        rounds: list[Result] = []  # each round's own results, when there are several
+        rounds: list[Result] = []  # each round's own results
         rss: dict[int, dict[str, list[float]]] = {}
         for clients in args.concurrency:
             level = {name: Result(name, clients) for name in order}
@@ -458,8 +468,7 @@ def main() -> None:
             reset = all(reset_peak_rss(p) for each in pids.values() for p in each)
             for _ in range(args.rounds):
                 this = {name: Result(name, clients) for name in order}
-                for i, name in enumerate([*order, *reversed(order)]):
-                    half = halves[0] if i < len(order) else halves[1]
+                for name, half in mirrored(order, halves):
                     client, processes = plan[name]
                     pace = None
                     if name == PACED:  # as fast as the first gateway's Bolt door went, no faster
@@ -467,8 +476,7 @@ def main() -> None:
                     asyncio.run(measure_half(client, half, clients, processes, this[name], pace))
                 for name, result in this.items():
                     level[name].add(result)
-                if args.rounds > 1:
-                    rounds.extend(this.values())
+                rounds.extend(this.values())
             results.extend(level.values())
             # The peaks at this number of clients (if they cannot be reset, the run's so far).
             if reset:
@@ -573,7 +581,7 @@ def report_variant(
         )
         pairs = zip(by_round.get(key, []), by_round.get((was.target, clients), []), strict=True)
         each = [v.cpu_ms("gateway") / b.cpu_ms("gateway") for v, b in pairs]
-        if each:
+        if len(each) > 1:
             print(
                 f"  {'':<13} {'':<4} gateway CPU ratio by round: "
                 + " ".join(f"{x:.2f}" for x in each)
