@@ -39,6 +39,7 @@ from neo4j.auth_management import AsyncAuthManager
 from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
 from proxy.neo4j.errors import translated, translated_errors
 from proxy.neo4j.logins import Login
+from proxy.neo4j.row_limit import RowBudget
 from proxy.statement import (
     JSON,
     AccessMode,
@@ -255,12 +256,8 @@ class _Rows:
         self._records = aiter(result)
         # Once the result is consumed: commits what must be, and gives the bookmarks.
         self._finish = finish
-        self._limit = execution.row_limit
-        self._truncate = execution.row_limit_action == "truncate"
+        self._budget = RowBudget(execution)
         self._fields = list(result.keys())
-        self._count = 0
-        self._weight = 0  # rows, with a list counted as its elements (see row_weight)
-        self._truncated = False
         self._done = False
         self._summary: Summary | None = None
 
@@ -285,16 +282,14 @@ class _Rows:
                 raise
             raise error from exc
         values = list(record.values())
-        if self._limit is not None:
-            # A list counts as many rows as it holds, so collect() cannot fold the limit away.
-            self._weight += row_weight(values)
-            if self._weight > self._limit:  # past the limit: never more is held
-                self._done = True
-                if not self._truncate:
-                    raise RowLimitExceeded(self._limit)
-                self._truncated = True
-                raise StopAsyncIteration
-        self._count += 1
+        try:
+            admitted = self._budget.admit(values)
+        except RowLimitExceeded:
+            self._done = True
+            raise
+        if not admitted:
+            self._done = True
+            raise StopAsyncIteration
         return values
 
     def committed(self) -> Summary | None:
@@ -310,10 +305,10 @@ class _Rows:
                 summary = await self._result.consume()
                 bookmarks = await self._finish()
             self._summary = Summary(
-                rows=self._count,
+                rows=self._budget.count,
                 counters={name: getattr(summary.counters, attr) for name, attr in _COUNTERS},
                 bookmarks=bookmarks,
-                truncated=self._truncated,
+                truncated=self._budget.truncated,
                 query_type=_query_type(summary.query_type),
                 plan=summary.plan if isinstance(summary.plan, dict) else None,
                 notifications=notifications(summary.metadata),
@@ -398,22 +393,6 @@ def notifications(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
 
 def _query_type(value: object) -> QueryType | None:
     return next((kind for kind in _QUERY_TYPES if kind == value), None)
-
-
-def row_weight(values: list[JSON]) -> int:
-    """How many rows one row counts for under a row limit: 1, or, when it holds lists, the
-    number of their elements at every depth (in maps too): a row of ``collect(n)`` counts as
-    many rows as it collected."""
-    total = 0
-    pending: list[JSON] = list(values)
-    while pending:
-        value = pending.pop()
-        if isinstance(value, list):
-            total += len(value)
-            pending.extend(value)
-        elif isinstance(value, dict):
-            pending.extend(value.values())
-    return max(1, total)
 
 
 async def _start(

@@ -27,7 +27,7 @@ from proxy.neo4j.bolt import (
     metadata_of,
     tag_of,
 )
-from proxy.neo4j.executor import row_weight
+from proxy.neo4j.row_limit import RowBudget
 from proxy.neo4j.summaries import summary_of
 from proxy.statement import JSON, Execution, Summary
 
@@ -45,12 +45,8 @@ class RelayRows:
     ) -> None:
         self._connection = connection
         self._auto_commit = auto_commit  # its transaction commits when the last row is sent
-        self._limit = execution.row_limit
-        self._truncate = execution.row_limit_action == "truncate"
+        self._budget = RowBudget(execution)
         self._fields: list[str] = []
-        self._count = 0
-        self._weight = 0
-        self._truncated = False
         self._streaming = False  # records or a PULL's summary still to come
         self._done = False
         self._final: dict[str, Any] | None = None
@@ -100,25 +96,21 @@ class RelayRows:
             message = await self._next()
             if message is None:
                 return
-            if self._limit is None:
-                self._count += 1  # nothing to weigh: the record stays undecoded
+            if self._budget.limit is None:
+                self._budget.count += 1  # nothing to weigh: the record stays undecoded
             elif not self._within_limit(unpack(message).fields[0]):
                 return
             yield message
 
     def _within_limit(self, values: list[JSON]) -> bool:
         """Count a record; False (or :class:`RowLimitExceeded`) once it is past the limit."""
-        if self._limit is not None:
-            # A list counts as many rows as it holds, so collect() cannot fold it away.
-            self._weight += row_weight(values)
-            if self._weight > self._limit:  # past the limit: never more is held
-                self._done = True
-                if not self._truncate:
-                    raise RowLimitExceeded(self._limit)
-                self._truncated = True
-                return False
-        self._count += 1
-        return True
+        try:
+            admitted = self._budget.admit(values)
+        except RowLimitExceeded:
+            self._done = True
+            raise
+        self._done = not admitted
+        return admitted
 
     async def settle(self) -> bool:
         """Read the rest of the batch Neo4j is sending (kept for the reader); whether Neo4j still
@@ -188,7 +180,7 @@ class RelayRows:
     def committed(self) -> Summary | None:
         if not self._auto_commit or self._final is None:
             return None
-        return summary_of(self._final, self._count, self._truncated)
+        return summary_of(self._final, self._budget.count, self._budget.truncated)
 
     async def summary(self) -> Summary:
         if self._summary is None:
@@ -196,7 +188,9 @@ class RelayRows:
                 pass
             if self._final is None:  # stopped at the limit: the rest is dropped
                 await self.close(discard=True)
-            self._summary = summary_of(self._final or {}, self._count, self._truncated)
+            self._summary = summary_of(
+                self._final or {}, self._budget.count, self._budget.truncated
+            )
         return self._summary
 
 

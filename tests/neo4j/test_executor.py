@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.neo4j.executor import row_weight
+from proxy.neo4j.row_limit import row_weight
 from proxy.statement import JSON
 
 
