@@ -21,6 +21,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
@@ -295,15 +296,30 @@ class Body:
 
 def call_of(request: Request, request_id: str, database: str, body: Body) -> Call:
     """The request as the request path's :class:`Call`."""
+    headers = combined(request.headers)
     return Call(
         request_id=request_id,
         database=database,
-        authorization=request.headers.get("authorization"),
+        authorization=headers.get("authorization"),
         client=client_address(request),
-        headers=request.headers,
+        headers=headers,
         statement=body.statement,
         trace=request_trace(request),
     )
+
+
+def combined(headers: Headers) -> Headers:
+    """The headers as HTTP combines a field sent more than once: its values joined by ", "
+    (RFC 9110, 5.3). So an ``Authorization`` or ``X-CypherGate-DAG`` sent twice is refused
+    (no credential or DAG id holds a comma), never read as whichever came first, which a
+    proxy in front reading the last would not have checked."""
+    raw = headers.raw
+    if len({name for name, _ in raw}) == len(raw):
+        return headers
+    joined: dict[bytes, list[bytes]] = {}
+    for name, value in raw:
+        joined.setdefault(name, []).append(value)
+    return Headers(raw=[(name, b", ".join(values)) for name, values in joined.items()])
 
 
 def _parse(raw: bytes, *, typed: bool, model: type[QueryBody]) -> QueryBody:

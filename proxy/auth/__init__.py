@@ -7,11 +7,14 @@ acts as is :class:`~proxy.principal.DagResolver`'s business, whether it may is t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Protocol
 
-from proxy.errors import AuthenticationFailed
+from proxy.errors import AuthenticationFailed, CypherGateError
 from proxy.principal import Identity
+
+log = logging.getLogger(__name__)
 
 
 class Authenticator(Protocol):
@@ -42,7 +45,9 @@ class SchemeRouter:
         return list(self._names)
 
     async def authenticate(self, authorization: str | None) -> Identity:
-        """Verify the header value; no header is a 401, like any bad credential."""
+        """Verify the header value; no header is a 401, like any bad credential, and so is a
+        credential an authenticator fails on in a way it did not foresee (fail closed: the
+        failure's type is logged, never the credential)."""
         if authorization is None or not authorization.strip():
             raise AuthenticationFailed(reason="missing_credential")
         scheme, _, credentials = authorization.strip().partition(" ")
@@ -52,7 +57,17 @@ class SchemeRouter:
         credentials = credentials.strip()
         if not credentials:
             raise AuthenticationFailed(reason="empty_credential")
-        return await authenticator.authenticate(credentials)
+        if "," in credentials:
+            # No token or IAM proof holds a comma: an Authorization header sent twice, which
+            # the HTTP door joins as HTTP does ("Bearer a, Bearer b"), names no one caller.
+            raise AuthenticationFailed(reason="several_credentials")
+        try:
+            return await authenticator.authenticate(credentials)
+        except CypherGateError:
+            raise
+        except Exception as exc:
+            log.error("A credential could not be verified (%s): refused", type(exc).__name__)
+            raise AuthenticationFailed(reason=f"unverifiable:{type(exc).__name__}") from None
 
     async def check_ready(self) -> None:
         """Raise if any authenticator is not ready."""

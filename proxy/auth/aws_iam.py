@@ -14,11 +14,13 @@ Checks, in order; each failure is a 401 with its own audit reason:
 2. method ``POST`` (``iam_method_not_post``); body exactly
    ``Action=GetCallerIdentity&Version=2011-06-15`` (``iam_body_not_allowed``);
 3. URL exactly one of ``sts_endpoints``: no other host is ever contacted (``iam_url_not_allowed``);
-4. headers only from an allow-list, no duplicates, ``Host`` (if sent) the URL's
-   (``iam_header_not_allowed``);
+4. headers only from an allow-list, no duplicates, values in printable ASCII (no line break
+   to split the request sent on), ``Host`` (if sent) the URL's (``iam_header_not_allowed``);
 5. ``X-CypherGate-Server-ID`` present, equal to ours, and listed in ``SignedHeaders``
    (``iam_server_id_missing`` / ``_mismatch`` / ``_unsigned``), so a proof made for another
-   service cannot be replayed here;
+   service cannot be replayed here; the ``Authorization`` header exactly SigV4's form, each of
+   its parts once (``iam_authorization_malformed``), so that no second ``SignedHeaders`` can
+   say otherwise to STS than to us;
 6. ``X-Amz-Date`` within ``max_age_s`` of now, either way (``iam_request_stale``);
 7. STS, reached with redirects off, answers 200 with a well-formed identity (``iam_sts_rejected``,
    ``iam_sts_malformed``); an assumed-role ARN is reduced to its role,
@@ -68,7 +70,14 @@ ALLOWED_HEADERS = frozenset(
     }
 )
 _MAX_PROOF_BYTES = 16 * 1024
-_SIGNED_HEADERS = re.compile(r"SignedHeaders=([a-z0-9;\-]+)")
+# Signature Version 4's Authorization header, exactly: the algorithm, then Credential,
+# SignedHeaders and Signature, each once, in that order.
+_SIGNATURE = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=[A-Za-z0-9/_\-]+, ?"
+    r"SignedHeaders=(?P<signed>[a-z0-9\-]+(?:;[a-z0-9\-]+)*), ?"
+    r"Signature=[0-9a-f]{64}"
+)
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII: what a signed header may hold
 _STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 _ASSUMED_ROLE = re.compile(r"arn:(aws[a-z\-]*):sts::(\d{12}):assumed-role/([\w+=,.@\-]+)/[^/]+")
 _IAM_ROLE_OR_USER = re.compile(r"arn:(aws[a-z\-]*):iam::(\d{12}):(role|user)/[\w+=,.@\-/]+")
@@ -113,6 +122,8 @@ class IAMAuthenticator:
             lower = name.lower()
             if lower not in ALLOWED_HEADERS or lower in headers:
                 raise AuthenticationFailed(reason="iam_header_not_allowed")
+            if _HEADER_VALUE.fullmatch(value) is None:  # a line break would split the request
+                raise AuthenticationFailed(reason="iam_header_not_allowed")
             headers[lower] = value
         host = headers.pop("host", None)
         if host is not None and host != httpx.URL(proof["url"]).netloc.decode("ascii"):
@@ -122,8 +133,13 @@ class IAMAuthenticator:
             raise AuthenticationFailed(reason="iam_server_id_missing")
         if not hmac.compare_digest(server_id.encode(), self._settings.server_id.encode()):
             raise AuthenticationFailed(reason="iam_server_id_mismatch")
-        signed = _SIGNED_HEADERS.search(headers.get("authorization", ""))
-        if signed is None or SERVER_ID_HEADER.lower() not in signed.group(1).split(";"):
+        authorization = headers.get("authorization")
+        if authorization is None:
+            raise AuthenticationFailed(reason="iam_server_id_unsigned")
+        signed = _SIGNATURE.fullmatch(authorization)
+        if signed is None:  # one of each part, once: no second SignedHeaders for STS to read
+            raise AuthenticationFailed(reason="iam_authorization_malformed")
+        if SERVER_ID_HEADER.lower() not in signed.group("signed").split(";"):
             raise AuthenticationFailed(reason="iam_server_id_unsigned")
         return headers
 
@@ -181,7 +197,7 @@ def _decode(credentials: str) -> dict[str, Any]:
             raise ValueError("headers must be a string map")
         if not isinstance(proof["method"], str) or not isinstance(proof["url"], str):
             raise ValueError("method and url must be strings")
-    except (ValueError, TypeError, binascii.Error, UnicodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeError, RecursionError):
         raise AuthenticationFailed(reason="iam_malformed_proof") from None
     return {"method": proof["method"], "url": proof["url"], "body": body, "headers": headers}
 

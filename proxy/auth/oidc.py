@@ -390,7 +390,7 @@ def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         payload = json.loads(signature.payload)
     except ExceededSizeError:  # joserfc caps the header (512 bytes), so no key fits in it
         raise AuthenticationFailed(reason="header_too_large") from None
-    except (JoseError, ValueError, UnicodeError):
+    except (JoseError, ValueError, UnicodeError, RecursionError):  # nesting beyond the parser
         raise AuthenticationFailed(reason="malformed_token") from None
     if not isinstance(payload, dict):
         raise AuthenticationFailed(reason="malformed_token")

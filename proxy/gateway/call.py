@@ -45,7 +45,7 @@ class Call:
 
     request_id: str
     database: str
-    authorization: str | None
+    authorization: str | None = field(repr=False)  # a credential: never in a repr or a log
     client: str | None
     headers: Mapping[str, str]
     statement: Callable[[], Awaitable[Statement]]

@@ -200,6 +200,14 @@ def flip_signature(proof: dict[str, Any]) -> None:
     proof["headers"]["Authorization"] = auth[:-1] + ("0" if auth[-1] != "0" else "1")
 
 
+def smuggle_signed_headers(proof: dict[str, Any]) -> None:
+    """A proof whose signature does not cover the server id, with a first ``SignedHeaders``
+    that claims it does (a parser reading the first and STS the last would disagree)."""
+    algorithm, parts = proof["headers"]["Authorization"].split(" ", 1)
+    real = parts.replace(";x-cyphergate-server-id", "")
+    proof["headers"]["Authorization"] = f"{algorithm} SignedHeaders=x-cyphergate-server-id, {real}"
+
+
 # (name, how to make the Authorization header value or None, expected audit reason)
 CASES: list[tuple[str, Callable[[Forge], str | None], str]] = [
     ("no header", lambda f: None, "missing_credential"),
@@ -395,6 +403,39 @@ CASES: list[tuple[str, Callable[[Forge], str | None], str]] = [
         "iam_header_not_allowed",
     ),
     ("IAM tampered signature", lambda f: f.iam(flip_signature), "iam_sts_rejected"),
+    # Found by review: each failed with a 500 (or a 503) and, on Bolt, no record at all.
+    (
+        "payload nested beyond the JSON parser",
+        lambda f: f"Bearer {b64({'alg': 'RS256', 'kid': 'k'})}.{b64url(b'[' * 5_000)}.c2ln",
+        "malformed_token",
+    ),
+    (
+        "IAM proof nested beyond the JSON parser",
+        lambda f: "CypherGate-AWS-IAM " + body("[" * 5_000),
+        "iam_malformed_proof",
+    ),
+    (
+        "IAM header not ASCII",
+        lambda f: f.iam(set_header("User-Agent", "caf\u00e9")),
+        "iam_header_not_allowed",
+    ),
+    (
+        "IAM header with a line break",
+        lambda f: f.iam(set_header("User-Agent", "a\r\nX-Injected: 1")),
+        "iam_header_not_allowed",
+    ),
+    (
+        "IAM second SignedHeaders",
+        lambda f: f.iam(smuggle_signed_headers),
+        "iam_authorization_malformed",
+    ),
+    (
+        "two credentials in one header",
+        lambda f: (
+            "Bearer " + f.stack.token("demo_reader") + ", Bearer " + f.stack.token("demo_writer")
+        ),
+        "several_credentials",
+    ),
 ]
 
 
@@ -426,3 +467,26 @@ def test_hostile_credential(
     assert record["status"] == 401
     assert record["query_type"] is None, "Neo4j was asked to analyse the statement"
     assert decoy.hits == [], f"the gateway contacted a host it was not configured with: {name}"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason", "expected"),
+    [("Authorization", "several_credentials", 401), ("X-CypherGate-DAG", "dag_not_permitted", 403)],
+)
+def test_a_header_sent_twice_is_refused_not_read_as_its_first(
+    stack: DevStack, gateway: httpx.Client, name: str, reason: str, expected: int
+) -> None:
+    """Each value alone would be accepted: a front proxy that reads the last one must never
+    see a caller other than the one the gateway checked."""
+    if name == "Authorization":
+        headers = [(name, "Bearer " + stack.token("demo_reader"))] * 2
+    else:
+        headers = [("Authorization", "Bearer " + stack.token("demo_reader"))]
+        headers += [(name, "demo_reader")] * 2
+    response = gateway.post(QUERY, json={"statement": "RETURN 1"}, headers=headers)
+    assert response.status_code == expected, response.text
+    request_id = response.headers["X-CypherGate-Request-ID"]
+    with AuditReader(stack.audit_path) as reader:
+        (record,) = reader.query(RecordFilter(request_id=request_id))
+    assert record["error"]["reason"] == reason
+    assert record["query_type"] is None, "Neo4j was asked to analyse the statement"
