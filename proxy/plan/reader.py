@@ -199,9 +199,17 @@ class Reader:
         for expr in pattern.expressions():
             self.expression(expr, env)
 
-    def narrow(self, predicate: Expr, env: Env, *, only: set[str] | None = None) -> Env:
+    def narrow(
+        self, predicate: Expr, env: Env, *, only: set[str] | None = None, equalities: bool = True
+    ) -> Env:
         """See :func:`narrow`."""
-        return narrow(predicate, env, only=only)
+        return narrow(predicate, env, only=only, equalities=equalities)
+
+    def sees_if_failing(self, predicate: Expr, env: Env) -> Env:
+        """``env``, with its fresh bindings observed if ``predicate`` may raise an error (see
+        :func:`may_fail`): an error is an answer, so the rows it is evaluated on are seen, not
+        merely let through for a later label test to decide."""
+        return self.facts.observe(env) if may_fail(predicate, env) else env
 
     def items(self, text: str, env: Env) -> Env:
         """``expr AS alias, ...`` (projections, aggregations, DISTINCT): an alias of a plain
@@ -240,12 +248,15 @@ class Reader:
                 parser.take(",")
 
 
-def narrow(predicate: Expr, env: Env, *, only: set[str] | None = None) -> Env:
+def narrow(
+    predicate: Expr, env: Env, *, only: set[str] | None = None, equalities: bool = True
+) -> Env:
     """``env`` with each variable narrowed by the predicate's positive label conjuncts
     (``v:A``, ``v:A|B``, ``v:A&B``), which every row that passes the predicate satisfies, and
     by its equalities of two variables (``a = b``: one entity, so what is known of either holds
-    of both); only the variables in ``only``, when given. Nothing else narrows: not a label
-    test under NOT, OR, XOR, CASE or a list predicate, nor one on anything but a variable."""
+    of both) unless not ``equalities``; only the variables in ``only``, when given. Nothing else
+    narrows: not a label test under NOT, OR, XOR, CASE or a list predicate, nor one on anything
+    but a variable."""
     out = dict(env)
     parts = conjuncts(predicate)
     for _ in range(2):  # an equality can carry what a label test proved, and back
@@ -255,13 +266,43 @@ def narrow(predicate: Expr, env: Env, *, only: set[str] | None = None) -> Env:
                 guarantee = conjunct.label.guarantee()
                 if guarantee is not None and subject.kind == "var":
                     _narrow_var(out, subject.text, guarantee, only)
-            elif conjunct.kind == "op" and conjunct.text == "=":
+            elif equalities and conjunct.kind == "op" and conjunct.text == "=":
                 left, right = conjunct.args
                 if left.kind == right.kind == "var" and left.text in out and right.text in out:
                     known = both(out[left.text].labels, out[right.text].labels)
                     _narrow_var(out, left.text, known, only)
                     _narrow_var(out, right.text, known, only)
     return out
+
+
+# What a predicate may hold and never raise an error on any row: comparisons (of any types:
+# incomparable ones are null), STARTS WITH and ENDS WITH, IS [NOT] NULL and type predicates,
+# label tests, the logical operators, literals, parameters, and lists and maps of these.
+# Arithmetic (overflow, division by zero), functions, CASE, indexing, comprehensions, patterns
+# and every other kind may, and so may IN or CONTAINS (one kind here) unless its right side is
+# a literal or a list (IN a non-list is an error), and =~ (a pattern that does not compile).
+_NEVER_FAILS = frozenset({"literal", "param", "label", "is", "and", "or", "xor", "not"})
+_NEVER_FAILING_OPS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "with"})
+
+
+def may_fail(expr: Expr, env: Env) -> bool:
+    """Whether evaluating ``expr`` on some row could raise an error. A variable, or a property
+    or cached property of one, never does when it holds a node or a relationship."""
+    kind = expr.kind
+    if kind in ("var", "cached"):
+        name = expr.text if kind == "var" else expr.text.split(".", 1)[0]
+        return name not in env or env[name].kind not in ("node", "rel")
+    if kind == "property":
+        return expr.args[0].kind != "var" or may_fail(expr.args[0], env)
+    if kind == "op":
+        if expr.text == "in":
+            if expr.args[1].kind not in ("literal", "list"):
+                return True
+        elif expr.text not in _NEVER_FAILING_OPS:
+            return True
+    elif kind not in _NEVER_FAILS and kind not in ("list", "map", "entry"):
+        return True
+    return any(may_fail(arg, env) for arg in expr.args)
 
 
 def _narrow_var(env: Env, name: str, guarantee: Guarantee, only: set[str] | None) -> None:

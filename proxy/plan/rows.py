@@ -3,7 +3,10 @@
 Only a ``Filter`` and the inner joins (``NodeHashJoin``, ``CartesianProduct``,
 ``ValueHashJoin``) let fresh bindings through unobserved: a row they pass on is one every one of
 their conditions held for, so a later label test still decides whether anything of it is seen.
-Everything else observes its rows. Optional parts (``Optional``, ``OptionalExpand``, outer
+Unless a condition may raise an error (arithmetic, a function, CASE...): an error answers for
+rows no later test will look at, so such a Filter or ValueHashJoin observes its rows (a
+Filter's after its own label tests, which Neo4j evaluates first). Everything else observes
+its rows. Optional parts (``Optional``, ``OptionalExpand``, outer
 joins) keep a row whether or not their predicate held, so their predicate narrows only the
 variables they bring, never one bound before them.
 """
@@ -60,11 +63,15 @@ def empty_row(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
 
 
 def filter_rows(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
-    """Filter: narrows by its positive label conjuncts; observes nothing."""
+    """Filter: narrows by its positive label conjuncts; observes nothing, unless its predicate
+    may raise an error (``1/(v.x - 9) > 0``), whose rows it then observes once its own label
+    tests (evaluated first) have narrowed them: an equality or a join above that would narrow
+    them further comes too late for an error already raised."""
     env = dict(envs[0]) if envs else {}
     predicate = parse(op.details)
     reader.expression(predicate, env)
-    return reader.narrow(predicate, env)
+    labelled = reader.narrow(predicate, env, equalities=False)
+    return reader.narrow(predicate, reader.sees_if_failing(predicate, labelled))
 
 
 def projection(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
@@ -308,7 +315,11 @@ def join(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     if op.family == "NodeHashJoin":
         keys = set(variables(op.details))
     elif op.family == "ValueHashJoin":
-        reader.expression(parse(op.details), {**lhs, **rhs})
+        # Each side's expression is evaluated on each of its rows: one that may raise an
+        # error sees them (as a Filter's does).
+        condition = parse(op.details)
+        reader.expression(condition, {**lhs, **rhs})
+        lhs, rhs = (reader.sees_if_failing(condition, env) for env in (lhs, rhs))
     else:
         reader.facts.add("operators", ["CartesianProduct"])
     out: Env = {}

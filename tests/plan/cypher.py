@@ -489,6 +489,9 @@ class Gen:
 _REACHES: tuple[tuple[str, bool, bool], ...] = (
     ("MATCH (a:Person)-[r:ACTED_IN]->(v)", True, True),
     ("MATCH (a:Person)-[r:ACTED_IN]-(v)", True, True),
+    # A scan hint keeps Neo4j from starting at v (an all-nodes scan the reader refuses), so
+    # the narrowing below comes from another operator, above what v's rows already met.
+    ("MATCH (a:Person)-[r:ACTED_IN]-(v) USING SCAN a:Person", True, True),
     ("MATCH (a:Person)<-[r:DIRECTED]-(v)", True, True),
     ("MATCH (a:Person)-[r]->(v)", True, True),
     ("MATCH (a:Movie) WITH a MATCH (a)-[r:ACTED_IN]-(v)", True, True),
@@ -624,6 +627,12 @@ _NARROWINGS = (
     "WHERE v:{L} AND v.uid > 0",
     "WHERE v:{L} AND 1 / (v.uid - 6) >= 0",
     "WHERE 1 / (v.uid - 9) >= 0 AND v:{L}",
+    # An error raised in one operator, the narrowing in a later one (found by review).
+    "WHERE 1 / (v.uid - 9) >= 0 MATCH (b:{L}) WHERE v = b",
+    "MATCH (b:{L}) WHERE b.uid = 1 / (toInteger(v.canary STARTS WITH 'CANARY-n1') - 1) AND v = b",
+    "WITH * WHERE toInteger(v.canary) IS NULL MATCH (b:{L}) WHERE b = v",
+    "MATCH (b:{L}) WHERE (CASE WHEN v.canary STARTS WITH 'CANARY-n1' THEN 1 / 0 ELSE 1 END) = 1"
+    " AND v = b",
     "WHERE NOT NOT v:{L}",
     "WHERE v:!{X}",
     "WHERE v:%",
