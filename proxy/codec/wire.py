@@ -84,9 +84,12 @@ class MessageReader:
     Keep-alive chunks between messages are skipped and what they took is let go, however many
     arrive; more than ``max_keep_alives`` in a row is a :class:`ProtocolViolation`. A message
     whose chunks declare more than ``max_bytes`` raises :class:`MessageTooLarge` as soon as their
-    sizes have arrived, before the rest is read, so what is kept of one message is bounded by
-    ``max_bytes``, two bytes of size per chunk, and one read. The chunks of a message still
-    arriving are scanned once each, however many reads it takes.
+    sizes have arrived, before the rest is read. A message of one chunk (most are) is cut from
+    the read as it is; the chunks of a longer one are copied into one buffer as each is
+    complete, and what was read of them let go after each read, so what is kept of one message
+    is bounded by ``max_bytes``, one chunk and one read, whatever its chunks' sizes (a message of
+    one-byte chunks held 132 bytes per byte when each chunk was kept apart). The chunks of a
+    message still arriving are scanned once each, however many reads it takes.
     """
 
     def __init__(
@@ -104,8 +107,9 @@ class MessageReader:
         self._buffer = bytearray()
         self._start = 0  # where the message being received begins in _buffer
         self._scan = 0  # where its next chunk's size is (or will be)
-        self._chunks: list[tuple[int, int]] = []  # its chunks so far, as (start, stop)
-        self._size = 0  # their bytes
+        self._last: tuple[int, int] | None = None  # its latest chunk, as (start, stop)
+        self._before: bytearray | None = None  # the bytes of the chunks before that one
+        self._size = 0  # the bytes of all its chunks
         self._keep_alives = 0  # in a row since the last message
 
     @property
@@ -128,7 +132,7 @@ class MessageReader:
                 return message
             received = await self._reader.read(self._read_size)
             if not received:
-                if self._chunks or self._scan < len(self._buffer):
+                if self._last is not None or self._scan < len(self._buffer):
                     raise ProtocolViolation("connection closed inside a message")
                 return None
             self._buffer += received
@@ -137,37 +141,58 @@ class MessageReader:
         buffer = self._buffer
         end = len(buffer)
         scan = self._scan
-        chunks = self._chunks
         while scan + 2 <= end:
             size = buffer[scan] << 8 | buffer[scan + 1]
+            last = self._last
             if size == 0:
                 scan += 2
-                if not chunks:  # a keep-alive between messages
+                if last is None:  # a keep-alive between messages
                     self._keep_alives += 1
                     if self._keep_alives > self._max_keep_alives:
                         raise ProtocolViolation("keep-alive chunks without end")
                     self._start = self._scan = scan
                     continue
-                message = b"".join([buffer[start:stop] for start, stop in chunks])
+                message = bytes(buffer[last[0] : last[1]])
+                if self._before is not None:
+                    message = bytes(self._before) + message
                 self._next_message(scan)
                 return message
-            if not chunks and begun is not None:
-                begun()
+            if last is None:
+                if begun is not None:
+                    begun()
+            elif self._before is None:  # only a chunk before it is complete by now
+                self._before = buffer[last[0] : last[1]]
+            else:
+                self._before += buffer[last[0] : last[1]]
             self._size += size
             if self._size > self.max_bytes:
                 raise MessageTooLarge(f"a message larger than {self.max_bytes} bytes")
-            chunks.append((scan + 2, scan + 2 + size))
+            self._last = (scan + 2, scan + 2 + size)
             scan += 2 + size
         # Where the next chunk's size is: past the end while a chunk's bytes are still arriving
         # (that chunk is counted already).
         self._scan = scan
-        if not chunks and self._start >= min(end, self._read_size):
-            self._forget(self._start)  # only keep-alives since the last message
+        if self._last is None:
+            if self._start >= min(end, self._read_size):
+                self._forget(self._start)  # only keep-alives since the last message
+        elif self._before is not None:
+            self._keep_only(self._last)
         return None
+
+    def _keep_only(self, latest: tuple[int, int]) -> None:
+        """Of a message of several chunks, drop what was read before its ``latest`` chunk (the
+        chunks before it are copied)."""
+        start, stop = latest
+        drop = start - 2  # its size's first byte
+        del self._buffer[:drop]
+        self._last = (start - drop, stop - drop)
+        self._scan -= drop
+        self._start = 0
 
     def _next_message(self, start: int) -> None:
         """Forget the message just cut; drop what was read before ``start`` once it is a lot."""
-        self._chunks = []
+        self._last = None
+        self._before = None
         self._size = 0
         self._keep_alives = 0
         if start == len(self._buffer) or start >= self._read_size:

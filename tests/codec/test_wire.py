@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -153,7 +154,7 @@ def test_many_one_byte_chunks_are_scanned_once_each(monkeypatch: pytest.MonkeyPa
     def resuming(self: wire.MessageReader, begun: object) -> bytes | None:
         entry = self._scan
         found = real_cut(self, None)
-        if found is None and self._chunks:  # the message is still arriving
+        if found is None and self._last is not None:  # the message is still arriving
             calls.append((entry, self._scan))
         return found
 
@@ -163,6 +164,22 @@ def test_many_one_byte_chunks_are_scanned_once_each(monkeypatch: pytest.MonkeyPa
     assert len(calls) > 10_000  # the message took that many reads
     for (_, left), (entry, _) in itertools.pairwise(calls):
         assert entry == left
+
+
+def test_a_message_of_tiny_chunks_is_held_in_about_its_own_size() -> None:
+    """60,000 one-byte chunks (180 kB on the wire), read 64 KiB at a time: what the reader holds
+    at its peak stays near the message and one read (each chunk kept apart held 132 bytes
+    per byte of message: 8 MB here)."""
+    message = bytes(range(256)) * 234 + bytes(96)  # 60,000 bytes
+    data = chunked(message, [1])
+    tracemalloc.start()
+    try:
+        out, _ = read_all([data[i : i + 4096] for i in range(0, len(data), 4096)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out == [message, None]
+    assert peak < 4 * len(message) + 2 * 65_536 + 200_000, peak
 
 
 def test_keep_alives_between_messages_are_let_go() -> None:
