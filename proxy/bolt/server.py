@@ -311,11 +311,15 @@ async def bolt_door(
 ) -> AsyncIterator[BoltDoor]:
     """Listen on the configured address until the block ends."""
     door = BoltDoor(gateway, settings, describe)
+    tls = _tls(settings)
     server = await asyncio.start_server(
         door.connection,
         settings.host,
         settings.port,
-        ssl=_tls(settings),
+        ssl=tls,
+        # asyncio completes TLS before the door sees the connection: its handshake is held
+        # to the door's time-out too (asyncio's own is 60 s).
+        ssl_handshake_timeout=settings.handshake_timeout_s if tls is not None else None,
         reuse_port=settings.reuse_port or None,
     )
     door.port = server.sockets[0].getsockname()[1]

@@ -216,6 +216,25 @@ def test_tls_serves_bolt_s(tmp_path: Path) -> None:
     assert asyncio.run(scenario()) == [0, 1, 2]
 
 
+def test_a_client_silent_in_the_tls_handshake_is_closed_within_the_handshake_time_out(
+    tmp_path: Path,
+) -> None:
+    """asyncio finishes TLS before the door sees the connection, with a 60 s time-out of its
+    own unless told the door's."""
+
+    async def scenario() -> tuple[bytes, float]:
+        async with rig(tls=certificate(tmp_path), handshake_timeout_s=0.3) as r:
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            started = time.monotonic()
+            mute = await asyncio.wait_for(reader.read(), 10)  # never says ClientHello
+            waited = time.monotonic() - started
+            await closed(writer)
+            return mute, waited
+
+    mute, waited = asyncio.run(scenario())
+    assert mute == b"" and waited < 5, waited
+
+
 def test_connections_beyond_the_limit_are_closed() -> None:
     async def scenario() -> bytes:
         async with rig(max_connections=1) as r:
