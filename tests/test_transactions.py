@@ -432,9 +432,8 @@ def test_an_auto_commit_statement_without_metadata_records_no_transaction() -> N
 
 def test_the_gateway_keys_are_those_its_metadata_carries() -> None:
     principal = Principal(identity=READER, dag="etl", task="t", run="r", try_number=1)
-    assert set(neo4j_metadata(principal, "r-1", "d-1")) | {"transaction_id"} == set(
-        GATEWAY_METADATA_KEYS
-    )
+    traced = neo4j_metadata(principal, "r-1", "d-1", "00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+    assert set(traced) | {"transaction_id"} == set(GATEWAY_METADATA_KEYS)
 
 
 @pytest.mark.parametrize(("asked", "timeout_s"), [(None, 5.0), (2.0, 2.0), (9.0, 5.0), (0, 5.0)])

@@ -43,7 +43,7 @@ class Begin:
     bookmarks: tuple[str, ...]
     metadata: Mapping[str, Any]
     timeout_s: float | None
-    impersonating: bool
+    lineage: bool  # its tx_metadata asks for lineage
 
 
 def shape(fields: tuple[Any, ...], *types: Any) -> tuple[Any, ...]:
@@ -66,21 +66,28 @@ def pull_size(extra: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def begin(extra: Mapping[str, Any]) -> Begin:
-    """A ``BEGIN``'s extra map, checked."""
-    metadata = extra.get("tx_metadata") or {}
-    if not isinstance(metadata, dict):
-        raise Malformed("tx_metadata must be a map.")
+    """A ``BEGIN``'s extra map, checked: a wrong one is refused (``begin_extra_invalid``, a
+    :class:`~proxy.errors.BadRequest` the session records), as a ``RUN``'s is, and so is
+    impersonation and a lineage flag that is not a boolean."""
+    if extra.get("imp_user") is not None:
+        raise ImpersonationRefused(reason="impersonation_refused")
     timeout = extra.get("tx_timeout")
-    if timeout is not None and (not isinstance(timeout, int) or timeout < 0):
-        raise Malformed("tx_timeout must be a number of milliseconds.")
+    try:
+        if timeout is not None and (
+            not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0
+        ):
+            raise Malformed("tx_timeout must be a number of milliseconds.")
+        metadata, mode, bookmarks = tx_metadata(extra), _mode(extra), _bookmarks(extra)
+    except Malformed as exc:
+        raise BadRequest(str(exc), reason="begin_extra_invalid") from exc
     database = extra.get("db")
     return Begin(
         database=database if isinstance(database, str) and database else None,
-        access_mode=_mode(extra),
-        bookmarks=_bookmarks(extra),
+        access_mode=mode,
+        bookmarks=bookmarks,
         metadata=metadata,
         timeout_s=timeout / 1000 if timeout else None,
-        impersonating=extra.get("imp_user") is not None,
+        lineage=lineage_asked(metadata),
     )
 
 
@@ -96,16 +103,24 @@ async def statement(text: str, parameters: dict[str, Any], extra: dict[str, Any]
             f"A parameter is not a value Neo4j accepts: {exc}", reason="parameter_invalid"
         ) from exc
     try:
-        mode, bookmarks = _mode(extra), _bookmarks(extra)
+        mode, bookmarks, metadata = _mode(extra), _bookmarks(extra), tx_metadata(extra)
     except Malformed as exc:
         raise BadRequest(str(exc), reason="run_extra_invalid") from exc
-    metadata = extra.get("tx_metadata") or {}
-    if not isinstance(metadata, dict):
-        raise BadRequest("tx_metadata must be a map.", reason="run_extra_invalid")
     lineage_asked(metadata)
     return Statement(
         text=text, parameters=values, access_mode=mode, bookmarks=bookmarks, metadata=metadata
     )
+
+
+def tx_metadata(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``BEGIN``'s or ``RUN``'s ``tx_metadata``: a map, or none (``0``, ``""`` or ``[]`` is
+    not "none": it is refused like any other value that is not a map)."""
+    metadata = extra.get("tx_metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise Malformed("tx_metadata must be a map.")
+    return metadata
 
 
 def lineage_asked(metadata: object) -> bool:

@@ -40,7 +40,7 @@ from proxy.bolt import messages as m
 from proxy.bolt.messages import Malformed, shape
 from proxy.bolt.results import OpenResult, Sink
 from proxy.codec.packstream import PackStreamError, Structure, unpack
-from proxy.errors import AuthenticationFailed, BadRequest, CypherGateError, ImpersonationRefused
+from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRefused
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
@@ -245,13 +245,9 @@ class Session:
     async def _begin(self, fields: tuple[Any, ...]) -> None:
         self._expect("BEGIN", State.READY)
         (extra,) = shape(fields, dict)
-        begin = m.begin(extra)
-        if begin.impersonating:
-            await self._refused(ImpersonationRefused(reason="impersonation_refused"))
-            return
         try:
-            lineage = m.lineage_asked(begin.metadata)
-        except BadRequest as error:
+            begin = m.begin(extra)
+        except CypherGateError as error:
             await self._refused(error)
             return
         tracing = self._gateway.tracing
@@ -267,7 +263,7 @@ class Session:
             trace.set("db.namespace", self._transaction.database)
             trace.set("cyphergate.transaction_id", self._transaction.id)
         self._transaction_trace = carrier
-        self._transaction_lineage = lineage
+        self._transaction_lineage = begin.lineage
         self._transaction_metadata = begin.metadata
         self._qids = itertools.count()
         self.state = State.TX_READY

@@ -59,9 +59,19 @@ def new_request_id() -> str:
     return request_id
 
 
-# The keys of Neo4j's transaction metadata that only the gateway sets.
+# The keys of Neo4j's transaction metadata that only the gateway sets (traceparent: its span
+# of the request, when tracing is on).
 GATEWAY_METADATA_KEYS = frozenset(
-    {"dag_id", "task_id", "run_id", "try_number", "request_id", "decision_id", "transaction_id"}
+    {
+        "dag_id",
+        "task_id",
+        "run_id",
+        "try_number",
+        "request_id",
+        "decision_id",
+        "transaction_id",
+        "traceparent",
+    }
 )
 # How much of the caller's metadata an audit record keeps: entries, and characters of each.
 CONTEXT_ENTRIES = 32

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from proxy.bolt.messages import credential, statement
-from proxy.errors import BadRequest
+from proxy.bolt.messages import begin, credential, statement
+from proxy.errors import BadRequest, CypherGateError
 
 
 @pytest.mark.parametrize(
@@ -58,9 +58,40 @@ def test_a_runs_metadata_is_the_statements() -> None:
     assert asyncio.run(statement("RETURN 1", {}, {})).metadata == {}
 
 
-@pytest.mark.parametrize("metadata", [["job"], "job", 7])
+@pytest.mark.parametrize("metadata", [["job"], "job", 7, 0, "", [], False])
 def test_a_runs_metadata_that_is_not_a_map_is_refused(metadata: object) -> None:
     with pytest.raises(BadRequest) as refused:
         asyncio.run(statement("RETURN 1", {}, {"tx_metadata": metadata}))
     assert refused.value.reason == "run_extra_invalid"
     assert "tx_metadata" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"tx_metadata": "x"}, "begin_extra_invalid"),
+        ({"tx_metadata": []}, "begin_extra_invalid"),
+        ({"tx_metadata": 0}, "begin_extra_invalid"),
+        ({"tx_timeout": -1}, "begin_extra_invalid"),
+        ({"tx_timeout": True}, "begin_extra_invalid"),
+        ({"mode": "x"}, "begin_extra_invalid"),
+        ({"bookmarks": [1]}, "begin_extra_invalid"),
+        ({"imp_user": "admin"}, "impersonation_refused"),
+        ({"imp_user": ""}, "impersonation_refused"),
+        ({"tx_metadata": {"cyphergate.lineage": "yes"}}, "bad_lineage_flag"),
+    ],
+)
+def test_a_begins_extra_that_is_wrong_is_refused_for_the_record(
+    extra: dict[str, object], reason: str
+) -> None:
+    """Refused as errors the session records (a FAILURE), not as a broken protocol (a closed
+    connection, no record)."""
+    with pytest.raises(CypherGateError) as refused:
+        begin(extra)
+    assert refused.value.reason == reason
+
+
+def test_a_begins_extra() -> None:
+    asked = begin({"tx_metadata": {"job": "n", "cyphergate.lineage": True}, "tx_timeout": 1500})
+    assert (asked.metadata["job"], asked.lineage, asked.timeout_s) == ("n", True, 1.5)
+    assert begin({}).metadata == {} and not begin({}).lineage
