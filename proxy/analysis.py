@@ -36,6 +36,12 @@ class Analysis:
     facts: PlanFacts
 
     @property
+    def commits_in_batches(self) -> bool:
+        """True for ``CALL { ... } IN TRANSACTIONS``: each batch commits on its own, so if the
+        statement fails or is left halfway, what the batches before wrote stays."""
+        return not self.facts.operators.isdisjoint(("TransactionApply", "TransactionForeach"))
+
+    @property
     def is_read_only(self) -> bool:
         """True when the statement can run in a READ transaction."""
         return self.query_type == "r"

@@ -6,6 +6,7 @@ own committed is recorded as having committed, with what it wrote."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from neo4j import Driver
+from neo4j import Driver, GraphDatabase, bearer_auth
+from neo4j.exceptions import ClientError
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
@@ -197,3 +199,42 @@ def test_a_bolt_result_read_ahead_past_its_bound_fails_its_transaction(
     outcome = next(r for r in trail if r["event"] == "outcome")
     assert (outcome["status"], outcome["error"]["reason"]) == (413, "held_result_too_large")
     assert "committed" not in outcome
+
+
+@pytest.mark.parametrize("door", ["http", "bolt"])
+def test_a_statement_that_commits_in_batches_and_fails_is_recorded_as_partly_committed(
+    stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver, status: dict[str, Any], door: str
+) -> None:
+    """``CALL { ... } IN TRANSACTIONS`` commits each batch on its own: when row 25 fails, its
+    batch rolls back but the two before it stay, so its failed outcome must not read as
+    "nothing was kept"."""
+    label = marker()
+    statement = (
+        f"UNWIND range(1, 30) AS i CALL (i) {{ CREATE (:`{label}` {{i: i}}) "
+        "RETURN 1 / (i - 25) AS x } IN TRANSACTIONS OF 10 ROWS RETURN x"
+    )
+    if door == "http":
+        failed = gateway.post(
+            "/db/neo4j/query/v2",
+            json={"statement": statement},
+            headers={"Authorization": stack.auth_header("demo_writer")},
+        )
+        assert failed.status_code == 400, failed.text[:300]
+        request_id = failed.headers["X-CypherGate-Request-ID"]
+    else:
+        auth = bearer_auth(stack.token("demo_writer"))
+        with (
+            GraphDatabase.driver(status["gateway_bolt_uri"], auth=auth) as driver,
+            driver.session(database="neo4j") as session,
+            pytest.raises(ClientError) as error,
+        ):
+            session.run(statement).consume()
+        request_id = re.findall(r"\(request ([0-9a-f-]+)\)", str(error.value.message))[-1]
+    kept = count(neo4j_admin, label)
+    with AuditReader(stack.audit_path) as reader:
+        outcome = {r["event"]: r for r in reader.query(RecordFilter(request_id=request_id))}
+    assert kept == 20
+    assert outcome["decision"]["analysis"]["operators"] == ["TransactionApply"]
+    assert outcome["outcome"]["error"]["code"] == "Neo.ClientError.Statement.ArithmeticError"
+    assert outcome["outcome"]["committed"] == "partial"
+    neo4j_admin.execute_query(f"MATCH (n:`{label}`) DELETE n")

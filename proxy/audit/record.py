@@ -88,8 +88,10 @@ class AuditEvent:
     # True on an outcome whose status is a failure though its statement committed: it ran in a
     # transaction of its own that Neo4j had finished (its last row sent) before the answer
     # failed (a value with no JSON form, an answer too large); its counters say what it wrote.
-    # Absent from the body when not set (see ``late``).
-    committed: bool | None = None
+    # "partial": a statement that commits in batches (CALL { ... } IN TRANSACTIONS) failed or
+    # was left once sent, and the batches before stayed committed. Absent from the body when
+    # not set (see ``late``).
+    committed: bool | Literal["partial"] | None = None
 
     @property
     def dag(self) -> str | None:

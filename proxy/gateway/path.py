@@ -188,6 +188,8 @@ class Gateway:
                     except BaseException:
                         if started is not None:  # asked once the executor closed it
                             trail.committed_anyway(started.committed())
+                        if analysis.commits_in_batches:
+                            trail.committed_in_part()
                         raise
             return
         trail.transaction = transaction.context()

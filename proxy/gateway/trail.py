@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 from proxy.analysis import Analysis
 from proxy.audit.record import (
@@ -85,7 +85,9 @@ class Trail:
         self._ahead = False  # the decision record is durable
         self._unwritable = False  # the log refused this call's decision record
         self._summary: Summary | None = None
-        self._committed = False  # failed, but its own transaction had committed
+        # Failed, but its own transaction had committed (True), or some of its batches had
+        # ("partial": CALL { ... } IN TRANSACTIONS).
+        self._committed: bool | Literal["partial"] = False
         self.principal: dict[str, str | int | None] | None = None
         self.statement: str | None = None
         self.statement_sha256: str | None = None
@@ -134,6 +136,13 @@ class Trail:
         if summary is not None:
             self._summary = summary
             self._committed = True
+
+    def committed_in_part(self) -> None:
+        """The statement commits in batches of its own (``CALL { ... } IN TRANSACTIONS``) and
+        failed, or was left, once sent: the batches that ran before stay committed, how many is
+        not known. The outcome record says so, unless it is known to have committed whole."""
+        if not self._committed:
+            self._committed = "partial"
 
     # ------------------------------------------------------------------ records
 
@@ -238,7 +247,7 @@ class Trail:
             requested_access_mode=self.requested_access_mode,
             truncated=None if summary is None else summary.truncated or None,
             transaction=_outcome_transaction(self.transaction) if outcome else self.transaction,
-            committed=True if outcome and error is not None and self._committed else None,
+            committed=(self._committed or None) if outcome and error is not None else None,
         )
 
     async def _write(self, event: AuditEvent) -> None:

@@ -196,6 +196,8 @@ def apply(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     if op.family == "Apply" and lhs and not _uses_its_row(lhs, op.raw["children"][1]):
         reader.facts.add("operators", ["CartesianProduct"])
     out = subquery_rows(lhs, rhs)
+    if op.family == "TransactionApply":
+        reader.facts.add("operators", [op.family])  # commits in batches (see Analysis)
     if op.family == "TransactionApply" and _on_error(reader, op.details, lhs) != "FAIL":
         # A failed batch's rows go on as they came: the subquery's narrowing may not hold.
         for name, outer in lhs.items():
@@ -285,6 +287,7 @@ def foreach_apply(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> En
     lhs, rhs = envs
     reader.facts.observe(rhs)
     if op.family == "TransactionForeach":
+        reader.facts.add("operators", [op.family])  # commits in batches (see Analysis)
         _on_error(reader, op.details, lhs)
     elif op.family == "Foreach":
         parser = Parser(op.details)
