@@ -21,7 +21,8 @@ Checks, in order; each failure is a 401 with its own audit reason:
    service cannot be replayed here; the ``Authorization`` header exactly SigV4's form, each of
    its parts once (``iam_authorization_malformed``), so that no second ``SignedHeaders`` can
    say otherwise to STS than to us;
-6. ``X-Amz-Date`` within ``max_age_s`` of now, either way (``iam_request_stale``);
+6. ``X-Amz-Date`` at most ``max_age_s`` ago and at most a minute ahead (clocks disagree),
+   so that no proof is good for longer than ``max_age_s`` and a minute (``iam_request_stale``);
 7. STS, reached with redirects off, answers 200 with a well-formed identity (``iam_sts_rejected``,
    ``iam_sts_malformed``); an assumed-role ARN is reduced to its role,
    ``arn:aws:iam::ACCOUNT:role/NAME``: the session name is the caller's choice and never names a
@@ -70,6 +71,7 @@ ALLOWED_HEADERS = frozenset(
     }
 )
 _MAX_PROOF_BYTES = 16 * 1024
+CLOCK_SKEW_S = 60  # how far ahead of ours a signer's clock may be
 # Signature Version 4's Authorization header, exactly: the algorithm, then Credential,
 # SignedHeaders and Signature, each once, in that order.
 _SIGNATURE = re.compile(
@@ -149,7 +151,10 @@ class IAMAuthenticator:
         except ValueError:
             raise AuthenticationFailed(reason="iam_date_missing") from None
         timestamp = signed_at.replace(tzinfo=UTC).timestamp()
-        if abs(self._clock() - timestamp) > self._settings.max_age_s:
+        age = self._clock() - timestamp
+        # Signed in the future by more than clocks disagree would stretch the window a proof is
+        # good for (and remembered) beyond max_age_s.
+        if age > self._settings.max_age_s or -age > min(CLOCK_SKEW_S, self._settings.max_age_s):
             raise AuthenticationFailed(reason="iam_request_stale")
         return timestamp
 

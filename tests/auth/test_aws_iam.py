@@ -108,3 +108,27 @@ def test_proof_encoding_is_documented_json() -> None:
     decoded = json.loads(base64.b64decode(proof))
     assert set(decoded) == {"method", "url", "body", "headers"}
     assert "x-cyphergate-server-id" in decoded["headers"]["Authorization"]
+
+
+@pytest.mark.parametrize(("ahead_s", "reaches_sts"), [(30, True), (90, False), (290, False)])
+def test_a_proof_signed_ahead_of_our_clock_is_refused_beyond_the_clock_skew(
+    ahead_s: int, reaches_sts: bool
+) -> None:
+    """Dated 290 s ahead, a proof would be good (and remembered) for nearly twice the window."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=answer("arn:aws:iam::111122223333:role/etl"))
+
+    auth = IAMAuthenticator(
+        IAMSettings(sts_endpoints=[STS], server_id="gw"),
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        clock=lambda: time.time() - ahead_s,  # our clock behind the signer's
+    )
+    header = iam_authorization(SESSION, server_id="gw", sts_url=STS)
+    try:
+        asyncio.run(auth.authenticate(header.split(" ", 1)[1]))
+    except AuthenticationFailed as error:
+        assert error.reason == "iam_request_stale"
+    assert bool(seen) == reaches_sts
