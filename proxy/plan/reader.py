@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from proxy.plan.flow import Binding, Env, Facts, Guarantee, both, read_set, value
 from proxy.plan.parser import Parser
@@ -275,34 +275,87 @@ def narrow(
     return out
 
 
-# What a predicate may hold and never raise an error on any row: comparisons (of any types:
-# incomparable ones are null), STARTS WITH and ENDS WITH, IS [NOT] NULL and type predicates,
-# label tests, the logical operators, literals, parameters, and lists and maps of these.
-# Arithmetic (overflow, division by zero), functions, CASE, indexing, comprehensions, patterns
-# and every other kind may, and so may IN or CONTAINS (one kind here) unless its right side is
-# a literal or a list (IN a non-list is an error), and =~ (a pattern that does not compile).
-_NEVER_FAILS = frozenset({"literal", "param", "label", "is", "and", "or", "xor", "not"})
-_NEVER_FAILING_OPS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "with"})
+# What may stand where Neo4j wants a boolean (a predicate, an operand of AND, OR, XOR, NOT, a
+# quantifier's condition) and never raise an error on any row: a comparison (of any types:
+# incomparable ones are null), STARTS WITH and ENDS WITH, IS [NOT] NULL and type predicates, a
+# label test of a node or relationship, true, false, null, and AND, OR, XOR, NOT and the
+# quantifiers (all, any, none, single over a path's nodes or relationships) of these. Anything
+# else there may (a string or a number is no boolean: the error names its value), and so may
+# arithmetic (overflow, division by zero), functions, CASE, indexing, comprehensions and
+# patterns anywhere, IN or CONTAINS (one kind here) unless its right side is a literal or a
+# list (IN a non-list is an error), and =~ (a pattern that does not compile).
+_LOGICAL = frozenset({"and", "or", "xor", "not"})
+_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "with", "in"})
+_BOOLEAN_LITERALS = frozenset({"TRUE", "FALSE", "NULL"})
+_ENTITY_FUNCTIONS = {"startNode": "rel", "endNode": "rel"}  # of a relationship: a node
+_PATH_FUNCTIONS = {"nodes": "node", "relationships": "rel"}  # of a path: those, listed
 
 
-def may_fail(expr: Expr, env: Env) -> bool:
-    """Whether evaluating ``expr`` on some row could raise an error. A variable, or a property
-    or cached property of one, never does when it holds a node or a relationship."""
-    kind = expr.kind
-    if kind in ("var", "cached"):
-        name = expr.text if kind == "var" else expr.text.split(".", 1)[0]
-        return name not in env or env[name].kind not in ("node", "rel")
-    if kind == "property":
-        return expr.args[0].kind != "var" or may_fail(expr.args[0], env)
-    if kind == "op":
-        if expr.text == "in":
-            if expr.args[1].kind not in ("literal", "list"):
-                return True
-        elif expr.text not in _NEVER_FAILING_OPS:
+def may_fail(predicate: Expr, env: Env) -> bool:
+    """Whether evaluating ``predicate``, where a boolean is wanted, could raise an error on some
+    row (see above): an error is an answer about the row."""
+    kind = predicate.kind
+    if kind in _LOGICAL:
+        return any(may_fail(arg, env) for arg in predicate.args)
+    if kind == "literal":
+        return predicate.text.upper() not in _BOOLEAN_LITERALS
+    if kind == "label":
+        return not _is_entity(predicate.args[0], env)
+    if kind == "is" or (kind == "op" and predicate.text in _COMPARISONS):
+        if predicate.text == "in" and predicate.args[1].kind not in ("literal", "list"):
             return True
-    elif kind not in _NEVER_FAILS and kind not in ("list", "map", "entry"):
-        return True
-    return any(may_fail(arg, env) for arg in expr.args)
+        return any(_value_may_fail(arg, env) for arg in predicate.args)
+    if kind == "quantifier":
+        source, condition = predicate.args
+        elements = _listed_entities(source, env)
+        if elements is None:
+            return True
+        var = predicate.text.split(":", 1)[1]
+        return may_fail(condition, {**env, var: Binding(elements)})
+    return True
+
+
+def _value_may_fail(expr: Expr, env: Env) -> bool:
+    """Whether evaluating ``expr`` as a value could raise an error on some row: a variable, a
+    literal, a parameter or a cached property never does, nor a property of a node or a
+    relationship (of a number or a string, it would)."""
+    kind = expr.kind
+    if kind in ("var", "cached", "literal", "param"):
+        return False
+    if kind == "property":
+        return not _is_entity(expr.args[0], env)
+    if kind in ("list", "map", "entry"):
+        return any(_value_may_fail(arg, env) for arg in expr.args)
+    if (
+        kind in _LOGICAL
+        or kind in ("label", "is", "quantifier")
+        or (kind == "op" and expr.text in _COMPARISONS)
+    ):
+        return may_fail(expr, env)
+    return True
+
+
+def _is_entity(expr: Expr, env: Env) -> bool:
+    """A variable that holds a node or a relationship, or a relationship's ``startNode`` or
+    ``endNode``."""
+    if expr.kind == "var":
+        return expr.text in env and env[expr.text].kind in ("node", "rel")
+    if expr.kind == "call" and _ENTITY_FUNCTIONS.get(expr.text) and len(expr.args) == 1:
+        subject = expr.args[0]
+        return subject.kind == "var" and subject.text in env and env[subject.text].kind == "rel"
+    return False
+
+
+def _listed_entities(source: Expr, env: Env) -> Literal["node", "rel"] | None:
+    """What a quantifier's list holds, if it is one that cannot fail: a path's ``nodes`` or
+    ``relationships``, or a variable-length relationship's list."""
+    if source.kind == "call" and source.text in _PATH_FUNCTIONS and len(source.args) == 1:
+        if source.args[0].kind == "var":
+            return "node" if source.text == "nodes" else "rel"
+        return None
+    if source.kind == "var" and source.text in env and env[source.text].kind == "rel":
+        return "rel"
+    return None
 
 
 def _narrow_var(env: Env, name: str, guarantee: Guarantee, only: set[str] | None) -> None:

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from proxy.plan.flow import Binding, Env, Guarantee, both, entity, read_set, value
 from proxy.plan.parser import Parser, parse
-from proxy.plan.reader import Op, Reader, argument_names, is_var
+from proxy.plan.reader import Op, Reader, argument_names, is_var, may_fail
 from proxy.plan.syntax import Element, Expr, Pattern, Unparsed, conjuncts
 
 _SELECTOR = re.compile(r"(?:ANY|SHORTEST|ALL SHORTEST)(?: \d+)?(?: GROUPS)? ")
@@ -200,6 +200,10 @@ def expand(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
         _walked(reader, pattern, env)
     if pattern.where is not None:
         reader.expression(pattern.where, env)
+        if may_fail(pattern.where, env):
+            # Evaluated on every candidate before anything above narrows it: an error would
+            # tell of it, so what it finds is seen here, with what its own label tests prove.
+            env = reader.facts.observe(reader.narrow(pattern.where, env, equalities=False))
         if op.family in ("VarLengthExpand", "ShortestPath") and _looks_at_nodes(pattern.where):
             # Evaluated on every step, before any filter above proves what the far end is
             # (an error it raises would tell): what it looks at is seen here.
@@ -224,6 +228,10 @@ def _walked(reader: Reader, pattern: Pattern, env: Env) -> None:
     if not rel.var_length:  # `*1..1` prints as a plain relationship: one hop
         rel = replace(rel, var_length=True, min_hops=1, max_hops=1)
     reader.facts.hops(rel.max_hops)
+    if pattern.where is not None and may_fail(pattern.where, env):
+        # Neo4j evaluates a path predicate's conjuncts in their order, on every step: one that
+        # may raise an error may do so before a label test proves what the step is.
+        pattern = replace(pattern, where=None)
     types = both(rel.label.guarantee() if rel.label else None, _along(pattern, "relationships", ""))
     reader.facts.add("rel_types_read", types)
     if rel.var:

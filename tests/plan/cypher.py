@@ -502,6 +502,8 @@ _REACHES: tuple[tuple[str, bool, bool], ...] = (
     ("MATCH (a:Person)-[:ACTED_IN]->(m) WITH a, collect(m) AS ms UNWIND ms AS v", False, True),
     ("MATCH p = (a:Person)-[:ACTED_IN*1..2]-(b) UNWIND nodes(p) AS v", False, True),
     ("MATCH (a:Person) OPTIONAL MATCH (a)-[r:ACTED_IN]->(v)", True, True),
+    ("MATCH (a:Person) OPTIONAL MATCH (a)-[r]-(v) WHERE 1 / (v.uid - 9) >= 0", True, True),
+    ("MATCH (a:Person) OPTIONAL MATCH (a)-[r]-(v) WHERE NOT r.canary", True, True),
     ("MATCH (a:Person)-[r:ACTED_IN]->(v) WITH a, r, v", True, True),
     ("MATCH (a:Person) MATCH (v) WHERE (a)-[:ACTED_IN]-(v)", False, True),
     ("MATCH (a:Person) CALL (a) { MATCH (a)-[:ACTED_IN]-(v) RETURN v }", False, True),
@@ -602,6 +604,12 @@ _SHAPES = (
     "RETURN p.canary AS c",
     "MATCH (a:Person)-[rs:ACTED_IN*1..1]->(b) WHERE all(r IN rs WHERE (CASE WHEN "
     "endNode(r).canary STARTS WITH 'CANARY-n13' THEN 1/0 ELSE 1 END) = 1) AND b:{L} RETURN b.name",
+    # A path predicate's failing conjunct runs before its label or type test, on every step.
+    "MATCH (a:Person)-[r*1..1]-(v:{L}) USING SCAN a:Person WHERE all(x IN r WHERE "
+    "1 / (toInteger(x.canary STARTS WITH 'CANARY-r') - 1) = -1 AND x:ACTED_IN) "
+    "RETURN count(*) AS c",
+    "MATCH p = (a:Person)-[:ACTED_IN*2..2]-(v) USING SCAN a:Person WHERE all(n IN nodes(p) "
+    "WHERE (n.canary IS NULL OR NOT n.canary) AND n:Person|{L}) RETURN count(*) AS c",
     "MATCH (p:Person) CALL (p) {{ MATCH (p)-[:ACTED_IN]->(m) RETURN m }} IN TRANSACTIONS "
     "OF 1 ROWS ON ERROR CONTINUE RETURN m.canary AS c",
     # Writes through a list's elements, and deletions that take relationships with them.
@@ -631,6 +639,9 @@ _NARROWINGS = (
     "WHERE 1 / (v.uid - 9) >= 0 MATCH (b:{L}) WHERE v = b",
     "MATCH (b:{L}) WHERE b.uid = 1 / (toInteger(v.canary STARTS WITH 'CANARY-n1') - 1) AND v = b",
     "WITH * WHERE toInteger(v.canary) IS NULL MATCH (b:{L}) WHERE b = v",
+    # A string where a boolean is wanted: an error that names the string.
+    "WHERE NOT v.canary MATCH (b:{L}) WHERE v = b",
+    "WHERE v.canary STARTS WITH 'CANARY-x' OR NOT v.canary MATCH (b:{L}) WHERE v = b",
     "MATCH (b:{L}) WHERE (CASE WHEN v.canary STARTS WITH 'CANARY-n1' THEN 1 / 0 ELSE 1 END) = 1"
     " AND v = b",
     "WHERE NOT NOT v:{L}",

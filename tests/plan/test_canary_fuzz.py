@@ -57,6 +57,7 @@ class Checker:
         self.driver: Driver = stack.driver
         self.http = httpx.Client(base_url=stack.opa_url, timeout=10.0)
         self.stats = stats
+        self.error_message = ""  # of the last statement run that failed
         self.before = self._read(lambda tx: GraphState.read(lambda q: list(tx.run(q))))
 
     def _read(self, work: Callable[[ManagedTransaction], Any]) -> Any:
@@ -106,6 +107,9 @@ class Checker:
                 try:
                     answer: Any = canonical(tx.run(statement.text, statement.parameters))
                 except ClientError as exc:
+                    # The message can name a value (a string where a boolean was wanted): a
+                    # canary in it is a canary in the answer.
+                    self.error_message = exc.message or ""
                     return [f"error {exc.code}"], None
                 after = GraphState.read(lambda q: list(tx.run(q)))
                 return answer, after
@@ -132,13 +136,15 @@ class Checker:
             return
         problems: list[str] = []
         if not grant.reads_everything:
-            if holds_canary(answer):
-                problems.append(f"a canary in the answer: {answer}")
+            if holds_canary(answer) or (after is None and holds_canary([self.error_message])):
+                problems.append(f"a canary in the answer: {answer} {self.error_message!r}")
             if after is not None:
                 problems += copied_canaries(grant, after)
         if after is not None:
             problems += write_violations(grant, self.before, after)
-        if verdict.query_type == "r" and not grant.reads_everything and not problems:
+        # Writes too: rolled back, what they answer must not depend on what the grant may not
+        # read either (a failing write told a canary through its error).
+        if verdict.query_type != "s" and not grant.reads_everything and not problems:
             try:
                 alone, _ = self.run(statement, grant, without_unreadable=True)
             except Neo4jError:
