@@ -10,7 +10,13 @@ protocol, uvicorn's own with two additions, closes
   of it is read (it reached no application code, so there is nothing to record: as for a
   connection the kernel refused);
 * a connection whose next request's headers are not complete within
-  ``server.http.header_timeout_s`` of its opening or of its previous answer.
+  ``server.http.header_timeout_s`` of its opening or of its previous answer;
+* a connection whose next request's headers take more than ``server.http.max_header_bytes``,
+  answered 431 in Neo4j's error format first (httptools sets no bound of its own, and a header
+  that grows without end cost the event loop more with every byte: one connection sending
+  headers as fast as it could took 130 MB and held every other request back for seconds).
+
+Neither reached the application, so neither is recorded: as for a connection the kernel refused.
 
 The body is the application's to read, with its own deadline (``server.http.body_timeout_s``,
 :func:`proxy.api.query.read_body`), so that a late body is answered and recorded like any other
@@ -52,6 +58,9 @@ class GuardedHTTPProtocol(_Base):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._deadline_at: float | None = None
         self._awaited: object = None
+        self._header_bytes = 0  # of the request awaited, up to the blank line that ends them
+        self._tail = b""  # the last bytes counted: the blank line may span two reads
+        self._headers_in = False  # the blank line has come: the rest is the body's
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -70,6 +79,31 @@ class GuardedHTTPProtocol(_Base):
         if self._limits is not None and between and not self.transport.is_closing():
             self._await_headers()
 
+    def data_received(self, data: bytes) -> None:
+        if self._deadline_at is not None and self.cycle is self._awaited and not self._headers_in:
+            assert self._limits is not None  # noqa: S101 - a deadline is set only with limits
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
+            self._tail, self._headers_in = seen[-3:], end >= 0
+            if self._header_bytes > self._limits.max_header_bytes:
+                self._refuse_headers(self._limits.max_header_bytes)
+                return
+        super().data_received(data)
+
+    def _refuse_headers(self, limit: int) -> None:
+        log.warning("http: connection closed: request headers over %d bytes", limit)
+        body = (
+            b'{"errors":[{"code":"Neo.ClientError.Request.Invalid","message":'
+            b'"Request headers too large: at most %d bytes."}]}' % limit
+        )
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json"
+            b"\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self._disarm()
+        self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
@@ -78,6 +112,7 @@ class GuardedHTTPProtocol(_Base):
         """Close the connection unless a new request's headers arrive in time."""
         assert self._limits is not None  # noqa: S101 - callers checked
         self._awaited = self.cycle  # replaced by a new cycle once the next request's headers are in
+        self._header_bytes, self._tail, self._headers_in = 0, b"", False
         self._deadline_at = self.loop.time() + self._limits.header_timeout_s
         if self._header_deadline is None:
             self._header_deadline = self.loop.call_at(self._deadline_at, self._headers_late)

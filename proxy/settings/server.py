@@ -48,6 +48,12 @@ class HTTPSettings(_Section):
         description="A connection whose request headers are not in this long after it opened"
         " (or after its previous answer) is closed.",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=16 * 1024,
+        description="A request whose headers (request line included) take more bytes gets 431"
+        " and its connection is closed, before they are parsed further.",
+    )
     body_timeout_s: float = Field(
         default=10.0, gt=0, description="A request body slower than this to arrive gets 408."
     )
