@@ -42,17 +42,21 @@ from proxy.tracing import OFF, Step
 READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")
 # Another workload of the same DAG.
 NEIGHBOUR = Identity(method="oidc", issuer="https://issuer.test", subject="t", asserted_dag="etl")
+# A verified identity bound to no DAG.
+STRANGER = Identity(method="oidc", issuer="https://issuer.test", subject="u")
 
 
 class FakeAuth:
     """An authenticator of one scheme: ``good`` is :data:`READER`, ``neighbour`` is
-    :data:`NEIGHBOUR`, anything else is refused."""
+    :data:`NEIGHBOUR`, ``stranger`` :data:`STRANGER`, anything else is refused."""
 
     async def authenticate(self, credentials: str) -> Identity:
         if credentials == "good":
             return READER
         if credentials == "neighbour":
             return NEIGHBOUR
+        if credentials == "stranger":
+            return STRANGER
         raise AuthenticationFailed(reason="bad_token")
 
     async def check_ready(self) -> None:

@@ -375,6 +375,22 @@ def test_the_access_mode_is_chosen_with_the_first_statement(
     assert rig.audit.events[0].access_mode == mode
 
 
+def test_a_rollback_after_the_end_says_it_rolled_back_nothing() -> None:
+    """So that a DELETE whose turn came after another request's commit answers 404, not 200."""
+    rig = Rig()
+    transaction = rig.begin()
+    said: list[bool] = []
+
+    async def work() -> None:
+        await rig.run(transaction, "CREATE (:N)", "r-1")
+        await transaction.commit()
+        said.append(await transaction.rollback())
+
+    go(work)
+    assert said == [False]
+    assert rig.upstream.ended == "commit"
+
+
 def test_caller_metadata_never_overrides_the_gateways_keys() -> None:
     rig = Rig()
     forged = dict.fromkeys(GATEWAY_METADATA_KEYS, "forged")

@@ -12,7 +12,8 @@ it would to the Neo4j server that did):
   empty keep-alive, starts the count again), it is rolled back and the rollback recorded as
   ``expired``: by the request that next names it, or by a sweep at most a second later;
 - at most ``server.max_transactions`` are open at once, since each holds a Neo4j connection and
-  its DAG's credential: beyond that, opening one is refused (503,
+  its DAG's credential, and ``server.max_transactions_per_identity`` of one identity, so that
+  no caller can hold them all: beyond that, opening one is refused (503,
   ``MaximumTransactionLimitReached``, which Neo4j's drivers try again later);
 - when the gateway stops, those still open are rolled back (``closed``).
 """
@@ -54,9 +55,12 @@ class Held:
 class HeldTransactions:
     """The open transactions of the Query API (see the module docstring)."""
 
-    def __init__(self, *, timeout_s: float, maximum: int, clock: Clock) -> None:
+    def __init__(
+        self, *, timeout_s: float, maximum: int, clock: Clock, per_identity: int | None = None
+    ) -> None:
         self._timeout_s = timeout_s
         self._maximum = maximum
+        self._per_identity = maximum if per_identity is None else per_identity
         self._clock = clock
         self._held: dict[str, Held] = {}
 
@@ -68,10 +72,13 @@ class HeldTransactions:
         it with :meth:`release`); refused beyond the configured maximum."""
         if len(self._held) >= self._maximum:
             raise TooManyTransactions(reason="max_transactions")
+        whose = _owner(owner)
+        if sum(held.owner == whose for held in self._held.values()) >= self._per_identity:
+            raise TooManyTransactions(reason="max_transactions_per_identity")
         held = Held(
             id=secrets.token_urlsafe(16),
             transaction=transaction,
-            owner=_owner(owner),
+            owner=whose,
             expires_at=self._clock() + self._timeout_s,
             busy=1,
         )

@@ -51,7 +51,8 @@ async def open_transaction(database: str, request: Request) -> JSONResponse:
     """Open a transaction (nothing opens on Neo4j before its first statement), and run the
     body's statement in it if it holds one."""
     state, call, body = _request(request, database)
-    identity = await state.gateway.identify(call)
+    principal = await state.gateway.admit(call)  # an identity with no DAG opens nothing
+    identity = principal.identity
     opening = await _read(state, call, body, identity)
     transaction = state.gateway.begin(
         database=database,
@@ -60,6 +61,7 @@ async def open_transaction(database: str, request: Request) -> JSONResponse:
         metadata={},
         timeout_s=None,
     )
+    transaction.opened_by(principal, call.client)
     try:
         held = state.transactions.add(transaction, identity)
     except TooManyTransactions as error:
@@ -94,8 +96,9 @@ async def commit_transaction(database: str, transaction_id: str, request: Reques
             run = state.gateway.run(call, transaction=held.transaction, on_lineage=lineage)
             async with run as rows:
                 result = await Answer.read(rows, request, state.server.http.max_answer_bytes)
-        with call.trace.step("commit"):
-            bookmarks = await held.transaction.commit(request_id=call.request_id)
+        async with _recorded(state, call, identity):
+            with call.trace.step("commit"):
+                bookmarks = await held.transaction.commit(request_id=call.request_id)
     if result is None:
         return answer(request, call.request_id, {"bookmarks": bookmarks})
     rendered = result.render(body.include_counters, bookmarks=False, lineage=body.lineage)
@@ -107,8 +110,13 @@ async def roll_back_transaction(database: str, transaction_id: str, request: Req
     """Roll the transaction back; 200 with no body, as Neo4j answers."""
     state, call, _ = _request(request, database)
     identity = await state.gateway.identify(call)
-    async with _claimed(state, call, identity, transaction_id) as held:
-        await held.transaction.rollback(request_id=call.request_id)
+    async with (
+        _claimed(state, call, identity, transaction_id) as held,
+        _recorded(state, call, identity),
+    ):
+        # A commit or rollback that took its turn first ended it: nothing was rolled back.
+        if not await held.transaction.rollback(request_id=call.request_id):
+            raise TransactionNotFound(reason="transaction_ended")
     return Response(status_code=200, headers={REQUEST_ID_HEADER: call.request_id})
 
 
@@ -123,6 +131,17 @@ async def _read(state: Runtime, call: Call, body: Body, identity: Identity) -> Q
     try:
         return await body.read()
     except CypherGateError as error:
+        await state.gateway.refuse(call, error, identity=identity)
+        raise
+
+
+@asynccontextmanager
+async def _recorded(state: Runtime, call: Call, identity: Identity) -> AsyncIterator[None]:
+    """A commit or rollback refused because the transaction ended while the request waited
+    for its turn (another request's commit, say) is recorded, as any refusal."""
+    try:
+        yield
+    except TransactionNotFound as error:
         await state.gateway.refuse(call, error, identity=identity)
         raise
 

@@ -227,6 +227,7 @@ def _runtime(
         transactions=HeldTransactions(
             timeout_s=settings.server.transaction_timeout_s,
             maximum=settings.server.max_transactions,
+            per_identity=settings.server.max_transactions_per_identity,
             clock=clock,
         ),
         sign_in=sign_in,

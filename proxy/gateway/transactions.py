@@ -256,12 +256,22 @@ class Transaction:
                 raise TransactionNotFound(reason=f"transaction_{self._state}")
             return await self._end("commit", "client", request_id)
 
-    async def rollback(self, *, request_id: str | None = None, cause: EndCause = "client") -> None:
-        """Roll back; nothing to do if it has already ended. Neo4j trouble while rolling back is
-        recorded, not raised: the transaction is gone either way."""
+    async def rollback(self, *, request_id: str | None = None, cause: EndCause = "client") -> bool:
+        """Roll back; whether it did (nothing to do if it has already ended, committed say, by
+        a request before this one's turn). Neo4j trouble while rolling back is recorded, not
+        raised: the transaction is gone either way."""
         async with self._turn:
-            if self._state == "open":
-                await self._end("rollback", cause, request_id)
+            if self._state != "open":
+                return False
+            await self._end("rollback", cause, request_id)
+            return True
+
+    def opened_by(self, principal: Principal, client: str | None) -> None:
+        """The caller that began it, known before any statement (the Query API resolves it when
+        the transaction opens): its statements must be that caller's, and its end record names
+        it even if none ran."""
+        if self._principal is None:
+            self._principal, self._client = principal, client
 
     async def _end(self, action: EndAction, cause: EndCause, request_id: str | None) -> list[str]:
         """End it on Neo4j, give back what it holds, and record how it ended."""

@@ -133,6 +133,12 @@ class ServerSettings(_Section):
         description="Explicit transactions of the Query API open at once; each holds a Neo4j"
         " connection (the driver's pool has 100) and its DAG's credential. Beyond: 503.",
     )
+    max_transactions_per_identity: int = Field(
+        default=16,
+        gt=0,
+        description="Of those, open at once by one identity: so that one caller cannot hold"
+        " them all. Beyond: 503.",
+    )
     admission: AdmissionSettings = Field(default_factory=lambda: AdmissionSettings())
     http: HTTPSettings = Field(default_factory=lambda: HTTPSettings())
     rate_limits: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())

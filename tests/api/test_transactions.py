@@ -188,6 +188,34 @@ def test_open_transactions_are_bounded(door: Door) -> None:
     assert door.http.post(TX, json={}, headers=OWNER).status_code == 202
 
 
+def test_an_identity_with_no_dag_opens_nothing(door: Door) -> None:
+    """Found by review: any verified identity could open (and keep alive) transactions, and so
+    take every slot, with nothing recorded."""
+    refused = door.http.post(TX, json={}, headers={"Authorization": "Bearer stranger"})
+    assert refused.status_code == 403, refused.text
+    assert door.reasons() == ["identity_not_mapped"]
+    assert door.http.post(TX, json={}, headers=OWNER).status_code == 202
+
+
+def test_a_transaction_that_ran_nothing_names_its_opener_when_it_ends(door: Door) -> None:
+    transaction_id = door.open()
+    door.now[0] += TIMEOUT_S + 1
+    assert door.http.post(f"{TX}/{transaction_id}", json={}, headers=OWNER).status_code == 404
+    (ended,) = door.ended()
+    assert ended.transaction is not None and ended.transaction["cause"] == "expired"
+    assert ended.principal is not None and ended.principal["subject"] == "s"
+    assert ended.principal["dag"] == "etl"
+
+
+def test_one_identity_cannot_hold_every_transaction() -> None:
+    server = ServerSettings(max_transactions=4, max_transactions_per_identity=2)
+    settings = Settings(neo4j=Neo4jSettings(password="a-long-password"), server=server)
+    with TestClient(create_app(settings, fake_services())) as http:
+        opened = [http.post(TX, json={}, headers=OWNER) for _ in range(3)]
+        assert [response.status_code for response in opened] == [202, 202, 503]
+        assert http.post(TX, json={}, headers=NEIGHBOUR).status_code == 202
+
+
 def test_refusals_before_a_transaction_is_found_are_recorded(door: Door) -> None:
     unauthenticated = door.http.post(TX, json={"statement": "RETURN 1"})
     assert unauthenticated.status_code == 401
