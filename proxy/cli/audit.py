@@ -324,7 +324,7 @@ def _print_records(records: list[dict[str, Any]], kind: str, *, with_log: bool) 
     if kind == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows({k: _cell(r.get(k), width=None) for k in columns} for r in records)
+        writer.writerows({k: _csv_cell(r.get(k)) for k in columns} for r in records)
     elif kind == "table":
         _print_table(records, columns)
 
@@ -339,7 +339,7 @@ def _follow(reader: AuditReader, flt: RecordFilter, last_seq: int, kind: str) ->
                 print(json.dumps(flat), flush=True)
             elif kind == "csv":  # quoted as the first page was, by the csv module
                 csv.writer(sys.stdout).writerow(
-                    [_cell(flat.get(column), width=None) for column in _TABLE_COLUMNS]
+                    [_csv_cell(flat.get(column)) for column in _TABLE_COLUMNS]
                 )
                 sys.stdout.flush()
             else:
@@ -377,6 +377,20 @@ def _cell(value: Any, width: int | None = 60) -> str:
         return terminal_safe(",".join(str(v) for v in value)) or "-"
     text = terminal_safe(" ".join(str(value).split()))
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
+
+
+# What a spreadsheet reads as a formula at the start of a cell (and tab and carriage return,
+# which some read past to one).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as the text it is: records hold what callers sent (a
+    statement, a database name, even before any credential is checked), and ``=1+2`` or
+    ``=HYPERLINK(...)`` must not run when a reviewer opens the export. Such a cell is written
+    after a quote mark, as spreadsheets themselves write text that looks like a formula."""
+    text = _cell(value, width=None)
+    return "'" + text if text != "-" and text.startswith(_FORMULA_STARTS) else text
 
 
 def terminal_safe(text: str) -> str:

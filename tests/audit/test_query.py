@@ -197,3 +197,22 @@ def test_control_characters_are_escaped_in_every_printed_format(tmp_path: Path) 
     assert "\\x1b[2J\\x1b]0;owned\\x07\\u202eevil\\x9b31m" in csv_text
     assert "d\\x1b[8m" in table and "r\\x1b[1m" in table
     assert "\\x1b[2J" in followed
+
+
+def test_a_cell_a_spreadsheet_would_run_is_exported_as_text(tmp_path: Path) -> None:
+    """Found by review: a database name is recorded as sent, even by a caller with no
+    credential, and ``=1+2`` in the CSV export ran as a formula when a reviewer opened it."""
+    path = tmp_path / "audit.sqlite3"
+    write(
+        path,
+        [
+            replace(event(1), database="=1+2", statement="@SUM(1)"),
+            replace(event(2), database="+cmd|' /C calc'!A0", statement="-2+3"),
+        ],
+    )
+    rows = list(csv.DictReader(io.StringIO(query(path, "--format", "csv"))))
+    assert [(r["database"], r["statement"]) for r in rows] == [
+        ("'=1+2", "'@SUM(1)"),
+        ("'+cmd|' /C calc'!A0", "'-2+3"),
+    ]
+    assert all(r["reasons"] == "-" or not r["reasons"].startswith("'") for r in rows)
