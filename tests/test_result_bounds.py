@@ -238,3 +238,39 @@ def test_a_statement_that_commits_in_batches_and_fails_is_recorded_as_partly_com
     assert outcome["outcome"]["error"]["code"] == "Neo.ClientError.Statement.ArithmeticError"
     assert outcome["outcome"]["committed"] == "partial"
     neo4j_admin.execute_query(f"MATCH (n:`{label}`) DELETE n")
+
+
+def test_a_statement_nested_too_deep_for_the_plan_reader_is_refused_not_failed(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """Found by review: a list literal nested 70 deep overflowed the plan reader's recursion,
+    a 500. Now what the reader cannot read is refused, as anything it does not understand."""
+    depth = 150
+    refused = gateway.post(
+        "/db/neo4j/query/v2",
+        json={"statement": "RETURN " + "[" * depth + "1" + "]" * depth + " AS x"},
+        headers={"Authorization": stack.auth_header("demo_reader")},
+    )
+    assert refused.status_code == 403, refused.text[:300]
+    decision = records(stack.audit_path, refused)["decision"]
+    assert "plan_not_understood:nesting too deep" in decision["decision"]["reasons"]
+
+
+def test_an_answer_nested_beyond_the_decoder_fails_as_an_answer_not_writable(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """A parameter nested 120 deep can be sent to Neo4j, but the answer that returns it is
+    nested beyond what the gateway decodes (64): a clear failure, recorded, not an internal
+    error."""
+    nested: dict[str, Any] = {"leaf": 1}
+    for _ in range(120):
+        nested = {"a": nested}
+    failed = gateway.post(
+        "/db/neo4j/query/v2",
+        json={"statement": "RETURN $p AS p", "parameters": {"p": nested}},
+        headers={"Authorization": stack.auth_header("demo_reader")},
+    )
+    assert failed.status_code == 500, failed.text[:300]
+    assert failed.json()["errors"][0]["code"] == "Neo.DatabaseError.Statement.ExecutionFailed"
+    outcome = records(stack.audit_path, failed)["outcome"]
+    assert outcome["error"]["reason"] == "answer_not_writable:undecodable"

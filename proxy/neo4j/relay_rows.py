@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from proxy.codec import wire
-from proxy.codec.packstream import unpack
-from proxy.errors import GraphFailed, RowLimitExceeded
+from proxy.codec.packstream import PackStreamError, unpack
+from proxy.errors import AnswerNotWritable, GraphFailed, RowLimitExceeded
 from proxy.neo4j.bolt import (
     DISCARD,
     FAILURE,
@@ -85,7 +85,7 @@ class RelayRows:
             message = await self._next()
             if message is None:
                 return
-            values: list[JSON] = unpack(message).fields[0]
+            values = self._values(message)
             if not self._within_limit(values):
                 return
             yield values
@@ -98,9 +98,22 @@ class RelayRows:
                 return
             if self._budget.limit is None:
                 self._budget.count += 1  # nothing to weigh: the record stays undecoded
-            elif not self._within_limit(unpack(message).fields[0]):
+            elif not self._within_limit(self._values(message)):
                 return
             yield message
+
+    def _values(self, message: bytes) -> list[JSON]:
+        """A record's values, decoded; one beyond the decoder's bounds (nested too deep) fails
+        the statement as an answer the gateway cannot give, not as its own error."""
+        try:
+            values: list[JSON] = unpack(message).fields[0]
+        except PackStreamError as exc:
+            self._done = True
+            raise AnswerNotWritable(
+                f"A value in the statement's result cannot be read: {exc}.",
+                reason="answer_not_writable:undecodable",
+            ) from exc
+        return values
 
     def _within_limit(self, values: list[JSON]) -> bool:
         """Count a record; False (or :class:`RowLimitExceeded`) once it is past the limit."""

@@ -79,7 +79,10 @@ def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanF
     facts = Facts()
     if statement is not None:
         _check_names(statement, facts)
-    Reader(facts, RULES).walk(plan, {})
+    try:
+        Reader(facts, RULES).walk(plan, {})
+    except RecursionError:  # expressions nested beyond what the reader's recursion reaches
+        facts.opaque(writes=True, what="nesting too deep")
     sources: list[str] = []
     if statement is not None:
         try:
