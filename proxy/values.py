@@ -40,6 +40,7 @@ TYPED_MEDIA_TYPE = "application/vnd.neo4j.query"
 # The days since 1970-01-01 of 0001-01-01 and 9999-12-31: the driver's types hold these years.
 _DAYS = (-719162, 2932896)
 _FRACTION = re.compile(r"\.(\d+)")
+_INTEGER = re.compile(r"[-+]?[0-9]+")
 _POINT = re.compile(
     r"SRID=(\d+);\s*POINT\s*(Z\s*)?\(\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)(?:\s+([-+0-9.eE]+))?\s*\)"
 )
@@ -358,6 +359,13 @@ def _plain(decode: Callable[[JSON], Any]) -> Callable[[JSON, str], Any]:
     return lambda inner, _where: decode(inner)
 
 
+def _integer(text: str) -> int:
+    """Digits, with a sign: Python's int() also takes "1_0", " 10 " and other scripts' digits."""
+    if _INTEGER.fullmatch(text) is None:
+        raise ValueError("expected an integer in decimal digits")
+    return int(text)
+
+
 def _boolean(inner: JSON) -> bool:
     if not isinstance(inner, bool):
         raise TypeError("expected true or false")
@@ -375,7 +383,7 @@ def _map(inner: JSON, where: str) -> dict[str, Any]:
 _DECODERS: dict[str, Callable[[JSON, str], Any]] = {
     "Null": _plain(lambda _inner: None),
     "Boolean": _plain(_boolean),
-    "Integer": _plain(lambda inner: int(_string(inner))),
+    "Integer": _plain(lambda inner: _integer(_string(inner))),
     "Float": _plain(lambda inner: float(_string(inner))),
     "String": _plain(_string),
     "Base64": _plain(lambda inner: base64.b64decode(_string(inner), validate=True)),

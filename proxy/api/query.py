@@ -13,6 +13,8 @@ in :mod:`proxy.api.transactions`, with the bodies and answers of this module.
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +50,8 @@ TRUNCATED_HEADER = "X-CypherGate-Truncated"
 # "true": the answer carries what the statement touched ("false" or none: it does not).
 LINEAGE_HEADER = "X-CypherGate-Lineage"
 _MEDIA_TYPES = {"application/json", TYPED_MEDIA_TYPE}
+# A charset parameter other than UTF-8's: the body would be read as what it is not.
+_CHARSET = re.compile(r";\s*charset\s*=\s*(?!\"?utf-?8\"?\s*(?:;|$))", re.IGNORECASE)
 
 router = APIRouter()
 
@@ -322,6 +326,20 @@ def combined(headers: Headers) -> Headers:
     return Headers(raw=[(name, b", ".join(values)) for name, values in joined.items()])
 
 
+_NOT_JSON_NUMBER = re.compile(rb"NaN|Infinity|[0-9][eE]")
+
+
+def _finite(value: object) -> bool:
+    """No NaN or infinite number anywhere in ``value`` (decoded JSON)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True
+
+
 def _parse(raw: bytes, *, typed: bool, model: type[QueryBody]) -> QueryBody:
     if not raw and model is TransactionBody:
         return TransactionBody()
@@ -332,6 +350,12 @@ def _parse(raw: bytes, *, typed: bool, model: type[QueryBody]) -> QueryBody:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise BadRequest(f"Invalid request body: {problems}", reason="invalid_body") from None
+    # The parser takes NaN, Infinity and 1e999, which are no JSON (Neo4j refuses them): a
+    # cheap look for them first, the walk only if one may be there.
+    if _NOT_JSON_NUMBER.search(raw) is not None and not _finite(body.parameters):
+        raise BadRequest(
+            "Invalid request body: NaN and infinite numbers are not JSON.", reason="invalid_body"
+        )
     if not typed:
         return body
     try:
@@ -372,8 +396,11 @@ async def _read_body(
     commits with none)."""
     if empty and request.headers.get("content-length") == "0":
         return b""
-    if _media_type(request.headers.get("content-type")) not in _MEDIA_TYPES:
+    content_type = request.headers.get("content-type")
+    if _media_type(content_type) not in _MEDIA_TYPES:
         raise UnsupportedMediaType(reason="content_type")
+    if _CHARSET.search(content_type or "") is not None:  # JSON is UTF-8 (RFC 8259)
+        raise UnsupportedMediaType(reason="content_charset")
     accept = request.headers.get("accept", "")
     if accept and not any(
         _media_type(kind) in {*_MEDIA_TYPES, "application/*", "*/*"} for kind in accept.split(",")

@@ -150,3 +150,71 @@ def test_liveness_fails_when_a_vital_part_is_gone() -> None:
     assert health.json() == {"status": "failed", "checks": {"audit_writer": "unavailable"}}
     assert ready.status_code == 200
     assert ready.json() == {"status": "degraded", "checks": {"neo4j": "degraded"}}
+
+
+JSON_BODY = {**GOOD, "Content-Type": "application/json"}
+TYPED_BODY = {**GOOD, "Content-Type": "application/vnd.neo4j.query"}
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "reason"),
+    [
+        # Found by review: none of these is JSON, yet each was taken.
+        (b'{"statement": "RETURN $a", "parameters": {"a": NaN}}', JSON_BODY, 400, "invalid_body"),
+        (b'{"statement": "RETURN $a", "parameters": {"a": [-Infinity]}}', JSON_BODY, 400, None),
+        (b'{"statement": "RETURN $a", "parameters": {"a": {"b": 1e999}}}', JSON_BODY, 400, None),
+        (
+            b'{"statement": "RETURN $a", "parameters": '
+            b'{"a": {"$type": "Integer", "_value": "1_0"}}}',
+            TYPED_BODY,
+            400,
+            "invalid_typed_value",
+        ),
+        (
+            b'{"statement": "RETURN $a", "parameters": '
+            b'{"a": {"$type": "Integer", "_value": " 1"}}}',
+            TYPED_BODY,
+            400,
+            "invalid_typed_value",
+        ),
+        (
+            b'{"statement": "RETURN 1"}',
+            {**GOOD, "Content-Type": "application/json; charset=utf-16"},
+            415,
+            "content_charset",
+        ),
+        # and what stays accepted
+        (
+            b'{"statement": "RETURN \'NaN\' AS x, 1e3 AS y", "parameters": {"a": 1.5e3}}',
+            JSON_BODY,
+            202,
+            None,
+        ),
+        (
+            b'{"statement": "RETURN $a", "parameters": '
+            b'{"a": {"$type": "Integer", "_value": "-10"}}}',
+            TYPED_BODY,
+            202,
+            None,
+        ),
+        (
+            b'{"statement": "RETURN 1"}',
+            {**GOOD, "Content-Type": "application/json; charset=UTF-8"},
+            202,
+            None,
+        ),
+    ],
+)
+def test_what_is_not_json_is_refused_and_recorded(
+    client: tuple[TestClient, FakeAudit],
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+    reason: str | None,
+) -> None:
+    http, audit = client
+    response = http.post(QUERY, content=content, headers=headers)
+    assert response.status_code == status, response.text
+    assert audit.events[-1].status == status
+    if reason is not None:
+        assert audit.events[0].error is not None and audit.events[0].error["reason"] == reason
