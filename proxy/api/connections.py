@@ -82,7 +82,7 @@ class GuardedHTTPProtocol(_Base):
     def data_received(self, data: bytes) -> None:
         if self._deadline_at is not None and self.cycle is self._awaited and not self._headers_in:
             assert self._limits is not None  # noqa: S101 - a deadline is set only with limits
-            seen = self._tail + data
+            seen = self._tail + data if self._tail else data  # most requests: one read
             end = seen.find(b"\r\n\r\n")
             self._header_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
             self._tail, self._headers_in = seen[-3:], end >= 0
