@@ -439,6 +439,10 @@ CASES: list[tuple[str, Callable[[Forge], str | None], str]] = [
 ]
 
 
+# Cases of HTTP's header alone: a LOGON's credential is one value, never a header sent twice.
+HTTP_ONLY = frozenset({"two credentials in one header"})
+
+
 def test_the_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40
     assert len({name for name, _, _ in CASES}) == len(CASES)
