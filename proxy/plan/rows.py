@@ -79,13 +79,16 @@ def projection(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     return {**env, **reader.items(op.details, env)}
 
 
-def aggregation(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+def aggregation(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """EagerAggregation, OrderedAggregation, Distinct: only the grouping keys and aggregates
     go on."""
     env = reader.facts.observe(envs[0]) if envs else {}
     out = reader.items(op.details, env)
-    # Neo4j lists the subquery's arguments among an aggregation's identifiers: they stay.
-    return {**{name: env[name] for name in op.identifiers if name in env}, **out}
+    # Neo4j lists the subquery's arguments among an aggregation's identifiers: they stay. An
+    # aggregation without grouping keys answers one row even when nothing reached it (count 0),
+    # so an argument goes on as the subquery received it, not as a filter below narrowed it.
+    kept = args if op.family in ("EagerAggregation", "OrderedAggregation") else env
+    return {**{name: kept.get(name) or env[name] for name in op.identifiers if name in env}, **out}
 
 
 def produce(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:

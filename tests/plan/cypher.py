@@ -604,6 +604,10 @@ _SHAPES = (
     "RETURN p.canary AS c",
     "MATCH (a:Person)-[rs:ACTED_IN*1..1]->(b) WHERE all(r IN rs WHERE (CASE WHEN "
     "endNode(r).canary STARTS WITH 'CANARY-n13' THEN 1/0 ELSE 1 END) = 1) AND b:{L} RETURN b.name",
+    # A count with no grouping key answers a row when its filter let nothing through.
+    "MATCH (m) CALL (m) {{ WITH m WHERE m:{L} RETURN count(*) AS c }} SET m.pwned = 1",
+    "MATCH (m) CALL (m) {{ MATCH (m:{L}) RETURN collect(m) AS c }} SET m:Person",
+    "MATCH ()-[r]->() CALL (r) {{ WITH r WHERE r:ACTED_IN RETURN count(*) AS c }} SET r.pwned = 1",
     # A path predicate's failing conjunct runs before its label or type test, on every step.
     "MATCH (a:Person)-[r*1..1]-(v:{L}) USING SCAN a:Person WHERE all(x IN r WHERE "
     "1 / (toInteger(x.canary STARTS WITH 'CANARY-r') - 1) = -1 AND x:ACTED_IN) "

@@ -402,6 +402,20 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         {"unreadable": {"variable named like a generated one"}},
     ),
     ("MATCH (n:Person) WHERE n.`a] AND m:Movie` = 1 RETURN n", {"unreadable": {"ambiguous name"}}),
+    # A count with no grouping key answers a row even when its filter let nothing through: the
+    # subquery's argument goes on as it came in, not as the filter narrowed it (found by review)
+    (
+        "MATCH (m) CALL (m) { WITH m WHERE m:Person RETURN count(*) AS c } SET m.pwned = 1",
+        {"labels_written": {S}},
+    ),
+    (
+        "MATCH ()-[r]->() CALL (r) { WITH r WHERE r:ACTED_IN RETURN count(*) AS c } SET r.p = 1",
+        {"rel_types_written": {S}},
+    ),
+    (
+        "MATCH (m) WITH m, count(*) AS c WHERE m:Person SET m.pwned = 1",
+        {"labels_written": {"Person"}},
+    ),
     ("MATCH (`a  b`:Person) RETURN `a  b`", {"unreadable": {"ambiguous name"}}),
     ("MATCH (n:Person) SET n.`we:ird` = 1", {"unreadable": {"ambiguous name"}}),
     ("MATCH (n:Person) RETURN n.`x)-->(y` AS v", {"unreadable": {"ambiguous name"}}),
