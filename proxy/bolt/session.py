@@ -39,7 +39,6 @@ from typing import Any, NoReturn
 from proxy.bolt import messages as m
 from proxy.bolt.messages import Malformed, shape
 from proxy.bolt.results import OpenResult, Sink
-from proxy.codec.packstream import PackStreamError, Structure, unpack
 from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRefused
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway
@@ -120,6 +119,7 @@ class Session:
         self._transaction_metadata: Mapping[str, Any] = {}  # the BEGIN's tx_metadata
         self._qids = itertools.count()
         self._handlers = self._handlers_by_tag()  # built once, not per message
+        self._anonymous_messages = 0  # received while no credential was accepted
 
     @property
     def results_due(self) -> float | None:
@@ -135,13 +135,15 @@ class Session:
 
     async def handle(self, message: bytes) -> None:
         """Answer one message; raises :class:`Defunct` when the connection must close."""
+        anonymous = self._authorization is None
+        if anonymous:
+            self._anonymous_messages += 1
         try:
-            decoded = unpack(message)
-        except PackStreamError as exc:
-            await self._violation(f"The message is not valid PackStream: {exc}")
-        if not isinstance(decoded, Structure) or len(decoded.tag) != 1:
-            await self._violation("A Bolt message must be a PackStream structure.")
-        tag, fields = decoded.tag[0], decoded.fields
+            if self._anonymous_messages > m.MAX_ANONYMOUS_MESSAGES:
+                raise Malformed(f"More than {m.MAX_ANONYMOUS_MESSAGES} messages before a LOGON.")
+            tag, fields = m.decode(message, anonymous=anonymous)
+        except Malformed as exc:
+            await self._violation(str(exc))
         if tag == m.GOODBYE:
             raise Defunct
         if tag == m.RESET:

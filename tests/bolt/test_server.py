@@ -446,6 +446,38 @@ def test_a_large_message_waits_for_a_logon() -> None:
     assert [a.tag for a in answers(accepted)] == [b"\x70"] * 3 + [b"\x71"] * 3 + [b"\x70"]
 
 
+def test_what_a_nameless_client_sends_costs_little() -> None:
+    """Found by review: before a LOGON, a 64 KiB RESET holding 65,505 empty lists was decoded
+    whole (about 65 ms of CPU) and ignored, and RESETs kept coming. Now a field on a fieldless
+    message closes the connection before decoding, a nameless message is decoded within tight
+    limits, and at most 32 come before a LOGON."""
+    empty_lists = b"\xb1\x0f\xd5" + (65_505).to_bytes(2, "big") + b"\x90" * 65_505
+    hello = message(0x01, {"user_agent": "t"})
+
+    async def scenario() -> list[bytes]:
+        async with rig() as r:
+            answered = []
+            for data in (
+                handshake() + wire.frame(empty_lists),  # a RESET with a field
+                handshake() + message(0x01, {"user_agent": "t", "x": [[]] * 65}),
+                handshake() + message(0x01, {"user_agent": "t", "x": [[[[[]]]]]}),
+                handshake() + hello + message(0x0F) * 40,
+                handshake() + hello + message(0x0F) * 30,
+            ):
+                started = time.process_time()
+                answered.append(await conversation(r.door.port, data))
+                assert time.process_time() - started < 1.0
+            return answered
+
+    fields, containers, depth, flood, within = asyncio.run(scenario())
+    for refused, why in ((fields, "carries no fields"), (containers, "64"), (depth, "deeper")):
+        (failure,) = answers(refused)  # and closed
+        assert failure.tag == b"\x7f" and why in failure.fields[0]["message"], failure
+    # HELLO and 31 RESETs answered, the 33rd message refused, the rest never read.
+    assert [a.tag for a in answers(flood)] == [b"\x70"] * 32 + [b"\x7f"]
+    assert [a.tag for a in answers(within)] == [b"\x70"] * 31
+
+
 def test_a_chunked_message_larger_than_one_chunk() -> None:
     statement = "RETURN '" + "x" * 70_000 + "' AS long"
 
