@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.errors import BadRequest
 from proxy.principal import DagResolver, Identity
 from proxy.settings import BindingSettings
 
@@ -96,3 +98,25 @@ def test_it_keeps_at_most_what_it_may() -> None:
         identity = Identity(method="oidc", issuer=ISSUERS[0], subject=subject, asserted_dag="etl")
         assert resolver.allowed_dags(identity) == {"etl"}
         assert len(resolver._known) <= 2
+
+
+@pytest.mark.parametrize(
+    ("run", "accepted"),
+    [
+        ("scheduled__2026-11-30T00:00:00+00:00", True),
+        ("manual__2026-11-30~retry", True),  # Airflow's allowed_run_id_pattern admits '~'
+        ("manual__2026/11/30", True),  # the Bolt door's principal keeps a run id's '/'
+        ("a\nb", False),
+        ("<script>", False),
+        ("x" * 251, False),
+    ],
+)
+def test_a_run_id_is_what_airflow_makes(run: str, accepted: bool) -> None:
+    resolver = DagResolver([])
+    identity = Identity(method="oidc", issuer=ISSUERS[0], subject="x", asserted_dag="etl")
+    headers = {"x-cyphergate-run": run}
+    if accepted:
+        assert resolver.resolve(identity, headers).run == run
+    else:
+        with pytest.raises(BadRequest):
+            resolver.resolve(identity, headers)
