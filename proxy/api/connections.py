@@ -35,10 +35,11 @@ from proxy.settings import HTTPSettings
 
 log = logging.getLogger(__name__)
 
-# uvicorn's "auto" choice: httptools when installed, else h11; both keep the attributes used here
-# (transport, cycle, connections, loop, on_response_complete).
+# uvicorn's "auto" choice: httptools (a dependency), else h11; both keep the attributes used here
+# (transport, cycle, connections, loop, on_response_complete). The header bound needs httptools'
+# parser callbacks (h11 bounds what it holds of a head itself, at 16 KiB).
 if TYPE_CHECKING:
-    from uvicorn.protocols.http.h11_impl import H11Protocol as _Base
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
 else:
     from uvicorn.protocols.http.auto import AutoHTTPProtocol as _Base
 
@@ -61,6 +62,9 @@ class GuardedHTTPProtocol(_Base):
         self._header_bytes = 0  # of the request awaited, up to the blank line that ends them
         self._tail = b""  # the last bytes counted: the blank line may span two reads
         self._headers_in = False  # the blank line has come: the rest is the body's
+        # Between a head and the end of its body: bytes that come then are a body's, even once
+        # its answer is sent (one refused as too large, before it was all read).
+        self._in_body = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -80,7 +84,11 @@ class GuardedHTTPProtocol(_Base):
             self._await_headers()
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline_at is not None and self.cycle is self._awaited and not self._headers_in:
+        if (
+            self._deadline_at is not None
+            and self.cycle is self._awaited
+            and not (self._headers_in or self._in_body)
+        ):
             assert self._limits is not None  # noqa: S101 - a deadline is set only with limits
             seen = self._tail + data if self._tail else data  # most requests: one read
             end = seen.find(b"\r\n\r\n")
@@ -90,6 +98,14 @@ class GuardedHTTPProtocol(_Base):
                 self._refuse_headers(self._limits.max_header_bytes)
                 return
         super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._in_body = True
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_body = False
 
     def _refuse_headers(self, limit: int) -> None:
         log.warning("http: connection closed: request headers over %d bytes", limit)
