@@ -137,8 +137,8 @@ async def _read(state: Runtime, call: Call, body: Body, identity: Identity) -> Q
 
 @asynccontextmanager
 async def _recorded(state: Runtime, call: Call, identity: Identity) -> AsyncIterator[None]:
-    """A commit or rollback refused because the transaction ended while the request waited
-    for its turn (another request's commit, say) is recorded, as any refusal."""
+    """A request refused because it names no open transaction of its caller (none by that id,
+    or one another request ended while this one waited its turn) is recorded, as any refusal."""
     try:
         yield
     except TransactionNotFound as error:
@@ -152,11 +152,8 @@ async def _claimed(
 ) -> AsyncIterator[Held]:
     """The caller's transaction ``transaction_id``, in use for the block; a 404, recorded, if
     the caller has none by that id."""
-    try:
+    async with _recorded(state, call, identity):
         held = await state.transactions.claim(transaction_id, identity, call.database)
-    except TransactionNotFound as error:
-        await state.gateway.refuse(call, error, identity=identity)
-        raise
     try:
         yield held
     finally:

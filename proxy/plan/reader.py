@@ -287,8 +287,8 @@ def narrow(
 _LOGICAL = frozenset({"and", "or", "xor", "not"})
 _COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "with", "in"})
 _BOOLEAN_LITERALS = frozenset({"TRUE", "FALSE", "NULL"})
-_ENTITY_FUNCTIONS = {"startNode": "rel", "endNode": "rel"}  # of a relationship: a node
-_PATH_FUNCTIONS = {"nodes": "node", "relationships": "rel"}  # of a path: those, listed
+_ENDS = frozenset({"startNode", "endNode"})  # of a relationship: a node
+_PATH_FUNCTIONS: dict[str, Literal["node", "rel"]] = {"nodes": "node", "relationships": "rel"}
 
 
 def may_fail(predicate: Expr, env: Env) -> bool:
@@ -340,7 +340,7 @@ def _is_entity(expr: Expr, env: Env) -> bool:
     ``endNode``."""
     if expr.kind == "var":
         return expr.text in env and env[expr.text].kind in ("node", "rel")
-    if expr.kind == "call" and _ENTITY_FUNCTIONS.get(expr.text) and len(expr.args) == 1:
+    if expr.kind == "call" and expr.text in _ENDS and len(expr.args) == 1:
         subject = expr.args[0]
         return subject.kind == "var" and subject.text in env and env[subject.text].kind == "rel"
     return False
@@ -350,9 +350,7 @@ def _listed_entities(source: Expr, env: Env) -> Literal["node", "rel"] | None:
     """What a quantifier's list holds, if it is one that cannot fail: a path's ``nodes`` or
     ``relationships``, or a variable-length relationship's list."""
     if source.kind == "call" and source.text in _PATH_FUNCTIONS and len(source.args) == 1:
-        if source.args[0].kind == "var":
-            return "node" if source.text == "nodes" else "rel"
-        return None
+        return _PATH_FUNCTIONS[source.text] if source.args[0].kind == "var" else None
     if source.kind == "var" and source.text in env and env[source.text].kind == "rel":
         return "rel"
     return None
