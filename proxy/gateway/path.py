@@ -296,7 +296,7 @@ class Gateway:
             statement = replace(
                 statement, access_mode=transaction.requested_access_mode, bookmarks=()
             )
-        trail.asked(statement, self._digester.digests(statement.parameters))
+        shown = trail.asked(statement, self._digester.digests(statement.parameters))
         with trace.step("decide.preflight") as step:
             preflight = await self._policy.preflight(
                 preflight_input(principal, database=call.database)
@@ -309,7 +309,7 @@ class Gateway:
             analysis = await self._analyse(call.database, statement.text, preflight, trail, step)
         trail.analysed(analysis)
         with trace.step("decide") as step:
-            decision = await self._decide(principal, call.database, statement, analysis)
+            decision = await self._decide(principal, call.database, statement, shown, analysis)
             step.set("cyphergate.decision.cached", decision.cached)
         trail.decided(decision)
         if not decision.enforced_allow:
@@ -368,12 +368,19 @@ class Gateway:
             raise PolicyDenied([refused]) from error
 
     async def _decide(
-        self, principal: Principal, database: str, statement: Statement, analysis: Analysis
+        self,
+        principal: Principal,
+        database: str,
+        statement: Statement,
+        shown: str,
+        analysis: Analysis,
     ) -> Decision:
+        """The policy's decision. Its input holds the statement as recorded (``shown``: no
+        password literal leaves the gateway but to Neo4j)."""
         document = policy_input(
             principal,
             database=database,
-            statement=statement.text,
+            statement=shown,
             parameter_names=list(statement.parameters),
             requested_access_mode=statement.access_mode,
             analysis=analysis,

@@ -32,6 +32,7 @@ from proxy.errors import AuditUnavailable, CypherGateError
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement, recorded_context
 from proxy.gateway.seams import AuditLog, LineageSink
 from proxy.metrics import Metrics
+from proxy.plan.text import without_secrets
 from proxy.policy import Decision
 from proxy.principal import Identity, Principal
 from proxy.statement import Summary
@@ -109,15 +110,19 @@ class Trail:
     def acting_as(self, principal: Principal) -> None:
         self.principal = principal.as_document()
 
-    def asked(self, statement: Statement, parameters: dict[str, str | None]) -> None:
-        """The statement, and its parameters as keyed digests (never their values)."""
-        self.statement = statement.text
-        self.statement_sha256 = statement_digest(statement.text)
+    def asked(self, statement: Statement, parameters: dict[str, str | None]) -> str:
+        """The statement, its password literals hidden (digested so too: a digest of the text
+        would let a guess be checked), and its parameters as keyed digests (never their
+        values). Returns the statement as recorded, for the policy's input."""
+        shown = without_secrets(statement.text)
+        self.statement = shown
+        self.statement_sha256 = statement_digest(shown)
         self.parameters = parameters
         self.requested_access_mode = statement.access_mode
         if statement.metadata and self.transaction is None:
             # An auto-commit statement's own transaction: its metadata, no id.
             self.transaction = {"metadata": recorded_context(statement.metadata)}
+        return shown
 
     def analysed(self, analysis: Analysis) -> None:
         self.query_type = analysis.query_type

@@ -22,7 +22,7 @@ Anything this module cannot read exactly is reported as unknown (:data:`DYNAMIC`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 DYNAMIC = "<dynamic>"
@@ -43,6 +43,8 @@ class Token:
 
     kind: TokenKind
     text: str
+    # Where it starts in the text the lexer read (its Unicode escapes replaced).
+    start: int = field(default=0, compare=False)
 
 
 def decode_unicode_escapes(text: str) -> str:
@@ -78,7 +80,11 @@ def decode_unicode_escapes(text: str) -> str:
 
 def tokens(statement: str) -> list[Token]:
     """The statement's tokens, comments and whitespace dropped."""
-    text = decode_unicode_escapes(statement)
+    return _lexed(decode_unicode_escapes(statement))
+
+
+def _lexed(text: str) -> list[Token]:
+    """The tokens of a text whose Unicode escapes are already replaced."""
     found: list[Token] = []
     i, end = 0, len(text)
     while i < end:
@@ -98,11 +104,12 @@ def tokens(statement: str) -> list[Token]:
                 j += 2 if text[j] == "\\" else 1
             if j >= end:
                 raise UnreadableText("an unterminated string")
-            found.append(Token("string", text[i + 1 : j]))
+            found.append(Token("string", text[i + 1 : j], i))
             i = j + 1
         elif char == "`":
+            start = i
             name, i = _quoted_name(text, i)
-            found.append(Token("name", name))
+            found.append(Token("name", name, start))
         elif char == "$":
             if text.startswith("`", i + 1):
                 name, i = _quoted_name(text, i + 1)
@@ -114,7 +121,7 @@ def tokens(statement: str) -> list[Token]:
                 found.append(Token("symbol", "$"))
                 i += 1
         elif match := _WORD.match(text, i):
-            found.append(Token("word", match.group(0)))
+            found.append(Token("word", match.group(0), i))
             i = match.end()
         else:
             found.append(Token("symbol", char))
@@ -215,3 +222,34 @@ def execution_mode(statement: str) -> str | None:
     ):
         return found[i].text.upper()
     return None
+
+
+# Statements that hold a secret name one in a word: Neo4j's ``SET PASSWORD``, ``PASSWORD FROM
+# ... TO ...``, ``dbms.security.changePassword``; also a ``.password`` property compared or set.
+_SECRET_WORD = "password"  # noqa: S105 (the word that marks one, not a secret)
+REDACTED = "'******'"
+
+
+def without_secrets(statement: str) -> str:
+    """The statement as the gateway records and shows it: where a word or name says
+    ``password`` (in any case, Unicode escapes read as Neo4j reads them), every string literal
+    is replaced by ``'******'``, as Neo4j's own query log hides passwords, and the text is the one
+    Neo4j lexes (escapes replaced). Text it cannot read is cut after that word. Any other
+    statement is returned as it is."""
+    if "\\u" not in statement and _SECRET_WORD not in statement.lower():
+        return statement
+    text = decode_unicode_escapes(statement)
+    try:
+        found = _lexed(text)
+    except UnreadableText:
+        at = text.lower().find(_SECRET_WORD)
+        return statement if at < 0 else text[: at + len(_SECRET_WORD)] + " " + REDACTED
+    if not any(t.kind in ("word", "name") and _SECRET_WORD in t.text.lower() for t in found):
+        return statement
+    parts: list[str] = []
+    done = 0
+    for token in found:
+        if token.kind == "string":
+            parts += [text[done : token.start], REDACTED]
+            done = token.start + len(token.text) + 2
+    return "".join(parts) + text[done:]
