@@ -18,6 +18,7 @@ batches are five to nine records under load, so this is most of the writer's swi
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from proxy.audit.checkpoint import Checkpoint, sign
 from proxy.audit.record import GENESIS_HASH, AuditEvent, Receipt, seal, utc_timestamp
 from proxy.clock import Clock, system_clock
 from proxy.faults import NO_FAULTS, Faults
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -130,6 +133,13 @@ class ChainFile:
         last = connection.execute("SELECT max(record_seq) FROM checkpoints").fetchone()
         self._checkpointed_seq = int(last[0] or 0)
         self._connection = connection
+        if self.unsealed:  # the tail a killed writer left: sealed before anything follows it
+            self.checkpoint(force=True)
+
+    @property
+    def unsealed(self) -> bool:
+        """Whether records follow the last checkpoint and a key could sign one."""
+        return self._signing_key is not None and self._head_seq > self._checkpointed_seq
 
     def reopen(self) -> None:
         """A fresh connection, and the chain's head as the file has it (after an unexpected
@@ -195,6 +205,15 @@ class ChainFile:
             self._commit(
                 self._connection, [], self._head_seq, self._head_hash, force_checkpoint=force
             )
+
+    def seal_idle(self) -> None:
+        """A checkpoint over records that came before a quiet spell, if one is due (else they
+        would wait unsigned for the next batch, however long that is). A failure is logged:
+        the next commit tries again."""
+        try:
+            self.checkpoint(force=False)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("the audit writer could not sign a checkpoint: %s", type(exc).__name__)
 
     def _commit(
         self,

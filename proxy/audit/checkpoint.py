@@ -115,17 +115,27 @@ def write_keys(directory: Path) -> tuple[Path, Path, Path]:
     return private_path, public_path, hmac_path
 
 
-def verify_proof(proof: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
+def verify_proof(
+    proof: Mapping[str, Any], key: Ed25519PublicKey, chain: str | None = None
+) -> bool:
     """Check a proof from :meth:`AuditReader.proof` with nothing but the public key.
 
-    Each link's body must hash to its hash and name the previous link's hash as ``prev_hash``;
-    the last hash must be the checkpoint's, and the checkpoint's signature must verify.
+    The first link must be the record the proof names (``seq``); each link's body must hash to
+    its hash and name the previous link's hash as ``prev_hash``; the last hash must be the
+    checkpoint's, the checkpoint's signature must verify, and, given ``chain``, it must seal
+    that chain (a replica's proof proves nothing of another's record of the same number).
     """
-    links = [
-        SealedRecord(int(link["seq"]), str(link["body"]), str(link["hash"]))
-        for link in proof.get("links", [])
-    ]
-    if not links:
+    try:
+        links = [
+            SealedRecord(int(link["seq"]), str(link["body"]), str(link["hash"]))
+            for link in proof.get("links", [])
+        ]
+        checkpoint = Checkpoint(**proof["checkpoint"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if not links or proof.get("seq") != links[0].seq:
+        return False
+    if chain is not None and checkpoint.chain != chain:
         return False
     try:  # the first link is taken on its own word for what precedes it
         previous = str(json.loads(links[0].body)["prev_hash"])
@@ -135,7 +145,6 @@ def verify_proof(proof: Mapping[str, Any], key: Ed25519PublicKey) -> bool:
         if check_link(link, links[0].seq + offset, previous) is not None:
             return False
         previous = link.hash
-    checkpoint = Checkpoint(**proof["checkpoint"])
     return (
         checkpoint.record_seq == links[-1].seq
         and hmac.compare_digest(checkpoint.record_hash, previous)

@@ -102,18 +102,32 @@ class AuditReader:
         """How many records the log holds."""
         return int(self._connection.execute("SELECT count(*) FROM records").fetchone()[0])
 
-    def verify(self, public_key: Ed25519PublicKey | None = None) -> Iterator[int | ChainProblem]:
+    def verify(
+        self,
+        public_key: Ed25519PublicKey | None = None,
+        *,
+        chain: str | None = None,
+        sealed_before: str | None = None,
+    ) -> Iterator[int | ChainProblem]:
         """The chain check of :func:`verify_chain`, the query columns, then the checkpoints.
 
-        With ``public_key``, every checkpoint's signature is checked too; a log must reach its
-        last checkpoint (else it was cut short) and match every checkpoint's hash.
+        A log must reach its last checkpoint (else it was cut short) and match every
+        checkpoint's hash, and every checkpoint names one chain (``chain``, if given: another
+        replica's or worker's file put in this one's place names its own). With
+        ``public_key``, every checkpoint's signature is checked too, and, with
+        ``sealed_before`` (a record time), no record written before it may follow the last
+        checkpoint: a writer signs its tail within its checkpoint interval, idle or not, and
+        when it starts again after being killed, so such a tail was cut and rewritten, or its
+        writer was killed and has not started since; either way nothing proves it.
         """
         hashes: dict[int, str] = {}
         for step in self._verify_records(hashes):
             yield step
             if isinstance(step, ChainProblem):
                 return
-        problem = self._check_checkpoints(hashes, public_key)
+        problem = self._check_checkpoints(hashes, public_key, chain)
+        if problem is None and public_key is not None and sealed_before is not None:
+            problem = self._unsealed(sealed_before)
         if problem is not None:
             yield problem
 
@@ -185,7 +199,7 @@ class AuditReader:
         }
 
     def _check_checkpoints(
-        self, hashes: dict[int, str], public_key: Ed25519PublicKey | None
+        self, hashes: dict[int, str], public_key: Ed25519PublicKey | None, chain: str | None
     ) -> ChainProblem | None:
         last_seq = max(hashes, default=0)
         for number, checkpoint in enumerate(self.checkpoints(), start=1):
@@ -194,18 +208,42 @@ class AuditReader:
                     checkpoint.record_seq,
                     f"checkpoint {number} has no valid signature (forged or altered)",
                 )
+            chain = checkpoint.chain if chain is None else chain
+            if checkpoint.chain != chain:
+                return ChainProblem(
+                    checkpoint.record_seq,
+                    f"checkpoint {number} seals chain {checkpoint.chain!r}, not {chain!r}"
+                    " (another chain's log in its place?)",
+                )
             if checkpoint.record_seq > last_seq:
                 return ChainProblem(
                     last_seq + 1,
                     f"missing: checkpoint {number} covers records up to {checkpoint.record_seq}"
                     f" but the log ends at {last_seq} (cut short)",
                 )
-            if hashes[checkpoint.record_seq] != checkpoint.record_hash:
+            if hashes.get(checkpoint.record_seq) != checkpoint.record_hash:
                 return ChainProblem(
                     checkpoint.record_seq,
                     f"does not match checkpoint {number} (log replaced or rewritten)",
                 )
         return None
+
+    def _unsealed(self, before: str) -> ChainProblem | None:
+        """The first record written before ``before`` that no checkpoint covers (its time
+        column agrees with its body: checked first)."""
+        covered = max((checkpoint.record_seq for checkpoint in self.checkpoints()), default=0)
+        row = self._connection.execute(
+            "SELECT seq, time FROM records WHERE seq > ? AND time < ? ORDER BY seq LIMIT 1",
+            (covered, before),
+        ).fetchone()
+        if row is None:
+            return None
+        return ChainProblem(
+            int(row[0]),
+            f"not sealed: written at {row[1]}, yet no signed checkpoint covers it or any record"
+            f" after {covered} (the log was cut and rewritten, or its writer was killed and has"
+            " not started since)",
+        )
 
     def _verify_records(self, hashes: dict[int, str]) -> Iterator[int | ChainProblem]:
         """The chain check of :func:`verify_chain`, plus agreement of the query columns."""

@@ -91,6 +91,7 @@ class SQLiteAuditLog:
             faults=faults,
         )
         self._max_batch = max_batch
+        self._checkpoint_interval_s = checkpoint_interval_s
         self._append_timeout_s = append_timeout_s
         self._late_capacity = late_capacity
         self._retry_interval_s = retry_interval_s
@@ -116,9 +117,8 @@ class SQLiteAuditLog:
         self._ownership = None if str(path) == MEMORY else ExclusiveFile(path)
 
     async def open(self) -> None:
-        """Open (creating if needed) the log and start the writer; call inside the event loop.
-
-        Raises :class:`AuditChainTaken` if another process writes this chain already."""
+        """Open (creating if needed) the log and start the writer, inside the event loop;
+        :class:`AuditChainTaken` if another process writes this chain already."""
         loop = self._loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._open_owned)
@@ -166,9 +166,8 @@ class SQLiteAuditLog:
                 len(self._late),
             )
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(
-            sqlite3.Error, OSError
-        ):  # a final checkpoint, if it can be written
+        # A final checkpoint, if it can be written.
+        with contextlib.suppress(sqlite3.Error, OSError):
             await loop.run_in_executor(self._executor, self._file.checkpoint, True)
         await loop.run_in_executor(self._executor, self._close_owned)
         self._executor.shutdown(wait=True)
@@ -278,8 +277,9 @@ class SQLiteAuditLog:
                 if batch:
                     await self._write_batch(batch)
                     self._settled()
-                # Kept events follow a batch the file took, or are retried (with a probe when
-                # none is kept) once the retry interval passes with nothing queued.
+                elif not stopping and self._failing is None and self._file.unsealed:
+                    await self._on_thread(self._file.seal_idle)
+                # Kept events follow a batch taken, or are retried (a probe if none) when idle.
                 if (self._late and self._failing is None) or (
                     not batch and (self._late or self._failing is not None)
                 ):
@@ -292,12 +292,15 @@ class SQLiteAuditLog:
 
     async def _next_batch(self) -> tuple[list[_Item], bool]:
         """Up to ``max_batch`` queued items whose callers still wait, and whether the log is
-        closing. While something waits to be retried, returns empty-handed after the retry
-        interval."""
+        closing; empty-handed after the retry interval while something waits to be retried,
+        or after the checkpoint interval while records wait to be signed."""
         if self._getter is None:
             self._getter = asyncio.ensure_future(self._queue.get())
-        if self._late or self._failing is not None:
-            done, _ = await asyncio.wait({self._getter}, timeout=self._retry_interval_s)
+        timeout = self._retry_interval_s if self._late or self._failing is not None else None
+        if timeout is None and self._file.unsealed:  # an idle writer still seals its tail
+            timeout = self._checkpoint_interval_s
+        if timeout is not None:
+            done, _ = await asyncio.wait({self._getter}, timeout=timeout)
             if not done:
                 return [], False
         item = await self._getter
@@ -400,8 +403,8 @@ class SQLiteAuditLog:
         self._metrics.audit_records.inc(records)
 
     async def _failed(self, exc: BaseException) -> str:
-        """Log and count a failed write; the reason its requests are refused with. After an
-        unexpected error, reopen the file, so the chain's head is read back from it."""
+        """Log and count a failed write; the reason to refuse its requests with (after an
+        unexpected error, the file is reopened: the chain's head is read back)."""
         self._metrics.audit_writer_errors.labels(type(exc).__name__).inc()
         if isinstance(exc, sqlite3.Error | OSError):
             reason = f"audit_write_failed:{type(exc).__name__}"

@@ -40,6 +40,20 @@ def register(commands: Any) -> None:
         help="also check the log against its S3 archive (audit.archive in the configuration)",
     )
     verify.add_argument(
+        "--chain",
+        help="the chain id the log's checkpoints must name (by default the configured one's;"
+        " with --log, whichever its first checkpoint names)",
+    )
+    verify.add_argument(
+        "--sealed-within",
+        type=float,
+        metavar="SECONDS",
+        help="with a key, fail on any record older than this that no checkpoint covers (default"
+        " twice the configured audit.checkpoint_interval_s, else 120; 0: do not check). A"
+        " running writer signs its tail within its interval, idle or not, and a restarted one at"
+        " once: older unsigned records were rewritten, or their writer was killed",
+    )
+    verify.add_argument(
         "--unanswered-after",
         type=float,
         default=5.0,
@@ -155,7 +169,12 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         checked = 0
         problem: ChainProblem | None = None
         started = time.monotonic()
-        for step in reader.verify(public_key):
+        chain = args.chain or (audit.chain_id if audit is not None else None)
+        window = args.sealed_within
+        if window is None:
+            window = 2 * (audit.checkpoint_interval_s if audit is not None else 60.0)
+        sealed_before = utc_timestamp(time.time() - window) if window > 0 else None
+        for step in reader.verify(public_key, chain=chain, sealed_before=sealed_before):
             if isinstance(step, ChainProblem):
                 problem = step
                 break

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.audit.checkpoint import DIGEST_PREFIX, ParameterDigester, write_keys
+from proxy.audit.chainfile import ChainFile
+from proxy.audit.checkpoint import DIGEST_PREFIX, ParameterDigester, verify_proof, write_keys
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import SQLiteAuditLog
@@ -123,3 +124,137 @@ def test_a_digest_is_the_hmac_of_the_standard_librarys_canonical_json(value: Any
     ).encode("utf-8")
     expected = DIGEST_PREFIX + hmac.new(KEY, standard, hashlib.sha256).hexdigest()
     assert ParameterDigester(KEY).digests({"p": value}) == {"p": expected}
+
+
+NOW = "2026-06-01T00:00:00.000000Z"  # after every record `event` makes
+
+
+def sealed_problem(path: Path, key: Ed25519PrivateKey, chain: str | None = None) -> str | None:
+    with AuditReader(path) as reader:
+        steps = reader.verify(key.public_key(), chain=chain, sealed_before=NOW)
+        found = next((s for s in steps if isinstance(s, ChainProblem)), None)
+    return None if found is None else found.why
+
+
+def test_a_self_consistent_log_with_no_checkpoint_proves_nothing(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    """A forger without the key writes a chain with no checkpoint at all: the chain verifies,
+    but records that old should be sealed by a signed checkpoint."""
+    genuine, forged = tmp_path / "audit.sqlite3", tmp_path / "forged.sqlite3"
+    write(genuine, key, 12)
+    asyncio.run(_unsigned(forged, 3))
+    shutil.copy(forged, genuine)
+    assert problem(genuine, key) is None  # no checkpoint to contradict it
+    why = sealed_problem(genuine, key)
+    assert why is not None and why.startswith("not sealed")
+
+
+def test_a_rolled_back_and_rewritten_tail_proves_nothing(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    path = tmp_path / "audit.sqlite3"
+    write(path, key, 23)
+    with sqlite3.connect(path) as db:
+        for trigger in ("records_no_delete", "checkpoints_no_delete"):
+            db.execute(f"DROP TRIGGER {trigger}")
+        db.execute("DELETE FROM checkpoints WHERE record_seq > 10")
+        db.execute("DELETE FROM records WHERE seq > 10")
+    forged = ChainFile(path)  # the forger's own writer: no key
+    forged.open()
+    forged.write([event(n) for n in range(30, 43)])
+    forged.close()
+    assert problem(path, key) is None
+    why = sealed_problem(path, key)
+    assert why is not None and "no signed checkpoint covers it or any record after 10" in why
+
+
+def test_another_chains_log_in_its_place_is_caught(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    path = tmp_path / "audit.sqlite3"
+    write(path, key, 12)  # chain "gateway"
+    assert sealed_problem(path, key, chain="gateway") is None
+    why = sealed_problem(path, key, chain="replica-b")
+    assert why is not None and "seals chain 'gateway', not 'replica-b'" in why
+
+
+def test_checkpoints_of_two_chains_in_one_log_are_caught(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    path = tmp_path / "audit.sqlite3"
+    write(path, key, 12)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER checkpoints_no_update")
+        db.execute("UPDATE checkpoints SET chain = 'other' WHERE record_seq = 10")
+    assert "seals chain 'other', not 'gateway'" in str(problem(path, None))
+
+
+def test_a_checkpoint_of_a_record_the_log_lacks_is_a_problem_not_a_crash(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    path = tmp_path / "audit.sqlite3"
+    write(path, key, 3)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO checkpoints (chain, record_seq, record_hash, time, signature)"
+            " VALUES ('gateway', 0, 'x', 't', '')"
+        )
+    found = problem(path, None)
+    assert found is not None and "does not match checkpoint 2" in found.why
+
+
+async def _unsigned(path: Path, count: int) -> None:
+    log = SQLiteAuditLog(path, max_batch=1)
+    await log.open()
+    for n in range(count):
+        await log.append(event(n))
+    await log.close()
+
+
+def test_an_idle_writer_signs_its_tail(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    path = tmp_path / "audit.sqlite3"
+
+    async def go() -> list[int]:
+        log = SQLiteAuditLog(path, signing_key=key, checkpoint_interval_s=0.2)
+        await log.open()
+        try:
+            for n in range(3):
+                await log.append(event(n))
+            await asyncio.sleep(0.6)  # no more records: the tail is signed all the same
+            with AuditReader(path) as reader:
+                return [c.record_seq for c in reader.checkpoints()]
+        finally:
+            await log.close()
+
+    assert asyncio.run(go()) == [3]
+
+
+def test_a_killed_writers_tail_is_signed_when_it_starts_again(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    path = tmp_path / "audit.sqlite3"
+    killed = ChainFile(path, signing_key=key)
+    killed.open()
+    killed.write([event(n) for n in range(4)])  # and no checkpoint: its process was killed
+    killed.close()
+    assert sealed_problem(path, key) is not None
+    again = ChainFile(path, signing_key=key)
+    again.open()
+    again.close()
+    with AuditReader(path) as reader:
+        assert [c.record_seq for c in reader.checkpoints()] == [4]
+    assert sealed_problem(path, key) is None
+
+
+def test_a_proof_proves_only_the_record_and_chain_it_names(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    path = tmp_path / "audit.sqlite3"
+    write(path, key, 12)
+    with AuditReader(path) as reader:
+        proof = reader.proof(7)
+    assert proof is not None
+    public = key.public_key()
+    assert verify_proof(proof, public) and verify_proof(proof, public, chain="gateway")
+    assert not verify_proof({**proof, "seq": 3}, public)  # relabelled
+    assert not verify_proof(proof, public, chain="replica-b")
+    assert not verify_proof({**proof, "checkpoint": {"chain": "x"}}, public)
