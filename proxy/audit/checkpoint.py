@@ -115,9 +115,7 @@ def write_keys(directory: Path) -> tuple[Path, Path, Path]:
     return private_path, public_path, hmac_path
 
 
-def verify_proof(
-    proof: Mapping[str, Any], key: Ed25519PublicKey, chain: str | None = None
-) -> bool:
+def verify_proof(proof: Mapping[str, Any], key: Ed25519PublicKey, chain: str | None = None) -> bool:
     """Check a proof from :meth:`AuditReader.proof` with nothing but the public key.
 
     The first link must be the record the proof names (``seq``); each link's body must hash to

@@ -310,7 +310,7 @@ class _Rows:
                 bookmarks=bookmarks,
                 truncated=self._budget.truncated,
                 query_type=_query_type(summary.query_type),
-                plan=summary.plan if isinstance(summary.plan, dict) else None,
+                plan=shown_plan(summary.plan),
                 notifications=notifications(summary.metadata),
             )
         return self._summary
@@ -362,11 +362,41 @@ async def _closed(session: AsyncSession) -> None:
         await session.close()
 
 
+# Neo4j's warnings that a name is unknown: whether one exists anywhere in the database (on
+# nodes the caller may not read too) is not the caller's to learn, so none reaches it.
+UNKNOWN_NAME_WARNINGS = frozenset(
+    f"Neo.ClientNotification.Statement.Unknown{kind}Warning"
+    for kind in ("PropertyKey", "Label", "RelationshipType")
+)
+# What Neo4j's plan estimates from its counts of the whole graph (nodes of a label, relationships
+# of a type between labels, unreadable ones included): never shown to a caller.
+_ESTIMATES = frozenset({"EstimatedRows"})
+
+
+def shown_plan(plan: object) -> dict[str, Any] | None:
+    """The plan of a caller's own ``EXPLAIN`` as it may see it: every operator without Neo4j's
+    estimates (``EstimatedRows`` is a count of what the grant may not read)."""
+    if not isinstance(plan, Mapping):
+        return None
+    shown = dict(plan)
+    args = shown.get("args")
+    if isinstance(args, Mapping):
+        shown["args"] = {k: v for k, v in args.items() if k not in _ESTIMATES}
+    children = shown.get("children")
+    if isinstance(children, list):
+        shown["children"] = [shown_plan(child) or {} for child in children]
+    return shown
+
+
 def notifications(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     """Neo4j's notifications (deprecations, performance hints) in the form Bolt 5.4 and the
     Query API give them (``code``, ``title``, ``description``, ``severity``, ``category``,
     ``position``), from the summary's ``notifications`` or, on newer Bolt, its GQL
-    ``statuses``."""
+    ``statuses``; never one of :data:`UNKNOWN_NAME_WARNINGS`."""
+    return tuple(n for n in _notifications(metadata) if n.get("code") not in UNKNOWN_NAME_WARNINGS)
+
+
+def _notifications(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     found = metadata.get("notifications")
     if isinstance(found, list):
         return tuple(n for n in found if isinstance(n, dict))

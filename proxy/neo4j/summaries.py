@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.neo4j.executor import notifications
+from proxy.neo4j.executor import notifications, shown_plan
 from proxy.statement import QueryType, Summary
 
 # Bolt's summary counters, by the name the gateway gives them (the Query API's).
@@ -52,6 +52,6 @@ def summary_of(metadata: Mapping[str, Any], rows: int, truncated: bool) -> Summa
         bookmarks=[bookmark] if isinstance(bookmark, str) else [],
         truncated=truncated,
         query_type=next((kind for kind in _QUERY_TYPES if kind == query_type), None),
-        plan=plan if isinstance(plan, dict) else None,
+        plan=shown_plan(plan),
         notifications=notifications(metadata),
     )
