@@ -195,6 +195,25 @@ def test_the_oracles_catch_what_they_should(checker: Checker) -> None:
     assert copied_canaries(writer, after)
 
 
+def test_a_delete_is_decided_as_the_commit_that_answers_it(checker: Checker) -> None:
+    """Neo4j refuses, at commit (which the fuzzer's rolled-back runs never reach), to delete a
+    node that still has a relationship, of any type, to any node: whether a plain DELETE
+    committed tells of relationships the grant may not read. So it counts as reading them
+    all, and a deleter limited to some labels and types is refused it."""
+    deleter = next(grant for grant in GRANTS if grant.dag == "fuzz_writer")
+    for text in (
+        "MATCH (p:Person {name: $k}) DELETE p",
+        "MATCH (p:Person) WHERE p.uid = 3 OPTIONAL MATCH (p)-[r:ACTED_IN]-(m:Movie)"
+        " DELETE r WITH DISTINCT p DELETE p",
+    ):
+        verdict = checker.decide(Statement(text, {"k": "a"}, True), deleter)
+        assert verdict is not None and not verdict.allowed, text
+        assert "relationship_type_not_granted:*" in verdict.reasons, verdict.reasons
+    relationship = Statement("MATCH (:Person)-[r:ACTED_IN]->(:Movie) DELETE r", {}, True)
+    verdict = checker.decide(relationship, deleter)  # deleting a relationship always commits
+    assert verdict is not None and verdict.allowed, verdict
+
+
 def test_generated_statements_stay_within_their_grant(
     checker: Checker, request: pytest.FixtureRequest
 ) -> None:

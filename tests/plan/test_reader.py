@@ -121,8 +121,16 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     # deletes: labels follow the variable; unknown ones are ANY
     (
+        # Whether it committed tells if the node has relationships left, of any type, to any
+        # node: read, all of them.
         "MATCH (n:Person) DELETE n",
-        {"labels_written": {"Person"}, "rel_types_written": set(), "deletes": True},
+        {
+            "labels_written": {"Person"},
+            "rel_types_written": set(),
+            "deletes": True,
+            "labels_read": {"Person", S},
+            "rel_types_read": {S},
+        },
     ),
     (
         "MATCH (n) DETACH DELETE n",
@@ -134,7 +142,12 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "MATCH ()-[r:ACTED_IN]->() DELETE r",
-        {"labels_written": set(), "rel_types_written": {"ACTED_IN"}, "deletes": True},
+        {
+            "labels_written": set(),
+            "rel_types_written": {"ACTED_IN"},
+            "deletes": True,
+            "rel_types_read": {"ACTED_IN"},
+        },
     ),
     (
         "MATCH (a:Person)-[r:ACTED_IN]->(m) WHERE m:Movie DETACH DELETE m",
