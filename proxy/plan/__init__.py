@@ -39,6 +39,12 @@ __all__ = ["ANY", "DYNAMIC", "PlanFacts", "read_plan"]
 _GENERATED = re.compile(r"anon_\d+\Z")
 _PLAIN = re.compile(r"\$\w+\Z")
 _SAFE_NAME = re.compile(r"\w+(?: \w+)*\Z")
+# Words that, printed unquoted after a name, read as more of a pattern or an expression
+# (``getDegree((m)-[:ACTED_IN WHERE true]->())``): never part of a name with spaces.
+_STRUCTURE_WORDS = frozenset(
+    "WHERE IS TYPED NOT NULL AND OR XOR IN AS STARTS ENDS WITH CONTAINS TRUE FALSE CASE WHEN"  # noqa: SIM905
+    " THEN ELSE END DISTINCT ALL ANY NONE SINGLE EXISTS COUNT COLLECT".split()
+)
 _CYPHER_OPTIONS = frozenset(
     {"runtime", "planner", "replan", "expressionengine", "operatorengine"}
     | {"interpretedpipesfallback", "updatestrategy", "connectcomponentsplanner"}
@@ -114,13 +120,20 @@ def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanF
     )
 
 
+def _safe_name(name: str) -> bool:
+    if not _SAFE_NAME.match(name):
+        return False
+    return " " not in name or _STRUCTURE_WORDS.isdisjoint(name.upper().split(" "))
+
+
 def _check_names(statement: str, facts: Facts) -> None:
     """What a plan would print ambiguously, or plan as something else: such a plan cannot be
     read safely.
 
-    - A name in backticks may hold only letters, digits, underscores and single spaces: Neo4j
-      prints some names without quotes (cached properties, ``getDegree`` patterns), where a
-      quote, a bracket or an arrow in a name would read as structure.
+    - A name in backticks may hold only letters, digits, underscores and single spaces, and no
+      word such as ``WHERE`` beside a space: Neo4j prints some names without quotes (cached
+      properties, ``getDegree`` patterns), where a quote, a bracket, an arrow or a keyword in a
+      name would read as structure.
     - A variable named like Neo4j's own anonymous ones (``anon_0``) would be confused with them.
     - ``CYPHER`` options other than the runtime, planner and replanning ones (``debug=...``
       makes Neo4j answer with its internals, and plan nothing that runs)."""
@@ -132,7 +145,7 @@ def _check_names(statement: str, facts: Facts) -> None:
     for token in found:
         text = token.text
         quoted = token.kind == "name" or (token.kind == "parameter" and not _PLAIN.match(text))
-        if quoted and not _SAFE_NAME.match(text.removeprefix("$")):
+        if quoted and not _safe_name(text.removeprefix("$")):
             facts.opaque(writes=True, what="ambiguous name")
         elif token.kind in ("name", "word") and _GENERATED.match(text):
             facts.opaque(writes=True, what="variable named like a generated one")

@@ -432,6 +432,13 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("MATCH (`a  b`:Person) RETURN `a  b`", {"unreadable": {"ambiguous name"}}),
     ("MATCH (n:Person) SET n.`we:ird` = 1", {"unreadable": {"ambiguous name"}}),
     ("MATCH (n:Person) RETURN n.`x)-->(y` AS v", {"unreadable": {"ambiguous name"}}),
+    # getDegree() prints its types unquoted: this read as ACTED_IN with an inline WHERE.
+    (
+        "MATCH (m:Movie) RETURN COUNT { (m)-[:`ACTED_IN WHERE true`]->() } AS c",
+        {"unreadable": {"ambiguous name"}},
+    ),
+    ("MATCH (m:Movie)-[:`x is typed INTEGER`]->() RETURN 1", {"unreadable": {"ambiguous name"}}),
+    ("MATCH (m:`Big Movie`)-[:`PLAYED BY`]->() RETURN 1", {"unreadable": set()}),
     ("CYPHER debug=tostring MATCH (n:Person) RETURN n", {"unreadable": {"CYPHER option debug"}}),
     ("CYPHER runtime=slotted MATCH (n:Person) RETURN n", {"unreadable": set()}),
     ("MATCH (n:Person) RETURN n", {"unreadable": set()}),
