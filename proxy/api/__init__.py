@@ -7,7 +7,8 @@
 - ``operations.py``: ``/healthz``, ``/readyz``, ``/metrics``;
 - ``errors.py``: the one place an error becomes a response;
 - ``state.py``: the application's typed state (:class:`~proxy.api.state.Runtime`), which the
-  lifespan in ``proxy/app/`` makes, and the request's own (its request id).
+  lifespan in ``proxy/app/`` makes, and the request's own (its request id, its client, its
+  headers as HTTP combines a field sent twice).
 
 Rules: routes are module-level; they take what they need from :func:`proxy.api.state.runtime`,
 never from settings, and call the use cases of ``proxy/gateway/``, never a wing directly.

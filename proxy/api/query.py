@@ -23,12 +23,11 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
-from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from proxy.api.errors import REQUEST_ID_HEADER
-from proxy.api.state import client_address, runtime, start_request
+from proxy.api.state import client_address, combined, runtime, start_request
 from proxy.api.traced import request_trace
 from proxy.codec.values import UnsupportedValue
 from proxy.errors import (
@@ -310,20 +309,6 @@ def call_of(request: Request, request_id: str, database: str, body: Body) -> Cal
         statement=body.statement,
         trace=request_trace(request),
     )
-
-
-def combined(headers: Headers) -> Headers:
-    """The headers as HTTP combines a field sent more than once: its values joined by ", "
-    (RFC 9110, 5.3). So an ``Authorization`` or ``X-CypherGate-DAG`` sent twice is refused
-    (no credential or DAG id holds a comma), never read as whichever came first, which a
-    proxy in front reading the last would not have checked."""
-    raw = headers.raw
-    if len({name for name, _ in raw}) == len(raw):
-        return headers
-    joined: dict[bytes, list[bytes]] = {}
-    for name, value in raw:
-        joined.setdefault(name, []).append(value)
-    return Headers(raw=[(name, b", ".join(values)) for name, values in joined.items()])
 
 
 _NOT_JSON_NUMBER = re.compile(rb"NaN|Infinity|[0-9][eE]")

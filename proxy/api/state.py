@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -109,17 +110,37 @@ def client_address(connection: HTTPConnection) -> str | None:
     or the address ``X-Forwarded-For`` names when the peer is a trusted front proxy
     (``server.forwarded_allow_ips``).
 
-    The header's entries are read from the right, the proxies' own end: the first one that is
-    not itself a trusted proxy is the client. It is recorded only if it is an IP address;
-    anything else (a name, text, nothing) leaves the peer's address on the record.
+    The header's entries, its lines joined in order as one list (:func:`combined`), are read
+    from the right, the proxies' own end: the first one that is not itself a trusted proxy is
+    the client. It is recorded only if it is an IP address; anything else (a name, text,
+    nothing) leaves the peer's address on the record.
     """
     client = connection.client
     if client is None:
         return None
     found = connection.scope.get("state", {}).get(STATE_KEY)
     trusted = found.trusted_proxies if isinstance(found, Runtime) else ()
-    forwarded = connection.headers.get("x-forwarded-for")
+    # Every line of the header, in order: a proxy that adds a line of its own (HAProxy's
+    # ``option forwardfor``) instead of extending the caller's leaves the caller's first, and
+    # read alone that line would name whoever the caller chose (and spend that address's
+    # ``per_client`` quota).
+    forwarded = combined(connection.headers).get("x-forwarded-for")
     return forwarded_client(client.host, client.port, forwarded, trusted)
+
+
+def combined(headers: Headers) -> Headers:
+    """The headers as HTTP combines a field sent more than once: its values joined by ", "
+    (RFC 9110, 5.3). So an ``Authorization`` or ``X-CypherGate-DAG`` sent twice is refused
+    (no credential or DAG id holds a comma), never read as whichever came first, which a
+    proxy in front reading the last would not have checked; and ``X-Forwarded-For`` lines are
+    one list, the last line's entries (the nearest proxy's) at its right end."""
+    raw = headers.raw
+    if len({name for name, _ in raw}) == len(raw):
+        return headers
+    joined: dict[bytes, list[bytes]] = {}
+    for name, value in raw:
+        joined.setdefault(name, []).append(value)
+    return Headers(raw=[(name, b", ".join(values)) for name, values in joined.items()])
 
 
 def forwarded_client(

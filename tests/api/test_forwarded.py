@@ -10,11 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from proxy.api.state import forwarded_client
+from proxy.app import create_app
 from proxy.devstack.stack import DevStack
-from proxy.settings import ServerSettings
+from proxy.settings import Neo4jSettings, RateLimitSettings, RateSettings, ServerSettings, Settings
 from proxy.settings_errors import ConfigurationError
+from tests.fakes import FakeAudit, fake_services
 from tests.second_gateway import SecondGateway
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
@@ -46,6 +49,44 @@ def test_nothing_is_trusted_by_default() -> None:
     assert server.forwarded_allow_ips == []
     trusted = tuple(server.forwarded_allow_ips)
     assert forwarded_client("127.0.0.1", 4000, "203.0.113.7", trusted) == ("127.0.0.1:4000")
+
+
+def test_every_line_of_the_header_is_read_as_one_list() -> None:
+    """Found by review: only the first X-Forwarded-For line was read. A front proxy that adds a
+    line of its own (HAProxy's ``option forwardfor``) after the caller's left the caller's
+    forged address as the client on the record and as the key of ``per_client``: 6 of 6
+    requests went through a limit of 3, and a caller with no credential could spend a chosen
+    victim's quota."""
+    services = fake_services()
+    assert isinstance(services.audit, FakeAudit)
+    server = ServerSettings(
+        forwarded_allow_ips=[ipaddress.ip_network("10.0.0.0/8")],
+        rate_limits=RateLimitSettings(per_client=RateSettings(requests=3, window_s=60)),
+    )
+    settings = Settings(neo4j=Neo4jSettings(password="a-long-password"), server=server)
+    app = create_app(settings, services)
+    with TestClient(app, client=("10.1.2.3", 4000)) as http:
+
+        def post(*forwarded: str, credential: str = "Bearer good") -> int:
+            lines = [("X-Forwarded-For", line) for line in forwarded]
+            answer = http.post(
+                "/db/neo4j/query/v2",
+                json={"statement": "RETURN 1"},
+                headers=[("Authorization", credential), *lines],
+            )
+            return answer.status_code
+
+        # The caller's line first, then the proxy's: the proxy's names the client.
+        forged = [post(f"198.51.100.{i}", "203.0.113.7") for i in range(4)]
+        assert forged == [202, 202, 202, 429]
+        assert {e.client for e in services.audit.events} == {"203.0.113.7"}
+        # A victim's address written first spends nobody's quota but the sender's.
+        for _ in range(3):
+            assert post("192.0.2.55", "198.51.100.200", credential="Bearer bad") == 401
+        assert post("192.0.2.55") == 202
+        # A trusted proxy's own line is passed over, whichever line it is on.
+        assert post("192.0.2.66", "203.0.113.8", "10.9.9.9") == 202
+        assert services.audit.events[-1].client == "203.0.113.8"
 
 
 def test_a_proxy_that_is_no_address_is_refused(tmp_path: Path) -> None:
@@ -134,8 +175,18 @@ def test_a_trusted_proxy_names_the_client_and_only_by_address(
             )
             for value in ("203.0.113.7", "evil.example, <b>")
         }
+        # A front proxy that adds its own line (HAProxy's option forwardfor) after the caller's.
+        lines = [("X-Forwarded-For", "198.51.100.1"), ("X-Forwarded-For", "203.0.113.9")]
+        two_lines = httpx.post(
+            f"{second.url}/db/neo4j/query/v2",
+            json={"statement": "RETURN 1"},
+            headers=[("Authorization", stack.auth_header("demo_reader")), *lines],
+            timeout=60,
+        )
     finally:
         second.stop()
+    assert two_lines.status_code == 202, two_lines.text
+    assert clients(second.audit, two_lines.headers["X-CypherGate-Request-ID"]) == {"203.0.113.9"}
     named, text = answers["203.0.113.7"], answers["evil.example, <b>"]
     assert clients(second.audit, named.headers["X-CypherGate-Request-ID"]) == {"203.0.113.7"}
     (peer,) = clients(second.audit, text.headers["X-CypherGate-Request-ID"])
