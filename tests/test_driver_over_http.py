@@ -266,6 +266,48 @@ def test_a_transaction_acts_as_one_dag(stack: DevStack, gateway: httpx.Client) -
     assert gone.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("ask", "headers", "expected", "reason"),
+    [
+        ("commit", {"X-CypherGate-DAG": "no_such_dag"}, 403, "dag_not_permitted"),
+        ("keep-alive", {"X-CypherGate-DAG": "demo_reader"}, 403, "transaction_dag_changed"),
+        ("rollback", {"X-CypherGate-DAG": "demo_writer", "X-CypherGate-Try": "x"}, 400, None),
+    ],
+)
+def test_a_request_without_a_statement_resolves_its_dag_as_a_statement_does(
+    stack: DevStack,
+    gateway: httpx.Client,
+    neo4j_admin: Driver,
+    ask: str,
+    headers: dict[str, str],
+    expected: int,
+    reason: str | None,
+) -> None:
+    """Found by review: a keep-alive, a commit without a statement and a rollback only
+    authenticated, so a commit naming a DAG its identity may not act as committed DAG
+    demo_writer's write (202) where a statement with the same headers was a 403."""
+    label = marker()
+    token = stack.client_token(MULTI_DAG.client_id)  # may act as demo_reader or demo_writer
+    writer = bearer(token, **{"X-CypherGate-DAG": "demo_writer"})
+    opened = gateway.post(TX, json={"statement": f"CREATE (:`{label}`)"}, headers=writer)
+    assert opened.status_code == 202, opened.text
+    path = f"{TX}/{opened.json()['transaction']['id']}"
+    sent = bearer(token, **headers)
+    if ask == "commit":
+        refused = gateway.post(path + "/commit", headers=sent)
+    elif ask == "keep-alive":
+        refused = gateway.post(path, headers=sent)
+    else:
+        refused = gateway.delete(path, headers=sent)
+    assert refused.status_code == expected, refused.text
+    decision, ended = records_of(stack, refused)
+    assert decision["error"]["reason"] == (reason or "bad_try_header")
+    assert decision["principal"]["subject"] == MULTI_DAG.client_id
+    assert ended["transaction"]["cause"] == "failure"
+    assert gateway.post(path + "/commit", headers=writer).status_code == 404
+    assert count(neo4j_admin, label) == 0  # rolled back, as after a refused statement
+
+
 def test_someone_elses_transaction_is_not_found(
     stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
 ) -> None:

@@ -15,8 +15,12 @@ Each request first verifies its caller (a refusal is a recorded 401), then finds
 it names (:mod:`proxy.api.held`: one unknown, expired, of another database or of another
 identity is a recorded 404), and only then reads its body. A statement then takes the request
 path like any other, inside the transaction (:meth:`~proxy.gateway.path.Gateway.run`): it is
-authenticated again, decided and recorded on its own. A statement refused or failed rolls the
-transaction back, as in Neo4j, and later requests naming it get 404.
+authenticated again, decided and recorded on its own. A request that runs no statement (a
+keep-alive, a commit without one, a rollback) resolves its DAG and context headers as a
+statement would (:meth:`~proxy.gateway.path.Gateway.admit`): naming a DAG its caller may not
+act as, another DAG than the transaction's, or a bad ``X-CypherGate-Try`` is refused (403, 400)
+and recorded. A statement or request refused, or a statement failed, rolls the transaction back,
+as in Neo4j (a refused commit commits nothing), and later requests naming it get 404.
 
 Where the gateway differs from Neo4j 5.26: ids are unguessable (Neo4j's are six hex digits);
 an empty body is accepted wherever a body is optional (Neo4j answers some with 500); an
@@ -79,7 +83,8 @@ async def run_in_transaction(database: str, transaction_id: str, request: Reques
     state, call, body = _request(request, database)
     identity = await state.gateway.identify(call)
     async with _claimed(state, call, identity, transaction_id) as held:
-        await _read(state, call, body, identity)
+        if not (await _read(state, call, body, identity)).statement:  # a keep-alive
+            await state.gateway.admit(call, identity, held.transaction)
         return await _statement(state, request, call, body, held)
 
 
@@ -96,6 +101,8 @@ async def commit_transaction(database: str, transaction_id: str, request: Reques
             run = state.gateway.run(call, transaction=held.transaction, on_lineage=lineage)
             async with run as rows:
                 result = await Answer.read(rows, request, state.server.http.max_answer_bytes)
+        else:  # resolved as the statement would have been: a refusal commits nothing
+            await state.gateway.admit(call, identity, held.transaction)
         async with _recorded(state, call, identity):
             with call.trace.step("commit"):
                 bookmarks = await held.transaction.commit(request_id=call.request_id)
@@ -110,13 +117,12 @@ async def roll_back_transaction(database: str, transaction_id: str, request: Req
     """Roll the transaction back; 200 with no body, as Neo4j answers."""
     state, call, _ = _request(request, database)
     identity = await state.gateway.identify(call)
-    async with (
-        _claimed(state, call, identity, transaction_id) as held,
-        _recorded(state, call, identity),
-    ):
-        # A commit or rollback that took its turn first ended it: nothing was rolled back.
-        if not await held.transaction.rollback(request_id=call.request_id):
-            raise TransactionNotFound(reason="transaction_ended")
+    async with _claimed(state, call, identity, transaction_id) as held:
+        await state.gateway.admit(call, identity, held.transaction)
+        async with _recorded(state, call, identity):
+            # A commit or rollback that took its turn first ended it: nothing was rolled back.
+            if not await held.transaction.rollback(request_id=call.request_id):
+                raise TransactionNotFound(reason="transaction_ended")
     return Response(status_code=200, headers={REQUEST_ID_HEADER: call.request_id})
 
 

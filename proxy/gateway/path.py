@@ -236,16 +236,28 @@ class Gateway:
         call must cost next to nothing, and an IAM proof would cost a call to STS)."""
         return _Admitted(self._rates, self._admission, trail, client)
 
-    async def admit(self, call: Call) -> Principal:
-        """Who a front door's caller is and which DAG it acts as, before any statement (Bolt's
-        ``LOGON``). A refusal is recorded and raised; an acceptance records nothing (each
-        statement that follows is authenticated, resolved and recorded again)."""
-        identity = await self.identify(call)
-        try:
-            return self._resolver.resolve(identity, call.headers)
-        except CypherGateError as error:
-            await self.refuse(call, error, identity=identity)
-            raise
+    async def admit(
+        self, call: Call, identity: Identity | None = None, transaction: Transaction | None = None
+    ) -> Principal:
+        """Who a front door's caller is (``identity`` if the door verified it already) and which
+        DAG it acts as, before any statement (Bolt's ``LOGON``). A refusal is recorded and
+        raised; an acceptance records nothing. ``transaction``: a request to it that runs no
+        statement (a keep-alive, commit or rollback) resolves as a statement would and must be
+        its caller's and DAG's (:meth:`Transaction.admit`); a refusal rolls it back, as a
+        refused statement's does: a commit naming a DAG it may not act as commits nothing."""
+        if identity is None:
+            identity = await self.identify(call)
+        async with contextlib.AsyncExitStack() as turn:
+            if transaction is not None:  # a refusal in its turn rolls it back
+                await turn.enter_async_context(transaction.statement(call.request_id))
+            try:
+                principal = self._resolver.resolve(identity, call.headers)
+                if transaction is not None:
+                    transaction.admit(principal, call)
+            except CypherGateError as error:
+                await self.refuse(call, error, identity=identity)
+                raise
+        return principal
 
     async def identify(self, call: Call) -> Identity:
         """The caller's verified identity, for a front door that must know it before any

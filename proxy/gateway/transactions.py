@@ -11,7 +11,9 @@ before it runs, exactly as an auto-commit statement is; what the transaction add
   replaced meanwhile) and begins the Neo4j transaction as that login. Both are held until the
   transaction ends.
 - **One caller, one DAG.** A later statement whose caller is another identity, or resolves to
-  another DAG, is refused (403).
+  another DAG, is refused (403); so is a request to it that runs no statement (a keep-alive, a
+  commit, a rollback: ``Gateway.admit(call, identity, transaction)``), and either refusal
+  ends it, as a refused statement does.
 - **Access mode.** The Neo4j transaction is begun READ if the caller asked for READ, or if no
   statement of the DAG may write on the database (the policy's preflight says ``writes``:
   false); otherwise WRITE, even when the first statement only reads, because a caller that did
@@ -182,8 +184,8 @@ class Transaction:
                 raise
 
     def admit(self, principal: Principal, call: Call) -> None:
-        """May this caller's statement run here? The first statement's caller and DAG are the
-        transaction's; raise unless this one's are the same."""
+        """May this caller's statement (or request without one) run here? The first
+        statement's caller and DAG are the transaction's; raise unless this one's are the same."""
         if self._state != "open":
             raise TransactionNotFound(reason=f"transaction_{self._state}")
         if call.database != self.database:

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from proxy.app import create_app
 from proxy.audit.record import AuditEvent
-from proxy.settings import Neo4jSettings, ServerSettings, Settings
-from tests.fakes import FakeAudit, FakeExecutor, fake_services
+from proxy.settings import AuthSettings, BindingSettings, Neo4jSettings, ServerSettings, Settings
+from tests.fakes import READER, FakeAudit, FakeExecutor, fake_services
 
 TX = "/db/neo4j/query/v2/tx"
 OWNER = {"Authorization": "Bearer good"}
@@ -44,12 +44,23 @@ class Door:
 
 @pytest.fixture
 def door() -> Iterator[Door]:
+    yield from _door()
+
+
+@pytest.fixture
+def two_dags() -> Iterator[Door]:
+    """The owner may act as "etl" (its token asserts it) and as "other" (bound here)."""
+    yield from _door(BindingSettings(oidc_issuer=READER.issuer, subject="s", dags=["other"]))
+
+
+def _door(*bindings: BindingSettings) -> Iterator[Door]:
     services = fake_services()
     assert isinstance(services.audit, FakeAudit) and isinstance(services.executor, FakeExecutor)
     now = [1_700_000_000.0]
     settings = Settings(
         neo4j=Neo4jSettings(password="a-long-password"),
         server=ServerSettings(transaction_timeout_s=TIMEOUT_S, max_transactions=2),
+        auth=AuthSettings(bindings=list(bindings)),
     )
     app = create_app(settings, services, clock=lambda: now[0])
     with TestClient(app) as http:
@@ -161,6 +172,57 @@ def test_a_failed_statement_ends_the_transaction(door: Door) -> None:
     gone = door.http.post(f"{TX}/{transaction_id}", json={"statement": "RETURN 1"}, headers=OWNER)
     assert gone.status_code == 404
     assert door.reasons()[-1] == "transaction_unknown"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "reason"),
+    [
+        ({"X-CypherGate-DAG": "no_such_dag"}, 403, "dag_not_permitted"),
+        ({"X-CypherGate-DAG": "other"}, 403, "transaction_dag_changed"),
+        ({"X-CypherGate-DAG": "etl", "X-CypherGate-Try": "x"}, 400, "bad_try_header"),
+        ({}, 400, "dag_ambiguous"),
+    ],
+)
+@pytest.mark.parametrize("ask", ["keep-alive", "commit", "rollback"])
+def test_a_request_without_a_statement_resolves_its_dag_as_a_statement_does(
+    two_dags: Door, ask: str, headers: dict[str, str], status: int, reason: str
+) -> None:
+    """Found by review: a keep-alive, a commit without a statement and a rollback only
+    authenticated their caller, so a commit naming a DAG its identity may not act as (or a bad
+    try number) committed the transaction's writes where a statement with the same headers was
+    refused. Refused now, recorded, and the transaction rolled back as a refused statement's."""
+    etl = {**OWNER, "X-CypherGate-DAG": "etl"}
+    opened = two_dags.http.post(TX, json={"statement": "CREATE (:N)"}, headers=etl)
+    assert opened.status_code == 202, opened.text
+    transaction_id = opened.json()["transaction"]["id"]
+    sent = {**OWNER, **headers}
+    if ask == "keep-alive":
+        refused = two_dags.http.post(f"{TX}/{transaction_id}", headers=sent)
+    elif ask == "commit":
+        refused = two_dags.http.post(f"{TX}/{transaction_id}/commit", headers=sent)
+    else:
+        refused = two_dags.http.delete(f"{TX}/{transaction_id}", headers=sent)
+    assert refused.status_code == status, refused.text
+    (upstream,) = two_dags.executor.transactions
+    assert upstream.ended == "rollback" and upstream.closed  # nothing committed
+    refusal, ended = two_dags.audit.events[-2:]
+    assert refusal.request_id == refused.headers["X-CypherGate-Request-ID"]
+    assert refusal.error is not None and refusal.error["reason"] == reason
+    assert ended.transaction is not None and ended.transaction["cause"] == "failure"
+    gone = two_dags.http.post(f"{TX}/{transaction_id}/commit", headers=etl)
+    assert gone.status_code == 404
+
+
+def test_a_request_without_a_statement_naming_the_transactions_dag_is_served(
+    two_dags: Door,
+) -> None:
+    etl = {**OWNER, "X-CypherGate-DAG": "etl"}
+    transaction_id = two_dags.http.post(TX, headers=etl).json()["transaction"]["id"]
+    assert two_dags.http.post(f"{TX}/{transaction_id}", headers=etl).status_code == 202
+    assert two_dags.http.post(f"{TX}/{transaction_id}/commit", headers=etl).status_code == 202
+    transaction_id = two_dags.http.post(TX, headers=etl).json()["transaction"]["id"]
+    assert two_dags.http.delete(f"{TX}/{transaction_id}", headers=etl).status_code == 200
+    assert [e.error for e in two_dags.audit.events] == [None, None]
 
 
 def test_an_idle_transaction_expires_and_is_rolled_back(door: Door) -> None:
