@@ -43,6 +43,7 @@ from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
 from proxy.bolt.server import DoorSettings, bolt_door
 from proxy.bolt.session import Options
+from proxy.bolt.transactions import TransactionSlots
 from proxy.clock import Clock, system_clock
 from proxy.epoch import schema_epoch
 from proxy.faults import NO_FAULTS, Faults
@@ -248,6 +249,7 @@ def _door_settings(settings: Settings, port: int) -> DoorSettings:
             idle_timeout_s=server.bolt_idle_timeout_s,
             max_message_bytes=server.bolt_max_message_bytes,
             max_held_result_bytes=server.bolt_max_held_result_bytes,
+            transactions=TransactionSlots(server.max_transactions_per_identity),
         ),
         max_connections=server.bolt_max_connections,
         handshake_timeout_s=server.bolt_handshake_timeout_s,

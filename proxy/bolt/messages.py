@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from proxy.codec.packstream import DEFAULT_LIMITS, Limits, PackStreamError, Structure, unpack
 from proxy.codec.values import from_wire
@@ -134,6 +134,25 @@ async def statement(text: str, parameters: dict[str, Any], extra: dict[str, Any]
     return Statement(
         text=text, parameters=values, access_mode=mode, bookmarks=bookmarks, metadata=metadata
     )
+
+
+class RoutingOptions(Protocol):
+    @property
+    def routing_ttl_s(self) -> int: ...
+
+    @property
+    def home_database(self) -> str: ...
+
+
+def routing_table(extra: Mapping[str, Any], address: str, on: RoutingOptions) -> dict[str, Any]:
+    """A ``ROUTE``'s table: the gateway (at ``address``) is its own router, reader and writer,
+    so ``neo4j://`` URIs work."""
+    database = extra.get("db")
+    return {
+        "ttl": on.routing_ttl_s,
+        "db": database if isinstance(database, str) else on.home_database,
+        "servers": [{"addresses": [address], "role": r} for r in ("ROUTE", "READ", "WRITE")],
+    }
 
 
 def tx_metadata(extra: Mapping[str, Any]) -> dict[str, Any]:

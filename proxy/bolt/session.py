@@ -11,11 +11,10 @@ client's ``PULL`` asks. ``cyphergate.lineage: true`` in a ``RUN``'s or ``BEGIN``
 adds what each statement touched to the ``SUCCESS`` that ends its result (:mod:`.results`).
 
 Explicit transactions (``BEGIN`` ... ``COMMIT`` or ``ROLLBACK``) are the request path's own
-(:mod:`proxy.gateway.transactions`): each statement in one is still decided and recorded on its
-own, and a refused or failed one rolls the whole transaction back, as Neo4j does after a failure.
-A transaction runs one statement at a time on Neo4j; if a client starts the next while a result
-is still open, that result's remaining rows are read ahead (bounded by the policy's row limit)
-and handed out from memory when it pulls them.
+(:mod:`proxy.gateway.transactions`, :mod:`.transactions`): ``BEGIN`` and ``COMMIT`` verify the
+caller again, each statement is decided and recorded on its own, and a refused or failed one
+rolls the whole transaction back, as Neo4j does. Statements run one at a time on Neo4j; one sent
+while a result is open has that result's rows read ahead (bounded by the row limit) first.
 
 States (Neo4j's names): ``AUTHENTICATION`` until a ``LOGON`` succeeds, ``READY``,
 ``STREAMING`` while an auto-commit result is open, ``TX_READY`` and ``TX_STREAMING`` inside a
@@ -31,22 +30,20 @@ from __future__ import annotations
 
 import enum
 import itertools
-import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from proxy.bolt import messages as m
 from proxy.bolt.messages import Malformed, shape
 from proxy.bolt.results import OpenResult, Sink
+from proxy.bolt.transactions import TransactionSlots, begun, nothing_held
 from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRefused
 from proxy.gateway.call import Call, Statement, new_request_id
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
 from proxy.principal import LINEAGE_PARENT_HEADER
 from proxy.tracing import OFF, RequestTrace
-
-log = logging.getLogger(__name__)
 
 _INVALID = "Neo.ClientError.Request.Invalid"
 _connection_ids = itertools.count(1)
@@ -78,6 +75,8 @@ class Options:
     idle_timeout_s: float
     max_message_bytes: int
     max_held_result_bytes: int  # of a result read ahead (results.py)
+    # Shared by the door's connections: one identity's open transactions (transactions.py).
+    transactions: TransactionSlots = field(default_factory=lambda: TransactionSlots(16))
 
 
 Send = Callable[[int, tuple[Any, ...]], Awaitable[None]]
@@ -113,6 +112,7 @@ class Session:
         # Open results by qid (auto-commit: one, qid 0), and the transaction, if any.
         self._results: dict[int, OpenResult] = {}
         self._transaction: Transaction | None = None
+        self._give_back = nothing_held  # the transaction's slot (transactions.py)
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
         self._transaction_lineage = False  # its BEGIN's tx_metadata asked for lineage
@@ -230,18 +230,14 @@ class Session:
         """The gateway is its own router, reader and writer: ``neo4j://`` URIs work."""
         self._expect("ROUTE", State.READY)
         _context, _bookmarks, extra = shape(fields, dict, list, (dict, type(None)))
-        extra = extra or {}
-        if extra.get("imp_user") is not None:
+        if (extra or {}).get("imp_user") is not None:
             await self._refused(ImpersonationRefused(reason="impersonation_refused"))
             return
-        database = extra.get("db")
-        address = self._options.advertised_address or self._routed_address()
-        servers = [{"addresses": [address], "role": role} for role in ("ROUTE", "READ", "WRITE")]
-        table = {
-            "ttl": self._options.routing_ttl_s,
-            "db": database if isinstance(database, str) else self._options.home_database,
-            "servers": servers,
-        }
+        routed = self._routing.get("address")
+        address = self._options.advertised_address or (
+            routed if isinstance(routed, str) and routed else self._local_address
+        )
+        table = m.routing_table(extra or {}, address, self._options)
         await self._send(m.SUCCESS, ({"rt": table},))
 
     async def _begin(self, fields: tuple[Any, ...]) -> None:
@@ -252,16 +248,17 @@ class Session:
         except CypherGateError as error:
             await self._refused(error)
             return
+        call = self._call(self._authorization, self._headers, begin.database)
         tracing = self._gateway.tracing
         carrier = m.trace_context(begin.metadata) if tracing.enabled else None
         with tracing.request("bolt BEGIN", carrier) as trace:
-            self._transaction = self._gateway.begin(
-                database=begin.database or self._options.home_database,
-                access_mode=begin.access_mode,
-                bookmarks=begin.bookmarks,
-                metadata=begin.metadata,
-                timeout_s=begin.timeout_s,
-            )
+            try:
+                slots = self._options.transactions
+                self._transaction, self._give_back = await begun(self._gateway, call, begin, slots)
+            except CypherGateError as error:
+                trace.fail(error.reason)
+                await self._statement_failed(error, call)
+                return
             trace.set("db.namespace", self._transaction.database)
             trace.set("cyphergate.transaction_id", self._transaction.id)
         self._transaction_trace = carrier
@@ -348,19 +345,21 @@ class Session:
         self._expect("COMMIT", State.TX_READY)
         shape(fields)
         transaction = self._transaction
-        self._transaction = None
         if transaction is None:
             raise Malformed("COMMIT without a transaction.")
-        request_id = new_request_id()
+        call = self._call(self._authorization, self._headers, transaction.database)
         with self._gateway.tracing.request("bolt COMMIT", self._transaction_trace) as trace:
-            trace.set("cyphergate.request_id", request_id)
+            trace.set("cyphergate.request_id", call.request_id)
             trace.set("cyphergate.transaction_id", transaction.id)
-            try:
-                bookmarks = await transaction.commit(request_id=request_id)
-            except CypherGateError as error:
+            try:  # by its caller, verified again, as over HTTP
+                await self._gateway.admit(call, transaction=transaction)
+                bookmarks = await transaction.commit(request_id=call.request_id)
+            except CypherGateError as error:  # RESET or the close rolls back what is open
                 trace.fail(error.reason)
-                await self._failure(error.code, f"{error.message} (request {request_id})")
+                await self._statement_failed(error, call)
                 return
+        self._transaction = None
+        self._release()
         self.state = State.READY
         await self._send(m.SUCCESS, ({"bookmark": bookmarks[-1]} if bookmarks else {},))
 
@@ -441,8 +440,9 @@ class Session:
             await result.abandon(cause=cause)
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
+            self._release()
             await transaction.rollback(cause="client" if cause == "client" else "closed")
 
-    def _routed_address(self) -> str:
-        address = self._routing.get("address")
-        return address if isinstance(address, str) and address else self._local_address
+    def _release(self) -> None:
+        give_back, self._give_back = self._give_back, nothing_held
+        give_back()

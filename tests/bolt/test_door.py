@@ -383,3 +383,61 @@ def test_an_auto_commit_statements_metadata_is_context_not_identity(
         ("outcome", None),
     ]
     assert trail[1]["rows"] == 50000
+
+
+def test_a_transaction_is_its_callers_and_bounded_per_identity(
+    stack: DevStack, status: dict[str, Any]
+) -> None:
+    """BEGIN verifies the caller again and names it on the transaction (its end record names it
+    though no statement ran), and one identity holds at most
+    ``server.max_transactions_per_identity`` (16) Bolt transactions across its connections: so
+    many held, each keeping a pooled Neo4j connection of the DAG's, starved every other caller
+    sharing the DAG."""
+    with bolt(status, neo4j.bearer_auth(stack.token("demo_reader"))) as driver:
+        sessions = [driver.session(database="neo4j") for _ in range(17)]
+        try:
+            held = [session.begin_transaction() for session in sessions[:16]]
+            with pytest.raises(Neo4jError) as refused:
+                sessions[16].begin_transaction().run("RETURN 1").consume()
+            assert refused.value.code == (
+                "Neo.TransientError.Transaction.MaximumTransactionLimitReached"
+            )
+            held[0].commit()  # a slot given back is a slot to take
+            again = sessions[0].begin_transaction()
+            assert again.run("RETURN 1 AS one").single(strict=True)["one"] == 1
+            again.rollback()
+            for transaction in held[1:]:
+                transaction.rollback()
+        finally:
+            for session in sessions:
+                session.close()
+    request_id = refused.value.message.rsplit("(request ", 1)[1].rstrip(")")
+    with AuditReader(stack.audit_path) as log:
+        (refusal,) = log.query(RecordFilter(request_id=request_id))
+        ends = list(log.query(RecordFilter(event="transaction")))[-17:]
+    assert refusal["error"]["reason"] == "max_transactions_per_identity"
+    assert refusal["principal"]["subject"]
+    # Every one of them ended on record, each naming its caller though none ran a statement.
+    assert all(r["principal"] and r["principal"]["dag"] == "demo_reader" for r in ends)
+
+
+def test_commit_verifies_the_caller_again(stack: DevStack, status: dict[str, Any]) -> None:
+    """A token that expired inside the transaction is refused at COMMIT, as over HTTP, and the
+    transaction is rolled back: nothing it wrote is kept."""
+    tag = f"late-{uuid.uuid4().hex[:8]}"
+    token = short_lived_token(stack, "demo_writer", seconds=3)
+    with (
+        bolt(status, neo4j.bearer_auth(token)) as driver,
+        driver.session(database="neo4j") as session,
+    ):
+        transaction = session.begin_transaction()
+        transaction.run("CREATE (:BoltLate {tag: $tag})", tag=tag).consume()
+        time.sleep(4)
+        with pytest.raises(Neo4jError) as refused:
+            transaction.commit()
+    assert refused.value.code == "Neo.ClientError.Security.TokenExpired"
+    with bolt(status, neo4j.bearer_auth(stack.token("demo_writer"))) as reader:
+        kept, _, _ = reader.execute_query(
+            "MATCH (n:BoltLate {tag: $tag}) RETURN count(n) AS c", tag=tag, database_="neo4j"
+        )
+    assert kept[0]["c"] == 0
