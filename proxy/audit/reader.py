@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import string
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -88,6 +89,9 @@ class AuditReader:
         if not path.exists():
             raise FileNotFoundError(f"no audit log at {path}")
         self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self._connection.create_function(
+            "statement_contains", 2, _statement_contains, deterministic=True
+        )
 
     def close(self) -> None:
         self._connection.close()
@@ -294,9 +298,11 @@ class AuditReader:
             )
             values += [flt.reason, flt.reason]
         if flt.text is not None:
-            escaped = flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            clauses.append("json_extract(body, '$.statement') LIKE ? ESCAPE '\\'")
-            values.append(f"%{escaped}%")
+            # In Python, not with LIKE: SQLite's string functions stop at a NUL, so text after
+            # one ("// \x00\nCREATE ...") would hide from every search. ``->`` hands over the
+            # statement as JSON text, where a NUL is still the escape ``\u0000``.
+            clauses.append("statement_contains(body -> '$.statement', ?)")
+            values.append(flt.text.translate(_ASCII_LOWER))
         if flt.label is not None:
             clauses.append(
                 "EXISTS (SELECT 1 FROM json_each(json_extract(body, '$.analysis.labels.read'))"
@@ -359,6 +365,19 @@ class AuditReader:
         for dag, hour, count in rows:
             counts.setdefault(dag, {})[str(hour)] = int(count)
         return counts
+
+
+# LIKE's rule, kept for the text filter: ASCII letters match either case, other letters only
+# their own.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _statement_contains(statement_json: str | None, lowered: str) -> bool:
+    """Whether a record's statement (JSON text: its NULs still escaped) holds ``lowered``."""
+    if statement_json is None:
+        return False
+    statement = json.loads(statement_json)
+    return isinstance(statement, str) and lowered in statement.translate(_ASCII_LOWER)
 
 
 def _columns_of(document: dict[str, Any]) -> tuple[Any, ...]:

@@ -84,6 +84,20 @@ def test_filters(tmp_path: Path) -> None:
     assert seqs(query(path, "--format", "json", "--text", "Secret%100")) == []
 
 
+def test_text_after_a_nul_is_found(tmp_path: Path) -> None:
+    """Found by review: SQLite's string functions stop at a NUL, so a statement sent as
+    ``WITH 1 AS a // \\x00\\nCREATE (:Label)`` ran and no text search could find its CREATE."""
+    path = tmp_path / "audit.sqlite3"
+    hidden = "WITH 1 AS a // \x00\nCREATE (:Hidden_Label)"
+    write(path, [event(1), replace(event(2), statement=hidden), event(3)])
+    assert seqs(query(path, "--format", "json", "--text", "Hidden_Label")) == [2]
+    # As LIKE matched before: ASCII letters in either case, and a NUL in the search itself.
+    assert seqs(query(path, "--format", "json", "--text", "create (:hidden")) == [2]
+    with AuditReader(path) as reader:
+        for text, found in (("// \x00\nCREATE", [2]), ("\x00x", []), ("RETURN", [1, 3])):
+            assert [r["seq"] for r in reader.query(RecordFilter(text=text))] == found, text
+
+
 def test_csv(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite3"
     write(path, events())
