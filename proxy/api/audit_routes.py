@@ -9,34 +9,49 @@ Every call is authorised by the audit-access policy and leaves an ``access`` rec
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 
 from proxy.api.state import client_address, runtime, start_request
 from proxy.audit.reader import BadFilter, RecordFilter
-from proxy.audit.record import EventKind
+from proxy.audit.record import EVENT_KINDS
 from proxy.errors import BadRequest
 from proxy.gateway.review import AuditReview
 
 router = APIRouter(prefix="/audit")
+Read = TypeVar("Read")
+_MAX_CHAIN = 200
 
 
-async def _authorized(request: Request) -> AuditReview:
-    """The review use case, once the bearer credential's identity may read the log."""
+async def _authorized(request: Request, read: Callable[[], Read]) -> tuple[AuditReview, Read]:
+    """The review use case, once the bearer credential's identity may read the log, and what
+    ``read`` makes of the request's parameters.
+
+    The parameters are plain text, read here and not by FastAPI: a value FastAPI refuses is a
+    422 before any route runs, so it left no ``access`` record. An unreadable one is a 400
+    naming it, recorded, and only for a caller who may read the log.
+    """
     request_id = start_request(request)
     review = runtime(request).review
     prove = review.bearer(request.headers.get("authorization"))
-    await review.authorize(prove, request_id, client_address(request))
-    return review
+    try:
+        value, refusal = read(), None
+    except BadFilter as exc:
+        value, refusal = None, BadRequest(str(exc), reason="bad_filter")
+    await review.authorize(prove, request_id, client_address(request), refusal=refusal)
+    if value is None:  # refused, and authorize raised it
+        raise AssertionError("unreachable")
+    return review, value
 
 
 @router.get("/records")
 async def records(
     request: Request,
     dag: str | None = None,
-    event: EventKind | None = None,
-    decision: Literal["allow", "deny"] | None = None,
+    event: str | None = None,
+    decision: str | None = None,
     database: str | None = None,
     principal: str | None = None,
     reason: str | None = None,
@@ -46,15 +61,16 @@ async def records(
     until: str | None = None,
     after: str | None = None,
     limit: str | None = None,
-    chain: Annotated[str | None, Query(max_length=200)] = None,
+    chain: str | None = None,
 ) -> dict[str, Any]:
     """One page of records matching the filters of ``audit query``, oldest first."""
-    review = await _authorized(request)
-    try:
-        flt = RecordFilter(
+
+    def read() -> RecordFilter:
+        chain_name(chain)
+        return RecordFilter(
             dag=dag,
-            event=event,
-            verdict=decision,
+            event=one_of(event, "event", EVENT_KINDS),
+            verdict=one_of(decision, "decision", ("allow", "deny")),
             database=database,
             subject=principal,
             reason=reason,
@@ -65,22 +81,34 @@ async def records(
             after_seq=None if after is None else record_number(after, "after", minimum=0),
             limit=100 if limit is None else record_number(limit, "limit", maximum=1000),
         )
-    except BadFilter as exc:
-        raise BadRequest(str(exc), reason="bad_filter") from exc
+
+    review, flt = await _authorized(request, read)
     return await review.records(flt, chain)
 
 
 @router.get("/records/{seq}/proof")
-async def proof(
-    request: Request, seq: str, chain: Annotated[str | None, Query(max_length=200)] = None
-) -> dict[str, Any]:
+async def proof(request: Request, seq: str, chain: str | None = None) -> dict[str, Any]:
     """What proves record ``seq`` of ``chain`` with nothing but the public key."""
-    review = await _authorized(request)
-    try:
-        number = record_number(seq, "seq")
-    except BadFilter as exc:
-        raise BadRequest(str(exc), reason="bad_filter") from exc
+
+    def read() -> int:
+        chain_name(chain)
+        return record_number(seq, "seq")
+
+    review, number = await _authorized(request, read)
     return await review.proof(number, chain)
+
+
+def one_of(text: str | None, name: str, choices: Iterable[str]) -> str | None:
+    """``text``, if it is one of ``choices`` (or not given)."""
+    if text is None or text in choices:
+        return text
+    raise BadFilter(f"{name}: expected one of {', '.join(choices)}")
+
+
+def chain_name(text: str | None) -> None:
+    """Refuse a ``chain`` no replica could have (``audit.chain_id`` is short)."""
+    if text is not None and len(text) > _MAX_CHAIN:
+        raise BadFilter(f"chain: expected at most {_MAX_CHAIN} characters")
 
 
 _MAX_SEQ = 2**63 - 1  # SQLite's INTEGER

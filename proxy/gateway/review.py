@@ -69,9 +69,19 @@ class AuditReview:
         return lambda: self._authenticator.authenticate(authorization)
 
     async def authorize(
-        self, prove: IdentityProof, request_id: str, client: str | None
+        self,
+        prove: IdentityProof,
+        request_id: str,
+        client: str | None,
+        *,
+        refusal: CypherGateError | None = None,
     ) -> Identity:
-        """The caller, if the policy lets it read the log; raise otherwise. Recorded either way."""
+        """The caller, if the policy lets it read the log; raise otherwise. Recorded either way.
+
+        ``refusal`` (a request the caller got wrong, such as an unreadable filter) is raised
+        and recorded once the caller may read, and only then: who may not read learns nothing
+        about their request but that, and every request leaves its record.
+        """
         started = self._clock()
         event = AuditEvent(
             event="access", time=utc_timestamp(started), request_id=request_id, client=client
@@ -95,6 +105,8 @@ class AuditReview:
             )
             if not decision.allow:
                 error = PolicyDenied(list(decision.reasons))
+            elif refusal is not None:
+                error = refusal
         except CypherGateError as caught:
             error = caught
         await self._audit.append(

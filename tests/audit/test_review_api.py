@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from proxy.audit.checkpoint import load_public_key, verify_proof
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from tests.conftest import changed_policy_data
 
@@ -132,6 +133,10 @@ def test_a_reviewer_removed_from_the_policy_is_refused_at_the_next_request(
         ("/audit/records", {"limit": "0"}, "limit: expected a number from 1 to 1000"),
         ("/audit/records/99999999999999999999999/proof", {}, "seq: expected a whole number"),
         ("/audit/records/%C2%B2/proof", {}, "seq: expected a whole number"),
+        ("/audit/records", {"event": "<bogus>"}, "event: expected one of decision, outcome"),
+        ("/audit/records", {"decision": "maybe"}, "decision: expected one of allow, deny"),
+        ("/audit/records", {"chain": "x" * 201}, "chain: expected at most 200 characters"),
+        ("/audit/records/1/proof", {"chain": "x" * 201}, "chain: expected at most 200"),
     ],
 )
 def test_odd_filter_values_are_clear_400s(
@@ -146,3 +151,23 @@ def test_odd_filter_values_are_clear_400s(
     assert error["code"] == "Neo.ClientError.Request.Invalid"
     assert error["message"].startswith(named)
     assert answer.headers["X-CypherGate-Request-ID"]
+
+
+def test_every_request_is_authorized_and_recorded_before_its_parameters_are_read(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """Found by review: FastAPI refused a typed parameter (``event=<bogus>``, a long ``chain``)
+    with a 422 echoing it before the route asked who was calling, so the request left no
+    ``access`` record, with a credential or without one."""
+    reader = {"Authorization": "Bearer " + stack.token("demo_reader")}
+    expected = {401: "missing_credential", 403: "policy_denied", 400: "bad_filter"}
+    for headers, status in ((None, 401), (reader, 403), (bearer(stack, "demo_auditor"), 400)):
+        for params in ({"event": "<bogus>"}, {"chain": "x" * 201}):
+            answer = gateway.get("/audit/records", params=params, headers=headers)
+            assert answer.status_code == status, answer.text
+            assert "<bogus>" not in answer.text and "xxx" not in answer.text
+            request_id = answer.headers["X-CypherGate-Request-ID"]
+            with AuditReader(stack.audit_path) as log:
+                (access,) = log.query(RecordFilter(request_id=request_id))
+            assert access["event"] == "access" and access["status"] == status
+            assert access["error"]["reason"] == expected[status]
