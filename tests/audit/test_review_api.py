@@ -171,3 +171,23 @@ def test_every_request_is_authorized_and_recorded_before_its_parameters_are_read
                 (access,) = log.query(RecordFilter(request_id=request_id))
             assert access["event"] == "access" and access["status"] == status
             assert access["error"]["reason"] == expected[status]
+
+
+def test_two_authorization_headers_are_refused_and_recorded(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """Found by review: the API read the first of two ``Authorization`` headers, so a reviewer's
+    token followed by anything (what a proxy in front reading the last one checked) was a 200.
+    The query door refuses the same request (several_credentials); so does the API now."""
+    auditor = bearer(stack, "demo_auditor")["Authorization"]
+    for first, second in ((auditor, "Bearer garbage"), ("Bearer garbage", auditor)):
+        twice = [("Authorization", first), ("Authorization", second)]
+        for path in ("/audit/records?limit=1", "/audit/records/1/proof"):
+            answer = gateway.get(path, headers=twice)
+            assert answer.status_code == 401, answer.text
+            request_id = answer.headers["X-CypherGate-Request-ID"]
+            with AuditReader(stack.audit_path) as log:
+                (access,) = log.query(RecordFilter(request_id=request_id))
+            assert access["event"] == "access" and access["status"] == 401
+            assert access["error"]["reason"] == "several_credentials"
+    assert gateway.get("/audit/records?limit=1", headers={"Authorization": auditor}).is_success
