@@ -27,17 +27,39 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.middleware.sessions import SessionMiddleware
 
 from proxy.api.audit_routes import record_number
 from proxy.api.state import SignIn, client_address, runtime, start_request
 from proxy.audit.reader import BadFilter, RecordFilter, utc_bound
-from proxy.audit.record import EVENT_KINDS, flat_record
+from proxy.audit.record import EVENT_KINDS, flat_record, visible
 from proxy.errors import AuditChainNotFound, CypherGateError, PolicyDenied
 from proxy.principal import Identity
 
 HERE = Path(__file__).parent
-TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+
+
+def _shown(value: Any) -> Any:
+    """What a template prints, with its control and format characters as escapes
+    (:func:`~proxy.audit.record.visible`): records hold what callers sent, and a bidirectional
+    override in a statement must not make the page show another. Line breaks and tabs stay for
+    the statement's layout. The escapes are ASCII letters, digits and backslashes, so text
+    already escaped for HTML stays so."""
+    if isinstance(value, Markup):  # escaped already (join's output): escapes add no markup
+        return Markup(visible(value, keep=" \n\t"))  # noqa: S704
+    return visible(value, keep=" \n\t") if isinstance(value, str) else value
+
+
+# finalize: every value a template prints goes through _shown, whatever field it is.
+TEMPLATES = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(),
+        finalize=_shown,
+    )
+)
 PAGE_SIZE = 50
 CHART_HOURS = 24
 # authlib's client talks to the provider through httpx2, whose errors are not OSErrors.

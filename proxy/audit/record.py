@@ -135,6 +135,24 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def visible(text: str, keep: str = " ") -> str:
+    """``text`` with every control and format character not in ``keep`` written as an escape
+    (``\\x1b``, ``\\u202e``).
+
+    Records hold what callers sent, and any identity can send a statement. What shows them to a
+    reviewer (``audit query``, the reviewers' page) must show them as sent: an escape sequence
+    could rewrite a terminal's screen, hide a line or set its title, and a bidirectional
+    override or isolate (``\\u202e``, ``\\u2066``) reorders what is shown, so that a statement
+    reads as another.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or char in keep else char.encode("unicode_escape").decode()
+        for char in text
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """Proof that a record is durable: its place and hash in the chain."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_timestamp
+from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_timestamp, visible
 from proxy.chains import replica_chains
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
@@ -393,8 +393,8 @@ def _cell(value: Any, width: int | None = 60) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return terminal_safe(",".join(str(v) for v in value)) or "-"
-    text = terminal_safe(" ".join(str(value).split()))
+        return visible(",".join(str(v) for v in value)) or "-"
+    text = visible(" ".join(str(value).split()))
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
@@ -410,19 +410,3 @@ def _csv_cell(value: Any) -> str:
     after a quote mark, as spreadsheets themselves write text that looks like a formula."""
     text = _cell(value, width=None)
     return "'" + text if text != "-" and text.startswith(_FORMULA_STARTS) else text
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` with every control and format character written as an escape (``\\x1b``,
-    ``\\u202e``).
-
-    Records hold what callers sent, any identity can send a statement, and a reviewer's
-    terminal must not run it: an escape sequence could rewrite the screen, hide a line or
-    set the window title, and bidirectional overrides reorder what is shown.
-    """
-    if text.isprintable():
-        return text
-    return "".join(
-        char if char.isprintable() or char == " " else char.encode("unicode_escape").decode()
-        for char in text
-    )

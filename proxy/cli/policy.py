@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.cli.audit import log_source_options, log_sources, terminal_safe
+from proxy.audit.record import visible
+from proxy.cli.audit import log_source_options, log_sources
 from proxy.settings import OPASettings, load_settings
 
 _OPA_HELP = "the opa binary (default: opa on PATH, else the devstack's)"
@@ -111,7 +112,7 @@ def _policy_explain(args: argparse.Namespace) -> int:
         verdict += " (shadow mode: it would run and be recorded)"
     print(f"{verdict} for DAG {args.dag} on {args.database}")
     for reason in decision["reasons"]:
-        print(f"  reason: {terminal_safe(reason)}")
+        print(f"  reason: {visible(reason)}")
     print(f"  constraints: {json.dumps(decision['constraints'], sort_keys=True)}")
     print(f"  policy revision: {decision['policy_revision']}")
     print("analysis:")
@@ -146,7 +147,7 @@ def _policy_replay(args: argparse.Namespace) -> int:
             now = "allow" if change["now_allow"] else "deny " + ",".join(change["now_reasons"])
             statement = (change["statement"] or "").replace("\n", " ")[:60]
             line = f"#{change['seq']} {change['time']} {change['dag']}: {was} -> {now}  {statement}"
-            print(terminal_safe(line))  # recorded text, as any caller sent it
+            print(visible(line))  # recorded text, as any caller sent it
         print(
             f"{summary.replayed} decisions replayed, {summary.changed} would change"
             f" ({summary.skipped} records without an analysis skipped)"

@@ -7,9 +7,11 @@ decides who is a reviewer; every page view is itself on the record.
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -228,3 +230,27 @@ def test_unreadable_filters_are_a_400_page_naming_them(
         answer = page.goto(audit_page["url"] + path)
         assert answer is not None and answer.status == 400, path
         assert "expected a whole number" in page.inner_text("body")
+
+
+def test_format_characters_a_caller_sent_show_as_escapes(
+    stack: DevStack, gateway: httpx.Client, page: Page, audit_page: dict[str, Any]
+) -> None:
+    """Found by review: a statement's bidirectional override (U+202E) or isolate (U+2066) was
+    shown raw, so the page could show a statement as another (``DELETE`` read as ``ETELED``)."""
+    marker = "bidi_" + uuid.uuid4().hex[:8]
+    statement = f"RETURN '{marker}' AS x // \u202eDELETE\u2066 (n)"
+    sent = gateway.post(
+        "/db/neo4j/query/v2",
+        json={"statement": statement},
+        headers={"Authorization": stack.auth_header("demo_reader")},
+    )
+    assert sent.status_code == 202, sent.text
+    sign_in(page, audit_page, "demo_reviewer")
+    page.goto(audit_page["url"] + "?" + urlencode({"text": marker}))
+    row = page.locator("table.records tbody tr", has_text=marker).first
+    assert "\\u202eDELETE\\u2066 (n)" in row.inner_text()
+    row.locator("a").first.click()
+    page.wait_for_load_state()
+    assert "// \\u202eDELETE\\u2066 (n)" in page.inner_text("dl.record")
+    for shown in (page.content(), page.inner_text("body")):
+        assert "\u202e" not in shown and "\u2066" not in shown
