@@ -167,17 +167,3 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def _within(host: str, networks: Sequence[IPNetwork]) -> bool:
     address = _address(host)
     return address is not None and any(address in network for network in networks)
-
-
-def combined(headers: Headers) -> Headers:
-    """The headers as HTTP combines a field sent more than once: its values joined by ", "
-    (RFC 9110, 5.3). So an ``Authorization`` or ``X-CypherGate-DAG`` sent twice is refused
-    (no credential or DAG id holds a comma), never read as whichever came first, which a
-    proxy in front reading the last would not have checked."""
-    raw = headers.raw
-    if len({name for name, _ in raw}) == len(raw):
-        return headers
-    joined: dict[bytes, list[bytes]] = {}
-    for name, value in raw:
-        joined.setdefault(name, []).append(value)
-    return Headers(raw=[(name, b", ".join(values)) for name, values in joined.items()])
