@@ -44,6 +44,16 @@ def problem(path: Path, key: Ed25519PrivateKey | None) -> ChainProblem | None:
         return next((s for s in reader.verify(public) if isinstance(s, ChainProblem)), None)
 
 
+def tamper(path: Path, *statements: str) -> None:
+    """Run ``statements`` on the log as whoever can write its file can: triggers dropped."""
+    with sqlite3.connect(path) as db:
+        triggers = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        for (name,) in triggers:
+            db.execute(f"DROP TRIGGER {name}")
+        for statement in statements:
+            db.execute(statement)
+
+
 @pytest.fixture
 def key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
@@ -60,9 +70,7 @@ def test_checkpoints_are_written_and_verify(tmp_path: Path, key: Ed25519PrivateK
 def test_truncated_tail_is_caught(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.sqlite3"
     write(path, key, 23)
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TRIGGER records_no_delete")
-        db.execute("DELETE FROM records WHERE seq > 18")
+    tamper(path, "DELETE FROM records WHERE seq > 18")
     found = problem(path, key)
     assert found is not None and found.seq == 19 and "cut short" in found.why
 
@@ -83,9 +91,7 @@ def test_forged_chain_with_its_own_checkpoints_is_caught(
 def test_altered_checkpoint_is_caught(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     path = tmp_path / "audit.sqlite3"
     write(path, key, 12)
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TRIGGER checkpoints_no_update")
-        db.execute("UPDATE checkpoints SET record_seq = 9 WHERE record_seq = 10")
+    tamper(path, "UPDATE checkpoints SET record_seq = 9 WHERE record_seq = 10")
     found = problem(path, key)
     assert found is not None and "checkpoint 2 has no valid signature" in found.why
 
@@ -155,11 +161,9 @@ def test_a_rolled_back_and_rewritten_tail_proves_nothing(
 ) -> None:
     path = tmp_path / "audit.sqlite3"
     write(path, key, 23)
-    with sqlite3.connect(path) as db:
-        for trigger in ("records_no_delete", "checkpoints_no_delete"):
-            db.execute(f"DROP TRIGGER {trigger}")
-        db.execute("DELETE FROM checkpoints WHERE record_seq > 10")
-        db.execute("DELETE FROM records WHERE seq > 10")
+    tamper(
+        path, "DELETE FROM checkpoints WHERE record_seq > 10", "DELETE FROM records WHERE seq > 10"
+    )
     forged = ChainFile(path)  # the forger's own writer: no key
     forged.open()
     forged.write([event(n) for n in range(30, 43)])
@@ -182,9 +186,7 @@ def test_checkpoints_of_two_chains_in_one_log_are_caught(
 ) -> None:
     path = tmp_path / "audit.sqlite3"
     write(path, key, 12)
-    with sqlite3.connect(path) as db:
-        db.execute("DROP TRIGGER checkpoints_no_update")
-        db.execute("UPDATE checkpoints SET chain = 'other' WHERE record_seq = 10")
+    tamper(path, "UPDATE checkpoints SET chain = 'other' WHERE record_seq = 10")
     assert "seals chain 'other', not 'gateway'" in str(problem(path, None))
 
 
