@@ -7,6 +7,7 @@ query columns agree with its body, and the signed checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import string
@@ -125,15 +126,22 @@ class AuditReader:
         writer was killed and has not started since; either way nothing proves it.
         """
         hashes: dict[int, str] = {}
-        for step in self._verify_records(hashes):
-            yield step
-            if isinstance(step, ChainProblem):
-                return
-        problem = self._check_checkpoints(hashes, public_key, chain)
-        if problem is None and public_key is not None and sealed_before is not None:
-            problem = self._unsealed(sealed_before)
-        if problem is not None:
-            yield problem
+        # One snapshot for records and checkpoints: a checkpoint the writer adds meanwhile
+        # would seem to cover records this read does not hold ("cut short").
+        self._connection.execute("BEGIN")
+        try:
+            for step in self._verify_records(hashes):
+                yield step
+                if isinstance(step, ChainProblem):
+                    return
+            problem = self._check_checkpoints(hashes, public_key, chain)
+            if problem is None and public_key is not None and sealed_before is not None:
+                problem = self._unsealed(sealed_before)
+            if problem is not None:
+                yield problem
+        finally:  # (the connection may be closed already, if the caller stopped early)
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                self._connection.execute("COMMIT")
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every checkpoint, oldest first (none in a log written before checkpoints existed)."""

@@ -48,10 +48,12 @@ def register(commands: Any) -> None:
         "--sealed-within",
         type=float,
         metavar="SECONDS",
-        help="with a key, fail on any record older than this that no checkpoint covers (default"
-        " twice the configured audit.checkpoint_interval_s, else 120; 0: do not check). A"
-        " running writer signs its tail within its interval, idle or not, and a restarted one at"
-        " once: older unsigned records were rewritten, or their writer was killed",
+        help="with a key, fail on any record older than this that no checkpoint covers (with"
+        " --config, by default twice its audit.checkpoint_interval_s; with --log, not checked"
+        " unless given: give twice the gateway's interval; 0: do not check). A running writer"
+        " signs its tail within its interval, idle or not, and a restarted one at once: older"
+        " unsigned records were rewritten, or their writer was killed. Verifying a copy taken"
+        " from a running gateway, add the copy's age",
     )
     verify.add_argument(
         "--unanswered-after",
@@ -171,9 +173,9 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         started = time.monotonic()
         chain = args.chain or (audit.chain_id if audit is not None else None)
         window = args.sealed_within
-        if window is None:
-            window = 2 * (audit.checkpoint_interval_s if audit is not None else 60.0)
-        sealed_before = utc_timestamp(time.time() - window) if window > 0 else None
+        if window is None and audit is not None:
+            window = 2 * audit.checkpoint_interval_s
+        sealed_before = utc_timestamp(time.time() - window) if window else None
         for step in reader.verify(public_key, chain=chain, sealed_before=sealed_before):
             if isinstance(step, ChainProblem):
                 problem = step
@@ -200,6 +202,7 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
                     "verified": checked,
                     "checkpoints": checkpoints,
                     "signatures_checked": public_key is not None,
+                    "sealed_before": sealed_before if public_key is not None else None,
                     "problem": None
                     if problem is None
                     else {"seq": problem.seq, "why": problem.why},
@@ -213,6 +216,8 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         )
     elif problem is None:
         signatures = "signatures checked" if public_key is not None else "signatures NOT checked"
+        if public_key is not None and sealed_before is None:
+            signatures += ", unsigned tail not looked for (--sealed-within)"
         print(
             f"OK: {checked} records, hash chain intact, {checkpoints} checkpoints"
             f" ({signatures}) ({path})"

@@ -238,7 +238,10 @@ def without_secrets(statement: str) -> str:
     statement is returned as it is."""
     if "\\u" not in statement and _SECRET_WORD not in statement.lower():
         return statement
-    text = decode_unicode_escapes(statement)
+    try:
+        text = decode_unicode_escapes(statement)
+    except UnreadableText:  # a broken escape, which Neo4j refuses: the others still read
+        text = _ESCAPE.sub(lambda escape: chr(int(escape.group(1), 16)), statement)
     try:
         found = _lexed(text)
     except UnreadableText:

@@ -260,3 +260,20 @@ def test_a_proof_proves_only_the_record_and_chain_it_names(
     assert not verify_proof({**proof, "seq": 3}, public)  # relabelled
     assert not verify_proof(proof, public, chain="replica-b")
     assert not verify_proof({**proof, "checkpoint": {"chain": "x"}}, public)
+
+
+def test_verify_reads_records_and_checkpoints_as_of_one_moment(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    """A checkpoint the writer adds while verify reads would seem to cover records it had not
+    read ("cut short"): both are read in one snapshot."""
+    path = tmp_path / "audit.sqlite3"
+    writer = ChainFile(path, signing_key=key, checkpoint_every=1)
+    writer.open()
+    writer.write([event(1)])
+    with AuditReader(path) as reader:
+        steps = reader.verify(key.public_key())
+        assert next(steps) == 1
+        writer.write([event(2), event(3)])  # and a checkpoint over them
+        assert list(steps) == []
+    writer.close()

@@ -210,6 +210,9 @@ def test_the_scanner_follows_neo4j_through_known_tricks(
             "RETURN 'a' // 'b\nCREATE USER c SET PASSWORD '******'",
         ),
         ("CALL dbms.security.changePassword('n')", "CALL dbms.security.changePassword('******')"),
+        # A broken escape (Neo4j refuses the statement): recorded as sent, or hidden all the same.
+        ("RETURN 'C:\\users'", "RETURN 'C:\\users'"),
+        ("SET PASS\\u0057ORD 'x' \\uZZ", "SET PASSWORD '******' \\uZZ"),
         (
             "MATCH (u) WHERE u.`Password` = 'p' RETURN u",
             "MATCH (u) WHERE u.`Password` = '******' RETURN u",
