@@ -110,8 +110,11 @@ def unwind(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
 
 
 def element_of(expr: Expr, env: Env) -> Binding:
-    """What an element of a list holds: for a list of variables, what any of them holds (no
-    new entity: those were read where they were found); for anything else, a value."""
+    """What an element of a list holds: for a list of variables, what any of them holds, and
+    for a path's ``relationships``, a relationship (no new entity: those were read where they
+    were found); for anything else, a value."""
+    if expr.kind == "call" and expr.text == "relationships" and len(expr.args) == 1:
+        return Binding("rel")  # of a path, or of one Neo4j inlines: (a)-[anon_0]->(m)
     if (
         expr.kind == "list"
         and expr.args

@@ -147,9 +147,12 @@ def _delete(reader: Reader, target: Expr, env: Env, *, detach: bool) -> None:
     _write_to(reader.facts, target, env)
     if detach:  # every relationship of the node goes too, whatever its type
         reader.facts.add("rel_types_written", None)
-    elif not (target.kind == "var" and target.text in env and env[target.text].kind == "rel"):
-        # A node (or a path's nodes) with a relationship left fails at commit: whether it
-        # failed tells of relationships of any type, to nodes of any label.
+    if detach or not (
+        target.kind == "var" and target.text in env and env[target.text].kind == "rel"
+    ):
+        # A node (or a path's nodes) deleted with a relationship left fails at commit, and one
+        # detached counts them in relationshipsDeleted: either tells of relationships of any
+        # type, to nodes of any label.
         reader.facts.add("rel_types_read", None)
         reader.facts.add("labels_read", None)
 

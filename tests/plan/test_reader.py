@@ -137,8 +137,15 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         {"labels_written": {S}, "rel_types_written": {S}, "deletes": True},
     ),
     (
+        # Its relationshipsDeleted counts relationships of any type, to nodes of any label.
         "MATCH (n:Person) DETACH DELETE n",
-        {"labels_written": {"Person"}, "rel_types_written": {S}, "deletes": True},
+        {
+            "labels_written": {"Person"},
+            "rel_types_written": {S},
+            "deletes": True,
+            "labels_read": {"Person", S},
+            "rel_types_read": {S},
+        },
     ),
     (
         "MATCH ()-[r:ACTED_IN]->() DELETE r",
@@ -168,6 +175,15 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         {"labels_written": {"Person", S}},
     ),
     ("MATCH (n) WHERE elementId(n) = $id DETACH DELETE n", {"labels_written": {S}}),
+    # A relationship deleted always commits: deleting one taken from a path reads nothing more.
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]->(m:Movie) UNWIND relationships(p) AS r DELETE r",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"ACTED_IN"}, "deletes": True},
+    ),
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]->(m:Movie) FOREACH (r IN relationships(p) | DELETE r)",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"ACTED_IN"}, "deletes": True},
+    ),
     # property and label writes
     (
         "MATCH (n:Person) SET n.x = 1",
