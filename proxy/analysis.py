@@ -23,6 +23,7 @@ from proxy.epoch import LocalEpoch
 from proxy.errors import BadRequest
 from proxy.metrics import Metrics
 from proxy.plan import PlanFacts, read_plan
+from proxy.plan.constraints import Constraint, compared_on_write
 from proxy.plan.text import execution_mode
 from proxy.statement import Plan, QueryType
 from proxy.tracing import OFF, Step
@@ -164,6 +165,10 @@ class Planner(Protocol):
 
     async def plan(self, database: str, statement: str) -> Plan: ...
 
+    async def constraints(self, database: str) -> tuple[Constraint, ...]:
+        """The database's constraints that compare an entity with others (uniqueness, keys)."""
+        ...
+
 
 class PlanReader:
     """An :class:`Explainer` over a :class:`Planner`: Neo4j plans, :func:`read_plan` reads."""
@@ -187,4 +192,6 @@ class PlanReader:
             )
         plan = await self._planner.plan(database, statement)
         facts = read_plan(plan.operators, statement=statement)
+        if facts.labels_written or facts.rel_types_written or facts.properties_written:
+            facts = compared_on_write(facts, await self._planner.constraints(database))
         return Analysis(query_type=plan.query_type, facts=facts)

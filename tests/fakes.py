@@ -34,6 +34,7 @@ from proxy.errors import (
 from proxy.neo4j.logins import Login
 from proxy.neo4j.secret_sources import Credential
 from proxy.plan import PlanFacts
+from proxy.plan.constraints import Constraint
 from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
 from proxy.statement import JSON, AccessMode, Execution, Opening, Plan, Summary
@@ -93,6 +94,9 @@ class FakePlanner:
     async def plan(self, database: str, statement: str) -> Plan:
         self.planned.append(f"{database}: {statement}")
         return Plan(query_type="r", operators={"operatorType": "ProduceResults@neo4j"})
+
+    async def constraints(self, database: str) -> tuple[Constraint, ...]:
+        return ()
 
 
 @dataclass

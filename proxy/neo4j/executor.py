@@ -22,7 +22,7 @@ gateway's own login, given at construction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import neo4j
@@ -40,6 +40,8 @@ from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
 from proxy.neo4j.errors import translated, translated_errors
 from proxy.neo4j.logins import Login
 from proxy.neo4j.row_limit import RowBudget
+from proxy.neo4j.shown import notifications, shown_plan
+from proxy.plan.constraints import COMPARING, Constraint
 from proxy.statement import (
     JSON,
     AccessMode,
@@ -123,6 +125,29 @@ class Neo4jExecutor:
         if not summary.plan:  # nothing to read the facts from: never guess
             raise GraphFailed(reason="explain_without_plan")
         return Plan(query_type=query_type, operators=summary.plan)
+
+    async def constraints(self, database: str) -> tuple[Constraint, ...]:
+        """The constraints on ``database`` that compare an entity with others
+        (:mod:`proxy.plan.constraints`), as the gateway's own user."""
+        return await self._own.attempt(lambda: self._constraints(database))
+
+    async def _constraints(self, database: str) -> tuple[Constraint, ...]:
+        async with (
+            translated_errors(),
+            self._driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as s,
+        ):
+            result = await s.run(
+                "SHOW CONSTRAINTS YIELD type, entityType, labelsOrTypes, properties"
+                " WHERE type IN $kinds RETURN entityType, labelsOrTypes, properties",
+                kinds=list(COMPARING),
+            )
+            rows = await result.values()
+        return tuple(
+            Constraint(entity, name, frozenset(properties or ()))
+            for entity, names, properties in rows
+            if entity in ("NODE", "RELATIONSHIP")
+            for name in names or ()
+        )
 
     @contextlib.asynccontextmanager
     async def run(self, execution: Execution, login: Login) -> AsyncIterator[RowStream]:
@@ -360,65 +385,6 @@ async def _closed(session: AsyncSession) -> None:
     """Close ``session``; failing to (its connection already lost) leaves nothing to undo."""
     with contextlib.suppress(Exception):
         await session.close()
-
-
-# Neo4j's warnings that a name is unknown: whether one exists anywhere in the database (on
-# nodes the caller may not read too) is not the caller's to learn, so none reaches it.
-UNKNOWN_NAME_WARNINGS = frozenset(
-    f"Neo.ClientNotification.Statement.Unknown{kind}Warning"
-    for kind in ("PropertyKey", "Label", "RelationshipType")
-)
-# What Neo4j's plan estimates from its counts of the whole graph (nodes of a label, relationships
-# of a type between labels, unreadable ones included): never shown to a caller.
-_ESTIMATES = frozenset({"EstimatedRows"})
-
-
-def shown_plan(plan: object) -> dict[str, Any] | None:
-    """The plan of a caller's own ``EXPLAIN`` as it may see it: every operator without Neo4j's
-    estimates (``EstimatedRows`` is a count of what the grant may not read)."""
-    if not isinstance(plan, Mapping):
-        return None
-    shown = dict(plan)
-    args = shown.get("args")
-    if isinstance(args, Mapping):
-        shown["args"] = {k: v for k, v in args.items() if k not in _ESTIMATES}
-    children = shown.get("children")
-    if isinstance(children, list):
-        shown["children"] = [shown_plan(child) or {} for child in children]
-    return shown
-
-
-def notifications(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    """Neo4j's notifications (deprecations, performance hints) in the form Bolt 5.4 and the
-    Query API give them (``code``, ``title``, ``description``, ``severity``, ``category``,
-    ``position``), from the summary's ``notifications`` or, on newer Bolt, its GQL
-    ``statuses``; never one of :data:`UNKNOWN_NAME_WARNINGS`."""
-    return tuple(n for n in _notifications(metadata) if n.get("code") not in UNKNOWN_NAME_WARNINGS)
-
-
-def _notifications(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    found = metadata.get("notifications")
-    if isinstance(found, list):
-        return tuple(n for n in found if isinstance(n, dict))
-    statuses = metadata.get("statuses")
-    if not isinstance(statuses, list):
-        return ()
-    converted: list[dict[str, Any]] = []
-    for status in statuses:
-        if not (isinstance(status, dict) and "neo4j_code" in status):
-            continue  # a status that is no notification (success, no data)
-        record = status.get("diagnostic_record") or {}
-        notification = {
-            "code": status["neo4j_code"],
-            "title": status.get("title", ""),
-            "description": status.get("description", ""),
-            "severity": record.get("_severity", ""),
-            "category": record.get("_classification", ""),
-        }
-        if isinstance(record.get("_position"), dict):
-            notification["position"] = record["_position"]
-        converted.append(notification)
-    return tuple(converted)
 
 
 def _query_type(value: object) -> QueryType | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.neo4j.executor import notifications, shown_plan
+from proxy.neo4j.shown import notifications, shown_plan
 from proxy.statement import QueryType, Summary
 
 # Bolt's summary counters, by the name the gateway gives them (the Query API's).

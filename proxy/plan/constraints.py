@@ -1,0 +1,52 @@
+"""What a write reads through the database's constraints.
+
+A uniqueness or key constraint compares the entity a statement writes with every other entity
+of its label or type: a write that breaks one fails (at write time or at commit, naming the
+other entity and its value), so whether it failed tells whether some node of that label holds
+the value, readable by the grant or not. A grant that reads :Person and writes its ``email``
+learned so, one guess per statement, whether any :Account held an address, when an admin had
+made ``Account.email`` unique and a node was both (found by review). So a statement that writes
+a property such a constraint covers, or the label or type it is on, reads that label or type.
+Existence and type constraints check the written entity alone, and tell nothing of others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from proxy.plan import ANY, PlanFacts
+
+# SHOW CONSTRAINTS' ``type`` of those that compare an entity with others.
+COMPARING = ("UNIQUENESS", "NODE_KEY", "RELATIONSHIP_UNIQUENESS", "RELATIONSHIP_KEY")
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """One constraint that compares: on nodes of ``name`` (a label) or relationships of ``name``
+    (a type), over ``properties``."""
+
+    entity: Literal["NODE", "RELATIONSHIP"]
+    name: str
+    properties: frozenset[str]
+
+
+def compared_on_write(facts: PlanFacts, constraints: tuple[Constraint, ...]) -> PlanFacts:
+    """``facts``, also reading each label or type whose constraint a write of theirs may break
+    (its properties written, any property written, or its label or type written)."""
+    written = facts.properties_written
+    labels, types = set(facts.labels_read), set(facts.rel_types_read)
+    for constraint in constraints:
+        names_written = (
+            facts.labels_written if constraint.entity == "NODE" else facts.rel_types_written
+        )
+        if (
+            ANY in written
+            or not written.isdisjoint(constraint.properties)
+            or constraint.name in names_written
+            or ANY in names_written
+        ):
+            (labels if constraint.entity == "NODE" else types).add(constraint.name)
+    if labels == facts.labels_read and types == facts.rel_types_read:
+        return facts
+    return replace(facts, labels_read=frozenset(labels), rel_types_read=frozenset(types))
