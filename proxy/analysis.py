@@ -23,9 +23,9 @@ from proxy.epoch import LocalEpoch
 from proxy.errors import BadRequest
 from proxy.metrics import Metrics
 from proxy.plan import PlanFacts, read_plan
-from proxy.plan.constraints import Constraint, compared_on_write
+from proxy.plan.constraints import compared_on_write
 from proxy.plan.text import execution_mode
-from proxy.statement import Plan, QueryType
+from proxy.statement import Constraint, Plan, QueryType
 from proxy.tracing import OFF, Step
 
 

@@ -108,3 +108,18 @@ class RecordStream(RowStream, Protocol):
     Iterate either the rows or the records, once."""
 
     def records(self) -> AsyncIterator[bytes]: ...
+
+
+# SHOW CONSTRAINTS' ``type`` of those that compare an entity with others
+# (:mod:`proxy.plan.constraints` says what a write reads through them).
+COMPARING_CONSTRAINTS = ("UNIQUENESS", "NODE_KEY", "RELATIONSHIP_UNIQUENESS", "RELATIONSHIP_KEY")
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """One constraint that compares: on nodes of ``name`` (a label) or relationships of ``name``
+    (a type), over ``properties``."""
+
+    entity: Literal["NODE", "RELATIONSHIP"]
+    name: str
+    properties: frozenset[str]

@@ -34,10 +34,9 @@ from proxy.errors import (
 from proxy.neo4j.logins import Login
 from proxy.neo4j.secret_sources import Credential
 from proxy.plan import PlanFacts
-from proxy.plan.constraints import Constraint
 from proxy.policy import AccessDecision, Decision, Preflight
 from proxy.principal import Identity
-from proxy.statement import JSON, AccessMode, Execution, Opening, Plan, Summary
+from proxy.statement import JSON, AccessMode, Constraint, Execution, Opening, Plan, Summary
 from proxy.tracing import OFF, Step
 
 READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")

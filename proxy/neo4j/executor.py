@@ -41,10 +41,11 @@ from proxy.neo4j.errors import translated, translated_errors
 from proxy.neo4j.logins import Login
 from proxy.neo4j.row_limit import RowBudget
 from proxy.neo4j.shown import notifications, shown_plan
-from proxy.plan.constraints import COMPARING, Constraint
 from proxy.statement import (
+    COMPARING_CONSTRAINTS,
     JSON,
     AccessMode,
+    Constraint,
     Execution,
     Opening,
     Plan,
@@ -139,7 +140,7 @@ class Neo4jExecutor:
             result = await s.run(
                 "SHOW CONSTRAINTS YIELD type, entityType, labelsOrTypes, properties"
                 " WHERE type IN $kinds RETURN entityType, labelsOrTypes, properties",
-                kinds=list(COMPARING),
+                kinds=list(COMPARING_CONSTRAINTS),
             )
             rows = await result.values()
         return tuple(

@@ -12,23 +12,10 @@ Existence and type constraints check the written entity alone, and tell nothing 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
 from proxy.plan import ANY, PlanFacts
-
-# SHOW CONSTRAINTS' ``type`` of those that compare an entity with others.
-COMPARING = ("UNIQUENESS", "NODE_KEY", "RELATIONSHIP_UNIQUENESS", "RELATIONSHIP_KEY")
-
-
-@dataclass(frozen=True, slots=True)
-class Constraint:
-    """One constraint that compares: on nodes of ``name`` (a label) or relationships of ``name``
-    (a type), over ``properties``."""
-
-    entity: Literal["NODE", "RELATIONSHIP"]
-    name: str
-    properties: frozenset[str]
+from proxy.statement import Constraint
 
 
 def compared_on_write(facts: PlanFacts, constraints: tuple[Constraint, ...]) -> PlanFacts:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from proxy.plan import ANY, PlanFacts
-from proxy.plan.constraints import Constraint, compared_on_write
+from proxy.plan.constraints import compared_on_write
+from proxy.statement import Constraint
 
 ACCOUNT_EMAIL = Constraint("NODE", "Account", frozenset({"email"}))
 MOVIE_TITLE = Constraint("NODE", "Movie", frozenset({"title"}))
