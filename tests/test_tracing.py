@@ -30,6 +30,7 @@ from proxy.app import create_app
 from proxy.auth import SchemeRouter
 from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
 from proxy.bolt.session import Options
+from proxy.bolt.transactions import TransactionSlots
 from proxy.gateway.call import Call, Statement
 from proxy.gateway.path import Gateway
 from proxy.principal import DagResolver
@@ -356,6 +357,7 @@ async def bolt(traces: OpenTelemetryTracing) -> AsyncIterator[tuple[BoltDoor, Fa
             idle_timeout_s=5.0,
             max_message_bytes=64 * 1024,
             max_held_result_bytes=ServerSettings().bolt_max_held_result_bytes,
+            transactions=TransactionSlots(16),
         ),
         max_connections=10,
         handshake_timeout_s=5.0,

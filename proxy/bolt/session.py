@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from proxy.bolt import messages as m
@@ -76,7 +76,7 @@ class Options:
     max_message_bytes: int
     max_held_result_bytes: int  # of a result read ahead (results.py)
     # Shared by the door's connections: one identity's open transactions (transactions.py).
-    transactions: TransactionSlots = field(default_factory=lambda: TransactionSlots(16))
+    transactions: TransactionSlots
 
 
 Send = Callable[[int, tuple[Any, ...]], Awaitable[None]]

@@ -36,9 +36,6 @@ class TransactionSlots:
         self._per_identity = per_identity
         self._held: Counter[tuple[str, str, str]] = Counter()
 
-    def held(self, identity: Identity) -> int:
-        return self._held[(identity.method, identity.issuer, identity.subject)]
-
     def take(self, identity: Identity) -> GiveBack:
         """One slot of ``identity``'s, or :class:`TooManyTransactions`; returns what gives it
         back (once, however often it is called)."""

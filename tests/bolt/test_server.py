@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from proxy.auth import SchemeRouter
 from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
 from proxy.bolt.session import Options
+from proxy.bolt.transactions import TransactionSlots
 from proxy.codec import wire
 from proxy.codec.packstream import Structure, pack, unpack
 from proxy.gateway.path import Gateway
@@ -92,6 +93,7 @@ async def rig(
             idle_timeout_s=idle_timeout_s,
             max_message_bytes=max_message_bytes,
             max_held_result_bytes=max_held_result_bytes,
+            transactions=TransactionSlots(16),
         ),
         max_connections=max_connections,
         handshake_timeout_s=handshake_timeout_s,
