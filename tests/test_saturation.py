@@ -234,6 +234,42 @@ def test_headers_beyond_the_limit_get_431_and_the_connection_closes(tight: Tight
     assert fine.status_code == 202, fine.text
 
 
+def test_a_pipelined_requests_headers_are_bounded_while_the_one_before_runs(tight: Tight) -> None:
+    """The headers of a request sent behind one still running, on the same connection, were
+    not counted until the first was answered (found by review: one caller's statement running
+    for 15 s with a header streamed behind it held the event loop, a plain statement from
+    elsewhere waited 17 s and got 503, the audit log unwritable in time): they are bounded as
+    any request's, 431 and closed."""
+    body = b'{"statement": "UNWIND range(1, 40000000) AS x WITH x WHERE x < 0 RETURN count(x)"}'
+    head = (
+        f"POST {QUERY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: {tight.auth_header('demo_reader')}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    with connect(tight.port) as connection:
+        connection.sendall(head.encode() + body + f"POST {QUERY} HTTP/1.1\r\nX-Junk: ".encode())
+        sent = 0
+        with contextlib.suppress(OSError):  # the gateway closes while we send
+            while sent < 8 * 1024 * 1024:
+                connection.sendall(b"a" * 65_536)
+                sent += 65_536
+        answer = read_answer(connection)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]  # before the first's answer
+    assert sent < 8 * 1024 * 1024, "the gateway read 8 MiB of a pipelined request's headers"
+    deadline = time.monotonic() + 30  # the first statement, left running, frees the only slot
+    while time.monotonic() < deadline:
+        fine = httpx.post(
+            tight.url + QUERY,
+            json={"statement": "RETURN 1 AS x"},
+            headers={"Authorization": tight.auth_header("demo_reader")},
+            timeout=10,
+        )
+        if fine.status_code == 202:
+            break
+        time.sleep(0.5)
+    assert fine.status_code == 202, fine.text
+
+
 def test_headers_near_the_limit_with_a_body_in_the_same_reads_are_served(tight: Tight) -> None:
     """The bound counts headers only: a body arriving with them is the application's."""
     body = b'{"statement": "RETURN size($pad) AS n", "parameters": {"pad": "%s"}}' % (

@@ -11,10 +11,11 @@ protocol, uvicorn's own with two additions, closes
   connection the kernel refused);
 * a connection whose next request's headers are not complete within
   ``server.http.header_timeout_s`` of its opening or of its previous answer;
-* a connection whose next request's headers take more than ``server.http.max_header_bytes``,
-  answered 431 in Neo4j's error format first (httptools sets no bound of its own, and a header
-  that grows without end cost the event loop more with every byte: one connection sending
-  headers as fast as it could took 130 MB and held every other request back for seconds).
+* a connection whose next request's headers take more than ``server.http.max_header_bytes``
+  (a request's sent behind one still running included), answered 431 in Neo4j's error format
+  first (httptools sets no bound of its own, and a header that grows without end cost the event
+  loop more with every byte: one connection sending headers as fast as it could took 130 MB and
+  held every other request back for seconds).
 
 Neither reached the application, so neither is recorded: as for a connection the kernel refused.
 
@@ -59,7 +60,7 @@ class GuardedHTTPProtocol(_Base):
         self._header_deadline: asyncio.TimerHandle | None = None
         self._deadline_at: float | None = None
         self._awaited: object = None
-        self._header_bytes = 0  # of the request awaited, up to the blank line that ends them
+        self._header_bytes = 0  # of the head arriving, up to the blank line that ends it
         self._tail = b""  # the last bytes counted: the blank line may span two reads
         self._headers_in = False  # the blank line has come: the rest is the body's
         # Between a head and the end of its body: bytes that come then are a body's, even once
@@ -84,12 +85,10 @@ class GuardedHTTPProtocol(_Base):
             self._await_headers()
 
     def data_received(self, data: bytes) -> None:
-        if (
-            self._deadline_at is not None
-            and self.cycle is self._awaited
-            and not (self._headers_in or self._in_body)
-        ):
-            assert self._limits is not None  # noqa: S101 - a deadline is set only with limits
+        # Every request's head is counted, a pipelined one's too: sent behind a request still
+        # running, it was not (its bytes came before any answer set a deadline), and a header
+        # streamed behind a long statement held the event loop for as long as it ran.
+        if self._limits is not None and not (self._headers_in or self._in_body):
             seen = self._tail + data if self._tail else data  # most requests: one read
             end = seen.find(b"\r\n\r\n")
             self._header_bytes += len(data) if end < 0 else end + 4 - len(self._tail)
@@ -106,6 +105,9 @@ class GuardedHTTPProtocol(_Base):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_body = False
+        # What comes next is the next request's head, counted from here (not from its
+        # deadline, set only once this request is answered).
+        self._header_bytes, self._tail, self._headers_in = 0, b"", False
 
     def _refuse_headers(self, limit: int) -> None:
         log.warning("http: connection closed: request headers over %d bytes", limit)
@@ -128,7 +130,6 @@ class GuardedHTTPProtocol(_Base):
         """Close the connection unless a new request's headers arrive in time."""
         assert self._limits is not None  # noqa: S101 - callers checked
         self._awaited = self.cycle  # replaced by a new cycle once the next request's headers are in
-        self._header_bytes, self._tail, self._headers_in = 0, b"", False
         self._deadline_at = self.loop.time() + self._limits.header_timeout_s
         if self._header_deadline is None:
             self._header_deadline = self.loop.call_at(self._deadline_at, self._headers_late)
