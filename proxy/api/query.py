@@ -311,7 +311,9 @@ def call_of(request: Request, request_id: str, database: str, body: Body) -> Cal
     )
 
 
-_NOT_JSON_NUMBER = re.compile(rb"NaN|Infinity|[0-9][eE]")
+# What may decode to a NaN or an infinite float: the words, an exponent, or 309 digits in a row
+# (a number beyond a double needs no exponent: 1 and 400 zeros, then ".5", is Infinity too).
+_NOT_JSON_NUMBER = re.compile(rb"NaN|Infinity|[0-9][eE]|[0-9]{309}")
 
 
 def _finite(value: object) -> bool:

@@ -163,6 +163,13 @@ TYPED_BODY = {**GOOD, "Content-Type": "application/vnd.neo4j.query"}
         (b'{"statement": "RETURN $a", "parameters": {"a": NaN}}', JSON_BODY, 400, "invalid_body"),
         (b'{"statement": "RETURN $a", "parameters": {"a": [-Infinity]}}', JSON_BODY, 400, None),
         (b'{"statement": "RETURN $a", "parameters": {"a": {"b": 1e999}}}', JSON_BODY, 400, None),
+        # Found by review: a number beyond a double written without an exponent was Infinity.
+        (
+            b'{"statement": "RETURN $a", "parameters": {"a": [1%s.5]}}' % (b"0" * 400),
+            JSON_BODY,
+            400,
+            "invalid_body",
+        ),
         (
             b'{"statement": "RETURN $a", "parameters": '
             b'{"a": {"$type": "Integer", "_value": "1_0"}}}',
@@ -184,6 +191,12 @@ TYPED_BODY = {**GOOD, "Content-Type": "application/vnd.neo4j.query"}
             "content_charset",
         ),
         # and what stays accepted
+        (
+            b'{"statement": "RETURN $a", "parameters": {"a": 0.%s1}}' % (b"0" * 400),
+            JSON_BODY,
+            202,
+            None,
+        ),
         (
             b'{"statement": "RETURN \'NaN\' AS x, 1e3 AS y", "parameters": {"a": 1.5e3}}',
             JSON_BODY,
