@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 import time
@@ -268,6 +269,28 @@ def test_a_pipelined_requests_headers_are_bounded_while_the_one_before_runs(tigh
             break
         time.sleep(0.5)
     assert fine.status_code == 202, fine.text
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n{}",
+    ],
+)
+def test_a_request_the_parser_cannot_frame_gets_a_neo4j_error(tight: Tight, framing: str) -> None:
+    """Found by review: uvicorn's own 400 was text/plain ("Invalid HTTP request received."),
+    where the README promises every error in Neo4j's format."""
+    head = f"POST {QUERY} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with connect(tight.port) as connection:
+        connection.sendall(head.encode() + framing.encode())
+        answer = read_answer(connection)
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/json" in head_part.lower()
+    (error,) = json.loads(body)["errors"]
+    assert error["code"] == "Neo.ClientError.Request.Invalid"
 
 
 def test_headers_near_the_limit_with_a_body_in_the_same_reads_are_served(tight: Tight) -> None:

@@ -4,7 +4,7 @@ long a client may take to send a request's headers.
 uvicorn closes a keep-alive connection idle after an answer (``server.http.keep_alive_s``), but
 nothing else: a connection that never sends a byte, or sends its headers one byte at a time,
 stays open for ever, and nothing bounds how many there are but the open-file limit. This
-protocol, uvicorn's own with two additions, closes
+protocol, uvicorn's own with a few additions, closes
 
 * a connection beyond ``server.http.max_connections`` as soon as it is accepted, before a byte
   of it is read (it reached no application code, so there is nothing to record: as for a
@@ -15,9 +15,11 @@ protocol, uvicorn's own with two additions, closes
   (a request's sent behind one still running included), answered 431 in Neo4j's error format
   first (httptools sets no bound of its own, and a header that grows without end cost the event
   loop more with every byte: one connection sending headers as fast as it could took 130 MB and
-  held every other request back for seconds).
+  held every other request back for seconds);
+* a connection whose request the parser cannot frame (two Content-Lengths, say), answered 400 in
+  Neo4j's error format, not uvicorn's text.
 
-Neither reached the application, so neither is recorded: as for a connection the kernel refused.
+None reached the application, so none is recorded: as for a connection the kernel refused.
 
 The body is the application's to read, with its own deadline (``server.http.body_timeout_s``,
 :func:`proxy.api.query.read_body`), so that a late body is answered and recorded like any other
@@ -28,6 +30,7 @@ uvicorn's configuration by its import path (``HTTP_PROTOCOL``) and holds no sett
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -111,13 +114,21 @@ class GuardedHTTPProtocol(_Base):
 
     def _refuse_headers(self, limit: int) -> None:
         log.warning("http: connection closed: request headers over %d bytes", limit)
-        body = (
-            b'{"errors":[{"code":"Neo.ClientError.Request.Invalid","message":'
-            b'"Request headers too large: at most %d bytes."}]}' % limit
-        )
+        message = f"Request headers too large: at most {limit} bytes."
+        self._refuse(b"431 Request Header Fields Too Large", message)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request uvicorn's parser cannot read (two Content-Lengths, Transfer-Encoding with
+        Content-Length, a bad chunk size): 400 in Neo4j's error format, as every other error
+        (uvicorn's own is text/plain), and the connection closes."""
+        self._refuse(b"400 Bad Request", msg)
+
+    def _refuse(self, status: bytes, message: str) -> None:
+        error = {"code": "Neo.ClientError.Request.Invalid", "message": message}
+        body = json.dumps({"errors": [error]}).encode()
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json"
-            b"\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d"
+            b"\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
         )
         self._disarm()
         self.transport.close()
