@@ -225,7 +225,6 @@ class Transaction:
         if writes and mode == "READ":
             raise TransactionAccessMode(reason="transaction_read_only")
         if placement is None:
-            login = await self._held.enter_async_context(self._credentials.hold(principal.dag))
             opening = Opening(
                 database=self.database,
                 access_mode=mode,
@@ -233,8 +232,14 @@ class Transaction:
                 metadata={**self._metadata, **metadata, "transaction_id": self.id},
                 bookmarks=self._bookmarks,
             )
-            upstream = await self._starter.begin(opening, login)
-            self._held.push_async_callback(upstream.close)
+            # The credential's block sees a failed BEGIN (a leased user Neo4j refused is
+            # retired at once, as for an auto-commit statement); once begun, the transaction
+            # holds it until it ends.
+            async with contextlib.AsyncExitStack() as beginning:
+                login = await beginning.enter_async_context(self._credentials.hold(principal.dag))
+                upstream = await self._starter.begin(opening, login)
+                beginning.push_async_callback(upstream.close)
+                self._held.push_async_exit(beginning.pop_all())
             placement = self._placement = Placement(upstream, login.user, mode)
         self._statements += 1
         return placement

@@ -7,13 +7,16 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import neo4j
 import pytest
 from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
+from proxy.ports import free_ports
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -80,3 +83,95 @@ def test_a_dropped_leased_user_is_replaced_after_one_refusal(
     assert "cyphergate_neo4j_leases_refused_total 1.0" in metrics
     later = {o["credential"]["user"] for o in outcomes[-2:]}
     assert len(later) == 1 and leased not in later  # a new user, leased once
+
+
+def test_a_dropped_leased_user_found_by_a_transaction_is_replaced_too(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path
+) -> None:
+    """A Bolt driver's managed transactions, and the Query API's /tx, begin an explicit
+    transaction: a refused lease found there is retired as an auto-commit's is (503
+    lease_refused, then a new user), not offered again until its time is up."""
+    second = SecondGateway(stack, tmp_path / "gateway", "leasegonetx")
+    second.start()
+    label = "LeaseGoneTx" + uuid.uuid4().hex[:12]
+    headers = {"Authorization": stack.auth_header("demo_writer")}
+
+    def in_transaction(n: int) -> httpx.Response:
+        return httpx.post(
+            f"{second.url}/db/neo4j/query/v2/tx",
+            json={"statement": f"CREATE (:`{label}` {{n: $n}})", "parameters": {"n": n}},
+            headers=headers,
+            timeout=60,
+        )
+
+    try:
+        assert second.query("demo_writer", f"CREATE (:`{label}` {{n: 1}})").status_code == 202
+        users, _, _ = neo4j_admin.execute_query(
+            "SHOW USERS YIELD user WHERE user STARTS WITH $prefix RETURN user",
+            prefix=second.prefix,
+            database_="system",
+        )
+        (leased,) = [row["user"] for row in users]
+        neo4j_admin.execute_query("DROP USER $user", user=leased, database_="system")
+        neo4j_admin.execute_query(
+            "CALL dbms.listConnections() YIELD connectionId, username WHERE username = $user"
+            " CALL dbms.killConnection(connectionId) YIELD message RETURN message",
+            user=leased,
+        )
+        answers = [in_transaction(n) for n in (2, 3, 4)]
+    finally:
+        second.stop()
+    statuses = [a.status_code for a in answers]
+    assert statuses[0] == 503, (statuses, [a.text[:200] for a in answers])
+    assert (
+        answers[0].json()["errors"][0]["code"] == "Neo.TransientError.General.DatabaseUnavailable"
+    )
+    assert statuses[1:] == [202, 202], [a.text[:200] for a in answers]
+
+
+def test_a_dropped_leased_user_found_by_a_bolt_transaction_is_replaced_too(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path
+) -> None:
+    """The same through the Bolt door: an explicit transaction whose BEGIN Neo4j refuses for the
+    leased user fails as unavailable once (nothing ran), and the next one runs as a new user."""
+    (bolt_port,) = free_ports(1)
+
+    def configure(config: dict[str, Any]) -> None:
+        config["server"]["bolt_port"] = bolt_port
+
+    second = SecondGateway(stack, tmp_path / "gateway", "leasegonebolt", configure=configure)
+    second.start()
+    label = "LeaseGoneBolt" + uuid.uuid4().hex[:12]
+    auth = neo4j.bearer_auth(stack.token("demo_writer"))
+    outcomes: list[str] = []
+    try:
+        with neo4j.GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=auth) as driver:
+            driver.execute_query(f"CREATE (:`{label}` {{n: 1}})", database_="neo4j")
+            users, _, _ = neo4j_admin.execute_query(
+                "SHOW USERS YIELD user WHERE user STARTS WITH $prefix RETURN user",
+                prefix=second.prefix,
+                database_="system",
+            )
+            (leased,) = [row["user"] for row in users]
+            neo4j_admin.execute_query("DROP USER $user", user=leased, database_="system")
+            neo4j_admin.execute_query(
+                "CALL dbms.listConnections() YIELD connectionId, username WHERE username = $user"
+                " CALL dbms.killConnection(connectionId) YIELD message RETURN message",
+                user=leased,
+            )
+            for n in (2, 3, 4):
+                try:
+                    with driver.session(database="neo4j") as session:
+                        tx = session.begin_transaction()
+                        tx.run(f"CREATE (:`{label}` {{n: $n}})", n=n).consume()
+                        tx.commit()
+                    outcomes.append("committed")
+                except neo4j.exceptions.Neo4jError as error:
+                    outcomes.append(str(error.code))
+    finally:
+        second.stop()
+    assert outcomes == [
+        "Neo.TransientError.General.DatabaseUnavailable",
+        "committed",
+        "committed",
+    ], outcomes
