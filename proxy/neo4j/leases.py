@@ -281,6 +281,8 @@ class LeaseManager:
     async def _maintain_once(self) -> None:
         now = self._clock()
         for dag, lease in list(self._current.items()):
+            if self._current.get(dag) is not lease:
+                continue  # replaced or retired by a request while this round waited
             if self._due(lease, now) and lease.used:
                 await self._renew(dag, lease)
             elif now >= lease.expires:

@@ -75,3 +75,59 @@ def test_a_retired_lease_is_dropped_once_by_its_last_holder_or_the_maintainer(
     asyncio.run(go())
     assert sample("cyphergate_neo4j_leases_created_total") == 2
     assert sample("cyphergate_neo4j_leases_dropped_total") == 2
+
+
+class GatedDriver(SlowDriver):
+    """Holds the creation of DAG ``a``'s users until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def execute_query(self, statement: str, parameters: Any = None, **_: Any) -> Any:
+        if statement.startswith("CREATE USER") and parameters["user"].startswith("cg_test_a_"):
+            await self.gate.wait()
+        return await super().execute_query(statement, parameters)
+
+
+def test_a_lease_renewed_while_the_maintainer_waits_is_still_dropped_in_time(
+    tmp_path: Path,
+) -> None:
+    """The maintainer walks the DAGs' leases as they were when its round began; a lease a request
+    put in place meanwhile (its round waiting on Neo4j for another DAG) is not the one it found
+    expired, and must stay current, to be dropped when its own time is up."""
+    metrics, driver, now = Metrics(), GatedDriver(), [0.0]
+
+    async def go() -> None:
+        leases = LeaseManager(
+            driver,  # type: ignore[arg-type]
+            path=tmp_path / "leases.sqlite3",
+            prefix="cg_test_",
+            ttl_s=100,
+            renew_fraction=0.5,
+            clock=lambda: now[0],
+            metrics=metrics,
+        )
+        await leases.open()
+        driver.gate.set()
+        for dag in ("a", "b"):
+            await leases.release(await leases.acquire(dag))
+        now[0] = 60  # both used: the maintainer replaces both (the new ones unused so far)
+        await leases._maintain_once()
+        now[0] = 100
+        await leases.release(await leases.acquire("a"))  # a's lease used, b's not
+        now[0] = 170  # a's due and used; b's expired and unused
+        driver.gate.clear()
+        round_ = asyncio.create_task(leases._maintain_once())  # waits to create a's user
+        await asyncio.sleep(0.01)
+        renewed = await leases.acquire("b")  # b's lease is due: this request replaces it
+        driver.gate.set()
+        await round_
+        await leases.release(renewed)
+        now[0] = 400  # far past the renewed lease's time
+        await leases._maintain_once()
+        await leases._maintain_once()
+        assert driver.dropped[renewed.user] == 1, "a leased user outlived its time"
+        await leases.close()
+
+    asyncio.run(go())
