@@ -138,7 +138,10 @@ def _segments(
     for key in sorted(versions):
         oldest = min(versions[key], key=lambda v: v["LastModified"])
         body = s3.get_object(Bucket=bucket, Key=key, VersionId=oldest["VersionId"])["Body"]
-        yield key, len(versions[key]) > 1, body.read().decode("utf-8").splitlines()
+        # Lines end at "\n" only: records hold U+2028 or U+0085 raw (ensure_ascii=False),
+        # where str.splitlines() would also break them.
+        text = body.read().decode("utf-8")
+        yield key, len(versions[key]) > 1, text.removesuffix("\n").split("\n")
 
 
 def _last_archived_seq(s3: Any, bucket: str, prefix: str, chain: str) -> int:

@@ -15,7 +15,7 @@ import botocore.exceptions
 import httpx
 import pytest
 
-from proxy.audit.archive import verify_archive
+from proxy.audit.archive import ship, verify_archive
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import GENESIS_HASH, canonical, digest
@@ -121,3 +121,45 @@ def test_archive_ships_verifies_and_cannot_be_rewritten(
     tampered = cli(stack, "verify", "--archive")
     assert tampered.returncode == 1
     assert "overwritten" in tampered.stdout
+
+
+def archive_client(stack: DevStack, status: dict[str, Any]) -> Any:
+    env = archiver_env(stack)
+    return boto3.client(
+        "s3",
+        endpoint_url=status["aws"]["sts_url"].rstrip("/"),
+        region_name=AWS_REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def test_a_line_separator_a_caller_sent_does_not_split_a_segment_line(
+    stack: DevStack, gateway: httpx.Client, status: dict[str, Any]
+) -> None:
+    """A segment is JSON Lines written with ensure_ascii=False: U+2028, U+2029 and U+0085 in a
+    statement stay raw in it, and str.splitlines() breaks a line there. Any caller, even one
+    refused, puts such a statement in the log, and the locked segment could then never be
+    verified again (a JSONDecodeError, for the retention period)."""
+    token = {"Authorization": "Bearer " + stack.token("demo_reader")}
+    for separator in ("\u2028", "\u2029", "\x85") * 2:  # enough for a checkpoint to seal them
+        gateway.post(
+            "/db/neo4j/query/v2",
+            json={"statement": f"RETURN '{separator}' AS x"},
+            headers=token,
+        )
+    s3 = archive_client(stack, status)
+    prefix = "line-separators"
+    with AuditReader(stack.audit_path) as reader:
+        assert ship(
+            reader, s3, bucket=ARCHIVE_BUCKET, prefix=prefix, chain="gateway", retention_days=1
+        )
+        problem = verify_archive(
+            reader,
+            s3,
+            bucket=ARCHIVE_BUCKET,
+            prefix=prefix,
+            chain="gateway",
+            public_key=load_public_key(Path(status["audit_public_key"])),
+        )
+    assert problem is None
