@@ -250,6 +250,17 @@ class AuditChainNotFound(CypherGateError):
         )
 
 
+class StaleForm(CypherGateError):
+    """A form posted to the reviewers' page without its session's anti-forgery token."""
+
+    status = 403
+    code = "Neo.ClientError.Security.Forbidden"
+    default_message = "The form did not come from this signed-in page."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, reason="stale_form")
+
+
 class DatabaseNotFound(CypherGateError):
     """The database named in the URL does not exist."""
 

@@ -35,7 +35,7 @@ from proxy.api.audit_routes import record_number
 from proxy.api.state import SignIn, client_address, runtime, start_request
 from proxy.audit.reader import BadFilter, RecordFilter, utc_bound
 from proxy.audit.record import EVENT_KINDS, flat_record, visible
-from proxy.errors import AuditChainNotFound, CypherGateError, PolicyDenied
+from proxy.errors import AuditChainNotFound, BadRequest, CypherGateError, PolicyDenied, StaleForm
 from proxy.principal import Identity
 
 HERE = Path(__file__).parent
@@ -115,9 +115,6 @@ def audit_page(session_key: str, *, max_age_s: int, secure_cookies: bool) -> Fas
 @router.get("/")
 async def index(request: Request) -> Response:
     """Records, newest first, with the filters of ``audit query``; the chain; denials by DAG."""
-    who = await _signed_in(request)
-    if isinstance(who, Response):
-        return who
     state = runtime(request)
     review = state.review
     chosen = {name: request.query_params.get(name, "").strip() for name in _FILTERS}
@@ -138,10 +135,11 @@ async def index(request: Request) -> Response:
                 utc_bound(chosen[name], name)
             except BadFilter as exc:
                 problems.append(str(exc))
-    if problems:
-        return _render(request, "message.html", 400, title="Bad filter", problems=problems)
     # One chain per worker of the replica (server.workers); the first unless one is chosen.
     chain = request.query_params.get("chain", "").strip() or None
+    who = await _signed_in(request, await _refusal(request, problems, chain))
+    if isinstance(who, Response):
+        return who
     flt = RecordFilter(
         dag=chosen["dag"] or None,
         verdict=chosen["decision"] or None,
@@ -157,10 +155,7 @@ async def index(request: Request) -> Response:
         newest_first=True,
         limit=PAGE_SIZE,
     )
-    try:
-        page_of = await review.records(flt, chain)
-    except AuditChainNotFound:
-        return _render(request, "message.html", 404, title="No such chain")
+    page_of = await review.records(flt, chain)
     # Named in links only when there is a choice: one chain keeps the page's addresses.
     chain = page_of["chain"] if len(page_of["chains"]) > 1 else None
     records = [flat_record(r) for r in page_of["records"]]
@@ -190,18 +185,15 @@ async def index(request: Request) -> Response:
 @router.get("/record/{seq}")
 async def record(request: Request, seq: str) -> Response:
     """One record with the other records of its request."""
-    who = await _signed_in(request)
-    if isinstance(who, Response):
-        return who
-    try:
-        number = record_number(seq, "seq")
-    except BadFilter as exc:
-        return _render(request, "message.html", 400, title="Bad record number", problems=[str(exc)])
     chain = request.query_params.get("chain", "").strip() or None
     try:
-        found = await runtime(request).review.record(number, chain)
-    except AuditChainNotFound:
-        found = None
+        number, problems = record_number(seq, "seq"), []
+    except BadFilter as exc:
+        number, problems = 0, [str(exc)]
+    who = await _signed_in(request, await _refusal(request, problems, chain))
+    if isinstance(who, Response):
+        return who
+    found = await runtime(request).review.record(number, chain)
     if found is None:
         return _render(request, "message.html", 404, title=f"No record {seq}")
     return _render(
@@ -225,19 +217,15 @@ async def verify_form(request: Request) -> Response:
 @router.post("/verify")
 async def verify(request: Request) -> Response:
     """Verify the whole chain now (the form carries the session's anti-forgery token)."""
-    who = await _signed_in(request)
-    if isinstance(who, Response):
-        return who
-    if not await _token_matches(request):
-        return _render(request, "message.html", 403, title="Stale form", detail=_STALE)
-    review = runtime(request).review
     chosen = (await request.form()).get("chain")
     chain = chosen.strip() or None if isinstance(chosen, str) else None
+    refusal = None if await _token_matches(request) else StaleForm(_STALE)
+    who = await _signed_in(request, refusal or await _refusal(request, [], chain))
+    if isinstance(who, Response):
+        return who
+    review = runtime(request).review
     started = time.perf_counter()
-    try:
-        verified, problem = await review.verify(chain)
-    except AuditChainNotFound:
-        return _render(request, "message.html", 404, title="No such chain")
+    verified, problem = await review.verify(chain)
     return _render(
         request,
         "verify.html",
@@ -312,8 +300,23 @@ def _sign_in(request: Request) -> SignIn:
     return sign_in
 
 
-async def _signed_in(request: Request) -> Identity | Response:
-    """The signed-in reviewer, or the response to send instead (sign-in page, refusal)."""
+async def _refusal(
+    request: Request, problems: list[str], chain: str | None
+) -> CypherGateError | None:
+    """What refuses a request a reviewer got wrong (unreadable filters, a chain the replica
+    does not keep): raised, and recorded with its status, once the person may read the log."""
+    if problems:
+        return BadRequest("; ".join(problems), reason="bad_filter")
+    if chain is not None and chain not in await runtime(request).review.chains():
+        return AuditChainNotFound(chain)
+    return None
+
+
+async def _signed_in(
+    request: Request, refusal: CypherGateError | None = None
+) -> Identity | Response:
+    """The signed-in reviewer, or the response to send instead (sign-in page, refusal); the
+    reviewer's ``refusal``, if any, is recorded and its page sent."""
     signed_in = request.session.get(_SESSION_KEY)
     if not signed_in or signed_in.get("expires", 0) <= runtime(request).clock():
         request.session.pop(_SESSION_KEY, None)
@@ -325,10 +328,12 @@ async def _signed_in(request: Request) -> Identity | Response:
         subject=signed_in["subject"],
         client_id=signed_in["client_id"],
     )
-    return await _authorize(request, identity)
+    return await _authorize(request, identity, refusal)
 
 
-async def _authorize(request: Request, identity: Identity) -> Identity | Response:
+async def _authorize(
+    request: Request, identity: Identity, refusal: CypherGateError | None = None
+) -> Identity | Response:
     """``identity``, if the policy lets it read the log (recorded either way); else the page
     that says why not."""
 
@@ -337,7 +342,9 @@ async def _authorize(request: Request, identity: Identity) -> Identity | Respons
 
     review = runtime(request).review
     try:
-        return await review.authorize(prove, start_request(request), client_address(request))
+        return await review.authorize(
+            prove, start_request(request), client_address(request), refusal=refusal
+        )
     except CypherGateError as error:
         return _refused(request, error)
 
@@ -362,6 +369,12 @@ def _unreachable(request: Request, error: Exception) -> Response:
 def _refused(request: Request, error: CypherGateError) -> Response:
     if isinstance(error, PolicyDenied):
         return _render(request, "message.html", 403, title="Not a reviewer", reasons=error.reasons)
+    if isinstance(error, BadRequest):
+        return _render(request, "message.html", 400, title="Bad filter", problems=[error.message])
+    if isinstance(error, AuditChainNotFound):
+        return _render(request, "message.html", 404, title="No such chain")
+    if isinstance(error, StaleForm):
+        return _render(request, "message.html", 403, title="Stale form", detail=_STALE)
     return _render(request, "message.html", error.status, title="Unavailable", error=error)
 
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from proxy.api.state import client_address, combined, runtime, start_request
 from proxy.audit.reader import BadFilter, RecordFilter
 from proxy.audit.record import EVENT_KINDS
-from proxy.errors import BadRequest
+from proxy.errors import AuditChainNotFound, BadRequest, CypherGateError
 from proxy.gateway.review import AuditReview
 
 router = APIRouter(prefix="/audit")
@@ -25,23 +25,29 @@ Read = TypeVar("Read")
 _MAX_CHAIN = 200
 
 
-async def _authorized(request: Request, read: Callable[[], Read]) -> tuple[AuditReview, Read]:
+async def _authorized(
+    request: Request, read: Callable[[], Read], chain: str | None
+) -> tuple[AuditReview, Read]:
     """The review use case, once the bearer credential's identity may read the log, and what
     ``read`` makes of the request's parameters.
 
     The parameters are plain text, read here and not by FastAPI: a value FastAPI refuses is a
     422 before any route runs, so it left no ``access`` record. An unreadable one is a 400
-    naming it, recorded, and only for a caller who may read the log.
+    naming it, and a ``chain`` the replica does not keep a 404, recorded with that status (not
+    as a read that succeeded), and only for a caller who may read the log.
     """
     request_id = start_request(request)
     review = runtime(request).review
     # Joined if sent twice, and so refused (several_credentials), as the query door does:
     # never the first of two, which a proxy in front reading the last would not have checked.
     prove = review.bearer(combined(request.headers).get("authorization"))
+    refusal: CypherGateError | None = None
     try:
-        value, refusal = read(), None
+        value = read()
     except BadFilter as exc:
         value, refusal = None, BadRequest(str(exc), reason="bad_filter")
+    if refusal is None and chain is not None and chain not in await review.chains():
+        value, refusal = None, AuditChainNotFound(chain)
     await review.authorize(prove, request_id, client_address(request), refusal=refusal)
     if value is None:  # refused, and authorize raised it
         raise AssertionError("unreachable")
@@ -84,7 +90,7 @@ async def records(
             limit=100 if limit is None else record_number(limit, "limit", maximum=1000),
         )
 
-    review, flt = await _authorized(request, read)
+    review, flt = await _authorized(request, read, chain)
     return await review.records(flt, chain)
 
 
@@ -96,7 +102,7 @@ async def proof(request: Request, seq: str, chain: str | None = None) -> dict[st
         chain_name(chain)
         return record_number(seq, "seq")
 
-    review, number = await _authorized(request, read)
+    review, number = await _authorized(request, read, chain)
     return await review.proof(number, chain)
 
 

@@ -191,3 +191,25 @@ def test_two_authorization_headers_are_refused_and_recorded(
             assert access["event"] == "access" and access["status"] == 401
             assert access["error"]["reason"] == "several_credentials"
     assert gateway.get("/audit/records?limit=1", headers={"Authorization": auditor}).is_success
+
+
+def test_an_unknown_chain_is_recorded_as_the_404_it_answers(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """Found by review: the access record was written as a read that succeeded (status 200)
+    before the chain was looked up, and the answer was then a 404; the log said the reviewer
+    read what nobody was given. Only a reviewer learns that the chain does not exist."""
+    auditor = bearer(stack, "demo_auditor")
+    reader = {"Authorization": "Bearer " + stack.token("demo_reader")}
+    for path in ("/audit/records", "/audit/records/1/proof"):
+        for headers, status, reason in ((auditor, 404, "no_chain:nope"), (reader, 403, None)):
+            answer = gateway.get(path, params={"chain": "nope"}, headers=headers)
+            assert answer.status_code == status, answer.text
+            with AuditReader(stack.audit_path) as log:
+                (access,) = log.query(
+                    RecordFilter(request_id=answer.headers["X-CypherGate-Request-ID"])
+                )
+            assert access["event"] == "access" and access["status"] == status
+            assert reason is None or access["error"]["reason"] == reason
+    named = gateway.get("/audit/records", params={"chain": "gateway", "limit": 1}, headers=auditor)
+    assert named.status_code == 200 and named.json()["chain"] == "gateway"

@@ -254,3 +254,26 @@ def test_format_characters_a_caller_sent_show_as_escapes(
     assert "// \\u202eDELETE\\u2066 (n)" in page.inner_text("dl.record")
     for shown in (page.content(), page.inner_text("body")):
         assert "\u202e" not in shown and "\u2066" not in shown
+
+
+def test_a_refused_page_view_is_recorded_with_the_status_it_answers(
+    stack: DevStack, page: Page, audit_page: dict[str, Any], status: dict[str, Any]
+) -> None:
+    """Found by review: the page wrote its access record (status 200) before it read the
+    filters, the record number, the chain or the form's anti-forgery token; a 400, 404 or 403
+    page was on the record as a read that succeeded."""
+    sign_in(page, audit_page, "demo_reviewer")
+    for path, code, reason in (
+        ("?until=notadate", 400, "bad_filter"),
+        ("record/%D9%A3", 400, "bad_filter"),
+        ("?chain=nope", 404, "no_chain:nope"),
+        ("record/1?chain=nope", 404, "no_chain:nope"),
+    ):
+        answer = page.goto(audit_page["url"] + path)
+        assert answer is not None and answer.status == code, path
+        last = accesses_by(stack.audit_path, "demo_reviewer")[-1]
+        assert (last["status"], last["error"]["reason"]) == (code, reason), path
+    forged = page.request.post(status["gateway_url"] + "/audit/verify", form={"csrf": "x"})
+    assert forged.status == 403 and "Stale form" in forged.text()
+    last = accesses_by(stack.audit_path, "demo_reviewer")[-1]
+    assert (last["status"], last["error"]["reason"]) == (403, "stale_form")
