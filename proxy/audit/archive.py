@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from proxy.audit.checkpoint import Checkpoint, signature_valid
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import ChainProblem, SealedRecord, canonical, verify_chain
+
+
+class ArchiveInconsistent(RuntimeError):
+    """The archive names records the local log has not sealed, or holds an object that is not
+    a segment: shipping more would trust it."""
 
 
 def ship(
@@ -44,8 +50,15 @@ def ship(
 ) -> list[str]:
     """Upload every checkpointed stretch of the log the archive lacks; returns the new keys."""
     archived = _last_archived_seq(s3, bucket, prefix, chain)
+    checkpoints = reader.checkpoints()
+    sealed = max((checkpoint.record_seq for checkpoint in checkpoints), default=0)
+    if archived > sealed:
+        raise ArchiveInconsistent(
+            f"the archive names records up to {archived} in s3://{bucket}/{prefix}/{chain}/, but"
+            f" the local log is sealed only up to {sealed}: run audit verify --archive"
+        )
     keys = []
-    for checkpoint in reader.checkpoints():
+    for checkpoint in checkpoints:
         if checkpoint.record_seq <= archived:
             continue
         lines = [
@@ -82,8 +95,17 @@ def verify_archive(
             return ChainProblem(
                 _first_seq(key), f"archive segment {key} was overwritten (a newer version exists)"
             )
+        named = _SEGMENT.fullmatch(key.rsplit("/", 1)[1])
+        if named is None:
+            return ChainProblem(records[-1].seq + 1 if records else 1, f"{key} is no segment")
         checkpoint = Checkpoint(**json.loads(lines[-1])["checkpoint"])
         segment = [_sealed(json.loads(line)) for line in lines[:-1]]
+        if not segment or (segment[0].seq, checkpoint.record_seq) != tuple(
+            map(int, named.groups())
+        ):
+            return ChainProblem(
+                int(named[1]), f"archive segment {key} does not hold the records its name says"
+            )
         if public_key is not None and not signature_valid(checkpoint, public_key):
             return ChainProblem(checkpoint.record_seq, f"archive segment {key}: bad signature")
         if (
@@ -149,9 +171,17 @@ def _last_archived_seq(s3: Any, bucket: str, prefix: str, chain: str) -> int:
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{chain}/"):
         for item in page.get("Contents", []):
-            last = max(last, int(item["Key"].rsplit("-", 1)[1].split(".")[0]))
+            named = _SEGMENT.fullmatch(item["Key"].rsplit("/", 1)[1])
+            if named is None:
+                raise ArchiveInconsistent(f"s3://{bucket}/{item['Key']} is no segment")
+            last = max(last, int(named[2]))
     return last
 
 
+# A segment's name: its first record and the record its checkpoint seals.
+_SEGMENT = re.compile(r"segment-([0-9]{12,})-([0-9]{12,})\.jsonl")
+
+
 def _first_seq(key: str) -> int:
-    return int(key.rsplit("/", 1)[1].split("-")[1])
+    named = _SEGMENT.fullmatch(key.rsplit("/", 1)[1])
+    return 1 if named is None else int(named[1])

@@ -259,21 +259,24 @@ def _archive_problem(
 
 
 def _audit_archive(args: argparse.Namespace) -> int:
-    from proxy.audit.archive import ship
+    from proxy.audit.archive import ArchiveInconsistent, ship
 
     shipped = 0
     for audit in replica_chains(load_settings(args.config)):
         if audit.archive is None:
             raise SystemExit("audit.archive is not configured")
         with AuditReader(audit.path) as reader:
-            keys = ship(
-                reader,
-                _s3_for(audit.archive),
-                bucket=audit.archive.bucket,
-                prefix=audit.archive.prefix,
-                chain=audit.chain_id,
-                retention_days=audit.archive.retention_days,
-            )
+            try:
+                keys = ship(
+                    reader,
+                    _s3_for(audit.archive),
+                    bucket=audit.archive.bucket,
+                    prefix=audit.archive.prefix,
+                    chain=audit.chain_id,
+                    retention_days=audit.archive.retention_days,
+                )
+            except ArchiveInconsistent as exc:
+                raise SystemExit(f"audit archive: {exc}") from None
         for key in keys:
             print(f"archived s3://{audit.archive.bucket}/{key}")
         shipped += len(keys)

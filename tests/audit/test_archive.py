@@ -7,15 +7,16 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import botocore.exceptions
 import httpx
 import pytest
 
-from proxy.audit.archive import ship, verify_archive
+from proxy.audit.archive import ArchiveInconsistent, ship, verify_archive
 from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import GENESIS_HASH, canonical, digest
@@ -163,3 +164,52 @@ def test_a_line_separator_a_caller_sent_does_not_split_a_segment_line(
             public_key=load_public_key(Path(status["audit_public_key"])),
         )
     assert problem is None
+
+
+class FirstCheckpoints:
+    """A reader whose log seems to end at its first ``count`` checkpoints (an earlier run)."""
+
+    def __init__(self, reader: AuditReader, count: int) -> None:
+        self._reader = reader
+        self._count = count
+
+    def checkpoints(self) -> list[Any]:
+        return self._reader.checkpoints()[: self._count]
+
+    def sealed_range(self, first: int, last: int) -> Any:
+        return self._reader.sealed_range(first, last)
+
+
+def test_a_segment_named_for_records_it_does_not_hold_is_caught(
+    stack: DevStack, gateway: httpx.Client, status: dict[str, Any]
+) -> None:
+    """Found by review: the archiver took the last record archived from the segments' names
+    and verify never compared a name with what the segment holds. A genuine stretch uploaded
+    under the name segment-<first>-999999999999 (by anyone who may write the bucket: the
+    archiver's credentials) passed verify --archive, and every later archive run printed
+    "nothing new to archive": the archive stopped anchoring the log, with no alarm."""
+    token = {"Authorization": "Bearer " + stack.token("demo_reader")}
+    for _ in range(12):  # two more checkpoints at least (every 5 records in the test stack)
+        gateway.post("/db/neo4j/query/v2", json={"statement": "RETURN 1"}, headers=token)
+    s3 = archive_client(stack, status)
+    public_key = load_public_key(Path(status["audit_public_key"]))
+    place = {"bucket": ARCHIVE_BUCKET, "chain": "gateway"}
+    with AuditReader(stack.audit_path) as reader:
+        checkpoints = reader.checkpoints()
+        assert len(checkpoints) >= 2
+        earlier = cast(AuditReader, FirstCheckpoints(reader, len(checkpoints) - 1))
+        assert ship(earlier, s3, prefix="renamed", retention_days=1, **place)
+        staged = ship(reader, s3, prefix="staging", retention_days=1, **place)
+        body = s3.get_object(Bucket=ARCHIVE_BUCKET, Key=staged[-1])["Body"].read()
+        first = checkpoints[-2].record_seq + 1
+        s3.put_object(
+            Bucket=ARCHIVE_BUCKET,
+            Key=f"renamed/gateway/segment-{first:012d}-999999999999.jsonl",
+            Body=body,
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=1),
+        )
+        problem = verify_archive(reader, s3, prefix="renamed", public_key=public_key, **place)
+        assert problem is not None and "999999999999" in problem.why
+        with pytest.raises(ArchiveInconsistent, match="999999999999"):
+            ship(reader, s3, prefix="renamed", retention_days=1, **place)
