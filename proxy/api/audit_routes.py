@@ -9,7 +9,7 @@ Every call is authorised by the audit-access policy and leaves an ``access`` rec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -26,7 +26,10 @@ _MAX_CHAIN = 200
 
 
 async def _authorized(
-    request: Request, read: Callable[[], Read], chain: str | None
+    request: Request,
+    read: Callable[[], Read],
+    chain: str | None,
+    lookup: Callable[[AuditReview, Read], Awaitable[object]] | None = None,
 ) -> tuple[AuditReview, Read]:
     """The review use case, once the bearer credential's identity may read the log, and what
     ``read`` makes of the request's parameters.
@@ -34,7 +37,9 @@ async def _authorized(
     The parameters are plain text, read here and not by FastAPI: a value FastAPI refuses is a
     422 before any route runs, so it left no ``access`` record. An unreadable one is a 400
     naming it, and a ``chain`` the replica does not keep a 404, recorded with that status (not
-    as a read that succeeded), and only for a caller who may read the log.
+    as a read that succeeded), and only for a caller who may read the log. So is what
+    ``lookup`` raises, looking for what was asked once the caller may read (a proof of a
+    record there is none of).
     """
     request_id = start_request(request)
     review = runtime(request).review
@@ -48,7 +53,10 @@ async def _authorized(
         value, refusal = None, BadRequest(str(exc), reason="bad_filter")
     if refusal is None and chain is not None and chain not in await review.chains():
         value, refusal = None, AuditChainNotFound(chain)
-    await review.authorize(prove, request_id, client_address(request), refusal=refusal)
+    found = None if lookup is None or value is None else lambda: lookup(review, value)
+    await review.authorize(
+        prove, request_id, client_address(request), refusal=refusal, lookup=found
+    )
     if value is None:  # refused, and authorize raised it
         raise AssertionError("unreachable")
     return review, value
@@ -102,8 +110,13 @@ async def proof(request: Request, seq: str, chain: str | None = None) -> dict[st
         chain_name(chain)
         return record_number(seq, "seq")
 
-    review, number = await _authorized(request, read, chain)
-    return await review.proof(number, chain)
+    proofs: list[dict[str, Any]] = []
+
+    async def find(review: AuditReview, number: int) -> None:
+        proofs.append(await review.proof(number, chain))  # RecordNotProvable: a 404, recorded
+
+    await _authorized(request, read, chain, find)
+    return proofs[0]
 
 
 def one_of(text: str | None, name: str, choices: Iterable[str]) -> str | None:

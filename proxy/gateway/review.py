@@ -75,12 +75,15 @@ class AuditReview:
         client: str | None,
         *,
         refusal: CypherGateError | None = None,
+        lookup: Callable[[], Awaitable[object]] | None = None,
     ) -> Identity:
         """The caller, if the policy lets it read the log; raise otherwise. Recorded either way.
 
         ``refusal`` (a request the caller got wrong, such as an unreadable filter) is raised
         and recorded once the caller may read, and only then: who may not read learns nothing
-        about their request but that, and every request leaves its record.
+        about their request but that, and every request leaves its record. ``lookup`` (finding
+        what was asked for) runs then too, before the record is written: the error it raises (a
+        record that cannot be proven) is the status recorded, not a read that succeeded.
         """
         started = self._clock()
         event = AuditEvent(
@@ -107,6 +110,8 @@ class AuditReview:
                 error = PolicyDenied(list(decision.reasons))
             elif refusal is not None:
                 error = refusal
+            elif lookup is not None:
+                await lookup()
         except CypherGateError as caught:
             error = caught
         await self._audit.append(

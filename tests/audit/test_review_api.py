@@ -213,3 +213,22 @@ def test_an_unknown_chain_is_recorded_as_the_404_it_answers(
             assert reason is None or access["error"]["reason"] == reason
     named = gateway.get("/audit/records", params={"chain": "gateway", "limit": 1}, headers=auditor)
     assert named.status_code == 200 and named.json()["chain"] == "gateway"
+
+
+def test_a_proof_of_no_record_is_recorded_as_the_404_it_answers(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """Found by review: a proof of a record the log does not hold answered 404 after its
+    access record said the reviewer read it (200)."""
+    auditor = bearer(stack, "demo_auditor")
+    reader = {"Authorization": "Bearer " + stack.token("demo_reader")}
+    for headers, status in ((auditor, 404), (reader, 403)):
+        answer = gateway.get("/audit/records/999999999/proof", headers=headers)
+        assert answer.status_code == status, answer.text
+        with AuditReader(stack.audit_path) as log:
+            (access,) = log.query(
+                RecordFilter(request_id=answer.headers["X-CypherGate-Request-ID"])
+            )
+        assert access["event"] == "access" and access["status"] == status
+        if status == 404:
+            assert access["error"]["reason"] == "record_not_provable"
