@@ -49,7 +49,7 @@ def ship(
     retention_days: int,
 ) -> list[str]:
     """Upload every checkpointed stretch of the log the archive lacks; returns the new keys."""
-    archived = _last_archived_seq(s3, bucket, prefix, chain)
+    archived = last_archived_seq(s3, bucket, prefix, chain)
     checkpoints = reader.checkpoints()
     sealed = max((checkpoint.record_seq for checkpoint in checkpoints), default=0)
     if archived > sealed:
@@ -166,7 +166,8 @@ def _segments(
         yield key, len(versions[key]) > 1, text.removesuffix("\n").split("\n")
 
 
-def _last_archived_seq(s3: Any, bucket: str, prefix: str, chain: str) -> int:
+def last_archived_seq(s3: Any, bucket: str, prefix: str, chain: str) -> int:
+    """The last record the chain's archived segments seal (0: none yet), from their names."""
     last = 0
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{chain}/"):

@@ -188,8 +188,9 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
                     file=sys.stderr,
                     flush=True,
                 )
+        archived: int | None = None  # the last record the archive holds, with --archive
         if problem is None and args.archive:
-            problem = _archive_problem(audit, reader, public_key)
+            problem, archived = _archive_problem(audit, reader, public_key)
         before = utc_timestamp(time.time() - args.unanswered_after * 60)
         unanswered, examples = reader.unanswered(before, limit=10)
     if args.format == "json":
@@ -203,6 +204,7 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
                     "checkpoints": checkpoints,
                     "signatures_checked": public_key is not None,
                     "sealed_before": sealed_before if public_key is not None else None,
+                    "archived_through": archived,
                     "problem": None
                     if problem is None
                     else {"seq": problem.seq, "why": problem.why},
@@ -222,6 +224,12 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
             f"OK: {checked} records, hash chain intact, {checkpoints} checkpoints"
             f" ({signatures}) ({path})"
         )
+        if archived is not None:  # how far the archive anchors the log: nothing past it
+            print(
+                f"archive: records 1 to {archived} of {total} archived and compared"
+                if archived
+                else f"archive: empty (none of {total} records is archived yet)"
+            )
     else:
         print(f"FAILED: {problem} ({checked} records verified before it; {path})")
     if unanswered and args.format == "text":
@@ -241,21 +249,27 @@ def _s3_for(settings: ArchiveSettings) -> Any:
 
 def _archive_problem(
     audit: AuditSettings | None, reader: AuditReader, public_key: Any
-) -> ChainProblem | None:
-    from proxy.audit.archive import verify_archive
+) -> tuple[ChainProblem | None, int | None]:
+    """The first problem the archive shows, and (with none) the last record it holds: an
+    archive that is empty, or far behind, passes, and the reviewer must see how far it goes."""
+    from proxy.audit.archive import last_archived_seq, verify_archive
 
     if audit is None:
         raise SystemExit("--archive needs --config (where audit.archive is set)")
     if audit.archive is None:
         raise SystemExit("audit.archive is not configured")
-    return verify_archive(
+    s3, place = _s3_for(audit.archive), audit.archive
+    problem = verify_archive(
         reader,
-        _s3_for(audit.archive),
-        bucket=audit.archive.bucket,
-        prefix=audit.archive.prefix,
+        s3,
+        bucket=place.bucket,
+        prefix=place.prefix,
         chain=audit.chain_id,
         public_key=public_key,
     )
+    if problem is not None:
+        return problem, None
+    return None, last_archived_seq(s3, place.bucket, place.prefix, audit.chain_id)
 
 
 def _audit_archive(args: argparse.Namespace) -> int:
