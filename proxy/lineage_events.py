@@ -56,6 +56,7 @@ from proxy.audit.record import AuditEvent
 from proxy.lineage import LineageError, Touched
 from proxy.metrics import Metrics
 from proxy.principal import LINEAGE_PARENT_HEADER as PARENT_HEADER
+from proxy.statement import reason_shown
 
 log = logging.getLogger(__name__)
 
@@ -222,12 +223,13 @@ def derived_run_id(namespace: str, dag: str, task: str, run: str, try_number: in
 
 def _failure(record: AuditEvent) -> str:
     """The error message facet's text: the error's code and reason, and the policy's reasons
-    (what the audit record says, never the statement or its parameters)."""
+    (what the audit record says, never the statement or its parameters; a credential in a
+    reason's URL cut, :func:`~proxy.statement.reason_shown`)."""
     error = record.error or {}
     parts = [f"{error.get('code', 'unknown')} ({error.get('reason', 'unknown')})"]
     reasons = (record.decision or {}).get("reasons") or []
     if reasons:
-        parts.append("policy: " + ", ".join(str(reason) for reason in reasons))
+        parts.append("policy: " + ", ".join(reason_shown(str(reason)) for reason in reasons))
     return "; ".join(parts)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 JSON = Any
 AccessMode = Literal["READ", "WRITE"]
@@ -123,3 +124,22 @@ class Constraint:
     entity: Literal["NODE", "RELATIONSHIP"]
     name: str
     properties: frozenset[str]
+
+
+def reason_shown(reason: str) -> str:
+    """A refusal reason as it may leave the audit log, in a span, a lineage event or a log line.
+
+    The policy names what it refused, a ``LOAD CSV`` source among them
+    (``load_csv_not_granted:<source>``), and a source's URL may hold a credential: a user and
+    password, or a pre-signed URL's signature and token in its query. Such a URL keeps its
+    scheme, host, port and path; its user, password, query and fragment are cut. The caller's
+    own answer and the audit record keep the reason whole."""
+    kind, colon, detail = reason.partition(":")
+    if not colon or "://" not in detail:
+        return reason
+    try:
+        url = urlsplit(detail)
+    except ValueError:  # a malformed host (an unclosed "[")
+        return f"{kind}:<unreadable url>"
+    host = url.netloc.rpartition("@")[2]
+    return f"{kind}:{urlunsplit((url.scheme, host, url.path, '', ''))}"

@@ -160,6 +160,19 @@ def test_a_refused_statement_leaves_only_a_fail(filed: Filed) -> None:
     assert len(of_request(read_events(filed.events), request_id)) == 1
 
 
+def test_a_refused_load_csv_sources_credentials_stay_out_of_the_event(filed: Filed) -> None:
+    """The policy names the LOAD CSV source it refuses; a pre-signed or basic-auth URL holds a
+    credential, which the caller may read back but the lineage backend must not."""
+    secret = uuid.uuid4().hex
+    source = f"https://etl:pw-{secret}@data.example.com/x.csv?X-Amz-Signature=sig-{secret}"
+    refused = filed.post("demo_reader", f"LOAD CSV FROM '{source}' AS row RETURN row")
+    assert refused.status_code == 403, refused.text
+    (event,) = filed.of(refused.headers["X-CypherGate-Request-ID"])
+    message = event["run"]["facets"]["errorMessage"]["message"]
+    assert "load_csv_not_granted:https://data.example.com/x.csv" in message
+    assert secret not in json.dumps(event)
+
+
 def test_a_call_that_no_dag_was_resolved_for_leaves_none(filed: Filed) -> None:
     answer = httpx.post(
         filed.gateway.url + QUERY,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from neo4j import Driver
 from opentelemetry.sdk.trace import TracerProvider
@@ -27,9 +28,10 @@ pytestmark = pytest.mark.integration
 TX = "/db/neo4j/query/v2/tx"
 
 
-def test_neo4j_sees_the_gateways_span_of_the_callers_trace(
-    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def traced_app(
+    stack: DevStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[FastAPI, InMemorySpanExporter]:
+    """A gateway in-process on the devstack, its spans kept in memory."""
     for name, value in stack.gateway_aws_env().items():
         monkeypatch.setenv(name, value)
     config: dict[str, Any] = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
@@ -39,7 +41,13 @@ def test_neo4j_sees_the_gateways_span_of_the_callers_trace(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = create_app(Settings(**config), tracing=OpenTelemetryTracing(provider))
+    return create_app(Settings(**config), tracing=OpenTelemetryTracing(provider)), exporter
+
+
+def test_neo4j_sees_the_gateways_span_of_the_callers_trace(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, exporter = traced_app(stack, tmp_path, monkeypatch)
     trace_id, caller_span = secrets.randbits(128) | 1, secrets.randbits(64) | 1
     traceparent = f"00-{trace_id:032x}-{caller_span:016x}-01"
     token = stack.token("demo_writer")
@@ -69,3 +77,32 @@ def test_neo4j_sees_the_gateways_span_of_the_callers_trace(
     analyse = next(s for s in spans if s.name == "analyse" and s.context.trace_id == trace_id)
     assert (analyse.attributes or {}).get("cyphergate.analysis.cached") is False
     assert token not in repr([dict(s.attributes or {}) for s in spans])
+
+
+# A LOAD CSV source as a pre-signed or basic-auth URL carries a credential; the policy names the
+# source it refuses (load_csv_not_granted:<source>), for the caller and the audit log.
+CREDENTIALED_SOURCE = (
+    "https://etl:pw-{secret}@data.example.com/x.csv?X-Amz-Signature=sig-{secret}#frag-{secret}"
+)
+
+
+def test_a_refused_load_csv_sources_credentials_stay_out_of_the_span(
+    stack: DevStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, exporter = traced_app(stack, tmp_path, monkeypatch)
+    secret = secrets.token_hex(8)
+    source = CREDENTIALED_SOURCE.format(secret=secret)
+    statement = f"LOAD CSV FROM '{source}' AS row RETURN row"
+    with TestClient(app) as http:
+        refused = http.post(
+            "/db/neo4j/query/v2",
+            json={"statement": statement},
+            headers={"Authorization": stack.auth_header("demo_reader")},
+        )
+    assert refused.status_code == 403, refused.text
+    assert f"load_csv_not_granted:{source}" in refused.text  # the caller is told its own source
+    spans = exporter.get_finished_spans()
+    (request,) = [s for s in spans if s.name.startswith("POST")]
+    reasons = (request.attributes or {})["cyphergate.reasons"]
+    assert reasons == ("load_csv_not_granted:https://data.example.com/x.csv",)
+    assert secret not in repr([(s.name, s.status, dict(s.attributes or {})) for s in spans])

@@ -58,7 +58,7 @@ from proxy.metrics import Metrics
 from proxy.policy import Decision, Preflight, policy_input, preflight_input
 from proxy.principal import DagResolver, Identity, Principal
 from proxy.settings import AdmissionSettings, RateLimitSettings
-from proxy.statement import AccessMode, Execution, RowStream
+from proxy.statement import AccessMode, Execution, RowStream, reason_shown
 from proxy.tracing import NO_TRACING, Step, Tracing
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,7 @@ class Gateway:
                 "shadow mode: request %s of DAG %s runs although the policy refused it (%s)",
                 call.request_id,
                 principal.dag,
-                ", ".join(decision.reasons),
+                ", ".join(map(reason_shown, decision.reasons)),
             )
         return principal, statement, analysis, decision, preflight.writes
 

@@ -35,7 +35,7 @@ from proxy.metrics import Metrics
 from proxy.plan.text import without_secrets
 from proxy.policy import Decision
 from proxy.principal import Identity, Principal
-from proxy.statement import Summary
+from proxy.statement import Summary, reason_shown
 from proxy.tracing import RequestTrace
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ def _traced(trace: RequestTrace, finished: AuditEvent) -> None:
         trace.set("cyphergate.dag", dag)
     decision = finished.decision or {}
     trace.set("cyphergate.verdict", verdict_of(finished.decision))
-    reasons = [str(reason) for reason in decision.get("reasons") or []]
+    reasons = [reason_shown(str(reason)) for reason in decision.get("reasons") or []]
     if finished.error is not None:
         reason = str(finished.error["reason"])
         reasons = reasons or [reason]
