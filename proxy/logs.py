@@ -40,6 +40,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class AccessLinePath(logging.Filter):
+    """uvicorn's access line names the request's path, without its query string: a query can
+    hold a credential (the reviewers' page's sign-in returns to ``/audit/callback?code=...``,
+    and a caller may put a token in one by mistake), and the gateway reads none from there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.name == "uvicorn.access" and isinstance(args, tuple) and len(args) == 5:
+            path = args[2]
+            if isinstance(path, str) and "?" in path:
+                record.args = (args[0], args[1], path.partition("?")[0], *args[3:])
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time`` (UTC), ``level``, ``logger``, ``message``,
     ``request_id``, and ``exception`` when there is one."""
@@ -64,6 +78,7 @@ def configure_logging(
     ``log_format``; returns the handler. uvicorn must then be started with ``log_config=None``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(AccessLinePath())
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

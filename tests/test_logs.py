@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,29 @@ def test_a_gateway_with_json_logs_names_the_request_on_every_line(
     # Every line logged while a request was served names it; none names another.
     assert {line["request_id"] for line in during if line["request_id"]} <= ids
     assert all(line["request_id"] for line in during if "POST /db/" in line["message"])
+
+
+@pytest.mark.integration
+def test_access_lines_name_the_path_and_never_the_query(stack: DevStack, tmp_path: Path) -> None:
+    """A query string can hold a credential: the reviewers' page's sign-in comes back as
+    ``/audit/callback?code=<authorization code>&state=...``, and a caller may put a token in
+    one by mistake. uvicorn's access line would print it whole."""
+    code, state, token = (secrets.token_urlsafe(16) for _ in range(3))
+    second = SecondGateway(stack, tmp_path, "accesslines", lambda config: None)
+    second.start()
+    try:
+        started = len(second.log_text().splitlines())
+        callback = httpx.get(f"{second.url}/audit/callback?code={code}&state={state}", timeout=30)
+        query = httpx.post(
+            f"{second.url}/db/neo4j/query/v2?access_token={token}",
+            json={"statement": "RETURN 1 AS one"},
+            headers={"Authorization": stack.auth_header("demo_reader")},
+            timeout=30,
+        )
+    finally:
+        second.stop()
+    assert query.status_code == 202, query.text
+    during = "\n".join(second.log_text().splitlines()[started:])
+    assert f'"GET /audit/callback HTTP/1.1" {callback.status_code}' in during
+    assert '"POST /db/neo4j/query/v2 HTTP/1.1" 202' in during
+    assert not any(secret in during for secret in (code, state, token)), during
