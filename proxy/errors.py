@@ -262,11 +262,16 @@ class StaleForm(CypherGateError):
 
 
 class DatabaseNotFound(CypherGateError):
-    """The database named in the URL does not exist."""
+    """The database named in the URL, or by a statement's ``USE``, does not exist; ``database``
+    is its name where Neo4j said it."""
 
     status = 404
     code = "Neo.ClientError.Database.DatabaseNotFound"
     default_message = "The database does not exist."
+
+    def __init__(self, *, database: str | None = None) -> None:
+        super().__init__()
+        self.database = database
 
 
 class RecordNotProvable(CypherGateError):

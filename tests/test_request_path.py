@@ -424,6 +424,26 @@ def test_bad_requests_get_neo4j_style_errors_and_are_audited(
     assert response.json()["errors"][0]["code"] == "Neo.ClientError.Database.DatabaseNotFound"
 
 
+@pytest.mark.parametrize(
+    "statement",
+    ["USE no_such_db RETURN 1", "CALL { USE no_such_db RETURN 1 AS x } RETURN x"],
+)
+def test_a_use_of_a_database_without_a_grant_tells_nothing_of_whether_it_exists(
+    stack: DevStack, gateway: httpx.Client, statement: str
+) -> None:
+    """Asked in the URL, a database without a grant is refused before Neo4j is asked; named by
+    USE in a statement on a granted one, Neo4j's planning error would tell that it does not
+    exist (an existing one gets the policy's 403)."""
+    response = post(gateway, stack.token("demo_reader"), {"statement": statement})
+    assert response.status_code == 403, response.text
+    (error,) = response.json()["errors"]
+    assert error["code"] == "Neo.ClientError.Security.Forbidden"
+    assert "database_not_granted:no_such_db" in error["message"]
+    (record,) = records_of(stack, response)
+    assert record["status"] == 403
+    assert record["decision"]["reasons"] == ["database_not_granted:no_such_db"]
+
+
 def test_odd_parameters_get_400_and_the_gateway_stays_up(
     stack: DevStack, gateway: httpx.Client
 ) -> None:

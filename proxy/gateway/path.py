@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -34,6 +33,7 @@ from proxy.audit.checkpoint import ParameterDigester
 from proxy.clock import Clock
 from proxy.errors import (
     CypherGateError,
+    DatabaseNotFound,
     Neo4jClientError,
     Overloaded,
     PolicyDenied,
@@ -41,6 +41,7 @@ from proxy.errors import (
 )
 from proxy.gateway.admission import Admission
 from proxy.gateway.call import Call, Statement, passed_on
+from proxy.gateway.planning import planning_refusal
 from proxy.gateway.rates import RateLimits
 from proxy.gateway.seams import (
     AuditLog,
@@ -363,18 +364,13 @@ class Gateway:
     async def _analyse(
         self, database: str, text: str, preflight: Preflight, trail: Trail, step: Step
     ) -> Analysis:
-        """The statement's analysis. Neo4j's planning errors tell what exists: a DAG that may call
-        no procedure (or user-defined function) gets the same refusal for an unknown one as for
-        a known one."""
+        """The statement's analysis. Neo4j's planning errors tell what exists: one a DAG must not
+        learn from is refused as the policy refuses what exists (:mod:`proxy.gateway.planning`)."""
         try:
             return await self._analyzer.analyse(database, text, step)
-        except Neo4jClientError as error:
-            reason = _unknown_call(error)
-            if reason == "procedure" and not preflight.procedures:
-                refused = "procedure_not_granted:*"
-            elif reason == "function" and not preflight.functions:
-                refused = "function_not_granted:*"
-            else:
+        except (Neo4jClientError, DatabaseNotFound) as error:
+            refused = planning_refusal(error, database, preflight)
+            if refused is None:
                 raise
             trail.decided(replace(preflight.decision, allow=False, reasons=(refused,)))
             raise PolicyDenied([refused]) from error
@@ -424,20 +420,6 @@ class _Admitted:
 
     async def __aexit__(self, *_: object) -> None:
         self._admission.release()
-
-
-_UNKNOWN_FUNCTION = re.compile(r"Unknown function '([^']*)'")
-
-
-def _unknown_call(error: Neo4jClientError) -> str | None:
-    """``procedure`` or ``function`` when Neo4j could not plan a call of an unknown one (a
-    built-in function name, without a namespace, is not a user-defined one)."""
-    if error.code == "Neo.ClientError.Procedure.ProcedureNotFound":
-        return "procedure"
-    match = _UNKNOWN_FUNCTION.search(error.message)
-    if error.code == "Neo.ClientError.Statement.SyntaxError" and match and "." in match.group(1):
-        return "function"
-    return None
 
 
 def _access_mode(

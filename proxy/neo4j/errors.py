@@ -9,6 +9,7 @@ caller's own statement.
 
 from __future__ import annotations
 
+import re
 from types import TracebackType
 
 from neo4j import exceptions as neo4j_errors
@@ -71,12 +72,21 @@ def from_code(code: str, message: str) -> CypherGateError:
 
 def _client_error(code: str, message: str) -> CypherGateError:
     if code == DatabaseNotFound.code:
-        return DatabaseNotFound()
+        return DatabaseNotFound(database=_missing_database(message))
     if code.startswith("Neo.ClientError.Security."):
         # The gateway's own credential was refused: not the caller's fault, and the message may
         # name internals.
         return GraphFailed(reason=code)
     return Neo4jClientError(code, message)
+
+
+# Neo4j 5 names the database it did not find in one of these (a USE in a subquery: the second).
+_MISSING_DATABASE = re.compile(r"Graph not found: (.+)|Database (.+) not found")
+
+
+def _missing_database(message: str) -> str | None:
+    found = _MISSING_DATABASE.fullmatch(message.strip())
+    return None if found is None else (found.group(1) or found.group(2))
 
 
 class translated_errors:  # named like the @contextmanager functions it stands beside
