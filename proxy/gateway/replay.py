@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.gateway.seams import PolicyDecider, StatementAnalyzer
+from proxy.plan.text import without_secrets
 from proxy.policy import Decision, input_document, policy_input
 from proxy.principal import Identity, Principal
 
@@ -62,13 +63,15 @@ async def explain(
     statement: str,
     parameter_names: list[str],
 ) -> dict[str, Any]:
-    """The analysis, input document and decision for one statement as ``dag``."""
+    """The analysis, input document and decision for one statement as ``dag``. Neo4j plans the
+    statement as written; OPA (which logs every input) gets it as the gateway records and sends
+    it, its password literals hidden."""
     analysis = await analyzer.analyse(database, statement)
     identity = Identity(method="oidc", issuer="cyphergate-cli", subject="policy-explain")
     document = policy_input(
         Principal(identity=identity, dag=dag),
         database=database,
-        statement=statement,
+        statement=without_secrets(statement),
         parameter_names=parameter_names,
         requested_access_mode=None,
         analysis=analysis,

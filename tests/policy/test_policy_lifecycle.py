@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,30 @@ def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> N
     )  # fmt: skip
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("ALLOW for DAG demo_labels on neo4j")
+
+
+def test_policy_explain_sends_opa_the_statement_without_its_password(stack: DevStack) -> None:
+    """``explain`` asks OPA with the statement as the gateway records it (password literals
+    hidden by ``without_secrets``): OPA logs every input, so a literal sent raw reached its
+    decision log. Neo4j still plans the statement as written."""
+    secret = f"pw-{uuid.uuid4().hex}"
+    opa_log = Path(stack.status()["processes"]["opa"]["log"])
+    aws = {**os.environ, **stack.gateway_aws_env()}
+    explain = subprocess.run(
+        [sys.executable, "-m", "proxy", "policy", "explain", "--config",
+         str(stack.gateway_config_path), "--dag", "demo_labels", "--format", "json",
+         f"MATCH (p:Person) WHERE p.password = '{secret}' RETURN p.name"],
+        capture_output=True, text=True, timeout=60, check=False, env=aws,
+    )  # fmt: skip
+    assert explain.returncode == 0, explain.stderr
+    shown = json.loads(explain.stdout)
+    assert shown["input"]["request"]["statement"] == (
+        "MATCH (p:Person) WHERE p.password = '******' RETURN p.name"
+    )
+    assert shown["analysis"]["labels"]["read"] == ["Person"]  # planned as written
+    assert secret not in explain.stdout
+    deadline = time.monotonic() + 15
+    while "WHERE p.password = '" not in (logged := opa_log.read_text(errors="replace")):
+        assert time.monotonic() < deadline, "OPA logged no decision for the explained statement"
+        time.sleep(0.2)
+    assert secret not in logged
