@@ -93,16 +93,21 @@ def folder_fingerprint(policies: Path) -> tuple[tuple[str, int, int], ...]:
 
 
 def git_revision(policies: Path) -> str:
-    """The commit the folder is at; a folder with uncommitted changes has none."""
+    """The commit the folder is at; a folder with uncommitted changes has none, nor one with a
+    file Git ignores (``git status`` is silent about it) that the bundle would carry."""
     try:
         commit = _git(policies, "rev-parse", "HEAD")
         changes = _git(policies, "status", "--porcelain", "--untracked-files=all", "--", ".")
+        ignored = _git(policies, "ls-files", "-z", "--others", "--ignored", "--exclude-standard")
     except (OSError, subprocess.CalledProcessError) as exc:
         raise BundleError(f"{policies} is not in a Git checkout; pass --revision") from exc
+    loaded = {path.relative_to(policies).as_posix() for path in policy_files(policies)}
+    if shipped := sorted(loaded & set(ignored.split("\0"))):
+        changes = f"{changes}\nignored by Git: {', '.join(shipped)}".strip()
     if changes:
         raise BundleError(
             f"{policies} has uncommitted changes, so no commit names it: commit them, "
-            "or pass --revision"
+            f"or pass --revision\n{changes}"
         )
     return commit
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from proxy.bundles import (
     BundleError,
     folder_revision,
+    git_revision,
     opa_bundle_config,
     policy_files,
     validate_grants,
@@ -97,3 +99,33 @@ def test_opas_configuration_verifies_signatures_and_logs_decisions() -> None:
         "signing"
         not in opa_bundle_config(service_url="http://x", resource="b")["bundles"]["cyphergate"]
     )
+
+
+def test_a_file_git_ignores_but_opa_would_load_leaves_the_folder_without_a_commit(
+    tmp_path: Path,
+) -> None:
+    """``policy build`` names the commit as the bundle's revision only when the folder is that
+    commit; a file .gitignore hides from ``git status`` but the bundle would carry (here a Rego
+    module that grants, generated beside the committed ones) is not in it."""
+    policies = shutil.copytree(REPO / "policies", tmp_path / "policies")
+    (tmp_path / ".gitignore").write_text("generated/\n", encoding="utf-8")
+
+    def git(*arguments: str) -> str:
+        command = ["git", "-C", str(tmp_path), "-c", "user.name=ci", "-c", "user.email=ci@x"]
+        return subprocess.run(
+            [*command, *arguments], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "policies")
+    assert git_revision(policies) == git("rev-parse", "HEAD")
+    (policies / "generated").mkdir()
+    (policies / "generated" / "grant.rego").write_text(
+        "package cyphergate.authz\n\nallow := true\n", encoding="utf-8"
+    )
+    assert "generated/grant.rego" in {
+        path.relative_to(policies).as_posix() for path in policy_files(policies)
+    }
+    with pytest.raises(BundleError, match=r"generated/grant\.rego"):
+        git_revision(policies)
