@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from proxy.bundle_server import RESOURCE, FolderBundleServer
-from proxy.bundles import IGNORED, LONG_POLL_S, opa_bundle_config
+from proxy.bundles import IGNORED, LONG_POLL_S, opa_bundle_config, snapshot, validate_grants
 from proxy.ports import free_ports
 from proxy.settings import OPASettings
 
@@ -75,7 +75,8 @@ def folder_bundle_config(server_url: str) -> dict[str, Any]:
 def proposed_policy(
     opa_binary: Path, policies: Path, *, watch: bool = False
 ) -> Iterator[OPASettings]:
-    """Serve ``policies`` from a private OPA on a free loopback port while the block runs.
+    """Serve ``policies`` from a private OPA on a free loopback port while the block runs: the
+    files a bundle of it would hold, its grants checked as ``policy build`` checks them.
 
     With ``watch`` the folder is served to OPA as a bundle (:mod:`proxy.bundle_server`), so
     an edit applies without a restart and every decision names the revision that made it.
@@ -83,9 +84,14 @@ def proposed_policy(
     if not policies.is_dir():
         raise FileNotFoundError(f"no policy folder at {policies}")
     if not watch:
-        (port,) = free_ports(1)
-        command = opa_server_command(opa_binary, port, policies, watch=False)
-        with tempfile.TemporaryFile() as output:
+        # What a bundle of the folder would hold, and only grants that would build: OPA over
+        # the folder itself would load hidden files too (BundleError if the grants are wrong).
+        with tempfile.TemporaryDirectory() as work, tempfile.TemporaryFile() as output:
+            copy = Path(work) / "policies"
+            snapshot(policies, copy)
+            validate_grants(copy)
+            (port,) = free_ports(1)
+            command = opa_server_command(opa_binary, port, copy, watch=False)
             yield from _serving(command, port, output)
         return
     with contextlib.ExitStack() as stack:

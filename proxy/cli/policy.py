@@ -123,6 +123,7 @@ def _policy_explain(args: argparse.Namespace) -> int:
 
 def _policy_replay(args: argparse.Namespace) -> int:
     from proxy.app import open_policy
+    from proxy.bundles import BundleError
     from proxy.gateway.replay import ReplaySummary, replay
     from proxy.opa_server import proposed_policy
 
@@ -137,8 +138,12 @@ def _policy_replay(args: argparse.Namespace) -> int:
                     async for change in replay(reader.query(flt), policy, summary):
                         changes.append({**asdict(change), "kind": change.kind, "log": str(path)})
 
-    with proposed_policy(args.opa or _opa_binary(), args.policies) as opa:
-        asyncio.run(run(opa))
+    try:
+        with proposed_policy(args.opa or _opa_binary(), args.policies) as opa:
+            asyncio.run(run(opa))
+    except BundleError as error:  # grants that would never ship decide nothing
+        print(f"cyphergate policy replay: {error}", file=sys.stderr)
+        return 2
     if args.format == "json":
         print(json.dumps({"summary": asdict(summary), "changes": changes}, indent=2))
     else:

@@ -1,0 +1,81 @@
+"""``policy replay``'s private OPA decides with the proposed folder as it would ship: the files
+a bundle of it holds (no hidden files, schemas or tests), and only grants that would build."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy.analysis import Analysis
+from proxy.app import open_policy
+from proxy.bundles import BundleError
+from proxy.devstack.install import default_cache_dir, ensure_opa
+from proxy.opa_server import proposed_policy
+from proxy.plan import PlanFacts
+from proxy.policy import Decision, policy_input
+from proxy.principal import Identity, Principal
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    return shutil.copytree(REPO / "policies", tmp_path / "policies")
+
+
+def decided(policies: Path) -> Decision:
+    document = policy_input(
+        Principal(Identity(method="oidc", issuer="i", subject="s"), dag="demo_reader"),
+        database="neo4j",
+        statement="RETURN 1",
+        parameter_names=[],
+        requested_access_mode=None,
+        analysis=Analysis(query_type="r", facts=PlanFacts()),
+    )
+
+    async def ask() -> Decision:
+        with proposed_policy(ensure_opa(default_cache_dir()), policies) as settings:
+            async with open_policy(settings, cache=False) as policy:
+                return await policy.decide(document)
+
+    return asyncio.run(ask())
+
+
+def test_a_hidden_module_the_bundle_leaves_out_does_not_decide_the_replay(
+    policies: Path,
+) -> None:
+    """A module in a hidden folder never ships (``policy build`` leaves hidden files out), so it
+    must not make replay's decisions either: here it would have kept a newly allowed decision
+    looking refused, and ``--fail-on-change`` quiet."""
+    assert decided(policies).allow
+    (policies / ".ci").mkdir()
+    (policies / ".ci" / "keep.rego").write_text(
+        'package cyphergate.authz\n\nreasons contains "label_not_granted:Secret" if true\n',
+        encoding="utf-8",
+    )
+    decision = decided(policies)
+    assert decision.allow and decision.reasons == ()
+
+
+def test_grants_that_would_not_build_are_not_replayed(policies: Path, tmp_path: Path) -> None:
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    data["cyphergate"]["grants"]["dags"]["demo_reader"]["databases"]["neo4j"]["read"] = {
+        "lables": ["*"]
+    }
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BundleError, match=r"does not match schemas/grants\.json"):
+        decided(policies)
+    replay = subprocess.run(
+        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(tmp_path / "a.sqlite3"),
+         "--policies", str(policies), "--opa", str(ensure_opa(default_cache_dir()))],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert replay.returncode == 2, replay.stderr
+    assert "data.json does not match schemas/grants.json at" in replay.stderr
+    assert "Traceback" not in replay.stderr
