@@ -71,7 +71,11 @@ class FolderBundles:
             self._fingerprint = fingerprint
             with tempfile.TemporaryDirectory(dir=self._work) as work:
                 copy = Path(work) / "policies"
-                snapshot(self._policies, copy)
+                try:
+                    snapshot(self._policies, copy)
+                except BundleError as error:
+                    log.warning("policy folder not served: %s", error)
+                    return self._built
                 revision = folder_revision(copy)
                 if self._built is not None and self._built.revision == revision:
                     return self._built

@@ -75,8 +75,14 @@ def folder_revision(policies: Path) -> str:
 def snapshot(policies: Path, target: Path) -> None:
     """Copy what a bundle is built from (the files OPA loads, and ``schemas/`` for the grants'
     check) into ``target``, so the revision and the bundle are computed from the same bytes
-    even while someone edits the folder."""
+    even while someone edits the folder. A file that links out of the folder is refused
+    (:class:`BundleError`): Git holds only the path it names, not what the building machine
+    has there."""
+    root = policies.resolve()
     for path in [*policy_files(policies), *sorted((policies / "schemas").glob("*.json"))]:
+        if not path.resolve().is_relative_to(root):
+            where = path.relative_to(policies).as_posix()
+            raise BundleError(f"{where} links out of {policies}; a policy file must be in it")
         copy = target / path.relative_to(policies)
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, copy)

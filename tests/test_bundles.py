@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from proxy.bundle_server import FolderBundles
 from proxy.bundles import (
     BundleError,
+    build_bundle,
     folder_revision,
     git_revision,
     opa_bundle_config,
     policy_files,
     validate_grants,
 )
+from proxy.devstack.install import default_cache_dir, ensure_opa
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -129,3 +132,22 @@ def test_a_file_git_ignores_but_opa_would_load_leaves_the_folder_without_a_commi
     }
     with pytest.raises(BundleError, match=r"generated/grant\.rego"):
         git_revision(policies)
+
+
+def test_a_file_that_links_out_of_the_folder_never_ships(policies: Path, tmp_path: Path) -> None:
+    """A symbolic link in a policy pull request (Git keeps only the path it names) would put
+    whatever the build machine holds there into the signed bundle, as data anyone who may
+    query OPA reads: a CI runner's registry credentials, say."""
+    outside = tmp_path / "runner" / "config.json"
+    outside.parent.mkdir()
+    outside.write_text('{"auths": {"registry": {"auth": "c2VjcmV0"}}}', encoding="utf-8")
+    (policies / "registry").mkdir()
+    (policies / "registry" / "data.json").symlink_to(outside)  # opa build merges it into data
+    output = tmp_path / "bundle.tar.gz"
+    with pytest.raises(BundleError, match=r"registry/data\.json links out of"):
+        build_bundle(ensure_opa(default_cache_dir()), policies, output, revision="r1")
+    assert not output.exists()
+    # The folder server (policy serve) does not serve it either, and keeps answering.
+    work = tmp_path / "work"
+    work.mkdir()
+    assert FolderBundles(ensure_opa(default_cache_dir()), policies, work).current() is None
