@@ -30,6 +30,8 @@ import jsonschema
 # What OPA never loads from the policy folder: the JSON schemas (``opa check --schema``) and
 # the tests (``opa test``). The same list for ``opa run`` over the folder and for a bundle.
 IGNORED = ("schemas", "*_test.rego")
+# Files OPA reads as data: only data.json may be one.
+_DATA_SUFFIXES = (".json", ".yaml", ".yml")
 # The bundle's name in OPA's configuration, its status and its decision logs.
 BUNDLE_NAME = "cyphergate"
 # The key OPA verifies bundle signatures with. ``opa build`` names its signing key "default" in
@@ -130,7 +132,13 @@ def _git(folder: Path, *arguments: str) -> str:
 
 def validate_grants(policies: Path) -> None:
     """Check ``data.json`` against ``schemas/grants.json``; :class:`BundleError` names the
-    first place that is wrong."""
+    first place that is wrong. It must be the only data: ``opa build`` merges any folder's
+    ``data.json`` (or ``.yaml``) into the data, and OPA over a folder every JSON or YAML file,
+    where no schema would check it."""
+    for path in policy_files(policies):
+        name = path.relative_to(policies).as_posix()
+        if path.suffix.lower() in _DATA_SUFFIXES and name != "data.json":
+            raise BundleError(f"{name}: only data.json holds data (it is checked); move it there")
     schema_file, data_file = policies / "schemas" / "grants.json", policies / "data.json"
     try:
         schema = json.loads(schema_file.read_text(encoding="utf-8"))

@@ -136,18 +136,30 @@ def test_a_file_git_ignores_but_opa_would_load_leaves_the_folder_without_a_commi
 
 def test_a_file_that_links_out_of_the_folder_never_ships(policies: Path, tmp_path: Path) -> None:
     """A symbolic link in a policy pull request (Git keeps only the path it names) would put
-    whatever the build machine holds there into the signed bundle, as data anyone who may
-    query OPA reads: a CI runner's registry credentials, say."""
-    outside = tmp_path / "runner" / "config.json"
+    whatever the build machine holds there into the signed bundle: here grants of the
+    runner's own, but a credentials file as much, under a name OPA reads as data."""
+    outside = tmp_path / "runner" / "grants.json"
     outside.parent.mkdir()
-    outside.write_text('{"auths": {"registry": {"auth": "c2VjcmV0"}}}', encoding="utf-8")
-    (policies / "registry").mkdir()
-    (policies / "registry" / "data.json").symlink_to(outside)  # opa build merges it into data
+    shutil.move(policies / "data.json", outside)
+    (policies / "data.json").symlink_to(outside)
     output = tmp_path / "bundle.tar.gz"
-    with pytest.raises(BundleError, match=r"registry/data\.json links out of"):
+    with pytest.raises(BundleError, match=r"data\.json links out of"):
         build_bundle(ensure_opa(default_cache_dir()), policies, output, revision="r1")
     assert not output.exists()
     # The folder server (policy serve) does not serve it either, and keeps answering.
     work = tmp_path / "work"
     work.mkdir()
     assert FolderBundles(ensure_opa(default_cache_dir()), policies, work).current() is None
+
+
+@pytest.mark.parametrize("name", ["cyphergate/grants/dags/data.json", "more/data.yaml", "x.json"])
+def test_data_anywhere_but_data_json_is_refused(policies: Path, name: str) -> None:
+    """opa build merges every folder's data.json (or data.yaml) into the data at the folder's
+    path, and OPA over a folder every JSON file: a grant there was never checked against the
+    schema, so one whose guardrails were a string instead of a list guarded nothing."""
+    place = policies / name
+    place.parent.mkdir(parents=True, exist_ok=True)
+    grant = {"databases": {"neo4j": {"read": {"labels": ["*"]}, "guardrails": "full_scan"}}}
+    place.write_text(json.dumps({"sneaky": grant}), encoding="utf-8")
+    with pytest.raises(BundleError, match=f"{name}: only data.json"):
+        validate_grants(policies)
