@@ -139,10 +139,16 @@ def validate_grants(policies: Path) -> None:
         name = path.relative_to(policies).as_posix()
         if path.suffix.lower() in _DATA_SUFFIXES and name != "data.json":
             raise BundleError(f"{name}: only data.json holds data (it is checked); move it there")
-    schema_file, data_file = policies / "schemas" / "grants.json", policies / "data.json"
     try:
-        schema = json.loads(schema_file.read_text(encoding="utf-8"))
-        data = json.loads(data_file.read_text(encoding="utf-8"))
+        data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"cannot read the grants or their schema: {exc}") from exc
+    _check_grants(policies, data, "data.json")
+
+
+def _check_grants(policies: Path, data: object, what: str) -> None:
+    try:
+        schema = json.loads((policies / "schemas" / "grants.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BundleError(f"cannot read the grants or their schema: {exc}") from exc
     error = jsonschema.exceptions.best_match(
@@ -150,9 +156,25 @@ def validate_grants(policies: Path) -> None:
     )
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "(top)"
-        raise BundleError(
-            f"data.json does not match schemas/grants.json at {where}: {error.message}"
-        )
+        raise BundleError(f"{what} does not match schemas/grants.json at {where}: {error.message}")
+
+
+def _check_served_grants(opa: Path, policies: Path, bundle: Path) -> None:
+    """The grants as the built bundle serves them (a Rego module may add to them, its package
+    being their path) checked too."""
+    query = '{"cyphergate": {k: data.cyphergate[k] | some k in ["grants", "reviewers"]}}'
+    completed = subprocess.run(  # noqa: S603 - the operator's opa, arguments we built
+        [str(opa), "eval", "--format", "json", "--bundle", str(bundle), query],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        served = json.loads(completed.stdout)["result"][0]["expressions"][0]["value"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-20:])
+        raise BundleError(f"opa could not read the built grants of {policies}:\n{tail}") from exc
+    _check_grants(policies, served, "the grants the bundle serves")
 
 
 def build_bundle(
@@ -186,6 +208,7 @@ def build_bundle(
         if completed.returncode != 0:
             tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-20:])
             raise BundleError(f"opa build refused {policies}:\n{tail}")
+        _check_served_grants(opa, copy, built)
         built.replace(output)
 
 

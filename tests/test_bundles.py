@@ -163,3 +163,20 @@ def test_data_anywhere_but_data_json_is_refused(policies: Path, name: str) -> No
     place.write_text(json.dumps({"sneaky": grant}), encoding="utf-8")
     with pytest.raises(BundleError, match=f"{name}: only data.json"):
         validate_grants(policies)
+
+
+def test_grants_a_rego_module_defines_are_checked_as_data_jsons_are(
+    policies: Path, tmp_path: Path
+) -> None:
+    """A module may add to data.cyphergate.grants as data.json does (its package is the path):
+    the grants the bundle serves are checked, not only the file."""
+    (policies / "more.rego").write_text(
+        "package cyphergate.grants.dags\n\n"
+        'sneaky := {"databases": {"neo4j": {"read": {"labels": ["*"]},\n'
+        '  "guardrails": "full_scan"}}}\n',
+        encoding="utf-8",
+    )
+    output = tmp_path / "bundle.tar.gz"
+    with pytest.raises(BundleError, match="sneaky/databases/neo4j/guardrails"):
+        build_bundle(ensure_opa(default_cache_dir()), policies, output, revision="r1")
+    assert not output.exists()
