@@ -182,7 +182,9 @@ def load_csv_sources(statement: str) -> list[str]:
         elif source[0].kind == "parameter":
             sources.append(source[0].text)
         else:
-            sources.append(literal(source[0]) or DYNAMIC)
+            # A URL's password is decided, recorded and named in a refusal as ``******``.
+            value = literal(source[0])
+            sources.append(DYNAMIC if value is None else without_url_passwords(value))
     return sources
 
 
@@ -234,8 +236,33 @@ def without_secrets(statement: str) -> str:
     """The statement as the gateway records and shows it: where a word or name says
     ``password`` (in any case, Unicode escapes read as Neo4j reads them), every string literal
     is replaced by ``'******'``, as Neo4j's own query log hides passwords, and the text is the one
-    Neo4j lexes (escapes replaced). Text it cannot read is cut after that word. Any other
+    Neo4j lexes (escapes replaced). Text it cannot read is cut after that word. A URL's password
+    (``https://user:<password>@host``, a ``LOAD CSV`` source's) is ``******`` too. Any other
     statement is returned as it is."""
+    return without_url_passwords(_without_password_literals(statement))
+
+
+# A URL's password: its user information after the first colon, up to the last "@" before the
+# path (as URL parsers read it: a raw "@" in a password is the password's).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/?#\s:'\"`]*):[^/?#\s'\"`]*@")
+
+
+def without_url_passwords(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:password@``) replaced by
+    ``******`` (escapes read as Neo4j reads them, where one hides a URL's password)."""
+    read = text
+    if "\\u" in text:
+        try:
+            read = decode_unicode_escapes(text)
+        except UnreadableText:
+            read = _ESCAPE.sub(lambda escape: chr(int(escape.group(1), 16)), text)
+    if "@" not in read or "://" not in read:
+        return text
+    hidden = _URL_PASSWORD.sub(r"\1:******@", read)
+    return text if hidden == read else hidden
+
+
+def _without_password_literals(statement: str) -> str:
     if "\\u" not in statement and _SECRET_WORD not in statement.lower():
         return statement
     try:
