@@ -7,17 +7,20 @@ searched for in every log and audit file of the session's temporary folders.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import secrets as random_secrets
 from pathlib import Path
 from typing import Any
 
 import httpx
+import neo4j
 import pytest
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from proxy.devstack.state import StackState
+from proxy.devstack.state import StackState, role_arn
 from tests.test_rotation import secrets_manager
 
 pytestmark = pytest.mark.integration
@@ -46,6 +49,7 @@ def test_no_secret_in_logs_audit_files_error_bodies_or_metrics(
     assert len(secrets) > 20  # the stack's own, plus every rotated password of the suite
     passwords = hidden_password_literals(stack, gateway)
     secrets |= passwords
+    secrets |= what_callers_sent(stack, gateway)
     bodies: list[str] = []
     for headers, body in (
         ({"Authorization": "Bearer not-a-token"}, {"statement": "RETURN 1"}),
@@ -100,3 +104,57 @@ def hidden_password_literals(stack: DevStack, gateway: httpx.Client) -> set[str]
         assert "'******'" in record["statement"], record["statement"]
         assert not any(password in record["statement"] for password in sent)
     return sent
+
+
+def what_callers_sent(stack: DevStack, gateway: httpx.Client) -> set[str]:
+    """Credentials and values callers send through both doors, allowed and refused: access
+    tokens (valid, forged, and as Bolt basic credentials), an IAM proof's signature, parameter
+    values, a query string's token, and a LOAD CSV source's user and password. The gateway
+    records parameters as keyed digests and credentials not at all; returns them all, for the
+    scan to look for in every file."""
+    value, forged, in_url, url_password = (random_secrets.token_urlsafe(16) for _ in range(4))
+    reader, writer = stack.token("demo_reader"), stack.token("demo_labels")
+    proof = stack.iam_header(role_arn("demo_reader"))
+    encoded = proof.split(" ", 1)[1]
+    signed = json.loads(base64.b64decode(encoded))["headers"]
+    signature = signed["Authorization"].rsplit("Signature=", 1)[1]
+    session_token = signed["X-Amz-Security-Token"]
+    source = f"https://etl:{url_password}@files.invalid/x.csv"
+    for headers, body, path in (
+        (
+            {"Authorization": "Bearer " + reader},
+            {"statement": "RETURN $v AS v", "parameters": {"v": value}},
+            "",
+        ),
+        (
+            {"Authorization": "Bearer " + writer},
+            {"statement": "CREATE (:Secret {v: $v})", "parameters": {"v": value}},
+            "",
+        ),
+        (
+            {"Authorization": "Bearer " + forged},
+            {"statement": "RETURN $v", "parameters": {"v": value}},
+            "",
+        ),
+        ({"Authorization": proof}, {"statement": "RETURN 1"}, ""),
+        (
+            {"Authorization": "Bearer " + writer},
+            {"statement": f"LOAD CSV FROM '{source}' AS r RETURN r"},
+            "",
+        ),
+        ({"Authorization": "Bearer " + reader}, {"statement": "RETURN 1"}, f"?token={in_url}"),
+    ):
+        gateway.post("/db/neo4j/query/v2" + path, json=body, headers=headers)
+    uri = stack.status()["gateway_bolt_uri"]
+    for auth, statement in (
+        (neo4j.bearer_auth(reader), "RETURN $v AS v"),
+        (neo4j.bearer_auth(writer), "CREATE (:Secret {v: $v})"),
+        (neo4j.basic_auth("demo_reader", reader), "RETURN $v AS v"),
+        (neo4j.basic_auth("demo_reader", forged), "RETURN $v AS v"),
+    ):
+        with (
+            neo4j.GraphDatabase.driver(uri, auth=auth) as driver,
+            contextlib.suppress(neo4j.exceptions.Neo4jError),  # refused: what it left counts
+        ):
+            driver.execute_query(statement, {"v": value})
+    return {value, forged, in_url, url_password, reader, writer, encoded, signature, session_token}
