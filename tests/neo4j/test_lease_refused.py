@@ -22,6 +22,25 @@ from tests.second_gateway import SecondGateway
 pytestmark = pytest.mark.integration
 
 
+def drop_the_leased_user(neo4j_admin: Driver, prefix: str) -> str:
+    """Drop the one leased user whose name starts with ``prefix`` and close its connections, as
+    a restart of Neo4j would (one already logged in stays so): every statement after needs a new
+    connection. Returns the user's name."""
+    users, _, _ = neo4j_admin.execute_query(
+        "SHOW USERS YIELD user WHERE user STARTS WITH $prefix RETURN user",
+        prefix=prefix,
+        database_="system",
+    )
+    (leased,) = [row["user"] for row in users]
+    neo4j_admin.execute_query("DROP USER $user", user=leased, database_="system")
+    neo4j_admin.execute_query(
+        "CALL dbms.listConnections() YIELD connectionId, username WHERE username = $user"
+        " CALL dbms.killConnection(connectionId) YIELD message RETURN message",
+        user=leased,
+    )
+    return str(leased)
+
+
 def test_a_dropped_leased_user_is_replaced_after_one_refusal(
     stack: DevStack, neo4j_admin: Driver, tmp_path: Path
 ) -> None:
@@ -32,21 +51,10 @@ def test_a_dropped_leased_user_is_replaced_after_one_refusal(
     write = f"CREATE (:`{label}` {{n: $n}})"
     try:
         assert second.query("demo_writer", write, {"n": 1}).status_code == 202
-        users, _, _ = neo4j_admin.execute_query(
-            "SHOW USERS YIELD user WHERE user STARTS WITH $prefix RETURN user",
-            prefix=second.prefix,
-            database_="system",
-        )
-        (leased,) = [row["user"] for row in users]
-        neo4j_admin.execute_query("DROP USER $user", user=leased, database_="system")
         # A connection already logged in stays so; new ones are refused. Its connections closed
         # too (as a restart of Neo4j would), every write below needs a new one: a burst alone
         # could be served, one write after another, by the connection already open.
-        neo4j_admin.execute_query(
-            "CALL dbms.listConnections() YIELD connectionId, username WHERE username = $user"
-            " CALL dbms.killConnection(connectionId) YIELD message RETURN message",
-            user=leased,
-        )
+        leased = drop_the_leased_user(neo4j_admin, second.prefix)
         with ThreadPoolExecutor(max_workers=6) as pool:
             burst = list(
                 pool.map(lambda n: second.query("demo_writer", write, {"n": n}), range(10, 16))
@@ -106,18 +114,7 @@ def test_a_dropped_leased_user_found_by_a_transaction_is_replaced_too(
 
     try:
         assert second.query("demo_writer", f"CREATE (:`{label}` {{n: 1}})").status_code == 202
-        users, _, _ = neo4j_admin.execute_query(
-            "SHOW USERS YIELD user WHERE user STARTS WITH $prefix RETURN user",
-            prefix=second.prefix,
-            database_="system",
-        )
-        (leased,) = [row["user"] for row in users]
-        neo4j_admin.execute_query("DROP USER $user", user=leased, database_="system")
-        neo4j_admin.execute_query(
-            "CALL dbms.listConnections() YIELD connectionId, username WHERE username = $user"
-            " CALL dbms.killConnection(connectionId) YIELD message RETURN message",
-            user=leased,
-        )
+        drop_the_leased_user(neo4j_admin, second.prefix)
         answers = [in_transaction(n) for n in (2, 3, 4)]
     finally:
         second.stop()
@@ -147,18 +144,7 @@ def test_a_dropped_leased_user_found_by_a_bolt_transaction_is_replaced_too(
     try:
         with neo4j.GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=auth) as driver:
             driver.execute_query(f"CREATE (:`{label}` {{n: 1}})", database_="neo4j")
-            users, _, _ = neo4j_admin.execute_query(
-                "SHOW USERS YIELD user WHERE user STARTS WITH $prefix RETURN user",
-                prefix=second.prefix,
-                database_="system",
-            )
-            (leased,) = [row["user"] for row in users]
-            neo4j_admin.execute_query("DROP USER $user", user=leased, database_="system")
-            neo4j_admin.execute_query(
-                "CALL dbms.listConnections() YIELD connectionId, username WHERE username = $user"
-                " CALL dbms.killConnection(connectionId) YIELD message RETURN message",
-                user=leased,
-            )
+            drop_the_leased_user(neo4j_admin, second.prefix)
             for n in (2, 3, 4):
                 try:
                     with driver.session(database="neo4j") as session:

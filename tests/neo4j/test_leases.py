@@ -30,6 +30,19 @@ class SlowDriver:
         return [], None, None
 
 
+def manager(driver: SlowDriver, tmp_path: Path, now: list[float], metrics: Metrics) -> LeaseManager:
+    """Leases of 100 s, renewed at half their time, on ``driver``, at the clock ``now[0]``."""
+    return LeaseManager(
+        driver,  # type: ignore[arg-type]
+        path=tmp_path / "leases.sqlite3",
+        prefix="cg_test_",
+        ttl_s=100,
+        renew_fraction=0.5,
+        clock=lambda: now[0],
+        metrics=metrics,
+    )
+
+
 def test_a_retired_lease_is_dropped_once_by_its_last_holder_or_the_maintainer(
     tmp_path: Path,
 ) -> None:
@@ -39,15 +52,7 @@ def test_a_retired_lease_is_dropped_once_by_its_last_holder_or_the_maintainer(
         return metrics.registry.get_sample_value(name)
 
     async def go() -> None:
-        leases = LeaseManager(
-            driver,  # type: ignore[arg-type]
-            path=tmp_path / "leases.sqlite3",
-            prefix="cg_test_",
-            ttl_s=100,
-            renew_fraction=0.5,
-            clock=lambda: now[0],
-            metrics=metrics,
-        )
+        leases = manager(driver, tmp_path, now, metrics)
         await leases.open()
         release = asyncio.Event()
 
@@ -99,15 +104,7 @@ def test_a_lease_renewed_while_the_maintainer_waits_is_still_dropped_in_time(
     metrics, driver, now = Metrics(), GatedDriver(), [0.0]
 
     async def go() -> None:
-        leases = LeaseManager(
-            driver,  # type: ignore[arg-type]
-            path=tmp_path / "leases.sqlite3",
-            prefix="cg_test_",
-            ttl_s=100,
-            renew_fraction=0.5,
-            clock=lambda: now[0],
-            metrics=metrics,
-        )
+        leases = manager(driver, tmp_path, now, metrics)
         await leases.open()
         driver.gate.set()
         for dag in ("a", "b"):
