@@ -36,6 +36,8 @@ class SecondGateway:
         folder: Path,
         name: str,
         configure: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        bolt: bool = False,
     ) -> None:
         self.stack = stack
         self.folder = folder
@@ -52,6 +54,11 @@ class SecondGateway:
         config = tomllib.loads(stack.gateway_config_path.read_text(encoding="utf-8"))
         config["server"]["port"] = self.port
         config["server"].pop("bolt_port", None)  # the session gateway's: a test may set its own
+        # With ``bolt``, a Bolt door of its own, at ``bolt_uri``.
+        self.bolt_uri: str | None = None
+        if bolt:
+            (config["server"]["bolt_port"],) = free_ports(1)
+            self.bolt_uri = f"bolt://127.0.0.1:{config['server']['bolt_port']}"
         config["audit"] = {"path": str(self.audit)}
         config["neo4j"].update(
             lease_user_prefix=self.prefix, leases_path=str(folder / "leases.sqlite3")

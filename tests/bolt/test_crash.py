@@ -7,7 +7,6 @@ import contextlib
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import neo4j
 import pytest
@@ -15,23 +14,17 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from proxy.ports import free_ports
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
 
 
 def test_kill_9_mid_transaction(stack: DevStack, neo4j_admin: Driver, tmp_path: Path) -> None:
-    (bolt_port,) = free_ports(1)
-
-    def configure(config: dict[str, Any]) -> None:
-        config["server"]["bolt_port"] = bolt_port
-
-    second = SecondGateway(stack, tmp_path / "gateway", "boltcrash", configure=configure)
+    second = SecondGateway(stack, tmp_path / "gateway", "boltcrash", bolt=True)
     second.start()
     label = "BoltCrash" + uuid.uuid4().hex[:12]
     auth = neo4j.bearer_auth(stack.token("demo_writer"))
-    driver = neo4j.GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=auth)
+    driver = neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth)
     try:
         session = driver.session(database="neo4j")
         tx = session.begin_transaction()

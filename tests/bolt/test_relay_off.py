@@ -11,7 +11,6 @@ import pytest
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from proxy.ports import free_ports
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -23,19 +22,16 @@ STATEMENT = (
 
 
 def test_the_bolt_door_answers_alike_on_the_driver(stack: DevStack, tmp_path: Path) -> None:
-    (bolt_port,) = free_ports(1)
-
     def configure(config: dict[str, Any]) -> None:
-        config["server"]["bolt_port"] = bolt_port
         config["neo4j"]["bolt_relay"] = False
 
-    second = SecondGateway(stack, tmp_path / "gateway", "relayoff", configure=configure)
+    second = SecondGateway(stack, tmp_path / "gateway", "relayoff", configure, bolt=True)
     second.start()
     auth = neo4j.bearer_auth(stack.token("demo_reader"))
     status = stack.status()["neo4j"]
     direct_auth = (status["gateway_user"], status["gateway_password"])
     try:
-        with neo4j.GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=auth) as driver:
+        with neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth) as driver:
             through, _, _ = driver.execute_query(STATEMENT, database_="neo4j")
             with pytest.raises(neo4j.exceptions.ClientError) as refused:
                 driver.execute_query("CREATE (:RelayOff)", database_="neo4j")

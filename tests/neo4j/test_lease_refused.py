@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import neo4j
@@ -16,7 +15,6 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from proxy.ports import free_ports
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -131,18 +129,13 @@ def test_a_dropped_leased_user_found_by_a_bolt_transaction_is_replaced_too(
 ) -> None:
     """The same through the Bolt door: an explicit transaction whose BEGIN Neo4j refuses for the
     leased user fails as unavailable once (nothing ran), and the next one runs as a new user."""
-    (bolt_port,) = free_ports(1)
-
-    def configure(config: dict[str, Any]) -> None:
-        config["server"]["bolt_port"] = bolt_port
-
-    second = SecondGateway(stack, tmp_path / "gateway", "leasegonebolt", configure=configure)
+    second = SecondGateway(stack, tmp_path / "gateway", "leasegonebolt", bolt=True)
     second.start()
     label = "LeaseGoneBolt" + uuid.uuid4().hex[:12]
     auth = neo4j.bearer_auth(stack.token("demo_writer"))
     outcomes: list[str] = []
     try:
-        with neo4j.GraphDatabase.driver(f"bolt://127.0.0.1:{bolt_port}", auth=auth) as driver:
+        with neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth) as driver:
             driver.execute_query(f"CREATE (:`{label}` {{n: 1}})", database_="neo4j")
             drop_the_leased_user(neo4j_admin, second.prefix)
             for n in (2, 3, 4):
