@@ -133,7 +133,8 @@ def reason_shown(reason: str) -> str:
     (``load_csv_not_granted:<source>``), and a source's URL may hold a credential: a user and
     password, or a pre-signed URL's signature and token in its query. Such a URL keeps its
     scheme, host, port and path; its user, password, query and fragment are cut. The caller's
-    own answer and the audit record keep the reason whole."""
+    own answer and the audit record keep the reason as the policy gave it (a URL's password is
+    hidden before the policy sees it: ``proxy.plan.text.without_url_passwords``)."""
     kind, colon, detail = reason.partition(":")
     if not colon or "://" not in detail:
         return reason
