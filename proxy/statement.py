@@ -7,10 +7,10 @@ imports none of them, so none has to import another sideways or upwards.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
 
 JSON = Any
 AccessMode = Literal["READ", "WRITE"]
@@ -132,15 +132,20 @@ def reason_shown(reason: str) -> str:
     The policy names what it refused, a ``LOAD CSV`` source among them
     (``load_csv_not_granted:<source>``), and a source's URL may hold a credential: a user and
     password, or a pre-signed URL's signature and token in its query. Such a URL keeps its
-    scheme, host, port and path; its user, password, query and fragment are cut. The caller's
-    own answer and the audit record keep the reason as the policy gave it (a URL's password is
-    hidden before the policy sees it: ``proxy.plan.text.without_url_passwords``)."""
-    kind, colon, detail = reason.partition(":")
-    if not colon or "://" not in detail:
-        return reason
-    try:
-        url = urlsplit(detail)
-    except ValueError:  # a malformed host (an unclosed "[")
-        return f"{kind}:<unreadable url>"
-    host = url.netloc.rpartition("@")[2]
-    return f"{kind}:{urlunsplit((url.scheme, host, url.path, '', ''))}"
+    scheme, host, port and path; its user, password, query and fragment are cut. The source is
+    the caller's text, not a URL that parses: all before its last ``@`` is taken for a user and
+    password (one may hold a ``/``, ``?`` or ``#``), all from its first ``?`` or ``#`` after
+    that for a query. The caller's own answer and the audit record keep the reason as the policy
+    gave it (a URL's password hidden before the policy sees it:
+    ``proxy.plan.text.without_url_passwords``)."""
+    kind, _, detail = reason.partition(":")
+    if kind != "load_csv_not_granted" or not any(mark in detail for mark in "@?#"):
+        return reason  # a label, type or procedure with an "@" in its name is named whole
+    scheme = _SCHEME.match(detail)
+    prefix = scheme.group() if scheme else ""
+    rest = detail[len(prefix) :].rpartition("@")[2]
+    return f"{kind}:{prefix}{_QUERY.split(rest, maxsplit=1)[0]}"
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_QUERY = re.compile(r"[?#]")
