@@ -444,6 +444,30 @@ def test_a_use_of_a_database_without_a_grant_tells_nothing_of_whether_it_exists(
     assert record["decision"]["reasons"] == ["database_not_granted:no_such_db"]
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "CALL { USE %s RETURN 1 AS x } RETURN x",
+        "UNWIND [1] AS i CALL { USE %s MATCH (n) RETURN n } RETURN 1",
+    ],
+)
+def test_a_use_in_a_subquery_tells_nothing_of_whether_the_database_exists(
+    stack: DevStack, gateway: httpx.Client, template: str
+) -> None:
+    """Found by review: in a subquery (on a database that is no composite one) Neo4j plans a
+    USE of a missing database into "not found", refused as database_not_granted, but one of an
+    existing database into a semantic error naming it, which came back as a 400: system, which
+    demo_reader has no grant for, and a missing one must get the same refusal."""
+    for name in ("system", "no_such_db"):
+        response = post(gateway, stack.token("demo_reader"), {"statement": template % name})
+        assert response.status_code == 403, response.text
+        (error,) = response.json()["errors"]
+        assert error["code"] == "Neo.ClientError.Security.Forbidden"
+        assert error["message"] == f"Denied by policy: database_not_granted:{name}."
+        (record,) = records_of(stack, response)
+        assert record["decision"]["reasons"] == [f"database_not_granted:{name}"]
+
+
 def test_odd_parameters_get_400_and_the_gateway_stays_up(
     stack: DevStack, gateway: httpx.Client
 ) -> None:

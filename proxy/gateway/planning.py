@@ -3,8 +3,10 @@
 The analysis (``EXPLAIN``) runs before the policy decides, once the preflight allowed the
 request's database. Neo4j's errors would then tell a DAG that may call no procedure (or
 user-defined function) which exist, and any DAG which databases exist besides its own (a
-``USE`` of one it has no grant for): such an error is answered as the policy answers a known
-procedure, function or database the DAG may not use.
+``USE`` of one it has no grant for: Neo4j says a missing one is not found, and, in a subquery on
+a database that is no composite one, that an existing one may not be reached from there): such
+an error is answered as the policy answers a known procedure, function or database the DAG may
+not use.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from proxy.errors import DatabaseNotFound, Neo4jClientError
 from proxy.policy import Preflight
 
 _UNKNOWN_FUNCTION = re.compile(r"Unknown function '([^']*)'")
+# Neo4j's semantic (or syntax) error for a USE in a subquery of a database that exists.
+_OTHER_GRAPH = re.compile(
+    r"^Attempted to access graph (.+?)(?: \(line \d+, column \d+ \(offset: \d+\)\))?$", re.M
+)
 
 
 def planning_refusal(
@@ -28,6 +34,9 @@ def planning_refusal(
         if missing is not None and missing.casefold() == database.casefold():
             return None
         return f"database_not_granted:{missing or '*'}"
+    other = _OTHER_GRAPH.search(error.message)
+    if other is not None and other.group(1).casefold() != database.casefold():
+        return f"database_not_granted:{other.group(1)}"
     kind = _unknown_call(error)
     if kind == "procedure" and not preflight.procedures:
         return "procedure_not_granted:*"
