@@ -51,12 +51,16 @@ async def _authorized(
         value = read()
     except BadFilter as exc:
         value, refusal = None, BadRequest(str(exc), reason="bad_filter")
-    if refusal is None and chain is not None and chain not in await review.chains():
-        value, refusal = None, AuditChainNotFound(chain)
-    found = None if lookup is None or value is None else lambda: lookup(review, value)
-    await review.authorize(
-        prove, request_id, client_address(request), refusal=refusal, lookup=found
-    )
+
+    async def find() -> None:
+        # Once the caller may read: the log is read for nobody else, and whatever fails here
+        # is recorded as the answer it becomes.
+        if chain is not None and chain not in await review.chains():
+            raise AuditChainNotFound(chain)
+        if lookup is not None and value is not None:
+            await lookup(review, value)
+
+    await review.authorize(prove, request_id, client_address(request), refusal=refusal, lookup=find)
     if value is None:  # refused, and authorize raised it
         raise AssertionError("unreachable")
     return review, value

@@ -114,6 +114,19 @@ class AuditReview:
                 await lookup()
         except CypherGateError as caught:
             error = caught
+        except Exception:  # a failure of its own (reading the log, a bug): recorded, then raised
+            await self._record(event, started, CypherGateError(reason="internal"))
+            raise
+        await self._record(event, started, error)
+        if error is not None:
+            raise error
+        if identity is None:  # prove() returned or raised; both are handled above
+            raise AssertionError("unreachable")
+        return identity
+
+    async def _record(
+        self, event: AuditEvent, started: float, error: CypherGateError | None
+    ) -> None:
         await self._audit.append(
             concluded(
                 event,
@@ -123,11 +136,6 @@ class AuditReview:
                 error=None if error is None else error.as_document(),
             )
         )
-        if error is not None:
-            raise error
-        if identity is None:  # prove() returned or raised; both are handled above
-            raise AssertionError("unreachable")
-        return identity
 
     async def chains(self) -> list[str]:
         """The chains of the log (one per worker of the replica), the default first."""
