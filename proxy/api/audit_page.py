@@ -137,7 +137,7 @@ async def index(request: Request) -> Response:
                 problems.append(str(exc))
     # One chain per worker of the replica (server.workers); the first unless one is chosen.
     chain = request.query_params.get("chain", "").strip() or None
-    who = await _signed_in(request, await _refusal(request, problems, chain))
+    who = await _signed_in(request, _refusal(problems), chain)
     if isinstance(who, Response):
         return who
     flt = RecordFilter(
@@ -190,7 +190,7 @@ async def record(request: Request, seq: str) -> Response:
         number, problems = record_number(seq, "seq"), []
     except BadFilter as exc:
         number, problems = 0, [str(exc)]
-    who = await _signed_in(request, await _refusal(request, problems, chain))
+    who = await _signed_in(request, _refusal(problems), chain)
     if isinstance(who, Response):
         return who
     found = await runtime(request).review.record(number, chain)
@@ -220,7 +220,7 @@ async def verify(request: Request) -> Response:
     chosen = (await request.form()).get("chain")
     chain = chosen.strip() or None if isinstance(chosen, str) else None
     refusal = None if await _token_matches(request) else StaleForm(_STALE)
-    who = await _signed_in(request, refusal or await _refusal(request, [], chain))
+    who = await _signed_in(request, refusal, chain)
     if isinstance(who, Response):
         return who
     review = runtime(request).review
@@ -300,23 +300,18 @@ def _sign_in(request: Request) -> SignIn:
     return sign_in
 
 
-async def _refusal(
-    request: Request, problems: list[str], chain: str | None
-) -> CypherGateError | None:
-    """What refuses a request a reviewer got wrong (unreadable filters, a chain the replica
-    does not keep): raised, and recorded with its status, once the person may read the log."""
-    if problems:
-        return BadRequest("; ".join(problems), reason="bad_filter")
-    if chain is not None and chain not in await runtime(request).review.chains():
-        return AuditChainNotFound(chain)
-    return None
+def _refusal(problems: list[str]) -> CypherGateError | None:
+    """What refuses a request a reviewer got wrong (unreadable filters): raised, and recorded
+    with its status, once the person may read the log."""
+    return BadRequest("; ".join(problems), reason="bad_filter") if problems else None
 
 
 async def _signed_in(
-    request: Request, refusal: CypherGateError | None = None
+    request: Request, refusal: CypherGateError | None = None, chain: str | None = None
 ) -> Identity | Response:
     """The signed-in reviewer, or the response to send instead (sign-in page, refusal); the
-    reviewer's ``refusal``, if any, is recorded and its page sent."""
+    reviewer's ``refusal``, or a ``chain`` the replica does not keep, is recorded and its page
+    sent."""
     signed_in = request.session.get(_SESSION_KEY)
     if not signed_in or signed_in.get("expires", 0) <= runtime(request).clock():
         request.session.pop(_SESSION_KEY, None)
@@ -328,22 +323,35 @@ async def _signed_in(
         subject=signed_in["subject"],
         client_id=signed_in["client_id"],
     )
-    return await _authorize(request, identity, refusal)
+    return await _authorize(request, identity, refusal, chain)
 
 
 async def _authorize(
-    request: Request, identity: Identity, refusal: CypherGateError | None = None
+    request: Request,
+    identity: Identity,
+    refusal: CypherGateError | None = None,
+    chain: str | None = None,
 ) -> Identity | Response:
     """``identity``, if the policy lets it read the log (recorded either way); else the page
-    that says why not."""
+    that says why not. ``chain`` is looked up only then, in the recorded step: the log is read
+    for nobody else, and a failure to read it is recorded too."""
 
     async def prove() -> Identity:
         return identity
 
     review = runtime(request).review
+
+    async def known_chain() -> None:
+        if chain is not None and chain not in await review.chains():
+            raise AuditChainNotFound(chain)
+
     try:
         return await review.authorize(
-            prove, start_request(request), client_address(request), refusal=refusal
+            prove,
+            start_request(request),
+            client_address(request),
+            refusal=refusal,
+            lookup=known_chain,
         )
     except CypherGateError as error:
         return _refused(request, error)
