@@ -8,7 +8,6 @@ searched for in every log and audit file of the session's temporary folders.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import secrets as random_secrets
 from pathlib import Path
@@ -120,6 +119,7 @@ def what_callers_sent(stack: DevStack, gateway: httpx.Client) -> set[str]:
     signature = signed["Authorization"].rsplit("Signature=", 1)[1]
     session_token = signed["X-Amz-Security-Token"]
     source = f"https://etl:{url_password}@files.invalid/x.csv"
+    answers: list[httpx.Response] = []
     for headers, body, path in (
         (
             {"Authorization": "Bearer " + reader},
@@ -144,17 +144,29 @@ def what_callers_sent(stack: DevStack, gateway: httpx.Client) -> set[str]:
         ),
         ({"Authorization": "Bearer " + reader}, {"statement": "RETURN 1"}, f"?token={in_url}"),
     ):
-        gateway.post("/db/neo4j/query/v2" + path, json=body, headers=headers)
+        answers.append(gateway.post("/db/neo4j/query/v2" + path, json=body, headers=headers))
+    # Each reached the step it was meant to: the scan is of what a real answer left behind.
+    assert [a.status_code for a in answers] == [202, 403, 401, 202, 403, 202], [
+        a.text[:200] for a in answers
+    ]
     uri = stack.status()["gateway_bolt_uri"]
+    outcomes: list[str] = []
     for auth, statement in (
         (neo4j.bearer_auth(reader), "RETURN $v AS v"),
         (neo4j.bearer_auth(writer), "CREATE (:Secret {v: $v})"),
         (neo4j.basic_auth("demo_reader", reader), "RETURN $v AS v"),
         (neo4j.basic_auth("demo_reader", forged), "RETURN $v AS v"),
     ):
-        with (
-            neo4j.GraphDatabase.driver(uri, auth=auth) as driver,
-            contextlib.suppress(neo4j.exceptions.Neo4jError),  # refused: what it left counts
-        ):
-            driver.execute_query(statement, {"v": value})
+        with neo4j.GraphDatabase.driver(uri, auth=auth) as driver:
+            try:
+                driver.execute_query(statement, {"v": value})
+                outcomes.append("ran")
+            except neo4j.exceptions.Neo4jError as refused:  # what the refusal left counts
+                outcomes.append(str(refused.code))
+    assert outcomes == [
+        "ran",
+        "Neo.ClientError.Security.Forbidden",
+        "ran",
+        "Neo.ClientError.Security.Unauthorized",
+    ], outcomes
     return {value, forged, in_url, url_password, reader, writer, encoded, signature, session_token}
