@@ -108,11 +108,9 @@ def verify_archive(
             )
         if public_key is not None and not signature_valid(checkpoint, public_key):
             return ChainProblem(checkpoint.record_seq, f"archive segment {key}: bad signature")
-        if (
-            not segment
-            or segment[-1].seq != checkpoint.record_seq
-            or not hmac.compare_digest(segment[-1].hash, checkpoint.record_hash)
-        ):
+        if segment[-1].seq != checkpoint.record_seq or not hmac.compare_digest(
+            segment[-1].hash, checkpoint.record_hash
+        ):  # a segment is never empty: its name's check above says so
             return ChainProblem(checkpoint.record_seq, f"archive segment {key} is inconsistent")
         records.extend(segment)
     for step in verify_chain(records):
