@@ -91,6 +91,15 @@ class ClientDisconnected(CypherGateError):
     default_message = "The client closed the connection before its request arrived."
 
 
+class RequestCancelled(CypherGateError):
+    """The gateway stopped a statement before it ended (it is shutting down, say): its
+    transaction was rolled back, unless its outcome record says it had committed."""
+
+    status = 503
+    code = "Neo.TransientError.Transaction.Terminated"
+    default_message = "The gateway stopped the statement before it ended."
+
+
 class NotSupported(CypherGateError):
     """A feature the gateway does not offer (writing a secret to a store that cannot be written)."""
 

@@ -7,6 +7,7 @@ against the real Neo4j, OPA, provider and moto.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -296,6 +297,34 @@ class FakeUpstream:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class StuckExecutor(FakeExecutor):
+    """Neo4j takes its time over every statement: ``running`` is set once one has been sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution, login: Login) -> AsyncIterator[FakeRows]:
+        self.running.set()
+        await asyncio.Event().wait()
+        yield FakeRows([], [], execution)  # never reached
+
+    async def begin(self, opening: Opening, login: Login) -> FakeUpstream:
+        upstream = await super().begin(opening, login)
+        stuck = self
+
+        @contextlib.asynccontextmanager
+        async def run(execution: Execution) -> AsyncIterator[FakeRows]:
+            upstream.ran.append(execution)
+            stuck.running.set()
+            await asyncio.Event().wait()
+            yield FakeRows([], [], execution)  # never reached
+
+        upstream.run = run  # type: ignore[method-assign]
+        return upstream
 
 
 @dataclass

@@ -39,6 +39,7 @@ from tests.fakes import (
     FakeExecutor,
     FakePolicy,
     FakeUpstream,
+    StuckExecutor,
 )
 
 
@@ -521,3 +522,35 @@ def test_statements_take_turns_in_the_order_they_came() -> None:
     # Each statement's decision and outcome are next to each other: one at a time.
     assert order == [f"r-{n}" for n in range(5) for _ in range(2)]
     assert [e.statement for e in rig.upstream.ran] == [f"RETURN {n}" for n in range(5)]
+
+
+@pytest.mark.parametrize("explicit", [True, False], ids=["in a transaction", "auto-commit"])
+def test_a_statement_cancelled_while_it_runs_leaves_its_outcome(explicit: bool) -> None:
+    """A gateway stopping cancels what it is running (the Bolt door's connections, a server's
+    requests): a statement whose decision was written ahead still gets its outcome, or verify
+    reports it as unanswered although it was rolled back."""
+    rig = Rig()
+    stuck = rig.executor = StuckExecutor()
+    rig.gateway = rig.gateway.with_executor(stuck)
+    transaction = rig.begin()
+
+    async def work() -> None:
+        running = asyncio.create_task(
+            rig.run(transaction, "CREATE (:N)", "r-1")
+            if explicit
+            else rig.run_alone("CREATE (:N)", "r-1")
+        )
+        await asyncio.wait_for(stuck.running.wait(), 5)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    go(work)
+    (decision,) = [e for e in rig.audit.events if e.event == "decision"]
+    assert decision.status is None  # written ahead: the statement was sent
+    (outcome,) = [e for e in rig.audit.events if e.event == "outcome"]
+    assert outcome.request_id == "r-1" and outcome.status == 503
+    assert outcome.error is not None and outcome.error["reason"] == "cancelled"
+    if explicit:
+        assert transaction.failed and rig.upstream.ended == "rollback"
+        assert rig.ended().transaction["cause"] == "failure"  # type: ignore[index]

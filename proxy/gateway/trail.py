@@ -14,6 +14,7 @@ call costs two record objects and no copies in between.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from proxy.audit.record import (
     verdict_of,
 )
 from proxy.clock import Clock
-from proxy.errors import AuditUnavailable, CypherGateError
+from proxy.errors import AuditUnavailable, CypherGateError, RequestCancelled
 from proxy.gateway.call import SUCCESS_STATUS, Call, Statement, recorded_context
 from proxy.gateway.seams import AuditLog, LineageSink
 from proxy.metrics import Metrics
@@ -311,6 +312,10 @@ class _Recording:
             log.error("request %s failed inside the gateway", trail.request_id, exc_info=error)
             await trail.conclude(internal)
             raise internal from error
+        elif isinstance(error, asyncio.CancelledError):
+            # Cancelled (the gateway stopping ends what its connections run): its decision may
+            # be on record ahead, and must not be left unanswered. The cancellation goes on.
+            await trail.conclude(RequestCancelled(reason="cancelled"))
 
 
 def _traced(trace: RequestTrace, finished: AuditEvent) -> None:

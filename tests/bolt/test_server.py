@@ -37,7 +37,15 @@ from proxy.gateway.path import Gateway
 from proxy.policy import Decision
 from proxy.principal import DagResolver
 from proxy.settings import ServerSettings
-from tests.fakes import FakeAnalyzer, FakeAudit, FakeAuth, FakeBroker, FakeExecutor, FakePolicy
+from tests.fakes import (
+    FakeAnalyzer,
+    FakeAudit,
+    FakeAuth,
+    FakeBroker,
+    FakeExecutor,
+    FakePolicy,
+    StuckExecutor,
+)
 
 V54 = bytes((0, 0, 4, 5))
 
@@ -69,9 +77,10 @@ async def rig(
     max_held_result_bytes: int = ServerSettings().bolt_max_held_result_bytes,
     tls: tuple[Path, Path] | None = None,
     neo4j_answers: bool = True,
+    executor: FakeExecutor | None = None,
 ) -> AsyncIterator[Rig]:
     audit = FakeAudit()
-    executor = FakeExecutor(rows=[[i] for i in range(rows)])
+    executor = executor or FakeExecutor(rows=[[i] for i in range(rows)])
     gateway = Gateway(
         authenticator=SchemeRouter({"Bearer": FakeAuth()}),
         resolver=DagResolver([]),
@@ -322,6 +331,32 @@ def test_a_result_left_open_past_its_statements_time_out_ends_with_the_connectio
     # The policy's 5 s for the statement and the message time-out, not the idle time-out's 30 s.
     assert 5 < seconds < 15
     assert events == ["decision", "outcome"]
+
+
+def test_a_statement_running_when_the_door_closes_leaves_its_outcome() -> None:
+    """The door closing (the gateway stopping) cancels its connections: a statement of a
+    transaction still running on Neo4j then must leave its outcome beside its decision, or
+    verify reports a decision unanswered for a statement that was rolled back."""
+
+    async def scenario() -> Rig:
+        stuck = StuckExecutor()
+        async with rig(executor=stuck) as r:
+            _, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            writer.write(LOGGED_ON + message(0x11, {}) + message(0x10, "CREATE (:N)", {}, {}))
+            await writer.drain()
+            await asyncio.wait_for(stuck.running.wait(), 5)
+            await r.door.close()
+            writer.close()
+        return r
+
+    r = asyncio.run(scenario())
+    assert [(e.event, e.status) for e in r.audit.events] == [
+        ("decision", None),
+        ("outcome", 503),
+        ("transaction", 202),
+    ]
+    (upstream,) = r.executor.transactions
+    assert upstream.ended == "rollback" and upstream.closed
 
 
 def test_hello_is_answered_while_neo4j_does_not_answer() -> None:
