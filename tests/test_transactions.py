@@ -554,3 +554,22 @@ def test_a_statement_cancelled_while_it_runs_leaves_its_outcome(explicit: bool) 
     if explicit:
         assert transaction.failed and rig.upstream.ended == "rollback"
         assert rig.ended().transaction["cause"] == "failure"  # type: ignore[index]
+
+
+def test_a_decision_that_says_read_is_held_to_it_in_a_write_transaction() -> None:
+    """The decision's access mode is a constraint: a statement it says runs READ that writes
+    fails on its own (Neo4j runs it in a READ transaction); in a transaction begun WRITE it
+    must be refused before it runs, not run as a write."""
+    rig = Rig(policy=FakePolicy(access_mode="READ"))
+    transaction = rig.begin()
+
+    async def work() -> None:
+        assert await rig.run(transaction, "RETURN 1", "r-1") == [[1]]
+        with pytest.raises(TransactionAccessMode) as refused:
+            await rig.run(transaction, "CREATE (:N)", "r-2")
+        assert refused.value.reason == "decision_read_only"
+
+    go(work)
+    assert rig.upstream.opening.access_mode == "WRITE"
+    assert [e.statement for e in rig.upstream.ran] == ["RETURN 1"]
+    assert transaction.failed and rig.upstream.ended == "rollback"

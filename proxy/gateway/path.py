@@ -205,7 +205,8 @@ class Gateway:
             self._tell_lineage(call, analysis, on_lineage)
             placement = await transaction.place(
                 principal,
-                writes=_access_mode(analysis, decision, None) == "WRITE",
+                writes=not analysis.is_read_only,
+                read_only=decision.access_mode == "READ",
                 may_write=may_write,
                 metadata=neo4j_metadata(
                     principal, call.request_id, decision.decision_id, call.trace.traceparent()

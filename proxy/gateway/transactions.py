@@ -19,7 +19,9 @@ before it runs, exactly as an auto-commit statement is; what the transaction add
   false); otherwise WRITE, even when the first statement only reads, because a caller that did
   not ask for READ may write next and Neo4j cannot change a transaction's mode. A later
   statement that writes in a READ transaction is refused (``Neo.ClientError.Statement.AccessMode``)
-  before it runs; a DAG's read-only grant is still the policy's to enforce, statement by statement.
+  before it runs, as is one whose decision says READ (its ``access_mode`` constraint, which an
+  auto-commit statement runs under); a DAG's read-only grant is still the policy's to enforce,
+  statement by statement.
 - **A failure ends it.** A statement refused or failed (by the policy, by Neo4j, by a row limit,
   by a lost audit log) marks the transaction failed and rolls it back on Neo4j, as Neo4j itself
   does; what follows gets :class:`~proxy.errors.TransactionNotFound`, and ``rollback`` has
@@ -211,6 +213,7 @@ class Transaction:
         principal: Principal,
         *,
         writes: bool,
+        read_only: bool,
         may_write: bool,
         metadata: Mapping[str, str | int],
         timeout_s: float,
@@ -218,12 +221,19 @@ class Transaction:
         """Where the decided statement runs. For the first, the transaction holds the DAG's
         credential and begins on Neo4j (access mode and timeout as the module docstring says,
         ``metadata`` the gateway's for this statement); a statement that ``writes`` in a READ
-        transaction is refused. ``may_write``: whether any statement of the DAG may write (the
-        policy's preflight), or the transaction begins READ."""
+        transaction is refused, and so is one whose decision said it runs READ (``read_only``:
+        auto-commit, it would run in a READ transaction, where Neo4j refuses a write).
+        ``may_write``: whether any statement of the DAG may write (the policy's preflight), or
+        the transaction begins READ."""
         placement = self._placement
         mode = placement.access_mode if placement else self._opening_mode(may_write)
         if writes and mode == "READ":
             raise TransactionAccessMode(reason="transaction_read_only")
+        if writes and read_only:
+            raise TransactionAccessMode(
+                "The policy allows this statement in READ mode only, and it writes.",
+                reason="decision_read_only",
+            )
         if placement is None:
             opening = Opening(
                 database=self.database,
