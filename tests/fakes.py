@@ -109,6 +109,7 @@ class FakePolicy:
     access_mode: AccessMode = "WRITE"
     shadow: bool = False
     row_limit: int | None = None
+    timeout_s: float = 5.0  # the decision's timeout, Neo4j's for a transaction begun with it
     inputs: list[dict[str, Any]] = field(default_factory=list)
     # The preflight: whether the DAG may use the database, call procedures and functions, and
     # write at all.
@@ -144,7 +145,7 @@ class FakePolicy:
             reasons=() if self.allow else ("write_not_granted",),
             decision_id=f"d-{len(self.inputs)}",
             access_mode=self.access_mode,
-            timeout_s=5.0,
+            timeout_s=self.timeout_s,
             shadow=self.shadow,
             row_limit=self.row_limit,
             revision="rev-1" if self.shadow else None,

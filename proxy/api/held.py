@@ -9,8 +9,11 @@ it would to the Neo4j server that did):
 - a transaction is its opener's: to any other identity (method, issuer, subject) it does not
   exist, and a request naming it gets the 404 of an unknown id (recorded with its reason);
 - idle longer than ``server.transaction_timeout_s`` (every request to it, a statement or an
-  empty keep-alive, starts the count again), it is rolled back and the rollback recorded as
-  ``expired``: by the request that next names it, or by a sweep at most a second later;
+  empty keep-alive, starts the count again), or past Neo4j's timeout for it (counted from its
+  begin, which no request restarts: Neo4j has ended it by then, and keep-alives must not hold
+  its connection and its DAG's leased user for ever), it is rolled back and the rollback
+  recorded as ``expired``: by the request that next names it, or by a sweep at most a second
+  later;
 - at most ``server.max_transactions`` are open at once, since each holds a Neo4j connection and
   its DAG's credential, and ``server.max_transactions_per_identity`` of one identity, so that
   no caller can hold them all: beyond that, opening one is refused (503,
@@ -48,8 +51,11 @@ class Held:
 
     @property
     def expires(self) -> str:
-        """When it expires if left idle, as Neo4j writes it (UTC, whole seconds, rounded down)."""
-        return datetime.fromtimestamp(self.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        """When it expires if left idle, as Neo4j writes it (UTC, whole seconds, rounded down):
+        never past Neo4j's timeout for it, once begun there."""
+        deadline = self.transaction.deadline
+        at = self.expires_at if deadline is None else min(self.expires_at, deadline)
+        return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class HeldTransactions:
@@ -101,14 +107,14 @@ class HeldTransactions:
             await self._end(held, "expired")
             raise TransactionNotFound(reason="transaction_expired")
         held.busy += 1
-        held.expires_at = now + self._timeout_s
+        held.expires_at = self._expiry(held, now)
         return held
 
     def release(self, held: Held) -> None:
         """The request using ``held`` is done: its idle time starts now; an ended transaction
         is let go."""
         held.busy -= 1
-        held.expires_at = self._clock() + self._timeout_s
+        held.expires_at = self._expiry(held, self._clock())
         if not held.transaction.open:
             self._held.pop(held.id, None)
 
@@ -140,6 +146,12 @@ class HeldTransactions:
                 await task
             for held in list(self._held.values()):
                 await self._end(held, "closed")
+
+    def _expiry(self, held: Held, now: float) -> float:
+        """When ``held`` expires if left idle from ``now``: never past Neo4j's timeout for it."""
+        idle = now + self._timeout_s
+        deadline = held.transaction.deadline
+        return idle if deadline is None else min(idle, deadline)
 
     async def _end(self, held: Held, cause: EndCause) -> None:
         self._held.pop(held.id, None)

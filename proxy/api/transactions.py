@@ -171,13 +171,18 @@ async def _statement(
 ) -> JSONResponse:
     """The body's statement, if any, run in ``held``'s transaction; the answer names the
     transaction and when it expires."""
-    named = {"id": held.id, "expires": held.expires}
     statement = await body.read()
     if not statement.statement:
-        return answer(request, call.request_id, {"transaction": named})
+        return answer(request, call.request_id, {"transaction": _named(held)})
     async with state.gateway.run(
         call, transaction=held.transaction, on_lineage=body.lineage_sink()
     ) as rows:
         result = await Answer.read(rows, request, state.server.http.max_answer_bytes)
     rendered = result.render(body.include_counters, bookmarks=False, lineage=body.lineage)
-    return result.response(request, call.request_id, {**rendered, "transaction": named})
+    return result.response(request, call.request_id, {**rendered, "transaction": _named(held)})
+
+
+def _named(held: Held) -> dict[str, str]:
+    """The transaction as an answer names it: its id, and when it expires (known once its
+    statement ran: the first begins it on Neo4j, whose timeout it cannot outlive)."""
+    return {"id": held.id, "expires": held.expires}

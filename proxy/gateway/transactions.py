@@ -145,6 +145,7 @@ class Transaction:
         self._held = contextlib.AsyncExitStack()  # the credential and the Neo4j transaction
         self._placement: Placement | None = None
         self._statements = 0
+        self._deadline: float | None = None  # when Neo4j's timeout for it runs out
 
     @property
     def open(self) -> bool:
@@ -155,6 +156,12 @@ class Transaction:
     def failed(self) -> bool:
         """A statement failed or was refused, and the transaction was rolled back."""
         return self._state == "failed"
+
+    @property
+    def deadline(self) -> float | None:
+        """When Neo4j's timeout for it runs out (its clock's time), once begun there: Neo4j ends
+        it then, so a front door that holds it between requests lets it go by then too."""
+        return self._deadline
 
     @property
     def requested_access_mode(self) -> AccessMode | None:
@@ -250,6 +257,7 @@ class Transaction:
                 upstream = await self._starter.begin(opening, login)
                 beginning.push_async_callback(upstream.close)
                 self._held.push_async_exit(beginning.pop_all())
+            self._deadline = self._clock() + opening.timeout_s
             placement = self._placement = Placement(upstream, login.user, mode)
         self._statements += 1
         return placement

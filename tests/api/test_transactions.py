@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from proxy.app import create_app
 from proxy.audit.record import AuditEvent
 from proxy.settings import AuthSettings, BindingSettings, Neo4jSettings, ServerSettings, Settings
-from tests.fakes import READER, FakeAudit, FakeExecutor, fake_services
+from tests.fakes import READER, FakeAudit, FakeExecutor, FakePolicy, fake_services
 
 TX = "/db/neo4j/query/v2/tx"
 OWNER = {"Authorization": "Bearer good"}
@@ -28,6 +28,7 @@ class Door:
     audit: FakeAudit
     executor: FakeExecutor
     now: list[float]
+    policy: FakePolicy
 
     def open(self, body: dict[str, object] | None = None) -> str:
         response = self.http.post(TX, json=body or {}, headers=OWNER)
@@ -56,6 +57,10 @@ def two_dags() -> Iterator[Door]:
 def _door(*bindings: BindingSettings) -> Iterator[Door]:
     services = fake_services()
     assert isinstance(services.audit, FakeAudit) and isinstance(services.executor, FakeExecutor)
+    assert isinstance(services.policy, FakePolicy)
+    # Neo4j's timeout for a transaction (its first decision's) well past the idle one, unless a
+    # test says otherwise.
+    services.policy.timeout_s = 10 * TIMEOUT_S
     now = [1_700_000_000.0]
     settings = Settings(
         neo4j=Neo4jSettings(password="a-long-password"),
@@ -64,7 +69,7 @@ def _door(*bindings: BindingSettings) -> Iterator[Door]:
     )
     app = create_app(settings, services, clock=lambda: now[0])
     with TestClient(app) as http:
-        yield Door(http, services.audit, services.executor, now)
+        yield Door(http, services.audit, services.executor, now, services.policy)
 
 
 def test_open_run_and_commit_answer_as_neo4j_does(door: Door) -> None:
@@ -237,6 +242,27 @@ def test_an_idle_transaction_expires_and_is_rolled_back(door: Door) -> None:
     assert upstream.ended == "rollback" and upstream.closed
     (ended,) = door.ended()
     assert ended.transaction is not None and ended.transaction["cause"] == "expired"
+
+
+def test_a_transaction_past_neo4js_timeout_is_not_kept_alive(door: Door) -> None:
+    """Neo4j ends a transaction at its timeout (the first decision's, 5 s here), counted from
+    its begin, however busy: keep-alives must not hold it open past that, with its Neo4j
+    connection, its slot and its DAG's leased user (which is never dropped while held)."""
+    door.policy.timeout_s = 5.0
+    opened = door.http.post(TX, json={"statement": "CREATE (:N)"}, headers=OWNER)
+    transaction_id = opened.json()["transaction"]["id"]
+    assert opened.json()["transaction"]["expires"] == "2023-11-14T22:13:25Z"  # begun, plus 5 s
+    (upstream,) = door.executor.transactions
+    assert upstream.opening.timeout_s == 5.0
+    door.now[0] += 4
+    assert door.http.post(f"{TX}/{transaction_id}", json={}, headers=OWNER).status_code == 202
+    door.now[0] += 2  # idle for 2 s only, but 6 s since it began
+    late = door.http.post(f"{TX}/{transaction_id}", json={}, headers=OWNER)
+    assert late.status_code == 404
+    assert upstream.ended == "rollback" and upstream.closed
+    (ended,) = door.ended()
+    assert ended.transaction is not None and ended.transaction["cause"] == "expired"
+    assert door.reasons()[-1] == "transaction_expired"
 
 
 def test_open_transactions_are_bounded(door: Door) -> None:
