@@ -119,7 +119,7 @@ class Session:
         self._transaction_metadata: Mapping[str, Any] = {}  # the BEGIN's tx_metadata
         self._qids = itertools.count()
         self._handlers = self._handlers_by_tag()  # built once, not per message
-        self._anonymous_messages = 0  # received while no credential was accepted
+        self._anonymous_messages = 0  # received while no credential is accepted, since the last
 
     @property
     def results_due(self) -> float | None:
@@ -211,6 +211,7 @@ class Session:
             await self._statement_failed(error, call)
             raise Defunct from error  # Neo4j, too, closes a connection whose LOGON failed
         self._authorization, self._headers = authorization, headers
+        self._anonymous_messages = 0  # a driver renewing its token may LOGOFF and LOGON for ever
         self.state = State.READY
         await self._send(m.SUCCESS, ({},))
 

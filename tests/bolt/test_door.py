@@ -258,6 +258,38 @@ def test_an_expired_token_is_refreshed_by_the_auth_manager(
     assert given == [expiring, fresh]
 
 
+class Renewing(neo4j.auth_management.AuthManager):
+    """An auth manager whose token is new every time the driver asks (as one whose tokens live
+    a minute is, over an hour): the driver renews it on its pooled connection (LOGOFF, LOGON)."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens, self.given = tokens, 0
+
+    def get_auth(self) -> neo4j.Auth:
+        self.given += 1
+        return neo4j.bearer_auth(self.tokens[self.given % len(self.tokens)])
+
+    def handle_security_exception(
+        self, auth: tuple[str, str] | neo4j.Auth | None, error: Neo4jError
+    ) -> bool:
+        return False
+
+
+def test_a_driver_renews_its_token_on_one_connection_as_often_as_it_likes(
+    stack: DevStack, status: dict[str, Any]
+) -> None:
+    """Found by review: each renewal's LOGON counted towards the 32 messages a connection may
+    send before a LOGON, over the connection's life, so the 31st renewal on a pooled connection
+    failed (Request.Invalid) and the connection was closed."""
+    manager = Renewing([stack.token("demo_reader"), stack.token("demo_reader")])
+    uri = status["gateway_bolt_uri"]
+    with neo4j.GraphDatabase.driver(uri, auth=manager, max_connection_pool_size=1) as driver:
+        for n in range(40):
+            answer = driver.execute_query("RETURN $n AS n", n=n, database_="neo4j")
+            assert answer.records[0]["n"] == n
+    assert manager.given >= 40
+
+
 def short_lived_token(stack: DevStack, dag: str, *, seconds: int) -> str:
     """A token the stack's provider would issue for ``dag``, expiring in ``seconds``."""
     keys = json.loads((stack.run_dir / "oidc-keys.json").read_text())["keys"]

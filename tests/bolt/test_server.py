@@ -515,6 +515,23 @@ def test_what_a_nameless_client_sends_costs_little() -> None:
     assert [a.tag for a in answers(within)] == [b"\x70"] * 31
 
 
+def test_a_driver_may_log_on_again_as_often_as_its_token_is_renewed() -> None:
+    """Found by review: a driver's auth manager renews its token on a pooled connection with
+    LOGOFF and LOGON (Bolt 5.1's re-authentication), and each LOGON counted towards the 32
+    messages a connection may send before a LOGON, over the connection's whole life: the 31st
+    renewal was refused as a protocol violation and the connection closed. The limit holds for
+    what comes before each accepted LOGON, not for a connection's life."""
+    renew = message(0x6B) + message(0x6A, {"scheme": "bearer", "credentials": "good"})
+    run = message(0x10, "RETURN 1", {}, {}) + message(0x3F, {"n": -1})
+
+    async def scenario() -> bytes:
+        async with rig() as r:
+            return await conversation(r.door.port, LOGGED_ON + renew * 40 + run)
+
+    tags = [a.tag for a in answers(asyncio.run(scenario()))]
+    assert tags == [b"\x70"] * (2 + 80 + 1) + [b"\x71"] * 3 + [b"\x70"]
+
+
 def test_a_chunked_message_larger_than_one_chunk() -> None:
     statement = "RETURN '" + "x" * 70_000 + "' AS long"
 
