@@ -33,7 +33,11 @@ bindings = st.one_of(
         service_account=st.sampled_from(NAMES),
         dags=DAGS,
     ),
-    st.builds(BindingSettings, iam_role_arn=st.sampled_from(["arn:aws:iam::1:role/x"]), dags=DAGS),
+    st.builds(
+        BindingSettings,
+        iam_role_arn=st.sampled_from(["arn:aws:iam::111122223333:role/x"]),
+        dags=DAGS,
+    ),
 )
 identities = st.one_of(
     st.builds(
@@ -49,7 +53,9 @@ identities = st.one_of(
         Identity,
         method=st.just("aws_iam"),
         issuer=st.just("sts"),
-        subject=st.sampled_from(["arn:aws:iam::1:role/x", "arn:aws:iam::1:role/y"]),
+        subject=st.sampled_from(
+            ["arn:aws:iam::111122223333:role/x", "arn:aws:iam::111122223333:role/y"]
+        ),
     ),
 )
 

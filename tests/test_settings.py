@@ -13,7 +13,13 @@ from pydantic import BaseModel, ValidationError
 
 from proxy.cli import main
 from proxy.cli.config import check_config
-from proxy.settings import AuditWebSettings, OIDCIssuerSettings, Settings, load_settings
+from proxy.settings import (
+    AuditWebSettings,
+    BindingSettings,
+    OIDCIssuerSettings,
+    Settings,
+    load_settings,
+)
 from proxy.settings_errors import ConfigurationError
 
 
@@ -39,6 +45,32 @@ def test_placeholder_passwords_are_refused(tmp_path: Path, password: str) -> Non
 def test_symmetric_and_none_algorithms_are_refused(algorithm: str) -> None:
     with pytest.raises(ValidationError):
         OIDCIssuerSettings(issuer="https://i", audiences=["a"], algorithms=[algorithm])
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sts::111122223333:assumed-role/etl/worker",  # a session's, not a role's
+        "arn:aws:iam::1:role/etl",  # STS names an account with 12 digits
+        "arn:aws:iam::111122223333:group/etl",
+        "etl",
+    ],
+)
+def test_a_binding_no_iam_identity_can_match_is_refused(arn: str) -> None:
+    with pytest.raises(ValidationError, match="iam_role_arn"):
+        BindingSettings(iam_role_arn=arn, dags=["etl"])
+
+
+@pytest.mark.parametrize(
+    ("arn", "bound"),
+    [
+        ("arn:aws:iam::111122223333:role/service-role/etl", "arn:aws:iam::111122223333:role/etl"),
+        ("arn:aws:iam::111122223333:role/etl", "arn:aws:iam::111122223333:role/etl"),
+        ("arn:aws:iam::111122223333:user/ops/alice", "arn:aws:iam::111122223333:user/ops/alice"),
+    ],
+)
+def test_a_role_is_bound_as_sts_names_it(arn: str, bound: str) -> None:
+    assert BindingSettings(iam_role_arn=arn, dags=["etl"]).iam_role_arn == bound
 
 
 def test_unknown_settings_are_refused(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import (
     Field,
     field_validator,
@@ -93,6 +95,13 @@ class IAMSettings(_Section):
     timeout_s: float = Field(default=5.0, gt=0)
 
 
+# The IAM identities STS proves (proxy/auth/aws_iam.py): a role, named as STS names the role of
+# an assumed-role session, without its path (a role's name is unique in its account), or a user,
+# with its path, as STS names it.
+_ROLE_ARN = re.compile(r"(arn:aws[a-z\-]*:iam::\d{12}:role/)(?:[\w+=,.@\-]+/)*([\w+=,.@\-]+)")
+_USER_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:user/[\w+=,.@\-/]+")
+
+
 class BindingSettings(_Section):
     """Which DAGs one verified identity may act as. Name exactly one kind of identity."""
 
@@ -103,7 +112,25 @@ class BindingSettings(_Section):
     service_account: str | None = Field(
         default=None, description="A Kubernetes service account as 'namespace:name'."
     )
-    iam_role_arn: str | None = Field(default=None, description="arn:aws:iam::ACCOUNT:role/NAME")
+    iam_role_arn: str | None = Field(
+        default=None,
+        description="arn:aws:iam::ACCOUNT:role/NAME (a path before NAME is dropped), or a user's",
+    )
+
+    @field_validator("iam_role_arn")
+    @classmethod
+    def _as_sts_names_it(cls, value: str | None) -> str | None:
+        """The ARN as a verified identity's: one no identity can have (an assumed-role session's,
+        say) is refused, not left to match nothing."""
+        if value is None or _USER_ARN.fullmatch(value) is not None:
+            return value
+        role = _ROLE_ARN.fullmatch(value)
+        if role is None:
+            raise ValueError(
+                "iam_role_arn must be a role's ARN, arn:aws:iam::ACCOUNT:role/NAME, or a user's"
+                " (an assumed-role ARN names a session, which no binding can)"
+            )
+        return role.group(1) + role.group(2)
 
     @model_validator(mode="after")
     def _one_kind(self) -> BindingSettings:

@@ -1,7 +1,7 @@
 """IAM proofs against a fake STS at the HTTP seam: what is forwarded, and how answers are read.
 
 The real round trip through moto's STS, with signature checking on, is in test_identity.py and
-test_hostile_credentials.py.
+test_hostile_credentials.py; a moto of its own here names roles with paths as IAM does.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import time
 import boto3
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
 from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.client import iam_authorization
 from proxy.errors import AuthenticationFailed, CypherGateError, IdentityProviderUnavailable
-from proxy.principal import Identity
-from proxy.settings import IAMSettings
+from proxy.principal import DagResolver, Identity
+from proxy.settings import BindingSettings, IAMSettings
 
 STS = "https://sts.example.test/"
 SESSION = boto3.Session(
@@ -132,3 +133,47 @@ def test_a_proof_signed_ahead_of_our_clock_is_refused_beyond_the_clock_skew(
     except AuthenticationFailed as error:
         assert error.reason == "iam_request_stale"
     assert bool(seen) == reaches_sts
+
+
+@pytest.mark.parametrize("path", ["/", "/service-role/", "/airflow/etl/"])
+def test_a_role_bound_by_the_arn_iam_gives_it_acts_as_its_dag(path: str) -> None:
+    """Found by review: IAM names a role with its path (``role/service-role/etl``, as ``aws iam
+    get-role`` and the console give it), STS names its sessions without it
+    (``assumed-role/etl/worker``), so a binding written with the role's own ARN never matched
+    and its DAG was refused (``identity_not_mapped``). Here moto's STS, in server mode, makes
+    and answers the proof; a role's name is unique in its account, whatever its path."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}/"
+        httpx.post(endpoint + "moto-api/reset").raise_for_status()  # moto's state is per process
+        admin = boto3.Session(
+            aws_access_key_id="admin", aws_secret_access_key="admin", region_name="us-east-1"
+        )
+        trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+        iam = admin.client("iam", endpoint_url=endpoint)
+        role = iam.create_role(RoleName="etl", Path=path, AssumeRolePolicyDocument=trust)
+        arn = role["Role"]["Arn"]
+        sts = admin.client("sts", endpoint_url=endpoint)
+        keys = sts.assume_role(RoleArn=arn, RoleSessionName="etl-worker")["Credentials"]
+        worker = boto3.Session(
+            aws_access_key_id=keys["AccessKeyId"],
+            aws_secret_access_key=keys["SecretAccessKey"],
+            aws_session_token=keys["SessionToken"],
+            region_name="us-east-1",
+        )
+        header = iam_authorization(worker, server_id="gw", sts_url=endpoint)
+
+        async def verified() -> Identity:
+            async with httpx.AsyncClient() as http:
+                auth = IAMAuthenticator(
+                    IAMSettings(sts_endpoints=[endpoint], server_id="gw"), http, clock=time.time
+                )
+                return await auth.authenticate(header.split(" ", 1)[1])
+
+        identity = asyncio.run(verified())
+    finally:
+        server.stop()
+    resolver = DagResolver([BindingSettings(iam_role_arn=arn, dags=["etl"])])
+    assert resolver.allowed_dags(identity) == {"etl"}, (arn, identity.subject)
