@@ -15,6 +15,7 @@ from proxy.cli import main
 from proxy.cli.config import check_config
 from proxy.settings import (
     AuditWebSettings,
+    AuthSettings,
     BindingSettings,
     OIDCIssuerSettings,
     Settings,
@@ -71,6 +72,20 @@ def test_a_binding_no_iam_identity_can_match_is_refused(arn: str) -> None:
 )
 def test_a_role_is_bound_as_sts_names_it(arn: str, bound: str) -> None:
     assert BindingSettings(iam_role_arn=arn, dags=["etl"]).iam_role_arn == bound
+
+
+def test_a_binding_of_an_issuer_or_method_not_configured_is_refused() -> None:
+    """Found by review: a binding whose issuer differs from the configured one (a trailing
+    slash) or names an IAM role with IAM off matched no identity, silently."""
+    issuer = OIDCIssuerSettings(issuer="https://login.example.com/realms/airflow", audiences=["a"])
+    slashed = BindingSettings(oidc_issuer=issuer.issuer + "/", client_id="etl", dags=["etl"])
+    role = BindingSettings(iam_role_arn="arn:aws:iam::111122223333:role/etl", dags=["etl"])
+    with pytest.raises(ValidationError, match="oidc_issuer"):
+        AuthSettings(oidc=[issuer], bindings=[slashed])
+    with pytest.raises(ValidationError, match=r"auth\.aws_iam"):
+        AuthSettings(oidc=[issuer], bindings=[role])
+    matching = BindingSettings(oidc_issuer=issuer.issuer, client_id="etl", dags=["etl"])
+    assert AuthSettings(oidc=[issuer], bindings=[matching]).bindings == [matching]
 
 
 def test_unknown_settings_are_refused(tmp_path: Path) -> None:

@@ -159,3 +159,16 @@ class AuthSettings(_Section):
         ge=0,
         description="Verified bearer tokens remembered (by SHA-256) until exp; 0 turns it off.",
     )
+
+    @model_validator(mode="after")
+    def _bindings_can_match(self) -> AuthSettings:
+        """A binding names an issuer or method that is configured: one that cannot match any
+        verified identity (an issuer written with a trailing slash its tokens do not have) is
+        refused, not left to refuse its DAG's callers."""
+        issuers = {issuer.issuer for issuer in self.oidc}
+        for binding in self.bindings:
+            if binding.oidc_issuer is not None and binding.oidc_issuer not in issuers:
+                raise ValueError("a binding's oidc_issuer is none of the [[auth.oidc]] issuers")
+            if binding.iam_role_arn is not None and self.aws_iam is None:
+                raise ValueError("a binding names an IAM identity, but [auth.aws_iam] is not set")
+        return self

@@ -13,7 +13,14 @@ from fastapi.testclient import TestClient
 
 from proxy.app import create_app
 from proxy.audit.record import AuditEvent
-from proxy.settings import AuthSettings, BindingSettings, Neo4jSettings, ServerSettings, Settings
+from proxy.settings import (
+    AuthSettings,
+    BindingSettings,
+    Neo4jSettings,
+    OIDCIssuerSettings,
+    ServerSettings,
+    Settings,
+)
 from tests.fakes import READER, FakeAudit, FakeExecutor, FakePolicy, fake_services
 
 TX = "/db/neo4j/query/v2/tx"
@@ -65,7 +72,10 @@ def _door(*bindings: BindingSettings) -> Iterator[Door]:
     settings = Settings(
         neo4j=Neo4jSettings(password="a-long-password"),
         server=ServerSettings(transaction_timeout_s=TIMEOUT_S, max_transactions=2),
-        auth=AuthSettings(bindings=list(bindings)),
+        auth=AuthSettings(
+            oidc=[OIDCIssuerSettings(issuer=READER.issuer, audiences=["gw"])],
+            bindings=list(bindings),
+        ),
     )
     app = create_app(settings, services, clock=lambda: now[0])
     with TestClient(app) as http:
