@@ -219,6 +219,17 @@ def credential(auth: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
     return authorization, headers
 
 
+def principal_refusal(auth: Mapping[str, Any]) -> AuthenticationFailed | None:
+    """The refusal of a ``basic`` LOGON whose principal is there but not text (as Neo4j refuses
+    it): read as naming no DAG, the connection would act as the identity's only DAG where the
+    client named another."""
+    principal = auth.get("principal")  # null is absent: a driver's login left unset
+    malformed = principal is not None and not isinstance(principal, str)
+    if auth.get("scheme") == "basic" and malformed:
+        return AuthenticationFailed(reason="malformed_principal")
+    return None
+
+
 def lineage_parent(metadata: object) -> str | None:
     """The OpenLineage parent run a caller put in its transaction metadata (``lineage_parent``,
     as HTTP's ``X-CypherGate-Lineage-Parent``), if any."""

@@ -205,6 +205,8 @@ class Session:
         (auth,) = shape(fields, dict)
         authorization, headers = m.credential(auth)
         call = self._call(authorization, headers)
+        if (malformed := m.principal_refusal(auth)) is not None:
+            await self._refused(malformed, call)  # an AuthenticationFailed: Defunct
         try:
             await self._gateway.admit(call)  # no credential at all is refused there too
         except CypherGateError as error:
@@ -325,8 +327,7 @@ class Session:
         self._expect("PULL or DISCARD", State.STREAMING, State.TX_STREAMING)
         (extra,) = shape(fields, dict)
         n, qid = m.pull_size(extra)
-        if qid == -1:
-            qid = max(self._results)
+        qid = max(self._results) if qid == -1 else qid
         result = self._results.get(qid)
         if result is None:
             raise Malformed(f"No open result has qid {qid}.")
@@ -404,9 +405,9 @@ class Session:
         parent = m.lineage_parent(metadata)
         return self._headers if parent is None else {**self._headers, LINEAGE_PARENT_HEADER: parent}
 
-    async def _refused(self, error: CypherGateError) -> None:
+    async def _refused(self, error: CypherGateError, call: Call | None = None) -> None:
         """Turn away a message that runs nothing, recorded as a front door's refusal."""
-        call = self._call(self._authorization, self._headers)
+        call = call or self._call(self._authorization, self._headers)
         await self._gateway.refuse(call, error)
         await self._statement_failed(error, call)
 

@@ -65,3 +65,33 @@ def test_hostile_logon(
     assert record["error"]["reason"] == reason, name
     assert record["status"] == 401
     assert decoy.hits == [], f"the gateway contacted a host it was not configured with: {name}"
+
+
+@pytest.mark.parametrize("principal", [["demo_reader"], 7, True, {"dag": "demo_reader"}])
+def test_a_basic_principal_that_is_not_text_is_refused_not_ignored(
+    stack: DevStack, peer: Peer, principal: object
+) -> None:
+    """Found by review: a basic LOGON's principal of another PackStream type (a list naming a
+    DAG, a number) was ignored, and the connection acted as the identity's only DAG where the
+    client had named another; Neo4j refuses such a LOGON. It is refused, recorded with its
+    reason and its caller, and the connection closed."""
+    peer.send(wire.MAGIC + PROPOSALS)
+    assert peer.read(4) == V54
+    peer.message(0x01, {"user_agent": "test/1"})
+    assert peer.answer() is not None
+    token = stack.token("demo_writer")
+    peer.message(0x6A, {"scheme": "basic", "principal": principal, "credentials": token})
+    answer = peer.answer()
+    assert failure(answer) == "Neo.ClientError.Security.Unauthorized"
+    assert answer is not None
+    message = answer.fields[0]["message"]
+    assert token not in message
+    assert peer.closed()
+    found = re.search(r"\(request ([0-9a-f-]{36})\)", message)
+    assert found, message
+    with AuditReader(stack.audit_path) as reader:
+        (record,) = reader.query(RecordFilter(request_id=found.group(1)))
+    assert record["error"]["reason"] == "malformed_principal"
+    assert record["status"] == 401
+    assert record["principal"]["subject"] == "demo_writer"  # the caller, named
+    assert token not in str(record)

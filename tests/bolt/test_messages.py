@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from proxy.bolt.messages import begin, credential, statement
+from proxy.bolt.messages import begin, credential, principal_refusal, statement
 from proxy.errors import BadRequest, CypherGateError
 
 
@@ -42,12 +42,30 @@ from proxy.errors import BadRequest, CypherGateError
         ({"scheme": "kerberos", "credentials": "x"}, None, {}),
         ({"scheme": "bearer", "credentials": 7}, None, {}),
         ({"scheme": "bearer", "principal": "etl", "credentials": "tok"}, "Bearer tok", {}),
+        # A login left unset (a JavaScript driver's undefined): no DAG named, as "" is.
+        ({"scheme": "basic", "principal": None, "credentials": "tok"}, "Bearer tok", {}),
     ],
 )
 def test_credential(
     auth: dict[str, object], authorization: str | None, headers: dict[str, str]
 ) -> None:
     assert credential(auth) == (authorization, headers)
+
+
+@pytest.mark.parametrize(
+    ("auth", "refused"),
+    [
+        ({"scheme": "basic", "principal": ["etl"], "credentials": "t"}, True),
+        ({"scheme": "basic", "principal": 7, "credentials": "t"}, True),
+        ({"scheme": "basic", "principal": None, "credentials": "t"}, False),
+        ({"scheme": "basic", "credentials": "t"}, False),
+        ({"scheme": "bearer", "principal": 7, "credentials": "t"}, False),
+    ],
+)
+def test_a_basic_principal_must_be_text(auth: dict[str, object], refused: bool) -> None:
+    refusal = principal_refusal(auth)
+    assert (refusal is not None) == refused
+    assert refusal is None or refusal.reason == "malformed_principal"
 
 
 def test_a_runs_metadata_is_the_statements() -> None:
