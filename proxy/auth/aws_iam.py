@@ -24,7 +24,8 @@ Checks, in order; each failure is a 401 with its own audit reason:
 6. ``X-Amz-Date`` at most ``max_age_s`` ago and at most a minute ahead (clocks disagree),
    so that no proof is good for longer than ``max_age_s`` and a minute (``iam_request_stale``);
 7. STS, reached with redirects off, answers 200 with a well-formed identity (``iam_sts_rejected``,
-   ``iam_sts_malformed``); an assumed-role ARN is reduced to its role,
+   ``iam_sts_malformed``; STS down or throttling the gateway is a 503, ``iam_sts_status_<n>``,
+   ``iam_sts_throttled``); an assumed-role ARN is reduced to its role,
    ``arn:aws:iam::ACCOUNT:role/NAME``: the session name is the caller's choice and never names a
    DAG.
 
@@ -84,6 +85,7 @@ _STS_NS = "{https://sts.amazonaws.com/doc/2011-06-15/}"
 _ASSUMED_ROLE = re.compile(r"arn:(aws[a-z\-]*):sts::(\d{12}):assumed-role/([\w+=,.@\-]+)/[^/]+")
 _IAM_ROLE_OR_USER = re.compile(r"arn:(aws[a-z\-]*):iam::(\d{12}):(role|user)/[\w+=,.@\-/]+")
 _CACHE_SIZE = 4096
+_THROTTLED = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded"})
 
 
 class IAMAuthenticator:
@@ -172,6 +174,8 @@ class IAMAuthenticator:
             raise IdentityProviderUnavailable(reason="iam_sts_unreachable") from exc
         if response.status_code >= 500:
             raise IdentityProviderUnavailable(reason=f"iam_sts_status_{response.status_code}")
+        if _throttled(response):  # STS's rate, not the proof: a 503 the caller retries
+            raise IdentityProviderUnavailable(reason="iam_sts_throttled")
         if response.status_code != 200:
             raise AuthenticationFailed(reason="iam_sts_rejected")
         return _identity_from(response.content)
@@ -205,6 +209,21 @@ def _decode(credentials: str) -> dict[str, Any]:
     except (ValueError, TypeError, binascii.Error, UnicodeError, RecursionError):
         raise AuthenticationFailed(reason="iam_malformed_proof") from None
     return {"method": proof["method"], "url": proof["url"], "body": body, "headers": headers}
+
+
+def _throttled(response: httpx.Response) -> bool:
+    """Whether STS turned the call away for the rate of calls (429, or 400 with a code botocore
+    retries as throttling), not for what the proof proves."""
+    if response.status_code == 429:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        root = ElementTree.fromstring(response.content)
+    except (ElementTree.ParseError, ValueError):
+        return False
+    codes = (element.text for element in root.iter() if element.tag.rpartition("}")[2] == "Code")
+    return next(codes, None) in _THROTTLED
 
 
 def _identity_from(xml: bytes) -> Identity:

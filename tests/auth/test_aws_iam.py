@@ -102,6 +102,46 @@ def test_sts_answers_that_do_not_prove_an_identity(response: httpx.Response, rea
     assert error.reason == reason
 
 
+def sts_error(
+    code: str, namespace: str = ' xmlns="https://sts.amazonaws.com/doc/2011-06-15/"'
+) -> bytes:
+    return (
+        f"<ErrorResponse{namespace}><Error><Type>Sender</Type><Code>{code}</Code>"
+        "<Message>Rate exceeded</Message></Error><RequestId>r</RequestId></ErrorResponse>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(400, content=sts_error("Throttling")),
+        httpx.Response(400, content=sts_error("Throttling", namespace="")),
+        httpx.Response(400, content=sts_error("RequestLimitExceeded")),
+        httpx.Response(429, content=b""),
+    ],
+)
+def test_sts_throttling_the_gateway_is_unavailable_not_a_bad_proof(
+    response: httpx.Response,
+) -> None:
+    """Found by review: STS answers a burst of GetCallerIdentity calls with 400 Throttling
+    ("Rate exceeded"), and the gateway refused the caller's sound proof with 401
+    (iam_sts_rejected): over Bolt, Unauthorized, which drivers do not retry, and an audit
+    record that reads like a forged proof. It is STS that is unavailable: 503, retried."""
+    seen, error = run(response)
+    assert len(seen) == 1
+    assert isinstance(error, IdentityProviderUnavailable), error
+    assert error.reason == "iam_sts_throttled"
+
+
+@pytest.mark.parametrize(
+    "code", ["SignatureDoesNotMatch", "InvalidClientTokenId", "ExpiredToken", "AccessDenied"]
+)
+def test_sts_refusing_the_proof_is_a_bad_proof(code: str) -> None:
+    for status in (400, 403):
+        _, error = run(httpx.Response(status, content=sts_error(code)))
+        assert isinstance(error, AuthenticationFailed) and error.reason == "iam_sts_rejected"
+
+
 def test_proof_encoding_is_documented_json() -> None:
     header = iam_authorization(SESSION, server_id="gw", sts_url=STS)
     scheme, proof = header.split(" ", 1)
