@@ -88,6 +88,16 @@ def test_a_binding_of_an_issuer_or_method_not_configured_is_refused() -> None:
     assert AuthSettings(oidc=[issuer], bindings=[matching]).bindings == [matching]
 
 
+def test_an_issuer_configured_twice_is_refused() -> None:
+    """Found by review: the authenticator keeps one issuer's settings per URL, so a second
+    [[auth.oidc]] for the same issuer (another audience, say) silently replaced the first,
+    whose audience's tokens were then refused."""
+    first = OIDCIssuerSettings(issuer="https://login.example.com", audiences=["gateway"])
+    second = OIDCIssuerSettings(issuer="https://login.example.com", audiences=["reviews"])
+    with pytest.raises(ValidationError, match="more than once"):
+        AuthSettings(oidc=[first, second])
+
+
 def test_unknown_settings_are_refused(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text('[neo4j]\npassword = "a-long-secret"\n[nope]\nx = 1\n')

@@ -162,10 +162,12 @@ class AuthSettings(_Section):
 
     @model_validator(mode="after")
     def _bindings_can_match(self) -> AuthSettings:
-        """A binding names an issuer or method that is configured: one that cannot match any
-        verified identity (an issuer written with a trailing slash its tokens do not have) is
-        refused, not left to refuse its DAG's callers."""
+        """Each issuer once, and a binding names an issuer or method that is configured: one
+        that cannot match any verified identity (an issuer written with a trailing slash its
+        tokens do not have) is refused, not left to refuse its DAG's callers."""
         issuers = {issuer.issuer for issuer in self.oidc}
+        if len(issuers) != len(self.oidc):  # one would silently replace the other
+            raise ValueError("an [[auth.oidc]] issuer is configured more than once")
         for binding in self.bindings:
             if binding.oidc_issuer is not None and binding.oidc_issuer not in issuers:
                 raise ValueError("a binding's oidc_issuer is none of the [[auth.oidc]] issuers")
