@@ -119,7 +119,7 @@ class Session:
         self._transaction_metadata: Mapping[str, Any] = {}  # the BEGIN's tx_metadata
         self._qids = itertools.count()
         self._handlers = self._handlers_by_tag()  # built once, not per message
-        self._anonymous_messages = 0  # received while no credential is accepted, since the last
+        self._anonymous_messages = 0  # received with no credential accepted (since the last LOGON)
 
     @property
     def results_due(self) -> float | None:
