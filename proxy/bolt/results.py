@@ -100,8 +100,10 @@ class OpenResult:
         self._rows: RowStream | None = None
         self._records: AsyncIterator[bytes] | None = None
         self._ahead: bytes | None = None  # the record read to know whether more follow
-        # Once buffered (another statement of its transaction started): its records, its end.
+        # Once buffered (another statement of its transaction started): its records, its end,
+        # and the memory they take (less as they are pulled).
         self._buffered: deque[bytes] | None = None
+        self.held_bytes = 0
         self._final: dict[str, Any] = {}
         self._started = 0.0
         self.t_first_ms = 0
@@ -128,13 +130,18 @@ class OpenResult:
         self.t_first_ms = _ms_since(self._started)
         return self._rows.fields
 
-    async def buffer(self, max_bytes: int) -> None:
+    async def buffer(self, max_bytes: int, *, others: int = 0) -> None:
         """Read the rest of the rows now, to be pulled later: the next statement of the same
         transaction is about to run (a Neo4j transaction runs one statement at a time, on one
-        connection). The policy's row limit and ``max_bytes`` bound what is held: beyond them
-        this statement fails (recorded), and with it the transaction."""
+        connection). The policy's row limit and ``max_bytes`` bound what is held, with the
+        ``others`` bytes the connection's other results already hold (a client that starts
+        statement after statement without reading any must not hold ``max_bytes`` for each):
+        beyond them this statement fails (recorded), and with it the transaction. A result
+        already buffered stays as it is."""
+        if self._buffered is not None:
+            return
         rows: deque[bytes] = deque()
-        held = 0
+        held = others
 
         class Keep(ResultSink):
             async def record(self, message: bytes) -> None:
@@ -142,7 +149,7 @@ class OpenResult:
                 held += sys.getsizeof(message) + 8  # the memory it takes, and its slot
                 if held > max_bytes:
                     raise PayloadTooLarge(
-                        f"The rest of this result takes more than {max_bytes} bytes"
+                        f"The results left unread take more than {max_bytes} bytes"
                         " (server.bolt_max_held_result_bytes), too much to hold while the"
                         " transaction's next statement runs: read a result before starting the"
                         " next statement.",
@@ -154,7 +161,7 @@ class OpenResult:
                 return None
 
         self._final = await self.pull(-1, Keep(), discard=False)
-        self._buffered = rows
+        self._buffered, self.held_bytes = rows, held - others
 
     async def pull(self, n: int, sink: ResultSink, *, discard: bool) -> dict[str, Any]:
         """Send up to ``n`` rows (all for -1) to ``sink``, or drop them (``discard``); the
@@ -202,6 +209,7 @@ class OpenResult:
     ) -> dict[str, Any]:
         while rows and (n == -1 or n > 0):
             record = rows.popleft()
+            self.held_bytes -= sys.getsizeof(record) + 8
             if not discard:
                 await sink.record(record)
             n -= 1 if n != -1 else 0

@@ -282,8 +282,9 @@ class Session:
             carrier = self._transaction_trace
             database = transaction.database
             for qid, earlier in list(self._results.items()):
+                held = sum(r.held_bytes for r in self._results.values())  # by all, together
                 try:
-                    await earlier.buffer(self._options.max_held_result_bytes)
+                    await earlier.buffer(self._options.max_held_result_bytes, others=held)
                 except CypherGateError as error:  # recorded as that statement's failure
                     del self._results[qid]
                     await self._statement_failed(error, earlier.call)

@@ -466,6 +466,33 @@ def test_a_result_read_ahead_for_the_next_statement_is_held_within_its_bound(row
     assert upstream.ended == "rollback"
 
 
+def test_results_read_ahead_are_held_within_one_bound_together() -> None:
+    """server.bolt_max_held_result_bytes bounds what a connection holds for its client, not each
+    result: a client that starts statement after statement of a transaction without reading
+    any (each result under the bound) held the bound once per statement, without end."""
+    statements = 5  # 300 rows take about 12 KB: each under the 20 KB bound, two over it
+    conversation_ = (
+        LOGGED_ON
+        + message(0x11, {})
+        + b"".join(message(0x10, f"UNWIND s{i}", {}, {}) for i in range(statements))
+        + message(0x12)
+    )
+
+    async def scenario() -> tuple[list[Structure], Rig]:
+        async with rig(rows=300, max_held_result_bytes=20_000) as r:
+            return answers(await conversation(r.door.port, conversation_)), r
+
+    found, r = asyncio.run(scenario())
+    tags = [answer.tag for answer in found[3:]]  # after HELLO's, LOGON's and BEGIN's SUCCESS
+    assert tags[:2] == [b"\x70", b"\x70"]  # the first two RUNs: the first result is held
+    assert tags[2] == b"\x7f", "a third result was held beside two others over the bound"
+    assert "server.bolt_max_held_result_bytes" in found[5].fields[0]["message"]
+    outcomes = [e for e in r.audit.events if e.event == "outcome"]
+    assert [(e.error or {}).get("reason") for e in outcomes][:2] == [None, "held_result_too_large"]
+    (upstream,) = r.executor.transactions
+    assert upstream.ended == "rollback"
+
+
 def test_a_large_message_waits_for_a_logon() -> None:
     """Before a credential is accepted a message may be 64 KiB; after it, the configured size."""
     padding = "x" * (70 * 1024)
