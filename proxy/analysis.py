@@ -5,13 +5,17 @@ Neo4j plans the statement without running it and reports its query type: ``r`` (
 plan reader (:mod:`proxy.plan`) reads the labels, relationship types, properties, procedures,
 LOAD CSV sources and risky operators. The gateway trusts this over anything it could infer from
 the text. Analyses are cached per database and exact statement text, in a bounded LRU with a
-time to live; parameters do not change a plan's facts, so they are not part of the key. A
+time to live, and within :data:`MAX_CACHED_BYTES` of statement text (a key is the whole text,
+which a caller chooses: up to ``server.max_body_bytes`` over HTTP and ``bolt_max_message_bytes``
+over Bolt, 16 MiB; a count of entries alone let 4,096 distinct long statements hold gigabytes);
+parameters do not change a plan's facts, so they are not part of the key. A
 schema statement run through the gateway advances the schema epoch, which empties the cache of
 every process sharing the epoch (the workers of one replica, see :mod:`proxy.epoch`).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,6 +31,10 @@ from proxy.plan.constraints import compared_on_write
 from proxy.plan.text import execution_mode
 from proxy.statement import Constraint, Plan, QueryType
 from proxy.tracing import OFF, Step
+
+# The statement texts the analysis cache keeps, in bytes of memory, at most all together (beside
+# its count of entries): thousands of typical statements, a few of the longest a caller may send.
+MAX_CACHED_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,15 +130,15 @@ class Analyzer:
         self._ttl_s = ttl_s
         self._clock = clock
         self._cache: OrderedDict[tuple[str, str], tuple[float, Analysis]] = OrderedDict()
+        self._cached_bytes = 0  # of the statements in the cache (_cost)
 
     async def analyse(self, database: str, statement: str, step: Step = OFF) -> Analysis:
         """The analysis of ``statement`` on ``database``, from the cache when possible
         (``step``, the request's span of the analysis, is told which)."""
         key = (database, statement)
-        if (epoch := self._epoch.current()) != self._filled_under:
+        if self._epoch.current() != self._filled_under:
             # A schema statement passed through this or another worker: plans may differ now.
-            self._cache.clear()
-            self._filled_under = epoch
+            self.clear()
         cached = self._cache.get(key)
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
             self._cache.move_to_end(key)
@@ -145,15 +153,31 @@ class Analyzer:
             self._epoch.advance()
             self.clear()
         elif self._max_entries > 0:
-            self._cache[key] = (self._clock(), analysis)
-            while len(self._cache) > self._max_entries:
-                self._cache.popitem(last=False)
+            self._keep(key, analysis)
         return analysis
+
+    def _keep(self, key: tuple[str, str], analysis: Analysis) -> None:
+        """Cache ``analysis``, the least recently used going beyond the count or the bytes."""
+        if self._cache.pop(key, None) is not None:  # one whose time to live had passed
+            self._cached_bytes -= _cost(key)
+        if _cost(key) > MAX_CACHED_BYTES:
+            return
+        self._cache[key] = (self._clock(), analysis)
+        self._cached_bytes += _cost(key)
+        while len(self._cache) > self._max_entries or self._cached_bytes > MAX_CACHED_BYTES:
+            gone, _ = self._cache.popitem(last=False)
+            self._cached_bytes -= _cost(gone)
 
     def clear(self) -> None:
         """Forget every cached analysis (for example after a schema change)."""
         self._cache.clear()
+        self._cached_bytes = 0
         self._filled_under = self._epoch.current()
+
+
+def _cost(key: tuple[str, str]) -> int:
+    """The memory a cache key's statement text takes (its database's name is short)."""
+    return sys.getsizeof(key[1])
 
 
 class Planner(Protocol):

@@ -1,10 +1,15 @@
 """A cache of the answers a policy engine gave, by input: each kept for a time to live, and only
 while the engine's answers name the revision it was given under (:mod:`proxy.policy` says why);
-misses for the same input while the engine is asked share its one answer."""
+misses for the same input while the engine is asked share its one answer. Beside its count of
+entries, a cache keeps at most :data:`MAX_CACHED_BYTES` of inputs: an input holds the statement
+as the caller wrote it (up to 16 MiB over Bolt), and a count alone let 8,192 distinct long
+statements hold gigabytes, expired or not (an entry past its time to live goes only when it is
+looked up again or pushed out)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
@@ -14,6 +19,8 @@ from prometheus_client import Counter
 _T = TypeVar("_T")
 # An input in a canonical form: equal inputs, equal keys (proxy.policy makes them).
 CacheKey = bytes | str
+# The inputs a cache keeps, in bytes of memory, at most all together.
+MAX_CACHED_BYTES = 64 * 1024 * 1024
 
 
 class DecisionCache(Generic[_T]):
@@ -37,6 +44,7 @@ class DecisionCache(Generic[_T]):
         self._clock = clock
         self._hit, self._miss = lookups.labels(name, "hit"), lookups.labels(name, "miss")
         self._entries: OrderedDict[CacheKey, tuple[_T, float]] = OrderedDict()
+        self._bytes = 0  # of the keys of the entries
         self._revision: str | None = None
         # OPA's answers on their way, by key: the misses that come meanwhile wait for them.
         self._asking: dict[CacheKey, asyncio.Task[_T]] = {}
@@ -46,6 +54,7 @@ class DecisionCache(Generic[_T]):
         if revision != self._revision:
             self._revision = revision
             self._entries.clear()
+            self._bytes = 0
 
     def get(self, key: CacheKey) -> _T | None:
         entry = self._entries.get(key)
@@ -55,6 +64,7 @@ class DecisionCache(Generic[_T]):
             return entry[0]
         if entry is not None:
             del self._entries[key]
+            self._bytes -= sys.getsizeof(key)
         self._miss.inc()
         return None
 
@@ -90,6 +100,13 @@ class DecisionCache(Generic[_T]):
     def put(self, key: CacheKey, value: _T, revision: str | None) -> None:
         if self._size == 0 or revision != self._revision:
             return  # a newer revision was seen while this one was asked: never keep it
+        size = sys.getsizeof(key)
+        if self._entries.pop(key, None) is not None:
+            self._bytes -= size
+        if size > MAX_CACHED_BYTES:
+            return
         self._entries[key] = (self._reused(value), self._clock() + self._ttl_s)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
+        self._bytes += size
+        while len(self._entries) > self._size or self._bytes > MAX_CACHED_BYTES:
+            gone, _ = self._entries.popitem(last=False)
+            self._bytes -= sys.getsizeof(gone)
