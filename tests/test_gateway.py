@@ -24,7 +24,7 @@ from proxy.errors import (
     RowLimitExceeded,
     SecretStoreUnavailable,
 )
-from proxy.gateway.call import Call, Statement
+from proxy.gateway.call import MAX_PARAMETERS, Call, Statement
 from proxy.gateway.path import Gateway
 from proxy.metrics import Metrics
 from proxy.principal import DagResolver
@@ -338,6 +338,29 @@ def test_parameters_reach_neo4j_but_never_the_record() -> None:
     (execution,) = rig.executor.ran
     assert execution.parameters == {"secret": "hunter2"}
     assert all(event.parameters in ({"secret": None}, None) for event in rig.audit.events)
+
+
+@pytest.mark.parametrize("count", [MAX_PARAMETERS, MAX_PARAMETERS + 1, 100_000])
+def test_many_small_parameters_cannot_swell_the_record(count: int) -> None:
+    """Each parameter costs the decision record a digest (and OPA's input a name), however
+    small the value: a statement may carry MAX_PARAMETERS at most, refused beyond before any
+    digest is made, recorded with none (100,000 one-byte values made a 9 MB record)."""
+    rig = make()
+
+    async def read() -> Statement:
+        return Statement(text="RETURN 1", parameters={f"p{i}": 0 for i in range(count)})
+
+    many = Call("r-1", "neo4j", "Bearer good", client=None, headers={}, statement=read)
+    if count <= MAX_PARAMETERS:
+        run(rig.gateway, many)
+        assert len(rig.executor.ran) == 1
+        return
+    with pytest.raises(CypherGateError) as refused:
+        run(rig.gateway, many)
+    assert (refused.value.status, refused.value.reason) == (400, "too_many_parameters")
+    assert rig.analyzer.analysed == [] and rig.executor.ran == []
+    (record,) = rig.audit.events
+    assert record.status == 400 and record.parameters is None
 
 
 def test_a_dag_without_a_grant_for_the_database_is_refused_before_anything_is_planned() -> None:

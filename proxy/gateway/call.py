@@ -15,6 +15,11 @@ from proxy.tracing import OFF, RequestTrace
 # Neo4j's Query API answers a successful statement with 202 Accepted; the audit record of a
 # statement that ran says so too, whichever front door it came through.
 SUCCESS_STATUS = 202
+# The parameters one statement may carry, at most. The decision record keeps a keyed digest of
+# each (about 80 bytes) and OPA's input (and decision log) each name, so parameters of a few
+# bytes apiece made records 20 times the size of the request: a Bolt RUN of 16 MiB made a
+# record of hundreds of megabytes. A statement with more is refused (400, too_many_parameters).
+MAX_PARAMETERS = 1000
 
 
 @dataclass(frozen=True, slots=True)
