@@ -5,7 +5,8 @@ Bolt result left open (its client pulled one row of several) holds the only slot
 a test wants: statements beyond it are refused with 503 and ``Retry-After`` over HTTP, a
 transient ``FAILURE`` over Bolt, each with one audit record naming its own reason. The same
 gateway closes HTTP connections that send no headers in time, answers 408 to a body that does
-not arrive in time, and closes connections beyond its limit at once.
+not arrive in time, aborts one whose client reads none of its answer, and closes connections
+beyond its limit at once.
 """
 
 from __future__ import annotations
@@ -201,6 +202,37 @@ def test_a_connection_without_headers_is_closed_after_the_deadline(tight: Tight)
     silent_s = closed_after(silent)
     assert HEADER_TIMEOUT_S - 0.5 < closed_at < HEADER_TIMEOUT_S + 4
     assert HEADER_TIMEOUT_S - 0.5 < silent_s + closed_at < HEADER_TIMEOUT_S + 6
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_a_client_that_never_reads_its_answer_is_cut_off(tight: Tight, keep_alive: bool) -> None:
+    """An answer is written whole, and what the client has not read stays in the gateway's
+    memory: a client that takes none of it for the header time-out is aborted (closing the
+    connection, at the header deadline or after Connection: close, waited for it for ever)."""
+    pad = "x" * 1000
+    body = json.dumps(
+        {"statement": "UNWIND range(1, 16000) AS x RETURN x, $pad", "parameters": {"pad": pad}}
+    ).encode()
+    head = (
+        f"POST {QUERY} HTTP/1.1\r\nHost: x\r\nAuthorization: {tight.auth_header('demo_reader')}"
+        f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        + ("" if keep_alive else "Connection: close\r\n")
+        + "\r\n"
+    )
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # 16 MB never fit in buffers
+    with reader:
+        reader.connect(("127.0.0.1", tight.port))
+        reader.sendall(head.encode() + body)
+        reader.settimeout(20)
+        answered = reader.recv(4096)  # the answer has begun: the deadline counts from here
+        assert answered.startswith(b"HTTP/1.1 202"), answered
+        time.sleep(2 * HEADER_TIMEOUT_S + 2)  # reading nothing
+        with contextlib.suppress(OSError):
+            while chunk := reader.recv(1 << 20):
+                answered += chunk
+    # What the kernel buffers held arrived; the rest was dropped when the gateway aborted.
+    assert len(answered) < 8_000_000, "a client that reads nothing kept its whole answer"
 
 
 def read_answer(connection: socket.socket) -> bytes:

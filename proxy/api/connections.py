@@ -17,7 +17,13 @@ protocol, uvicorn's own with a few additions, closes
   loop more with every byte: one connection sending headers as fast as it could took 130 MB and
   held every other request back for seconds);
 * a connection whose request the parser cannot frame (two Content-Lengths, say), answered 400 in
-  Neo4j's error format, not uvicorn's text.
+  Neo4j's error format, not uvicorn's text;
+* a connection whose client takes none of its answer for ``server.http.header_timeout_s``: it
+  is aborted, what was left unsent dropped. An answer is written whole at once (up to
+  ``server.http.max_answer_bytes``), and the transport keeps what the client has not read;
+  closing the connection (at the header deadline, or after a ``Connection: close`` request)
+  waits for that to be sent, so a client that never read kept its answer in the gateway's
+  memory, and its connection open, for ever.
 
 None reached the application, so none is recorded: as for a connection the kernel refused.
 
@@ -61,6 +67,7 @@ class GuardedHTTPProtocol(_Base):
         # it awaits a successor of), and the timer, when it fires early, sleeps on until it.
         # Cancelling and scheduling a timer for every request cost the event loop about 0.1 ms.
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._unsent: int | None = None  # of the answer, when the deadline last passed
         self._deadline_at: float | None = None
         self._awaited: object = None
         self._header_bytes = 0  # of the head arriving, up to the blank line that ends it
@@ -84,7 +91,9 @@ class GuardedHTTPProtocol(_Base):
         super().on_response_complete()
         # A pipelined request may already have begun in uvicorn's handler: its headers are in.
         between = self.cycle is None or self.cycle.response_complete
-        if self._limits is not None and between and not self.transport.is_closing():
+        transport = self.transport
+        untaken = transport.get_write_buffer_size() > 0  # closing waits for it: bounded too
+        if self._limits is not None and between and (untaken or not transport.is_closing()):
             self._await_headers()
 
     def data_received(self, data: bytes) -> None:
@@ -141,6 +150,7 @@ class GuardedHTTPProtocol(_Base):
         """Close the connection unless a new request's headers arrive in time."""
         assert self._limits is not None  # noqa: S101 - callers checked
         self._awaited = self.cycle  # replaced by a new cycle once the next request's headers are in
+        self._unsent = None
         self._deadline_at = self.loop.time() + self._limits.header_timeout_s
         if self._header_deadline is None:
             self._header_deadline = self.loop.call_at(self._deadline_at, self._headers_late)
@@ -154,9 +164,29 @@ class GuardedHTTPProtocol(_Base):
             self._header_deadline = self.loop.call_at(deadline, self._headers_late)
             return
         self._deadline_at = None
-        if self.cycle is self._awaited and not self.transport.is_closing():
+        if self.cycle is not self._awaited or self._answer_being_taken():
+            return
+        if not self.transport.is_closing():
             log.info("http: connection closed: no request headers in time")
             self.transport.close()
+
+    def _answer_being_taken(self) -> bool:
+        """At the deadline: whether the client is still taking its answer (then it has as long
+        again); one that took none of it since the last deadline is aborted (see the module
+        docstring)."""
+        unsent = self.transport.get_write_buffer_size()
+        before, self._unsent = self._unsent, None
+        if not unsent:
+            return False
+        assert self._limits is not None  # noqa: S101 - the deadline is set only with limits
+        if before is None or unsent < before:
+            self._unsent = unsent
+            self._deadline_at = self.loop.time() + self._limits.header_timeout_s
+            self._header_deadline = self.loop.call_at(self._deadline_at, self._headers_late)
+            return True
+        log.info("http: connection aborted: the client does not read its answer")
+        self.transport.abort()
+        return True
 
     def _disarm(self) -> None:
         self._deadline_at = None
