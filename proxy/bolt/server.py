@@ -255,8 +255,12 @@ class _Outbox:
         self._pending += wire.encode(tag, *fields)
 
     async def send_packed(self, message: bytes) -> None:
-        """A message already packed (a record relayed as Neo4j sent it)."""
+        """A message already packed (a record relayed as Neo4j sent it); what is gathered is
+        written once it passes :data:`_COALESCE_BYTES` (a result's records are otherwise
+        written every few hundred, whatever their size: records of a megabyte held hundreds)."""
         self._pending += wire.frame(message)
+        if len(self._pending) >= _COALESCE_BYTES:
+            await self.flush()
 
     async def flush(self) -> None:
         """Write what is gathered, and wait while the client is slow to read (back-pressure)."""

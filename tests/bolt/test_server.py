@@ -11,6 +11,7 @@ import ipaddress
 import json
 import socket
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -491,6 +492,39 @@ def test_results_read_ahead_are_held_within_one_bound_together() -> None:
     assert [(e.error or {}).get("reason") for e in outcomes][:2] == [None, "held_result_too_large"]
     (upstream,) = r.executor.transactions
     assert upstream.ended == "rollback"
+
+
+def test_large_records_are_written_as_they_come_not_gathered_by_the_hundred() -> None:
+    """A pulled result's records were gathered 256 at a time before a write, whatever their
+    size: records of a megabyte each (a long string or list per row, which a short statement
+    makes) held hundreds of megabytes for one connection, its client reading or not."""
+    record = "x" * 1_000_000
+    conversation_ = (
+        LOGGED_ON
+        + message(0x10, "RETURN large", {}, {})
+        + message(0x3F, {"n": -1})
+        + message(0x02)  # GOODBYE: the gateway closes once it has answered
+    )
+
+    async def scenario() -> tuple[int, int]:
+        async with rig() as r:
+            r.executor.rows = [[record]] * 100
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            tracemalloc.start()
+            try:
+                writer.write(conversation_)
+                received = 0
+                while chunk := await reader.read(1 << 16):  # read and dropped as it comes
+                    received += len(chunk)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+                await closed(writer)
+            return received, peak
+
+    received, peak = asyncio.run(scenario())
+    assert received > 100 * len(record)  # every record reached the client
+    assert peak < 32 * 1024 * 1024, f"{peak / 1e6:.0f} MB held while the records went out"
 
 
 def test_a_large_message_waits_for_a_logon() -> None:
