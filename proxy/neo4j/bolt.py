@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from proxy.codec import wire
 from proxy.codec.packstream import PackStreamError, Structure, unpack
-from proxy.errors import GraphFailed, GraphUnavailable
+from proxy.errors import GraphFailed, GraphUnavailable, PayloadTooLarge
 from proxy.neo4j.errors import from_code
 
 # Message tags (Bolt 5): requests, then answers.
@@ -164,6 +164,15 @@ class BoltConnection:
                 self._sent = False
                 await self._writer.drain()
             message = await self._answers.next()
+        except wire.MessageTooLarge as exc:
+            # The statement's doing, not Neo4j's absence: a transient error would have drivers
+            # run it again (a write too), to fail alike. The stream is lost halfway through.
+            self.broken = True
+            raise PayloadTooLarge(
+                f"A row of the statement's result takes more than {self._answers.max_bytes}"
+                " bytes, more than the gateway relays: return less of it in one row.",
+                reason="record_too_large",
+            ) from exc
         except (OSError, wire.ProtocolViolation, asyncio.IncompleteReadError) as exc:
             self.broken = True
             raise GraphUnavailable(reason="ServiceUnavailable") from exc

@@ -14,7 +14,13 @@ from neo4j import Driver
 
 from proxy.codec.packstream import unpack
 from proxy.codec.values import to_wire
-from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, RowLimitExceeded
+from proxy.errors import (
+    BadRequest,
+    CypherGateError,
+    GraphFailed,
+    Neo4jClientError,
+    RowLimitExceeded,
+)
 from proxy.metrics import Metrics
 from proxy.neo4j.bolt import Address
 from proxy.neo4j.logins import Login, LoginRetries
@@ -275,6 +281,31 @@ def test_a_connection_neo4j_closed_is_not_handed_out_again(status: dict[str, Any
     values, replaced = _run(status, body)
     assert values == [[2]]
     assert replaced
+
+
+def test_a_record_larger_than_the_relay_takes_is_no_transient_failure(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record beyond the relay's bound (64 MiB; 100 kB here) was reported as Neo4j being
+    unavailable (503, a transient code): a driver's managed transaction ran the statement
+    again, a write included, only to fail alike. It is a client error, not retried, naming the
+    cause; the connection, left halfway through the record, is not used again."""
+    monkeypatch.setattr("proxy.neo4j.bolt.MAX_MESSAGE_BYTES", 100_000)
+    statement = f"CREATE (:{LABEL} {{name: 'big'}}) RETURN $big AS big"
+    big = _execution(statement, parameters={"big": "x" * 200_000})
+
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> CypherGateError:
+        with pytest.raises(CypherGateError) as failed:
+            async with executor.run(big, login) as rows:
+                await rows.summary()
+        async with executor.run(_execution("RETURN 2 AS two"), login) as rows:
+            assert [row async for row in rows] == [[2]]  # on another connection
+        return failed.value
+
+    error = _run(status, body)
+    assert (error.status, error.reason) == (413, "record_too_large"), error.reason
+    assert not error.code.startswith("Neo.TransientError")
+    assert "100000 bytes" in error.message
 
 
 def test_addresses_of_every_bolt_scheme_and_nothing_else() -> None:
