@@ -243,8 +243,13 @@ def without_secrets(statement: str) -> str:
 
 
 # A URL's password: its user information after the first colon, up to the last "@" before the
-# path (as URL parsers read it: a raw "@" in a password is the password's).
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/?#\s:'\"`]*):[^/?#\s'\"`]*@")
+# path (as URL parsers read it: a raw "@" in a password is the password's). The scheme begins at
+# the first letter of its run of scheme characters (the leftmost start that matches), which is
+# tried from the run's beginning only: tried at every letter, each try read to the run's end,
+# a long run cost time in the square of its length (1 MiB of letters: minutes of the event loop).
+_URL_PASSWORD = re.compile(
+    r"(?<![A-Za-z0-9+.-])([0-9+.-]*+[A-Za-z][A-Za-z0-9+.-]*+://[^/?#\s:'\"`]*+):[^/?#\s'\"`]*@"
+)
 
 
 def without_url_passwords(text: str) -> str:

@@ -10,6 +10,7 @@ cannot tell.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -249,6 +250,19 @@ def test_a_urls_password_is_hidden(statement: str, shown: str) -> None:
     """Found by review: a LOAD CSV source's user and password reached the audit log, OPA's input
     and its decision log as the caller wrote them."""
     assert without_secrets(statement) == shown
+
+
+@pytest.mark.parametrize("run", ["a" * 100_000, "1a" * 50_000])
+def test_hiding_a_urls_password_takes_time_in_proportion_to_the_statement(run: str) -> None:
+    """Every statement is shown so before it is decided, on the event loop: a long run of
+    letters (or of letters and digits) with "@" and "://" anywhere in the statement was tried
+    as a scheme from each of its letters, each try read to the run's end. 100,000 letters took
+    seconds; the 1 MiB of a Query API body, minutes, holding every other request back."""
+    statement = "RETURN '@://' + '" + run + "' + 'https://u:p@h/' AS x"
+    started = time.perf_counter()
+    shown = without_secrets(statement)
+    assert time.perf_counter() - started < 0.5
+    assert shown == statement.replace("u:p@h", "u:******@h")
 
 
 def test_a_load_csv_sources_password_is_decided_as_hidden() -> None:
