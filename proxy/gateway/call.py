@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.errors import BadRequest
 from proxy.ids import time_ordered_uuid
 from proxy.logs import bind_request_id
 from proxy.statement import JSON, AccessMode
@@ -20,6 +21,12 @@ SUCCESS_STATUS = 202
 # bytes apiece made records 20 times the size of the request: a Bolt RUN of 16 MiB made a
 # record of hundreds of megabytes. A statement with more is refused (400, too_many_parameters).
 MAX_PARAMETERS = 1000
+# The characters of one statement's text, at most. The gateway reads the text itself before it
+# is decided (its password literals hidden, EXPLAIN and LOAD CSV sources found), about 3 s and
+# 80 MB of the event loop's time and memory per MiB of tokens, and Bolt takes messages of
+# 16 MiB (for parameters): one such statement held every other request back for a minute.
+# Values belong in parameters; a longer text is refused (400, statement_too_long).
+MAX_STATEMENT_CHARACTERS = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,23 @@ class Statement:
     # The caller's transaction metadata (a Bolt RUN's tx_metadata): passed on to Neo4j under
     # the gateway's own keys (:func:`passed_on`) and recorded as context (:func:`recorded_context`).
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def check_size(statement: Statement) -> None:
+    """Refuse a statement larger than the request path reads: :data:`MAX_STATEMENT_CHARACTERS`,
+    :data:`MAX_PARAMETERS`."""
+    if len(statement.text) > MAX_STATEMENT_CHARACTERS:
+        raise BadRequest(
+            f"A statement's text takes at most {MAX_STATEMENT_CHARACTERS} characters: pass"
+            " values as parameters.",
+            reason="statement_too_long",
+        )
+    if len(statement.parameters) > MAX_PARAMETERS:
+        raise BadRequest(
+            f"A statement takes at most {MAX_PARAMETERS} parameters: pass many values as one"
+            " list or map.",
+            reason="too_many_parameters",
+        )
 
 
 @dataclass(frozen=True, slots=True)

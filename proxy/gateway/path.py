@@ -32,7 +32,6 @@ from proxy.analysis import Analysis
 from proxy.audit.checkpoint import ParameterDigester
 from proxy.clock import Clock
 from proxy.errors import (
-    BadRequest,
     CypherGateError,
     DatabaseNotFound,
     Neo4jClientError,
@@ -41,7 +40,7 @@ from proxy.errors import (
     RateLimited,
 )
 from proxy.gateway.admission import Admission
-from proxy.gateway.call import MAX_PARAMETERS, Call, Statement, passed_on
+from proxy.gateway.call import Call, Statement, check_size, passed_on
 from proxy.gateway.planning import planning_refusal
 from proxy.gateway.rates import RateLimits
 from proxy.gateway.seams import (
@@ -306,12 +305,7 @@ class Gateway:
         if transaction is not None:
             transaction.admit(principal, call)
         statement = await call.statement()
-        if len(statement.parameters) > MAX_PARAMETERS:  # refused before its digests are made
-            raise BadRequest(
-                f"A statement takes at most {MAX_PARAMETERS} parameters: pass many values as"
-                " one list or map.",
-                reason="too_many_parameters",
-            )
+        check_size(statement)  # before its text is read or its parameters digested
         if transaction is not None:
             # The transaction's access mode and bookmarks were given when it began.
             statement = replace(
