@@ -204,11 +204,12 @@ def test_a_connection_without_headers_is_closed_after_the_deadline(tight: Tight)
     assert HEADER_TIMEOUT_S - 0.5 < silent_s + closed_at < HEADER_TIMEOUT_S + 6
 
 
-@pytest.mark.parametrize("keep_alive", [True, False])
-def test_a_client_that_never_reads_its_answer_is_cut_off(tight: Tight, keep_alive: bool) -> None:
+@pytest.mark.parametrize("how", ["keep-alive", "close", "pipelined"])
+def test_a_client_that_never_reads_its_answer_is_cut_off(tight: Tight, how: str) -> None:
     """An answer is written whole, and what the client has not read stays in the gateway's
     memory: a client that takes none of it for the header time-out is aborted (closing the
-    connection, at the header deadline or after Connection: close, waited for it for ever)."""
+    connection, at the header deadline or after Connection: close, waited for it for ever; a
+    second request sent behind the first had its answer built, waiting to be written)."""
     pad = "x" * 1000
     body = json.dumps(
         {"statement": "UNWIND range(1, 16000) AS x RETURN x, $pad", "parameters": {"pad": pad}}
@@ -216,14 +217,15 @@ def test_a_client_that_never_reads_its_answer_is_cut_off(tight: Tight, keep_aliv
     head = (
         f"POST {QUERY} HTTP/1.1\r\nHost: x\r\nAuthorization: {tight.auth_header('demo_reader')}"
         f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        + ("" if keep_alive else "Connection: close\r\n")
+        + ("Connection: close\r\n" if how == "close" else "")
         + "\r\n"
     )
+    requests = (head.encode() + body) * (2 if how == "pipelined" else 1)
     reader = socket.socket()
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # 16 MB never fit in buffers
     with reader:
         reader.connect(("127.0.0.1", tight.port))
-        reader.sendall(head.encode() + body)
+        reader.sendall(requests)
         reader.settimeout(20)
         answered = reader.recv(4096)  # the answer has begun: the deadline counts from here
         assert answered.startswith(b"HTTP/1.1 202"), answered

@@ -23,7 +23,8 @@ protocol, uvicorn's own with a few additions, closes
   ``server.http.max_answer_bytes``), and the transport keeps what the client has not read;
   closing the connection (at the header deadline, or after a ``Connection: close`` request)
   waits for that to be sent, so a client that never read kept its answer in the gateway's
-  memory, and its connection open, for ever.
+  memory, and its connection open, for ever (and a request it sent behind, the answer built
+  for it, waiting to be written).
 
 None reached the application, so none is recorded: as for a connection the kernel refused.
 
@@ -164,7 +165,9 @@ class GuardedHTTPProtocol(_Base):
             self._header_deadline = self.loop.call_at(deadline, self._headers_late)
             return
         self._deadline_at = None
-        if self.cycle is not self._awaited or self._answer_being_taken():
+        # An answer still unsent is checked whatever came since: a request sent behind it has
+        # its own answer built, waiting for the client to take the first.
+        if self._answer_being_taken() or self.cycle is not self._awaited:
             return
         if not self.transport.is_closing():
             log.info("http: connection closed: no request headers in time")
