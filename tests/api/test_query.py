@@ -5,6 +5,7 @@ with Neo4j's own, are in tests/test_request_path.py."""
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -43,6 +44,29 @@ def test_an_allowed_statement_answers_as_neo4j_does(client: tuple[TestClient, Fa
         ("decision", request_id),
         ("outcome", request_id),
     ]
+
+
+def test_an_answer_of_many_small_rows_takes_memory_in_proportion_to_its_json() -> None:
+    """server.http.max_answer_bytes bounds an answer's JSON, but each row's JSON was kept as the
+    bytes orjson returned, which keep the buffer it wrote into (about 4 KB): 50,000 rows of one
+    number, 350 kB of JSON, took 200 MB, and the 2 million rows of UNWIND range(1, 2000000),
+    16 MB of JSON, well within the bound, several gigabytes."""
+    services = fake_services()
+    assert isinstance(services.executor, FakeExecutor)
+    services.executor.rows = [[i] for i in range(50_000)]
+    settings = Settings(neo4j=Neo4jSettings(password="a-long-password"))
+    with TestClient(create_app(settings, services)) as http:
+        tracemalloc.start()
+        try:
+            response = http.post(
+                QUERY, json={"statement": "UNWIND $rows AS i RETURN i"}, headers=GOOD
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert response.status_code == 202, response.text
+    assert response.json()["data"]["values"][-1] == [49_999]
+    assert peak < 40 * 1024 * 1024, f"{peak / 1e6:.0f} MB for {len(response.content)} bytes"
 
 
 def test_refusals_are_neo4j_errors_with_the_request_id(
