@@ -1,5 +1,4 @@
-"""One Bolt connection after its handshake: Bolt 5.1-5.4's server state machine over the
-request path.
+"""One Bolt connection after its handshake: Bolt 5.1-5.4's server state machine.
 
 The caller logs on (``HELLO``, then ``LOGON`` with scheme ``bearer`` and its token or IAM proof,
 or ``basic`` with the DAG to act as and the same credential), and its identity and DAG are
