@@ -376,16 +376,16 @@ class Parser(PatternParser):
             if self.at_word("ANY", "ALL"):
                 self.i += 1
             self.take("(")
-            self.expression()
+            expression = self.expression()
             self.take(")")
-            return LabelExpr("dynamic")
+            return LabelExpr("dynamic", expression=expression)
         tok = self.peek()
         if tok is not None and tok.kind == "param" and tok.text.upper() in ("$ANY", "$ALL"):
             self.i += 1  # $any(...) and $all(...) tokenise as a parameter and a bracket
             self.take("(")
-            self.expression()
+            expression = self.expression()
             self.take(")")
-            return LabelExpr("dynamic")
+            return LabelExpr("dynamic", expression=expression)
         return LabelExpr("name", self.name())
 
 

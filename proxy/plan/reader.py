@@ -279,7 +279,8 @@ def narrow(
 # quantifier's condition) and never raise an error on any row: a comparison (of any types:
 # incomparable ones are null), STARTS WITH and ENDS WITH, IS [NOT] NULL and type predicates, a
 # label test of a node or relationship, true, false, null, and AND, OR, XOR, NOT and the
-# quantifiers (all, any, none, single over a path's nodes or relationships) of these. Anything
+# quantifiers (all, any, none, single over a path's nodes or relationships) of these (a label
+# test with a dynamic label, ``a:$(expr)``, is no such test: expr may be no string). Anything
 # else there may (a string or a number is no boolean: the error names its value), and so may
 # arithmetic (overflow, division by zero), functions, CASE, indexing, comprehensions and
 # patterns anywhere, IN or CONTAINS (one kind here) unless its right side is a literal or a
@@ -300,7 +301,9 @@ def may_fail(predicate: Expr, env: Env) -> bool:
     if kind == "literal":
         return predicate.text.upper() not in _BOOLEAN_LITERALS
     if kind == "label":
-        return not _is_entity(predicate.args[0], env)
+        # A dynamic label's expression raises an error unless it gives strings: on any row.
+        dynamic = predicate.label is not None and bool(predicate.label.dynamic())
+        return dynamic or not _is_entity(predicate.args[0], env)
     if kind == "is" or (kind == "op" and predicate.text in _COMPARISONS):
         if predicate.text == "in" and predicate.args[1].kind not in ("literal", "list"):
             return True

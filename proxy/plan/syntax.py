@@ -67,6 +67,9 @@ class Expr:
         yield self
         for arg in self.args:
             yield from arg.walk()
+        if self.label is not None:
+            for expr in self.label.dynamic():
+                yield from expr.walk()
         if self.pattern is not None:
             for expr in self.pattern.expressions():
                 yield from expr.walk()
@@ -80,6 +83,15 @@ class LabelExpr:
     op: str
     name: str = ""
     parts: tuple[LabelExpr, ...] = ()
+    expression: Expr | None = None  # of a dynamic label: what names it, evaluated per row
+
+    def dynamic(self) -> list[Expr]:
+        """The expressions of its dynamic labels: each is evaluated on the row, and raises an
+        error when it is no string (or list of strings)."""
+        found = [self.expression] if self.expression is not None else []
+        for part in self.parts:
+            found += part.dynamic()
+        return found
 
     def names(self) -> set[str]:
         """Every label or type named."""
@@ -146,6 +158,8 @@ class Pattern:
             for expr in (element.properties, element.where):
                 if expr is not None:
                     yield expr
+            if element.label is not None:
+                yield from element.label.dynamic()
             if element.inner is not None:
                 yield from element.inner.expressions()
         if self.where is not None:

@@ -36,6 +36,14 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     # A negated test narrows nothing, but n is a Person already; Secret is named, so read.
     ("MATCH (n:Person) WHERE NOT n:Secret RETURN n", {"labels_read": {"Person", "Secret"}}),
     ("MATCH (n:$($label)) RETURN n", {"labels_read": {S}}),
+    # A dynamic label's expression fails unless it gives strings: its Filter, below the join
+    # that narrows v, sees every neighbour.
+    (
+        "MATCH (a:Person)-[:ACTED_IN]-(v) USING SCAN a:Person MATCH (a:$(CASE WHEN v.name"
+        " STARTS WITH 'a' THEN toString(1 / 0) ELSE 'Person' END)) MATCH (v)<-[:ACTED_IN]-"
+        "(c:Person) USING JOIN ON v WHERE v:Movie RETURN count(*) AS c",
+        {"labels_read": {S, "Movie", "Person"}},
+    ),
     ("MATCH (n:Person) RETURN n:Actor AS a", {"labels_read": {"Person", "Actor"}}),
     ("MATCH (n) WHERE elementId(n) = $id RETURN n", {"labels_read": {S}}),
     ("MATCH (n) RETURN count(n)", {"labels_read": {S}}),
