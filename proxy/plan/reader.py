@@ -221,6 +221,8 @@ class Reader:
         while True:
             expr = parser.expression()
             self.expression(expr, env)
+            if parser.at_word("ASC", "DESC"):  # an ordered DISTINCT aggregation's input order
+                parser.i += 1
             alias = None
             if parser.at_word("AS"):
                 parser.i += 1

@@ -45,6 +45,12 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         {"labels_read": {S, "Movie", "Person"}},
     ),
     ("MATCH (n:Person) RETURN n:Actor AS a", {"labels_read": {"Person", "Actor"}}),
+    # A DISTINCT aggregation of ordered rows prints its order: `count(DISTINCT n) ASC AS c`.
+    ("MATCH (n:Person) RETURN count(DISTINCT n) AS c", {"labels_read": {"Person"}}),
+    (
+        "MATCH (n:Person) RETURN collect(DISTINCT n.name) AS c",
+        {"labels_read": {"Person"}, "unreadable": set()},
+    ),
     ("MATCH (n) WHERE elementId(n) = $id RETURN n", {"labels_read": {S}}),
     ("MATCH (n) RETURN count(n)", {"labels_read": {S}}),
     (
