@@ -135,10 +135,10 @@ def load_csv(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     return env
 
 
-def procedure(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+def procedure(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """ProcedureCall ``ns.name(args) :: (col :: TYPE, ...)``: what it yields is unknown (a
     node it yields is found by it: fresh, any label)."""
-    env = reader.facts.observe(envs[0]) if envs else {}
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
     match = _CALL.match(op.details)
     if match is None:
         raise Unparsed("a procedure call of unknown form")

@@ -6,6 +6,9 @@ it follows. The node at the far end of an expansion is guaranteed nothing: a ``F
 it narrows it, or it is read as :data:`~proxy.plan.flow.ANY`. Nodes and relationships *inside*
 a variable-length or shortest path are read where they are walked, with what the operator's
 own predicate says of every one of them (``all(n IN nodes(p) WHERE n:L)``), or as anything.
+A scan or seek on the right of an apply (``UNWIND $rows AS row MATCH (n:L {k: row.k})``) runs
+once per row of its left side: its rows carry that row's variables, as the apply's arguments
+(read where they were found), not as something it found.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ _SELECTOR = re.compile(r"(?:ANY|SHORTEST|ALL SHORTEST)(?: \d+)?(?: GROUPS)? ")
 _SHORTEST_SECTIONS = ("expanding from", "inlined predicates", "non-inlined predicates")
 
 
-def node_scan(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+def node_scan(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """``n``, ``n:L``, ``n:A|B``, ``n:A&!B``, ``n WHERE id(n) = $x``: one fresh node."""
-    env = reader.facts.observe(envs[0]) if envs else {}
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
     parser = Parser(op.details)
     var = parser.variable()
     guarantee: Guarantee = None
@@ -44,11 +47,11 @@ def node_scan(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     return env
 
 
-def node_index(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+def node_index(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """``RANGE INDEX n:L(p, q) WHERE <predicate>[, cache[n.p]]`` or ``UNIQUE n:L(p) WHERE ...``,
     several for a multi-node seek, each followed by its cached properties: fresh nodes of the
     index's label. The predicate is read like any other (it names property keys bare)."""
-    env = reader.facts.observe(envs[0]) if envs else {}
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
     parser = Parser(op.details)
     while True:
         _index_head(parser)
@@ -95,11 +98,11 @@ def _index_tail(reader: Reader, parser: Parser, env: Env) -> None:
         parser.i += 2
 
 
-def relationship_leaf(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+def relationship_leaf(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """``(a)-[r:T]->(b)``, ``RANGE INDEX (a)-[r:T(p)]->(b) WHERE ...[, cache[r.p]]``,
     ``(a)-[r]->(b) WHERE id(r) = ...``: a fresh relationship (of the types shown) and its two
     ends, fresh and of any label, all three declared here."""
-    env = reader.facts.observe(envs[0]) if envs else {}
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
     parser = Parser(op.details)
     indexed = not parser.at("(")
     if indexed:
@@ -147,11 +150,11 @@ def bind(reader: Reader, element: Element, env: Env, *, new: bool) -> None:
         env[element.var] = Binding(entity(element.kind), guarantee, fresh=True)
 
 
-def count_store(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
+def count_store(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """``count( (:A), () ) AS c`` and ``count( (:A)-[:T]->() ) AS c``: a count of the nodes of
     each position (``()``: of any label) or of the relationships, whose unlabelled end is any
     node: so an unlabelled position is a read of anything."""
-    env = reader.facts.observe(envs[0]) if envs else {}
+    env = reader.facts.observe(envs[0]) if envs else dict(args)
     match = re.fullmatch(r"(?s)count\( (.*) \) AS (.+)", op.details)
     if match is None:
         raise Unparsed("a count-store count of unknown form")

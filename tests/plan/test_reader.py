@@ -36,6 +36,19 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     # A negated test narrows nothing, but n is a Person already; Secret is named, so read.
     ("MATCH (n:Person) WHERE NOT n:Secret RETURN n", {"labels_read": {"Person", "Secret"}}),
     ("MATCH (n:$($label)) RETURN n", {"labels_read": {S}}),
+    # A scan or seek on the right of an apply carries the apply's row: nothing it found.
+    (
+        "UNWIND $rows AS row MATCH (n:Person {name: row.name}) RETURN n.born AS b",
+        {"labels_read": {"Person"}, "rel_types_read": set()},
+    ),
+    (
+        "MATCH (p:Person) WITH p.name AS k MATCH (m:Movie) WHERE m.title = k RETURN m.title AS t",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": set()},
+    ),
+    (
+        "UNWIND [1, 2] AS i MATCH (m:Movie)<-[r:ACTED_IN]-(p:Person) RETURN i, r.since AS s",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"ACTED_IN"}},
+    ),
     # A dynamic label's expression fails unless it gives strings: its Filter, below the join
     # that narrows v, sees every neighbour.
     (
