@@ -65,8 +65,8 @@ class Parser(PatternParser):
                 self.i += 2
                 left = Expr("op", "with", (left, self._additive()))
             elif self.at_word("CONTAINS", "IN"):
-                self.i += 1
-                left = Expr("op", "in", (left, self._additive()))
+                op = self.take_any().text.lower()
+                left = Expr("op", op, (left, self._additive()))
             elif self.at_word("IS"):
                 self.i += 1
                 left = Expr("is", self._is_suffix(), (left,))

@@ -268,6 +268,8 @@ def narrow(
                 guarantee = conjunct.label.guarantee()
                 if guarantee is not None and subject.kind == "var":
                     _narrow_var(out, subject.text, guarantee, only)
+            elif (typed := _type_test(conjunct)) is not None:
+                _narrow_var(out, typed[0], typed[1], only)
             elif equalities and conjunct.kind == "op" and conjunct.text == "=":
                 left, right = conjunct.args
                 if left.kind == right.kind == "var" and left.text in out and right.text in out:
@@ -285,10 +287,11 @@ def narrow(
 # test with a dynamic label, ``a:$(expr)``, is no such test: expr may be no string). Anything
 # else there may (a string or a number is no boolean: the error names its value), and so may
 # arithmetic (overflow, division by zero), functions, CASE, indexing, comprehensions and
-# patterns anywhere, IN or CONTAINS (one kind here) unless its right side is a literal or a
-# list (IN a non-list is an error), and =~ (a pattern that does not compile).
+# patterns anywhere (but ``type(r)`` of a relationship), IN or CONTAINS unless its right side
+# is a literal or a list (IN a non-list is an error), and =~ (a pattern that does not compile).
 _LOGICAL = frozenset({"and", "or", "xor", "not"})
-_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "with", "in"})
+_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "with", "in", "contains"})
+_LISTED = frozenset({"literal", "list"})
 _BOOLEAN_LITERALS = frozenset({"TRUE", "FALSE", "NULL"})
 _ENDS = frozenset({"startNode", "endNode"})  # of a relationship: a node
 _PATH_FUNCTIONS: dict[str, Literal["node", "rel"]] = {"nodes": "node", "relationships": "rel"}
@@ -307,7 +310,7 @@ def may_fail(predicate: Expr, env: Env) -> bool:
         dynamic = predicate.label is not None and bool(predicate.label.dynamic())
         return dynamic or not _is_entity(predicate.args[0], env)
     if kind == "is" or (kind == "op" and predicate.text in _COMPARISONS):
-        if predicate.text == "in" and predicate.args[1].kind not in ("literal", "list"):
+        if predicate.text in ("in", "contains") and predicate.args[1].kind not in _LISTED:
             return True
         return any(_value_may_fail(arg, env) for arg in predicate.args)
     if kind == "quantifier":
@@ -329,6 +332,10 @@ def _value_may_fail(expr: Expr, env: Env) -> bool:
         return False
     if kind == "property":
         return not _is_entity(expr.args[0], env)
+    if kind == "call" and expr.text == "type" and len(expr.args) == 1:
+        subject = expr.args[0]  # of a relationship: its type, never an error
+        bound = env.get(subject.text) if subject.kind == "var" else None
+        return bound is None or bound.kind != "rel"
     if kind in ("list", "map", "entry"):
         return any(_value_may_fail(arg, env) for arg in expr.args)
     if (
@@ -359,6 +366,27 @@ def _listed_entities(source: Expr, env: Env) -> Literal["node", "rel"] | None:
     if source.kind == "var" and source.text in env and env[source.text].kind == "rel":
         return "rel"
     return None
+
+
+def _type_test(conjunct: Expr) -> tuple[str, frozenset[str]] | None:
+    """``type(r) IN "T"`` or ``type(r) IN ["A", "B"]`` (how Neo4j tests the types of a
+    relationship it found by its id), or ``type(r) = "T"``: r has one of these types. Only
+    string literals, and only IN and =: ``type(r) CONTAINS "T"`` says nothing of the kind."""
+    if conjunct.kind != "op" or conjunct.text not in ("in", "="):
+        return None
+    left, right = conjunct.args
+    if not (left.kind == "call" and left.text == "type" and len(left.args) == 1):
+        return None
+    if left.args[0].kind != "var":
+        return None
+    items = right.args if right.kind == "list" and conjunct.text == "in" else (right,)
+    names: set[str] = set()
+    for item in items:
+        text = item.text
+        if item.kind != "literal" or text[:1] not in ("'", '"') or "\\" in text:
+            return None
+        names.add(text[1:-1])
+    return (left.args[0].text, frozenset(names)) if names else None
 
 
 def _narrow_var(env: Env, name: str, guarantee: Guarantee, only: set[str] | None) -> None:

@@ -65,6 +65,16 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         {"labels_read": {"Person"}, "unreadable": set()},
     ),
     ("MATCH (n) WHERE elementId(n) = $id RETURN n", {"labels_read": {S}}),
+    # A relationship found by its id, and its type tested: `type(r) IN "ACTED_IN"`.
+    (
+        "MATCH (a:Person)-[r:ACTED_IN]->(b:Movie) WHERE elementId(r) = $id RETURN r",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"ACTED_IN"}},
+    ),
+    (
+        "MATCH (a:Person)-[r:ACTED_IN|DIRECTED]->(b:Movie) WHERE elementId(r) IN $ids RETURN r",
+        {"labels_read": {"Person", "Movie"}, "rel_types_read": {"ACTED_IN", "DIRECTED"}},
+    ),
+    ("MATCH ()-[r:ACTED_IN]->() WHERE elementId(r) = $id RETURN r", {"labels_read": {S}}),
     ("MATCH (n) RETURN count(n)", {"labels_read": {S}}),
     (
         "MATCH (a:Person)-[r:ACTED_IN|DIRECTED]->(m:Movie) RETURN m",
@@ -594,6 +604,29 @@ def test_filter_with_or_does_not_prove_a_label() -> None:
     facts = read_plan(plan)
     assert facts.labels_written == {ANY}
     assert facts.labels_read == {ANY, "Person"}
+
+
+def test_only_a_type_in_literals_proves_a_relationship_type() -> None:
+    """Neo4j tests the types of a relationship it found by its id as ``type(r) IN "T"``: that
+    proves T, as ``r:T`` would; a CONTAINS or a parameter proves nothing."""
+    seek = "(a)-[r]->(b) WHERE elementId(r) = $id"
+    for test, types in (
+        ('type(r) IN "ACTED_IN"', {"ACTED_IN"}),
+        ("type(r) IN ['ACTED_IN', 'DIRECTED']", {"ACTED_IN", "DIRECTED"}),
+        ('type(r) CONTAINS "ACTED_IN"', {ANY}),
+        ("type(r) IN $types", {ANY}),
+        ('NOT type(r) IN "ACTED_IN"', {ANY}),
+        ('type(r) IN "ACTED_IN" OR a.x = 1', {ANY}),
+    ):
+        filtered = op(
+            "Filter",
+            f"({test}) AND (a:Person AND b:Movie)",
+            op("DirectedRelationshipByElementIdSeek", seek, ids="r a b"),
+            ids="r a b",
+        )
+        facts = read_plan(op("ProduceResults", "r", filtered, ids="r a b"))
+        assert facts.rel_types_read == types, test
+        assert facts.labels_read == {"Person", "Movie"}, test
 
 
 def test_malformed_plan_is_refused() -> None:
