@@ -43,6 +43,21 @@ class Execution:
     # At most this many rows come back; beyond it, fail (and roll back) or truncate.
     row_limit: int | None = None
     row_limit_action: RowLimitAction = "error"
+    # ``CALL { ... } IN TRANSACTIONS``: its batches commit on their own, and Neo4j runs it only
+    # in an auto-commit transaction.
+    commits_in_batches: bool = False
+
+    @property
+    def rolled_back_past_limit(self) -> bool:
+        """Whether it runs in an explicit transaction, rolled back if its rows go past the
+        limit: a write under a limit that must fail, unless it commits in batches (nothing
+        rolls those back whole, and Neo4j refuses to start one in an explicit transaction)."""
+        return (
+            self.row_limit is not None
+            and self.row_limit_action == "error"
+            and self.access_mode == "WRITE"
+            and not self.commits_in_batches
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from neo4j import Driver
+from neo4j import Driver, GraphDatabase, bearer_auth
+from neo4j.exceptions import Neo4jError
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
@@ -219,6 +221,64 @@ def test_batched_writes_in_transactions_run(
     response = post(gateway, stack.token("demo_writer"), {"statement": statement})
     assert response.status_code == 202, response.text
     assert count(neo4j_admin, label) == 50
+
+
+@pytest.mark.parametrize("door", ["http", "bolt"])
+def test_batched_writes_run_under_a_row_limit_that_fails(
+    stack: DevStack,
+    gateway: httpx.Client,
+    neo4j_admin: Driver,
+    status: dict[str, Any],
+    door: str,
+) -> None:
+    """demo_labels' row limit fails past 1,000 rows ("error"), so its writes run in a transaction
+    the gateway can roll back; but Neo4j runs ``CALL { ... } IN TRANSACTIONS`` only in an
+    auto-commit transaction (its batches commit on their own: nothing rolls it back whole), and
+    refused it there as a database error, 502: a grant with such a limit could never write in
+    batches. It runs auto-commit, and past the limit it fails with its batches kept, as the
+    outcome record says."""
+    batch = marker()
+    writes = (
+        "UNWIND range(1, 30) AS i CALL (i) { CREATE (:Person {batch: $b}) }"
+        " IN TRANSACTIONS OF 10 ROWS"
+    )
+    past = (
+        "UNWIND range(1, 1500) AS i CALL (i) { CREATE (:Person {batch: $b}) RETURN i AS x }"
+        " IN TRANSACTIONS OF 500 ROWS RETURN x"
+    )
+    codes: list[str | None] = []
+    if door == "http":
+        header = {"Authorization": stack.auth_header("demo_labels")}
+        for statement in (writes, past):
+            body = {"statement": statement, "parameters": {"b": batch}}
+            answer = gateway.post("/db/neo4j/query/v2", json=body, headers=header)
+            errors = answer.json().get("errors") or [{}]
+            codes.append(errors[0].get("code"))
+            request_id = answer.headers["X-CypherGate-Request-ID"]
+    else:
+        auth = bearer_auth(stack.token("demo_labels"))
+        with (
+            GraphDatabase.driver(status["gateway_bolt_uri"], auth=auth) as driver,
+            driver.session(database="neo4j") as session,
+        ):
+            for statement in (writes, past):
+                try:
+                    session.run(statement, b=batch).consume()
+                    codes.append(None)
+                except Neo4jError as error:
+                    codes.append(error.code)
+                    request_id = re.findall(r"\(request ([0-9a-f-]+)\)", str(error.message))[-1]
+    records, _, _ = neo4j_admin.execute_query(
+        "MATCH (p:Person {batch: $b}) WITH count(p) AS n, collect(p) AS ps "
+        "FOREACH (p IN ps | DELETE p) RETURN n",
+        b=batch,
+    )
+    assert codes == [None, "Neo.ClientError.Statement.RowLimitExceeded"]
+    assert records[0]["n"] >= 30 + 1000  # the first statement's, and the batches before the limit
+    with AuditReader(stack.audit_path) as reader:
+        outcome = {r["event"]: r for r in reader.query(RecordFilter(request_id=request_id))}
+    # Whole if Neo4j had run every batch before the gateway counted past the limit.
+    assert outcome["outcome"]["committed"] in (True, "partial")
 
 
 def test_counters_only_when_asked(stack: DevStack, gateway: httpx.Client) -> None:

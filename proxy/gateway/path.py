@@ -172,7 +172,7 @@ class Gateway:
                 principal, statement, analysis, decision, _ = await self._decided(call, trail)
                 self._tell_lineage(call, analysis, on_lineage)
                 mode = _access_mode(analysis, decision, statement.access_mode)
-                execution = self._execution(call, principal, statement, decision, mode)
+                execution = self._execution(call, principal, statement, analysis, decision, mode)
                 if on_execution is not None:
                     on_execution(execution)
                 trail.access_mode = mode
@@ -213,7 +213,9 @@ class Gateway:
                 ),
                 timeout_s=decision.timeout_s or self._default_timeout_s,
             )
-            execution = self._execution(call, principal, statement, decision, placement.access_mode)
+            execution = self._execution(
+                call, principal, statement, analysis, decision, placement.access_mode
+            )
             if on_execution is not None:
                 on_execution(execution)
             trail.access_mode = placement.access_mode
@@ -343,6 +345,7 @@ class Gateway:
         call: Call,
         principal: Principal,
         statement: Statement,
+        analysis: Analysis,
         decision: Decision,
         access_mode: AccessMode,
     ) -> Execution:
@@ -361,6 +364,7 @@ class Gateway:
             bookmarks=statement.bookmarks,
             row_limit=decision.row_limit,
             row_limit_action=decision.row_limit_action,
+            commits_in_batches=analysis.commits_in_batches,
         )
 
     async def _analyse(

@@ -6,7 +6,8 @@ log. Statements run as auto-commit transactions (``session.run``), on purpose: t
 retries them (its managed transactions would, and a write must never run twice), they take one
 round trip, and they are the only kind in which ``CALL { ... } IN TRANSACTIONS`` can run.
 One exception: a writing statement under a row limit that must fail when exceeded runs in an
-explicit transaction (also never retried), so that it can be rolled back instead of committed.
+explicit transaction (also never retried), so that it can be rolled back instead of committed,
+unless it commits in batches of its own (``Execution.rolled_back_past_limit``).
 
 :meth:`Neo4jExecutor.begin` opens an explicit transaction a caller holds open across statements
 (:class:`Neo4jTransaction`): its session and connection are its own until it commits or rolls
@@ -164,11 +165,7 @@ class Neo4jExecutor:
     async def _started(self, execution: Execution, login: Login) -> AsyncIterator[_Rows]:
         """A session with the statement started in it; see the module docstring. Errors of the
         caller's block pass through untranslated."""
-        rollback_on_limit = (
-            execution.row_limit is not None
-            and execution.row_limit_action == "error"
-            and execution.access_mode == "WRITE"
-        )
+        rollback_on_limit = execution.rolled_back_past_limit
         session = self._session(
             execution.database, execution.access_mode, execution.bookmarks, login
         )

@@ -4,8 +4,9 @@ sent them (see :mod:`proxy.neo4j.bolt` for why not the driver).
 :class:`RelayExecutor` is a :class:`~proxy.gateway.seams.GraphExecutor` like
 :class:`~proxy.neo4j.executor.Neo4jExecutor`, with the same semantics: an auto-commit statement
 runs in one round trip (``RUN`` and ``PULL`` sent together), never retried; a writing statement
-under a row limit that must fail runs in an explicit transaction, rolled back past the limit;
-an explicit transaction holds its connection until it ends. Its row streams are
+under a row limit that must fail runs in an explicit transaction, rolled back past the limit
+(``Execution.rolled_back_past_limit``: not one that commits in batches of its own); an
+explicit transaction holds its connection until it ends. Its row streams are
 :class:`~proxy.neo4j.relay_rows.RelayRows`, whose records the Bolt door forwards undecoded.
 
 Who a statement runs as is the :class:`~proxy.neo4j.logins.Login`'s credential, on a pool of
@@ -103,11 +104,7 @@ class RelayExecutor:
             execution.metadata,
             execution.timeout_s,
         )
-        if (
-            execution.row_limit is not None
-            and execution.row_limit_action == "error"
-            and execution.access_mode == "WRITE"
-        ):
+        if execution.rolled_back_past_limit:
             return self._rolled_back_past_limit(execution, extra, login)
         return _AutoCommit(self, execution, _run(execution, extra), login)
 
