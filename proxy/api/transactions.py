@@ -83,7 +83,7 @@ async def run_in_transaction(database: str, transaction_id: str, request: Reques
     state, call, body = _request(request, database)
     identity = await state.gateway.identify(call)
     async with _claimed(state, call, identity, transaction_id) as held:
-        if not (await _read(state, call, body, identity)).statement:  # a keep-alive
+        if not (await _read(state, call, body, identity, held)).statement:  # a keep-alive
             await state.gateway.admit(call, identity, held.transaction)
         return await _statement(state, request, call, body, held)
 
@@ -94,7 +94,7 @@ async def commit_transaction(database: str, transaction_id: str, request: Reques
     state, call, body = _request(request, database)
     identity = await state.gateway.identify(call)
     async with _claimed(state, call, identity, transaction_id) as held:
-        last = await _read(state, call, body, identity)
+        last = await _read(state, call, body, identity, held)
         result: Answer | None = None
         if last.statement:
             lineage = body.lineage_sink()
@@ -132,12 +132,16 @@ def _request(request: Request, database: str) -> tuple[Runtime, Call, Body]:
     return state, call_of(request, start_request(request), database, body), body
 
 
-async def _read(state: Runtime, call: Call, body: Body, identity: Identity) -> QueryBody:
-    """The request's body; one the gateway cannot take is refused and recorded."""
+async def _read(
+    state: Runtime, call: Call, body: Body, identity: Identity, held: Held | None = None
+) -> QueryBody:
+    """The request's body; one the gateway cannot take is refused and recorded, and the
+    transaction the request was to (``held``) rolled back."""
     try:
         return await body.read()
     except CypherGateError as error:
-        await state.gateway.refuse(call, error, identity=identity)
+        transaction = None if held is None else held.transaction
+        await state.gateway.refuse(call, error, identity=identity, transaction=transaction)
         raise
 
 

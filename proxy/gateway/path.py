@@ -277,10 +277,17 @@ class Gateway:
             raise
 
     async def refuse(
-        self, call: Call, error: CypherGateError, *, identity: Identity | None = None
+        self,
+        call: Call,
+        error: CypherGateError,
+        *,
+        identity: Identity | None = None,
+        transaction: Transaction | None = None,
     ) -> None:
         """Record a call a front door turns away (with its caller, if it authenticates, or
-        ``identity`` if the front door already verified it)."""
+        ``identity`` if the front door already verified it). ``transaction``: the call was a
+        request to it (its body refused, say), and is rolled back as a refused statement's is:
+        a commit refused so commits nothing, now or later."""
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
         # Naming the caller is not worth a verification (an STS call) its address has no
         # quota left for: then the record names none.
@@ -290,6 +297,8 @@ class Gateway:
         if identity is not None:
             trail.identified(identity)
         await trail.refused(error)
+        if transaction is not None:
+            await transaction.rollback(request_id=call.request_id, cause="failure")
 
     async def _decided(
         self, call: Call, trail: Trail, transaction: Transaction | None = None

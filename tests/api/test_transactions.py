@@ -228,6 +228,34 @@ def test_a_request_without_a_statement_resolves_its_dag_as_a_statement_does(
     assert gone.status_code == 404
 
 
+@pytest.mark.parametrize(
+    "body", [b'{"statement": "RETURN 1", "impersonatedUser": "neo4j"}', b'{"statement": 1}', b"{"]
+)
+@pytest.mark.parametrize("ask", ["statement", "commit"])
+def test_a_request_whose_body_is_refused_ends_the_transaction(
+    door: Door, ask: str, body: bytes
+) -> None:
+    """A request to a transaction refused for its body (400: not JSON, a field the gateway does
+    not take, such as ``impersonatedUser``) was recorded and answered, but left the transaction
+    open: a commit refused so committed nothing, and the next commit committed its writes,
+    where a refused statement, or a commit refused for its headers, ends it. (Over Bolt, a
+    refused message fails the transaction too.) It is rolled back as theirs are."""
+    transaction_id = door.open({"statement": "CREATE (:N)"})
+    url = f"{TX}/{transaction_id}" + ("/commit" if ask == "commit" else "")
+    sent = {**OWNER, "Content-Type": "application/json"}
+    refused = door.http.post(url, content=body, headers=sent)
+    assert refused.status_code == 400, refused.text
+    (upstream,) = door.executor.transactions
+    assert upstream.ended == "rollback" and upstream.closed  # nothing committed
+    refusal, ended = door.audit.events[-2:]
+    assert refusal.request_id == refused.headers["X-CypherGate-Request-ID"]
+    assert refusal.error is not None and refusal.error["reason"] == "invalid_body"
+    assert ended.transaction is not None and ended.transaction["cause"] == "failure"
+    assert ended.request_id == refusal.request_id
+    gone = door.http.post(f"{TX}/{transaction_id}/commit", headers=OWNER)
+    assert gone.status_code == 404
+
+
 def test_a_request_without_a_statement_naming_the_transactions_dag_is_served(
     two_dags: Door,
 ) -> None:
