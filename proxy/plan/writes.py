@@ -158,9 +158,9 @@ def _delete(reader: Reader, target: Expr, env: Env, *, detach: bool) -> None:
 
 
 def merge(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
-    """Merge / LockingMerge ``CREATE (..), (..)[, ON MATCH SET ..][, ON CREATE SET ..][,
-    LOCK(a)]``: its child finds the match; what it creates, and the SET of each branch, are in
-    the details. A merged variable is what was matched or what was created."""
+    """Merge / LockingMerge ``CREATE (..), (..)[, ON MATCH SET ..[, SET ..]][, ON CREATE SET
+    ..][, LOCK(a)]``: its child finds the match; what it creates, and the SET of each branch,
+    are in the details. A merged variable is what was matched or what was created."""
     matched = reader.facts.observe(envs[0]) if envs else {}
     created = dict(matched)
     parser = Parser(op.details)
@@ -182,6 +182,10 @@ def merge(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
                     parser.take(",")
             parser.take(")")
             clause = "lock"
+        elif clause in ("on_match", "on_create") and parser.at_word("SET"):
+            # A further item of the branch on another entity, or of another kind, is printed as
+            # a SET of its own: ``ON MATCH SET r.x = $a, SET m.y = $b, SET m:L``.
+            parser.i += 1
         if clause == "create":
             _create(reader, parser.pattern(), created)
         elif clause == "on_match":

@@ -292,6 +292,26 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         {"labels_written": {"Person", "Seen"}, "properties_written": {"name", "c"}},
     ),
     ("MERGE (n:Person {name: 'x'}) ON CREATE SET n += $m", {"properties_written": {"name", S}}),
+    # Items on another entity, or of another kind, print as SETs of their own (they were
+    # unreadable: every such MERGE was refused, whatever the grant).
+    (
+        "MERGE (n:Person {name: 'x'}) ON MATCH SET n.seen = true, n:Seen",
+        {
+            "labels_written": {"Person", "Seen"},
+            "properties_written": {"name", "seen"},
+            "unreadable": set(),
+        },
+    ),
+    (
+        "MATCH (a:Person {name: 'p1'}) MERGE (a)-[r:ACTED_IN]->(m:Movie {title: 'm1'}) "
+        "ON CREATE SET r.since = 1, m.seen = true ON MATCH SET r.seen = 2, m:Seen",
+        {
+            "labels_written": {"Movie", "Seen"},
+            "rel_types_written": {"ACTED_IN"},
+            "properties_written": {"title", "since", "seen"},
+            "unreadable": set(),
+        },
+    ),
     (
         "MATCH (a:Person {name: 'p1'}), (b:Movie {title: 'm1'}) MERGE (a)-[r:ACTED_IN]->(b)",
         {"labels_written": set(), "rel_types_written": {"ACTED_IN"}},
