@@ -226,22 +226,31 @@ def foreach(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     source = parser.expression()
     reader.expression(source, env)
     inner = {**env, var: element_of(source, env)}
+    clause = ""
     while not parser.done():
         parser.take(",")
         if parser.at_word("CREATE"):
             parser.i += 1
-            _create(reader, parser.pattern(), inner)
+            clause = "create"
         elif parser.at_word("SET", "REMOVE"):
             parser.i += 1
-            _set_item(reader, parser, inner)
+            clause = "set"
         elif parser.at_word("DELETE"):
             parser.i += 1
-            _delete(reader, parser.expression(), inner, detach=False)
+            clause = "delete"
         elif parser.at_word("DETACH") and parser.at_word("DELETE", offset=1):
             parser.i += 2
-            _delete(reader, parser.expression(), inner, detach=True)
+            clause = "detach"
+        # An item without a keyword is a further one of the clause before it: a CREATE lists
+        # the node it creates and then the relationship to it, ``CREATE (m:L), (x)-[r:T]->(m)``.
+        if clause == "create":
+            _create(reader, parser.pattern(), inner)
+        elif clause == "set":
+            _set_item(reader, parser, inner)
+        elif clause in ("delete", "detach"):
+            _delete(reader, parser.expression(), inner, detach=clause == "detach")
         else:
-            _set_item(reader, parser, inner)  # a further item of the same SET
+            raise Unparsed("a FOREACH of unknown form")
     return env
 
 

@@ -323,6 +323,18 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("MERGE (n:$($x) {name: 'a'})", {"labels_written": {S}}),
     # FOREACH, CALL subqueries, IN TRANSACTIONS
     ("UNWIND [1, 2] AS i FOREACH (x IN [i] | CREATE (:Tag {v: x}))", {"labels_written": {"Tag"}}),
+    # A created node and the relationship to it print as two items of one CREATE, the second
+    # without the keyword (it was unreadable: the conditional-create idiom was always refused).
+    (
+        "MATCH (n:Person) FOREACH (x IN CASE WHEN n.born > 0 THEN [1] ELSE [] END | "
+        "CREATE (n)-[:LIKES]->(:Thing {v: x}))",
+        {
+            "labels_written": {"Thing"},
+            "rel_types_written": {"LIKES"},
+            "properties_written": {"v"},
+            "unreadable": set(),
+        },
+    ),
     (
         "MATCH (n:Person) FOREACH (x IN [1] | SET n:Tagged REMOVE n.born DELETE n)",
         {"labels_written": {"Tagged", "Person"}, "properties_written": {"born"}, "deletes": True},
