@@ -412,6 +412,14 @@ class Gen:
             forms += [f"CALL ({var}) {{ SET {var}.z = 1 }}", f"SET {var}:$($dyn)"]
             forms += [f"CREATE ({var})-[:{self.pick(REL_TYPES)} {{since: 1}}]->(:{plain})"]
             forms += [f"MERGE ({var})-[:{self.pick(REL_TYPES)}]->(w:{plain})"]
+            # Items on several entities, or of two kinds, print as SETs of their own.
+            forms += [
+                f"MERGE ({var})-[r:{self.pick(REL_TYPES)}]->(w:{plain}) "
+                f"ON MATCH SET r.since = 3, {var}.seen = true, w:{plain}",
+                f"MERGE (w:{plain} {{uid: {self.number(1, 12)}}}) "
+                f"ON CREATE SET w.seen = true, {var}.seen = true",
+                f"FOREACH (x IN [{var}] | CREATE (x)-[:{self.pick(REL_TYPES)}]->(:{plain}))",
+            ]
             other = self.pick(nodes)
             forms += [f"CREATE ({var})-[:{self.pick(REL_TYPES)}]->({other})"]
             forms += [f"MERGE ({var})-[:{self.pick(REL_TYPES)}]->({other})"]
