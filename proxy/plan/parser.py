@@ -134,7 +134,12 @@ class Parser(PatternParser):
         while (tok := self.peek()) is not None and tok.glued:
             if tok.text == "." and tok.kind == "symbol":
                 self.i += 1
-                subject = Expr("property", self.name(), (subject,))
+                key = self.peek()
+                if key is not None and key.kind == "param":  # n[$k], as MERGE and FOREACH print it
+                    self.i += 1
+                    subject = Expr("index", args=(subject, Expr("param", key.text)))
+                else:
+                    subject = Expr("property", self.name(), (subject,))
             elif tok.text == "[" and tok.kind == "symbol":
                 self.i += 1
                 parts = []

@@ -292,6 +292,15 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         {"labels_written": {"Person", "Seen"}, "properties_written": {"name", "c"}},
     ),
     ("MERGE (n:Person {name: 'x'}) ON CREATE SET n += $m", {"properties_written": {"name", S}}),
+    # A dynamic key prints as n.$k in MERGE's and FOREACH's details (it was unreadable).
+    (
+        "MERGE (n:Person {name: 'x'}) ON CREATE SET n[$k] = 1",
+        {"labels_written": {"Person"}, "properties_written": {"name", S}, "unreadable": set()},
+    ),
+    (
+        "MATCH (n:Person) FOREACH (x IN [n] | SET x[$k] = 1)",
+        {"labels_written": {"Person"}, "properties_written": {S}, "unreadable": set()},
+    ),
     # Items on another entity, or of another kind, print as SETs of their own (they were
     # unreadable: every such MERGE was refused, whatever the grant).
     (
