@@ -200,10 +200,10 @@ class Reader:
             self.expression(expr, env)
 
     def narrow(
-        self, predicate: Expr, env: Env, *, only: set[str] | None = None, equalities: bool = True
+        self, predicate: Expr, env: Env, *, only: set[str] | None = None, first: bool = False
     ) -> Env:
         """See :func:`narrow`."""
-        return narrow(predicate, env, only=only, equalities=equalities)
+        return narrow(predicate, env, only=only, first=first)
 
     def sees_if_failing(self, predicate: Expr, env: Env) -> Env:
         """``env``, with its fresh bindings observed if ``predicate`` may raise an error (see
@@ -250,15 +250,16 @@ class Reader:
                 parser.take(",")
 
 
-def narrow(
-    predicate: Expr, env: Env, *, only: set[str] | None = None, equalities: bool = True
-) -> Env:
+def narrow(predicate: Expr, env: Env, *, only: set[str] | None = None, first: bool = False) -> Env:
     """``env`` with each variable narrowed by the predicate's positive label conjuncts
-    (``v:A``, ``v:A|B``, ``v:A&B``), which every row that passes the predicate satisfies, and
-    by its equalities of two variables (``a = b``: one entity, so what is known of either holds
-    of both) unless not ``equalities``; only the variables in ``only``, when given. Nothing else
-    narrows: not a label test under NOT, OR, XOR, CASE or a list predicate, nor one on anything
-    but a variable."""
+    (``v:A``, ``v:A|B``, ``v:A&B``), which every row that passes the predicate satisfies, by its
+    type tests of a relationship (``type(r) IN "T"``, ``type(r) = "T"``) and by its equalities
+    of two variables (``a = b``: one entity, so what is known of either holds of both); only the
+    variables in ``only``, when given. With ``first``, only by the label conjuncts: what Neo4j
+    tests before the rest of the predicate, so what narrows a row before an error the rest may
+    raise could tell of it (a type test is a function call, which Neo4j may order after the
+    rest). Nothing else narrows: not a label test under NOT, OR, XOR, CASE or a list predicate,
+    nor one on anything but a variable."""
     out = dict(env)
     parts = conjuncts(predicate)
     for _ in range(2):  # an equality can carry what a label test proved, and back
@@ -268,9 +269,11 @@ def narrow(
                 guarantee = conjunct.label.guarantee()
                 if guarantee is not None and subject.kind == "var":
                     _narrow_var(out, subject.text, guarantee, only)
-            elif (typed := _type_test(conjunct)) is not None:
+            elif first:
+                continue
+            elif (typed := _type_test(conjunct, out)) is not None:
                 _narrow_var(out, typed[0], typed[1], only)
-            elif equalities and conjunct.kind == "op" and conjunct.text == "=":
+            elif conjunct.kind == "op" and conjunct.text == "=":
                 left, right = conjunct.args
                 if left.kind == right.kind == "var" and left.text in out and right.text in out:
                     known = both(out[left.text].labels, out[right.text].labels)
@@ -368,16 +371,20 @@ def _listed_entities(source: Expr, env: Env) -> Literal["node", "rel"] | None:
     return None
 
 
-def _type_test(conjunct: Expr) -> tuple[str, frozenset[str]] | None:
+def _type_test(conjunct: Expr, env: Env) -> tuple[str, frozenset[str]] | None:
     """``type(r) IN "T"`` or ``type(r) IN ["A", "B"]`` (how Neo4j tests the types of a
-    relationship it found by its id), or ``type(r) = "T"``: r has one of these types. Only
-    string literals, and only IN and =: ``type(r) CONTAINS "T"`` says nothing of the kind."""
+    relationship it found by its id), or ``type(r) = "T"``, of an ``r`` known to be a
+    relationship: r has one of these types. Only string literals, and only IN and =:
+    ``type(r) CONTAINS "T"`` says nothing of the kind, and of a variable that may be a node (a
+    procedure's yield, say) the test says nothing of what the rest of the predicate saw."""
     if conjunct.kind != "op" or conjunct.text not in ("in", "="):
         return None
     left, right = conjunct.args
     if not (left.kind == "call" and left.text == "type" and len(left.args) == 1):
         return None
-    if left.args[0].kind != "var":
+    subject = left.args[0]
+    bound = env.get(subject.text) if subject.kind == "var" else None
+    if bound is None or bound.kind != "rel":
         return None
     items = right.args if right.kind == "list" and conjunct.text == "in" else (right,)
     names: set[str] = set()

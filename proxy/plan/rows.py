@@ -70,7 +70,7 @@ def filter_rows(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     env = dict(envs[0]) if envs else {}
     predicate = parse(op.details)
     reader.expression(predicate, env)
-    labelled = reader.narrow(predicate, env, equalities=False)
+    labelled = reader.narrow(predicate, env, first=True)
     return reader.narrow(predicate, reader.sees_if_failing(predicate, labelled))
 
 

@@ -206,7 +206,7 @@ def expand(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
         if may_fail(pattern.where, env):
             # Evaluated on every candidate before anything above narrows it: an error would
             # tell of it, so what it finds is seen here, with what its own label tests prove.
-            env = reader.facts.observe(reader.narrow(pattern.where, env, equalities=False))
+            env = reader.facts.observe(reader.narrow(pattern.where, env, first=True))
         if op.family in ("VarLengthExpand", "ShortestPath") and _looks_at_nodes(pattern.where):
             # Evaluated on every step, before any filter above proves what the far end is
             # (an error it raises would tell): what it looks at is seen here.

@@ -56,6 +56,7 @@ def _create(reader: Reader, pattern: Pattern, env: Env) -> None:
             continue  # a node the relationship starts or ends at, not created here
         kind = write_set(element.kind)
         label = element.label
+        _dynamic_parts(reader, label, env)
         facts.add(kind, label.names() if label else None)  # an unlabelled node: anything
         if label is not None and label.wild():
             facts.add(kind, None)
@@ -93,6 +94,7 @@ def _set_item(reader: Reader, parser: Parser, env: Env) -> None:
     target = parser.postfix_expression()
     if target.kind == "label" and target.label is not None:  # a label set, not tested
         reader.expression(target.args[0], env)
+        _dynamic_parts(reader, target.label, env)
         _write_to(facts, target.args[0], env)
         _labels_written(facts, target.label)
         return
@@ -115,6 +117,14 @@ def _set_item(reader: Reader, parser: Parser, env: Env) -> None:
             facts.add("properties_written", None)
     else:
         raise Unparsed("a SET of unknown form")
+
+
+def _dynamic_parts(reader: Reader, label: LabelExpr | None, env: Env) -> None:
+    """What a written dynamic label or type, ``n:$(expr)``, evaluates: ``expr`` is read like
+    any expression (a label test or a function in it is a read or a call like any other), though
+    the label it names is written, not tested."""
+    for expression in label.dynamic() if label is not None else ():
+        reader.expression(expression, env)
 
 
 def _labels_written(facts: Facts, label: LabelExpr) -> None:

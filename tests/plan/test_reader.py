@@ -658,6 +658,9 @@ def test_only_a_type_in_literals_proves_a_relationship_type() -> None:
         ("type(r) IN $types", {ANY}),
         ('NOT type(r) IN "ACTED_IN"', {ANY}),
         ('type(r) IN "ACTED_IN" OR a.x = 1', {ANY}),
+        # A failing conjunct sees r before the type test proves anything: Neo4j may order a
+        # function call after it (found by review).
+        ('type(r) IN "ACTED_IN" AND 1 / r.x = 1', {ANY}),
     ):
         filtered = op(
             "Filter",
@@ -668,6 +671,38 @@ def test_only_a_type_in_literals_proves_a_relationship_type() -> None:
         facts = read_plan(op("ProduceResults", "r", filtered, ids="r a b"))
         assert facts.rel_types_read == types, test
         assert facts.labels_read == {"Person", "Movie"}, test
+
+
+def test_a_type_test_proves_nothing_of_what_may_be_a_node() -> None:
+    """type(x) = "T" of a procedure's yield (a node or anything) narrows nothing: a node there
+    fails only as the other conjuncts decide (found by review: it was read as a T)."""
+    filtered = op(
+        "Filter",
+        'type(x) = "KNOWS" AND 1 / x.secret = 1',
+        op("ProcedureCall", "my.things() :: (x :: ANY)", ids="x"),
+        ids="x",
+    )
+    facts = read_plan(op("ProduceResults", "x", filtered, ids="x"))
+    assert ANY in facts.labels_read
+
+
+def test_what_a_written_dynamic_label_evaluates_is_read() -> None:
+    """``SET n:$(expr)``, ``CREATE (m:$(expr))`` and ``-[:$(expr)]->``: expr is evaluated, so a
+    label test in it reads that label and a function in it is a call (found by review: the
+    write paths skipped it, so SET n:$(CASE WHEN n:Secret ...) told of an unreadable label)."""
+    scan = op("NodeByLabelScan", "n:Person", ids="n")
+    secret = 'n:$(CASE WHEN n:Secret THEN "Yes" ELSE "No" END)'
+    for write in ("SetLabels", "RemoveLabels"):
+        facts = read_plan(op("ProduceResults", "n", op(write, secret, scan, ids="n"), ids="n"))
+        assert "Secret" in facts.labels_read, write
+    called = op("SetLabels", "n:$(my.secretFn(n.name))", scan, ids="n")
+    assert read_plan(op("ProduceResults", "n", called, ids="n")).functions == {"my.secretFn"}
+    for details in ("(m:$(my.secretFn($x)))", "(n)-[r:$(my.secretFn($x))]->(n)"):
+        created = op("Create", details, scan, ids="n m r")
+        facts = read_plan(op("ProduceResults", "n", created, ids="n m r"))
+        assert facts.functions == {"my.secretFn"}, details
+    merged = op("Merge", "CREATE (m:$(my.secretFn($x)))", op("Argument", None), ids="m")
+    assert read_plan(op("ProduceResults", "m", merged, ids="m")).functions == {"my.secretFn"}
 
 
 def test_malformed_plan_is_refused() -> None:
