@@ -6,11 +6,11 @@ plan reader (:mod:`proxy.plan`) reads the labels, relationship types, properties
 LOAD CSV sources and risky operators. The gateway trusts this over anything it could infer from
 the text. Analyses are cached per database and exact statement text, in a bounded LRU with a
 time to live, and within :data:`MAX_CACHED_BYTES` of statement text (a key is the whole text,
-which a caller chooses: up to ``server.max_body_bytes`` over HTTP and ``bolt_max_message_bytes``
-over Bolt, 16 MiB; a count of entries alone let 4,096 distinct long statements hold gigabytes);
-parameters do not change a plan's facts, so they are not part of the key. A
-schema statement run through the gateway advances the schema epoch, which empties the cache of
-every process sharing the epoch (the workers of one replica, see :mod:`proxy.epoch`).
+which a caller chooses, up to :data:`proxy.gateway.call.MAX_STATEMENT_CHARACTERS` characters: a
+count of entries alone would let 4,096 distinct long statements hold gigabytes of text in
+four-byte characters); parameters do not change a plan's facts, so they are not part of the
+key. A schema statement run through the gateway advances the schema epoch, which empties the
+cache of every process sharing the epoch (the workers of one replica, see :mod:`proxy.epoch`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 while the engine's answers name the revision it was given under (:mod:`proxy.policy` says why);
 misses for the same input while the engine is asked share its one answer. Beside its count of
 entries, a cache keeps at most :data:`MAX_CACHED_BYTES` of inputs: an input holds the statement
-as the caller wrote it (up to 16 MiB over Bolt), and a count alone let 8,192 distinct long
-statements hold gigabytes, expired or not (an entry past its time to live goes only when it is
+as the caller wrote it and its parameters' names, and a count alone would let 8,192 distinct
+long statements hold gigabytes, expired or not (an entry past its time to live goes only when it is
 looked up again or pushed out)."""
 
 from __future__ import annotations
