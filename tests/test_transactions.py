@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proxy.audit.record import AuditEvent
+from proxy.audit.record import AuditEvent, Receipt
 from proxy.auth import SchemeRouter
 from proxy.errors import (
     AuditUnavailable,
@@ -554,6 +554,45 @@ def test_a_statement_cancelled_while_it_runs_leaves_its_outcome(explicit: bool) 
     if explicit:
         assert transaction.failed and rig.upstream.ended == "rollback"
         assert rig.ended().transaction["cause"] == "failure"  # type: ignore[index]
+
+
+class SlowOutcomes(FakeAudit):
+    """Outcomes written only once let (``written``), as a disk that is slow to sync is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.written = asyncio.Event()
+
+    async def append_after(self, event: AuditEvent) -> Receipt | None:
+        self.writing.set()
+        await self.written.wait()
+        return await super().append_after(event)
+
+
+def test_a_statement_cancelled_twice_still_leaves_its_outcome() -> None:
+    """A stopping gateway may cancel again while the first cancellation's outcome is being
+    written (a shutdown with a time-out of its own): the outcome is written all the same."""
+    audit = SlowOutcomes()
+    rig = Rig(audit=audit)
+    stuck = StuckExecutor()
+    rig.gateway = rig.gateway.with_executor(stuck)
+
+    async def work() -> None:
+        running = asyncio.create_task(rig.run_alone("CREATE (:N)", "r-1"))
+        await asyncio.wait_for(stuck.running.wait(), 5)
+        running.cancel()
+        await asyncio.wait_for(audit.writing.wait(), 5)
+        running.cancel()  # while the outcome is on its way
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        audit.written.set()
+        for _ in range(10):  # the outcome's write goes on beyond its cancelled caller
+            await asyncio.sleep(0)
+
+    go(work)
+    (outcome,) = [e for e in audit.events if e.event == "outcome"]
+    assert outcome.request_id == "r-1" and outcome.status == 503
 
 
 def test_a_decision_that_says_read_is_held_to_it_in_a_write_transaction() -> None:

@@ -314,8 +314,9 @@ class _Recording:
             raise internal from error
         elif isinstance(error, asyncio.CancelledError):
             # Cancelled (the gateway stopping ends what its connections run): its decision may
-            # be on record ahead, and must not be left unanswered. The cancellation goes on.
-            await trail.conclude(RequestCancelled(reason="cancelled"))
+            # be on record ahead, and must not be left unanswered. The cancellation goes on, and
+            # a second one (a shutdown's own time-out) does not stop the outcome's write.
+            await asyncio.shield(trail.conclude(RequestCancelled(reason="cancelled")))
 
 
 def _traced(trace: RequestTrace, finished: AuditEvent) -> None:
