@@ -63,7 +63,10 @@ def test_a_readme_block_runs_as_printed(stack: DevStack, tmp_path: Path, text: s
         "PATH": os.pathsep.join([*map(str, paths), os.environ["PATH"]]),
         # Airflow's own files (its database) outside the checkout and the user's ~/airflow.
         "AIRFLOW_HOME": str(tmp_path.parent / f"{tmp_path.name}-airflow"),
+        # A block's mktemp files (a token) stay with the test, not in the machine's /tmp.
+        "TMPDIR": str(tmp_path.parent / f"{tmp_path.name}-tmp"),
     }
+    Path(env["TMPDIR"]).mkdir()
     # -e and pipefail: a failing command fails the block; curl -f makes an HTTP error one.
     script = 'set -euo pipefail\ncurl() { command curl --fail-with-body "$@"; }\n' + text
     done = subprocess.run(
