@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +24,7 @@ from typing import Any, Protocol
 
 from proxy.epoch import LocalEpoch
 from proxy.errors import BadRequest
+from proxy.lru import BoundedLRU
 from proxy.metrics import Metrics
 from proxy.plan import PlanFacts, read_plan
 from proxy.plan.constraints import compared_on_write
@@ -129,8 +129,10 @@ class Analyzer:
         self._max_entries = max_entries
         self._ttl_s = ttl_s
         self._clock = clock
-        self._cache: OrderedDict[tuple[str, str], tuple[float, Analysis]] = OrderedDict()
-        self._cached_bytes = 0  # of the statements in the cache (_cost)
+        # By database and text: when each analysis was made, and it.
+        self._cache: BoundedLRU[tuple[str, str], tuple[float, Analysis]] = BoundedLRU(
+            max_entries, MAX_CACHED_BYTES, _cost
+        )
 
     async def analyse(self, database: str, statement: str, step: Step = OFF) -> Analysis:
         """The analysis of ``statement`` on ``database``, from the cache when possible
@@ -141,7 +143,6 @@ class Analyzer:
             self.clear()
         cached = self._cache.get(key)
         if cached is not None and self._clock() - cached[0] < self._ttl_s:
-            self._cache.move_to_end(key)
             self._hit.inc()
             step.set("cyphergate.analysis.cached", True)
             return cached[1]
@@ -153,25 +154,12 @@ class Analyzer:
             self._epoch.advance()
             self.clear()
         elif self._max_entries > 0:
-            self._keep(key, analysis)
+            self._cache.put(key, (self._clock(), analysis))
         return analysis
-
-    def _keep(self, key: tuple[str, str], analysis: Analysis) -> None:
-        """Cache ``analysis``, the least recently used going beyond the count or the bytes."""
-        if self._cache.pop(key, None) is not None:  # one whose time to live had passed
-            self._cached_bytes -= _cost(key)
-        if _cost(key) > MAX_CACHED_BYTES:
-            return
-        self._cache[key] = (self._clock(), analysis)
-        self._cached_bytes += _cost(key)
-        while len(self._cache) > self._max_entries or self._cached_bytes > MAX_CACHED_BYTES:
-            gone, _ = self._cache.popitem(last=False)
-            self._cached_bytes -= _cost(gone)
 
     def clear(self) -> None:
         """Forget every cached analysis (for example after a schema change)."""
         self._cache.clear()
-        self._cached_bytes = 0
         self._filled_under = self._epoch.current()
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter
+
+from proxy.lru import BoundedLRU
 
 _T = TypeVar("_T")
 # An input in a canonical form: equal inputs, equal keys (proxy.policy makes them).
@@ -43,8 +44,10 @@ class DecisionCache(Generic[_T]):
         self._ttl_s = ttl_s
         self._clock = clock
         self._hit, self._miss = lookups.labels(name, "hit"), lookups.labels(name, "miss")
-        self._entries: OrderedDict[CacheKey, tuple[_T, float]] = OrderedDict()
-        self._bytes = 0  # of the keys of the entries
+        # By input: the answer, and until when it is kept.
+        self._entries: BoundedLRU[CacheKey, tuple[_T, float]] = BoundedLRU(
+            size, MAX_CACHED_BYTES, sys.getsizeof
+        )
         self._revision: str | None = None
         # OPA's answers on their way, by key: the misses that come meanwhile wait for them.
         self._asking: dict[CacheKey, asyncio.Task[_T]] = {}
@@ -54,17 +57,14 @@ class DecisionCache(Generic[_T]):
         if revision != self._revision:
             self._revision = revision
             self._entries.clear()
-            self._bytes = 0
 
     def get(self, key: CacheKey) -> _T | None:
         entry = self._entries.get(key)
         if entry is not None and self._clock() < entry[1]:
-            self._entries.move_to_end(key)
             self._hit.inc()
             return entry[0]
         if entry is not None:
-            del self._entries[key]
-            self._bytes -= sys.getsizeof(key)
+            self._entries.discard(key)
         self._miss.inc()
         return None
 
@@ -100,13 +100,4 @@ class DecisionCache(Generic[_T]):
     def put(self, key: CacheKey, value: _T, revision: str | None) -> None:
         if self._size == 0 or revision != self._revision:
             return  # a newer revision was seen while this one was asked: never keep it
-        size = sys.getsizeof(key)
-        if self._entries.pop(key, None) is not None:
-            self._bytes -= size
-        if size > MAX_CACHED_BYTES:
-            return
-        self._entries[key] = (self._reused(value), self._clock() + self._ttl_s)
-        self._bytes += size
-        while len(self._entries) > self._size or self._bytes > MAX_CACHED_BYTES:
-            gone, _ = self._entries.popitem(last=False)
-            self._bytes -= sys.getsizeof(gone)
+        self._entries.put(key, (self._reused(value), self._clock() + self._ttl_s))

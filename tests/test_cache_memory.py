@@ -1,7 +1,8 @@
 """The caches keyed by what a caller sends (the analysis cache by statement text, the decision
 cache by the policy input, which holds it) are bounded in memory, not only in entries: a caller
-sending distinct long statements (1 MiB over HTTP, up to 16 MiB over Bolt) must not make the
-gateway hold a cache's count of them."""
+sending distinct long statements (131,072 characters at most through a front door, up to four
+bytes each) must not make the gateway hold a cache's count of them. Shown here with longer ones
+given to the caches themselves."""
 
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ PROXY = Path(__file__).resolve().parent.parent / "proxy"
 
 # Lowest first. A wing is a top-level module or package of proxy/.
 LAYERS: list[set[str]] = [
+    # A bounded map the caches of the foundation and the analysis share.
+    {"lru"},
     # How a wrong configuration is told (settings/ raises it; it knows no setting).
     {"settings_errors"},
     # The foundation: words and tools every wing may use.
