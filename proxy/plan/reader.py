@@ -336,9 +336,7 @@ def _value_may_fail(expr: Expr, env: Env) -> bool:
     if kind == "property":
         return not _is_entity(expr.args[0], env)
     if kind == "call" and expr.text == "type" and len(expr.args) == 1:
-        subject = expr.args[0]  # of a relationship: its type, never an error
-        bound = env.get(subject.text) if subject.kind == "var" else None
-        return bound is None or bound.kind != "rel"
+        return not _is_relationship(expr.args[0], env)  # of a relationship, never an error
     if kind in ("list", "map", "entry"):
         return any(_value_may_fail(arg, env) for arg in expr.args)
     if (
@@ -356,9 +354,13 @@ def _is_entity(expr: Expr, env: Env) -> bool:
     if expr.kind == "var":
         return expr.text in env and env[expr.text].kind in ("node", "rel")
     if expr.kind == "call" and expr.text in _ENDS and len(expr.args) == 1:
-        subject = expr.args[0]
-        return subject.kind == "var" and subject.text in env and env[subject.text].kind == "rel"
+        return _is_relationship(expr.args[0], env)
     return False
+
+
+def _is_relationship(expr: Expr, env: Env) -> bool:
+    """A variable that holds a relationship."""
+    return expr.kind == "var" and expr.text in env and env[expr.text].kind == "rel"
 
 
 def _listed_entities(source: Expr, env: Env) -> Literal["node", "rel"] | None:
@@ -382,9 +384,7 @@ def _type_test(conjunct: Expr, env: Env) -> tuple[str, frozenset[str]] | None:
     left, right = conjunct.args
     if not (left.kind == "call" and left.text == "type" and len(left.args) == 1):
         return None
-    subject = left.args[0]
-    bound = env.get(subject.text) if subject.kind == "var" else None
-    if bound is None or bound.kind != "rel":
+    if not _is_relationship(left.args[0], env):
         return None
     items = right.args if right.kind == "list" and conjunct.text == "in" else (right,)
     names: set[str] = set()
