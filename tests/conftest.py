@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,14 @@ def wait_for_revision(stack: DevStack, revision: str, seconds: float = 15.0) -> 
         assert time.monotonic() < deadline, f"OPA did not serve revision {revision} in {seconds} s"
         time.sleep(0.05)
     time.sleep(OPASettings().decision_cache_ttl_s + 0.05)
+
+
+def request_id_in(message: str | None) -> str:
+    """The request id a gateway's error message ends with, ``(request <id>)``: the last one,
+    a wrapped message may carry an earlier one."""
+    found = re.findall(r"\(request ([0-9a-f-]+)\)", message or "")
+    assert found, f"no request id in {message!r}"
+    return str(found[-1])
 
 
 @contextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import socket
 import sqlite3
 import subprocess
@@ -24,7 +23,7 @@ from neo4j.exceptions import Neo4jError
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE
-from tests.conftest import changed_policy_data
+from tests.conftest import changed_policy_data, request_id_in
 
 pytestmark = pytest.mark.integration
 
@@ -267,7 +266,7 @@ def test_batched_writes_run_under_a_row_limit_that_fails(
                     codes.append(None)
                 except Neo4jError as error:
                     codes.append(error.code)
-                    request_id = re.findall(r"\(request ([0-9a-f-]+)\)", str(error.message))[-1]
+                    request_id = request_id_in(error.message)
     records, _, _ = neo4j_admin.execute_query(
         "MATCH (p:Person {batch: $b}) WITH count(p) AS n, collect(p) AS ps "
         "FOREACH (p IN ps | DELETE p) RETURN n",

@@ -6,7 +6,6 @@ own committed is recorded as having committed, with what it wrote."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from proxy.ports import free_ports
 from tests.bolt.test_wire import Peer, failure, logged_on
+from tests.conftest import request_id_in
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -229,7 +229,7 @@ def test_a_statement_that_commits_in_batches_and_fails_is_recorded_as_partly_com
             pytest.raises(ClientError) as error,
         ):
             session.run(statement).consume()
-        request_id = re.findall(r"\(request ([0-9a-f-]+)\)", str(error.value.message))[-1]
+        request_id = request_id_in(error.value.message)
     kept = count(neo4j_admin, label)
     with AuditReader(stack.audit_path) as reader:
         outcome = {r["event"]: r for r in reader.query(RecordFilter(request_id=request_id))}
