@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from neo4j import Driver, GraphDatabase
 
 from proxy.bundles import folder_revision
@@ -32,6 +33,12 @@ AIRFLOW_WORKER = DemoClient("airflow_worker", None)
 AIRFLOW_WORKER_DAGS = ["cyphergate_example_neo4j", "demo_reader"]
 IAM_MAX_AGE_S = 10
 JWKS_TTL_S = 2
+
+# Property tests judge what the code does, never how fast: the suite shares two cores with Neo4j,
+# OPA and the provider, where hypothesis's 200 ms deadline per example and its data-generation
+# health check fail a correct test now and then.
+settings.register_profile("cyphergate", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("cyphergate")
 
 
 def until(check: Callable[[], httpx.Response | None], seconds: float = 15.0) -> httpx.Response:
