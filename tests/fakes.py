@@ -409,7 +409,11 @@ class FakeReading:
         return None, []
 
     async def verify(
-        self, public_key: Ed25519PublicKey | None, chain: str | None = None
+        self,
+        public_key: Ed25519PublicKey | None,
+        chain: str | None = None,
+        *,
+        sealed_before: str | None = None,
     ) -> tuple[int, ChainProblem | None]:
         return 0, None
 

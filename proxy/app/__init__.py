@@ -215,6 +215,7 @@ def _runtime(
         clock=clock,
         public_key=None if signing_key is None else load_private_key(signing_key).public_key(),
         rates=rates,
+        sealed_within_s=2 * settings.audit.checkpoint_interval_s,
     )
     return Runtime(
         gateway=gateway,

@@ -70,19 +70,26 @@ class AuditLogReading:
         return await self._read(chain, lambda reader: (reader.head(), reader.checkpoints()))
 
     async def verify(
-        self, public_key: Ed25519PublicKey | None, chain: str | None = None
+        self,
+        public_key: Ed25519PublicKey | None,
+        chain: str | None = None,
+        *,
+        sealed_before: str | None = None,
     ) -> tuple[int, ChainProblem | None]:
-        """Verify the whole log: how many records verified, and the first problem if any."""
+        """Verify the whole log: how many records verified, and the first problem if any. Its
+        checkpoints must name the chain read (another worker's file in its place names its
+        own), and with ``sealed_before`` no older record may follow the last checkpoint."""
+        name = chain or (await self.chains())[0]
 
         def read(reader: AuditReader) -> tuple[int, ChainProblem | None]:
             verified = 0
-            for step in reader.verify(public_key):
+            for step in reader.verify(public_key, chain=name, sealed_before=sealed_before):
                 if isinstance(step, ChainProblem):
                     return verified, step
                 verified += 1
             return verified, None
 
-        return await self._read(chain, read)
+        return await self._read(name, read)
 
     async def denials_by_dag(
         self, since: str, chain: str | None = None

@@ -55,6 +55,7 @@ class AuditReview:
         clock: Clock,
         public_key: Ed25519PublicKey | None = None,
         rates: RateLimits | None = None,
+        sealed_within_s: float | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._policy = policy
@@ -63,6 +64,9 @@ class AuditReview:
         self._clock = clock
         self._public_key = public_key
         self._rates = rates or RateLimits(RateLimitSettings())
+        # A writer signs its tail within its checkpoint interval: older unsigned records were
+        # rewritten (twice the interval, as `audit verify --config` allows).
+        self._sealed_within_s = sealed_within_s
 
     def bearer(self, authorization: str | None) -> IdentityProof:
         """The proof of identity carried by an ``Authorization`` header."""
@@ -166,8 +170,10 @@ class AuditReview:
         return await self._reading.record(seq, chain)
 
     async def status(self, chain: str | None = None) -> ChainStatus:
-        """Record count, head and newest checkpoint, with its signature checked if possible."""
-        head, checkpoints = await self._reading.head(chain)
+        """Record count, head and newest checkpoint, with its signature checked if possible (a
+        checkpoint of another chain, another worker's, is no valid one of this chain)."""
+        name = chain or (await self._reading.chains())[0]
+        head, checkpoints = await self._reading.head(name)
         last = checkpoints[-1] if checkpoints else None
         head_seq = head[0] if head else None
         return ChainStatus(
@@ -179,14 +185,17 @@ class AuditReview:
             last_signature_valid=(
                 None
                 if last is None or self._public_key is None
-                else signature_valid(last, self._public_key)
+                else last.chain == name and signature_valid(last, self._public_key)
             ),
             unsealed=(head_seq or 0) - (last.record_seq if last else 0),
         )
 
     async def verify(self, chain: str | None = None) -> tuple[int, ChainProblem | None]:
-        """Verify a whole chain: how many records verified, and the first problem if any."""
-        return await self._reading.verify(self._public_key, chain)
+        """Verify a whole chain as `audit verify --config` does: how many records verified, and
+        the first problem if any."""
+        window = self._sealed_within_s
+        sealed_before = None if not window else utc_timestamp(self._clock() - window)
+        return await self._reading.verify(self._public_key, chain, sealed_before=sealed_before)
 
     async def denials_by_dag(
         self, since: str, chain: str | None = None

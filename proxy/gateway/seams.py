@@ -175,9 +175,14 @@ class AuditReading(Protocol):
         ...
 
     async def verify(
-        self, public_key: Ed25519PublicKey | None, chain: str | None = None
+        self,
+        public_key: Ed25519PublicKey | None,
+        chain: str | None = None,
+        *,
+        sealed_before: str | None = None,
     ) -> tuple[int, ChainProblem | None]:
-        """How many records verified, and the first problem if any."""
+        """How many records verified, and the first problem if any (the checks of
+        :meth:`~proxy.audit.reader.AuditReader.verify`, the chain's own id included)."""
         ...
 
     async def denials_by_dag(

@@ -4,13 +4,19 @@ fails while it looks for what was asked."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from proxy.audit.chainfile import ChainFile
+from proxy.audit.reading import AuditLogReading
 from proxy.auth import SchemeRouter
 from proxy.errors import RecordNotProvable
 from proxy.gateway.review import AuditReview
+from tests.audit.test_record import event
 from tests.fakes import READER, FakeAudit, FakeAuditAccess, FakeAuth, FakeReading
 
 
@@ -60,3 +66,44 @@ def test_what_looking_finds_missing_is_the_status_recorded_and_only_for_a_review
         (404, "record_not_provable"),
         (403, "policy_denied"),
     ]
+
+
+def test_the_pages_verify_checks_the_chain_it_names_and_its_unsigned_tail(tmp_path: Path) -> None:
+    """Found by review: the page's "verify the whole chain now" checked neither that the
+    checkpoints name the chain verified (a worker's file replaced by another worker's, signed
+    with the replica's one key, PASSED) nor the unsigned tail (a log cut back to a checkpoint
+    and rewritten with records dated as they were PASSED), both of which `audit verify
+    --config` fails."""
+    key = Ed25519PrivateKey.generate()
+    for index, count in ((1, 6), (2, 4)):
+        writer = ChainFile(
+            tmp_path / f"audit-w{index}.sqlite3",
+            signing_key=key,
+            chain_id=f"r1-w{index}",
+            checkpoint_every=2,
+        )
+        writer.open()
+        writer.write([event(n) for n in range(count)])
+        writer.close()
+    review = AuditReview(
+        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        policy=FakeAuditAccess([READER]),
+        audit=FakeAudit(),
+        reading=AuditLogReading(tmp_path / "audit-w2.sqlite3", "r1-w2"),
+        clock=lambda: 1_800_000_000.0,  # long after the records' times
+        public_key=key.public_key(),
+        sealed_within_s=120.0,
+    )
+    assert asyncio.run(review.verify("r1-w2")) == (4, None)
+    assert asyncio.run(review.verify(None)) == (6, None)  # the replica's first chain, r1-w1
+    shutil.copy(tmp_path / "audit-w1.sqlite3", tmp_path / "audit-w2.sqlite3")
+    _, moved = asyncio.run(review.verify("r1-w2"))
+    assert moved is not None and "seals chain 'r1-w1', not 'r1-w2'" in moved.why
+    assert asyncio.run(review.status("r1-w2")).last_signature_valid is False
+    assert asyncio.run(review.status("r1-w1")).last_signature_valid is True
+    forged = ChainFile(tmp_path / "audit-w1.sqlite3")  # a writer with no key appends
+    forged.open()
+    forged.write([event(7)])
+    forged.close()
+    _, unsigned = asyncio.run(review.verify("r1-w1"))
+    assert unsigned is not None and unsigned.seq == 7 and unsigned.why.startswith("not sealed")
