@@ -135,6 +135,8 @@ class AuditReader:
                 if isinstance(step, ChainProblem):
                     return
             problem = self._check_checkpoints(hashes, public_key, chain)
+            if problem is None:
+                problem = self._nothing_proven(hashes, public_key, sealed_before)
             if problem is None and public_key is not None and sealed_before is not None:
                 problem = self._unsealed(sealed_before)
             if problem is not None:
@@ -238,6 +240,25 @@ class AuditReader:
                     checkpoint.record_seq,
                     f"does not match checkpoint {number} (log replaced or rewritten)",
                 )
+        return None
+
+    def _nothing_proven(
+        self, hashes: dict[int, str], public_key: Ed25519PublicKey | None, before: str | None
+    ) -> ChainProblem | None:
+        """A log that holds nothing to check is no pass: with no record, a log cut back to
+        nothing looks so; with a key but no checkpoint, nothing ties the records to it, unless
+        they are all younger than ``before`` (a writer's first, not signed yet: see
+        :meth:`_unsealed`)."""
+        if not hashes:
+            return ChainProblem(
+                1, "no record: the log holds nothing to verify (a log cut back to nothing looks so)"
+            )
+        if public_key is not None and before is None and not self.checkpoints():
+            return ChainProblem(
+                1,
+                "no signed checkpoint: nothing ties these records to the key (a writer signs"
+                " within its checkpoint interval; give that window to accept younger records)",
+            )
         return None
 
     def _unsealed(self, before: str) -> ChainProblem | None:

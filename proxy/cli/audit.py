@@ -220,6 +220,8 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         signatures = "signatures checked" if public_key is not None else "signatures NOT checked"
         if public_key is not None and sealed_before is None:
             signatures += ", unsigned tail not looked for (--sealed-within)"
+        elif public_key is not None and not checkpoints:  # a writer's first records
+            signatures = "signatures checked: none yet, every record within --sealed-within"
         print(
             f"OK: {checked} records, hash chain intact, {checkpoints} checkpoints"
             f" ({signatures}) ({path})"

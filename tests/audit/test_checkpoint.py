@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from proxy.audit.checkpoint import DIGEST_PREFIX, ParameterDigester, verify_proo
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import ChainProblem
 from proxy.audit.sqlite import SQLiteAuditLog
+from proxy.cli import main
 from proxy.values import to_plain
 from tests.audit.test_record import JSON_VALUES, TEXT, event
 
@@ -151,9 +153,43 @@ def test_a_self_consistent_log_with_no_checkpoint_proves_nothing(
     write(genuine, key, 12)
     asyncio.run(_unsigned(forged, 3))
     shutil.copy(forged, genuine)
-    assert problem(genuine, key) is None  # no checkpoint to contradict it
+    assert problem(genuine, None) is None  # the chain alone cannot tell
     why = sealed_problem(genuine, key)
     assert why is not None and why.startswith("not sealed")
+    # Nor can the key, with no checkpoint to check and no window given: not a pass.
+    found = problem(genuine, key)
+    assert found is not None and found.why.startswith("no signed checkpoint")
+
+
+def test_a_log_emptied_of_every_record_and_checkpoint_is_not_verified(
+    tmp_path: Path, key: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by review: a log cut back to nothing (every record and checkpoint deleted) was
+    "OK: 0 records, hash chain intact, 0 checkpoints (signatures checked)", exit 0."""
+    path = tmp_path / "audit.sqlite3"
+    write(path, key, 12)
+    tamper(path, "DELETE FROM checkpoints", "DELETE FROM records")
+    for public in (key, None):
+        found = problem(path, public)
+        assert found is not None and found.seq == 1 and found.why.startswith("no record")
+    assert sealed_problem(path, key) is not None
+    pem = tmp_path / "key.pub.pem"
+    pem.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    assert main(["audit", "verify", "--log", str(path), "--public-key", str(pem)]) == 1
+    assert capsys.readouterr().out.startswith("FAILED: record 1: no record")
+
+
+def test_a_fresh_writers_records_within_the_window_verify_before_its_first_checkpoint(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    path = tmp_path / "audit.sqlite3"
+    writer = ChainFile(path, signing_key=key, checkpoint_every=100)
+    writer.open()
+    writer.write([event(1), event(2)])
+    with AuditReader(path) as reader:
+        steps = reader.verify(key.public_key(), sealed_before="2026-01-01T00:00:00.000000Z")
+        assert list(steps) == [1, 2]  # its writer signs them within the window
+    writer.close()
 
 
 def test_a_rolled_back_and_rewritten_tail_proves_nothing(
