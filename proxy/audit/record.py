@@ -9,6 +9,8 @@ Invariant, stated once and checked by :func:`verify_chain`:
   no NaN (so any implementation can reproduce it byte for byte);
 * its ``hash`` is the lowercase hex SHA-256 of that canonical form.
 
+A record of another ``v`` is a problem, not a pass: this verifier does not know what it means.
+
 Altering, removing or reordering any record therefore breaks the chain at that record.
 Hashes are compared with :func:`hmac.compare_digest`.
 """
@@ -333,6 +335,14 @@ def check_link(record: SealedRecord, expected_seq: int, prev_hash: str) -> Chain
         return ChainProblem(record.seq, "body is not JSON")
     if not isinstance(document, dict) or document.get("seq") != record.seq:
         return ChainProblem(record.seq, "sequence number in the body differs (records swapped)")
+    version = document.get("v")
+    if type(version) is not int or version != RECORD_VERSION:
+        # A later format's fields may carry more than these checks cover: never an OK.
+        return ChainProblem(
+            record.seq,
+            f"format version {version!r} is not one this verifier knows ({RECORD_VERSION}):"
+            " not checked",
+        )
     if not hmac.compare_digest(str(document.get("prev_hash", "")), prev_hash):
         return ChainProblem(
             record.seq, "does not link to the previous record (removed or reordered)"

@@ -142,6 +142,25 @@ def test_deleted_record_is_named() -> None:
     assert found is not None and found.seq == 2 and "missing" in found.why
 
 
+@pytest.mark.parametrize("version", [2, 0, "1", True, None])
+def test_a_record_of_a_format_version_verify_does_not_know_is_not_passed(version: Any) -> None:
+    """Found by review: verify never read a record's ``v``, so records of a format it does
+    not know (a later writer's, whose fields may mean more than it checks) were OK."""
+    records = chain(3)
+    document = json.loads(records[1].body)
+    if version is None:
+        del document["v"]
+    else:
+        document["v"] = version
+    body = canonical(document)
+    records[1] = SealedRecord(seq=2, body=body, hash=hashlib.sha256(body.encode()).hexdigest())
+    third = json.loads(records[2].body) | {"prev_hash": records[1].hash}
+    body = canonical(third)
+    records[2] = SealedRecord(seq=3, body=body, hash=hashlib.sha256(body.encode()).hexdigest())
+    found = problem(records)
+    assert found is not None and found.seq == 2 and "format version" in found.why
+
+
 def test_swapped_records_are_caught() -> None:
     records = chain(5)
     records[1], records[2] = records[2], records[1]
