@@ -304,17 +304,19 @@ class AuditReader:
         """Records matching ``flt``, oldest first, as their documented JSON objects."""
         clauses: list[str] = []
         values: list[Any] = []
-        for column, value, op in (
-            ("dag", flt.dag, "="),
-            ("event", flt.event, "="),
-            ("request_id", flt.request_id, "="),
-            ("verdict", flt.verdict, "="),
-            ("database", flt.database, "="),
-            ("time", flt.since, ">="),
-            ("time", flt.until, "<"),
+        for clause, value in (
+            ("dag = ?", flt.dag),
+            ("event = ?", flt.event),
+            ("request_id = ?", flt.request_id),
+            ("verdict = ?", flt.verdict),
+            # Neo4j's database names are case-insensitive (NEO4J is neo4j; ASCII only, as
+            # NOCASE folds): the record keeps the name as the caller spelled it.
+            ("database = ? COLLATE NOCASE", flt.database),
+            ("time >= ?", flt.since),
+            ("time < ?", flt.until),
         ):
             if value is not None:
-                clauses.append(f"{column} {op} ?")
+                clauses.append(clause)
                 values.append(value)
         # Fields without a column of their own are read from the body with SQLite's JSON1.
         if flt.subject is not None:

@@ -93,7 +93,9 @@ def register(commands: Any) -> None:
     log_source_options(query)
     query.add_argument("--dag", help="only this DAG")
     query.add_argument("--decision", choices=("allow", "deny"), help="only allowed or denied")
-    query.add_argument("--database", help="only this database")
+    query.add_argument(
+        "--database", help="only this database (in any case: Neo4j's names are case-insensitive)"
+    )
     query.add_argument(
         "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
     )

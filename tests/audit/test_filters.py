@@ -106,3 +106,16 @@ def test_bounds_are_normalised_to_the_logs_own_format() -> None:
     assert utc_bound("2026-11-30T04:30:00.5+01:00") == "2026-11-30T03:30:00.500000Z"
     assert utc_bound("2026-11-30") == "2026-11-30T00:00:00.000000Z"
     assert utc_timestamp(START.timestamp()) == utc_bound(START.isoformat())
+
+
+def test_a_database_is_found_in_any_case_as_neo4j_names_it(tmp_path: Path) -> None:
+    """Found by review: Neo4j's database names are case-insensitive (``NEO4J`` is ``neo4j``), but
+    ``--database neo4j`` (and the API's and page's ``database``) compared the recorded name,
+    as the caller spelled it, exactly: a request refused on ``/db/NEO4J`` was missing from
+    "what was denied against neo4j"."""
+    path = tmp_path / "audit.sqlite3"
+    spellings = ["neo4j", "NEO4J", "Neo4j", "system", "neo4j2"]
+    write(path, [replace(event(n + 1), database=name) for n, name in enumerate(spellings)])
+    assert seqs(path, RecordFilter(database="neo4j")) == [1, 2, 3]
+    assert seqs(path, RecordFilter(database="NEO4J")) == [1, 2, 3]
+    assert seqs(path, RecordFilter(database="system")) == [4]
