@@ -1,7 +1,10 @@
 """Reading the audit log from the event loop, for the reviewers' API and page.
 
-Each read opens a fresh read-only connection (:class:`~proxy.audit.reader.AuditReader`) in a
-worker thread, so a slow query never blocks requests and every read sees the log as it is then.
+Each read opens a fresh read-only connection (:class:`~proxy.audit.reader.AuditReader`) on one
+of :data:`READ_THREADS` threads of its own, so a slow query never blocks requests and every read
+sees the log as it is then. Not the event loop's default executor: the request path needs that
+one (the loop's DNS lookups for a new connection, lease records), and a whole-chain verify or a
+text search over a long log holds a thread for seconds to minutes; more reads wait their turn.
 
 A replica with several workers (``server.workers``) keeps one chain per worker, and any worker
 may answer a reviewer: every read names its chain (``None``: the replica's first), and the
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +28,8 @@ from proxy.chains import chains_on_disk
 from proxy.errors import AuditChainNotFound
 
 _T = TypeVar("_T")
+# Reviewers' reads at once; more wait for one of these threads.
+READ_THREADS = 2
 
 
 class AuditLogReading:
@@ -33,10 +39,12 @@ class AuditLogReading:
     def __init__(self, path: Path, chain_id: str = "gateway") -> None:
         self._path = path
         self._chain_id = chain_id
+        # Idle threads end with the process; a thread is started only by a first read.
+        self._executor = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="audit-reading")
 
     async def chains(self) -> list[str]:
         """The replica's chains, the default first."""
-        return [chain for chain, _ in await asyncio.to_thread(self._chains)]
+        return [chain for chain, _ in await self._on_thread(self._chains)]
 
     async def query(self, flt: RecordFilter, chain: str | None = None) -> list[dict[str, Any]]:
         """Records matching ``flt``, as :meth:`AuditReader.query` orders them."""
@@ -111,4 +119,7 @@ class AuditLogReading:
             with AuditReader(path) as reader:
                 return work(reader)
 
-        return await asyncio.to_thread(run)
+        return await self._on_thread(run)
+
+    async def _on_thread(self, work: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from proxy.audit import reading as reading_module
 from proxy.audit.chainfile import ChainFile
+from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.reading import AuditLogReading
 from proxy.auth import SchemeRouter
 from proxy.errors import RecordNotProvable
@@ -107,3 +110,39 @@ def test_the_pages_verify_checks_the_chain_it_names_and_its_unsigned_tail(tmp_pa
     forged.close()
     _, unsigned = asyncio.run(review.verify("r1-w1"))
     assert unsigned is not None and unsigned.seq == 7 and unsigned.why.startswith("not sealed")
+
+
+def test_reviewers_reads_never_take_the_threads_the_request_path_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: every read of the reviewers' API and page (a whole-chain verify, a text
+    search over a long log: seconds to minutes each) ran on the event loop's default executor,
+    which the request path needs too (the loop's DNS lookups for a new Neo4j or OPA connection,
+    lease records): a few reviewers' slow reads at once held all its threads, and requests
+    waited on them."""
+    path = tmp_path / "audit.sqlite3"
+    writer = ChainFile(path)
+    writer.open()
+    writer.write([event(1)])
+    writer.close()
+    release = threading.Event()
+
+    class SlowReader(AuditReader):
+        def __init__(self, path: Path) -> None:
+            release.wait(30)  # a read that takes long
+            super().__init__(path)
+
+    monkeypatch.setattr(reading_module, "AuditReader", SlowReader)
+    reading = AuditLogReading(path)
+
+    async def go() -> str:
+        loop = asyncio.get_running_loop()
+        reads = [asyncio.ensure_future(reading.query(RecordFilter())) for _ in range(40)]
+        await asyncio.sleep(0.2)
+        try:  # what the request path runs there meanwhile
+            return await asyncio.wait_for(loop.run_in_executor(None, lambda: "free"), 5)
+        finally:
+            release.set()
+            assert all(len(found) == 1 for found in await asyncio.gather(*reads))
+
+    assert asyncio.run(go()) == "free"
