@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -41,22 +42,35 @@ class Destination(Protocol):
 
 class JSONLines:
     """One JSON document per line, appended to a file (for a log shipper) or written to
-    standard output (``path`` ``None``; the gateway's own logs go to standard error)."""
+    standard output (``path`` ``None``; the gateway's own logs go to standard error).
+
+    Writes run on one thread of its own, never the event loop's default executor, which the
+    request path needs: a write can hang (standard output piped to a stalled collector, a hung
+    mount) past the sink's timeout, and while it does, a retry fails at once rather than
+    taking another thread."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
         self._file: IO[bytes] | None = None
-        # One thread at a time writes: the file and its flush are not shared between calls.
+        # One thread writes: the file and its flush are not shared between calls.
         self._lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="siem-jsonl")
+        self._writing: Future[None] | None = None
 
     async def deliver(self, events: Sequence[Event]) -> None:
         data = b"".join(event.line + b"\n" for event in events)
         async with self._lock:
+            if self._writing is not None and not self._writing.done():
+                raise DeliveryFailed("write", "the previous write has not returned")
+            self._writing = self._executor.submit(self._write, data)
             try:
-                await asyncio.to_thread(self._write, data)
+                await asyncio.wrap_future(self._writing)
             except OSError as exc:
-                await asyncio.to_thread(self._close)  # reopened next time (a rotated file too)
+                await self._on_thread(self._close)  # reopened next time (a rotated file too)
                 raise DeliveryFailed("write", type(exc).__name__) from exc
+
+    async def _on_thread(self, work: Callable[[], None]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     def _write(self, data: bytes) -> None:
         if self._file is None:
@@ -75,4 +89,7 @@ class JSONLines:
 
     async def aclose(self) -> None:
         async with self._lock:
-            await asyncio.to_thread(self._close)
+            if self._writing is None or self._writing.done():
+                await self._on_thread(self._close)
+            # else a write hangs, holding the file: the process's end releases both
+        self._executor.shutdown(wait=False)

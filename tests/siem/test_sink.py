@@ -4,8 +4,12 @@ restarts, to a file, syslog sockets and an HEC collector that the test opens on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import select
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -381,3 +385,45 @@ def test_hec_counts_a_refusal_by_status(tmp_path: Path) -> None:
 def test_seq_of_reads_both_forms() -> None:
     assert seq_of({"seq": 3}) == 3
     assert seq_of({"metadata": {"sequence": 4}}) == 4
+
+
+def test_a_file_destination_that_hangs_holds_no_thread_the_request_path_needs(
+    tmp_path: Path,
+) -> None:
+    """Found by review: JSON Lines wrote with asyncio.to_thread, on the event loop's default
+    executor, which the request path needs too (the loop's DNS lookups for a new connection).
+    A write that hangs (standard output piped to a stalled log collector, a hung mount) held
+    its thread past the sink's timeout, and every retry took another, until none was left."""
+    fifo = tmp_path / "collector.fifo"
+    os.mkfifo(fifo)  # opening it to write waits for a reader, as a stalled pipe waits
+    destination = JSONLines(fifo)
+    line = Event("gateway", 1, "h", "t", "decision", refused=False, line=b"{}")
+    stop = threading.Event()
+
+    def collector() -> None:  # comes back once the test is over, to let the writes end
+        stop.wait()
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            while select.select([reader], [], [], 0.5)[0] and os.read(reader, 65536):
+                pass
+        finally:
+            os.close(reader)
+
+    async def go() -> str:
+        loop = asyncio.get_running_loop()
+        for _ in range(40):  # the sink's retries, each after its timeout
+            with contextlib.suppress(TimeoutError, DeliveryFailed):
+                await asyncio.wait_for(destination.deliver([line]), 0.05)
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(None, lambda: "free"), 5)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=collector)
+    thread.start()
+    try:
+        assert asyncio.run(go()) == "free"
+    finally:
+        stop.set()
+        thread.join(30)
+    asyncio.run(destination.aclose())
