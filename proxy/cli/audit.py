@@ -169,11 +169,15 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
     public_key = load_public_key(key_file) if key_file is not None else None
     with AuditReader(path) as reader:
         total = reader.count()
-        checkpoints = len(reader.checkpoints())
+        signed = reader.checkpoints()
+        checkpoints = len(signed)
         checked = 0
         problem: ChainProblem | None = None
         started = time.monotonic()
         chain = args.chain or (audit.chain_id if audit is not None else None)
+        # What the checkpoints must name (with --log and no --chain, whatever the first does):
+        # said on the OK line, so that another worker's or replica's log shows as such.
+        sealed_chain = chain or (signed[0].chain if signed else None)
         window = args.sealed_within
         if window is None and audit is not None:
             window = 2 * audit.checkpoint_interval_s
@@ -204,6 +208,7 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
                     "records": total,
                     "verified": checked,
                     "checkpoints": checkpoints,
+                    "chain": sealed_chain,
                     "signatures_checked": public_key is not None,
                     "sealed_before": sealed_before if public_key is not None else None,
                     "archived_through": archived,
@@ -224,8 +229,9 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
             signatures += ", unsigned tail not looked for (--sealed-within)"
         elif public_key is not None and not checkpoints:  # a writer's first records
             signatures = "signatures checked: none yet, every record within --sealed-within"
+        of_chain = f" of chain {sealed_chain!r}" if sealed_chain and checkpoints else ""
         print(
-            f"OK: {checked} records, hash chain intact, {checkpoints} checkpoints"
+            f"OK: {checked} records, hash chain intact, {checkpoints} checkpoints{of_chain}"
             f" ({signatures}) ({path})"
         )
         if archived is not None:  # how far the archive anchors the log: nothing past it

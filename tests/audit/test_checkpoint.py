@@ -313,3 +313,28 @@ def test_verify_reads_records_and_checkpoints_as_of_one_moment(
         writer.write([event(2), event(3)])  # and a checkpoint over them
         assert list(steps) == []
     writer.close()
+
+
+def test_verify_says_which_chain_the_checkpoints_it_checked_seal(
+    tmp_path: Path, key: Ed25519PrivateKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by review: with --log and no --chain, the chain is whichever the checkpoints name,
+    and the OK line did not say which: a worker's or replica's log passed in another's place
+    (signed with the same key) was "OK" with nothing to tell it apart."""
+    path = tmp_path / "audit-w1.sqlite3"
+
+    async def go() -> None:
+        log = SQLiteAuditLog(path, signing_key=key, chain_id="replica-b-w2", max_batch=1)
+        await log.open()
+        for n in range(3):
+            await log.append(event(n))
+        await log.close()
+
+    asyncio.run(go())
+    pem = tmp_path / "key.pub.pem"
+    pem.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    arguments = ["audit", "verify", "--log", str(path), "--public-key", str(pem)]
+    assert main(arguments) == 0
+    assert "of chain 'replica-b-w2'" in capsys.readouterr().out.splitlines()[0]
+    assert main([*arguments, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["chain"] == "replica-b-w2"
