@@ -31,7 +31,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit.checkpoint import Checkpoint, signature_valid
 from proxy.audit.reader import AuditReader
-from proxy.audit.record import ChainProblem, SealedRecord, canonical, verify_chain
+from proxy.audit.record import (
+    GENESIS_HASH,
+    ChainProblem,
+    SealedRecord,
+    canonical,
+    check_link,
+    verify_chain,
+)
 
 
 class ArchiveInconsistent(RuntimeError):
@@ -48,7 +55,14 @@ def ship(
     chain: str,
     retention_days: int,
 ) -> list[str]:
-    """Upload every checkpointed stretch of the log the archive lacks; returns the new keys."""
+    """Upload every checkpointed stretch of the log the archive lacks; returns the new keys.
+
+    A stretch is shipped only if it proves itself: its records link from the one before and
+    reach its checkpoint's hash, and the checkpoint names ``chain``. Else
+    :class:`ArchiveInconsistent`, and nothing from there is shipped: a lock would keep, for the
+    retention period, records altered or removed before the archiver ran in place of the ones
+    they replaced.
+    """
     archived = last_archived_seq(s3, bucket, prefix, chain)
     checkpoints = reader.checkpoints()
     sealed = max((checkpoint.record_seq for checkpoint in checkpoints), default=0)
@@ -61,9 +75,18 @@ def ship(
     for checkpoint in checkpoints:
         if checkpoint.record_seq <= archived:
             continue
+        stretch = list(reader.sealed_range(archived + 1, checkpoint.record_seq))
+        # The hash the stretch links from: the archived record's before it, as the log has it.
+        before = [digest for _, _, digest in reader.sealed_range(archived, archived)]
+        previous = GENESIS_HASH if archived == 0 else (before or [""])[0]
+        problem = _unprovable(stretch, archived + 1, previous, checkpoint, chain)
+        if problem is not None:
+            raise ArchiveInconsistent(
+                f"{problem}: nothing from there is archived (run audit verify on the local log)"
+            )
         lines = [
             json.dumps({"seq": seq, "body": _as_object(body), "hash": digest}, ensure_ascii=False)
-            for seq, body, digest in reader.sealed_range(archived + 1, checkpoint.record_seq)
+            for seq, body, digest in stretch
         ]
         lines.append(json.dumps({"checkpoint": asdict(checkpoint)}))
         key = f"{prefix}/{chain}/segment-{archived + 1:012d}-{checkpoint.record_seq:012d}.jsonl"
@@ -125,6 +148,30 @@ def verify_archive(
             return ChainProblem(record.seq, "missing locally but present in the archive")
         if not hmac.compare_digest(here, record.hash):
             return ChainProblem(record.seq, "differs from the archived copy (altered locally)")
+    return None
+
+
+def _unprovable(
+    stretch: list[tuple[int, str, str]],
+    first: int,
+    previous: str,
+    checkpoint: Checkpoint,
+    chain: str,
+) -> ChainProblem | None:
+    """What keeps records ``first`` on (``stretch``) from proving themselves up to
+    ``checkpoint`` of ``chain``, after the record hashed ``previous``."""
+    if checkpoint.chain != chain:
+        return ChainProblem(first, f"checkpoint seals chain {checkpoint.chain!r}, not {chain!r}")
+    expected = first
+    for seq, body, digest in stretch:
+        problem = check_link(SealedRecord(seq, body, digest), expected, previous)
+        if problem is not None:
+            return problem
+        expected, previous = seq + 1, digest
+    if expected != checkpoint.record_seq + 1:
+        return ChainProblem(expected, "missing (the log ends before its checkpoint)")
+    if not hmac.compare_digest(previous, checkpoint.record_hash):
+        return ChainProblem(checkpoint.record_seq, "does not match its checkpoint")
     return None
 
 

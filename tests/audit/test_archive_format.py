@@ -19,11 +19,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from proxy.audit.archive import ship, verify_archive
+from proxy.audit.archive import ArchiveInconsistent, ship, verify_archive
 from proxy.audit.checkpoint import load_private_key, load_public_key, write_keys
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import AuditEvent, canonical, digest, utc_timestamp
 from proxy.audit.sqlite import SQLiteAuditLog
+from tests.audit.test_checkpoint import tamper
 
 BUCKET = "archive"
 
@@ -140,3 +141,30 @@ def test_segments_of_the_first_format_still_verify(tmp_path: Path, s3: Any) -> N
             verify_archive(reader, s3, bucket=BUCKET, prefix="p", chain="gateway", public_key=key)
             is None
         )
+
+
+@pytest.mark.parametrize(
+    ("statements", "chain", "refused"),
+    [
+        # record 5 rewritten: it no longer hashes to its hash
+        (["UPDATE records SET body = replace(body, 'r4', 'r9') WHERE seq = 5"], "gateway", 5),
+        # record 5 removed: the stretch up to checkpoint 6 lacks it
+        (["DELETE FROM records WHERE seq = 5"], "gateway", 5),
+        # the log of another chain archived in this one's place
+        ([], "replica-b", 1),
+    ],
+)
+def test_what_the_local_log_cannot_prove_is_never_archived(
+    tmp_path: Path, s3: Any, statements: list[str], chain: str, refused: int
+) -> None:
+    """Found by review: audit archive shipped whatever the local log held up to each
+    checkpoint, unchecked: records altered or removed before it ran (or another chain's
+    checkpoints) were locked in the archive for its retention period, in place of the records
+    they replaced, and nothing said so until someone ran verify --archive."""
+    path, _ = written_log(tmp_path, 9)  # checkpoints at 3, 6, 9
+    tamper(path, *statements)
+    with AuditReader(path) as reader, pytest.raises(ArchiveInconsistent, match=f"record {refused}"):
+        ship(reader, s3, bucket=BUCKET, prefix="p", chain=chain, retention_days=1)
+    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    shipped = sorted(item["Key"].rsplit("/", 1)[1] for item in listed)
+    assert shipped == (["segment-000000000001-000000000003.jsonl"] if refused == 5 else [])
