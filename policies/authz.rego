@@ -261,7 +261,9 @@ allow if {
 
 # Shadow mode, for rolling out a policy: the gateway records the refusal and runs anyway,
 # except for refusals no rollout excuses: another database (system, where users are
-# administered), commands, procedures and statements of unknown type stay refused.
+# administered), commands, procedures and user-defined functions (plugin code), LOAD CSV
+# sources (Neo4j reads the file or fetches the URL: a way out of the graph, onto the server's
+# disk or network) and statements of unknown type stay refused.
 default shadow := false
 
 shadow if {
@@ -271,7 +273,10 @@ shadow if {
 
 hard_refusal if {
 	some reason in reasons
-	some kind in {"database_not_granted:", "command_not_granted:", "procedure_not_granted:", "plan_not_understood:"}
+	some kind in {
+		"database_not_granted:", "command_not_granted:", "procedure_not_granted:",
+		"function_not_granted:", "load_csv_not_granted:", "plan_not_understood:",
+	}
 	startswith(reason, kind)
 }
 

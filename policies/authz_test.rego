@@ -269,6 +269,18 @@ test_shadow_mode_never_excuses_another_database_or_a_command if {
 	d.shadow == false
 }
 
+test_shadow_mode_never_excuses_a_load_csv_source_or_a_function if {
+	grants := {"dags": {"new": {"mode": "shadow", "databases": {"neo4j": {"read": {"labels": ["*"]}}}}}}
+	load := authz.decision with input as request("new", "neo4j", {"load_csv": ["file:///etc/passwd"]})
+		with data.cyphergate.grants as grants
+	load.reasons == ["load_csv_not_granted:file:///etc/passwd"]
+	load.shadow == false
+	call := authz.decision with input as request("new", "neo4j", {"functions": ["apoc.text.join"]})
+		with data.cyphergate.grants as grants
+	call.reasons == ["function_not_granted:apoc.text.join"]
+	call.shadow == false
+}
+
 test_commands_need_a_grant_on_every_database_reached if {
 	grants := {"dags": {"ops": {"databases": {
 		"neo4j": {"commands": ["*"]},
