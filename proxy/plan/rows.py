@@ -180,13 +180,26 @@ def _yields(parser: Parser) -> list[str]:
     return names
 
 
+# Commands about every transaction of the server, whatever its database or user, although
+# Neo4j plans them on the session's database: SHOW TRANSACTIONS answers with the statements,
+# parameters and metadata of all of them (system's, other DAGs', with the values they read and
+# write, of any label), TERMINATE TRANSACTIONS ends any of them.
+_EVERY_TRANSACTION = frozenset({"ShowTransactions", "TerminateTransactions"})
+
+
 def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """SHOW, TERMINATE, schema and administration commands (recorded as commands by the walk):
     they yield values about the database, not graph entities. One that changes something
-    (TERMINATE, CREATE, DROP, administration) is also a write of anything."""
+    (TERMINATE, CREATE, DROP, administration) is also a write of anything; one about every
+    transaction reaches any database, and SHOW TRANSACTIONS reads anything."""
     del envs
     if not op.family.startswith("Show"):
         reader.facts.write_anything()
+    if op.family in _EVERY_TRANSACTION:
+        reader.facts.add("databases", None)
+    if op.family == "ShowTransactions":
+        reader.facts.add("labels_read", None)
+        reader.facts.add("rel_types_read", None)
     return {**args, **dict.fromkeys(op.identifiers, value())}
 
 

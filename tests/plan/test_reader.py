@@ -415,9 +415,17 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ),
     (
         "TERMINATE TRANSACTIONS 'neo4j-transaction-999'",
-        {"labels_written": {S}, "commands": {"TerminateTransactions"}},
+        {"labels_written": {S}, "commands": {"TerminateTransactions"}, "databases": {"neo4j", S}},
     ),
-    ("SHOW TRANSACTIONS", {"commands": {"ShowTransactions"}, "databases": {"neo4j"}}),
+    (
+        "SHOW TRANSACTIONS",
+        {
+            "commands": {"ShowTransactions"},
+            "databases": {"neo4j", S},
+            "labels_read": {S},
+            "rel_types_read": {S},
+        },
+    ),
     (
         "USE system CALL dbms.components() YIELD name RETURN name",
         {"procedures": {"dbms.components"}, "databases": {"system"}},
