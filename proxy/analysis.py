@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from proxy.epoch import LocalEpoch
 from proxy.errors import BadRequest
 from proxy.lru import BoundedLRU
 from proxy.metrics import Metrics
-from proxy.plan import PlanFacts, read_plan
+from proxy.plan import ANY, PlanFacts, read_plan
 from proxy.plan.constraints import compared_on_write
 from proxy.plan.text import execution_mode
 from proxy.statement import Constraint, Plan, QueryType
@@ -163,6 +163,23 @@ class Analyzer:
         self._filled_under = self._epoch.current()
 
 
+def _procedure_writes(facts: PlanFacts, modes: Mapping[str, str]) -> PlanFacts:
+    """``facts``, writing anything if a procedure the statement calls may write.
+
+    A procedure writes to what it is handed or finds (``db.create.setNodeVectorProperty(m,
+    ...)`` sets a property of any node), and the plan names only the call: so a call of one
+    Neo4j does not declare ``READ`` (or does not know: found on no list) is a write of any
+    label, type and property, as an operator the reader cannot read is."""
+    if all(modes.get(name) == "READ" for name in facts.procedures):
+        return facts
+    return replace(
+        facts,
+        labels_written=facts.labels_written | {ANY},
+        rel_types_written=facts.rel_types_written | {ANY},
+        properties_written=facts.properties_written | {ANY},
+    )
+
+
 def _cost(key: tuple[str, str]) -> int:
     """The memory a cache key's statement text takes (its database's name is short)."""
     return sys.getsizeof(key[1])
@@ -179,6 +196,11 @@ class Planner(Protocol):
 
     async def constraints(self, database: str) -> tuple[Constraint, ...]:
         """The database's constraints that compare an entity with others (uniqueness, keys)."""
+        ...
+
+    async def procedure_modes(self, database: str) -> Mapping[str, str]:
+        """The mode Neo4j declares for each procedure it offers on the database (``READ``,
+        ``WRITE``, ``SCHEMA``, ``DBMS``), by name."""
         ...
 
 
@@ -204,6 +226,8 @@ class PlanReader:
             )
         plan = await self._planner.plan(database, statement)
         facts = read_plan(plan.operators, statement=statement)
+        if facts.procedures and plan.query_type in ("w", "rw"):
+            facts = _procedure_writes(facts, await self._planner.procedure_modes(database))
         if facts.labels_written or facts.rel_types_written or facts.properties_written:
             facts = compared_on_write(facts, await self._planner.constraints(database))
         return Analysis(query_type=plan.query_type, facts=facts)

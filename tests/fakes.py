@@ -98,6 +98,9 @@ class FakePlanner:
     async def constraints(self, database: str) -> tuple[Constraint, ...]:
         return ()
 
+    async def procedure_modes(self, database: str) -> dict[str, str]:
+        return {}
+
 
 @dataclass
 class FakePolicy:

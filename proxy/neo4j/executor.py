@@ -151,6 +151,19 @@ class Neo4jExecutor:
             for name in names or ()
         )
 
+    async def procedure_modes(self, database: str) -> dict[str, str]:
+        """The mode of each procedure Neo4j offers on ``database``, as the gateway's own user."""
+        return await self._own.attempt(lambda: self._procedure_modes(database))
+
+    async def _procedure_modes(self, database: str) -> dict[str, str]:
+        async with (
+            translated_errors(),
+            self._driver.session(database=database, default_access_mode=neo4j.READ_ACCESS) as s,
+        ):
+            result = await s.run("SHOW PROCEDURES YIELD name, mode RETURN name, mode")
+            rows = await result.values()
+        return {str(name): str(mode) for name, mode in rows}
+
     @contextlib.asynccontextmanager
     async def run(self, execution: Execution, login: Login) -> AsyncIterator[RowStream]:
         """Start the statement once, as ``login``; its rows stream inside the block."""
