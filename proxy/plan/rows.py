@@ -135,15 +135,21 @@ def load_csv(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     return env
 
 
+# Neo4j's own procedures that look at nothing in the store (db.ping answers whether the
+# database is up: cypher-shell calls it as it connects); a plugin cannot take their names.
+_LOOK_AT_NOTHING = frozenset({"db.ping"})
+
+
 def procedure(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """ProcedureCall ``ns.name(args) :: (col :: TYPE, ...)``: what it yields is unknown (a
-    node it yields is found by it: fresh, any label)."""
+    node it yields is found by it: fresh, any label), unless the procedure looks at nothing."""
     env = reader.facts.observe(envs[0]) if envs else dict(args)
     match = _CALL.match(op.details)
     if match is None:
         raise Unparsed("a procedure call of unknown form")
     parts = [unquote(part) for part in _NAME_PART.findall(match.group(1))]
-    reader.facts.add("procedures", [".".join(parts)])
+    name = ".".join(parts)
+    reader.facts.add("procedures", [name])
     parser = Parser(op.details[match.end() - 1 :])  # the arguments, then `:: (signature)`
     parser.take("(")
     while not parser.at(")"):
@@ -151,11 +157,12 @@ def procedure(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
         if not parser.at(")"):
             parser.take(",")
     parser.take(")")
-    for name in _yields(parser):  # declared here, whatever a name in use held
-        env[name] = Binding("unknown", None, fresh=True)
-    for name in op.identifiers:
-        if name not in env:
-            env[name] = Binding("unknown", None, fresh=True)
+    yielded = value() if name in _LOOK_AT_NOTHING else Binding("unknown", None, fresh=True)
+    for column in _yields(parser):  # declared here, whatever a name in use held
+        env[column] = yielded
+    for column in op.identifiers:
+        if column not in env:
+            env[column] = yielded
     return env
 
 

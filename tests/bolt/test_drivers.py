@@ -121,3 +121,16 @@ def test_cypher_shell_through_the_bolt_door(stack: DevStack, status: dict[str, A
     refused = run_cypher_shell(uri, "demo_reader", token, "CREATE (:ShellRefused)")
     assert refused.returncode != 0
     assert "write_not_granted" in refused.stderr, refused.stderr
+
+
+def test_cypher_shell_for_a_dag_that_reads_some_labels(
+    stack: DevStack, status: dict[str, Any]
+) -> None:
+    """cypher-shell calls db.ping() as it connects, which the policy lets any DAG call: one
+    whose grant reads :Person and :Movie only was refused it as reading any label, so it could
+    not use cypher-shell at all."""
+    token = stack.token("demo_labels")
+    statement = "MATCH (p:Person) RETURN count(p) > -1 AS answered"
+    answered = run_cypher_shell(status["gateway_bolt_uri"], "demo_labels", token, statement)
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.split() == ["answered", "TRUE"]

@@ -387,6 +387,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("CALL db.labels()", {"procedures": {"db.labels"}}),
     ("CALL db.labels() YIELD label RETURN label", {"procedures": {"db.labels"}}),
     ("CALL dbms.components()", {"procedures": {"dbms.components"}}),
+    (
+        "CALL db.ping() YIELD success RETURN success",
+        {"procedures": {"db.ping"}, "labels_read": set(), "rel_types_read": set()},
+    ),
+    ("CALL db.labels()", {"labels_read": {S}, "rel_types_read": {S}}),
     ("CALL db.schema.visualization()", {"procedures": {"db.schema.visualization"}}),
     ("MATCH (n:Person) CALL db.createLabel(n.name)", {"procedures": {"db.createLabel"}}),
     ("USE system CALL dbms.showCurrentUser()", {"procedures": {"dbms.showCurrentUser"}}),
