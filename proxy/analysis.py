@@ -226,7 +226,8 @@ class PlanReader:
             )
         plan = await self._planner.plan(database, statement)
         facts = read_plan(plan.operators, statement=statement)
-        if facts.procedures and plan.query_type in ("w", "rw"):
+        # Not only "w" and "rw": a DBMS procedure called beside a WRITE one makes it "s".
+        if facts.procedures and plan.query_type != "r":
             facts = _procedure_writes(facts, await self._planner.procedure_modes(database))
         if facts.labels_written or facts.rel_types_written or facts.properties_written:
             facts = compared_on_write(facts, await self._planner.constraints(database))

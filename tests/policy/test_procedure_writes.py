@@ -85,3 +85,22 @@ def test_a_procedure_that_writes_writes_anything(
         written = _over_http(stack, status, "demo_writer", SET_VECTOR, movie)
         assert written.status_code == 202, written.text
     assert _vector(neo4j_admin, movie) == [1.0]
+
+
+def _grant_schema_and_procedures(data: dict[str, Any]) -> None:
+    # Reads everything, writes nothing; may run schema statements and call both procedures.
+    grant = data["cyphergate"]["grants"]["dags"]["demo_reader"]["databases"]["neo4j"]
+    grant.update(schema=True, procedures=["db.create.setNodeVectorProperty", "tx.setMetaData"])
+
+
+def test_a_procedure_that_writes_beside_one_of_the_dbms_writes_too(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver, movie: str
+) -> None:
+    """Neo4j types a statement that calls a DBMS procedure (tx.setMetaData) "s", whatever else
+    it calls: a grant with no write at all wrote a :Movie's property beside one."""
+    statement = SET_VECTOR + " CALL tx.setMetaData({})"
+    with changed_policy_data(stack, _grant_schema_and_procedures):
+        refused = _over_http(stack, status, "demo_reader", statement, movie)
+        assert refused.status_code == 403, refused.text
+        assert "write_not_granted" in refused.json()["errors"][0]["message"]
+    assert _vector(neo4j_admin, movie) is None
