@@ -199,7 +199,19 @@ reasons contains sprintf("procedure_not_granted:%s", [name]) if {
 	database_grant
 	some name in analysis.procedures
 	not name in harmless_procedures
+	not name in ungrantable_procedures
 	not calls_granted("procedures", name)
+}
+
+# Procedures no grant covers: tx.setMetaData replaces the transaction's metadata, where the
+# gateway puts the dag, task, run, request and decision ids that join Neo4j's own records of a
+# transaction to the audit log (a caller's metadata goes in its BEGIN or RUN: it is kept beside
+# the gateway's keys, never over them).
+ungrantable_procedures := {"tx.setMetaData"}
+
+reasons contains sprintf("procedure_not_grantable:%s", [name]) if {
+	some name in analysis.procedures
+	name in ungrantable_procedures
 }
 
 reasons contains sprintf("function_not_granted:%s", [name]) if {
@@ -276,6 +288,7 @@ hard_refusal if {
 	some kind in {
 		"database_not_granted:", "command_not_granted:", "procedure_not_granted:",
 		"function_not_granted:", "load_csv_not_granted:", "plan_not_understood:",
+		"procedure_not_grantable:",
 	}
 	startswith(reason, kind)
 }

@@ -181,6 +181,21 @@ test_procedure_namespaces if {
 	d.reasons == ["procedure_not_granted:db.labelsX", "procedure_not_granted:dbms.components"]
 }
 
+test_no_grant_lets_a_statement_replace_the_gateway_s_transaction_metadata if {
+	grants := {"dags": {
+		"ops": {"databases": {"neo4j": {"procedures": ["*"], "schema": true}}},
+		"new": {"mode": "shadow", "databases": {"neo4j": {"procedures": ["tx.*"]}}},
+	}}
+	d := authz.decision with input as request("ops", "neo4j", {"procedures": ["tx.setMetaData"]})
+		with data.cyphergate.grants as grants
+	not d.allow
+	d.reasons == ["procedure_not_grantable:tx.setMetaData"]
+	s := authz.decision with input as request("new", "neo4j", {"procedures": ["tx.setMetaData"]})
+		with data.cyphergate.grants as grants
+	not s.allow
+	s.shadow == false
+}
+
 test_shadow_mode_reports_but_does_not_allow if {
 	grants := {"dags": {"new": {"mode": "shadow", "databases": {"neo4j": {"read": {"labels": ["Person"]}}}}}}
 	d := authz.decision with input as request("new", "neo4j", {"labels": {"read": ["Account"], "write": []}})
