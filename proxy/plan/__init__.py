@@ -86,7 +86,8 @@ def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanF
     if statement is not None:
         _check_names(statement, facts)
     try:
-        Reader(facts, RULES).walk(plan, {})
+        # What the root hands on is seen, whatever its operator (ProduceResults observes).
+        facts.observe(Reader(facts, RULES).walk(plan, {}))
     except RecursionError:  # expressions nested beyond what the reader's recursion reaches
         facts.opaque(writes=True, what="nesting too deep")
     sources: list[str] = []

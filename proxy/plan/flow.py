@@ -46,6 +46,13 @@ class Binding:
 Env = dict[str, Binding]
 
 
+def inner_nodes(var: str) -> str:
+    """The env name of the nodes inside the variable-length relationship ``var`` (between its
+    hops), while they wait, fresh, for a Filter's ``all(n IN nodes(<path>) WHERE n:L)`` to narrow
+    them. No plan names a variable so (a NUL never passes the statement's name check)."""
+    return "\0" + var
+
+
 def value() -> Binding:
     """A new variable holding a value nothing is known of (a number, a list, a path...)."""
     return Binding("value")

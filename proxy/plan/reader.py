@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
-from proxy.plan.flow import Binding, Env, Facts, Guarantee, both, read_set, value
+from proxy.plan.failures import is_relationship, may_fail
+from proxy.plan.flow import Binding, Env, Facts, Guarantee, both, inner_nodes, read_set, value
 from proxy.plan.parser import Parser
 from proxy.plan.syntax import Expr, Pattern, Unparsed, conjuncts
 
@@ -129,7 +130,9 @@ class Reader:
         is something this reader does not know about: an unknown, fresh entity."""
         if not op.identifiers:
             return env
-        return {n: env.get(n) or Binding("unknown", None, fresh=True) for n in op.identifiers}
+        # The nodes between a path's hops wait under names no identifier has (flow.inner_nodes).
+        waiting = {n: b for n, b in env.items() if n.startswith(inner_nodes(""))}
+        return waiting | {n: env.get(n) or Binding("unknown", fresh=True) for n in op.identifiers}
 
     def _opaque(self, op: Op, envs: Sequence[Env], *, why: str = "") -> Env:
         for env in envs:
@@ -206,9 +209,9 @@ class Reader:
         return narrow(predicate, env, only=only, first=first)
 
     def sees_if_failing(self, predicate: Expr, env: Env) -> Env:
-        """``env``, with its fresh bindings observed if ``predicate`` may raise an error (see
-        :func:`may_fail`): an error is an answer, so the rows it is evaluated on are seen, not
-        merely let through for a later label test to decide."""
+        """``env``, with its fresh bindings observed if ``predicate`` may raise an error
+        (:func:`~proxy.plan.failures.may_fail`): an error is an answer, so the rows it is
+        evaluated on are seen, not merely let through for a later label test to decide."""
         return self.facts.observe(env) if may_fail(predicate, env) else env
 
     def items(self, text: str, env: Env) -> Env:
@@ -253,13 +256,15 @@ class Reader:
 def narrow(predicate: Expr, env: Env, *, only: set[str] | None = None, first: bool = False) -> Env:
     """``env`` with each variable narrowed by the predicate's positive label conjuncts
     (``v:A``, ``v:A|B``, ``v:A&B``), which every row that passes the predicate satisfies, by its
-    type tests of a relationship (``type(r) IN "T"``, ``type(r) = "T"``) and by its equalities
-    of two variables (``a = b``: one entity, so what is known of either holds of both); only the
-    variables in ``only``, when given. With ``first``, only by the label conjuncts: what Neo4j
-    tests before the rest of the predicate, so what narrows a row before an error the rest may
-    raise could tell of it (a type test is a function call, which Neo4j may order after the
-    rest). Nothing else narrows: not a label test under NOT, OR, XOR, CASE or a list predicate,
-    nor one on anything but a variable."""
+    type tests of a relationship (``type(r) IN "T"``, ``type(r) = "T"``), by what its
+    ``all(n IN nodes(<path>) WHERE n:A)`` says of every node of a path (those between the hops
+    of its variable-length parts too: see :func:`~proxy.plan.flow.inner_nodes`) and by its
+    equalities of two variables (``a = b``: one entity, so what is known of either holds of both);
+    only the variables in ``only``, when given. With ``first``, only by the label conjuncts: what
+    Neo4j tests before the rest of the predicate, so what narrows a row before an error the rest
+    may raise could tell of it (a type test is a function call, which Neo4j may order after the
+    rest). Nothing else narrows: not a label test under NOT, OR, XOR, CASE or another list
+    predicate, nor one on anything but a variable."""
     out = dict(env)
     parts = conjuncts(predicate)
     for _ in range(2):  # an equality can carry what a label test proved, and back
@@ -273,6 +278,11 @@ def narrow(predicate: Expr, env: Env, *, only: set[str] | None = None, first: bo
                 continue
             elif (typed := _type_test(conjunct, out)) is not None:
                 _narrow_var(out, typed[0], typed[1], only)
+            elif (path := _every_node(conjunct)) is not None:
+                for element in path[0].elements:  # its nodes, and those between hops
+                    if element.kind == "node" or element.var_length:
+                        name = element.var if element.kind == "node" else inner_nodes(element.var)
+                        _narrow_var(out, name, path[1], only)
             elif conjunct.kind == "op" and conjunct.text == "=":
                 left, right = conjunct.args
                 if left.kind == right.kind == "var" and left.text in out and right.text in out:
@@ -282,95 +292,20 @@ def narrow(predicate: Expr, env: Env, *, only: set[str] | None = None, first: bo
     return out
 
 
-# What may stand where Neo4j wants a boolean (a predicate, an operand of AND, OR, XOR, NOT, a
-# quantifier's condition) and never raise an error on any row: a comparison (of any types:
-# incomparable ones are null), STARTS WITH and ENDS WITH, IS [NOT] NULL and type predicates, a
-# label test of a node or relationship, true, false, null, and AND, OR, XOR, NOT and the
-# quantifiers (all, any, none, single over a path's nodes or relationships) of these (a label
-# test with a dynamic label, ``a:$(expr)``, is no such test: expr may be no string). Anything
-# else there may (a string or a number is no boolean: the error names its value), and so may
-# arithmetic (overflow, division by zero), functions, CASE, indexing, comprehensions and
-# patterns anywhere (but ``type(r)`` of a relationship), IN or CONTAINS unless its right side
-# is a literal or a list (IN a non-list is an error), and =~ (a pattern that does not compile).
-_LOGICAL = frozenset({"and", "or", "xor", "not"})
-_COMPARISONS = frozenset({"=", "<>", "!=", "<", ">", "<=", ">=", "with", "in", "contains"})
-_LISTED = frozenset({"literal", "list"})
-_BOOLEAN_LITERALS = frozenset({"TRUE", "FALSE", "NULL"})
-_ENDS = frozenset({"startNode", "endNode"})  # of a relationship: a node
-_PATH_FUNCTIONS: dict[str, Literal["node", "rel"]] = {"nodes": "node", "relationships": "rel"}
-
-
-def may_fail(predicate: Expr, env: Env) -> bool:
-    """Whether evaluating ``predicate``, where a boolean is wanted, could raise an error on some
-    row (see above): an error is an answer about the row."""
-    kind = predicate.kind
-    if kind in _LOGICAL:
-        return any(may_fail(arg, env) for arg in predicate.args)
-    if kind == "literal":
-        return predicate.text.upper() not in _BOOLEAN_LITERALS
-    if kind == "label":
-        # A dynamic label's expression raises an error unless it gives strings: on any row.
-        dynamic = predicate.label is not None and bool(predicate.label.dynamic())
-        return dynamic or not _is_entity(predicate.args[0], env)
-    if kind == "is" or (kind == "op" and predicate.text in _COMPARISONS):
-        if predicate.text in ("in", "contains") and predicate.args[1].kind not in _LISTED:
-            return True
-        return any(_value_may_fail(arg, env) for arg in predicate.args)
-    if kind == "quantifier":
-        source, condition = predicate.args
-        elements = _listed_entities(source, env)
-        if elements is None:
-            return True
-        var = predicate.text.split(":", 1)[1]
-        return may_fail(condition, {**env, var: Binding(elements)})
-    return True
-
-
-def _value_may_fail(expr: Expr, env: Env) -> bool:
-    """Whether evaluating ``expr`` as a value could raise an error on some row: a variable, a
-    literal, a parameter or a cached property never does, nor a property of a node or a
-    relationship (of a number or a string, it would)."""
-    kind = expr.kind
-    if kind in ("var", "cached", "literal", "param"):
-        return False
-    if kind == "property":
-        return not _is_entity(expr.args[0], env)
-    if kind == "call" and expr.text == "type" and len(expr.args) == 1:
-        return not _is_relationship(expr.args[0], env)  # of a relationship, never an error
-    if kind in ("list", "map", "entry"):
-        return any(_value_may_fail(arg, env) for arg in expr.args)
-    if (
-        kind in _LOGICAL
-        or kind in ("label", "is", "quantifier")
-        or (kind == "op" and expr.text in _COMPARISONS)
-    ):
-        return may_fail(expr, env)
-    return True
-
-
-def _is_entity(expr: Expr, env: Env) -> bool:
-    """A variable that holds a node or a relationship, or a relationship's ``startNode`` or
-    ``endNode``."""
-    if expr.kind == "var":
-        return expr.text in env and env[expr.text].kind in ("node", "rel")
-    if expr.kind == "call" and expr.text in _ENDS and len(expr.args) == 1:
-        return _is_relationship(expr.args[0], env)
-    return False
-
-
-def _is_relationship(expr: Expr, env: Env) -> bool:
-    """A variable that holds a relationship."""
-    return expr.kind == "var" and expr.text in env and env[expr.text].kind == "rel"
-
-
-def _listed_entities(source: Expr, env: Env) -> Literal["node", "rel"] | None:
-    """What a quantifier's list holds, if it is one that cannot fail: a path's ``nodes`` or
-    ``relationships``, or a variable-length relationship's list."""
-    if source.kind == "call" and source.text in _PATH_FUNCTIONS and len(source.args) == 1:
-        return _PATH_FUNCTIONS[source.text] if source.args[0].kind == "var" else None
-    if source.kind == "var" and source.text in env and env[source.text].kind == "rel":
-        return "rel"
-    return None
+def _every_node(conjunct: Expr) -> tuple[Pattern, Guarantee] | None:
+    """``all(n IN nodes(<path>) WHERE n:L AND ...)``: the path, and what its label conjuncts
+    say of every node along it (the nodes between the hops of its variable-length parts too)."""
+    if conjunct.kind != "quantifier" or not conjunct.text.startswith("all:"):
+        return None
+    source, condition = conjunct.args
+    if not (source.kind == "call" and source.text == "nodes" and len(source.args) == 1):
+        return None
+    path, var = source.args[0].pattern, conjunct.text.split(":", 1)[1]
+    found: Guarantee = None
+    for part in conjuncts(condition):
+        if part.kind == "label" and part.label is not None and is_var(part.args[0], var):
+            found = both(found, part.label.guarantee())
+    return (path, found) if path is not None and found is not None else None
 
 
 def _type_test(conjunct: Expr, env: Env) -> tuple[str, frozenset[str]] | None:
@@ -384,7 +319,7 @@ def _type_test(conjunct: Expr, env: Env) -> tuple[str, frozenset[str]] | None:
     left, right = conjunct.args
     if not (left.kind == "call" and left.text == "type" and len(left.args) == 1):
         return None
-    if not _is_relationship(left.args[0], env):
+    if not is_relationship(left.args[0], env):
         return None
     items = right.args if right.kind == "list" and conjunct.text == "in" else (right,)
     names: set[str] = set()

@@ -17,13 +17,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from proxy.plan.flow import Binding, Env, Guarantee, both, entity, read_set, value
+from proxy.plan.failures import may_fail
+from proxy.plan.flow import Binding, Env, Guarantee, both, entity, inner_nodes, read_set, value
 from proxy.plan.parser import Parser, parse
-from proxy.plan.reader import Op, Reader, argument_names, is_var, may_fail
+from proxy.plan.reader import Op, Reader, argument_names, is_var
 from proxy.plan.syntax import Element, Expr, Pattern, Unparsed, conjuncts
 
 _SELECTOR = re.compile(r"(?:ANY|SHORTEST|ALL SHORTEST)(?: \d+)?(?: GROUPS)? ")
 _SHORTEST_SECTIONS = ("expanding from", "inlined predicates", "non-inlined predicates")
+# Expansions that yield every path, one row each (not the pruning or BFS ones, which yield each
+# far end once, whatever it was reached through).
+_EVERY_PATH = frozenset({"VarLengthExpand(All)", "VarLengthExpand(Into)"})
 
 
 def node_scan(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -200,7 +204,7 @@ def expand(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     if pattern.path_var and op.family == "ShortestPath" and own_name:
         env[pattern.path_var] = value()
     if rel.var_length or op.family in ("ShortestPath", "VarLengthExpand"):
-        _walked(reader, pattern, env)
+        _walked(reader, pattern, env, every_path=op.base in _EVERY_PATH)
     if pattern.where is not None:
         reader.expression(pattern.where, env)
         if may_fail(pattern.where, env):
@@ -224,9 +228,12 @@ def expand(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
     return env
 
 
-def _walked(reader: Reader, pattern: Pattern, env: Env) -> None:
+def _walked(reader: Reader, pattern: Pattern, env: Env, *, every_path: bool) -> None:
     """A variable-length or shortest path: record its length, read every relationship walked
-    and every node passed through, and narrow its far end by what is said of every node."""
+    and every node passed through, and narrow its far end by what is said of every node. An
+    expansion that yields every path (``every_path``) leaves the nodes between its hops fresh,
+    under :func:`~proxy.plan.flow.inner_nodes` of its relationship, for a Filter above to narrow
+    (a path through any other node is then dropped before anything looks at it)."""
     start, rel, end = pattern.elements
     if not rel.var_length:  # `*1..1` prints as a plain relationship: one hop
         rel = replace(rel, var_length=True, min_hops=1, max_hops=1)
@@ -246,7 +253,9 @@ def _walked(reader: Reader, pattern: Pattern, env: Env) -> None:
     inner = every_node
     if rel.direction in ("out", "in"):
         inner = both(both(inner, ends), starts)
-    if rel.max_hops is None or rel.max_hops > 1:
+    if (rel.max_hops is None or rel.max_hops > 1) and every_path and rel.var:
+        env[inner_nodes(rel.var)] = Binding("node", inner, fresh=True)
+    elif rel.max_hops is None or rel.max_hops > 1:
         reader.facts.add("labels_read", inner)
     # With zero hops the far end is the start: only a path of one hop or more ends on a node
     # that ends (or starts) a relationship along it.

@@ -137,6 +137,7 @@ class Gen:
 
     def path(self, scope: Scope) -> str:
         form = self.number(0, 19)
+        tested = False  # a selective path whose every node is said in WHERE (refused: see below)
         if form in (14, 15) and self.repeats != "quantified":
             form = 0
         if form < 14:
@@ -147,6 +148,18 @@ class Gen:
                 name = self.fresh("p")
                 scope.paths.append(name)
                 self.path_labels[name] = self.pick(("Person|Movie", "Person", "Movie"))
+                return f"{name} = {text}"
+        elif form < 16 and self.chance(35):  # a quantified relationship, -[:T]-{m,n}
+            # Planned as a VarLengthExpand with the path's WHERE in a Filter above it.
+            start, end = self.node(scope), self.node(scope)
+            types = self.label_expr(rel=True, simple=True)
+            bounds = self.pick(("{1,3}", "{2}", "{0,2}", "{2,3}", "+"))
+            text = f"{start}-[:{types}]-{bounds}{end}"
+            if self.benign or self.chance(20):
+                name = self.fresh("p")
+                scope.paths.append(name)
+                if self.benign:
+                    self.path_labels[name] = self.pick(("Person|Movie", "Person", "Movie"))
                 return f"{name} = {text}"
         elif form < 16:  # a quantified path pattern
             start, end = self.node(scope), self.node(scope)
@@ -170,7 +183,10 @@ class Gen:
             a, b = self.node(scope), self.node(scope, new=True, reuse=False)
             hops = self.number(1, 6)
             types = self.label_expr(rel=True, simple=True)
-            if self.benign:  # say what every node along the way is
+            # Neo4j tests a WHERE on a selective path after it chose the shortest: refused.
+            if self.benign and self.chance(25):
+                text, tested = f"{selector} {a}-[:{types}]-{{1,{hops}}}{b}", True
+            elif self.benign:  # say what every node along the way is
                 inner = self.pick(("Person|Movie", "Person", "Movie"))
                 step = f"((:{inner})-[:{types}]-(:{inner}))"
                 text = f"{selector} {a} {step}{{1,{hops}}} {b}"
@@ -180,7 +196,7 @@ class Gen:
         if form >= 16 or self.chance(20):
             name = self.fresh("p")
             scope.paths.append(name)
-            if self.benign and 16 <= form < 18:
+            if self.benign and (16 <= form < 18 or (form >= 18 and tested)):
                 self.path_labels[name] = self.pick(("Person|Movie", "Person", "Movie"))
             return f"{name} = {text}"
         return text
@@ -250,6 +266,7 @@ class Gen:
     def value(self, scope: Scope) -> str:
         """A non-aggregating expression over the scope."""
         nodes, rels, paths = scope.nodes, scope.rels, scope.paths
+        self.params.setdefault("k", self.pick(NODE_PROPS))
         choices: list[str] = [*scope.values, "1"]
         for var in nodes:
             prop = self.pick(NODE_PROPS)
@@ -257,12 +274,17 @@ class Gen:
             choices += [f"{var}{{.*}}", f"[({var})-->(z) | z.name]", f"COUNT {{ ({var})--() }}"]
             choices += [f"CASE WHEN {var}:Secret THEN {var}.canary ELSE {var}.name END"]
             choices += [f"[({var})-[:ACTED_IN]->(z:Movie) | z.canary]", f"elementId({var})"]
+            # Dynamic property access, keys, and a map projection with a nested list of maps.
+            choices += [f"{var}[$k]", f"keys({var})", f"{var}[{var}.name]"]
+            choices += [f"{var}{{.name, k: [({var})-[:ACTED_IN]-(z:Movie|Person) | z{{.*}}]}}"]
         for var in rels:
             choices += [var, f"type({var})", f"{var}.{self.pick(REL_PROPS)}", f"startNode({var})"]
             choices += [f"endNode({var})", f"properties({var})"]
         for var in paths:
             choices += [var, f"nodes({var})", f"relationships({var})", f"length({var})"]
             choices += [f"[x IN nodes({var}) | x.canary]"]
+            choices += [f"reduce(s = '', x IN nodes({var}) | s + coalesce(x.canary, x.name))"]
+            choices += [f"[x IN relationships({var}) | [startNode(x).canary, keys(endNode(x))]]"]
         return str(self.pick(choices))
 
     def items(self, scope: Scope, *, aggregate: bool) -> tuple[str, list[str]]:

@@ -481,6 +481,55 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         "RETURN b",
         {"labels_read": {"Person", "Movie"}, "max_hops": 3},
     ),
+    # A quantified path's every node said in WHERE: Neo4j plans a VarLengthExpand without a
+    # predicate and tests the path in a Filter above it, which drops every path through any
+    # other node before anything looks at it.
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]-{1,3}(b:Movie) WHERE all(n IN nodes(p) WHERE "
+        "n:Person|Movie) RETURN count(*) AS c",
+        {"labels_read": {"Person", "Movie"}, "max_hops": 3},
+    ),
+    (
+        "MATCH (a:Person) OPTIONAL MATCH p = (a)-[:ACTED_IN]-{1,3}(b:Movie) WHERE all(n IN "
+        "nodes(p) WHERE n:Person|Movie) RETURN a.name AS n, count(p) AS c",
+        {"labels_read": {"Person", "Movie"}},
+    ),
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]-{2,3}(b:Movie)-[:ACTED_IN]-{1,2}(c:Person) "
+        "WHERE all(n IN nodes(p) WHERE n:Person) RETURN count(*) AS c",
+        {"labels_read": {"Person", "Movie", S}},  # a failing `IN` between the lists, first
+    ),
+    # ... but not a test that some rows escape, nor one after something looked at the rows.
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]-{1,3}(b:Movie) WHERE any(n IN nodes(p) WHERE "
+        "n:Person|Movie) RETURN count(*) AS c",
+        {"labels_read": {"Person", "Movie", S}},
+    ),
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]-{1,3}(b:Movie) WHERE all(n IN nodes(p) WHERE "
+        "n:Person|Movie) OR a.uid = 1 RETURN count(*) AS c",
+        {"labels_read": {"Person", "Movie", S}},
+    ),
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]-{1,3}(b:Movie) WHERE all(n IN nodes(p) WHERE "
+        "NOT n:Secret) RETURN count(*) AS c",
+        {"labels_read": {"Person", "Movie", "Secret", S}},
+    ),
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]-{1,3}(b:Movie) WITH p, a LIMIT 10 WHERE all(n IN "
+        "nodes(p) WHERE n:Person|Movie) RETURN count(*) AS c",
+        {"labels_read": {"Person", "Movie", S}},
+    ),
+    (
+        "MATCH p = (a:Person)-[:ACTED_IN]-{1,3}(b:Movie) WHERE all(n IN nodes(p) WHERE "
+        "n:Person|Movie AND 1 / (n.uid - 9) > 0) RETURN count(*) AS c",
+        {"labels_read": {"Person", "Movie", S}},
+    ),
+    (  # a shortest path tested after it was chosen: the choice saw every node
+        "MATCH p = SHORTEST 1 (a:Person)-[:ACTED_IN]-{1,3}(b:Movie) WHERE all(n IN nodes(p) "
+        "WHERE n:Person|Movie) RETURN length(p) AS c",
+        {"labels_read": {"Person", "Movie", S}},
+    ),
     (
         "MATCH p = shortestPath((a:Person)-[:ACTED_IN*..3]-(b:Person)) "
         "WHERE all(n IN nodes(p) WHERE n:Person) RETURN p",
