@@ -91,13 +91,28 @@ class SecretSource(SecretReader, Protocol):
     async def discard(self, version: str) -> None: ...
 
 
+class MalformedSecret(ValueError):
+    """A secret that holds no credential; the message never quotes the secret's text."""
+
+
 def parse_secret(text: str, default_user: str) -> Credential:
-    """A credential from JSON ``{"username", "password"}``, or a bare password."""
+    """A credential from JSON ``{"username", "password"}``, or a bare password.
+
+    Raises :class:`MalformedSecret` for anything else (empty, half-written JSON, a password that
+    is no non-empty string): logging in with it would only lock the gateway out."""
     text = text.strip()
-    if text.startswith("{"):
+    if not text.startswith("{"):
+        if not text:
+            raise MalformedSecret("the secret is empty")
+        return Credential(default_user, text)
+    try:
         document = json.loads(text)
-        return Credential(str(document.get("username") or default_user), str(document["password"]))
-    return Credential(default_user, text)
+    except ValueError:
+        raise MalformedSecret("the secret is not valid JSON") from None
+    password, user = document.get("password"), document.get("username") or default_user
+    if not isinstance(password, str) or not password or not isinstance(user, str):
+        raise MalformedSecret('the secret has no password (a non-empty string "password")')
+    return Credential(user, password)
 
 
 def secret_text(credential: Credential) -> str:
@@ -150,7 +165,7 @@ class FileSecretSource:
             if not self._pending.exists():
                 return None
             text = self._pending.read_text(encoding="utf-8")
-        return "pending", parse_secret(text, self._default_user)
+            return "pending", parse_secret(text, self._default_user)
 
     async def stage(self, credential: Credential) -> str:
         with _file_store():
@@ -247,7 +262,7 @@ class AWSSecretsManagerSource:
         generation, started = self._generation, time.monotonic()
         try:
             answer = await self._call("get_secret_value", VersionStage="AWSCURRENT")
-            value = parse_secret(answer["SecretString"], self._default_user)
+            value = self._parsed(answer)
         except SecretStoreUnavailable as error:
             self._failing = error.reason
             if self._cached is not None:
@@ -267,7 +282,7 @@ class AWSSecretsManagerSource:
             stages = version.get("VersionStages", [])
             if "AWSPENDING" in stages and "AWSCURRENT" not in stages:
                 answer = await self._call("get_secret_value", VersionId=version["VersionId"])
-                credential = parse_secret(answer["SecretString"], self._default_user)
+                credential = self._parsed(answer)
                 return str(version["VersionId"]), credential
         return None
 
@@ -307,6 +322,15 @@ class AWSSecretsManagerSource:
             if "AWSCURRENT" in version.get("VersionStages", []):
                 return str(version["VersionId"])
         raise SecretStoreUnavailable(reason="secret_store:aws_secrets_manager:no_current_version")
+
+    def _parsed(self, answer: dict[str, Any]) -> Credential:
+        """The credential in a ``get_secret_value`` answer (a binary secret holds none)."""
+        try:
+            return parse_secret(str(answer.get("SecretString") or ""), self._default_user)
+        except MalformedSecret:
+            raise SecretStoreUnavailable(
+                reason="secret_store:aws_secrets_manager:malformed_secret"
+            ) from None
 
     async def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
         method = functools.partial(
@@ -375,11 +399,14 @@ class FixedSecretSource:
 
 @contextlib.contextmanager
 def _file_store() -> Iterator[None]:
-    """A mounted file that cannot be read or written: the store is unavailable."""
+    """A mounted file that cannot be read or written, or holds no credential (being rewritten,
+    say): the store is unavailable."""
     try:
         yield
     except OSError as exc:
         raise SecretStoreUnavailable(reason=f"secret_store:file:{type(exc).__name__}") from exc
+    except MalformedSecret:
+        raise SecretStoreUnavailable(reason="secret_store:file:malformed_secret") from None
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 
 from proxy.app import secret_source
 from proxy.errors import NotSupported, SecretStoreUnavailable
+from proxy.neo4j.rotation import RotatingAuth
 from proxy.neo4j.secret_sources import (
     AWSSecretsManagerSource,
     Credential,
@@ -213,3 +215,69 @@ def test_a_hanging_secret_store_never_stalls_a_login() -> None:
         asyncio.run(go())
     finally:
         source.close()
+
+
+class ChangingSecretsManager:
+    """A boto3 client stand-in answering with whatever ``value`` holds now."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def get_secret_value(self, **_: Any) -> dict[str, Any]:
+        return {"SecretString": self.value}
+
+
+# What a store can hold that is no credential: never a password to log in with.
+MALFORMED_SECRETS = [
+    "",
+    "  \n",
+    '{"username": "gw"}',
+    '{"username": "gw", "password": null}',
+    '{"username": "gw", "password": ""}',
+    '{"username": "gw", "password": 12345678}',
+    '{"username": "gw", "password": "half-written',
+]
+
+
+def test_a_malformed_secret_is_refused_and_the_last_good_one_serves_on(tmp_path: Path) -> None:
+    """A store that answers with something other than a credential (emptied, half-written, a
+    null or non-string password) is unavailable, named so without echoing what it holds; the
+    driver's auth manager keeps the credential that works, rather than logging in with an
+    empty password, "None", or a half-written JSON text, and locking the gateway out."""
+    good = '{"username": "gw", "password": "the-good-password"}'
+    path = tmp_path / "neo4j"
+    client = ChangingSecretsManager(good)
+    settings = SecretSettings(source="aws_secrets_manager", secret_id="s", refresh_interval_s=0.001)
+    stores: list[tuple[SecretReader, str]] = [
+        (FileSecretSource(path, "gw"), "secret_store:file:malformed_secret"),
+        (
+            AWSSecretsManagerSource(settings, "gw", client=client),
+            "secret_store:aws_secrets_manager:malformed_secret",
+        ),
+    ]
+
+    async def go(source: SecretReader, reason: str) -> None:
+        path.write_text(good)
+        client.value = good
+        auth = RotatingAuth(source, await source.current())
+        for bad in MALFORMED_SECRETS:
+            path.write_text(bad)
+            os.utime(path, ns=(time.time_ns(), time.time_ns()))  # seen as changed
+            client.value = bad
+            for _ in range(3):  # a background read of a cached value, then its outcome
+                await auth.get_auth()
+                assert auth.credential.password == "the-good-password", bad
+                await asyncio.sleep(0.01)
+            source.invalidate()
+            with pytest.raises(SecretStoreUnavailable) as error:
+                await source.current()
+            assert error.value.reason == reason
+            assert bad.strip() == "" or bad not in str(error.value)
+            await auth.get_auth()
+            assert auth.credential.password == "the-good-password", bad
+
+    for source, reason in stores:
+        asyncio.run(go(source, reason))
+    with pytest.raises(ValueError, match="no password") as error:
+        FixedSecretSource('{"username": "gw", "password": null}', "gw")
+    assert "null" not in str(error.value)
