@@ -157,6 +157,14 @@ class Analyzer:
             self._cache.put(key, (self._clock(), analysis))
         return analysis
 
+    def schema_changed(self) -> None:
+        """A schema statement has ended, or the transaction it ran in has. Its analysis moved the
+        epoch before it ran; an analysis made since (here or in another worker) may predate its
+        effect (a constraint that makes a write read what it is compared with), so move it again.
+        """
+        self._epoch.advance()
+        self.clear()
+
     def clear(self) -> None:
         """Forget every cached analysis (for example after a schema change)."""
         self._cache.clear()

@@ -69,6 +69,10 @@ class FakeAnalyzer:
     """Neo4j's EXPLAIN as the request path sees it: a statement with CREATE writes ``:N``."""
 
     analysed: list[str] = field(default_factory=list)
+    schema_changes: int = 0
+
+    def schema_changed(self) -> None:
+        self.schema_changes += 1
 
     async def analyse(self, database: str, statement: str, step: Step = OFF) -> Analysis:
         self.analysed.append(f"{database}: {statement}")

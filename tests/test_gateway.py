@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
+from proxy.analysis import Analysis, Analyzer
 from proxy.auth import SchemeRouter
 from proxy.errors import (
     AuditUnavailable,
@@ -28,8 +30,10 @@ from proxy.errors import (
 from proxy.gateway.call import MAX_PARAMETERS, MAX_STATEMENT_CHARACTERS, Call, Statement
 from proxy.gateway.path import Gateway
 from proxy.metrics import Metrics
+from proxy.neo4j.logins import Login
+from proxy.plan import PlanFacts
 from proxy.principal import DagResolver
-from proxy.statement import JSON, Summary
+from proxy.statement import JSON, Execution, Summary
 from tests.fakes import (
     FakeAnalyzer,
     FakeAudit,
@@ -37,6 +41,7 @@ from tests.fakes import (
     FakeBroker,
     FakeExecutor,
     FakePolicy,
+    FakeRows,
 )
 
 
@@ -415,3 +420,98 @@ def test_an_unknown_call_is_refused_like_a_known_one_when_no_call_is_granted(
     with pytest.raises(CypherGateError) as refused:
         run(granted.gateway, call(statement))
     assert refused.value.status == 400
+
+
+class _Schema:
+    """Neo4j's plans as a constraint changes them: once ``CREATE CONSTRAINT`` has taken effect
+    (``created`` set), a write of ``:Secret`` also reads ``:Secret`` (a uniqueness constraint
+    compares it with every other)."""
+
+    def __init__(self) -> None:
+        self.created = False
+        self.explained: list[str] = []
+
+    async def explain(self, database: str, statement: str) -> Analysis:
+        del database
+        self.explained.append(statement)
+        if statement.startswith("CREATE CONSTRAINT"):
+            return Analysis(query_type="s", facts=PlanFacts())
+        read = frozenset({"Secret"}) if self.created else frozenset()
+        facts = PlanFacts(labels_written=frozenset({"Secret"}), labels_read=read)
+        return Analysis(query_type="w", facts=facts)
+
+
+class _SlowSchema(FakeExecutor):
+    """Creating the constraint takes Neo4j a while (it checks every existing node): it takes
+    effect, with ``schema.created``, once ``done`` is set."""
+
+    def __init__(self, schema: _Schema) -> None:
+        super().__init__()
+        self.schema, self.running, self.done = schema, asyncio.Event(), asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def run(self, execution: Execution, login: Login) -> AsyncIterator[FakeRows]:
+        if execution.statement.startswith("CREATE CONSTRAINT"):
+            self.running.set()
+            await self.done.wait()
+            self.schema.created = True
+        async with super().run(execution, login) as rows:
+            yield rows
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_an_analysis_made_while_a_schema_statement_runs_is_not_used_after_it(
+    in_transaction: bool,
+) -> None:
+    """The schema epoch moved when the constraint was analysed, before it ran: a write analysed
+    while it ran (here or on another worker) was planned without the constraint, and cached
+    under the new epoch it would be decided on for the cache's time to live, never reading the
+    label the constraint compares it with."""
+    schema = _Schema()
+    executor = _SlowSchema(schema)
+    rig = make()
+    gateway = Gateway(
+        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        resolver=DagResolver([]),
+        analyzer=Analyzer(schema, max_entries=16),
+        policy=rig.policy,
+        credentials=rig.broker,
+        executor=executor,
+        audit=rig.audit,
+        clock=lambda: 1_700_000_000.0,
+        default_timeout_s=30.0,
+    )
+    write = "CREATE (:Secret {key: $key})"
+
+    async def constraint() -> None:
+        create = call("CREATE CONSTRAINT FOR (s:Secret) REQUIRE s.key IS UNIQUE")
+        if not in_transaction:
+            async with gateway.run(create) as rows:
+                await rows.summary()
+            return
+        transaction = gateway.begin(
+            database="neo4j", access_mode=None, bookmarks=(), metadata={}, timeout_s=None
+        )
+        async with gateway.run(create, transaction=transaction) as rows:
+            await rows.summary()
+        executor.running.set()  # the constraint takes effect when the transaction commits
+        await executor.done.wait()
+        schema.created = True
+        await transaction.commit()
+
+    async def written() -> None:
+        async with gateway.run(call(write)) as rows:
+            await rows.summary()
+
+    async def go() -> None:
+        async with asyncio.timeout(10):
+            creating = asyncio.create_task(constraint())
+            await executor.running.wait()
+            await written()  # analysed before the constraint exists
+            executor.done.set()
+            await creating
+            await written()
+
+    asyncio.run(go())
+    assert schema.explained.count(write) == 2, "a plan from before the constraint was used"
+    assert rig.policy.inputs[-1]["analysis"]["labels"]["read"] == ["Secret"]

@@ -104,11 +104,9 @@ class Gateway:
         # Makes each request's span (proxy/tracing.py); the front doors start them.
         self.tracing = tracing
         self._rates = rates or RateLimits(RateLimitSettings())  # no limit unless configured
-        # The Neo4j server as lineage names it (proxy.lineage.namespace_of(neo4j.uri)); None
-        # (a gateway built by hand in a test) gives no caller lineage.
+        # The Neo4j server as lineage names it (namespace_of(neo4j.uri)); None: no lineage.
         self._lineage_namespace = lineage_namespace
-        # Told of every statement that ends ([lineage]); None when lineage is off.
-        self._lineage = lineage
+        self._lineage = lineage  # told of every statement that ends; None when lineage is off
 
     def with_executor(self, executor: GraphExecutor) -> Gateway:
         """The same request path (the same caches, policy, audit log) with statements run by
@@ -141,6 +139,7 @@ class Gateway:
             audit=self._audit,
             clock=self._clock,
             metrics=self._metrics,
+            schema_changed=self._analyzer.schema_changed,
         )
 
     @contextlib.asynccontextmanager
@@ -176,22 +175,26 @@ class Gateway:
                 if on_execution is not None:
                     on_execution(execution)
                 trail.access_mode = mode
-                async with self._credentials.hold(principal.dag) as login:
-                    trail.credential = {"user": login.user}
-                    await trail.ahead()  # if this cannot be written, AuditUnavailable ends it here
-                    started: RowStream | None = None
-                    try:
-                        with call.trace.step("execute"):
-                            async with self._executor.run(execution, login) as rows:
-                                started = rows
-                                yield rows
-                                trail.finished(await rows.summary())  # for the outcome record
-                    except BaseException:
-                        if started is not None:  # asked once the executor closed it
-                            trail.committed_anyway(started.committed())
-                        if analysis.commits_in_batches:
-                            trail.committed_in_part()
-                        raise
+                try:
+                    async with self._credentials.hold(principal.dag) as login:
+                        trail.credential = {"user": login.user}
+                        await trail.ahead()  # if this cannot be written, AuditUnavailable ends it
+                        started: RowStream | None = None
+                        try:
+                            with call.trace.step("execute"):
+                                async with self._executor.run(execution, login) as rows:
+                                    started = rows
+                                    yield rows
+                                    trail.finished(await rows.summary())  # for the outcome
+                        except BaseException:
+                            if started is not None:  # asked once the executor closed it
+                                trail.committed_anyway(started.committed())
+                            if analysis.commits_in_batches:
+                                trail.committed_in_part()
+                            raise
+                finally:
+                    if analysis.query_type == "s":  # see Analyzer.schema_changed
+                        self._analyzer.schema_changed()
             return
         trail.transaction = transaction.context()
         async with (
@@ -208,6 +211,7 @@ class Gateway:
                 writes=not analysis.is_read_only,
                 read_only=decision.access_mode == "READ",
                 may_write=may_write,
+                schema=analysis.query_type == "s",
                 metadata=neo4j_metadata(
                     principal, call.request_id, decision.decision_id, call.trace.traceparent()
                 ),

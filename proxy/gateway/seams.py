@@ -45,6 +45,11 @@ class StatementAnalyzer(Protocol):
         """``step``: the request's analysis span, told whether the analysis was cached."""
         ...
 
+    def schema_changed(self) -> None:
+        """A schema statement has ended (or its transaction has): no analysis made before now
+        may be used after it."""
+        ...
+
 
 class PolicyDecider(Protocol):
     """Decides on a policy input document.

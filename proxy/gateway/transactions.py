@@ -49,7 +49,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -125,6 +125,7 @@ class Transaction:
         audit: AuditLog,
         clock: Clock,
         metrics: Metrics,
+        schema_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.id = str(uuid.uuid4())
         self.database = database
@@ -146,6 +147,9 @@ class Transaction:
         self._placement: Placement | None = None
         self._statements = 0
         self._deadline: float | None = None  # when Neo4j's timeout for it runs out
+        # Told when it ends if a schema statement ran in it (see Analyzer.schema_changed).
+        self._schema_changed = schema_changed
+        self._ran_schema = False
 
     @property
     def open(self) -> bool:
@@ -224,6 +228,7 @@ class Transaction:
         may_write: bool,
         metadata: Mapping[str, str | int],
         timeout_s: float,
+        schema: bool = False,
     ) -> Placement:
         """Where the decided statement runs. For the first, the transaction holds the DAG's
         credential and begins on Neo4j (access mode and timeout as the module docstring says,
@@ -231,7 +236,8 @@ class Transaction:
         transaction is refused, and so is one whose decision said it runs READ (``read_only``:
         auto-commit, it would run in a READ transaction, where Neo4j refuses a write).
         ``may_write``: whether any statement of the DAG may write (the policy's preflight), or
-        the transaction begins READ."""
+        the transaction begins READ. ``schema``: it is a schema statement, whose effect comes
+        with the commit (the analyses are told when the transaction ends)."""
         placement = self._placement
         mode = placement.access_mode if placement else self._opening_mode(may_write)
         if writes and mode == "READ":
@@ -260,6 +266,7 @@ class Transaction:
             self._deadline = self._clock() + opening.timeout_s
             placement = self._placement = Placement(upstream, login.user, mode)
         self._statements += 1
+        self._ran_schema = self._ran_schema or schema
         return placement
 
     def _opening_mode(self, may_write: bool) -> AccessMode:
@@ -321,6 +328,8 @@ class Transaction:
             self._state = "failed"
         else:
             self._state = "rolled_back"
+        if self._ran_schema:
+            self._schema_changed()
         try:
             await self._held.aclose()
         except Exception:
