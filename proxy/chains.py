@@ -19,7 +19,10 @@ def worker_settings(settings: Settings, index: int) -> Settings:
     Each worker appends to a chain of its own (``audit.path`` and ``audit.chain_id`` suffixed
     ``-w<index>``), and leases users under a prefix of its own (``<prefix>w<index>_``, none a
     prefix of another's) recorded in a leases file of its own, so that no worker ever sweeps
-    another's users. One worker alone keeps the names as configured.
+    another's users. Only worker 1 rotates the gateway's password (``neo4j.rotation_interval_s``):
+    the workers share its secret and start together, and rotations of one secret at once refuse
+    each other's logins and, on Secrets Manager, which has no lock, displace each other's staged
+    value; the others follow the store. One worker alone keeps the names as configured.
     """
     if settings.server.workers == 1:
         return settings
@@ -29,6 +32,7 @@ def worker_settings(settings: Settings, index: int) -> Settings:
         update={
             "lease_user_prefix": f"{settings.neo4j.lease_user_prefix}w{index}_",
             "leases_path": _suffixed(settings.neo4j.leases_path, index),
+            "rotation_interval_s": settings.neo4j.rotation_interval_s if index == 1 else 0.0,
         }
     )
     return settings.model_copy(update={"audit": audit_chain(settings.audit, index), "neo4j": neo4j})

@@ -228,3 +228,17 @@ def test_any_worker_reads_every_chain_of_its_replica(tmp_path: Path) -> None:
     assert second == ["c"]
     with pytest.raises(AuditChainNotFound):
         asyncio.run(reading.query(RecordFilter(), "r2"))
+
+
+def test_only_one_worker_of_a_replica_rotates_the_gateway_s_password(tmp_path: Path) -> None:
+    """The workers share one secret and start together: each rotating it on the same interval
+    would rotate it several times at once, each rotation refusing the others' logins (towards
+    Neo4j's login rate limit), and on Secrets Manager, which has no lock, one worker's staged
+    value displaces another's, so a crash between that one's ALTER and its promotion leaves a
+    password only Neo4j knows. Worker 1 rotates; the others follow the store."""
+    settings = _settings(tmp_path, 3)
+    settings = settings.model_copy(
+        update={"neo4j": settings.neo4j.model_copy(update={"rotation_interval_s": 3600.0})}
+    )
+    intervals = [worker_settings(settings, i).neo4j.rotation_interval_s for i in (1, 2, 3)]
+    assert intervals == [3600.0, 0.0, 0.0]

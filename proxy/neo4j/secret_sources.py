@@ -231,9 +231,10 @@ class AWSSecretsManagerSource:
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
-        # Secrets Manager has no lock. Two rotations at once stay consistent: a promotion moves
-        # AWSCURRENT to its own version even if another process removed that version's
-        # AWSPENDING label, and the loser's ALTER ... FROM fails before it stages anything new.
+        # Secrets Manager has no lock, so one process rotates a secret: a replica's worker 1
+        # (proxy.chains). Two at once would stage over each other's AWSPENDING: the loser's
+        # ALTER ... FROM fails, but a crash of the winner before its promotion would leave its
+        # password in an unlabelled version, where recovery does not look.
         yield
 
     async def current(self) -> Credential:
