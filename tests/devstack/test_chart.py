@@ -253,6 +253,7 @@ def test_the_opa_sidecar_is_the_opa_the_tests_run() -> None:
         ("config:\n  neo4j:\n    secret:\n      source: env\n", "config.neo4j.secret"),
         ("config:\n  audit:\n    chain_id: one-for-all\n", "config.audit.chain_id is set by"),
         ("config:\n  server:\n    port: 9000\n", "config.server.port is set by"),
+        ("config:\n  neo4j:\n    rotation_interval_s: 3600\n", "every pod would rotate"),
         ("config:\n  profile: development\n", "at '/config/profile'"),
         ("replica: 3\n", "additional properties 'replica' not allowed"),
         ("leaseUserPrefix: cg-\n", "at '/leaseUserPrefix'"),
@@ -263,7 +264,7 @@ def test_the_opa_sidecar_is_the_opa_the_tests_run() -> None:
         ),
     ],
     ids=[
-        *("password", "env-secret", "chain-id", "port", "profile", "typo", "prefix"),
+        *("password", "env-secret", "chain-id", "port", "rotation", "profile", "typo", "prefix"),
         *("no-secret", "retired-but-running"),
     ],
 )

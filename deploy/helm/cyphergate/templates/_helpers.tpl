@@ -56,6 +56,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if or (hasKey $secret "value") (eq (toString $secret.source) "env") -}}
 {{- fail "config.neo4j.secret: source env carries the secret in the chart; use file or aws_secrets_manager" -}}
 {{- end -}}
+{{- if gt (float64 (default 0 $neo4j.rotation_interval_s)) 0.0 -}}
+{{- fail "config.neo4j.rotation_interval_s: every pod would rotate the one password at once (and a password_file under the read-only Secret mount cannot be rotated); rotate it from one place (cyphergate creds rotate-root, or a Secrets Manager rotation function): the pods follow the store" -}}
+{{- end -}}
 {{- if hasKey $web "client_secret" -}}
 {{- fail "config.audit.web.client_secret: a secret value in the chart; use client_secret_file" -}}
 {{- end -}}
