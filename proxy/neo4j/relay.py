@@ -115,6 +115,9 @@ class RelayExecutor:
         """A writing statement under a row limit that must fail: in an explicit transaction,
         committed once every row is within the limit, rolled back (by the pool's reset) if
         not."""
+        # Packed (and a parameter Bolt cannot carry refused) before the transaction begins: a
+        # refusal between BEGIN and RUN would give the connection back to the pool inside it.
+        run = _run(execution)
         async with contextlib.AsyncExitStack() as held:
 
             async def start() -> BoltConnection:
@@ -123,7 +126,7 @@ class RelayExecutor:
                 return connection
 
             connection = await login.attempt(start)
-            rows = await RelayRows.start(connection, execution, _run(execution), auto_commit=False)
+            rows = await RelayRows.start(connection, execution, run, auto_commit=False)
             try:
                 yield rows
                 summary = await rows.summary()

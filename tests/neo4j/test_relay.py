@@ -316,3 +316,25 @@ def test_addresses_of_every_bolt_scheme_and_nothing_else() -> None:
     for wrong in ("http://db:7474", "db:7687", "bolt://"):
         with pytest.raises(ValueError, match="not a Bolt URI"):
             Address.parse(wrong)
+
+
+def test_a_statement_refused_after_its_transaction_began_leaves_no_transaction_open(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None
+) -> None:
+    """A write under a row limit that fails runs in an explicit transaction; one whose parameter
+    Bolt cannot carry is refused, and the connection that began the transaction must not go back
+    to the pool inside it, where the next statement of the pool's user (any DAG's, for the
+    gateway's own user) would run in it, under the refused one's metadata, never committed."""
+    write = f"CREATE (n:{LABEL} {{i: $n}}) RETURN n.i AS i"
+
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> None:
+        with pytest.raises(BadRequest) as refused:
+            async with executor.run(_execution(write, parameters={"n": 2**64}, row_limit=3), login):
+                pass
+        assert refused.value.reason == "parameter_not_sendable:PackStreamError"
+        async with executor.run(_execution(write, parameters={"n": 1}), login) as rows:
+            assert [row async for row in rows] == [[1]]
+            await rows.summary()
+
+    _run(status, body)
+    assert neo4j_admin.execute_query(f"MATCH (n:{LABEL}) RETURN count(n)").records[0][0] == 1
