@@ -148,12 +148,15 @@ class Analyzer:
             return cached[1]
         self._miss.inc()
         step.set("cyphergate.analysis.cached", False)
+        planned_under = self._epoch.current()
         analysis = await self._explainer.explain(database, statement)
         if analysis.query_type == "s":
             # A schema statement (about to run) can change plans: start afresh, everywhere.
             self._epoch.advance()
             self.clear()
-        elif self._max_entries > 0:
+        elif self._max_entries > 0 and self._epoch.current() == planned_under:
+            # Not a plan begun before a schema change and finished after it (another lookup
+            # may have emptied the cache for the new epoch meanwhile).
             self._cache.put(key, (self._clock(), analysis))
         return analysis
 

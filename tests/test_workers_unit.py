@@ -242,3 +242,46 @@ def test_only_one_worker_of_a_replica_rotates_the_gateway_s_password(tmp_path: P
     )
     intervals = [worker_settings(settings, i).neo4j.rotation_interval_s for i in (1, 2, 3)]
     assert intervals == [3600.0, 0.0, 0.0]
+
+
+class _HeldExplainer:
+    """Neo4j planning a statement that takes its time: ``MATCH`` statements wait for ``go``;
+    ``plans`` says what schema each plan saw (``schema`` when it was made)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.schema = "before"
+        self.explained = 0
+
+    async def explain(self, database: str, statement: str) -> Analysis:
+        del database
+        self.explained += 1
+        seen = self.schema
+        if statement.startswith("MATCH"):
+            await self.go.wait()
+        labels = frozenset({seen})
+        return Analysis(query_type="r", facts=PlanFacts(labels_read=labels))
+
+
+def test_a_plan_made_across_a_schema_change_is_not_cached(tmp_path: Path) -> None:
+    """A plan begun before a schema statement took effect and finished after it must not be
+    cached, even when another lookup meanwhile emptied the cache for the new epoch."""
+    epoch_file = tmp_path / "schema-epoch"
+    SharedEpoch.create(epoch_file)
+    epoch = SharedEpoch(epoch_file)
+    explainer = _HeldExplainer()
+    analyzer = Analyzer(explainer, max_entries=16, epoch=epoch)
+
+    async def go() -> None:
+        slow = asyncio.create_task(analyzer.analyse("neo4j", "MATCH (n) RETURN n"))
+        await asyncio.sleep(0.01)  # planning, with the schema as it was
+        explainer.schema = "after"
+        analyzer.schema_changed()  # the schema statement has run (here or on another worker)
+        await analyzer.analyse("neo4j", "RETURN 1")  # a lookup under the new epoch
+        explainer.go.set()
+        await slow
+        again = await analyzer.analyse("neo4j", "MATCH (n) RETURN n")
+        assert again.facts.labels_read == {"after"}, "a plan from before the change was cached"
+
+    asyncio.run(go())
+    epoch.close()
