@@ -305,16 +305,31 @@ class AWSSecretsManagerSource:
             MoveToVersionId=version,
             RemoveFromVersionId=current,
         )
-        await self._call(
-            "update_secret_version_stage",
-            VersionStage="AWSPENDING",
-            RemoveFromVersionId=version,
-        )
+        await self._unstage(version)
         self.invalidate()
 
     async def discard(self, version: str) -> None:
-        await self._call(
-            "update_secret_version_stage", VersionStage="AWSPENDING", RemoveFromVersionId=version
+        await self._unstage(version)
+
+    async def _unstage(self, version: str) -> None:
+        """Take ``AWSPENDING`` off ``version``. Secrets Manager has no lock: another process
+        settling the same interrupted rotation may have taken it off already (then it refuses
+        the removal), which settles it just the same."""
+        try:
+            await self._call(
+                "update_secret_version_stage",
+                VersionStage="AWSPENDING",
+                RemoveFromVersionId=version,
+            )
+        except SecretStoreUnavailable:
+            if await self._staged(version):
+                raise
+
+    async def _staged(self, version: str) -> bool:
+        versions = await self._call("list_secret_version_ids", IncludeDeprecated=True)
+        return any(
+            v.get("VersionId") == version and "AWSPENDING" in v.get("VersionStages", [])
+            for v in versions.get("Versions", [])
         )
 
     async def _current_version(self) -> str:

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from proxy.app import secret_source
 from proxy.errors import NotSupported, SecretStoreUnavailable
-from proxy.neo4j.rotation import RotatingAuth
+from proxy.neo4j.rotation import RotatingAuth, Rotator
 from proxy.neo4j.secret_sources import (
     AWSSecretsManagerSource,
     Credential,
@@ -281,3 +283,41 @@ def test_a_malformed_secret_is_refused_and_the_last_good_one_serves_on(tmp_path:
     with pytest.raises(ValueError, match="no password") as error:
         FixedSecretSource('{"username": "gw", "password": null}', "gw")
     assert "null" not in str(error.value)
+
+
+class _RefusingRotator(Rotator):
+    """A rotator whose Neo4j accepts no staged value (the crash came before the ALTER)."""
+
+    async def accepted(self, credential: Credential) -> bool:
+        del credential
+        return False
+
+
+def test_processes_settling_one_interrupted_rotation_at_once_all_start() -> None:
+    """A replica's workers (or replicas) start together after a crash that left a staged value
+    Neo4j never got: each finds it and discards it. Secrets Manager has no lock, so the second
+    discard finds the label gone; the rotation is settled all the same, and the process must
+    start, not fail on a store that is only ahead of it."""
+    settings = SecretSettings(source="aws_secrets_manager", secret_id="gw", region="us-east-1")
+    current = '{"username": "gw", "password": "the-working-password"}'
+
+    async def go() -> list[Credential]:
+        sources = [
+            AWSSecretsManagerSource(settings, "gw", boto3.client("secretsmanager", "us-east-1"))
+            for _ in range(3)
+        ]
+        try:
+            await sources[0].stage(Credential("gw", "never-set-in-neo4j"))
+            rotators = [
+                _RefusingRotator("bolt://127.0.0.1:9", s, RotatingAuth(s, await s.current()))
+                for s in sources
+            ]
+            return await asyncio.gather(*(r.recover() for r in rotators))
+        finally:
+            for source in sources:
+                source.close()
+
+    with mock_aws():
+        boto3.client("secretsmanager", "us-east-1").create_secret(Name="gw", SecretString=current)
+        recovered = asyncio.run(go())
+    assert {c.password for c in recovered} == {"the-working-password"}
