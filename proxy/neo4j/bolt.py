@@ -111,6 +111,10 @@ class BoltConnection:
         self._expires = time.monotonic() + lifetime_s
         self.broken = False  # lost, or in a state nobody knows: never used again
         self.failed = False  # Neo4j answered FAILURE: RESET before the next use
+        # A BEGIN sent whose COMMIT or ROLLBACK has not succeeded: RESET before the next use,
+        # whatever ended its user's block (Neo4j then rolls it back), or the next statement of
+        # the pool's user would run inside it.
+        self.in_transaction = False
 
     @classmethod
     async def open(
@@ -197,6 +201,7 @@ class BoltConnection:
         if tag_of(answer) != SUCCESS:
             self.broken = True
         self.failed = False
+        self.in_transaction = False
 
     def close(self) -> None:
         """Say goodbye and close (nothing is waited for)."""
@@ -284,7 +289,7 @@ class BoltPool:
             raise failure_error(refused) from refused
 
     async def _give_back(self, connection: BoltConnection) -> None:
-        if connection.failed and not connection.broken:
+        if (connection.failed or connection.in_transaction) and not connection.broken:
             try:
                 await connection.reset()
             except GraphUnavailable:

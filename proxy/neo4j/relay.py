@@ -122,7 +122,7 @@ class RelayExecutor:
 
             async def start() -> BoltConnection:
                 connection = await held.enter_async_context(self.connection(login))
-                await summarised(connection, _begin(extra))
+                await _begun(connection, extra)
                 return connection
 
             connection = await login.attempt(start)
@@ -133,7 +133,7 @@ class RelayExecutor:
             except BaseException:
                 await rows.close(discard=False)  # the pool's reset rolls it back
                 raise
-            committed = await summarised(connection, wire.encode(COMMIT))
+            committed = await _ended(connection, COMMIT)
             bookmark = committed.get("bookmark")
             if isinstance(bookmark, str):
                 summary.bookmarks.append(bookmark)
@@ -152,7 +152,7 @@ class RelayExecutor:
                     opening.metadata,
                     opening.timeout_s,
                 )
-                await summarised(connection, _begin(extra))
+                await _begun(connection, extra)
             except BaseException:
                 await stack.aclose()
                 raise
@@ -195,7 +195,7 @@ class RelayTransaction:
     async def commit(self) -> list[str]:
         """Commit; the bookmarks of what was committed."""
         self._open = False
-        metadata = await summarised(self._connection, wire.encode(COMMIT))
+        metadata = await _ended(self._connection, COMMIT)
         bookmark = metadata.get("bookmark")
         return [bookmark] if isinstance(bookmark, str) else []
 
@@ -203,12 +203,11 @@ class RelayTransaction:
         """Roll back (nothing to do if Neo4j already has, after a failed statement)."""
         if self._open and not self._connection.failed:
             self._open = False
-            await summarised(self._connection, wire.encode(ROLLBACK))
+            await _ended(self._connection, ROLLBACK)
 
     async def close(self) -> None:
-        """Give the connection back; an open transaction is rolled back first (a reset)."""
-        if self._open:
-            self._connection.failed = True  # the pool resets it: Neo4j rolls back
+        """Give the connection back; an open transaction is rolled back first (the pool
+        resets a connection still in one)."""
         await self._stack.aclose()
 
 
@@ -256,6 +255,20 @@ class _AutoCommit:
             await rows.close(discard=failed is None)
         finally:
             await pool.release(connection)
+
+
+async def _begun(connection: BoltConnection, extra: dict[str, Any]) -> None:
+    """Begin a transaction on ``connection``. Marked as in one before the BEGIN is sent, until
+    :func:`_ended`: whatever ends its block in between, the pool resets it (Neo4j rolls back)."""
+    connection.in_transaction = True
+    await summarised(connection, _begin(extra))
+
+
+async def _ended(connection: BoltConnection, tag: int) -> dict[str, Any]:
+    """End the transaction on ``connection`` (``COMMIT`` or ``ROLLBACK``); the summary."""
+    metadata = await summarised(connection, wire.encode(tag))
+    connection.in_transaction = False
+    return metadata
 
 
 def _run(execution: Execution, extra: dict[str, Any] | None = None) -> bytes:

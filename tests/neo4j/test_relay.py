@@ -338,3 +338,32 @@ def test_a_statement_refused_after_its_transaction_began_leaves_no_transaction_o
 
     _run(status, body)
     assert neo4j_admin.execute_query(f"MATCH (n:{LABEL}) RETURN count(n)").records[0][0] == 1
+
+
+def test_a_connection_given_back_inside_a_transaction_is_reset_whatever_ended_it(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever ends a statement between its BEGIN and its COMMIT (here a failure of the
+    gateway's own, after BEGIN, before the RUN: neither Neo4j's FAILURE nor a lost connection),
+    the connection goes back to the pool with Neo4j's transaction ended, never inside it."""
+    write = f"CREATE (n:{LABEL} {{i: $n}}) RETURN n.i AS i"
+    start = RelayRows.start
+    failing = [True]
+
+    async def fails_once(cls: type[RelayRows], *args: Any, **kwargs: Any) -> RelayRows:
+        if failing.pop() if failing else False:
+            raise RuntimeError("the gateway's own failure, between BEGIN and RUN")
+        return await start(*args, **kwargs)
+
+    monkeypatch.setattr(RelayRows, "start", classmethod(fails_once))
+
+    async def body(executor: RelayExecutor, login: Login, _: UserBoltPools) -> None:
+        with pytest.raises(RuntimeError):
+            async with executor.run(_execution(write, parameters={"n": 2}, row_limit=3), login):
+                pass
+        async with executor.run(_execution(write, parameters={"n": 1}), login) as rows:
+            assert [row async for row in rows] == [[1]]
+            await rows.summary()
+
+    _run(status, body)
+    assert neo4j_admin.execute_query(f"MATCH (n:{LABEL}) RETURN n.i").records[0][0] == 1
