@@ -16,6 +16,7 @@ from proxy.analysis import Analysis
 from proxy.app import open_policy
 from proxy.bundles import BundleError
 from proxy.devstack.install import default_cache_dir, ensure_opa
+from proxy.gateway.replay import Change, ReplaySummary, replay
 from proxy.opa_server import proposed_policy
 from proxy.plan import PlanFacts
 from proxy.policy import Decision, policy_input
@@ -79,3 +80,38 @@ def test_grants_that_would_not_build_are_not_replayed(policies: Path, tmp_path: 
     assert replay.returncode == 2, replay.stderr
     assert "data.json does not match schemas/grants.json at" in replay.stderr
     assert "Traceback" not in replay.stderr
+
+
+def test_a_proposed_shadow_mode_that_would_run_refused_statements_is_a_change(
+    policies: Path,
+) -> None:
+    """Turning a DAG's grant to shadow mode keeps the policy's word (a refusal, for the same
+    reasons) but runs what it refuses: replay must report that, or ``--fail-on-change`` lets a
+    pull request through that would run every statement the DAG was refused."""
+    analysis = Analysis(query_type="r", facts=PlanFacts(labels_read=frozenset({"Account"})))
+    record = {
+        "event": "decision",
+        "seq": 7,
+        "time": "2026-12-01T00:00:00Z",
+        "principal": {"method": "oidc", "issuer": "i", "subject": "s", "dag": "demo_labels"},
+        "database": "neo4j",
+        "statement": "MATCH (a:Account) RETURN count(a) AS n",
+        "parameters": {},
+        "analysis": analysis.document,
+        "decision": {"allow": False, "reasons": ["label_not_granted:Account"]},
+    }
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    data["cyphergate"]["grants"]["dags"]["demo_labels"]["mode"] = "shadow"
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
+
+    async def replayed() -> tuple[list[Change], ReplaySummary]:
+        summary = ReplaySummary()
+        with proposed_policy(ensure_opa(default_cache_dir()), policies) as settings:
+            async with open_policy(settings, cache=False) as policy:
+                return [change async for change in replay([record], policy, summary)], summary
+
+    changes, summary = asyncio.run(replayed())
+    assert summary.changed == 1
+    (change,) = changes
+    assert change.kind == "newly_run_in_shadow"
+    assert not change.now_allow and change.now_reasons == ("label_not_granted:Account",)

@@ -150,6 +150,8 @@ def _policy_replay(args: argparse.Namespace) -> int:
         for change in changes:
             was = "allow" if change["was_allow"] else "deny " + ",".join(change["was_reasons"])
             now = "allow" if change["now_allow"] else "deny " + ",".join(change["now_reasons"])
+            if change["kind"] == "newly_run_in_shadow":
+                now += " (shadow mode: it would run)"
             statement = (change["statement"] or "").replace("\n", " ")[:60]
             line = f"#{change['seq']} {change['time']} {change['dag']}: {was} -> {now}  {statement}"
             print(visible(line))  # recorded text, as any caller sent it

@@ -34,14 +34,18 @@ class Change:
     was_reasons: tuple[str, ...]
     now_allow: bool
     now_reasons: tuple[str, ...]
+    # The policy still refuses it, but in shadow mode now: it would run (it did not).
+    now_runs_in_shadow: bool = False
 
     @property
     def kind(self) -> str:
-        """``newly_denied``, ``newly_allowed`` or ``reasons_changed``."""
+        """``newly_denied``, ``newly_allowed``, ``newly_run_in_shadow`` or ``reasons_changed``."""
         if self.was_allow and not self.now_allow:
             return "newly_denied"
         if self.now_allow and not self.was_allow:
             return "newly_allowed"
+        if self.now_runs_in_shadow:
+            return "newly_run_in_shadow"
         return "reasons_changed"
 
 
@@ -84,7 +88,8 @@ async def replay(
     records: Iterable[dict[str, Any]], policy: PolicyDecider, summary: ReplaySummary
 ) -> AsyncIterator[Change]:
     """Re-decide each recorded decision with ``policy`` (which must not answer from a cache);
-    yield those that change."""
+    yield those that change: the policy's word (allowed, and why not), or, for a refusal, that
+    shadow mode would now run what was refused and did not run."""
     for record in records:
         document = recorded_input(record)
         if document is None:
@@ -96,7 +101,9 @@ async def replay(
         # A shadow-mode record ran although the policy refused it: compare the policy's word.
         was_allow = bool(was.get("allow")) and not was.get("shadow_denied", False)
         was_reasons = tuple(was.get("reasons") or ())
-        if (was_allow, was_reasons) == (decision.allow, decision.reasons):
+        # The record's "allow" says whether it ran (a shadow-mode refusal did).
+        newly_run = not was.get("allow") and decision.enforced_allow
+        if (was_allow, was_reasons) == (decision.allow, decision.reasons) and not newly_run:
             continue
         summary.changed += 1
         yield Change(
@@ -109,6 +116,7 @@ async def replay(
             was_reasons=was_reasons,
             now_allow=decision.allow,
             now_reasons=decision.reasons,
+            now_runs_in_shadow=newly_run and not decision.allow,
         )
 
 
