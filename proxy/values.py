@@ -41,6 +41,10 @@ TYPED_MEDIA_TYPE = "application/vnd.neo4j.query"
 _DAYS = (-719162, 2932896)
 _FRACTION = re.compile(r"\.(\d+)")
 _INTEGER = re.compile(r"[-+]?[0-9]+")
+# Java's decimal forms (Double.parseDouble), without its hexadecimal ones and f/d suffixes.
+_FLOAT = re.compile(
+    r"[\x00-\x20]*[-+]?(?:NaN|Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)[\x00-\x20]*"
+)
 _POINT = re.compile(
     r"SRID=(\d+);\s*POINT\s*(Z\s*)?\(\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)(?:\s+([-+0-9.eE]+))?\s*\)"
 )
@@ -329,13 +333,20 @@ def _decode_point(inner: JSON) -> neo4j_spatial.Point:
         raise ValueError("not a WKT point")
     srid = int(match[1])
     coordinates = [float(c) for c in match.group(3, 4, 5) if c is not None]
-    point_class = {
-        7203: neo4j_spatial.CartesianPoint,
-        9157: neo4j_spatial.CartesianPoint,
-        4326: neo4j_spatial.WGS84Point,
-        4979: neo4j_spatial.WGS84Point,
-    }[srid]
+    point_class, dimensions = _POINT_CLASSES[srid]
+    # The driver's class names its SRID by the number of coordinates: a 3D point said to be in
+    # a 2D system (or the reverse) would run as a point in the other system. Neo4j refuses it.
+    if len(coordinates) != dimensions:
+        raise ValueError(f"SRID {srid} takes {dimensions} coordinates")
     return point_class(coordinates)
+
+
+_POINT_CLASSES: dict[int, tuple[Callable[[list[float]], neo4j_spatial.Point], int]] = {
+    7203: (neo4j_spatial.CartesianPoint, 2),
+    9157: (neo4j_spatial.CartesianPoint, 3),
+    4326: (neo4j_spatial.WGS84Point, 2),
+    4979: (neo4j_spatial.WGS84Point, 3),
+}
 
 
 def _decode_zoned(inner: JSON) -> neo4j_time.DateTime:
@@ -366,6 +377,19 @@ def _integer(text: str) -> int:
     return int(text)
 
 
+def _float(text: str) -> float:
+    """Java's decimal forms, as Neo4j reads them: Python's float() also takes "nan", "inf",
+    "1_0" and other scripts' digits, which Neo4j refuses."""
+    if _FLOAT.fullmatch(text) is None:
+        raise ValueError("expected a decimal number, NaN or Infinity")
+    return float(text)
+
+
+def _null(inner: JSON) -> None:
+    if inner is not None:
+        raise TypeError("expected null")
+
+
 def _boolean(inner: JSON) -> bool:
     if not isinstance(inner, bool):
         raise TypeError("expected true or false")
@@ -377,14 +401,16 @@ def _list(inner: JSON, where: str) -> list[Any]:
 
 
 def _map(inner: JSON, where: str) -> dict[str, Any]:
-    return {str(key): from_typed(item, f"{where}.{key}") for key, item in dict(inner).items()}
+    if not isinstance(inner, dict):  # dict() would also take a list of pairs
+        raise TypeError("expected an object")
+    return {str(key): from_typed(item, f"{where}.{key}") for key, item in inner.items()}
 
 
 _DECODERS: dict[str, Callable[[JSON, str], Any]] = {
-    "Null": _plain(lambda _inner: None),
+    "Null": _plain(_null),
     "Boolean": _plain(_boolean),
     "Integer": _plain(lambda inner: _integer(_string(inner))),
-    "Float": _plain(lambda inner: float(_string(inner))),
+    "Float": _plain(lambda inner: _float(_string(inner))),
     "String": _plain(_string),
     "Base64": _plain(lambda inner: base64.b64decode(_string(inner), validate=True)),
     "List": _list,

@@ -151,6 +151,34 @@ def test_typed_parameters_round_trip_as_in_neo4j(
     assert "parameters.x: not a valid Integer" in bad.json()["errors"][0]["message"]
 
 
+def test_typed_parameters_neo4j_refuses_are_refused_as_neo4j_refuses_them(
+    stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client
+) -> None:
+    """A point whose SRID does not match its number of coordinates ran through the gateway as
+    a point in another system (SRID=7203 with three coordinates as 9157), where Neo4j refuses
+    it; so did Python's float words, a Null with a value and a Map written as pairs."""
+    typed = "application/vnd.neo4j.query"
+    headers = {"Content-Type": typed, "Accept": typed}
+    token = stack.token("demo_reader")
+    for value in [
+        {"$type": "Point", "_value": "SRID=7203;POINT Z (1 2 3)"},
+        {"$type": "Point", "_value": "SRID=4326;POINT (1 2 3)"},
+        {"$type": "Point", "_value": "SRID=9157;POINT (1 2)"},
+        {"$type": "Float", "_value": "nan"},
+        {"$type": "Float", "_value": "1_0"},
+        {"$type": "Null", "_value": 1},
+        {"$type": "Map", "_value": [["a", {"$type": "Integer", "_value": "1"}]]},
+    ]:
+        body = json.dumps({"statement": "RETURN $x AS x", "parameters": {"x": value}})
+        direct = neo4j_http.post(QUERY, content=body, headers=headers)
+        through = gateway.post(
+            QUERY, content=body, headers={**headers, "Authorization": f"Bearer {token}"}
+        )
+        assert direct.status_code == 400, (value, direct.text)
+        assert through.status_code == 400, (value, through.text)
+        assert through.json()["errors"][0]["code"] == "Neo.ClientError.Request.Invalid"
+
+
 def test_a_value_with_no_query_api_form_fails_the_statement_as_recorded(
     stack: DevStack, gateway: httpx.Client
 ) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from proxy.codec.packstream import PackStreamError, Structure, pack, unpack
 from proxy.codec.values import UnsupportedValue, to_wire
-from proxy.values import to_plain, to_typed
+from proxy.values import InvalidValue, from_typed, to_plain, to_typed
 from tests.codec.oracle import Bolt, driver_unpack
 from tests.codec.test_values import (
     driver_values,
@@ -80,3 +80,43 @@ def test_a_date_the_driver_cannot_hold_is_written_from_its_fields() -> None:
     assert far == {"$type": "OffsetDateTime", "_value": "+10000-01-01T00:00:00.5+02:00"}
     with pytest.raises(UnsupportedValue):
         to_plain(Structure(b"i", (253402300800, 0, "Europe/Berlin")))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # A 3D point in a 2D system and the reverse: the driver's class names the SRID by the
+        # number of coordinates, so these ran as points in another system (Neo4j refuses them).
+        {"$type": "Point", "_value": "SRID=7203;POINT Z (1 2 3)"},
+        {"$type": "Point", "_value": "SRID=4326;POINT (1 2 3)"},
+        {"$type": "Point", "_value": "SRID=9157;POINT (1 2)"},
+        {"$type": "Point", "_value": "SRID=4979;POINT (1 2)"},
+        {"$type": "Float", "_value": "nan"},
+        {"$type": "Float", "_value": "inf"},
+        {"$type": "Float", "_value": "1_0"},
+        {"$type": "Float", "_value": "\u0661"},  # an Arabic-Indic one
+        {"$type": "Null", "_value": 1},
+        {"$type": "Null", "_value": False},
+        {"$type": "Map", "_value": [["a", {"$type": "Integer", "_value": "1"}]]},
+    ],
+)
+def test_typed_values_neo4j_refuses_are_refused(value: dict[str, Any]) -> None:
+    """Each of these is a 400 from Neo4j's Query API 5.26 (tried there): the gateway decoded
+    them, the points into another value than the one sent."""
+    with pytest.raises(InvalidValue):
+        from_typed(value, "parameters.x")
+
+
+def test_typed_values_neo4j_takes_decode_as_neo4j_reads_them() -> None:
+    def one(kind: str, inner: Any) -> Any:
+        return from_typed({"$type": kind, "_value": inner})
+
+    assert one("Point", "SRID=7203;POINT Z (1 2)").srid == 7203  # Neo4j ignores the Z
+    assert one("Point", "SRID=9157;POINT (1 2 3)").srid == 9157
+    assert tuple(one("Point", "SRID=4979;POINT Z (1 2 3)")) == (1.0, 2.0, 3.0)
+    floats = ["NaN", "Infinity", "+Infinity", "-Infinity", "1.", ".5", " 1.5", "1e400", "-2E-3"]
+    assert [str(one("Float", text)) for text in floats] == [
+        "nan", "inf", "inf", "-inf", "1.0", "0.5", "1.5", "inf", "-0.002",
+    ]  # fmt: skip
+    assert one("Null", None) is None
+    assert one("Map", {}) == {}
