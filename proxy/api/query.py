@@ -1,9 +1,10 @@
 """The Query API v2 front door: Neo4j's HTTP API, translated to the request path and back.
 
 ``POST /db/{database}/query/v2`` takes Neo4j's request body (``statement``, ``parameters``,
-``includeCounters``, ``accessMode``, ``bookmarks``; unknown fields such as ``impersonatedUser``
-are refused) in plain or typed JSON, and answers as Neo4j does: ``202`` with ``data.fields``,
-``data.values``, ``counters`` when asked and ``bookmarks``; with ``X-CypherGate-Lineage: true``,
+``includeCounters``, ``accessMode``, ``bookmarks``; unknown fields, and an ``impersonatedUser``
+that is not null, are refused) in plain or typed JSON, and answers as Neo4j does: ``202`` with
+``data.fields``, ``data.values``, ``counters`` when asked and ``bookmarks``; with
+``X-CypherGate-Lineage: true``,
 also ``lineage``: what the statement touched (:class:`proxy.lineage.Lineage`'s document), a
 field Query API clients ignore. ``GET /`` is the discovery document
 the neo4j driver reads before it speaks HTTP. The explicit transactions of ``/query/v2/tx`` are
@@ -22,7 +23,15 @@ from typing import Any, Literal
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
@@ -56,7 +65,10 @@ router = APIRouter()
 
 
 class QueryBody(BaseModel):
-    """The Query API v2 request body. Unknown fields (such as ``impersonatedUser``) are refused."""
+    """The Query API v2 request body. Unknown fields are refused, and so is an
+    ``impersonatedUser`` (the gateway never impersonates) unless null, which Neo4j reads, like
+    null for any other optional field, as the field left out (clients that write every field
+    of their request type send them so)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -64,6 +76,7 @@ class QueryBody(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     includeCounters: StrictBool = False  # the Query API's own field names
     accessMode: Literal["READ", "WRITE"] | None = None
+    impersonatedUser: None = None
 
     @field_validator("accessMode", mode="before")
     @classmethod
@@ -72,6 +85,20 @@ class QueryBody(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
     bookmarks: list[str] = Field(default_factory=list)
+
+    @field_validator("parameters", "includeCounters", "bookmarks", mode="before")
+    @classmethod
+    def _null_is_left_out(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None:
+            return value
+        return {"parameters": {}, "includeCounters": False, "bookmarks": []}[str(info.field_name)]
+
+    @field_validator("impersonatedUser", mode="before")
+    @classmethod
+    def _no_impersonation(cls, value: object) -> object:
+        if value is not None:
+            raise ValueError("not supported: statements run as the DAG's own Neo4j user")
+        return value
 
 
 class TransactionBody(QueryBody):

@@ -255,3 +255,30 @@ def test_what_is_not_json_is_refused_and_recorded(
     assert audit.events[-1].status == status
     if reason is not None:
         assert audit.events[0].error is not None and audit.events[0].error["reason"] == reason
+
+
+def test_null_for_an_optional_field_is_the_field_left_out(
+    client: tuple[TestClient, FakeAudit],
+) -> None:
+    """Neo4j reads null for ``parameters``, ``includeCounters``, ``bookmarks``, ``accessMode``
+    and ``impersonatedUser`` as the field left out (202, tried on Neo4j 5.26), and clients that
+    write every field of their request type send them so: the gateway refused them (400). An
+    ``impersonatedUser`` that names someone is still refused."""
+    http, audit = client
+    body = {
+        "statement": "RETURN 1 AS x",
+        "parameters": None,
+        "includeCounters": None,
+        "accessMode": None,
+        "bookmarks": None,
+        "impersonatedUser": None,
+    }
+    response = http.post(QUERY, json=body, headers=GOOD)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"data": {"fields": ["x"], "values": [[1]]}, "bookmarks": []}
+    impersonating = http.post(
+        QUERY, json={"statement": "RETURN 1", "impersonatedUser": "neo4j"}, headers=GOOD
+    )
+    assert impersonating.status_code == 400, impersonating.text
+    assert "impersonatedUser" in impersonating.json()["errors"][0]["message"]
+    assert audit.events[-1].status == 400
