@@ -98,7 +98,7 @@ def _encode(value: Any, *, typed: bool) -> JSON:
         return wrap("String", value)
     # Points and durations are tuples, so they come before lists.
     if isinstance(value, neo4j_spatial.Point):
-        coordinates = " ".join(repr(float(c)) for c in value)
+        coordinates = " ".join(_java_float(float(c)) for c in value)  # 1.0E20, as Neo4j
         text = f"SRID={value.srid};POINT{' Z' if len(value) == 3 else ''} ({coordinates})"
         return wrap("Point", text)
     if isinstance(value, neo4j_time.Duration):

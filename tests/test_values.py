@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
+from neo4j import spatial as neo4j_spatial
 
 from proxy.codec.packstream import PackStreamError, Structure, pack, unpack
 from proxy.codec.values import UnsupportedValue, to_wire
@@ -120,3 +121,14 @@ def test_typed_values_neo4j_takes_decode_as_neo4j_reads_them() -> None:
     ]  # fmt: skip
     assert one("Null", None) is None
     assert one("Map", {}) == {}
+
+
+def test_point_coordinates_are_written_as_neo4j_writes_them() -> None:
+    """Neo4j writes a point's coordinates as Java writes doubles (1.0E20, 1.2345678E7, 1.0E-4;
+    tried on 5.26); they were Python's (1e+20, 12345678.0, 0.0001)."""
+    far = neo4j_spatial.CartesianPoint((1e20, 1e-5))
+    assert to_plain(far) == "SRID=7203;POINT (1.0E20 1.0E-5)"
+    high = neo4j_spatial.WGS84Point((1e-4, 0.5, 1e7))
+    assert to_typed(high) == {"$type": "Point", "_value": "SRID=4979;POINT Z (1.0E-4 0.5 1.0E7)"}
+    wide = neo4j_spatial.CartesianPoint((12345678.0, 0.001))
+    assert to_plain(wide) == "SRID=7203;POINT (1.2345678E7 0.001)"
