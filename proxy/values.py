@@ -227,7 +227,10 @@ def _encode_datetime(
         return wrap("LocalDateTime", _java_style_iso(value.iso_format()))
     text = _java_style_iso(value.iso_format())
     zone = getattr(value.tzinfo, "key", None) or getattr(value.tzinfo, "zone", None)
-    if typed and zone and zone not in ("UTC", "Z"):
+    # Neo4j writes a zone of one fixed offset (Etc/UTC, GMT, Etc/GMT+1: Java normalizes them to
+    # that offset) as the offset; pytz gives such a zone, with no transitions, a static class.
+    fixed = isinstance(value.tzinfo, pytz.tzinfo.StaticTzInfo)
+    if typed and zone and zone not in ("UTC", "Z") and not fixed:
         return wrap("ZonedDateTime", f"{text}[{zone}]")
     return wrap("OffsetDateTime", text)
 

@@ -78,6 +78,8 @@ def test_allowed_read_returns_what_neo4j_returns(
         "RETURN 1e20 AS big, -2.5e-10 AS small, 12345678.5 AS wide, 0.1 AS tenth,"
         " datetime('2024-01-02T03:04:05.5[Europe/Berlin]') AS zoned,"
         " datetime('2024-01-02T03:04:05+02:00') AS offset, localtime('10:11') AS lt,"
+        " datetime('2024-01-02T03:04:05[Etc/UTC]') AS etc,"
+        " datetime('2024-01-02T03:04[GMT]') AS gmt,"
         " point({x: 1, y: 2, z: 3}) AS p3, point({x: 1e20, y: 1e-5}) AS far,"
         " point({longitude: 1e-4, latitude: 0.5, height: 1e7}) AS high",
         # Beyond the years 1 to 9999, which the driver's types cannot hold: as Neo4j writes them.

@@ -4,12 +4,15 @@ the oracle."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
+import pytz
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 from neo4j import spatial as neo4j_spatial
+from neo4j import time as neo4j_time
 
 from proxy.codec.packstream import PackStreamError, Structure, pack, unpack
 from proxy.codec.values import UnsupportedValue, to_wire
@@ -132,3 +135,16 @@ def test_point_coordinates_are_written_as_neo4j_writes_them() -> None:
     assert to_typed(high) == {"$type": "Point", "_value": "SRID=4979;POINT Z (1.0E-4 0.5 1.0E7)"}
     wide = neo4j_spatial.CartesianPoint((12345678.0, 0.001))
     assert to_plain(wide) == "SRID=7203;POINT (1.2345678E7 0.001)"
+
+
+@pytest.mark.parametrize("zone", ["Etc/UTC", "GMT", "Etc/GMT+1", "Etc/GMT-14", "Zulu", "Universal"])
+def test_a_date_time_in_a_zone_of_one_fixed_offset_is_typed_as_neo4j_types_it(zone: str) -> None:
+    """Java normalizes a zone with no transitions to its offset, so Neo4j's typed answer for
+    datetime('2024-01-01T00:00:00[Etc/UTC]') is an OffsetDateTime (tried on 5.26); the gateway
+    answered a ZonedDateTime naming the zone."""
+    instant = datetime.datetime(2024, 1, 1, tzinfo=pytz.utc)
+    offset = to_typed(neo4j_time.DateTime.from_native(instant.astimezone(pytz.timezone(zone))))
+    assert offset["$type"] == "OffsetDateTime", offset
+    assert "[" not in offset["_value"]
+    berlin = neo4j_time.DateTime.from_native(instant.astimezone(pytz.timezone("Europe/Berlin")))
+    assert to_typed(berlin)["$type"] == "ZonedDateTime"
