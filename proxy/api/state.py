@@ -88,7 +88,8 @@ def start_request(connection: HTTPConnection) -> str:
 
 class RequestIds:
     """ASGI middleware: every HTTP request has its id before anything runs, so every log line
-    of the request names it (uvicorn's access line too) and every answer can carry it."""
+    of the request names it (uvicorn's access line too) and every answer can carry it; and a
+    Query API path with a trailing slash is read as Neo4j reads it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
@@ -96,7 +97,20 @@ class RequestIds:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope.setdefault("state", {})[_REQUEST_ID] = new_request_id()
+            _without_trailing_slash(scope)
         await self._app(scope, receive, send)
+
+
+def _without_trailing_slash(scope: Scope) -> None:
+    """Neo4j's server answers ``/db/neo4j/query/v2/`` as ``/db/neo4j/query/v2``, so the
+    gateway's Query API paths are read so too: the router would answer a redirect instead (an
+    absolute URL built from what the client sent, no body, no record)."""
+    path: str = scope["path"]
+    if path.startswith("/db/") and path.endswith("/"):
+        scope["path"] = path[:-1]
+        raw: bytes | None = scope.get("raw_path")
+        if raw is not None and raw.endswith(b"/"):
+            scope["raw_path"] = raw[:-1]
 
 
 def request_id(connection: HTTPConnection) -> str | None:
