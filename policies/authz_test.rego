@@ -358,3 +358,38 @@ test_preflight_says_whether_any_statement_may_write if {
 	unlisted := authz.preflight with input as preflight_request("demo_unlisted", "neo4j")
 	not unlisted.writes
 }
+
+# Whatever Neo4j's query type says, a plan that sets a property or deletes writes.
+test_a_plan_that_sets_a_property_writes_whatever_its_query_type if {
+	d := decide("demo_reader", {"properties_written": ["name"]})
+	not d.allow
+	d.reasons == ["write_not_granted"]
+	d.constraints.access_mode == "WRITE"
+}
+
+test_a_plan_that_deletes_writes_whatever_its_query_type if {
+	d := decide("demo_reader", {"deletes": true})
+	not d.allow
+	d.reasons == ["write_not_granted"]
+	d.constraints.access_mode == "WRITE"
+}
+
+test_a_property_outside_the_write_grant_is_refused if {
+	grants := {"dags": {"etl": {"databases": {"neo4j": {
+		"read": {"labels": ["Person"]},
+		"write": {"labels": ["Person"], "properties": ["name"]},
+	}}}}}
+	d := authz.decision with input as request("etl", "neo4j", {"query_type": "w", "labels": {"read": ["Person"], "write": ["Person"]}, "properties_written": ["name", "salary"]})
+		with data.cyphergate.grants as grants
+	not d.allow
+	d.reasons == ["property_write_not_granted:salary"]
+}
+
+test_shadow_mode_never_excuses_an_unknown_query_type if {
+	grants := {"dags": {"new": {"mode": "shadow", "databases": {"neo4j": {"read": {"labels": ["*"]}}}}}}
+	d := authz.decision with input as request("new", "neo4j", {"query_type": "x"})
+		with data.cyphergate.grants as grants
+	not d.allow
+	d.reasons == ["unknown_query_type"]
+	d.shadow == false
+}
