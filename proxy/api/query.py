@@ -36,6 +36,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from proxy.api.errors import REQUEST_ID_HEADER
+from proxy.api.media import media_type, wants_typed
 from proxy.api.state import client_address, combined, runtime, start_request
 from proxy.api.traced import request_trace
 from proxy.codec.values import UnsupportedValue
@@ -148,7 +149,7 @@ class Answer:
         statement, as recorded, rather than the answer after it. Only the JSON is kept, a few
         times smaller than the rows' values, in one buffer: the bytes orjson returns keep the
         buffer it wrote into (about 4 KB), so a row's kept apart took that much however small."""
-        encode = to_typed if _wants_typed(request.headers.get("accept")) else to_plain
+        encode = to_typed if wants_typed(request.headers.get("accept")) else to_plain
         fields = rows.fields
         written = bytearray(b"[")  # each row followed by a comma
         count = 0
@@ -222,7 +223,7 @@ def answer(
 ) -> JSONResponse:
     """A 202 answer: ``body``, with the values of its ``data`` encoded in the form the client
     accepts (plain or typed JSON), unless ``encoded`` already (:meth:`Answer.read`)."""
-    typed = _wants_typed(request.headers.get("accept"))
+    typed = wants_typed(request.headers.get("accept"))
     data = body.get("data")
     if data is not None and not encoded:
         encode = to_typed if typed else to_plain
@@ -315,7 +316,7 @@ class Body:
             raw = await _read_body(
                 request, self._limit, timeout_s=self._timeout_s, empty=self._optional
             )
-            typed = _media_type(request.headers.get("content-type")) == TYPED_MEDIA_TYPE
+            typed = media_type(request.headers.get("content-type")) == TYPED_MEDIA_TYPE
             model = TransactionBody if self._optional else QueryBody
             self._wants_lineage = _wants_lineage(request.headers.get(LINEAGE_HEADER))
             self._parsed = _parse(raw, typed=typed, model=model)
@@ -395,19 +396,6 @@ def _wants_lineage(header: str | None) -> bool:
     return value == "true"
 
 
-def _media_type(header: str | None) -> str:
-    return (header or "").split(";")[0].strip().lower()
-
-
-def _wants_typed(accept: str | None) -> bool:
-    """Typed JSON when the client accepts it and does not also accept plain JSON first."""
-    kinds = [_media_type(kind) for kind in (accept or "").split(",")]
-    return TYPED_MEDIA_TYPE in kinds and (
-        "application/json" not in kinds
-        or kinds.index(TYPED_MEDIA_TYPE) < kinds.index("application/json")
-    )
-
-
 async def _read_body(
     request: Request, limit: int, *, timeout_s: float, empty: bool = False
 ) -> bytes:
@@ -418,13 +406,13 @@ async def _read_body(
     if empty and request.headers.get("content-length") == "0":
         return b""
     content_type = request.headers.get("content-type")
-    if _media_type(content_type) not in _MEDIA_TYPES:
+    if media_type(content_type) not in _MEDIA_TYPES:
         raise UnsupportedMediaType(reason="content_type")
     if _CHARSET.search(content_type or "") is not None:  # JSON is UTF-8 (RFC 8259)
         raise UnsupportedMediaType(reason="content_charset")
     accept = request.headers.get("accept", "")
     if accept and not any(
-        _media_type(kind) in {*_MEDIA_TYPES, "application/*", "*/*"} for kind in accept.split(",")
+        media_type(kind) in {*_MEDIA_TYPES, "application/*", "*/*"} for kind in accept.split(",")
     ):
         raise UnsupportedMediaType(reason="accept")
     declared = request.headers.get("content-length")

@@ -304,3 +304,29 @@ def test_a_path_with_a_trailing_slash_is_the_path_without(
     opened = http.post(QUERY + "/tx/", json=body, headers=GOOD, follow_redirects=False)
     assert opened.status_code == 202, opened.text
     assert "transaction" in opened.json()
+
+
+@pytest.mark.parametrize(
+    ("accept", "typed"),
+    [
+        ("application/vnd.neo4j.query;q=0.1, application/json;q=0.9", False),
+        ("application/json;q=0.5, application/vnd.neo4j.query", True),
+        ("application/json, application/vnd.neo4j.query;q=0", False),
+        ("application/vnd.neo4j.query, application/json", True),
+        ("application/json, application/vnd.neo4j.query", False),
+        ("application/vnd.neo4j.query;q=0.8, application/json;q=0.8", True),
+    ],
+)
+def test_the_answer_takes_the_form_the_client_prefers(
+    client: tuple[TestClient, FakeAudit], accept: str, typed: bool
+) -> None:
+    """Neo4j picks the answer's form by the Accept header's quality values (the first two tried
+    on 5.26: plain, then typed); the gateway read only the order in which the forms came."""
+    http, _ = client
+    headers = {**GOOD, "Accept": accept}
+    response = http.post(QUERY, json={"statement": "RETURN 1 AS x"}, headers=headers)
+    assert response.status_code == 202, response.text
+    value = response.json()["data"]["values"][0][0]
+    expected = "application/vnd.neo4j.query" if typed else "application/json"
+    assert response.headers["content-type"] == expected
+    assert value == ({"$type": "Integer", "_value": "1"} if typed else 1)

@@ -1,0 +1,35 @@
+"""The Query API's media types: which one a header names, and which form of answer the client
+prefers (plain JSON or typed JSON, ``application/vnd.neo4j.query``)."""
+
+from __future__ import annotations
+
+from proxy.values import TYPED_MEDIA_TYPE
+
+
+def media_type(header: str | None) -> str:
+    """The media type of a ``Content-Type`` header or of one ``Accept`` entry, lower case."""
+    return (header or "").split(";")[0].strip().lower()
+
+
+def wants_typed(accept: str | None) -> bool:
+    """Typed JSON when the client accepts it and prefers it to plain JSON, as Neo4j decides:
+    by the entries' quality values (``q``, 1 unless given; 0 is "not at all"), and between equal
+    ones by which comes first."""
+    ranks: dict[str, tuple[float, int]] = {}
+    for position, entry in enumerate((accept or "").split(",")):
+        ranks.setdefault(media_type(entry), (_quality(entry), -position))
+    typed, plain = ranks.get(TYPED_MEDIA_TYPE), ranks.get("application/json")
+    return typed is not None and typed[0] > 0 and (plain is None or typed > plain)
+
+
+def _quality(entry: str) -> float:
+    """An ``Accept`` entry's ``q`` (1 if absent or not a number from 0 to 1)."""
+    for parameter in entry.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value.strip())
+            except ValueError:
+                return 1.0
+            return quality if 0 <= quality <= 1 else 1.0
+    return 1.0
