@@ -182,6 +182,27 @@ def test_typed_parameters_neo4j_refuses_are_refused_as_neo4j_refuses_them(
         assert through.json()["errors"][0]["code"] == "Neo.ClientError.Request.Invalid"
 
 
+def test_a_statement_neo4j_refuses_is_described_as_neo4j_describes_it(
+    stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client
+) -> None:
+    """The gateway plans a statement as EXPLAIN and the statement, and Neo4j's refusal of that
+    quoted "EXPLAIN ..." with every position on the first line eight columns on: the caller
+    read another statement than its own, and columns that point elsewhere in it."""
+    token = stack.token("demo_reader")
+    for statement in [
+        "RETURN 1 AS x, 2 AS x",
+        "MATCH (n)\nRETURN m",
+        "RETURN 1 +",
+        "EXPLAIN RETURN 1 AS x, 2 AS x",
+    ]:
+        body = {"statement": statement}
+        direct = neo4j_http.post(QUERY, json=body)
+        through = post(gateway, token, body)
+        assert direct.status_code == through.status_code == 400, (statement, through.text)
+        (theirs,), (ours,) = direct.json()["errors"], through.json()["errors"]
+        assert ours == theirs, statement
+
+
 def test_a_value_with_no_query_api_form_fails_the_statement_as_recorded(
     stack: DevStack, gateway: httpx.Client
 ) -> None:

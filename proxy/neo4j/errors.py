@@ -80,6 +80,35 @@ def _client_error(code: str, message: str) -> CypherGateError:
     return Neo4jClientError(code, message)
 
 
+# Where Neo4j's message places an error in the statement; the statement's line quoted after it,
+# with a caret under the column.
+_POSITION = re.compile(r"\(line (\d+), column (\d+) \(offset: (\d+)\)\)")
+
+
+def without_prefix(message: str, prefix: str) -> str:
+    """Neo4j's ``message`` about ``prefix + statement`` (the gateway plans ``EXPLAIN`` and the
+    statement) as Neo4j words it about the statement the caller sent: positions counted from
+    its start, its first line quoted without the prefix, the caret moved back under it."""
+    shift = len(prefix)
+
+    def position(match: re.Match[str]) -> str:
+        line, column, offset = (int(number) for number in match.groups())
+        if offset < shift:  # in the prefix itself: nothing of the caller's to point at
+            return match[0]
+        column -= shift if line == 1 else 0
+        return f"(line {line}, column {column} (offset: {offset - shift}))"
+
+    lines = _POSITION.sub(position, message).split("\n")
+    for index, text in enumerate(lines):
+        if text.startswith('"' + prefix):
+            lines[index] = '"' + text[1 + shift :]
+            caret = lines[index + 1] if index + 1 < len(lines) else ""
+            if caret.startswith(" " * shift) and caret.strip() == "^":
+                lines[index + 1] = caret[shift:]
+            break
+    return "\n".join(lines)
+
+
 # Neo4j 5 names the database it did not find in one of these (a USE in a subquery: the second).
 _MISSING_DATABASE = re.compile(r"Graph not found: (.+)|Database (.+) not found")
 

@@ -37,8 +37,8 @@ from neo4j import (
 )
 from neo4j.auth_management import AsyncAuthManager
 
-from proxy.errors import BadRequest, GraphFailed, RowLimitExceeded
-from proxy.neo4j.errors import translated, translated_errors
+from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, RowLimitExceeded
+from proxy.neo4j.errors import translated, translated_errors, without_prefix
 from proxy.neo4j.logins import Login
 from proxy.neo4j.row_limit import RowBudget
 from proxy.neo4j.shown import notifications, shown_plan
@@ -55,6 +55,8 @@ from proxy.statement import (
     Summary,
 )
 
+# What the gateway puts before a statement to have Neo4j plan it without running it.
+_EXPLAIN = "EXPLAIN "
 _COUNTERS = (
     ("containsUpdates", "contains_updates"),
     ("nodesCreated", "nodes_created"),
@@ -111,16 +113,19 @@ class Neo4jExecutor:
         return await self._own.attempt(lambda: self._explain(database, statement))
 
     async def _explain(self, database: str, statement: str) -> Plan:
-        async with (
-            translated_errors(),
-            self._driver.session(
-                database=database,
-                default_access_mode=neo4j.READ_ACCESS,
-                notifications_min_severity="OFF",
-            ) as session,
-        ):
-            result = await session.run("EXPLAIN " + statement)
-            summary = await result.consume()
+        try:
+            async with (
+                translated_errors(),
+                self._driver.session(
+                    database=database,
+                    default_access_mode=neo4j.READ_ACCESS,
+                    notifications_min_severity="OFF",
+                ) as session,
+            ):
+                result = await session.run(_EXPLAIN + statement)
+                summary = await result.consume()
+        except Neo4jClientError as error:  # about the caller's statement, as Neo4j words it
+            raise Neo4jClientError(error.code, without_prefix(error.message, _EXPLAIN)) from error
         query_type = _query_type(summary.query_type)
         if query_type is None:
             raise GraphFailed(reason=f"unexpected_query_type:{summary.query_type}")
