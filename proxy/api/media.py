@@ -1,9 +1,13 @@
-"""The Query API's media types: which one a header names, and which form of answer the client
-prefers (plain JSON or typed JSON, ``application/vnd.neo4j.query``)."""
+"""The Query API's media types: which one a header names, which form of answer the client
+prefers (plain JSON or typed JSON, ``application/vnd.neo4j.query``), and an ``EXPLAIN``'s plan
+in that form."""
 
 from __future__ import annotations
 
-from proxy.values import TYPED_MEDIA_TYPE
+from collections.abc import Mapping
+from typing import Any
+
+from proxy.values import TYPED_MEDIA_TYPE, to_plain, to_typed
 
 
 def media_type(header: str | None) -> str:
@@ -33,3 +37,24 @@ def _quality(entry: str) -> float:
                 return 1.0
             return quality if 0 <= quality <= 1 else 1.0
     return 1.0
+
+
+def query_plan(plan: Mapping[str, Any], *, typed: bool) -> dict[str, Any]:
+    """The plan of a caller's own ``EXPLAIN`` (the driver's and Bolt's form: ``operatorType``,
+    ``args``, ``identifiers``, ``children``) as the Query API's ``queryPlan``: the arguments
+    under ``arguments``, their values in the answer's form."""
+    encode = to_typed if typed else to_plain
+    arguments = plan.get("args")
+    return {
+        "operatorType": plan.get("operatorType"),
+        "arguments": {
+            key: encode(value)
+            for key, value in (arguments.items() if isinstance(arguments, Mapping) else ())
+        },
+        "identifiers": list(plan.get("identifiers") or ()),
+        "children": [
+            query_plan(child, typed=typed)
+            for child in plan.get("children") or ()
+            if isinstance(child, Mapping)
+        ],
+    }

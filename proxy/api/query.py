@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from proxy.api.errors import REQUEST_ID_HEADER
-from proxy.api.media import media_type, wants_typed
+from proxy.api.media import media_type, query_plan, wants_typed
 from proxy.api.state import client_address, combined, runtime, start_request
 from proxy.api.traced import request_trace
 from proxy.codec.values import UnsupportedValue
@@ -187,6 +187,8 @@ class Answer:
             body["counters"] = dict(self.summary.counters)
         if lineage is not None:
             body["lineage"] = lineage.document()
+        if self.summary.plan is not None:  # a caller's own EXPLAIN
+            body["queryPlan"] = self.summary.plan  # as the answer's form writes it (answer())
         if bookmarks:
             body["bookmarks"] = self.summary.bookmarks
         notices = [dict(n) for n in self.summary.notifications]
@@ -224,6 +226,8 @@ def answer(
     """A 202 answer: ``body``, with the values of its ``data`` encoded in the form the client
     accepts (plain or typed JSON), unless ``encoded`` already (:meth:`Answer.read`)."""
     typed = wants_typed(request.headers.get("accept"))
+    if (plan := body.get("queryPlan")) is not None:
+        body = {**body, "queryPlan": query_plan(plan, typed=typed)}
     data = body.get("data")
     if data is not None and not encoded:
         encode = to_typed if typed else to_plain
