@@ -49,13 +49,20 @@ class DecisionCache(Generic[_T]):
             size, MAX_CACHED_BYTES, sys.getsizeof
         )
         self._revision: str | None = None
+        # How many times the revision changed: an answer to a question asked before the last
+        # change may name the revision before it, and must not bring it back.
+        self.generation = 0
         # OPA's answers on their way, by key: the misses that come meanwhile wait for them.
         self._asking: dict[CacheKey, asyncio.Task[_T]] = {}
 
-    def seen(self, revision: str | None) -> None:
-        """OPA just answered under ``revision``: a change empties the cache."""
-        if revision != self._revision:
+    def seen(self, revision: str | None, asked_at: int) -> None:
+        """OPA just answered under ``revision`` a question asked at generation ``asked_at``: a
+        change empties the cache, unless the revision changed since the question was asked (it
+        may be the revision before that change, answered late: then it changes nothing, and
+        :meth:`put` keeps nothing of it)."""
+        if revision != self._revision and asked_at == self.generation:
             self._revision = revision
+            self.generation += 1
             self._entries.clear()
 
     def get(self, key: CacheKey) -> _T | None:

@@ -16,11 +16,13 @@ OPA as a bundle too (:mod:`proxy.bundles`), whose revision is the folder's conte
 A decision OPA made may be reused for the same input document (without the task, run and try,
 which are context only) for ``opa.decision_cache_ttl_s`` (1 s by default), and only while OPA's
 answers name the revision it was made under: OPA's answer to any question naming a new revision
-empties the cache. A reused decision keeps OPA's decision id and revision (the audit record joins
-the decision OPA logged, the one that made it) and says ``cached``. So a policy change applies to
-every request at most the TTL after OPA activated it; 0 asks OPA every time. Requests that miss
-the cache for the same input while OPA is being asked wait for that one answer and reuse it (so
-an entry's expiry under load costs one question to OPA, not one per request in flight).
+empties the cache (unless the question was asked before another answer changed the revision:
+a late answer of the revision before is not kept). A reused decision keeps OPA's decision id
+and revision (the audit record joins the decision OPA logged, the one that made it) and says
+``cached``. So a policy change applies to every request at most the TTL after OPA activated it;
+0 asks OPA every time. Requests that miss the cache for the same input while OPA is being asked
+wait for that one answer and reuse it (so an entry's expiry under load costs one question to
+OPA, not one per request in flight).
 """
 
 from __future__ import annotations
@@ -240,6 +242,7 @@ class OPAPolicyEngine:
         """OPA's answer for ``<package>.<rule>``; any failure is PolicyUnavailable."""
         path = "/v1/data/" + package.replace(".", "/") + "/" + (rule or self._settings.rule)
         timeout = self._settings.timeout_s
+        asked_at = (self._preflights.generation, self._decisions.generation)
         try:
             async with asyncio.timeout(timeout):
                 response = await self._http.post(
@@ -254,8 +257,8 @@ class OPAPolicyEngine:
             raise PolicyUnavailable(reason="opa_malformed_decision")
         answered = _Answered(answer, *_identity_of(answer, provenance=self._settings.provenance))
         # Whatever OPA was asked, a new revision means the reusable decisions are stale.
-        self._preflights.seen(answered.revision)
-        self._decisions.seen(answered.revision)
+        self._preflights.seen(answered.revision, asked_at[0])
+        self._decisions.seen(answered.revision, asked_at[1])
         return answered
 
     async def authorize_audit_read(self, identity: Identity) -> AccessDecision:

@@ -242,6 +242,50 @@ def test_a_new_revision_in_any_answer_empties_the_cache() -> None:
     assert not fresh.cached and fresh.revision == "r2"
 
 
+def test_an_answer_of_the_revision_before_a_change_is_not_kept_after_it() -> None:
+    """A question asked before OPA activated a new revision, answered after another answer
+    named it: that late answer of the old revision set the cache's revision back and was kept,
+    so the same input was answered from the old policy for a TTL more (here a minute), beyond
+    the bound the module docstring gives."""
+
+    async def go() -> Decision:
+        release = asyncio.Event()
+        slow_asked = 0
+
+        async def opa(request: httpx.Request) -> httpx.Response:
+            nonlocal slow_asked
+            revision = "r2"
+            if json.loads(request.content)["input"]["principal"]["dag"] == "slow":
+                slow_asked += 1
+                if slow_asked == 1:  # asked under r1, answered late
+                    await release.wait()
+                    revision = "r1"
+            return httpx.Response(
+                200,
+                json={
+                    "result": ALLOW,
+                    "decision_id": str(uuid.uuid4()),
+                    "provenance": {"bundles": {"policies": {"revision": revision}}},
+                },
+            )
+
+        config = OPASettings(url="http://opa.test", decision_cache_ttl_s=60)
+        transport = httpx.MockTransport(opa)
+        async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
+            engine = OPAPolicyEngine(config, http, clock=Clock())
+            slow = {**DOCUMENT, "principal": {"dag": "slow"}}
+            late = asyncio.ensure_future(engine.decide(slow))
+            for _ in range(20):  # bounded: let it reach OPA
+                await asyncio.sleep(0)
+            assert (await engine.decide(DOCUMENT)).revision == "r2"  # OPA activated r2
+            release.set()
+            assert (await late).revision == "r1"  # decided before the change: its caller's
+            return await engine.decide(slow)
+
+    again = asyncio.run(go())
+    assert again.revision == "r2" and not again.cached
+
+
 @pytest.mark.parametrize("settings", [{"decision_cache_ttl_s": 0}, {"decision_cache_size": 0}])
 def test_no_cache_asks_opa_every_time(settings: dict[str, Any]) -> None:
     opa, given = _answering(["r1"])
