@@ -98,3 +98,30 @@ def test_the_command_line_imports_no_driver_before_serve_hides_the_data_frame_li
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert found.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["audit", "verify", "--log", "{garbage}"],
+        ["audit", "query", "--log", "{garbage}"],
+        ["audit", "verify", "--log", "{missing}"],
+        ["audit", "verify", "--log", "{log}", "--public-key", "{garbage}"],
+        ["audit", "verify", "--log", "{log}", "--public-key", "{missing}"],
+    ],
+    ids=["not-a-log", "query-not-a-log", "no-log", "not-a-key", "no-key"],
+)
+def test_a_file_that_is_missing_or_not_what_it_should_be_is_said_so_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"this is neither an audit log nor a key\n" * 200)
+    log = tmp_path / "audit.sqlite3"
+    write(log, [event(1)])
+    files = {"garbage": garbage, "missing": tmp_path / "missing", "log": log}
+    status = main([word.format(**files) for word in command])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith("cyphergate: ") and "Traceback" not in error
+    named = garbage if "{garbage}" in command else files["missing"]
+    assert str(named) in error

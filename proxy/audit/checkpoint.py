@@ -71,11 +71,18 @@ def signature_valid(checkpoint: Checkpoint, key: Ed25519PublicKey) -> bool:
     return True
 
 
+class NotAKey(ValueError):
+    """A file given as a key that holds none of the kind asked for."""
+
+
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """An Ed25519 private key from a PEM (PKCS#8) file."""
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError):  # TypeError: one that needs a password
+        key = None  # the parser's words may quote the file: never shown
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 private key")
+        raise NotAKey(f"{path} is not an unencrypted Ed25519 private key (PEM, PKCS#8)")
     return key
 
 
@@ -84,9 +91,12 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     data = path.read_bytes()
     if b"PRIVATE KEY" in data:
         return load_private_key(path).public_key()
-    key = serialization.load_pem_public_key(data)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        key = None  # the parser's words may quote the file: never shown
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{path} is not an Ed25519 public key")
+        raise NotAKey(f"{path} is not an Ed25519 public key (PEM)")
     return key
 
 

@@ -62,6 +62,10 @@ class BadFilter(ValueError):
     """A reviewer's filter that cannot be read; the message says what was expected."""
 
 
+class NotAnAuditLog(ValueError):
+    """A file given as an audit log that is none (or one SQLite cannot read)."""
+
+
 def utc_bound(text: str, name: str = "time") -> str:
     """``text`` (ISO 8601) as the log writes times: UTC, microseconds, ``Z``.
 
@@ -90,6 +94,11 @@ class AuditReader:
         if not path.exists():
             raise FileNotFoundError(f"no audit log at {path}")
         self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            self._connection.execute("SELECT seq, body, hash FROM records LIMIT 0")
+        except sqlite3.DatabaseError as exc:
+            self._connection.close()
+            raise NotAnAuditLog(f"{path} is not an audit log ({exc})") from None
         self._connection.create_function(
             "statement_contains", 2, _statement_contains, deterministic=True
         )

@@ -25,7 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cyphergate`` script; returns the exit status."""
     if (sys.argv[1:] if argv is None else list(argv))[:1] == ["serve"]:
         _without_data_frame_libraries()  # before anything imports the neo4j driver
-    from proxy.audit.reader import BadFilter  # here: it imports the neo4j driver (see above)
+    # Here: they import the neo4j driver (see above).
+    from proxy.audit.checkpoint import NotAKey
+    from proxy.audit.reader import BadFilter, NotAnAuditLog
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -37,8 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A few lines naming the wrong keys; never a traceback, never a value (secrets).
         print("cyphergate: " + "\n".join(error.lines()), file=sys.stderr)
         return 2
-    except BadFilter as error:
+    except (BadFilter, NotAnAuditLog, NotAKey) as error:
         print(f"cyphergate: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:  # a file the command was given
+        print(f"cyphergate: no such file: {error.filename or error}", file=sys.stderr)
         return 2
     except CypherGateError as error:
         # The operator's own tool: the reason (never a secret) says which dependency failed.
