@@ -343,6 +343,21 @@ class GraphFailed(CypherGateError):
     default_message = "Neo4j failed to run the statement."
 
 
+class CommitOutcomeUnknown(GraphFailed):
+    """The connection to Neo4j was lost after a ``COMMIT`` was sent, before its answer came:
+    the transaction may have committed. Not transient on purpose (the driver's
+    ``IncompleteCommit`` is not retried either): a driver's managed transaction runs its work
+    again after a transient failure, and would write twice."""
+
+    default_message = (
+        "The connection to Neo4j was lost while the transaction committed: it may have"
+        " committed. Check before running it again."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(reason="commit_outcome_unknown")
+
+
 class IdentityProviderUnavailable(CypherGateError):
     """The token issuer's keys could not be fetched and none are cached."""
 

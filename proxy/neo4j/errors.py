@@ -15,6 +15,7 @@ from types import TracebackType
 from neo4j import exceptions as neo4j_errors
 
 from proxy.errors import (
+    CommitOutcomeUnknown,
     CypherGateError,
     DatabaseNotFound,
     GraphFailed,
@@ -33,6 +34,8 @@ def translated(exc: Exception) -> Exception:
     if isinstance(exc, neo4j_errors.ClientError):
         code = exc.code or "Neo.ClientError.General.Unknown"
         return _client_error(code, exc.message or code)
+    if isinstance(exc, neo4j_errors.IncompleteCommit):  # before ServiceUnavailable, its base
+        return CommitOutcomeUnknown()
     if isinstance(exc, neo4j_errors.ConnectionAcquisitionTimeoutError):
         return GraphUnavailable(reason="neo4j_acquisition_timeout")
     if isinstance(

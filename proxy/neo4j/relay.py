@@ -23,7 +23,7 @@ from typing import Any
 from proxy.codec import wire
 from proxy.codec.packstream import PackStreamError
 from proxy.codec.values import to_wire
-from proxy.errors import BadRequest, GraphFailed
+from proxy.errors import BadRequest, CommitOutcomeUnknown, GraphFailed, GraphUnavailable
 from proxy.neo4j.bolt import (
     BEGIN,
     COMMIT,
@@ -265,8 +265,14 @@ async def _begun(connection: BoltConnection, extra: dict[str, Any]) -> None:
 
 
 async def _ended(connection: BoltConnection, tag: int) -> dict[str, Any]:
-    """End the transaction on ``connection`` (``COMMIT`` or ``ROLLBACK``); the summary."""
-    metadata = await summarised(connection, wire.encode(tag))
+    """End the transaction on ``connection`` (``COMMIT`` or ``ROLLBACK``); the summary. A
+    connection lost with the ``COMMIT`` sent may have committed: never a transient error then."""
+    try:
+        metadata = await summarised(connection, wire.encode(tag))
+    except GraphUnavailable as exc:
+        if tag == COMMIT and connection.broken:
+            raise CommitOutcomeUnknown from exc
+        raise
     connection.in_transaction = False
     return metadata
 
