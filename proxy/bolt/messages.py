@@ -95,13 +95,9 @@ def begin(extra: Mapping[str, Any]) -> Begin:
     impersonation and a lineage flag that is not a boolean."""
     if extra.get("imp_user") is not None:
         raise ImpersonationRefused(reason="impersonation_refused")
-    timeout = extra.get("tx_timeout")
     try:
-        if timeout is not None and (
-            not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0
-        ):
-            raise Malformed("tx_timeout must be a number of milliseconds.")
         metadata, mode, bookmarks = tx_metadata(extra), _mode(extra), _bookmarks(extra)
+        timeout_s = _timeout_s(extra)
     except Malformed as exc:
         raise BadRequest(str(exc), reason="begin_extra_invalid") from exc
     database = extra.get("db")
@@ -110,7 +106,7 @@ def begin(extra: Mapping[str, Any]) -> Begin:
         access_mode=mode,
         bookmarks=bookmarks,
         metadata=metadata,
-        timeout_s=timeout / 1000 if timeout else None,
+        timeout_s=timeout_s,
         lineage=lineage_asked(metadata),
     )
 
@@ -128,11 +124,17 @@ async def statement(text: str, parameters: dict[str, Any], extra: dict[str, Any]
         ) from exc
     try:
         mode, bookmarks, metadata = _mode(extra), _bookmarks(extra), tx_metadata(extra)
+        timeout_s = _timeout_s(extra)
     except Malformed as exc:
         raise BadRequest(str(exc), reason="run_extra_invalid") from exc
     lineage_asked(metadata)
     return Statement(
-        text=text, parameters=values, access_mode=mode, bookmarks=bookmarks, metadata=metadata
+        text=text,
+        parameters=values,
+        access_mode=mode,
+        bookmarks=bookmarks,
+        metadata=metadata,
+        timeout_s=timeout_s,
     )
 
 
@@ -255,6 +257,17 @@ def _mode(extra: Mapping[str, Any]) -> AccessMode | None:
     if mode not in ("r", "w"):
         raise Malformed("mode must be r or w.")
     return "READ" if mode == "r" else None
+
+
+def _timeout_s(extra: Mapping[str, Any]) -> float | None:
+    """A ``BEGIN``'s or ``RUN``'s ``tx_timeout`` (milliseconds) in seconds; none, or 0, is
+    none asked (the policy's time-out holds; a longer one asked never outlasts it)."""
+    timeout = extra.get("tx_timeout")
+    if timeout is not None and (
+        not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0
+    ):
+        raise Malformed("tx_timeout must be a number of milliseconds.")
+    return timeout / 1000 if timeout else None
 
 
 def _bookmarks(extra: Mapping[str, Any]) -> tuple[str, ...]:

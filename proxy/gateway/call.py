@@ -41,6 +41,9 @@ class Statement:
     # The caller's transaction metadata (a Bolt RUN's tx_metadata): passed on to Neo4j under
     # the gateway's own keys (:func:`passed_on`) and recorded as context (:func:`recorded_context`).
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The caller's own time-out (a Bolt RUN's tx_timeout), if any: the shorter of it and the
+    # decision's holds.
+    timeout_s: float | None = None
 
 
 def check_size(statement: Statement) -> None:

@@ -26,6 +26,7 @@ import copy
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
+from math import inf
 from typing import Any
 
 from proxy.analysis import Analysis
@@ -372,7 +373,9 @@ class Gateway:
             statement=statement.text,
             parameters=statement.parameters,
             access_mode=access_mode,
-            timeout_s=decision.timeout_s or self._default_timeout_s,
+            timeout_s=min(
+                decision.timeout_s or self._default_timeout_s, statement.timeout_s or inf
+            ),
             metadata=metadata,
             bookmarks=statement.bookmarks,
             row_limit=decision.row_limit,

@@ -355,6 +355,29 @@ def test_neo4j_notifications_reach_the_caller(
     assert [n["code"] for n in answer.json()["notifications"]] == [deprecated]
 
 
+def test_a_statements_own_time_out_holds_when_shorter_than_the_policys(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
+) -> None:
+    """``Query(text, timeout=...)`` on an auto-commit statement: Neo4j ends it then, and so does
+    the gateway (the policy's 30 s only bounds it from above)."""
+    slow = neo4j.Query(
+        "UNWIND range(1, 2000000000) AS x WITH x WHERE x < 0 RETURN count(x) AS c", timeout=1
+    )
+    with neo4j_admin.session(database="neo4j") as session, pytest.raises(ClientError) as direct:
+        session.run(slow).consume()
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_reader"))) as driver,
+        driver.session(database="neo4j") as session,
+    ):
+        started = time.monotonic()
+        with pytest.raises(ClientError) as through:
+            session.run(slow).consume()
+        elapsed = time.monotonic() - started
+    assert elapsed < 10, elapsed
+    assert through.value.code == direct.value.code
+    assert "TransactionTimedOut" in str(through.value.code)
+
+
 def test_caller_metadata_is_context_not_identity(
     stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
 ) -> None:

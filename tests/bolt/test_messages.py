@@ -84,6 +84,19 @@ def test_a_runs_metadata_that_is_not_a_map_is_refused(metadata: object) -> None:
     assert "tx_metadata" in refused.value.message
 
 
+@pytest.mark.parametrize("timeout", [-1, True, "1000", 1.5])
+def test_a_runs_time_out_that_is_wrong_is_refused(timeout: object) -> None:
+    with pytest.raises(BadRequest) as refused:
+        asyncio.run(statement("RETURN 1", {}, {"tx_timeout": timeout}))
+    assert refused.value.reason == "run_extra_invalid"
+
+
+def test_a_runs_time_out_is_the_callers() -> None:
+    assert asyncio.run(statement("RETURN 1", {}, {"tx_timeout": 1500})).timeout_s == 1.5
+    assert asyncio.run(statement("RETURN 1", {}, {"tx_timeout": 0})).timeout_s is None
+    assert asyncio.run(statement("RETURN 1", {}, {})).timeout_s is None
+
+
 @pytest.mark.parametrize(
     ("extra", "reason"),
     [
