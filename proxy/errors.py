@@ -10,6 +10,8 @@ Third-party exceptions are translated into these once, in the module that calls 
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class CypherGateError(Exception):
     """Base class: an error with an HTTP status and a Neo4j-style code."""
@@ -89,6 +91,17 @@ class ClientDisconnected(CypherGateError):
     status = 499
     code = "Neo.ClientError.Request.Invalid"
     default_message = "The client closed the connection before its request arrived."
+
+
+class ClientEnded(ClientDisconnected):
+    """A Bolt client ended a statement before reading its result (``RESET``, ``ROLLBACK``,
+    ``GOODBYE``, a closed connection, a protocol violation): the statement ends there, and its
+    transaction with it, ended as ``cause`` says ("client": the client's own rollback, "closed":
+    the connection went)."""
+
+    def __init__(self, message: str, *, reason: str, cause: Literal["client", "closed"]) -> None:
+        super().__init__(message, reason=reason)
+        self.cause = cause
 
 
 class RequestCancelled(CypherGateError):

@@ -22,7 +22,7 @@ from typing import Any
 
 from proxy.codec.packstream import Structure, pack
 from proxy.codec.values import to_wire
-from proxy.errors import ClientDisconnected, CypherGateError, PayloadTooLarge
+from proxy.errors import ClientEnded, CypherGateError, PayloadTooLarge
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
@@ -217,12 +217,12 @@ class OpenResult:
 
     async def abandon(self, *, cause: str) -> None:
         """The result ends open: the client reset (``cause`` "client"), went away ("closed") or
-        broke the protocol ("violation"), and it ends as Neo4j ends it. An auto-commit statement
-        whose transaction Neo4j still holds open is rolled back, its record saying why
-        (``client_reset``, ``client_closed``, ``protocol_violation``); one already
-        committed, and a statement of an explicit transaction (whose rollback follows, recorded
-        with its cause), is read to its end. A failure now is recorded, not raised: nobody is
-        left to tell."""
+        broke the protocol ("violation"), and it ends as Neo4j ends it. A statement of an
+        explicit transaction, and an auto-commit statement whose transaction Neo4j still holds
+        open, end at once and their transaction is rolled back, the record saying why
+        (``client_reset``, ``client_closed``, ``protocol_violation``; the transaction's end,
+        ``client`` or ``closed``); an auto-commit one already committed is read to its end. A
+        failure now is recorded, not raised: nobody is left to tell."""
         rows = self._rows
         if self._buffered is not None or rows is None:
             return
@@ -230,9 +230,12 @@ class OpenResult:
             # A relayed auto-commit statement (RelayRows; duck-typed, as records() is) whose
             # result Neo4j still holds open is rolled back; one whose last row Neo4j has sent
             # (the relay asks for up to 1,000 at a time, as drivers do) has committed, and is
-            # read to its end so that its record says so, as is a statement of a transaction.
+            # read to its end so that its record says so. A statement of a transaction ends at
+            # once, as Neo4j ends it on a RESET: its
+            # transaction is rolled back (reading the rest first ran it to its end, up to its
+            # time-out, before the rollback, and the client waited as long for its answer).
             settle = getattr(rows, "settle", None)
-            if self._transaction is None and callable(settle) and await settle():
+            if self._transaction is not None or (callable(settle) and await settle()):
                 with suppress(CypherGateError):
                     await self._end(_ended_by(cause))
                 return
@@ -285,12 +288,13 @@ _ENDED_BY = {  # why an open result ended, by cause: what the client was told, a
 }
 
 
-def _ended_by(cause: str) -> ClientDisconnected:
+def _ended_by(cause: str) -> ClientEnded:
     how, reason = _ENDED_BY[cause]
-    return ClientDisconnected(
+    return ClientEnded(
         f"{how} before reading the whole result: the statement's transaction was rolled back,"
         " as Neo4j does.",
         reason=reason,
+        cause="client" if cause == "client" else "closed",
     )
 
 

@@ -56,6 +56,7 @@ from typing import Any, Literal
 from proxy.audit.record import AuditEvent, elapsed_us, utc_timestamp
 from proxy.clock import Clock
 from proxy.errors import (
+    ClientEnded,
     CypherGateError,
     DagNotPermitted,
     TransactionAccessMode,
@@ -191,9 +192,10 @@ class Transaction:
                 yield
             except TransactionNotFound:
                 raise  # not this transaction's statement: nothing changes
-            except BaseException:
-                if self._state == "open":
-                    await self._end("rollback", "failure", request_id)
+            except BaseException as exc:
+                if self._state == "open":  # by the client (a Bolt RESET, say), or a failure
+                    cause = exc.cause if isinstance(exc, ClientEnded) else "failure"
+                    await self._end("rollback", cause, request_id)
                 raise
 
     def admit(self, principal: Principal, call: Call) -> None:

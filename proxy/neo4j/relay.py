@@ -187,8 +187,14 @@ class RelayTransaction:
         rows = await RelayRows.start(self._connection, execution, run, auto_commit=False)
         try:
             yield rows
-        finally:
+        except BaseException:
+            # The transaction ends with the statement (the request path rolls it back): the
+            # pool's reset ends it on Neo4j at once, where discarding the rest ran it to its end.
+            await rows.close(discard=False)
+            raise
+        else:
             await rows.close(discard=True)
+        finally:
             if self._connection.failed:
                 self._open = False  # Neo4j rolled it back
 

@@ -333,3 +333,61 @@ def test_an_auto_commit_write_left_mid_stream_is_rolled_back_as_neo4j_does(
 
 def test_pack_matches_the_frame() -> None:
     assert wire.frame(pack(Structure(b"\x0f", ()))) == b"\x00\x02\xb0\x0f\x00\x00"
+
+
+@pytest.mark.parametrize("end", ["reset", "rollback", "goodbye"])
+def test_a_transaction_left_mid_stream_ends_at_once_as_neo4j_ends_it(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver, end: str
+) -> None:
+    """RESET, ROLLBACK or GOODBYE while a statement of a transaction still has rows to come:
+    Neo4j ends the statement and rolls the transaction back at once, and so does the gateway
+    (it read the rest first, running the statement to its end or its time-out, the client
+    waiting that long for its answer), recording the statement as ended by the client."""
+    label = f"MidTx{uuid.uuid4().hex[:10]}"
+    statement = f"UNWIND range(1, 30000000) AS i CREATE (:`{label}`) RETURN i"
+
+    def interrupted(peer: Peer, *, gateway: bool) -> float:
+        peer.message(0x11, {})
+        assert peer.answer() == Structure(b"\x70", ({},))
+        peer.message(0x10, statement, {}, {})
+        assert peer.answer() is not None
+        peer.message(0x3F, {"n": 5})
+        answers = [peer.answer() for _ in range(6)]
+        assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
+        started = time.monotonic()
+        if end == "goodbye":
+            peer.message(0x02)
+            # (Neo4j may answer the statement it ends before it closes: only the gateway's
+            # closing is waited for.)
+            assert not gateway or peer.closed()
+        else:
+            peer.message(0x0F if end == "reset" else 0x13)
+            assert peer.answer() == Structure(b"\x70", ({},))
+        peer.close()
+        return time.monotonic() - started
+
+    assert interrupted(straight_to_neo4j(status), gateway=False) < 5
+    gateway = Peer(int(status["gateway_bolt_uri"].rsplit(":", 1)[1]))
+    assert interrupted(logged_on(gateway, stack.token("demo_writer")), gateway=True) < 5
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the gateway records the end after a GOODBYE
+        trail = trail_of(stack, label)
+        if len(trail) == 3:
+            break
+        time.sleep(0.2)
+    ended = [r for r in trail if r["event"] == "transaction"]
+    trail = [r for r in trail if r["event"] != "transaction"]
+    reason = {"reset": "client_reset", "rollback": "client_reset"}.get(end, "client_closed")
+    assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 499)]
+    assert trail[1]["error"]["reason"] == reason
+    assert [e["transaction"]["cause"] for e in ended] == [
+        "closed" if end == "goodbye" else "client"
+    ]
+    running = neo4j_admin.execute_query(
+        "SHOW TRANSACTIONS YIELD currentQuery WHERE currentQuery CONTAINS $label RETURN 1",
+        label=label,
+    ).records
+    assert running == []
+    created, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n")
+    assert created[0]["n"] == 0
