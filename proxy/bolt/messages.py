@@ -30,6 +30,40 @@ _NO_DAG = frozenset({"", "cyphergate"})
 LINEAGE_KEY = "cyphergate.lineage"
 
 
+_SEVERITIES = {"INFORMATION": 1, "WARNING": 2}  # OFF: none
+
+
+@dataclass(frozen=True, slots=True)
+class Notices:
+    """Which of Neo4j's notifications a client asked for, as Neo4j filters them (Bolt 5.2+:
+    ``notifications_minimum_severity`` and ``notifications_disabled_categories`` on ``HELLO``,
+    and on ``BEGIN`` or ``RUN`` instead of the connection's)."""
+
+    minimum: str | None = None  # WARNING, INFORMATION or OFF; None: all
+    disabled: frozenset[str] = frozenset()
+
+    def shown(self, notification: Mapping[str, Any]) -> bool:
+        if self.minimum == "OFF":
+            return False
+        severity = _SEVERITIES.get(str(notification.get("severity")), 0)
+        if severity < _SEVERITIES.get(self.minimum or "", 0):
+            return False
+        return notification.get("category") not in self.disabled
+
+
+ALL_NOTICES = Notices()
+
+
+def notices(extra: Mapping[str, Any], default: Notices = ALL_NOTICES) -> Notices:
+    """The :class:`Notices` a ``HELLO``'s, ``BEGIN``'s or ``RUN``'s extra asks for; what it
+    does not say is ``default``'s (the connection's)."""
+    minimum, disabled = extra.get("notifications_minimum_severity"), default.disabled
+    listed = extra.get("notifications_disabled_categories")
+    if isinstance(listed, list):
+        disabled = frozenset(c for c in listed if isinstance(c, str))
+    return Notices(minimum.upper() if isinstance(minimum, str) else default.minimum, disabled)
+
+
 class Malformed(Exception):
     """A message that is not what Bolt prescribes, or not allowed in the connection's state."""
 

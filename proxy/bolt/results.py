@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any
 
+from proxy.bolt.messages import ALL_NOTICES, Notices
 from proxy.codec.packstream import Structure, pack
 from proxy.codec.values import to_wire
 from proxy.errors import ClientEnded, CypherGateError, PayloadTooLarge
@@ -89,8 +90,10 @@ class OpenResult:
         transaction: Transaction | None = None,
         *,
         lineage: bool = False,
+        notices: Notices = ALL_NOTICES,
     ) -> None:
         self._gateway = gateway
+        self._notices = notices  # the notifications the client asked for
         self.call = call
         self._transaction = transaction
         self._wants_lineage = lineage
@@ -193,7 +196,9 @@ class OpenResult:
             await self._end(exc)
             raise
         await self._end()  # the outcome is recorded now
-        metadata = summary_metadata(summary, database=self.call.database, t_last=self.elapsed())
+        metadata = summary_metadata(
+            summary, database=self.call.database, t_last=self.elapsed(), notices=self._notices
+        )
         if self._lineage is not None:
             metadata["lineage"] = self._lineage.document()
         return metadata
@@ -303,8 +308,11 @@ async def _packed(rows: AsyncIterator[list[JSON]]) -> AsyncIterator[bytes]:
         yield pack(Structure(_RECORD, ([to_wire(value) for value in row],)))
 
 
-def summary_metadata(summary: Summary, *, database: str, t_last: int) -> dict[str, Any]:
-    """The metadata of a finished result's ``SUCCESS``, as Neo4j sends it."""
+def summary_metadata(
+    summary: Summary, *, database: str, t_last: int, notices: Notices = ALL_NOTICES
+) -> dict[str, Any]:
+    """The metadata of a finished result's ``SUCCESS``, as Neo4j sends it (with the
+    notifications the client asked for)."""
     stats: Mapping[str, Any] = {
         _STATS[name]: value for name, value in summary.counters.items() if value and name in _STATS
     }
@@ -320,8 +328,8 @@ def summary_metadata(summary: Summary, *, database: str, t_last: int) -> dict[st
         metadata["bookmark"] = summary.bookmarks[-1]
     if summary.plan is not None:
         metadata["plan"] = to_wire(dict(summary.plan))
-    if summary.notifications:
-        metadata["notifications"] = [to_wire(dict(n)) for n in summary.notifications]
+    if shown := [to_wire(dict(n)) for n in summary.notifications if notices.shown(n)]:
+        metadata["notifications"] = shown
     return metadata
 
 

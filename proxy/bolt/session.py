@@ -1,13 +1,12 @@
 """One Bolt connection after its handshake: Bolt 5.1-5.4's server state machine.
 
-The caller logs on (``HELLO``, then ``LOGON`` with scheme ``bearer`` and its token or IAM proof,
-or ``basic`` with the DAG to act as and the same credential), and its identity and DAG are
-verified then, a refusal recorded like any other. Every statement is then a call on the request
-path of its own: authenticated again (a token that expired since ``LOGON`` is refused with
-``Neo.ClientError.Security.TokenExpired``), analysed, decided and recorded before it runs,
-exactly as over HTTP. Its rows reach the client as Neo4j produces them, ``n`` at a time as the
-client's ``PULL`` asks. ``cyphergate.lineage: true`` in a ``RUN``'s or ``BEGIN``'s ``tx_metadata``
-adds what each statement touched to the ``SUCCESS`` that ends its result (:mod:`.results`).
+The caller logs on (``HELLO``, then ``LOGON``: ``bearer`` with its token or IAM proof, or
+``basic`` with the DAG to act as and the same credential), verified then, a refusal recorded.
+Every statement is then a call on the request path of its own, exactly as over HTTP:
+authenticated again (``TokenExpired`` once expired), analysed, decided and recorded before it
+runs. Its rows reach the client as Neo4j produces them, ``n`` at a time as ``PULL`` asks;
+``cyphergate.lineage: true`` in ``tx_metadata`` adds what it touched to its last ``SUCCESS``,
+and the notifications a client asked for (Bolt 5.2+) are the ones it gets (:mod:`.results`).
 
 Explicit transactions (``BEGIN`` ... ``COMMIT`` or ``ROLLBACK``) are the request path's own
 (:mod:`proxy.gateway.transactions`, :mod:`.transactions`): ``BEGIN`` and ``COMMIT`` verify the
@@ -31,6 +30,7 @@ import enum
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NoReturn
 
 from proxy.bolt import messages as m
@@ -116,6 +116,7 @@ class Session:
         self._transaction_trace: Mapping[str, str] | None = None
         self._transaction_lineage = False  # its BEGIN's tx_metadata asked for lineage
         self._transaction_metadata: Mapping[str, Any] = {}  # the BEGIN's tx_metadata
+        self._notices = self._transaction_notices = m.ALL_NOTICES  # by the HELLO, the BEGIN
         self._qids = itertools.count()
         self._handlers = self._handlers_by_tag()  # built once, not per message
         self._anonymous_messages = 0  # received with no credential accepted (since the last LOGON)
@@ -177,8 +178,8 @@ class Session:
             m.TELEMETRY: self._telemetry,
             m.ROUTE: self._route,
             m.RUN: self._run,
-            m.PULL: self._pull,
-            m.DISCARD: self._discard,
+            m.PULL: partial(self._stream, discard=False),
+            m.DISCARD: partial(self._stream, discard=True),
             m.BEGIN: self._begin,
             m.COMMIT: self._commit,
             m.ROLLBACK: self._rollback,
@@ -191,6 +192,7 @@ class Session:
             raise Malformed("HELLO needs a user_agent.")
         routing = extra.get("routing")
         self._routing = routing if isinstance(routing, dict) else {}
+        self._notices = m.notices(extra)
         self.state = State.AUTHENTICATION
         metadata = {
             "server": self._server_agent,
@@ -266,6 +268,7 @@ class Session:
         self._transaction_trace = carrier
         self._transaction_lineage = begin.lineage
         self._transaction_metadata = begin.metadata
+        self._transaction_notices = m.notices(extra, self._notices)
         self._qids = itertools.count()
         self.state = State.TX_READY
         await self._send(m.SUCCESS, ({},))
@@ -292,6 +295,7 @@ class Session:
             database = named
         # A bad flag is refused, and recorded, when the request path reads the statement.
         lineage = self._transaction_lineage if transaction is not None else m.asks_lineage(extra)
+        notices = self._transaction_notices if transaction else m.notices(extra, self._notices)
 
         async def statement() -> Statement:
             return await m.statement(text, parameters, extra)
@@ -300,7 +304,7 @@ class Session:
             carrier = m.trace_context(extra.get("tx_metadata"))
         trace = tracing.request("bolt RUN", carrier)
         call = self._call(self._authorization, self._context(extra), database, statement, trace)
-        result = OpenResult(self._gateway, call, transaction, lineage=lineage)
+        result = OpenResult(self._gateway, call, transaction, lineage=lineage, notices=notices)
         try:
             fields_out = await result.start()
         except CypherGateError as error:
@@ -316,12 +320,6 @@ class Session:
             metadata["qid"] = qid
             self.state = State.TX_STREAMING
         await self._send(m.SUCCESS, (metadata,))
-
-    async def _pull(self, fields: tuple[Any, ...]) -> None:
-        await self._stream(fields, discard=False)
-
-    async def _discard(self, fields: tuple[Any, ...]) -> None:
-        await self._stream(fields, discard=True)
 
     async def _stream(self, fields: tuple[Any, ...], *, discard: bool) -> None:
         self._expect("PULL or DISCARD", State.STREAMING, State.TX_STREAMING)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+import warnings
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from neo4j.exceptions import AuthError, ClientError, Neo4jError
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import AUDIENCE
+from proxy.neo4j.shown import UNKNOWN_NAME_WARNINGS
 
 pytestmark = pytest.mark.integration
 
@@ -376,6 +378,54 @@ def test_a_statements_own_time_out_holds_when_shorter_than_the_policys(
     assert elapsed < 10, elapsed
     assert through.value.code == direct.value.code
     assert "TransactionTimedOut" in str(through.value.code)
+
+
+@pytest.mark.parametrize(
+    ("driver_config", "session_config"),
+    [
+        ({"notifications_min_severity": "OFF"}, {}),
+        ({}, {"notifications_min_severity": "OFF"}),
+        ({"notifications_min_severity": "OFF"}, {"notifications_min_severity": "WARNING"}),
+        ({}, {"notifications_disabled_classifications": ["DEPRECATION"]}),
+        ({"notifications_disabled_classifications": ["PERFORMANCE"]}, {}),
+    ],
+)
+def test_the_notifications_a_driver_asks_for_are_the_ones_it_gets(
+    stack: DevStack,
+    status: dict[str, Any],
+    driver_config: dict[str, Any],
+    session_config: dict[str, Any],
+) -> None:
+    """Bolt 5.2+'s notification filters (driver-wide: HELLO; per session: BEGIN and RUN) hold
+    through the gateway as straight to Neo4j."""
+    statement = "MATCH (n:NoSuchLabelAnywhere) RETURN id(n)"  # a deprecation, a WARNING
+
+    def notified(summary: neo4j.ResultSummary) -> list[dict[str, Any]]:
+        with warnings.catch_warnings():  # the driver's own form, whatever the Bolt version
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return summary.notifications or []
+
+    def codes(driver: Driver) -> list[str]:
+        with driver:
+            with driver.session(database="neo4j", **session_config) as session:
+                auto = notified(session.run(statement).consume())
+            with (
+                driver.session(database="neo4j", **session_config) as session,
+                session.begin_transaction() as tx,
+            ):
+                inside = notified(tx.run(statement).consume())
+        # (An unknown label's warning is Neo4j's alone: the gateway never tells what exists.)
+        return [n["code"] for n in [*auto, *inside] if n["code"] not in UNKNOWN_NAME_WARNINGS]
+
+    neo4j_status = status["neo4j"]
+    straight = neo4j.GraphDatabase.driver(
+        neo4j_status["bolt_uri"],
+        auth=(neo4j_status["user"], neo4j_status["password"]),
+        **driver_config,
+    )
+    auth = neo4j.bearer_auth(stack.token("demo_reader"))
+    through = neo4j.GraphDatabase.driver(status["gateway_bolt_uri"], auth=auth, **driver_config)
+    assert codes(through) == codes(straight)
 
 
 def test_caller_metadata_is_context_not_identity(
