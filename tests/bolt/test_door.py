@@ -428,6 +428,24 @@ def test_the_notifications_a_driver_asks_for_are_the_ones_it_gets(
     assert codes(through) == codes(straight)
 
 
+@pytest.mark.parametrize("statement", ["RETRN 1", "MATCH (n)\nRETURN y AS x", "RETURN $"])
+def test_a_statements_error_names_its_own_text_and_positions(
+    stack: DevStack, status: dict[str, Any], neo4j_admin: Driver, statement: str
+) -> None:
+    """Neo4j's error about a statement the gateway planned (as EXPLAIN and the statement)
+    quotes the statement and counts positions in it, as Neo4j does straight."""
+    with pytest.raises(ClientError) as straight:
+        neo4j_admin.execute_query(statement, database_="neo4j")
+    with (
+        bolt(status, neo4j.bearer_auth(stack.token("demo_reader"))) as driver,
+        pytest.raises(ClientError) as through,
+    ):
+        driver.execute_query(statement, database_="neo4j")
+    assert through.value.code == straight.value.code
+    message = str(through.value.message)
+    assert message[: message.rindex(" (request ")] == straight.value.message
+
+
 def test_caller_metadata_is_context_not_identity(
     stack: DevStack, status: dict[str, Any], neo4j_admin: Driver
 ) -> None:
