@@ -279,18 +279,28 @@ class LeaseManager:
                 log.exception("lease maintenance failed")
 
     async def _maintain_once(self) -> None:
+        """Renew, retire and drop what is due. A lease that fails (Neo4j refuses one DAG's new
+        user, say) is logged and left for the next round: it keeps no other lease past its time."""
         now = self._clock()
         for dag, lease in list(self._current.items()):
             if self._current.get(dag) is not lease:
                 continue  # replaced or retired by a request while this round waited
             if self._due(lease, now) and lease.used:
-                await self._renew(dag, lease)
-            elif now >= lease.expires:
+                try:
+                    await self._renew(dag, lease)
+                except Exception:
+                    log.exception("renewing the lease of DAG %s failed", dag)
+                    if now < lease.expires:
+                        continue
+            if now >= lease.expires and self._current.get(dag) is lease:
                 del self._current[dag]
                 self._retire(lease)
         for lease in list(self._retired):
             if lease.holders == 0:
-                await self._revoke(lease)
+                try:
+                    await self._revoke(lease)
+                except Exception:
+                    log.exception("dropping the leased user %s failed", lease.user)
 
     async def _users(self) -> list[str]:
         async with translated_errors():

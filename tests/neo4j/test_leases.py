@@ -128,3 +128,45 @@ def test_a_lease_renewed_while_the_maintainer_waits_is_still_dropped_in_time(
         await leases.close()
 
     asyncio.run(go())
+
+
+class RefusingDriver(SlowDriver):
+    """Refuses to create any user for DAG ``a`` once ``refuse`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse = False
+
+    async def execute_query(self, statement: str, parameters: Any = None, **_: Any) -> Any:
+        if (
+            self.refuse
+            and statement.startswith("CREATE USER")
+            and parameters["user"].startswith("cg_test_a_")
+        ):
+            raise RuntimeError("Neo4j refuses this one user")
+        return await super().execute_query(statement, parameters)
+
+
+def test_one_dag_s_lease_that_cannot_be_renewed_keeps_no_other_user_past_its_time(
+    tmp_path: Path,
+) -> None:
+    """A round of the maintainer that fails for one DAG's lease (Neo4j refuses its new user)
+    still ends every other lease whose time is up: one DAG's trouble keeps no other DAG's
+    user alive past its TTL, round after round."""
+    metrics, driver, now = Metrics(), RefusingDriver(), [0.0]
+
+    async def go() -> None:
+        leases = manager(driver, tmp_path, now, metrics)
+        await leases.open()
+        for dag in ("a", "b"):
+            await leases.release(await leases.acquire(dag))
+        b = await leases.acquire("b")
+        await leases.release(b)
+        driver.refuse = True
+        now[0] = 150  # both due and used: a's renewal fails, every round; b's is past its time
+        for _ in range(3):
+            await leases._maintain_once()  # a failure is logged, not raised: the round goes on
+        assert driver.dropped[b.user] == 1, "b's user outlived its time"
+        await leases.close()
+
+    asyncio.run(go())
