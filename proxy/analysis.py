@@ -178,16 +178,19 @@ def _procedure_writes(facts: PlanFacts, modes: Mapping[str, str]) -> PlanFacts:
     """``facts``, writing anything if a procedure the statement calls may write.
 
     A procedure writes to what it is handed or finds (``db.create.setNodeVectorProperty(m,
-    ...)`` sets a property of any node), and the plan names only the call: so a call of one
-    Neo4j does not declare ``READ`` (or does not know: found on no list) is a write of any
-    label, type and property, as an operator the reader cannot read is."""
+    ...)`` sets a property of any node; ``apoc.nodes.delete`` deletes what it is handed), and
+    the plan names only the call: so a call of one Neo4j does not declare ``READ`` (or does not
+    know: found on no list) reads, writes and deletes anything, as a ``DETACH DELETE`` does."""
     if all(modes.get(name) == "READ" for name in facts.procedures):
         return facts
     return replace(
         facts,
+        labels_read=facts.labels_read | {ANY},
+        rel_types_read=facts.rel_types_read | {ANY},
         labels_written=facts.labels_written | {ANY},
         rel_types_written=facts.rel_types_written | {ANY},
         properties_written=facts.properties_written | {ANY},
+        deletes=True,
     )
 
 
