@@ -254,15 +254,12 @@ class AuditReader:
     def _nothing_proven(
         self, hashes: dict[int, str], public_key: Ed25519PublicKey | None, before: str | None
     ) -> ChainProblem | None:
-        """A log that holds nothing to check is no pass: with no record, a log cut back to
-        nothing looks so; with a key but no checkpoint, nothing ties the records to it, unless
-        they are all younger than ``before`` (a writer's first, not signed yet: see
-        :meth:`_unsealed`)."""
-        if not hashes:
-            return ChainProblem(
-                1, "no record: the log holds nothing to verify (a log cut back to nothing looks so)"
-            )
-        if public_key is not None and before is None and not self.checkpoints():
+        """With a key but no checkpoint, nothing ties the records to it: no pass, unless they
+        are all younger than ``before`` (a writer's first, not signed yet: see
+        :meth:`_unsealed`). A log with no record at all is a chain nothing was written to yet (a
+        worker that served nothing): it passes, and the command line says it held nothing (one
+        emptied looks the same: the archive tells them apart)."""
+        if hashes and public_key is not None and before is None and not self.checkpoints():
             return ChainProblem(
                 1,
                 "no signed checkpoint: nothing ties these records to the key (a writer signs"

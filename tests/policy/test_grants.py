@@ -53,7 +53,8 @@ def test_every_documented_reason_is_produced_by_the_engine() -> None:
     section = README.read_text(encoding="utf-8").split("## Policies", 1)[1].split("\n## ", 1)[0]
     documented = set(
         re.findall(
-            r"`([a-z_]+_not_grant(?:ed|able)|guardrail|unknown_[a-z_]+|plan_not_understood)[:`]", section
+            r"`([a-z_]+_not_grant(?:ed|able)|guardrail|unknown_[a-z_]+|plan_not_understood)[:`]",
+            section,
         )
     )
     assert documented == produced, (documented - produced, produced - documented)
