@@ -54,14 +54,16 @@ def ship(
     prefix: str,
     chain: str,
     retention_days: int,
+    public_key: Ed25519PublicKey | None = None,
 ) -> list[str]:
     """Upload every checkpointed stretch of the log the archive lacks; returns the new keys.
 
-    A stretch is shipped only if it proves itself: its records link from the one before and
-    reach its checkpoint's hash, and the checkpoint names ``chain``. Else
-    :class:`ArchiveInconsistent`, and nothing from there is shipped: a lock would keep, for the
-    retention period, records altered or removed before the archiver ran in place of the ones
-    they replaced.
+    A stretch is shipped only if it proves itself: its records link from the checkpoint that
+    ends the archive and reach its own checkpoint's hash, and the checkpoint names ``chain`` and,
+    with ``public_key``, is signed by its key (whoever can write the file can recompute every
+    hash, not a signature). Else :class:`ArchiveInconsistent`, and nothing from there is shipped:
+    a lock would keep, for the retention period, records altered or removed before the archiver
+    ran in place of the ones they replaced.
     """
     archived = last_archived_seq(s3, bucket, prefix, chain)
     checkpoints = reader.checkpoints()
@@ -72,14 +74,21 @@ def ship(
             f" the local log is sealed only up to {sealed}: run audit verify --archive"
         )
     keys = []
+    # The hash the next stretch links from: that of the checkpoint ending the archive (signed,
+    # where a record of the local log, rewritten since it was archived, would prove nothing).
+    previous = GENESIS_HASH
     for checkpoint in checkpoints:
         if checkpoint.record_seq <= archived:
+            if checkpoint.record_seq == archived:
+                previous = checkpoint.record_hash
+                if public_key is not None and not signature_valid(checkpoint, public_key):
+                    raise ArchiveInconsistent(
+                        f"record {archived}: its checkpoint, which ends the archive, has a bad"
+                        " signature (run audit verify on the local log)"
+                    )
             continue
         stretch = list(reader.sealed_range(archived + 1, checkpoint.record_seq))
-        # The hash the stretch links from: the archived record's before it, as the log has it.
-        before = [digest for _, _, digest in reader.sealed_range(archived, archived)]
-        previous = GENESIS_HASH if archived == 0 else (before or [""])[0]
-        problem = _unprovable(stretch, archived + 1, previous, checkpoint, chain)
+        problem = _unprovable(stretch, archived + 1, previous, checkpoint, chain, public_key)
         if problem is not None:
             raise ArchiveInconsistent(
                 f"{problem}: nothing from there is archived (run audit verify on the local log)"
@@ -98,7 +107,7 @@ def ship(
             ObjectLockRetainUntilDate=datetime.now(UTC) + timedelta(days=retention_days),
         )
         keys.append(key)
-        archived = checkpoint.record_seq
+        archived, previous = checkpoint.record_seq, checkpoint.record_hash
     return keys
 
 
@@ -157,11 +166,15 @@ def _unprovable(
     previous: str,
     checkpoint: Checkpoint,
     chain: str,
+    public_key: Ed25519PublicKey | None,
 ) -> ChainProblem | None:
     """What keeps records ``first`` on (``stretch``) from proving themselves up to
-    ``checkpoint`` of ``chain``, after the record hashed ``previous``."""
+    ``checkpoint`` of ``chain``, signed by ``public_key`` if given, after the record hashed
+    ``previous``."""
     if checkpoint.chain != chain:
         return ChainProblem(first, f"checkpoint seals chain {checkpoint.chain!r}, not {chain!r}")
+    if public_key is not None and not signature_valid(checkpoint, public_key):
+        return ChainProblem(checkpoint.record_seq, "its checkpoint has a bad signature")
     expected = first
     for seq, body, digest in stretch:
         problem = check_link(SealedRecord(seq, body, digest), expected, previous)

@@ -295,6 +295,8 @@ def _audit_archive(args: argparse.Namespace) -> int:
     for audit in replica_chains(load_settings(args.config)):
         if audit.archive is None:
             raise SystemExit("audit.archive is not configured")
+        key_file = audit.signing_key_file  # the writer's: its public half checks signatures
+        public_key = load_public_key(key_file) if key_file is not None else None
         with AuditReader(audit.path) as reader:
             try:
                 keys = ship(
@@ -304,6 +306,7 @@ def _audit_archive(args: argparse.Namespace) -> int:
                     prefix=audit.archive.prefix,
                     chain=audit.chain_id,
                     retention_days=audit.archive.retention_days,
+                    public_key=public_key,
                 )
             except ArchiveInconsistent as exc:
                 raise SystemExit(f"audit archive: {exc}") from None

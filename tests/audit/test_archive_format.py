@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -168,3 +169,43 @@ def test_what_the_local_log_cannot_prove_is_never_archived(
     listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     shipped = sorted(item["Key"].rsplit("/", 1)[1] for item in listed)
     assert shipped == (["segment-000000000001-000000000003.jsonl"] if refused == 5 else [])
+
+
+def test_a_log_rewritten_with_its_hashes_and_checkpoints_recomputed_is_never_archived(
+    tmp_path: Path, s3: Any
+) -> None:
+    """Found by review: whoever can write the file rewrote record 5, chained 5 to 9 again and set
+    the checkpoints' hashes to match; the stretch proved itself but for the signatures, which the
+    archiver did not check, and the forgery was locked in the archive."""
+    path, public = written_log(tmp_path, 9)  # checkpoints at 3, 6, 9
+    with AuditReader(path) as reader:
+        rows = list(reader.sealed_range(1, 9))
+    records, checkpoints, previous = [], [], rows[3][2]
+    for seq, body, _ in rows[4:]:
+        document = json.loads(body)
+        if seq == 5:
+            document["statement"] = "MATCH (n) RETURN n"
+        document["prev_hash"] = previous
+        forged = canonical(document)
+        previous = digest(forged)
+        records.append((forged, previous, seq))
+        if seq in (6, 9):
+            checkpoints.append((previous, seq))
+    tamper(path)  # its triggers dropped
+    with sqlite3.connect(path) as db:
+        db.executemany("UPDATE records SET body = ?, hash = ? WHERE seq = ?", records)
+        db.executemany("UPDATE checkpoints SET record_hash = ? WHERE record_seq = ?", checkpoints)
+    with AuditReader(path) as reader, pytest.raises(ArchiveInconsistent, match="record 6"):
+        ship(
+            reader,
+            s3,
+            bucket=BUCKET,
+            prefix="p",
+            chain="gateway",
+            retention_days=1,
+            public_key=load_public_key(public),
+        )
+    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    assert [item["Key"].rsplit("/", 1)[1] for item in listed] == [
+        "segment-000000000001-000000000003.jsonl"
+    ]
