@@ -18,11 +18,16 @@ def media_type(header: str | None) -> str:
 def wants_typed(accept: str | None) -> bool:
     """Typed JSON when the client accepts it and prefers it to plain JSON, as Neo4j decides:
     by the entries' quality values (``q``, 1 unless given; 0 is "not at all"), and between equal
-    ones by which comes first."""
+    ones by which comes first. Plain JSON ranks as its own entry, else as ``application/*``,
+    else as ``*/*`` (the most specific range that covers it)."""
     ranks: dict[str, tuple[float, int]] = {}
     for position, entry in enumerate((accept or "").split(",")):
         ranks.setdefault(media_type(entry), (_quality(entry), -position))
-    typed, plain = ranks.get(TYPED_MEDIA_TYPE), ranks.get("application/json")
+    typed = ranks.get(TYPED_MEDIA_TYPE)
+    plain = next(
+        (ranks[name] for name in ("application/json", "application/*", "*/*") if name in ranks),
+        None,
+    )
     return typed is not None and typed[0] > 0 and (plain is None or typed > plain)
 
 

@@ -315,6 +315,12 @@ def test_a_path_with_a_trailing_slash_is_the_path_without(
         ("application/vnd.neo4j.query, application/json", True),
         ("application/json, application/vnd.neo4j.query", False),
         ("application/vnd.neo4j.query;q=0.8, application/json;q=0.8", True),
+        # A range that covers JSON is JSON's rank unless JSON is named (found by review: Neo4j
+        # answered these three plain, the gateway typed).
+        ("*/*, application/vnd.neo4j.query;q=0.5", False),
+        ("application/vnd.neo4j.query;q=0.5, */*", False),
+        ("application/*, application/vnd.neo4j.query;q=0.9", False),
+        ("application/json;q=0.1, */*, application/vnd.neo4j.query;q=0.5", True),
     ],
 )
 def test_the_answer_takes_the_form_the_client_prefers(
