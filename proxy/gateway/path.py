@@ -26,7 +26,6 @@ import copy
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
-from math import inf
 from typing import Any
 
 from proxy.analysis import Analysis
@@ -154,15 +153,13 @@ class Gateway:
     ) -> AsyncIterator[RowStream]:
         """Take one statement down the request path (see the module docstring).
 
-        First it takes an admission slot (:mod:`proxy.gateway.admission`), held until the
-        outcome is recorded. Its rows stream inside the block; when the block ends the outcome
-        is recorded. Every refusal or failure is a :class:`CypherGateError`, recorded once. By
-        default the statement runs in an auto-commit transaction as the DAG's credential, held
-        for it alone; ``transaction``: in that explicit transaction instead, after the statements
-        before it (a refusal or failure rolls it back). ``on_lineage`` is told what the statement
-        touches (from the analysis the policy decided on) once it is allowed to run, before it
-        runs: a refused statement gives none. ``on_execution`` is told how it runs (its
-        time-out, say), just before it does.
+        It holds an admission slot (:mod:`proxy.gateway.admission`) until its outcome is
+        recorded, when the block (inside which its rows stream) ends. Every refusal or failure
+        is a :class:`CypherGateError`, recorded once. It runs in an auto-commit transaction as
+        the DAG's credential, held for it alone, or in ``transaction`` after the statements
+        before it (a refusal or failure rolls it back). ``on_lineage`` is told what it touches
+        (from the analysis decided on) once allowed, before it runs: a refused statement gives
+        none; ``on_execution`` how it runs (its time-out, say), just before it does.
         """
         trail = Trail(
             call, clock=self._clock, audit=self._audit, metrics=self._metrics, lineage=self._lineage
@@ -374,7 +371,7 @@ class Gateway:
             parameters=statement.parameters,
             access_mode=access_mode,
             timeout_s=min(
-                decision.timeout_s or self._default_timeout_s, statement.timeout_s or inf
+                decision.timeout_s or self._default_timeout_s, statement.timeout_s or float("inf")
             ),
             metadata=metadata,
             bookmarks=statement.bookmarks,
