@@ -230,16 +230,11 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         elif public_key is not None and not checkpoints:  # a writer's first records
             signatures = "signatures checked: none yet, every record within --sealed-within"
         of_chain = f" of chain {sealed_chain!r}" if sealed_chain and checkpoints else ""
-        if total == 0:
-            print(
-                "OK: 0 records: nothing written to this chain yet, so nothing to verify (a log"
-                f" emptied looks the same: --archive compares it with the archive) ({path})"
-            )
-        else:
-            print(
-                f"OK: {checked} records, hash chain intact, {checkpoints} checkpoints{of_chain}"
-                f" ({signatures}) ({path})"
-            )
+        said = f"{checked} records, hash chain intact, {checkpoints} checkpoints{of_chain}"
+        if total == 0:  # one emptied looks the same
+            said = "0 records: nothing written to this chain yet, so nothing to verify"
+            signatures = "a log emptied looks the same: --archive compares it with the archive"
+        print(f"OK: {said} ({signatures}) ({path})")
         if archived is not None:  # how far the archive anchors the log: nothing past it
             print(
                 f"archive: records 1 to {archived} of {total} archived and compared"
