@@ -171,13 +171,16 @@ class RunEvents:
     def _parent(
         self, principal: Mapping[str, Any], handed: str | None
     ) -> parent_run.ParentRunFacet | None:
+        dag, task = principal.get("dag"), principal.get("task")
         if handed is not None:
             given = parse_parent(handed)
-            if given is not None:
-                namespace, name, run_id = given
-                return self._parent_facet(namespace, name, run_id)
-            log.warning("%s is not <namespace>/<job>/<run uuid>; derived instead", PARENT_HEADER)
-        dag, task = principal.get("dag"), principal.get("task")
+            if given is not None and _own_job(given[1], dag, task):
+                return self._parent_facet(*given)
+            log.warning(
+                "%s is not <namespace>/<job>/<run uuid> of the caller's own DAG and task;"
+                " derived instead",
+                PARENT_HEADER,
+            )
         run, try_number = principal.get("run"), principal.get("try_number")
         if not (isinstance(dag, str) and isinstance(task, str) and isinstance(run, str)):
             return None
@@ -207,6 +210,18 @@ def parse_parent(value: str) -> tuple[str, str, str] | None:
     except ValueError:
         return None
     return namespace, name, run_id
+
+
+def _own_job(name: str, dag: object, task: object) -> bool:
+    """Whether a handed parent's job is the caller's own: its task's (the provider's
+    ``<dag>.<task>``) or its DAG run's (``<dag>``); with no task named, any of its DAG's. The
+    header is unsigned: the DAG comes from the verified credential, so a parent naming another
+    DAG's job would file the statement's lineage under a run of a DAG it may not act as."""
+    if not isinstance(dag, str) or name == dag:
+        return name == dag
+    if isinstance(task, str) and task:
+        return name == f"{dag}.{task}"
+    return name.startswith(f"{dag}.")
 
 
 def derived_run_id(namespace: str, dag: str, task: str, run: str, try_number: int) -> str:

@@ -165,6 +165,29 @@ def test_without_one_the_parent_is_derived_from_the_task_try() -> None:
     assert (parent["job"]["namespace"], parent["job"]["name"]) == ("default", "movies.load")
 
 
+def test_a_parent_of_another_dags_job_is_not_taken() -> None:
+    # The handed parent is an unsigned header: a caller acting as DAG movies must not file its
+    # statements under a run of DAG payroll (nor of another task than its own), so its event
+    # gets the parent derived from its own task try instead.
+    derived = derived_run_id("default", "movies", "load", str(PRINCIPAL["run"]), 2)
+    for handed in (
+        f"airflow/payroll.export/{PARENT_RUN}",
+        f"airflow/payroll/{PARENT_RUN}",
+        f"airflow/moviesx.load/{PARENT_RUN}",
+        f"airflow/movies.other/{PARENT_RUN}",
+    ):
+        parent = document(events().build(record(), handed))["run"]["facets"]["parent"]
+        assert parent["run"]["runId"] == derived, handed
+        assert parent["job"]["name"] == "movies.load", handed
+    # With no task named, any job of its own DAG (a task's, or the DAG run's) may be the parent.
+    principal = {**PRINCIPAL, "task": None}
+    for job in ("movies.load", "movies"):
+        built = document(events().build(record(principal=principal), f"a/{job}/{PARENT_RUN}"))
+        assert built["run"]["facets"]["parent"]["job"]["name"] == job
+    built = document(events().build(record(principal=principal), f"a/payroll.x/{PARENT_RUN}"))
+    assert "parent" not in built["run"]["facets"]
+
+
 def test_a_dag_alone_names_the_job_and_no_parent() -> None:
     principal = {**PRINCIPAL, "task": None, "run": None, "try_number": None}
     built = document(events().build(record(principal=principal)))
@@ -223,7 +246,7 @@ def counted(metrics: Metrics, outcome: str) -> float:
 def test_events_are_sent_from_a_thread_and_counted() -> None:
     metrics, fake = Metrics(), FakeTransport()
     with emitter(fake, metrics) as sender:
-        sender.ended(record(), {"x-cyphergate-lineage-parent": f"a/b.c/{PARENT_RUN}"})
+        sender.ended(record(), {"x-cyphergate-lineage-parent": f"a/movies.load/{PARENT_RUN}"})
         sender.ended(record(principal=None), {})
     assert fake.closed
     (sent,) = fake.events

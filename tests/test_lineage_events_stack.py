@@ -98,7 +98,7 @@ class Filed:
 def test_reading_person_and_writing_movie_names_exactly_those(
     filed: Filed, stack: DevStack
 ) -> None:
-    parent = f"airflow/movies.load/{uuid.uuid4()}"
+    parent = f"airflow/demo_writer.load/{uuid.uuid4()}"
     answer = filed.post(
         "demo_writer",
         READS_PERSON_WRITES_MOVIE,
