@@ -16,9 +16,8 @@ from typing import Literal
 
 from proxy.errors import BadRequest, DagNotPermitted
 from proxy.settings import BindingSettings
+from proxy.settings.access import DAG_ID
 
-# Airflow's own rule for dag_id: letters, digits, dashes, dots and underscores, 250 at most.
-DAG_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 # Task and run ids are Airflow-made too, but run ids carry '+' and ':' (timestamps), '~'
 # (Airflow's allowed_run_id_pattern admits it) and '/' (the Bolt door's principal keeps it).
 _CONTEXT_VALUE = re.compile(r"[A-Za-z0-9_.\-+:@ ~/]{1,250}")

@@ -74,6 +74,19 @@ def test_a_role_is_bound_as_sts_names_it(arn: str, bound: str) -> None:
     assert BindingSettings(iam_role_arn=arn, dags=["etl"]).iam_role_arn == bound
 
 
+@pytest.mark.parametrize(
+    "dag", ["demo_writer ", " demo_writer", "", "demo/writer", "d\u00e9mo", "demo\x00", "d" * 251]
+)
+def test_a_binding_to_a_dag_no_dag_id_can_be_is_refused(dag: str) -> None:
+    """A DAG outside the dag_ids the gateway takes (a trailing space, a slash, a look-alike
+    letter, NUL, too long) would be acted as only by a caller naming it so, never by the DAG it
+    was meant for: a typo refused at start-up, as an issuer's DAG claim of that kind is."""
+    with pytest.raises(ValidationError, match="dag_id"):
+        BindingSettings(oidc_issuer="https://issuer.test", client_id="etl", dags=[dag])
+    good = BindingSettings(oidc_issuer="https://issuer.test", client_id="etl", dags=["a.b-c_1"])
+    assert good.dags == ["a.b-c_1"]
+
+
 def test_a_binding_of_an_issuer_or_method_not_configured_is_refused() -> None:
     """Found by review: a binding whose issuer differs from the configured one (a trailing
     slash) or names an IAM role with IAM off matched no identity, silently."""

@@ -102,6 +102,11 @@ _ROLE_ARN = re.compile(r"(arn:aws[a-z\-]*:iam::\d{12}:role/)(?:[\w+=,.@\-]+/)*([
 _USER_ARN = re.compile(r"arn:aws[a-z\-]*:iam::\d{12}:user/[\w+=,.@\-/]+")
 
 
+# The dag_ids the gateway takes: Airflow's rule (letters, digits, dashes, dots, underscores, 250
+# at most), in ASCII only, so that no look-alike letter names another DAG.
+DAG_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
+
+
 class BindingSettings(_Section):
     """Which DAGs one verified identity may act as. Name exactly one kind of identity."""
 
@@ -116,6 +121,17 @@ class BindingSettings(_Section):
         default=None,
         description="arn:aws:iam::ACCOUNT:role/NAME (a path before NAME is dropped), or a user's",
     )
+
+    @field_validator("dags")
+    @classmethod
+    def _airflow_dag_ids(cls, value: list[str]) -> list[str]:
+        """Each a dag_id as :data:`DAG_ID` takes it (an issuer's DAG claim is held to the same):
+        one with a trailing space or a look-alike letter would be acted as only by a caller
+        naming it so, never by the DAG it was meant for."""
+        bad = [dag for dag in value if DAG_ID.fullmatch(dag) is None]
+        if bad:
+            raise ValueError(f"dags must be dag_ids ([A-Za-z0-9_.-], 250 at most): {bad!r}")
+        return value
 
     @field_validator("iam_role_arn")
     @classmethod
