@@ -32,6 +32,7 @@ the transport. A full queue or a failing transport drops the event, counts it in
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -231,8 +232,11 @@ def derived_run_id(namespace: str, dag: str, task: str, run: str, try_number: in
     (``build_task_instance_run_id``) is a UUIDv7 made from the task instance's logical date
     and map index too, which reach the gateway neither over HTTP nor over Bolt; so this is not
     that id. It is the same for every statement of the try (they group under one parent), on
-    every replica and after restarts; to name the provider's run, hand the parent over."""
-    name = f"{namespace}.{dag}.{task}.{try_number}.{run}"
+    every replica and after restarts; to name the provider's run, hand the parent over.
+
+    The parts are named as a JSON list, not joined by dots: DAG, task and run ids may hold dots,
+    so DAG ``a`` with task ``b.c`` would otherwise share DAG ``a.b``'s task ``c``'s run."""
+    name = json.dumps([namespace, dag, task, try_number, run])
     return str(uuid.uuid5(_DERIVED, name))
 
 

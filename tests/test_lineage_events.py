@@ -222,6 +222,17 @@ def test_a_derived_run_id_is_stable_per_task_try() -> None:
     uuid.UUID(first)
 
 
+def test_a_derived_run_id_is_one_dags_however_its_ids_are_dotted() -> None:
+    # DAG and task ids may hold dots, and the task is the caller's word: a caller acting as DAG
+    # "a" naming task "b.c" must not get the parent run of DAG "a.b"'s task "c" (nor one try's
+    # run id another's, with a run id holding dots).
+    ids = derived_run_id("default", "a.b", "c", "r", 1)
+    assert ids != derived_run_id("default", "a", "b.c", "r", 1)
+    assert derived_run_id("default", "d", "t", "x.2.y", 1) != derived_run_id(
+        "default", "d", "t.1.x", "y", 2
+    )
+
+
 # ---------------------------------------------------------------------------- the emitter
 
 
