@@ -202,8 +202,10 @@ def test_a_segment_named_for_records_it_does_not_hold_is_caught(
         checkpoints = reader.checkpoints()
         assert len(checkpoints) >= 2
         earlier = cast(AuditReader, FirstCheckpoints(reader, len(checkpoints) - 1))
-        assert ship(earlier, s3, prefix="renamed", retention_days=1, **place)
-        staged = ship(reader, s3, prefix="staging", retention_days=1, **place)
+        assert ship(earlier, s3, prefix="renamed", retention_days=1, public_key=public_key, **place)
+        staged = ship(
+            reader, s3, prefix="staging", retention_days=1, public_key=public_key, **place
+        )
         body = s3.get_object(Bucket=ARCHIVE_BUCKET, Key=staged[-1])["Body"].read()
         first = checkpoints[-2].record_seq + 1
         s3.put_object(
@@ -216,4 +218,4 @@ def test_a_segment_named_for_records_it_does_not_hold_is_caught(
         problem = verify_archive(reader, s3, prefix="renamed", public_key=public_key, **place)
         assert problem is not None and "999999999999" in problem.why
         with pytest.raises(ArchiveInconsistent, match="999999999999"):
-            ship(reader, s3, prefix="renamed", retention_days=1, **place)
+            ship(reader, s3, prefix="renamed", retention_days=1, public_key=public_key, **place)
