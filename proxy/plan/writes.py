@@ -88,8 +88,16 @@ def set_items(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
         parser.take(",")
 
 
-def _set_item(reader: Reader, parser: Parser, env: Env) -> None:
-    """One item of SET or REMOVE (a REMOVE of a property prints as a SET to null)."""
+def _set_item(
+    reader: Reader, parser: Parser, env: Env, embedded: frozenset[str] | None = None
+) -> None:
+    """One item of SET or REMOVE (a REMOVE of a property prints as a SET to null).
+
+    ``embedded``: the item is printed inside a MERGE's or a FOREACH's details, where Neo4j
+    prints a dynamic key ``n[k]`` as ``n.k``, ``n[row.k]`` as ``n.row.k`` and ``n[$m.k]`` as
+    ``n.$m.k`` (a SetDynamicProperty of its own prints ``n[k]``); these are the names in scope
+    there. A key that names one of them, or one taken of a property or an index, may be any
+    key."""
     facts = reader.facts
     target = parser.postfix_expression()
     if target.kind == "label" and target.label is not None:  # a label set, not tested
@@ -104,7 +112,10 @@ def _set_item(reader: Reader, parser: Parser, env: Env) -> None:
     reader.expression(value, env)
     if target.kind == "property":
         _write_to(facts, target.args[0], env)
-        facts.add("properties_written", [target.text])
+        dynamic = embedded is not None and (
+            target.text in embedded or target.args[0].kind in ("property", "index")
+        )
+        facts.add("properties_written", None if dynamic else [target.text])
     elif target.kind == "index":
         _write_to(facts, target.args[0], env)
         facts.add("properties_written", None)
@@ -199,9 +210,9 @@ def merge(reader: Reader, op: Op, envs: Sequence[Env], _args: Env) -> Env:
         if clause == "create":
             _create(reader, parser.pattern(), created)
         elif clause == "on_match":
-            _set_item(reader, parser, matched)
+            _set_item(reader, parser, matched, frozenset(op.identifiers) | created.keys())
         elif clause == "on_create":
-            _set_item(reader, parser, created)
+            _set_item(reader, parser, created, frozenset(op.identifiers) | created.keys())
         elif clause != "lock":
             raise Unparsed("a MERGE of unknown form")
         if not parser.done():
@@ -256,7 +267,7 @@ def foreach(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
         if clause == "create":
             _create(reader, parser.pattern(), inner)
         elif clause == "set":
-            _set_item(reader, parser, inner)
+            _set_item(reader, parser, inner, frozenset(op.identifiers) | inner.keys())
         elif clause in ("delete", "detach"):
             _delete(reader, parser.expression(), inner, detach=clause == "detach")
         else:

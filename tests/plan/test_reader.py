@@ -301,6 +301,42 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         "MATCH (n:Person) FOREACH (x IN [n] | SET x[$k] = 1)",
         {"labels_written": {"Person"}, "properties_written": {S}, "unreadable": set()},
     ),
+    # And a key from a variable prints as n.x, from a property as n.row.k, from a parameter's
+    # as n.$m.k: each read as the static key x or k, so a grant of `title` let
+    # FOREACH (title IN ['secret'] | SET m[title] = 1) write `secret`.
+    (
+        "MATCH (n:Person) FOREACH (x IN $keys | SET n[x] = 1)",
+        {"labels_written": {"Person"}, "properties_written": {S}, "unreadable": set()},
+    ),
+    (
+        "MATCH (n:Person) FOREACH (x IN $keys | REMOVE n[x])",
+        {"labels_written": {"Person"}, "properties_written": {S}, "unreadable": set()},
+    ),
+    ("MATCH (n:Person) FOREACH (x IN $keys | SET n[x.k] = 1)", {"properties_written": {S}}),
+    ("MATCH (n:Person) FOREACH (x IN $keys | SET n[$m.k] = 1)", {"properties_written": {S}}),
+    (
+        "MATCH (n:Person) FOREACH (x IN $keys | FOREACH (y IN x | SET n[y] = 1))",
+        {"properties_written": {S}},
+    ),
+    (
+        "UNWIND $keys AS k MERGE (n:Person {name: 'x'}) ON MATCH SET n[k] = 1",
+        {"labels_written": {"Person"}, "properties_written": {"name", S}, "unreadable": set()},
+    ),
+    (
+        "UNWIND $rows AS row MERGE (n:Person {name: row.name}) ON CREATE SET n[row.k] = 1",
+        {"properties_written": {"name", S}, "unreadable": set()},
+    ),
+    ("MERGE (n:Person {name: 'x'}) ON MATCH SET n[$m.k] = 1", {"properties_written": {"name", S}}),
+    # A static key that names no variable in scope stays itself (the ETL idiom).
+    (
+        "UNWIND $rows AS row MERGE (n:Person {name: row.name}) ON CREATE SET n.born = row.born "
+        "ON MATCH SET n.seen = true",
+        {"labels_written": {"Person"}, "properties_written": {"name", "born", "seen"}},
+    ),
+    (
+        "MATCH (n:Person) FOREACH (x IN $keys | SET n.seen = x)",
+        {"labels_written": {"Person"}, "properties_written": {"seen"}},
+    ),
     # Items on another entity, or of another kind, print as SETs of their own (they were
     # unreadable: every such MERGE was refused, whatever the grant).
     (
