@@ -19,7 +19,8 @@ Oracles, for a statement the gateway allowed:
 - **writes**: nothing the grant may not write changed: a node with no write-granted label is
   untouched (labels, properties, existence), a writable node kept its other labels, and a
   relationship of a type not write-granted is untouched; created nodes carry only
-  write-granted labels.
+  write-granted labels; and a property key not write-granted is neither set, changed nor
+  removed on anything, nor on anything created.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class Grant:
     write_types: tuple[str, ...] = ()
     delete: bool = False
     max_hops: int = 3
+    write_properties: tuple[str, ...] = ("*",)
 
     def document(self) -> dict[str, Any]:
         database: dict[str, Any] = {
@@ -131,7 +133,7 @@ class Grant:
             database["write"] = {
                 "labels": list(self.write_labels),
                 "relationship_types": list(self.write_types),
-                "properties": ["*"],
+                "properties": list(self.write_properties),
                 "delete": self.delete,
             }
         return {"databases": {"neo4j": database}}
@@ -144,7 +146,15 @@ class Grant:
 GRANTS = (
     Grant("fuzz_reader", GRANTED_LABELS, GRANTED_TYPES),
     Grant("fuzz_writer", GRANTED_LABELS, GRANTED_TYPES, ("Person",), ("ACTED_IN",), delete=True),
-    Grant("fuzz_wide", ("*",), ("*",), ("Person",), ("ACTED_IN",)),
+    # Writes only the keys the generator's writes use, bar `born` and `pwned`.
+    Grant(
+        "fuzz_wide",
+        ("*",),
+        ("*",),
+        ("Person",),
+        ("ACTED_IN",),
+        write_properties=("name", "seen", "since", "uid", "z"),
+    ),
 )
 
 NODES = "MATCH (n) RETURN elementId(n) AS id, labels(n) AS labels, properties(n) AS props"
@@ -208,6 +218,20 @@ def write_violations(grant: Grant, before: GraphState, after: GraphState) -> lis
     for rel_id, rel in after.rels.items():
         if rel_id not in before.rels and "*" not in write_types and rel[0] not in write_types:
             found.append(f"relationship {rel[0]} created")
+    return found + _property_violations(grant, before, after)
+
+
+def _property_violations(grant: Grant, before: GraphState, after: GraphState) -> list[str]:
+    """Property keys set, changed or removed that the grant may not write."""
+    if "*" in grant.write_properties:
+        return []
+    found: list[str] = []
+    pairs = [(before.nodes.get(i, ([], {}))[1], now[1]) for i, now in after.nodes.items()]
+    pairs += [(before.rels[i][1] if i in before.rels else {}, r[1]) for i, r in after.rels.items()]
+    for old, new in pairs:
+        changed = {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+        if changed - set(grant.write_properties):
+            found.append(f"properties {sorted(changed)} written")
     return found
 
 

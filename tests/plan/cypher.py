@@ -432,6 +432,13 @@ class Gen:
             ]
             forms += [f"SET (CASE WHEN {var}.born > 1955 THEN {var} END).seen = true"]
             forms += [f"CALL ({var}) {{ SET {var}.z = 1 }}", f"SET {var}:$($dyn)"]
+            # A dynamic key from a variable named like a granted key: inside FOREACH's and
+            # MERGE's details Neo4j prints n[seen] as n.seen.
+            forms += [
+                f"FOREACH (seen IN ['born'] | SET {var}[seen] = 1)",
+                f"FOREACH (seen IN ['born'] | MERGE (w:{plain} {{uid: {self.number(1, 12)}}}) "
+                f"ON MATCH SET w[seen] = 1)",
+            ]
             forms += [f"CREATE ({var})-[:{self.pick(REL_TYPES)} {{since: 1}}]->(:{plain})"]
             forms += [f"MERGE ({var})-[:{self.pick(REL_TYPES)}]->(w:{plain})"]
             # Items on several entities, or of two kinds, print as SETs of their own.

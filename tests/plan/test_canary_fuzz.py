@@ -190,9 +190,31 @@ def test_the_oracles_catch_what_they_should(checker: Checker) -> None:
     write = Statement("MATCH (n:Secret) SET n.name = 'x'", {}, True)
     _, after = checker.run(write, writer, without_unreadable=False)
     assert write_violations(writer, checker.before, after)
+    narrow = next(grant for grant in GRANTS if "*" not in grant.write_properties)
+    key = Statement("MATCH (p:Person) SET p.born = 1", {}, True)
+    _, after = checker.run(key, narrow, without_unreadable=False)
+    assert write_violations(narrow, checker.before, after)
     copy = Statement("MATCH (p:Person), (s:Secret) SET p.name = s.canary", {}, True)
     _, after = checker.run(copy, writer, without_unreadable=False)
     assert copied_canaries(writer, after)
+
+
+def test_a_key_taken_from_a_variable_is_decided_as_any_key(checker: Checker) -> None:
+    """Inside FOREACH's and MERGE's details Neo4j prints a dynamic key n[seen] as n.seen: a
+    grant of the key `seen` must not let it write `born`. Each shape is checked as the
+    fuzzer checks it (its oracle sees `born` written), and refused for the key it may not
+    know."""
+    narrow = next(grant for grant in GRANTS if "*" not in grant.write_properties)
+    for text in (
+        "MATCH (p:Person) WHERE p.uid = 3 FOREACH (seen IN ['born'] | SET p[seen] = 1)",
+        "FOREACH (seen IN ['born'] | MERGE (w:Person {uid: 3}) ON MATCH SET w[seen] = 1)",
+        "UNWIND ['born'] AS seen MERGE (w:Person {uid: 3}) ON MATCH SET w[seen] = 1",
+        "UNWIND [{k: 'born'}] AS seen MERGE (w:Person {uid: 3}) ON MATCH SET w[seen.k] = 1",
+    ):
+        statement = Statement(text, {}, True)
+        checker.check(statement, narrow)
+        verdict = checker.decide(statement, narrow)
+        assert verdict is not None and "property_write_not_granted:*" in verdict.reasons, text
 
 
 def test_a_delete_is_decided_as_the_commit_that_answers_it(checker: Checker) -> None:
