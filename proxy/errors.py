@@ -371,6 +371,21 @@ class CommitOutcomeUnknown(GraphFailed):
         super().__init__(reason="commit_outcome_unknown")
 
 
+class WriteOutcomeUnknown(GraphFailed):
+    """The connection to Neo4j was lost after an auto-commit statement that may write was sent,
+    before its end was heard: its transaction commits when it ends, so it may have written. Not
+    transient, like :class:`CommitOutcomeUnknown`: an HTTP client retrying a 503, or a caller
+    retrying a transient error, would write twice (a read stays transient: it wrote nothing)."""
+
+    default_message = (
+        "The connection to Neo4j was lost while the statement ran: it may have written."
+        " Check before running it again."
+    )
+
+    def __init__(self) -> None:
+        super().__init__(reason="write_outcome_unknown")
+
+
 class IdentityProviderUnavailable(CypherGateError):
     """The token issuer's keys could not be fetched and none are cached."""
 

@@ -21,6 +21,7 @@ from proxy.errors import (
     GraphFailed,
     GraphUnavailable,
     Neo4jClientError,
+    WriteOutcomeUnknown,
 )
 
 UNAUTHORIZED = "Neo.ClientError.Security.Unauthorized"
@@ -49,6 +50,19 @@ def translated(exc: Exception) -> Exception:
     if isinstance(exc, neo4j_errors.Neo4jError | neo4j_errors.DriverError):
         return GraphFailed(reason=type(exc).__name__)
     return exc
+
+
+def translated_write(exc: Exception) -> Exception:
+    """:func:`translated`, for an auto-commit statement that may write: the driver's connection
+    found lost once the statement was sent (raised where the driver declares a connection
+    defunct, not where it fails to open one) may have committed it, so never transient."""
+    if isinstance(exc, neo4j_errors.ServiceUnavailable | neo4j_errors.SessionExpired):
+        trace = exc.__traceback__
+        while trace is not None and trace.tb_next is not None:
+            trace = trace.tb_next
+        if trace is not None and trace.tb_frame.f_code.co_name == "_set_defunct":
+            return WriteOutcomeUnknown()
+    return translated(exc)
 
 
 # Transient codes the driver reports as the caller's errors: retrying would not help.
@@ -123,7 +137,10 @@ def _missing_database(message: str) -> str | None:
 
 class translated_errors:  # named like the @contextmanager functions it stands beside
     """Translate the driver's exceptions raised in a ``with`` or ``async with`` block (see
-    :func:`translated`)."""
+    :func:`translated`; :func:`translated_write` with ``may_write``)."""
+
+    def __init__(self, *, may_write: bool = False) -> None:
+        self._translated = translated_write if may_write else translated
 
     def __enter__(self) -> None:
         return None
@@ -135,7 +152,7 @@ class translated_errors:  # named like the @contextmanager functions it stands b
         trace: TracebackType | None,
     ) -> None:
         if isinstance(exc, Exception):
-            error = translated(exc)
+            error = self._translated(exc)
             if error is not exc:
                 raise error from exc
 

@@ -38,7 +38,7 @@ from neo4j import (
 from neo4j.auth_management import AsyncAuthManager
 
 from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, RowLimitExceeded
-from proxy.neo4j.errors import translated, translated_errors, without_prefix
+from proxy.neo4j.errors import translated, translated_errors, translated_write, without_prefix
 from proxy.neo4j.logins import Login
 from proxy.neo4j.row_limit import RowBudget
 from proxy.neo4j.shown import notifications, shown_plan
@@ -184,12 +184,14 @@ class Neo4jExecutor:
         """A session with the statement started in it; see the module docstring. Errors of the
         caller's block pass through untranslated."""
         rollback_on_limit = execution.rolled_back_past_limit
+        # An auto-commit write commits as it ends: lost once sent, it may have written.
+        may_write = not rollback_on_limit and execution.access_mode == "WRITE"
         session = self._session(
             execution.database, execution.access_mode, execution.bookmarks, login
         )
         transaction: AsyncTransaction | None = None
         try:
-            async with translated_errors():
+            async with translated_errors(may_write=may_write):
                 if rollback_on_limit:
                     transaction = await session.begin_transaction(
                         metadata=dict(execution.metadata), timeout=execution.timeout_s
@@ -208,7 +210,7 @@ class Neo4jExecutor:
                     await transaction.commit()
                 return list((await session.last_bookmarks()).raw_values)
 
-            yield _Rows(result, execution, finish)
+            yield _Rows(result, execution, finish, may_write=may_write)
         finally:
             async with translated_errors():
                 try:
@@ -292,8 +294,11 @@ class _Rows:
         result: AsyncResult,
         execution: Execution,
         finish: Callable[[], Awaitable[list[str]]],
+        *,
+        may_write: bool = False,
     ) -> None:
         self._result = result
+        self._may_write = may_write  # an auto-commit write: see translated_write
         self._records = aiter(result)
         # Once the result is consumed: commits what must be, and gives the bookmarks.
         self._finish = finish
@@ -318,7 +323,7 @@ class _Rows:
             self._done = True
             raise
         except Exception as exc:
-            error = translated(exc)
+            error = translated_write(exc) if self._may_write else translated(exc)
             if error is exc:
                 raise
             raise error from exc
@@ -342,7 +347,7 @@ class _Rows:
         if self._summary is None:
             async for _ in self:  # rows nobody read still count towards the limit
                 pass
-            async with translated_errors():
+            async with translated_errors(may_write=self._may_write):
                 summary = await self._result.consume()
                 bookmarks = await self._finish()
             self._summary = Summary(

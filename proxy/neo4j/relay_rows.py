@@ -14,7 +14,13 @@ from typing import Any
 
 from proxy.codec import wire
 from proxy.codec.packstream import PackStreamError, unpack
-from proxy.errors import AnswerNotWritable, GraphFailed, RowLimitExceeded
+from proxy.errors import (
+    AnswerNotWritable,
+    GraphFailed,
+    GraphUnavailable,
+    RowLimitExceeded,
+    WriteOutcomeUnknown,
+)
 from proxy.neo4j.bolt import (
     DISCARD,
     FAILURE,
@@ -45,6 +51,8 @@ class RelayRows:
     ) -> None:
         self._connection = connection
         self._auto_commit = auto_commit  # its transaction commits when the last row is sent
+        # Lost once sent, it may have written: never answered as transient then.
+        self._may_write = auto_commit and execution.access_mode == "WRITE"
         self._budget = RowBudget(execution)
         self._fields: list[str] = []
         self._streaming = False  # records or a PULL's summary still to come
@@ -63,7 +71,11 @@ class RelayRows:
         ``auto_commit``: ``run`` is a statement in a transaction of its own."""
         rows = cls(connection, execution, auto_commit=auto_commit)
         connection.send(run + PULL_MESSAGE)
-        answer = await connection.receive()
+        try:
+            answer = await connection.receive()
+        except GraphUnavailable:
+            rows._lost()
+            raise
         if tag_of(answer) == FAILURE:
             await connection.receive()  # the PULL, IGNORED
             raise refused(answer)
@@ -131,7 +143,11 @@ class RelayRows:
         can still be rolled back, rather than finished (its last row sent: committed)."""
         kept = self._kept = self._kept or deque()
         while self._streaming:
-            message = await self._connection.receive()
+            try:
+                message = await self._connection.receive()
+            except GraphUnavailable:
+                self._lost()
+                raise
             tag = tag_of(message)
             if tag == SUCCESS:
                 self._streaming = False
@@ -158,7 +174,11 @@ class RelayRows:
             self._connection.send(PULL_MESSAGE)
             self._streaming = True
         while self._streaming:
-            message = await self._connection.receive()
+            try:
+                message = await self._connection.receive()
+            except GraphUnavailable:
+                self._lost()
+                raise
             tag = tag_of(message)
             if tag == RECORD:
                 return message
@@ -186,9 +206,19 @@ class RelayRows:
         if self._final is not None or self._connection.failed:
             return
         if discard:
-            self._final = await summarised(self._connection, wire.encode(DISCARD, {"n": -1}))
+            try:
+                self._final = await summarised(self._connection, wire.encode(DISCARD, {"n": -1}))
+            except GraphUnavailable:
+                self._lost()
+                raise
         else:
             self._connection.failed = True  # reset by the pool
+
+    def _lost(self) -> None:
+        """Called with the connection's loss being raised: a statement that may have written
+        (and committed as it ended) is :class:`WriteOutcomeUnknown` instead, never transient."""
+        if self._may_write and self._connection.broken:
+            raise WriteOutcomeUnknown
 
     def committed(self) -> Summary | None:
         if not self._auto_commit or self._final is None:

@@ -1,0 +1,167 @@
+"""An auto-commit statement whose connection to Neo4j is lost after it was sent: a write may
+have committed (its transaction commits when it ends), so it must not be answered as transient,
+which an HTTP client retrying a 503 or a driver retrying a transient error would run twice. A
+read never wrote: it stays transient, to be tried again.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import neo4j
+import pytest
+from neo4j import Driver
+
+from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.devstack.stack import DevStack
+from proxy.ports import free_ports
+from tests.second_gateway import SecondGateway
+
+pytestmark = pytest.mark.integration
+
+_RUN = b"\xb3\x10"  # a RUN message's marker and tag (its three fields)
+
+
+class RunCutter:
+    """A TCP relay to Neo4j's Bolt port that, once armed with a marker, forwards the next
+    ``RUN`` that carries it (not the gateway's own planning of it) and cuts that connection
+    without passing Neo4j's answer on: the statement runs, its sender never hears how it
+    ended."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", free_ports(1)[0]))
+        self.port = self._listener.getsockname()[1]
+        self.needle = b""  # armed: cut at the next RUN whose statement or parameters hold it
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            cut = threading.Event()
+            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
+        try:
+            while data := client.recv(65536):
+                if self._cuts_here(data):
+                    cut.set()
+                    server.sendall(data)
+                    time.sleep(0.5)  # Neo4j runs it (and commits); its answer is dropped
+                    self.cuts += 1
+                    break
+                server.sendall(data)
+        except OSError:
+            pass
+        for side in (client, server):
+            side.close()
+
+    def _cuts_here(self, data: bytes) -> bool:
+        """Whether ``data`` runs the caller's statement (by its marker), while armed."""
+        needle = self.needle
+        if not needle or _RUN not in data or needle not in data or b"EXPLAIN" in data:
+            return False
+        self.needle = b""
+        return True
+
+    def _down(self, server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
+        try:
+            while data := server.recv(65536):
+                if not cut.is_set():
+                    client.sendall(data)
+        except OSError:
+            pass
+        for side in (client, server):
+            side.close()
+
+
+def _count(neo4j_admin: Driver, marker: str) -> int:
+    found, _, _ = neo4j_admin.execute_query(
+        "MATCH (n:BoltDoor {name: $m}) RETURN count(n) AS c", m=marker
+    )
+    return int(found[0]["c"])
+
+
+def _failed_outcomes(audit: Path) -> list[str]:
+    with AuditReader(audit) as log:
+        return [
+            r["error"]["reason"] for r in log.query(RecordFilter(event="outcome")) if r.get("error")
+        ]
+
+
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "driver"])
+def test_an_auto_commit_write_whose_answer_is_lost_is_not_transient(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, relay: bool
+) -> None:
+    status = stack.status()["neo4j"]
+    host, port = status["bolt_uri"].removeprefix("bolt://").rsplit(":", 1)
+    cutter = RunCutter((host, int(port)))
+
+    def configure(config: dict[str, Any]) -> None:
+        config["neo4j"]["uri"] = f"bolt://127.0.0.1:{cutter.port}"
+        config["neo4j"]["bolt_relay"] = relay
+        config["neo4j"]["http_relay"] = relay
+
+    second = SecondGateway(stack, tmp_path / "gateway", f"run{int(relay)}", configure, bolt=True)
+    second.start()
+    marker = f"lost-run-{uuid.uuid4().hex[:8]}"
+    headers = {"Authorization": stack.auth_header("demo_writer")}
+    auth = neo4j.bearer_auth(stack.token("demo_writer"))
+
+    def query(statement: str) -> httpx.Response:
+        return httpx.post(
+            f"{second.url}/db/neo4j/query/v2",
+            json={"statement": statement, "parameters": {"m": marker}},
+            headers=headers,
+            timeout=30,
+        )
+
+    try:
+        assert query("RETURN 1").status_code == 202  # warmed up, leases made
+        cutter.needle = marker.encode()
+        written = query("CREATE (:BoltDoor {name: $m})")
+        assert cutter.cuts == 1
+        cutter.needle = marker.encode()
+        read = query("MATCH (n:BoltDoor {name: $m}) RETURN count(n)")
+        assert cutter.cuts == 2
+        with (
+            neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth) as driver,
+            driver.session(database="neo4j") as session,
+        ):
+            session.run("RETURN 1").consume()
+            cutter.needle = marker.encode()
+            with pytest.raises(neo4j.exceptions.Neo4jError) as lost:
+                session.run("CREATE (:BoltDoor {name: $m})", m=marker).consume()
+        assert cutter.cuts == 3
+    finally:
+        second.stop()
+        cutter.close()
+    # Neo4j ran each write once; neither door said it could be tried again.
+    assert _count(neo4j_admin, marker) == 2
+    assert written.status_code == 502, written.text
+    (error,) = written.json()["errors"]
+    assert not error["code"].startswith("Neo.TransientError.")
+    assert not lost.value.code.startswith("Neo.TransientError.")
+    # A read wrote nothing: transient, as ever.
+    assert read.status_code == 503, read.text
+    assert read.json()["errors"][0]["code"].startswith("Neo.TransientError.")
+    assert _failed_outcomes(second.audit) == [
+        "write_outcome_unknown",
+        "ServiceUnavailable",
+        "write_outcome_unknown",
+    ]
