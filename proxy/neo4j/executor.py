@@ -383,7 +383,14 @@ class Neo4jTransaction:
         async def finish() -> list[str]:
             return []  # bookmarks come with the commit
 
-        yield _Rows(result, execution, finish)
+        try:
+            yield _Rows(result, execution, finish)
+        except BaseException:
+            # The transaction ends with the statement (the request path rolls it back): at once,
+            # its connection closed, as Neo4j ends it on a RESET. The driver's rollback would
+            # first read the rest of the result, running the statement to its end.
+            self._transaction.cancel()
+            raise
 
     async def commit(self) -> list[str]:
         """Commit; the bookmarks of what was committed."""

@@ -3,6 +3,8 @@ the gateway's own connections (a cluster a ``neo4j://`` URI routes), with the sa
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,9 @@ import neo4j
 import pytest
 
 from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.codec.packstream import Structure
 from proxy.devstack.stack import DevStack
+from tests.bolt.test_wire import Peer, logged_on
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -45,3 +49,47 @@ def test_the_bolt_door_answers_alike_on_the_driver(stack: DevStack, tmp_path: Pa
         (decision,) = log.query(RecordFilter(event="decision", text="RETURN [1, 2.5"))
         outcomes = list(log.query(RecordFilter(event="outcome")))
     assert [o["status"] for o in outcomes if o["request_id"] == decision["request_id"]] == [202]
+
+
+@pytest.mark.parametrize("end", ["reset", "rollback"])
+def test_a_transaction_left_mid_stream_ends_at_once_on_the_driver(
+    stack: DevStack, neo4j_admin: neo4j.Driver, tmp_path: Path, end: str
+) -> None:
+    """RESET or ROLLBACK while a statement of a transaction still has rows to come, on the
+    driver: the statement ends at once and its transaction is rolled back, as on the relay and
+    as Neo4j does (not run to its end first), recorded once as ended by the client."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["neo4j"]["bolt_relay"] = False
+
+    second = SecondGateway(stack, tmp_path / "gateway", f"relayoff{end}", configure, bolt=True)
+    second.start()
+    label = f"OffTx{uuid.uuid4().hex[:10]}"
+    try:
+        assert second.bolt_uri is not None
+        peer = logged_on(Peer(int(second.bolt_uri.rsplit(":", 1)[1])), stack.token("demo_writer"))
+        peer.message(0x11, {})
+        assert peer.answer() == Structure(b"\x70", ({},))
+        peer.message(0x10, f"UNWIND range(1, 30000000) AS i CREATE (:`{label}`) RETURN i", {}, {})
+        assert peer.answer() is not None
+        peer.message(0x3F, {"n": 5})
+        answers = [peer.answer() for _ in range(6)]
+        assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
+        started = time.monotonic()
+        peer.message(0x0F if end == "reset" else 0x13)
+        assert peer.answer() == Structure(b"\x70", ({},))
+        took = time.monotonic() - started
+        peer.close()
+    finally:
+        second.stop()
+    assert took < 5
+    with AuditReader(second.audit) as log:
+        (decision,) = log.query(RecordFilter(event="decision", text=label))
+        trail = [r for r in log.query(RecordFilter()) if r["request_id"] == decision["request_id"]]
+    ended = [r for r in trail if r["event"] == "transaction"]
+    trail = [r for r in trail if r["event"] != "transaction"]
+    assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 499)]
+    assert trail[1]["error"]["reason"] == "client_reset"
+    assert [e["transaction"]["cause"] for e in ended] == ["client"]
+    created, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n")
+    assert created[0]["n"] == 0
