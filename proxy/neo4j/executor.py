@@ -210,7 +210,13 @@ class Neo4jExecutor:
                     await transaction.commit()
                 return list((await session.last_bookmarks()).raw_values)
 
-            yield _Rows(result, execution, finish, may_write=may_write)
+            rows = _Rows(result, execution, finish, may_write=may_write)
+            try:
+                yield rows
+            except BaseException:
+                if transaction is None:
+                    await rows.abandoned(session, execution.bookmarks)
+                raise
         finally:
             async with translated_errors():
                 try:
@@ -338,9 +344,18 @@ class _Rows:
             raise StopAsyncIteration
         return values
 
+    async def abandoned(self, session: AsyncSession, bookmarks: tuple[str, ...]) -> None:
+        """The block ended in an error, an auto-commit result unread: its connection closed, so
+        that Neo4j rolls it back if it still holds it open, as the relay's reset does (the
+        session's close would read it to its end: committed behind a record saying it failed).
+        One Neo4j finished (its bookmark came) committed: its summary is read from what the
+        driver holds, for :meth:`committed`."""
+        session.cancel()
+        if self._summary is None and (await session.last_bookmarks()).raw_values != set(bookmarks):
+            with contextlib.suppress(Exception):
+                await self.summary()
+
     def committed(self) -> Summary | None:
-        # The driver's session, closed after an error, reads the rest and commits without
-        # saying what: only a summary already read is known.
         return self._summary
 
     async def summary(self) -> Summary:

@@ -165,3 +165,38 @@ def test_an_auto_commit_write_whose_answer_is_lost_is_not_transient(
         "ServiceUnavailable",
         "write_outcome_unknown",
     ]
+
+
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "driver"])
+def test_an_auto_commit_write_whose_answer_is_too_large_is_recorded_as_it_ended(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, relay: bool
+) -> None:
+    """A write whose Query API answer grows past server.http.max_answer_bytes while Neo4j still
+    holds its result open: rolled back (413 answer_too_large), on the driver as on the relay,
+    never committed behind a record that says it failed."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["server"].setdefault("http", {})["max_answer_bytes"] = 20_000
+        config["neo4j"]["http_relay"] = relay
+
+    second = SecondGateway(stack, tmp_path / "gateway", f"big{int(relay)}", configure)
+    second.start()
+    marker = f"too-large-{uuid.uuid4().hex[:8]}"
+    try:
+        answer = httpx.post(
+            f"{second.url}/db/neo4j/query/v2",
+            json={
+                "statement": "UNWIND range(1, 5000) AS i CREATE (:BoltDoor {name: $m}) RETURN i",
+                "parameters": {"m": marker},
+            },
+            headers={"Authorization": stack.auth_header("demo_writer")},
+            timeout=60,
+        )
+    finally:
+        second.stop()
+    assert answer.status_code == 413, answer.text
+    with AuditReader(second.audit) as log:
+        (outcome,) = [r for r in log.query(RecordFilter(event="outcome")) if r.get("error")]
+    assert outcome["error"]["reason"] == "answer_too_large"
+    assert "committed" not in outcome
+    assert _count(neo4j_admin, marker) == 0
