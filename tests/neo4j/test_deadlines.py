@@ -40,3 +40,29 @@ def test_a_neo4j_that_never_answers_is_unavailable_within_the_connect_timeout() 
 
         took = asyncio.run(go())
     assert took < 3.0, f"a paused Neo4j held the request {took:.1f} s"
+
+
+def test_a_write_to_a_neo4j_that_is_down_stays_transient() -> None:
+    """A write that could not reach Neo4j ran nothing: still 503, to be tried again (only a
+    connection lost once the statement was sent makes its outcome unknown)."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: refused
+
+        async def go() -> None:
+            driver = connect(
+                f"bolt://127.0.0.1:{port}",
+                neo4j.basic_auth("cyphergate", "a-long-password"),
+                max_connection_lifetime_s=60,
+                connection_timeout_s=0.5,
+                acquisition_timeout_s=1.0,
+            )
+            try:
+                with pytest.raises(GraphUnavailable) as down:
+                    async with translated_errors(may_write=True), driver.session() as session:
+                        await session.run("CREATE (:Nothing)")
+            finally:
+                await driver.close()
+            assert type(down.value) is GraphUnavailable
+
+        asyncio.run(go())
