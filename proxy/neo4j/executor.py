@@ -345,11 +345,14 @@ class _Rows:
         return values
 
     async def abandoned(self, session: AsyncSession, bookmarks: tuple[str, ...]) -> None:
-        """The block ended in an error, an auto-commit result unread: its connection closed, so
-        that Neo4j rolls it back if it still holds it open, as the relay's reset does (the
-        session's close would read it to its end: committed behind a record saying it failed).
-        One Neo4j finished (its bookmark came) committed: its summary is read from what the
-        driver holds, for :meth:`committed`."""
+        """The block ended in an error, an auto-commit result unread: the rest of the batch
+        Neo4j sends read (the relay's settle; no public call in the driver), the connection
+        closed, so that Neo4j rolls back what it still holds open, as the relay's reset does
+        (the session's close would read it all: committed behind a failed record). One Neo4j
+        finished (its bookmark came) committed: its summary is kept for :meth:`committed`."""
+        with contextlib.suppress(Exception):
+            while self._result._streaming:
+                await self._result._connection.fetch_message()
         session.cancel()
         if self._summary is None and (await session.last_bookmarks()).raw_values != set(bookmarks):
             with contextlib.suppress(Exception):

@@ -200,3 +200,38 @@ def test_an_auto_commit_write_whose_answer_is_too_large_is_recorded_as_it_ended(
     assert outcome["error"]["reason"] == "answer_too_large"
     assert "committed" not in outcome
     assert _count(neo4j_admin, marker) == 0
+
+
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "driver"])
+def test_an_auto_commit_write_neo4j_finished_is_recorded_as_committed(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, relay: bool
+) -> None:
+    """One row larger than the answer's bound: Neo4j sent it with its summary, so the statement
+    had committed when the gateway refused the answer; the record says so on either path."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["server"].setdefault("http", {})["max_answer_bytes"] = 20_000
+        config["neo4j"]["http_relay"] = relay
+
+    second = SecondGateway(stack, tmp_path / "gateway", f"done{int(relay)}", configure)
+    second.start()
+    marker = f"finished-{uuid.uuid4().hex[:8]}"
+    try:
+        answer = httpx.post(
+            f"{second.url}/db/neo4j/query/v2",
+            json={
+                "statement": "CREATE (:BoltDoor {name: $m}) RETURN $big AS big",
+                "parameters": {"m": marker, "big": "x" * 20_001},
+            },
+            headers={"Authorization": stack.auth_header("demo_writer")},
+            timeout=60,
+        )
+    finally:
+        second.stop()
+    assert answer.status_code == 413, answer.text
+    assert _count(neo4j_admin, marker) == 1
+    with AuditReader(second.audit) as log:
+        (outcome,) = [r for r in log.query(RecordFilter(event="outcome")) if r.get("error")]
+    assert outcome["error"]["reason"] == "answer_too_large"
+    assert outcome["committed"] is True
+    assert outcome["counters"]["nodesCreated"] == 1
