@@ -184,7 +184,6 @@ class Neo4jExecutor:
         """A session with the statement started in it; see the module docstring. Errors of the
         caller's block pass through untranslated."""
         rollback_on_limit = execution.rolled_back_past_limit
-        # An auto-commit write commits as it ends: lost once sent, it may have written.
         may_write = not rollback_on_limit and execution.access_mode == "WRITE"
         session = self._session(
             execution.database, execution.access_mode, execution.bookmarks, login
@@ -300,11 +299,10 @@ class _Rows:
         result: AsyncResult,
         execution: Execution,
         finish: Callable[[], Awaitable[list[str]]],
-        *,
         may_write: bool = False,
     ) -> None:
         self._result = result
-        self._may_write = may_write  # an auto-commit write: see translated_write
+        self._may_write = may_write  # an auto-commit write, which commits as it ends
         self._records = aiter(result)
         # Once the result is consumed: commits what must be, and gives the bookmarks.
         self._finish = finish
@@ -344,15 +342,18 @@ class _Rows:
             raise StopAsyncIteration
         return values
 
-    async def abandoned(self, session: AsyncSession, bookmarks: tuple[str, ...]) -> None:
-        """The block ended in an error, an auto-commit result unread: the rest of the batch
-        Neo4j sends read (the relay's settle; no public call in the driver), the connection
-        closed, so that Neo4j rolls back what it still holds open, as the relay's reset does
-        (the session's close would read it all: committed behind a failed record). One Neo4j
-        finished (its bookmark came) committed: its summary is kept for :meth:`committed`."""
+    async def settle(self) -> bool:
+        """As ``RelayRows.settle`` (the driver has no public call for it): the batch read."""
         with contextlib.suppress(Exception):
             while self._result._streaming:
                 await self._result._connection.fetch_message()
+        return self._result._has_more
+
+    async def abandoned(self, session: AsyncSession, bookmarks: tuple[str, ...]) -> None:
+        """The block failed, an auto-commit result unread: settled, then its connection closed
+        (Neo4j rolls back what it still holds; the session's close would read it all and commit
+        it), or, finished (its bookmark came), committed: its summary kept for committed()."""
+        await self.settle()
         session.cancel()
         if self._summary is None and (await session.last_bookmarks()).raw_values != set(bookmarks):
             with contextlib.suppress(Exception):
@@ -404,9 +405,8 @@ class Neo4jTransaction:
         try:
             yield _Rows(result, execution, finish)
         except BaseException:
-            # The transaction ends with the statement (the request path rolls it back): at once,
-            # its connection closed, as Neo4j ends it on a RESET. The driver's rollback would
-            # first read the rest of the result, running the statement to its end.
+            # The transaction ends with it (the request path rolls it back) at once, as on a
+            # RESET; the driver's rollback would first run the statement to its end.
             self._transaction.cancel()
             raise
 

@@ -93,3 +93,38 @@ def test_a_transaction_left_mid_stream_ends_at_once_on_the_driver(
     assert [e["transaction"]["cause"] for e in ended] == ["client"]
     created, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n")
     assert created[0]["n"] == 0
+
+
+def test_an_auto_commit_write_left_mid_stream_is_rolled_back_on_the_driver(
+    stack: DevStack, neo4j_admin: neo4j.Driver, tmp_path: Path
+) -> None:
+    """RESET while Neo4j still holds an auto-commit result open: rolled back, as Neo4j and the
+    relay do (the driver path read it to its end, committing what the client reset)."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["neo4j"]["bolt_relay"] = False
+
+    second = SecondGateway(stack, tmp_path / "gateway", "relayoffauto", configure, bolt=True)
+    second.start()
+    label = f"OffAuto{uuid.uuid4().hex[:10]}"
+    try:
+        assert second.bolt_uri is not None
+        peer = logged_on(Peer(int(second.bolt_uri.rsplit(":", 1)[1])), stack.token("demo_writer"))
+        peer.message(0x10, f"UNWIND range(1, 3000) AS i CREATE (:`{label}`) RETURN i", {}, {})
+        assert peer.answer() is not None
+        peer.message(0x3F, {"n": 5})
+        answers = [peer.answer() for _ in range(6)]
+        assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
+        peer.message(0x0F)
+        assert peer.answer() == Structure(b"\x70", ({},))
+        peer.close()
+    finally:
+        second.stop()
+    with AuditReader(second.audit) as log:
+        (decision,) = log.query(RecordFilter(event="decision", text=label))
+        trail = [r for r in log.query(RecordFilter()) if r["request_id"] == decision["request_id"]]
+    assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 499)]
+    assert trail[1]["error"]["reason"] == "client_reset"
+    assert "committed" not in trail[1]
+    created, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n")
+    assert created[0]["n"] == 0
