@@ -345,7 +345,7 @@ class _Rows:
     async def settle(self) -> bool:
         """As ``RelayRows.settle`` (the driver has no public call for it): the batch read."""
         with contextlib.suppress(Exception):
-            while self._result._streaming:
+            while self._result._attached and self._result._streaming:  # its connection yet
                 await self._result._connection.fetch_message()
         return self._result._has_more
 

@@ -128,3 +128,38 @@ def test_an_auto_commit_write_left_mid_stream_is_rolled_back_on_the_driver(
     assert "committed" not in trail[1]
     created, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n")
     assert created[0]["n"] == 0
+
+
+def test_a_reset_after_an_auto_commit_failed_unread_ends_on_the_driver(
+    stack: DevStack, tmp_path: Path
+) -> None:
+    """RESET while the batch Neo4j sends holds a failure the client has not read: the statement
+    is recorded as failed, the RESET answered, the connection usable (nothing waits forever
+    on a result the driver already closed)."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["neo4j"]["bolt_relay"] = False
+
+    second = SecondGateway(stack, tmp_path / "gateway", "relayofffail", configure, bolt=True)
+    second.start()
+    label = f"OffFail{uuid.uuid4().hex[:10]}"
+    try:
+        assert second.bolt_uri is not None
+        peer = logged_on(Peer(int(second.bolt_uri.rsplit(":", 1)[1])), stack.token("demo_writer"))
+        peer.message(0x10, f"UNWIND range(1, 3000) AS i RETURN 1 / (500 - i) AS `{label}`", {}, {})
+        assert peer.answer() is not None
+        peer.message(0x3F, {"n": 5})
+        answers = [peer.answer() for _ in range(6)]
+        assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
+        peer.message(0x0F)
+        assert peer.answer() == Structure(b"\x70", ({},))
+        peer.message(0x10, "RETURN 1 AS one", {}, {})
+        assert peer.answer() is not None
+        peer.close()
+    finally:
+        second.stop()
+    with AuditReader(second.audit) as log:
+        (decision,) = log.query(RecordFilter(event="decision", text=label))
+        trail = [r for r in log.query(RecordFilter()) if r["request_id"] == decision["request_id"]]
+    assert [r["event"] for r in trail] == ["decision", "outcome"]
+    assert trail[1]["error"] is not None
