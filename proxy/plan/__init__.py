@@ -143,13 +143,19 @@ def _check_names(statement: str, facts: Facts) -> None:
     except UnreadableText:
         facts.opaque(writes=True, what="statement text")
         return
+    bracketed, depth = set(), 0
     for token in found:
         text = token.text
+        if token.kind == "symbol":
+            depth += (text == "[") - (text == "]")
+        elif depth > 0 and token.kind in ("name", "word"):
+            bracketed.add(text)
         quoted = token.kind == "name" or (token.kind == "parameter" and not _PLAIN.match(text))
         if quoted and not _safe_name(text.removeprefix("$")):
             facts.opaque(writes=True, what="ambiguous name")
         elif token.kind in ("name", "word") and _GENERATED.match(text):
             facts.opaque(writes=True, what="variable named like a generated one")
+    facts.bracketed = frozenset(bracketed)
     for option in cypher_prefix(found)[0]:
         if option.lower() not in _CYPHER_OPTIONS:
             facts.opaque(writes=True, what=f"CYPHER option {option}")

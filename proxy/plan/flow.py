@@ -116,6 +116,9 @@ class Facts:
     load_csv_ops: int = 0
     deletes: bool = False
     max_hops: int | None = None  # the longest variable-length pattern; None: there is none
+    # The names the statement's text writes inside square brackets (``n[k]``, ``[x IN l]``);
+    # None: the text is unknown, so any name may be.
+    bracketed: frozenset[str] | None = None
 
     def add(self, name: FactSet, values: Iterable[str] | None) -> None:
         """Record ``values``, or :data:`ANY` when they are unknown (None)."""

@@ -96,8 +96,8 @@ def _set_item(
     ``embedded``: the item is printed inside a MERGE's or a FOREACH's details, where Neo4j
     prints a dynamic key ``n[k]`` as ``n.k``, ``n[row.k]`` as ``n.row.k`` and ``n[$m.k]`` as
     ``n.$m.k`` (a SetDynamicProperty of its own prints ``n[k]``); these are the names in scope
-    there. A key that names one of them, or one taken of a property or an index, may be any
-    key."""
+    there. A key taken of a property or an index may be any key, and so may one that names one
+    of them, unless the statement's text writes no such name inside square brackets."""
     facts = reader.facts
     target = parser.postfix_expression()
     if target.kind == "label" and target.label is not None:  # a label set, not tested
@@ -112,8 +112,10 @@ def _set_item(
     reader.expression(value, env)
     if target.kind == "property":
         _write_to(facts, target.args[0], env)
+        bracketed = facts.bracketed
         dynamic = embedded is not None and (
-            target.text in embedded or target.args[0].kind in ("property", "index")
+            (target.text in embedded and (bracketed is None or target.text in bracketed))
+            or target.args[0].kind in ("property", "index")
         )
         facts.add("properties_written", None if dynamic else [target.text])
     elif target.kind == "index":

@@ -337,6 +337,28 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         "MATCH (n:Person) FOREACH (x IN $keys | SET n.seen = x)",
         {"labels_written": {"Person"}, "properties_written": {"seen"}},
     ),
+    # Nor does one named like a variable, where the statement subscripts nothing by that name
+    # (found by review: naming a variable after the property it fills is the ETL idiom, and
+    # was refused for a grant of that property); a subscript anywhere keeps it any key.
+    (
+        "WITH $name AS name, $born AS born MERGE (p:Person {name: name}) ON CREATE SET"
+        " p.born = born",
+        {"labels_written": {"Person"}, "properties_written": {"name", "born"}},
+    ),
+    (
+        "UNWIND $rows AS row WITH row.name AS name, row.born AS born MERGE (p:Person {name: name})"
+        " ON CREATE SET p.born = born ON MATCH SET p.born = born",
+        {"properties_written": {"name", "born"}},
+    ),
+    (
+        "MATCH (n:Person) FOREACH (title IN $titles | SET n.title = title)",
+        {"properties_written": {"title"}},
+    ),
+    ("MATCH (n:Person) FOREACH (x IN $keys | SET n[(x)] = 1)", {"properties_written": {S}}),
+    (
+        "MATCH (n:Person) FOREACH (title IN $titles | SET n[ /* a key */ title ] = 1)",
+        {"properties_written": {S}},
+    ),
     # Items on another entity, or of another kind, print as SETs of their own (they were
     # unreadable: every such MERGE was refused, whatever the grant).
     (
