@@ -9,9 +9,7 @@ database was unavailable, or the driver writes twice.
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from proxy.ports import free_ports
+from tests.bolt.cutting_relay import CuttingRelay, count_marked
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -31,65 +29,19 @@ pytestmark = pytest.mark.integration
 _COMMIT = b"\x00\x02\xb0\x12\x00\x00"  # a COMMIT message, in its one chunk
 
 
-class CommitCutter:
-    """A TCP relay to Neo4j's Bolt port that, once armed, forwards the next ``COMMIT`` and cuts
-    that connection without passing Neo4j's answer on: the commit happens, its sender never
-    hears so."""
+class CommitCutter(CuttingRelay):
+    """Once armed, forwards the next ``COMMIT`` and cuts that connection without passing Neo4j's
+    answer on: the commit happens, its sender never hears so."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self._target = target
-        self._listener = socket.create_server(("127.0.0.1", free_ports(1)[0]))
-        self.port = self._listener.getsockname()[1]
         self.armed = threading.Event()
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target)
 
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self._target)
-            cut = threading.Event()
-            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
-
-    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
-        try:
-            while data := client.recv(65536):
-                if _COMMIT in data and self.armed.is_set():
-                    self.armed.clear()
-                    cut.set()
-                    server.sendall(data)
-                    time.sleep(0.5)  # Neo4j commits; its answer is dropped
-                    self.cuts += 1
-                    break
-                server.sendall(data)
-        except OSError:
-            pass
-        for side in (client, server):
-            side.close()
-
-    def _down(self, server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
-        try:
-            while data := server.recv(65536):
-                if not cut.is_set():
-                    client.sendall(data)
-        except OSError:
-            pass
-        for side in (client, server):
-            side.close()
-
-
-def _count(neo4j_admin: Driver, marker: str) -> int:
-    found, _, _ = neo4j_admin.execute_query(
-        "MATCH (n:BoltDoor {name: $m}) RETURN count(n) AS c", m=marker
-    )
-    return int(found[0]["c"])
+    def _cuts_here(self, data: bytes) -> bool:
+        if _COMMIT in data and self.armed.is_set():
+            self.armed.clear()
+            return True
+        return False
 
 
 def _commit_records(audit: Path) -> list[dict[str, Any]]:
@@ -122,7 +74,7 @@ def test_a_commit_whose_answer_is_lost_is_not_retried(
                 driver.execute_query("CREATE (:BoltDoor {name: $m})", m=marker, database_="neo4j")
         assert cutter.cuts == 1
         # Neo4j committed once; the driver was told not to try again.
-        assert _count(neo4j_admin, marker) == 1
+        assert count_marked(neo4j_admin, marker) == 1
         assert not lost.value.code.startswith("Neo.TransientError.")
         # The Query API's commit: the same answer, not a 503 a client would retry.
         headers = {"Authorization": stack.auth_header("demo_writer")}
@@ -143,7 +95,7 @@ def test_a_commit_whose_answer_is_lost_is_not_retried(
         second.stop()
         cutter.close()
     assert cutter.cuts == 2
-    assert _count(neo4j_admin, marker) == 2
+    assert count_marked(neo4j_admin, marker) == 2
     assert committed.status_code == 502, committed.text
     (error,) = committed.json()["errors"]
     assert not error["code"].startswith("Neo.TransientError.")

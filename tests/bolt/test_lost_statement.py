@@ -6,9 +6,6 @@ read never wrote: it stays transient, to be tried again.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from proxy.ports import free_ports
+from tests.bolt.cutting_relay import CuttingRelay, count_marked
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -28,48 +25,14 @@ pytestmark = pytest.mark.integration
 _RUN = b"\xb3\x10"  # a RUN message's marker and tag (its three fields)
 
 
-class RunCutter:
-    """A TCP relay to Neo4j's Bolt port that, once armed with a marker, forwards the next
-    ``RUN`` that carries it (not the gateway's own planning of it) and cuts that connection
-    without passing Neo4j's answer on: the statement runs, its sender never hears how it
-    ended."""
+class RunCutter(CuttingRelay):
+    """Once armed with a marker, forwards the next ``RUN`` that carries it (not the gateway's own
+    planning of it) and cuts that connection without passing Neo4j's answer on: the statement
+    runs, its sender never hears how it ended."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self._target = target
-        self._listener = socket.create_server(("127.0.0.1", free_ports(1)[0]))
-        self.port = self._listener.getsockname()[1]
         self.needle = b""  # armed: cut at the next RUN whose statement or parameters hold it
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self._target)
-            cut = threading.Event()
-            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
-
-    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
-        try:
-            while data := client.recv(65536):
-                if self._cuts_here(data):
-                    cut.set()
-                    server.sendall(data)
-                    time.sleep(0.5)  # Neo4j runs it (and commits); its answer is dropped
-                    self.cuts += 1
-                    break
-                server.sendall(data)
-        except OSError:
-            pass
-        for side in (client, server):
-            side.close()
+        super().__init__(target)
 
     def _cuts_here(self, data: bytes) -> bool:
         """Whether ``data`` runs the caller's statement (by its marker), while armed."""
@@ -78,23 +41,6 @@ class RunCutter:
             return False
         self.needle = b""
         return True
-
-    def _down(self, server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
-        try:
-            while data := server.recv(65536):
-                if not cut.is_set():
-                    client.sendall(data)
-        except OSError:
-            pass
-        for side in (client, server):
-            side.close()
-
-
-def _count(neo4j_admin: Driver, marker: str) -> int:
-    found, _, _ = neo4j_admin.execute_query(
-        "MATCH (n:BoltDoor {name: $m}) RETURN count(n) AS c", m=marker
-    )
-    return int(found[0]["c"])
 
 
 def _failed_outcomes(audit: Path) -> list[str]:
@@ -152,7 +98,7 @@ def test_an_auto_commit_write_whose_answer_is_lost_is_not_transient(
         second.stop()
         cutter.close()
     # Neo4j ran each write once; neither door said it could be tried again.
-    assert _count(neo4j_admin, marker) == 2
+    assert count_marked(neo4j_admin, marker) == 2
     assert written.status_code == 502, written.text
     (error,) = written.json()["errors"]
     assert not error["code"].startswith("Neo.TransientError.")
@@ -199,7 +145,7 @@ def test_an_auto_commit_write_whose_answer_is_too_large_is_recorded_as_it_ended(
         (outcome,) = [r for r in log.query(RecordFilter(event="outcome")) if r.get("error")]
     assert outcome["error"]["reason"] == "answer_too_large"
     assert "committed" not in outcome
-    assert _count(neo4j_admin, marker) == 0
+    assert count_marked(neo4j_admin, marker) == 0
 
 
 @pytest.mark.parametrize("relay", [True, False], ids=["relay", "driver"])
@@ -229,7 +175,7 @@ def test_an_auto_commit_write_neo4j_finished_is_recorded_as_committed(
     finally:
         second.stop()
     assert answer.status_code == 413, answer.text
-    assert _count(neo4j_admin, marker) == 1
+    assert count_marked(neo4j_admin, marker) == 1
     with AuditReader(second.audit) as log:
         (outcome,) = [r for r in log.query(RecordFilter(event="outcome")) if r.get("error")]
     assert outcome["error"]["reason"] == "answer_too_large"

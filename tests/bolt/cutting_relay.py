@@ -1,0 +1,75 @@
+"""A TCP relay to Neo4j's Bolt port that forwards one chosen message and then cuts its
+connection without passing Neo4j's answer on: Neo4j does what it was told, its sender never
+hears how it ended (a lost COMMIT, a lost auto-commit RUN)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from neo4j import Driver
+
+from proxy.ports import free_ports
+
+
+class CuttingRelay:
+    """Relays every connection to ``target``; :meth:`_cuts_here` (a subclass's) says which data
+    from the client is forwarded as the last before that connection is cut."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", free_ports(1)[0]))
+        self.port = self._listener.getsockname()[1]
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _cuts_here(self, data: bytes) -> bool:
+        raise NotImplementedError
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            cut = threading.Event()
+            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
+        try:
+            while data := client.recv(65536):
+                if self._cuts_here(data):
+                    cut.set()
+                    server.sendall(data)
+                    time.sleep(0.5)  # Neo4j does it; its answer is dropped
+                    self.cuts += 1
+                    break
+                server.sendall(data)
+        except OSError:
+            pass
+        for side in (client, server):
+            side.close()
+
+    def _down(self, server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
+        try:
+            while data := server.recv(65536):
+                if not cut.is_set():
+                    client.sendall(data)
+        except OSError:
+            pass
+        for side in (client, server):
+            side.close()
+
+
+def count_marked(neo4j_admin: Driver, marker: str) -> int:
+    """How many ``:BoltDoor`` nodes are named ``marker``."""
+    found, _, _ = neo4j_admin.execute_query(
+        "MATCH (n:BoltDoor {name: $m}) RETURN count(n) AS c", m=marker
+    )
+    return int(found[0]["c"])
