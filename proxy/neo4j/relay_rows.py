@@ -71,11 +71,7 @@ class RelayRows:
         ``auto_commit``: ``run`` is a statement in a transaction of its own."""
         rows = cls(connection, execution, auto_commit=auto_commit)
         connection.send(run + PULL_MESSAGE)
-        try:
-            answer = await connection.receive()
-        except GraphUnavailable:
-            rows._lost()
-            raise
+        answer = await rows._receive()
         if tag_of(answer) == FAILURE:
             await connection.receive()  # the PULL, IGNORED
             raise refused(answer)
@@ -143,11 +139,7 @@ class RelayRows:
         can still be rolled back, rather than finished (its last row sent: committed)."""
         kept = self._kept = self._kept or deque()
         while self._streaming:
-            try:
-                message = await self._connection.receive()
-            except GraphUnavailable:
-                self._lost()
-                raise
+            message = await self._receive()
             tag = tag_of(message)
             if tag == SUCCESS:
                 self._streaming = False
@@ -174,11 +166,7 @@ class RelayRows:
             self._connection.send(PULL_MESSAGE)
             self._streaming = True
         while self._streaming:
-            try:
-                message = await self._connection.receive()
-            except GraphUnavailable:
-                self._lost()
-                raise
+            message = await self._receive()
             tag = tag_of(message)
             if tag == RECORD:
                 return message
@@ -213,6 +201,14 @@ class RelayRows:
                 raise
         else:
             self._connection.failed = True  # reset by the pool
+
+    async def _receive(self) -> bytes:
+        """The connection's next answer (see :meth:`_lost`)."""
+        try:
+            return await self._connection.receive()
+        except GraphUnavailable:
+            self._lost()
+            raise
 
     def _lost(self) -> None:
         """Called with the connection's loss being raised: a statement that may have written
