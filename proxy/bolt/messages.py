@@ -57,6 +57,10 @@ ALL_NOTICES = Notices()
 def notices(extra: Mapping[str, Any], default: Notices = ALL_NOTICES) -> Notices:
     """The :class:`Notices` a ``HELLO``'s, ``BEGIN``'s or ``RUN``'s extra asks for; what it
     does not say is ``default``'s (the connection's)."""
+    if "notifications_minimum_severity" not in extra and (
+        "notifications_disabled_categories" not in extra
+    ):
+        return default  # most RUNs: nothing to read, nothing to make
     minimum, disabled = extra.get("notifications_minimum_severity"), default.disabled
     listed = extra.get("notifications_disabled_categories")
     if isinstance(listed, list):
