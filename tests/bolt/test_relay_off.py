@@ -95,34 +95,48 @@ def test_a_transaction_left_mid_stream_ends_at_once_on_the_driver(
     assert created[0]["n"] == 0
 
 
-def test_an_auto_commit_write_left_mid_stream_is_rolled_back_on_the_driver(
-    stack: DevStack, neo4j_admin: neo4j.Driver, tmp_path: Path
-) -> None:
-    """RESET while Neo4j still holds an auto-commit result open: rolled back, as Neo4j and the
-    relay do (the driver path read it to its end, committing what the client reset)."""
+def _reset_mid_stream(
+    stack: DevStack, tmp_path: Path, name: str, statement: str, *, then_run: bool = False
+) -> list[dict[str, Any]]:
+    """On a gateway of its own on the driver path: ``statement`` (which names ``name``) run
+    auto-commit as demo_writer, five of its rows pulled with more to come, then RESET, answered
+    at once; with ``then_run``, the connection then runs another statement. The statement's
+    audit trail."""
 
     def configure(config: dict[str, Any]) -> None:
         config["neo4j"]["bolt_relay"] = False
 
-    second = SecondGateway(stack, tmp_path / "gateway", "relayoffauto", configure, bolt=True)
+    second = SecondGateway(stack, tmp_path / "gateway", name.lower(), configure, bolt=True)
     second.start()
-    label = f"OffAuto{uuid.uuid4().hex[:10]}"
     try:
         assert second.bolt_uri is not None
         peer = logged_on(Peer(int(second.bolt_uri.rsplit(":", 1)[1])), stack.token("demo_writer"))
-        peer.message(0x10, f"UNWIND range(1, 3000) AS i CREATE (:`{label}`) RETURN i", {}, {})
+        peer.message(0x10, statement, {}, {})
         assert peer.answer() is not None
         peer.message(0x3F, {"n": 5})
         answers = [peer.answer() for _ in range(6)]
         assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
         peer.message(0x0F)
         assert peer.answer() == Structure(b"\x70", ({},))
+        if then_run:
+            peer.message(0x10, "RETURN 1 AS one", {}, {})
+            assert peer.answer() is not None
         peer.close()
     finally:
         second.stop()
     with AuditReader(second.audit) as log:
-        (decision,) = log.query(RecordFilter(event="decision", text=label))
-        trail = [r for r in log.query(RecordFilter()) if r["request_id"] == decision["request_id"]]
+        (decision,) = log.query(RecordFilter(event="decision", text=name))
+        return [r for r in log.query(RecordFilter()) if r["request_id"] == decision["request_id"]]
+
+
+def test_an_auto_commit_write_left_mid_stream_is_rolled_back_on_the_driver(
+    stack: DevStack, neo4j_admin: neo4j.Driver, tmp_path: Path
+) -> None:
+    """RESET while Neo4j still holds an auto-commit result open: rolled back, as Neo4j and the
+    relay do (the driver path read it to its end, committing what the client reset)."""
+    label = f"OffAuto{uuid.uuid4().hex[:10]}"
+    statement = f"UNWIND range(1, 3000) AS i CREATE (:`{label}`) RETURN i"
+    trail = _reset_mid_stream(stack, tmp_path, label, statement)
     assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 499)]
     assert trail[1]["error"]["reason"] == "client_reset"
     assert "committed" not in trail[1]
@@ -136,30 +150,8 @@ def test_a_reset_after_an_auto_commit_failed_unread_ends_on_the_driver(
     """RESET while the batch Neo4j sends holds a failure the client has not read: the statement
     is recorded as failed, the RESET answered, the connection usable (nothing waits forever
     on a result the driver already closed)."""
-
-    def configure(config: dict[str, Any]) -> None:
-        config["neo4j"]["bolt_relay"] = False
-
-    second = SecondGateway(stack, tmp_path / "gateway", "relayofffail", configure, bolt=True)
-    second.start()
     label = f"OffFail{uuid.uuid4().hex[:10]}"
-    try:
-        assert second.bolt_uri is not None
-        peer = logged_on(Peer(int(second.bolt_uri.rsplit(":", 1)[1])), stack.token("demo_writer"))
-        peer.message(0x10, f"UNWIND range(1, 3000) AS i RETURN 1 / (500 - i) AS `{label}`", {}, {})
-        assert peer.answer() is not None
-        peer.message(0x3F, {"n": 5})
-        answers = [peer.answer() for _ in range(6)]
-        assert answers[-1] == Structure(b"\x70", ({"has_more": True},))
-        peer.message(0x0F)
-        assert peer.answer() == Structure(b"\x70", ({},))
-        peer.message(0x10, "RETURN 1 AS one", {}, {})
-        assert peer.answer() is not None
-        peer.close()
-    finally:
-        second.stop()
-    with AuditReader(second.audit) as log:
-        (decision,) = log.query(RecordFilter(event="decision", text=label))
-        trail = [r for r in log.query(RecordFilter()) if r["request_id"] == decision["request_id"]]
+    statement = f"UNWIND range(1, 3000) AS i RETURN 1 / (500 - i) AS `{label}`"
+    trail = _reset_mid_stream(stack, tmp_path, label, statement, then_run=True)
     assert [r["event"] for r in trail] == ["decision", "outcome"]
     assert trail[1]["error"] is not None

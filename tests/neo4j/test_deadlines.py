@@ -15,6 +15,17 @@ from proxy.neo4j.errors import translated_errors
 from proxy.neo4j.executor import connect
 
 
+def _driver(port: int) -> neo4j.AsyncDriver:
+    """The gateway's driver to a Neo4j on ``port`` that is not one, with short deadlines."""
+    return connect(
+        f"bolt://127.0.0.1:{port}",
+        neo4j.basic_auth("cyphergate", "a-long-password"),
+        max_connection_lifetime_s=60,
+        connection_timeout_s=0.5,
+        acquisition_timeout_s=1.0,
+    )
+
+
 def test_a_neo4j_that_never_answers_is_unavailable_within_the_connect_timeout() -> None:
     with socket.socket() as paused:
         paused.bind(("127.0.0.1", 0))
@@ -22,13 +33,7 @@ def test_a_neo4j_that_never_answers_is_unavailable_within_the_connect_timeout() 
         port = paused.getsockname()[1]
 
         async def go() -> float:
-            driver = connect(
-                f"bolt://127.0.0.1:{port}",
-                neo4j.basic_auth("cyphergate", "a-long-password"),
-                max_connection_lifetime_s=60,
-                connection_timeout_s=0.5,
-                acquisition_timeout_s=1.0,
-            )
+            driver = _driver(port)
             started = time.monotonic()
             try:
                 with pytest.raises(GraphUnavailable):
@@ -50,13 +55,7 @@ def test_a_write_to_a_neo4j_that_is_down_stays_transient() -> None:
         port = closed.getsockname()[1]  # bound, never listening: refused
 
         async def go() -> None:
-            driver = connect(
-                f"bolt://127.0.0.1:{port}",
-                neo4j.basic_auth("cyphergate", "a-long-password"),
-                max_connection_lifetime_s=60,
-                connection_timeout_s=0.5,
-                acquisition_timeout_s=1.0,
-            )
+            driver = _driver(port)
             try:
                 with pytest.raises(GraphUnavailable) as down:
                     async with translated_errors(may_write=True), driver.session() as session:
