@@ -92,7 +92,8 @@ class QueryBody(BaseModel):
     def _null_is_left_out(cls, value: object, info: ValidationInfo) -> object:
         if value is not None:
             return value
-        return {"parameters": {}, "includeCounters": False, "bookmarks": []}[str(info.field_name)]
+        # The field's own default, as if left out.
+        return cls.model_fields[str(info.field_name)].get_default(call_default_factory=True)
 
     @field_validator("impersonatedUser", mode="before")
     @classmethod
