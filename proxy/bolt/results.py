@@ -236,9 +236,8 @@ class OpenResult:
             # result Neo4j still holds open is rolled back; one whose last row Neo4j has sent
             # (the relay asks for up to 1,000 at a time, as drivers do) has committed, and is
             # read to its end so that its record says so. A statement of a transaction ends at
-            # once, as Neo4j ends it on a RESET: its
-            # transaction is rolled back (reading the rest first ran it to its end, up to its
-            # time-out, before the rollback, and the client waited as long for its answer).
+            # once, as Neo4j ends it on a RESET: its transaction is rolled back (reading the rest
+            # first ran it to its end, up to its time-out, and the client waited as long).
             settle = getattr(rows, "settle", None)
             if self._transaction is not None or (callable(settle) and await settle()):
                 with suppress(CypherGateError):
