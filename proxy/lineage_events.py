@@ -218,8 +218,10 @@ def _own_job(name: str, dag: object, task: object) -> bool:
     ``<dag>.<task>``) or its DAG run's (``<dag>``); with no task named, any of its DAG's. The
     header is unsigned: the DAG comes from the verified credential, so a parent naming another
     DAG's job would file the statement's lineage under a run of a DAG it may not act as."""
-    if not isinstance(dag, str) or name == dag:
-        return name == dag
+    if not isinstance(dag, str):
+        return False
+    if name == dag:
+        return True
     if isinstance(task, str) and task:
         return name == f"{dag}.{task}"
     return name.startswith(f"{dag}.")
