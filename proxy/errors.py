@@ -193,6 +193,21 @@ class TransactionAccessMode(CypherGateError):
     )
 
 
+class BatchesInTransaction(CypherGateError):
+    """``CALL { ... } IN TRANSACTIONS`` in an explicit transaction: its batches commit on their
+    own, so Neo4j runs it only auto-commit, and refuses it in a transaction as a database error
+    that would reach the caller as the gateway's failure (502). It is the caller's statement's
+    error, refused before it runs, with the code Neo4j gives a statement of the wrong kind for
+    its transaction."""
+
+    status = 400
+    code = "Neo.ClientError.Transaction.ForbiddenDueToTransactionType"
+    default_message = (
+        "A query with 'CALL { ... } IN TRANSACTIONS' can only be executed in an implicit"
+        " (auto-commit) transaction, not in an explicit one."
+    )
+
+
 class AuthenticationFailed(CypherGateError):
     """No credential, or one that did not verify. The client learns nothing more."""
 

@@ -360,6 +360,60 @@ def test_batched_writes_run_under_a_row_limit_that_fails(
     assert outcome["outcome"]["committed"] in (True, "partial")
 
 
+@pytest.mark.parametrize("door", ["http", "bolt"])
+def test_batches_in_an_explicit_transaction_are_the_callers_error(
+    stack: DevStack,
+    gateway: httpx.Client,
+    neo4j_admin: Driver,
+    status: dict[str, Any],
+    door: str,
+) -> None:
+    """Neo4j runs ``CALL { ... } IN TRANSACTIONS`` only auto-commit, and refuses it in an
+    explicit transaction as a database error, which the gateway relayed as its own failure (502,
+    ``Neo.DatabaseError.General.UnknownError``, "Neo4j failed to run the statement"): the
+    caller could not tell its statement was at fault. The analysis knows it commits in batches,
+    so it is refused before it runs, as the caller's error (400), and the transaction rolled
+    back with what ran in it, as a failed statement's is."""
+    label = marker()
+    first = f"CREATE (:`{label}`)"
+    batches = (
+        f"UNWIND range(1, 5) AS i CALL (i) {{ CREATE (:`{label}` {{i: i}}) }} "
+        "IN TRANSACTIONS OF 2 ROWS"
+    )
+    token = stack.token("demo_writer")
+    if door == "http":
+        header = {"Authorization": f"Bearer {token}"}
+        opened = gateway.post(f"{QUERY}/tx", json={"statement": first}, headers=header)
+        assert opened.status_code == 202, opened.text
+        transaction = opened.json()["transaction"]["id"]
+        refused = gateway.post(
+            f"{QUERY}/tx/{transaction}", json={"statement": batches}, headers=header
+        )
+        assert refused.status_code == 400, refused.text
+        code = refused.json()["errors"][0]["code"]
+        request_id = refused.headers["X-CypherGate-Request-ID"]
+        after = gateway.post(f"{QUERY}/tx/{transaction}/commit", headers=header)
+        assert after.status_code == 404, "the refusal ended the transaction"
+    else:
+        with (
+            GraphDatabase.driver(status["gateway_bolt_uri"], auth=bearer_auth(token)) as driver,
+            driver.session(database="neo4j") as session,
+        ):
+            tx = session.begin_transaction()
+            tx.run(first).consume()
+            with pytest.raises(Neo4jError) as failed:
+                tx.run(batches).consume()
+            code, request_id = failed.value.code, request_id_in(failed.value.message)
+            tx.close()
+    assert code == "Neo.ClientError.Transaction.ForbiddenDueToTransactionType"
+    assert count(neo4j_admin, label) == 0, "nothing of the transaction was committed"
+    with AuditReader(stack.audit_path) as reader:
+        trail = {r["event"]: r for r in reader.query(RecordFilter(request_id=request_id))}
+    assert "outcome" not in trail, "refused before it ran"
+    assert trail["decision"]["error"]["code"] == code
+    assert trail["transaction"]["transaction"]["cause"] == "failure"
+
+
 def test_counters_only_when_asked(stack: DevStack, gateway: httpx.Client) -> None:
     response = post(gateway, stack.token("demo_reader"), {"statement": "RETURN 1 AS x"})
     assert response.status_code == 202

@@ -206,10 +206,9 @@ class Gateway:
             self._tell_lineage(call, analysis, on_lineage)
             placement = await transaction.place(
                 principal,
-                writes=not analysis.is_read_only,
+                analysis,
                 read_only=decision.access_mode == "READ",
                 may_write=may_write,
-                schema=analysis.query_type == "s",
                 metadata=neo4j_metadata(
                     principal, call.request_id, decision.decision_id, call.trace.traceparent()
                 ),

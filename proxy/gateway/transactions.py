@@ -21,7 +21,8 @@ before it runs, exactly as an auto-commit statement is; what the transaction add
   statement that writes in a READ transaction is refused (``Neo.ClientError.Statement.AccessMode``)
   before it runs, as is one whose decision says READ (its ``access_mode`` constraint, which an
   auto-commit statement runs under); a DAG's read-only grant is still the policy's to enforce,
-  statement by statement.
+  statement by statement. ``CALL { ... } IN TRANSACTIONS``, which Neo4j runs only auto-commit,
+  is refused before it runs too (400, the caller's error, not Neo4j's database error).
 - **A failure ends it.** A statement refused or failed (by the policy, by Neo4j, by a row limit,
   by a lost audit log) marks the transaction failed and rolls it back on Neo4j, as Neo4j itself
   does; what follows gets :class:`~proxy.errors.TransactionNotFound`, and ``rollback`` has
@@ -53,9 +54,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from proxy.analysis import Analysis
 from proxy.audit.record import AuditEvent, elapsed_us, utc_timestamp
 from proxy.clock import Clock
 from proxy.errors import (
+    BatchesInTransaction,
     ClientEnded,
     CypherGateError,
     DagNotPermitted,
@@ -224,22 +227,26 @@ class Transaction:
     async def place(
         self,
         principal: Principal,
+        analysis: Analysis,
         *,
-        writes: bool,
         read_only: bool,
         may_write: bool,
         metadata: Mapping[str, str | int],
         timeout_s: float,
-        schema: bool = False,
     ) -> Placement:
-        """Where the decided statement runs. For the first, the transaction holds the DAG's
-        credential and begins on Neo4j (access mode and timeout as the module docstring says,
-        ``metadata`` the gateway's for this statement); a statement that ``writes`` in a READ
-        transaction is refused, and so is one whose decision said it runs READ (``read_only``:
-        auto-commit, it would run in a READ transaction, where Neo4j refuses a write).
-        ``may_write``: whether any statement of the DAG may write (the policy's preflight), or
-        the transaction begins READ. ``schema``: it is a schema statement, whose effect comes
-        with the commit (the analyses are told when the transaction ends)."""
+        """Where the decided statement (of ``analysis``) runs. For the first, the transaction
+        holds the DAG's credential and begins on Neo4j (access mode and timeout as the module
+        docstring says, ``metadata`` the gateway's for this statement); a statement that writes
+        in a READ transaction is refused, and so is one whose decision said it runs READ
+        (``read_only``: auto-commit, it would run in a READ transaction, where Neo4j refuses a
+        write); so is one that commits in batches of its own (``CALL { ... } IN
+        TRANSACTIONS``), which Neo4j runs only auto-commit. ``may_write``: whether any statement
+        of the DAG may write (the policy's preflight), or the transaction begins READ. A schema
+        statement's effect comes with the commit (the analyses are told when the transaction
+        ends)."""
+        if analysis.commits_in_batches:
+            raise BatchesInTransaction(reason="batches_in_transaction")
+        writes = not analysis.is_read_only
         placement = self._placement
         mode = placement.access_mode if placement else self._opening_mode(may_write)
         if writes and mode == "READ":
@@ -268,7 +275,7 @@ class Transaction:
             self._deadline = self._clock() + opening.timeout_s
             placement = self._placement = Placement(upstream, login.user, mode)
         self._statements += 1
-        self._ran_schema = self._ran_schema or schema
+        self._ran_schema = self._ran_schema or analysis.query_type == "s"
         return placement
 
     def _opening_mode(self, may_write: bool) -> AccessMode:
