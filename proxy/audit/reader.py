@@ -93,7 +93,9 @@ class AuditReader:
     def __init__(self, path: Path) -> None:
         if not path.exists():
             raise FileNotFoundError(f"no audit log at {path}")
-        self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # A URI, for mode=ro: the path is percent-encoded (as_uri), since a ``?``, ``#`` or
+        # ``%`` in it would otherwise end it or be decoded, and open (even create) another file.
+        self._connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             self._connection.execute("SELECT seq, body, hash FROM records LIMIT 0")
         except sqlite3.DatabaseError as exc:
