@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -125,3 +126,34 @@ def test_a_file_that_is_missing_or_not_what_it_should_be_is_said_so_without_a_tr
     assert error.startswith("cyphergate: ") and "Traceback" not in error
     named = garbage if "{garbage}" in command else files["missing"]
     assert str(named) in error
+
+
+@pytest.mark.parametrize("action", ["verify", "query", "export"])
+@pytest.mark.parametrize("kind", ["folder", "missing", "unreadable", "not-sqlite", "empty"])
+def test_a_log_that_cannot_be_read_is_one_line_naming_it_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str, kind: str
+) -> None:
+    path = tmp_path / f"{kind}.sqlite3"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "unreadable":
+        write(path, [event(1)])
+        path.chmod(0)
+        if os.access(path, os.R_OK):
+            pytest.skip("running as root: chmod 000 does not stop reads")
+    elif kind == "not-sqlite":
+        path.write_bytes(b"PK\x03\x04 a zip, say\n" * 100)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    out = tmp_path / "export.jsonl"
+    extra = ["--out", str(out)] if action == "export" else []
+    status = main(["audit", action, "--log", str(path), *extra])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert len(captured.err.splitlines()) == 1, captured.err
+    assert captured.err.startswith("cyphergate: ") and "Traceback" not in captured.err
+    assert str(path) in captured.err
+    assert not out.exists()
+    # Nothing made, the log itself included when it was missing.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind == "missing" else [path.name])

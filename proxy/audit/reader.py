@@ -8,6 +8,7 @@ query columns agree with its body, and the signed checkpoints.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sqlite3
 import string
@@ -91,14 +92,13 @@ class AuditReader:
     """Read-only access to a log file, for ``verify`` and ``query``."""
 
     def __init__(self, path: Path) -> None:
-        if not path.exists():
-            raise FileNotFoundError(f"no audit log at {path}")
+        _check_readable(path)
         # A URI, for mode=ro: the path is percent-encoded (as_uri), since a ``?``, ``#`` or
         # ``%`` in it would otherwise end it or be decoded, and open (even create) another file.
         self._connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             self._connection.execute("SELECT seq, body, hash FROM records LIMIT 0")
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.DatabaseError as exc:  # not SQLite, or SQLite without our table
             self._connection.close()
             raise NotAnAuditLog(f"{path} is not an audit log ({exc})") from None
         self._connection.create_function(
@@ -409,6 +409,22 @@ class AuditReader:
 # LIKE's rule, kept for the text filter: ASCII letters match either case, other letters only
 # their own.
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse, in words naming ``path``, what SQLite would answer with an obscure error (a
+    folder is a "disk I/O error") or a traceback: no file, a folder, a file it may not read."""
+    try:
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no audit log there", str(path)) from None
+    except IsADirectoryError:
+        raise NotAnAuditLog(f"{path} is a folder, not an audit log file") from None
+    except PermissionError:
+        raise NotAnAuditLog(f"{path} cannot be read: permission denied") from None
+    except OSError as exc:
+        raise NotAnAuditLog(f"{path} cannot be read: {exc.strerror or exc}") from None
 
 
 def _statement_contains(statement_json: str | None, lowered: str) -> bool:
