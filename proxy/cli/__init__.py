@@ -28,9 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Here: they import the neo4j driver (see above).
     from proxy.audit.checkpoint import NotAKey
     from proxy.audit.reader import BadFilter, NotAnAuditLog
+    from proxy.cli.arguments import check_window
 
     parser = _parser()
     args = parser.parse_args(argv)
+    check_window(parser, args)
     try:
         status: int = args.handler(args)
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from proxy.audit.checkpoint import load_public_key
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_timestamp, visible
 from proxy.chains import replica_chains
+from proxy.cli import arguments
 from proxy.settings import ArchiveSettings, AuditSettings, load_settings
 
 # A log this long gets a progress line on stderr every so many records.
@@ -46,7 +47,7 @@ def register(commands: Any) -> None:
     )
     verify.add_argument(
         "--sealed-within",
-        type=float,
+        type=arguments.seconds,
         metavar="SECONDS",
         help="with a key, fail on any record older than this that no checkpoint covers (with"
         " --config, by default twice its audit.checkpoint_interval_s; with --log, not checked"
@@ -57,7 +58,7 @@ def register(commands: Any) -> None:
     )
     verify.add_argument(
         "--unanswered-after",
-        type=float,
+        type=arguments.minutes,
         default=5.0,
         metavar="MINUTES",
         help="report decisions written ahead of execution at least this long ago that have no"
@@ -81,12 +82,7 @@ def register(commands: Any) -> None:
         default="jsonl",
         help="JSON lines, or Parquet (needs the parquet extra)",
     )
-    exporter.add_argument(
-        "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
-    )
-    exporter.add_argument(
-        "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
-    )
+    arguments.add_window(exporter, "records")
     exporter.add_argument("--dag", help="only this DAG")
     exporter.set_defaults(handler=_audit_export)
     query = audit_commands.add_parser("query", help="list audit records")
@@ -96,12 +92,7 @@ def register(commands: Any) -> None:
     query.add_argument(
         "--database", help="only this database (in any case: Neo4j's names are case-insensitive)"
     )
-    query.add_argument(
-        "--since", help="records at or after this time (ISO 8601, with its offset; none: UTC)"
-    )
-    query.add_argument(
-        "--until", help="records before this time (ISO 8601, with its offset; none: UTC)"
-    )
+    arguments.add_window(query, "records")
     query.add_argument("--event", choices=EVENT_KINDS, help="only this kind of record")
     query.add_argument(
         "--request-id",
@@ -112,7 +103,7 @@ def register(commands: Any) -> None:
     query.add_argument("--reason", help="only records with this denial or error reason")
     query.add_argument("--text", help="only statements containing this text")
     query.add_argument("--label", help="only statements whose plan reads or writes this label")
-    query.add_argument("--limit", type=int, help="at most this many records")
+    query.add_argument("--limit", type=arguments.count, help="at most this many records")
     query.add_argument(
         "--format",
         choices=("table", "json", "csv"),

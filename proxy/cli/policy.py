@@ -16,6 +16,7 @@ from typing import Any
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import visible
+from proxy.cli import arguments
 from proxy.cli.audit import log_source_options, log_sources
 from proxy.settings import OPASettings, load_settings
 
@@ -48,12 +49,7 @@ def register(commands: Any) -> None:
     )
     log_source_options(replay)
     replay.add_argument("--policies", type=Path, required=True, help="the proposed policy folder")
-    replay.add_argument(
-        "--since", help="decisions at or after this time (ISO 8601, with its offset; none: UTC)"
-    )
-    replay.add_argument(
-        "--until", help="decisions before this time (ISO 8601, with its offset; none: UTC)"
-    )
+    arguments.add_window(replay, "decisions")
     replay.add_argument("--dag", help="only this DAG")
     replay.add_argument("--opa", type=Path, help=_OPA_HELP)
     replay.add_argument(

@@ -1,0 +1,78 @@
+"""Argument types of the command line: a bad number or time is refused while parsing.
+
+Each is an ``argparse`` type (a ``ValueError`` or ``ArgumentTypeError`` becomes exit 2 with the
+option's name), so nothing is opened, read or written on a value that cannot be meant: a
+negative ``--limit`` (SQLite reads it as "no limit"), ``nan`` (every comparison with it false,
+so nothing is checked) or ``inf`` (no time that far back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from proxy.audit.reader import BadFilter, utc_bound
+
+# Durations reach back from now to a time the log can name: a century is plenty.
+_LONGEST_S = 100 * 365.25 * 24 * 3600
+
+
+def count(text: str) -> int:
+    """A whole number, 0 or more."""
+    value = int(text)  # its ValueError: argparse's "invalid count value"
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds, 0 or more (what 0 means, the option says)."""
+    return _duration(text, unit_s=1, name="seconds", zero=True)
+
+
+def minutes(text: str) -> float:
+    """A duration in minutes, more than 0."""
+    return _duration(text, unit_s=60, name="minutes", zero=False)
+
+
+def _duration(text: str, *, unit_s: float, name: str, zero: bool) -> float:
+    value = float(text)  # its ValueError: argparse's "invalid ... value"
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of {name}")
+    if value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError(
+            f"{text} {name}: give {'0 or more' if zero else 'more than 0'}"
+        )
+    if value * unit_s > _LONGEST_S:
+        raise argparse.ArgumentTypeError(f"{text} {name} is longer than a century")
+    return value
+
+
+def utc_time(text: str) -> str:
+    """An ISO 8601 time, as the log writes times (see :func:`proxy.audit.reader.utc_bound`)."""
+    try:
+        return utc_bound(text)
+    except BadFilter as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("time: ")) from None
+
+
+def add_window(parser: argparse.ArgumentParser, noun: str) -> None:
+    """``--since`` and ``--until``, each an ISO 8601 time (see :func:`check_window`)."""
+    parser.add_argument(
+        "--since",
+        type=utc_time,
+        help=f"{noun} at or after this time (ISO 8601, with its offset; none: UTC)",
+    )
+    parser.add_argument(
+        "--until",
+        type=utc_time,
+        help=f"{noun} before this time (ISO 8601, with its offset; none: UTC)",
+    )
+
+
+def check_window(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse ``--until`` at or before ``--since``: a window that holds no time selects no
+    record, and a reviewer would read its empty answer as "nothing happened"."""
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and until <= since:
+        parser.error(f"--until {until} is not after --since {since}: the window holds no time")
