@@ -7,6 +7,8 @@ parameters are never in the log, so never in an export either.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,11 @@ PARQUET_COLUMNS = (
 )
 
 
+class ExportFailed(ValueError):
+    """An export that cannot be made (its format's library missing, ``out`` not writable); the
+    message names what, and the file ``out`` was before is left as it was."""
+
+
 def export(
     reader: AuditReader,
     flt: RecordFilter,
@@ -48,18 +55,42 @@ def export(
     kind: str,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Write the matching records to ``out``; returns how many were written."""
+    """Write the matching records to ``out``; returns how many were written.
+
+    The records go to a file beside ``out`` that replaces it only once complete: an export
+    that fails or is stopped half-way leaves the last good one in place, never a truncated one.
+    """
+    if kind not in ("jsonl", "parquet"):
+        raise ValueError(f"unknown export format {kind!r}")
+    write = _parquet_writer() if kind == "parquet" else _jsonl
+    if out.is_dir():
+        raise ExportFailed(f"cannot write {out}: it is a folder; --out names the file to write")
     records = _counted(reader.query(flt), progress)
-    if kind == "jsonl":
-        count = 0
-        with out.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-        return count
-    if kind == "parquet":
-        return _parquet(records, out)
-    raise ValueError(f"unknown export format {kind!r}")
+    # A fresh name, made here and now (O_EXCL), with the permissions a plain open would give.
+    partial = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
+    try:
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except OSError as exc:
+        raise ExportFailed(f"cannot write {out}: {exc.strerror or exc}") from None
+    try:
+        count = write(records, partial)
+        partial.replace(out)
+    except OSError as exc:  # the disk filled, say: the last good export stays
+        partial.unlink(missing_ok=True)
+        raise ExportFailed(f"cannot write {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _jsonl(records: Iterable[dict[str, Any]], out: Path) -> int:
+    count = 0
+    with out.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
 
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -93,18 +124,23 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _parquet(records: Iterable[dict[str, Any]], out: Path) -> int:
+def _parquet_writer() -> Callable[[Iterable[dict[str, Any]], Path], int]:
+    """The Parquet writer, or :class:`ExportFailed` before anything is read or written."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise RuntimeError(
-            "Parquet export needs pyarrow: pip install 'cyphergate[parquet]'"
-        ) from exc
-    rows = [flatten(record) for record in records]
-    table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in PARQUET_COLUMNS})
-    pq.write_table(table, out)
-    return len(rows)
+    except ImportError:
+        raise ExportFailed(
+            "Parquet export needs pyarrow: pip install 'cyphergate[parquet]' (or --format jsonl)"
+        ) from None
+
+    def write(records: Iterable[dict[str, Any]], out: Path) -> int:
+        rows = [flatten(record) for record in records]
+        table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in PARQUET_COLUMNS})
+        pq.write_table(table, out)
+        return len(rows)
+
+    return write
 
 
 def _counted(

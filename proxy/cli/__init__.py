@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _without_data_frame_libraries()  # before anything imports the neo4j driver
     # Here: they import the neo4j driver (see above).
     from proxy.audit.checkpoint import NotAKey
+    from proxy.audit.export import ExportFailed
     from proxy.audit.reader import BadFilter, NotAnAuditLog
     from proxy.cli.arguments import check_window
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A few lines naming the wrong keys; never a traceback, never a value (secrets).
         print("cyphergate: " + "\n".join(error.lines()), file=sys.stderr)
         return 2
-    except (BadFilter, NotAnAuditLog, NotAKey) as error:
+    except (BadFilter, NotAnAuditLog, NotAKey, ExportFailed) as error:
         print(f"cyphergate: {error}", file=sys.stderr)
         return 2
     except FileNotFoundError as error:  # a file the command was given

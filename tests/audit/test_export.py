@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from proxy.audit.export import PARQUET_COLUMNS
+from proxy.audit.reader import AuditReader
+from proxy.cli import main
 from tests.audit.test_query import events, write
 
 
@@ -34,6 +37,11 @@ def export(log: Path, out: Path, *args: str) -> str:
     return done.stdout
 
 
+def beside(log: Path) -> list[str]:
+    """The files beside ``log`` but its own (SQLite's -wal and -shm, the writer's lock)."""
+    return sorted(p.name for p in log.parent.iterdir() if not p.name.startswith(log.name))
+
+
 def test_json_lines(tmp_path: Path) -> None:
     log = tmp_path / "audit.sqlite3"
     write(log, events())
@@ -56,3 +64,58 @@ def test_parquet(tmp_path: Path) -> None:
     (denied,) = rows
     assert denied["verdict"] == "deny" and denied["reasons"] == ["write_not_granted"]
     assert json.loads(denied["record"])["seq"] == 2
+
+
+def test_parquet_without_pyarrow_says_how_to_get_it_and_keeps_the_old_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "audit.sqlite3"
+    write(log, events())
+    out = tmp_path / "audit.parquet"
+    out.write_bytes(b"last week's export")
+    for name in ("pyarrow", "pyarrow.parquet"):  # a None there: an import fails, as uninstalled
+        monkeypatch.setitem(sys.modules, name, None)
+    status = main(["audit", "export", "--log", str(log), "--out", str(out), "--format", "parquet"])
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert captured.err == (
+        "cyphergate: Parquet export needs pyarrow: pip install 'cyphergate[parquet]'"
+        " (or --format jsonl)\n"
+    )
+    assert out.read_bytes() == b"last week's export"
+    assert beside(log) == ["audit.parquet"]
+
+
+def test_an_out_that_cannot_be_written_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "audit.sqlite3"
+    write(log, events())
+    for out, why in ((tmp_path, "is a folder"), (tmp_path / "no" / "x.jsonl", "No such file")):
+        for kind in ("jsonl", "parquet"):
+            command = ["audit", "export", "--log", str(log), "--out", str(out)]
+            status = main([*command, "--format", kind])
+            error = capsys.readouterr().err
+            assert status == 2
+            assert error.startswith(f"cyphergate: cannot write {out}: ") and why in error
+            assert len(error.splitlines()) == 1
+
+
+def test_an_export_stopped_half_way_leaves_the_old_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "audit.sqlite3"
+    write(log, events())
+    out = tmp_path / "audit.jsonl"
+    out.write_text("last week's export\n")
+    query = AuditReader.query
+
+    def interrupted(self: AuditReader, flt: object) -> object:
+        yield from list(query(self, flt))[:1]  # type: ignore[arg-type]
+        raise KeyboardInterrupt  # Ctrl-C, one record in
+
+    monkeypatch.setattr(AuditReader, "query", interrupted)
+    assert main(["audit", "export", "--log", str(log), "--out", str(out)]) == 130
+    assert out.read_text() == "last week's export\n"
+    assert beside(log) == ["audit.jsonl"]
