@@ -214,6 +214,30 @@ class CypherGateQueryError(Exception):
         super().__init__(f"CypherGate answered {status} {code}: {message} ({named})")
 
 
+class GatewayUnreachable(Exception):
+    """No connection to the gateway could be made (refused, a name that does not resolve, a TLS
+    handshake refused, no free connection in time): nothing was sent, so nothing ran, and
+    sending the statement again is safe."""
+
+
+class AnswerLost(Exception):
+    """The request was sent, and its answer never came (a timeout, a connection dropped): the
+    statement may have run. Sending it again could run a write twice; its audit records (the
+    DAG, task, run and try, the time) say whether it ran."""
+
+
+# Raised before any byte of the request leaves: the connection was never made. Any other
+# transport error may come after the gateway had it all (a write error too, on a connection
+# the peer had closed), so it is taken as sent.
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
     """A statement's answer, in Query API form."""
@@ -302,8 +326,10 @@ class CypherGateClient:
         include_counters: bool = False,
         lineage: bool = False,
     ) -> Result:
-        """Run one statement; raises :class:`CypherGateQueryError` on any refusal. ``lineage``:
-        the answer says what the statement touched (``X-CypherGate-Lineage``)."""
+        """Run one statement; raises :class:`CypherGateQueryError` on any refusal,
+        :class:`GatewayUnreachable` when nothing was sent, :class:`AnswerLost` when the answer
+        to what was sent never came. ``lineage``: the answer says what the statement touched
+        (``X-CypherGate-Lineage``)."""
         body = {
             "statement": statement,
             "parameters": dict(parameters or {}),
@@ -312,9 +338,20 @@ class CypherGateClient:
         headers = {"Authorization": self._credential(), **(context or CallContext()).headers()}
         if lineage:
             headers["X-CypherGate-Lineage"] = "true"
-        response = self._http.post(
-            f"{self._url}/db/{database or self._database}/query/v2", json=body, headers=headers
-        )
+        try:
+            response = self._http.post(
+                f"{self._url}/db/{database or self._database}/query/v2", json=body, headers=headers
+            )
+        except _NOT_SENT as exc:
+            raise GatewayUnreachable(
+                f"CypherGate at {self._url} could not be reached ({type(exc).__name__}: {exc}):"
+                " nothing was sent, so nothing ran"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise AnswerLost(
+                f"the statement was sent to CypherGate at {self._url}, but its answer was lost"
+                f" ({type(exc).__name__}: {exc}): it may have run"
+            ) from exc
         try:
             document = response.json()
         except ValueError:

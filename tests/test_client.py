@@ -12,15 +12,18 @@ import httpx
 import pytest
 
 from proxy.client import (
+    AnswerLost,
     CallContext,
     CypherGateClient,
     CypherGateQueryError,
+    GatewayUnreachable,
     IAMProof,
     Result,
     TokenFile,
     TokenRequestFailed,
     client_credentials_token,
 )
+from proxy.ports import free_ports
 from proxy.wire import REQUEST_ID_HEADER
 
 
@@ -133,3 +136,44 @@ def test_an_answer_without_a_request_id_says_it_did_not_come_from_the_gateway() 
     client = gateway(502, {}, {})
     with pytest.raises(CypherGateQueryError, match=f"no {REQUEST_ID_HEADER} in the answer"):
         client.run("RETURN 1")
+
+
+def test_a_gateway_that_refuses_the_connection_was_sent_nothing() -> None:
+    (port,) = free_ports(1)  # nothing listens there: the connection is refused
+    client = CypherGateClient(f"http://127.0.0.1:{port}", lambda: "Bearer t0k3n")
+    with pytest.raises(GatewayUnreachable) as refused:
+        client.run("CREATE (:X)")
+    assert str(refused.value).startswith(
+        f"CypherGate at http://127.0.0.1:{port} could not be reached (ConnectError"
+    )
+    assert str(refused.value).endswith("nothing was sent, so nothing ran")
+    assert "t0k3n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("Server disconnected without sending a response."),
+        httpx.ReadError("connection reset by peer"),
+    ],
+    ids=["read-timeout", "disconnected", "reset"],
+)
+def test_a_request_sent_whose_answer_was_lost_says_it_may_have_run(lost: Exception) -> None:
+    sent: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        sent.append(request)  # the whole request reached the gateway, then its answer was lost
+        raise lost
+
+    client = CypherGateClient(
+        "https://gw.test", lambda: "Bearer t0k3n", transport=httpx.MockTransport(gateway)
+    )
+    with pytest.raises(AnswerLost) as lost_answer:
+        client.run("CREATE (:X)")
+    assert len(sent) == 1
+    assert not isinstance(lost_answer.value, GatewayUnreachable)
+    assert str(lost_answer.value) == (
+        f"the statement was sent to CypherGate at https://gw.test, but its answer was lost"
+        f" ({type(lost).__name__}: {lost}): it may have run"
+    )

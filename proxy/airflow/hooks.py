@@ -10,14 +10,27 @@ every statement (the id of its audit records; a refusal's text carries it too).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 from airflow.exceptions import AirflowException
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
 
 from proxy.airflow.identity import credential, task_context
-from proxy.client import CypherGateClient, CypherGateQueryError, Result
+from proxy.client import (
+    AnswerLost,
+    CypherGateClient,
+    CypherGateQueryError,
+    GatewayUnreachable,
+    Result,
+)
+
+
+class CypherGateAnswerLost(AirflowFailException):
+    """The statement was sent and its answer lost: it may have run, so the task fails without
+    a retry (a write could run twice); the message says how to find out whether it ran."""
 
 
 class CypherGateHook(BaseHook):
@@ -66,18 +79,40 @@ class CypherGateHook(BaseHook):
     ) -> Result:
         """Run one statement; a refusal becomes an AirflowException naming the gateway's reason
         and request id. ``lineage``: the result says what the statement touched
-        (``Result.lineage``), for OpenLineage (``CypherGateOperator``) or the caller's records."""
+        (``Result.lineage``), for OpenLineage (``CypherGateOperator``) or the caller's records.
+
+        Airflow retries (``retries``) only what cannot have run twice: a request never sent, a
+        refusal the gateway calls transient or the caller's. A ``Neo.DatabaseError`` (Neo4j
+        failed, or lost a write's outcome) and an answer lost after the request was sent fail
+        the task at once (:class:`AirflowFailException`, :class:`CypherGateAnswerLost`).
+        """
+        context = task_context(lineage=True)
+        sent_at = time.time()
         try:
             answer = self.get_conn().run(
                 statement,
                 parameters,
                 database=database,
-                context=task_context(lineage=True),
+                context=context,
                 include_counters=include_counters,
                 lineage=lineage,
             )
         except CypherGateQueryError as error:
+            if error.code.startswith("Neo.DatabaseError."):
+                raise AirflowFailException(
+                    f"{error}. Not retried: a Neo.DatabaseError does not mend by trying again,"
+                    " and the statement may have written; its audit records say what ran"
+                ) from error
             raise AirflowException(str(error)) from error
+        except GatewayUnreachable as error:
+            raise AirflowException(f"{error}; a retry is safe") from error
+        except AnswerLost as error:
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent_at - 1))
+            dag = f" --dag {context.dag}" if context.dag else ""
+            raise CypherGateAnswerLost(
+                f"{error}. Not retried, since a write could run twice: its audit records say"
+                f" whether it ran (cyphergate audit query --since {since}{dag})"
+            ) from error
         self.log.info("CypherGate request %s: %d rows", answer.request_id, len(answer.values))
         return answer
 
@@ -107,8 +142,9 @@ class CypherGateHook(BaseHook):
         except CypherGateQueryError as error:
             reason = f"Got a credential by {method}, but RETURN 1 failed: {error}"
             return False, _masked(reason, secrets)
-        except httpx.HTTPError as error:
-            reason = f"CypherGate at {client.url} did not answer: {type(error).__name__}: {error}"
+        except (GatewayUnreachable, AnswerLost, httpx.HTTPError) as error:
+            cause = error.__cause__ if isinstance(error, GatewayUnreachable | AnswerLost) else error
+            reason = f"CypherGate at {client.url} did not answer: {type(cause).__name__}: {cause}"
             return False, _masked(reason, secrets)
         except Exception as error:
             # Airflow would show an escaped exception's text as it is: masked here instead.

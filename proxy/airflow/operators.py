@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from proxy.airflow.hooks import CypherGateHook
 from proxy.lineage import Lineage
@@ -28,7 +28,8 @@ class CypherGateOperator(BaseOperator):
     :param parameters: statement parameters, templated.
     :param database: overrides the connection's database.
     :param result: ``none``, ``rows`` (to XCom, at most ``max_xcom_bytes`` of JSON, else the
-        task fails rather than push a truncated result) or ``counters``.
+        task fails, without a retry that would run the statement again, rather than push a
+        truncated result) or ``counters``.
     """
 
     template_fields: Sequence[str] = ("statement", "parameters", "database")
@@ -72,10 +73,12 @@ class CypherGateOperator(BaseOperator):
             return answer.counters
         size = len(json.dumps(answer.rows, default=str))
         if size > self.max_xcom_bytes:
-            raise AirflowException(
+            # The statement ran: a retry would run it (a write too) again, to the same end.
+            raise AirflowFailException(
                 f"{len(answer.values)} rows ({size} bytes of JSON) exceed max_xcom_bytes="
                 f"{self.max_xcom_bytes}; add LIMIT or use result='none'"
-                f" (request {answer.request_id})"
+                f" (request {answer.request_id}). The statement ran: not retried, which would"
+                " run it again"
             )
         return answer.rows
 

@@ -1,20 +1,32 @@
-"""Run by ``.venv-airflow``'s Python for tests/airflow/test_sensors.py and test_operators.py:
-``CypherGateSensor.poke`` and ``CypherGateOperator.execute`` on canned answers, the hook
-replaced by a fake at the hook seam. Prints ``{"sensor": {case: outcome}, "operator": {...}}``
-as JSON, an outcome being what the call returned or ``"raised <type>: <message>"``.
+"""Run by ``.venv-airflow``'s Python for tests/airflow/test_sensors.py, test_operators.py and
+test_hooks.py: ``CypherGateSensor.poke`` and ``CypherGateOperator.execute`` on canned answers,
+the hook replaced by a fake at the hook seam, and ``CypherGateHook.run`` with its client's
+HTTP transport replaced (canned answers, a lost answer) or pointed at a closed port. Prints
+``{"sensor": {case: outcome}, "operator": {...}, "hook": {...}}`` as JSON, an outcome being
+what the call returned or ``"raised <type>: <message>"``, the type followed by ``(no retry)``
+when it is an ``AirflowFailException``, which Airflow fails without a retry.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
+import httpx
+from airflow.sdk.exceptions import AirflowFailException
+
 import proxy.airflow.operators
+from proxy.airflow.hooks import CypherGateHook
 from proxy.airflow.operators import CypherGateOperator
 from proxy.airflow.sensors import CypherGateSensor
-from proxy.client import Result
+from proxy.client import CypherGateClient, Result
+from proxy.ports import free_ports
+from proxy.wire import REQUEST_ID_HEADER
 
 
 class CannedHook:
@@ -34,14 +46,14 @@ def poke(values: list[list[Any]], **options: Any) -> bool | str:
     try:
         return sensor.poke({})
     except Exception as error:
-        return f"raised {type(error).__name__}: {error}"
+        return raised(error)
 
 
 def made(**options: Any) -> str:
     try:
         CypherGateSensor(task_id="t", statement="RETURN 1", **options)
     except Exception as error:
-        return f"raised {type(error).__name__}: {error}"
+        return raised(error)
     return "made"
 
 
@@ -52,7 +64,44 @@ def execute(values: list[list[Any]], **options: Any) -> Any:
     try:
         return operator.execute({})
     except Exception as error:
-        return f"raised {type(error).__name__}: {error}"
+        return raised(error)
+
+
+def raised(error: Exception) -> str:
+    retry = " (no retry)" if isinstance(error, AirflowFailException) else ""
+    return f"raised {type(error).__name__}{retry}: {error}"
+
+
+def refused(code: str, status: int) -> Callable[[httpx.Request], httpx.Response]:
+    """The gateway's refusal with ``code``, as request ``r-2``."""
+    body = {"errors": [{"code": code, "message": "Refused."}]}
+    return lambda request: httpx.Response(status, json=body, headers={REQUEST_ID_HEADER: "r-2"})
+
+
+def lost(request: httpx.Request) -> httpx.Response:
+    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+
+def run(url: str, gateway: Callable[[httpx.Request], httpx.Response] | None = None) -> str:
+    """What ``CypherGateHook.run`` of a write does, its client talking to ``gateway``."""
+    hook = CypherGateHook()
+    transport = None if gateway is None else httpx.MockTransport(gateway)
+    hook._client = CypherGateClient(url, lambda: "Bearer t0k3n", transport=transport)
+    try:
+        return repr(hook.run("CREATE (:X)"))
+    except Exception as error:
+        return raised(error)
+
+
+def test_button(url: str) -> list[Any]:
+    """What the connection form's Test button says of a gateway at ``url``."""
+    with tempfile.TemporaryDirectory() as folder:
+        token = Path(folder) / "token"
+        token.write_text("t0k3n")
+        extra = {"auth_method": "token_file", "token_file": str(token)}
+        connection = {"conn_type": "cyphergate", "host": url, "extra": extra}
+        os.environ["AIRFLOW_CONN_CYPHERGATE_TESTED"] = json.dumps(connection)
+        return list(CypherGateHook("cyphergate_tested").test_connection())
 
 
 def main() -> None:
@@ -77,7 +126,16 @@ def main() -> None:
         "rows": execute([[1], [2]]),
         "too many rows": execute([["x" * 100]] * 10, max_xcom_bytes=500),
     }
-    print(json.dumps({"sensor": outcomes, "operator": rows}))
+    (closed,) = free_ports(1)
+    hook = {
+        "database error": run("https://gw.test", refused("Neo.DatabaseError.General.x", 502)),
+        "transient error": run("https://gw.test", refused("Neo.TransientError.General.x", 503)),
+        "client error": run("https://gw.test", refused("Neo.ClientError.Security.Forbidden", 403)),
+        "connection refused": run(f"http://127.0.0.1:{closed}"),
+        "answer lost": run("https://gw.test", lost),
+        "test button, refused": test_button(f"http://127.0.0.1:{closed}"),
+    }
+    print(json.dumps({"sensor": outcomes, "operator": rows, "hook": hook}))
 
 
 if __name__ == "__main__":
