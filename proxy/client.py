@@ -226,6 +226,11 @@ class AnswerLost(Exception):
     DAG, task, run and try, the time) say whether it ran."""
 
 
+class ContextNotSendable(ValueError):
+    """A DAG, task or run id that no header can carry to the gateway (a letter outside ASCII,
+    a line break): refused before anything is sent, since trying again cannot mend it."""
+
+
 # Raised before any byte of the request leaves: the connection was never made. Any other
 # transport error may come after the gateway had it all (a write error too, on a connection
 # the peer had closed), so it is taken as sent.
@@ -276,14 +281,28 @@ class CallContext:
         return self.dag
 
     def headers(self) -> dict[str, str]:
+        """The context as headers; :class:`ContextNotSendable` for an id no header carries."""
         names = {
-            "X-CypherGate-DAG": self.dag,
-            "X-CypherGate-Task": self.task,
-            "X-CypherGate-Run": self.run,
-            "X-CypherGate-Try": None if self.try_number is None else str(self.try_number),
-            "X-CypherGate-Lineage-Parent": self.lineage_parent,
+            "X-CypherGate-DAG": ("DAG", self.dag),
+            "X-CypherGate-Task": ("task", self.task),
+            "X-CypherGate-Run": ("run", self.run),
+            "X-CypherGate-Try": ("try", None if self.try_number is None else str(self.try_number)),
+            "X-CypherGate-Lineage-Parent": ("OpenLineage parent", self.lineage_parent),
         }
-        return {name: value for name, value in names.items() if value is not None}
+        headers: dict[str, str] = {}
+        for name, (what, value) in names.items():
+            if value is None:
+                continue
+            # Airflow takes any Unicode letter in a dag_id or task_id; the gateway, ASCII only
+            # (proxy.settings.access.DAG_ID), and HTTP carries no other text in a header.
+            if not all(" " <= character <= "~" for character in value):
+                raise ContextNotSendable(
+                    f"the {what} id {value!r} cannot be sent in {name}: CypherGate takes Airflow"
+                    " ids in printable ASCII only, so that no look-alike letter names another"
+                    " DAG: rename it"
+                )
+            headers[name] = value
+        return headers
 
 
 class CypherGateClient:

@@ -14,6 +14,7 @@ import pytest
 from proxy.client import (
     AnswerLost,
     CallContext,
+    ContextNotSendable,
     CypherGateClient,
     CypherGateQueryError,
     GatewayUnreachable,
@@ -177,3 +178,43 @@ def test_a_request_sent_whose_answer_was_lost_says_it_may_have_run(lost: Excepti
         f"the statement was sent to CypherGate at https://gw.test, but its answer was lost"
         f" ({type(lost).__name__}: {lost}): it may have run"
     )
+
+
+@pytest.mark.parametrize(
+    ("context", "said"),
+    [
+        (
+            CallContext(dag="etl", task="chargé_clients"),
+            "the task id 'chargé_clients' cannot be sent in X-CypherGate-Task:",
+        ),
+        (CallContext(dag="données"), "the DAG id 'données' cannot be sent in X-CypherGate-DAG:"),
+        (
+            CallContext(dag="etl", run="manual__x\r\nX-Injected: 1"),
+            "the run id 'manual__x\\r\\nX-Injected: 1' cannot be sent in X-CypherGate-Run:",
+        ),
+    ],
+    ids=["task", "dag", "line-break"],
+)
+def test_an_id_no_header_can_carry_is_refused_before_anything_is_sent(
+    context: CallContext, said: str
+) -> None:
+    """Airflow takes any Unicode letter in a dag_id or task_id (its ``[\\w.-]``); the gateway
+    takes Airflow ids in ASCII only, so that no look-alike letter names another DAG. httpx
+    refused such a header with a bare UnicodeEncodeError."""
+    sent: list[httpx.Request] = []
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"data": {"fields": [], "values": []}})
+
+    client = CypherGateClient(
+        "https://gw.test", lambda: "Bearer t0k3n", transport=httpx.MockTransport(gateway)
+    )
+    with pytest.raises(ContextNotSendable) as refused:
+        client.run("RETURN 1", context=context)
+    assert str(refused.value).startswith(said)
+    assert str(refused.value).endswith(
+        " CypherGate takes Airflow ids in printable ASCII only, so that no look-alike letter"
+        " names another DAG: rename it"
+    )
+    assert sent == []

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from proxy.airflow.identity import credential, task_context
 from proxy.client import (
     AnswerLost,
+    ContextNotSendable,
     CypherGateClient,
     CypherGateQueryError,
     GatewayUnreachable,
@@ -84,7 +85,8 @@ class CypherGateHook(BaseHook):
         Airflow retries (``retries``) only what cannot have run twice: a request never sent, a
         refusal the gateway calls transient or the caller's. A ``Neo.DatabaseError`` (Neo4j
         failed, or lost a write's outcome) and an answer lost after the request was sent fail
-        the task at once (:class:`AirflowFailException`, :class:`CypherGateAnswerLost`).
+        the task at once (:class:`AirflowFailException`, :class:`CypherGateAnswerLost`), as
+        does a DAG or task id no header can carry (a letter outside ASCII), which nothing mends.
         """
         context = task_context(lineage=True)
         sent_at = time.time()
@@ -106,6 +108,8 @@ class CypherGateHook(BaseHook):
             raise AirflowException(str(error)) from error
         except GatewayUnreachable as error:
             raise AirflowException(f"{error}; a retry is safe") from error
+        except ContextNotSendable as error:  # nothing was sent; a retry would fail the same way
+            raise AirflowFailException(str(error)) from error
         except AnswerLost as error:
             since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent_at - 1))
             dag = f" --dag {context.dag}" if context.dag else ""

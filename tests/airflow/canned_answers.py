@@ -20,11 +20,12 @@ from typing import Any
 import httpx
 from airflow.sdk.exceptions import AirflowFailException
 
+import proxy.airflow.hooks
 import proxy.airflow.operators
 from proxy.airflow.hooks import CypherGateHook
 from proxy.airflow.operators import CypherGateOperator
 from proxy.airflow.sensors import CypherGateSensor
-from proxy.client import CypherGateClient, Result
+from proxy.client import CallContext, CypherGateClient, Result
 from proxy.ports import free_ports
 from proxy.wire import REQUEST_ID_HEADER
 
@@ -82,8 +83,14 @@ def lost(request: httpx.Request) -> httpx.Response:
     raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
 
 
-def run(url: str, gateway: Callable[[httpx.Request], httpx.Response] | None = None) -> str:
-    """What ``CypherGateHook.run`` of a write does, its client talking to ``gateway``."""
+def run(
+    url: str,
+    gateway: Callable[[httpx.Request], httpx.Response] | None = None,
+    context: CallContext | None = None,
+) -> str:
+    """What ``CypherGateHook.run`` of a write does, its client talking to ``gateway``, in a task
+    with ``context`` (by default, none: outside a task)."""
+    vars(proxy.airflow.hooks)["task_context"] = lambda lineage: context or CallContext()
     hook = CypherGateHook()
     transport = None if gateway is None else httpx.MockTransport(gateway)
     hook._client = CypherGateClient(url, lambda: "Bearer t0k3n", transport=transport)
@@ -133,6 +140,9 @@ def main() -> None:
         "client error": run("https://gw.test", refused("Neo.ClientError.Security.Forbidden", 403)),
         "connection refused": run(f"http://127.0.0.1:{closed}"),
         "answer lost": run("https://gw.test", lost),
+        "non-ascii task": run(
+            "https://gw.test", refused("x", 200), CallContext(dag="etl", task="chargé")
+        ),
         "test button, refused": test_button(f"http://127.0.0.1:{closed}"),
     }
     print(json.dumps({"sensor": outcomes, "operator": rows, "hook": hook}))

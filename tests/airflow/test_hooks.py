@@ -42,6 +42,16 @@ def test_only_what_cannot_have_run_twice_is_retried() -> None:
     ), lost
 
 
+def test_a_task_id_outside_ascii_fails_the_task_in_words_not_an_encoding_error() -> None:
+    """Airflow 3.3 takes Unicode letters in dag_id and task_id (``[\\w.-]``); the gateway
+    takes ASCII ids only. Before, httpx's UnicodeEncodeError reached the task."""
+    assert canned_answers()["hook"]["non-ascii task"] == (
+        "raised AirflowFailException (no retry): the task id 'chargé' cannot be sent in"
+        " X-CypherGate-Task: CypherGate takes Airflow ids in printable ASCII only, so that no"
+        " look-alike letter names another DAG: rename it"
+    )
+
+
 def test_the_test_button_says_the_gateway_did_not_answer() -> None:
     ok, message = canned_answers()["hook"]["test button, refused"]
     assert not ok
