@@ -109,8 +109,9 @@ def test_the_command_line_imports_no_driver_before_serve_hides_the_data_frame_li
         ["audit", "verify", "--log", "{missing}"],
         ["audit", "verify", "--log", "{log}", "--public-key", "{garbage}"],
         ["audit", "verify", "--log", "{log}", "--public-key", "{missing}"],
+        ["audit", "verify", "--log", "{log}", "--public-key", "{folder}"],
     ],
-    ids=["not-a-log", "query-not-a-log", "no-log", "not-a-key", "no-key"],
+    ids=["not-a-log", "query-not-a-log", "no-log", "not-a-key", "no-key", "key-is-a-folder"],
 )
 def test_a_file_that_is_missing_or_not_what_it_should_be_is_said_so_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
@@ -119,12 +120,14 @@ def test_a_file_that_is_missing_or_not_what_it_should_be_is_said_so_without_a_tr
     garbage.write_bytes(b"this is neither an audit log nor a key\n" * 200)
     log = tmp_path / "audit.sqlite3"
     write(log, [event(1)])
-    files = {"garbage": garbage, "missing": tmp_path / "missing", "log": log}
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    files = {"garbage": garbage, "missing": tmp_path / "missing", "log": log, "folder": folder}
     status = main([word.format(**files) for word in command])
     error = capsys.readouterr().err
     assert status == 2
     assert error.startswith("cyphergate: ") and "Traceback" not in error
-    named = garbage if "{garbage}" in command else files["missing"]
+    named = files[command[-1].strip("{}")]
     assert str(named) in error
 
 

@@ -75,10 +75,21 @@ class NotAKey(ValueError):
     """A file given as a key that holds none of the kind asked for."""
 
 
+def _key_file(path: Path) -> bytes:
+    """What ``path`` holds; a folder or a file that may not be read is :class:`NotAKey`, in
+    words naming it (a missing file stays FileNotFoundError)."""
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise NotAKey(f"{path} is a folder, not a key file") from None
+    except PermissionError:
+        raise NotAKey(f"{path} cannot be read: permission denied") from None
+
+
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """An Ed25519 private key from a PEM (PKCS#8) file."""
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(_key_file(path), password=None)
     except (ValueError, TypeError):  # TypeError: one that needs a password
         key = None  # the parser's words may quote the file: never shown
     if not isinstance(key, Ed25519PrivateKey):
@@ -88,7 +99,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file (or the public half of a private key file)."""
-    data = path.read_bytes()
+    data = _key_file(path)
     if b"PRIVATE KEY" in data:
         return load_private_key(path).public_key()
     try:
