@@ -377,6 +377,13 @@ class CypherGateClient:
             document = {}
         errors = document.get("errors") if isinstance(document, dict) else None
         request_id = response.headers.get(REQUEST_ID_HEADER)
+        if response.status_code == 504 and request_id is None:
+            # The gateway never answers 504: a proxy in front sent the request on, then gave up.
+            raise AnswerLost(
+                f"the statement was sent to CypherGate at {self._url}, but its answer was lost"
+                " (HTTP 504 Gateway Timeout, from something in front of the gateway): it may"
+                " have run"
+            )
         if response.status_code >= 300 or errors:
             first = errors[0] if errors else {}
             raise CypherGateQueryError(

@@ -218,3 +218,15 @@ def test_an_id_no_header_can_carry_is_refused_before_anything_is_sent(
         " names another DAG: rename it"
     )
     assert sent == []
+
+
+def test_a_gateway_timeout_from_a_proxy_in_front_is_an_answer_lost() -> None:
+    """The gateway never answers 504: one without its request id is a proxy in front that sent
+    the request on and gave up waiting, so the statement may have run."""
+    client = gateway(504, {}, {})
+    with pytest.raises(AnswerLost) as lost:
+        client.run("CREATE (:X)")
+    assert str(lost.value) == (
+        "the statement was sent to CypherGate at https://gw.test, but its answer was lost"
+        " (HTTP 504 Gateway Timeout, from something in front of the gateway): it may have run"
+    )
