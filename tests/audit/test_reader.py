@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, NotAnAuditLog, RecordFilter
 from tests.audit.test_query import write
 from tests.audit.test_record import event
 
@@ -34,3 +35,23 @@ def test_a_path_with_uri_characters_opens_that_file_read_only(tmp_path: Path, na
     # No file was made by opening (SQLite's own -wal and -shm beside the log aside).
     made = {p.name for p in tmp_path.iterdir()} - before
     assert made <= {f"{name}-wal", f"{name}-shm"}
+
+
+def test_a_log_the_reader_may_not_read_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root, chmod 000 does not stop reads (tests/test_cli.py skips that case there): the
+    operating system's refusal is played here by ``Path.open``, the reader's first look."""
+    log = tmp_path / "audit.sqlite3"
+    write(log, [event(1)])
+    opened = Path.open
+
+    def refusing(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == log:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing)
+    with pytest.raises(NotAnAuditLog) as refused:
+        AuditReader(log)
+    assert str(refused.value) == f"{log} cannot be read: permission denied"
