@@ -134,6 +134,19 @@ class TransactionNotFound(CypherGateError):
     )
 
 
+class TransactionTimedOut(CypherGateError):
+    """An explicit transaction outlived its time-out (Neo4j's, counted from its begin): the
+    gateway rolled it back at its deadline, and the client's next message to it is told so
+    with the code Neo4j gives a transaction whose client-set time-out passed."""
+
+    status = 400
+    code = "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration"
+    default_message = (
+        "The transaction has not completed within its time-out and was rolled back: retry in a"
+        " new transaction, or with a longer time-out."
+    )
+
+
 class TooManyTransactions(CypherGateError):
     """The gateway already holds as many open transactions as it may."""
 

@@ -28,8 +28,8 @@ import proxy.tracing
 from proxy.api.traced import TracedRequests
 from proxy.app import create_app
 from proxy.auth import SchemeRouter
+from proxy.bolt.conversation import Options
 from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
-from proxy.bolt.session import Options
 from proxy.bolt.transactions import TransactionSlots
 from proxy.gateway.call import Call, Statement
 from proxy.gateway.path import Gateway

@@ -41,8 +41,8 @@ from proxy.auth import Authenticator, SchemeRouter
 from proxy.auth.aws_iam import SCHEME as IAM_SCHEME
 from proxy.auth.aws_iam import IAMAuthenticator
 from proxy.auth.oidc import OIDCAuthenticator
+from proxy.bolt.conversation import Options
 from proxy.bolt.server import DoorSettings, bolt_door
-from proxy.bolt.session import Options
 from proxy.bolt.transactions import TransactionSlots
 from proxy.clock import Clock, system_clock
 from proxy.epoch import schema_epoch

@@ -23,7 +23,7 @@ from typing import Any
 from proxy.bolt.messages import ALL_NOTICES, Notices
 from proxy.codec.packstream import Structure, pack
 from proxy.codec.values import to_wire
-from proxy.errors import ClientEnded, CypherGateError, PayloadTooLarge
+from proxy.errors import ClientEnded, CypherGateError, PayloadTooLarge, TransactionTimedOut
 from proxy.gateway.call import Call
 from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
@@ -222,11 +222,13 @@ class OpenResult:
 
     async def abandon(self, *, cause: str) -> None:
         """The result ends open: the client reset (``cause`` "client"), went away ("closed") or
-        broke the protocol ("violation"), and it ends as Neo4j ends it. A statement of an
+        broke the protocol ("violation"), or its transaction passed its deadline ("expired"),
+        and it ends as Neo4j ends it. A statement of an
         explicit transaction, and an auto-commit statement whose transaction Neo4j still holds
         open, end at once and their transaction is rolled back, the record saying why
-        (``client_reset``, ``client_closed``, ``protocol_violation``; the transaction's end,
-        ``client`` or ``closed``); an auto-commit one already committed is read to its end. A
+        (``client_reset``, ``client_closed``, ``protocol_violation``,
+        ``transaction_timed_out``; the transaction's end, ``client``, ``closed`` or
+        ``expired``); an auto-commit one already committed is read to its end. A
         failure now is recorded, not raised: nobody is left to tell."""
         rows = self._rows
         if self._buffered is not None or rows is None:
@@ -292,7 +294,9 @@ _ENDED_BY = {  # why an open result ended, by cause: what the client was told, a
 }
 
 
-def _ended_by(cause: str) -> ClientEnded:
+def _ended_by(cause: str) -> CypherGateError:
+    if cause == "expired":  # the connection's transaction passed its deadline (session.py)
+        return TransactionTimedOut(reason="transaction_timed_out")
     how, reason = _ENDED_BY[cause]
     return ClientEnded(
         f"{how} before reading the whole result: the statement's transaction was rolled back,"

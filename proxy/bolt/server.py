@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxy.bolt.session import Defunct, Options, Session
+from proxy.bolt.conversation import Defunct, Options
+from proxy.bolt.session import Session
 from proxy.codec import wire
 from proxy.errors import ClientDisconnected
 from proxy.gateway.path import Gateway

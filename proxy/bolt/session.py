@@ -12,7 +12,9 @@ Explicit transactions (``BEGIN`` ... ``COMMIT`` or ``ROLLBACK``) are the request
 (:mod:`proxy.gateway.transactions`, :mod:`.transactions`): ``BEGIN`` and ``COMMIT`` verify the
 caller again, each statement is decided and recorded on its own, and a refused or failed one
 rolls the whole transaction back, as Neo4j does. Statements run one at a time on Neo4j; one sent
-while a result is open has that result's rows read ahead (bounded by the row limit) first.
+while a result is open has that result's rows read ahead (bounded by the row limit) first. A
+transaction whose time-out passes while its client is silent ends at its deadline (``Expiry``
+in :mod:`.transactions`), and the client's next message to it is told as Neo4j would tell it.
 
 States (Neo4j's names): ``AUTHENTICATION`` until a ``LOGON`` succeeds, ``READY``,
 ``STREAMING`` while an auto-commit result is open, ``TX_READY`` and ``TX_STREAMING`` inside a
@@ -26,62 +28,35 @@ open, are rolled back (and recorded so).
 
 from __future__ import annotations
 
-import enum
 import itertools
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
 
 from proxy.bolt import messages as m
+from proxy.bolt.conversation import Conversation, Defunct, Options, Send, State
 from proxy.bolt.messages import Malformed, shape
 from proxy.bolt.results import OpenResult, Sink
-from proxy.bolt.transactions import TransactionSlots, begun, nothing_held
-from proxy.errors import AuthenticationFailed, CypherGateError, ImpersonationRefused
-from proxy.gateway.call import Call, Statement, new_request_id
+from proxy.bolt.transactions import Expiry, begun, nothing_held
+from proxy.errors import (
+    CypherGateError,
+    ImpersonationRefused,
+    TransactionTimedOut,
+)
+from proxy.gateway.call import Statement
 from proxy.gateway.path import Gateway
-from proxy.gateway.transactions import Transaction
+from proxy.gateway.transactions import EndCause, Transaction
 from proxy.principal import LINEAGE_PARENT_HEADER
-from proxy.tracing import OFF, RequestTrace
 
 _INVALID = "Neo.ClientError.Request.Invalid"
+# What a client sends to its transaction: told, once, that it ended at its deadline.
+_OF_A_TRANSACTION = frozenset({m.RUN, m.PULL, m.DISCARD, m.COMMIT, m.ROLLBACK})
 _connection_ids = itertools.count(1)
+# How a transaction ends, by what ended what the connection had open (else "closed").
+_ENDS: dict[str, EndCause] = {"client": "client", "expired": "expired"}
 
 
-class State(enum.Enum):
-    AUTHENTICATION = "authentication"
-    READY = "ready"
-    STREAMING = "streaming"
-    TX_READY = "tx_ready"
-    TX_STREAMING = "tx_streaming"
-    FAILED = "failed"
-    DEFUNCT = "defunct"
-
-
-class Defunct(Exception):
-    """The connection must close (after its last answer has been sent)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """What a Bolt connection needs to know of its configuration."""
-
-    home_database: str
-    # host:port the gateway's Bolt door is reached at, for ROUTE; None: what the client dialled.
-    advertised_address: str | None
-    routing_ttl_s: int
-    # Offered to drivers as connection.recv_timeout_seconds; the server closes idle ones too.
-    idle_timeout_s: float
-    max_message_bytes: int
-    max_held_result_bytes: int  # of a result read ahead (results.py)
-    # Shared by the door's connections: one identity's open transactions (transactions.py).
-    transactions: TransactionSlots
-
-
-Send = Callable[[int, tuple[Any, ...]], Awaitable[None]]
-
-
-class Session:
+class Session(Conversation):
     """The state machine of one Bolt connection (see the module docstring)."""
 
     def __init__(
@@ -96,22 +71,17 @@ class Session:
         send_packed: Callable[[bytes], Awaitable[None]],
         flush: Callable[[], Awaitable[None]],
     ) -> None:
-        self._gateway = gateway
-        self._options = options
+        super().__init__(gateway, options=options, client=client, send=send)
         self._server_agent = server_agent
-        self._client = client
         self._local_address = local_address
-        self._send = send
         self._sink = Sink(send_packed, flush)
         self.connection_id = f"bolt-{next(_connection_ids)}"
-        self.state: State | None = None  # None: before HELLO
-        self._authorization: str | None = None
-        self._headers: dict[str, str] = {}
         self._routing: Mapping[str, Any] = {}
         # Open results by qid (auto-commit: one, qid 0), and the transaction, if any.
         self._results: dict[int, OpenResult] = {}
         self._transaction: Transaction | None = None
         self._give_back = nothing_held  # the transaction's slot (transactions.py)
+        self._expiry = Expiry(self._expire)  # its deadline (transactions.py)
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
         self._transaction_lineage = False  # its BEGIN's tx_metadata asked for lineage
@@ -135,6 +105,18 @@ class Session:
 
     async def handle(self, message: bytes) -> None:
         """Answer one message; raises :class:`Defunct` when the connection must close."""
+        expiry = self._expiry
+        if expiry.ending is not None:
+            await expiry.settled()
+        expiry.busy = True
+        try:
+            await self._answer(message)
+        finally:
+            expiry.busy = False
+            if self._transaction is not None:
+                expiry.arm(self._transaction)
+
+    async def _answer(self, message: bytes) -> None:
         anonymous = self._authorization is None
         if anonymous:
             self._anonymous_messages += 1
@@ -152,6 +134,9 @@ class Session:
         if self.state is State.FAILED:
             await self._send(m.IGNORED, ())
             return
+        if self._expiry.expired and tag in _OF_A_TRANSACTION:
+            await self._timed_out(tag)
+            return
         handler = self._handlers.get(tag)
         if handler is None:
             await self._violation(f"Unknown or unsupported message 0x{tag:02X}.")
@@ -166,7 +151,26 @@ class Session:
 
     async def close(self) -> None:
         """The connection is going: what is open ends (and is recorded as ended)."""
+        await self._expiry.settled()
         await self._end_open(cause="closed")
+
+    async def _expire(self, transaction: Transaction) -> None:
+        """The transaction passed its deadline while its client was silent: it ends now, as
+        Neo4j ended it (a result left open first), recorded ``expired``, and the client's next
+        message is told (:meth:`_timed_out`)."""
+        if transaction is self._transaction and transaction.open:
+            self._expiry.expired = True
+            await self._end_open(cause="expired")
+
+    async def _timed_out(self, tag: int) -> None:
+        """The first message to a transaction ended at its deadline: a ``ROLLBACK`` succeeds, as
+        Neo4j's does; anything else is refused (recorded) with Neo4j's code for it."""
+        self._expiry.expired = False
+        if tag == m.ROLLBACK:
+            self.state = State.READY
+            await self._send(m.SUCCESS, ({},))
+            return
+        await self._refused(TransactionTimedOut(reason="transaction_timed_out"))
 
     # ------------------------------------------------------------------ messages
 
@@ -371,30 +375,13 @@ class Session:
         await self._send(m.SUCCESS, ({},))
 
     async def _reset(self) -> None:
+        self._expiry.expired = False
         await self._end_open(cause="client")
         if self.state is not None and self.state is not State.DEFUNCT:
             self.state = State.READY if self._authorization else State.AUTHENTICATION
         await self._send(m.SUCCESS, ({},))
 
     # ------------------------------------------------------------------ helpers
-
-    def _call(
-        self,
-        authorization: str | None,
-        headers: Mapping[str, str],
-        database: str | None = None,
-        statement: Callable[[], Awaitable[Statement]] = m.no_statement,
-        trace: RequestTrace = OFF,
-    ) -> Call:
-        return Call(
-            request_id=new_request_id(),
-            database=database or self._options.home_database,
-            authorization=authorization,
-            client=self._client,
-            headers=headers,
-            statement=statement,
-            trace=trace,
-        )
 
     def _context(self, extra: Mapping[str, Any]) -> Mapping[str, str]:
         """The LOGON's context, and the lineage parent in the RUN's (or BEGIN's) metadata."""
@@ -403,24 +390,6 @@ class Session:
         parent = m.lineage_parent(metadata)
         return self._headers if parent is None else {**self._headers, LINEAGE_PARENT_HEADER: parent}
 
-    async def _refused(self, error: CypherGateError, call: Call | None = None) -> None:
-        """Turn away a message that runs nothing, recorded as a front door's refusal."""
-        call = call or self._call(self._authorization, self._headers)
-        await self._gateway.refuse(call, error)
-        await self._statement_failed(error, call)
-
-    async def _statement_failed(self, error: CypherGateError, call: Call) -> None:
-        """A statement refused or failed: ``FAILURE`` with its code, and the request id that
-        finds its audit record (HTTP's ``X-CypherGate-Request-ID``); a credential that no longer
-        verifies also closes the connection (the driver opens another with a fresh one)."""
-        await self._failure(m.failure_code(error), f"{error.message} (request {call.request_id})")
-        if isinstance(error, AuthenticationFailed):
-            raise Defunct from error
-
-    async def _failure(self, code: str, message: str) -> None:
-        self.state = State.FAILED
-        await self._send(m.FAILURE, ({"code": code, "message": message},))
-
     async def _violation(self, message: str) -> NoReturn:
         """The peer broke the protocol: it is told why, and the connection closes."""
         await self._end_open(cause="violation")
@@ -428,21 +397,18 @@ class Session:
         self.state = State.DEFUNCT
         raise Defunct
 
-    def _expect(self, name: str, *states: State | None) -> None:
-        if self.state not in states:
-            now = "new" if self.state is None else self.state.value
-            raise Malformed(f"{name} is not allowed now (the connection is {now}).")
-
     async def _end_open(self, *, cause: str) -> None:
-        """End open results, roll back the transaction (``cause``: client, closed or violation)."""
+        """End open results, roll back the transaction (``cause``: client, closed, violation, or
+        expired: at its deadline)."""
         results, self._results = list(self._results.values()), {}
         for result in results:
             await result.abandon(cause=cause)
         transaction, self._transaction = self._transaction, None
         if transaction is not None:
             self._release()
-            await transaction.rollback(cause="client" if cause == "client" else "closed")
+            await transaction.rollback(cause=_ENDS.get(cause, "closed"))
 
     def _release(self) -> None:
+        self._expiry.disarm()
         give_back, self._give_back = self._give_back, nothing_held
         give_back()

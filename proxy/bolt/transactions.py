@@ -1,5 +1,5 @@
 """The Bolt door's explicit transactions: begun for a caller verified again, within the slots
-its identity has across the door's connections.
+its identity has across the door's connections, and ended at Neo4j's deadline for them.
 
 A Bolt transaction lives on its connection and, once its first statement has run, holds one of
 its DAG's pooled Neo4j connections until it ends. One identity opening a transaction on each of
@@ -8,12 +8,19 @@ then waited 10 s and got 503 (found by review). So, as the Query API does with i
 (:mod:`proxy.api.held`), one identity holds at most ``server.max_transactions_per_identity``
 Bolt transactions at once in a gateway process; a ``BEGIN`` beyond is refused, recorded, with
 ``Neo.TransientError.Transaction.MaximumTransactionLimitReached``, which drivers retry later.
+
+Neo4j ends a transaction whose time-out passed, but keeps it (and the gateway its connection,
+leased user and slot) until its client speaks again, which a client that went quiet never
+does. So the connection ends it at its deadline (:class:`Expiry`): rolled back and recorded
+once, ``expired``, and the client's next message told with Neo4j's code for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from proxy.bolt.messages import Begin
 from proxy.errors import CypherGateError, TooManyTransactions
@@ -22,6 +29,7 @@ from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction
 from proxy.principal import Identity
 
+log = logging.getLogger(__name__)
 GiveBack = Callable[[], None]
 
 
@@ -54,6 +62,55 @@ class TransactionSlots:
                     del self._held[owner]
 
         return give_back
+
+
+class Expiry:
+    """A connection's watch over its transaction's deadline: ``end`` is called (in a task of its
+    own) once the deadline passes, unless the connection is answering a message then; it is
+    called again after that message (:meth:`arm`). ``end`` must check that the transaction it
+    is handed is still the connection's."""
+
+    def __init__(self, end: Callable[[Transaction], Awaitable[None]]) -> None:
+        self._end = end
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_for: Transaction | None = None
+        self.ending: asyncio.Task[None] | None = None  # an end under way
+        self.busy = False  # the connection is answering a message
+        self.expired = False  # a transaction ended so: the client's next message is told
+
+    def arm(self, transaction: Transaction) -> None:
+        """Watch ``transaction``'s deadline, once it is begun on Neo4j (no-op if watched)."""
+        if transaction is self._armed_for and self._timer is not None:
+            return
+        remaining = transaction.remaining_s()
+        if remaining is None:
+            return
+        self.disarm()
+        self._armed_for = transaction
+        self._timer = asyncio.get_running_loop().call_later(remaining, self._fire, transaction)
+
+    def disarm(self) -> None:
+        """The transaction ended otherwise: its deadline no longer matters."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._armed_for = None
+
+    async def settled(self) -> None:
+        """Wait for the end under way, if any (the connection's next message comes after it)."""
+        ending, self.ending = self.ending, None
+        if ending is not None:
+            await ending
+
+    def _fire(self, transaction: Transaction) -> None:
+        self._timer = None
+        if not self.busy:  # else the message's end arms it again, due at once
+            self.ending = asyncio.get_running_loop().create_task(self._ended(transaction))
+
+    async def _ended(self, transaction: Transaction) -> None:
+        try:
+            await self._end(transaction)
+        except Exception:  # what failed is recorded; the connection goes on
+            log.exception("bolt: ending transaction %s at its deadline failed", transaction.id)
 
 
 async def begun(

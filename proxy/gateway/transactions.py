@@ -64,6 +64,7 @@ from proxy.errors import (
     DagNotPermitted,
     TransactionAccessMode,
     TransactionNotFound,
+    TransactionTimedOut,
 )
 from proxy.gateway.call import (
     SUCCESS_STATUS,
@@ -80,8 +81,8 @@ from proxy.statement import AccessMode, Opening
 log = logging.getLogger(__name__)
 
 EndAction = Literal["commit", "rollback"]
-# Who ended it: the caller, a failed or refused statement, the front door's idle time-out, or
-# the gateway shutting down.
+# Who ended it: the caller, a failed or refused statement, its time-out (the front door's idle
+# one, or Neo4j's, at its deadline), or the gateway shutting down.
 EndCause = Literal["client", "failure", "expired", "closed"]
 _State = Literal["open", "committed", "rolled_back", "failed"]
 
@@ -171,6 +172,12 @@ class Transaction:
         it then, so a front door that holds it between requests lets it go by then too."""
         return self._deadline
 
+    def remaining_s(self) -> float | None:
+        """Seconds left until :attr:`deadline` (none once it passed), if begun on Neo4j."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - self._clock())
+
     @property
     def requested_access_mode(self) -> AccessMode | None:
         """The access mode the caller asked for when it began the transaction."""
@@ -197,8 +204,7 @@ class Transaction:
                 raise  # not this transaction's statement: nothing changes
             except BaseException as exc:
                 if self._state == "open":  # by the client (a Bolt RESET, say), or a failure
-                    cause = exc.cause if isinstance(exc, ClientEnded) else "failure"
-                    await self._end("rollback", cause, request_id)
+                    await self._end("rollback", _cause(exc), request_id)
                 raise
 
     def admit(self, principal: Principal, call: Call) -> None:
@@ -385,6 +391,13 @@ class Transaction:
         if await self._audit.append_after(event) is None:  # kept, to be written late
             self._metrics.audit_failures.labels("transaction").inc()
             log.error("the %s record of transaction %s not written in time", action, self.id)
+
+
+def _cause(exc: BaseException) -> EndCause:
+    """Who ended a transaction whose statement ended in ``exc``."""
+    if isinstance(exc, ClientEnded):
+        return exc.cause
+    return "expired" if isinstance(exc, TransactionTimedOut) else "failure"
 
 
 def _caller(principal: Principal) -> tuple[str, str, str]:

@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.auth import SchemeRouter
+from proxy.bolt.conversation import Options
 from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
-from proxy.bolt.session import Options
 from proxy.bolt.transactions import TransactionSlots
 from proxy.codec import wire
 from proxy.codec.packstream import Structure, pack, unpack

@@ -1,0 +1,147 @@
+"""A Bolt client that misbehaves with its transactions and results, against the real stack.
+
+A second gateway with a Bolt door of its own: a transaction left past its time-out is ended at
+its deadline, not when its client next speaks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import neo4j
+import pytest
+from neo4j import Driver
+from neo4j.exceptions import ClientError
+
+from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.devstack.stack import DevStack
+from tests.second_gateway import SecondGateway
+
+pytestmark = pytest.mark.integration
+
+PER_IDENTITY = 3
+TIMED_OUT = "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration"
+
+
+@pytest.fixture(scope="module")
+def door(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
+    """A gateway whose Bolt door holds at most three transactions of one identity."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["server"]["max_transactions_per_identity"] = PER_IDENTITY
+
+    gateway = SecondGateway(
+        stack, tmp_path_factory.mktemp("bolt-tx"), "bolttx", configure, bolt=True
+    )
+    gateway.start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def driver(door: SecondGateway, dag: str) -> Driver:
+    assert door.bolt_uri is not None
+    return neo4j.GraphDatabase.driver(door.bolt_uri, auth=neo4j.bearer_auth(door.stack.token(dag)))
+
+
+def ends_of(door: SecondGateway, marker: str) -> list[dict[str, Any]]:
+    """The end records of the transactions whose BEGIN's metadata carried ``marker``."""
+    with AuditReader(door.audit) as log:
+        return [
+            r
+            for r in log.query(RecordFilter(event="transaction"))
+            if r["transaction"].get("metadata", {}).get("probe") == marker
+        ]
+
+
+def on_neo4j(neo4j_admin: Driver, marker: str) -> list[str]:
+    """Neo4j's transactions (their status) whose metadata carries ``marker``."""
+    found, _, _ = neo4j_admin.execute_query(
+        "SHOW TRANSACTIONS YIELD metaData, status RETURN metaData.probe AS probe, status"
+    )
+    return [r["status"] for r in found if r["probe"] == marker]
+
+
+def test_a_transaction_past_its_time_out_ends_at_its_deadline(
+    door: SecondGateway, neo4j_admin: Driver
+) -> None:
+    """Before, the gateway noticed only when the client next spoke: Neo4j kept the timed-out
+    transaction (``Terminated``), the gateway its pooled connection, leased user and slot, and
+    the next RUN was decided, recorded and sent to Neo4j before it failed."""
+    marker = f"expired-{uuid.uuid4().hex[:8]}"
+    with driver(door, "demo_reader") as reader, reader.session(database="neo4j") as session:
+        transaction = session.begin_transaction(timeout=1.0, metadata={"probe": marker})
+        assert transaction.run("RETURN 1 AS one").single(strict=True)["one"] == 1
+        assert on_neo4j(neo4j_admin, marker) == ["Running"]
+        time.sleep(2.5)  # the client says nothing
+        (end,) = ends_of(door, marker)
+        assert end["transaction"]["action"] == "rollback"
+        assert end["transaction"]["cause"] == "expired"
+        assert end["status"] == 202
+        assert on_neo4j(neo4j_admin, marker) == []  # released on Neo4j
+        # Its slot is free again: as many transactions as the identity may hold open now.
+        others = [reader.session(database="neo4j") for _ in range(PER_IDENTITY)]
+        try:
+            held = [s.begin_transaction() for s in others]
+            for tx in held:
+                tx.run("RETURN 1").consume()
+            for tx in held:
+                tx.rollback()
+        finally:
+            for other in others:
+                other.close()
+        with pytest.raises(ClientError) as told:
+            transaction.run("RETURN 2 AS two").consume()
+    assert told.value.code == TIMED_OUT
+    assert len(ends_of(door, marker)) == 1  # recorded once
+    request_id = told.value.message.rsplit("(request ", 1)[1].rstrip(")")
+    with AuditReader(door.audit) as log:
+        (refusal,) = log.query(RecordFilter(request_id=request_id))
+        ran = [r for r in log.query(RecordFilter()) if r.get("statement") == "RETURN 2 AS two"]
+    assert refusal["error"] == {"code": TIMED_OUT, "reason": "transaction_timed_out"}
+    assert ran == []  # nothing decided, nothing sent to Neo4j
+
+
+def test_a_result_left_open_past_the_deadline_ends_with_its_transaction(
+    door: SecondGateway, neo4j_admin: Driver
+) -> None:
+    marker = f"open-{uuid.uuid4().hex[:8]}"
+    with (
+        driver(door, "demo_reader") as reader,
+        reader.session(database="neo4j", fetch_size=1) as session,
+    ):
+        transaction = session.begin_transaction(timeout=1.0, metadata={"probe": marker})
+        result = transaction.run("UNWIND range(1, 10) AS x RETURN x")
+        first = result.peek()  # one row pulled of ten: the result is open
+        assert first is not None and first["x"] == 1
+        time.sleep(2.5)
+        (end,) = ends_of(door, marker)
+        assert end["transaction"]["cause"] == "expired"
+        assert on_neo4j(neo4j_admin, marker) == []
+        with pytest.raises(ClientError) as told:
+            list(result)
+    assert told.value.code == TIMED_OUT
+    with AuditReader(door.audit) as log:
+        (outcome,) = [
+            r
+            for r in log.query(RecordFilter(event="outcome"))
+            if r["request_id"] == end["request_id"]
+        ]
+    assert outcome["error"]["reason"] == "transaction_timed_out"
+    assert len(ends_of(door, marker)) == 1
+
+
+def test_a_rollback_after_the_deadline_succeeds_as_neo4js_does(door: SecondGateway) -> None:
+    marker = f"late-{uuid.uuid4().hex[:8]}"
+    with driver(door, "demo_reader") as reader, reader.session(database="neo4j") as session:
+        transaction = session.begin_transaction(timeout=1.0, metadata={"probe": marker})
+        transaction.run("RETURN 1").consume()
+        time.sleep(2.5)
+        transaction.rollback()
+        assert session.run("RETURN 3 AS three").single(strict=True)["three"] == 3
+    (end,) = ends_of(door, marker)
+    assert end["transaction"]["cause"] == "expired"
