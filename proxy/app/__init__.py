@@ -250,7 +250,9 @@ def _door_settings(settings: Settings, port: int) -> DoorSettings:
             idle_timeout_s=server.bolt_idle_timeout_s,
             max_message_bytes=server.bolt_max_message_bytes,
             max_held_result_bytes=server.bolt_max_held_result_bytes,
-            transactions=TransactionSlots(server.max_transactions_per_identity),
+            transactions=TransactionSlots(
+                server.max_transactions_per_identity, total=server.bolt_max_transactions
+            ),
         ),
         max_connections=server.bolt_max_connections,
         handshake_timeout_s=server.bolt_handshake_timeout_s,

@@ -44,7 +44,8 @@ class Options:
     idle_timeout_s: float
     max_message_bytes: int
     max_held_result_bytes: int  # of a result read ahead (results.py)
-    # Shared by the door's connections: one identity's open transactions (transactions.py).
+    # Shared by the door's connections: one identity's open transactions, and all of them
+    # (transactions.py).
     transactions: TransactionSlots
 
 

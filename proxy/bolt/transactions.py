@@ -1,13 +1,15 @@
 """The Bolt door's explicit transactions: begun for a caller verified again, within the slots
-its identity has across the door's connections, and ended at Neo4j's deadline for them.
+its identity and the door have, and ended at Neo4j's deadline for them.
 
 A Bolt transaction lives on its connection and, once its first statement has run, holds one of
 its DAG's pooled Neo4j connections until it ends. One identity opening a transaction on each of
 many connections held every pooled connection of a DAG that other identities share: theirs
 then waited 10 s and got 503 (found by review). So, as the Query API does with its own
 (:mod:`proxy.api.held`), one identity holds at most ``server.max_transactions_per_identity``
-Bolt transactions at once in a gateway process; a ``BEGIN`` beyond is refused, recorded, with
-``Neo.TransientError.Transaction.MaximumTransactionLimitReached``, which drivers retry later.
+Bolt transactions at once in a gateway process, and the door ``server.bolt_max_transactions``
+in all (many identities' transactions held as many Neo4j connections); a ``BEGIN`` beyond is
+refused, recorded, with ``Neo.TransientError.Transaction.MaximumTransactionLimitReached``,
+which drivers retry later.
 
 Neo4j ends a transaction whose time-out passed, but keeps it (and the gateway its connection,
 leased user and slot) until its client speaks again, which a client that went quiet never
@@ -38,16 +40,20 @@ def nothing_held() -> None:
 
 
 class TransactionSlots:
-    """At most ``per_identity`` open transactions of one identity (see the module docstring)."""
+    """At most ``per_identity`` open transactions of one identity, and ``total`` of all (see
+    the module docstring)."""
 
-    def __init__(self, per_identity: int) -> None:
+    def __init__(self, per_identity: int, total: int | None = None) -> None:
         self._per_identity = per_identity
+        self._total = total
         self._held: Counter[tuple[str, str, str]] = Counter()
 
     def take(self, identity: Identity) -> GiveBack:
         """One slot of ``identity``'s, or :class:`TooManyTransactions`; returns what gives it
         back (once, however often it is called)."""
         owner = (identity.method, identity.issuer, identity.subject)
+        if self._total is not None and self._held.total() >= self._total:
+            raise TooManyTransactions(reason="bolt_max_transactions")
         if self._held[owner] >= self._per_identity:
             raise TooManyTransactions(reason="max_transactions_per_identity")
         self._held[owner] += 1

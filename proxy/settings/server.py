@@ -139,6 +139,14 @@ class ServerSettings(_Section):
         description="Of those, open at once by one identity: so that one caller cannot hold"
         " them all. Beyond: 503.",
     )
+    bolt_max_transactions: int = Field(
+        default=64,
+        gt=0,
+        description="Explicit transactions of the Bolt door open at once, all identities"
+        " together (each of them holds at most max_transactions_per_identity); each holds a"
+        " Neo4j connection and its DAG's credential once a statement ran. Beyond: BEGIN gets"
+        " MaximumTransactionLimitReached.",
+    )
     admission: AdmissionSettings = Field(default_factory=lambda: AdmissionSettings())
     http: HTTPSettings = Field(default_factory=lambda: HTTPSettings())
     rate_limits: RateLimitSettings = Field(default_factory=lambda: RateLimitSettings())

@@ -1,7 +1,8 @@
 """A Bolt client that misbehaves with its transactions and results, against the real stack.
 
-A second gateway with a Bolt door of its own: a transaction left past its time-out is ended at
-its deadline, not when its client next speaks.
+A second gateway with a Bolt door of its own and a small ``server.bolt_max_transactions``: a
+transaction left past its time-out is ended at its deadline, not when its client next speaks;
+and the door's transactions are bounded in total, whoever holds them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import neo4j
 import pytest
 from neo4j import Driver
-from neo4j.exceptions import ClientError
+from neo4j.exceptions import ClientError, Neo4jError
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
@@ -22,16 +23,17 @@ from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
 
-PER_IDENTITY = 3
+BOLT_MAX_TRANSACTIONS = 3
 TIMED_OUT = "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration"
+LIMIT_REACHED = "Neo.TransientError.Transaction.MaximumTransactionLimitReached"
 
 
 @pytest.fixture(scope="module")
 def door(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
-    """A gateway whose Bolt door holds at most three transactions of one identity."""
+    """A gateway whose Bolt door holds at most three transactions."""
 
     def configure(config: dict[str, Any]) -> None:
-        config["server"]["max_transactions_per_identity"] = PER_IDENTITY
+        config["server"]["bolt_max_transactions"] = BOLT_MAX_TRANSACTIONS
 
     gateway = SecondGateway(
         stack, tmp_path_factory.mktemp("bolt-tx"), "bolttx", configure, bolt=True
@@ -83,8 +85,8 @@ def test_a_transaction_past_its_time_out_ends_at_its_deadline(
         assert end["transaction"]["cause"] == "expired"
         assert end["status"] == 202
         assert on_neo4j(neo4j_admin, marker) == []  # released on Neo4j
-        # Its slot is free again: as many transactions as the identity may hold open now.
-        others = [reader.session(database="neo4j") for _ in range(PER_IDENTITY)]
+        # Its slot is free again: as many transactions as the door holds open now.
+        others = [reader.session(database="neo4j") for _ in range(BOLT_MAX_TRANSACTIONS)]
         try:
             held = [s.begin_transaction() for s in others]
             for tx in held:
@@ -145,3 +147,33 @@ def test_a_rollback_after_the_deadline_succeeds_as_neo4js_does(door: SecondGatew
         assert session.run("RETURN 3 AS three").single(strict=True)["three"] == 3
     (end,) = ends_of(door, marker)
     assert end["transaction"]["cause"] == "expired"
+
+
+def test_the_doors_transactions_are_bounded_in_total(door: SecondGateway) -> None:
+    """Each identity may hold 16, but the door holds ``server.bolt_max_transactions`` at most,
+    whoever holds them: many identities' transactions kept as many pooled Neo4j connections."""
+    with driver(door, "demo_reader") as reader, driver(door, "demo_writer") as writer:
+        mine = [reader.session(database="neo4j") for _ in range(BOLT_MAX_TRANSACTIONS - 1)]
+        theirs = [writer.session(database="neo4j") for _ in range(2)]
+        try:
+            held = [s.begin_transaction() for s in mine]
+            held.append(theirs[0].begin_transaction())
+            for tx in held:
+                tx.run("RETURN 1").consume()
+            with pytest.raises(Neo4jError) as refused:
+                theirs[1].begin_transaction().run("RETURN 1").consume()
+            held[0].rollback()  # a slot given back is a slot to take
+            again = theirs[1].begin_transaction()
+            assert again.run("RETURN 1 AS one").single(strict=True)["one"] == 1
+            again.rollback()
+            for tx in held[1:]:
+                tx.rollback()
+        finally:
+            for session in mine + theirs:
+                session.close()
+    assert refused.value.code == LIMIT_REACHED
+    request_id = refused.value.message.rsplit("(request ", 1)[1].rstrip(")")
+    with AuditReader(door.audit) as log:
+        (refusal,) = log.query(RecordFilter(request_id=request_id))
+    assert refusal["status"] == 503
+    assert refusal["error"]["reason"] == "bolt_max_transactions"
