@@ -65,6 +65,8 @@ class Conversation:
         self.state: State | None = None  # None: before HELLO
         self._authorization: str | None = None
         self._headers: dict[str, str] = {}
+        # The identity its LOGON verified: whose admission share its statements count against.
+        self._owner: tuple[str, str, str] | None = None
 
     def _call(
         self,
@@ -82,6 +84,7 @@ class Conversation:
             headers=headers,
             statement=statement,
             trace=trace,
+            owner=self._owner,
         )
 
     async def _refused(self, error: CypherGateError, call: Call | None = None) -> None:

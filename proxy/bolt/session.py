@@ -213,11 +213,12 @@ class Session(Conversation):
         if (malformed := m.principal_refusal(auth)) is not None:
             await self._refused(malformed, call)  # an AuthenticationFailed: Defunct
         try:
-            await self._gateway.admit(call)  # no credential at all is refused there too
+            identity = (await self._gateway.admit(call)).identity  # none at all is refused too
         except CypherGateError as error:
             await self._statement_failed(error, call)
             raise Defunct from error  # Neo4j, too, closes a connection whose LOGON failed
         self._authorization, self._headers = authorization, headers
+        self._owner = (identity.method, identity.issuer, identity.subject)
         self._anonymous_messages = 0  # a driver renewing its token may LOGOFF and LOGON for ever
         self.state = State.READY
         await self._send(m.SUCCESS, ({},))
@@ -225,7 +226,7 @@ class Session(Conversation):
     async def _logoff(self, fields: tuple[Any, ...]) -> None:
         self._expect("LOGOFF", State.READY)
         shape(fields)
-        self._authorization, self._headers = None, {}
+        self._authorization, self._headers, self._owner = None, {}, None
         self.state = State.AUTHENTICATION
         await self._send(m.SUCCESS, ({},))
 

@@ -8,6 +8,17 @@ full, or waits longer, is refused at once with :class:`~proxy.errors.Overloaded`
 ``Retry-After``; over Bolt a transient ``FAILURE`` that drivers retry), recorded like any
 refusal.
 
+A share per identity: a slot is held until a statement's outcome is recorded, which over Bolt
+is once its client has read its result, so a client that runs statements and never reads them
+holds slots for as long as their time-outs allow. One identity doing so on 40 connections held
+every slot, and every other caller was refused. So a statement whose front door knows its
+caller before verifying it (a Bolt connection, from its ``LOGON``) counts against that
+identity's share, ``max_in_flight_per_identity`` (half the slots by default): one beyond waits
+in the queue like any other, but a slot freed goes to the oldest waiter whose identity is
+below its share, and one arriving when a slot is free takes it if its own identity is. A
+waiter refused when its wait ends while a slot is free, its identity at its share, says so:
+``overloaded:identity_share`` (otherwise ``overloaded:wait_timeout``).
+
 Why: past the point where the gateway's core (one event loop) is busy, more statements at once
 only lengthen every answer and grow every queue behind them (the audit writer's, the driver's
 pools, Neo4j's). With the gate, the work in the process is bounded by ``max_in_flight +
@@ -20,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 
 from proxy.errors import Overloaded
 from proxy.metrics import Metrics
 from proxy.settings import AdmissionSettings
+
+# Whose share a statement counts against: an identity (method, issuer, subject), or None.
+Owner = tuple[str, str, str] | None
 
 
 class Admission:
@@ -36,8 +49,12 @@ class Admission:
         self._wait_s = settings.max_wait_s
         self._retry_after_s = settings.retry_after_s
         self._free = self._limit
-        # Futures of waiting statements, oldest first; a slot is handed over by resolving one.
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        share = settings.max_in_flight_per_identity
+        self._share = (self._limit + 1) // 2 if share is None else share
+        self._held: dict[tuple[str, str, str], int] = {}  # slots by identity, while held
+        # Waiting statements (their future, whose they are), oldest first; a slot is handed
+        # over by resolving one. While a slot is free, every waiter is at its identity's share.
+        self._waiters: collections.deque[tuple[asyncio.Future[None], Owner]] = collections.deque()
         if metrics is not None:
             # Read when /metrics is, not set at each slot taken and given back (two gauges
             # twice per statement).
@@ -52,43 +69,63 @@ class Admission:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting in turn if need be; raises :class:`Overloaded` if none is to be
-        had. Every successful call is paired with one :meth:`release`."""
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
+    async def acquire(self, owner: Owner = None) -> None:
+        """Take a slot for ``owner`` (see the module docstring), waiting in turn if need be;
+        raises :class:`Overloaded` if none is to be had. Every successful call is paired with
+        one :meth:`release` of the same ``owner``."""
+        if self._free > 0 and (owner is None or self._held.get(owner, 0) < self._share):
+            self._free -= 1  # no waiter may take it (see __init__)
+            if owner is not None:
+                self._held[owner] = self._held.get(owner, 0) + 1
             return
         if len(self._waiters) >= self._queue:
             raise self._refusal("queue_full")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        self._waiters.append((waiter, owner))
         try:
             async with asyncio.timeout(self._wait_s):
                 await waiter
         except TimeoutError:
             if _granted(waiter):  # handed a slot just as the deadline passed: keep it
                 return
-            raise self._refusal("wait_timeout") from None
+            # A slot was free all along, but not this identity's to take.
+            held_back = self._free > 0 and self._at_share(owner)
+            raise self._refusal("identity_share" if held_back else "wait_timeout") from None
         except BaseException:  # the caller went away while waiting
             if _granted(waiter):
-                self.release()
+                self.release(owner)
             raise
         finally:
             if not _granted(waiter):
                 self._forget(waiter)
 
-    def release(self) -> None:
-        """Hand the slot to the oldest waiter still waiting, or free it."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
+    def release(self, owner: Owner = None) -> None:
+        """Give back ``owner``'s slot: to the oldest waiter still waiting whose identity is
+        below its share, or free it."""
+        if owner is not None:
+            left = self._held[owner] - 1
+            if left:
+                self._held[owner] = left
+            else:
+                del self._held[owner]
+        for entry in self._waiters:  # none, unless every slot is taken or shares are
+            waiter, whose = entry
+            if not waiter.done() and not self._at_share(whose):
+                self._waiters.remove(entry)
+                if whose is not None:
+                    self._held[whose] = self._held.get(whose, 0) + 1
                 waiter.set_result(None)
                 return
         self._free += 1
 
+    def _at_share(self, owner: Owner) -> bool:
+        return owner is not None and self._held.get(owner, 0) >= self._share
+
     def _forget(self, waiter: asyncio.Future[None]) -> None:
-        with contextlib.suppress(ValueError):  # already taken off by release
-            self._waiters.remove(waiter)
+        for entry in self._waiters:  # unless already taken off by release
+            if entry[0] is waiter:
+                self._waiters.remove(entry)
+                return
 
     def _refusal(self, cause: str) -> Overloaded:
         return Overloaded(retry_after_s=self._retry_after_s, reason=f"overloaded:{cause}")

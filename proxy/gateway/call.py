@@ -82,6 +82,10 @@ class Call:
     headers: Mapping[str, str]
     statement: Callable[[], Awaitable[Statement]]
     trace: RequestTrace = OFF
+    # Whose admission share it counts against (proxy/gateway/admission.py), if the front door
+    # knows its caller before verifying it again: a Bolt connection's identity, from its LOGON
+    # (method, issuer, subject). None over HTTP.
+    owner: tuple[str, str, str] | None = None
 
 
 def new_request_id() -> str:

@@ -165,7 +165,7 @@ class Gateway:
             call, clock=self._clock, audit=self._audit, metrics=self._metrics, lineage=self._lineage
         )
         if transaction is None:
-            async with self._admitted(trail, call.client), trail.recording():
+            async with self._admitted(trail, call), trail.recording():
                 principal, statement, analysis, decision, _ = await self._decided(call, trail)
                 self._tell_lineage(call, analysis, on_lineage)
                 mode = _access_mode(analysis, decision, statement.access_mode)
@@ -197,7 +197,7 @@ class Gateway:
         trail.transaction = transaction.context()
         async with (
             transaction.statement(call.request_id),
-            self._admitted(trail, call.client),
+            self._admitted(trail, call),
             trail.recording(),
         ):
             principal, statement, analysis, decision, may_write = await self._decided(
@@ -234,12 +234,12 @@ class Gateway:
             touched = Touched.from_analysis(call.database, analysis.document)
             on_lineage(Lineage(call.request_id, self._lineage_namespace, touched))
 
-    def _admitted(self, trail: Trail, client: str | None) -> _Admitted:
+    def _admitted(self, trail: Trail, call: Call) -> _Admitted:
         """An admission slot for the block, once the client's address is within its rate limit
         (:mod:`proxy.gateway.rates`). A refusal is recorded as the call's one record: nothing
         else was done for it, not even authentication (under overload or a flood, a refused
         call must cost next to nothing, and an IAM proof would cost a call to STS)."""
-        return _Admitted(self._rates, self._admission, trail, client)
+        return _Admitted(self._rates, self._admission, trail, call)
 
     async def admit(
         self, call: Call, identity: Identity | None = None, transaction: Transaction | None = None
@@ -418,26 +418,24 @@ class _Admitted:
     """:meth:`Gateway._admitted`'s block. A class, not a generator: an async context manager
     made of a generator costs about 2 µs more, and every statement takes a slot."""
 
-    __slots__ = ("_admission", "_client", "_rates", "_trail")
+    __slots__ = ("_admission", "_call", "_rates", "_trail")
 
-    def __init__(
-        self, rates: RateLimits, admission: Admission, trail: Trail, client: str | None
-    ) -> None:
+    def __init__(self, rates: RateLimits, admission: Admission, trail: Trail, call: Call) -> None:
         self._rates = rates
         self._admission = admission
         self._trail = trail
-        self._client = client
+        self._call = call
 
     async def __aenter__(self) -> None:
         try:
-            self._rates.before_verification(self._client)
-            await self._admission.acquire()
+            self._rates.before_verification(self._call.client)
+            await self._admission.acquire(self._call.owner)
         except (RateLimited, Overloaded) as error:
             await self._trail.refused(error)
             raise
 
     async def __aexit__(self, *_: object) -> None:
-        self._admission.release()
+        self._admission.release(self._call.owner)
 
 
 def _access_mode(

@@ -22,6 +22,13 @@ class AdmissionSettings(_Section):
     2-core machine (the README's "Load and limits")."""
 
     max_in_flight: int = Field(default=32, gt=0, description="Statements worked on at once.")
+    max_in_flight_per_identity: int | None = Field(
+        default=None,
+        gt=0,
+        description="Of those, held by one identity's Bolt connections at once (known from"
+        " their LOGON): so that one caller's results left open cannot take every slot; one"
+        " beyond waits its turn. Default: half of max_in_flight, rounded up.",
+    )
     max_waiting: int = Field(
         default=96,
         ge=0,

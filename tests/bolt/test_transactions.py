@@ -2,11 +2,13 @@
 
 A second gateway with a Bolt door of its own and a small ``server.bolt_max_transactions``: a
 transaction left past its time-out is ended at its deadline, not when its client next speaks;
-and the door's transactions are bounded in total, whoever holds them.
+the door's transactions are bounded in total, whoever holds them; and one identity's results
+left open cannot take every admission slot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ LIMIT_REACHED = "Neo.TransientError.Transaction.MaximumTransactionLimitReached"
 
 @pytest.fixture(scope="module")
 def door(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
-    """A gateway whose Bolt door holds at most three transactions."""
+    """A gateway whose Bolt door holds at most three transactions, admission as by default."""
 
     def configure(config: dict[str, Any]) -> None:
         config["server"]["bolt_max_transactions"] = BOLT_MAX_TRANSACTIONS
@@ -177,3 +179,43 @@ def test_the_doors_transactions_are_bounded_in_total(door: SecondGateway) -> Non
         (refusal,) = log.query(RecordFilter(request_id=request_id))
     assert refusal["status"] == 503
     assert refusal["error"]["reason"] == "bolt_max_transactions"
+
+
+def test_one_identitys_open_results_leave_slots_for_others(door: SecondGateway) -> None:
+    """40 connections of one identity each leave a result open (one row pulled of ten): before,
+    they took all 32 admission slots (``server.admission.max_in_flight``) until their statements
+    timed out, and another identity's statement waited its second and was refused."""
+    assert door.bolt_uri is not None
+    uri = door.bolt_uri
+    hog = neo4j.bearer_auth(door.stack.token("demo_reader"))
+    other = neo4j.bearer_auth(door.stack.token("demo_writer"))
+
+    async def scenario() -> tuple[list[Any], float, int]:
+        async with neo4j.AsyncGraphDatabase.driver(
+            uri, auth=hog, max_connection_pool_size=50
+        ) as hogging:
+            sessions = [hogging.session(database="neo4j", fetch_size=1) for _ in range(40)]
+
+            async def leave_open(session: neo4j.AsyncSession) -> Any:
+                result = await session.run("UNWIND range(1, 10) AS x RETURN x")
+                first = await result.peek()
+                return None if first is None else first["x"]
+
+            try:
+                held = await asyncio.gather(*map(leave_open, sessions), return_exceptions=True)
+                async with neo4j.AsyncGraphDatabase.driver(uri, auth=other) as theirs:
+                    started = time.monotonic()
+                    records, _, _ = await theirs.execute_query("RETURN 1 AS one", database_="neo4j")
+                    took = time.monotonic() - started
+                return held, took, records[0]["one"]
+            finally:
+                for session in sessions:
+                    await session.close()
+
+    held, took, one = asyncio.run(scenario())
+    opened = [h for h in held if h == 1]
+    refused = [h for h in held if isinstance(h, neo4j.exceptions.TransientError)]
+    print(f"open results: {len(opened)}, refused: {len(refused)}, other's statement: {took:.3f} s")
+    assert one == 1 and took < 3.0
+    assert len(opened) == 16  # the identity's share: half of max_in_flight
+    assert len(opened) + len(refused) == 40

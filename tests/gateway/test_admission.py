@@ -125,3 +125,71 @@ def test_a_cancelled_waiter_gives_its_place_and_any_slot_back() -> None:
         assert "cyphergate_statements_waiting 0.0" in page
 
     asyncio.run(scenario())
+
+
+MINE = ("oidc", "https://issuer", "mine")
+THEIRS = ("oidc", "https://issuer", "theirs")
+
+
+def shared(in_flight: int, waiting: int, share: int | None, wait_s: float = 5.0) -> Admission:
+    settings = AdmissionSettings(
+        max_in_flight=in_flight,
+        max_waiting=waiting,
+        max_wait_s=wait_s,
+        max_in_flight_per_identity=share,
+    )
+    return Admission(settings)
+
+
+def test_one_identity_holds_its_share_and_others_pass_its_waiters() -> None:
+    async def scenario() -> None:
+        admission = shared(4, 8, share=None)  # half of four
+        await admission.acquire(MINE)
+        await admission.acquire(MINE)
+        beyond = asyncio.create_task(admission.acquire(MINE))
+        await asyncio.sleep(0)
+        assert (admission.in_flight, admission.waiting) == (2, 1)  # waits, slots free
+        await admission.acquire(THEIRS)  # a free slot, below its share: at once
+        await admission.acquire()  # a caller not known before verification too
+        assert admission.in_flight == 4
+        admission.release(THEIRS)  # not MINE's to take: MINE is at its share
+        await asyncio.sleep(0)
+        assert not beyond.done() and admission.in_flight == 3
+        admission.release(MINE)  # now it is
+        await beyond
+        assert (admission.in_flight, admission.waiting) == (3, 0)
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_still_at_its_share_is_refused_so() -> None:
+    async def scenario() -> None:
+        admission = shared(4, 8, share=1, wait_s=0.2)
+        await admission.acquire(MINE)
+        with pytest.raises(Overloaded) as refused:
+            await admission.acquire(MINE)
+        assert refused.value.reason == "overloaded:identity_share"
+        assert (admission.in_flight, admission.waiting) == (1, 0)
+        admission.release(MINE)
+        await admission.acquire(MINE)  # its share given back is its to take again
+        assert admission.in_flight == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_freed_slot_goes_to_the_oldest_waiter_below_its_share() -> None:
+    async def scenario() -> None:
+        admission = shared(2, 8, share=1)
+        await admission.acquire(MINE)
+        await admission.acquire(THEIRS)
+        mine = asyncio.create_task(admission.acquire(MINE))  # older, but at its share
+        theirs = asyncio.create_task(admission.acquire(THEIRS))
+        await asyncio.sleep(0)
+        admission.release(THEIRS)
+        await theirs
+        assert not mine.done()
+        admission.release(MINE)
+        await mine
+        assert (admission.in_flight, admission.waiting) == (2, 0)
+
+    asyncio.run(scenario())
