@@ -113,8 +113,11 @@ class Session(Conversation):
             await self._answer(message)
         finally:
             expiry.busy = False
-            if self._transaction is not None:
-                expiry.arm(self._transaction)
+            if (transaction := self._transaction) is not None:
+                if transaction.open:
+                    expiry.arm(transaction)
+                else:  # failed: nothing held but its slot, given back now, not at the RESET
+                    self._release()
 
     async def _answer(self, message: bytes) -> None:
         anonymous = self._authorization is None

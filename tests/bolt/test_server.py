@@ -79,6 +79,7 @@ async def rig(
     tls: tuple[Path, Path] | None = None,
     neo4j_answers: bool = True,
     executor: FakeExecutor | None = None,
+    transactions_per_identity: int = 16,
 ) -> AsyncIterator[Rig]:
     audit = FakeAudit()
     executor = executor or FakeExecutor(rows=[[i] for i in range(rows)])
@@ -103,7 +104,7 @@ async def rig(
             idle_timeout_s=idle_timeout_s,
             max_message_bytes=max_message_bytes,
             max_held_result_bytes=max_held_result_bytes,
-            transactions=TransactionSlots(16),
+            transactions=TransactionSlots(transactions_per_identity),
         ),
         max_connections=max_connections,
         handshake_timeout_s=handshake_timeout_s,
@@ -465,6 +466,31 @@ def test_a_result_read_ahead_for_the_next_statement_is_held_within_its_bound(row
     assert first.status == 413 and first.error is not None
     assert first.error["reason"] == "held_result_too_large"
     assert upstream.ended == "rollback"
+
+
+def test_a_failed_transaction_gives_its_slot_back_before_the_reset() -> None:
+    """A transaction whose statement failed was rolled back and holds nothing on Neo4j, but its
+    identity's slot was held until the client's RESET, which a client need never send (until
+    its connection idled out, 300 s)."""
+
+    async def scenario() -> list[Structure]:
+        async with rig(transactions_per_identity=1) as r:
+            r.executor.fail_on = "boom"
+            reader, writer = await asyncio.open_connection("127.0.0.1", r.door.port)
+            try:  # stays open, FAILED, without a RESET
+                writer.write(LOGGED_ON + message(0x11, {}) + message(0x10, "RETURN boom", {}, {}))
+                received = b""
+                while b"\x7f" not in received[4:]:  # the FAILURE
+                    received += await asyncio.wait_for(reader.read(1 << 16), 10)
+                second = LOGGED_ON + message(0x11, {}) + message(0x10, "RETURN 1", {}, {})
+                second += message(0x3F, {"n": -1}) + message(0x12)  # PULL, COMMIT
+                return answers(await conversation(r.door.port, second))
+            finally:
+                await closed(writer)
+
+    found = asyncio.run(scenario())[2:]  # after HELLO's and LOGON's SUCCESS
+    assert found[0].tag == b"\x70", f"the second BEGIN was refused: {found[0].fields}"
+    assert found[-1].tag == b"\x70" and found[-1].fields[0]["bookmark"]  # committed
 
 
 def test_results_read_ahead_are_held_within_one_bound_together() -> None:
