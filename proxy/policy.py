@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from proxy.analysis import Analysis
 from proxy.decision_cache import CacheKey, DecisionCache
@@ -159,11 +159,18 @@ def input_document(
     }
 
 
+# A decision's numbers must be JSON integers within these (README, "Policies"): a string, a
+# boolean (an int to Python), a float or a number beyond them is a policy bug, never a wider
+# grant; Neo4j takes the timeout as a 64-bit count of milliseconds, which 2**63 would overflow.
+MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
+MAX_ROW_LIMIT = 1_000_000_000
+
+
 class _Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     access_mode: AccessMode
-    timeout_ms: int | None = Field(default=None, gt=0)
-    row_limit: int | None = Field(default=None, ge=0)
+    timeout_ms: StrictInt | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS)
+    row_limit: StrictInt | None = Field(default=None, ge=0, le=MAX_ROW_LIMIT)
     row_limit_action: RowLimitAction = "error"
 
 

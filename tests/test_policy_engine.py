@@ -16,7 +16,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.errors import PolicyUnavailable
-from proxy.policy import Decision, OPAPolicyEngine, _cache_key
+from proxy.policy import (
+    MAX_ROW_LIMIT,
+    MAX_TIMEOUT_MS,
+    Decision,
+    OPAPolicyEngine,
+    _cache_key,
+)
 from proxy.settings import OPASettings
 
 DOCUMENT = {"version": 2, "principal": {"dag": "etl"}}
@@ -72,6 +78,51 @@ def test_anything_but_a_well_formed_decision_fails_closed(
     with pytest.raises(PolicyUnavailable) as error:
         decide(lambda _: answer)
     assert error.value.reason == reason
+
+
+def _constrained(**constraints: Any) -> dict[str, Any]:
+    return {"result": {**ALLOW, "constraints": {"access_mode": "READ", **constraints}}}
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        {"timeout_ms": "900"},
+        {"timeout_ms": True},
+        {"timeout_ms": 900.0},
+        {"timeout_ms": 0},
+        {"timeout_ms": -1},
+        {"timeout_ms": 2**63},
+        {"timeout_ms": 1e300},
+        {"timeout_ms": MAX_TIMEOUT_MS + 1},
+        {"row_limit": "10"},
+        {"row_limit": True},
+        {"row_limit": False},
+        {"row_limit": 10.0},
+        {"row_limit": -1},
+        {"row_limit": 2**63},
+        {"row_limit": MAX_ROW_LIMIT + 1},
+    ],
+    ids=repr,
+)
+def test_a_constraint_of_the_wrong_type_or_out_of_range_fails_closed(
+    constraints: dict[str, Any],
+) -> None:
+    """A number Neo4j or the row budget would be handed must be a JSON integer within the
+    documented bounds: ``"900"``, ``true`` (an int to Python) or ``900.0`` is a policy bug, and
+    ``2**63`` ms overflows Neo4j's transaction timeout. None of them may run with a limit the
+    policy did not mean."""
+    with pytest.raises(PolicyUnavailable) as error:
+        decide(lambda _: httpx.Response(200, json=_constrained(**constraints)))
+    assert error.value.reason == "opa_malformed_decision"
+
+
+def test_constraints_at_their_bounds_are_kept() -> None:
+    answer = _constrained(timeout_ms=MAX_TIMEOUT_MS, row_limit=MAX_ROW_LIMIT)
+    decision = decide(lambda _: httpx.Response(200, json=answer))
+    assert (decision.timeout_s, decision.row_limit) == (MAX_TIMEOUT_MS / 1000, MAX_ROW_LIMIT)
+    smallest = decide(lambda _: httpx.Response(200, json=_constrained(timeout_ms=1, row_limit=0)))
+    assert (smallest.timeout_s, smallest.row_limit) == (0.001, 0)
 
 
 def test_a_slow_answer_fails_closed_in_time() -> None:

@@ -32,6 +32,8 @@ def test_data_json_matches_the_grants_schema() -> None:
         {"read": {"lables": ["Person"]}},
         {"row_limit_action": "drop"},
         {"write": True},
+        {"row_limit": 1_000_000_001},
+        {"timeout_ms": 86_400_001},
     ],
 )
 def test_the_schema_catches_misspellings(mistake: dict[str, object]) -> None:
