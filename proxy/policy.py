@@ -360,9 +360,10 @@ class OPAPolicyEngine:
         )
 
     async def check_ready(self) -> None:
-        """Raise unless OPA answers its health check."""
+        """Raise unless OPA answers its health check with every configured bundle active: OPA
+        answers a plain ``/health`` before it has loaded any policy."""
         try:
-            healthy = (await self._http.get("/health")).status_code == 200
+            healthy = (await self._http.get("/health?bundles")).status_code == 200
         except Exception:  # unreachable, slow or failing: not ready
             healthy = False
         if not healthy:
