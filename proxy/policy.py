@@ -1,7 +1,7 @@
 """Asking Open Policy Agent whether a DAG may run a statement, and who may read the audit log.
 
 The input document is versioned and described by ``policies/schemas/input.json``. The answer
-is validated strictly: anything but a well-formed decision object is treated as a failure.
+is validated strictly (:mod:`proxy.opa_answers`): anything but a well-formed answer is a failure.
 Fail closed, always: an OPA error, timeout or malformed answer is :class:`PolicyUnavailable`
 (503); an undefined answer is a denial (403). OPA is asked through its REST API
 (``POST /v1/data/<package>/<rule>``) with an httpx client that ``proxy/app/`` opens, so the
@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,12 +37,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import ValidationError
 
 from proxy.analysis import Analysis
 from proxy.decision_cache import CacheKey, DecisionCache
 from proxy.errors import PolicyUnavailable
 from proxy.metrics import Metrics
+from proxy.opa_answers import DecisionAnswer, PreflightAnswer, Verdict, identity_of
 from proxy.principal import Identity, Principal
 from proxy.settings import OPASettings
 from proxy.statement import AccessMode, RowLimitAction
@@ -159,46 +159,6 @@ def input_document(
     }
 
 
-# A decision's numbers must be JSON integers within these (README, "Policies"): a string, a
-# boolean (an int to Python), a float or a number beyond them is a policy bug, never a wider
-# grant; Neo4j takes the timeout as a 64-bit count of milliseconds, which 2**63 would overflow.
-MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000
-MAX_ROW_LIMIT = 1_000_000_000
-
-
-class _Constraints(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    access_mode: AccessMode
-    timeout_ms: StrictInt | None = Field(default=None, gt=0, le=MAX_TIMEOUT_MS)
-    row_limit: StrictInt | None = Field(default=None, ge=0, le=MAX_ROW_LIMIT)
-    row_limit_action: RowLimitAction = "error"
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    allow: StrictBool
-    reasons: list[str] = Field(default_factory=list)
-    shadow: StrictBool = False
-    constraints: _Constraints
-
-
-class _PreflightAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    allow: StrictBool
-    reasons: list[str] = Field(default_factory=list)
-    procedures: StrictBool
-    functions: StrictBool
-    # A policy written before it said: a transaction opens WRITE unless the caller asks READ
-    # (every statement is still decided on its own).
-    writes: StrictBool = True
-
-
-class _AccessAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    allow: StrictBool
-    reasons: list[str] = Field(default_factory=list)
-
-
 @dataclass(frozen=True, slots=True)
 class AccessDecision:
     """Whether a caller may read the audit log, and why not."""
@@ -262,7 +222,7 @@ class OPAPolicyEngine:
             raise PolicyUnavailable(reason=f"opa_error:{type(exc).__name__}") from exc
         if not isinstance(answer, dict):
             raise PolicyUnavailable(reason="opa_malformed_decision")
-        answered = _Answered(answer, *_identity_of(answer, provenance=self._settings.provenance))
+        answered = _Answered(answer, *identity_of(answer, provenance=self._settings.provenance))
         # Whatever OPA was asked, a new revision means the reusable decisions are stale.
         self._preflights.seen(answered.revision, asked_at[0])
         self._decisions.seen(answered.revision, asked_at[1])
@@ -279,7 +239,7 @@ class OPAPolicyEngine:
         if "result" not in answered.body:
             return AccessDecision(allow=False, reasons=("policy_undefined",))
         try:
-            answer = _AccessAnswer.model_validate(answered.body["result"])
+            answer = Verdict.model_validate(answered.body["result"])
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
         return AccessDecision(allow=answer.allow, reasons=tuple(answer.reasons))
@@ -310,7 +270,7 @@ class OPAPolicyEngine:
         if "result" not in answered.body:
             return Preflight(decision, procedures=False, functions=False, writes=False)
         try:
-            answer = _PreflightAnswer.model_validate(answered.body["result"])
+            answer = PreflightAnswer.model_validate(answered.body["result"])
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
         return Preflight(
@@ -343,7 +303,7 @@ class OPAPolicyEngine:
                 revision=answered.revision,
             )
         try:
-            answer = _Answer.model_validate(answered.body["result"])
+            answer = DecisionAnswer.model_validate(answered.body["result"])
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
         constraints = answer.constraints
@@ -396,47 +356,3 @@ class _Answered:
     body: dict[str, Any]
     decision_id: str
     revision: str | None
-
-
-class _BundleProvenance(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    revision: StrictStr = ""
-
-
-class _Provenance(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    bundles: dict[str, _BundleProvenance] = Field(default_factory=dict)
-
-
-def _identity_of(answer: dict[str, Any], *, provenance: bool) -> tuple[str, str | None]:
-    """The decision id and policy revision OPA gives for this one answer.
-
-    OPA evaluates a query and reads its bundles' manifests in one storage transaction, so the
-    revision in ``provenance`` is the one of the policy that made this very decision (no window
-    in which a new bundle is active but an old revision is named). The id is OPA's own
-    ``decision_id`` (present when OPA's decision logging is on), so the audit record joins OPA's
-    decision log; without it the gateway names the decision itself.
-    """
-    decision_id = answer.get("decision_id")
-    if not isinstance(decision_id, str) or not decision_id:
-        decision_id = str(uuid.uuid4())
-    if not provenance:
-        return decision_id, None
-    try:
-        bundles = _Provenance.model_validate(answer.get("provenance")).bundles
-    except ValidationError:
-        raise PolicyUnavailable(reason="opa_malformed_provenance") from None
-    return decision_id, bundle_revision({name: b.revision for name, b in bundles.items()})
-
-
-def bundle_revision(revisions: dict[str, str]) -> str | None:
-    """One revision for the bundles OPA serves: the revision of the only bundle, else
-    ``name=revision`` pairs in name order; None when no bundle names a revision (a policy loaded
-    from plain files, which OPA gives no revision)."""
-    named = {name: revision for name, revision in revisions.items() if revision}
-    if not named:
-        return None
-    if len(revisions) == 1:
-        (revision,) = named.values()
-        return revision
-    return ",".join(f"{name}={named.get(name, '')}" for name in sorted(revisions))

@@ -51,7 +51,7 @@ LAYERS: list[set[str]] = [
     {"bundles"},
     {"bundle_server"},
     # The wings: each a sink behind the Protocol its user needs.
-    {"audit", "auth", "neo4j", "opa_server", "plan"},
+    {"audit", "auth", "neo4j", "opa_answers", "opa_server", "plan"},
     # What reads the audit log beside the request path: the SIEM sinks.
     {"analysis", "siem"},
     {"policy"},

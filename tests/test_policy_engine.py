@@ -16,14 +16,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.errors import PolicyUnavailable
+from proxy.opa_answers import MAX_ROW_LIMIT, MAX_TIMEOUT_MS
 from proxy.policy import (
-    MAX_ROW_LIMIT,
-    MAX_TIMEOUT_MS,
+    AccessDecision,
     Decision,
     OPAPolicyEngine,
+    Preflight,
     _cache_key,
 )
 from proxy.settings import OPASettings
+from tests.fakes import READER
 
 DOCUMENT = {"version": 2, "principal": {"dag": "etl"}}
 ALLOW = {"allow": True, "reasons": [], "constraints": {"access_mode": "READ", "timeout_ms": 900}}
@@ -123,6 +125,73 @@ def test_constraints_at_their_bounds_are_kept() -> None:
     assert (decision.timeout_s, decision.row_limit) == (MAX_TIMEOUT_MS / 1000, MAX_ROW_LIMIT)
     smallest = decide(lambda _: httpx.Response(200, json=_constrained(timeout_ms=1, row_limit=0)))
     assert (smallest.timeout_s, smallest.row_limit) == (0.001, 0)
+
+
+def ask(handler: Handler, question: str) -> object:
+    """The engine's answer to ``question`` (decide, preflight or audit_read), provenance off."""
+
+    async def go() -> object:
+        transport = httpx.MockTransport(handler)
+        config = OPASettings(url="http://opa.test", provenance=False)
+        async with httpx.AsyncClient(base_url=config.url, transport=transport) as http:
+            engine = OPAPolicyEngine(config, http)
+            if question == "preflight":
+                return await engine.preflight(DOCUMENT)
+            if question == "audit_read":
+                return await engine.authorize_audit_read(READER)
+            return await engine.decide(DOCUMENT)
+
+    return asyncio.run(go())
+
+
+VERDICTS = {
+    "decide": ALLOW,
+    "preflight": {"allow": True, "reasons": [], "procedures": False, "functions": False},
+    "audit_read": {"allow": True, "reasons": []},
+}
+
+
+@pytest.mark.parametrize("question", list(VERDICTS))
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        {"allow": False, "reasons": ["write_not_granted", "write_not_granted"]},
+        {"allow": False, "reasons": [""]},
+        {"allow": False, "reasons": ["write_not_granted", 7]},
+        {"allow": True, "reasons": ["write_not_granted"]},
+    ],
+    ids=["repeated", "empty", "not-a-string", "allowed-with-reasons"],
+)
+def test_reasons_that_are_repeated_empty_or_contradict_the_verdict_fail_closed(
+    question: str, verdict: dict[str, Any]
+) -> None:
+    """A reason names why a request was refused, once: a repeated or empty one, or an allowing
+    answer that names reasons to refuse, is a policy bug the gateway must not act on."""
+    answer = {"result": {**VERDICTS[question], **verdict}}
+    with pytest.raises(PolicyUnavailable) as error:
+        ask(lambda _: httpx.Response(200, json=answer), question)
+    assert error.value.reason == "opa_malformed_decision"
+
+
+@pytest.mark.parametrize("question", list(VERDICTS))
+def test_a_refusal_with_its_reasons_is_kept(question: str) -> None:
+    refusal = {"allow": False, "reasons": ["a_reason", "another"]}
+    answer = {"result": {**VERDICTS[question], **refusal}}
+    verdict = ask(lambda _: httpx.Response(200, json=answer), question)
+    verdict = verdict.decision if isinstance(verdict, Preflight) else verdict
+    assert isinstance(verdict, Decision | AccessDecision)
+    assert (verdict.allow, verdict.reasons) == (False, ("a_reason", "another"))
+
+
+@pytest.mark.parametrize("decision_id", [7, "", "x" * 129, "opa-1\nforged", ["opa-1"]], ids=repr)
+def test_a_decision_id_opa_gives_that_is_no_id_fails_closed(decision_id: Any) -> None:
+    """OPA's decision id joins the audit record to OPA's decision log, and goes into Neo4j's
+    transaction metadata: one that is not a short printable string is nonsense, not a reason to
+    name the decision anew (which would leave the record joining nothing, silently)."""
+    answer = {"result": ALLOW, "decision_id": decision_id}
+    with pytest.raises(PolicyUnavailable) as error:
+        decide(lambda _: httpx.Response(200, json=answer))
+    assert error.value.reason == "opa_malformed_decision"
 
 
 def test_a_slow_answer_fails_closed_in_time() -> None:

@@ -1,6 +1,6 @@
-"""A decision whose constraints are nonsense, from the real OPA, through the gateway: 503, one
-audit record, nothing run. OPA serves a test policy (its own private server, as ``policy
-replay``'s) whose decision for each statement carries the constraints the test names."""
+"""A decision whose constraints or reasons are nonsense, from the real OPA, through the gateway:
+503, one audit record, nothing run. OPA serves a test policy (its own private server, as
+``policy replay``'s) whose decision for each statement carries what the test names."""
 
 from __future__ import annotations
 
@@ -39,17 +39,30 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "RETURN 'string row limit'": {"access_mode": "READ", "row_limit": "10"},
     "RETURN 'overflowing row limit'": {"access_mode": "READ", "row_limit": 2**63},
 }
-ALLOWING = """package cyphergate.authz
+# By statement: the reasons of a decision whose constraints are well formed.
+REASONS: dict[str, dict[str, Any]] = {
+    "RETURN 'repeated reason'": {"allow": False, "reasons": ["write_not_granted"] * 2},
+    "RETURN 'empty reason'": {"allow": False, "reasons": [""]},
+    "RETURN 'allowed with reasons'": {"allow": True, "reasons": ["write_not_granted"]},
+}
+# Each statement is in one table, so only one definition of the decision holds for it.
+POLICY = """package cyphergate.authz
 
 preflight := {"allow": true, "reasons": [], "procedures": false, "functions": false}
 
 decision := {
 	"allow": true,
 	"reasons": [],
-	"constraints": data_constraints[input.request.statement],
+	"constraints": constraints[input.request.statement],
 }
 
-data_constraints := %s
+decision := object.union(verdicts[input.request.statement], {"constraints": read})
+
+read := {"access_mode": "READ"}
+
+constraints := %s
+
+verdicts := %s
 """
 
 
@@ -59,7 +72,9 @@ def opa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OPASettings]:
     policies = tmp_path_factory.mktemp("policies")
     shutil.copytree(REPO / "policies" / "schemas", policies / "schemas")
     shutil.copy(REPO / "policies" / "data.json", policies / "data.json")
-    (policies / "authz.rego").write_text(ALLOWING % json.dumps(CONSTRAINTS), encoding="utf-8")
+    (policies / "authz.rego").write_text(
+        POLICY % (json.dumps(CONSTRAINTS), json.dumps(REASONS)), encoding="utf-8"
+    )
     with proposed_policy(ensure_opa(default_cache_dir()), policies) as settings:
         yield settings
 
@@ -86,8 +101,10 @@ def test_a_well_formed_decision_runs_with_its_constraints(opa: OPASettings) -> N
     assert [event.event for event in audit.events] == ["decision", "outcome"]
 
 
-@pytest.mark.parametrize("statement", [s for s in CONSTRAINTS if s != "RETURN 'well formed'"])
-def test_nonsense_constraints_are_a_503_recorded_once_and_nothing_runs(
+@pytest.mark.parametrize(
+    "statement", [s for s in [*CONSTRAINTS, *REASONS] if s != "RETURN 'well formed'"]
+)
+def test_nonsense_constraints_or_reasons_are_a_503_recorded_once_and_nothing_runs(
     opa: OPASettings, statement: str
 ) -> None:
     status, body, audit, executor = answer(opa, statement)
