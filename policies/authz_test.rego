@@ -227,6 +227,25 @@ test_schema_grant_allows_schema if {
 	d.constraints.timeout_ms == 30000
 }
 
+# A schema command's plan writes any label, type and property ("*": the gateway does not read
+# which an index or constraint is on, and DROP ... name names none): a schema grant beside a
+# write grant of some labels only allows none of them.
+test_schema_grant_is_no_wider_than_the_write_grant if {
+	grants := {"dags": {"ops": {"databases": {"neo4j": {
+		"schema": true,
+		"commands": ["CreateConstraint", "DropConstraint"],
+		"write": {"labels": ["Person"], "relationship_types": [], "properties": ["*"]},
+	}}}}}
+	drop := {
+		"query_type": "s", "commands": ["DropConstraint"],
+		"labels": {"read": [], "write": ["*"]}, "relationship_types": {"read": [], "write": ["*"]},
+		"properties_written": ["*"],
+	}
+	d := authz.decision with input as request("ops", "neo4j", drop) with data.cyphergate.grants as grants
+	not d.allow
+	d.reasons == ["label_write_not_granted:*", "relationship_type_write_not_granted:*"]
+}
+
 test_unknown_dag_denied if {
 	d := decide("someone_else", {})
 	d.reasons == ["dag_not_granted"]
