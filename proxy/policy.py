@@ -79,14 +79,26 @@ class Decision:
         """Whether the statement may run: allowed, or refused in shadow mode."""
         return self.allow or self.shadow
 
+    def constraints(self) -> dict[str, Any]:
+        """The limits the decision puts on a statement that runs, as the policy said them."""
+        timeout_ms = None if self.timeout_s is None else round(self.timeout_s * 1000)
+        return {
+            "row_limit": self.row_limit,
+            "row_limit_action": self.row_limit_action,
+            "timeout_ms": timeout_ms,
+        }
+
     def as_document(self) -> dict[str, Any]:
-        """The decision as it appears in the audit record."""
+        """The decision as it appears in the audit record; the constraints only for a statement
+        that runs (``policy replay`` compares them: a cut row limit or timeout is a change)."""
         document: dict[str, Any] = {
             "allow": self.enforced_allow,
             "reasons": list(self.reasons),
             "decision_id": self.decision_id,
             "policy_revision": self.revision,
         }
+        if self.enforced_allow:
+            document["constraints"] = self.constraints()
         if self.shadow and not self.allow:
             document["shadow_denied"] = True
         if self.cached:

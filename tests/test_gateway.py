@@ -204,6 +204,7 @@ def test_shadow_mode_records_the_refusal_and_runs() -> None:
         "reasons": ["write_not_granted"],
         "decision_id": "d-1",
         "policy_revision": "rev-1",
+        "constraints": {"row_limit": 7, "row_limit_action": "error", "timeout_ms": 5000},
         "shadow_denied": True,
     }
     # It ran, but the policy refused it: reviewers find it among the denials.

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,67 @@ def test_a_proposed_shadow_mode_that_would_run_refused_statements_is_a_change(
     (change,) = changes
     assert change.kind == "newly_run_in_shadow"
     assert not change.now_allow and change.now_reasons == ("label_not_granted:Account",)
+
+
+def _ran(decision: dict[str, Any]) -> dict[str, Any]:
+    """A decision record of demo_reader's that ran ``UNWIND range(1, 100) AS i RETURN i``."""
+    return {
+        "event": "decision",
+        "seq": 3,
+        "time": "2026-12-01T00:00:00Z",
+        "principal": {"method": "oidc", "issuer": "i", "subject": "s", "dag": "demo_reader"},
+        "database": "neo4j",
+        "statement": "UNWIND range(1, 100) AS i RETURN i",
+        "parameters": {},
+        "analysis": Analysis(query_type="r", facts=PlanFacts()).document,
+        "decision": decision,
+    }
+
+
+def _replayed(policies: Path, record: dict[str, Any]) -> tuple[list[Change], ReplaySummary]:
+    async def run() -> tuple[list[Change], ReplaySummary]:
+        summary = ReplaySummary()
+        with proposed_policy(ensure_opa(default_cache_dir()), policies) as settings:
+            async with open_policy(settings, cache=False) as policy:
+                return [change async for change in replay([record], policy, summary)], summary
+
+    return asyncio.run(run())
+
+
+def test_a_proposed_policy_that_cuts_a_row_limit_or_timeout_is_a_change(policies: Path) -> None:
+    """The same word (allowed, no reasons) under a row limit of 1 and a timeout of 1 ms: a
+    pull request that cuts them would break the DAG, so ``--fail-on-change`` must catch it."""
+    recorded = decided(policies).as_document()  # as the gateway records it, constraints included
+    assert recorded["constraints"] == {
+        "row_limit": None,
+        "row_limit_action": "error",
+        "timeout_ms": 30000,
+    }
+    record = _ran(recorded)
+    unchanged, summary = _replayed(policies, record)
+    assert unchanged == [] and summary.changed == 0 and summary.without_constraints == 0
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    grant = data["cyphergate"]["grants"]["dags"]["demo_reader"]["databases"]["neo4j"]
+    grant.update(row_limit=1, row_limit_action="truncate", timeout_ms=1)
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
+    (change,), summary = _replayed(policies, record)
+    assert summary.changed == 1
+    assert change.kind == "constraints_changed"
+    assert change.was_allow and change.now_allow and change.now_reasons == ()
+    assert change.was_constraints == recorded["constraints"]
+    assert change.now_constraints == {
+        "row_limit": 1,
+        "row_limit_action": "truncate",
+        "timeout_ms": 1,
+    }
+
+
+def test_an_older_record_without_constraints_compares_the_word_only(policies: Path) -> None:
+    """Records written before decisions carried their constraints: nothing to compare them
+    with, so they are counted, and the output says only allow and reasons were compared."""
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    grant = data["cyphergate"]["grants"]["dags"]["demo_reader"]["databases"]["neo4j"]
+    grant.update(row_limit=1)
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
+    changes, summary = _replayed(policies, _ran({"allow": True, "reasons": []}))
+    assert changes == [] and summary.replayed == 1 and summary.without_constraints == 1

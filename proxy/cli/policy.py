@@ -148,6 +148,9 @@ def _policy_replay(args: argparse.Namespace) -> int:
             now = "allow" if change["now_allow"] else "deny " + ",".join(change["now_reasons"])
             if change["kind"] == "newly_run_in_shadow":
                 now += " (shadow mode: it would run)"
+            if change["kind"] == "constraints_changed":
+                was += " " + _limits(change["was_constraints"])
+                now += " " + _limits(change["now_constraints"])
             statement = (change["statement"] or "").replace("\n", " ")[:60]
             line = f"#{change['seq']} {change['time']} {change['dag']}: {was} -> {now}  {statement}"
             print(visible(line))  # recorded text, as any caller sent it
@@ -155,7 +158,21 @@ def _policy_replay(args: argparse.Namespace) -> int:
             f"{summary.replayed} decisions replayed, {summary.changed} would change"
             f" ({summary.skipped} records without an analysis skipped)"
         )
+        if summary.without_constraints:
+            print(
+                f"{summary.without_constraints} allowed decisions were recorded without their"
+                " constraints (older records): only allow and reasons compared for them"
+            )
     return 1 if args.fail_on_change and summary.changed else 0
+
+
+def _limits(constraints: dict[str, Any]) -> str:
+    rows = constraints["row_limit"]
+    limit = (
+        "no row limit" if rows is None else f"row_limit {rows} ({constraints['row_limit_action']})"
+    )
+    timeout = constraints["timeout_ms"]
+    return f"[{limit}, " + ("no timeout]" if timeout is None else f"timeout {timeout} ms]")
 
 
 def _policy_build(args: argparse.Namespace) -> int:

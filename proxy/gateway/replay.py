@@ -36,26 +36,35 @@ class Change:
     now_reasons: tuple[str, ...]
     # The policy still refuses it, but in shadow mode now: it would run (it did not).
     now_runs_in_shadow: bool = False
+    # For a statement that ran and would still run: the limits it ran under, and would now.
+    was_constraints: dict[str, Any] | None = None
+    now_constraints: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
-        """``newly_denied``, ``newly_allowed``, ``newly_run_in_shadow`` or ``reasons_changed``."""
+        """``newly_denied``, ``newly_allowed``, ``newly_run_in_shadow``, ``reasons_changed`` or
+        ``constraints_changed`` (the same word, but another row limit, its action or timeout)."""
         if self.was_allow and not self.now_allow:
             return "newly_denied"
         if self.now_allow and not self.was_allow:
             return "newly_allowed"
         if self.now_runs_in_shadow:
             return "newly_run_in_shadow"
+        if self.was_reasons == self.now_reasons and self.was_constraints != self.now_constraints:
+            return "constraints_changed"
         return "reasons_changed"
 
 
 @dataclass
 class ReplaySummary:
-    """How many recorded decisions were replayed, skipped (no analysis recorded), changed."""
+    """How many recorded decisions were replayed, skipped (no analysis recorded), changed, and
+    how many of those replayed ran but were recorded without their constraints (written before
+    records carried them): for those, only the word (allowed, and why not) was compared."""
 
     replayed: int = 0
     skipped: int = 0
     changed: int = 0
+    without_constraints: int = 0
 
 
 async def explain(
@@ -88,8 +97,9 @@ async def replay(
     records: Iterable[dict[str, Any]], policy: PolicyDecider, summary: ReplaySummary
 ) -> AsyncIterator[Change]:
     """Re-decide each recorded decision with ``policy`` (which must not answer from a cache);
-    yield those that change: the policy's word (allowed, and why not), or, for a refusal, that
-    shadow mode would now run what was refused and did not run."""
+    yield those that change: the policy's word (allowed, and why not); for a refusal, that
+    shadow mode would now run what was refused and did not run; for a statement that ran and
+    would still run, the constraints it ran under (if the record has them)."""
     for record in records:
         document = recorded_input(record)
         if document is None:
@@ -103,7 +113,15 @@ async def replay(
         was_reasons = tuple(was.get("reasons") or ())
         # The record's "allow" says whether it ran (a shadow-mode refusal did).
         newly_run = not was.get("allow") and decision.enforced_allow
-        if (was_allow, was_reasons) == (decision.allow, decision.reasons) and not newly_run:
+        was_constraints = now_constraints = None
+        if was.get("allow") and decision.enforced_allow:
+            was_constraints = was.get("constraints")
+            if was_constraints is None:
+                summary.without_constraints += 1
+            else:
+                now_constraints = decision.constraints()
+        same = (was_allow, was_reasons) == (decision.allow, decision.reasons)
+        if same and not newly_run and was_constraints == now_constraints:
             continue
         summary.changed += 1
         yield Change(
@@ -117,6 +135,8 @@ async def replay(
             now_allow=decision.allow,
             now_reasons=decision.reasons,
             now_runs_in_shadow=newly_run and not decision.allow,
+            was_constraints=was_constraints,
+            now_constraints=now_constraints,
         )
 
 

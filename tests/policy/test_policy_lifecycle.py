@@ -192,6 +192,25 @@ def test_row_limits(stack: DevStack, lab: Lab, neo4j_admin: Driver) -> None:
     pair = query(stack, lab, "demo_writer", "RETURN [1, 2] AS two")
     assert pair.status_code == 202 and pair.json()["data"]["values"] == [[[1, 2]]]
 
+    # The decision records carry the limits they ran under: replayed against the repository's
+    # policies (no row limit), the same word with other limits is a change.
+    truncated_record = lab.record(truncated.headers["X-CypherGate-Request-ID"])
+    assert truncated_record["decision"]["constraints"] == {
+        "row_limit": 2,
+        "row_limit_action": "truncate",
+        "timeout_ms": 30000,
+    }
+    replay = subprocess.run(
+        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(lab.audit),
+         "--policies", str(REPO / "policies"), "--dag", "demo_writer", "--fail-on-change"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert replay.returncode == 1, replay.stderr
+    line = next(
+        x for x in replay.stdout.splitlines() if x.startswith(f"#{truncated_record['seq']} ")
+    )
+    assert "allow [row_limit 2 (truncate), timeout 30000 ms] -> allow [no row limit" in line
+
 
 def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> None:
     aws = {**os.environ, **stack.gateway_aws_env()}  # it reads the gateway's Neo4j secret
