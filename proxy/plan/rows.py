@@ -192,19 +192,23 @@ def _yields(parser: Parser) -> list[str]:
 # parameters and metadata of all of them (system's, other DAGs', with the values they read and
 # write, of any label), TERMINATE TRANSACTIONS ends any of them.
 _EVERY_TRANSACTION = frozenset({"ShowTransactions", "TerminateTransactions"})
+# Commands that list every index or constraint: the labels, types and keys each is on, and how
+# often and when it was last read (what other DAGs do with labels a grant may not read).
+_EVERY_SCHEMA_OBJECT = frozenset({"ShowIndexes", "ShowConstraints"})
 
 
 def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     """SHOW, TERMINATE, schema and administration commands (recorded as commands by the walk):
     they yield values about the database, not graph entities. One that changes something
     (TERMINATE, CREATE, DROP, administration) is also a write of anything; one about every
-    transaction reaches any database, and SHOW TRANSACTIONS reads anything."""
+    transaction reaches any database, and SHOW TRANSACTIONS, INDEXES and CONSTRAINTS read
+    anything."""
     del envs
     if not op.family.startswith("Show"):
         reader.facts.write_anything()
     if op.family in _EVERY_TRANSACTION:
         reader.facts.add("databases", None)
-    if op.family == "ShowTransactions":
+    if op.family == "ShowTransactions" or op.family in _EVERY_SCHEMA_OBJECT:
         reader.facts.add("labels_read", None)
         reader.facts.add("rel_types_read", None)
     return {**args, **dict.fromkeys(op.identifiers, value())}

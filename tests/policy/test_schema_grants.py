@@ -152,15 +152,24 @@ def test_a_grant_that_writes_everything_may_change_the_schema(
     assert _schema(neo4j_admin) == schema_granted
 
 
-def test_showing_the_schema_is_a_command_grant(
-    stack: DevStack, gateway: httpx.Client, schema_granted: list[str]
+@pytest.mark.parametrize("statement", ["SHOW INDEXES", "SHOW CONSTRAINTS YIELD name"])
+def test_showing_the_schema_reads_every_label(
+    stack: DevStack, gateway: httpx.Client, schema_granted: list[str], statement: str
 ) -> None:
-    """SHOW INDEXES writes nothing: the command grant is what allows it (it lists every index,
-    with the labels, types and property keys they are on, not values)."""
+    """SHOW INDEXES and SHOW CONSTRAINTS list every index and constraint: the labels, types and
+    keys each is on, and how often and when it was last read. With the command granted, a grant
+    that reads :Person and :Movie only is still refused; one that reads everything is not."""
     del schema_granted
-    shown = _post(stack, gateway, "demo_labels", "SHOW INDEXES YIELD name RETURN name")
-    assert shown.status_code == 202, shown.text
-    assert ["hb_account_name"] in shown.json()["data"]["values"]
-    refused = _post(stack, gateway, "demo_reader", "SHOW INDEXES YIELD name RETURN name")
+    refused = _post(stack, gateway, "demo_labels", statement)
     assert refused.status_code == 403, refused.text
-    assert "command_not_granted:ShowIndexes" in refused.json()["errors"][0]["message"]
+    message = refused.json()["errors"][0]["message"]
+    assert "label_not_granted:*" in message and "relationship_type_not_granted:*" in message
+    assert "command_not_granted" not in message
+    shown = _post(stack, gateway, "demo_writer", statement)
+    assert shown.status_code == 202, shown.text
+    names = [
+        row[shown.json()["data"]["fields"].index("name")] for row in shown.json()["data"]["values"]
+    ]
+    assert "hb_account_number" in names
+    unlisted = _post(stack, gateway, "demo_reader", statement)  # no command grant
+    assert unlisted.status_code == 403, unlisted.text
