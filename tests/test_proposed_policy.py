@@ -15,6 +15,8 @@ import pytest
 
 from proxy.analysis import Analysis
 from proxy.app import open_policy
+from proxy.audit.record import AuditEvent
+from proxy.audit.sqlite import SQLiteAuditLog
 from proxy.bundles import BundleError
 from proxy.devstack.install import default_cache_dir, ensure_opa
 from proxy.gateway.replay import Change, ReplaySummary, replay
@@ -180,3 +182,59 @@ def test_an_older_record_without_constraints_compares_the_word_only(policies: Pa
     (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
     changes, summary = _replayed(policies, _ran({"allow": True, "reasons": []}))
     assert changes == [] and summary.replayed == 1 and summary.without_constraints == 1
+
+
+def test_replay_on_the_command_line_fails_on_a_cut_limit_and_names_older_records(
+    policies: Path, tmp_path: Path
+) -> None:
+    """From an audit log through ``policy replay --fail-on-change``: the record that carries
+    its constraints is a change (both limits printed); the older one is counted, and said."""
+    log = tmp_path / "audit.sqlite3"
+    principal: dict[str, str | int | None] = {
+        "method": "oidc",
+        "issuer": "i",
+        "subject": "s",
+        "dag": "demo_reader",
+    }
+    analysis = Analysis(query_type="r", facts=PlanFacts()).document
+    recorded = decided(policies).as_document()  # as the gateway records it, constraints included
+
+    async def write() -> None:
+        async with SQLiteAuditLog(log) as audit:
+            for decision in (recorded, {"allow": True, "reasons": []}):
+                await audit.append(
+                    AuditEvent(
+                        event="decision",
+                        time="2026-12-01T00:00:00.000000Z",
+                        request_id="r",
+                        principal=principal,
+                        database="neo4j",
+                        statement="UNWIND range(1, 100) AS i RETURN i",
+                        analysis=analysis,
+                        parameters={},
+                        decision=decision,
+                    )
+                )
+
+    asyncio.run(write())
+    data = json.loads((policies / "data.json").read_text(encoding="utf-8"))
+    grant = data["cyphergate"]["grants"]["dags"]["demo_reader"]["databases"]["neo4j"]
+    grant.update(row_limit=1, row_limit_action="truncate")
+    (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
+    replayed = subprocess.run(
+        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(log), "--policies",
+         str(policies), "--opa", str(ensure_opa(default_cache_dir())), "--fail-on-change"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert replayed.returncode == 1, replayed.stderr
+    lines = replayed.stdout.splitlines()
+    assert lines[0].startswith("#1 ")
+    assert lines[0].endswith(
+        "demo_reader: allow [no row limit, timeout 30000 ms] -> "
+        "allow [row_limit 1 (truncate), timeout 30000 ms]  UNWIND range(1, 100) AS i RETURN i"
+    )
+    assert lines[1:] == [
+        "2 decisions replayed, 1 would change (0 records without an analysis skipped)",
+        "1 allowed decisions were recorded without their constraints (older records): only allow"
+        " and reasons compared for them",
+    ]
