@@ -405,9 +405,9 @@ async def _read_body(
     request: Request, limit: int, *, timeout_s: float, empty: bool = False
 ) -> bytes:
     """The body, refusing more than ``limit`` bytes without reading them all, or one that takes
-    longer than ``timeout_s`` to arrive (a slow client holds an admission slot meanwhile).
-    ``empty``: a body declared empty is accepted whatever its media type (the neo4j driver
-    commits with none)."""
+    longer than ``timeout_s`` to arrive (a slow client holds one of its identity's admission
+    slots meanwhile: :mod:`proxy.gateway.admission`). ``empty``: a body declared empty is
+    accepted whatever its media type (the neo4j driver commits with none)."""
     if empty and request.headers.get("content-length") == "0":
         return b""
     content_type = request.headers.get("content-type")

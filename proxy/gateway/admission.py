@@ -13,7 +13,10 @@ is once its client has read its result, so a client that runs statements and nev
 holds slots for as long as their time-outs allow. One identity doing so on 40 connections held
 every slot, and every other caller was refused. So a statement whose front door knows its
 caller before verifying it (a Bolt connection, from its ``LOGON``) counts against that
-identity's share, ``max_in_flight_per_identity`` (half the slots by default): one beyond waits
+identity's share, ``max_in_flight_per_identity`` (half the slots by default), and one whose
+caller is known only once verified (an HTTP statement's) from then on (:meth:`claim`), before
+its body is read: 40 requests of one identity whose bodies never came held every slot for
+``server.http.body_timeout_s``, and every other caller was refused. One beyond its share waits
 in the queue like any other, but a slot freed goes to the oldest waiter whose identity is
 below its share, and one arriving when a slot is free takes it if its own identity is. A
 waiter refused when its wait ends while a slot is free, its identity at its share, says so:
@@ -98,6 +101,19 @@ class Admission:
         finally:
             if not _granted(waiter):
                 self._forget(waiter)
+
+    async def claim(self, owner: tuple[str, str, str]) -> None:
+        """Count a slot taken for no one against ``owner``'s share, now that its caller is
+        verified (an HTTP statement's, before its body is read). At its share, the slot is
+        given back (as by :meth:`release`) and one is waited for as ``owner``'s, as by
+        :meth:`acquire`. Every successful call is paired with one :meth:`release` of
+        ``owner``; if it raises, no slot is held."""
+        held = self._held.get(owner, 0)
+        if held < self._share:
+            self._held[owner] = held + 1
+            return
+        self.release()
+        await self.acquire(owner)
 
     def release(self, owner: Owner = None) -> None:
         """Give back ``owner``'s slot: to the oldest waiter still waiting whose identity is

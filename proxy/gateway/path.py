@@ -31,14 +31,7 @@ from typing import Any
 from proxy.analysis import Analysis
 from proxy.audit.checkpoint import ParameterDigester
 from proxy.clock import Clock
-from proxy.errors import (
-    CypherGateError,
-    DatabaseNotFound,
-    Neo4jClientError,
-    Overloaded,
-    PolicyDenied,
-    RateLimited,
-)
+from proxy.errors import CypherGateError, DatabaseNotFound, Neo4jClientError, PolicyDenied
 from proxy.gateway.admission import Admission
 from proxy.gateway.call import Call, Statement, check_size, passed_on
 from proxy.gateway.planning import planning_refusal
@@ -52,6 +45,7 @@ from proxy.gateway.seams import (
     PolicyDecider,
     StatementAnalyzer,
 )
+from proxy.gateway.slot import Slot
 from proxy.gateway.trail import Trail
 from proxy.gateway.transactions import Transaction, neo4j_metadata
 from proxy.lineage import Lineage, Touched
@@ -165,8 +159,8 @@ class Gateway:
             call, clock=self._clock, audit=self._audit, metrics=self._metrics, lineage=self._lineage
         )
         if transaction is None:
-            async with self._admitted(trail, call), trail.recording():
-                principal, statement, analysis, decision, _ = await self._decided(call, trail)
+            async with self._admitted(trail, call) as slot, trail.recording():
+                principal, statement, analysis, decision, _ = await self._decided(call, trail, slot)
                 self._tell_lineage(call, analysis, on_lineage)
                 mode = _access_mode(analysis, decision, statement.access_mode)
                 execution = self._execution(call, principal, statement, analysis, decision, mode)
@@ -197,11 +191,11 @@ class Gateway:
         trail.transaction = transaction.context()
         async with (
             transaction.statement(call.request_id),
-            self._admitted(trail, call),
+            self._admitted(trail, call) as slot,
             trail.recording(),
         ):
             principal, statement, analysis, decision, may_write = await self._decided(
-                call, trail, transaction
+                call, trail, slot, transaction
             )
             self._tell_lineage(call, analysis, on_lineage)
             placement = await transaction.place(
@@ -234,12 +228,9 @@ class Gateway:
             touched = Touched.from_analysis(call.database, analysis.document)
             on_lineage(Lineage(call.request_id, self._lineage_namespace, touched))
 
-    def _admitted(self, trail: Trail, call: Call) -> _Admitted:
-        """An admission slot for the block, once the client's address is within its rate limit
-        (:mod:`proxy.gateway.rates`). A refusal is recorded as the call's one record: nothing
-        else was done for it, not even authentication (under overload or a flood, a refused
-        call must cost next to nothing, and an IAM proof would cost a call to STS)."""
-        return _Admitted(self._rates, self._admission, trail, call)
+    def _admitted(self, trail: Trail, call: Call) -> Slot:
+        """An admission slot for the block (:class:`~proxy.gateway.slot.Slot`)."""
+        return Slot(self._rates, self._admission, trail, call)
 
     async def admit(
         self, call: Call, identity: Identity | None = None, transaction: Transaction | None = None
@@ -302,11 +293,12 @@ class Gateway:
             await transaction.rollback(request_id=call.request_id, cause="failure")
 
     async def _decided(
-        self, call: Call, trail: Trail, transaction: Transaction | None = None
+        self, call: Call, trail: Trail, slot: Slot, transaction: Transaction | None = None
     ) -> tuple[Principal, Statement, Analysis, Decision, bool]:
         """Steps 2 to 5: who is calling, as which DAG, with which statement, and may it run?
         Raises unless the policy allows it (or shadow mode lets it run). Last, whether any
-        statement of the DAG on the database may write (the preflight's ``writes``)."""
+        statement of the DAG on the database may write (the preflight's ``writes``). Its
+        ``slot`` counts against its caller's share once verified, before its body is read."""
         trace = call.trace
         with trace.step("authenticate"):
             identity = await self._authenticator.authenticate(call.authorization)
@@ -316,6 +308,7 @@ class Gateway:
         self._rates.after_verification(identity, principal)
         if transaction is not None:
             transaction.admit(principal, call)
+        await slot.claim(identity)
         statement = await call.statement()
         check_size(statement)  # before its text is read or its parameters digested
         if transaction is not None:
@@ -412,30 +405,6 @@ class Gateway:
             analysis=analysis,
         )
         return await self._policy.decide(document)
-
-
-class _Admitted:
-    """:meth:`Gateway._admitted`'s block. A class, not a generator: an async context manager
-    made of a generator costs about 2 µs more, and every statement takes a slot."""
-
-    __slots__ = ("_admission", "_call", "_rates", "_trail")
-
-    def __init__(self, rates: RateLimits, admission: Admission, trail: Trail, call: Call) -> None:
-        self._rates = rates
-        self._admission = admission
-        self._trail = trail
-        self._call = call
-
-    async def __aenter__(self) -> None:
-        try:
-            self._rates.before_verification(self._call.client)
-            await self._admission.acquire(self._call.owner)
-        except (RateLimited, Overloaded) as error:
-            await self._trail.refused(error)
-            raise
-
-    async def __aexit__(self, *_: object) -> None:
-        self._admission.release(self._call.owner)
 
 
 def _access_mode(

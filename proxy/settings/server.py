@@ -25,8 +25,9 @@ class AdmissionSettings(_Section):
     max_in_flight_per_identity: int | None = Field(
         default=None,
         gt=0,
-        description="Of those, held by one identity's Bolt connections at once (known from"
-        " their LOGON): so that one caller's results left open cannot take every slot; one"
+        description="Of those, held by one identity's statements at once (a Bolt connection's"
+        " known from its LOGON, an HTTP request's once verified, before its body is read): so"
+        " that one caller's results left open or bodies never sent cannot take every slot; one"
         " beyond waits its turn. Default: half of max_in_flight, rounded up.",
     )
     max_waiting: int = Field(

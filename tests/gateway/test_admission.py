@@ -193,3 +193,34 @@ def test_a_freed_slot_goes_to_the_oldest_waiter_below_its_share() -> None:
         assert (admission.in_flight, admission.waiting) == (2, 0)
 
     asyncio.run(scenario())
+
+
+def test_a_slot_taken_for_no_one_counts_against_its_caller_once_claimed() -> None:
+    """The HTTP door's: its caller is known only once verified, after the slot is taken."""
+
+    async def scenario() -> None:
+        admission = shared(3, 8, share=1, wait_s=0.2)
+        await admission.acquire()
+        await admission.claim(MINE)  # below its share: the slot is now MINE's
+        await admission.acquire()
+        with pytest.raises(Overloaded) as refused:
+            await admission.claim(MINE)  # at its share: given back, waited for in vain
+        assert refused.value.reason == "overloaded:identity_share"
+        assert (admission.in_flight, admission.waiting) == (1, 0)
+        await admission.acquire()
+        await admission.claim(THEIRS)  # another identity's is not held back
+        await admission.acquire()
+        assert admission.in_flight == 3
+        unknown = asyncio.create_task(admission.acquire())  # waits: no slot free
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            await admission.claim(MINE)
+        assert refused.value.reason == "overloaded:wait_timeout"  # its slot went to the waiter
+        await unknown
+        assert (admission.in_flight, admission.waiting) == (3, 0)
+        admission.release(MINE)
+        admission.release(THEIRS)
+        admission.release()
+        assert admission.in_flight == 0
+
+    asyncio.run(scenario())
