@@ -84,7 +84,8 @@ class Call:
     trace: RequestTrace = OFF
     # Whose admission share it counts against (proxy/gateway/admission.py), if the front door
     # knows its caller before verifying it again: a Bolt connection's identity, from its LOGON
-    # (method, issuer, subject). None over HTTP.
+    # (method, issuer, subject). None over HTTP: the slot counts against the caller's share
+    # once verified (proxy/gateway/slot.py).
     owner: tuple[str, str, str] | None = None
 
 
