@@ -1,6 +1,8 @@
 """The Neo4j wing: planning and running statements, and the credentials they run as.
 
-- ``executor.py`` plans (``EXPLAIN``) and runs statements with the credential it is handed;
+- ``executor.py`` plans (``EXPLAIN``) and runs statements with the credential it is handed, on
+  the official driver (``driver_rows.py``: its rows); ``relay.py`` runs the Bolt door's on
+  connections of the gateway's own (``bolt.py``, ``relay_rows.py``);
 - ``brokers.py`` hands out that credential: the gateway's own (service account) or a leased
   user per DAG, held for a block;
 - ``logins.py`` is a credential as the executor uses it, and the retries of a refused login;

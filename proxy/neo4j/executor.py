@@ -37,43 +37,22 @@ from neo4j import (
 )
 from neo4j.auth_management import AsyncAuthManager
 
-from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, RowLimitExceeded
-from proxy.neo4j.errors import translated, translated_errors, translated_write, without_prefix
+from proxy.errors import BadRequest, GraphFailed, Neo4jClientError
+from proxy.neo4j.driver_rows import DriverRows, query_type
+from proxy.neo4j.errors import translated_errors, without_prefix
 from proxy.neo4j.logins import Login
-from proxy.neo4j.row_limit import RowBudget
-from proxy.neo4j.shown import notifications, shown_plan
 from proxy.statement import (
     COMPARING_CONSTRAINTS,
-    JSON,
     AccessMode,
     Constraint,
     Execution,
     Opening,
     Plan,
-    QueryType,
     RowStream,
-    Summary,
 )
 
 # What the gateway puts before a statement to have Neo4j plan it without running it.
 _EXPLAIN = "EXPLAIN "
-_COUNTERS = (
-    ("containsUpdates", "contains_updates"),
-    ("nodesCreated", "nodes_created"),
-    ("nodesDeleted", "nodes_deleted"),
-    ("propertiesSet", "properties_set"),
-    ("relationshipsCreated", "relationships_created"),
-    ("relationshipsDeleted", "relationships_deleted"),
-    ("labelsAdded", "labels_added"),
-    ("labelsRemoved", "labels_removed"),
-    ("indexesAdded", "indexes_added"),
-    ("indexesRemoved", "indexes_removed"),
-    ("constraintsAdded", "constraints_added"),
-    ("constraintsRemoved", "constraints_removed"),
-    ("containsSystemUpdates", "contains_system_updates"),
-    ("systemUpdates", "system_updates"),
-)
-_QUERY_TYPES: tuple[QueryType, ...] = ("r", "rw", "w", "s")
 
 
 def connect(
@@ -126,12 +105,12 @@ class Neo4jExecutor:
                 summary = await result.consume()
         except Neo4jClientError as error:  # about the caller's statement, as Neo4j words it
             raise Neo4jClientError(error.code, without_prefix(error.message, _EXPLAIN)) from error
-        query_type = _query_type(summary.query_type)
-        if query_type is None:
+        kind = query_type(summary.query_type)
+        if kind is None:
             raise GraphFailed(reason=f"unexpected_query_type:{summary.query_type}")
         if not summary.plan:  # nothing to read the facts from: never guess
             raise GraphFailed(reason="explain_without_plan")
-        return Plan(query_type=query_type, operators=summary.plan)
+        return Plan(query_type=kind, operators=summary.plan)
 
     async def constraints(self, database: str) -> tuple[Constraint, ...]:
         """The constraints on ``database`` that compare an entity with others
@@ -174,13 +153,13 @@ class Neo4jExecutor:
         """Start the statement once, as ``login``; its rows stream inside the block."""
         async with contextlib.AsyncExitStack() as held:
 
-            async def start() -> _Rows:
+            async def start() -> DriverRows:
                 return await held.enter_async_context(self._started(execution, login))
 
             yield await login.attempt(start)
 
     @contextlib.asynccontextmanager
-    async def _started(self, execution: Execution, login: Login) -> AsyncIterator[_Rows]:
+    async def _started(self, execution: Execution, login: Login) -> AsyncIterator[DriverRows]:
         """A session with the statement started in it; see the module docstring. Errors of the
         caller's block pass through untranslated."""
         rollback_on_limit = execution.rolled_back_past_limit
@@ -209,7 +188,7 @@ class Neo4jExecutor:
                     await transaction.commit()
                 return list((await session.last_bookmarks()).raw_values)
 
-            rows = _Rows(result, execution, finish, may_write=may_write)
+            rows = DriverRows(result, execution, finish, may_write=may_write)
             try:
                 yield rows
             except BaseException:
@@ -291,96 +270,6 @@ class Neo4jExecutor:
             await self._driver.verify_connectivity()
 
 
-class _Rows:
-    """A :class:`~proxy.statement.RowStream` over the driver's result."""
-
-    def __init__(
-        self,
-        result: AsyncResult,
-        execution: Execution,
-        finish: Callable[[], Awaitable[list[str]]],
-        may_write: bool = False,
-    ) -> None:
-        self._result = result
-        self._may_write = may_write  # an auto-commit write, which commits as it ends
-        self._records = aiter(result)
-        # Once the result is consumed: commits what must be, and gives the bookmarks.
-        self._finish = finish
-        self._budget = RowBudget(execution)
-        self._fields = list(result.keys())
-        self._done = False
-        self._summary: Summary | None = None
-
-    @property
-    def fields(self) -> list[str]:
-        return self._fields
-
-    def __aiter__(self) -> _Rows:
-        return self
-
-    async def __anext__(self) -> list[JSON]:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            record = await anext(self._records)
-        except StopAsyncIteration:
-            self._done = True
-            raise
-        except Exception as exc:
-            error = translated_write(exc) if self._may_write else translated(exc)
-            if error is exc:
-                raise
-            raise error from exc
-        values = list(record.values())
-        try:
-            admitted = self._budget.admit(values)
-        except RowLimitExceeded:
-            self._done = True
-            raise
-        if not admitted:
-            self._done = True
-            raise StopAsyncIteration
-        return values
-
-    async def settle(self) -> bool:
-        """As ``RelayRows.settle`` (the driver has no public call for it): the batch read."""
-        with contextlib.suppress(Exception):
-            while self._result._attached and self._result._streaming:  # its connection yet
-                await self._result._connection.fetch_message()
-        return self._result._has_more
-
-    async def abandoned(self, session: AsyncSession, bookmarks: tuple[str, ...]) -> None:
-        """The block failed, an auto-commit result unread: settled, then its connection closed
-        (Neo4j rolls back what it still holds; the session's close would read it all and commit
-        it), or, finished (its bookmark came), committed: its summary kept for committed()."""
-        await self.settle()
-        session.cancel()
-        if self._summary is None and (await session.last_bookmarks()).raw_values != set(bookmarks):
-            with contextlib.suppress(Exception):
-                await self.summary()
-
-    def committed(self) -> Summary | None:
-        return self._summary
-
-    async def summary(self) -> Summary:
-        if self._summary is None:
-            async for _ in self:  # rows nobody read still count towards the limit
-                pass
-            async with translated_errors(may_write=self._may_write):
-                summary = await self._result.consume()
-                bookmarks = await self._finish()
-            self._summary = Summary(
-                rows=self._budget.count,
-                counters={name: getattr(summary.counters, attr) for name, attr in _COUNTERS},
-                bookmarks=bookmarks,
-                truncated=self._budget.truncated,
-                query_type=_query_type(summary.query_type),
-                plan=shown_plan(summary.plan),
-                notifications=notifications(summary.metadata),
-            )
-        return self._summary
-
-
 class Neo4jTransaction:
     """An explicit transaction on Neo4j, held open across statements until it ends.
 
@@ -403,7 +292,7 @@ class Neo4jTransaction:
             return []  # bookmarks come with the commit
 
         try:
-            yield _Rows(result, execution, finish)
+            yield DriverRows(result, execution, finish)
         except BaseException:
             # The transaction ends with it (the request path rolls it back) at once, as on a
             # RESET; the driver's rollback would first run the statement to its end.
@@ -431,10 +320,6 @@ async def _closed(session: AsyncSession) -> None:
     """Close ``session``; failing to (its connection already lost) leaves nothing to undo."""
     with contextlib.suppress(Exception):
         await session.close()
-
-
-def _query_type(value: object) -> QueryType | None:
-    return next((kind for kind in _QUERY_TYPES if kind == value), None)
 
 
 async def _start(

@@ -1,6 +1,6 @@
 """The neo4j driver's private parts the gateway's driver path leans on, where the driver has no
 public way (see proxy/neo4j/errors.py's translated_write and proxy/neo4j/executor.py's
-_Rows.settle). An upgrade that renames one must fail here, before a lost write goes back to
+DriverRows.settle). An upgrade that renames one must fail here, before a lost write goes back to
 being answered as transient (and retried into running twice) or a result's batch goes unread.
 """
 
