@@ -353,6 +353,19 @@ class GraphUnavailable(CypherGateError):
     default_message = "Neo4j is unavailable."
 
 
+class PlanTimedOut(GraphUnavailable):
+    """Neo4j did not plan the statement (``EXPLAIN``) within ``neo4j.plan_timeout_s``: some
+    statements it never answers (a list literal nested a few hundred deep overflows its parser's
+    stack, and the connection stays silent). Fails closed: the statement never runs, and the
+    connection that waited is closed, never pooled again."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"Neo4j did not plan the statement within {timeout_s:g} s; nothing was executed.",
+            reason="neo4j_plan_timeout",
+        )
+
+
 class LeasesTaken(GraphUnavailable):
     """Another process keeps this leases record: sharing it, each would drop the other's users."""
 

@@ -102,7 +102,11 @@ async def open_neo4j(
             await stack.enter_async_context(
                 rotating_every(rotator, config.rotation_interval_s, metrics)
             )
-        executor = Neo4jExecutor(driver, own=Login(user=credential.user, retries=retries))
+        executor = Neo4jExecutor(
+            driver,
+            own=Login(user=credential.user, retries=retries),
+            plan_timeout_s=config.plan_timeout_s,
+        )
         checks["neo4j"] = executor.check_ready
         yield Neo4jWing(
             executor=executor,

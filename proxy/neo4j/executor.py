@@ -22,6 +22,7 @@ gateway's own login, given at construction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -37,7 +38,7 @@ from neo4j import (
 )
 from neo4j.auth_management import AsyncAuthManager
 
-from proxy.errors import BadRequest, GraphFailed, Neo4jClientError
+from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, PlanTimedOut
 from proxy.neo4j.driver_rows import DriverRows, query_type
 from proxy.neo4j.errors import translated_errors, without_prefix
 from proxy.neo4j.logins import Login
@@ -82,14 +83,23 @@ def connect(
 class Neo4jExecutor:
     """Plans and runs statements on the official async driver."""
 
-    def __init__(self, driver: AsyncDriver, *, own: Login) -> None:
+    def __init__(self, driver: AsyncDriver, *, own: Login, plan_timeout_s: float = 10.0) -> None:
         self._driver = driver
         self._own = own
+        self._plan_timeout_s = plan_timeout_s
         self._description: dict[str, str] | None = None
 
     async def plan(self, database: str, statement: str) -> Plan:
-        """Plan ``statement`` with EXPLAIN (nothing runs), as the gateway's own user."""
-        return await self._own.attempt(lambda: self._explain(database, statement))
+        """Plan ``statement`` with EXPLAIN (nothing runs), as the gateway's own user, within
+        the plan timeout (:class:`~proxy.errors.PlanTimedOut`). The driver kills a connection
+        whose session is cancelled mid-answer: the one that waited is never pooled again."""
+        try:
+            async with asyncio.timeout(self._plan_timeout_s) as deadline:
+                return await self._own.attempt(lambda: self._explain(database, statement))
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise PlanTimedOut(self._plan_timeout_s) from exc
 
     async def _explain(self, database: str, statement: str) -> Plan:
         try:

@@ -102,6 +102,12 @@ class Neo4jSettings(_Section):
     acquisition_timeout_s: float = Field(
         default=10.0, gt=0, description="Longest wait of a statement for a Neo4j connection."
     )
+    plan_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for Neo4j to plan a statement (EXPLAIN); past it the "
+        "statement is refused (503, neo4j_plan_timeout) and never runs.",
+    )
     home_database: str = Field(
         default="neo4j", description="The database of a Bolt statement that names none."
     )
