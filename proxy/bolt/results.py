@@ -191,6 +191,12 @@ class OpenResult:
                 if self._ahead is not None:
                     return {"has_more": True}
             summary = await rows.summary()
+        except ConnectionError:
+            # Writing to the client failed: it reset or closed its connection mid-answer (the
+            # rows' own failures are the gateway's errors). It ends as a client that went away
+            # ends it, recorded so; the connection closes as the error goes on.
+            await self.abandon(cause="closed")
+            raise
         except Exception as exc:
             # The request path records the failure (and may raise its own error instead).
             await self._end(exc)
@@ -231,8 +237,8 @@ class OpenResult:
         ``expired``); an auto-commit one already committed is read to its end. A
         failure now is recorded, not raised: nobody is left to tell."""
         rows = self._rows
-        if self._buffered is not None or rows is None:
-            return
+        if self._buffered is not None or rows is None or self._run is None:
+            return  # nothing left open (or already ended: a write to the client failed)
         try:
             # A relayed auto-commit statement (RelayRows; duck-typed, as records() is) whose
             # result Neo4j still holds open is rolled back; one whose last row Neo4j has sent

@@ -268,6 +268,10 @@ class _Outbox:
         if self._stuck:
             raise _not_reading()
         writer = self._writer
+        if writer.transport.is_closing():
+            # The client reset or closed the connection (uvloop refuses a write then, with a
+            # RuntimeError): what it had running ends as a client that went away ends it.
+            raise ConnectionResetError("the client closed the connection")
         if self._pending:
             writer.write(bytes(self._pending))
             self._pending.clear()

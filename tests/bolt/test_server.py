@@ -731,6 +731,9 @@ class EmptyTransport:
     def abort(self) -> None:
         return None
 
+    def is_closing(self) -> bool:
+        return False
+
 
 class CountingWriter:
     """A connection's sending side that keeps each write apart."""

@@ -8,6 +8,7 @@ import struct
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.codec import wire
 from proxy.codec.packstream import Structure, pack, unpack
 from proxy.devstack.stack import DevStack
+from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
 
@@ -391,3 +393,69 @@ def test_a_transaction_left_mid_stream_ends_at_once_as_neo4j_ends_it(
     assert running == []
     created, _, _ = neo4j_admin.execute_query(f"MATCH (n:`{label}`) RETURN count(n) AS n")
     assert created[0]["n"] == 0
+
+
+def reset_by_peer(peer: Peer) -> None:
+    """Close ``peer``'s socket with a TCP reset (RST), not an orderly FIN: what a client killed
+    mid-answer, or a load balancer dropping it, looks like."""
+    peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.sock.close()
+
+
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "driver"])
+def test_a_client_that_resets_mid_answer_is_recorded_and_frees_what_it_held(
+    stack: DevStack, neo4j_admin: Driver, tmp_path: Path, relay: bool
+) -> None:
+    """A client that resets its connection while the gateway writes it a long result: the
+    statement is recorded once as ended by the client (499 ``client_closed``), its admission
+    slot (the gateway's only one here) and its Neo4j transaction end, and the next client is
+    served."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["server"]["admission"] = {"max_in_flight": 1, "max_waiting": 0}
+        config["neo4j"]["bolt_relay"] = relay
+
+    name = f"reset{'relay' if relay else 'driver'}"
+    second = SecondGateway(stack, tmp_path / "gateway", name, configure, bolt=True)
+    second.start()
+    label = f"Rst{uuid.uuid4().hex[:10]}"
+    try:
+        assert second.bolt_uri is not None
+        port = int(second.bolt_uri.rsplit(":", 1)[1])
+        peer = logged_on(Peer(port), stack.token("demo_reader"))
+        statement = f"UNWIND range(1, 5000000) AS i RETURN i, '{'x' * 200}' AS `{label}`"
+        peer.message(0x10, statement, {}, {})
+        assert peer.answer() is not None
+        peer.message(0x3F, {"n": -1})
+        assert len(peer.read(256 * 1024)) == 256 * 1024  # the answer is being written
+        reset_by_peer(peer)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with AuditReader(second.audit) as log:
+                decision = next(log.query(RecordFilter(text=label)), None)
+                trail = (
+                    []
+                    if decision is None
+                    else [
+                        r
+                        for r in log.query(RecordFilter())
+                        if r["request_id"] == decision["request_id"]
+                    ]
+                )
+            if len(trail) >= 2:
+                break
+            time.sleep(0.2)
+        next_client = logged_on(Peer(port), stack.token("demo_reader"))
+        next_client.message(0x10, "RETURN 1 AS one", {}, {})
+        answer = next_client.answer()
+        next_client.close()
+    finally:
+        second.stop()
+    assert answer is not None and answer.tag == b"\x70", answer
+    assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 499)]
+    assert trail[1]["error"]["reason"] == "client_closed"
+    running = neo4j_admin.execute_query(
+        "SHOW TRANSACTIONS YIELD currentQuery WHERE currentQuery CONTAINS $label RETURN 1",
+        label=label,
+    ).records
+    assert running == []
