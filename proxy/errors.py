@@ -366,6 +366,16 @@ class PlanTimedOut(GraphUnavailable):
         )
 
 
+class NothingSent(GraphUnavailable):
+    """A connection to Neo4j was found lost as a message was about to leave on it (Neo4j, or a
+    firewall between, reset or closed it while it sat in the pool): nothing of the message was
+    sent, so nothing of it ran. A statement's first message is sent again on a fresh connection
+    (:mod:`proxy.neo4j.relay`); anything else is transient."""
+
+    def __init__(self) -> None:
+        super().__init__(reason="neo4j_connection_lost_before_send")
+
+
 class LeasesTaken(GraphUnavailable):
     """Another process keeps this leases record: sharing it, each would drop the other's users."""
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from proxy.codec import wire
 from proxy.codec.packstream import PackStreamError, Structure, unpack
-from proxy.errors import GraphFailed, GraphUnavailable, PayloadTooLarge
+from proxy.errors import GraphFailed, GraphUnavailable, NothingSent, PayloadTooLarge
 from proxy.neo4j.errors import from_code
 
 # Message tags (Bolt 5): requests, then answers.
@@ -115,6 +115,9 @@ class BoltConnection:
         # whatever ended its user's block (Neo4j then rolls it back), or the next statement of
         # the pool's user would run inside it.
         self.in_transaction = False
+        # Never yet given back to the pool: a connection that sat idle may have been ended
+        # meanwhile, and a statement whose first message found it so is sent again elsewhere.
+        self.fresh = True
 
     @classmethod
     async def open(
@@ -153,13 +156,28 @@ class BoltConnection:
 
     @property
     def usable(self) -> bool:
-        """Neither lost nor past its lifetime (a closed socket shows as end of input)."""
-        return not self.broken and time.monotonic() < self._expires and not self._reader.at_eof()
+        """Neither lost nor past its lifetime (a closed socket shows as end of input, a reset
+        one as the reader's exception)."""
+        reader = self._reader
+        return (
+            not self.broken
+            and time.monotonic() < self._expires
+            and not reader.at_eof()
+            and reader.exception() is None
+        )
 
     def send(self, messages: bytes) -> None:
-        """Queue framed ``messages`` (written with the next read)."""
-        self._writer.write(messages)
-        self._sent = True
+        """Queue framed ``messages`` (written with the next read). :class:`NothingSent` if the
+        connection is found lost as they are written: closed before, or the write itself
+        refused (the transport closes at once only when its first send fails whole)."""
+        transport = self._writer.transport
+        if not transport.is_closing():  # (uvloop raises on a write to a closed transport)
+            self._writer.write(messages)
+            if not transport.is_closing():
+                self._sent = True
+                return
+        self.broken = True
+        raise NothingSent
 
     async def receive(self) -> bytes:
         """The next answer, whole."""
@@ -300,6 +318,7 @@ class BoltPool:
         if self._closed or not connection.usable:
             connection.close()
         else:
+            connection.fresh = False
             self._idle.append(connection)
 
     def close(self) -> None:

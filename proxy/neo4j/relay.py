@@ -23,7 +23,13 @@ from typing import Any
 from proxy.codec import wire
 from proxy.codec.packstream import PackStreamError
 from proxy.codec.values import to_wire
-from proxy.errors import BadRequest, CommitOutcomeUnknown, GraphFailed, GraphUnavailable
+from proxy.errors import (
+    BadRequest,
+    CommitOutcomeUnknown,
+    GraphFailed,
+    GraphUnavailable,
+    NothingSent,
+)
 from proxy.neo4j.bolt import (
     BEGIN,
     COMMIT,
@@ -244,14 +250,22 @@ class _AutoCommit:
 
     async def _start(self) -> RelayRows:
         pool = self._executor.pool(self._login)
-        connection = await pool.acquire()
-        try:
-            rows = await RelayRows.start(connection, self._execution, self._run, auto_commit=True)
-        except BaseException:
-            await pool.release(connection)
-            raise
-        self._pool, self._connection, self._rows = pool, connection, rows
-        return rows
+        while True:
+            connection = await pool.acquire()
+            try:
+                rows = await RelayRows.start(
+                    connection, self._execution, self._run, auto_commit=True
+                )
+            except NothingSent:
+                await pool.release(connection)  # closed: it is broken
+                if connection.fresh:
+                    raise
+                continue  # a pooled one Neo4j ended while it sat idle: nothing ran, try anew
+            except BaseException:
+                await pool.release(connection)
+                raise
+            self._pool, self._connection, self._rows = pool, connection, rows
+            return rows
 
     async def __aexit__(self, failed: type[BaseException] | None, *_: object) -> None:
         pool, connection, rows = self._pool, self._connection, self._rows

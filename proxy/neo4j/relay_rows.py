@@ -163,7 +163,7 @@ class RelayRows:
             raise refused(message)
         if self._more:
             self._more = False
-            self._connection.send(PULL_MESSAGE)
+            self._send(PULL_MESSAGE)
             self._streaming = True
         while self._streaming:
             message = await self._receive()
@@ -176,7 +176,7 @@ class RelayRows:
                 raise refused(message)
             metadata = metadata_of(message)
             if metadata.get("has_more"):
-                self._connection.send(PULL_MESSAGE)
+                self._send(PULL_MESSAGE)
                 self._streaming = True
             else:
                 self._final = metadata
@@ -201,6 +201,14 @@ class RelayRows:
                 raise
         else:
             self._connection.failed = True  # reset by the pool
+
+    def _send(self, message: bytes) -> None:
+        """Send a further message of the statement (see :meth:`_lost`)."""
+        try:
+            self._connection.send(message)
+        except GraphUnavailable:
+            self._lost()
+            raise
 
     async def _receive(self) -> bytes:
         """The connection's next answer (see :meth:`_lost`)."""

@@ -4,7 +4,9 @@ hears how it ended (a lost COMMIT, a lost auto-commit RUN)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
 import threading
 import time
 
@@ -22,6 +24,7 @@ class CuttingRelay:
         self._listener = socket.create_server(("127.0.0.1", free_ports(1)[0]))
         self.port = self._listener.getsockname()[1]
         self.cuts = 0
+        self.connections: list[socket.socket] = []  # the relay's side of each client's
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
@@ -37,6 +40,7 @@ class CuttingRelay:
             except OSError:
                 return
             server = socket.create_connection(self._target)
+            self.connections.append(client)
             cut = threading.Event()
             threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
             threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
@@ -65,6 +69,24 @@ class CuttingRelay:
             pass
         for side in (client, server):
             side.close()
+
+
+class EndingRelay(CuttingRelay):
+    """Relays every connection until :meth:`end_all` ends them, as Neo4j (or a firewall) ends a
+    connection that sits idle."""
+
+    def _cuts_here(self, data: bytes) -> bool:
+        return False
+
+    def end_all(self, *, reset: bool) -> None:
+        """End every connection towards its client with a TCP reset (``reset``) or an orderly
+        close, and towards Neo4j with a close."""
+        while self.connections:
+            client = self.connections.pop()
+            with contextlib.suppress(OSError):
+                if reset:  # closed with unsent data discarded: a RST
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.shutdown(socket.SHUT_RD)  # wakes its relaying thread, which closes both
 
 
 def count_marked(neo4j_admin: Driver, marker: str) -> int:

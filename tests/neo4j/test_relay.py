@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -29,6 +30,7 @@ from proxy.neo4j.relay_rows import RelayRows
 from proxy.neo4j.rotation import RotatingAuth
 from proxy.neo4j.secret_sources import Credential, FixedSecretSource
 from proxy.statement import Execution, Opening
+from tests.bolt.cutting_relay import EndingRelay
 
 pytestmark = pytest.mark.integration
 
@@ -367,3 +369,46 @@ def test_a_connection_given_back_inside_a_transaction_is_reset_whatever_ended_it
 
     _run(status, body)
     assert neo4j_admin.execute_query(f"MATCH (n:{LABEL}) RETURN n.i").records[0][0] == 1
+
+
+@pytest.mark.parametrize(
+    ("reset", "seen"),
+    [(True, True), (False, True), (True, False)],
+    ids=["reset", "closed", "reset-unseen"],
+)
+def test_a_pooled_connection_neo4j_ended_while_idle_is_not_handed_to_the_next_statement(
+    status: dict[str, Any], neo4j_admin: Driver, clean: None, reset: bool, seen: bool
+) -> None:
+    """Neo4j (or a firewall between) resets or closes a pooled connection while it sits idle:
+    the next read, and the next write, run on a fresh connection instead of failing on it.
+    ``seen``: the event loop ran meanwhile and knows; else the statement's first write finds
+    it (nothing of it sent)."""
+    host, port = status["neo4j"]["bolt_uri"].removeprefix("bolt://").rsplit(":", 1)
+    relay = EndingRelay((host, int(port)))
+    neo4j = status["neo4j"]
+    credential = Credential(neo4j["gateway_user"], neo4j["gateway_password"])
+    pools = UserBoltPools(Address("127.0.0.1", relay.port), size=4, acquire_timeout_s=2.0)
+    login = Login(user=credential.user, credential=lambda: credential)
+    executor = RelayExecutor(pools)
+
+    async def go() -> list[Any]:
+        answers: list[Any] = []
+        try:
+            async with executor.run(_execution("RETURN 1 AS one"), login) as rows:
+                await rows.summary()
+            for statement in ("RETURN 2 AS two", f"CREATE (n:{LABEL}) RETURN 3 AS three"):
+                relay.end_all(reset=reset)
+                if seen:
+                    await asyncio.sleep(0.3)  # the loop reads the reset (or the close)
+                else:
+                    time.sleep(0.3)  # noqa: ASYNC251 (on purpose: the loop must not see it)
+                async with executor.run(_execution(statement), login) as rows:
+                    answers.append([row async for row in rows])
+        finally:
+            await pools.close()
+            relay.close()
+        return answers
+
+    assert asyncio.run(go()) == [[[2]], [[3]]]
+    created, _, _ = neo4j_admin.execute_query(f"MATCH (n:{LABEL}) RETURN count(n) AS n")
+    assert created[0]["n"] == 1
