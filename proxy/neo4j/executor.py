@@ -38,10 +38,17 @@ from neo4j import (
 )
 from neo4j.auth_management import AsyncAuthManager
 
-from proxy.errors import BadRequest, GraphFailed, Neo4jClientError, PlanTimedOut
+from proxy.errors import (
+    BadRequest,
+    GraphFailed,
+    GraphUnavailable,
+    Neo4jClientError,
+    PlanTimedOut,
+)
 from proxy.neo4j.driver_rows import DriverRows, query_type
 from proxy.neo4j.errors import translated_errors, without_prefix
 from proxy.neo4j.logins import Login
+from proxy.neo4j.sockets import refuse_writes_to_closed_transports
 from proxy.statement import (
     COMPARING_CONSTRAINTS,
     AccessMode,
@@ -54,6 +61,8 @@ from proxy.statement import (
 
 # What the gateway puts before a statement to have Neo4j plan it without running it.
 _EXPLAIN = "EXPLAIN "
+# The reasons of a connection found lost (proxy.neo4j.errors.translated).
+_LOST = frozenset({"ServiceUnavailable", "SessionExpired"})
 
 
 def connect(
@@ -68,7 +77,9 @@ def connect(
     credential, or a leased user's) unless a session names another. A new connection must be
     open (TCP and Bolt handshake) within ``connection_timeout_s``, and a statement waits at most
     ``acquisition_timeout_s`` for one, so a paused Neo4j costs a request that long, not the
-    pause (the driver's defaults are 30 and 60 s)."""
+    pause (the driver's defaults are 30 and 60 s). A pooled connection Neo4j ended is found
+    lost as on plain asyncio (:mod:`proxy.neo4j.sockets`)."""
+    refuse_writes_to_closed_transports()
     with translated_errors():
         return AsyncGraphDatabase.driver(
             uri,
@@ -95,7 +106,14 @@ class Neo4jExecutor:
         whose session is cancelled mid-answer: the one that waited is never pooled again."""
         try:
             async with asyncio.timeout(self._plan_timeout_s) as deadline:
-                return await self._own.attempt(lambda: self._explain(database, statement))
+                try:
+                    return await self._own.attempt(lambda: self._explain(database, statement))
+                except GraphUnavailable as error:
+                    if error.reason not in _LOST:
+                        raise
+                    # A pooled connection Neo4j had ended: EXPLAIN runs nothing, so once more,
+                    # on another (the lost one is never pooled again).
+                    return await self._own.attempt(lambda: self._explain(database, statement))
         except TimeoutError as exc:
             if not deadline.expired():
                 raise

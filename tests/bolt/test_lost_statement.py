@@ -6,6 +6,7 @@ read never wrote: it stays transient, to be tried again.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from tests.bolt.cutting_relay import CuttingRelay, count_marked
+from tests.bolt.cutting_relay import CuttingRelay, EndingRelay, count_marked
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -181,3 +182,57 @@ def test_an_auto_commit_write_neo4j_finished_is_recorded_as_committed(
     assert outcome["error"]["reason"] == "answer_too_large"
     assert outcome["committed"] is True
     assert outcome["counters"]["nodesCreated"] == 1
+
+
+@pytest.mark.parametrize("door", ["http", "bolt"])
+def test_a_read_whose_connection_neo4j_resets_mid_stream_is_unavailable_on_the_driver(
+    stack: DevStack, tmp_path: Path, door: str
+) -> None:
+    """On the driver path (relays off), Neo4j's connection reset while a read's rows stream (its
+    first batch sent, the next being made): 503 with a transient code, one outcome record saying
+    so, never a 500; and the door serves the next statement."""
+    status = stack.status()["neo4j"]
+    host, port = status["bolt_uri"].removeprefix("bolt://").rsplit(":", 1)
+    relay = EndingRelay((host, int(port)))
+
+    def configure(config: dict[str, Any]) -> None:
+        config["neo4j"]["uri"] = f"bolt://127.0.0.1:{relay.port}"
+        config["neo4j"]["bolt_relay"] = False
+        config["neo4j"]["http_relay"] = False
+
+    second = SecondGateway(stack, tmp_path / "gateway", f"rst{door}", configure, bolt=True)
+    second.start()
+    marker = f"rst{uuid.uuid4().hex[:10]}"
+    # 1,000 rows at once, then rows that take Neo4j seconds to make: the reset comes between.
+    statement = (
+        "UNWIND range(1, 3000) AS i RETURN i, CASE WHEN i > 1000"
+        f" THEN reduce(s = 0, x IN range(1, 300000) | s + x) ELSE 0 END AS `{marker}`"
+    )
+    timer = threading.Timer(1.5, relay.end_all, kwargs={"reset": True})
+    try:
+        timer.start()
+        if door == "http":
+            answer = second.query("demo_reader", statement)
+            assert answer.status_code == 503, answer.text
+            (error,) = answer.json()["errors"]
+            code = error["code"]
+        else:
+            auth = neo4j.bearer_auth(stack.token("demo_reader"))
+            with (
+                neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth) as driver,
+                driver.session(database="neo4j") as session,
+                pytest.raises(neo4j.exceptions.Neo4jError) as lost,
+            ):
+                session.run(statement).consume()
+            code = lost.value.code or ""
+        after = second.query("demo_reader", "RETURN 1 AS one")
+    finally:
+        timer.cancel()
+        second.stop()
+        relay.close()
+    assert code == "Neo.TransientError.General.DatabaseUnavailable"
+    assert after.status_code == 202, after.text
+    with AuditReader(second.audit) as log:
+        (decision,) = log.query(RecordFilter(event="decision", text=marker))
+        trail = [r for r in log.query(RecordFilter()) if r["request_id"] == decision["request_id"]]
+    assert [(r["event"], r["status"]) for r in trail] == [("decision", None), ("outcome", 503)]
