@@ -14,17 +14,19 @@ failed on it. :func:`refuse_writes_to_closed_transports` makes the driver's sock
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from neo4j._async_compat.network import AsyncBoltSocketBase
 
-_PATCHED = "_cyphergate_refuses_closed_writes"
+# Set on the driver's class once it is wrapped: the driver's own method.
+_PATCHED = "_cyphergate_driver_sendall"
 
 
 def refuse_writes_to_closed_transports() -> None:
     """Wrap the driver's ``AsyncBoltSocketBase.sendall`` once (see the module docstring): one
     ``is_closing()`` per write the driver flushes."""
-    if getattr(AsyncBoltSocketBase, _PATCHED, False):
+    if getattr(AsyncBoltSocketBase, _PATCHED, None) is not None:
         return
     sendall = AsyncBoltSocketBase.sendall
 
@@ -35,4 +37,10 @@ def refuse_writes_to_closed_transports() -> None:
 
     # The driver's class, patched once for the process: the driver offers no seam for it.
     AsyncBoltSocketBase.sendall = sendall_if_open  # type: ignore[method-assign]
-    setattr(AsyncBoltSocketBase, _PATCHED, True)
+    setattr(AsyncBoltSocketBase, _PATCHED, sendall)
+
+
+def driver_sendall() -> Callable[..., Any]:
+    """The driver's own ``sendall``, wrapped or not (for the test that pins what it reads)."""
+    own: Callable[..., Any] = getattr(AsyncBoltSocketBase, _PATCHED, AsyncBoltSocketBase.sendall)
+    return own

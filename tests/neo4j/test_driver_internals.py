@@ -13,6 +13,8 @@ from neo4j._async.io._bolt import AsyncBolt
 from neo4j._async.work.result import AsyncResult
 from neo4j._async_compat.network import AsyncBoltSocketBase
 
+from proxy.neo4j.sockets import driver_sendall
+
 
 def test_the_driver_declares_a_lost_connection_defunct_where_the_gateway_looks() -> None:
     assert callable(getattr(AsyncBolt, "_set_defunct", None))
@@ -27,4 +29,5 @@ def test_a_result_keeps_the_state_the_gateway_reads() -> None:
 
 def test_the_driver_writes_through_the_stream_the_gateway_checks() -> None:
     """proxy/neo4j/sockets.py wraps this method and reads this attribute."""
-    assert "self._writer.write(" in inspect.getsource(AsyncBoltSocketBase.sendall)
+    assert callable(AsyncBoltSocketBase.sendall)
+    assert "self._writer.write(" in inspect.getsource(driver_sendall())
