@@ -377,12 +377,15 @@ class CypherGateClient:
             document = {}
         errors = document.get("errors") if isinstance(document, dict) else None
         request_id = response.headers.get(REQUEST_ID_HEADER)
-        if response.status_code == 504 and request_id is None:
-            # The gateway never answers 504: a proxy in front sent the request on, then gave up.
+        if response.status_code >= 500 and request_id is None:
+            # Not the gateway's answer (each of its answers names the request): a proxy in
+            # front failed. Whether it had sent the request on (a 502 for an answer cut short,
+            # a 504 for one too slow) or not (a 502 or 503 for no gateway to send it to), its
+            # answer does not say: taken as sent, so that no write runs twice.
             raise AnswerLost(
                 f"the statement was sent to CypherGate at {self._url}, but its answer was lost"
-                " (HTTP 504 Gateway Timeout, from something in front of the gateway): it may"
-                " have run"
+                f" (HTTP {response.status_code} {response.reason_phrase}, from something in"
+                " front of the gateway): it may have run"
             )
         if response.status_code >= 300 or errors:
             first = errors[0] if errors else {}

@@ -28,6 +28,46 @@ from proxy.client import (
     Result,
 )
 
+# Which refusals a later try of the task can get past; every other one fails the task at once.
+# A Neo.TransientError is the gateway's "try again" (its rate limit, 429, among them). Of the
+# Neo.ClientError codes the gateway answers (proxy/errors.py, and Neo4j's own for a statement
+# Neo4j refuses), only a credential's: the next try fetches a fresh one. The rest stand as they
+# are, whatever the try: a policy's denial (Security.Forbidden, 403), a statement or request the
+# caller got wrong (400: Request.Invalid, Statement.* such as SyntaxError or RowLimitExceeded,
+# Transaction.ForbiddenDueToTransactionType, Schema.*, Procedure.*), an unknown database
+# (Database.DatabaseNotFound, 404). By status, whatever the code (a proxy in front writes none):
+# the body not there in time (408, nothing ran), a credential refused (401), a rate limit (429).
+RETRIED_CODES = frozenset(
+    {
+        "Neo.ClientError.Security.Unauthorized",
+        "Neo.ClientError.Security.TokenExpired",
+        "Neo.ClientError.Security.AuthenticationRateLimit",
+    }
+)
+RETRIED_STATUSES = frozenset({401, 408, 429})
+
+
+def retry_helps(status: int, code: str) -> bool:
+    """Whether Airflow should retry a statement refused with ``status`` and ``code``."""
+    return (
+        code.startswith("Neo.TransientError.")
+        or code in RETRIED_CODES
+        or status in RETRIED_STATUSES
+    )
+
+
+def _not_retried_because(code: str) -> str:
+    if code.startswith("Neo.DatabaseError."):
+        return (
+            "a Neo.DatabaseError does not mend by trying again, and the statement may have"
+            " written; its audit records say what ran"
+        )
+    if code == "Neo.ClientError.Security.Forbidden":
+        return "a denial stands on every try until the policy or the DAG's grants change"
+    if code == "Neo.ClientError.Database.DatabaseNotFound":
+        return "the database does not exist on any try"
+    return "the refusal is of the statement or request as sent, which a retry sends unchanged"
+
 
 class CypherGateAnswerLost(AirflowFailException):
     """The statement was sent and its answer lost: it may have run, so the task fails without
@@ -82,10 +122,11 @@ class CypherGateHook(BaseHook):
         and request id. ``lineage``: the result says what the statement touched
         (``Result.lineage``), for OpenLineage (``CypherGateOperator``) or the caller's records.
 
-        Airflow retries (``retries``) only what cannot have run twice: a request never sent, a
-        refusal the gateway calls transient or the caller's. A ``Neo.DatabaseError`` (Neo4j
-        failed, or lost a write's outcome) and an answer lost after the request was sent fail
-        the task at once (:class:`AirflowFailException`, :class:`CypherGateAnswerLost`), as
+        Airflow retries (``retries``) only what cannot have run twice and may go otherwise next
+        time: a request never sent, a refusal :func:`retry_helps` names (a transient one, a
+        credential refused, a rate limit). Any other refusal (a policy's denial, a statement the
+        caller got wrong, a ``Neo.DatabaseError``) and an answer lost after the request was sent
+        fail the task at once (:class:`AirflowFailException`, :class:`CypherGateAnswerLost`), as
         does a DAG or task id no header can carry (a letter outside ASCII), which nothing mends.
         """
         context = task_context(lineage=True)
@@ -100,11 +141,9 @@ class CypherGateHook(BaseHook):
                 lineage=lineage,
             )
         except CypherGateQueryError as error:
-            if error.code.startswith("Neo.DatabaseError."):
-                raise AirflowFailException(
-                    f"{error}. Not retried: a Neo.DatabaseError does not mend by trying again,"
-                    " and the statement may have written; its audit records say what ran"
-                ) from error
+            if not retry_helps(error.status, error.code):
+                reason = _not_retried_because(error.code)
+                raise AirflowFailException(f"{error}. Not retried: {reason}") from error
             raise AirflowException(str(error)) from error
         except GatewayUnreachable as error:
             raise AirflowException(f"{error}; a retry is safe") from error
@@ -147,7 +186,9 @@ class CypherGateHook(BaseHook):
             reason = f"Got a credential by {method}, but RETURN 1 failed: {error}"
             return False, _masked(reason, secrets)
         except (GatewayUnreachable, AnswerLost, httpx.HTTPError) as error:
-            cause = error.__cause__ if isinstance(error, GatewayUnreachable | AnswerLost) else error
+            # A 5xx from a proxy in front is an AnswerLost of no transport error: itself, then.
+            wrapped = isinstance(error, GatewayUnreachable | AnswerLost)
+            cause = (error.__cause__ or error) if wrapped else error
             reason = f"CypherGate at {client.url} did not answer: {type(cause).__name__}: {cause}"
             return False, _masked(reason, secrets)
         except Exception as error:

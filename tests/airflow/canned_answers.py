@@ -79,6 +79,35 @@ def refused(code: str, status: int) -> Callable[[httpx.Request], httpx.Response]
     return lambda request: httpx.Response(status, json=body, headers={REQUEST_ID_HEADER: "r-2"})
 
 
+def from_a_proxy(status: int) -> Callable[[httpx.Request], httpx.Response]:
+    """A proxy's answer in front of the gateway: no request id, no Neo4j code."""
+    return lambda request: httpx.Response(status, text="<html>proxy</html>")
+
+
+# Each refusal the hook is told whether to retry (tests/airflow/test_hooks.py): a name, the code
+# and status the gateway answers with (none: a proxy in front, with the status).
+REFUSALS = {
+    "policy denial": ("Neo.ClientError.Security.Forbidden", 403),
+    "syntax error": ("Neo.ClientError.Statement.SyntaxError", 400),
+    "semantic error": ("Neo.ClientError.Statement.SemanticError", 400),
+    "row limit": ("Neo.ClientError.Statement.RowLimitExceeded", 400),
+    "access mode": ("Neo.ClientError.Statement.AccessMode", 400),
+    "transaction type": ("Neo.ClientError.Transaction.ForbiddenDueToTransactionType", 400),
+    "invalid request": ("Neo.ClientError.Request.Invalid", 400),
+    "unknown database": ("Neo.ClientError.Database.DatabaseNotFound", 404),
+    "token refused": ("Neo.ClientError.Security.Unauthorized", 401),
+    "token expired": ("Neo.ClientError.Security.TokenExpired", 401),
+    "rate limited": ("Neo.TransientError.Request.TooManyRequests", 429),
+    "body too late": ("Neo.ClientError.Request.Invalid", 408),
+    "policy unavailable": ("Neo.TransientError.General.PolicyUnavailable", 503),
+    "proxy 401": (None, 401),
+    "proxy 413": (None, 413),
+    "proxy 429": (None, 429),
+    "proxy 502": (None, 502),
+    "proxy 503": (None, 503),
+}
+
+
 def lost(request: httpx.Request) -> httpx.Response:
     raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
 
@@ -100,15 +129,22 @@ def run(
         return raised(error)
 
 
-def test_button(url: str) -> list[Any]:
-    """What the connection form's Test button says of a gateway at ``url``."""
+def test_button(
+    url: str, gateway: Callable[[httpx.Request], httpx.Response] | None = None
+) -> list[Any]:
+    """What the connection form's Test button says of a gateway at ``url`` (``gateway``: the
+    answers it gets there)."""
     with tempfile.TemporaryDirectory() as folder:
         token = Path(folder) / "token"
         token.write_text("t0k3n")
         extra = {"auth_method": "token_file", "token_file": str(token)}
         connection = {"conn_type": "cyphergate", "host": url, "extra": extra}
         os.environ["AIRFLOW_CONN_CYPHERGATE_TESTED"] = json.dumps(connection)
-        return list(CypherGateHook("cyphergate_tested").test_connection())
+        hook = CypherGateHook("cyphergate_tested")
+        if gateway is not None:
+            transport = httpx.MockTransport(gateway)
+            hook._client = CypherGateClient(url, lambda: "Bearer t0k3n", transport=transport)
+        return list(hook.test_connection())
 
 
 def main() -> None:
@@ -144,6 +180,13 @@ def main() -> None:
             "https://gw.test", refused("x", 200), CallContext(dag="etl", task="chargé")
         ),
         "test button, refused": test_button(f"http://127.0.0.1:{closed}"),
+        "test button, proxy 502": test_button("https://gw.test", from_a_proxy(502)),
+    }
+    hook |= {
+        name: run(
+            "https://gw.test", from_a_proxy(status) if code is None else refused(code, status)
+        )
+        for name, (code, status) in REFUSALS.items()
     }
     print(json.dumps({"sensor": outcomes, "operator": rows, "hook": hook}))
 
