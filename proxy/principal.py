@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 from proxy.errors import BadRequest, DagNotPermitted
@@ -30,6 +31,8 @@ DAG_HEADER = "x-cyphergate-dag"
 TASK_HEADER = "x-cyphergate-task"
 RUN_HEADER = "x-cyphergate-run"
 TRY_HEADER = "x-cyphergate-try"
+# Where no other name is given, a refusal names the header a value came in.
+_HEADERS: Mapping[str, str] = MappingProxyType({})
 # The caller's OpenLineage parent run, ``<namespace>/<job>/<run id>`` (proxy/lineage_events.py).
 LINEAGE_PARENT_HEADER = "x-cyphergate-lineage-parent"
 
@@ -106,8 +109,12 @@ class DagResolver:
             self._known[identity] = known
         return known
 
-    def resolve(self, identity: Identity, headers: Mapping[str, str]) -> Principal:
-        """The principal for this request; 403 if the named DAG is not the identity's."""
+    def resolve(
+        self, identity: Identity, headers: Mapping[str, str], names: Mapping[str, str] = _HEADERS
+    ) -> Principal:
+        """The principal for this request; 403 if the named DAG is not the identity's.
+        ``names``: where each header's value came from, as a refusal names it (by default, the
+        header itself; Bolt's login principal, :data:`proxy.bolt.messages.PRINCIPAL_PARTS`)."""
         allowed = self.allowed_dags(identity)
         named = headers.get(DAG_HEADER)
         if named is not None:
@@ -120,15 +127,16 @@ class DagResolver:
             raise DagNotPermitted(reason="identity_not_mapped")
         else:
             raise BadRequest(
-                "This identity may act as several DAGs: name one in X-CypherGate-DAG.",
+                "This identity may act as several DAGs: name one in"
+                f" {names.get(DAG_HEADER, 'X-CypherGate-DAG')}.",
                 reason="dag_ambiguous",
             )
         return Principal(
             identity=identity,
             dag=dag,
-            task=_context(headers, TASK_HEADER),
-            run=_context(headers, RUN_HEADER),
-            try_number=_try_number(headers),
+            task=_context(headers, TASK_HEADER, names),
+            run=_context(headers, RUN_HEADER, names),
+            try_number=_try_number(headers, names),
         )
 
 
@@ -151,20 +159,22 @@ def _matches(binding: BindingSettings, identity: Identity) -> bool:
     return False
 
 
-def _context(headers: Mapping[str, str], name: str) -> str | None:
+def _context(headers: Mapping[str, str], name: str, names: Mapping[str, str]) -> str | None:
     value = headers.get(name)
     if value is None:
         return None
     if _CONTEXT_VALUE.fullmatch(value) is None:
-        raise BadRequest(f"Header {name} is not a valid Airflow id.", reason="bad_context_header")
+        where = names.get(name, f"Header {name}")
+        raise BadRequest(f"{where} is not a valid Airflow id.", reason="bad_context_header")
     return value
 
 
-def _try_number(headers: Mapping[str, str]) -> int | None:
+def _try_number(headers: Mapping[str, str], names: Mapping[str, str]) -> int | None:
     value = headers.get(TRY_HEADER)
     if value is None:
         return None
     # isascii: str.isdigit accepts "²" and other scripts' digits, which int() then refuses.
     if not (value.isascii() and value.isdigit()) or len(value) > 6:
-        raise BadRequest(f"Header {TRY_HEADER} must be a whole number.", reason="bad_try_header")
+        where = names.get(TRY_HEADER, f"Header {TRY_HEADER}")
+        raise BadRequest(f"{where} must be a whole number.", reason="bad_try_header")
     return int(value)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.bolt.messages import PRINCIPAL_PARTS
 from proxy.errors import BadRequest
 from proxy.principal import DagResolver, Identity
 from proxy.settings import BindingSettings
@@ -126,3 +127,40 @@ def test_a_run_id_is_what_airflow_makes(run: str, accepted: bool) -> None:
     else:
         with pytest.raises(BadRequest):
             resolver.resolve(identity, headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "over_http", "over_bolt"),
+    [
+        (
+            {"x-cyphergate-task": "chargé"},
+            "Header x-cyphergate-task is not a valid Airflow id.",
+            "The task (second part) of the login principal dag/task/try/run is not a valid"
+            " Airflow id.",
+        ),
+        (
+            {"x-cyphergate-try": "x"},
+            "Header x-cyphergate-try must be a whole number.",
+            "The try number (third part) of the login principal dag/task/try/run must be a"
+            " whole number.",
+        ),
+        (
+            {},
+            "This identity may act as several DAGs: name one in X-CypherGate-DAG.",
+            "This identity may act as several DAGs: name one in the login principal (dag, or"
+            " dag/task/try/run).",
+        ),
+    ],
+    ids=["task", "try", "no-dag"],
+)
+def test_a_refusal_names_where_the_value_came_from(
+    headers: dict[str, str], over_http: str, over_bolt: str
+) -> None:
+    """HTTP's refusal names the header; the Bolt door's, the part of its login principal."""
+    resolver = DagResolver([BindingSettings(oidc_issuer=ISSUERS[0], subject="x", dags=["a", "b"])])
+    identity = Identity(method="oidc", issuer=ISSUERS[0], subject="x")
+    named = {"x-cyphergate-dag": "a", **headers} if headers else {}
+    for names, said in [({}, over_http), (PRINCIPAL_PARTS, over_bolt)]:
+        with pytest.raises(BadRequest) as refused:
+            resolver.resolve(identity, named, names)
+        assert refused.value.message == said

@@ -85,6 +85,7 @@ class Conversation:
             statement=statement,
             trace=trace,
             owner=self._owner,
+            context_names=m.PRINCIPAL_PARTS,
         )
 
     async def _refused(self, error: CypherGateError, call: Call | None = None) -> None:

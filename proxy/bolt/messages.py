@@ -259,6 +259,17 @@ def credential(auth: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
     return authorization, headers
 
 
+# How a refusal names each part of a basic LOGON's principal (never its value, which a client
+# may have filled with something secret): Bolt has no headers to name.
+_PRINCIPAL = "of the login principal dag/task/try/run"
+PRINCIPAL_PARTS: Mapping[str, str] = {
+    DAG_HEADER: "the login principal (dag, or dag/task/try/run)",
+    TASK_HEADER: f"The task (second part) {_PRINCIPAL}",
+    TRY_HEADER: f"The try number (third part) {_PRINCIPAL}",
+    RUN_HEADER: f"The run id (fourth part) {_PRINCIPAL}",
+}
+
+
 def principal_refusal(auth: Mapping[str, Any]) -> AuthenticationFailed | None:
     """The refusal of a ``basic`` LOGON whose principal is there but not text (as Neo4j refuses
     it): read as naming no DAG, the connection would act as the identity's only DAG where the

@@ -87,6 +87,9 @@ class Call:
     # (method, issuer, subject). None over HTTP: the slot counts against the caller's share
     # once verified (proxy/gateway/slot.py).
     owner: tuple[str, str, str] | None = None
+    # How the door names where each context value came from, in a refusal of it (a header's
+    # name when absent): Bolt's come from the login principal (proxy.bolt.messages).
+    context_names: Mapping[str, str] = field(default_factory=dict)
 
 
 def new_request_id() -> str:

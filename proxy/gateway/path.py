@@ -247,7 +247,7 @@ class Gateway:
             if transaction is not None:  # a refusal in its turn rolls it back
                 await turn.enter_async_context(transaction.statement(call.request_id))
             try:
-                principal = self._resolver.resolve(identity, call.headers)
+                principal = self._resolver.resolve(identity, call.headers, call.context_names)
                 if transaction is not None:
                     transaction.admit(principal, call)
             except CypherGateError as error:
@@ -303,7 +303,7 @@ class Gateway:
         with trace.step("authenticate"):
             identity = await self._authenticator.authenticate(call.authorization)
             trail.identified(identity)
-            principal = self._resolver.resolve(identity, call.headers)
+            principal = self._resolver.resolve(identity, call.headers, call.context_names)
         trail.acting_as(principal)
         self._rates.after_verification(identity, principal)
         if transaction is not None:

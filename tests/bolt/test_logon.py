@@ -95,3 +95,53 @@ def test_a_basic_principal_that_is_not_text_is_refused_not_ignored(
     assert record["status"] == 401
     assert record["principal"]["subject"] == "demo_writer"  # the caller, named
     assert token not in str(record)
+
+
+@pytest.mark.parametrize(
+    ("principal", "said", "reason"),
+    [
+        (
+            "demo_writer/chargé/1/manual__1",
+            "The task (second part) of the login principal dag/task/try/run is not a valid"
+            " Airflow id.",
+            "bad_context_header",
+        ),
+        (
+            "demo_writer/load/1/manual__x\r\nX: 1",
+            "The run id (fourth part) of the login principal dag/task/try/run is not a valid"
+            " Airflow id.",
+            "bad_context_header",
+        ),
+        (
+            "demo_writer/load/²/manual__1",
+            "The try number (third part) of the login principal dag/task/try/run must be a whole"
+            " number.",
+            "bad_try_header",
+        ),
+    ],
+    ids=["task", "run", "try"],
+)
+def test_a_bad_part_of_the_login_principal_is_named_as_such_not_as_a_header(
+    stack: DevStack, peer: Peer, principal: str, said: str, reason: str
+) -> None:
+    """Found by review: a basic LOGON's principal ``dag/task/try/run`` with a task id outside
+    ASCII was refused with "Header x-cyphergate-task is not a valid Airflow id.", naming an HTTP
+    header to a Bolt client that sent none. The refusal names the part of the principal, never
+    its value; the record keeps its reason."""
+    peer.send(wire.MAGIC + PROPOSALS)
+    assert peer.read(4) == V54
+    peer.message(0x01, {"user_agent": "test/1"})
+    assert peer.answer() is not None
+    token = stack.token("demo_writer")
+    peer.message(0x6A, {"scheme": "basic", "principal": principal, "credentials": token})
+    answer = peer.answer()
+    assert failure(answer) == "Neo.ClientError.Request.Invalid"
+    assert answer is not None
+    message = answer.fields[0]["message"]
+    found = re.fullmatch(re.escape(said) + r" \(request ([0-9a-f-]{36})\)", message)
+    assert found, message
+    assert peer.closed()
+    with AuditReader(stack.audit_path) as reader:
+        (record,) = reader.query(RecordFilter(request_id=found.group(1)))
+    assert record["error"]["reason"] == reason
+    assert record["status"] == 400
