@@ -1,12 +1,17 @@
 """A hypothesis strategy for Cypher statements that try to reach past a label grant.
 
 It draws from a grammar of read and write shapes: MATCH / OPTIONAL MATCH / WITH / UNWIND /
-CALL {} / EXISTS {} / COUNT {} / pattern comprehensions / quantified path patterns / shortest
-paths / variable length; label and type expressions with ``!``, ``|``, ``&``, ``%`` and dynamic
-labels; WHERE with NOT, OR, XOR and list predicates; SET, REMOVE, CREATE, MERGE, DELETE,
-FOREACH; UNION; CYPHER options. Variables are tracked by kind, so most statements are valid;
-labels and types lean towards the granted ones, so that many statements are allowed and the
-oracles have something to check.
+CALL {} (``CALL (x)``, ``CALL (*)``, an importing WITH, OPTIONAL CALL, a UNION inside) /
+EXISTS {} / COUNT {} / COLLECT {} / pattern comprehensions (with WHERE) / quantified path
+patterns (with WHERE) / shortest paths and path selectors / variable length; label and type
+expressions with ``!``, ``|``, ``&``, ``%`` and dynamic labels and types (``$()``, ``$any()``,
+``$all()``, from parameters and from other entities' values) in MATCH, CREATE, MERGE, SET and
+REMOVE; dynamic keys; WHERE with NOT, OR, XOR and list predicates; SET, SET = and += (copying
+one entity's properties to another), REMOVE, CREATE, MERGE ON CREATE / ON MATCH, DELETE,
+DETACH DELETE, FOREACH; UNION and UNION ALL; CYPHER options; and statements no test grant may
+run (procedures, LOAD CSV), which must be refused. Variables are tracked by kind, so most
+statements are valid; labels and types lean towards the granted ones, so that many statements
+are allowed and the oracles have something to check.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class Statement:
     text: str
     parameters: dict[str, Any]
     writes: bool
+    refused: bool = False  # no test grant may run it (a procedure, LOAD CSV)
 
 
 @dataclass
@@ -97,7 +103,7 @@ class Gen:
         if form < 18:
             return f"({a}|{b})&!{c}"
         self.params["dyn"] = self.pick(names)
-        return "$($dyn)" if form == 18 else "$any($dyn)"
+        return "$($dyn)" if form == 18 else self.pick(("$any($dyn)", "$all($dyn)"))
 
     # -- patterns
     def node(self, scope: Scope, *, new: bool = True, reuse: bool = True) -> str:
@@ -168,6 +174,8 @@ class Gen:
             inner = f"({x}:{labels[0]})-[:{labels[1]}]->({y}:{labels[2]})"
             if not self.benign and self.chance(30):
                 inner = f"({x})-[:{self.label_expr(rel=True)}]-({y})"
+            if self.chance(20):  # a predicate inside the repetition, on every step
+                inner += f" WHERE {y}.born > {x}.born OR {y}.canary IS NULL"
             bounds = self.pick(("{1,3}", "{2}", "+", "{1,}", "{0,2}"))
             scope.values += [x, y]
             text = f"{start} ({inner}){bounds} {end}"
@@ -179,7 +187,9 @@ class Gen:
         elif form < 18:
             return self.path(scope) if self.chance(50) else self.node(scope)
         else:
-            selector = self.pick(("SHORTEST 1", "ALL SHORTEST", "ANY", "SHORTEST 2"))
+            selector = self.pick(
+                ("SHORTEST 1", "ALL SHORTEST", "ANY", "SHORTEST 2", "SHORTEST 2 GROUPS", "ANY 2")
+            )
             a, b = self.node(scope), self.node(scope, new=True, reuse=False)
             hops = self.number(1, 6)
             types = self.label_expr(rel=True, simple=True)
@@ -277,14 +287,31 @@ class Gen:
             # Dynamic property access, keys, and a map projection with a nested list of maps.
             choices += [f"{var}[$k]", f"keys({var})", f"{var}[{var}.name]"]
             choices += [f"{var}{{.name, k: [({var})-[:ACTED_IN]-(z:Movie|Person) | z{{.*}}]}}"]
+            # Subqueries and lists that carry what they reach out as values.
+            rel, label = self.label_expr(rel=True), self.label_expr()
+            choices += [
+                f"COLLECT {{ MATCH ({var})-[:{rel}]-(z:{label}) RETURN z.canary }}",
+                f"COLLECT {{ MATCH ({var})-[y:{rel}]-(z) WHERE z:{label} RETURN y{{.*}} }}",
+                f"COUNT {{ MATCH ({var})-[:{rel}]-(z) WHERE z.canary IS NOT NULL }}",
+                f"EXISTS {{ MATCH ({var})-[:{rel}]-(z:{label}) WHERE z.born > 1955 }}",
+                f"[({var})-[:{rel}]-(z) WHERE z:{label} | properties(z)]",
+                f"head([({var})-[:{rel}]-(z) | z])",
+                f"[x IN keys({var}) | {var}[x]]",
+                f"{{a: {var}, b: labels({var})[0]}}",
+                f"coalesce({var}.canary, {var}.name)",
+                f"size(labels({var}))",
+            ]
         for var in rels:
             choices += [var, f"type({var})", f"{var}.{self.pick(REL_PROPS)}", f"startNode({var})"]
             choices += [f"endNode({var})", f"properties({var})"]
+            choices += [f"{var}{{.*}}", f"{var}[$k]", f"keys({var})", f"properties(endNode({var}))"]
         for var in paths:
             choices += [var, f"nodes({var})", f"relationships({var})", f"length({var})"]
             choices += [f"[x IN nodes({var}) | x.canary]"]
             choices += [f"reduce(s = '', x IN nodes({var}) | s + coalesce(x.canary, x.name))"]
             choices += [f"[x IN relationships({var}) | [startNode(x).canary, keys(endNode(x))]]"]
+            choices += [f"last(nodes({var}))", f"[x IN tail(nodes({var})) | x{{.*}}]"]
+            choices += [f"[x IN nodes({var}) WHERE x:{self.label_expr(dynamic=False)} | x]"]
         return str(self.pick(choices))
 
     def items(self, scope: Scope, *, aggregate: bool) -> tuple[str, list[str]]:
@@ -342,7 +369,18 @@ class Gen:
                 new = [n for n in inner.nodes if n not in scope.nodes]
                 if not new:
                     continue
-                clauses.append(f"CALL ({var}) {{ {body} RETURN {new[0]} }}")
+                call = self.pick(
+                    (
+                        f"CALL ({var}) {{ {body} RETURN {new[0]} }}",
+                        f"CALL {{ WITH {var} {body} RETURN {new[0]} }}",
+                        f"CALL (*) {{ {body} RETURN {new[0]} }}",
+                        f"OPTIONAL CALL ({var}) {{ {body} RETURN {new[0]} }}",
+                        f"CALL ({var}) {{ {body} RETURN {new[0]} UNION "
+                        f"MATCH ({var})-[:{self.label_expr(rel=True)}]-({new[0]}) "
+                        f"RETURN {new[0]} }}",
+                    )
+                )
+                clauses.append(call)
                 scope.nodes.append(new[0])
             elif form < 6:
                 inner = Scope()
@@ -453,8 +491,40 @@ class Gen:
             forms += [f"CREATE ({var})-[:{self.pick(REL_TYPES)}]->({other})"]
             forms += [f"MERGE ({var})-[:{self.pick(REL_TYPES)}]->({other})"]
             self.params.setdefault("dyn", self.pick(NODE_LABELS))
+            self.params.setdefault("dynt", self.pick(REL_TYPES))
+            # Properties, labels and types copied from one entity to another, or named by
+            # an expression (dynamic labels, types and keys).
+            forms += [
+                f"SET {var} = {other}",
+                f"SET {var} += {other}",
+                f"SET {var} = properties({other})",
+                f"SET {var}.name = coalesce({other}.canary, {other}.name)",
+                f"SET {var}.name = head(COLLECT {{ MATCH ({other})--(z) RETURN z.canary }})",
+                f"SET {var}:$(labels({other}))",
+                f"SET {var}:$({other}.name)",
+                f"REMOVE {var}:$($dyn)",
+                f"SET {var}[$k] = 1",
+                f"REMOVE {var}[$k]",
+                f"SET {var}[{other}.name] = 1",
+                f"CREATE (w:$($dyn) {{uid: {uid}}})",
+                f"MERGE (w:$($dyn) {{uid: {self.number(1, 12)}}}) ON CREATE SET w.seen = true "
+                f"ON MATCH SET w.seen = false",
+                f"CREATE ({var})-[:$($dynt)]->({other})",
+                f"MERGE ({var})-[:$($dynt)]->(w:{plain})",
+                f"CREATE (w:{plain}) SET w = properties({other})",
+                f"CREATE (w:{plain} {{uid: {uid}, name: {other}.canary}})",
+                f"FOREACH (x IN CASE WHEN {var}:Secret THEN [1] ELSE [] END | "
+                f"SET {other}.seen = true)",
+                f"CALL ({var}) {{ MATCH ({var})-[:{self.label_expr(rel=True)}]-(z) "
+                f"SET z.seen = true }}",
+                f"CALL {{ WITH {var} MATCH ({var})--(z:{self.label_expr()}) DETACH DELETE z }}",
+            ]
         for var in rels:
             forms += [f"SET {var}.since = 1", f"DELETE {var}", f"SET {var} += {{since: 2}}"]
+            forms += [f"SET {var} = endNode({var})", f"SET {var}[$k] = 2"]
+            forms += [f"WITH startNode({var}) AS s, {var} MERGE (s)-[:$(type({var}))]->(w:{plain})"]
+            if nodes:
+                forms += [f"SET {self.pick(nodes)} += {var}", f"SET {var} += {self.pick(nodes)}"]
         for var in paths:
             forms += [f"FOREACH (x IN nodes({var}) | SET x.seen = true)", f"DELETE {var}"]
         del label
@@ -501,6 +571,8 @@ class Gen:
                 "CYPHER 5 ",
             )
         )
+        if self.chance(3):
+            return Statement(self.pick(_REFUSED), {"url": "file:///etc/passwd"}, True, True)
         scope = Scope()
         body = self.reading(scope)
         writes = self.chance(35)
@@ -516,12 +588,30 @@ class Gen:
             second = self.reading(other)
             left = self.value(scope)
             right = self.value(other) if other.names() else "1"
-            body = f"{body} RETURN {left} AS {alias} UNION {second} RETURN {right} AS {alias}"
+            union = self.pick(("UNION", "UNION ALL"))
+            body = f"{body} RETURN {left} AS {alias} {union} {second} RETURN {right} AS {alias}"
             return Statement(prefix + body, dict(self.params), False)
         items, _ = self.items(scope, aggregate=True)
         return Statement(prefix + f"{body} RETURN {items}", dict(self.params), False)
 
 
+# Statements no test grant may run: procedures (granted to none) and LOAD CSV (likewise).
+_REFUSED = (
+    "CALL db.labels()",
+    "CALL db.labels() YIELD label RETURN label",
+    "CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType",
+    "CALL db.propertyKeys()",
+    "CALL db.schema.nodeTypeProperties()",
+    "CALL db.schema.visualization()",
+    "MATCH (p:Person) CALL db.labels() YIELD label RETURN p.name, label",
+    "CALL dbms.components()",
+    "CALL db.indexes()",
+    "MATCH (p:Person) CALL db.create.setNodeVectorProperty(p, 'v', [1.0])",
+    "LOAD CSV FROM $url AS row RETURN row",
+    "LOAD CSV FROM 'file:///etc/passwd' AS row RETURN row",
+    "LOAD CSV WITH HEADERS FROM $url AS row MERGE (p:Person {uid: toInteger(row.uid)})",
+    "MATCH (p:Person) LOAD CSV FROM 'file:///' + p.name AS row RETURN row",
+)
 # (text, binds r, binds a): ways to reach a node `v` that nothing proves a label of.
 _REACHES: tuple[tuple[str, bool, bool], ...] = (
     ("MATCH (a:Person)-[r:ACTED_IN]->(v)", True, True),

@@ -127,6 +127,7 @@ class Checker:
             for reason in verdict.reasons:
                 self.stats["reason " + reason.split(":", 1)[0]] += 1
             return
+        assert not statement.refused, f"{grant.dag} was allowed {statement.text!r}"
         self.stats["allowed"] += 1
         self.stats[f"allowed {grant.dag}"] += 1
         try:
