@@ -74,13 +74,13 @@ def test_slow_bodies_of_one_identity_leave_slots_for_another(
                 connection.settimeout(0.05)
                 with contextlib.suppress(TimeoutError):
                     refused.append(connection.recv(4096).decode("latin-1"))
-        # Their connections closed, the 16 give their slots back: demo_reader's share is its own.
+        # Their connections closed, the 24 give their slots back: demo_reader's share is its own.
         reader = {"Authorization": stack.auth_header("demo_reader")}
         deadline = time.monotonic() + 5
         while (again := client.post(QUERY, json=statement, headers=reader)).status_code != 202:
             assert time.monotonic() < deadline, again.text[:300]
             time.sleep(0.2)
-    assert len(refused) == SLOW_BODIES - 16, refused[:1]
+    assert len(refused) == SLOW_BODIES - 24, refused[:1]
     assert all(a.startswith("HTTP/1.1 503") for a in refused), refused[:1]
     ids = [re.search(r"x-cyphergate-request-id: (\S+)", a, re.IGNORECASE) for a in refused]
     with AuditReader(stack.audit_path) as log:

@@ -28,7 +28,8 @@ class AdmissionSettings(_Section):
         description="Of those, held by one identity's statements at once (a Bolt connection's"
         " known from its LOGON, an HTTP request's once verified, before its body is read): so"
         " that one caller's results left open or bodies never sent cannot take every slot; one"
-        " beyond waits its turn. Default: half of max_in_flight, rounded up.",
+        " beyond waits its turn. Default: three quarters of max_in_flight, rounded up (the rest"
+        " is always left to other identities).",
     )
     max_waiting: int = Field(
         default=96,

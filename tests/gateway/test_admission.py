@@ -143,7 +143,7 @@ def shared(in_flight: int, waiting: int, share: int | None, wait_s: float = 5.0)
 
 def test_one_identity_holds_its_share_and_others_pass_its_waiters() -> None:
     async def scenario() -> None:
-        admission = shared(4, 8, share=None)  # half of four
+        admission = shared(4, 8, share=2)
         await admission.acquire(MINE)
         await admission.acquire(MINE)
         beyond = asyncio.create_task(admission.acquire(MINE))
