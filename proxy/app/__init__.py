@@ -253,6 +253,7 @@ def _door_settings(settings: Settings, port: int) -> DoorSettings:
             transactions=TransactionSlots(
                 server.max_transactions_per_identity, total=server.bolt_max_transactions
             ),
+            empty_transaction_timeout_s=server.transaction_timeout_s,
         ),
         max_connections=server.bolt_max_connections,
         handshake_timeout_s=server.bolt_handshake_timeout_s,

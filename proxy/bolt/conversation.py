@@ -47,6 +47,8 @@ class Options:
     # Shared by the door's connections: one identity's open transactions, and all of them
     # (transactions.py).
     transactions: TransactionSlots
+    # A transaction that has run no statement ends after this (server.transaction_timeout_s).
+    empty_transaction_timeout_s: float = 30.0
 
 
 Send = Callable[[int, tuple[Any, ...]], Awaitable[None]]

@@ -81,7 +81,8 @@ class Session(Conversation):
         self._results: dict[int, OpenResult] = {}
         self._transaction: Transaction | None = None
         self._give_back = nothing_held  # the transaction's slot (transactions.py)
-        self._expiry = Expiry(self._expire)  # its deadline (transactions.py)
+        # Its deadline (transactions.py).
+        self._expiry = Expiry(self._expire, options.empty_transaction_timeout_s)
         # The caller's trace context given at BEGIN (tx_metadata), for the transaction's spans.
         self._transaction_trace: Mapping[str, str] | None = None
         self._transaction_lineage = False  # its BEGIN's tx_metadata asked for lineage

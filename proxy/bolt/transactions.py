@@ -76,36 +76,50 @@ class Expiry:
     called again after that message (:meth:`arm`). ``end`` must check that the transaction it
     is handed is still the connection's."""
 
-    def __init__(self, end: Callable[[Transaction], Awaitable[None]]) -> None:
+    def __init__(self, end: Callable[[Transaction], Awaitable[None]], empty_s: float) -> None:
         self._end = end
+        # A transaction that has run nothing has no deadline on Neo4j (none is begun there
+        # before its first statement), yet it holds a slot of the door's: it ends after this.
+        self._empty_s = empty_s
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for: Transaction | None = None
+        self._placed = False  # whether the timer is for Neo4j's deadline or _empty_s
+        self._empty_until = 0.0  # the loop's time at which the transaction, still empty, ends
         self.ending: asyncio.Task[None] | None = None  # an end under way
         self.busy = False  # the connection is answering a message
         self.expired = False  # a transaction ended so: the client's next message is told
 
     def arm(self, transaction: Transaction) -> None:
-        """Watch ``transaction``'s deadline, once it is begun on Neo4j (no-op if watched)."""
-        if transaction is self._armed_for and self._timer is not None:
-            return
+        """Watch ``transaction``'s deadline: Neo4j's once it is begun there, else ``empty_s``
+        from the first time it is armed (no-op if watched so already)."""
         remaining = transaction.remaining_s()
-        if remaining is None:
+        placed = remaining is not None
+        if transaction is self._armed_for and self._timer is not None and placed == self._placed:
             return
+        loop = asyncio.get_running_loop()
+        if remaining is None:
+            if transaction is not self._armed_for:  # counted from when it is first watched
+                self._empty_until = loop.time() + self._empty_s
+            remaining = max(0.0, self._empty_until - loop.time())
         self.disarm()
-        self._armed_for = transaction
-        self._timer = asyncio.get_running_loop().call_later(remaining, self._fire, transaction)
+        self._armed_for, self._placed = transaction, placed
+        self._timer = loop.call_later(remaining, self._fire, transaction)
 
     def disarm(self) -> None:
         """The transaction ended otherwise: its deadline no longer matters."""
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._armed_for = None
+        self._timer = None
 
     async def settled(self) -> None:
-        """Wait for the end under way, if any (the connection's next message comes after it)."""
-        ending, self.ending = self.ending, None
+        """Wait for the end under way, if any (the connection's next message comes after it).
+        Shielded, and forgotten only once done: cancelling the wait (the door closing, an idle
+        time-out) must not stop a rollback half-way, before its end record is written and what
+        the transaction held given back; a later wait (the connection's close) waits again."""
+        ending = self.ending
         if ending is not None:
-            await ending
+            await asyncio.shield(ending)
+            self.ending = None
 
     def _fire(self, transaction: Transaction) -> None:
         self._timer = None

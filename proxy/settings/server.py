@@ -134,7 +134,8 @@ class ServerSettings(_Section):
         default=30.0,
         gt=0,
         description="An explicit transaction of the Query API left idle this long is rolled back"
-        " (Neo4j's server.http.transaction_idle_timeout).",
+        " (Neo4j's server.http.transaction_idle_timeout); over Bolt, one that has run no"
+        " statement for this long.",
     )
     max_transactions: int = Field(
         default=64,

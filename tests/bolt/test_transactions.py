@@ -26,16 +26,19 @@ from tests.second_gateway import SecondGateway
 pytestmark = pytest.mark.integration
 
 BOLT_MAX_TRANSACTIONS = 3
+EMPTY_TIMEOUT_S = 2.0  # server.transaction_timeout_s: a transaction that has run nothing
 TIMED_OUT = "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration"
 LIMIT_REACHED = "Neo.TransientError.Transaction.MaximumTransactionLimitReached"
 
 
 @pytest.fixture(scope="module")
 def door(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondGateway]:
-    """A gateway whose Bolt door holds at most three transactions, admission as by default."""
+    """A gateway whose Bolt door holds at most three transactions, each left empty for two
+    seconds at most; admission as by default."""
 
     def configure(config: dict[str, Any]) -> None:
         config["server"]["bolt_max_transactions"] = BOLT_MAX_TRANSACTIONS
+        config["server"]["transaction_timeout_s"] = EMPTY_TIMEOUT_S
 
     gateway = SecondGateway(
         stack, tmp_path_factory.mktemp("bolt-tx"), "bolttx", configure, bolt=True
@@ -149,6 +152,38 @@ def test_a_rollback_after_the_deadline_succeeds_as_neo4js_does(door: SecondGatew
         assert session.run("RETURN 3 AS three").single(strict=True)["three"] == 3
     (end,) = ends_of(door, marker)
     assert end["transaction"]["cause"] == "expired"
+
+
+def test_a_transaction_that_runs_nothing_ends_and_gives_its_slot_back(door: SecondGateway) -> None:
+    """A BEGIN and silence: no deadline on Neo4j (nothing is begun there before a statement),
+    but a slot of the door's held until the connection idled out (300 s), so a few identities'
+    empty transactions could hold every slot. It ends after server.transaction_timeout_s."""
+    markers = [f"empty-{uuid.uuid4().hex[:8]}" for _ in range(BOLT_MAX_TRANSACTIONS)]
+    with driver(door, "demo_reader") as reader:
+        sessions = [reader.session(database="neo4j") for _ in markers]
+        try:
+            held = [
+                s.begin_transaction(metadata={"probe": marker})
+                for s, marker in zip(sessions, markers, strict=True)
+            ]
+            time.sleep(EMPTY_TIMEOUT_S + 1.5)  # every slot of the door held, nothing said
+            for marker in markers:
+                (end,) = ends_of(door, marker)
+                assert (end["transaction"]["cause"], end["transaction"]["action"]) == (
+                    "expired",
+                    "rollback",
+                )
+            with reader.session(database="neo4j") as other:  # the slots are free again
+                again = other.begin_transaction()
+                assert again.run("RETURN 1 AS one").single(strict=True)["one"] == 1
+                again.rollback()
+            with pytest.raises(ClientError) as told:
+                held[0].run("RETURN 2").consume()
+            assert told.value.code == TIMED_OUT
+        finally:
+            for session in sessions:
+                session.close()
+    assert all(len(ends_of(door, marker)) == 1 for marker in markers)  # each recorded once
 
 
 def test_the_doors_transactions_are_bounded_in_total(door: SecondGateway) -> None:
