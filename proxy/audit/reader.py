@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import sqlite3
+import stat
 import string
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -413,18 +415,23 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 def _check_readable(path: Path) -> None:
     """Refuse, in words naming ``path``, what SQLite would answer with an obscure error (a
-    folder is a "disk I/O error") or a traceback: no file, a folder, a file it may not read."""
+    folder is a "disk I/O error") or a traceback: no file, a folder, a file it may not read.
+
+    By ``stat`` and ``access``, never by opening the file: the gateway reads its own live log
+    (the reviewers' API), and closing any descriptor of a file drops every POSIX lock the
+    process holds on it, SQLite's included. Another process's connection then took itself for
+    the last one, checkpointed and deleted the write-ahead log the gateway still appended to:
+    every record after that was committed where no reader could see it, and lost at close."""
     try:
-        with path.open("rb"):
-            pass
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "no audit log there", str(path)) from None
-    except IsADirectoryError:
-        raise NotAnAuditLog(f"{path} is a folder, not an audit log file") from None
-    except PermissionError:
-        raise NotAnAuditLog(f"{path} cannot be read: permission denied") from None
     except OSError as exc:
         raise NotAnAuditLog(f"{path} cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise NotAnAuditLog(f"{path} is a folder, not an audit log file")
+    if not os.access(path, os.R_OK):
+        raise NotAnAuditLog(f"{path} cannot be read: permission denied")
 
 
 def _statement_contains(statement_json: str | None, lowered: str) -> bool:

@@ -3,9 +3,11 @@ readable log is refused in one sentence."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -41,17 +43,40 @@ def test_a_log_the_reader_may_not_read_is_refused_naming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As root, chmod 000 does not stop reads (tests/test_cli.py skips that case there): the
-    operating system's refusal is played here by ``Path.open``, the reader's first look."""
+    operating system's refusal is played here by ``os.access``, the reader's first look."""
     log = tmp_path / "audit.sqlite3"
     write(log, [event(1)])
-    opened = Path.open
-
-    def refusing(self: Path, *args: Any, **kwargs: Any) -> Any:
-        if self == log:
-            raise PermissionError(13, "Permission denied", str(self))
-        return opened(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "open", refusing)
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != log)
     with pytest.raises(NotAnAuditLog) as refused:
         AuditReader(log)
     assert str(refused.value) == f"{log} cannot be read: permission denied"
+
+
+_READ_ELSEWHERE = (
+    "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM records')"
+)
+
+
+def test_reading_the_live_log_in_its_writers_process_loses_no_record(tmp_path: Path) -> None:
+    """The gateway reads its own live log (the reviewers' API). The reader once looked at the
+    file by opening and closing a descriptor of it, which drops every POSIX lock the process
+    holds on the file, SQLite's included: the next connection of another process to close took
+    itself for the last one, checkpointed and deleted the write-ahead log the writer still
+    appended to, and what was written after could no longer be read (the whole suite lost the
+    session gateway's records so)."""
+    log = tmp_path / "audit.sqlite3"
+    write(log, [event(1)])
+    writer = sqlite3.connect(log, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE later (x INTEGER)")
+    with AuditReader(log) as reader:  # in the writer's process
+        assert reader.count() == 1
+    # Opened, read and closed by another process (a reviewer's tool, a backup).
+    subprocess.run([sys.executable, "-c", _READ_ELSEWHERE, str(log)], check=True)
+    writer.execute("INSERT INTO later VALUES (1)")
+    fresh = sqlite3.connect(f"{log.as_uri()}?mode=ro", uri=True)
+    try:
+        assert fresh.execute("SELECT count(*) FROM later").fetchone() == (1,)
+    finally:
+        fresh.close()
+        writer.close()
