@@ -33,6 +33,16 @@ def logon_auth(authorization: str | None) -> dict[str, Any]:
 LOGON_CASES = [case for case in CASES if case[0] not in HTTP_ONLY]
 
 
+def logon(peer: Peer, auth: dict[str, Any]) -> Any:
+    """The door's answer to ``auth`` in a LOGON, after a handshake and a HELLO."""
+    peer.send(wire.MAGIC + PROPOSALS)
+    assert peer.read(4) == V54
+    peer.message(0x01, {"user_agent": "test/1"})
+    assert peer.answer() is not None
+    peer.message(0x6A, auth)
+    return peer.answer()
+
+
 @pytest.mark.parametrize(("name", "make", "reason"), LOGON_CASES, ids=[c[0] for c in LOGON_CASES])
 def test_hostile_logon(
     stack: DevStack,
@@ -43,12 +53,7 @@ def test_hostile_logon(
     reason: str,
 ) -> None:
     auth = logon_auth(make(Forge(stack, decoy)))
-    peer.send(wire.MAGIC + PROPOSALS)
-    assert peer.read(4) == V54
-    peer.message(0x01, {"user_agent": "test/1"})
-    assert peer.answer() is not None
-    peer.message(0x6A, auth)
-    answer = peer.answer()
+    answer = logon(peer, auth)
     # An expired token or a stale IAM proof is told so (drivers' auth managers then fetch a new
     # one); nothing else.
     expired = reason in {"token_expired", "iam_request_stale"}
@@ -75,13 +80,8 @@ def test_a_basic_principal_that_is_not_text_is_refused_not_ignored(
     DAG, a number) was ignored, and the connection acted as the identity's only DAG where the
     client had named another; Neo4j refuses such a LOGON. It is refused, recorded with its
     reason and its caller, and the connection closed."""
-    peer.send(wire.MAGIC + PROPOSALS)
-    assert peer.read(4) == V54
-    peer.message(0x01, {"user_agent": "test/1"})
-    assert peer.answer() is not None
     token = stack.token("demo_writer")
-    peer.message(0x6A, {"scheme": "basic", "principal": principal, "credentials": token})
-    answer = peer.answer()
+    answer = logon(peer, {"scheme": "basic", "principal": principal, "credentials": token})
     assert failure(answer) == "Neo.ClientError.Security.Unauthorized"
     assert answer is not None
     message = answer.fields[0]["message"]
@@ -128,13 +128,8 @@ def test_a_bad_part_of_the_login_principal_is_named_as_such_not_as_a_header(
     ASCII was refused with "Header x-cyphergate-task is not a valid Airflow id.", naming an HTTP
     header to a Bolt client that sent none. The refusal names the part of the principal, never
     its value; the record keeps its reason."""
-    peer.send(wire.MAGIC + PROPOSALS)
-    assert peer.read(4) == V54
-    peer.message(0x01, {"user_agent": "test/1"})
-    assert peer.answer() is not None
     token = stack.token("demo_writer")
-    peer.message(0x6A, {"scheme": "basic", "principal": principal, "credentials": token})
-    answer = peer.answer()
+    answer = logon(peer, {"scheme": "basic", "principal": principal, "credentials": token})
     assert failure(answer) == "Neo.ClientError.Request.Invalid"
     assert answer is not None
     message = answer.fields[0]["message"]
