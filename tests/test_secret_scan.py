@@ -66,6 +66,7 @@ def test_no_secret_in_logs_audit_files_error_bodies_or_metrics(
         path
         for pattern in ("**/*.log", "**/*.sqlite3", "**/*.sqlite3-wal", "**/*.jsonl")
         for path in root.glob(pattern)
+        if path.is_file()  # not a test's folder named like a log (tests/test_cli.py)
     ]
     assert any(p.name == "gateway.log" for p in files) and any(
         p.name == "audit.sqlite3" for p in files
