@@ -552,6 +552,18 @@ def report_workers(results: list[Result], counts: list[int], idle: dict[str, flo
             f" ratio {net_ratio:.2f}; throughput {r.throughput:.0f} vs {first.throughput:.0f}"
             f" st/s; worker shares {split}"
         )
+        # The same load per worker: N workers at c clients against the fewest at c * fewest / N
+        # (when that number of clients was measured too). CPU per statement falls with the
+        # statements a process serves at once (more per commit, read and wake-up), so this
+        # tells what running more processes costs apart from each serving fewer.
+        per_worker = clients * fewest / int(count)
+        same_load = by_key.get((f"{base}-w{fewest}", int(per_worker)))
+        if same_load is not None and per_worker == int(per_worker):
+            print(
+                f"  {'':<13} x{clients:<3} against {fewest} worker(s) at the same clients per"
+                f" worker (x{int(per_worker)}): {same_load.cpu_ms('gateway'):.3f} ms,"
+                f" ratio {r.cpu_ms('gateway') / same_load.cpu_ms('gateway'):.2f}"
+            )
     print("  (goal: with more workers, CPU per statement no higher: ratio <= 1.00)")
 
 
