@@ -31,6 +31,12 @@ LINEAGE_KEY = "cyphergate.lineage"
 
 
 _SEVERITIES = {"INFORMATION": 1, "WARNING": 2}  # OFF: none
+_SEVERITY, _CATEGORIES = "notifications_minimum_severity", "notifications_disabled_categories"
+# The categories Neo4j 5.26 knows; it refuses another, and reads them in any case.
+CATEGORIES = frozenset(
+    {"HINT", "UNRECOGNIZED", "UNSUPPORTED", "PERFORMANCE", "DEPRECATION"}
+    | {"SECURITY", "TOPOLOGY", "GENERIC", "SCHEMA"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +62,33 @@ ALL_NOTICES = Notices()
 
 def notices(extra: Mapping[str, Any], default: Notices = ALL_NOTICES) -> Notices:
     """The :class:`Notices` a ``HELLO``'s, ``BEGIN``'s or ``RUN``'s extra asks for; what it
-    does not say is ``default``'s (the connection's)."""
-    if "notifications_minimum_severity" not in extra and (
-        "notifications_disabled_categories" not in extra
-    ):
+    does not say is ``default``'s (the connection's). What Neo4j refuses (an unknown severity or
+    category, null, a text for the list) is :class:`Malformed`: taken as "all", it showed a
+    client what it had asked not to see."""
+    if _SEVERITY not in extra and _CATEGORIES not in extra:
         return default  # most RUNs: nothing to read, nothing to make
-    minimum, disabled = extra.get("notifications_minimum_severity"), default.disabled
-    listed = extra.get("notifications_disabled_categories")
-    if isinstance(listed, list):
-        disabled = frozenset(c for c in listed if isinstance(c, str))
-    return Notices(minimum.upper() if isinstance(minimum, str) else default.minimum, disabled)
+    minimum, disabled = default.minimum, default.disabled
+    if _SEVERITY in extra:
+        minimum = extra[_SEVERITY].upper() if isinstance(extra[_SEVERITY], str) else None
+        if minimum not in ("OFF", *_SEVERITIES):
+            raise Malformed(f"{_SEVERITY} must be OFF, WARNING or INFORMATION.")
+    if _CATEGORIES in extra:
+        listed = extra[_CATEGORIES]
+        if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+            raise Malformed(f"{_CATEGORIES} must be a list of categories.")
+        disabled = frozenset(c.upper() for c in listed)
+        if not disabled <= CATEGORIES:
+            raise Malformed(f"{_CATEGORIES} names no category Neo4j knows.")
+    return Notices(minimum, disabled)
+
+
+def asked_notices(extra: Mapping[str, Any], default: Notices) -> Notices:
+    """:func:`notices` of a ``RUN``; a wrong filter is not refused here but by
+    :func:`statement`, when the request path reads it (so that the refusal is recorded)."""
+    try:
+        return notices(extra, default)
+    except Malformed:
+        return default
 
 
 class Malformed(Exception):
@@ -135,12 +158,12 @@ def begin(extra: Mapping[str, Any]) -> Begin:
         raise ImpersonationRefused(reason="impersonation_refused")
     try:
         metadata, mode, bookmarks = tx_metadata(extra), _mode(extra), _bookmarks(extra)
-        timeout_s = _timeout_s(extra)
+        timeout_s, database = _timeout_s(extra), _database(extra)
+        notices(extra)
     except Malformed as exc:
         raise BadRequest(str(exc), reason="begin_extra_invalid") from exc
-    database = extra.get("db")
     return Begin(
-        database=database if isinstance(database, str) and database else None,
+        database=database,
         access_mode=mode,
         bookmarks=bookmarks,
         metadata=metadata,
@@ -163,6 +186,9 @@ async def statement(text: str, parameters: dict[str, Any], extra: dict[str, Any]
     try:
         mode, bookmarks, metadata = _mode(extra), _bookmarks(extra), tx_metadata(extra)
         timeout_s = _timeout_s(extra)
+        # The session reads these (a wrong one as none); refused here, they are recorded.
+        _database(extra)
+        notices(extra)
     except Malformed as exc:
         raise BadRequest(str(exc), reason="run_extra_invalid") from exc
     lineage_asked(metadata)
@@ -184,26 +210,39 @@ class RoutingOptions(Protocol):
     def home_database(self) -> str: ...
 
 
-def routing_table(extra: Mapping[str, Any], address: str, on: RoutingOptions) -> dict[str, Any]:
+def routing_table(
+    bookmarks: list[Any], extra: Mapping[str, Any], address: str, on: RoutingOptions
+) -> dict[str, Any]:
     """A ``ROUTE``'s table: the gateway (at ``address``) is its own router, reader and writer,
-    so ``neo4j://`` URIs work."""
-    database = extra.get("db")
+    so ``neo4j://`` URIs work. A ``db`` or a bookmark that is not text (a null one Neo4j
+    skips) is refused (``route_invalid``), as Neo4j refuses it."""
+    try:
+        database = _database(extra)
+    except Malformed as exc:
+        raise BadRequest(str(exc), reason="route_invalid") from exc
+    if not all(b is None or isinstance(b, str) for b in bookmarks):
+        raise BadRequest("bookmarks must be a list of strings.", reason="route_invalid")
     return {
         "ttl": on.routing_ttl_s,
-        "db": database if isinstance(database, str) else on.home_database,
+        "db": database or on.home_database,
         "servers": [{"addresses": [address], "role": r} for r in ("ROUTE", "READ", "WRITE")],
     }
 
 
 def tx_metadata(extra: Mapping[str, Any]) -> dict[str, Any]:
     """A ``BEGIN``'s or ``RUN``'s ``tx_metadata``: a map, or none (``0``, ``""`` or ``[]`` is
-    not "none": it is refused like any other value that is not a map)."""
+    not "none": it is refused like any other value that is not a map), its values read as a
+    parameter's are (a date is one, as Neo4j takes it; a node is refused, as Neo4j refuses it,
+    before the statement is decided rather than when it is sent)."""
     metadata = extra.get("tx_metadata")
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
         raise Malformed("tx_metadata must be a map.")
-    return metadata
+    try:
+        return {key: from_wire(value) for key, value in metadata.items()}
+    except PackStreamError as exc:
+        raise Malformed(f"tx_metadata holds a value Neo4j does not accept: {exc}") from exc
 
 
 def lineage_asked(metadata: object) -> bool:
@@ -302,10 +341,19 @@ def trace_context(metadata: object) -> dict[str, str] | None:
 
 
 def _mode(extra: Mapping[str, Any]) -> AccessMode | None:
-    mode = extra.get("mode", "w")
-    if mode not in ("r", "w"):
+    mode = extra.get("mode")  # null is absent, as Neo4j reads it
+    if mode not in ("r", "w", None):
         raise Malformed("mode must be r or w.")
     return "READ" if mode == "r" else None
+
+
+def _database(extra: Mapping[str, Any]) -> str | None:
+    """The ``db`` a ``BEGIN``, ``RUN`` or ``ROUTE`` names; none (or ``""``): the home database.
+    One that is not text is refused, as Neo4j refuses it, not read as none."""
+    database = extra.get("db")
+    if database is not None and not isinstance(database, str):
+        raise Malformed("db must be a database name.")
+    return database or None
 
 
 def _timeout_s(extra: Mapping[str, Any]) -> float | None:

@@ -242,15 +242,18 @@ class Session(Conversation):
     async def _route(self, fields: tuple[Any, ...]) -> None:
         """The gateway is its own router, reader and writer: ``neo4j://`` URIs work."""
         self._expect("ROUTE", State.READY)
-        _context, _bookmarks, extra = shape(fields, dict, list, (dict, type(None)))
-        if (extra or {}).get("imp_user") is not None:
-            await self._refused(ImpersonationRefused(reason="impersonation_refused"))
-            return
+        _context, bookmarks, extra = shape(fields, dict, list, (dict, type(None)))
         routed = self._routing.get("address")
         address = self._options.advertised_address or (
             routed if isinstance(routed, str) and routed else self._local_address
         )
-        table = m.routing_table(extra or {}, address, self._options)
+        try:
+            if (extra or {}).get("imp_user") is not None:
+                raise ImpersonationRefused(reason="impersonation_refused")
+            table = m.routing_table(bookmarks, extra or {}, address, self._options)
+        except CypherGateError as error:
+            await self._refused(error)
+            return
         await self._send(m.SUCCESS, ({"rt": table},))
 
     async def _begin(self, fields: tuple[Any, ...]) -> None:
@@ -304,7 +307,9 @@ class Session(Conversation):
             database = named
         # A bad flag is refused, and recorded, when the request path reads the statement.
         lineage = self._transaction_lineage if transaction is not None else m.asks_lineage(extra)
-        notices = self._transaction_notices if transaction else m.notices(extra, self._notices)
+        notices = (
+            self._transaction_notices if transaction else m.asked_notices(extra, self._notices)
+        )
 
         async def statement() -> Statement:
             return await m.statement(text, parameters, extra)
