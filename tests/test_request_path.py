@@ -687,6 +687,43 @@ def test_odd_parameters_get_400_and_the_gateway_stays_up(
     assert gateway.get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("body", "ran"),
+    [
+        ('{"statement": "CREATE (:%s)", "statement": "RETURN 1 AS one"}', "RETURN 1 AS one"),
+        ('{"statement": "RETURN 1 AS one", "statement": "CREATE (:%s)"}', "CREATE (:%s)"),
+    ],
+    ids=["write then read", "read then write"],
+)
+def test_a_body_naming_a_field_twice_runs_what_was_decided(
+    stack: DevStack,
+    gateway: httpx.Client,
+    neo4j_http: httpx.Client,
+    neo4j_admin: Driver,
+    body: str,
+    ran: str,
+) -> None:
+    """A statement given twice in one body: the one Neo4j's own Query API takes (the last) is
+    the one decided, recorded and run, never one decided and the other run."""
+    label = marker()
+    content = body % label
+    neo4j = neo4j_http.post(QUERY, content=content, headers={"Content-Type": "application/json"})
+    assert neo4j.status_code == 202, neo4j.text
+    assert (count(neo4j_admin, label) == 1) == ran.startswith("CREATE")  # Neo4j's choice
+    neo4j_admin.execute_query(f"MATCH (n:`{label}`) DELETE n")
+    headers = {"Authorization": f"Bearer {stack.token('demo_reader')}"}
+    response = gateway.post(
+        QUERY, content=content, headers={**headers, "Content-Type": "application/json"}
+    )
+    (decision, *_) = records_of(stack, response)
+    assert decision["statement"] == ran % label if "%s" in ran else ran
+    if ran.startswith("CREATE"):  # the reader DAG may not write: refused, nothing created
+        assert response.status_code == 403, response.text
+    else:
+        assert response.json()["data"] == {"fields": ["one"], "values": [[1]]}
+    assert count(neo4j_admin, label) == 0
+
+
 def test_constraint_violation_is_a_client_error(
     stack: DevStack, gateway: httpx.Client, neo4j_admin: Driver
 ) -> None:

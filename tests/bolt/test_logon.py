@@ -5,16 +5,19 @@ makes the gateway contact no host it was not configured with."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.codec import wire
+from proxy.codec.packstream import Structure
 from proxy.devstack.stack import DevStack
 from tests.auth.test_hostile_credentials import CASES, HTTP_ONLY, Decoy, Forge, decoy
-from tests.bolt.test_wire import PROPOSALS, V54, Peer, failure, peer
+from tests.bolt.test_wire import PROPOSALS, V54, Peer, failure, logged_on, peer
 
 pytestmark = pytest.mark.integration
 __all__ = ["decoy", "peer"]  # fixtures, used by name
@@ -140,3 +143,45 @@ def test_a_bad_part_of_the_login_principal_is_named_as_such_not_as_a_header(
         (record,) = reader.query(RecordFilter(request_id=found.group(1)))
     assert record["error"]["reason"] == reason
     assert record["status"] == 400
+
+
+def test_a_logoff_inside_a_transaction_leaves_nothing_of_it_to_the_next_identity(
+    stack: DevStack, peer: Peer, neo4j_admin: Driver
+) -> None:
+    """A client that logs off inside a transaction and on again as another identity, its COMMIT
+    sent behind (all in one write, as a pipelining client would): the LOGOFF breaks the protocol
+    (Neo4j allows it only when nothing is open), so the connection closes, the transaction is
+    rolled back and recorded so, and neither the LOGON nor the COMMIT is taken."""
+    label = f"BoltRelogon{uuid.uuid4().hex[:10]}"
+    logged_on(peer, stack.token("demo_writer"))
+    peer.message(0x11, {})
+    assert peer.answer() == Structure(b"\x70", ({},))
+    peer.message(0x10, f"CREATE (:{label})", {}, {})
+    peer.message(0x3F, {"n": -1})
+    for _ in range(2):  # the RUN's SUCCESS, the PULL's
+        answer = peer.answer()
+        assert answer is not None and answer.tag == b"\x70", answer
+    peer.send(
+        wire.encode(0x6B)
+        + wire.encode(0x6A, {"scheme": "bearer", "credentials": stack.token("demo_reader")})
+        + wire.encode(0x12)
+    )
+    assert failure(peer.answer()) == "Neo.ClientError.Request.Invalid"
+    assert peer.answer() is None and peer.closed()  # nothing else answered
+    created, _, _ = neo4j_admin.execute_query(f"MATCH (n:{label}) RETURN count(n) AS n")
+    assert created[0]["n"] == 0
+    with AuditReader(stack.audit_path) as reader:
+        (decision,) = reader.query(RecordFilter(text=label))
+        transaction_id = decision["transaction"]["id"]
+        trail = [
+            r
+            for r in reader.query(RecordFilter())
+            if (r.get("transaction") or {}).get("id") == transaction_id
+        ]
+    assert [(r["event"], r["principal"]["dag"]) for r in trail] == [
+        ("decision", "demo_writer"),
+        ("outcome", "demo_writer"),
+        ("transaction", "demo_writer"),
+    ]
+    assert trail[-1]["transaction"]["action"] == "rollback"
+    assert trail[-1]["transaction"]["cause"] == "closed"
