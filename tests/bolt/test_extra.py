@@ -174,3 +174,31 @@ def test_a_hello_with_a_filter_neo4j_refuses_is_refused(peer: Peer) -> None:
     peer.message(0x01, {"user_agent": "test/1", "notifications_minimum_severity": "BOGUS"})
     assert failure(peer.answer()) == INVALID
     assert peer.closed()
+
+
+@pytest.mark.parametrize(
+    ("tag", "fields"),
+    [
+        (RUN, ("CREATE (:%s)", {}, {"imp_user": "neo4j"})),
+        (BEGIN, ({"imp_user": "neo4j"},)),
+        (ROUTE, ({}, [], {"imp_user": "neo4j"})),
+    ],
+    ids=["run", "begin", "route"],
+)
+def test_impersonation_is_refused_on_every_message_that_carries_it(
+    stack: DevStack, peer: Peer, neo4j_admin: Driver, tag: int, fields: tuple[Any, ...]
+) -> None:
+    """Statements run as the DAG's own Neo4j user, never another: ``imp_user`` is refused
+    (``Forbidden``, one record), whichever message names it, and the statement is not run."""
+    label = f"BoltImp{uuid.uuid4().hex[:10]}"
+    if tag == RUN:
+        fields = (fields[0] % label, *fields[1:])
+    logged_on(peer, stack.token("demo_writer"))
+    peer.message(tag, *fields)
+    answer = peer.answer()
+    assert failure(answer) == "Neo.ClientError.Security.Forbidden"
+    (record,) = refusal_records(stack, answer)
+    assert (record["status"], record["error"]["reason"]) == (403, "impersonation_refused")
+    assert record["principal"]["subject"] == "demo_writer"
+    records, _, _ = neo4j_admin.execute_query(f"MATCH (n:{label}) RETURN count(n) AS n")
+    assert records[0]["n"] == 0
