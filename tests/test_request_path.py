@@ -203,6 +203,24 @@ def test_a_statement_neo4j_refuses_is_described_as_neo4j_describes_it(
         assert ours == theirs, statement
 
 
+@pytest.mark.parametrize("statement", ["   ", "\n", "// only a comment"])
+def test_a_statement_of_nothing_is_told_of_its_own_text_not_the_gateways(
+    stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client, statement: str
+) -> None:
+    """Found by review: a blank or comment-only statement was told of an error at column 8 of
+    a quoted "EXPLAIN", the gateway's own planning. It is told of its own text (quoted as
+    Neo4j quotes it) at its start (Neo4j's own positions there are its parser's: line 0)."""
+    body = {"statement": statement}
+    direct = neo4j_http.post(QUERY, json=body)
+    through = post(gateway, stack.token("demo_reader"), body)
+    assert direct.status_code == through.status_code == 400, through.text
+    (theirs,), (ours,) = direct.json()["errors"], through.json()["errors"]
+    assert ours["code"] == theirs["code"] == "Neo.ClientError.Statement.SyntaxError"
+    quoted = [line for line in ours["message"].split("\n") if line.startswith('"')]
+    assert quoted == [line for line in theirs["message"].split("\n") if line.startswith('"')]
+    assert "(line 1, column 1 (offset: 0))" in ours["message"]
+
+
 def test_an_explain_answers_with_neo4j_s_query_plan(
     stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client
 ) -> None:

@@ -105,23 +105,27 @@ _POSITION = re.compile(r"\(line (\d+), column (\d+) \(offset: (\d+)\)\)")
 def without_prefix(message: str, prefix: str) -> str:
     """Neo4j's ``message`` about ``prefix + statement`` (the gateway plans ``EXPLAIN`` and the
     statement) as Neo4j words it about the statement the caller sent: positions counted from
-    its start, its first line quoted without the prefix, the caret moved back under it."""
+    its start, its first line quoted without the prefix, the caret moved back under it. An
+    error placed in the prefix itself (an empty, blank or comment-only statement: Neo4j's
+    parser ends there) is placed at the statement's start: the caller never sent the prefix."""
     shift = len(prefix)
 
     def position(match: re.Match[str]) -> str:
         line, column, offset = (int(number) for number in match.groups())
-        if offset < shift:  # in the prefix itself: nothing of the caller's to point at
-            return match[0]
+        if offset < shift:
+            return "(line 1, column 1 (offset: 0))"
         column -= shift if line == 1 else 0
         return f"(line {line}, column {column} (offset: {offset - shift}))"
 
     lines = _POSITION.sub(position, message).split("\n")
+    alone = '"' + prefix.rstrip() + '"'  # an empty statement: Neo4j quotes "EXPLAIN" alone
     for index, text in enumerate(lines):
-        if text.startswith('"' + prefix):
-            lines[index] = '"' + text[1 + shift :]
+        if text.startswith('"' + prefix) or text == alone:
+            lines[index] = '"' + text[1 + shift :] if text != alone else '""'
             caret = lines[index + 1] if index + 1 < len(lines) else ""
             if caret.startswith(" " * shift) and caret.strip() == "^":
-                lines[index + 1] = caret[shift:]
+                # Never under the opening quote: there, it pointed into the prefix.
+                lines[index + 1] = caret[shift:] if caret[shift:] != "^" else " ^"
             break
     return "\n".join(lines)
 
