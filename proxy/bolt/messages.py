@@ -23,6 +23,9 @@ HELLO, GOODBYE, RESET = 0x01, 0x02, 0x0F
 RUN, BEGIN, COMMIT, ROLLBACK = 0x10, 0x11, 0x12, 0x13
 DISCARD, PULL, TELEMETRY, ROUTE, LOGON, LOGOFF = 0x2F, 0x3F, 0x54, 0x66, 0x6A, 0x6B
 SUCCESS, RECORD, IGNORED, FAILURE = 0x70, 0x71, 0x7E, 0x7F
+# What a TELEMETRY may name: a managed transaction, an explicit one, an auto-commit statement, or
+# the driver's execute_query.
+DRIVER_APIS = frozenset(range(4))
 
 # A basic-auth principal that names no DAG: the identity's only DAG is meant.
 _NO_DAG = frozenset({"", "cyphergate"})

@@ -39,6 +39,7 @@ from proxy.bolt.messages import Malformed, shape
 from proxy.bolt.results import OpenResult, Sink
 from proxy.bolt.transactions import Expiry, begun, nothing_held
 from proxy.errors import (
+    BadRequest,
     CypherGateError,
     ImpersonationRefused,
     TransactionTimedOut,
@@ -236,7 +237,12 @@ class Session(Conversation):
 
     async def _telemetry(self, fields: tuple[Any, ...]) -> None:
         self._expect("TELEMETRY", State.READY)
-        shape(fields, int)
+        (api,) = shape(fields, int)
+        if api not in m.DRIVER_APIS:  # refused, as Neo4j refuses it
+            await self._refused(
+                BadRequest("TELEMETRY names no driver API.", reason="telemetry_invalid")
+            )
+            return
         await self._send(m.SUCCESS, ({},))
 
     async def _route(self, fields: tuple[Any, ...]) -> None:

@@ -202,3 +202,29 @@ def test_impersonation_is_refused_on_every_message_that_carries_it(
     assert record["principal"]["subject"] == "demo_writer"
     records, _, _ = neo4j_admin.execute_query(f"MATCH (n:{label}) RETURN count(n) AS n")
     assert records[0]["n"] == 0
+
+
+@pytest.mark.parametrize("api", [4, 99, -1])
+def test_a_telemetry_naming_no_driver_api_is_refused(
+    stack: DevStack, status: dict[str, Any], peer: Peer, api: int
+) -> None:
+    """Neo4j refuses a ``TELEMETRY`` whose api is none of the four (0 to 3) with a ``FAILURE``;
+    the gateway answered ``SUCCESS``. Refused (``Request.Invalid``, recorded), and the
+    connection serves again after a ``RESET``."""
+    neo4j = straight_to_neo4j(status)
+    try:
+        neo4j.message(0x54, api)
+        answer = neo4j.answer()
+        assert answer is not None and answer.tag == b"\x7f", "Neo4j refuses it"
+    finally:
+        neo4j.close()
+    logged_on(peer, stack.token("demo_writer"))
+    peer.message(0x54, api)
+    answer = peer.answer()
+    assert failure(answer) == INVALID
+    (record,) = refusal_records(stack, answer)
+    assert (record["status"], record["error"]["reason"]) == (400, "telemetry_invalid")
+    peer.message(0x0F)
+    assert peer.answer() == Structure(SUCCESS, ({},))
+    peer.message(0x54, 3)
+    assert peer.answer() == Structure(SUCCESS, ({},))
