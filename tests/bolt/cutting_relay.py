@@ -1,6 +1,7 @@
 """A TCP relay to Neo4j's Bolt port that forwards one chosen message and then cuts its
 connection without passing Neo4j's answer on: Neo4j does what it was told, its sender never
-hears how it ended (a lost COMMIT, a lost auto-commit RUN)."""
+hears how it ended (a lost COMMIT, a lost auto-commit RUN). :func:`gateway_behind` serves a
+second gateway whose Neo4j is reached through one."""
 
 from __future__ import annotations
 
@@ -9,18 +10,25 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from neo4j import Driver
 
+from proxy.devstack.stack import DevStack
 from proxy.ports import free_ports
+from tests.second_gateway import SecondGateway
 
 
 class CuttingRelay:
-    """Relays every connection to ``target``; :meth:`_cuts_here` (a subclass's) says which data
-    from the client is forwarded as the last before that connection is cut."""
+    """Relays every connection to the Bolt server at ``bolt_uri``; :meth:`_cuts_here` (a
+    subclass's) says which data from the client is forwarded as the last before that connection
+    is cut."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self._target = target
+    def __init__(self, bolt_uri: str) -> None:
+        host, port = bolt_uri.removeprefix("bolt://").rsplit(":", 1)
+        self._target = (host, int(port))
         self._listener = socket.create_server(("127.0.0.1", free_ports(1)[0]))
         self.port = self._listener.getsockname()[1]
         self.cuts = 0
@@ -87,6 +95,27 @@ class EndingRelay(CuttingRelay):
                 if reset:  # closed with unsent data discarded: a RST
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 client.shutdown(socket.SHUT_RD)  # wakes its relaying thread, which closes both
+
+
+@contextlib.contextmanager
+def gateway_behind(
+    relay: CuttingRelay, stack: DevStack, folder: Path, name: str, *, relays: bool
+) -> Iterator[SecondGateway]:
+    """A second gateway, with a Bolt door, that reaches Neo4j through ``relay``; with ``relays``
+    its own Bolt and HTTP relays, else the driver path. Stopped, and ``relay`` closed, on exit."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["neo4j"]["uri"] = f"bolt://127.0.0.1:{relay.port}"
+        config["neo4j"]["bolt_relay"] = relays
+        config["neo4j"]["http_relay"] = relays
+
+    second = SecondGateway(stack, folder, name, configure, bolt=True)
+    try:
+        second.start()
+        yield second
+    finally:
+        second.stop()
+        relay.close()
 
 
 def count_marked(neo4j_admin: Driver, marker: str) -> int:

@@ -21,8 +21,7 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from tests.bolt.cutting_relay import CuttingRelay, count_marked
-from tests.second_gateway import SecondGateway
+from tests.bolt.cutting_relay import CuttingRelay, count_marked, gateway_behind
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +32,9 @@ class CommitCutter(CuttingRelay):
     """Once armed, forwards the next ``COMMIT`` and cuts that connection without passing Neo4j's
     answer on: the commit happens, its sender never hears so."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, bolt_uri: str) -> None:
         self.armed = threading.Event()
-        super().__init__(target)
+        super().__init__(bolt_uri)
 
     def _cuts_here(self, data: bytes) -> bool:
         if _COMMIT in data and self.armed.is_set():
@@ -53,20 +52,12 @@ def _commit_records(audit: Path) -> list[dict[str, Any]]:
 def test_a_commit_whose_answer_is_lost_is_not_retried(
     stack: DevStack, neo4j_admin: Driver, tmp_path: Path, relay: bool
 ) -> None:
-    status = stack.status()["neo4j"]
-    host, port = status["bolt_uri"].removeprefix("bolt://").rsplit(":", 1)
-    cutter = CommitCutter((host, int(port)))
-
-    def configure(config: dict[str, Any]) -> None:
-        config["neo4j"]["uri"] = f"bolt://127.0.0.1:{cutter.port}"
-        config["neo4j"]["bolt_relay"] = relay
-        config["neo4j"]["http_relay"] = relay
-
-    second = SecondGateway(stack, tmp_path / "gateway", f"cut{int(relay)}", configure, bolt=True)
-    second.start()
+    cutter = CommitCutter(stack.status()["neo4j"]["bolt_uri"])
     marker = f"lost-commit-{uuid.uuid4().hex[:8]}"
     auth = neo4j.bearer_auth(stack.token("demo_writer"))
-    try:
+    with gateway_behind(
+        cutter, stack, tmp_path / "gateway", f"cut{int(relay)}", relays=relay
+    ) as second:
         with neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth) as driver:
             driver.execute_query("RETURN 1", database_="neo4j")  # warmed up, leases made
             cutter.armed.set()
@@ -91,9 +82,6 @@ def test_a_commit_whose_answer_is_lost_is_not_retried(
             headers=headers,
             timeout=30,
         )
-    finally:
-        second.stop()
-        cutter.close()
     assert cutter.cuts == 2
     assert count_marked(neo4j_admin, marker) == 2
     assert committed.status_code == 502, committed.text

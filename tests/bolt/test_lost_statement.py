@@ -18,7 +18,7 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
-from tests.bolt.cutting_relay import CuttingRelay, EndingRelay, count_marked
+from tests.bolt.cutting_relay import CuttingRelay, EndingRelay, count_marked, gateway_behind
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -31,9 +31,9 @@ class RunCutter(CuttingRelay):
     planning of it) and cuts that connection without passing Neo4j's answer on: the statement
     runs, its sender never hears how it ended."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, bolt_uri: str) -> None:
         self.needle = b""  # armed: cut at the next RUN whose statement or parameters hold it
-        super().__init__(target)
+        super().__init__(bolt_uri)
 
     def _cuts_here(self, data: bytes) -> bool:
         """Whether ``data`` runs the caller's statement (by its marker), while armed."""
@@ -55,30 +55,16 @@ def _failed_outcomes(audit: Path) -> list[str]:
 def test_an_auto_commit_write_whose_answer_is_lost_is_not_transient(
     stack: DevStack, neo4j_admin: Driver, tmp_path: Path, relay: bool
 ) -> None:
-    status = stack.status()["neo4j"]
-    host, port = status["bolt_uri"].removeprefix("bolt://").rsplit(":", 1)
-    cutter = RunCutter((host, int(port)))
-
-    def configure(config: dict[str, Any]) -> None:
-        config["neo4j"]["uri"] = f"bolt://127.0.0.1:{cutter.port}"
-        config["neo4j"]["bolt_relay"] = relay
-        config["neo4j"]["http_relay"] = relay
-
-    second = SecondGateway(stack, tmp_path / "gateway", f"run{int(relay)}", configure, bolt=True)
-    second.start()
+    cutter = RunCutter(stack.status()["neo4j"]["bolt_uri"])
     marker = f"lost-run-{uuid.uuid4().hex[:8]}"
-    headers = {"Authorization": stack.auth_header("demo_writer")}
     auth = neo4j.bearer_auth(stack.token("demo_writer"))
+    with gateway_behind(
+        cutter, stack, tmp_path / "gateway", f"run{int(relay)}", relays=relay
+    ) as second:
 
-    def query(statement: str) -> httpx.Response:
-        return httpx.post(
-            f"{second.url}/db/neo4j/query/v2",
-            json={"statement": statement, "parameters": {"m": marker}},
-            headers=headers,
-            timeout=30,
-        )
+        def query(statement: str) -> httpx.Response:
+            return second.query("demo_writer", statement, {"m": marker})
 
-    try:
         assert query("RETURN 1").status_code == 202  # warmed up, leases made
         cutter.needle = marker.encode()
         written = query("CREATE (:BoltDoor {name: $m})")
@@ -95,9 +81,6 @@ def test_an_auto_commit_write_whose_answer_is_lost_is_not_transient(
             with pytest.raises(neo4j.exceptions.Neo4jError) as lost:
                 session.run("CREATE (:BoltDoor {name: $m})", m=marker).consume()
         assert cutter.cuts == 3
-    finally:
-        second.stop()
-        cutter.close()
     # Neo4j ran each write once; neither door said it could be tried again.
     assert count_marked(neo4j_admin, marker) == 2
     assert written.status_code == 502, written.text
@@ -191,17 +174,7 @@ def test_a_read_whose_connection_neo4j_resets_mid_stream_is_unavailable_on_the_d
     """On the driver path (relays off), Neo4j's connection reset while a read's rows stream (its
     first batch sent, the next being made): 503 with a transient code, one outcome record saying
     so, never a 500; and the door serves the next statement."""
-    status = stack.status()["neo4j"]
-    host, port = status["bolt_uri"].removeprefix("bolt://").rsplit(":", 1)
-    relay = EndingRelay((host, int(port)))
-
-    def configure(config: dict[str, Any]) -> None:
-        config["neo4j"]["uri"] = f"bolt://127.0.0.1:{relay.port}"
-        config["neo4j"]["bolt_relay"] = False
-        config["neo4j"]["http_relay"] = False
-
-    second = SecondGateway(stack, tmp_path / "gateway", f"rst{door}", configure, bolt=True)
-    second.start()
+    relay = EndingRelay(stack.status()["neo4j"]["bolt_uri"])
     marker = f"rst{uuid.uuid4().hex[:10]}"
     # 1,000 rows at once, then rows that take Neo4j seconds to make: the reset comes between.
     statement = (
@@ -209,27 +182,26 @@ def test_a_read_whose_connection_neo4j_resets_mid_stream_is_unavailable_on_the_d
         f" THEN reduce(s = 0, x IN range(1, 300000) | s + x) ELSE 0 END AS `{marker}`"
     )
     timer = threading.Timer(1.5, relay.end_all, kwargs={"reset": True})
-    try:
-        timer.start()
-        if door == "http":
-            answer = second.query("demo_reader", statement)
-            assert answer.status_code == 503, answer.text
-            (error,) = answer.json()["errors"]
-            code = error["code"]
-        else:
-            auth = neo4j.bearer_auth(stack.token("demo_reader"))
-            with (
-                neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth) as driver,
-                driver.session(database="neo4j") as session,
-                pytest.raises(neo4j.exceptions.Neo4jError) as lost,
-            ):
-                session.run(statement).consume()
-            code = lost.value.code or ""
-        after = second.query("demo_reader", "RETURN 1 AS one")
-    finally:
-        timer.cancel()
-        second.stop()
-        relay.close()
+    with gateway_behind(relay, stack, tmp_path / "gateway", f"rst{door}", relays=False) as second:
+        try:
+            timer.start()
+            if door == "http":
+                answer = second.query("demo_reader", statement)
+                assert answer.status_code == 503, answer.text
+                (error,) = answer.json()["errors"]
+                code = error["code"]
+            else:
+                auth = neo4j.bearer_auth(stack.token("demo_reader"))
+                with (
+                    neo4j.GraphDatabase.driver(str(second.bolt_uri), auth=auth) as driver,
+                    driver.session(database="neo4j") as session,
+                    pytest.raises(neo4j.exceptions.Neo4jError) as lost,
+                ):
+                    session.run(statement).consume()
+                code = lost.value.code or ""
+            after = second.query("demo_reader", "RETURN 1 AS one")
+        finally:
+            timer.cancel()
     assert code == "Neo.TransientError.General.DatabaseUnavailable"
     assert after.status_code == 202, after.text
     with AuditReader(second.audit) as log:

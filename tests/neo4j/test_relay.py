@@ -383,8 +383,7 @@ def test_a_pooled_connection_neo4j_ended_while_idle_is_not_handed_to_the_next_st
     the next read, and the next write, run on a fresh connection instead of failing on it.
     ``seen``: the event loop ran meanwhile and knows; else the statement's first write finds
     it (nothing of it sent)."""
-    host, port = status["neo4j"]["bolt_uri"].removeprefix("bolt://").rsplit(":", 1)
-    relay = EndingRelay((host, int(port)))
+    relay = EndingRelay(status["neo4j"]["bolt_uri"])
     neo4j = status["neo4j"]
     credential = Credential(neo4j["gateway_user"], neo4j["gateway_password"])
     pools = UserBoltPools(Address("127.0.0.1", relay.port), size=4, acquire_timeout_s=2.0)
