@@ -97,6 +97,32 @@ def test_an_auto_commit_write_whose_answer_is_lost_is_not_transient(
     ]
 
 
+def _write_past_the_answer_bound(
+    stack: DevStack,
+    folder: Path,
+    name: str,
+    relay: bool,
+    statement: str,
+    parameters: dict[str, Any],
+) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    """Run a write through a gateway whose Query API answers are bound to 20,000 bytes (on its
+    relay, or on the driver path); its answer and its failed outcome records."""
+
+    def configure(config: dict[str, Any]) -> None:
+        config["server"].setdefault("http", {})["max_answer_bytes"] = 20_000
+        config["neo4j"]["http_relay"] = relay
+
+    second = SecondGateway(stack, folder, name, configure)
+    second.start()
+    try:
+        answer = second.query("demo_writer", statement, parameters)
+    finally:
+        second.stop()
+    with AuditReader(second.audit) as log:
+        failed = [r for r in log.query(RecordFilter(event="outcome")) if r.get("error")]
+    return answer, failed
+
+
 @pytest.mark.parametrize("relay", [True, False], ids=["relay", "driver"])
 def test_an_auto_commit_write_whose_answer_is_too_large_is_recorded_as_it_ended(
     stack: DevStack, neo4j_admin: Driver, tmp_path: Path, relay: bool
@@ -104,29 +130,17 @@ def test_an_auto_commit_write_whose_answer_is_too_large_is_recorded_as_it_ended(
     """A write whose Query API answer grows past server.http.max_answer_bytes while Neo4j still
     holds its result open: rolled back (413 answer_too_large), on the driver as on the relay,
     never committed behind a record that says it failed."""
-
-    def configure(config: dict[str, Any]) -> None:
-        config["server"].setdefault("http", {})["max_answer_bytes"] = 20_000
-        config["neo4j"]["http_relay"] = relay
-
-    second = SecondGateway(stack, tmp_path / "gateway", f"big{int(relay)}", configure)
-    second.start()
     marker = f"too-large-{uuid.uuid4().hex[:8]}"
-    try:
-        answer = httpx.post(
-            f"{second.url}/db/neo4j/query/v2",
-            json={
-                "statement": "UNWIND range(1, 5000) AS i CREATE (:BoltDoor {name: $m}) RETURN i",
-                "parameters": {"m": marker},
-            },
-            headers={"Authorization": stack.auth_header("demo_writer")},
-            timeout=60,
-        )
-    finally:
-        second.stop()
+    answer, failed = _write_past_the_answer_bound(
+        stack,
+        tmp_path / "gateway",
+        f"big{int(relay)}",
+        relay,
+        "UNWIND range(1, 5000) AS i CREATE (:BoltDoor {name: $m}) RETURN i",
+        {"m": marker},
+    )
     assert answer.status_code == 413, answer.text
-    with AuditReader(second.audit) as log:
-        (outcome,) = [r for r in log.query(RecordFilter(event="outcome")) if r.get("error")]
+    (outcome,) = failed
     assert outcome["error"]["reason"] == "answer_too_large"
     assert "committed" not in outcome
     assert count_marked(neo4j_admin, marker) == 0
@@ -138,30 +152,18 @@ def test_an_auto_commit_write_neo4j_finished_is_recorded_as_committed(
 ) -> None:
     """One row larger than the answer's bound: Neo4j sent it with its summary, so the statement
     had committed when the gateway refused the answer; the record says so on either path."""
-
-    def configure(config: dict[str, Any]) -> None:
-        config["server"].setdefault("http", {})["max_answer_bytes"] = 20_000
-        config["neo4j"]["http_relay"] = relay
-
-    second = SecondGateway(stack, tmp_path / "gateway", f"done{int(relay)}", configure)
-    second.start()
     marker = f"finished-{uuid.uuid4().hex[:8]}"
-    try:
-        answer = httpx.post(
-            f"{second.url}/db/neo4j/query/v2",
-            json={
-                "statement": "CREATE (:BoltDoor {name: $m}) RETURN $big AS big",
-                "parameters": {"m": marker, "big": "x" * 20_001},
-            },
-            headers={"Authorization": stack.auth_header("demo_writer")},
-            timeout=60,
-        )
-    finally:
-        second.stop()
+    answer, failed = _write_past_the_answer_bound(
+        stack,
+        tmp_path / "gateway",
+        f"done{int(relay)}",
+        relay,
+        "CREATE (:BoltDoor {name: $m}) RETURN $big AS big",
+        {"m": marker, "big": "x" * 20_001},
+    )
     assert answer.status_code == 413, answer.text
     assert count_marked(neo4j_admin, marker) == 1
-    with AuditReader(second.audit) as log:
-        (outcome,) = [r for r in log.query(RecordFilter(event="outcome")) if r.get("error")]
+    (outcome,) = failed
     assert outcome["error"]["reason"] == "answer_too_large"
     assert outcome["committed"] is True
     assert outcome["counters"]["nodesCreated"] == 1
