@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -152,14 +152,14 @@ NO_TRACING: Tracing = _Off()
 
 
 class _Span:
-    """A step: an SDK span, ended when its block ends."""
+    """A step: an SDK span, ended when its block ends (failed if the block raised)."""
 
     __slots__ = ("_span",)
 
     def __init__(self, span: trace.Span) -> None:
         self._span = span
 
-    def __enter__(self) -> _Span:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -169,11 +169,17 @@ class _Span:
         traceback: TracebackType | None,
     ) -> None:
         if error is not None:
-            self._span.set_status(Status(StatusCode.ERROR, _reason(error)))
-        self._span.end()
+            self.fail(_reason(error))
+        self.end()
 
     def set(self, key: str, value: AttributeValue) -> None:
         self._span.set_attribute(key, value)
+
+    def fail(self, reason: str) -> None:
+        self._span.set_status(Status(StatusCode.ERROR, reason))
+
+    def end(self) -> None:
+        self._span.end()
 
 
 class _Request(_Span):
@@ -189,19 +195,6 @@ class _Request(_Span):
         self._tracer = tracer
         self._ended = False
 
-    def __enter__(self) -> _Request:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if error is not None:
-            self.fail(_reason(error))
-        self.end()
-
     def step(self, name: str) -> _Span:
         parent = trace.set_span_in_context(self._span)
         return _Span(self._tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL))
@@ -211,9 +204,6 @@ class _Request(_Span):
         if not context.is_valid:
             return None
         return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-
-    def fail(self, reason: str) -> None:
-        self._span.set_status(Status(StatusCode.ERROR, reason))
 
     def rename(self, name: str) -> None:
         self._span.update_name(name)
