@@ -32,13 +32,22 @@ from proxy.errors import (
     PolicyUnavailable,
     RowLimitExceeded,
 )
+from proxy.gateway.path import Gateway
+from proxy.gateway.seams import (
+    AuditLog,
+    CredentialBroker,
+    GraphExecutor,
+    PolicyDecider,
+    StatementAnalyzer,
+)
+from proxy.metrics import Metrics
 from proxy.neo4j.logins import Login
 from proxy.neo4j.secret_sources import Credential
 from proxy.plan import PlanFacts
 from proxy.policy import AccessDecision, Decision, Preflight
-from proxy.principal import Identity
+from proxy.principal import DagResolver, Identity
 from proxy.statement import JSON, AccessMode, Constraint, Execution, Opening, Plan, Summary
-from proxy.tracing import OFF, Step
+from proxy.tracing import NO_TRACING, OFF, Step, Tracing
 
 READER = Identity(method="oidc", issuer="https://issuer.test", subject="s", asserted_dag="etl")
 # Another workload of the same DAG.
@@ -466,6 +475,37 @@ class FakeSource:
         self.staged = None
 
 
+def fake_gateway(
+    *,
+    resolver: DagResolver | None = None,
+    analyzer: StatementAnalyzer | None = None,
+    policy: PolicyDecider | None = None,
+    credentials: CredentialBroker | None = None,
+    executor: GraphExecutor | None = None,
+    audit: AuditLog | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing = NO_TRACING,
+    lineage_namespace: str | None = None,
+) -> Gateway:
+    """The request path with a fake at each seam not given (callers presenting ``Bearer``
+    tokens :class:`FakeAuth` knows, no DAG bindings), its clock stopped at 1,700,000,000 and a
+    statement's timeout 30 s."""
+    return Gateway(
+        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        resolver=DagResolver([]) if resolver is None else resolver,
+        analyzer=FakeAnalyzer() if analyzer is None else analyzer,
+        policy=FakePolicy() if policy is None else policy,
+        credentials=FakeBroker() if credentials is None else credentials,
+        executor=FakeExecutor() if executor is None else executor,
+        audit=FakeAudit() if audit is None else audit,
+        clock=lambda: 1_700_000_000.0,
+        default_timeout_s=30.0,
+        metrics=metrics,
+        tracing=tracing,
+        lineage_namespace=lineage_namespace,
+    )
+
+
 def fake_services() -> Services:
     """Every collaborator of the application a fake, for ``create_app(settings, services)``."""
     executor = FakeExecutor()
@@ -496,13 +536,8 @@ if TYPE_CHECKING:  # mypy checks each fake against the Protocol it stands for
     from proxy.auth import Authenticator
     from proxy.gateway.seams import (
         AuditAccessPolicy,
-        AuditLog,
         AuditReading,
-        CredentialBroker,
-        GraphExecutor,
         LineageSink,
-        PolicyDecider,
-        StatementAnalyzer,
         UpstreamTransaction,
     )
     from proxy.neo4j.secret_sources import SecretSource

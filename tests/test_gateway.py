@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import pytest
 
 from proxy.analysis import Analysis, Analyzer
-from proxy.auth import SchemeRouter
 from proxy.errors import (
     AuditUnavailable,
     AuthenticationFailed,
@@ -32,16 +31,15 @@ from proxy.gateway.path import Gateway
 from proxy.metrics import Metrics
 from proxy.neo4j.logins import Login
 from proxy.plan import PlanFacts
-from proxy.principal import DagResolver
 from proxy.statement import JSON, Execution, Summary
 from tests.fakes import (
     FakeAnalyzer,
     FakeAudit,
-    FakeAuth,
     FakeBroker,
     FakeExecutor,
     FakePolicy,
     FakeRows,
+    fake_gateway,
 )
 
 
@@ -65,16 +63,12 @@ def make(
 ) -> Rig:
     analyzer, executor = FakeAnalyzer(), FakeExecutor()
     policy, audit, broker = policy or FakePolicy(), audit or FakeAudit(), broker or FakeBroker()
-    gateway = Gateway(
-        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
-        resolver=DagResolver([]),
+    gateway = fake_gateway(
         analyzer=analyzer,
         policy=policy,
         credentials=broker,
         executor=executor,
         audit=audit,
-        clock=lambda: 1_700_000_000.0,
-        default_timeout_s=30.0,
         metrics=metrics,
     )
     return Rig(gateway, analyzer, executor, policy, audit, broker)
@@ -471,16 +465,12 @@ def test_an_analysis_made_while_a_schema_statement_runs_is_not_used_after_it(
     schema = _Schema()
     executor = _SlowSchema(schema)
     rig = make()
-    gateway = Gateway(
-        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
-        resolver=DagResolver([]),
+    gateway = fake_gateway(
         analyzer=Analyzer(schema, max_entries=16),
         policy=rig.policy,
         credentials=rig.broker,
         executor=executor,
         audit=rig.audit,
-        clock=lambda: 1_700_000_000.0,
-        default_timeout_s=30.0,
     )
     write = "CREATE (:Secret {key: $key})"
 

@@ -27,13 +27,10 @@ from opentelemetry.trace import StatusCode
 import proxy.tracing
 from proxy.api.traced import TracedRequests
 from proxy.app import create_app
-from proxy.auth import SchemeRouter
 from proxy.bolt.conversation import Options
 from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
 from proxy.bolt.transactions import TransactionSlots
 from proxy.gateway.call import Call, Statement
-from proxy.gateway.path import Gateway
-from proxy.principal import DagResolver
 from proxy.settings import (
     Neo4jSettings,
     ServerSettings,
@@ -44,12 +41,8 @@ from proxy.settings import (
 from proxy.settings_errors import ConfigurationError
 from proxy.tracing import NO_TRACING, OFF, OpenTelemetryTracing, tracing_from
 from tests.fakes import (
-    FakeAnalyzer,
-    FakeAudit,
-    FakeAuth,
-    FakeBroker,
     FakeExecutor,
-    FakePolicy,
+    fake_gateway,
     fake_services,
 )
 
@@ -240,17 +233,7 @@ def test_off_the_request_path_makes_no_tracing_object() -> None:
     """With tracing off, every call into proxy/tracing.py on the request path answers with the
     one shared no-op object or None: nothing is made per request."""
     executor = FakeExecutor()
-    gateway = Gateway(
-        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
-        resolver=DagResolver([]),
-        analyzer=FakeAnalyzer(),
-        policy=FakePolicy(),
-        credentials=FakeBroker(),
-        executor=executor,
-        audit=FakeAudit(),
-        clock=lambda: 1_700_000_000.0,
-        default_timeout_s=30.0,
-    )
+    gateway = fake_gateway(executor=executor)
     returned: list[object] = []
     called: set[str] = set()
 
@@ -335,18 +318,7 @@ def test_the_sampling_ratio_drops_new_traces_but_follows_a_sampled_caller() -> N
 @asynccontextmanager
 async def bolt(traces: OpenTelemetryTracing) -> AsyncIterator[tuple[BoltDoor, FakeExecutor]]:
     executor = FakeExecutor(rows=[[1]])
-    gateway = Gateway(
-        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
-        resolver=DagResolver([]),
-        analyzer=FakeAnalyzer(),
-        policy=FakePolicy(),
-        credentials=FakeBroker(),
-        executor=executor,
-        audit=FakeAudit(),
-        clock=lambda: 1_700_000_000.0,
-        default_timeout_s=30.0,
-        tracing=traces,
-    )
+    gateway = fake_gateway(executor=executor, tracing=traces)
     settings = DoorSettings(
         host="127.0.0.1",
         port=0,

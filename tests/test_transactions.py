@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from proxy.audit.record import AuditEvent, Receipt
-from proxy.auth import SchemeRouter
 from proxy.errors import (
     AuditUnavailable,
     CypherGateError,
@@ -25,7 +24,6 @@ from proxy.errors import (
     TransactionNotFound,
 )
 from proxy.gateway.call import GATEWAY_METADATA_KEYS, Call, Statement
-from proxy.gateway.path import Gateway
 from proxy.gateway.transactions import Transaction, neo4j_metadata
 from proxy.principal import DagResolver, Principal
 from proxy.settings import BindingSettings
@@ -34,12 +32,12 @@ from tests.fakes import (
     READER,
     FakeAnalyzer,
     FakeAudit,
-    FakeAuth,
     FakeBroker,
     FakeExecutor,
     FakePolicy,
     FakeUpstream,
     StuckExecutor,
+    fake_gateway,
 )
 
 
@@ -53,16 +51,13 @@ class Rig:
         self.executor = FakeExecutor()
         self.analyzer = FakeAnalyzer()
         binding = BindingSettings(oidc_issuer=READER.issuer, subject="s", dags=["etl", "other"])
-        self.gateway = Gateway(
-            authenticator=SchemeRouter({"Bearer": FakeAuth()}),
+        self.gateway = fake_gateway(
             resolver=DagResolver([binding]),
             analyzer=self.analyzer,
             policy=self.policy,
             credentials=self.broker,
             executor=self.executor,
             audit=self.audit,
-            clock=lambda: 1_700_000_000.0,
-            default_timeout_s=30.0,
         )
 
     def begin(

@@ -28,24 +28,19 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.auth import SchemeRouter
 from proxy.bolt.conversation import Options
 from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
 from proxy.bolt.transactions import TransactionSlots
 from proxy.codec import wire
 from proxy.codec.packstream import Structure, pack, unpack
-from proxy.gateway.path import Gateway
 from proxy.policy import Decision
-from proxy.principal import DagResolver
 from proxy.settings import ServerSettings
 from tests.fakes import (
-    FakeAnalyzer,
     FakeAudit,
-    FakeAuth,
-    FakeBroker,
     FakeExecutor,
     FakePolicy,
     StuckExecutor,
+    fake_gateway,
 )
 
 V54 = bytes((0, 0, 4, 5))
@@ -83,17 +78,7 @@ async def rig(
 ) -> AsyncIterator[Rig]:
     audit = FakeAudit()
     executor = executor or FakeExecutor(rows=[[i] for i in range(rows)])
-    gateway = Gateway(
-        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
-        resolver=DagResolver([]),
-        analyzer=FakeAnalyzer(),
-        policy=TextPolicy(),
-        credentials=FakeBroker(),
-        executor=executor,
-        audit=audit,
-        clock=lambda: 1_700_000_000.0,
-        default_timeout_s=30.0,
-    )
+    gateway = fake_gateway(policy=TextPolicy(), executor=executor, audit=audit)
     settings = DoorSettings(
         host="127.0.0.1",
         port=0,

@@ -9,30 +9,17 @@ from collections.abc import Callable
 
 import pytest
 
-from proxy.auth import SchemeRouter
 from proxy.errors import PolicyDenied
 from proxy.gateway.call import Call, Statement
 from proxy.gateway.path import Gateway
 from proxy.lineage import Lineage
-from proxy.principal import DagResolver
-from tests.fakes import FakeAnalyzer, FakeAudit, FakeAuth, FakeBroker, FakeExecutor, FakePolicy
+from tests.fakes import FakePolicy, fake_gateway
 
 SPACE = "neo4j://graph.internal:7687"
 
 
 def gateway(policy: FakePolicy, *, namespace: str | None = SPACE) -> Gateway:
-    return Gateway(
-        authenticator=SchemeRouter({"Bearer": FakeAuth()}),
-        resolver=DagResolver([]),
-        analyzer=FakeAnalyzer(),
-        policy=policy,
-        credentials=FakeBroker(),
-        executor=FakeExecutor(),
-        audit=FakeAudit(),
-        clock=lambda: 1_700_000_000.0,
-        default_timeout_s=30.0,
-        lineage_namespace=namespace,
-    )
+    return fake_gateway(policy=policy, lineage_namespace=namespace)
 
 
 def call(text: str) -> Call:
