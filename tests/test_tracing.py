@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,19 +26,16 @@ from opentelemetry.trace import StatusCode
 import proxy.tracing
 from proxy.api.traced import TracedRequests
 from proxy.app import create_app
-from proxy.bolt.conversation import Options
-from proxy.bolt.server import BoltDoor, DoorSettings, bolt_door
-from proxy.bolt.transactions import TransactionSlots
 from proxy.gateway.call import Call, Statement
 from proxy.settings import (
     Neo4jSettings,
-    ServerSettings,
     Settings,
     TelemetrySettings,
     load_settings,
 )
 from proxy.settings_errors import ConfigurationError
 from proxy.tracing import NO_TRACING, OFF, OpenTelemetryTracing, tracing_from
+from tests.bolt.test_server import rig
 from tests.fakes import (
     FakeExecutor,
     fake_gateway,
@@ -315,44 +311,14 @@ def test_the_sampling_ratio_drops_new_traces_but_follows_a_sampled_caller() -> N
 # ---------------------------------------------------------------------------- the Bolt door
 
 
-@asynccontextmanager
-async def bolt(traces: OpenTelemetryTracing) -> AsyncIterator[tuple[BoltDoor, FakeExecutor]]:
-    executor = FakeExecutor(rows=[[1]])
-    gateway = fake_gateway(executor=executor, tracing=traces)
-    settings = DoorSettings(
-        host="127.0.0.1",
-        port=0,
-        options=Options(
-            home_database="neo4j",
-            advertised_address=None,
-            routing_ttl_s=300,
-            idle_timeout_s=5.0,
-            max_message_bytes=64 * 1024,
-            max_held_result_bytes=ServerSettings().bolt_max_held_result_bytes,
-            transactions=TransactionSlots(16),
-        ),
-        max_connections=10,
-        handshake_timeout_s=5.0,
-        message_timeout_s=5.0,
-        tls_certificate=None,
-        tls_key=None,
-    )
-
-    async def describe() -> dict[str, str]:
-        return {"version": "5.26.0", "edition": "community"}
-
-    async with bolt_door(gateway, settings, describe) as door:
-        yield door, executor
-
-
 def test_over_bolt_a_traceparent_in_the_transaction_metadata_is_continued() -> None:
     traces, exporter = tracing()
     auto, explicit = Caller.new(), Caller.new()
     secret = "s3cr3t-" + secrets.token_hex(8)
 
     async def scenario() -> FakeExecutor:
-        async with bolt(traces) as (door, executor):
-            uri = f"bolt://127.0.0.1:{door.port}"
+        async with rig(rows=1, tracing=traces) as bolt:
+            uri = f"bolt://127.0.0.1:{bolt.door.port}"
             auth = neo4j.bearer_auth(TOKEN)
             async with (
                 neo4j.AsyncGraphDatabase.driver(uri, auth=auth) as driver,
@@ -365,7 +331,7 @@ def test_over_bolt_a_traceparent_in_the_transaction_metadata_is_continued() -> N
                     await (await tx.run("RETURN 1 AS x")).consume()
                     await (await tx.run("RETURN 2 AS x")).consume()
                     await tx.commit()
-            return executor
+            return bolt.executor
 
     executor = asyncio.run(scenario())
     spans = exporter.get_finished_spans()

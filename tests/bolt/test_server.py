@@ -35,6 +35,7 @@ from proxy.codec import wire
 from proxy.codec.packstream import Structure, pack, unpack
 from proxy.policy import Decision
 from proxy.settings import ServerSettings
+from proxy.tracing import NO_TRACING, Tracing
 from tests.fakes import (
     FakeAudit,
     FakeExecutor,
@@ -75,10 +76,11 @@ async def rig(
     neo4j_answers: bool = True,
     executor: FakeExecutor | None = None,
     transactions_per_identity: int = 16,
+    tracing: Tracing = NO_TRACING,
 ) -> AsyncIterator[Rig]:
     audit = FakeAudit()
     executor = executor or FakeExecutor(rows=[[i] for i in range(rows)])
-    gateway = fake_gateway(policy=TextPolicy(), executor=executor, audit=audit)
+    gateway = fake_gateway(policy=TextPolicy(), executor=executor, audit=audit, tracing=tracing)
     settings = DoorSettings(
         host="127.0.0.1",
         port=0,
