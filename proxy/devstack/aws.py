@@ -23,6 +23,20 @@ from proxy.devstack.state import (
     role_arn,
 )
 
+Service = Literal["iam", "s3", "secretsmanager", "sts"]
+
+
+def _client(state: StackState, service: Service, keys: dict[str, str]) -> Any:
+    """A boto3 client of moto's ``service``, signing with ``keys`` (an access key's ``id`` and
+    ``secret``)."""
+    return boto3.client(
+        service,
+        endpoint_url=state.sts_url(),
+        region_name=AWS_REGION,
+        aws_access_key_id=keys["id"],
+        aws_secret_access_key=keys["secret"],
+    )
+
 
 def set_up_aws(state: StackState) -> None:
     """IAM in moto: a worker user that may assume one role per demo DAG, the audit archive's
@@ -30,15 +44,9 @@ def set_up_aws(state: StackState) -> None:
     read and rotate them; then moto checks signatures, as AWS does."""
     endpoint = state.sts_url()
 
-    def bootstrap(service: Literal["iam", "s3", "secretsmanager"]) -> Any:
+    def bootstrap(service: Service) -> Any:
         # moto accepts any key until auth is switched on at the end of this method.
-        return boto3.client(
-            service,
-            endpoint_url=endpoint,
-            region_name=AWS_REGION,
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",  # noqa: S106
-        )
+        return _client(state, service, {"id": "bootstrap", "secret": "bootstrap"})
 
     iam = bootstrap("iam")
 
@@ -120,14 +128,7 @@ def set_up_aws(state: StackState) -> None:
 
 def iam_header(state: StackState, role: str, *, server_id: str = SERVER_ID) -> str:
     """An IAM proof signed with credentials from ``AssumeRole`` on ``role`` (moto's STS)."""
-    keys = state.aws_user_keys
-    sts = boto3.client(
-        "sts",
-        endpoint_url=state.sts_url(),
-        region_name=AWS_REGION,
-        aws_access_key_id=keys["id"],
-        aws_secret_access_key=keys["secret"],
-    )
+    sts = _client(state, "sts", state.aws_user_keys)
     credentials = sts.assume_role(RoleArn=role, RoleSessionName="airflow-worker")["Credentials"]
     session = boto3.Session(
         aws_access_key_id=credentials["AccessKeyId"],
@@ -152,13 +153,7 @@ def gateway_aws_env(state: StackState) -> dict[str, str]:
 
 def secret(state: StackState, name: str) -> dict[str, str]:
     """A Neo4j credential as Secrets Manager holds it now (AWSCURRENT)."""
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=state.sts_url(),
-        region_name=AWS_REGION,
-        aws_access_key_id=state.gateway_aws_keys["id"],
-        aws_secret_access_key=state.gateway_aws_keys["secret"],
-    )
+    client = _client(state, "secretsmanager", state.gateway_aws_keys)
     # Name the stage: moto's default version does not follow update_secret_version_stage.
     answer = client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
     value: dict[str, str] = json.loads(answer["SecretString"])
@@ -167,14 +162,7 @@ def secret(state: StackState, name: str) -> dict[str, str]:
 
 def publish_bundle(state: StackState, bundle: bytes, key: str) -> None:
     """Upload a policy bundle to the stack's bundle bucket, as CI's publisher."""
-    keys = state.policy_publisher_keys
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=state.sts_url(),
-        region_name=AWS_REGION,
-        aws_access_key_id=keys["id"],
-        aws_secret_access_key=keys["secret"],
-    )
+    s3 = _client(state, "s3", state.policy_publisher_keys)
     s3.put_object(Bucket=POLICY_BUCKET, Key=key, Body=bundle)
 
 
