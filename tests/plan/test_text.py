@@ -9,10 +9,8 @@ cannot tell.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from hypothesis import given, settings
@@ -28,6 +26,7 @@ from proxy.plan.text import (
     tokens,
     without_secrets,
 )
+from tests.csv_source import csv_source
 
 
 @pytest.mark.parametrize(
@@ -80,35 +79,11 @@ def test_load_csv_sources(statement: str, sources: list[str]) -> None:
 # ---- against Neo4j itself
 
 
-class _Recorder(BaseHTTPRequestHandler):
-    fetched: list[str]
-
-    def do_GET(self) -> None:
-        type(self).fetched.append(self.path)
-        body = b"a,b\n1,2\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/csv")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
-
-
 @pytest.fixture(scope="module")
 def csv_server() -> Iterator[tuple[str, list[str]]]:
     """A CSV server on loopback that records the paths Neo4j fetches."""
-    fetched: list[str] = []
-    handler = type("Recorder", (_Recorder,), {"fetched": fetched})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", fetched
-    finally:
-        server.shutdown()
-        server.server_close()
+    with csv_source(b"a,b\n1,2\n") as served:
+        yield served
 
 
 # Ways to hide a load from Neo4j (or to seem to, to a reader that reads otherwise): each wraps

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,38 +11,16 @@ import pytest
 
 from proxy.devstack.stack import DevStack
 from tests.conftest import changed_policy_data
+from tests.csv_source import csv_source
 
 pytestmark = pytest.mark.integration
-
-
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    paths: list[str]
-
-    def do_GET(self) -> None:
-        self.paths.append(self.path)
-        body = b"name\nfetched\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        del format, args
 
 
 @pytest.fixture
 def fetched() -> Iterator[tuple[str, list[str]]]:
     """A server on loopback, and the paths Neo4j fetched from it."""
-    paths: list[str] = []
-    handler = type("Recorder", (_Recorder,), {"paths": paths})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", paths
-    finally:
-        server.shutdown()
-        server.server_close()
+    with csv_source(b"name\nfetched\n") as served:
+        yield served
 
 
 def _shadow(data: dict[str, Any]) -> None:
