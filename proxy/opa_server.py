@@ -32,34 +32,27 @@ def opa_server_command(opa_binary: Path, port: int, policies: Path, *, watch: bo
     """The command line of an OPA server on 127.0.0.1:``port`` over a policy folder: the
     policies and their data, not the JSON schemas (``schemas/``) or the tests (``opa test``)."""
     ignores = [argument for pattern in IGNORED for argument in ("--ignore", pattern)]
-    return [
-        str(opa_binary),
-        "run",
-        "--server",
-        "--addr",
-        f"127.0.0.1:{port}",
-        *ignores,
-        "--log-level",
-        "error",
-        *(["--watch"] if watch else []),
-        str(policies),
-    ]
+    return _opa_run(opa_binary, port, *ignores, *(["--watch"] if watch else []), str(policies))
 
 
 def opa_bundle_command(opa_binary: Path, port: int, config_file: Path) -> list[str]:
     """The command line of an OPA server on 127.0.0.1:``port`` that takes its policy from the
     bundle its configuration names (:func:`proxy.bundles.opa_bundle_config`). Decision logs go
     to standard output whatever the log level; errors (a refused bundle) are logged."""
+    return _opa_run(opa_binary, port, "--config-file", str(config_file))
+
+
+def _opa_run(opa_binary: Path, port: int, *arguments: str) -> list[str]:
+    """``opa run --server`` on 127.0.0.1:``port``, logging errors only, with ``arguments``."""
     return [
         str(opa_binary),
         "run",
         "--server",
         "--addr",
         f"127.0.0.1:{port}",
-        "--config-file",
-        str(config_file),
         "--log-level",
         "error",
+        *arguments,
     ]
 
 
