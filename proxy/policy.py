@@ -271,20 +271,14 @@ class OPAPolicyEngine:
         answered = await self._query(
             self._settings.package, document, rule=self._settings.preflight_rule
         )
-        decision = Decision(
-            allow=False,
-            reasons=("policy_undefined",),
-            decision_id=answered.decision_id,
-            access_mode="READ",
-            timeout_s=None,
-            revision=answered.revision,
-        )
+        decision = _undefined(answered)
         if "result" not in answered.body:
             return Preflight(decision, procedures=False, functions=False, writes=False)
         try:
             answer = PreflightAnswer.model_validate(answered.body["result"])
         except ValidationError:
             raise PolicyUnavailable(reason="opa_malformed_decision") from None
+        # A preflight sets no access mode or timeout: the undefined decision's, with OPA's verdict.
         return Preflight(
             replace(decision, allow=answer.allow, reasons=tuple(answer.reasons)),
             procedures=answer.procedures,
@@ -306,14 +300,7 @@ class OPAPolicyEngine:
     async def _ask(self, document: dict[str, Any]) -> Decision:
         answered = await self._query(self._settings.package, document)
         if "result" not in answered.body:
-            return Decision(
-                allow=False,
-                reasons=("policy_undefined",),
-                decision_id=answered.decision_id,
-                access_mode="READ",
-                timeout_s=None,
-                revision=answered.revision,
-            )
+            return _undefined(answered)
         try:
             answer = DecisionAnswer.model_validate(answered.body["result"])
         except ValidationError:
@@ -368,3 +355,15 @@ class _Answered:
     body: dict[str, Any]
     decision_id: str
     revision: str | None
+
+
+def _undefined(answered: _Answered) -> Decision:
+    """The decision of a rule OPA has no result for: a denial, read-only, with no timeout."""
+    return Decision(
+        allow=False,
+        reasons=("policy_undefined",),
+        decision_id=answered.decision_id,
+        access_mode="READ",
+        timeout_s=None,
+        revision=answered.revision,
+    )
