@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ from cryptography.x509.oid import NameOID
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from proxy.tls import server_context
-from tests.second_gateway import REPO, SecondGateway
+from tests.command_line import cyphergate
+from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
 
@@ -144,25 +143,11 @@ def test_a_key_that_is_not_the_certificates_stops_the_start(tmp_path: Path) -> N
     }
     path = tmp_path / "gateway.toml"
     path.write_text(tomli_w.dumps(config), encoding="utf-8")
-    ended = subprocess.run(
-        [sys.executable, "-m", "proxy", "serve", "--config", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    ended = cyphergate("serve", "--config", str(path), timeout=60)
     assert ended.returncode == 2, ended.stderr
     assert "server.tls_certificate and tls_key do not load" in ended.stderr
     assert "Traceback" not in ended.stderr
     # cyphergate config check says so too, without starting anything.
-    checked = subprocess.run(
-        [sys.executable, "-m", "proxy", "config", "check", "--config", str(path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    checked = cyphergate("config", "check", "--config", str(path), timeout=60)
     assert checked.returncode == 2, checked.stdout + checked.stderr
     assert "server.tls_certificate and tls_key do not load" in checked.stdout

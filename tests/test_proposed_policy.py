@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from proxy.opa_server import proposed_policy
 from proxy.plan import PlanFacts
 from proxy.policy import Decision, policy_input
 from proxy.principal import Identity, Principal
+from tests.command_line import cyphergate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,10 +74,9 @@ def test_grants_that_would_not_build_are_not_replayed(policies: Path, tmp_path: 
     (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match=r"does not match schemas/grants\.json"):
         decided(policies)
-    replay = subprocess.run(
-        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(tmp_path / "a.sqlite3"),
-         "--policies", str(policies), "--opa", str(ensure_opa(default_cache_dir()))],
-        capture_output=True, text=True, timeout=120, check=False,
+    replay = cyphergate(
+        "policy", "replay", "--log", str(tmp_path / "a.sqlite3"),
+        "--policies", str(policies), "--opa", str(ensure_opa(default_cache_dir())),
     )  # fmt: skip
     assert replay.returncode == 2, replay.stderr
     assert "data.json does not match schemas/grants.json at" in replay.stderr
@@ -221,10 +219,9 @@ def test_replay_on_the_command_line_fails_on_a_cut_limit_and_names_older_records
     grant = data["cyphergate"]["grants"]["dags"]["demo_reader"]["databases"]["neo4j"]
     grant.update(row_limit=1, row_limit_action="truncate")
     (policies / "data.json").write_text(json.dumps(data), encoding="utf-8")
-    replayed = subprocess.run(
-        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(log), "--policies",
-         str(policies), "--opa", str(ensure_opa(default_cache_dir())), "--fail-on-change"],
-        capture_output=True, text=True, timeout=120, check=False,
+    replayed = cyphergate(
+        "policy", "replay", "--log", str(log), "--policies",
+        str(policies), "--opa", str(ensure_opa(default_cache_dir())), "--fail-on-change",
     )  # fmt: skip
     assert replayed.returncode == 1, replayed.stderr
     lines = replayed.stdout.splitlines()

@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import stat
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ from proxy.neo4j.secret_sources import (
     parse_secret,
 )
 from proxy.settings import Neo4jSettings, SecretSettings
+from tests.command_line import cyphergate
 
 
 def test_a_secret_is_json_or_a_bare_password() -> None:
@@ -149,13 +148,7 @@ def test_the_command_line_names_an_unavailable_secret_store(tmp_path: Path) -> N
         f'[neo4j]\nuri = "bolt://127.0.0.1:9"\n'
         f'secret = {{source = "file", path = "{tmp_path / "no-such-secret"}"}}\n'
     )
-    rotate = subprocess.run(
-        [sys.executable, "-m", "proxy", "creds", "rotate-root", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    rotate = cyphergate("creds", "rotate-root", "--config", str(config), timeout=60)
     assert rotate.returncode == 1, rotate.stderr
     assert "Neo.TransientError.General.SecretStoreUnavailable" in rotate.stderr
     assert "secret_store:file:FileNotFoundError" in rotate.stderr

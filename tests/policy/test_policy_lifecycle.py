@@ -8,10 +8,7 @@ the session's stack serve it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +23,7 @@ from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.install import default_cache_dir, ensure_opa
 from proxy.devstack.stack import DevStack
 from proxy.opa_server import proposed_policy
+from tests.command_line import cyphergate
 from tests.conftest import until
 from tests.second_gateway import SecondGateway
 
@@ -125,10 +123,9 @@ def test_edit_shadow_grant_and_replay(stack: DevStack, lab: Lab) -> None:
 
     # Replaying this log against the repository's policies shows what they would change: the
     # decisions made under the edited grants would be refusals.
-    replay = subprocess.run(
-        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(lab.audit),
-         "--policies", str(REPO / "policies"), "--format", "json", "--fail-on-change"],
-        capture_output=True, text=True, timeout=120, check=False,
+    replay = cyphergate(
+        "policy", "replay", "--log", str(lab.audit),
+        "--policies", str(REPO / "policies"), "--format", "json", "--fail-on-change",
     )  # fmt: skip
     assert replay.returncode == 1, replay.stderr
     report = json.loads(replay.stdout)
@@ -200,10 +197,9 @@ def test_row_limits(stack: DevStack, lab: Lab, neo4j_admin: Driver) -> None:
         "row_limit_action": "truncate",
         "timeout_ms": 30000,
     }
-    replay = subprocess.run(
-        [sys.executable, "-m", "proxy", "policy", "replay", "--log", str(lab.audit),
-         "--policies", str(REPO / "policies"), "--dag", "demo_writer", "--fail-on-change"],
-        capture_output=True, text=True, timeout=120, check=False,
+    replay = cyphergate(
+        "policy", "replay", "--log", str(lab.audit),
+        "--policies", str(REPO / "policies"), "--dag", "demo_writer", "--fail-on-change",
     )  # fmt: skip
     assert replay.returncode == 1, replay.stderr
     line = next(
@@ -213,12 +209,12 @@ def test_row_limits(stack: DevStack, lab: Lab, neo4j_admin: Driver) -> None:
 
 
 def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> None:
-    aws = {**os.environ, **stack.gateway_aws_env()}  # it reads the gateway's Neo4j secret
-    explain = subprocess.run(
-        [sys.executable, "-m", "proxy", "policy", "explain", "--config",
-         str(stack.gateway_config_path), "--dag", "demo_labels", "--format", "json",
-         "MATCH (p:Person)-[:OWNS]->(a:Account) RETURN a.number"],
-        capture_output=True, text=True, timeout=60, check=False, env=aws,
+    aws = stack.gateway_aws_env()  # it reads the gateway's Neo4j secret
+    explain = cyphergate(
+        "policy", "explain", "--config",
+        str(stack.gateway_config_path), "--dag", "demo_labels", "--format", "json",
+        "MATCH (p:Person)-[:OWNS]->(a:Account) RETURN a.number",
+        env=aws, timeout=60,
     )  # fmt: skip
     assert explain.returncode == 0, explain.stderr
     shown = json.loads(explain.stdout)
@@ -226,10 +222,10 @@ def test_policy_explain_prints_analysis_input_and_decision(stack: DevStack) -> N
     assert shown["analysis"]["relationship_types"]["read"] == ["OWNS"]
     assert shown["decision"]["allow"] is False
     assert "relationship_type_not_granted:OWNS" in shown["decision"]["reasons"]
-    text = subprocess.run(
-        [sys.executable, "-m", "proxy", "policy", "explain", "--config",
-         str(stack.gateway_config_path), "--dag", "demo_labels", "MATCH (p:Person) RETURN p"],
-        capture_output=True, text=True, timeout=60, check=False, env=aws,
+    text = cyphergate(
+        "policy", "explain", "--config",
+        str(stack.gateway_config_path), "--dag", "demo_labels", "MATCH (p:Person) RETURN p",
+        env=aws, timeout=60,
     )  # fmt: skip
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("ALLOW for DAG demo_labels on neo4j")
@@ -241,12 +237,12 @@ def test_policy_explain_sends_opa_the_statement_without_its_password(stack: DevS
     decision log. Neo4j still plans the statement as written."""
     secret = f"pw-{uuid.uuid4().hex}"
     opa_log = Path(stack.status()["processes"]["opa"]["log"])
-    aws = {**os.environ, **stack.gateway_aws_env()}
-    explain = subprocess.run(
-        [sys.executable, "-m", "proxy", "policy", "explain", "--config",
-         str(stack.gateway_config_path), "--dag", "demo_labels", "--format", "json",
-         f"MATCH (p:Person) WHERE p.password = '{secret}' RETURN p.name"],
-        capture_output=True, text=True, timeout=60, check=False, env=aws,
+    aws = stack.gateway_aws_env()
+    explain = cyphergate(
+        "policy", "explain", "--config",
+        str(stack.gateway_config_path), "--dag", "demo_labels", "--format", "json",
+        f"MATCH (p:Person) WHERE p.password = '{secret}' RETURN p.name",
+        env=aws, timeout=60,
     )  # fmt: skip
     assert explain.returncode == 0, explain.stderr
     shown = json.loads(explain.stdout)
