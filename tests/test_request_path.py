@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,6 +21,7 @@ from neo4j.exceptions import Neo4jError
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
 from proxy.devstack.state import AUDIENCE, LEASE_PREFIX, OTHER_AUDIENCE
+from tests.command_line import cyphergate
 from tests.conftest import changed_policy_data, request_id_in
 
 pytestmark = pytest.mark.integration
@@ -815,17 +814,11 @@ def test_show_transactions_carries_the_dag(
 # ----------------------------------------------------------------------------- audit
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *args], capture_output=True, text=True, check=False
-    )
-
-
 def test_audit_verify_names_the_record_with_one_changed_byte(
     stack: DevStack, gateway: httpx.Client, tmp_path: Path
 ) -> None:
     post(gateway, stack.token("demo_reader"), {"statement": "RETURN 'tamper target' AS x"})
-    good = cli("audit", "verify", "--config", str(stack.gateway_config_path))
+    good = cyphergate("audit", "verify", "--config", str(stack.gateway_config_path))
     assert good.returncode == 0, good.stdout + good.stderr
     assert "hash chain intact" in good.stdout and "signatures checked" in good.stdout
 
@@ -845,14 +838,14 @@ def test_audit_verify_names_the_record_with_one_changed_byte(
             "WHERE seq = ?",
             (seq,),
         )
-    bad = cli("audit", "verify", "--log", str(copy))
+    bad = cyphergate("audit", "verify", "--log", str(copy))
     assert bad.returncode == 1
     assert f"record {seq}: content does not match its hash" in bad.stdout
 
 
 def test_audit_query_filters_by_dag_and_decision(stack: DevStack, gateway: httpx.Client) -> None:
     post(gateway, stack.token("demo_unlisted"), {"statement": "RETURN 1"})
-    result = cli(
+    result = cyphergate(
         "audit",
         "query",
         "--config",
@@ -868,7 +861,7 @@ def test_audit_query_filters_by_dag_and_decision(stack: DevStack, gateway: httpx
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert rows and all(r["dag"] == "demo_unlisted" and r["decision"] == "deny" for r in rows)
     assert {"seq", "time", "dag", "database", "statement", "decision", "reasons"} <= set(rows[0])
-    table = cli(
+    table = cyphergate(
         "audit", "query", "--config", str(stack.gateway_config_path), "--dag", "demo_unlisted"
     )
     assert "dag_not_granted" in table.stdout and "SEQ" in table.stdout

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -31,6 +28,7 @@ from proxy.devstack.stack import DevStack
 from proxy.devstack.state import AWS_REGION, GATEWAY_SECRET, StackState
 from proxy.neo4j.rotation import RotatingAuth, Rotator
 from proxy.neo4j.secret_sources import Credential, FileSecretSource
+from tests.command_line import cyphergate
 from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
@@ -382,11 +380,9 @@ def test_rotate_root_changes_the_session_gateways_own_password(
     stack: DevStack, gateway: httpx.Client
 ) -> None:
     before = stack.status()["neo4j"]
-    rotate = subprocess.run(
-        [sys.executable, "-m", "proxy", "creds", "rotate-root", "--config",
-         str(stack.gateway_config_path)],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, **stack.gateway_aws_env()},
+    rotate = cyphergate(
+        "creds", "rotate-root", "--config", str(stack.gateway_config_path),
+        env=stack.gateway_aws_env(),
     )  # fmt: skip
     assert rotate.returncode == 0, rotate.stderr
     assert "rotated the Neo4j password of cyphergate" in rotate.stdout

@@ -9,8 +9,6 @@ chains. A process that opens a chain another process writes refuses to start.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +23,8 @@ from proxy.audit.reader import AuditReader
 from proxy.chains import replica_chains
 from proxy.devstack.stack import DevStack
 from proxy.settings import load_settings
-from tests.second_gateway import REPO, SecondGateway
+from tests.command_line import cyphergate
+from tests.second_gateway import SecondGateway
 
 pytestmark = pytest.mark.integration
 
@@ -112,17 +111,6 @@ def replicas(
             gateway.stop()
 
 
-def _cli(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_each_process_of_each_replica_leases_under_a_prefix_of_its_own(
     replicas: Replicas,
 ) -> None:
@@ -198,13 +186,13 @@ def test_each_process_appends_to_its_own_chain_and_the_tools_read_them_all(
             assert {c.chain for c in reader.checkpoints()} == {audit.chain_id}
 
     config_args = [arg for c in configs for arg in ("--config", c)]
-    verified = _cli("audit", "verify", *config_args, "--format", "json")
+    verified = cyphergate("audit", "verify", *config_args, "--format", "json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     reports = [json.loads(line) for line in verified.stdout.splitlines()]
     assert [r["log"] for r in reports] == [str(a.path) for a in chains]
     assert all(r["ok"] and r["signatures_checked"] and r["checkpoints"] > 0 for r in reports)
 
-    queried = _cli("audit", "query", *config_args, "--event", "decision", "--format", "json")
+    queried = cyphergate("audit", "query", *config_args, "--event", "decision", "--format", "json")
     assert queried.returncode == 0, queried.stderr
     records = [json.loads(line) for line in queried.stdout.splitlines()]
     by_log: dict[str, int] = {}

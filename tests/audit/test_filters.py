@@ -3,8 +3,6 @@ cannot be read is refused (exit 2 on the command line, 400 from the API), never 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +15,7 @@ from proxy.audit.reader import AuditReader, BadFilter, RecordFilter, utc_bound
 from proxy.audit.record import utc_timestamp
 from tests.audit.test_query import write
 from tests.audit.test_record import event
+from tests.command_line import cyphergate
 
 START = datetime(2026, 11, 30, tzinfo=UTC)
 # 48 records, one every 37 minutes and 123 ms from midnight UTC: they cross the day, and their
@@ -88,12 +87,7 @@ def test_an_unreadable_bound_is_refused(value: str) -> None:
 
 
 def test_the_command_line_refuses_an_unreadable_bound_with_status_2(log: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "proxy", "audit", "query", "--log", str(log), "--until", "notadate"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = cyphergate("audit", "query", "--log", str(log), "--until", "notadate")
     assert done.returncode == 2
     assert done.stdout == ""
     assert done.stderr.endswith(  # refused while parsing, after the command's usage
