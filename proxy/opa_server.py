@@ -28,11 +28,12 @@ from proxy.settings import OPASettings
 OPA_START_TIMEOUT_S = 30.0
 
 
-def opa_server_command(opa_binary: Path, port: int, policies: Path, *, watch: bool) -> list[str]:
+def opa_server_command(opa_binary: Path, port: int, policies: Path) -> list[str]:
     """The command line of an OPA server on 127.0.0.1:``port`` over a policy folder: the
-    policies and their data, not the JSON schemas (``schemas/``) or the tests (``opa test``)."""
+    policies and their data, not the JSON schemas (``schemas/``) or the tests (``opa test``).
+    A folder that changes is served as a bundle instead (:func:`proposed_policy`)."""
     ignores = [argument for pattern in IGNORED for argument in ("--ignore", pattern)]
-    return _opa_run(opa_binary, port, *ignores, *(["--watch"] if watch else []), str(policies))
+    return _opa_run(opa_binary, port, *ignores, str(policies))
 
 
 def opa_bundle_command(opa_binary: Path, port: int, config_file: Path) -> list[str]:
@@ -84,7 +85,7 @@ def proposed_policy(
             snapshot(policies, copy)
             validate_grants(copy)
             (port,) = free_ports(1)
-            command = opa_server_command(opa_binary, port, copy, watch=False)
+            command = opa_server_command(opa_binary, port, copy)
             yield from _serving(command, port, output)
         return
     with contextlib.ExitStack() as stack:
