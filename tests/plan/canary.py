@@ -1,13 +1,19 @@
 """The canary graph and the oracles that say whether an allowed statement did more than its grant.
 
 The graph holds nodes of granted labels (Person, Movie), of labels no test grant reads (Secret,
-Account), of both at once (Movie:Secret, Person:Account), of two ungranted ones (Secret:Account)
-and of none, connected to each other in every direction through granted relationship types
-(ACTED_IN, DIRECTED) and ungranted ones (OWNS, KNOWS). Every node that carries no granted label,
+Account), of both at once (Movie:Secret, Person:Account), of ungranted ones only
+(Secret:Account:Vault, where Vault is a label no readable node has) and of none, connected to
+each other in every direction through granted relationship types (ACTED_IN, DIRECTED) and
+ungranted ones (OWNS, KNOWS). Every node that carries no granted label,
 and every relationship of an ungranted type, carries a unique canary value.
 
 A label grant means what Neo4j's own GRANT means: a node is readable when one of its labels is
 granted (so a Movie:Secret node is readable), writable when one of its labels is write-granted.
+What a readable node shows is all of it, as the README's least-privilege section promises and as
+Neo4j's TRAVERSE and READ on one of its labels show it: every label it carries (``labels()`` of
+the Movie:Secret node names Secret) and every property key and value. So the names a caller may
+learn are the labels of the nodes it may read, the types it may read, the property keys of
+either, and the names its own statement spells; no other label, type or key name.
 
 Oracles, for a statement the gateway allowed:
 
@@ -15,7 +21,15 @@ Oracles, for a statement the gateway allowed:
   relationship after it ran (copied there by a write);
 - **non-interference** (read-only statements): its answer is the same on the whole graph as on
   the graph without what the grant may not read (deleted inside a transaction that is rolled
-  back), so nothing ungranted shaped it: not by value, count, existence or error;
+  back), so nothing ungranted shaped it: not by value, count, existence, error or the
+  notifications the gateway passes on;
+- **names**: every node and relationship in its answer (whole, in a path, a list or a map) is
+  one the grant may read, and no name only unreadable things carry (:func:`secret_names`: the
+  label Vault, the types OWNS and KNOWS, the key ``canary``) reaches the caller unless the
+  statement spells it: not as a string (``labels()``, ``type()``, ``keys()``), a map key
+  (``properties()``, map projections), nor a word of Neo4j's error message or of a
+  notification the gateway passes on. Neo4j keeps a name once used even when nothing carries
+  it any more, so the non-interference run cannot see these; this oracle can.
 - **writes**: nothing the grant may not write changed: a node with no write-granted label is
   untouched (labels, properties, existence), a writable node kept its other labels, and a
   relationship of a type not write-granted is untouched; created nodes carry only
@@ -26,6 +40,7 @@ Oracles, for a statement the gateway allowed:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +63,7 @@ KINDS: tuple[tuple[tuple[str, ...], int], ...] = (
     (("Account",), 2),
     (("Movie", "Secret"), 1),
     (("Person", "Account"), 1),
-    (("Secret", "Account"), 1),
+    (("Secret", "Account", "Vault"), 1),
     ((), 1),
 )
 TYPES = GRANTED_TYPES + OTHER_TYPES
@@ -280,3 +295,69 @@ def _text(value: Any) -> str:
 
 def holds_canary(answer: list[str]) -> bool:
     return any(CANARY in row for row in answer)
+
+
+def secret_names(grant: Grant, state: GraphState) -> frozenset[str]:
+    """The label, type and key names only what ``grant`` may not read carries in ``state``."""
+    labels, types = set(grant.read_labels), set(grant.read_types)
+    shown: set[str] = set()
+    hidden: set[str] = set()
+    for node_labels, props in state.nodes.values():
+        readable = "*" in labels or bool(labels & set(node_labels))
+        (shown if readable else hidden).update(node_labels, props)
+    for rel_type, props, _s, _e in state.rels.values():
+        readable = "*" in types or rel_type in types
+        (shown if readable else hidden).update([rel_type], props)
+    return frozenset(hidden - shown)
+
+
+def spelled(text: str, parameters: Mapping[str, Any]) -> frozenset[str]:
+    """The names a statement spells itself (its words, and its string parameters')."""
+    words = _WORD.findall(text)
+    for value in parameters.values():
+        words += _WORD.findall(value) if isinstance(value, str) else []
+    return frozenset(words)
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def name_leaks(
+    grant: Grant, secret: frozenset[str], own: frozenset[str], rows: Iterable[Record], said: str
+) -> list[str]:
+    """What of the rows and of what else the caller is shown (``said``: Neo4j's error message,
+    the notifications it is passed) names what it may not read (see the module docstring)."""
+    found: list[str] = []
+    texts: set[str] = set()  # every string and key in the rows (a name may be part of one)
+    for record in rows:
+        _names(grant, [*record.values()], texts, found)
+    words = set(_WORD.findall(said))  # a message quotes the statement: its words are its own
+    for name in sorted(secret - own):
+        if name in words or any(name in text for text in texts):
+            found.append(f"the name {name!r} reached the caller")
+    return found
+
+
+def _names(grant: Grant, value: Any, names: set[str], found: list[str]) -> None:
+    """Collect the strings and keys in ``value``; note entities ``grant`` may not read."""
+    if isinstance(value, Node):
+        readable = "*" in grant.read_labels or set(grant.read_labels) & value.labels
+        if not readable and (value.labels or dict(value)):  # a deleted node shows nothing
+            found.append(f"an unreadable node {sorted(value.labels)} reached the caller")
+        names.update(value.labels, value.keys())
+        _names(grant, list(dict(value).values()), names, found)
+    elif isinstance(value, Relationship):
+        if "*" not in grant.read_types and value.type not in grant.read_types:
+            found.append(f"an unreadable relationship {value.type} reached the caller")
+        names.update([value.type], value.keys())
+        _names(grant, list(dict(value).values()), names, found)
+    elif isinstance(value, Path):
+        _names(grant, [*value.nodes, *value.relationships], names, found)
+    elif isinstance(value, Mapping):
+        names.update(str(key) for key in value)
+        _names(grant, list(value.values()), names, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _names(grant, item, names, found)
+    elif isinstance(value, str):
+        names.add(value)

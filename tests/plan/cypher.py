@@ -259,10 +259,17 @@ class Gen:
             return f"{self.pick(('Secret', 'Person', 'Movie'))!r} IN labels({self.pick(nodes)})"
         if form < 15 and rels:
             return f"type({self.pick(rels)}) = {self.pick(REL_TYPES)!r}"
-        if form < 16 and nodes:
+        if form < 16 and nodes and self.chance(50):
             var = self.pick(nodes)
             rel = self.label_expr(rel=True, dynamic=False)
             return f"({var})-[:{rel}]-(:{self.label_expr(dynamic=False)})"
+        if form < 16 and nodes:  # a list predicate over what a pattern comprehension reaches
+            var, x = self.pick(nodes), self.fresh("x")
+            quantifier = self.pick(("all", "any", "none", "single"))
+            rel = self.label_expr(rel=True, dynamic=False)
+            reached = self.pick(("(z)", f"(z:{self.label_expr(dynamic=False)})"))
+            test = self.pick((f"{x}:{self.label_expr(dynamic=False)}", f"{x}.born > 1955"))
+            return f"{quantifier}({x} IN [({var})-[:{rel}]-{reached} | z] WHERE {test})"
         if form < 20:
             return f"NOT ({self.predicate(scope, depth + 1)})"
         if form < 24:
@@ -301,10 +308,28 @@ class Gen:
                 f"coalesce({var}.canary, {var}.name)",
                 f"size(labels({var}))",
             ]
+            # Names, and entities carried out in maps, lists and CASE: what a caller learns of
+            # labels, types and keys (the name oracle) as much as of values.
+            other = self.pick(nodes + rels)
+            test = self.predicate(scope, depth=3) if self.chance(50) else f"{var}.uid > 3"
+            choices += [
+                f"{var}{{.name, o: {other}.name}}",
+                f"{var}{{.*, {other}}}",
+                f"{var}{{.name, .canary, t: labels({var})}}",
+                f"CASE WHEN {test} THEN {var} ELSE {other} END",
+                f"CASE WHEN {var}:{self.label_expr(dynamic=False)} THEN labels({var}) END",
+                f"[({var})-[y:{rel}]-(z:{label}) | [type(y), labels(z), keys(z)]]",
+                f"[({var})-[y:{rel}]-(z) WHERE z:{label} | y]",
+                f"reduce(s = [], x IN [({var})-[:{rel}]-(z:{label}) | z] | s + labels(x))",
+                f"size([({var})-[:{rel}]-(z:{label}) WHERE z.born > 1955 | z])",
+                f"keys(properties({var}))",
+            ]
         for var in rels:
             choices += [var, f"type({var})", f"{var}.{self.pick(REL_PROPS)}", f"startNode({var})"]
             choices += [f"endNode({var})", f"properties({var})"]
             choices += [f"{var}{{.*}}", f"{var}[$k]", f"keys({var})", f"properties(endNode({var}))"]
+            choices += [f"labels(startNode({var}))", f"[type({var}), keys({var})]"]
+            choices += [f"{var}{{.since, s: startNode({var}), e: endNode({var}).name}}"]
         for var in paths:
             choices += [var, f"nodes({var})", f"relationships({var})", f"length({var})"]
             choices += [f"[x IN nodes({var}) | x.canary]"]
@@ -312,6 +337,11 @@ class Gen:
             choices += [f"[x IN relationships({var}) | [startNode(x).canary, keys(endNode(x))]]"]
             choices += [f"last(nodes({var}))", f"[x IN tail(nodes({var})) | x{{.*}}]"]
             choices += [f"[x IN nodes({var}) WHERE x:{self.label_expr(dynamic=False)} | x]"]
+            choices += [
+                f"[x IN nodes({var}) | labels(x)]",
+                f"[x IN relationships({var}) | type(x)]",
+            ]
+            choices += [f"[x IN relationships({var}) | x{{.*, s: startNode(x)}}]"]
         return str(self.pick(choices))
 
     def items(self, scope: Scope, *, aggregate: bool) -> tuple[str, list[str]]:
@@ -396,7 +426,15 @@ class Gen:
             else:
                 var = self.fresh("u")
                 if scope.nodes and self.chance(60):
-                    sources = self.pick((f"[{', '.join(scope.nodes)}]", f"[{scope.nodes[0]}]"))
+                    rel, label = self.label_expr(rel=True), self.label_expr()
+                    sources = self.pick(
+                        (
+                            f"[{', '.join(scope.nodes)}]",
+                            f"[{scope.nodes[0]}]",
+                            f"[({scope.nodes[-1]})-[:{rel}]-(z:{label}) | z]",
+                            f"[({scope.nodes[-1]})-[:{rel}]-(z) WHERE z:{label} | z]",
+                        )
+                    )
                     scope.nodes.append(var)
                 elif scope.paths and self.chance(50):
                     sources = f"nodes({self.pick(scope.paths)})"
@@ -426,6 +464,11 @@ class Gen:
         return f"{optional}MATCH ({var}){rel}{other} WHERE {where}"
 
     def with_clause(self, scope: Scope) -> str:
+        if self.chance(15):  # everything in scope goes on, filtered or ordered
+            text = "WITH *"
+            if scope.nodes and self.chance(40):
+                text += f" ORDER BY {self.pick(scope.nodes)}.uid SKIP 1 LIMIT {self.number(1, 3)}"
+            return text + (f" WHERE {self.predicate(scope)}" if self.chance(60) else "")
         kept = [v for v in scope.names() if self.chance(60)] or [self.pick(scope.names())]
         extra = ""
         if self.chance(25):
@@ -469,6 +512,16 @@ class Gen:
                 f"FOREACH (x IN [{var}] | SET x.seen = true)",
             ]
             forms += [f"SET (CASE WHEN {var}.born > 1955 THEN {var} END).seen = true"]
+            forms += [
+                f"FOREACH (a IN [1] | FOREACH (b IN [{var}] | SET b.seen = true))",
+                f"FOREACH (b IN [{var}] | FOREACH (c IN [1] | "
+                f"MERGE (b)-[:{self.pick(REL_TYPES)}]->(w:{plain} {{uid: {uid}}})))",
+                f"FOREACH (b IN [{var}] | DETACH DELETE b)",
+                f"SET {var}:{plain}:{self.pick(NODE_LABELS)}",
+                f"REMOVE {var}:{plain}:{self.pick(NODE_LABELS)}",
+                f"MERGE (w:{plain} {{uid: {self.number(1, 12)}}}) ON CREATE SET w = {var} "
+                f"ON MATCH SET w += {var}",
+            ]
             forms += [f"CALL ({var}) {{ SET {var}.z = 1 }}", f"SET {var}:$($dyn)"]
             # A dynamic key from a variable named like a granted key: inside FOREACH's and
             # MERGE's details Neo4j prints n[seen] as n.seen.
@@ -591,8 +644,13 @@ class Gen:
             union = self.pick(("UNION", "UNION ALL"))
             body = f"{body} RETURN {left} AS {alias} {union} {second} RETURN {right} AS {alias}"
             return Statement(prefix + body, dict(self.params), False)
-        items, _ = self.items(scope, aggregate=True)
-        return Statement(prefix + f"{body} RETURN {items}", dict(self.params), False)
+        items, names = self.items(scope, aggregate=True)
+        page = ""
+        if self.chance(15):  # a page of the answer: ordered by every column, so never by chance
+            page = (
+                f" ORDER BY {', '.join(names)} SKIP {self.number(0, 2)} LIMIT {self.number(1, 3)}"
+            )
+        return Statement(prefix + f"{body} RETURN {items}{page}", dict(self.params), False)
 
 
 # Statements no test grant may run: procedures (granted to none) and LOAD CSV (likewise).

@@ -20,13 +20,15 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from neo4j import Driver, ManagedTransaction
+from neo4j import Driver, ManagedTransaction, Record
 from neo4j.exceptions import ClientError, Neo4jError
 
 from proxy.analysis import Analysis
+from proxy.neo4j.shown import notifications as shown
 from proxy.plan import read_plan
 from proxy.policy import input_document
 from tests.plan.canary import (
+    CANARY,
     GRANTS,
     WITHOUT_UNREADABLE,
     Grant,
@@ -34,6 +36,9 @@ from tests.plan.canary import (
     canonical,
     copied_canaries,
     holds_canary,
+    name_leaks,
+    secret_names,
+    spelled,
     write_violations,
 )
 from tests.plan.conftest import PlanStack
@@ -41,6 +46,18 @@ from tests.plan.cypher import Statement, statements
 
 pytestmark = pytest.mark.integration
 TX_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Outcome:
+    """A statement's run: its canonical answer (the notifications the gateway passes on
+    included), the graph after it (None when it failed), its rows, and what else the caller is
+    shown (Neo4j's error message, or the notifications' texts)."""
+
+    answer: list[str]
+    after: GraphState | None
+    rows: list[Record]
+    said: str
 
 
 @dataclass
@@ -57,8 +74,8 @@ class Checker:
         self.driver: Driver = stack.driver
         self.http = httpx.Client(base_url=stack.opa_url, timeout=10.0)
         self.stats = stats
-        self.error_message = ""  # of the last statement run that failed
-        self.before = self._read(lambda tx: GraphState.read(lambda q: list(tx.run(q))))
+        self.before: GraphState = self._read(lambda tx: GraphState.read(lambda q: list(tx.run(q))))
+        self.secret = {grant.dag: secret_names(grant, self.before) for grant in GRANTS}
 
     def _read(self, work: Callable[[ManagedTransaction], Any]) -> Any:
         with self.driver.session(database="neo4j", notifications_min_severity="OFF") as session:
@@ -95,24 +112,31 @@ class Checker:
         decision = answer.raise_for_status().json()["result"]
         return Verdict(decision["allow"], decision["reasons"], summary.query_type)
 
-    def run(self, statement: Statement, grant: Grant, *, without_unreadable: bool) -> Any:
+    def run(self, statement: Statement, grant: Grant, *, without_unreadable: bool) -> Outcome:
         """The answer (or error) of the statement, and the graph after it; rolled back."""
-        with self.driver.session(database="neo4j", notifications_min_severity="OFF") as session:
-            tx = session.begin_transaction(timeout=TX_TIMEOUT_S)
+        with self.driver.session(database="neo4j", notifications_min_severity="INFORMATION") as s:
+            tx = s.begin_transaction(timeout=TX_TIMEOUT_S)
             try:
                 if without_unreadable:
                     labels = [label for label in grant.read_labels if label != "*"]
                     for cleanup in WITHOUT_UNREADABLE:
                         tx.run(cleanup, labels=labels, types=list(grant.read_types)).consume()
                 try:
-                    answer: Any = canonical(tx.run(statement.text, statement.parameters))
+                    result = tx.run(statement.text, statement.parameters)
+                    rows = list(result)
+                    metadata = result.consume().metadata
                 except ClientError as exc:
-                    # The message can name a value (a string where a boolean was wanted): a
-                    # canary in it is a canary in the answer.
-                    self.error_message = exc.message or ""
-                    return [f"error {exc.code}"], None
+                    # The message can name a value (a string where a boolean was wanted) or a
+                    # label, type or key: what it names, the caller is shown.
+                    return Outcome([f"error {exc.code}"], None, [], exc.message or "")
+                # What the gateway passes on of Neo4j's notifications, and only that.
+                said = [
+                    f"{n.get('code')} {n.get('title')} {n.get('description')}"
+                    for n in shown(metadata)
+                ]
+                answer = canonical(rows) + sorted(f"notification {n.split()[0]}" for n in said)
                 after = GraphState.read(lambda q: list(tx.run(q)))
-                return answer, after
+                return Outcome(answer, after, rows, "\n".join(said))
             finally:
                 tx.rollback()
 
@@ -131,27 +155,29 @@ class Checker:
         self.stats["allowed"] += 1
         self.stats[f"allowed {grant.dag}"] += 1
         try:
-            answer, after = self.run(statement, grant, without_unreadable=False)
+            ran = self.run(statement, grant, without_unreadable=False)
         except Neo4jError as exc:  # a timeout, say: nothing to judge
             self.stats["not run: " + (exc.code or type(exc).__name__)] += 1
             return
         problems: list[str] = []
         if not grant.reads_everything:
-            if holds_canary(answer) or (after is None and holds_canary([self.error_message])):
-                problems.append(f"a canary in the answer: {answer} {self.error_message!r}")
-            if after is not None:
-                problems += copied_canaries(grant, after)
-        if after is not None:
-            problems += write_violations(grant, self.before, after)
+            if holds_canary(ran.answer) or CANARY in ran.said:
+                problems.append(f"a canary in the answer: {ran.answer} {ran.said!r}")
+            own = spelled(statement.text, statement.parameters)
+            problems += name_leaks(grant, self.secret[grant.dag], own, ran.rows, ran.said)
+            if ran.after is not None:
+                problems += copied_canaries(grant, ran.after)
+        if ran.after is not None:
+            problems += write_violations(grant, self.before, ran.after)
         # Writes too: rolled back, what they answer must not depend on what the grant may not
         # read either (a failing write told a canary through its error).
         if verdict.query_type != "s" and not grant.reads_everything and not problems:
             try:
-                alone, _ = self.run(statement, grant, without_unreadable=True)
+                alone: list[str] | None = self.run(statement, grant, without_unreadable=True).answer
             except Neo4jError:
                 alone = None
-            if alone is not None and alone != answer:
-                problems.append(f"the answer depends on unreadable data:\n {answer}\n {alone}")
+            if alone is not None and alone != ran.answer:
+                problems.append(f"the answer depends on unreadable data:\n {ran.answer}\n {alone}")
             self.stats["non-interference checked"] += 1
         assert not problems, (
             f"{grant.dag} was allowed {statement.text!r} ({statement.parameters}):\n"
@@ -182,22 +208,54 @@ def test_the_oracles_catch_what_they_should(checker: Checker) -> None:
     """The fuzzer's oracles are not blind: a statement known to leak fails each of them."""
     reader, writer = GRANTS[0], GRANTS[1]
     leak = Statement("MATCH (n:Secret) RETURN n.canary AS c", {}, False)
-    answer, _ = checker.run(leak, reader, without_unreadable=False)
-    assert holds_canary(answer)
+    assert holds_canary(checker.run(leak, reader, without_unreadable=False).answer)
     count = Statement("MATCH (n) RETURN count(*) AS c", {}, False)
-    everything, _ = checker.run(count, reader, without_unreadable=False)
-    readable, _ = checker.run(count, reader, without_unreadable=True)
-    assert everything != readable
+    everything = checker.run(count, reader, without_unreadable=False).answer
+    assert everything != checker.run(count, reader, without_unreadable=True).answer
     write = Statement("MATCH (n:Secret) SET n.name = 'x'", {}, True)
-    _, after = checker.run(write, writer, without_unreadable=False)
-    assert write_violations(writer, checker.before, after)
+    after = checker.run(write, writer, without_unreadable=False).after
+    assert after is not None and write_violations(writer, checker.before, after)
     narrow = next(grant for grant in GRANTS if "*" not in grant.write_properties)
     key = Statement("MATCH (p:Person) SET p.born = 1", {}, True)
-    _, after = checker.run(key, narrow, without_unreadable=False)
-    assert write_violations(narrow, checker.before, after)
+    after = checker.run(key, narrow, without_unreadable=False).after
+    assert after is not None and write_violations(narrow, checker.before, after)
     copy = Statement("MATCH (p:Person), (s:Secret) SET p.name = s.canary", {}, True)
-    _, after = checker.run(copy, writer, without_unreadable=False)
-    assert copied_canaries(writer, after)
+    after = checker.run(copy, writer, without_unreadable=False).after
+    assert after is not None and copied_canaries(writer, after)
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("MATCH (n) RETURN labels(n) AS c", "'Vault'"),
+        ("MATCH ()-[r]->() RETURN type(r) AS c", "'OWNS'"),
+        ("MATCH ()-[r]->() RETURN 'x' + type(r) AS c", "'KNOWS'"),
+        ("MATCH (n) RETURN keys(n) AS c", "'canary'"),
+        ("MATCH (n) RETURN properties(n) AS c", "'canary'"),
+        ("MATCH ()-[r]->() RETURN r {.*} AS c", "'canary'"),
+        ("MATCH (n) RETURN n AS c", "an unreadable node ['Account', 'Secret', 'Vault']"),
+        ("MATCH p = ()-[]->() RETURN p AS c", "an unreadable relationship OWNS"),
+        ("MATCH ()-[r]->() WHERE type(r) STARTS WITH 'K' RETURN date(type(r)) AS c", "'KNOWS'"),
+    ],
+)
+def test_the_name_oracle_catches_names_the_grant_may_not_read(
+    checker: Checker, text: str, leak: str
+) -> None:
+    """A label, type or key name only unreadable things carry is caught wherever it surfaces
+    (a string, a map key, an entity returned whole, an error message); the labels of a readable
+    node are not (`Secret` of the Movie:Secret node is the grant's to see), nor a name the
+    statement spells itself."""
+    reader = GRANTS[0]
+    ran = checker.run(Statement(text, {}, False), reader, without_unreadable=False)
+    found = name_leaks(reader, checker.secret[reader.dag], frozenset(), ran.rows, ran.said)
+    assert any(leak in problem for problem in found), (found, ran.said)
+    shown = Statement("MATCH (m:Movie) RETURN m AS c, labels(m) AS l", {}, False)
+    ran = checker.run(shown, reader, without_unreadable=False)
+    assert any("Secret" in row for row in ran.answer), ran.answer
+    assert not name_leaks(reader, checker.secret[reader.dag], frozenset(), ran.rows, ran.said)
+    own = spelled("RETURN 'OWNS' AS c", {})
+    ran = checker.run(Statement("RETURN 'OWNS' AS c", {}, False), reader, without_unreadable=False)
+    assert not name_leaks(reader, checker.secret[reader.dag], own, ran.rows, ran.said)
 
 
 def test_a_key_taken_from_a_variable_is_decided_as_any_key(checker: Checker) -> None:
