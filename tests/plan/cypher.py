@@ -296,13 +296,16 @@ class Gen:
             choices += [f"{var}{{.name, k: [({var})-[:ACTED_IN]-(z:Movie|Person) | z{{.*}}]}}"]
             # Subqueries and lists that carry what they reach out as values.
             rel, label = self.label_expr(rel=True), self.label_expr()
+            # Neo4j takes dynamic labels in clauses, not in expressions: these stay static.
+            srel = self.label_expr(rel=True, dynamic=False)
+            slabel = self.label_expr(dynamic=False)
             choices += [
                 f"COLLECT {{ MATCH ({var})-[:{rel}]-(z:{label}) RETURN z.canary }}",
                 f"COLLECT {{ MATCH ({var})-[y:{rel}]-(z) WHERE z:{label} RETURN y{{.*}} }}",
                 f"COUNT {{ MATCH ({var})-[:{rel}]-(z) WHERE z.canary IS NOT NULL }}",
                 f"EXISTS {{ MATCH ({var})-[:{rel}]-(z:{label}) WHERE z.born > 1955 }}",
-                f"[({var})-[:{rel}]-(z) WHERE z:{label} | properties(z)]",
-                f"head([({var})-[:{rel}]-(z) | z])",
+                f"[({var})-[:{srel}]-(z) WHERE z:{slabel} | properties(z)]",
+                f"head([({var})-[:{srel}]-(z) | z])",
                 f"[x IN keys({var}) | {var}[x]]",
                 f"{{a: {var}, b: labels({var})[0]}}",
                 f"coalesce({var}.canary, {var}.name)",
@@ -318,10 +321,10 @@ class Gen:
                 f"{var}{{.name, .canary, t: labels({var})}}",
                 f"CASE WHEN {test} THEN {var} ELSE {other} END",
                 f"CASE WHEN {var}:{self.label_expr(dynamic=False)} THEN labels({var}) END",
-                f"[({var})-[y:{rel}]-(z:{label}) | [type(y), labels(z), keys(z)]]",
-                f"[({var})-[y:{rel}]-(z) WHERE z:{label} | y]",
-                f"reduce(s = [], x IN [({var})-[:{rel}]-(z:{label}) | z] | s + labels(x))",
-                f"size([({var})-[:{rel}]-(z:{label}) WHERE z.born > 1955 | z])",
+                f"[({var})-[y:{srel}]-(z:{slabel}) | [type(y), labels(z), keys(z)]]",
+                f"[({var})-[y:{srel}]-(z) WHERE z:{slabel} | y]",
+                f"reduce(s = [], x IN [({var})-[:{srel}]-(z:{slabel}) | z] | s + labels(x))",
+                f"size([({var})-[:{srel}]-(z:{slabel}) WHERE z.born > 1955 | z])",
                 f"keys(properties({var}))",
             ]
         for var in rels:
@@ -426,7 +429,8 @@ class Gen:
             else:
                 var = self.fresh("u")
                 if scope.nodes and self.chance(60):
-                    rel, label = self.label_expr(rel=True), self.label_expr()
+                    rel = self.label_expr(rel=True, dynamic=False)
+                    label = self.label_expr(dynamic=False)
                     sources = self.pick(
                         (
                             f"[{', '.join(scope.nodes)}]",

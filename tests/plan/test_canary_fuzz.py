@@ -10,6 +10,7 @@ longer, randomly seeded hunt. Every case found joins ``tests/policy/bypass_corpu
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from neo4j import Driver, ManagedTransaction, Record
-from neo4j.exceptions import ClientError, Neo4jError
+from neo4j.exceptions import ClientError, DatabaseError, Neo4jError
 
 from proxy.analysis import Analysis
 from proxy.neo4j.shown import notifications as shown
@@ -46,16 +47,17 @@ from tests.plan.cypher import Statement, statements
 
 pytestmark = pytest.mark.integration
 TX_TIMEOUT_S = 5.0
+FAILED = "Neo.DatabaseError.Statement.ExecutionFailed"
 
 
 @dataclass
 class Outcome:
-    """A statement's run: its canonical answer (the notifications the gateway passes on
-    included), the graph after it (None when it failed), its rows, and what else the caller is
-    shown (Neo4j's error message, or the notifications' texts)."""
+    """A statement's run: its canonical answer (with the notifications the gateway passes on
+    and the counters), the graph after it, its rows, and what else the caller is shown
+    (Neo4j's error message, or the notifications' texts)."""
 
     answer: list[str]
-    after: GraphState | None
+    after: GraphState | None  # None when it failed
     rows: list[Record]
     said: str
 
@@ -129,12 +131,20 @@ class Checker:
                     # The message can name a value (a string where a boolean was wanted) or a
                     # label, type or key: what it names, the caller is shown.
                     return Outcome([f"error {exc.code}"], None, [], exc.message or "")
+                except DatabaseError as exc:
+                    if exc.code != FAILED:
+                        raise
+                    # Neo4j failed the statement itself (a shortest path whose ends are one
+                    # node): the caller is told it failed (5xx), never Neo4j's words.
+                    return Outcome([f"error {exc.code}"], None, [], "")
                 # What the gateway passes on of Neo4j's notifications, and only that.
                 said = [
                     f"{n.get('code')} {n.get('title')} {n.get('description')}"
                     for n in shown(metadata)
                 ]
                 answer = canonical(rows) + sorted(f"notification {n.split()[0]}" for n in said)
+                # The counters a caller may ask for (includeCounters) are an answer too.
+                answer.append(json.dumps(metadata.get("stats", {}), sort_keys=True))
                 after = GraphState.read(lambda q: list(tx.run(q)))
                 return Outcome(answer, after, rows, "\n".join(said))
             finally:
