@@ -31,9 +31,11 @@ Oracles, for a statement the gateway allowed:
   notification the gateway passes on. Neo4j keeps a name once used even when nothing carries
   it any more, so the non-interference run cannot see these; this oracle can.
 - **writes**: nothing the grant may not write changed: a node with no write-granted label is
-  untouched (labels, properties, existence), a writable node kept its other labels, and a
-  relationship of a type not write-granted is untouched; created nodes carry only
-  write-granted labels; and a property key not write-granted is neither set, changed nor
+  untouched (labels, properties, existence), a writable node kept its other labels, a
+  relationship of a type not write-granted is untouched, and no relationship of a node the
+  grant may not read is created or deleted (a relationship's ends are written with it, as
+  DETACH DELETE of a readable node tied to an unreadable one would); created nodes carry
+  only write-granted labels; and a property key not write-granted is neither set, changed nor
   removed on anything, nor on anything created.
 """
 
@@ -233,6 +235,19 @@ def write_violations(grant: Grant, before: GraphState, after: GraphState) -> lis
     for rel_id, rel in after.rels.items():
         if rel_id not in before.rels and "*" not in write_types and rel[0] not in write_types:
             found.append(f"relationship {rel[0]} created")
+    # A relationship is a node's too: none is added to or taken from a node the grant may not
+    # read (DETACH DELETE of a readable node with one to an unreadable node, say).
+    read = set(grant.read_labels)
+
+    def unreadable(node_id: str) -> bool:
+        labels = (before.nodes.get(node_id) or after.nodes.get(node_id) or ([], {}))[0]
+        return "*" not in read and not read & set(labels)
+
+    for rel_id in before.rels.keys() ^ after.rels.keys():
+        rel_type, _props, start, end = before.rels.get(rel_id) or after.rels[rel_id]
+        if unreadable(start) or unreadable(end):
+            gone = "deleted" if rel_id in before.rels else "created"
+            found.append(f"relationship {rel_type} of an unreadable node {gone}")
     return found + _property_violations(grant, before, after)
 
 

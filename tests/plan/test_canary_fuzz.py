@@ -229,6 +229,10 @@ def test_the_oracles_catch_what_they_should(checker: Checker) -> None:
     key = Statement("MATCH (p:Person) SET p.born = 1", {}, True)
     after = checker.run(key, narrow, without_unreadable=False).after
     assert after is not None and write_violations(narrow, checker.before, after)
+    # ACTED_IN is the writer's to delete, but not where it ties a Person to a node it may not read.
+    cut = Statement("MATCH (:Person)-[r:ACTED_IN]-(:Secret) DELETE r", {}, True)
+    after = checker.run(cut, writer, without_unreadable=False).after
+    assert after is not None and write_violations(writer, checker.before, after)
     copy = Statement("MATCH (p:Person), (s:Secret) SET p.name = s.canary", {}, True)
     after = checker.run(copy, writer, without_unreadable=False).after
     assert after is not None and copied_canaries(writer, after)
