@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from proxy.codec.packstream import DEFAULT_LIMITS, Limits, PackStreamError, Structure, unpack
 from proxy.codec.values import from_wire
 from proxy.errors import AuthenticationFailed, BadRequest, CypherGateError, ImpersonationRefused
-from proxy.gateway.call import Statement
+from proxy.gateway.call import Statement, imitated_key
 from proxy.principal import DAG_HEADER, RUN_HEADER, TASK_HEADER, TRY_HEADER
 from proxy.statement import AccessMode
 
@@ -236,16 +236,22 @@ def tx_metadata(extra: Mapping[str, Any]) -> dict[str, Any]:
     """A ``BEGIN``'s or ``RUN``'s ``tx_metadata``: a map, or none (``0``, ``""`` or ``[]`` is
     not "none": it is refused like any other value that is not a map), its values read as a
     parameter's are (a date is one, as Neo4j takes it; a node is refused, as Neo4j refuses it,
-    before the statement is decided rather than when it is sent)."""
+    before the statement is decided rather than when it is sent). A key that reads as one of
+    the gateway's own but is not it (:func:`~proxy.gateway.call.imitated_key`) is refused: SHOW
+    TRANSACTIONS would show it beside the gateway's."""
     metadata = extra.get("tx_metadata")
     if metadata is None:
         return {}
     if not isinstance(metadata, dict):
         raise Malformed("tx_metadata must be a map.")
     try:
-        return {key: from_wire(value) for key, value in metadata.items()}
+        values = {key: from_wire(value) for key, value in metadata.items()}
     except PackStreamError as exc:
         raise Malformed(f"tx_metadata holds a value Neo4j does not accept: {exc}") from exc
+    for key in values:
+        if (imitated := imitated_key(key)) is not None:
+            raise Malformed(f"tx_metadata holds a key that reads as the gateway's {imitated}.")
+    return values
 
 
 def lineage_asked(metadata: object) -> bool:

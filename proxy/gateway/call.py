@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,25 @@ GATEWAY_METADATA_KEYS = frozenset(
         "traceparent",
     }
 )
+_FOLDED_GATEWAY_KEYS = {key.casefold(): key for key in GATEWAY_METADATA_KEYS}
+
+
+def imitated_key(key: str) -> str | None:
+    """The gateway's metadata key that the caller's ``key`` reads as, though not it exactly
+    (``DAG_ID``, ``dag_id`` with a zero-width space, in full-width letters), or None.
+
+    Compared after NFKC normalisation, case folding and with format characters (category Cf:
+    zero-width, soft hyphen, bidi marks) removed: a reader of Neo4j's SHOW TRANSACTIONS cannot
+    tell such a key from the gateway's own, so the caller's is refused rather than passed on
+    beside it. The gateway's keys exactly are not imitations: :func:`passed_on` drops them."""
+    if key in GATEWAY_METADATA_KEYS:
+        return None
+    if key.isascii():  # no format character, and NFKC leaves it as it is
+        return _FOLDED_GATEWAY_KEYS.get(key.lower())
+    kept = "".join(c for c in unicodedata.normalize("NFKC", key) if unicodedata.category(c) != "Cf")
+    return _FOLDED_GATEWAY_KEYS.get(unicodedata.normalize("NFKC", kept.casefold()))
+
+
 # How much of the caller's metadata an audit record keeps: entries, and characters of each.
 CONTEXT_ENTRIES = 32
 CONTEXT_CHARACTERS = 256

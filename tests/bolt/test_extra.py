@@ -228,3 +228,26 @@ def test_a_telemetry_naming_no_driver_api_is_refused(
     assert peer.answer() == Structure(SUCCESS, ({},))
     peer.message(0x54, 3)
     assert peer.answer() == Structure(SUCCESS, ({},))
+
+
+@pytest.mark.parametrize("tag", [RUN, BEGIN], ids=["run", "begin"])
+def test_a_look_alike_of_the_gateways_metadata_key_is_refused_recorded_and_not_run(
+    stack: DevStack, peer: Peer, neo4j_admin: Driver, tag: int
+) -> None:
+    """Found by review: ``DAG_ID`` and ``dag_id`` with a zero-width space reached Neo4j, and SHOW
+    TRANSACTIONS showed them beside the gateway's own ``dag_id``."""
+    label = f"BoltLookAlike{uuid.uuid4().hex[:10]}"
+    extra = {"tx_metadata": {"DAG_ID": "evil", "dag_id\u200b": "evil"}}
+    logged_on(peer, stack.token("demo_writer"))
+    if tag == BEGIN:
+        peer.message(BEGIN, extra)
+    else:
+        peer.message(RUN, f"CREATE (:{label})", {}, extra)
+    answer = peer.answer()
+    assert failure(answer) == INVALID
+    (record,) = refusal_records(stack, answer)
+    reason = "begin_extra_invalid" if tag == BEGIN else "run_extra_invalid"
+    assert (record["status"], record["error"]["reason"]) == (400, reason)
+    assert record["decision"] is None  # refused before the statement is decided
+    records, _, _ = neo4j_admin.execute_query(f"MATCH (n:{label}) RETURN count(n) AS n")
+    assert records[0]["n"] == 0

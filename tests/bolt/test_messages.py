@@ -126,3 +126,40 @@ def test_a_begins_extra() -> None:
     asked = begin({"tx_metadata": {"job": "n", "cyphergate.lineage": True}, "tx_timeout": 1500})
     assert (asked.metadata["job"], asked.lineage, asked.timeout_s) == ("n", True, 1.5)
     assert begin({}).metadata == {} and not begin({}).lineage
+
+
+# Keys a reader of SHOW TRANSACTIONS takes for one of the gateway's (found by review: each
+# reached Neo4j beside the gateway's own key).
+LOOK_ALIKES = [
+    "DAG_ID",
+    "Request_Id",
+    "dag_id\u200b",  # a zero-width space
+    "\u200ddecision_id",  # a zero-width joiner
+    "transaction\u00ad_id",  # a soft hyphen
+    "\uff44\uff41\uff47\uff3f\uff49\uff44",  # dag_id in full-width letters
+    "TRACE\u2060PARENT",  # a word joiner
+    "task_id\u200e",  # a left-to-right mark
+    "tas\u212a_id",  # a Kelvin sign, which folds to k
+]
+
+
+@pytest.mark.parametrize("key", LOOK_ALIKES)
+def test_a_look_alike_of_a_gateway_metadata_key_is_refused(key: str) -> None:
+    metadata = {"tx_metadata": {key: "evil", "job": "nightly"}}
+    with pytest.raises(BadRequest) as ran:
+        asyncio.run(statement("RETURN 1", {}, metadata))
+    assert ran.value.reason == "run_extra_invalid"
+    assert key not in ran.value.message  # the gateway's key is named, never the caller's
+    with pytest.raises(BadRequest) as begun:
+        begin(metadata)
+    assert begun.value.reason == "begin_extra_invalid"
+
+
+@pytest.mark.parametrize(
+    "key", ["dag_id", "traceparent", "tracestate", "dag", "dag_id_of_caller", "job", "Ümlaut"]
+)
+def test_a_gateway_key_itself_or_another_key_is_taken(key: str) -> None:
+    """The gateway's keys exactly are documented as sent and replaced (``traceparent`` carries
+    the caller's trace context); other keys are the caller's own."""
+    assert key in asyncio.run(statement("RETURN 1", {}, {"tx_metadata": {key: "x"}})).metadata
+    assert key in begin({"tx_metadata": {key: "x"}}).metadata
