@@ -48,7 +48,7 @@ from proxy.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
-from proxy.gateway.call import SUCCESS_STATUS, Call, Statement
+from proxy.gateway.call import SUCCESS_STATUS, Call, Statement, database_name
 from proxy.lineage import Lineage
 from proxy.settings import ServerSettings
 from proxy.statement import RowStream, Summary
@@ -338,11 +338,11 @@ class Body:
 
 
 def call_of(request: Request, request_id: str, database: str, body: Body) -> Call:
-    """The request as the request path's :class:`Call`."""
+    """The request as the request path's :class:`Call`, on ``database`` as Neo4j names it."""
     headers = combined(request.headers)
     return Call(
         request_id=request_id,
-        database=database,
+        database=database_name(database),
         authorization=headers.get("authorization"),
         client=client_address(request),
         headers=headers,

@@ -59,7 +59,7 @@ async def open_transaction(database: str, request: Request) -> JSONResponse:
     identity = principal.identity
     opening = await _read(state, call, body, identity)
     transaction = state.gateway.begin(
-        database=database,
+        database=call.database,
         access_mode=opening.accessMode,
         bookmarks=tuple(opening.bookmarks),
         metadata={},

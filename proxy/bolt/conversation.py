@@ -13,7 +13,7 @@ from proxy.bolt import messages as m
 from proxy.bolt.messages import Malformed
 from proxy.bolt.transactions import TransactionSlots
 from proxy.errors import AuthenticationFailed, CypherGateError
-from proxy.gateway.call import Call, Statement, new_request_id
+from proxy.gateway.call import Call, Statement, database_name, new_request_id
 from proxy.gateway.path import Gateway
 from proxy.tracing import OFF, RequestTrace
 
@@ -80,7 +80,7 @@ class Conversation:
     ) -> Call:
         return Call(
             request_id=new_request_id(),
-            database=database or self._options.home_database,
+            database=database_name(database) if database else self._options.home_database,
             authorization=authorization,
             client=self._client,
             headers=headers,

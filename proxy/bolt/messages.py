@@ -358,7 +358,9 @@ def _mode(extra: Mapping[str, Any]) -> AccessMode | None:
 
 def _database(extra: Mapping[str, Any]) -> str | None:
     """The ``db`` a ``BEGIN``, ``RUN`` or ``ROUTE`` names; none (or ``""``): the home database.
-    One that is not text is refused, as Neo4j refuses it, not read as none."""
+    One that is not text is refused, as Neo4j refuses it, not read as none. As the caller wrote
+    it: a call reads it in lower case (``Conversation._call``), a ``ROUTE`` answers with it as
+    Neo4j does."""
     database = extra.get("db")
     if database is not None and not isinstance(database, str):
         raise Malformed("db must be a database name.")

@@ -93,6 +93,14 @@ class Call:
     context_names: Mapping[str, str] = field(default_factory=dict)
 
 
+def database_name(name: str) -> str:
+    """A database as Neo4j names it: case-insensitive, so in lower case (Neo4j lower-cases a
+    name with ``toLowerCase(Locale.ROOT)``, as ``str.lower`` does). A front door reads a call's
+    database through this, once, so that the policy, the audit record and Neo4j see one name:
+    ``NEO4J`` is decided as ``neo4j``, never as a database the policy does not know."""
+    return name.lower()
+
+
 def new_request_id() -> str:
     """A fresh request id, bound to the current context: log lines from here on name it."""
     request_id = time_ordered_uuid()

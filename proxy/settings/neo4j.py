@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import (
     Field,
     SecretStr,
+    field_validator,
     model_validator,
 )
 
@@ -115,6 +116,13 @@ class Neo4jSettings(_Section):
     analysis_cache_ttl_s: float = Field(
         default=300.0, gt=0, description="Plans change with indexes: re-explain after this."
     )
+
+    @field_validator("home_database")
+    @classmethod
+    def _as_neo4j_names_it(cls, value: str) -> str:
+        """In lower case, as Neo4j names a database and a request's is read
+        (``proxy.gateway.call.database_name``): the policy sees the name Neo4j runs on."""
+        return value.lower()
 
     @model_validator(mode="after")
     def _one_password_source(self) -> Neo4jSettings:
