@@ -1,5 +1,5 @@
 """Which database a Query API request acts on, against the real stack: its name as Neo4j reads
-it (case-insensitive, in lower case)."""
+it (case-insensitive, in lower case), decided before anything opens, a transaction's too."""
 
 from __future__ import annotations
 
@@ -83,3 +83,27 @@ def test_a_transaction_is_of_the_database_neo4j_runs_it_on(
     )
     assert ran.status_code == 202, ran.text
     assert ran.json()["data"]["values"] == [[1]]
+
+
+def test_a_transaction_on_a_database_without_a_grant_is_refused_when_it_opens(
+    stack: DevStack, gateway: httpx.Client
+) -> None:
+    """Found by review: ``POST /db/system/query/v2/tx`` opened a transaction (202, no record)
+    whose first statement was then refused, and it held one of its identity's slots meanwhile.
+    Now the opening is refused as its statement would be, recorded once, and holds nothing: more
+    refused openings than the identity has slots leave it free to open one it may."""
+    headers = bearer(stack, "demo_writer")
+    for _ in range(17):  # server.max_transactions_per_identity: 16
+        refused = gateway.post("/db/system/query/v2/tx", json={}, headers=headers)
+        assert refused.status_code == 403, refused.text
+        (error,) = refused.json()["errors"]
+        assert error["code"] == "Neo.ClientError.Security.Forbidden"
+        assert "database_not_granted:system" in error["message"]
+        (record,) = records_of(stack, refused)
+        assert (record["status"], record["database"]) == (403, "system")
+        assert "database_not_granted:system" in record["decision"]["reasons"]
+    opened = gateway.post("/db/neo4j/query/v2/tx", json={}, headers=headers)
+    assert opened.status_code == 202, opened.text
+    transaction = opened.json()["transaction"]["id"]
+    rolled_back = gateway.delete(f"/db/neo4j/query/v2/tx/{transaction}", headers=headers)
+    assert rolled_back.status_code == 200

@@ -55,7 +55,8 @@ async def open_transaction(database: str, request: Request) -> JSONResponse:
     """Open a transaction (nothing opens on Neo4j before its first statement), and run the
     body's statement in it if it holds one."""
     state, call, body = _request(request, database)
-    principal = await state.gateway.admit(call)  # an identity with no DAG opens nothing
+    # An identity with no DAG, or a DAG without a grant for the database, opens nothing.
+    principal = await state.gateway.opening(call)
     identity = principal.identity
     opening = await _read(state, call, body, identity)
     transaction = state.gateway.begin(

@@ -138,9 +138,10 @@ async def begun(
 ) -> tuple[Transaction, GiveBack]:
     """The transaction a ``BEGIN`` asks for, and what gives its slot back when it ends. Its
     caller is verified again (a token expired since ``LOGON`` is refused, as a statement's
-    would be) and named on it before any statement runs, so its end record names it even if
-    none did. A refusal is recorded and raised."""
-    principal = await gateway.admit(call)  # a refusal is recorded there
+    would be), its DAG must have a grant for the database (``Gateway.opening``: else it takes
+    no slot), and it is named on it before any statement runs, so its end record names it even
+    if none did. A refusal is recorded and raised."""
+    principal = await gateway.opening(call)  # a refusal is recorded there
     try:
         give_back = slots.take(principal.identity)
     except CypherGateError as error:

@@ -255,6 +255,28 @@ class Gateway:
                 raise
         return principal
 
+    async def opening(self, call: Call) -> Principal:
+        """Who begins a transaction on the call's database (:meth:`admit`), if its DAG may use
+        the database: the policy's preflight, which every statement's decision starts with,
+        decides at the begin too, so a database without a grant opens nothing and holds no slot
+        (403, ``database_not_granted:...``). A refusal is recorded, with the preflight's
+        decision, and raised; an acceptance records nothing (its statements and end are)."""
+        principal = await self.admit(call)
+        trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
+        trail.acting_as(principal)
+        try:
+            with call.trace.step("decide.preflight"):
+                preflight = await self._policy.preflight(
+                    preflight_input(principal, database=call.database)
+                )
+            if not preflight.decision.allow:
+                trail.decided(preflight.decision)
+                raise PolicyDenied(list(preflight.decision.reasons))
+        except CypherGateError as error:
+            await trail.refused(error)
+            raise
+        return principal
+
     async def identify(self, call: Call) -> Identity:
         """The caller's verified identity, for a front door that must know it before any
         statement (whose transaction is this?). A refusal is recorded and raised; a success

@@ -1,5 +1,6 @@
 """Which database a Bolt ``RUN``, ``BEGIN`` or ``ROUTE`` acts on, against the real stack: its
-``db`` as Neo4j reads it (case-insensitive, in lower case)."""
+``db`` as Neo4j reads it (case-insensitive, in lower case), decided before a transaction
+opens."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from neo4j import Driver
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.codec.packstream import Structure
 from proxy.devstack.stack import DevStack
-from tests.bolt.test_wire import Peer, logged_on, peer, straight_to_neo4j
+from tests.bolt.test_extra import refusal_records
+from tests.bolt.test_wire import Peer, failure, logged_on, peer, straight_to_neo4j
 
 pytestmark = pytest.mark.integration
 __all__ = ["peer"]  # a fixture, used by name
 
-RUN, BEGIN, COMMIT, PULL, ROUTE = 0x10, 0x11, 0x12, 0x3F, 0x66
+RUN, BEGIN, COMMIT, RESET, PULL, ROUTE = 0x10, 0x11, 0x12, 0x0F, 0x3F, 0x66
 SUCCESS, RECORD = b"\x70", b"\x71"
+FORBIDDEN = "Neo.ClientError.Security.Forbidden"
 
 
 def succeeded(answer: Structure | None) -> dict[str, Any]:
@@ -82,3 +85,36 @@ def _records_of_text(stack: DevStack, text: str) -> list[dict[str, Any]]:
     with AuditReader(stack.audit_path) as log:
         decision = next(log.query(RecordFilter(text=text)))
         return list(log.query(RecordFilter(request_id=decision["request_id"])))
+
+
+@pytest.mark.parametrize("asked", ["system", "SYSTEM"])
+def test_a_begin_on_a_database_without_a_grant_is_refused_and_holds_nothing(
+    stack: DevStack, status: dict[str, Any], asked: str
+) -> None:
+    """Found by review: ``BEGIN {"db": "system"}`` succeeded (no decision, no record) and its
+    first statement was then refused, while it held one of its identity's transaction slots.
+    Now the ``BEGIN`` is refused as its statement would be, recorded once, and holds nothing:
+    as many refused as the identity has slots (each on its connection, still open) leave it
+    free to begin one it may."""
+    token = stack.token("demo_writer")
+    port = int(status["gateway_bolt_uri"].rsplit(":", 1)[1])
+    peers = [logged_on(Peer(port), token) for _ in range(17)]  # max_transactions_per_identity
+    try:
+        for client in peers[:16]:
+            client.message(BEGIN, {"db": asked})
+            answer = client.answer()
+            assert failure(answer) == FORBIDDEN
+            (record,) = refusal_records(stack, answer)
+            assert (record["status"], record["database"]) == (403, "system")
+            assert "database_not_granted:system" in record["decision"]["reasons"]
+            client.message(RESET)
+            succeeded(client.answer())
+        last = peers[16]
+        last.message(BEGIN, {"db": "neo4j"})
+        succeeded(last.answer())
+        pulled(last, "RETURN 1", {})
+        last.message(COMMIT)
+        succeeded(last.answer())
+    finally:
+        for client in peers:
+            client.close()
