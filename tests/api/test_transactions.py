@@ -323,6 +323,26 @@ def test_an_identity_with_no_dag_opens_nothing(door: Door) -> None:
     assert door.http.post(TX, json={}, headers=OWNER).status_code == 202
 
 
+def test_opening_is_decided_by_the_preflight_and_fails_closed(door: Door) -> None:
+    """Found by review: a transaction opened on a database its DAG has no grant for (only its
+    statements were decided). The opening asks the preflight: refused (403) or unanswered
+    (503), it is recorded once and opens nothing."""
+    door.policy.database_granted = False
+    refused = door.http.post(TX, json={}, headers=OWNER)
+    assert refused.status_code == 403, refused.text
+    door.policy.database_granted, door.policy.fail = True, True
+    unanswered = door.http.post(TX, json={"statement": "RETURN 1"}, headers=OWNER)
+    assert unanswered.status_code == 503, unanswered.text
+    assert [(e.event, e.status) for e in door.audit.events] == [
+        ("decision", 403),
+        ("decision", 503),
+    ]
+    assert door.reasons() == ["policy_denied", "opa_error:test"]
+    assert door.audit.events[0].decision is not None
+    assert door.audit.events[0].decision["reasons"] == ["dag_not_granted"]
+    assert door.executor.transactions == [] and door.ended() == []
+
+
 def test_a_transaction_that_ran_nothing_names_its_opener_when_it_ends(door: Door) -> None:
     transaction_id = door.open()
     door.now[0] += TIMEOUT_S + 1
