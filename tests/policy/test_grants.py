@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from proxy.bundles import validate_grants
+from proxy.bundles import BundleError, validate_grants
 from proxy.devstack.install import default_cache_dir, ensure_opa
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -46,6 +46,21 @@ def test_the_schema_catches_misspellings(mistake: dict[str, object]) -> None:
     }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, schema)
+
+
+def test_a_database_named_with_capitals_is_refused_before_it_silently_matches_nothing(
+    tmp_path: Path,
+) -> None:
+    """Requests name their database in lower case (as Neo4j reads it), so a grant for
+    ``Neo4j`` would never apply: ``policy build`` says so instead of serving it."""
+    shutil.copytree(POLICIES, tmp_path / "policies")
+    data = json.loads((POLICIES / "data.json").read_text(encoding="utf-8"))
+    dag = next(iter(data["cyphergate"]["grants"]["dags"].values()))
+    dag["databases"] = {name.capitalize(): grant for name, grant in dag["databases"].items()}
+    (tmp_path / "policies/data.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BundleError, match="does not match"):
+        validate_grants(tmp_path / "policies")
+    validate_grants(POLICIES)  # the repository's own grants pass
 
 
 def test_every_documented_reason_is_produced_by_the_engine() -> None:
