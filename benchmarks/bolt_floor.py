@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import random
 import sqlite3
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import neo4j
 from measure import (
     BENCH_READER,
     Client,
+    bench_work,
     bolt_client,
     local_stack,
     peak_rss_mib,
@@ -52,7 +52,6 @@ from measure import (
 )
 from request_path import (
     CPU_TARGET_MS,
-    STATEMENTS,
     Processes,
     Result,
     gateway_processes,
@@ -105,8 +104,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000, help="per target and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16])
     args = parser.parse_args()
-    rng = random.Random(7)  # request_path.py's statements, in its order
-    work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
+    work = bench_work(args.requests)  # request_path.py's statements, in its order
     halves = (work[: len(work) // 2], work[len(work) // 2 :])
 
     with local_stack(extra_clients=[BENCH_READER]) as stack, contextlib.ExitStack() as relays:

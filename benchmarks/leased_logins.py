@@ -21,10 +21,8 @@ throughput, and the messages per statement.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import random
 import re
 import tempfile
 import time
@@ -34,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import neo4j
-from measure import BENCH_ITEM_READ, cpu_seconds, local_stack, seed_bench_items
+from measure import Work, cpu_seconds, main_on_neo4j
 
 from proxy.neo4j.executor import Neo4jExecutor, connect
 from proxy.neo4j.leases import LeaseManager
@@ -43,11 +41,6 @@ from proxy.neo4j.pools import UserPools
 from proxy.neo4j.secret_sources import Credential
 from proxy.statement import Execution
 
-STATEMENTS = (
-    BENCH_ITEM_READ,
-    "MATCH (i:BenchItem) WHERE i.id < $id RETURN count(i) AS n",
-    "RETURN $id AS id, $id * 2 AS twice",
-)
 CLIENTS = 16
 DAGS = ("bench_a", "bench_b", "bench_c", "bench_d")
 _SENT = re.compile(r"\]\s+C: ([A-Z]+)")
@@ -67,7 +60,7 @@ class BoltMessages(logging.Handler):
             self.sent[sent[1]] += 1
 
 
-async def send_all(send: Send, work: list[tuple[str, dict[str, Any]]]) -> float:
+async def send_all(send: Send, work: Work) -> float:
     """Send ``work`` from ``CLIENTS`` concurrent clients; the seconds it took."""
     pending = iter(enumerate(work))
 
@@ -80,7 +73,7 @@ async def send_all(send: Send, work: list[tuple[str, dict[str, Any]]]) -> float:
     return time.perf_counter() - started
 
 
-async def run(status: dict[str, Any], work: list[tuple[str, dict[str, Any]]]) -> None:
+async def run(status: dict[str, Any], work: Work) -> None:
     db, neo4j_pid = status["neo4j"], status["processes"]["neo4j"]["pid"]
     uri = db["bolt_uri"]
     gateway = neo4j.basic_auth(db["gateway_user"], db["gateway_password"])
@@ -168,19 +161,5 @@ async def run(status: dict[str, Any], work: list[tuple[str, dict[str, Any]]]) ->
     print(", ".join(f"{name} {cpu_s[name] / base:.2f}" for name in variants if name != "direct"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=2000, help="per variant and pass")
-    args = parser.parse_args()
-    rng = random.Random(7)
-    work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
-    with local_stack() as stack:
-        status = stack.up()
-        seed_bench_items(status["neo4j"])
-        asyncio.run(run(status, work))
-
-
 if __name__ == "__main__":
-    main()
+    main_on_neo4j(__doc__, run, requests=2000)

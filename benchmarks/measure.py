@@ -8,10 +8,12 @@ its bare name from their own folder.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -40,6 +42,37 @@ BENCH_READER = DemoClient("bench_reader", "demo_reader", token_ttl_s=3600)
 
 # 1,000 indexed items, read one at a time by id.
 BENCH_ITEM_READ = "MATCH (i:BenchItem {id: $id}) RETURN i.name AS name"
+# The small reads the request-path benchmarks send, each in the same order (bench_work).
+BENCH_STATEMENTS = (
+    BENCH_ITEM_READ,
+    "MATCH (i:BenchItem) WHERE i.id < $id RETURN count(i) AS n",
+    "RETURN $id AS id, $id * 2 AS twice",
+)
+Work = list[tuple[str, dict[str, Any]]]
+
+
+def bench_work(requests: int) -> Work:
+    """``requests`` of the :data:`BENCH_STATEMENTS` with their parameters, the same for every
+    benchmark and target (a fixed seed)."""
+    rng = random.Random(7)
+    return [(rng.choice(BENCH_STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(requests)]
+
+
+def main_on_neo4j(
+    description: str, run: Callable[[dict[str, Any], Work], Awaitable[None]], *, requests: int
+) -> None:
+    """The command line of a benchmark of Neo4j alone (no gateway process): ``--requests``
+    (default ``requests``) of :func:`bench_work`, given to ``run`` with the status of a local
+    stack whose Neo4j holds the items they read."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=requests, help="per variant and pass")
+    args = parser.parse_args()
+    with local_stack() as stack:
+        status = stack.up()
+        seed_bench_items(status["neo4j"])
+        asyncio.run(run(status, bench_work(args.requests)))
 
 
 @contextmanager

@@ -77,7 +77,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -93,10 +92,10 @@ import httpx
 import neo4j
 from hotspots import summarise  # benchmarks/hotspots.py
 from measure import (  # benchmarks/measure.py
-    BENCH_ITEM_READ,
     BENCH_READER,
     Client,
     audit_commits,
+    bench_work,
     bolt_client,
     cache_hit_rates,
     cpu_seconds,
@@ -112,11 +111,6 @@ from measure import (  # benchmarks/measure.py
     thread_cpu_seconds,
 )
 
-STATEMENTS = (
-    BENCH_ITEM_READ,
-    "MATCH (i:BenchItem) WHERE i.id < $id RETURN count(i) AS n",
-    "RETURN $id AS id, $id * 2 AS twice",
-)
 TARGETS = ("bolt-neo4j", "bolt-gateway", "http-neo4j", "http-gateway")
 # Straight Bolt again, paced to the throughput the (first) gateway's Bolt door reached at the
 # same number of clients: Neo4j's CPU per statement at the same load, with and without us.
@@ -383,8 +377,7 @@ def main() -> None:
     def named(target: str, label: str) -> str:
         return f"{target}-{label}" if len(labels) > 1 else target
 
-    rng = random.Random(7)  # the same statements, in the same order, for every target
-    work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
+    work = bench_work(args.requests)  # the same statements, in the same order, for every target
     halves = (work[: len(work) // 2], work[len(work) // 2 :])
 
     overrides = [gateway_setting(text) for text in args.gateway_setting]

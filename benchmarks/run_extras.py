@@ -23,17 +23,11 @@ Neo4j's CPU per statement, throughput, and each over the driver's.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import random
-import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import neo4j
-from measure import cpu_seconds, local_stack, seed_bench_items
-from request_path import STATEMENTS
+from leased_logins import CLIENTS, Send, send_all
+from measure import Work, cpu_seconds, main_on_neo4j
 
 from proxy.codec import wire
 from proxy.neo4j.bolt import RUN, Address
@@ -42,7 +36,6 @@ from proxy.neo4j.relay_rows import RelayRows
 from proxy.neo4j.secret_sources import Credential
 from proxy.statement import Execution
 
-CLIENTS = 16
 WARM_UP_PASSES = 12
 ROUNDS = 3
 METADATA = {
@@ -60,23 +53,9 @@ EXTRAS: dict[str, dict[str, Any]] = {
     "relay +metadata": {"db": "neo4j", "tx_metadata": METADATA},
     "relay all": {"db": "neo4j", "mode": "r", "tx_timeout": 30_000, "tx_metadata": METADATA},
 }
-Send = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-async def send_all(send: Send, work: list[tuple[str, dict[str, Any]]]) -> float:
-    """Every statement of ``work``, ``CLIENTS`` at a time; the seconds it took."""
-    pending = iter(work)
-
-    async def client() -> None:
-        for statement, parameters in pending:
-            await send(statement, parameters)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    return time.perf_counter() - started
-
-
-async def run(status: dict[str, Any], work: list[tuple[str, dict[str, Any]]]) -> None:
+async def run(status: dict[str, Any], work: Work) -> None:
     db, neo4j_pid = status["neo4j"], status["processes"]["neo4j"]["pid"]
     credential = Credential(db["user"], db["password"])
     driver = neo4j.AsyncGraphDatabase.driver(
@@ -85,12 +64,14 @@ async def run(status: dict[str, Any], work: list[tuple[str, dict[str, Any]]]) ->
     pools = UserBoltPools(Address.parse(db["bolt_uri"]))
     pool = pools.pool(credential)
 
-    async def send_driver(statement: str, parameters: dict[str, Any]) -> None:
+    async def send_driver(i: int, statement: str, parameters: dict[str, Any]) -> None:
+        del i
         async with driver.session(database="neo4j") as session:
             await (await session.run(statement, parameters)).values()
 
     def relay(extra: dict[str, Any]) -> Send:
-        async def send(statement: str, parameters: dict[str, Any]) -> None:
+        async def send(i: int, statement: str, parameters: dict[str, Any]) -> None:
+            del i
             execution = Execution(
                 database="neo4j",
                 statement=statement,
@@ -121,7 +102,8 @@ async def run(status: dict[str, Any], work: list[tuple[str, dict[str, Any]]]) ->
         print(f"  Neo4j warm-up, pass {n + 1}: {1000 * spent / len(work):.3f} ms per statement")
     for send in variants.values():  # unmeasured: connections opened
         await send_all(send, work)
-    cpu_s, seconds = Counter[str](), Counter[str]()
+    cpu_s: dict[str, float] = dict.fromkeys(variants, 0.0)
+    seconds = dict(cpu_s)
     for name in [*variants, *reversed(variants)] * ROUNDS:
         before = cpu_seconds(neo4j_pid)
         seconds[name] += await send_all(variants[name], work)
@@ -136,19 +118,5 @@ async def run(status: dict[str, Any], work: list[tuple[str, dict[str, Any]]]) ->
         print(f"{name:<17}{1000 * cpu_s[name] / n:>9.3f}{n / seconds[name]:>7.0f}  {over:.2f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=4000, help="per variant and pass")
-    args = parser.parse_args()
-    rng = random.Random(7)
-    work = [(rng.choice(STATEMENTS), {"id": rng.randrange(1, 1000)}) for _ in range(args.requests)]
-    with local_stack() as stack:
-        status = stack.up()
-        seed_bench_items(status["neo4j"])
-        asyncio.run(run(status, work))
-
-
 if __name__ == "__main__":
-    main()
+    main_on_neo4j(__doc__, run, requests=4000)
