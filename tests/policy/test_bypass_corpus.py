@@ -78,19 +78,33 @@ FIRST = {
 }
 
 
-def _in_transaction(driver: Driver, case: dict[str, Any]) -> tuple[str, str]:
-    """The case as the second statement of an explicit transaction whose first is allowed."""
+def _in_transaction(driver: Driver, case: dict[str, Any]) -> tuple[str, str, bool]:
+    """The case as the second statement of an explicit transaction whose first is allowed;
+    and whether the transaction opened at all (for a DAG or database with no grant at all the
+    ``BEGIN`` is refused, by the preflight every statement's decision starts with)."""
     with driver.session(database=case.get("database", "neo4j")) as session:
-        tx = session.begin_transaction()
         try:
-            # A DAG or database with no grant at all has its first statement refused already.
+            tx = session.begin_transaction()
+        except Neo4jError as error:
+            return (*_refusal(error), False)
+        try:
             tx.run(FIRST.get(case["dag"], "RETURN 1")).consume()
             tx.run(case["statement"], case.get("parameters", {})).consume()
         except Neo4jError as error:
-            return _refusal(error)
+            return (*_refusal(error), True)
         finally:
             tx.close()  # rolls back what is still open; after a refusal, nothing is
     raise AssertionError("the gateway ran it")
+
+
+def _bolt_driver(
+    drivers: dict[str, Driver], status: dict[str, Any], stack: DevStack, case: dict[str, Any]
+) -> Driver:
+    """The case's DAG's driver to the gateway's Bolt door, made on first use."""
+    if case["dag"] not in drivers:
+        token = bearer_auth(stack.token(case["dag"]))
+        drivers[case["dag"]] = GraphDatabase.driver(status["gateway_bolt_uri"], auth=token)
+    return drivers[case["dag"]]
 
 
 def _refusal(error: Neo4jError) -> tuple[str, str]:
@@ -125,14 +139,14 @@ def test_bypass_is_refused(
     bolt_drivers: dict[str, Driver],
 ) -> None:
     del before  # taken before the first case runs
+    opened = False  # an explicit transaction that opened (and so ends with a record)
     if door == "http":
         code, request_id = _over_http(stack, gateway, case)
+    elif door == "bolt":
+        code, request_id = _over_bolt(_bolt_driver(bolt_drivers, status, stack, case), case)
     else:
-        if case["dag"] not in bolt_drivers:
-            token = bearer_auth(stack.token(case["dag"]))
-            bolt_drivers[case["dag"]] = GraphDatabase.driver(status["gateway_bolt_uri"], auth=token)
-        over = _in_transaction if door == "bolt_transaction" else _over_bolt
-        code, request_id = over(bolt_drivers[case["dag"]], case)
+        driver = _bolt_driver(bolt_drivers, status, stack, case)
+        code, request_id, opened = _in_transaction(driver, case)
     if "refused" in case:
         assert code == case["refused"]
         return
@@ -143,8 +157,12 @@ def test_bypass_is_refused(
     assert case["denied_because"] in record["decision"]["reasons"], record["decision"]
     assert record["decision"]["allow"] is False and record["status"] == 403
     # In a transaction the refusal also ends it: one rollback record, under the same request.
+    # Only the preflight's refusals (no grant for the DAG or the database) come at the BEGIN.
     ends = [r for r in records if r["event"] == "transaction"]
-    assert len(ends) == (1 if door == "bolt_transaction" else 0), records
+    assert len(ends) == (1 if opened else 0), records
+    database = case.get("database", "neo4j")
+    preflight = case["denied_because"] in ("dag_not_granted", f"database_not_granted:{database}")
+    assert opened == (door == "bolt_transaction" and not preflight), record
 
 
 def test_nothing_changed(movie_graph: Driver, before: str) -> None:
