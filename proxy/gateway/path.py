@@ -265,17 +265,24 @@ class Gateway:
         trail = Trail(call, clock=self._clock, audit=self._audit, metrics=self._metrics)
         trail.acting_as(principal)
         try:
-            with call.trace.step("decide.preflight"):
-                preflight = await self._policy.preflight(
-                    preflight_input(principal, database=call.database)
-                )
-            if not preflight.decision.allow:
-                trail.decided(preflight.decision)
-                raise PolicyDenied(list(preflight.decision.reasons))
+            await self._preflight(principal, call, trail)
         except CypherGateError as error:
             await trail.refused(error)
             raise
         return principal
+
+    async def _preflight(self, principal: Principal, call: Call, trail: Trail) -> Preflight:
+        """The policy's first question, whether the DAG may use the call's database at all
+        (and call procedures, functions, write); a refusal is put on ``trail`` and raised."""
+        with call.trace.step("decide.preflight") as step:
+            preflight = await self._policy.preflight(
+                preflight_input(principal, database=call.database)
+            )
+            step.set("cyphergate.decision.cached", preflight.decision.cached)
+        if not preflight.decision.allow:
+            trail.decided(preflight.decision)
+            raise PolicyDenied(list(preflight.decision.reasons))
+        return preflight
 
     async def identify(self, call: Call) -> Identity:
         """The caller's verified identity, for a front door that must know it before any
@@ -339,14 +346,7 @@ class Gateway:
                 statement, access_mode=transaction.requested_access_mode, bookmarks=()
             )
         shown = trail.asked(statement, self._digester.digests(statement.parameters))
-        with trace.step("decide.preflight") as step:
-            preflight = await self._policy.preflight(
-                preflight_input(principal, database=call.database)
-            )
-            step.set("cyphergate.decision.cached", preflight.decision.cached)
-        if not preflight.decision.allow:
-            trail.decided(preflight.decision)
-            raise PolicyDenied(list(preflight.decision.reasons))
+        preflight = await self._preflight(principal, call, trail)
         with trace.step("analyse") as step:
             analysis = await self._analyse(call.database, statement.text, preflight, trail, step)
         trail.analysed(analysis)
