@@ -121,7 +121,7 @@ def without_prefix(message: str, prefix: str) -> str:
     alone = '"' + prefix.rstrip() + '"'  # an empty statement: Neo4j quotes "EXPLAIN" alone
     for index, text in enumerate(lines):
         if text.startswith('"' + prefix) or text == alone:
-            lines[index] = '"' + text[1 + shift :] if text != alone else '""'
+            lines[index] = '""' if text == alone else '"' + text[1 + shift :]
             caret = lines[index + 1] if index + 1 < len(lines) else ""
             if caret.startswith(" " * shift) and caret.strip() == "^":
                 # Never under the opening quote: there, it pointed into the prefix.
