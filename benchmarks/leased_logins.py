@@ -141,7 +141,8 @@ async def run(status: dict[str, Any], work: Work) -> None:
         driver_log.removeHandler(messages)
         driver_log.setLevel(logging.WARNING)
         sent[name] = Counter(messages.sent)
-    cpu_s, seconds = Counter[str](), Counter[str]()
+    cpu_s: dict[str, float] = dict.fromkeys(variants, 0.0)
+    seconds: dict[str, float] = dict.fromkeys(variants, 0.0)
     for name in [*variants, *reversed(variants)] * 2:
         before = cpu_seconds(neo4j_pid)
         seconds[name] += await send_all(variants[name], work)

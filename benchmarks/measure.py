@@ -20,7 +20,15 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,7 +67,10 @@ def bench_work(requests: int) -> Work:
 
 
 def main_on_neo4j(
-    description: str, run: Callable[[dict[str, Any], Work], Awaitable[None]], *, requests: int
+    description: str,
+    run: Callable[[dict[str, Any], Work], Coroutine[Any, Any, None]],
+    *,
+    requests: int,
 ) -> None:
     """The command line of a benchmark of Neo4j alone (no gateway process): ``--requests``
     (default ``requests``) of :func:`bench_work`, given to ``run`` with the status of a local

@@ -37,7 +37,7 @@ from proxy.gateway.path import Gateway
 from proxy.gateway.seams import PolicyDecider
 from proxy.neo4j.executor import Neo4jExecutor
 from proxy.plan import read_plan
-from proxy.policy import Decision, policy_input
+from proxy.policy import Decision, Preflight, policy_input
 from proxy.principal import DagResolver, Identity
 from proxy.settings import Neo4jSettings, OPASettings, Settings
 
@@ -56,6 +56,11 @@ class StubAuth:
 
 class AllowAll:
     """Policy evaluation off: the baseline."""
+
+    async def preflight(self, document: dict[str, Any]) -> Preflight:
+        return Preflight(
+            await self.decide(document), procedures=False, functions=False, writes=False
+        )
 
     async def decide(self, document: dict[str, Any]) -> Decision:
         del document

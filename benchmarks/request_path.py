@@ -399,12 +399,12 @@ def main() -> None:
         for label, n in labels.items():  # beside the stack's, on the same Neo4j and OPA
             if label != first_label:
                 folder = stack.run_dir.parent / f"gateway-{label}"
-                changes, env = (variant, variant_env) if label == "variant" else ([], {})
+                settings, env = (variant, variant_env) if label == "variant" else ([], {})
                 repo = args.variant_repo if label == "variant" else None
-                gateway = extra_gateway(
-                    stack, folder, n, name=label, settings=changes, env=env, repo=repo
+                beside = extra_gateway(
+                    stack, folder, n, name=label, settings=settings, env=env, repo=repo
                 )
-                gateways[label] = extras.enter_context(gateway)
+                gateways[label] = extras.enter_context(beside)
         wait_for_workers([(labels[label], gateway) for label, gateway in gateways.items()])
         common: Processes = {
             "neo4j": [(pid["neo4j"], None)],
