@@ -208,8 +208,8 @@ async def measure_half(
         await send_all(send, warm_up(work, clients), clients)
         before, started = snapshot(processes), time.perf_counter()
         by_worker = {pid: cpu_seconds(pid) for pid in workers}
-        latencies, failures, refused = await send_all(send, work, clients, pace)
-        seconds, after = time.perf_counter() - started, snapshot(processes)
+        latencies, failures, refused, last = await send_all(send, work, clients, pace)
+        seconds, after = last - started, snapshot(processes)
         for pid in workers:
             spent = cpu_seconds(pid) - by_worker[pid]
             result.worker_cpu_s[pid] = result.worker_cpu_s.get(pid, 0.0) + spent
