@@ -181,6 +181,24 @@ def test_typed_parameters_neo4j_refuses_are_refused_as_neo4j_refuses_them(
         assert through.json()["errors"][0]["code"] == "Neo.ClientError.Request.Invalid"
 
 
+def test_a_body_with_a_utf8_byte_order_mark_runs_as_on_neo4j(
+    stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client
+) -> None:
+    """Neo4j ignores a UTF-8 byte order mark before the JSON (RFC 8259 lets a parser); the
+    gateway refused the body as invalid JSON, so a client whose tooling adds one worked against
+    Neo4j and not through the gateway."""
+    headers = {"Content-Type": "application/json"}
+    body = b'\xef\xbb\xbf{"statement": "RETURN 1 AS x"}'
+    direct = neo4j_http.post(QUERY, content=body, headers=headers)
+    through = gateway.post(
+        QUERY,
+        content=body,
+        headers={**headers, "Authorization": f"Bearer {stack.token('demo_reader')}"},
+    )
+    assert direct.status_code == through.status_code == 202, through.text
+    assert through.json()["data"] == direct.json()["data"] == {"fields": ["x"], "values": [[1]]}
+
+
 def test_a_statement_neo4j_refuses_is_described_as_neo4j_describes_it(
     stack: DevStack, gateway: httpx.Client, neo4j_http: httpx.Client
 ) -> None:

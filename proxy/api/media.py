@@ -7,7 +7,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from proxy.errors import BadRequest
 from proxy.values import TYPED_MEDIA_TYPE, to_plain, to_typed
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_OTHER_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")  # UTF-16 and UTF-32
+
+
+def without_utf8_bom(body: bytes) -> bytes:
+    """A JSON body without a UTF-8 byte order mark before it (RFC 8259 lets a parser ignore
+    one, and Neo4j does); one that starts with another encoding's is refused: JSON between
+    systems is UTF-8."""
+    if body.startswith(_UTF8_BOM):
+        return body[len(_UTF8_BOM) :]
+    if body.startswith(_OTHER_BOMS):
+        raise BadRequest(
+            "Invalid request body: JSON must be UTF-8 (RFC 8259); this body is UTF-16 or UTF-32.",
+            reason="invalid_body",
+        )
+    return body
 
 
 def media_type(header: str | None) -> str:

@@ -36,7 +36,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from proxy.api.errors import REQUEST_ID_HEADER
-from proxy.api.media import media_type, query_plan, wants_typed
+from proxy.api.media import media_type, query_plan, wants_typed, without_utf8_bom
 from proxy.api.state import client_address, combined, runtime, start_request
 from proxy.api.traced import request_trace
 from proxy.codec.values import UnsupportedValue
@@ -368,6 +368,7 @@ def _finite(value: object) -> bool:
 
 
 def _parse(raw: bytes, *, typed: bool, model: type[QueryBody]) -> QueryBody:
+    raw = without_utf8_bom(raw)
     if not raw and model is TransactionBody:
         return TransactionBody()
     try:

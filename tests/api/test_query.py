@@ -214,7 +214,16 @@ TYPED_BODY = {**GOOD, "Content-Type": "application/vnd.neo4j.query"}
             415,
             "content_charset",
         ),
-        # and what stays accepted
+        # A UTF-16 body (its byte order mark first) was told "expected value at line 1 column 1".
+        (
+            '{"statement": "RETURN 1"}'.encode("utf-16"),
+            JSON_BODY,
+            400,
+            "invalid_body",
+        ),
+        # and what stays accepted; a UTF-8 byte order mark first was refused, where Neo4j (and
+        # RFC 8259) ignore it
+        (b'\xef\xbb\xbf{"statement": "RETURN 1"}', JSON_BODY, 202, None),
         (
             b'{"statement": "RETURN $a", "parameters": {"a": 0.%s1}}' % (b"0" * 400),
             JSON_BODY,
@@ -255,6 +264,18 @@ def test_what_is_not_json_is_refused_and_recorded(
     assert audit.events[-1].status == status
     if reason is not None:
         assert audit.events[0].error is not None and audit.events[0].error["reason"] == reason
+
+
+def test_a_body_not_in_utf8_is_told_so(client: tuple[TestClient, FakeAudit]) -> None:
+    # It was told "Invalid JSON: expected value at line 1 column 1".
+    http, _ = client
+    for encoding in ("utf-16", "utf-16-be", "utf-32"):
+        body = '{"statement": "RETURN 1"}'.encode(encoding)
+        if encoding == "utf-16-be":
+            body = b"\xfe\xff" + body
+        response = http.post(QUERY, content=body, headers=JSON_BODY)
+        assert response.status_code == 400
+        assert "JSON must be UTF-8" in response.json()["errors"][0]["message"], encoding
 
 
 def test_null_for_an_optional_field_is_the_field_left_out(
