@@ -8,6 +8,11 @@ learned so, one guess per statement, whether any :Account held an address, when 
 made ``Account.email`` unique and a node was both (found by review). So a statement that writes
 a property such a constraint covers, or the label or type it is on, reads that label or type.
 Existence and type constraints check the written entity alone, and tell nothing of others.
+
+A relationship constraint compares with every relationship of its type, those at nodes the grant
+may not read too (Neo4j's own ``READ`` hides a relationship whose end it may not traverse, and a
+grant of a type is no more): so a write of a property it covers also reads nodes of any label
+(:data:`ANY`).
 """
 
 from __future__ import annotations
@@ -20,20 +25,25 @@ from proxy.statement import Constraint
 
 def compared_on_write(facts: PlanFacts, constraints: tuple[Constraint, ...]) -> PlanFacts:
     """``facts``, also reading each label or type whose constraint a write of theirs may break
-    (its properties written, any property written, or its label or type written)."""
+    (its properties written, any property written, or its label or type written), and, where a
+    relationship's constraint compares a property written, nodes of any label."""
     written = facts.properties_written
     labels, types = set(facts.labels_read), set(facts.rel_types_read)
     for constraint in constraints:
         names_written = (
             facts.labels_written if constraint.entity == "NODE" else facts.rel_types_written
         )
-        if (
-            ANY in written
-            or not written.isdisjoint(constraint.properties)
-            or constraint.name in names_written
-            or ANY in names_written
-        ):
-            (labels if constraint.entity == "NODE" else types).add(constraint.name)
+        compared = ANY in written or not written.isdisjoint(constraint.properties)
+        if not (compared or constraint.name in names_written or ANY in names_written):
+            continue
+        if constraint.entity == "NODE":
+            labels.add(constraint.name)
+            continue
+        types.add(constraint.name)
+        if compared and names_written:
+            # Only a relationship written (created, or a property of it set) is compared, and
+            # never by its type alone (no SET gives a relationship a type).
+            labels.add(ANY)
     if labels == facts.labels_read and types == facts.rel_types_read:
         return facts
     return replace(facts, labels_read=frozenset(labels), rel_types_read=frozenset(types))

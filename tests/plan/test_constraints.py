@@ -40,3 +40,18 @@ def test_a_type_written_reads_itself_where_a_constraint_is_on_it() -> None:
 def test_writes_no_constraint_covers_read_nothing_more() -> None:
     facts = PlanFacts(labels_written=frozenset({"Person"}), properties_written=frozenset({"name"}))
     assert compared_on_write(facts, ALL) is facts
+
+
+def test_a_relationship_written_with_a_compared_key_reads_nodes_of_any_label() -> None:
+    """A relationship constraint compares with relationships at nodes the grant may not read."""
+    facts = PlanFacts(
+        labels_read=frozenset({"Person"}),
+        rel_types_written=frozenset({"OWNS"}),
+        properties_written=frozenset({"since"}),
+    )
+    assert reads(facts) == ({"Person", ANY}, {"OWNS"})
+
+
+def test_a_node_key_named_like_a_relationship_constraint_reads_no_more_labels() -> None:
+    facts = PlanFacts(labels_written=frozenset({"Person"}), properties_written=frozenset({"since"}))
+    assert reads(facts) == (set(), {"OWNS"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from neo4j import Driver
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.devstack.stack import DevStack
+from tests.conftest import changed_policy_data
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +69,68 @@ def test_a_write_a_constraint_compares_reads_its_label(
         headers=header,
     )
     assert allowed.status_code == 202, allowed.text
+
+
+def _write_acted_in(data: dict[str, Any]) -> None:
+    """demo_labels may also write ACTED_IN relationships (it reads them already)."""
+    grant = data["cyphergate"]["grants"]["dags"]["demo_labels"]["databases"]["neo4j"]
+    grant["write"]["relationship_types"] = ["ACTED_IN"]
+
+
+@pytest.fixture
+def acted_in_ref_unique(neo4j_admin: Driver) -> Iterator[str]:
+    """An admin's uniqueness constraint on a relationship type demo_labels reads, and one
+    relationship of that type from a Person it reads to an Account it may not read, holding the
+    value the constraint compares."""
+    tag = uuid.uuid4().hex[:10]
+    neo4j_admin.execute_query(
+        f"CREATE CONSTRAINT acted_ref_{tag} FOR ()-[r:ACTED_IN]-() REQUIRE r.ref_{tag} IS UNIQUE"
+    )
+    neo4j_admin.execute_query(
+        f"CREATE (p:Person {{name: $n}})-[:ACTED_IN {{ref_{tag}: 'hidden-ref'}}]->"
+        "(:Account {name: $n}), (p)-[:ACTED_IN]->(:Movie {title: $n})",
+        n=f"ref {tag}",
+    )
+    yield tag
+    neo4j_admin.execute_query("MATCH (n {name: $n}) DETACH DELETE n", n=f"ref {tag}")
+    neo4j_admin.execute_query("MATCH (n:Movie {title: $n}) DETACH DELETE n", n=f"ref {tag}")
+    neo4j_admin.execute_query(f"DROP CONSTRAINT acted_ref_{tag}")
+
+
+def test_a_write_a_relationship_constraint_compares_reads_every_label(
+    stack: DevStack, gateway: httpx.Client, acted_in_ref_unique: str
+) -> None:
+    """A relationship constraint compares a write with every relationship of its type, those at
+    nodes the grant may not read too (Neo4j's own READ hides a relationship whose end it may not
+    traverse): whether `SET r.ref = 'hidden-ref'` failed would tell what the ACTED_IN to the
+    Account holds. So such a write reads nodes of any label, and a label grant is refused it."""
+    tag = acted_in_ref_unique
+    header = {"Authorization": stack.auth_header("demo_labels")}
+    parameters = {"n": f"ref {tag}", "g": "hidden-ref"}
+    with changed_policy_data(stack, _write_acted_in):
+        for statement in (
+            f"MATCH (p:Person {{name: $n}})-[r:ACTED_IN]->(m:Movie) SET r.ref_{tag} = $g",
+            f"MATCH (p:Person {{name: $n}})-[r:ACTED_IN]->(m:Movie) SET r += {{ref_{tag}: $g}}",
+            f"MATCH (p:Person {{name: $n}}), (m:Movie {{title: $n}})"
+            f" CREATE (p)-[:ACTED_IN {{ref_{tag}: $g}}]->(m)",
+        ):
+            answer = gateway.post(
+                "/db/neo4j/query/v2",
+                json={"statement": statement, "parameters": parameters},
+                headers=header,
+            )
+            assert answer.status_code == 403, (statement, answer.text)
+            request_id = answer.headers["x-cyphergate-request-id"]
+            with AuditReader(stack.audit_path) as log:
+                (record,) = log.query(RecordFilter(request_id=request_id))
+            assert "label_not_granted:*" in record["decision"]["reasons"], record["decision"]
+        # A write to a key no constraint compares stays the grant's.
+        allowed = gateway.post(
+            "/db/neo4j/query/v2",
+            json={
+                "statement": "MATCH (p:Person {name: $n})-[r:ACTED_IN]->(m:Movie) SET r.seen = 1",
+                "parameters": {"n": f"ref {tag}"},
+            },
+            headers=header,
+        )
+        assert allowed.status_code == 202, allowed.text
