@@ -18,8 +18,14 @@ def reads(facts: PlanFacts) -> tuple[set[str], set[str]]:
 
 
 def test_a_property_a_constraint_covers_reads_its_label() -> None:
+    """As any label where the statement does not name it (the refusal would name it), by its
+    name where it does."""
     facts = PlanFacts(labels_read=frozenset({"Person"}), properties_written=frozenset({"email"}))
-    assert reads(facts) == ({"Person", "Account"}, set())
+    assert reads(facts) == ({"Person", ANY}, set())
+    named = PlanFacts(
+        labels_read=frozenset({"Person", "Account"}), properties_written=frozenset({"email"})
+    )
+    assert reads(named) == ({"Person", "Account"}, set())
 
 
 def test_a_label_written_reads_itself_where_a_constraint_is_on_it() -> None:
@@ -29,12 +35,14 @@ def test_a_label_written_reads_itself_where_a_constraint_is_on_it() -> None:
 
 def test_properties_written_unknown_read_every_constrained_label_and_type() -> None:
     facts = PlanFacts(properties_written=frozenset({ANY}))  # SET p += $map
-    assert reads(facts) == ({"Account", "Movie"}, {"OWNS"})
+    assert reads(facts) == ({ANY}, {ANY})  # never a list of the constrained labels and types
 
 
 def test_a_type_written_reads_itself_where_a_constraint_is_on_it() -> None:
     facts = PlanFacts(rel_types_written=frozenset({ANY}))
-    assert reads(facts) == (set(), {"OWNS"})
+    assert reads(facts) == (set(), {ANY})
+    named = PlanFacts(rel_types_written=frozenset({"OWNS"}))
+    assert reads(named) == (set(), {"OWNS"})
 
 
 def test_writes_no_constraint_covers_read_nothing_more() -> None:
@@ -54,4 +62,4 @@ def test_a_relationship_written_with_a_compared_key_reads_nodes_of_any_label() -
 
 def test_a_node_key_named_like_a_relationship_constraint_reads_no_more_labels() -> None:
     facts = PlanFacts(labels_written=frozenset({"Person"}), properties_written=frozenset({"since"}))
-    assert reads(facts) == (set(), {"OWNS"})
+    assert reads(facts) == (set(), {ANY})

@@ -1,6 +1,7 @@
 """Through the real gateway: a write that a uniqueness constraint compares with other nodes
-reads the constraint's label, so a grant that may not read it is refused the write (its failing
-or not would tell whether some node of that label holds the value)."""
+reads the constraint's label (as any label, unless the statement names it), so a grant that may
+not read it is refused the write (its failing or not would tell whether some node of that label
+holds the value)."""
 
 from __future__ import annotations
 
@@ -57,8 +58,10 @@ def test_a_write_a_constraint_compares_reads_its_label(
         request_id = answer.headers["x-cyphergate-request-id"]
         with AuditReader(stack.audit_path) as log:
             (record,) = log.query(RecordFilter(request_id=request_id))
-        assert "Account" in record["analysis"]["labels"]["read"], record["analysis"]
-        assert "label_not_granted:Account" in record["decision"]["reasons"]
+        # Read as any label: the refusal, which the caller is shown, names no label it did not.
+        assert "*" in record["analysis"]["labels"]["read"], record["analysis"]
+        assert "label_not_granted:*" in record["decision"]["reasons"]
+        assert "Account" not in answer.text, answer.text
     # A write no constraint compares is the grant's as before.
     allowed = gateway.post(
         "/db/neo4j/query/v2",
@@ -134,3 +137,46 @@ def test_a_write_a_relationship_constraint_compares_reads_every_label(
             headers=header,
         )
         assert allowed.status_code == 202, allowed.text
+
+
+@pytest.fixture
+def hidden_label_unique(neo4j_admin: Driver) -> Iterator[str]:
+    """A uniqueness constraint on a label no node demo_labels may read carries, and a
+    relationship type's likewise: their names are not demo_labels' to learn."""
+    tag = uuid.uuid4().hex[:10]
+    neo4j_admin.execute_query(
+        f"CREATE CONSTRAINT hidden_{tag} FOR (h:Hidden{tag}) REQUIRE h.code IS UNIQUE"
+    )
+    neo4j_admin.execute_query(
+        f"CREATE CONSTRAINT tied_{tag} FOR ()-[t:TIED{tag}]-() REQUIRE t.code IS UNIQUE"
+    )
+    yield tag
+    neo4j_admin.execute_query(f"DROP CONSTRAINT hidden_{tag}")
+    neo4j_admin.execute_query(f"DROP CONSTRAINT tied_{tag}")
+
+
+def test_a_refusal_for_a_constraint_names_no_label_the_statement_does_not(
+    stack: DevStack, gateway: httpx.Client, hidden_label_unique: str
+) -> None:
+    """The policy's reasons reach the caller: a write refused because a constraint on a label or
+    type it does not name compares it is refused as reading any (`label_not_granted:*`), never
+    by the constraint's label or type, which would list them (SHOW CONSTRAINTS needs a read of
+    `*`). A constraint on the label the statement writes is still read by name."""
+    tag = hidden_label_unique
+    header = {"Authorization": stack.auth_header("demo_labels")}
+    for statement, parameters in (
+        ("MATCH (p:Person) WHERE p.name = $n SET p += $m", {"n": "nobody", "m": {"x": 1}}),
+        ("MATCH (p:Person) WHERE p.name = $n SET p.code = 1", {"n": "nobody"}),
+    ):
+        answer = gateway.post(
+            "/db/neo4j/query/v2",
+            json={"statement": statement, "parameters": parameters},
+            headers=header,
+        )
+        assert answer.status_code == 403, (statement, answer.text)
+        assert tag not in answer.text, answer.text
+        request_id = answer.headers["x-cyphergate-request-id"]
+        with AuditReader(stack.audit_path) as log:
+            (record,) = log.query(RecordFilter(request_id=request_id))
+        assert "label_not_granted:*" in record["decision"]["reasons"], record["decision"]
+        assert not [r for r in record["decision"]["reasons"] if tag in r], record["decision"]
