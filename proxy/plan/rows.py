@@ -195,6 +195,11 @@ _EVERY_TRANSACTION = frozenset({"ShowTransactions", "TerminateTransactions"})
 # Commands that list every index or constraint: the labels, types and keys each is on, and how
 # often and when it was last read (what other DAGs do with labels a grant may not read).
 _EVERY_SCHEMA_OBJECT = frozenset({"ShowIndexes", "ShowConstraints"})
+# Commands about what an expression of the caller's names: ``settings(<expr>)``,
+# ``transactions(<expr>)`` in their details, evaluated like any expression (a plugin's function
+# there runs: ``apoc.cypher.runFirstColumnSingle`` reads anything). Neo4j prints the strings in
+# it without quotes, so a quote in those details is ambiguous.
+_WITH_EXPRESSIONS = frozenset({"ShowSettings", "ShowTransactions", "TerminateTransactions"})
 
 
 def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -202,8 +207,14 @@ def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     they yield values about the database, not graph entities. One that changes something
     (TERMINATE, CREATE, DROP, administration) is also a write of anything; one about every
     transaction reaches any database, and SHOW TRANSACTIONS, INDEXES and CONSTRAINTS read
-    anything."""
+    anything. The expressions some take (which settings, which transactions) are read."""
     del envs
+    if op.family in _WITH_EXPRESSIONS and op.details:
+        if any(quote in op.details for quote in "'\"`"):
+            # Neo4j prints a string there without its quotes: a quote is part of one, and
+            # could hide a call (`"'" + f() + "'"` prints as `' + f() + '`).
+            raise Unparsed("a command's expression with a quote")
+        reader.expressions(op.details, dict(args))
     if not op.family.startswith("Show"):
         reader.facts.write_anything()
     if op.family in _EVERY_TRANSACTION:

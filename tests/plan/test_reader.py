@@ -489,6 +489,28 @@ CASES: list[tuple[str, dict[str, Any]]] = [
             "rel_types_read": {S},
         },
     ),
+    # A command's own expressions (the settings or transactions it is about) are read.
+    (
+        "SHOW SETTINGS toString($s) YIELD name",
+        {"commands": {"ShowSettings"}, "functions": set(), "unreadable": set()},
+    ),
+    (
+        "SHOW TRANSACTIONS 'x' + toUpper($s) YIELD transactionId",
+        {"commands": {"ShowTransactions"}, "unreadable": set()},
+    ),
+    (
+        "TERMINATE TRANSACTIONS [$a, $b]",
+        {"commands": {"TerminateTransactions"}, "unreadable": set()},
+    ),
+    (
+        "SHOW SETTINGS YIELD name",
+        {"commands": {"ShowSettings"}, "labels_read": set(), "unreadable": set()},
+    ),
+    # Neo4j prints the strings there unquoted: a quote could hide a call (' + f() + ').
+    (
+        'SHOW SETTINGS "\'" + toString($s) + "\'" YIELD name',
+        {"unreadable": {"ShowSettings"}},
+    ),
     (
         "USE system CALL dbms.components() YIELD name RETURN name",
         {"procedures": {"dbms.components"}, "databases": {"system"}},
@@ -735,6 +757,25 @@ def test_arguments_key_and_user_defined_functions() -> None:
     facts = read_plan(plan)
     assert facts.functions == {"apoc.text.join", "x.y"}
     assert facts.procedures == {"my.proc"}
+
+
+def test_a_function_in_a_commands_expression_is_called() -> None:
+    """SHOW SETTINGS, SHOW and TERMINATE TRANSACTIONS take an expression (the names or ids they
+    are about), which Neo4j prints in the command's details: a user-defined function there
+    (a plugin's ``apoc.cypher.runFirstColumnSingle`` runs any read) is a call like any other."""
+    udf = "apoc.cypher.runFirstColumnSingle($q, {})"
+    for command, details in (
+        ("ShowSettings", f"settings({udf}), columns(name)"),
+        ("ShowTransactions", f"defaultColumns, transactions({udf})"),
+        ("TerminateTransactions", f"defaultColumns, transactions({udf})"),
+    ):
+        plan = op("ProduceResults", "name", op(command, details, ids="name"), ids="name")
+        facts = read_plan(plan)
+        assert facts.functions == {"apoc.cypher.runFirstColumnSingle"}, command
+        assert facts.commands == {command}
+        hidden = details.replace(udf, f"' + {udf} + '")  # printed from "'" + f() + "'"
+        plan = op("ProduceResults", "name", op(command, hidden, ids="name"), ids="name")
+        assert read_plan(plan).unreadable == {command}
 
 
 def test_load_csv_sources_come_from_the_text_only_when_they_match_the_plan() -> None:
