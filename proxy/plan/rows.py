@@ -200,6 +200,8 @@ _EVERY_SCHEMA_OBJECT = frozenset({"ShowIndexes", "ShowConstraints"})
 # there runs: ``apoc.cypher.runFirstColumnSingle`` reads anything). Neo4j prints the strings in
 # it without quotes, so a quote in those details is ambiguous.
 _WITH_EXPRESSIONS = frozenset({"ShowSettings", "ShowTransactions", "TerminateTransactions"})
+# Index and constraint commands print their ``OPTIONS`` map last, which may call functions.
+_WITH_OPTIONS = frozenset({"CreateIndex", "CreateConstraint"})
 
 
 def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
@@ -207,7 +209,8 @@ def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
     they yield values about the database, not graph entities. One that changes something
     (TERMINATE, CREATE, DROP, administration) is also a write of anything; one about every
     transaction reaches any database, and SHOW TRANSACTIONS, INDEXES and CONSTRAINTS read
-    anything. The expressions some take (which settings, which transactions) are read."""
+    anything. The expressions some take (which settings, which transactions, an index's
+    ``OPTIONS``) are read."""
     del envs
     if op.family in _WITH_EXPRESSIONS and op.details:
         if any(quote in op.details for quote in "'\"`"):
@@ -215,6 +218,10 @@ def command(reader: Reader, op: Op, envs: Sequence[Env], args: Env) -> Env:
             # could hide a call (`"'" + f() + "'"` prints as `' + f() + '`).
             raise Unparsed("a command's expression with a quote")
         reader.expressions(op.details, dict(args))
+    if op.family in _WITH_OPTIONS:
+        _, options, given = op.details.partition(" OPTIONS ")
+        if options:  # evaluated as any expression is: a function called there is called
+            reader.expression(parse(given), dict(args))
     if not op.family.startswith("Show"):
         reader.facts.write_anything()
     if op.family in _EVERY_TRANSACTION:

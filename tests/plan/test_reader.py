@@ -506,6 +506,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
         "SHOW SETTINGS YIELD name",
         {"commands": {"ShowSettings"}, "labels_read": set(), "unreadable": set()},
     ),
+    (
+        "CREATE INDEX zz_o IF NOT EXISTS FOR (n:Foo) ON (n.a)"
+        " OPTIONS {indexProvider: toString('range-1.0')}",
+        {"commands": {"CreateIndex", "DoNothingIfExists"}, "unreadable": set()},
+    ),
     # Neo4j prints the strings there unquoted: a quote could hide a call (' + f() + ').
     (
         'SHOW SETTINGS "\'" + toString($s) + "\'" YIELD name',
@@ -776,6 +781,15 @@ def test_a_function_in_a_commands_expression_is_called() -> None:
         hidden = details.replace(udf, f"' + {udf} + '")  # printed from "'" + f() + "'"
         plan = op("ProduceResults", "name", op(command, hidden, ids="name"), ids="name")
         assert read_plan(plan).unreadable == {command}
+    # An index's or a constraint's OPTIONS map, printed last, is evaluated too.
+    for command, details in (
+        ("CreateIndex", "RANGE INDEX i FOR (:Foo) ON (a)"),
+        ("CreateConstraint", "CONSTRAINT c FOR (a:Foo) REQUIRE (a.x) IS UNIQUE"),
+    ):
+        options = f"{details} OPTIONS {{indexProvider: {udf}}}"
+        facts = read_plan(op(command, options))
+        assert facts.functions == {"apoc.cypher.runFirstColumnSingle"}, command
+        assert read_plan(op(command, details)).functions == set()
 
 
 def test_load_csv_sources_come_from_the_text_only_when_they_match_the_plan() -> None:
