@@ -31,8 +31,15 @@ from typing import Any
 
 from proxy.plan.flow import ANY, Facts
 from proxy.plan.operators import RULES
-from proxy.plan.reader import Reader
-from proxy.plan.text import DYNAMIC, UnreadableText, cypher_prefix, load_csv_sources, tokens
+from proxy.plan.reader import BUILTIN_NAMESPACES, Reader
+from proxy.plan.text import (
+    DYNAMIC,
+    UnreadableText,
+    cypher_prefix,
+    load_csv_sources,
+    namespaced_calls,
+    tokens,
+)
 
 __all__ = ["ANY", "DYNAMIC", "PlanFacts", "read_plan"]
 
@@ -102,6 +109,8 @@ def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanF
         if len(sources) > facts.load_csv_ops:
             facts.opaque(writes=False, what="LOAD CSV the plan does not show")
         sources = [DYNAMIC] * max(len(sources), facts.load_csv_ops)
+    if DYNAMIC in sources:
+        _source_calls(statement, facts)
     sets = facts.sets
     return PlanFacts(
         labels_read=frozenset(sets.get("labels_read", ())),
@@ -119,6 +128,19 @@ def read_plan(plan: Mapping[str, Any], *, statement: str | None = None) -> PlanF
         max_hops=facts.max_hops,
         unreadable=frozenset(sets.get("unreadable", ())),
     )
+
+
+def _source_calls(statement: str | None, facts: Facts) -> None:
+    """The user-defined functions a ``LOAD CSV`` source's expression may call: the plan does not
+    print it, so every one the statement calls (any, if its text is unknown)."""
+    try:
+        calls = namespaced_calls(statement) if statement is not None else None
+    except UnreadableText:
+        calls = None
+    if calls is None:
+        facts.add("functions", None)
+        return
+    facts.add("functions", [c for c in calls if c.rsplit(".", 1)[0] not in BUILTIN_NAMESPACES])
 
 
 def _safe_name(name: str) -> bool:

@@ -188,6 +188,28 @@ def load_csv_sources(statement: str) -> list[str]:
     return sources
 
 
+def namespaced_calls(statement: str) -> list[str]:
+    """Every ``ns.name(`` the statement calls (names in backticks decoded). Neo4j's plan never
+    prints a ``LOAD CSV`` source's expression, so the functions it calls are read from here."""
+    found = tokens(statement)
+    calls: list[str] = []
+    for i, token in enumerate(found):
+        after_dot = i > 0 and found[i - 1].kind == "symbol" and found[i - 1].text == "."
+        if token.kind not in ("word", "name") or after_dot:
+            continue
+        parts, j = [token.text], i + 1
+        while (
+            j + 1 < len(found)
+            and (found[j].kind, found[j].text) == ("symbol", ".")
+            and found[j + 1].kind in ("word", "name")
+        ):
+            parts.append(found[j + 1].text)
+            j += 2
+        if len(parts) > 1 and j < len(found) and (found[j].kind, found[j].text) == ("symbol", "("):
+            calls.append(".".join(parts))
+    return calls
+
+
 def quoted_names(statement: str) -> list[str]:
     """Every name the statement writes in backticks (labels, types, keys, variables), decoded."""
     return [t.text for t in tokens(statement) if t.kind == "name"]

