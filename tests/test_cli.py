@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,10 +14,15 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from proxy.audit.record import digest
 from proxy.cli import _parser, main
 from proxy.cli import audit as audit_cli
 from proxy.devstack.install import building
+from tests.audit.test_checkpoint import tamper
+from tests.audit.test_checkpoint import write as write_signed
 from tests.audit.test_query import write
 from tests.audit.test_record import event
 
@@ -160,3 +167,57 @@ def test_a_log_that_cannot_be_read_is_one_line_naming_it_and_exit_2(
     assert not out.exists()
     # Nothing made, the log itself included when it was missing.
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind == "missing" else [path.name])
+
+
+# Edits an attacker with write access to the file can make: a body that is no JSON object (its
+# hash left as it was), a record rewritten with its hash recomputed (a self-consistent forgery
+# whose sections are not what a writer writes), a checkpoint whose record number is not one.
+# Each: the edit, the record verify names, and the reads refused for it (the others read on; a
+# record that is no object has no principal, so the query by principal passes it by).
+_DAMAGE = {
+    "body-not-json": ("UPDATE records SET body = '{not json' WHERE seq = 4", 4, 3),
+    "body-an-array": ("UPDATE records SET body = '[4]' WHERE seq = 4", 4, 2),
+    "body-not-utf8": ("UPDATE records SET body = x'ff00ff' WHERE seq = 4", 4, 3),
+    "forged-sections": (None, 12, 0),
+    "checkpoint-seq-text": ("UPDATE checkpoints SET record_seq = 'ten' WHERE id = 2", 1, 0),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGE))
+def test_an_edited_log_is_named_failed_or_refused_in_one_line_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    log, public = tmp_path / "audit.sqlite3", tmp_path / "audit.pub.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    write_signed(log, key, 12)
+    statement, bad_seq, refused = _DAMAGE[damage]
+    if statement is None:  # record 12 rewritten, its hash made to match
+        with sqlite3.connect(log) as db:
+            (body,) = db.execute("SELECT body FROM records WHERE seq = 12").fetchone()
+        forged = {**json.loads(body), "principal": ["d"], "decision": "allow", "error": 1}
+        text = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+        statement = f"UPDATE records SET body = '{text}', hash = '{digest(text)}' WHERE seq = 12"  # noqa: S608 - the test's own text
+    tamper(log, statement)
+
+    status = main(["audit", "verify", "--log", str(log), "--public-key", str(public)])
+    said = capsys.readouterr()
+    assert status == 1, said
+    assert said.out.startswith(f"FAILED: record {bad_seq}: "), said.out
+    assert "Traceback" not in said.err
+
+    out = tmp_path / "export.jsonl"
+    reads = (["query"], ["export", "--out", str(out)], ["query", "--principal", "s"])
+    for number, command in enumerate(reads):
+        status = main(["audit", *command, "--log", str(log)])
+        said = capsys.readouterr()
+        if number >= refused:
+            assert status == 0, said
+            continue
+        assert status == 2, said
+        assert said.out == ""
+        assert len(said.err.splitlines()) == 1, said.err
+        assert said.err.startswith(f"cyphergate: {log}: ") and "altered" in said.err
+        assert not out.exists()

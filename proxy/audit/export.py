@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit.reader import AuditReader, RecordFilter
-from proxy.audit.record import flat_record
+from proxy.audit.record import flat_record, section
 
 PARQUET_COLUMNS = (
     "seq",
@@ -96,8 +96,8 @@ def _jsonl(records: Iterable[dict[str, Any]], out: Path) -> int:
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """One record as the Parquet columns (dag, verdict and reasons as queries see them)."""
     flat = flat_record(record)
-    principal = record.get("principal") or {}
-    error = record.get("error") or {}
+    principal = section(record.get("principal"))
+    error = section(record.get("error"))
     return {
         "seq": record["seq"],
         "time": record["time"],

@@ -14,79 +14,36 @@ import os
 import sqlite3
 import string
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit.checkpoint import Checkpoint, signature_valid
+from proxy.audit.filters import BadFilter, RecordFilter, utc_bound
 from proxy.audit.record import (
     ChainProblem,
     SealedRecord,
+    section,
     verdict_of,
     verify_chain,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class RecordFilter:
-    """What a reviewer asks for; every field narrows the result."""
-
-    dag: str | None = None
-    event: str | None = None
-    request_id: str | None = None
-    verdict: str | None = None
-    database: str | None = None
-    since: str | None = None
-    until: str | None = None
-    subject: str | None = None
-    reason: str | None = None
-    text: str | None = None
-    label: str | None = None
-    after_seq: int | None = None
-    before_seq: int | None = None
-    newest_first: bool = False
-    limit: int | None = None
-
-    def __post_init__(self) -> None:
-        # Bounds are compared with the log's times as text, so they are read here, once, for
-        # every reader (CLI, API, page, replay, export): an offset ignored or a typo taken as
-        # text would silently return the wrong records.
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, utc_bound(value, name))
-
-
-class BadFilter(ValueError):
-    """A reviewer's filter that cannot be read; the message says what was expected."""
+# The filters live in proxy.audit.filters; every reader imports them from here too.
+__all__ = ["AuditReader", "BadFilter", "DamagedLog", "NotAnAuditLog", "RecordFilter", "utc_bound"]
 
 
 class NotAnAuditLog(ValueError):
     """A file given as an audit log that is none (or one SQLite cannot read)."""
 
 
-def utc_bound(text: str, name: str = "time") -> str:
-    """``text`` (ISO 8601) as the log writes times: UTC, microseconds, ``Z``.
+class DamagedLog(NotAnAuditLog):
+    """A record or checkpoint stored in a form no writer makes: the file was edited.
 
-    An offset (``+01:00``, ``Z``) is honoured; a time without one is read as UTC, as the
-    command line's help says. A date alone is its midnight UTC. Anything else is
-    :class:`BadFilter`.
+    Raised by the reads that cannot go on without it (a query, the checkpoints); ``verify``
+    reports it as the chain's problem instead, as it does any other alteration.
     """
-    try:
-        moment = datetime.fromisoformat(text.strip())
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        utc = moment.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise BadFilter(
-            f"{name}: expected an ISO 8601 time such as 2026-11-30T04:30:00+01:00"
-            " (UTC when it has no offset)"
-        ) from None
-    # isoformat, not strftime: it pads the year to four digits, so text order is time order.
-    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 class AuditReader:
@@ -94,6 +51,7 @@ class AuditReader:
 
     def __init__(self, path: Path) -> None:
         _check_readable(path)
+        self._path = path
         # A URI, for mode=ro: the path is percent-encoded (as_uri), since a ``?``, ``#`` or
         # ``%`` in it would otherwise end it or be decoded, and open (even create) another file.
         self._connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
@@ -146,11 +104,16 @@ class AuditReader:
                 yield step
                 if isinstance(step, ChainProblem):
                     return
-            problem = self._check_checkpoints(hashes, public_key, chain)
-            if problem is None:
-                problem = self._nothing_proven(hashes, public_key, sealed_before)
-            if problem is None and public_key is not None and sealed_before is not None:
-                problem = self._unsealed(sealed_before)
+            try:
+                problem = self._check_checkpoints(hashes, public_key, chain)
+                if problem is None:
+                    problem = self._nothing_proven(hashes, public_key, sealed_before)
+                if problem is None and public_key is not None and sealed_before is not None:
+                    problem = self._unsealed(sealed_before)
+            except DamagedLog:  # nothing a checkpoint seals is proven: reported at the start
+                problem = ChainProblem(
+                    1, "a checkpoint's record number is not a whole number (checkpoints altered)"
+                )
             if problem is not None:
                 yield problem
         finally:  # (the connection may be closed already, if the caller stopped early)
@@ -179,7 +142,14 @@ class AuditReader:
         if exists is None:
             return []
         rows = self._connection.execute(query, parameters)
-        return [Checkpoint(str(c), int(s), str(h), str(t), str(sig)) for c, s, h, t, sig in rows]
+        found: list[Checkpoint] = []
+        for chain, seq, digest, time, signature in rows:
+            if type(seq) is not int:  # the column's INTEGER affinity stores any number as one
+                raise DamagedLog(
+                    f"{self._path}: a checkpoint's record number is not a whole number (altered)"
+                )
+            found.append(Checkpoint(str(chain), seq, str(digest), str(time), str(signature)))
+        return found
 
     def sealed_range(self, first: int, last: int) -> Iterator[tuple[int, str, str]]:
         """``(seq, body, hash)`` of records ``first`` to ``last``, in order."""
@@ -356,16 +326,36 @@ class AuditReader:
         if flt.before_seq is not None:
             clauses.append("seq < ?")
             values.append(flt.before_seq)
-        sql = "SELECT body FROM records"
+        sql = "SELECT seq, body FROM records"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY seq DESC" if flt.newest_first else " ORDER BY seq"
         if flt.limit is not None:
             sql += " LIMIT ?"
             values.append(flt.limit)
-        for (body,) in self._connection.execute(sql, values):
-            document: dict[str, Any] = json.loads(body)
-            yield document
+        try:
+            for seq, body in self._connection.execute(sql, values):
+                yield self._document(seq, body)
+        except sqlite3.OperationalError as exc:  # a filter's JSON function met an edited body
+            if "malformed JSON" not in str(exc):
+                raise
+            raise DamagedLog(
+                f"{self._path}: a record's body is not JSON (altered: `cyphergate audit verify`"
+                " names the first altered record)"
+            ) from None
+
+    def _document(self, seq: object, body: object) -> dict[str, Any]:
+        """A record's body as its JSON object; :class:`DamagedLog` if it is none."""
+        try:
+            document = json.loads(body)  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # not text, not UTF-8, not JSON
+            document = None
+        if not isinstance(document, dict):
+            raise DamagedLog(
+                f"{self._path}: record {seq} is not a JSON object (altered: `cyphergate audit"
+                " verify` names the first altered record)"
+            )
+        return document
 
     def head(self) -> tuple[int, str] | None:
         """``(seq, hash)`` of the newest record; ``None`` for an empty log."""
@@ -381,14 +371,17 @@ class AuditReader:
         so a reviewer must see them; the chain being intact says nothing about them."""
         where = (
             " FROM records AS d WHERE d.event = 'decision' AND d.time < ?"
-            " AND json_extract(d.body, '$.status') IS NULL AND NOT EXISTS (SELECT 1 FROM"
-            " records AS o WHERE o.request_id = d.request_id AND o.event = 'outcome')"
+            # An edited body that is no JSON object is not looked into: verify names it.
+            " AND CASE WHEN json_valid(d.body) AND json_type(d.body) = 'object'"
+            " THEN json_extract(d.body, '$.status') IS NULL ELSE 0 END AND NOT EXISTS"
+            " (SELECT 1 FROM records AS o WHERE o.request_id = d.request_id"
+            " AND o.event = 'outcome')"
         )
         (count,) = self._connection.execute("SELECT count(*)" + where, (before,)).fetchone()
         rows = self._connection.execute(
-            "SELECT d.body" + where + " ORDER BY d.seq LIMIT ?", (before, limit)
+            "SELECT d.seq, d.body" + where + " ORDER BY d.seq LIMIT ?", (before, limit)
         )
-        return int(count), [json.loads(body) for (body,) in rows]
+        return int(count), [self._document(seq, body) for seq, body in rows]
 
     def denials_by_dag(self, since: str) -> dict[str | None, dict[str, int]]:
         """Refused requests since ``since``, counted per DAG and hour (``YYYY-MM-DDTHH``).
@@ -434,8 +427,8 @@ def _statement_contains(statement_json: str | None, lowered: str) -> bool:
 
 
 def _columns_of(document: dict[str, Any]) -> tuple[Any, ...]:
-    principal = document.get("principal") or {}
-    decision = document.get("decision") or {}
+    principal = section(document.get("principal"))
+    decision = section(document.get("decision"))
     verdict = verdict_of(decision, event=document.get("event"))
     return (
         document.get("time"),

@@ -123,11 +123,17 @@ def verdict_of(decision: Mapping[str, Any] | None, *, event: object = "decision"
     return "deny"
 
 
+def section(value: object) -> Mapping[str, Any]:
+    """A record's section (``principal``, ``decision``...) as read back: an edited record's may
+    be anything, and what shows or checks it must still say so rather than fail."""
+    return value if isinstance(value, dict) else {}
+
+
 def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     """The record with the reviewer's most asked fields lifted to the top level."""
-    principal = record.get("principal") or {}
-    decision = record.get("decision") or {}
-    error = record.get("error") or {}
+    principal = section(record.get("principal"))
+    decision = section(record.get("decision"))
+    error = section(record.get("error"))
     return {
         **record,
         "dag": principal.get("dag"),

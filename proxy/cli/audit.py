@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
-from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, DamagedLog, RecordFilter
 from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_timestamp, visible
 from proxy.chains import replica_chains
 from proxy.cli import arguments
@@ -160,7 +160,10 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
     public_key = load_public_key(key_file) if key_file is not None else None
     with AuditReader(path) as reader:
         total = reader.count()
-        signed = reader.checkpoints()
+        try:
+            signed = reader.checkpoints()
+        except DamagedLog:  # verify() below names it as the chain's problem
+            signed = []
         checkpoints = len(signed)
         checked = 0
         problem: ChainProblem | None = None
@@ -208,7 +211,11 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
                     else {"seq": problem.seq, "why": problem.why},
                     "unanswered": unanswered,
                     "unanswered_examples": [
-                        {"seq": r["seq"], "request_id": r["request_id"], "time": r["time"]}
+                        {
+                            "seq": r.get("seq"),
+                            "request_id": r.get("request_id"),
+                            "time": r.get("time"),
+                        }
                         for r in examples
                     ],
                 }
@@ -238,7 +245,8 @@ def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | Non
         print(
             f"WARNING: {unanswered} decision(s) written ahead of execution more than"
             f" {args.unanswered_after:g} minutes ago have no outcome record (the statement may"
-            " have run): " + ", ".join(f"record {r['seq']} ({r['request_id']})" for r in examples)
+            " have run): "
+            + ", ".join(f"record {r.get('seq')} ({r.get('request_id')})" for r in examples)
         )
     return problem is None
 
