@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import typing
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from proxy.cli import main
 from proxy.cli.config import check_config
 from proxy.settings import (
+    AuditSettings,
     AuditWebSettings,
     AuthSettings,
     BindingSettings,
@@ -308,3 +310,26 @@ def test_rate_limits_are_off_unless_given(tmp_path: Path) -> None:
     assert limits.per_dag is None
     assert limits.per_identity is not None
     assert (limits.per_identity.requests, limits.per_identity.window_s) == (50, 1)
+
+
+@pytest.mark.parametrize(
+    "chain", ["gateway/w1", "../gateway", "", "a\nb", "-gateway", "x" * 129, "gâteway"]
+)
+def test_a_chain_id_that_cannot_name_an_archive_folder_is_refused_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], chain: str
+) -> None:
+    """Found by review: any chain id was taken, and the archive keeps chain C's segments under
+    ``<prefix>/C/``, so a replica with chain ``gateway/w1`` put its segments inside chain
+    ``gateway``'s folder, whose archiver and ``verify --archive`` then read them as its own."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(_BASE + f"[audit]\nchain_id = {json.dumps(chain)}\n")
+    assert main(["config", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cyphergate: configuration {config} is not valid:\n")
+    assert len(err.splitlines()) == 2 and "  audit.chain_id: " in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("chain", ["gateway", "gateway-1", "prod.cyphergate_2", "x" * 128])
+def test_a_chain_id_of_letters_digits_dots_dashes_is_taken(chain: str) -> None:
+    assert AuditSettings(chain_id=chain).chain_id == chain

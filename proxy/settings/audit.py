@@ -161,7 +161,14 @@ class AuditSettings(_Section):
     path: Path = Path("cyphergate-audit.sqlite3")
     max_batch: int = Field(default=256, gt=0, description="Records written in one commit at most.")
     chain_id: str = Field(
-        default="gateway", min_length=1, description="Names this replica's chain in checkpoints."
+        default="gateway",
+        # It names the chain's folder in the archive (<prefix>/<chain id>/): a "/" would put
+        # one chain's segments inside another's, which that chain's archiver and verify then
+        # read as its own. Short enough for the reviewers' API (`chain`, 200 at most) with a
+        # worker's "-wK".
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="Names this replica's chain in checkpoints and the archive: letters,"
+        " digits, '.', '_' and '-', 128 at most.",
     )
     signing_key_file: Path | None = Field(
         default=None, description="Ed25519 private key (PEM) that signs checkpoints."
