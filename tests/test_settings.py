@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from proxy.audit.checkpoint import write_keys
 from proxy.cli import main
-from proxy.cli.config import check_config
+from proxy.cli.config import check_config, file_problems
 from proxy.settings import (
     AuditSettings,
     AuditWebSettings,
@@ -249,8 +250,7 @@ def test_config_check_opens_the_files_a_configuration_names(
 ) -> None:
     secret = tmp_path / "neo4j-password"
     secret.write_text("a-long-secret-4711\n")
-    key = tmp_path / "signing.pem"
-    key.write_text("not read for content")
+    key, _, _ = write_keys(tmp_path / "keys")  # loaded, as serve loads it
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[neo4j]\npassword_file = "{secret}"\nleases_path = "{tmp_path / "leases.sqlite3"}"\n'
@@ -333,3 +333,73 @@ def test_a_chain_id_that_cannot_name_an_archive_folder_is_refused_naming_the_key
 @pytest.mark.parametrize("chain", ["gateway", "gateway-1", "prod.cyphergate_2", "x" * 128])
 def test_a_chain_id_of_letters_digits_dots_dashes_is_taken(chain: str) -> None:
     assert AuditSettings(chain_id=chain).chain_id == chain
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ('[neo4j]\npassword_file = "{folder}"\n', "neo4j.password_file"),
+        ("[neo4j]\n[neo4j.secret]\nsource = 'file'\npath = '{missing}'\n", None),
+        (_BASE + '[audit]\npath = "{folder}"\n', "audit.path"),
+        (_BASE + '[audit]\npath = "{garbage}/audit.sqlite3"\n', "audit.path"),
+        (
+            _BASE + 'credentials = "leases"\nleases_path = "{missing}/leases.sqlite3"\n',
+            "neo4j.leases_path",
+        ),
+        (_BASE + '[audit]\nsigning_key_file = "{garbage}"\n', "audit.signing_key_file"),
+        (_BASE + '[audit]\nhmac_key_file = "{garbage}"\n', "audit.hmac_key_file"),
+    ],
+    ids=[
+        "password-file-a-folder",
+        "secret-file-missing",
+        "audit-log-a-folder",
+        "audit-folder-a-file",
+        "leases-folder-missing",
+        "signing-key-garbage",
+        "hmac-key-short",
+    ],
+)
+def test_serve_refuses_a_file_it_cannot_use_in_one_line_naming_its_key(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    section: str,
+    named: str | None,
+) -> None:
+    """Found by review: ``serve`` read these files only while starting its application, so
+    each stopped it with a traceback in the log and uvicorn's exit status 3 (a key that does
+    not load, a password file that is a folder: SecretStoreUnavailable, IsADirectoryError)."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("neither a key nor 32 bytes\n")
+    files = {"folder": tmp_path, "missing": tmp_path / "missing", "garbage": garbage}
+    config = tmp_path / "gateway.toml"
+    text = section.format(**files)
+    if "[audit]" not in text:
+        text += f'[audit]\npath = "{tmp_path / "audit.sqlite3"}"\n'
+    config.write_text(text.replace("[neo4j]\n", '[neo4j]\nuri = "bolt://127.0.0.1:9"\n', 1))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    assert main(["serve", "--config", str(config), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cyphergate: configuration {config} is not valid:\n")
+    assert len(err.splitlines()) == 2, err
+    assert f"  {named or 'neo4j.secret.path'} = " in err
+    assert "Traceback" not in err and "a-long-secret-4711" not in err
+    assert not (tmp_path / "audit.sqlite3").exists()  # nothing started
+
+
+def test_serve_takes_an_audit_folder_its_log_will_make(tmp_path: Path) -> None:
+    """The audit log makes its folder (the leases' record does not): serve does not refuse it,
+    where ``config check`` asks for it to be there."""
+    settings = Settings.model_validate(
+        {
+            "neo4j": {"password": "a-long-secret-4711"},
+            "audit": {"path": str(tmp_path / "new" / "deeper" / "audit.sqlite3")},
+        }
+    )
+    assert file_problems(settings, folders_made=True) == []
+    assert len(file_problems(settings)) == 1
+    # The leases' record is opened only with leased credentials.
+    leases = {"leases_path": tmp_path / "none" / "leases.sqlite3"}
+    for credentials, problems in (("service_account", 0), ("leases", 1)):
+        settings.neo4j = settings.neo4j.model_copy(update={**leases, "credentials": credentials})
+        assert len(file_problems(settings, folders_made=True)) == problems

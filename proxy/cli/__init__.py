@@ -173,8 +173,13 @@ def _without_data_frame_libraries() -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from proxy import workers
+    from proxy.cli.config import file_problems
 
     settings = load_settings(args.config)
+    if args.worker is None and (problems := file_problems(settings, folders_made=True)):
+        # One line per unusable file, as `config check` says it, not a traceback from the
+        # part of the start-up that first reads it (its workers check nothing again).
+        raise ConfigurationError(args.config, problems)
     # The gateway's own events (rotations, leases, policy revisions) at INFO; never secrets.
     # uvicorn's lines go through the same handler (log_config=None), with their request ids.
     configure_logging(settings.server.log_format)
