@@ -403,3 +403,28 @@ def test_serve_takes_an_audit_folder_its_log_will_make(tmp_path: Path) -> None:
     for credentials, problems in (("service_account", 0), ("leases", 1)):
         settings.neo4j = settings.neo4j.model_copy(update={**leases, "credentials": credentials})
         assert len(file_problems(settings, folders_made=True)) == problems
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["CYPHERGATE_SERVER__FORWARDED_ALLOW_IPS", "CYPHERGATE_AUTH__OIDC", "CYPHERGATE_AUDIT__SINKS"],
+)
+def test_a_list_in_the_environment_that_is_not_json_is_named_by_its_variable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+) -> None:
+    """Found by review: the line said only 'error parsing value for field "server" from source
+    "EnvSettingsSource"', leaving the operator to guess which of the section's variables."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(_BASE)
+    monkeypatch.setenv(variable, "10.0.0.0/8,secret-4711")
+    monkeypatch.setenv("CYPHERGATE_SERVER__HOST", "0.0.0.0")  # noqa: S104 - a plain string, not JSON
+    assert main(["config", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[1:] == [
+        f"  {variable}: not valid JSON (a list or table set in the environment is JSON, such as"
+        ' ["10.0.0.0/8"] or {"requests": 10})'
+    ]
+    assert "secret-4711" not in err

@@ -7,11 +7,14 @@ section lives in a module of its own here; every name is importable from ``proxy
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -122,4 +125,51 @@ def load_settings(config: Path | None = None) -> Settings:
     except ValidationError as exc:
         raise ConfigurationError(config, validation_problems(exc)) from None
     except SettingsError as exc:  # an environment variable that is not valid JSON
-        raise ConfigurationError(config, [str(exc)]) from None
+        raise ConfigurationError(config, _unparsed_variables(exc)) from None
+
+
+def _unparsed_variables(error: SettingsError) -> list[str]:
+    """The variables behind ``error`` (pydantic-settings names only the top-level section):
+    those setting a list or table whose value is not JSON. Never a value: it may be a secret."""
+    problems = [
+        f"{name}: not valid JSON (a list or table set in the environment is JSON, such as"
+        ' ["10.0.0.0/8"] or {"requests": 10})'
+        for name, value in sorted(os.environ.items())
+        if _sets_a_structure(name) and not _json(value)
+    ]
+    return problems or [str(error)]
+
+
+def _sets_a_structure(variable: str) -> bool:
+    """Whether ``variable`` (``CYPHERGATE_A__B``) sets a list, table or section, which
+    pydantic-settings reads as JSON."""
+    if not variable.upper().startswith("CYPHERGATE_"):
+        return False
+    model: type[BaseModel] = Settings
+    *sections, last = variable[len("CYPHERGATE_") :].lower().split("__")
+    for name in sections:
+        field = model.model_fields.get(name)
+        found = [a for a in _alternatives(field.annotation) if _is_model(a)] if field else []
+        if not found:
+            return False
+        model = found[0]
+    field = model.model_fields.get(last)
+    return field is not None and any(
+        _is_model(a) or get_origin(a) in (list, dict) for a in _alternatives(field.annotation)
+    )
+
+
+def _alternatives(annotation: Any) -> tuple[Any, ...]:
+    return get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
