@@ -19,14 +19,16 @@ boto3 is synchronous: callers run these functions off the event loop (the CLI do
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit.checkpoint import Checkpoint, signature_valid
@@ -46,6 +48,30 @@ class ArchiveInconsistent(RuntimeError):
     a segment: shipping more would trust it."""
 
 
+class ArchiveUnreachable(RuntimeError):
+    """S3 refused or did not serve a call (no credentials, no such bucket, access denied, no
+    route): nothing past it was shipped or checked. The message is S3's (botocore's) words,
+    which name the operation or endpoint, never a credential."""
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _s3_translated(call: Callable[_P, _T]) -> Callable[_P, _T]:
+    """``call`` with botocore's errors raised as :class:`ArchiveUnreachable`."""
+
+    @functools.wraps(call)
+    def translated(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return call(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise ArchiveUnreachable(f"the audit archive's S3 did not serve a call: {exc}") from exc
+
+    return translated
+
+
+@_s3_translated
 def ship(
     reader: AuditReader,
     s3: Any,
@@ -111,6 +137,7 @@ def ship(
     return keys
 
 
+@_s3_translated
 def verify_archive(
     reader: AuditReader,
     s3: Any,
@@ -130,10 +157,15 @@ def verify_archive(
         named = _SEGMENT.fullmatch(key.rsplit("/", 1)[1])
         if named is None:
             return ChainProblem(records[-1].seq + 1 if records else 1, f"{key} is no segment")
-        checkpoint = Checkpoint(**json.loads(lines[-1])["checkpoint"])
-        segment = [_sealed(json.loads(line)) for line in lines[:-1]]
-        if not segment or (segment[0].seq, checkpoint.record_seq) != tuple(
-            map(int, named.groups())
+        try:
+            checkpoint = Checkpoint(**json.loads(lines[-1])["checkpoint"])
+            segment = [_sealed(json.loads(line)) for line in lines[:-1]]
+        except (ValueError, TypeError, KeyError):  # lines no archiver writes: not a segment
+            checkpoint, segment = None, []
+        if (
+            checkpoint is None
+            or not segment
+            or (segment[0].seq, checkpoint.record_seq) != tuple(map(int, named.groups()))
         ):
             return ChainProblem(
                 int(named[1]), f"archive segment {key} does not hold the records its name says"
@@ -201,9 +233,11 @@ def _as_object(body: str) -> dict[str, Any] | str:
 def _sealed(line: dict[str, Any]) -> SealedRecord:
     """A segment's line as the chain's record: the body's canonical text, from its object (or,
     in a segment of the first format, the text it holds)."""
-    body = line["body"]
+    body, seq, digest = line["body"], line["seq"], line["hash"]
+    if type(seq) is not int or not isinstance(digest, str) or not isinstance(body, str | dict):
+        raise ValueError("not a line an archiver writes")
     text = body if isinstance(body, str) else canonical(body)
-    return SealedRecord(seq=line["seq"], body=text, hash=line["hash"])
+    return SealedRecord(seq=seq, body=text, hash=digest)
 
 
 def _segments(
@@ -220,10 +254,11 @@ def _segments(
         body = s3.get_object(Bucket=bucket, Key=key, VersionId=oldest["VersionId"])["Body"]
         # Lines end at "\n" only: records hold U+2028 or U+0085 raw (ensure_ascii=False),
         # where str.splitlines() would also break them.
-        text = body.read().decode("utf-8")
+        text = body.read().decode("utf-8", errors="replace")  # not UTF-8: fails as a segment
         yield key, len(versions[key]) > 1, text.removesuffix("\n").split("\n")
 
 
+@_s3_translated
 def last_archived_seq(s3: Any, bucket: str, prefix: str, chain: str) -> int:
     """The last record the chain's archived segments seal (0: none yet), from their names."""
     last = 0

@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else list(argv))[:1] == ["serve"]:
         _without_data_frame_libraries()  # before anything imports the neo4j driver
     # Here: they import the neo4j driver (see above).
+    from proxy.audit.archive import ArchiveUnreachable
     from proxy.audit.checkpoint import NotAKey
     from proxy.audit.export import ExportFailed
     from proxy.audit.reader import BadFilter, NotAnAuditLog
@@ -45,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BadFilter, NotAnAuditLog, NotAKey, ExportFailed) as error:
         print(f"cyphergate: {error}", file=sys.stderr)
         return 2
+    except ArchiveUnreachable as error:  # S3's words: no credentials, no bucket, no route
+        print(f"cyphergate: {error}", file=sys.stderr)
+        return 1
     except FileNotFoundError as error:  # a file the command was given
         print(f"cyphergate: no such file: {error.filename or error}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from proxy.audit.checkpoint import load_private_key, load_public_key, write_keys
 from proxy.audit.reader import AuditReader
 from proxy.audit.record import AuditEvent, canonical, digest, utc_timestamp
 from proxy.audit.sqlite import SQLiteAuditLog
+from proxy.cli import main
 from tests.audit.test_checkpoint import tamper
 
 BUCKET = "archive"
@@ -209,3 +210,53 @@ def test_a_log_rewritten_with_its_hashes_and_checkpoints_recomputed_is_never_arc
     assert [item["Key"].rsplit("/", 1)[1] for item in listed] == [
         "segment-000000000001-000000000003.jsonl"
     ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not json\n", b'{"seq": 1}\n{"checkpoint": 1}\n', b"[1]\n[2]\n", b"\xff\xfe\n"],
+    ids=["not-json", "fields-missing", "arrays", "not-utf8"],
+)
+def test_a_segment_holding_lines_no_archiver_writes_fails_verify_in_words(
+    tmp_path: Path, s3: Any, content: bytes
+) -> None:
+    """Found by review: an object under a segment's name whose lines were not the archiver's
+    (anyone who may write the bucket can put one) made ``verify --archive`` crash with a
+    traceback (JSONDecodeError, KeyError, TypeError, UnicodeDecodeError), not say FAILED."""
+    path, public = written_log(tmp_path, 4)
+    s3.put_object(
+        Bucket=BUCKET, Key="a/gateway/segment-000000000001-000000000003.jsonl", Body=content
+    )
+    with AuditReader(path) as reader:
+        problem = verify_archive(
+            reader,
+            s3,
+            bucket=BUCKET,
+            prefix="a",
+            chain="gateway",
+            public_key=load_public_key(public),
+        )
+    assert problem is not None and problem.seq == 1
+    assert "does not hold the records its name says" in problem.why
+
+
+@pytest.mark.parametrize("action", ["archive", "verify"])
+def test_an_archive_s3_refuses_is_one_line_and_exit_1(
+    tmp_path: Path, s3: Any, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    """Found by review: a bucket that is not there (or credentials S3 refuses, an endpoint
+    that does not answer) made ``audit archive`` and ``audit verify --archive`` end in a
+    botocore traceback."""
+    del s3  # moto's S3 is on: the bucket the configuration names is not in it
+    path, _ = written_log(tmp_path, 4)
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[neo4j]\npassword = "a-long-secret-4711"\n[audit]\npath = "{path}"\n'
+        f'signing_key_file = "{tmp_path / "keys" / "audit-signing-key.pem"}"\n'
+        '[audit.archive]\nbucket = "no-such-bucket"\n'
+    )
+    extra = ["--archive"] if action == "verify" else []
+    assert main(["audit", action, "--config", str(config), *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cyphergate: the audit archive's S3 did not serve a call: ")
+    assert "NoSuchBucket" in err and len(err.splitlines()) == 1
