@@ -15,13 +15,17 @@ from proxy.audit.reader import BadFilter, utc_bound
 
 # Durations reach back from now to a time the log can name: a century is plenty.
 _LONGEST_S = 100 * 365.25 * 24 * 3600
+# SQLite's INTEGER: a larger number is an OverflowError where it is bound.
+_LARGEST_COUNT = 2**63 - 1
 
 
 def count(text: str) -> int:
-    """A whole number, 0 or more."""
+    """A whole number, 0 or more, that SQLite can take (64 bits)."""
     value = int(text)  # its ValueError: argparse's "invalid count value"
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
+    if value > _LARGEST_COUNT:
+        raise argparse.ArgumentTypeError(f"{text} is past {_LARGEST_COUNT}, SQLite's largest")
     return value
 
 
