@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
 from proxy.audit.checkpoint import write_keys
@@ -25,6 +26,7 @@ from proxy.settings import (
     load_settings,
 )
 from proxy.settings_errors import ConfigurationError
+from tests.audit.test_checkpoint import write as write_signed
 
 
 def test_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -428,3 +430,32 @@ def test_a_list_in_the_environment_that_is_not_json_is_named_by_its_variable(
         ' ["10.0.0.0/8"] or {"requests": 10})'
     ]
     assert "secret-4711" not in err
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ("[audit]\ncheckpoint_interval_s = inf\n", "audit.checkpoint_interval_s"),
+        ("[opa]\ntimeout_s = inf\n", "opa.timeout_s"),
+        ("[server.admission]\nmax_wait_s = inf\n", "server.admission.max_wait_s"),
+        ("[server.rate_limits]\nper_dag = { requests = 5, window_s = inf }\n", "window_s"),
+        ('[[audit.sinks]]\nname = "s"\nkind = "jsonl"\ntimeout_s = inf\n', "timeout_s"),
+    ],
+    ids=["checkpoint-interval", "opa-timeout", "admission-wait", "rate-window", "sink-timeout"],
+)
+def test_an_infinite_duration_is_refused_naming_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, named: str
+) -> None:
+    """Found by review: TOML's ``inf`` passed every ``gt=0`` bound. An OPA time-out of ``inf``
+    waits on a hung OPA for ever instead of failing closed, and ``audit verify --config`` of a
+    log whose checkpoint interval was ``inf`` ended in a traceback (OverflowError)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(_BASE + section)
+    assert main(["config", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 2 and named in err and "finite" in err, err
+    log = tmp_path / "audit.sqlite3"
+    write_signed(log, Ed25519PrivateKey.generate(), 1)
+    config.write_text(_BASE + f'[audit]\npath = "{log}"\ncheckpoint_interval_s = inf\n')
+    assert main(["audit", "verify", "--config", str(config)]) == 2
+    assert "audit.checkpoint_interval_s: Input should be a finite number" in capsys.readouterr().err

@@ -21,9 +21,11 @@ _PLACEHOLDER_SECRETS = {"neo4j", "password", "changeme", "change-me", "secret"}
 
 class _Section(BaseModel):
     """A section of the configuration: an unknown key is a typo, refused by name (a misspelt
-    ``audit.path`` must not silently become the default path)."""
+    ``audit.path`` must not silently become the default path). A number is finite: TOML's
+    ``inf`` passes every ``gt=0`` bound, and as a time-out or an interval it means a wait with
+    no end (OPA or Neo4j never timed out) or a time before any clock (``audit verify``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _read_secret(value: SecretStr | None, file: Path | None, name: str) -> str:
