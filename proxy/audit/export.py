@@ -6,6 +6,7 @@ parameters are never in the log, so never in an export either.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -59,6 +60,9 @@ def export(
 
     The records go to a file beside ``out`` that replaces it only once complete: an export
     that fails or is stopped half-way leaves the last good one in place, never a truncated one.
+    A link is followed (what it names is replaced, the link stays); a device or a pipe
+    (``/dev/stdout``) is written as it goes, never replaced by a file; the log being read and
+    any SQLite database are refused, as a mistaken ``--out`` would destroy them.
     """
     if kind not in ("jsonl", "parquet"):
         raise ValueError(f"unknown export format {kind!r}")
@@ -66,15 +70,22 @@ def export(
     if out.is_dir():
         raise ExportFailed(f"cannot write {out}: it is a folder; --out names the file to write")
     records = _counted(reader.query(flt), progress)
+    if out.exists() and not out.is_file():  # a stream, as its link names it: nothing to keep
+        try:
+            return write(records, out)
+        except OSError as exc:
+            raise ExportFailed(f"cannot write {out}: {exc.strerror or exc}") from None
+    target = out.resolve()
+    _refuse_to_replace(out, target, reader.path)
     # A fresh name, made here and now (O_EXCL), with the permissions a plain open would give.
-    partial = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
     try:
         os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     except OSError as exc:
         raise ExportFailed(f"cannot write {out}: {exc.strerror or exc}") from None
     try:
         count = write(records, partial)
-        partial.replace(out)
+        partial.replace(target)
     except OSError as exc:  # the disk filled, say: the last good export stays
         partial.unlink(missing_ok=True)
         raise ExportFailed(f"cannot write {out}: {exc.strerror or exc}") from None
@@ -82,6 +93,25 @@ def export(
         partial.unlink(missing_ok=True)
         raise
     return count
+
+
+def _refuse_to_replace(out: Path, target: Path, log: Path) -> None:
+    """:class:`ExportFailed` if ``target`` (``out`` resolved) is the log being read, one of
+    its companion files, or an SQLite database (another log, say): replacing it with the
+    export would destroy what it holds."""
+    for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
+        companion = Path(f"{log}{suffix}").resolve()
+        if target == companion or (
+            target.exists() and companion.exists() and os.path.samefile(target, companion)
+        ):
+            raise ExportFailed(f"cannot write {out}: it is the audit log being exported")
+    if target.is_file():
+        with contextlib.suppress(OSError), target.open("rb") as handle:
+            if handle.read(16) == b"SQLite format 3\x00":
+                raise ExportFailed(
+                    f"cannot write {out}: it is an SQLite database (an audit log?), which the"
+                    " export would replace; name another file"
+                )
 
 
 def _jsonl(records: Iterable[dict[str, Any]], out: Path) -> int:

@@ -64,6 +64,11 @@ class AuditReader:
             "statement_contains", 2, _statement_contains, deterministic=True
         )
 
+    @property
+    def path(self) -> Path:
+        """The log file read."""
+        return self._path
+
     def close(self) -> None:
         self._connection.close()
 

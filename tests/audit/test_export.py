@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -119,3 +122,50 @@ def test_an_export_stopped_half_way_leaves_the_old_file_as_it_was(
     assert main(["audit", "export", "--log", str(log), "--out", str(out)]) == 130
     assert out.read_text() == "last week's export\n"
     assert beside(log) == ["audit.jsonl"]
+
+
+@pytest.mark.parametrize("name", ["audit.sqlite3", "audit.sqlite3-wal", "link", "other.sqlite3"])
+def test_an_out_naming_the_log_or_another_database_is_refused_and_left_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """Found by review: the export replaced whatever ``--out`` named once it was written, so
+    ``--out`` naming the log being exported (directly, through a link or its WAL) or another
+    replica's log replaced that database with JSON Lines: the audit log was gone."""
+    log = tmp_path / "audit.sqlite3"
+    write(log, events())
+    (tmp_path / "link").symlink_to(log)
+    write(tmp_path / "other.sqlite3", events())
+    out = tmp_path / name
+    kept = {p: p.read_bytes() for p in (log, tmp_path / "other.sqlite3")}
+    assert main(["audit", "export", "--log", str(log), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"cyphergate: cannot write {out}: it is ")
+    assert len(error.splitlines()) == 1
+    assert {p: p.read_bytes() for p in kept} == kept
+    with AuditReader(log) as reader:
+        assert reader.count() == len(events())
+
+
+def test_a_pipe_or_a_link_is_written_through_never_replaced(tmp_path: Path) -> None:
+    """Found by review: a named pipe, a device (``/dev/null``, ``/dev/stdout``) or a link given
+    as ``--out`` was replaced by a regular file (as root, ``--out /dev/null`` replaced the
+    machine's /dev/null); a link was replaced instead of what it names."""
+    log = tmp_path / "audit.sqlite3"
+    write(log, events())
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reading = threading.Thread(target=lambda: got.append(pipe.read_bytes()), daemon=True)
+    reading.start()
+    export(log, pipe)
+    reading.join(10)
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    assert len(got[0].splitlines()) == len(events())
+    target = tmp_path / "exports" / "audit.jsonl"
+    target.parent.mkdir()
+    target.write_text("last week's export\n")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(target)
+    export(log, link)
+    assert link.is_symlink()
+    assert len(target.read_text().splitlines()) == len(events())
