@@ -191,6 +191,8 @@ def build_bundle(
     whole or not at all. The build reads a snapshot (:func:`snapshot`) from inside it, so the
     bundle holds what :func:`policy_files` lists, under paths relative to the folder."""
     validate_grants(policies)
+    if output.exists() and not output.is_file():  # renamed over, as root even a device would go
+        raise BundleError(f"{output} is not a regular file (a folder, a pipe, a device)")
     output = output.resolve()  # opa runs inside the snapshot
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as work:

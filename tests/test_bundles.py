@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -180,3 +182,15 @@ def test_grants_a_rego_module_defines_are_checked_as_data_jsons_are(
     with pytest.raises(BundleError, match="sneaky/databases/neo4j/guardrails"):
         build_bundle(ensure_opa(default_cache_dir()), policies, output, revision="r1")
     assert not output.exists()
+
+
+def test_an_output_that_is_no_regular_file_is_refused_and_left_as_it_was(
+    policies: Path, tmp_path: Path
+) -> None:
+    """Found by review: the bundle was renamed over whatever ``--output`` named, so a pipe
+    became a file (and, run as root, ``--output /dev/null`` would replace the device node)."""
+    pipe = tmp_path / "bundle.pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(BundleError, match="not a regular file"):
+        build_bundle(ensure_opa(default_cache_dir()), policies, pipe, revision="r1")
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
