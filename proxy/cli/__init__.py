@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from proxy.cli import audit, policy  # here: they import the neo4j driver (see main)
+    from proxy.cli import arguments, audit, policy  # here: they import the neo4j driver (main)
 
     parser = argparse.ArgumentParser(prog="cyphergate", description=__doc__)
     parser.add_argument(
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", type=Path, help="TOML configuration file")
     serve.add_argument("--host", help="override server.host")
-    serve.add_argument("--port", type=int, help="override server.port")
+    serve.add_argument("--port", type=arguments.port, help="override server.port")
     # A worker of several (proxy/workers.py): started by the supervisor, never by hand.
     internal = "(internal: set by the supervisor of server.workers for its workers)"
     serve.add_argument("--worker", type=int, help=f"this worker's number {internal}")

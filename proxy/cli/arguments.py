@@ -29,6 +29,15 @@ def count(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    """A TCP port, 0 (one the system picks) to 65535, as ``server.port`` takes: a larger one
+    was bound modulo 65536, on a port nobody asked for."""
+    value = int(text)  # its ValueError: argparse's "invalid port value"
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port: give 0 to 65535")
+    return value
+
+
 def seconds(text: str) -> float:
     """A duration in seconds, 0 or more (what 0 means, the option says)."""
     return _duration(text, unit_s=1, name="seconds", zero=True)

@@ -81,7 +81,9 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--policies", type=Path, default=Path("policies"), help="the policy folder to serve"
     )
-    serve.add_argument("--port", type=int, required=True, help="listen on 127.0.0.1:PORT")
+    serve.add_argument(
+        "--port", type=arguments.port, required=True, help="listen on 127.0.0.1:PORT"
+    )
     serve.add_argument("--opa", type=Path, help=_OPA_HELP)
     serve.set_defaults(handler=_policy_serve)
 

@@ -72,3 +72,19 @@ def test_the_bounds_themselves_are_accepted(
     window = ["--since", "2026-01-01T00:00:01Z", "--until", "2026-01-01T00:00:02Z"]
     assert main(["audit", "query", "--log", str(log), *window, "--format", "json"]) == 0
     assert '"seq": 1' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-5"])
+def test_a_port_override_outside_a_ports_range_is_refused_while_parsing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    """Found by review: ``server.port`` is bounded, its override ``--port`` was not: 99999 was
+    served on 34463 (modulo 65536, "Uvicorn running on http://127.0.0.1:99999"), and -5
+    started the application before failing with exit 3."""
+    for command in (["serve", "--config", str(tmp_path / "absent.toml")], ["policy", "serve"]):
+        with pytest.raises(SystemExit) as refused:
+            main([*command, "--port", port])
+        assert refused.value.code == 2
+        last = capsys.readouterr().err.splitlines()[-1]
+        assert last.startswith(f"cyphergate {' '.join(command[:2]).removesuffix(' --config')}")
+        assert ": error: argument --port: " in last and "0 to 65535" in last
