@@ -459,3 +459,47 @@ def test_an_infinite_duration_is_refused_naming_its_key(
     config.write_text(_BASE + f'[audit]\npath = "{log}"\ncheckpoint_interval_s = inf\n')
     assert main(["audit", "verify", "--config", str(config)]) == 2
     assert "audit.checkpoint_interval_s: Input should be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        (
+            'credentials = "leases"\nleases_path = "{log}"\n[audit]\npath = "{log}"\n',
+            "audit.path = '{log}': neo4j.leases_path writes it too",
+        ),
+        (
+            '[audit]\npath = "{log}"\n[[audit.sinks]]\nname = "siem"\nkind = "jsonl"\n'
+            'path = "{log}-wal"\n',
+            "audit.sinks[0].path = '{log}-wal': audit.path writes it too",
+        ),
+        (
+            '[audit]\npath = "{log}"\n[lineage]\ntransport = "file"\npath = "{log}"\n',
+            "lineage.path = '{log}': audit.path writes it too",
+        ),
+    ],
+    ids=["leases-in-the-log", "sink-into-the-wal", "lineage-into-the-log"],
+)
+def test_two_keys_writing_one_file_are_refused_before_serve_starts(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    section: str,
+    named: str,
+) -> None:
+    """Found by review: nothing kept the files the gateway writes apart. The leases' record in
+    the audit log's file stopped serve with a traceback ("kept by gateway process <its own
+    pid>", exit 3); a JSON Lines sink or the lineage file pointed at the log would append
+    lines to the SQLite file itself."""
+    log = str(tmp_path / "audit.sqlite3")
+    config = tmp_path / "gateway.toml"
+    config.write_text(_BASE + 'uri = "bolt://127.0.0.1:9"\n' + section.format(log=log))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    for command in (["config", "check"], ["serve", "--port", "0"]):
+        assert main([*command, "--config", str(config)]) == 2
+        said = capsys.readouterr()
+        lines = (said.out + said.err).splitlines()
+        assert lines[1:] == [
+            f"  {named.format(log=log)}: each file the gateway writes needs its own"
+        ]
+    assert not (tmp_path / "audit.sqlite3").exists()

@@ -44,12 +44,15 @@ def file_problems(settings: Settings, *, folders_made: bool = False) -> list[str
     (``config check`` prints them; ``serve`` refuses to start on them, and with
     ``folders_made`` takes a missing folder that the file's writer makes and can)."""
     problems: list[str] = []
+    owners: dict[Path, str] = {}  # each file written, and the key that writes it
     for name, path in named_paths(settings):
         if name == "neo4j.leases_path" and settings.neo4j.credentials != "leases":
             continue  # a default never opened (the working folder need not be writable)
         written = name in WRITTEN or _WRITTEN_SINK.fullmatch(name) is not None
         made = folders_made and _FOLDER_MADE.fullmatch(name) is not None
         problem = _written_problem(path, folder_made=made) if written else _read_problem(path)
+        if problem is None and written and str(path) != ":memory:":
+            problem = _shared(name, path, owners)
         if problem is not None:
             problems.append(f"{name} = {str(path)!r}: {problem}")
     if problems:
@@ -84,6 +87,20 @@ def file_problems(settings: Settings, *, folders_made: bool = False) -> list[str
                 f"audit.hmac_key_file = {str(audit.hmac_key_file)!r}: shorter than 32 bytes"
             )
     return problems
+
+
+def _shared(name: str, path: Path, owners: dict[Path, str]) -> str | None:
+    """Whether another key writes ``path`` (or one of an SQLite file's own files): a JSON
+    Lines sink appending to the audit log would corrupt it, and two databases in one file take
+    one lock, which the second refuses at start with a traceback."""
+    database = name in ("audit.path", "neo4j.leases_path")
+    suffixes = ("", "-wal", "-shm", "-journal", ".lock") if database else ("",)
+    files = [Path(f"{path.resolve()}{suffix}") for suffix in suffixes]
+    for file in files:
+        if file in owners:
+            return f"{owners[file]} writes it too: each file the gateway writes needs its own"
+    owners.update(dict.fromkeys(files, name))
+    return None
 
 
 def named_paths(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Path]]:
