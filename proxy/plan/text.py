@@ -205,7 +205,9 @@ def namespaced_calls(statement: str) -> list[str]:
         ):
             parts.append(found[j + 1].text)
             j += 2
-        if len(parts) > 1 and j < len(found) and (found[j].kind, found[j].text) == ("symbol", "("):
+        # A whole name in one pair of backticks calls the function of that name too.
+        namespaced = len(parts) > 1 or (token.kind == "name" and "." in token.text)
+        if namespaced and j < len(found) and (found[j].kind, found[j].text) == ("symbol", "("):
             calls.append(".".join(parts))
     return calls
 
