@@ -325,7 +325,8 @@ def _audit_export(args: argparse.Namespace) -> int:
             progress=lambda n: print(f"  exported {n:,} records", file=sys.stderr),
         )
     noun = "record" if count == 1 else "records"
-    print(f"exported {count:,} {noun} to {args.out} ({args.format})")
+    said = sys.stdout if args.out.is_file() else sys.stderr  # not into /dev/stdout's records
+    print(f"exported {count:,} {noun} to {args.out} ({args.format})", file=said)
     return 0
 
 
