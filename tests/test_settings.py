@@ -503,3 +503,31 @@ def test_two_keys_writing_one_file_are_refused_before_serve_starts(
             f"  {named.format(log=log)}: each file the gateway writes needs its own"
         ]
     assert not (tmp_path / "audit.sqlite3").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "said"),
+    [
+        ("CYPHERGATE_AUDIT_PATH", "a key of a section takes two underscores: "),
+        ("CYPHERGATE_OPA_URL", "a key of a section takes two underscores: "),
+        ("CYPHERGATE_AUIDT__PATH", "there is no section 'auidt'"),
+    ],
+)
+def test_a_misspelt_setting_in_the_environment_is_refused_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    said: str,
+) -> None:
+    """Found by review: pydantic-settings passes over a variable it does not know, so
+    ``CYPHERGATE_AUDIT_PATH=/var/lib/cyphergate/audit.sqlite3`` (one underscore) was taken in
+    silence and the log written to the default path; a `[audit] pth` typo is refused."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(_BASE)
+    monkeypatch.setenv(variable, "/somewhere/secret-4711")
+    monkeypatch.setenv("CYPHERGATE_CACHE", "/tmp")  # noqa: S108 - another tool's variable: left alone
+    assert main(["config", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[1].startswith(f"  {variable}: not a setting ({said}")
+    assert len(err.splitlines()) == 2 and "secret-4711" not in err

@@ -120,12 +120,40 @@ def load_settings(config: Path | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             # tomllib names the line and column, never the text found there.
             raise ConfigurationError(config, [f"not valid TOML: {exc}"]) from None
+    misspelt = _misspelt_variables()
+    if misspelt:
+        raise ConfigurationError(config, misspelt)
     try:
         return Settings(**values)
     except ValidationError as exc:
         raise ConfigurationError(config, validation_problems(exc)) from None
     except SettingsError as exc:  # an environment variable that is not valid JSON
         raise ConfigurationError(config, _unparsed_variables(exc)) from None
+
+
+def _misspelt_variables() -> list[str]:
+    """``CYPHERGATE_`` variables meant as settings that pydantic-settings would pass over in
+    silence: a section's key with one underscore (``CYPHERGATE_AUDIT_PATH``, the log then
+    written to the default path) or a section that does not exist. Others of the prefix (the
+    Airflow provider's, the build's) name no section and are left alone."""
+    sections = Settings.model_fields
+    problems = []
+    for name in sorted(os.environ):
+        if not name.upper().startswith("CYPHERGATE_"):
+            continue
+        rest = name[len("CYPHERGATE_") :].lower()
+        first, nested, _ = rest.partition("__")
+        if nested and first not in sections:
+            problems.append(f"{name}: not a setting (there is no section {first!r})")
+        elif not nested and rest not in sections:
+            section = next((s for s in sections if rest.startswith(f"{s}_")), None)
+            if section is not None:
+                key = rest.removeprefix(f"{section}_").upper()
+                problems.append(
+                    f"{name}: not a setting (a key of a section takes two underscores:"
+                    f" CYPHERGATE_{section.upper()}__{key})"
+                )
+    return problems
 
 
 def _unparsed_variables(error: SettingsError) -> list[str]:
