@@ -109,7 +109,15 @@ def audit_page(session_key: str, *, max_age_s: int, secure_cookies: bool) -> Fas
     )
     page.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     page.include_router(router)
+    # What fails after the reviewer is let in (a log that cannot be read) is a page too.
+    page.add_exception_handler(CypherGateError, _failed)
     return page
+
+
+async def _failed(request: Request, error: Exception) -> Response:
+    if not isinstance(error, CypherGateError):
+        raise error
+    return _refused(request, error)
 
 
 @router.get("/")

@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from proxy.audit.checkpoint import Checkpoint
-from proxy.audit.reader import AuditReader, RecordFilter
+from proxy.audit.reader import AuditReader, DamagedLog, NotAnAuditLog, RecordFilter
 from proxy.audit.record import ChainProblem
 from proxy.chains import chains_on_disk
-from proxy.errors import AuditChainNotFound
+from proxy.errors import AuditChainNotFound, CypherGateError
 
 _T = TypeVar("_T")
 # Reviewers' reads at once; more wait for one of these threads.
@@ -116,10 +116,27 @@ class AuditLogReading:
             path = chains[0][1] if chain is None else dict(chains).get(chain)
             if path is None:
                 raise AuditChainNotFound(chain or "")
-            with AuditReader(path) as reader:
-                return work(reader)
+            try:
+                with AuditReader(path) as reader:
+                    return work(reader)
+            except NotAnAuditLog as exc:  # said to the reviewer, not a 500 naming nothing
+                raise _unreadable(exc) from None
 
         return await self._on_thread(run)
 
     async def _on_thread(self, work: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+
+def _unreadable(error: NotAnAuditLog) -> CypherGateError:
+    """What a reviewer is told of a chain's file that cannot be read as a log (edited into what
+    no writer makes, or no log at all): a 500 that says so, without the file's path."""
+    if isinstance(error, DamagedLog):
+        return CypherGateError(
+            "The audit log holds a record or checkpoint no gateway writes: it was altered."
+            " `cyphergate audit verify` names the first altered record.",
+            reason="audit_log_damaged",
+        )
+    return CypherGateError(
+        "The audit log's file cannot be read as an audit log.", reason="audit_log_unreadable"
+    )

@@ -17,7 +17,7 @@ from proxy.audit.chainfile import ChainFile
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.reading import AuditLogReading
 from proxy.auth import SchemeRouter
-from proxy.errors import RecordNotProvable
+from proxy.errors import CypherGateError, RecordNotProvable
 from proxy.gateway.review import AuditReview
 from tests.audit.test_record import event
 from tests.fakes import READER, FakeAudit, FakeAuditAccess, FakeAuth, FakeReading
@@ -146,3 +146,27 @@ def test_reviewers_reads_never_take_the_threads_the_request_path_needs(
             assert all(len(found) == 1 for found in await asyncio.gather(*reads))
 
     assert asyncio.run(go()) == "free"
+
+
+def test_a_reviewer_is_told_the_log_was_altered_not_a_bare_500(tmp_path: Path) -> None:
+    """Found by review: a record edited into what no writer makes reached the reviewers' API
+    and page as an unexplained 500 recorded as ``internal``."""
+    path = tmp_path / "audit.sqlite3"
+    log = ChainFile(path)
+    log.open()
+    log.write([event(1)])
+    log.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER records_no_update")
+        db.execute("UPDATE records SET body = '[1]'")
+    reading = AuditLogReading(path)
+    with pytest.raises(CypherGateError) as raised:
+        asyncio.run(reading.query(RecordFilter()))
+    assert raised.value.status == 500 and raised.value.reason == "audit_log_damaged"
+    assert "altered" in raised.value.message and str(tmp_path) not in raised.value.message
+    path.write_bytes(b"not a database")
+    for name in ("audit.sqlite3-wal", "audit.sqlite3-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(CypherGateError) as unreadable:
+        asyncio.run(reading.query(RecordFilter()))
+    assert unreadable.value.reason == "audit_log_unreadable"
