@@ -1,4 +1,5 @@
-"""Argument types of the command line: a bad number or time is refused while parsing.
+"""Argument types of the command line: a bad number or time is refused while parsing; and the
+logs a command reads (``--config`` or ``--log``, each repeatable).
 
 Each is an ``argparse`` type (a ``ValueError`` or ``ArgumentTypeError`` becomes exit 2 with the
 option's name), so nothing is opened, read or written on a value that cannot be meant: a
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from proxy.audit.reader import BadFilter, utc_bound
+from proxy.chains import replica_chains
+from proxy.settings import AuditSettings, load_settings
 
 # Durations reach back from now to a time the log can name: a century is plenty.
 _LONGEST_S = 100 * 365.25 * 24 * 3600
@@ -89,3 +93,25 @@ def check_window(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
     since, until = getattr(args, "since", None), getattr(args, "until", None)
     if since is not None and until is not None and until <= since:
         parser.error(f"--until {until} is not after --since {since}: the window holds no time")
+
+
+def log_source_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        help="a gateway's configuration file (repeat it for several replicas)",
+    )
+    source.add_argument(
+        "--log", type=Path, action="append", help="an audit log file (repeat it for several)"
+    )
+
+
+def log_sources(args: argparse.Namespace) -> list[tuple[Path, AuditSettings | None]]:
+    """Each log to read, with its gateway's audit settings when a configuration named it: every
+    chain of each configuration (one per worker, see ``server.workers``)."""
+    if args.log is not None:
+        return [(Path(log), None) for log in args.log]
+    chains = [chain for config in args.config for chain in replica_chains(load_settings(config))]
+    return [(audit.path, audit) for audit in chains]

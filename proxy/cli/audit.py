@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.audit.checkpoint import load_public_key
-from proxy.audit.reader import AuditReader, DamagedLog, RecordFilter
+from proxy.audit.reader import AuditReader, DamagedLog, NotAnAuditLog, RecordFilter
 from proxy.audit.record import EVENT_KINDS, ChainProblem, flat_record, utc_timestamp, visible
 from proxy.chains import replica_chains
 from proxy.cli import arguments
@@ -28,7 +28,7 @@ def register(commands: Any) -> None:
     audit = commands.add_parser("audit", help="verify and query the audit log")
     audit_commands = audit.add_subparsers(required=True, metavar="ACTION")
     verify = audit_commands.add_parser("verify", help="check the hash chain of the audit log")
-    log_source_options(verify)
+    arguments.log_source_options(verify)
     verify.add_argument(
         "--public-key",
         type=Path,
@@ -74,7 +74,7 @@ def register(commands: Any) -> None:
     archive.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
     archive.set_defaults(handler=_audit_archive)
     exporter = audit_commands.add_parser("export", help="export records for a SIEM")
-    log_source_options(exporter)
+    arguments.log_source_options(exporter)
     exporter.add_argument("--out", type=Path, required=True, help="the file to write")
     exporter.add_argument(
         "--format",
@@ -86,7 +86,7 @@ def register(commands: Any) -> None:
     exporter.add_argument("--dag", help="only this DAG")
     exporter.set_defaults(handler=_audit_export)
     query = audit_commands.add_parser("query", help="list audit records")
-    log_source_options(query)
+    arguments.log_source_options(query)
     query.add_argument("--dag", help="only this DAG")
     query.add_argument("--decision", choices=("allow", "deny"), help="only allowed or denied")
     query.add_argument(
@@ -116,41 +116,28 @@ def register(commands: Any) -> None:
     query.set_defaults(handler=_audit_query)
 
 
-def log_source_options(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--config",
-        type=Path,
-        action="append",
-        help="a gateway's configuration file (repeat it for several replicas)",
-    )
-    source.add_argument(
-        "--log", type=Path, action="append", help="an audit log file (repeat it for several)"
-    )
-
-
-def log_sources(args: argparse.Namespace) -> list[tuple[Path, AuditSettings | None]]:
-    """Each log to read, with its gateway's audit settings when a configuration named it: every
-    chain of each configuration (one per worker, see ``server.workers``)."""
-    if args.log is not None:
-        return [(Path(log), None) for log in args.log]
-    chains = [chain for config in args.config for chain in replica_chains(load_settings(config))]
-    return [(audit.path, audit) for audit in chains]
-
-
 def _audit_path(args: argparse.Namespace) -> Path:
     """The one log a command reads (export reads one log at a time)."""
-    sources = log_sources(args)
+    sources = arguments.log_sources(args)
     if len(sources) != 1:
         raise SystemExit("this command reads one log: give one --config or --log")
     return sources[0][0]
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    failed = False
-    for path, audit in log_sources(args):
-        failed |= not _verify_one(args, path, audit)
-    return 1 if failed else 0
+    """Exit 0 if every log verifies, 1 if one does not, 2 if one cannot be read (said on
+    standard error as the command line says it; the logs after it are verified still)."""
+    failed = unreadable = False
+    for path, audit in arguments.log_sources(args):
+        try:
+            failed |= not _verify_one(args, path, audit)
+        except (NotAnAuditLog, FileNotFoundError) as error:
+            if isinstance(error, FileNotFoundError) and error.filename != str(path):
+                raise  # another file (a key): the command's own problem
+            missing = isinstance(error, FileNotFoundError)
+            print(f"cyphergate: {f'no such file: {path}' if missing else error}", file=sys.stderr)
+            unreadable = True
+    return 2 if unreadable else 1 if failed else 0
 
 
 def _verify_one(args: argparse.Namespace, path: Path, audit: AuditSettings | None) -> bool:
@@ -345,7 +332,7 @@ def _audit_query(args: argparse.Namespace) -> int:
         label=args.label,
         limit=args.limit,
     )
-    sources = log_sources(args)
+    sources = arguments.log_sources(args)
     if len(sources) > 1:
         if args.follow:
             raise SystemExit("--follow reads one log at a time")

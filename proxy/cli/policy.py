@@ -17,7 +17,7 @@ from typing import Any
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import visible
 from proxy.cli import arguments
-from proxy.cli.audit import log_source_options, log_sources
+from proxy.cli.arguments import log_source_options, log_sources
 from proxy.settings import OPASettings, load_settings
 
 _OPA_HELP = "the opa binary (default: opa on PATH, else the devstack's)"

@@ -160,6 +160,26 @@ def test_several_replicas_are_queried_and_verified_together(tmp_path: Path) -> N
     assert str(second) in failed.stdout
 
 
+def test_a_log_that_cannot_be_read_hides_no_other_from_verify(tmp_path: Path) -> None:
+    """From the faults review: verify stopped at the first file that was no log (exit 2) and
+    never checked the chains after it."""
+    good, missing, garbage = (tmp_path / n for n in ("good.sqlite3", "gone.sqlite3", "x.sqlite3"))
+    write(good, events())
+    garbage.write_bytes(b"not a database at all")
+    logs = ["--log", str(missing), "--log", str(garbage), "--log", str(good)]
+    verify = [sys.executable, "-m", "proxy", "audit", "verify", *logs]
+    text = subprocess.run(verify, capture_output=True, text=True, check=False)
+    assert text.returncode == 2, text.stderr
+    assert "OK: 3 records" in text.stdout
+    problems = text.stderr.splitlines()
+    assert len(problems) == 2 and all(p.startswith("cyphergate: ") for p in problems)
+    assert str(missing) in problems[0] and str(garbage) in problems[1]
+    as_json = subprocess.run([*verify, "--format", "json"], capture_output=True, text=True)
+    assert as_json.returncode == 2
+    (report,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert Path(report["log"]).name == "good.sqlite3" and report["ok"]
+
+
 def test_newest_first_pages_and_denials_per_dag(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite3"
     write(path, events())
