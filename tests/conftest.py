@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -137,6 +138,18 @@ def configure_test_gateway(config: dict[str, Any]) -> None:
             "dags": AIRFLOW_WORKER_DAGS,
         },
     ]
+
+
+@pytest.fixture(autouse=True)
+def _data_frame_libraries_back() -> Iterator[None]:
+    """`cyphergate serve` run in-process (its refusals are tested so) hides the data-frame
+    libraries from its process with ``None`` in ``sys.modules``; the tests' process gets them
+    back, or every later test whose libraries import numpy fails (hypothesis seeds numpy's
+    random generator whenever "numpy" is in ``sys.modules``)."""
+    yield
+    for name in ("pyarrow", "pandas", "numpy"):
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
 
 
 @pytest.fixture(scope="session")
