@@ -561,18 +561,6 @@ def report_workers(results: list[Result], counts: list[int], idle: dict[str, flo
                 f" worker (x{int(per_worker)}): {same_load.cpu_ms('gateway'):.3f} ms,"
                 f" ratio {r.cpu_ms('gateway') / same_load.cpu_ms('gateway'):.2f}"
             )
-            # The same effect on a server that is not ours: Neo4j straight, its CPU per
-            # statement at that smaller load over its own at the whole (a yardstick for how
-            # much a process's cost per statement rises when it serves 1/N of the statements).
-            neo4j = base.replace("gateway", "neo4j")
-            whole, part = by_key.get((neo4j, clients)), by_key.get((neo4j, int(per_worker)))
-            if whole is not None and part is not None:
-                print(
-                    f"  {'':<13} {'':<4} (yardstick: {neo4j} straight spends"
-                    f" {part.cpu_ms('neo4j'):.3f} ms of Neo4j's CPU per statement at"
-                    f" x{int(per_worker)} against {whole.cpu_ms('neo4j'):.3f} at x{clients},"
-                    f" ratio {part.cpu_ms('neo4j') / whole.cpu_ms('neo4j'):.2f})"
-                )
     print("  (goal: with more workers, CPU per statement no higher: ratio <= 1.00)")
 
 
