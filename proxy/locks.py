@@ -16,6 +16,14 @@ import os
 from pathlib import Path
 
 
+def owned_files(path: Path) -> list[Path]:
+    """Every file an owned SQLite database at ``path`` is kept in, resolved: itself, SQLite's
+    own beside it, and the lock (:class:`ExclusiveFile`)."""
+    return [
+        Path(f"{path}{suffix}").resolve() for suffix in ("", "-wal", "-shm", "-journal", ".lock")
+    ]
+
+
 class FileTaken(Exception):
     """Another process holds the file; ``holder`` is its pid if it wrote one."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from proxy.audit.reader import AuditReader, RecordFilter
 from proxy.audit.record import flat_record, section
+from proxy.locks import owned_files
 
 PARQUET_COLUMNS = (
     "seq",
@@ -99,8 +100,7 @@ def _refuse_to_replace(out: Path, target: Path, log: Path) -> None:
     """:class:`ExportFailed` if ``target`` (``out`` resolved) is the log being read, one of
     its companion files, or an SQLite database (another log, say): replacing it with the
     export would destroy what it holds."""
-    for suffix in ("", "-wal", "-shm", "-journal", ".lock"):
-        companion = Path(f"{log}{suffix}").resolve()
+    for companion in owned_files(log):
         if target == companion or (
             target.exists() and companion.exists() and os.path.samefile(target, companion)
         ):

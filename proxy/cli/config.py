@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from proxy.audit.checkpoint import NotAKey, ParameterDigester, load_private_key
+from proxy.locks import owned_files
 from proxy.settings import Settings, load_settings
 from proxy.settings_errors import ConfigurationError
 from proxy.tls import check_pair
@@ -94,8 +95,7 @@ def _shared(name: str, path: Path, owners: dict[Path, str]) -> str | None:
     Lines sink appending to the audit log would corrupt it, and two databases in one file take
     one lock, which the second refuses at start with a traceback."""
     database = name in ("audit.path", "neo4j.leases_path")
-    suffixes = ("", "-wal", "-shm", "-journal", ".lock") if database else ("",)
-    files = [Path(f"{path.resolve()}{suffix}") for suffix in suffixes]
+    files = owned_files(path.resolve()) if database else [path.resolve()]
     for file in files:
         if file in owners:
             return f"{owners[file]} writes it too: each file the gateway writes needs its own"
